@@ -1,0 +1,77 @@
+"""deployai: the typed, fast Python client for the DeployAI API.
+
+```python
+from deployai import DeployAI
+
+client = DeployAI()  # reads DEPLOYAI_API_KEY
+completion = client.chat.completions.create(
+    model="openai/gpt-4o", messages=[{"role": "user", "content": "Hello!"}]
+)
+print(completion.choices[0].message.content)
+```
+"""
+
+from . import types
+from ._client import AsyncDeployAI, DeployAI
+from ._exceptions import (
+    APIConnectionError,
+    APIError,
+    APIResponseValidationError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    DeployAIError,
+    InternalServerError,
+    InvalidParameterError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServiceUnavailableError,
+    UnprocessableEntityError,
+)
+from ._logging import setup_logging as _setup_logging
+from ._ratelimit import RateLimit
+from ._response import RawResponse
+from ._streaming import AsyncStream, Stream
+from ._types import NOT_GIVEN, NotGiven
+from ._version import __version__
+
+__all__ = [
+    "NOT_GIVEN",
+    "APIConnectionError",
+    "APIError",
+    "APIResponseValidationError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncDeployAI",
+    "AsyncStream",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConflictError",
+    "DeployAI",
+    "DeployAIError",
+    "InternalServerError",
+    "InvalidParameterError",
+    "NotFoundError",
+    "NotGiven",
+    "PermissionDeniedError",
+    "RateLimit",
+    "RateLimitError",
+    "RawResponse",
+    "ServiceUnavailableError",
+    "Stream",
+    "UnprocessableEntityError",
+    "__version__",
+    "types",
+]
+
+# Tracebacks and reprs show `deployai.RateLimitError`, not the private module it is defined in.
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type) and _obj.__module__.startswith("deployai._"):
+        _obj.__module__ = "deployai"
+del _name, _obj
+
+_setup_logging()

@@ -1,0 +1,266 @@
+"""`DeployAI` and `AsyncDeployAI`: options and resources on top of the shared core; only I/O differs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import cached_property
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+import httpx
+from typing_extensions import Self
+
+from ._config import DEFAULT_TIMEOUT, ClientOptions, changed_options, resolve_options
+from ._constants import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_KEEPALIVE_CONNECTIONS,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_MAX_RETRY_WAIT_SECONDS,
+)
+from ._exceptions import InvalidParameterError
+from ._http import AsyncHTTP, SyncHTTP
+from ._request import PreparedRequest, build_chat_request, build_get_request
+from ._response import finish
+from ._streaming import AsyncStream, Stream
+from ._types import NOT_GIVEN, NotGiven, Timeout
+from .resources.chat import AsyncChat, Chat
+from .resources.models import AsyncModels, Models
+from .types.chat import ChatCompletion
+from .types.models import ModelList
+
+__all__ = ["AsyncDeployAI", "DeployAI"]
+
+_HTTP = TypeVar("_HTTP", SyncHTTP, AsyncHTTP)
+
+_LIMITS = httpx.Limits(
+    max_connections=DEFAULT_MAX_CONNECTIONS, max_keepalive_connections=DEFAULT_MAX_KEEPALIVE_CONNECTIONS
+)
+
+
+class _BaseClient(Generic[_HTTP]):
+    """Everything the two clients share: options, `with_options`, and `repr`."""
+
+    _options: ClientOptions
+    _http: _HTTP
+
+    def _setup(
+        self,
+        *,
+        api_key: str | None,
+        base_url: str | None,
+        timeout: Timeout | NotGiven,
+        max_retries: int,
+        max_retry_wait: float,
+        default_headers: Mapping[str, str] | None,
+        http_client: object,
+        client_type: type[httpx.Client] | type[httpx.AsyncClient],
+    ) -> ClientOptions:
+        if http_client is not None and not isinstance(http_client, client_type):
+            raise InvalidParameterError(
+                "http_client",
+                type(http_client).__name__,
+                f"an {client_type.__module__}.{client_type.__name__}",
+            )
+        self._options = resolve_options(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            max_retry_wait=max_retry_wait,
+            default_headers=default_headers,
+            borrowed_client=http_client is not None,
+            environ=os.environ,
+        )
+        return self._options
+
+    @property
+    def base_url(self) -> str:
+        """The API's base URL, for example `https://api.deployai.dev/v1`."""
+        return self._options.base_url
+
+    @property
+    def max_retries(self) -> int:
+        """How many times a failed request is retried (connection errors, 408, 409, 429, 5xx)."""
+        return self._options.max_retries
+
+    @property
+    def max_retry_wait(self) -> float:
+        """The longest server-requested wait, in seconds, that is slept before a retry."""
+        return self._options.max_retry_wait
+
+    @property
+    def timeout(self) -> httpx.Timeout | None:
+        """The default timeout of each request (None: the borrowed `http_client` decides)."""
+        return self._options.timeout
+
+    def with_options(
+        self,
+        *,
+        timeout: Timeout | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        max_retry_wait: float | NotGiven = NOT_GIVEN,
+        default_headers: Mapping[str, str] | NotGiven = NOT_GIVEN,
+    ) -> Self:
+        """A copy of this client with some options changed, sharing its connection pool.
+
+        Copies are cheap: make one per call if you like. Closing a copy leaves the pool open; closing
+        the client it came from closes the pool for every copy.
+        """
+        copy = object.__new__(type(self))
+        copy._options = changed_options(
+            self._options,
+            timeout=timeout,
+            max_retries=max_retries,
+            max_retry_wait=max_retry_wait,
+            default_headers=default_headers,
+        )
+        copy._http = type(self._http)(self._http.client, owned=False)
+        return copy
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self._options.base_url!r}, max_retries={self._options.max_retries})"
+
+
+class DeployAI(_BaseClient[SyncHTTP]):
+    """The DeployAI client. Make one and reuse it: it holds a connection pool.
+
+    Args:
+        api_key: your key (`sk-...`); defaults to the `DEPLOYAI_API_KEY` environment variable.
+        base_url: defaults to `DEPLOYAI_BASE_URL`, then `https://api.deployai.dev/v1`.
+        timeout: seconds per request, or an `httpx.Timeout`; default 600 s with a 5 s connect timeout.
+        max_retries: retries after connection errors, timeouts, 408, 409, 429 and 5xx (default 2).
+        max_retry_wait: a server-requested wait longer than this many seconds (default 60) is not
+            slept: the error is raised at once with `retry_after` set.
+        default_headers: headers sent with every request.
+        http_client: an `httpx.Client` of your own (proxies, certificates, transports); it is used as
+            given and never closed by this client.
+
+    Raises:
+        DeployAIError: no API key was given or found in the environment.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: Timeout | NotGiven = NOT_GIVEN,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT_SECONDS,
+        default_headers: Mapping[str, str] | None = None,
+        http_client: httpx.Client | None = None,
+    ) -> None:
+        self._setup(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            max_retry_wait=max_retry_wait,
+            default_headers=default_headers,
+            http_client=http_client,
+            client_type=httpx.Client,
+        )
+        owned = http_client is None
+        self._http = SyncHTTP(http_client or httpx.Client(timeout=DEFAULT_TIMEOUT, limits=_LIMITS), owned=owned)
+
+    @cached_property
+    def chat(self) -> Chat:
+        """Chat completions: `client.chat.completions.create(...)`."""
+        return Chat(self)
+
+    @cached_property
+    def models(self) -> Models:
+        """The models you can use: `client.models.list()`."""
+        return Models(self)
+
+    def _send(self, prepared: PreparedRequest, cast_to: type[Any], raw: bool) -> Any:
+        return finish(prepared, self._http.send(prepared, self._options), cast_to, Stream, raw)
+
+    def _chat(self, params: dict[str, Any], raw: bool) -> Any:
+        return self._send(build_chat_request(self._options, params), ChatCompletion, raw)
+
+    def _models(self, params: dict[str, Any], raw: bool) -> Any:
+        return self._send(build_get_request(self._options, self._options.models_url, params), ModelList, raw)
+
+    def close(self) -> None:
+        """Close the connection pool (unless it is a borrowed `http_client`, or this is a `with_options` copy)."""
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class AsyncDeployAI(_BaseClient[AsyncHTTP]):
+    """The asyncio DeployAI client: the same options and methods as `DeployAI`, awaited.
+
+    Args are those of `DeployAI`, with `http_client` an `httpx.AsyncClient`. Close it with
+    `await client.aclose()` or `async with`.
+
+    Raises:
+        DeployAIError: no API key was given or found in the environment.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: Timeout | NotGiven = NOT_GIVEN,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT_SECONDS,
+        default_headers: Mapping[str, str] | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._setup(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            max_retry_wait=max_retry_wait,
+            default_headers=default_headers,
+            http_client=http_client,
+            client_type=httpx.AsyncClient,
+        )
+        owned = http_client is None
+        self._http = AsyncHTTP(http_client or httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, limits=_LIMITS), owned=owned)
+
+    @cached_property
+    def chat(self) -> AsyncChat:
+        """Chat completions: `await client.chat.completions.create(...)`."""
+        return AsyncChat(self)
+
+    @cached_property
+    def models(self) -> AsyncModels:
+        """The models you can use: `await client.models.list()`."""
+        return AsyncModels(self)
+
+    async def _send(self, prepared: PreparedRequest, cast_to: type[Any], raw: bool) -> Any:
+        return finish(prepared, await self._http.send(prepared, self._options), cast_to, AsyncStream, raw)
+
+    async def _chat(self, params: dict[str, Any], raw: bool) -> Any:
+        return await self._send(build_chat_request(self._options, params), ChatCompletion, raw)
+
+    async def _models(self, params: dict[str, Any], raw: bool) -> Any:
+        return await self._send(build_get_request(self._options, self._options.models_url, params), ModelList, raw)
+
+    async def aclose(self) -> None:
+        """Close the connection pool (unless it is a borrowed `http_client`, or this is a `with_options` copy)."""
+        await self._http.close()
+
+    async def close(self) -> None:
+        """The same as `aclose()`."""
+        await self._http.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

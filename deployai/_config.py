@@ -1,0 +1,161 @@
+"""Client options: resolved once from arguments and the environment, then only read."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import httpx
+
+from ._constants import (
+    API_KEY_ENV,
+    BASE_URL_ENV,
+    DEFAULT_BASE_URL,
+    DEFAULT_CONNECT_TIMEOUT_SECONDS,
+    DEFAULT_MAX_RETRY_WAIT_SECONDS,
+    DEFAULT_TIMEOUT_SECONDS,
+)
+from ._exceptions import DeployAIError, InvalidParameterError
+from ._types import NotGiven, Timeout
+from ._version import __version__
+
+DEFAULT_TIMEOUT = httpx.Timeout(DEFAULT_TIMEOUT_SECONDS, connect=DEFAULT_CONNECT_TIMEOUT_SECONDS)
+USER_AGENT = f"deployai-python/{__version__}"
+
+
+def to_httpx_timeout(value: Timeout, param: str = "timeout") -> httpx.Timeout:
+    """Turn a user's timeout into an `httpx.Timeout`, refusing negative or non-numeric values."""
+    if isinstance(value, httpx.Timeout):
+        return value
+    if value is None:
+        return httpx.Timeout(None)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or math.isinf(value):
+        raise InvalidParameterError(param, value, "a positive number of seconds, an httpx.Timeout, or None")
+    return httpx.Timeout(float(value))
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOptions:
+    """Everything a client was configured with. Derived values are computed once, here.
+
+    `timeout` is None when a borrowed `http_client` decides its own timeouts.
+    """
+
+    api_key: str = field(repr=False)
+    base_url: str
+    timeout: httpx.Timeout | None
+    max_retries: int
+    max_retry_wait: float
+    default_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    json_headers: dict[str, str] = field(init=False, repr=False, compare=False)
+    stream_headers: dict[str, str] = field(init=False, repr=False, compare=False)
+    timeout_extension: dict[str, Any] | None = field(init=False, repr=False, compare=False)
+    chat_url: httpx.URL = field(init=False, repr=False, compare=False)
+    models_url: httpx.URL = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        base = {
+            "Authorization": f"Bearer {self.api_key}",
+            "User-Agent": USER_AGENT,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        base.update(self.default_headers)
+        set_ = object.__setattr__
+        set_(self, "json_headers", base)
+        set_(self, "stream_headers", {**base, "Accept": "text/event-stream", "Cache-Control": "no-store"})
+        set_(self, "timeout_extension", None if self.timeout is None else self.timeout.as_dict())
+        set_(self, "chat_url", httpx.URL(self.base_url + "/chat/completions"))
+        set_(self, "models_url", httpx.URL(self.base_url + "/models"))
+
+    def with_changes(self, **changes: Any) -> ClientOptions:
+        """A copy with some options changed (used by `with_options`)."""
+        return replace(self, **changes)
+
+
+def _check_retries(max_retries: int) -> int:
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise InvalidParameterError("max_retries", max_retries, "a whole number >= 0")
+    return max_retries
+
+
+def _check_retry_wait(max_retry_wait: float) -> float:
+    if isinstance(max_retry_wait, bool) or not isinstance(max_retry_wait, (int, float)) or not max_retry_wait >= 0:
+        raise InvalidParameterError("max_retry_wait", max_retry_wait, "a number of seconds >= 0")
+    return float(max_retry_wait)
+
+
+def _check_base_url(base_url: str) -> str:
+    if not isinstance(base_url, str):
+        raise InvalidParameterError("base_url", base_url, "a string such as 'https://api.deployai.dev/v1'")
+    url = httpx.URL(base_url)
+    if url.scheme not in ("http", "https") or not url.host:
+        raise InvalidParameterError("base_url", base_url, "an absolute http:// or https:// URL")
+    return base_url.rstrip("/")
+
+
+def resolve_options(
+    *,
+    api_key: str | None,
+    base_url: str | None,
+    timeout: Timeout | NotGiven,
+    max_retries: int,
+    max_retry_wait: float,
+    default_headers: Mapping[str, str] | None,
+    borrowed_client: bool,
+    environ: Mapping[str, str],
+) -> ClientOptions:
+    """Resolve the options of a new client: an explicit argument wins, then the environment, then the default.
+
+    An empty string counts as unset. Raises `DeployAIError` when no API key can be found, so that
+    no request is ever sent without one.
+    """
+    key = api_key or environ.get(API_KEY_ENV) or ""
+    if not isinstance(key, str) or not key.strip():
+        raise DeployAIError(
+            "No API key: pass api_key=... to the client, or set the DEPLOYAI_API_KEY environment variable."
+        )
+    url = _check_base_url(base_url or environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL)
+    if isinstance(timeout, NotGiven):
+        resolved_timeout = None if borrowed_client else DEFAULT_TIMEOUT
+    else:
+        resolved_timeout = to_httpx_timeout(timeout)
+    headers = dict(default_headers or {})
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise InvalidParameterError("default_headers", {name: "..."}, "a mapping of str to str")
+    return ClientOptions(
+        api_key=key.strip(),
+        base_url=url,
+        timeout=resolved_timeout,
+        max_retries=_check_retries(max_retries),
+        max_retry_wait=_check_retry_wait(max_retry_wait),
+        default_headers=headers,
+    )
+
+
+def changed_options(
+    options: ClientOptions,
+    *,
+    timeout: Timeout | NotGiven,
+    max_retries: int | NotGiven,
+    max_retry_wait: float | NotGiven,
+    default_headers: Mapping[str, str] | NotGiven,
+) -> ClientOptions:
+    """The options of a `with_options` copy: given values replace the client's, others are kept."""
+    changes: dict[str, Any] = {}
+    if not isinstance(timeout, NotGiven):
+        changes["timeout"] = to_httpx_timeout(timeout)
+    if not isinstance(max_retries, NotGiven):
+        changes["max_retries"] = _check_retries(max_retries)
+    if not isinstance(max_retry_wait, NotGiven):
+        changes["max_retry_wait"] = _check_retry_wait(max_retry_wait)
+    if not isinstance(default_headers, NotGiven):
+        changes["default_headers"] = {**options.default_headers, **default_headers}
+    return options.with_changes(**changes) if changes else options
+
+
+__all__ = ["DEFAULT_MAX_RETRY_WAIT_SECONDS", "ClientOptions", "changed_options", "resolve_options"]

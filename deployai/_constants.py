@@ -1,0 +1,32 @@
+"""Every default of the SDK in one place, with units in the names."""
+
+from __future__ import annotations
+
+from typing import Final
+
+DEFAULT_BASE_URL: Final = "https://api.deployai.dev/v1"
+API_KEY_ENV: Final = "DEPLOYAI_API_KEY"
+BASE_URL_ENV: Final = "DEPLOYAI_BASE_URL"
+LOG_ENV: Final = "DEPLOYAI_LOG"
+
+# A short connect timeout finds a dead host fast; the read timeout is generous because a long
+# completion from a slow provider can take minutes before its last byte arrives.
+DEFAULT_CONNECT_TIMEOUT_SECONDS: Final = 5.0
+DEFAULT_TIMEOUT_SECONDS: Final = 600.0
+
+DEFAULT_MAX_RETRIES: Final = 2
+INITIAL_RETRY_DELAY_SECONDS: Final = 0.5
+MAX_RETRY_DELAY_SECONDS: Final = 8.0
+# Jitter takes up to this fraction off each backoff delay so that many clients that failed together
+# do not retry together.
+RETRY_JITTER_FRACTION: Final = 0.25
+# A server-requested wait above this is not slept: the error is raised with `.retry_after`.
+DEFAULT_MAX_RETRY_WAIT_SECONDS: Final = 60.0
+
+DEFAULT_MAX_CONNECTIONS: Final = 1000
+DEFAULT_MAX_KEEPALIVE_CONNECTIONS: Final = 100
+
+# Error messages quote at most this much of a response body; an HTML error page is not a message.
+MAX_BODY_IN_MESSAGE_CHARS: Final = 500
+
+RETRYABLE_STATUS_CODES: Final = frozenset({408, 409, 429, 500, 502, 503, 504})

@@ -1,0 +1,274 @@
+"""Validating parameters and building requests: pure, shared by both clients and by the emulator."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import httpx
+from pydantic import BaseModel
+
+from ._config import ClientOptions, to_httpx_timeout
+from ._exceptions import InvalidParameterError
+from ._types import NotGiven
+
+MODEL_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9._:+-][A-Za-z0-9._:+/-]*")
+MESSAGE_ROLES: Final = ("system", "developer", "user", "assistant", "tool")
+TOOL_CHOICE_MODES: Final = ("none", "auto", "required")
+
+CHAT_PARAMS: Final = frozenset(
+    {
+        "model",
+        "messages",
+        "stream",
+        "temperature",
+        "max_tokens",
+        "top_p",
+        "stop",
+        "n",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "user",
+        "response_format",
+        "tools",
+        "tool_choice",
+        "stream_options",
+        "logprobs",
+        "top_logprobs",
+    }
+)
+CALL_OPTIONS: Final = frozenset({"extra_headers", "extra_query", "extra_body", "timeout"})
+_KNOWN: Final = CHAT_PARAMS | CALL_OPTIONS
+_LIST_PARAMS: Final = ("messages", "tools")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _number_in(name: str, value: object, low: float, high: float) -> None:
+    if value is None:
+        return
+    if not _is_number(value) or not low <= value <= high:  # type: ignore[operator]
+        raise InvalidParameterError(name, value, f"a number from {low:g} to {high:g} (inclusive)")
+
+
+def _int_at_least(name: str, value: object, low: int, high: int | None = None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        allowed = f"a whole number >= {low}" if high is None else f"a whole number from {low} to {high}"
+        raise InvalidParameterError(name, value, allowed)
+
+
+def _of_type(name: str, value: object, kind: type | tuple[type, ...], allowed: str) -> None:
+    if value is not None and not isinstance(value, kind):
+        raise InvalidParameterError(name, value, allowed)
+
+
+def _check_content(name: str, content: object, *, optional: bool) -> None:
+    if isinstance(content, str):
+        return
+    if content is None:
+        if optional:
+            return
+        raise InvalidParameterError(name, content, "a string or a list of content parts")
+    if isinstance(content, list):
+        if not content:
+            raise InvalidParameterError(name, content, "a string or a non-empty list of content parts")
+        for i, part in enumerate(content):
+            if isinstance(part, BaseModel):
+                continue
+            if not isinstance(part, Mapping) or not isinstance(part.get("type"), str):
+                raise InvalidParameterError(
+                    f"{name}[{i}]", part, 'a content part such as {"type": "text", "text": ...}'
+                )
+        return
+    raise InvalidParameterError(name, content, "a string or a list of content parts")
+
+
+def check_message(index: int, message: object) -> None:
+    """Check one message of `messages` (a dict; message models are valid by construction)."""
+    if isinstance(message, BaseModel):
+        return
+    name = f"messages[{index}]"
+    if not isinstance(message, Mapping):
+        raise InvalidParameterError(
+            name, message, 'a dict such as {"role": "user", "content": "Hello!"} or a message model'
+        )
+    role = message.get("role")
+    if role not in MESSAGE_ROLES:
+        raise InvalidParameterError(f"{name}.role", role, "one of " + ", ".join(repr(r) for r in MESSAGE_ROLES))
+    if role == "assistant":
+        tool_calls = message.get("tool_calls")
+        if tool_calls is not None and not isinstance(tool_calls, list):
+            raise InvalidParameterError(f"{name}.tool_calls", tool_calls, "a list of tool calls")
+        _check_content(f"{name}.content", message.get("content"), optional=bool(tool_calls))
+        return
+    if "content" not in message:
+        raise InvalidParameterError(f"{name}.content", None, "given for a message with role " + repr(role))
+    _check_content(f"{name}.content", message["content"], optional=False)
+    if role == "tool" and not isinstance(message.get("tool_call_id"), str):
+        raise InvalidParameterError(
+            f"{name}.tool_call_id", message.get("tool_call_id"), "a string naming the tool call answered"
+        )
+
+
+def check_chat_params(params: Mapping[str, Any]) -> None:
+    """Refuse bad chat parameters with an `InvalidParameterError` naming the parameter and what it allows.
+
+    The same rules run in the client before sending and in the emulator (which answers 400).
+    """
+    model = params.get("model")
+    if not isinstance(model, str) or MODEL_ID_PATTERN.fullmatch(model) is None:
+        raise InvalidParameterError("model", model, "a model id in provider/model form, such as 'openai/gpt-4o'")
+    messages = params.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidParameterError("messages", messages, "a non-empty list of messages")
+    for index, message in enumerate(messages):
+        check_message(index, message)
+    if "stream" in params:
+        _of_type("stream", params["stream"], bool, "True or False")
+    if len(params) == 2 + ("stream" in params):
+        return
+    get = params.get
+    _number_in("temperature", get("temperature"), 0, 2)
+    _number_in("top_p", get("top_p"), 0, 1)
+    _int_at_least("max_tokens", get("max_tokens"), 1)
+    _int_at_least("n", get("n"), 1, 128)
+    _int_at_least("seed", get("seed"), -(2**63), 2**64 - 1)
+    _number_in("presence_penalty", get("presence_penalty"), -2, 2)
+    _number_in("frequency_penalty", get("frequency_penalty"), -2, 2)
+    _int_at_least("top_logprobs", get("top_logprobs"), 0, 20)
+    _of_type("logprobs", get("logprobs"), bool, "True or False")
+    _of_type("user", get("user"), str, "a string identifying your end user")
+    stop = get("stop")
+    if (stop is not None and not isinstance(stop, str)) and (
+        not isinstance(stop, list) or not 1 <= len(stop) <= 4 or not all(isinstance(s, str) for s in stop)
+    ):
+        raise InvalidParameterError("stop", stop, "a string or a list of 1 to 4 strings")
+    _of_type(
+        "response_format",
+        get("response_format"),
+        (Mapping, BaseModel),
+        'a dict such as {"type": "json_object"}',
+    )
+    _of_type("stream_options", get("stream_options"), Mapping, 'a dict such as {"include_usage": True}')
+    tools = get("tools")
+    if tools is not None and (
+        not isinstance(tools, list) or not all(isinstance(t, (Mapping, BaseModel)) for t in tools)
+    ):
+        raise InvalidParameterError("tools", tools, "a list of tool definitions")
+    tool_choice = get("tool_choice")
+    if (
+        tool_choice is not None
+        and tool_choice not in TOOL_CHOICE_MODES
+        and not isinstance(tool_choice, (Mapping, BaseModel))
+    ):
+        raise InvalidParameterError("tool_choice", tool_choice, "'none', 'auto', 'required' or a dict naming a tool")
+
+
+def _json_default(value: object) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude_none=True)
+    if isinstance(value, (tuple, set, frozenset)):
+        return list(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_json_default, allow_nan=False).encode
+
+
+def encode_json(body: object) -> bytes:
+    """Encode a request body; pydantic models inside it are dumped without their None fields."""
+    try:
+        return _encode(body).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise InvalidParameterError("body", type(body).__name__, f"JSON-serializable values ({exc})") from None
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRequest:
+    """A request ready to send, with how it must be read."""
+
+    request: httpx.Request
+    stream: bool
+
+
+def _merge_headers(base: dict[str, str], extra: object) -> dict[str, str]:
+    if extra is None or isinstance(extra, NotGiven):
+        return base
+    if not isinstance(extra, Mapping):
+        raise InvalidParameterError("extra_headers", extra, "a mapping of header names to values")
+    return {**base, **extra}
+
+
+def _extensions(options: ClientOptions, timeout: object) -> dict[str, Any]:
+    if isinstance(timeout, NotGiven):
+        return {} if options.timeout_extension is None else {"timeout": options.timeout_extension}
+    return {"timeout": to_httpx_timeout(timeout).as_dict()}  # type: ignore[arg-type]
+
+
+def _unknown_params(given: Iterable[str], known: frozenset[str]) -> TypeError:
+    unknown = sorted(set(given) - known)
+    hints = [
+        f"{name!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(name, known, 1)) else repr(name)
+        for name in unknown
+    ]
+    return TypeError("create() got unexpected keyword argument(s): " + ", ".join(hints))
+
+
+def build_chat_request(options: ClientOptions, params: dict[str, Any]) -> PreparedRequest:
+    """Validate `chat.completions.create` arguments and build the request, before any byte is sent."""
+    if not params.keys() <= _KNOWN:
+        raise _unknown_params(params, _KNOWN)
+    if not params.keys() >= {"model", "messages"}:
+        missing = sorted({"model", "messages"} - params.keys())
+        raise TypeError("create() missing required keyword argument(s): " + ", ".join(map(repr, missing)))
+    body = {key: value for key, value in params.items() if key in CHAT_PARAMS and not isinstance(value, NotGiven)}
+    for key in _LIST_PARAMS:
+        value = body.get(key)
+        if value is not None and not isinstance(value, (list, str, bytes, Mapping)) and isinstance(value, Iterable):
+            body[key] = list(value)
+    check_chat_params(body)
+    extra_body = params.get("extra_body")
+    if extra_body is not None and not isinstance(extra_body, NotGiven):
+        if not isinstance(extra_body, Mapping):
+            raise InvalidParameterError("extra_body", extra_body, "a mapping of extra JSON fields")
+        body.update(extra_body)
+    stream = body.get("stream") is True
+    headers = _merge_headers(options.stream_headers if stream else options.json_headers, params.get("extra_headers"))
+    url = options.chat_url
+    extra_query = params.get("extra_query")
+    if extra_query is not None and not isinstance(extra_query, NotGiven):
+        url = url.copy_merge_params(extra_query)
+    request = httpx.Request(
+        "POST",
+        url,
+        headers=headers,
+        content=encode_json(body),
+        extensions=_extensions(options, params.get("timeout", NotGiven())),
+    )
+    return PreparedRequest(request, stream)
+
+
+def build_get_request(options: ClientOptions, url: httpx.URL, params: Mapping[str, Any]) -> PreparedRequest:
+    """Build a GET request such as `models.list()`, with the per-call options."""
+    unknown = params.keys() - CALL_OPTIONS - {"extra_body"}
+    if unknown:
+        raise _unknown_params(params, CALL_OPTIONS)
+    extra_query = params.get("extra_query")
+    if extra_query is not None and not isinstance(extra_query, NotGiven):
+        url = url.copy_merge_params(extra_query)
+    request = httpx.Request(
+        "GET",
+        url,
+        headers=_merge_headers(options.json_headers, params.get("extra_headers")),
+        extensions=_extensions(options, params.get("timeout", NotGiven())),
+    )
+    return PreparedRequest(request, stream=False)

@@ -1,0 +1,45 @@
+"""Small shared types: the "not given" sentinel and type aliases used across the package."""
+
+from __future__ import annotations
+
+from typing import Final, Literal, TypeAlias, TypeVar
+
+import httpx
+from typing_extensions import final
+
+_T = TypeVar("_T")
+
+
+@final
+class NotGiven:
+    """The type of `NOT_GIVEN`: a parameter that was not given at all.
+
+    It differs from `None`, which some parameters accept as a value to send. An omitted parameter,
+    or one given as `NOT_GIVEN`, is never sent: the server (or the client option) decides. Pass it
+    when forwarding optional arguments from your own function without a pile of `if`s.
+    """
+
+    _instance: NotGiven | None = None
+
+    def __new__(cls) -> NotGiven:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __bool__(self) -> Literal[False]:
+        return False
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+    def __reduce__(self) -> str:
+        return "NOT_GIVEN"
+
+
+NOT_GIVEN: Final = NotGiven()
+"""The sentinel for a parameter that was not given (see `NotGiven`)."""
+
+NotGivenOr: TypeAlias = _T | NotGiven
+
+Timeout: TypeAlias = float | httpx.Timeout | None
+"""A timeout in seconds for the whole exchange, an `httpx.Timeout` for each phase, or `None` for none."""

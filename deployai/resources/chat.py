@@ -1,0 +1,154 @@
+"""`client.chat.completions`: create chat completions, whole or streamed."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, overload
+
+from typing_extensions import Unpack
+
+from .._response import RawResponse
+from .._streaming import AsyncStream, Stream
+from ..types.chat import ChatCompletion, ChatCompletionChunk
+from ..types.chat_params import (
+    CompletionCreateParams,
+    CompletionCreateParamsNonStreaming,
+    CompletionCreateParamsStreaming,
+)
+
+if TYPE_CHECKING:
+    from .._client import AsyncDeployAI, DeployAI
+
+__all__ = ["AsyncChat", "AsyncCompletions", "Chat", "Completions"]
+
+_CREATE_DOC = """Create a chat completion: the model's answer to `messages`.
+
+Args:
+    model: the model id in `provider/model` form, for example `"openai/gpt-4o"`.
+    messages: the conversation so far: dicts such as `{"role": "user", "content": "Hello!"}` or
+        message models (`deployai.types.UserMessage`, ...). Roles: system, developer, user,
+        assistant, tool.
+    stream: `True` to receive the answer chunk by chunk as a `Stream` (default `False`).
+    temperature: sampling temperature from 0 to 2 (server default 1).
+    max_tokens: the most tokens to generate, at least 1.
+    top_p: nucleus sampling from 0 to 1 (server default 1).
+    stop, n, seed, presence_penalty, frequency_penalty, user, response_format, tools, tool_choice,
+        stream_options, logprobs, top_logprobs: passed on to the provider as the OpenAI API defines them.
+    extra_headers, extra_query, extra_body: more headers, query parameters or JSON fields for this call.
+    timeout: this call's timeout in seconds (or an `httpx.Timeout`), instead of the client's.
+
+A parameter that is not given is not sent. Bad values raise `InvalidParameterError` before any byte
+is sent; API failures raise the `APIStatusError` subclass for their status, after retries.
+"""
+
+
+class Completions:
+    """Chat completions for `DeployAI`."""
+
+    def __init__(self, client: DeployAI) -> None:
+        self._client = client
+
+    @overload
+    def create(self, **params: Unpack[CompletionCreateParamsNonStreaming]) -> ChatCompletion: ...
+    @overload
+    def create(self, **params: Unpack[CompletionCreateParamsStreaming]) -> Stream[ChatCompletionChunk]: ...
+    @overload
+    def create(self, **params: Unpack[CompletionCreateParams]) -> ChatCompletion | Stream[ChatCompletionChunk]: ...
+    def create(self, **params: Any) -> Any:  # noqa: D102 - the docstring is set below, once for all
+        return self._client._chat(params, raw=False)
+
+    create.__doc__ = _CREATE_DOC
+
+    @cached_property
+    def with_raw_response(self) -> CompletionsWithRawResponse:
+        """The same methods, returning a `RawResponse` with status, headers and rate limit."""
+        return CompletionsWithRawResponse(self._client)
+
+
+class CompletionsWithRawResponse:
+    """`client.chat.completions.with_raw_response`: `create` returns a `RawResponse`."""
+
+    def __init__(self, client: DeployAI) -> None:
+        self._client = client
+
+    @overload
+    def create(self, **params: Unpack[CompletionCreateParamsNonStreaming]) -> RawResponse[ChatCompletion]: ...
+    @overload
+    def create(self, **params: Unpack[CompletionCreateParamsStreaming]) -> RawResponse[Stream[ChatCompletionChunk]]: ...
+    @overload
+    def create(
+        self, **params: Unpack[CompletionCreateParams]
+    ) -> RawResponse[ChatCompletion] | RawResponse[Stream[ChatCompletionChunk]]: ...
+    def create(self, **params: Any) -> Any:
+        """Create a chat completion and return the raw response; `.parse()` gives the typed result."""
+        return self._client._chat(params, raw=True)
+
+
+class AsyncCompletions:
+    """Chat completions for `AsyncDeployAI`."""
+
+    def __init__(self, client: AsyncDeployAI) -> None:
+        self._client = client
+
+    @overload
+    async def create(self, **params: Unpack[CompletionCreateParamsNonStreaming]) -> ChatCompletion: ...
+    @overload
+    async def create(self, **params: Unpack[CompletionCreateParamsStreaming]) -> AsyncStream[ChatCompletionChunk]: ...
+    @overload
+    async def create(
+        self, **params: Unpack[CompletionCreateParams]
+    ) -> ChatCompletion | AsyncStream[ChatCompletionChunk]: ...
+    async def create(self, **params: Any) -> Any:  # noqa: D102 - the docstring is set below, once for all
+        return await self._client._chat(params, raw=False)
+
+    create.__doc__ = _CREATE_DOC
+
+    @cached_property
+    def with_raw_response(self) -> AsyncCompletionsWithRawResponse:
+        """The same methods, returning a `RawResponse` with status, headers and rate limit."""
+        return AsyncCompletionsWithRawResponse(self._client)
+
+
+class AsyncCompletionsWithRawResponse:
+    """`client.chat.completions.with_raw_response` for `AsyncDeployAI`."""
+
+    def __init__(self, client: AsyncDeployAI) -> None:
+        self._client = client
+
+    @overload
+    async def create(self, **params: Unpack[CompletionCreateParamsNonStreaming]) -> RawResponse[ChatCompletion]: ...
+    @overload
+    async def create(
+        self, **params: Unpack[CompletionCreateParamsStreaming]
+    ) -> RawResponse[AsyncStream[ChatCompletionChunk]]: ...
+    @overload
+    async def create(
+        self, **params: Unpack[CompletionCreateParams]
+    ) -> RawResponse[ChatCompletion] | RawResponse[AsyncStream[ChatCompletionChunk]]: ...
+    async def create(self, **params: Any) -> Any:
+        """Create a chat completion and return the raw response; `.parse()` gives the typed result."""
+        return await self._client._chat(params, raw=True)
+
+
+class Chat:
+    """`client.chat`: the chat endpoints."""
+
+    def __init__(self, client: DeployAI) -> None:
+        self._client = client
+
+    @cached_property
+    def completions(self) -> Completions:
+        """Create chat completions."""
+        return Completions(self._client)
+
+
+class AsyncChat:
+    """`client.chat` for `AsyncDeployAI`."""
+
+    def __init__(self, client: AsyncDeployAI) -> None:
+        self._client = client
+
+    @cached_property
+    def completions(self) -> AsyncCompletions:
+        """Create chat completions."""
+        return AsyncCompletions(self._client)

@@ -1,0 +1,295 @@
+"""Types of the chat completions endpoint: request messages, responses and stream chunks."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeAlias
+
+from pydantic import BaseModel, ConfigDict
+from typing_extensions import NotRequired, Required, TypedDict
+
+from ._base import APIResult, DeployAIModel
+
+__all__ = [
+    "AssistantMessage",
+    "AssistantMessageParam",
+    "ChatCompletion",
+    "ChatCompletionChunk",
+    "ChatCompletionMessage",
+    "ChatCompletionMessageParam",
+    "Choice",
+    "ChoiceDelta",
+    "ChoiceDeltaFunctionCall",
+    "ChoiceDeltaToolCall",
+    "ChunkChoice",
+    "ContentPartParam",
+    "FinishReason",
+    "FunctionCall",
+    "ImageContentPart",
+    "ImageURL",
+    "MessageToolCall",
+    "SystemMessage",
+    "SystemMessageParam",
+    "TextContentPart",
+    "ToolCallParam",
+    "ToolMessage",
+    "ToolMessageParam",
+    "Usage",
+    "UserMessage",
+    "UserMessageParam",
+]
+
+FinishReason: TypeAlias = Literal["stop", "length", "tool_calls", "content_filter"] | str
+"""Why generation stopped. An open set: values a provider adds later are accepted as plain strings."""
+
+
+# Request messages: TypedDicts for plain dicts (so that editors and mypy check the keys), and
+# pydantic models for those who prefer objects. Both are accepted in `messages`.
+
+
+class TextContentPartParam(TypedDict):
+    """A text part of a message's content, as a dict."""
+
+    type: Literal["text"]
+    text: str
+
+
+class ImageURLParam(TypedDict):
+    """Where an image part's picture is: an https URL or a `data:` URL."""
+
+    url: str
+    detail: NotRequired[Literal["auto", "low", "high"]]
+
+
+class ImageContentPartParam(TypedDict):
+    """An image part of a user message's content, as a dict."""
+
+    type: Literal["image_url"]
+    image_url: ImageURLParam
+
+
+ContentPartParam: TypeAlias = TextContentPartParam | ImageContentPartParam
+
+
+class FunctionCallParam(TypedDict):
+    """The function a tool call invokes, with its arguments as a JSON string."""
+
+    name: str
+    arguments: str
+
+
+class ToolCallParam(TypedDict):
+    """A tool call made by the assistant, as a dict (sent back in the conversation)."""
+
+    id: str
+    type: Literal["function"]
+    function: FunctionCallParam
+
+
+class SystemMessageParam(TypedDict, total=False):
+    """A system (or developer) message, as a dict."""
+
+    role: Required[Literal["system", "developer"]]
+    content: Required[str | list[TextContentPartParam]]
+    name: str
+
+
+class UserMessageParam(TypedDict, total=False):
+    """A user message, as a dict: text, or a list of text and image parts."""
+
+    role: Required[Literal["user"]]
+    content: Required[str | list[ContentPartParam]]
+    name: str
+
+
+class AssistantMessageParam(TypedDict, total=False):
+    """An earlier assistant message, as a dict: text, tool calls, or both."""
+
+    role: Required[Literal["assistant"]]
+    content: str | list[TextContentPartParam] | None
+    tool_calls: list[ToolCallParam]
+    name: str
+
+
+class ToolMessageParam(TypedDict):
+    """The result of a tool call, as a dict."""
+
+    role: Literal["tool"]
+    content: str | list[TextContentPartParam]
+    tool_call_id: str
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class TextContentPart(_Message):
+    """A text part of a message's content."""
+
+    type: Literal["text"] = "text"
+    text: str
+
+
+class ImageURL(_Message):
+    """Where an image part's picture is: an https URL or a `data:` URL."""
+
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImageContentPart(_Message):
+    """An image part of a user message's content."""
+
+    type: Literal["image_url"] = "image_url"
+    image_url: ImageURL
+
+
+class FunctionCall(DeployAIModel):
+    """The function a tool call invokes; `arguments` is a JSON string written by the model."""
+
+    name: str
+    arguments: str
+
+
+class MessageToolCall(DeployAIModel):
+    """A tool call the assistant asked for."""
+
+    id: str
+    type: Literal["function"] | str = "function"
+    function: FunctionCall
+
+
+class SystemMessage(_Message):
+    """A system message: instructions for the assistant."""
+
+    role: Literal["system"] = "system"
+    content: str | list[TextContentPart]
+    name: str | None = None
+
+
+class UserMessage(_Message):
+    """A user message: text, or a list of text and image parts."""
+
+    role: Literal["user"] = "user"
+    content: str | list[TextContentPart | ImageContentPart]
+    name: str | None = None
+
+
+class AssistantMessage(_Message):
+    """An earlier assistant message in the conversation: text, tool calls, or both."""
+
+    role: Literal["assistant"] = "assistant"
+    content: str | list[TextContentPart] | None = None
+    tool_calls: list[MessageToolCall] | None = None
+    name: str | None = None
+
+
+class ToolMessage(_Message):
+    """The result of a tool call, sent back to the model."""
+
+    role: Literal["tool"] = "tool"
+    content: str | list[TextContentPart]
+    tool_call_id: str
+
+
+ChatCompletionMessageParam: TypeAlias = (
+    SystemMessageParam
+    | UserMessageParam
+    | AssistantMessageParam
+    | ToolMessageParam
+    | SystemMessage
+    | UserMessage
+    | AssistantMessage
+    | ToolMessage
+)
+"""One message of `messages`: a dict or one of the message models."""
+
+
+# Responses
+
+
+class Usage(DeployAIModel):
+    """Token counts of a completion."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletionMessage(DeployAIModel):
+    """The message the model generated."""
+
+    role: Literal["assistant"] | str = "assistant"
+    content: str | None = None
+    refusal: str | None = None
+    tool_calls: list[MessageToolCall] | None = None
+
+
+class Choice(DeployAIModel):
+    """One generated alternative (there is one unless you asked for `n`)."""
+
+    index: int
+    message: ChatCompletionMessage
+    finish_reason: FinishReason | None = None
+    logprobs: dict[str, Any] | None = None
+
+
+class ChatCompletion(APIResult):
+    """A chat completion: what `client.chat.completions.create(...)` returns."""
+
+    id: str
+    object: Literal["chat.completion"] | str = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+
+
+class ChoiceDeltaFunctionCall(DeployAIModel):
+    """A piece of a streamed tool call's function: the name arrives first, then the arguments in pieces."""
+
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ChoiceDeltaToolCall(DeployAIModel):
+    """A piece of a streamed tool call; pieces with the same `index` belong to one call."""
+
+    index: int
+    id: str | None = None
+    type: Literal["function"] | str | None = None
+    function: ChoiceDeltaFunctionCall | None = None
+
+
+class ChoiceDelta(DeployAIModel):
+    """What one chunk adds to a choice's message."""
+
+    role: Literal["assistant"] | str | None = None
+    content: str | None = None
+    refusal: str | None = None
+    tool_calls: list[ChoiceDeltaToolCall] | None = None
+
+
+class ChunkChoice(DeployAIModel):
+    """One choice's part of a stream chunk."""
+
+    index: int
+    delta: ChoiceDelta
+    finish_reason: FinishReason | None = None
+    logprobs: dict[str, Any] | None = None
+
+
+class ChatCompletionChunk(DeployAIModel):
+    """One chunk of a streamed chat completion.
+
+    The last chunk of a stream asked for with `stream_options={"include_usage": True}` has empty
+    `choices` and carries `usage`.
+    """
+
+    id: str
+    object: Literal["chat.completion.chunk"] | str = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+    system_fingerprint: str | None = None

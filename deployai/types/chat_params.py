@@ -1,0 +1,56 @@
+"""The keyword arguments of `chat.completions.create`, written once for both clients and both result kinds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from typing_extensions import Required
+
+from .._types import NotGiven
+from .chat import ChatCompletionMessageParam
+from .request_options import RequestOptions
+
+__all__ = ["CompletionCreateParams", "CompletionCreateParamsNonStreaming", "CompletionCreateParamsStreaming"]
+
+
+class _CommonParams(RequestOptions, total=False):
+    """Parameters of a chat completion (see `Completions.create` for what each one does)."""
+
+    model: Required[str]
+    messages: Required[Iterable[ChatCompletionMessageParam]]
+    temperature: float | NotGiven | None
+    max_tokens: int | NotGiven | None
+    top_p: float | NotGiven | None
+    stop: str | list[str] | NotGiven | None
+    n: int | NotGiven | None
+    seed: int | NotGiven | None
+    presence_penalty: float | NotGiven | None
+    frequency_penalty: float | NotGiven | None
+    user: str | NotGiven
+    response_format: Mapping[str, Any] | BaseModel | NotGiven
+    tools: Iterable[Mapping[str, Any] | BaseModel] | NotGiven
+    tool_choice: Literal["none", "auto", "required"] | Mapping[str, Any] | NotGiven
+    stream_options: Mapping[str, Any] | NotGiven | None
+    logprobs: bool | NotGiven | None
+    top_logprobs: int | NotGiven | None
+    extra_body: Mapping[str, Any] | NotGiven | None
+
+
+class CompletionCreateParamsNonStreaming(_CommonParams, total=False):
+    """Arguments of a chat completion returned whole (the default)."""
+
+    stream: Literal[False] | NotGiven
+
+
+class CompletionCreateParamsStreaming(_CommonParams, total=False):
+    """Arguments of a chat completion streamed chunk by chunk."""
+
+    stream: Required[Literal[True]]
+
+
+class CompletionCreateParams(_CommonParams, total=False):
+    """Arguments of a chat completion whose `stream` is only known at run time."""
+
+    stream: bool | NotGiven

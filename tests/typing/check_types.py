@@ -1,0 +1,48 @@
+"""Checked by mypy (not run): the overloads of `create` give the precise result types."""
+
+from __future__ import annotations
+
+from typing_extensions import assert_type
+
+from deployai import AsyncDeployAI, AsyncStream, DeployAI, RawResponse, Stream
+from deployai.types import ChatCompletion, ChatCompletionMessageParam, ChatCompletionChunk, Model, ModelList
+
+
+def sync_client(client: DeployAI, flag: bool) -> None:
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hello!"}]
+    assert_type(
+        client.chat.completions.create(model="openai/gpt-4o", messages=[{"role": "user", "content": "Hi"}]),
+        ChatCompletion,
+    )
+    assert_type(client.chat.completions.create(model="a/b", messages=messages, stream=False), ChatCompletion)
+    assert_type(
+        client.chat.completions.create(model="a/b", messages=[{"role": "user", "content": "Hi"}], stream=True),
+        Stream[ChatCompletionChunk],
+    )
+    assert_type(
+        client.chat.completions.create(model="a/b", messages=[{"role": "user", "content": "Hi"}], stream=flag),
+        ChatCompletion | Stream[ChatCompletionChunk],
+    )
+    assert_type(client.models.list(), ModelList)
+    for model in client.models.list():
+        assert_type(model, Model)
+    assert_type(
+        client.chat.completions.with_raw_response.create(model="a/b", messages=[{"role": "user", "content": "Hi"}]),
+        RawResponse[ChatCompletion],
+    )
+    assert_type(client.models.with_raw_response.list().parse(), ModelList)
+    assert_type(client.with_options(timeout=5), DeployAI)
+
+
+async def async_client(client: AsyncDeployAI) -> None:
+    assert_type(
+        await client.chat.completions.create(model="a/b", messages=[{"role": "user", "content": "Hi"}]),
+        ChatCompletion,
+    )
+    stream = await client.chat.completions.create(
+        model="a/b", messages=[{"role": "user", "content": "Hi"}], stream=True
+    )
+    assert_type(stream, AsyncStream[ChatCompletionChunk])
+    async for chunk in stream:
+        assert_type(chunk, ChatCompletionChunk)
+    assert_type(await client.models.list(), ModelList)
