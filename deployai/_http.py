@@ -34,6 +34,11 @@ class Opened(Generic[_Events]):
     first: ServerSentEvent | None = None
 
 
+# Module-level names so that tests can replace the waiting, and only the waiting, with a recorder.
+_sleep = time.sleep
+_async_sleep = asyncio.sleep
+
+
 def _plan(prepared: PreparedRequest, options: ClientOptions) -> Flow:
     return request_flow(
         prepared.request,
@@ -96,7 +101,7 @@ class SyncHTTP:
                     except httpx.HTTPError as exc:
                         outcome = exc
                 else:
-                    time.sleep(action.seconds)  # type: ignore[union-attr]
+                    _sleep(action.seconds)  # type: ignore[union-attr]
                 action = flow.send(outcome)
         except StopIteration:
             return opened
@@ -155,7 +160,7 @@ class AsyncHTTP:
                     except httpx.HTTPError as exc:
                         outcome = exc
                 else:
-                    await asyncio.sleep(action.seconds)  # type: ignore[union-attr]
+                    await _async_sleep(action.seconds)  # type: ignore[union-attr]
                 action = flow.send(outcome)
         except StopIteration:
             return opened

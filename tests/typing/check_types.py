@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing_extensions import assert_type
 
 from deployai import AsyncDeployAI, AsyncStream, DeployAI, RawResponse, Stream
-from deployai.types import ChatCompletion, ChatCompletionMessageParam, ChatCompletionChunk, Model, ModelList
+from deployai.types import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam, Model, ModelList
 
 
 def sync_client(client: DeployAI, flag: bool) -> None:

@@ -1,0 +1,218 @@
+"""Client construction, options, environment, headers, copies and closing, on both clients."""
+
+from __future__ import annotations
+
+import gc
+import json
+import tracemalloc
+from typing import Any
+
+import httpx
+import pytest
+from pytest_httpx import HTTPXMock
+
+import deployai
+from tests.conftest import API_KEY, CHAT_URL, MODELS_URL, ClientFactory, completion_json, target_of, user
+
+
+def test_no_api_key_fails_at_construction_naming_both_ways(make_client: ClientFactory) -> None:
+    with pytest.raises(deployai.DeployAIError) as info:
+        make_client(api_key=None)
+    assert "api_key" in str(info.value)
+    assert "DEPLOYAI_API_KEY" in str(info.value)
+
+
+def test_empty_api_key_counts_as_unset(make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEPLOYAI_API_KEY", "")
+    with pytest.raises(deployai.DeployAIError):
+        make_client(api_key="")
+
+
+def test_api_key_and_base_url_from_environment(
+    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch, httpx_mock: HTTPXMock
+) -> None:
+    monkeypatch.setenv("DEPLOYAI_API_KEY", "sk-from-env")
+    monkeypatch.setenv("DEPLOYAI_BASE_URL", "http://127.0.0.1:9999/v1/")
+    httpx_mock.add_response(url="http://127.0.0.1:9999/v1/models", json={"object": "list", "data": []})
+    client = make_client(api_key=None)
+    assert client.base_url == "http://127.0.0.1:9999/v1"
+    client.models.list()
+    assert httpx_mock.get_requests()[0].headers["Authorization"] == "Bearer sk-from-env"
+
+
+def test_explicit_arguments_win_over_environment(
+    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch, httpx_mock: HTTPXMock
+) -> None:
+    monkeypatch.setenv("DEPLOYAI_API_KEY", "sk-from-env")
+    monkeypatch.setenv("DEPLOYAI_BASE_URL", "http://127.0.0.1:9999/v1")
+    httpx_mock.add_response(url="http://127.0.0.1:8888/v1/models", json={"object": "list", "data": []})
+    client = make_client(api_key="sk-explicit", base_url="http://127.0.0.1:8888/v1")
+    client.models.list()
+    assert httpx_mock.get_requests()[0].headers["Authorization"] == "Bearer sk-explicit"
+
+
+def test_default_base_url(make_client: ClientFactory) -> None:
+    assert make_client().base_url == "https://api.deployai.dev/v1"
+
+
+def test_empty_base_url_env_counts_as_unset(make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEPLOYAI_BASE_URL", "")
+    assert make_client().base_url == "https://api.deployai.dev/v1"
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("base_url", "ftp://example/v1"),
+        ("base_url", "not a url"),
+        ("max_retries", -1),
+        ("max_retries", 1.5),
+        ("timeout", -3),
+        ("timeout", "10"),
+        ("max_retry_wait", -1),
+    ],
+)
+def test_bad_client_options_are_refused(make_client: ClientFactory, option: str, value: Any) -> None:
+    with pytest.raises(deployai.InvalidParameterError, match=option):
+        make_client(**{option: value})
+
+
+def test_repr_shows_base_url_and_never_the_key(make_client: ClientFactory) -> None:
+    client = make_client()
+    text = repr(client)
+    assert "https://api.deployai.dev/v1" in text
+    assert API_KEY not in text
+    assert API_KEY not in repr(client.with_options(timeout=3))
+
+
+def test_every_request_carries_auth_user_agent_and_default_headers(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    httpx_mock.add_response(url=CHAT_URL, json=completion_json())
+    client = make_client(default_headers={"X-Team": "search"})
+    client.chat.completions.create(model="openai/gpt-4o", messages=user())
+    request = httpx_mock.get_requests()[0]
+    assert request.headers["Authorization"] == f"Bearer {API_KEY}"
+    assert request.headers["User-Agent"] == f"deployai-python/{deployai.__version__}"
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["X-Team"] == "search"
+
+
+def test_per_call_extra_headers_query_and_body(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(json=completion_json())
+    make_client().chat.completions.create(
+        model="openai/gpt-4o",
+        messages=user(),
+        extra_headers={"X-Trace": "t-1"},
+        extra_query={"debug": "1"},
+        extra_body={"provider": {"order": ["openai"]}},
+    )
+    request = httpx_mock.get_requests()[0]
+    assert request.headers["X-Trace"] == "t-1"
+    assert request.url.params["debug"] == "1"
+    assert json.loads(request.content)["provider"] == {"order": ["openai"]}
+
+
+def test_with_options_changes_only_the_copy_and_shares_the_pool(make_client: ClientFactory) -> None:
+    client = make_client(max_retries=2)
+    copy = client.with_options(max_retries=5, timeout=7.0)
+    assert copy.max_retries == 5
+    assert copy.timeout == httpx.Timeout(7.0)
+    assert client.max_retries == 2
+    target = target_of(client)
+    copy_target = target_of(copy)
+    assert copy_target._http.client is target._http.client
+
+
+def test_with_options_copy_sends_its_own_headers(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(json={"object": "list", "data": []})
+    httpx_mock.add_response(json={"object": "list", "data": []})
+    client = make_client(default_headers={"X-A": "1"})
+    client.with_options(default_headers={"X-B": "2"}).models.list()
+    client.models.list()
+    first, second = httpx_mock.get_requests()
+    assert (first.headers["X-A"], first.headers["X-B"]) == ("1", "2")
+    assert "X-B" not in second.headers
+
+
+def test_ten_thousand_copies_do_not_grow_memory(make_client: ClientFactory) -> None:
+    client = make_client()
+    target = target_of(client)
+    for _ in range(1_000):
+        target.with_options(timeout=5)
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for _ in range(10_000):
+        target.with_options(timeout=5, max_retries=1)
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    # Each copy holds ~1 KB; 10,000 retained copies would be ~10 MB. Allow noise far below that.
+    assert after - before < 200_000
+
+
+def test_closing_the_client_closes_its_own_pool(make_client: ClientFactory) -> None:
+    client = make_client()
+    target = target_of(client)
+    client.close()
+    assert target._http.client.is_closed
+
+
+def test_a_borrowed_http_client_is_used_and_never_closed(kind: str, make_client: ClientFactory) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"object": "list", "data": [{"id": "openai/gpt-4o"}]}, request=request)
+
+    client = make_client(transport=httpx.MockTransport(handler))
+    target = target_of(client)
+    borrowed = target._http.client
+    assert client.models.list()[0].id == "openai/gpt-4o"
+    client.close()
+    assert not borrowed.is_closed
+
+
+def test_a_borrowed_client_of_the_wrong_kind_is_refused(kind: str, make_client: ClientFactory) -> None:
+    wrong = httpx.AsyncClient() if kind == "sync" else httpx.Client()
+    with pytest.raises(deployai.InvalidParameterError, match="http_client"):
+        make_client(http_client=wrong)
+    if isinstance(wrong, httpx.Client):
+        wrong.close()
+
+
+def test_use_after_close_raises_a_precise_error_without_sending(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    client = make_client()
+    copy = client.with_options(timeout=3)
+    client.close()
+    for closed in (client, copy):
+        with pytest.raises(deployai.DeployAIError, match="closed"):
+            closed.models.list()
+    assert httpx_mock.get_requests() == []
+
+
+def test_context_manager_closes(kind: str, make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    client = make_client()
+    target = target_of(client)
+    with client as entered:
+        assert entered is not None
+    assert target._http.client.is_closed
+
+
+def test_models_list_is_typed_and_iterable(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(
+        url=MODELS_URL,
+        json={
+            "object": "list",
+            "data": [
+                {"id": "openai/gpt-4o", "object": "model", "owned_by": "openai", "context_window": 128000},
+                {"id": "google/gemini-2.0-flash", "object": "model", "future_field": 1},
+            ],
+        },
+    )
+    models = make_client().models.list()
+    assert [m.id for m in models] == ["openai/gpt-4o", "google/gemini-2.0-flash"]
+    assert models.data[0].context_window == 128000
+    assert len(models) == 2
+    assert models[1].created is None
+    assert models[1].model_extra == {"future_field": 1}

@@ -1,0 +1,71 @@
+"""The package as users install it: public names, version, and the wheel's contents."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import deployai
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_public_names_are_exactly_these() -> None:
+    assert len(set(deployai.__all__)) == len(deployai.__all__)
+    expected = {
+        "NOT_GIVEN", "APIConnectionError", "APIError", "APIResponseValidationError", "APIStatusError",
+        "APITimeoutError", "AsyncDeployAI", "AsyncStream", "AuthenticationError", "BadRequestError",
+        "ConflictError", "DeployAI", "DeployAIError", "InternalServerError", "InvalidParameterError",
+        "NotFoundError", "NotGiven", "PermissionDeniedError", "RateLimit", "RateLimitError", "RawResponse",
+        "ServiceUnavailableError", "Stream", "UnprocessableEntityError", "__version__", "types",
+    }  # fmt: skip
+    assert set(deployai.__all__) == expected
+
+
+@pytest.mark.parametrize("name", [n for n in deployai.__all__ if isinstance(getattr(deployai, n), type)])
+def test_public_classes_show_the_public_module_and_have_docstrings(name: str) -> None:
+    cls = getattr(deployai, name)
+    assert cls.__module__ == "deployai"
+    assert (cls.__doc__ or "").strip()
+
+
+def test_version_is_a_string() -> None:
+    assert deployai.__version__.count(".") == 2
+
+
+def test_not_given_is_falsy_and_a_singleton() -> None:
+    assert not deployai.NOT_GIVEN
+    assert deployai.NotGiven() is deployai.NOT_GIVEN
+    assert repr(deployai.NOT_GIVEN) == "NOT_GIVEN"
+
+
+def test_import_does_not_configure_logging_output() -> None:
+    code = "import logging, deployai; print(len(logging.getLogger('deployai').handlers))"
+    env = {k: v for k, v in os.environ.items() if k != "DEPLOYAI_LOG"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "0"
+
+
+def test_wheel_holds_py_typed_and_no_tests(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=240,
+    )
+    (wheel,) = tmp_path.glob("deployai-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "deployai/py.typed" in names
+    assert "deployai/__init__.py" in names
+    assert not [n for n in names if n.startswith("tests/") or "/tests/" in n]
+    metadata = next(n for n in names if n.endswith("METADATA"))
+    text = zipfile.ZipFile(wheel).read(metadata).decode()
+    for requirement in ("httpx", "httpx-sse", "pydantic", "typing-extensions"):
+        assert f"Requires-Dist: {requirement}" in text

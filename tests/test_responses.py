@@ -1,0 +1,94 @@
+"""Responses are typed, lenient about additions, and carry their rate limit and request id."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from pytest_httpx import HTTPXMock
+
+import deployai
+from deployai.types import ChatCompletion
+from tests.conftest import RATE_HEADERS, ClientFactory, completion_json, user
+
+
+def test_completion_is_typed_with_usage(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(json=completion_json())
+    completion = make_client().chat.completions.create(
+        model="openai/gpt-4o", messages=user(), temperature=0.7, max_tokens=1000
+    )
+    assert isinstance(completion, ChatCompletion)
+    assert completion.choices[0].message.content == "Hello! How can I help you today?"
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage is not None
+    assert completion.usage.total_tokens == 29
+
+
+def test_unknown_fields_are_kept_and_open_enums_accepted(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    body = completion_json(provider="openai", cost={"usd": 0.0001})
+    body["choices"][0]["finish_reason"] = "guardrail_intervened"
+    body["choices"][0]["message"]["role"] = "model"
+    body["choices"][0]["message"]["reasoning"] = "thought about it"
+    httpx_mock.add_response(json=body)
+    completion = make_client().chat.completions.create(model="openai/gpt-4o", messages=user())
+    assert completion.model_extra == {"provider": "openai", "cost": {"usd": 0.0001}}
+    assert completion.choices[0].finish_reason == "guardrail_intervened"
+    assert completion.choices[0].message.role == "model"
+    assert completion.choices[0].message.reasoning == "thought about it"
+    assert completion.model_dump()["provider"] == "openai"
+
+
+def test_missing_optional_fields_are_none(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    body = completion_json()
+    del body["usage"]
+    del body["choices"][0]["finish_reason"]
+    httpx_mock.add_response(json=body)
+    completion = make_client().chat.completions.create(model="openai/gpt-4o", messages=user())
+    assert completion.usage is None
+    assert completion.choices[0].finish_reason is None
+    assert completion.system_fingerprint is None
+
+
+def test_rate_limit_and_request_id_are_read_only_attributes_not_fields(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    httpx_mock.add_response(json=completion_json(), headers={**RATE_HEADERS, "x-request-id": "req_7"})
+    completion = make_client().chat.completions.create(model="openai/gpt-4o", messages=user())
+    assert completion.rate_limit == deployai.RateLimit(
+        limit=60, remaining=59, reset_at=datetime.datetime(2024, 2, 15, 12, 27, 40, tzinfo=datetime.timezone.utc)
+    )
+    assert completion.request_id == "req_7"
+    assert "rate_limit" not in completion.model_dump()
+    assert "x-ratelimit" not in completion.model_dump_json()
+
+
+def test_models_list_carries_rate_limit(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(json={"object": "list", "data": []}, headers={"x-ratelimit-remaining": "3"})
+    assert make_client().models.list().rate_limit.remaining == 3
+
+
+def test_raw_response_gives_http_details_and_parses_once(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(json=completion_json(), headers={**RATE_HEADERS, "x-request-id": "req_9"})
+    raw = make_client().chat.completions.with_raw_response.create(model="openai/gpt-4o", messages=user())
+    assert raw.status_code == 200
+    assert raw.headers["x-request-id"] == "req_9"
+    assert raw.request_id == "req_9"
+    assert raw.rate_limit.remaining == 59
+    assert isinstance(raw.elapsed, datetime.timedelta)
+    completion = raw.parse()
+    assert isinstance(completion, ChatCompletion)
+    assert raw.parse() is completion
+    assert completion.request_id == "req_9"
+
+
+def test_raw_models_list(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(json={"object": "list", "data": [{"id": "meta/llama-3.1-405b"}]})
+    raw = make_client().models.with_raw_response.list()
+    assert raw.status_code == 200
+    assert raw.parse().data[0].id == "meta/llama-3.1-405b"
+
+
+def test_raw_response_of_a_failed_call_still_raises(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(status_code=401, json={"error": {"message": "bad key"}})
+    with pytest.raises(deployai.AuthenticationError, match="bad key"):
+        make_client().models.with_raw_response.list()

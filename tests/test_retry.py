@@ -1,0 +1,190 @@
+"""The retry policy as pure decisions (no clock, no sleeping), and as both clients carry it out."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+
+import httpx
+import pytest
+from pytest_httpx import HTTPXMock
+
+import deployai
+from deployai._retry import backoff_delay, decide_retry, server_requested_wait
+from tests.conftest import ClientFactory, completion_json, user
+
+NOW = 1_700_000_000.0
+
+
+def decide(status: int | None, headers: dict[str, str] | None = None, retry_number: int = 0, **kw: float):  # type: ignore[no-untyped-def]
+    return decide_retry(
+        status_code=status,
+        headers=headers or {},
+        retry_number=retry_number,
+        max_retries=int(kw.get("max_retries", 2)),
+        max_retry_wait=kw.get("max_retry_wait", 60.0),
+        now=NOW,
+        random_fraction=kw.get("random_fraction", 0.0),
+    )
+
+
+@pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504, None])
+def test_retryable_failures_are_retried(status: int | None) -> None:
+    assert decide(status).retry
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 422, 501, 505])
+def test_other_statuses_are_never_retried(status: int) -> None:
+    assert not decide(status).retry
+
+
+def test_retries_stop_at_max_retries() -> None:
+    assert decide(500, retry_number=1).retry
+    assert not decide(500, retry_number=2).retry
+    assert not decide(500, max_retries=0).retry
+
+
+def test_backoff_doubles_from_half_a_second_to_an_eight_second_cap() -> None:
+    assert [backoff_delay(n, 0.0) for n in range(6)] == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
+
+
+def test_jitter_takes_up_to_a_quarter_off() -> None:
+    assert backoff_delay(2, 1.0) == pytest.approx(1.5)
+    assert decide(500, random_fraction=0.5).wait_seconds == pytest.approx(0.5 * 0.875)
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"retry-after-ms": "1500"}, 1.5),
+        ({"retry-after-ms": "250", "retry-after": "9"}, 0.25),
+        ({"retry-after": "3"}, 3.0),
+        ({"retry-after": "2.5"}, 2.5),
+        ({"retry-after": email.utils.formatdate(NOW + 7, usegmt=True)}, 7.0),
+        ({"retry-after": "soon"}, None),
+        ({"retry-after-ms": "x", "retry-after": "4"}, 4.0),
+        ({}, None),
+    ],
+    ids=["ms", "ms-wins", "seconds", "fractional", "http-date", "garbage", "bad-ms-falls-back", "none"],
+)
+def test_server_requested_wait(headers: dict[str, str], expected: float | None) -> None:
+    assert server_requested_wait(503, headers, NOW) == expected
+
+
+def test_exhausted_429_waits_until_the_window_resets() -> None:
+    headers = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(NOW) + 12)}
+    decision = decide(429, headers)
+    assert decision.retry
+    assert decision.wait_seconds == 12.0
+    assert decision.server_wait == 12.0
+
+
+def test_reset_is_used_only_for_an_exhausted_429() -> None:
+    headers = {"x-ratelimit-remaining": "5", "x-ratelimit-reset": str(int(NOW) + 12)}
+    assert decide(429, headers).wait_seconds == 0.5
+    assert decide(503, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(NOW) + 12)}).wait_seconds == 0.5
+
+
+def test_a_wait_longer_than_max_retry_wait_is_not_slept() -> None:
+    decision = decide(429, {"retry-after": "120"})
+    assert not decision.retry
+    assert decision.server_wait == 120.0
+
+
+def test_a_wait_in_the_past_is_zero() -> None:
+    assert decide(503, {"retry-after": email.utils.formatdate(NOW - 30, usegmt=True)}).wait_seconds == 0.0
+
+
+# The same policy, carried out by both clients.
+
+
+def test_retries_5xx_then_succeeds_with_backoff(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float]
+) -> None:
+    httpx_mock.add_response(status_code=500, json={"error": {"message": "boom"}})
+    httpx_mock.add_response(status_code=502, text="bad gateway")
+    httpx_mock.add_response(json=completion_json())
+    completion = make_client().chat.completions.create(model="openai/gpt-4o", messages=user())
+    assert completion.id == "chatcmpl-abc123"
+    assert len(httpx_mock.get_requests()) == 3
+    assert len(sleeps) == 2
+    assert 0.375 <= sleeps[0] <= 0.5
+    assert 0.75 <= sleeps[1] <= 1.0
+
+
+def test_gives_up_after_max_retries_with_the_last_error(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float]
+) -> None:
+    for _ in range(3):
+        httpx_mock.add_response(status_code=503, json={"error": {"message": "provider down"}})
+    with pytest.raises(deployai.ServiceUnavailableError, match="provider down"):
+        make_client(max_retries=2).chat.completions.create(model="openai/gpt-4o", messages=user())
+    assert len(httpx_mock.get_requests()) == 3
+    assert len(sleeps) == 2
+
+
+def test_4xx_is_not_retried(make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float]) -> None:
+    httpx_mock.add_response(status_code=400, json={"error": {"message": "bad"}})
+    with pytest.raises(deployai.BadRequestError):
+        make_client().chat.completions.create(model="openai/gpt-4o", messages=user())
+    assert len(httpx_mock.get_requests()) == 1
+    assert sleeps == []
+
+
+def test_429_honours_retry_after(make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float]) -> None:
+    httpx_mock.add_response(status_code=429, json={"error": {"message": "slow"}}, headers={"retry-after": "2"})
+    httpx_mock.add_response(json=completion_json())
+    make_client().chat.completions.create(model="openai/gpt-4o", messages=user())
+    assert sleeps == [2.0]
+
+
+def test_a_long_server_wait_raises_at_once_with_retry_after(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float]
+) -> None:
+    httpx_mock.add_response(status_code=429, json={"error": {"message": "slow"}}, headers={"retry-after-ms": "90000"})
+    with pytest.raises(deployai.RateLimitError) as info:
+        make_client(max_retry_wait=30).chat.completions.create(model="openai/gpt-4o", messages=user())
+    assert info.value.retry_after == 90.0
+    assert sleeps == []
+    assert len(httpx_mock.get_requests()) == 1
+
+
+def test_connection_errors_and_timeouts_are_retried(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float]
+) -> None:
+    httpx_mock.add_exception(httpx.ConnectError("refused"))
+    httpx_mock.add_exception(httpx.ReadTimeout("slow"))
+    httpx_mock.add_response(json={"object": "list", "data": []})
+    assert len(make_client().models.list()) == 0
+    assert len(sleeps) == 2
+
+
+def test_max_retries_zero_sends_once(make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float]) -> None:
+    httpx_mock.add_exception(httpx.ConnectError("refused"))
+    with pytest.raises(deployai.APIConnectionError):
+        make_client(max_retries=0).models.list()
+    assert len(httpx_mock.get_requests()) == 1
+
+
+def test_with_options_max_retries_applies_to_the_copy(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float]
+) -> None:
+    for _ in range(5):
+        httpx_mock.add_response(status_code=500)
+    httpx_mock.add_response(json={"object": "list", "data": []})
+    make_client(max_retries=0).with_options(max_retries=5).models.list()
+    assert len(sleeps) == 5
+
+
+def test_each_retry_is_logged_at_info(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float], caplog: pytest.LogCaptureFixture
+) -> None:
+    httpx_mock.add_response(status_code=429, headers={"retry-after": "1"})
+    httpx_mock.add_response(json={"object": "list", "data": []})
+    with caplog.at_level(logging.INFO, logger="deployai"):
+        make_client().models.list()
+    (record,) = [r for r in caplog.records if r.name == "deployai"]
+    assert record.levelno == logging.INFO
+    assert "status 429" in record.getMessage()
+    assert "1.00 s" in record.getMessage()
+    assert "retry 1 of 2" in record.getMessage()

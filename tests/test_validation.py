@@ -1,0 +1,189 @@
+"""Bad input is refused with a typed error naming the parameter before any byte is sent."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from pytest_httpx import HTTPXMock
+
+import deployai
+from deployai.types import (
+    AssistantMessage,
+    FunctionCall,
+    MessageToolCall,
+    SystemMessage,
+    TextContentPart,
+    ToolMessage,
+    UserMessage,
+)
+from tests.conftest import ClientFactory, completion_json, user
+
+BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
+    ("temperature", {"temperature": 2.5}, "0 to 2"),
+    ("temperature", {"temperature": -0.1}, "0 to 2"),
+    ("temperature", {"temperature": float("nan")}, "0 to 2"),
+    ("temperature", {"temperature": "0.7"}, "0 to 2"),
+    ("temperature", {"temperature": True}, "0 to 2"),
+    ("top_p", {"top_p": 1.5}, "0 to 1"),
+    ("max_tokens", {"max_tokens": 0}, ">= 1"),
+    ("max_tokens", {"max_tokens": 10.5}, ">= 1"),
+    ("n", {"n": 0}, "1 to 128"),
+    ("presence_penalty", {"presence_penalty": 3}, "-2 to 2"),
+    ("frequency_penalty", {"frequency_penalty": -2.5}, "-2 to 2"),
+    ("top_logprobs", {"top_logprobs": 21}, "0 to 20"),
+    ("stop", {"stop": ["a", "b", "c", "d", "e"]}, "1 to 4"),
+    ("stop", {"stop": 5}, "string"),
+    ("stream", {"stream": "yes"}, "True or False"),
+    ("user", {"user": 42}, "string"),
+    ("tool_choice", {"tool_choice": "sometimes"}, "'auto'"),
+    ("tools", {"tools": "search"}, "list"),
+    ("model", {"model": "gpt-4o"}, "provider/model"),
+    ("model", {"model": ""}, "provider/model"),
+    ("model", {"model": "openai/"}, "provider/model"),
+    ("model", {"model": 4}, "provider/model"),
+    ("messages", {"messages": []}, "non-empty list"),
+    ("messages", {"messages": "Hello!"}, "non-empty list"),
+    ("messages[0].role", {"messages": [{"role": "robot", "content": "hi"}]}, "'user'"),
+    ("messages[0].role", {"messages": [{"content": "hi"}]}, "'user'"),
+    ("messages[1].content", {"messages": [*user(), {"role": "user", "content": 5}]}, "string"),
+    ("messages[0].content", {"messages": [{"role": "user"}]}, "given"),
+    ("messages[0].tool_call_id", {"messages": [{"role": "tool", "content": "42"}]}, "tool call"),
+    ("messages[0]", {"messages": ["Hello!"]}, "dict"),
+    ("messages[0].content[0]", {"messages": [{"role": "user", "content": [{"text": "no type"}]}]}, "content part"),
+]
+
+
+@pytest.mark.parametrize(("param", "change", "allowed"), BAD_CALLS, ids=[f"{c[0]}={c[1]}" for c in BAD_CALLS])
+def test_bad_parameter_is_refused_before_sending(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, param: str, change: dict[str, Any], allowed: str
+) -> None:
+    arguments: dict[str, Any] = {"model": "openai/gpt-4o", "messages": user(), **change}
+    with pytest.raises(deployai.InvalidParameterError) as info:
+        make_client().chat.completions.create(**arguments)
+    error = info.value
+    assert isinstance(error, ValueError)
+    assert isinstance(error, deployai.DeployAIError)
+    assert error.param == param
+    assert param in str(error)
+    assert allowed in str(error)
+    assert httpx_mock.get_requests() == []
+
+
+def test_the_message_names_the_value_given(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    with pytest.raises(deployai.InvalidParameterError) as info:
+        make_client().chat.completions.create(model="openai/gpt-4o", messages=user(), temperature=3.5)
+    assert str(info.value) == "temperature must be a number from 0 to 2 (inclusive); got 3.5"
+
+
+def test_unknown_keyword_is_a_type_error_with_a_suggestion(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    with pytest.raises(TypeError, match="'temprature' \\(did you mean 'temperature'\\?\\)"):
+        make_client().chat.completions.create(model="openai/gpt-4o", messages=user(), temprature=1)
+
+
+def test_missing_required_keyword_is_a_type_error(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    with pytest.raises(TypeError, match="'model'"):
+        make_client().chat.completions.create(messages=user())
+
+
+@pytest.mark.parametrize(
+    "edge",
+    [{"temperature": 0}, {"temperature": 2}, {"top_p": 0}, {"top_p": 1}, {"max_tokens": 1}, {"stop": "\n"}],
+    ids=str,
+)
+def test_range_edges_are_accepted(make_client: ClientFactory, httpx_mock: HTTPXMock, edge: dict[str, Any]) -> None:
+    httpx_mock.add_response(json=completion_json())
+    make_client().chat.completions.create(model="openai/gpt-4o", messages=user(), **edge)
+    assert json.loads(httpx_mock.get_requests()[0].content).items() >= edge.items()
+
+
+def test_omitted_parameters_are_not_sent_and_none_is_sent_as_null(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    httpx_mock.add_response(json=completion_json())
+    httpx_mock.add_response(json=completion_json())
+    client = make_client()
+    client.chat.completions.create(model="openai/gpt-4o", messages=user(), temperature=deployai.NOT_GIVEN)
+    client.chat.completions.create(model="openai/gpt-4o", messages=user(), temperature=None)
+    first, second = (json.loads(r.content) for r in httpx_mock.get_requests())
+    assert first == {"model": "openai/gpt-4o", "messages": user()}
+    assert second == {"model": "openai/gpt-4o", "messages": user(), "temperature": None}
+
+
+def test_every_documented_parameter_is_passed_on(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(json=completion_json())
+    tools = [{"type": "function", "function": {"name": "search", "parameters": {"type": "object"}}}]
+    arguments: dict[str, Any] = {
+        "temperature": 0.7,
+        "max_tokens": 1000,
+        "top_p": 0.9,
+        "stop": ["END"],
+        "n": 1,
+        "seed": 7,
+        "presence_penalty": 0.5,
+        "frequency_penalty": -0.5,
+        "user": "u-1",
+        "response_format": {"type": "json_object"},
+        "tools": tools,
+        "tool_choice": "auto",
+        "logprobs": True,
+        "top_logprobs": 3,
+    }
+    make_client().chat.completions.create(model="openai/gpt-4o", messages=user(), **arguments)
+    sent = json.loads(httpx_mock.get_requests()[0].content)
+    assert sent == {"model": "openai/gpt-4o", "messages": user(), **arguments}
+
+
+def test_message_models_and_content_parts_are_sent_as_json(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(json=completion_json())
+    call = MessageToolCall(id="call_1", function=FunctionCall(name="add", arguments='{"a": 1}'))
+    messages: list[Any] = [
+        SystemMessage(content="Be brief."),
+        UserMessage(content=[TextContentPart(text="What is 1+1?")]),
+        AssistantMessage(tool_calls=[call]),
+        ToolMessage(content="2", tool_call_id="call_1"),
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}]},
+    ]
+    make_client().chat.completions.create(model="openai/gpt-4o", messages=messages)
+    sent = json.loads(httpx_mock.get_requests()[0].content)["messages"]
+    assert sent == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "What is 1+1?"}]},
+        {
+            "role": "assistant",
+            "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "add", "arguments": '{"a": 1}'}}],
+        },
+        {"role": "tool", "content": "2", "tool_call_id": "call_1"},
+        messages[4],
+    ]
+
+
+def test_assistant_message_with_tool_calls_needs_no_content(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(json=completion_json())
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    messages: list[Any] = [
+        *user(),
+        {"role": "assistant", "tool_calls": [call]},
+        {"role": "tool", "content": "ok", "tool_call_id": "c1"},
+    ]
+    make_client().chat.completions.create(model="openai/gpt-4o", messages=messages)
+    assert len(httpx_mock.get_requests()) == 1
+
+
+def test_messages_may_be_any_iterable(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(json=completion_json())
+    make_client().chat.completions.create(model="openai/gpt-4o", messages=(m for m in user()))
+    assert json.loads(httpx_mock.get_requests()[0].content)["messages"] == user()
+
+
+def test_unserializable_extra_body_is_refused(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    with pytest.raises(deployai.InvalidParameterError, match="JSON"):
+        make_client().chat.completions.create(model="openai/gpt-4o", messages=user(), extra_body={"x": object()})
+    assert httpx_mock.get_requests() == []
+
+
+def test_bad_per_call_timeout_is_refused(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    with pytest.raises(deployai.InvalidParameterError, match="timeout"):
+        make_client().chat.completions.create(model="openai/gpt-4o", messages=user(), timeout=-1)
+    assert httpx_mock.get_requests() == []
