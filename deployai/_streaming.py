@@ -30,6 +30,8 @@ from .types.chat import (
     ChatCompletionChunk,
     ChatCompletionMessage,
     Choice,
+    ChoiceDeltaToolCall,
+    FunctionCall,
     MessageToolCall,
     Usage,
 )
@@ -39,17 +41,67 @@ __all__ = ["AsyncStream", "Stream"]
 _T = TypeVar("_T", bound=ChatCompletionChunk)
 
 
-class _StreamCore(Generic[_T]):
-    """Everything about a stream that is not I/O, shared by `Stream` and `AsyncStream`."""
+class _ChoiceState:
+    """What the chunks so far say about one choice."""
 
-    __slots__ = ("_validate", "chunks", "done", "first_chunk_at", "response", "started_at")
+    __slots__ = ("calls", "finish_reason", "refusal", "role", "text")
+
+    def __init__(self) -> None:
+        self.role = "assistant"
+        self.text: list[str] = []
+        self.refusal: list[str] | None = None
+        self.finish_reason: str | None = None
+        self.calls: dict[int, dict[str, Any]] | None = None
+
+    def add_tool_calls(self, pieces: list[ChoiceDeltaToolCall]) -> None:
+        calls = self.calls if self.calls is not None else {}
+        self.calls = calls
+        for piece in pieces:
+            call = calls.setdefault(piece.index, {"id": "", "type": "function", "name": "", "args": []})
+            if piece.id:
+                call["id"] = piece.id
+            if piece.type:
+                call["type"] = piece.type
+            function = piece.function
+            if function is not None:
+                if function.name:
+                    call["name"] += function.name
+                if function.arguments:
+                    call["args"].append(function.arguments)
+
+    def message(self) -> ChatCompletionMessage:
+        tool_calls = [
+            MessageToolCall(
+                id=c["id"], type=c["type"], function=FunctionCall(name=c["name"], arguments="".join(c["args"]))
+            )
+            for _, c in sorted((self.calls or {}).items())
+        ]
+        return ChatCompletionMessage(
+            role=self.role,
+            content="".join(self.text) if self.text or not tool_calls else None,
+            refusal="".join(self.refusal) if self.refusal is not None else None,
+            tool_calls=tool_calls or None,
+        )
+
+
+class _StreamCore(Generic[_T]):
+    """Everything about a stream that is not I/O, shared by `Stream` and `AsyncStream`.
+
+    Chunks are folded into per-choice state as they arrive (rather than kept) so that
+    `get_final_completion()` costs little per chunk and memory grows with the text, not the chunks.
+    """
+
+    __slots__ = ("_validate", "choices", "count", "done", "first", "first_chunk_at", "response", "started_at", "usage")
 
     def __init__(self, response: httpx.Response, cast_to: type[_T], started_at: float) -> None:
         self.response = response
         self._validate = cast_to.__pydantic_validator__.validate_json
         self.started_at = started_at
         self.first_chunk_at: float | None = None
-        self.chunks: list[_T] = []
+        self.first: _T | None = None
+        self.count = 0
+        self.choices: dict[int, _ChoiceState] = {}
+        self.usage: Usage | None = None
         self.done = False
 
     def decode(self, sse: ServerSentEvent) -> _T | None:
@@ -72,25 +124,66 @@ class _StreamCore(Generic[_T]):
         extra = chunk.__pydantic_extra__
         if extra and "error" in extra:
             raise make_stream_error(self.response, {"error": extra["error"]})
-        if self.first_chunk_at is None:
+        if self.first is None:
+            self.first = chunk
             self.first_chunk_at = time.perf_counter()
-        self.chunks.append(chunk)
+        self.count += 1
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        for choice in chunk.choices:
+            state = self.choices.get(choice.index)
+            if state is None:
+                state = self.choices[choice.index] = _ChoiceState()
+            delta = choice.delta
+            if delta.content:
+                state.text.append(delta.content)
+            if delta.role:
+                state.role = delta.role
+            if delta.tool_calls:
+                state.add_tool_calls(delta.tool_calls)
+            if delta.refusal:
+                if state.refusal is None:
+                    state.refusal = []
+                state.refusal.append(delta.refusal)
+            if choice.finish_reason is not None:
+                state.finish_reason = choice.finish_reason
         return chunk
 
     def check_finished(self) -> None:
         """Raise if the body ended before `[DONE]`: a silently short answer is never returned."""
         if not self.done:
             raise APIConnectionError(
-                f"The stream ended after {len(self.chunks)} chunk(s) without 'data: [DONE]': the answer is incomplete.",
+                f"The stream ended after {self.count} chunk(s) without 'data: [DONE]': the answer is incomplete.",
                 request=self.response.request,
             )
 
     def connection_error(self, exc: httpx.HTTPError) -> APIConnectionError:
         """The typed error for a transport failure mid-stream, saying how much had arrived."""
         error = transport_error(exc, self.response.request)
-        error.message = f"{error.message} The stream broke after {len(self.chunks)} chunk(s): the answer is incomplete."
+        error.message = f"{error.message} The stream broke after {self.count} chunk(s): the answer is incomplete."
         error.args = (error.message,)
         return error
+
+    def final_completion(self) -> ChatCompletion:
+        """The `ChatCompletion` the whole stream stands for (content joined, tool calls merged by index)."""
+        self.check_finished()
+        first = self.first
+        if first is None:
+            raise make_validation_error(_event_response(self.response, ""), "chat completion stream (no chunks)")
+        completion = ChatCompletion(
+            id=first.id,
+            object="chat.completion",
+            created=first.created,
+            model=first.model,
+            choices=[
+                Choice(index=i, message=state.message(), finish_reason=state.finish_reason)
+                for i, state in sorted(self.choices.items())
+            ],
+            usage=self.usage,
+            system_fingerprint=first.system_fingerprint,
+        )
+        completion.__pydantic_private__["_headers"] = self.response.headers  # type: ignore[index]
+        return completion
 
 
 def _loads_or_text(data: str) -> Any:
@@ -103,78 +196,6 @@ def _loads_or_text(data: str) -> Any:
 def _event_response(response: httpx.Response, data: str) -> httpx.Response:
     # The validation error quotes the bad event, not the whole (still streaming) body.
     return httpx.Response(response.status_code, headers=response.headers, text=data, request=response.request)
-
-
-def accumulate(chunks: list[ChatCompletionChunk], response: httpx.Response) -> ChatCompletion:
-    """Merge a stream's chunks into the `ChatCompletion` they stand for.
-
-    Content and refusals are concatenated per choice, the last role and finish reason win, tool
-    call pieces are merged by their `index`, and usage comes from the chunk that carries it.
-    """
-    if not chunks:
-        raise make_validation_error(
-            httpx.Response(response.status_code, headers=response.headers, text="", request=response.request),
-            "chat completion stream (it held no chunks)",
-        )
-    first = chunks[0]
-    roles: dict[int, str] = {}
-    texts: dict[int, list[str]] = {}
-    refusals: dict[int, list[str]] = {}
-    finish: dict[int, str | None] = {}
-    calls: dict[int, dict[int, dict[str, Any]]] = {}
-    usage: Usage | None = None
-    for chunk in chunks:
-        if chunk.usage is not None:
-            usage = chunk.usage
-        for choice in chunk.choices:
-            i = choice.index
-            delta = choice.delta
-            texts.setdefault(i, [])
-            if delta.role:
-                roles[i] = delta.role
-            if delta.content:
-                texts[i].append(delta.content)
-            if delta.refusal:
-                refusals.setdefault(i, []).append(delta.refusal)
-            if choice.finish_reason is not None:
-                finish[i] = choice.finish_reason
-            for piece in delta.tool_calls or ():
-                call = calls.setdefault(i, {}).setdefault(
-                    piece.index, {"id": "", "type": "function", "name": "", "args": []}
-                )
-                if piece.id:
-                    call["id"] = piece.id
-                if piece.type:
-                    call["type"] = piece.type
-                if piece.function is not None:
-                    if piece.function.name:
-                        call["name"] += piece.function.name
-                    if piece.function.arguments:
-                        call["args"].append(piece.function.arguments)
-    choices = []
-    for i in sorted(texts):
-        tool_calls = [
-            MessageToolCall(id=c["id"], type=c["type"], function={"name": c["name"], "arguments": "".join(c["args"])})
-            for _, c in sorted(calls.get(i, {}).items())
-        ]
-        message = ChatCompletionMessage(
-            role=roles.get(i, "assistant"),
-            content="".join(texts[i]) if texts[i] or not tool_calls else None,
-            refusal="".join(refusals[i]) if i in refusals else None,
-            tool_calls=tool_calls or None,
-        )
-        choices.append(Choice(index=i, message=message, finish_reason=finish.get(i)))
-    completion = ChatCompletion(
-        id=first.id,
-        object="chat.completion",
-        created=first.created,
-        model=first.model,
-        choices=choices,
-        usage=usage,
-        system_fingerprint=first.system_fingerprint,
-    )
-    completion.__pydantic_private__["_headers"] = response.headers  # type: ignore[index]
-    return completion
 
 
 class _StreamBase(Generic[_T]):
@@ -206,13 +227,9 @@ class _StreamBase(Generic[_T]):
         return None if core.first_chunk_at is None else core.first_chunk_at - core.started_at
 
     @property
-    def chunks(self) -> list[_T]:
-        """The chunks received so far, in order."""
-        return self._core.chunks
-
-    def _final(self) -> ChatCompletion:
-        self._core.check_finished()
-        return accumulate(self._core.chunks, self._core.response)  # type: ignore[arg-type]
+    def chunk_count(self) -> int:
+        """How many chunks have been decoded so far."""
+        return self._core.count
 
     def _warn_unclosed(self) -> bool:
         if self._closed:
@@ -312,7 +329,7 @@ class Stream(_StreamBase[_T]):
         """Read the rest of the stream (if any) and return the whole `ChatCompletion` it stands for."""
         for _ in self:
             pass
-        return self._final()
+        return self._core.final_completion()
 
     def __del__(self) -> None:
         if self._warn_unclosed():
@@ -406,7 +423,7 @@ class AsyncStream(_StreamBase[_T]):
         """Read the rest of the stream (if any) and return the whole `ChatCompletion` it stands for."""
         async for _ in self:
             pass
-        return self._final()
+        return self._core.final_completion()
 
     def __del__(self) -> None:
         if not self._warn_unclosed():
