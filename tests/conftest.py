@@ -200,6 +200,6 @@ def target_of(client: Any) -> Any:
     return client.unwrapped if isinstance(client, Blocking) else client
 
 
-def user(content: str = "Hello!") -> list[dict[str, Any]]:
+def user(content: str = "Hello!") -> list[Any]:
     """A one-message conversation."""
     return [{"role": "user", "content": content}]

@@ -1,0 +1,298 @@
+"""stream=True on both clients: typed chunks, SSE edge cases, errors mid-stream, retries, cleanup."""
+
+from __future__ import annotations
+
+import gc
+import json
+import warnings
+from typing import Any
+
+import httpx
+import pytest
+from pytest_httpx import HTTPXMock
+
+import deployai
+from deployai.types import ChatCompletion, ChatCompletionChunk
+from tests.conftest import ClientFactory, user
+from tests.sse import DONE, Pieces, chunk, event, hello_stream, sse_response
+
+MODEL = "openai/gpt-4o"
+SSE_ONLY = {"content-type": "text/event-stream"}
+
+
+def stream_of(client: Any, **kwargs: Any) -> Any:
+    return client.chat.completions.create(model=MODEL, messages=user(), stream=True, **kwargs)
+
+
+def add_stream(httpx_mock: HTTPXMock, pieces: list[bytes], fail_with: Exception | None = None, **headers: str) -> None:
+    httpx_mock.add_callback(lambda request: sse_response(pieces, fail_with, **headers))
+
+
+def texts(chunks: list[ChatCompletionChunk]) -> str:
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+def test_chunks_are_typed_and_complete(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    add_stream(httpx_mock, hello_stream())
+    with stream_of(make_client()) as stream:
+        assert stream.request_id == "req_stream"
+        assert stream.rate_limit.remaining == 41
+        assert stream.response.status_code == 200
+        chunks = list(stream)
+    assert all(isinstance(c, ChatCompletionChunk) for c in chunks)
+    assert texts(chunks) == "Hello world"
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    request = httpx_mock.get_requests()[0]
+    assert json.loads(request.content)["stream"] is True
+    assert request.headers["Accept"] == "text/event-stream"
+
+
+def test_sse_fields_comments_multiline_data_and_empty_events(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    payload = json.dumps(chunk("multi"))
+    half = payload.index(', "model"') + 1  # multi-line data joins with "\n": split where JSON allows whitespace
+    pieces = [
+        b": keep-alive comment\n\n",
+        b"id: 7\nretry: 1000\nevent: message\n" + event(chunk("a")),
+        b"data:\n\n",  # an event with empty data dispatches nothing
+        b"data: " + payload[:half].encode() + b"\ndata: " + payload[half:].encode() + b"\n\n",
+        b"event: ping\n\n",
+        b"data: " + json.dumps(chunk("b")).encode() + b"\r\n\r\n",
+        b"data: " + json.dumps(chunk("c")).encode() + b"\r\r",
+        DONE,
+    ]
+    add_stream(httpx_mock, pieces)
+    with stream_of(make_client()) as stream:
+        assert texts(list(stream)) == "amultibc"
+
+
+def test_final_usage_chunk_with_empty_choices_is_delivered(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    usage = {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+    final = {**chunk(), "choices": [], "usage": usage}
+    add_stream(httpx_mock, [*hello_stream()[:-1], event(final), DONE])
+    with stream_of(make_client(), stream_options={"include_usage": True}) as stream:
+        chunks = list(stream)
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.total_tokens == 8
+    assert json.loads(httpx_mock.get_requests()[0].content)["stream_options"] == {"include_usage": True}
+
+
+@pytest.mark.parametrize(
+    ("error_event", "cls"),
+    [
+        (event({"error": {"message": "slow down", "type": "rate_limit_error"}}), deployai.RateLimitError),
+        (event({"error": {"message": "gone", "code": 503}}), deployai.ServiceUnavailableError),
+        (event({"message": "bad", "type": "invalid_request_error"}, name="error"), deployai.BadRequestError),
+        (event({"error": {"message": "?"}}, name="error"), deployai.InternalServerError),
+    ],
+    ids=["data-error-type", "data-error-code", "error-event", "unknown-kind"],
+)
+def test_error_mid_stream_raises_its_typed_error_after_earlier_chunks(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, error_event: bytes, cls: type[deployai.APIStatusError]
+) -> None:
+    add_stream(httpx_mock, [event(chunk("partial")), error_event, DONE])
+    received: list[str] = []
+    with stream_of(make_client()) as stream, pytest.raises(cls) as info:
+        for piece in stream:
+            received.append(piece.choices[0].delta.content)
+    assert received == ["partial"]
+    assert type(info.value) is cls
+    assert info.value.request_id == "req_stream"
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [httpx.RemoteProtocolError("peer closed connection"), httpx.ReadError("reset")],
+    ids=["protocol", "read"],
+)
+def test_dropped_connection_raises_after_delivering_received_chunks(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, failure: Exception
+) -> None:
+    add_stream(httpx_mock, hello_stream()[:3], fail_with=failure)
+    received: list[str] = []
+    with stream_of(make_client()) as stream, pytest.raises(deployai.APIConnectionError) as info:
+        for piece in stream:
+            received.append(piece.choices[0].delta.content)
+    assert received == ["", "Hel", "lo"]
+    assert type(info.value) is deployai.APIConnectionError
+    assert info.value.__cause__ is failure
+    assert "incomplete" in str(info.value)
+
+
+def test_read_timeout_mid_stream_is_a_timeout_error(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    add_stream(httpx_mock, hello_stream()[:2], fail_with=httpx.ReadTimeout("no bytes for 600 s"))
+    with stream_of(make_client()) as stream, pytest.raises(deployai.APITimeoutError):
+        list(stream)
+
+
+def test_body_ending_without_done_is_never_a_silent_short_answer(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    add_stream(httpx_mock, hello_stream()[:3])
+    received: list[ChatCompletionChunk] = []
+    with stream_of(make_client()) as stream, pytest.raises(deployai.APIConnectionError, match=r"after 3 chunk\(s\)"):
+        received.extend(stream)
+    assert texts(received) == "Hello"
+
+
+def test_malformed_chunk_is_a_validation_error(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    add_stream(httpx_mock, [event(chunk("ok")), b'data: {"id": "x", "choi\n\n', DONE])
+    with stream_of(make_client()) as stream, pytest.raises(deployai.APIResponseValidationError, match="choi"):
+        list(stream)
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 429, 500])
+def test_error_status_on_a_stream_is_the_same_typed_error(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, status: int
+) -> None:
+    body = {"error": {"message": f"failed with {status}", "type": "x"}}
+    httpx_mock.add_response(status_code=status, json=body, headers={"x-ratelimit-remaining": "0", "retry-after": "999"})
+    with pytest.raises(deployai.APIStatusError) as info:
+        stream_of(make_client(max_retries=0))
+    assert info.value.status_code == status
+    assert info.value.message == f"failed with {status}"
+    assert info.value.body == body
+    assert info.value.rate_limit.remaining == 0
+
+
+def test_a_200_that_is_not_an_event_stream_is_a_validation_error(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    httpx_mock.add_response(json={"id": "x"}, headers={"content-type": "application/json"})
+    with pytest.raises(deployai.APIResponseValidationError, match="event stream"):
+        stream_of(make_client())
+
+
+def test_retried_before_the_first_event_never_after(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float]
+) -> None:
+    httpx_mock.add_response(status_code=503, json={"error": {"message": "busy"}})
+    add_stream(httpx_mock, [], fail_with=httpx.RemoteProtocolError("dropped before any event"))
+    add_stream(httpx_mock, [event(chunk("once"))], fail_with=httpx.RemoteProtocolError("dropped mid-answer"))
+    received: list[str] = []
+    with stream_of(make_client(max_retries=5)) as stream, pytest.raises(deployai.APIConnectionError):
+        for piece in stream:
+            received.append(piece.choices[0].delta.content)
+    assert received == ["once"]
+    assert len(httpx_mock.get_requests()) == 3
+    assert len(sleeps) == 2
+
+
+def test_final_completion_after_iterating(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    usage = {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+    add_stream(httpx_mock, [*hello_stream()[:-1], event({**chunk(), "choices": [], "usage": usage}), DONE])
+    with stream_of(make_client()) as stream:
+        for _ in stream:
+            pass
+        completion = stream.get_final_completion()
+    assert isinstance(completion, ChatCompletion)
+    assert completion.id == "chatcmpl-s1"
+    assert completion.choices[0].message.content == "Hello world"
+    assert completion.choices[0].message.role == "assistant"
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage is not None
+    assert completion.usage.total_tokens == 8
+    assert completion.request_id == "req_stream"
+
+
+def test_final_completion_instead_of_iterating_merges_tool_calls_by_index(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    def call(index: int, **fields: Any) -> dict[str, Any]:
+        return {"index": index, **fields}
+
+    pieces = [
+        event(chunk(None, role="assistant", tool_calls=[call(0, id="c0", type="function", function={"name": "get_"})])),
+        event(chunk(None, tool_calls=[call(0, function={"name": "weather", "arguments": '{"city"'})])),
+        event(chunk(None, tool_calls=[call(1, id="c1", type="function", function={"name": "now", "arguments": ""})])),
+        event(chunk(None, tool_calls=[call(0, function={"arguments": ': "Paris"}'})])),
+        event(chunk(None, tool_calls=[call(1, function={"arguments": "{}"})])),
+        event(chunk(finish="tool_calls")),
+        DONE,
+    ]
+    add_stream(httpx_mock, pieces)
+    with stream_of(make_client()) as stream:
+        message = stream.get_final_completion().choices[0]
+    assert message.finish_reason == "tool_calls"
+    assert message.message.content is None
+    calls = message.message.tool_calls
+    assert calls is not None
+    assert [(c.id, c.function.name, c.function.arguments) for c in calls] == [
+        ("c0", "get_weather", '{"city": "Paris"}'),
+        ("c1", "now", "{}"),
+    ]
+
+
+def test_several_choices_are_kept_apart(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    pieces = [event(chunk("A", index=0)), event(chunk("B", index=1)), event(chunk("a", index=0)), DONE]
+    add_stream(httpx_mock, pieces)
+    with stream_of(make_client(), n=2) as stream:
+        choices = stream.get_final_completion().choices
+    assert [(c.index, c.message.content) for c in choices] == [(0, "Aa"), (1, "B")]
+
+
+def test_final_completion_of_a_broken_stream_raises(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    add_stream(httpx_mock, hello_stream()[:2])
+    with stream_of(make_client()) as stream, pytest.raises(deployai.APIConnectionError):
+        stream.get_final_completion()
+
+
+def test_text_stream_yields_only_text(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    add_stream(httpx_mock, hello_stream())
+    with stream_of(make_client()) as stream:
+        assert list(stream.text_stream) == ["Hel", "lo", " world"]
+
+
+def test_raw_response_for_streams(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    add_stream(httpx_mock, hello_stream())
+    raw = make_client().chat.completions.with_raw_response.create(model=MODEL, messages=user(), stream=True)
+    assert raw.status_code == 200
+    assert raw.request_id == "req_stream"
+    assert raw.rate_limit.remaining == 41
+    assert raw.elapsed.total_seconds() >= 0
+    with raw.parse() as stream:
+        assert texts(list(stream)) == "Hello world"
+        assert stream.time_to_first_chunk is not None
+        assert 0 <= stream.time_to_first_chunk < 5
+
+
+@pytest.mark.parametrize("how", ["exhausted", "break-in-with", "close", "exception"])
+def test_the_response_is_closed_on_every_path(make_client: ClientFactory, httpx_mock: HTTPXMock, how: str) -> None:
+    body = Pieces(hello_stream())
+    httpx_mock.add_callback(
+        lambda request: httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=body)
+    )
+    stream = stream_of(make_client())
+    if how == "exhausted":
+        list(stream)
+    elif how == "break-in-with":
+        with stream:
+            for _ in stream:
+                break
+    elif how == "close":
+        next(iter(stream))
+        stream.close()
+    else:
+        with pytest.raises(ZeroDivisionError), stream:
+            for _ in stream:
+                1 / 0  # noqa: B018
+    assert stream.response.is_closed
+    assert body.closed
+    assert list(stream) == []
+
+
+def test_an_abandoned_sync_stream_warns_and_releases_its_connection(httpx_mock: HTTPXMock) -> None:
+    body = Pieces(hello_stream())
+    httpx_mock.add_callback(
+        lambda request: httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=body)
+    )
+    client = deployai.DeployAI(api_key="sk-test-abandon")
+    stream = client.chat.completions.create(model=MODEL, messages=user(), stream=True)
+    next(iter(stream))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del stream
+        gc.collect()
+    assert any(issubclass(w.category, ResourceWarning) for w in caught)
+    assert body.closed
+    client.close()
