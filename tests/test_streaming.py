@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import warnings
@@ -12,6 +13,7 @@ import pytest
 from pytest_httpx import HTTPXMock
 
 import deployai
+from deployai import _streaming
 from deployai.types import ChatCompletion, ChatCompletionChunk
 from tests.conftest import ClientFactory, user
 from tests.sse import DONE, Pieces, chunk, event, hello_stream, sse_response
@@ -296,3 +298,24 @@ def test_an_abandoned_sync_stream_warns_and_releases_its_connection(httpx_mock: 
     assert any(issubclass(w.category, ResourceWarning) for w in caught)
     assert body.closed
     client.close()
+
+
+def test_an_abandoned_async_stream_warns_and_its_loop_releases_the_connection(httpx_mock: HTTPXMock) -> None:
+    body = Pieces(hello_stream())
+    httpx_mock.add_callback(lambda request: httpx.Response(200, headers=SSE_ONLY, stream=body))
+
+    async def abandon() -> None:
+        client = deployai.AsyncDeployAI(api_key="sk-test-abandon")
+        stream = await client.chat.completions.create(model=MODEL, messages=user(), stream=True)
+        await stream.__anext__()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            del stream
+            gc.collect()
+        assert any(issubclass(w.category, ResourceWarning) for w in caught)
+        await asyncio.sleep(0)  # the finalizer handed the close to this loop: let it start the task
+        await asyncio.gather(*_streaming._pending_closes)
+        assert body.closed
+        await client.aclose()
+
+    asyncio.run(abandon())
