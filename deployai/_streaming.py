@@ -232,7 +232,7 @@ class _StreamBase(Generic[_T]):
         return self._core.count
 
     def _warn_unclosed(self) -> bool:
-        if self._closed:
+        if getattr(self, "_closed", True):  # closed, or never fully constructed
             return False
         warnings.warn(
             f"{type(self).__name__} was never closed: iterate it to the end, or use it as a context manager.",
