@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from functools import cached_property
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import httpx
 from typing_extensions import Self
@@ -32,35 +32,37 @@ from .types.models import ModelList
 __all__ = ["AsyncDeployAI", "DeployAI"]
 
 _HTTP = TypeVar("_HTTP", SyncHTTP, AsyncHTTP)
+_Httpx = TypeVar("_Httpx", httpx.Client, httpx.AsyncClient)
 
 _LIMITS = httpx.Limits(
     max_connections=DEFAULT_MAX_CONNECTIONS, max_keepalive_connections=DEFAULT_MAX_KEEPALIVE_CONNECTIONS
 )
 
 
-class _BaseClient(Generic[_HTTP]):
-    """Everything the two clients share: options, `with_options`, and `repr`."""
+class _BaseClient(Generic[_HTTP, _Httpx]):
+    """Everything the two clients share: construction, options, `with_options`, and `repr`."""
 
     _options: ClientOptions
     _http: _HTTP
 
-    def _setup(
+    _http_type: ClassVar[type[Any]]
+    _httpx_type: ClassVar[type[Any]]
+
+    def __init__(
         self,
         *,
-        api_key: str | None,
-        base_url: str | None,
-        timeout: Timeout | NotGiven,
-        max_retries: int,
-        max_retry_wait: float,
-        default_headers: Mapping[str, str] | None,
-        http_client: object,
-        client_type: type[httpx.Client] | type[httpx.AsyncClient],
-    ) -> ClientOptions:
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: Timeout | NotGiven = NOT_GIVEN,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT_SECONDS,
+        default_headers: Mapping[str, str] | None = None,
+        http_client: _Httpx | None = None,
+    ) -> None:
+        client_type = self._httpx_type
         if http_client is not None and not isinstance(http_client, client_type):
             raise InvalidParameterError(
-                "http_client",
-                type(http_client).__name__,
-                f"an {client_type.__module__}.{client_type.__name__}",
+                "http_client", type(http_client).__name__, f"an {client_type.__module__}.{client_type.__name__}"
             )
         self._options = resolve_options(
             api_key=api_key,
@@ -72,7 +74,9 @@ class _BaseClient(Generic[_HTTP]):
             borrowed_client=http_client is not None,
             environ=os.environ,
         )
-        return self._options
+        owned = http_client is None
+        pool = client_type(timeout=DEFAULT_TIMEOUT, limits=_LIMITS) if http_client is None else http_client
+        self._http = self._http_type(pool, owned=owned)
 
     @property
     def base_url(self) -> str:
@@ -122,7 +126,7 @@ class _BaseClient(Generic[_HTTP]):
         return f"{type(self).__name__}(base_url={self._options.base_url!r}, max_retries={self._options.max_retries})"
 
 
-class DeployAI(_BaseClient[SyncHTTP]):
+class DeployAI(_BaseClient[SyncHTTP, httpx.Client]):
     """The DeployAI client. Make one and reuse it: it holds a connection pool.
 
     Args:
@@ -140,29 +144,8 @@ class DeployAI(_BaseClient[SyncHTTP]):
         DeployAIError: no API key was given or found in the environment.
     """
 
-    def __init__(
-        self,
-        *,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        timeout: Timeout | NotGiven = NOT_GIVEN,
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT_SECONDS,
-        default_headers: Mapping[str, str] | None = None,
-        http_client: httpx.Client | None = None,
-    ) -> None:
-        self._setup(
-            api_key=api_key,
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            max_retry_wait=max_retry_wait,
-            default_headers=default_headers,
-            http_client=http_client,
-            client_type=httpx.Client,
-        )
-        owned = http_client is None
-        self._http = SyncHTTP(http_client or httpx.Client(timeout=DEFAULT_TIMEOUT, limits=_LIMITS), owned=owned)
+    _http_type = SyncHTTP
+    _httpx_type = httpx.Client
 
     @cached_property
     def chat(self) -> Chat:
@@ -196,7 +179,7 @@ class DeployAI(_BaseClient[SyncHTTP]):
         self.close()
 
 
-class AsyncDeployAI(_BaseClient[AsyncHTTP]):
+class AsyncDeployAI(_BaseClient[AsyncHTTP, httpx.AsyncClient]):
     """The asyncio DeployAI client: the same options and methods as `DeployAI`, awaited.
 
     Args are those of `DeployAI`, with `http_client` an `httpx.AsyncClient`. Close it with
@@ -206,29 +189,8 @@ class AsyncDeployAI(_BaseClient[AsyncHTTP]):
         DeployAIError: no API key was given or found in the environment.
     """
 
-    def __init__(
-        self,
-        *,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        timeout: Timeout | NotGiven = NOT_GIVEN,
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT_SECONDS,
-        default_headers: Mapping[str, str] | None = None,
-        http_client: httpx.AsyncClient | None = None,
-    ) -> None:
-        self._setup(
-            api_key=api_key,
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            max_retry_wait=max_retry_wait,
-            default_headers=default_headers,
-            http_client=http_client,
-            client_type=httpx.AsyncClient,
-        )
-        owned = http_client is None
-        self._http = AsyncHTTP(http_client or httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, limits=_LIMITS), owned=owned)
+    _http_type = AsyncHTTP
+    _httpx_type = httpx.AsyncClient
 
     @cached_property
     def chat(self) -> AsyncChat:

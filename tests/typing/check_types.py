@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 from typing_extensions import assert_type
 
 from deployai import AsyncDeployAI, AsyncStream, DeployAI, RawResponse, Stream
@@ -46,3 +47,13 @@ async def async_client(client: AsyncDeployAI) -> None:
     async for chunk in stream:
         assert_type(chunk, ChatCompletionChunk)
     assert_type(await client.models.list(), ModelList)
+
+
+def mistakes_are_type_errors() -> None:
+    """Each line is an error mypy must report (an unused ignore would fail the strict run)."""
+    DeployAI(http_client=httpx.AsyncClient())  # type: ignore[arg-type]
+    AsyncDeployAI(http_client=httpx.Client())  # type: ignore[arg-type]
+    client = DeployAI()
+    client.chat.completions.create(model="a/b", messages=[{"role": "user", "content": "Hi"}], temprature=1)  # type: ignore[call-overload]
+    client.chat.completions.create(model="a/b", messages=[{"role": "robot", "content": "Hi"}])  # type: ignore[list-item]
+    client.chat.completions.create(messages=[{"role": "user", "content": "Hi"}])  # type: ignore[call-overload]
