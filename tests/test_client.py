@@ -216,3 +216,29 @@ def test_models_list_is_typed_and_iterable(make_client: ClientFactory, httpx_moc
     assert len(models) == 2
     assert models[1].created is None
     assert models[1].model_extra == {"future_field": 1}
+
+
+def test_timeouts_default_per_client_and_per_call(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    for _ in range(3):
+        httpx_mock.add_response(json={"object": "list", "data": []})
+    client = make_client()
+    client.models.list()
+    client.with_options(timeout=12.5).models.list()
+    client.models.list(timeout=httpx.Timeout(3.0, connect=1.0))
+    default, per_client, per_call = (r.extensions["timeout"] for r in httpx_mock.get_requests())
+    assert default == {"connect": 5.0, "read": 600.0, "write": 600.0, "pool": 600.0}
+    assert per_client == {"connect": 12.5, "read": 12.5, "write": 12.5, "pool": 12.5}
+    assert per_call == {"connect": 1.0, "read": 3.0, "write": 3.0, "pool": 3.0}
+
+
+def test_a_borrowed_client_keeps_its_own_timeout_unless_one_is_given(kind: str, make_client: ClientFactory) -> None:
+    seen: list[dict[str, float]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.extensions["timeout"])
+        return httpx.Response(200, json={"object": "list", "data": []})
+
+    make_client(transport=httpx.MockTransport(handler)).models.list()
+    make_client(transport=httpx.MockTransport(handler), timeout=2.0).models.list()
+    assert seen[0]["read"] == 5.0  # httpx's own default
+    assert seen[1]["read"] == 2.0
