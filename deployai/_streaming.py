@@ -231,15 +231,16 @@ class _StreamBase(Generic[_T]):
         """How many chunks have been decoded so far."""
         return self._core.count
 
-    def _warn_unclosed(self) -> bool:
-        if getattr(self, "_closed", True):  # closed, or never fully constructed
-            return False
+    def _unclosed(self) -> bool:
+        return not getattr(self, "_closed", True)  # not closed, and fully constructed
+
+    def _warn_unclosed(self) -> None:
+        # Called after the connection was released, so that an "error" warnings filter cannot leak it.
         warnings.warn(
             f"{type(self).__name__} was never closed: iterate it to the end, or use it as a context manager.",
             ResourceWarning,
-            stacklevel=3,
+            stacklevel=2,
         )
-        return True
 
 
 class Stream(_StreamBase[_T]):
@@ -332,8 +333,10 @@ class Stream(_StreamBase[_T]):
         return self._core.final_completion()
 
     def __del__(self) -> None:
-        if self._warn_unclosed():
+        if self._unclosed():
+            self._closed = True
             self._core.response.close()
+            self._warn_unclosed()
 
 
 class AsyncStream(_StreamBase[_T]):
@@ -426,14 +429,15 @@ class AsyncStream(_StreamBase[_T]):
         return self._core.final_completion()
 
     def __del__(self) -> None:
-        if not self._warn_unclosed():
+        if not self._unclosed():
             return
+        self._closed = True
         # An async response cannot be closed from a finalizer: hand the close to its event loop.
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            response = self._core.response
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_schedule_close, loop, response)
+                loop.call_soon_threadsafe(_schedule_close, loop, self._core.response)
+        self._warn_unclosed()
 
 
 _pending_closes: set[asyncio.Task[None]] = set()
