@@ -164,7 +164,9 @@ class DeployAI(_BaseClient[SyncHTTP, httpx.Client]):
         return self._send(build_chat_request(self._options, params), ChatCompletion, raw)
 
     def _models(self, params: dict[str, Any], raw: bool) -> Any:
-        return self._send(build_get_request(self._options, self._options.models_url, params), ModelList, raw)
+        return self._send(
+            build_get_request(self._options, self._options.models_url, params, method="list"), ModelList, raw
+        )
 
     def close(self) -> None:
         """Close the connection pool (unless it is a borrowed `http_client`, or this is a `with_options` copy)."""
@@ -209,7 +211,9 @@ class AsyncDeployAI(_BaseClient[AsyncHTTP, httpx.AsyncClient]):
         return await self._send(build_chat_request(self._options, params), ChatCompletion, raw)
 
     async def _models(self, params: dict[str, Any], raw: bool) -> Any:
-        return await self._send(build_get_request(self._options, self._options.models_url, params), ModelList, raw)
+        return await self._send(
+            build_get_request(self._options, self._options.models_url, params, method="list"), ModelList, raw
+        )
 
     async def aclose(self) -> None:
         """Close the connection pool (unless it is a borrowed `http_client`, or this is a `with_options` copy)."""

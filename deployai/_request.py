@@ -45,6 +45,7 @@ CHAT_PARAMS: Final = frozenset(
 CALL_OPTIONS: Final = frozenset({"extra_headers", "extra_query", "extra_body", "timeout"})
 _KNOWN: Final = CHAT_PARAMS | CALL_OPTIONS
 _LIST_PARAMS: Final = ("messages", "tools")
+_GET_OPTIONS: Final = CALL_OPTIONS - {"extra_body"}
 
 
 def _is_number(value: object) -> bool:
@@ -214,19 +215,27 @@ def _extensions(options: ClientOptions, timeout: object) -> dict[str, Any]:
     return {"timeout": to_httpx_timeout(timeout).as_dict()}  # type: ignore[arg-type]
 
 
-def _unknown_params(given: Iterable[str], known: frozenset[str]) -> TypeError:
+def _unknown_params(method: str, given: Iterable[str], known: frozenset[str]) -> TypeError:
     unknown = sorted(set(given) - known)
     hints = [
         f"{name!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(name, known, 1)) else repr(name)
         for name in unknown
     ]
-    return TypeError("create() got unexpected keyword argument(s): " + ", ".join(hints))
+    return TypeError(f"{method}() got unexpected keyword argument(s): " + ", ".join(hints))
+
+
+def _with_query(url: httpx.URL, extra_query: object) -> httpx.URL:
+    if extra_query is None or isinstance(extra_query, NotGiven):
+        return url
+    if not isinstance(extra_query, Mapping):
+        raise InvalidParameterError("extra_query", extra_query, "a mapping of query parameter names to values")
+    return url.copy_merge_params(extra_query)
 
 
 def build_chat_request(options: ClientOptions, params: dict[str, Any]) -> PreparedRequest:
     """Validate `chat.completions.create` arguments and build the request, before any byte is sent."""
     if not params.keys() <= _KNOWN:
-        raise _unknown_params(params, _KNOWN)
+        raise _unknown_params("create", params, _KNOWN)
     if not params.keys() >= {"model", "messages"}:
         missing = sorted({"model", "messages"} - params.keys())
         raise TypeError("create() missing required keyword argument(s): " + ", ".join(map(repr, missing)))
@@ -243,13 +252,9 @@ def build_chat_request(options: ClientOptions, params: dict[str, Any]) -> Prepar
         body.update(extra_body)
     stream = body.get("stream") is True
     headers = _merge_headers(options.stream_headers if stream else options.json_headers, params.get("extra_headers"))
-    url = options.chat_url
-    extra_query = params.get("extra_query")
-    if extra_query is not None and not isinstance(extra_query, NotGiven):
-        url = url.copy_merge_params(extra_query)
     request = httpx.Request(
         "POST",
-        url,
+        _with_query(options.chat_url, params.get("extra_query")),
         headers=headers,
         content=encode_json(body),
         extensions=_extensions(options, params.get("timeout", NotGiven())),
@@ -257,17 +262,15 @@ def build_chat_request(options: ClientOptions, params: dict[str, Any]) -> Prepar
     return PreparedRequest(request, stream)
 
 
-def build_get_request(options: ClientOptions, url: httpx.URL, params: Mapping[str, Any]) -> PreparedRequest:
+def build_get_request(
+    options: ClientOptions, url: httpx.URL, params: Mapping[str, Any], *, method: str
+) -> PreparedRequest:
     """Build a GET request such as `models.list()`, with the per-call options."""
-    unknown = params.keys() - CALL_OPTIONS - {"extra_body"}
-    if unknown:
-        raise _unknown_params(params, CALL_OPTIONS)
-    extra_query = params.get("extra_query")
-    if extra_query is not None and not isinstance(extra_query, NotGiven):
-        url = url.copy_merge_params(extra_query)
+    if not params.keys() <= _GET_OPTIONS:
+        raise _unknown_params(method, params, _GET_OPTIONS)
     request = httpx.Request(
         "GET",
-        url,
+        _with_query(url, params.get("extra_query")),
         headers=_merge_headers(options.json_headers, params.get("extra_headers")),
         extensions=_extensions(options, params.get("timeout", NotGiven())),
     )

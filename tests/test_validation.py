@@ -187,3 +187,13 @@ def test_bad_per_call_timeout_is_refused(make_client: ClientFactory, httpx_mock:
     with pytest.raises(deployai.InvalidParameterError, match="timeout"):
         make_client().chat.completions.create(model="openai/gpt-4o", messages=user(), timeout=-1)
     assert httpx_mock.get_requests() == []
+
+
+def test_models_list_refuses_unknown_options(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    with pytest.raises(TypeError, match=r"list\(\) got unexpected keyword argument\(s\): 'extra_body'"):
+        make_client().models.list(extra_body={"x": 1})
+
+
+def test_extra_query_must_be_a_mapping(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    with pytest.raises(deployai.InvalidParameterError, match="extra_query"):
+        make_client().models.list(extra_query="debug=1")
