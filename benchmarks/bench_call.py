@@ -28,7 +28,7 @@ def main(n: int = 5_000) -> float:
     def baseline(count: int) -> None:
         for _ in range(count):
             data = json.loads(bare.post(URL, headers=headers, json=body).content)
-            data["choices"][0]["message"]["content"]
+            assert data["choices"][0]["message"]["content"]
 
     sdk = DeployAI(api_key=KEY, http_client=httpx.Client(transport=CannedTransport(COMPLETION, HEADERS)))
     create = sdk.chat.completions.create
@@ -36,7 +36,7 @@ def main(n: int = 5_000) -> float:
     def typed(count: int) -> None:
         for _ in range(count):
             completion = create(model="openai/gpt-4o", messages=MESSAGES, temperature=0.7, max_tokens=1000)
-            completion.choices[0].message.content
+            assert completion.choices[0].message.content
 
     base_rate = best_rate(baseline, n)
     sdk_rate = best_rate(typed, n)

@@ -69,7 +69,7 @@ def main(chunks: int = 2_000, streams: int = 10) -> float:
                 for sse in EventSource(response).iter_sse():
                     if sse.data == "[DONE]":
                         break
-                    json.loads(sse.data)["choices"][0]["delta"]["content"]
+                    assert json.loads(sse.data)["choices"][0]["delta"]["content"]
 
     sdk = DeployAI(api_key=KEY, http_client=httpx.Client(transport=SSETransport(pieces)))
 
@@ -77,7 +77,7 @@ def main(chunks: int = 2_000, streams: int = 10) -> float:
         for _ in range(count // chunks):
             with sdk.chat.completions.create(model="openai/gpt-4o", messages=MESSAGES, stream=True) as stream:
                 for chunk in stream:
-                    chunk.choices[0].delta.content
+                    assert chunk.choices[0].delta.content
 
     base_rate = best_rate(baseline, chunks * streams)
     sdk_rate = best_rate(typed, chunks * streams)

@@ -1,0 +1,67 @@
+"""`python -m deployai.testing serve`: run the DeployAI emulator on loopback until Ctrl+C.
+
+The first line on stdout is the API base URL, for example `http://127.0.0.1:8787/v1`; point a client
+at it with any `sk-` key (`DEPLOYAI_BASE_URL=... DEPLOYAI_API_KEY=sk-test`). uvicorn logs to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
+
+from ._emulator import Emulator
+from ._server import base_url_for, bind_socket, import_uvicorn, uvicorn_config
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m deployai.testing", description="The local DeployAI emulator.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the emulator over HTTP on loopback until interrupted")
+    serve.add_argument("--host", default="127.0.0.1", help="a loopback address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8787, help="the port, 0 for any free one (default 8787)")
+    serve.add_argument("--rate-limit", type=int, default=60, help="requests per key per window (default 60)")
+    serve.add_argument("--window-seconds", type=float, default=60.0, help="rate-limit window (default 60)")
+    serve.add_argument("--token-latency", type=float, default=0.0, help="seconds between stream chunks (default 0)")
+    serve.add_argument(
+        "--allow-non-loopback", action="store_true", help="serve on a non-loopback host (it accepts any sk- key)"
+    )
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    return parser
+
+
+def _log_config(uvicorn: ModuleType) -> dict[str, Any]:
+    # uvicorn's own logging setup, with its access log moved to stderr: stdout carries only the URL.
+    config: dict[str, Any] = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    return config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        uvicorn = import_uvicorn()
+        emulator = Emulator(
+            rate_limit=args.rate_limit, window_seconds=args.window_seconds, token_latency=args.token_latency
+        )
+        sock = bind_socket(args.host, args.port, allow_non_loopback=args.allow_non_loopback)
+    except (ModuleNotFoundError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    with sock:
+        # The socket already listens, so the URL works from the moment it is printed.
+        print(base_url_for(sock), flush=True)
+        server = uvicorn.Server(uvicorn_config(emulator, log_level=args.log_level, log_config=_log_config(uvicorn)))
+        # uvicorn stops on Ctrl+C, then raises it again for us: it is the normal way out.
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run(sockets=[sock])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""A plain ASGI adapter over `Emulator.handle`, served by uvicorn in `EmulatorServer`.
+
+A cut stream has to drop the connection in the middle of the body, and ASGI has no message for that:
+the app raises `StreamCutError` after the last piece, which makes the server close the connection
+(uvicorn does). uvicorn logs such an exception as an error; `hide_stream_cut_logs()` filters
+out exactly those records.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import anyio
+
+if TYPE_CHECKING:
+    from ._emulator import Emulator, EmulatorResponse
+
+__all__ = ["EmulatorASGIApp", "StreamCutError", "hide_stream_cut_logs"]
+
+Scope: TypeAlias = MutableMapping[str, Any]
+Message: TypeAlias = MutableMapping[str, Any]
+Receive: TypeAlias = Callable[[], Awaitable[Message]]
+Send: TypeAlias = Callable[[Message], Awaitable[None]]
+
+
+class StreamCutError(Exception):
+    """Raised by the app on purpose, after the last piece of a cut stream, so that the server drops the connection."""
+
+
+class _HideStreamCutLogs(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], StreamCutError))
+
+
+def hide_stream_cut_logs(logger_name: str = "uvicorn.error") -> None:
+    """Keep the server's log free of the deliberate `StreamCutError` errors (other errors still show)."""
+    logger = logging.getLogger(logger_name)
+    if not any(isinstance(f, _HideStreamCutLogs) for f in logger.filters):
+        logger.addFilter(_HideStreamCutLogs())
+
+
+def _request_path(scope: Scope) -> str:
+    raw: bytes | None = scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else str(scope["path"])
+    query: bytes = scope.get("query_string", b"")
+    return f"{path}?{query.decode('latin-1')}" if query else path
+
+
+def _request_headers(scope: Scope) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers", []):
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None when the client went away first."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _send(response: EmulatorResponse, send: Send) -> None:
+    if response.delay:
+        await anyio.sleep(response.delay)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status,
+            "headers": [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers],
+        }
+    )
+    for delay, data in response.pieces():
+        if delay:
+            await anyio.sleep(delay)
+        await send({"type": "http.response.body", "body": data, "more_body": True})
+    if not response.abort:
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+class EmulatorASGIApp:
+    """An ASGI 3 application answering HTTP requests with an `Emulator` (lifespan supported, no websockets).
+
+    When the client disconnects during a stall or a stream, the response stops at once.
+    """
+
+    def __init__(self, emulator: Emulator) -> None:
+        self.emulator = emulator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI connection scope."""
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            raise RuntimeError(f"The DeployAI emulator serves HTTP only, not {scope['type']!r}.")
+        body = await _read_body(receive)
+        if body is None:
+            return
+        response = self.emulator.handle(scope["method"], _request_path(scope), _request_headers(scope), body)
+        finished = False
+        async with anyio.create_task_group() as group:
+
+            async def stop_on_disconnect() -> None:
+                # After the body, the next message can only be the disconnect.
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                group.cancel_scope.cancel()
+
+            group.start_soon(stop_on_disconnect)
+            await _send(response, send)
+            finished = True
+            group.cancel_scope.cancel()
+        if finished and response.abort:
+            raise StreamCutError("The emulator cut this stream on purpose (Emulator.cut_stream_after).")
+
+    @staticmethod
+    async def _lifespan(receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return

@@ -1,0 +1,42 @@
+"""List the models you can use, with their provider and context window.
+
+With `DEPLOYAI_API_KEY` set, it asks the real DeployAI API; otherwise the local emulator on
+127.0.0.1 (`pip install "deployai[emulator]"`).
+
+    python examples/models.py
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import ExitStack
+
+from deployai import DeployAI
+
+
+def print_models(client: DeployAI) -> None:
+    """Print one line per model: id, provider and context window."""
+    models = client.models.list()
+    for model in models:
+        context = f"{model.context_window:,} tokens" if model.context_window else "context unknown"
+        print(f"{model.id:<32} {model.provider or model.owned_by or '?':<12} {context}")
+    print(f"[{len(models)} models; request id {models.request_id}]")
+
+
+def main() -> None:
+    """List the models of the real API when a key is set, else of the local emulator."""
+    with ExitStack() as stack:
+        if os.environ.get("DEPLOYAI_API_KEY"):
+            client = DeployAI()
+        else:
+            from deployai.testing import EmulatorServer
+
+            server = stack.enter_context(EmulatorServer())
+            print(f"DEPLOYAI_API_KEY is not set: using the local DeployAI emulator at {server.base_url}")
+            client = DeployAI(api_key="sk-emulator-models", base_url=server.base_url)
+        with client:
+            print_models(client)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,352 @@
+"""The emulator over real HTTP on loopback: `EmulatorServer`, the CLI, and unchanged clients against it."""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import openai
+import pytest
+
+import deployai
+from deployai.testing import MODEL_IDS, Emulator, EmulatorServer
+from tests.emulator_helpers import HELLO, TEST_KEY, chat_body, error_of, sse_chunks, sse_data
+
+AUTH = {"authorization": f"Bearer {TEST_KEY}"}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def shared_server() -> Iterator[EmulatorServer]:
+    # One server for the module: starting and stopping uvicorn costs a few tenths of a second.
+    with EmulatorServer(Emulator()) as server:
+        yield server
+
+
+@pytest.fixture
+def server(shared_server: EmulatorServer) -> EmulatorServer:
+    shared_server.emulator.reset()
+    return shared_server
+
+
+@pytest.fixture
+def raw(server: EmulatorServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.base_url.removesuffix("/v1"), headers=AUTH, timeout=10) as client:
+        yield client
+
+
+# The server itself
+
+
+def test_the_server_listens_on_loopback_and_reports_its_url(server: EmulatorServer) -> None:
+    assert server.running
+    assert server.port > 0
+    assert server.base_url == f"http://127.0.0.1:{server.port}/v1"
+    assert str(server.port) in repr(server)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "example.com"])
+def test_non_loopback_hosts_are_refused_unless_allowed(host: str) -> None:
+    with pytest.raises(ValueError, match="not a loopback address"):
+        EmulatorServer(host=host)
+
+
+def test_start_stop_and_restart_rules() -> None:
+    server = EmulatorServer()
+    with pytest.raises(RuntimeError, match="not running"):
+        _ = server.base_url
+    with server:
+        url = server.base_url
+        with pytest.raises(RuntimeError, match="already running"):
+            server.start()
+        assert httpx.get(url + "/models", headers=AUTH).status_code == 200
+    assert not server.running
+    server.stop()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url + "/models", headers=AUTH)
+
+
+def test_a_missing_uvicorn_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    with pytest.raises(ModuleNotFoundError, match=r'pip install "deployai\[emulator\]"'):
+        EmulatorServer().start()
+
+
+def test_the_server_fixture_serves_the_emulator_fixture(
+    deployai_emulator: Emulator, deployai_emulator_server: EmulatorServer
+) -> None:
+    assert deployai_emulator_server.emulator is deployai_emulator
+    deployai_emulator.fail_next(409)
+    with deployai_emulator_server.client(max_retries=0) as client, pytest.raises(deployai.ConflictError):
+        client.models.list()
+
+
+# The API over HTTP
+
+
+def test_every_response_carries_rate_limit_and_request_id_headers(raw: httpx.Client) -> None:
+    responses = [
+        raw.get("/v1/models"),
+        raw.post("/v1/chat/completions", json=chat_body()),
+        raw.post("/v1/chat/completions", json=chat_body(max_tokens=0)),
+        raw.post("/v1/chat/completions", json=chat_body(model="acme/nothing")),
+        raw.get("/v2/anything"),
+    ]
+    assert [r.status_code for r in responses] == [200, 200, 400, 404, 404]
+    for count, response in enumerate(responses, start=1):
+        assert response.headers["x-ratelimit-limit"] == "60"
+        assert response.headers["x-ratelimit-remaining"] == str(60 - count)
+        assert response.headers["x-ratelimit-reset"].isdigit()
+        assert response.headers["x-request-id"] == f"req_{count}"
+        assert response.headers["content-length"] == str(len(response.content))
+    assert error_of(responses[2])["param"] == "max_tokens"
+    assert error_of(responses[3])["code"] == "model_not_found"
+
+
+def test_401_over_http(server: EmulatorServer) -> None:
+    response = httpx.post(server.base_url + "/chat/completions", json=chat_body())
+    assert response.status_code == 401
+    assert error_of(response)["type"] == "authentication_error"
+
+
+def test_a_stream_is_sent_in_chunks_and_ends_with_done(raw: httpx.Client) -> None:
+    with raw.stream("POST", "/v1/chat/completions", json=chat_body(stream=True)) as response:
+        assert response.headers["content-type"] == "text/event-stream"
+        assert response.headers["transfer-encoding"] == "chunked"
+        text = response.read().decode()
+    assert sse_data(text)[-1] == "[DONE]"
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in sse_chunks(text)) == "You said: Hello!"
+
+
+def test_429_over_http_after_a_small_limit_is_spent() -> None:
+    with EmulatorServer(Emulator(rate_limit=2, window_seconds=3600)) as server:
+        url = server.base_url + "/models"
+        statuses = [httpx.get(url, headers=AUTH) for _ in range(3)]
+    assert [r.status_code for r in statuses] == [200, 200, 429]
+    limited = statuses[2]
+    assert limited.headers["x-ratelimit-remaining"] == "0"
+    assert 3598 <= int(limited.headers["retry-after"]) <= 3600
+    assert int(limited.headers["x-ratelimit-reset"]) == int(statuses[0].headers["x-ratelimit-reset"])
+    assert error_of(limited)["code"] == "rate_limit_exceeded"
+
+
+def test_concurrent_requests_are_counted_exactly_once() -> None:
+    with (
+        EmulatorServer(Emulator(rate_limit=10, window_seconds=3600)) as server,
+        httpx.Client(headers=AUTH, timeout=10) as client,
+        ThreadPoolExecutor(max_workers=8) as pool,
+    ):
+        responses = list(pool.map(lambda _: client.get(server.base_url + "/models"), range(16)))
+    assert sorted(r.status_code for r in responses) == [200] * 10 + [429] * 6
+    assert len({r.headers["x-request-id"] for r in responses}) == 16
+    assert sorted(int(r.headers["x-ratelimit-remaining"]) for r in responses if r.status_code == 200) == list(range(10))
+
+
+# Faults over HTTP
+
+
+def test_a_cut_stream_drops_the_connection_mid_body(raw: httpx.Client, server: EmulatorServer) -> None:
+    server.emulator.cut_stream_after(2)
+    received = b""
+    with (
+        raw.stream("POST", "/v1/chat/completions", json=chat_body(stream=True)) as response,
+        pytest.raises(httpx.RemoteProtocolError),
+    ):
+        for piece in response.iter_raw():
+            received += piece
+    assert len(sse_chunks(received.decode())) == 2
+    assert b"[DONE]" not in received
+    assert raw.get("/v1/models").status_code == 200
+
+
+def test_the_deliberate_cut_is_not_logged_as_a_server_error(
+    server: EmulatorServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.emulator.cut_stream_after(3)
+    with (
+        caplog.at_level(logging.INFO, logger="uvicorn.error"),
+        server.client() as client,
+        client.chat.completions.create(model="openai/gpt-4o", messages=HELLO, stream=True) as stream,
+        pytest.raises(deployai.APIConnectionError, match="after 3 chunk"),
+    ):
+        list(stream)
+    # uvicorn logs before it closes the connection, so the record would be here by now.
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_a_stall_trips_the_client_timeout(server: EmulatorServer) -> None:
+    server.emulator.stall_next(30)
+    with server.client(timeout=0.3, max_retries=0) as client:
+        with pytest.raises(deployai.APITimeoutError):
+            client.models.list()
+        assert len(client.models.list()) == 7
+
+
+def test_a_client_that_gives_up_ends_the_stalled_response(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="uvicorn.error"), EmulatorServer() as server:
+        server.emulator.stall_next(60)
+        with server.client(timeout=0.2, max_retries=0) as client, pytest.raises(deployai.APITimeoutError):
+            client.models.list()
+    # Had the response gone on stalling, uvicorn's shutdown would have had to cancel it, and said so.
+    assert "Shutting down" in caplog.messages
+    assert not [m for m in caplog.messages if "graceful shutdown exceeded" in m]
+
+
+def test_a_slow_stream_times_out_between_chunks(server: EmulatorServer) -> None:
+    server.emulator.slow_next(30)
+    with server.client(timeout=0.3, max_retries=0) as client:
+        stream = client.chat.completions.create(model="openai/gpt-4o", messages=HELLO, stream=True)
+        with stream, pytest.raises(deployai.APITimeoutError, match="after 1 chunk"):
+            list(stream)
+
+
+def test_error_events_and_malformed_json_over_http(server: EmulatorServer) -> None:
+    server.emulator.error_event_after(2, {"message": "Try later.", "type": "rate_limit_error"}, as_event=True)
+    server.emulator.malformed_json_next()
+    with server.client(max_retries=0) as client:
+        stream = client.chat.completions.create(model="openai/gpt-4o", messages=HELLO, stream=True)
+        with stream, pytest.raises(deployai.RateLimitError, match="Try later"):
+            list(stream)
+        with pytest.raises(deployai.APIResponseValidationError):
+            client.models.list()
+
+
+def test_an_html_error_page_over_http(server: EmulatorServer) -> None:
+    server.emulator.fail_next(502, "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>")
+    with server.client(max_retries=0) as client, pytest.raises(deployai.InternalServerError) as info:
+        client.models.list()
+    assert info.value.status_code == 502
+    assert info.value.message == "502 Bad Gateway"
+
+
+def test_the_sdk_retries_over_http(server: EmulatorServer) -> None:
+    server.emulator.fail_next(500, headers={"retry-after": "0"}, times=2)
+    with server.client() as client:
+        assert client.chat.completions.create(model="openai/gpt-4o", messages=HELLO).request_id == "req_3"
+
+
+# The SDK's clients over HTTP
+
+
+def test_the_sync_client_over_http(server: EmulatorServer) -> None:
+    with deployai.DeployAI(api_key=TEST_KEY, base_url=server.base_url) as client:
+        completion = client.chat.completions.create(model="google/gemini-2.0-flash", messages=HELLO, max_tokens=4)
+        with client.chat.completions.create(
+            model="openai/gpt-4o", messages=HELLO, stream=True, stream_options={"include_usage": True}
+        ) as stream:
+            final = stream.get_final_completion()
+        models = client.models.list()
+    assert completion.choices[0].message.content == "You said: Hello"
+    assert completion.choices[0].finish_reason == "length"
+    assert final.choices[0].message.content == "You said: Hello!"
+    assert final.usage is not None
+    assert (final.usage.prompt_tokens, final.usage.completion_tokens) == (8, 5)
+    assert [m.id for m in models] == list(MODEL_IDS)
+    assert models.rate_limit.remaining == 57
+
+
+@pytest.mark.anyio
+async def test_the_async_client_over_http(server: EmulatorServer) -> None:
+    async with server.async_client() as client:
+        completion = await client.chat.completions.create(model="mistralai/mistral-large", messages=HELLO)
+        stream = await client.chat.completions.create(model="openai/gpt-4o", messages=HELLO, stream=True)
+        async with stream:
+            pieces = [piece async for piece in stream.text_stream]
+        models = await client.models.list()
+    assert completion.choices[0].message.content == "".join(pieces) == "You said: Hello!"
+    assert {m.context_window for m in models} == {64_000, 128_000, 200_000, 1_000_000}
+
+
+# The official openai package, unchanged
+
+
+def test_the_openai_package_completes_streams_and_lists(server: EmulatorServer) -> None:
+    with openai.OpenAI(base_url=server.base_url, api_key=TEST_KEY, max_retries=0) as client:
+        completion = client.chat.completions.create(
+            model="openai/gpt-4o", messages=[{"role": "user", "content": "Hello!"}]
+        )
+        with client.chat.completions.create(
+            model="openai/gpt-4o",
+            messages=[{"role": "user", "content": "Hello!"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        ) as stream:
+            chunks = list(stream)
+        models = client.models.list()
+        with pytest.raises(openai.BadRequestError) as info:
+            client.chat.completions.create(
+                model="openai/gpt-4o", messages=[{"role": "user", "content": "Hello!"}], temperature=3
+            )
+    assert completion.choices[0].message.content == "You said: Hello!"
+    assert completion.usage is not None
+    assert completion.usage.total_tokens == 7
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "You said: Hello!"
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 5
+    assert [m.id for m in models.data] == list(MODEL_IDS)
+    assert info.value.code == "invalid_parameter"
+    assert info.value.param == "temperature"
+
+
+@pytest.mark.anyio
+async def test_the_async_openai_client_streams(server: EmulatorServer) -> None:
+    async with openai.AsyncOpenAI(base_url=server.base_url, api_key=TEST_KEY, max_retries=0) as client:
+        stream = await client.chat.completions.create(
+            model="deepseek/deepseek-r1", messages=[{"role": "user", "content": "Hi there"}], stream=True
+        )
+        async with stream:
+            text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert text == "You said: Hi there"
+
+
+# The command line
+
+
+def _first_line(process: subprocess.Popen[str], timeout: float) -> str:
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            raise AssertionError(f"no output within {timeout} s")
+    return process.stdout.readline().strip()
+
+
+def test_the_cli_serves_until_interrupted() -> None:
+    command = [sys.executable, "-m", "deployai.testing", "serve", "--port", "0", "--rate-limit", "5"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        try:
+            url = _first_line(process, timeout=30)
+            assert url.startswith("http://127.0.0.1:")
+            assert url.endswith("/v1")
+            response = httpx.get(url + "/models", headers=AUTH, timeout=10)
+        finally:
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=30)
+    assert response.status_code == 200
+    assert response.headers["x-ratelimit-limit"] == "5"
+    assert process.returncode == 0, err
+    assert out == ""  # only the URL line goes to stdout; logs go to stderr
+    assert '"GET /v1/models HTTP/1.1" 200' in err
+
+
+def test_the_cli_refuses_a_non_loopback_host() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "deployai.testing", "serve", "--host", "0.0.0.0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "not a loopback address" in result.stderr
+    assert result.stdout == ""

@@ -1,0 +1,55 @@
+"""The examples run as a user runs them: a fresh interpreter, no API key, so against the local emulator."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EMULATOR_LINE = re.compile(
+    r"DEPLOYAI_API_KEY is not set: using the local DeployAI emulator at http://127\.0\.0\.1:\d+/v1"
+)
+
+
+def run_example(name: str) -> list[str]:
+    """Run an example without DEPLOYAI_* settings; every warning is an error, and stderr must stay empty."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DEPLOYAI_")}
+    result = subprocess.run(
+        [sys.executable, "-W", "error", str(EXAMPLES / name)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    return result.stdout.splitlines()
+
+
+def test_quickstart_streams_an_answer_from_the_emulator() -> None:
+    lines = run_example("quickstart.py")
+    assert len(lines) == 3
+    assert EMULATOR_LINE.fullmatch(lines[0])
+    assert lines[1] == "You said: Hello! What can you do?"
+    # "Hello! What can you do?" is 7 tokens; the reply adds "You said:".
+    assert lines[2] == "[7 prompt + 10 completion tokens; rate limit: 59/60 requests left this window]"
+
+
+def test_models_lists_the_seven_models() -> None:
+    lines = run_example("models.py")
+    assert EMULATOR_LINE.fullmatch(lines[0])
+    assert [line.split()[0] for line in lines[1:-1]] == [
+        "openai/gpt-4o",
+        "openai/o3-mini",
+        "anthropic/claude-3.5-sonnet",
+        "google/gemini-2.0-flash",
+        "mistralai/mistral-large",
+        "meta/llama-3.1-405b",
+        "deepseek/deepseek-r1",
+    ]
+    assert lines[4].split(maxsplit=1)[1] == "Google       1,000,000 tokens"
+    assert lines[-1] == "[7 models; request id req_1]"
