@@ -20,6 +20,7 @@ from ._config import ClientOptions
 from ._exceptions import DeployAIError, make_validation_error
 from ._request import PreparedRequest
 from ._retry import SEND, Flow, Outcome, request_flow
+from ._streaming import _abandoned, close_abandoned
 
 _Events = TypeVar("_Events", Iterator[ServerSentEvent], AsyncIterator[ServerSentEvent])
 
@@ -89,6 +90,8 @@ class SyncHTTP:
         """Send with retries; return the successful response or raise the typed error."""
         if self.client.is_closed:
             raise _closed_error()
+        if _abandoned:
+            close_abandoned()
         flow = _plan(prepared, options)
         action = next(flow)
         try:
@@ -108,6 +111,7 @@ class SyncHTTP:
 
     def close(self) -> None:
         """Close the pool if it is ours; a borrowed client is left open."""
+        close_abandoned()
         if self.owned:
             self.client.close()
 

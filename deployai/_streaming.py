@@ -9,6 +9,7 @@ silently without `[DONE]`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import time
@@ -39,6 +40,7 @@ from .types.chat import (
 __all__ = ["AsyncStream", "Stream"]
 
 _T = TypeVar("_T", bound=ChatCompletionChunk)
+_E = TypeVar("_E")
 
 
 class _ChoiceState:
@@ -198,11 +200,114 @@ def _event_response(response: httpx.Response, data: str) -> httpx.Response:
     return httpx.Response(response.status_code, headers=response.headers, text=data, request=response.request)
 
 
-class _StreamBase(Generic[_T]):
-    """What `Stream` and `AsyncStream` share: metadata, and reading the finished answer."""
+class _Source(Generic[_E]):
+    """The response and its events: what a stream must release, kept apart from the `Stream` object.
 
-    _core: _StreamCore[_T]
-    _closed: bool
+    The iterating generator holds this, not the stream, so that a stream dropped unclosed has no
+    reference cycle: it is finalized at once (by reference counting), never by the cyclic garbage
+    collector at some arbitrary point.
+    """
+
+    __slots__ = ("closed", "events", "first", "response")
+
+    def __init__(self, response: httpx.Response, events: _E, first: ServerSentEvent | None) -> None:
+        self.response = response
+        self.events: _E = events
+        self.first = first
+        self.closed = False
+
+
+def _release(source: _Source[Iterator[ServerSentEvent]]) -> None:
+    if source.closed:
+        return
+    source.closed = True
+    try:
+        close_events = getattr(source.events, "close", None)
+        if close_events is not None:
+            close_events()
+    finally:
+        source.response.close()
+
+
+async def _arelease(source: _Source[AsyncIterator[ServerSentEvent]]) -> None:
+    if source.closed:
+        return
+    source.closed = True
+    try:
+        close_events = getattr(source.events, "aclose", None)
+        if close_events is not None:
+            await close_events()
+    finally:
+        await source.response.aclose()
+
+
+def _iterate(core: _StreamCore[_T], source: _Source[Iterator[ServerSentEvent]]) -> Generator[_T, None, None]:
+    decode = core.decode
+    exiting = False
+    try:
+        first = source.first
+        if first is not None:
+            source.first = None
+            chunk = decode(first)
+            if chunk is not None:
+                yield chunk
+        # After [DONE] the rest is drained (not yielded) so that the connection can be reused.
+        for sse in source.events:
+            chunk = decode(sse)
+            if chunk is not None:
+                yield chunk
+        core.check_finished()
+    except GeneratorExit:
+        # Closed by `Stream.close()`, which releases, or finalized unclosed, when releasing here could
+        # deadlock inside the pool's lock (see `Stream.__del__`).
+        exiting = True
+        raise
+    except httpx.HTTPError as exc:
+        raise core.connection_error(exc) from exc
+    finally:
+        if not exiting:
+            _release(source)
+
+
+async def _aiterate(core: _StreamCore[_T], source: _Source[AsyncIterator[ServerSentEvent]]) -> AsyncGenerator[_T, None]:
+    decode = core.decode
+    exiting = False
+    try:
+        first = source.first
+        if first is not None:
+            source.first = None
+            chunk = decode(first)
+            if chunk is not None:
+                yield chunk
+        async for sse in source.events:
+            chunk = decode(sse)
+            if chunk is not None:
+                yield chunk
+        core.check_finished()
+    except GeneratorExit:
+        exiting = True
+        raise
+    except httpx.HTTPError as exc:
+        raise core.connection_error(exc) from exc
+    finally:
+        if not exiting:
+            await _arelease(source)
+
+
+class _StreamBase(Generic[_T, _E]):
+    """What `Stream` and `AsyncStream` share: construction, metadata, and the finished answer."""
+
+    def __init__(
+        self,
+        *,
+        response: httpx.Response,
+        events: _E,
+        first: ServerSentEvent | None,
+        cast_to: type[_T],
+        started_at: float,
+    ) -> None:
+        self._core = _StreamCore(response, cast_to, started_at)
+        self._source: _Source[_E] = _Source(response, events, first)
 
     @property
     def response(self) -> httpx.Response:
@@ -231,19 +336,21 @@ class _StreamBase(Generic[_T]):
         """How many chunks have been decoded so far."""
         return self._core.count
 
-    def _unclosed(self) -> bool:
-        return not getattr(self, "_closed", True)  # not closed, and fully constructed
-
-    def _warn_unclosed(self) -> None:
-        # Called after the connection was released, so that an "error" warnings filter cannot leak it.
+    def _abandon(self) -> httpx.Response | None:
+        """Mark a stream dropped unclosed as closed, warn, and return the response to release."""
+        source: _Source[_E] | None = getattr(self, "_source", None)
+        if source is None or source.closed:  # closed, or never fully constructed
+            return None
+        source.closed = True
         warnings.warn(
             f"{type(self).__name__} was never closed: iterate it to the end, or use it as a context manager.",
             ResourceWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
+        return source.response
 
 
-class Stream(_StreamBase[_T]):
+class Stream(_StreamBase[_T, Iterator[ServerSentEvent]]):
     """The chunks of a streamed completion, as they arrive: what `create(stream=True)` returns.
 
     Iterate over it (once), preferably inside `with` so that the connection is released even when
@@ -261,31 +368,8 @@ class Stream(_StreamBase[_T]):
         cast_to: type[_T],
         started_at: float,
     ) -> None:
-        self._core = _StreamCore(response, cast_to, started_at)
-        self._events = events
-        self._first = first
-        self._closed = False
-        self._iterator = self._iterate()
-
-    def _iterate(self) -> Generator[_T, None, None]:
-        core = self._core
-        decode = core.decode
-        try:
-            if self._first is not None:
-                first = decode(self._first)
-                self._first = None
-                if first is not None:
-                    yield first
-            # After [DONE] the rest is drained (not yielded) so that the connection can be reused.
-            for sse in self._events:
-                chunk = decode(sse)
-                if chunk is not None:
-                    yield chunk
-            core.check_finished()
-        except httpx.HTTPError as exc:
-            raise core.connection_error(exc) from exc
-        finally:
-            self._release()
+        super().__init__(response=response, events=events, first=first, cast_to=cast_to, started_at=started_at)
+        self._iterator = _iterate(self._core, self._source)
 
     def __iter__(self) -> Iterator[_T]:
         return self._iterator
@@ -304,18 +388,7 @@ class Stream(_StreamBase[_T]):
     def close(self) -> None:
         """Release the connection. Safe to call more than once; iteration stops."""
         self._iterator.close()
-        self._release()
-
-    def _release(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            close_events = getattr(self._events, "close", None)
-            if close_events is not None:
-                close_events()
-        finally:
-            self._core.response.close()
+        _release(self._source)
 
     @property
     def text_stream(self) -> Iterator[str]:
@@ -333,13 +406,14 @@ class Stream(_StreamBase[_T]):
         return self._core.final_completion()
 
     def __del__(self) -> None:
-        if self._unclosed():
-            self._closed = True
-            self._core.response.close()
-            self._warn_unclosed()
+        response = self._abandon()
+        if response is not None:
+            # A finalizer may run inside the connection pool's own (non-reentrant) lock, when garbage
+            # collection strikes there: closing here could deadlock. The next request closes it.
+            _abandoned.append(response)
 
 
-class AsyncStream(_StreamBase[_T]):
+class AsyncStream(_StreamBase[_T, AsyncIterator[ServerSentEvent]]):
     """The chunks of a streamed completion for `AsyncDeployAI`: use `async with` and `async for`.
 
     It behaves as `Stream` does; `aclose()` releases the connection.
@@ -354,34 +428,12 @@ class AsyncStream(_StreamBase[_T]):
         cast_to: type[_T],
         started_at: float,
     ) -> None:
-        self._core = _StreamCore(response, cast_to, started_at)
-        self._events = events
-        self._first = first
-        self._closed = False
-        self._iterator = self._iterate()
+        super().__init__(response=response, events=events, first=first, cast_to=cast_to, started_at=started_at)
+        self._iterator = _aiterate(self._core, self._source)
         try:
             self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             self._loop = None
-
-    async def _iterate(self) -> AsyncGenerator[_T, None]:
-        core = self._core
-        decode = core.decode
-        try:
-            if self._first is not None:
-                first = decode(self._first)
-                self._first = None
-                if first is not None:
-                    yield first
-            async for sse in self._events:
-                chunk = decode(sse)
-                if chunk is not None:
-                    yield chunk
-            core.check_finished()
-        except httpx.HTTPError as exc:
-            raise core.connection_error(exc) from exc
-        finally:
-            await self._release()
 
     def __aiter__(self) -> AsyncIterator[_T]:
         return self._iterator
@@ -400,18 +452,7 @@ class AsyncStream(_StreamBase[_T]):
     async def aclose(self) -> None:
         """Release the connection. Safe to call more than once; iteration stops."""
         await self._iterator.aclose()
-        await self._release()
-
-    async def _release(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            close_events = getattr(self._events, "aclose", None)
-            if close_events is not None:
-                await close_events()
-        finally:
-            await self._core.response.aclose()
+        await _arelease(self._source)
 
     @property
     async def text_stream(self) -> AsyncIterator[str]:
@@ -429,18 +470,27 @@ class AsyncStream(_StreamBase[_T]):
         return self._core.final_completion()
 
     def __del__(self) -> None:
-        if not self._unclosed():
-            return
-        self._closed = True
-        # An async response cannot be closed from a finalizer: hand the close to its event loop.
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
+        response = self._abandon()
+        loop = getattr(self, "_loop", None)
+        if response is not None and loop is not None and not loop.is_closed():
+            # An async response cannot be closed from a finalizer: hand the close to its event loop.
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_schedule_close, loop, self._core.response)
-        self._warn_unclosed()
+                loop.call_soon_threadsafe(_schedule_close, loop, response)
 
 
+_abandoned: collections.deque[httpx.Response] = collections.deque()
 _pending_closes: set[asyncio.Task[None]] = set()
+
+
+def close_abandoned() -> None:
+    """Close the responses of `Stream`s that were dropped unclosed; called where no pool lock is held."""
+    while _abandoned:
+        try:
+            response = _abandoned.popleft()
+        except IndexError:  # another thread emptied it first
+            return
+        with contextlib.suppress(Exception):
+            response.close()
 
 
 def _schedule_close(loop: asyncio.AbstractEventLoop, response: httpx.Response) -> None:

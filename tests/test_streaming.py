@@ -283,11 +283,10 @@ def test_the_response_is_closed_on_every_path(make_client: ClientFactory, httpx_
     assert list(stream) == []
 
 
-def test_an_abandoned_sync_stream_warns_and_releases_its_connection(httpx_mock: HTTPXMock) -> None:
+def test_an_abandoned_sync_stream_warns_and_the_next_request_releases_it(httpx_mock: HTTPXMock) -> None:
     body = Pieces(hello_stream())
-    httpx_mock.add_callback(
-        lambda request: httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=body)
-    )
+    httpx_mock.add_callback(lambda request: httpx.Response(200, headers=SSE_ONLY, stream=body))
+    httpx_mock.add_response(json={"object": "list", "data": []})
     client = deployai.DeployAI(api_key="sk-test-abandon")
     stream = client.chat.completions.create(model=MODEL, messages=user(), stream=True)
     next(iter(stream))
@@ -296,6 +295,7 @@ def test_an_abandoned_sync_stream_warns_and_releases_its_connection(httpx_mock: 
         del stream
         gc.collect()
     assert any(issubclass(w.category, ResourceWarning) for w in caught)
+    client.models.list()
     assert body.closed
     client.close()
 

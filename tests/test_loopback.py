@@ -1,0 +1,120 @@
+"""Both clients over real sockets against the emulator's HTTP server: pools, timeouts, broken streams."""
+
+from __future__ import annotations
+
+import gc
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+import deployai
+from deployai.testing import Emulator, EmulatorServer
+from tests.conftest import ClientFactory, user
+
+MODEL = "openai/gpt-4o"
+KEY = "sk-loopback-test"
+
+
+@pytest.fixture(scope="module")
+def shared_server() -> Iterator[EmulatorServer]:
+    with EmulatorServer(Emulator(rate_limit=1_000_000)) as server:
+        yield server
+
+
+@pytest.fixture
+def server(shared_server: EmulatorServer) -> EmulatorServer:
+    shared_server.emulator.reset()
+    return shared_server
+
+
+def small_pool(kind: str, max_connections: int) -> Any:
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    timeout = httpx.Timeout(10.0, pool=5.0)  # a leaked connection shows up as a pool timeout, not a hang
+    cls = httpx.Client if kind == "sync" else httpx.AsyncClient
+    return cls(limits=limits, timeout=timeout)
+
+
+def idle_connections(http_client: Any) -> int:
+    return sum(1 for c in http_client._transport._pool.connections if c.is_idle())
+
+
+def stream_of(client: Any, **kwargs: Any) -> Any:
+    return client.chat.completions.create(model=MODEL, messages=user("count to five"), stream=True, **kwargs)
+
+
+def test_a_thousand_abandoned_streams_leave_the_pool_usable(
+    kind: str, make_client: ClientFactory, server: EmulatorServer
+) -> None:
+    client = make_client(api_key=KEY, base_url=server.base_url, http_client=small_pool(kind, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # half of them are dropped unclosed on purpose
+        for i in range(1_000):
+            stream = stream_of(client)
+            if i % 2:
+                with stream:
+                    for _ in stream:
+                        break
+            else:
+                next(iter(stream))
+                del stream
+        gc.collect()
+    with stream_of(client) as stream:
+        assert "count to five" in "".join(stream.text_stream)
+
+
+def test_a_fully_read_stream_returns_its_connection_for_reuse(
+    kind: str, make_client: ClientFactory, server: EmulatorServer
+) -> None:
+    http_client = small_pool(kind, 1)
+    client = make_client(api_key=KEY, base_url=server.base_url, http_client=http_client)
+    for _ in range(20):
+        with stream_of(client) as stream:
+            assert stream.get_final_completion().choices[0].finish_reason == "stop"
+        assert idle_connections(http_client) == 1
+    client.models.list()
+    assert idle_connections(http_client) == 1
+
+
+def test_a_stalled_server_raises_a_timeout_never_hangs(
+    kind: str, make_client: ClientFactory, server: EmulatorServer
+) -> None:
+    server.emulator.stall_next(5.0)
+    client = make_client(api_key=KEY, base_url=server.base_url, timeout=0.3, max_retries=0)
+    with pytest.raises(deployai.APITimeoutError):
+        client.chat.completions.create(model=MODEL, messages=user())
+
+
+def test_a_stream_that_stalls_midway_times_out_after_delivering_what_came(
+    kind: str, make_client: ClientFactory, server: EmulatorServer
+) -> None:
+    server.emulator.slow_next(5.0)
+    client = make_client(api_key=KEY, base_url=server.base_url, timeout=0.3, max_retries=0)
+    with pytest.raises(deployai.APITimeoutError) as info, stream_of(client) as stream:
+        for _ in stream:
+            pass
+    assert "incomplete" in str(info.value)
+
+
+def test_a_cut_stream_raises_after_the_chunks_that_arrived(
+    kind: str, make_client: ClientFactory, server: EmulatorServer
+) -> None:
+    server.emulator.cut_stream_after(3)
+    client = make_client(api_key=KEY, base_url=server.base_url, max_retries=0)
+    received = []
+    with pytest.raises(deployai.APIConnectionError) as info, stream_of(client) as stream:
+        for chunk in stream:
+            received.append(chunk)
+    assert len(received) == 3
+    assert type(info.value) is deployai.APIConnectionError
+
+
+def test_a_refused_connection_is_a_connection_error(kind: str, make_client: ClientFactory, sleeps: list[float]) -> None:
+    with EmulatorServer(Emulator()) as gone:
+        base_url = gone.base_url  # a loopback port that nothing listens on once the server stopped
+    client = make_client(api_key=KEY, base_url=base_url, max_retries=1)
+    with pytest.raises(deployai.APIConnectionError):
+        client.models.list()
+    assert len(sleeps) == 1
