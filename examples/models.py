@@ -8,8 +8,7 @@ With `DEPLOYAI_API_KEY` set, it asks the real DeployAI API; otherwise the local 
 
 from __future__ import annotations
 
-import os
-from contextlib import ExitStack
+from _connect import example_client
 
 from deployai import DeployAI
 
@@ -25,17 +24,8 @@ def print_models(client: DeployAI) -> None:
 
 def main() -> None:
     """List the models of the real API when a key is set, else of the local emulator."""
-    with ExitStack() as stack:
-        if os.environ.get("DEPLOYAI_API_KEY"):
-            client = DeployAI()
-        else:
-            from deployai.testing import EmulatorServer
-
-            server = stack.enter_context(EmulatorServer())
-            print(f"DEPLOYAI_API_KEY is not set: using the local DeployAI emulator at {server.base_url}")
-            client = DeployAI(api_key="sk-emulator-models", base_url=server.base_url)
-        with client:
-            print_models(client)
+    with example_client() as client:
+        print_models(client)
 
 
 if __name__ == "__main__":

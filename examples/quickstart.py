@@ -9,8 +9,7 @@ runs anywhere, offline, with no key.
 
 from __future__ import annotations
 
-import os
-from contextlib import ExitStack
+from _connect import example_client
 
 from deployai import DeployAI
 
@@ -40,18 +39,9 @@ def stream_answer(client: DeployAI) -> None:
 
 def main() -> None:
     """Stream from the real API when a key is set, else from the local emulator."""
-    with ExitStack() as stack:
-        if os.environ.get("DEPLOYAI_API_KEY"):
-            client = DeployAI()
-        else:
-            from deployai.testing import Emulator, EmulatorServer
-
-            # A small delay between tokens, so that the emulator's answer streams visibly.
-            server = stack.enter_context(EmulatorServer(Emulator(token_latency=0.02)))
-            print(f"DEPLOYAI_API_KEY is not set: using the local DeployAI emulator at {server.base_url}")
-            client = DeployAI(api_key="sk-emulator-quickstart", base_url=server.base_url)
-        with client:
-            stream_answer(client)
+    # A small delay between the emulator's tokens, so that its answer visibly streams.
+    with example_client(token_latency=0.02) as client:
+        stream_answer(client)
 
 
 if __name__ == "__main__":

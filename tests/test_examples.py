@@ -53,3 +53,26 @@ def test_models_lists_the_seven_models() -> None:
     ]
     assert lines[4].split(maxsplit=1)[1] == "Google       1,000,000 tokens"
     assert lines[-1] == "[7 models; request id req_1]"
+
+
+def test_async_stream_prints_the_answer_and_its_total() -> None:
+    lines = run_example("async_stream.py")
+    assert EMULATOR_LINE.fullmatch(lines[0])
+    assert lines[1] == "You said: Stream this, please."
+    # 5 prompt tokens ("Stream this , please .") + 8 in the reply.
+    assert lines[2] == "[stop; 13 tokens; request req_1]"
+
+
+def test_errors_and_retries_shows_each_failure_mode() -> None:
+    lines = run_example("errors_and_retries.py")
+    assert lines[1] == "refused: temperature must be a number from 0 to 2 (inclusive); got 3"
+    assert lines[2] == "status 200, request req_1, 59 requests left"
+    assert lines[3] == "answer: 'You said: Hi' (stop)"
+    assert lines[4].startswith("not found: ")
+    assert lines[4].endswith("(status 404)")
+
+
+def test_every_example_is_tested_here() -> None:
+    source = Path(__file__).read_text()
+    examples = sorted(p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_"))
+    assert examples == sorted(name for name in examples if f'run_example("{name}")' in source)
