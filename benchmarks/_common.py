@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -23,16 +24,32 @@ HEADERS = [
 ]
 
 
-class CannedTransport(httpx.BaseTransport):
-    """Answers every request with the same body, so that only client-side work is measured."""
+class _Pieces(httpx.SyncByteStream, httpx.AsyncByteStream):
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.pieces = pieces
 
-    def __init__(self, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-        self.body = body
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.pieces)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for piece in self.pieces:
+            yield piece
+
+
+class CannedTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
+    """Answers every request with the same body (in pieces), so that only client-side work is measured."""
+
+    def __init__(self, pieces: list[bytes], headers: list[tuple[bytes, bytes]]) -> None:
+        self.pieces = pieces
         self.headers = headers
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         request.read()
-        return httpx.Response(200, headers=self.headers, stream=httpx.ByteStream(self.body))
+        return httpx.Response(200, headers=self.headers, stream=_Pieces(self.pieces))
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await request.aread()
+        return httpx.Response(200, headers=self.headers, stream=_Pieces(self.pieces))
 
 
 def best_rate(run: Callable[[int], Any], n: int, rounds: int = 7) -> float:
@@ -49,3 +66,17 @@ def best_rate(run: Callable[[int], Any], n: int, rounds: int = 7) -> float:
             gc.enable()
         best = min(best, elapsed)
     return n / best
+
+
+def on_loop(loop: asyncio.AbstractEventLoop, run: Callable[[int], Awaitable[None]]) -> Callable[[int], None]:
+    """A blocking version of an async workload, run on `loop` (one loop for both sides of a comparison)."""
+    return lambda n: loop.run_until_complete(run(n))
+
+
+def report(label: str, base_rate: float, sdk_rate: float, unit: str, *, higher_is_better: bool, target: float) -> float:
+    """Print both rates and the ratio the target is about; return that ratio."""
+    ratio = sdk_rate / base_rate if higher_is_better else base_rate / sdk_rate
+    sign = ">=" if higher_is_better else "<="
+    print(f"{label:<34} baseline {base_rate:10.0f} {unit}  deployai {sdk_rate:10.0f} {unit}  ratio {ratio:5.2f}x"
+          f" (target {sign} {target:.2f}x)")  # fmt: skip
+    return ratio

@@ -1,50 +1,75 @@
 """A typed chat completion against bare httpx + json.loads, in-process (client-side cost only).
 
-Run: python -m benchmarks.bench_call. Target: the SDK costs at most 1.3x the baseline per call.
+Run: python -m benchmarks.bench_call [N]. Target: the SDK costs at most 1.3x the baseline per call.
+Both sides send the same request through an `httpx` client with the same canned transport; the
+baseline reads the body with `json.loads`, the SDK validates it into a `ChatCompletion`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from typing import Any
 
 import httpx
 
-from benchmarks._common import COMPLETION, HEADERS, CannedTransport, best_rate
-from deployai import DeployAI
+from benchmarks._common import COMPLETION, HEADERS, CannedTransport, best_rate, on_loop, report
+from deployai import AsyncDeployAI, DeployAI
 
 URL = "https://api.deployai.dev/v1/chat/completions"
 KEY = "sk-bench-0123456789"
 MESSAGES: list[Any] = [{"role": "user", "content": "Hello!"}]
+BODY = {"model": "openai/gpt-4o", "messages": MESSAGES, "temperature": 0.7, "max_tokens": 1000}
+AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
-def main(n: int = 5_000) -> float:
-    """Print calls per second of both, and return the SDK's cost relative to the baseline."""
-    bare = httpx.Client(transport=CannedTransport(COMPLETION, HEADERS))
-    headers = {"Authorization": f"Bearer {KEY}"}
-    body = {"model": "openai/gpt-4o", "messages": MESSAGES, "temperature": 0.7, "max_tokens": 1000}
+def sync_ratio(n: int) -> float:
+    """Calls per second of both with the blocking clients; returns the SDK's relative cost."""
+    bare = httpx.Client(transport=CannedTransport([COMPLETION], HEADERS))
+    sdk = DeployAI(api_key=KEY, http_client=httpx.Client(transport=CannedTransport([COMPLETION], HEADERS)))
+    create = sdk.chat.completions.create
 
     def baseline(count: int) -> None:
         for _ in range(count):
-            data = json.loads(bare.post(URL, headers=headers, json=body).content)
-            assert data["choices"][0]["message"]["content"]
-
-    sdk = DeployAI(api_key=KEY, http_client=httpx.Client(transport=CannedTransport(COMPLETION, HEADERS)))
-    create = sdk.chat.completions.create
+            assert json.loads(bare.post(URL, headers=AUTH, json=BODY).content)["choices"][0]["message"]["content"]
 
     def typed(count: int) -> None:
         for _ in range(count):
             completion = create(model="openai/gpt-4o", messages=MESSAGES, temperature=0.7, max_tokens=1000)
             assert completion.choices[0].message.content
 
-    base_rate = best_rate(baseline, n)
-    sdk_rate = best_rate(typed, n)
-    ratio = base_rate / sdk_rate
-    print(f"bare httpx + json.loads: {base_rate:10.0f} calls/s")
-    print(f"deployai typed call:     {sdk_rate:10.0f} calls/s")
-    print(f"cost ratio (sdk / bare): {ratio:10.2f}x   (target <= 1.30x)")
-    return ratio
+    return report("typed call, sync", best_rate(baseline, n), best_rate(typed, n), "calls/s",
+                  higher_is_better=False, target=1.3)  # fmt: skip
+
+
+def async_ratio(n: int) -> float:
+    """Calls per second of both with the asyncio clients; returns the SDK's relative cost."""
+    loop = asyncio.new_event_loop()
+    bare = httpx.AsyncClient(transport=CannedTransport([COMPLETION], HEADERS))
+    sdk = AsyncDeployAI(api_key=KEY, http_client=httpx.AsyncClient(transport=CannedTransport([COMPLETION], HEADERS)))
+    create = sdk.chat.completions.create
+
+    async def baseline(count: int) -> None:
+        for _ in range(count):
+            response = await bare.post(URL, headers=AUTH, json=BODY)
+            assert json.loads(response.content)["choices"][0]["message"]["content"]
+
+    async def typed(count: int) -> None:
+        for _ in range(count):
+            completion = await create(model="openai/gpt-4o", messages=MESSAGES, temperature=0.7, max_tokens=1000)
+            assert completion.choices[0].message.content
+
+    try:
+        return report("typed call, async", best_rate(on_loop(loop, baseline), n), best_rate(on_loop(loop, typed), n),
+                      "calls/s", higher_is_better=False, target=1.3)  # fmt: skip
+    finally:
+        loop.close()
+
+
+def main(n: int = 5_000) -> tuple[float, float]:
+    """Run both comparisons; return the (sync, async) cost ratios."""
+    return sync_ratio(n), async_ratio(n)
 
 
 if __name__ == "__main__":
