@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -76,6 +77,28 @@ class ClientOptions:
         return replace(self, **changes)
 
 
+_PRINTABLE_TOKEN = re.compile(r"[\x21-\x7e]+")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HEADER_VALUE = re.compile(r"[\x20-\x7e\t]*")
+
+
+def check_headers(param: str, headers: Mapping[str, str]) -> dict[str, str]:
+    """Refuse header names and values that HTTP cannot carry, before anything is sent.
+
+    Values are not quoted in the error: a header may hold a secret.
+    """
+    if not isinstance(headers, Mapping):
+        raise InvalidParameterError(param, type(headers).__name__, "a mapping of header names to str values")
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise InvalidParameterError(param, name, "header names made of letters, digits and -")
+        if not isinstance(value, str) or not _HEADER_VALUE.fullmatch(value):
+            raise InvalidParameterError(
+                f"{param}[{name!r}]", type(value).__name__, "a str of printable ASCII without line breaks"
+            )
+    return dict(headers)
+
+
 def _check_retries(max_retries: int) -> int:
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
         raise InvalidParameterError("max_retries", max_retries, "a whole number >= 0")
@@ -118,17 +141,21 @@ def resolve_options(
         raise DeployAIError(
             "No API key: pass api_key=... to the client, or set the DEPLOYAI_API_KEY environment variable."
         )
+    key = key.strip()
+    if not _PRINTABLE_TOKEN.fullmatch(key):
+        # Never quote the key: this message may end up in logs. A pasted key often carries a stray
+        # quote, space or line break, which would otherwise fail (or leak) on every request.
+        raise DeployAIError(
+            "The API key contains spaces, line breaks or non-ASCII characters: check api_key or DEPLOYAI_API_KEY."
+        )
     url = _check_base_url(base_url or environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL)
     if isinstance(timeout, NotGiven):
         resolved_timeout = None if borrowed_client else DEFAULT_TIMEOUT
     else:
         resolved_timeout = to_httpx_timeout(timeout)
-    headers = dict(default_headers or {})
-    for name, value in headers.items():
-        if not isinstance(name, str) or not isinstance(value, str):
-            raise InvalidParameterError("default_headers", {name: "..."}, "a mapping of str to str")
+    headers = check_headers("default_headers", default_headers or {})
     return ClientOptions(
-        api_key=key.strip(),
+        api_key=key,
         base_url=url,
         timeout=resolved_timeout,
         max_retries=_check_retries(max_retries),
@@ -154,7 +181,7 @@ def changed_options(
     if not isinstance(max_retry_wait, NotGiven):
         changes["max_retry_wait"] = _check_retry_wait(max_retry_wait)
     if not isinstance(default_headers, NotGiven):
-        changes["default_headers"] = {**options.default_headers, **default_headers}
+        changes["default_headers"] = {**options.default_headers, **check_headers("default_headers", default_headers)}
     return options.with_changes(**changes) if changes else options
 
 

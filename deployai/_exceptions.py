@@ -299,7 +299,7 @@ def read_error_body(response: httpx.Response) -> tuple[object, str]:
         trimmed = trim_text(text)
         return trimmed, trimmed
     message = _message_from_json(body)
-    return body, message if message is not None else trim_text(text)
+    return body, trim_text(message if message is not None else text)
 
 
 def make_status_error(response: httpx.Response, *, retry_after: float | None = None) -> APIStatusError:
@@ -321,7 +321,7 @@ def make_stream_error(response: httpx.Response, payload: object) -> APIStatusErr
             status = _ERROR_TYPE_STATUS[code]
         elif isinstance(kind, str) and kind in _ERROR_TYPE_STATUS:
             status = _ERROR_TYPE_STATUS[kind]
-    message = _message_from_json(payload) or "The server sent an error event in the stream."
+    message = trim_text(_message_from_json(payload) or "The server sent an error event in the stream.")
     cls = error_class_for_status(status)
     return cls(message, response=response, body=payload, status_code=status)
 

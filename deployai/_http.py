@@ -1,7 +1,9 @@
 """The only place that sends, sleeps and closes. Both drivers run the same pure plan (`request_flow`).
 
-For a streaming request, "sending" also reads up to the first server-sent event, so that a failure
-before anything could reach the user is retried like any other, and a failure after it never is.
+A streaming request is returned as soon as its headers arrive, with the plan left open: if the
+stream then fails before its first event, the stream hands the failure back (`Opened.retry`) and
+the plan decides, as for any request, whether to sleep and send again. Once an event has been read,
+the plan is dropped, so a failure is raised and the start of an answer is never received twice.
 """
 
 from __future__ import annotations
@@ -9,31 +11,41 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import httpx
-from httpx_sse import EventSource, ServerSentEvent, SSEError
 
 from ._config import ClientOptions
-from ._exceptions import DeployAIError, make_validation_error
+from ._exceptions import DeployAIError
 from ._request import PreparedRequest
 from ._retry import SEND, Flow, Outcome, request_flow
-from ._streaming import _abandoned, close_abandoned
+from ._streaming import _abandoned, check_event_stream, close_abandoned, needs_body
 
-_Events = TypeVar("_Events", Iterator[ServerSentEvent], AsyncIterator[ServerSentEvent])
+_Retry = TypeVar("_Retry")
 
 
 @dataclass(slots=True)
-class Opened(Generic[_Events]):
-    """A successful response, and for a stream its events with the first one already read."""
+class Opened(Generic[_Retry]):
+    """A response worth returning, with timings, and for a stream the way to retry before its first event.
+
+    Attributes:
+        response: the response (for a stream: headers read, body not yet).
+        started_at: `perf_counter()` when the call began (its first attempt).
+        elapsed: seconds the last attempt took: until the whole body (or, for a stream, the headers).
+        retry: for a stream, `retry(failure)` continues the plan after a failure before the first
+            event: it sleeps, sends again and returns the new `Opened`, or raises the typed error.
+    """
 
     response: httpx.Response
     started_at: float
-    events: _Events | None = None
-    first: ServerSentEvent | None = None
+    elapsed: float
+    retry: _Retry | None = None
 
+
+SyncRetry = Callable[[httpx.HTTPError], "Opened[Any]"]
+AsyncRetry = Callable[[httpx.HTTPError], Awaitable["Opened[Any]"]]
 
 # Module-level names so that tests can replace the waiting, and only the waiting, with a recorder.
 _sleep = time.sleep
@@ -63,48 +75,38 @@ class SyncHTTP:
         self.client = client
         self.owned = owned
 
-    def _exchange(self, prepared: PreparedRequest) -> Opened[Iterator[ServerSentEvent]]:
-        started = time.perf_counter()
-        response = self.client.send(prepared.request, stream=prepared.stream)
-        opened: Opened[Iterator[ServerSentEvent]] = Opened(response, started)
-        if not prepared.stream:
-            return opened
-        try:
-            if response.status_code >= 400:
-                response.read()
-                response.close()
-                return opened
-            events = EventSource(response).iter_sse()
-            opened.events = events
-            opened.first = next(events, None)
-        except SSEError:
-            response.read()
-            response.close()
-            raise make_validation_error(response, "event stream (text/event-stream)") from None
-        except BaseException:
-            response.close()
-            raise
-        return opened
-
-    def send(self, prepared: PreparedRequest, options: ClientOptions) -> Opened[Iterator[ServerSentEvent]]:
+    def send(self, prepared: PreparedRequest, options: ClientOptions) -> Opened[SyncRetry]:
         """Send with retries; return the successful response or raise the typed error."""
         if self.client.is_closed:
             raise _closed_error()
-        if _abandoned:
+        if _abandoned:  # streams dropped unclosed: release them here, where no pool lock is held
             close_abandoned()
         flow = _plan(prepared, options)
-        action = next(flow)
+        return self._drive(flow, next(flow), prepared, time.perf_counter())
+
+    def _drive(self, flow: Flow, action: Any, prepared: PreparedRequest, started_at: float) -> Opened[SyncRetry]:
         try:
             while True:
                 outcome: Outcome = None
                 if action is SEND:
+                    sent_at = time.perf_counter()
                     try:
-                        opened = self._exchange(prepared)
-                        outcome = opened.response
+                        response = outcome = self.client.send(prepared.request, stream=prepared.stream)
+                        if prepared.stream and needs_body(response):
+                            try:
+                                response.read()
+                            finally:
+                                response.close()
+                            check_event_stream(response)
                     except httpx.HTTPError as exc:
                         outcome = exc
+                    else:
+                        opened: Opened[SyncRetry] = Opened(response, started_at, time.perf_counter() - sent_at)
+                        if prepared.stream and response.status_code < 400:
+                            opened.retry = lambda failure: self._drive(flow, flow.send(failure), prepared, started_at)
+                            return opened
                 else:
-                    _sleep(action.seconds)  # type: ignore[union-attr]
+                    _sleep(action.seconds)
                 action = flow.send(outcome)
         except StopIteration:
             return opened
@@ -125,46 +127,37 @@ class AsyncHTTP:
         self.client = client
         self.owned = owned
 
-    async def _exchange(self, prepared: PreparedRequest) -> Opened[AsyncIterator[ServerSentEvent]]:
-        started = time.perf_counter()
-        response = await self.client.send(prepared.request, stream=prepared.stream)
-        opened: Opened[AsyncIterator[ServerSentEvent]] = Opened(response, started)
-        if not prepared.stream:
-            return opened
-        try:
-            if response.status_code >= 400:
-                await response.aread()
-                await response.aclose()
-                return opened
-            events = EventSource(response).aiter_sse()
-            opened.events = events
-            opened.first = await anext(events, None)
-        except SSEError:
-            await response.aread()
-            await response.aclose()
-            raise make_validation_error(response, "event stream (text/event-stream)") from None
-        except BaseException:
-            await response.aclose()
-            raise
-        return opened
-
-    async def send(self, prepared: PreparedRequest, options: ClientOptions) -> Opened[AsyncIterator[ServerSentEvent]]:
+    async def send(self, prepared: PreparedRequest, options: ClientOptions) -> Opened[AsyncRetry]:
         """Send with retries; return the successful response or raise the typed error."""
         if self.client.is_closed:
             raise _closed_error()
+        # No abandoned-stream queue here: a dropped `AsyncStream` hands its close to its event loop.
         flow = _plan(prepared, options)
-        action = next(flow)
+        return await self._drive(flow, next(flow), prepared, time.perf_counter())
+
+    async def _drive(self, flow: Flow, action: Any, prepared: PreparedRequest, started_at: float) -> Opened[AsyncRetry]:
         try:
             while True:
                 outcome: Outcome = None
                 if action is SEND:
+                    sent_at = time.perf_counter()
                     try:
-                        opened = await self._exchange(prepared)
-                        outcome = opened.response
+                        response = outcome = await self.client.send(prepared.request, stream=prepared.stream)
+                        if prepared.stream and needs_body(response):
+                            try:
+                                await response.aread()
+                            finally:
+                                await response.aclose()
+                            check_event_stream(response)
                     except httpx.HTTPError as exc:
                         outcome = exc
+                    else:
+                        opened: Opened[AsyncRetry] = Opened(response, started_at, time.perf_counter() - sent_at)
+                        if prepared.stream and response.status_code < 400:
+                            opened.retry = lambda failure: self._drive(flow, flow.send(failure), prepared, started_at)
+                            return opened
                 else:
-                    await _async_sleep(action.seconds)  # type: ignore[union-attr]
+                    await _async_sleep(action.seconds)
                 action = flow.send(outcome)
         except StopIteration:
             return opened

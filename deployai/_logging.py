@@ -16,7 +16,7 @@ from ._constants import LOG_ENV
 
 logger = logging.getLogger("deployai")
 
-_SECRET = re.compile(r"(Bearer\s+)\S+|\bsk-[A-Za-z0-9_\-]{4,}", re.IGNORECASE)
+_SECRET = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=\-]+|\bsk-[A-Za-z0-9_\-]{4,}", re.IGNORECASE)
 
 
 def redact(text: str) -> str:

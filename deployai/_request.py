@@ -12,7 +12,7 @@ from typing import Any, Final
 import httpx
 from pydantic import BaseModel
 
-from ._config import ClientOptions, to_httpx_timeout
+from ._config import ClientOptions, check_headers, to_httpx_timeout
 from ._exceptions import InvalidParameterError
 from ._types import NotGiven
 
@@ -201,12 +201,10 @@ class PreparedRequest:
     stream: bool
 
 
-def _merge_headers(base: dict[str, str], extra: object) -> dict[str, str]:
+def _merge_headers(base: dict[str, str], extra: Any) -> dict[str, str]:
     if extra is None or isinstance(extra, NotGiven):
         return base
-    if not isinstance(extra, Mapping):
-        raise InvalidParameterError("extra_headers", extra, "a mapping of header names to values")
-    return {**base, **extra}
+    return {**base, **check_headers("extra_headers", extra)}
 
 
 def _extensions(options: ClientOptions, timeout: object) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import time
 from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -43,10 +42,10 @@ class RawResponse(Generic[_T]):
         http_response: the underlying `httpx.Response`.
     """
 
-    def __init__(self, http_response: httpx.Response, parse: Callable[[], _T], started_at: float) -> None:
+    def __init__(self, http_response: httpx.Response, parse: Callable[[], _T], elapsed: float) -> None:
         self.http_response = http_response
         self._parse = parse
-        self._headers_elapsed = time.perf_counter() - started_at
+        self._elapsed = elapsed
 
     @property
     def status_code(self) -> int:
@@ -72,10 +71,7 @@ class RawResponse(Generic[_T]):
     @property
     def elapsed(self) -> datetime.timedelta:
         """Time from sending the request until the whole body was read (for a stream: until its headers)."""
-        try:
-            return self.http_response.elapsed
-        except RuntimeError:
-            return datetime.timedelta(seconds=self._headers_elapsed)
+        return datetime.timedelta(seconds=self._elapsed)
 
     @cached_property
     def _parsed(self) -> _T:
@@ -95,14 +91,8 @@ def finish(prepared: PreparedRequest, opened: Opened[Any], cast_to: type[Any], s
     """Turn a successful exchange into the result: a parsed model, a stream, or a `RawResponse` of either."""
     response = opened.response
     if prepared.stream:
-        stream = stream_cls(
-            response=response,
-            events=opened.events,
-            first=opened.first,
-            cast_to=ChatCompletionChunk,
-            started_at=opened.started_at,
-        )
-        return RawResponse(response, lambda: stream, opened.started_at) if raw else stream
+        stream = stream_cls(opened, ChatCompletionChunk)
+        return RawResponse(response, lambda: stream, opened.elapsed) if raw else stream
     if raw:
-        return RawResponse(response, lambda: parse_result(response, cast_to), opened.started_at)
+        return RawResponse(response, lambda: parse_result(response, cast_to), opened.elapsed)
     return parse_result(response, cast_to)

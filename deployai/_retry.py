@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import math
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Final, TypeAlias
@@ -33,27 +34,36 @@ from ._constants import (
     RETRYABLE_STATUS_CODES,
 )
 from ._exceptions import APIConnectionError, APITimeoutError, make_status_error
+from ._logging import redact
 from ._ratelimit import RateLimit
 
 log = logging.getLogger("deployai")
 
 
+def _seconds(value: str | None) -> float | None:
+    """A finite, non-negative number from a header; None for anything else (NaN, inf, -3, words)."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if 0.0 <= number < math.inf else None
+
+
 def server_requested_wait(status_code: int | None, headers: Mapping[str, str], now: float) -> float | None:
     """Seconds the server asked us to wait, from its headers; None when it did not say."""
-    value = headers.get("retry-after-ms")
-    if value is not None:
-        try:
-            return max(0.0, float(value) / 1000.0)
-        except ValueError:
-            pass
+    milliseconds = _seconds(headers.get("retry-after-ms"))
+    if milliseconds is not None:
+        return milliseconds / 1000.0
     value = headers.get("retry-after")
     if value is not None:
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            parsed = email.utils.parsedate_tz(value)
-            if parsed is not None:
-                return max(0.0, email.utils.mktime_tz(parsed) - now)
+        seconds = _seconds(value)
+        if seconds is not None:
+            return seconds
+        parsed = email.utils.parsedate_tz(value)
+        if parsed is not None:
+            return max(0.0, email.utils.mktime_tz(parsed) - now)
     if status_code == 429 and headers.get("x-ratelimit-remaining", "").strip() == "0":
         return RateLimit.from_headers(headers).seconds_until_reset(now)
     return None
@@ -124,11 +134,21 @@ Outcome: TypeAlias = httpx.Response | httpx.HTTPError | None
 Flow: TypeAlias = Generator[Action, Outcome, httpx.Response]
 
 
+_LOCAL_FAILURES = (httpx.LocalProtocolError, httpx.UnsupportedProtocol)
+
+
+def safe_cause(exc: httpx.HTTPError) -> httpx.HTTPError | None:
+    """The httpx error to chain as `__cause__`, or None when its message holds a secret (tracebacks print it)."""
+    text = str(exc)
+    return exc if redact(text) == text else None
+
+
 def transport_error(exc: httpx.HTTPError, request: httpx.Request | None) -> APIConnectionError:
     """Wrap an httpx failure in the SDK's own error (the caller raises it `from exc`)."""
     if isinstance(exc, httpx.TimeoutException):
         return APITimeoutError(f"Request timed out ({type(exc).__name__}).", request=request)
-    detail = str(exc) or type(exc).__name__
+    # httpx quotes header values in some messages (an illegal one, for instance): never the key.
+    detail = redact(str(exc)) or type(exc).__name__
     return APIConnectionError(f"Connection error: {detail}", request=request)
 
 
@@ -186,7 +206,8 @@ def request_flow(
             reason = f"status {status}"
         else:
             assert isinstance(outcome, httpx.HTTPError)
-            retryable = isinstance(outcome, httpx.TransportError)
+            # A request this machine could not even send (bad URL scheme, illegal header) fails again.
+            retryable = isinstance(outcome, httpx.TransportError) and not isinstance(outcome, _LOCAL_FAILURES)
             decision = decide_retry(
                 status_code=None,
                 headers={},
@@ -197,7 +218,7 @@ def request_flow(
                 random_fraction=random(),
             )
             if not decision.retry:
-                raise transport_error(outcome, request) from outcome
+                raise transport_error(outcome, request) from safe_cause(outcome)
             reason = type(outcome).__name__
         retry_number += 1
         log.info(

@@ -15,17 +15,16 @@ import json
 import time
 import warnings
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
-from functools import cached_property
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeAlias, TypeVar
 
 import httpx
-from httpx_sse import ServerSentEvent
+from httpx_sse import EventSource, ServerSentEvent
 from pydantic import ValidationError
 
 from ._exceptions import APIConnectionError, make_stream_error, make_validation_error
 from ._ratelimit import RateLimit
-from ._retry import transport_error
+from ._retry import safe_cause, transport_error
 from .types.chat import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -93,10 +92,10 @@ class _StreamCore(Generic[_T]):
     `get_final_completion()` costs little per chunk and memory grows with the text, not the chunks.
     """
 
-    __slots__ = ("_validate", "choices", "count", "done", "first", "first_chunk_at", "response", "started_at", "usage")
+    __slots__ = ("_validate", "choices", "count", "done", "first", "first_chunk_at", "source", "started_at", "usage")
 
-    def __init__(self, response: httpx.Response, cast_to: type[_T], started_at: float) -> None:
-        self.response = response
+    def __init__(self, source: _Source[Any], cast_to: type[_T], started_at: float) -> None:
+        self.source = source
         self._validate = cast_to.__pydantic_validator__.validate_json
         self.started_at = started_at
         self.first_chunk_at: float | None = None
@@ -106,10 +105,17 @@ class _StreamCore(Generic[_T]):
         self.usage: Usage | None = None
         self.done = False
 
+    @property
+    def response(self) -> httpx.Response:
+        """The response being read (a retry before the first event replaces it)."""
+        return self.source.response
+
     def decode(self, sse: ServerSentEvent) -> _T | None:
         """The chunk an event carries; None for an event that carries none (or for `[DONE]`)."""
         data = sse.data
         if self.done or not data:
+            if sse.event == "error" and not self.done:
+                raise make_stream_error(self.response, {"error": {"message": "The server sent an empty error event."}})
             return None
         if data == "[DONE]":
             self.done = True
@@ -204,130 +210,209 @@ class _Source(Generic[_E]):
     """The response and its events: what a stream must release, kept apart from the `Stream` object.
 
     The iterating generator holds this, not the stream, so that a stream dropped unclosed has no
-    reference cycle: it is finalized at once (by reference counting), never by the cyclic garbage
-    collector at some arbitrary point.
+    reference cycle and is finalized at once, by reference counting.
+
+    Attributes:
+        retry: until the first event is read, how to hand a failure back to the request's retry
+            plan (see `Opened.retry`); None afterwards.
     """
 
-    __slots__ = ("closed", "events", "first", "response")
+    __slots__ = ("closed", "events", "response", "retry")
 
-    def __init__(self, response: httpx.Response, events: _E, first: ServerSentEvent | None) -> None:
+    def __init__(self, response: httpx.Response, events: _E, retry: Any) -> None:
+        self.reset(response, events, retry)
+
+    def reset(self, response: httpx.Response, events: _E, retry: Any) -> None:
+        """Read from a new response (a retry before the first event)."""
         self.response = response
-        self.events: _E = events
-        self.first = first
+        self.events = events
+        self.retry = retry
         self.closed = False
 
 
-def _release(source: _Source[Iterator[ServerSentEvent]]) -> None:
+_SyncSource: TypeAlias = "_Source[Iterator[ServerSentEvent]]"
+_AsyncSource: TypeAlias = "_Source[AsyncIterator[ServerSentEvent]]"
+
+# Sources of open sync streams, held strongly: a stream dropped unclosed must not leave its event
+# generators (down to httpcore's) to the garbage collector, whose finalizer would take the pool's
+# non-reentrant lock, maybe while this very thread holds it. `Stream.__del__` queues the source in
+# `_abandoned` instead, and the client's next request (or `close()`) releases it.
+_open_sources: set[_SyncSource] = set()
+_abandoned: collections.deque[_SyncSource] = collections.deque()
+
+
+def close_abandoned() -> None:
+    """Release the sources of `Stream`s dropped unclosed; called where no pool lock is held."""
+    while _abandoned:
+        try:
+            source = _abandoned.popleft()
+        except IndexError:  # another thread emptied it first
+            return
+        with contextlib.suppress(Exception):
+            _release(source)
+
+
+def is_event_stream(response: httpx.Response) -> bool:
+    """Whether the response says it is a server-sent event stream."""
+    return "text/event-stream" in response.headers.get("content-type", "").partition(";")[0]
+
+
+def needs_body(response: httpx.Response) -> bool:
+    """Whether a streaming response must be read whole: an error status, or no event stream at all."""
+    return response.status_code >= 400 or not is_event_stream(response)
+
+
+def check_event_stream(response: httpx.Response) -> None:
+    """Refuse a success response to a streaming request that is not an event stream (its body was read)."""
+    if response.status_code < 400 and not is_event_stream(response):
+        raise make_validation_error(response, "event stream (text/event-stream)")
+
+
+def _ended_early() -> httpx.HTTPError:
+    # Handed to the retry plan like a dropped connection: an empty stream is retried like one.
+    return httpx.RemoteProtocolError("The stream ended before its first event.")
+
+
+def _release(source: _SyncSource) -> None:
     if source.closed:
         return
     source.closed = True
+    _open_sources.discard(source)
     try:
-        close_events = getattr(source.events, "close", None)
-        if close_events is not None:
-            close_events()
+        source.events.close()  # type: ignore[attr-defined]
     finally:
         source.response.close()
 
 
-async def _arelease(source: _Source[AsyncIterator[ServerSentEvent]]) -> None:
+async def _arelease(source: _AsyncSource) -> None:
     if source.closed:
         return
     source.closed = True
     try:
-        close_events = getattr(source.events, "aclose", None)
-        if close_events is not None:
-            await close_events()
+        await source.events.aclose()  # type: ignore[attr-defined]
     finally:
         await source.response.aclose()
 
 
-def _iterate(core: _StreamCore[_T], source: _Source[Iterator[ServerSentEvent]]) -> Generator[_T, None, None]:
+def _first_event(source: _SyncSource) -> ServerSentEvent | None:
+    """Read the first event; until it arrives, a failure goes back to the request's retry plan."""
+    while True:
+        try:
+            return next(source.events)
+        except StopIteration:
+            if source.retry is None:
+                return None  # `check_finished` reports the early end
+            failure = _ended_early()
+        except httpx.HTTPError as exc:
+            if source.retry is None:
+                raise
+            failure = exc
+        retry = source.retry
+        _release(source)
+        opened = retry(failure)  # sleeps and sends again, or raises the typed error
+        source.reset(opened.response, EventSource(opened.response).iter_sse(), opened.retry)
+        _open_sources.add(source)
+
+
+async def _afirst_event(source: _AsyncSource) -> ServerSentEvent | None:
+    """Read the first event; until it arrives, a failure goes back to the request's retry plan."""
+    while True:
+        try:
+            return await anext(source.events)
+        except StopAsyncIteration:
+            if source.retry is None:
+                return None
+            failure = _ended_early()
+        except httpx.HTTPError as exc:
+            if source.retry is None:
+                raise
+            failure = exc
+        retry = source.retry
+        await _arelease(source)
+        opened = await retry(failure)
+        source.reset(opened.response, EventSource(opened.response).aiter_sse(), opened.retry)
+
+
+def _iterate(core: _StreamCore[_T], source: _SyncSource) -> Generator[_T, None, None]:
     decode = core.decode
     exiting = False
     try:
-        first = source.first
-        if first is not None:
-            source.first = None
-            chunk = decode(first)
-            if chunk is not None:
-                yield chunk
-        # After [DONE] the rest is drained (not yielded) so that the connection can be reused.
-        for sse in source.events:
+        sse = _first_event(source)
+        source.retry = None  # an event was read: from here on a failure is raised, never retried
+        if sse is not None:
             chunk = decode(sse)
             if chunk is not None:
                 yield chunk
+            # After [DONE] the rest is drained (not yielded) so that the connection can be reused.
+            for sse in source.events:
+                chunk = decode(sse)
+                if chunk is not None:
+                    yield chunk
         core.check_finished()
     except GeneratorExit:
-        # Closed by `Stream.close()`, which releases, or finalized unclosed, when releasing here could
-        # deadlock inside the pool's lock (see `Stream.__del__`).
+        # Closed by `Stream.close()`, which releases, or finalized unclosed (see `Stream.__del__`).
         exiting = True
         raise
     except httpx.HTTPError as exc:
-        raise core.connection_error(exc) from exc
+        raise core.connection_error(exc) from safe_cause(exc)
     finally:
         if not exiting:
             _release(source)
 
 
-async def _aiterate(core: _StreamCore[_T], source: _Source[AsyncIterator[ServerSentEvent]]) -> AsyncGenerator[_T, None]:
+async def _aiterate(core: _StreamCore[_T], source: _AsyncSource) -> AsyncGenerator[_T, None]:
     decode = core.decode
     exiting = False
     try:
-        first = source.first
-        if first is not None:
-            source.first = None
-            chunk = decode(first)
-            if chunk is not None:
-                yield chunk
-        async for sse in source.events:
+        sse = await _afirst_event(source)
+        source.retry = None
+        if sse is not None:
             chunk = decode(sse)
             if chunk is not None:
                 yield chunk
+            async for sse in source.events:
+                chunk = decode(sse)
+                if chunk is not None:
+                    yield chunk
         core.check_finished()
     except GeneratorExit:
         exiting = True
         raise
     except httpx.HTTPError as exc:
-        raise core.connection_error(exc) from exc
+        raise core.connection_error(exc) from safe_cause(exc)
     finally:
         if not exiting:
             await _arelease(source)
 
 
 class _StreamBase(Generic[_T, _E]):
-    """What `Stream` and `AsyncStream` share: construction, metadata, and the finished answer."""
+    """What `Stream` and `AsyncStream` share: metadata, and the finished answer."""
 
-    def __init__(
-        self,
-        *,
-        response: httpx.Response,
-        events: _E,
-        first: ServerSentEvent | None,
-        cast_to: type[_T],
-        started_at: float,
-    ) -> None:
-        self._core = _StreamCore(response, cast_to, started_at)
-        self._source: _Source[_E] = _Source(response, events, first)
+    _core: _StreamCore[_T]
+    _source: _Source[_E]
 
     @property
     def response(self) -> httpx.Response:
-        """The `httpx.Response` the chunks are read from (its headers arrived before the first chunk)."""
-        return self._core.response
+        """The `httpx.Response` the chunks are read from: available as soon as its headers arrived."""
+        return self._source.response
 
-    @cached_property
+    @property
     def rate_limit(self) -> RateLimit:
         """The rate-limit window reported with the stream's headers."""
-        return RateLimit.from_headers(self._core.response.headers)
+        return RateLimit.from_headers(self._source.response.headers)
 
     @property
     def request_id(self) -> str | None:
         """The `x-request-id` of the stream's response, if the server sent one."""
-        request_id: str | None = self._core.response.headers.get("x-request-id")
+        request_id: str | None = self._source.response.headers.get("x-request-id")
         return request_id
 
     @property
     def time_to_first_chunk(self) -> float | None:
-        """Seconds from sending the request until the first chunk was decoded; None before that."""
+        """Seconds from the start of the call until the first chunk was received; None before that.
+
+        The stream is read as you iterate: if you start iterating late, the wait is included.
+        """
         core = self._core
         return None if core.first_chunk_at is None else core.first_chunk_at - core.started_at
 
@@ -336,39 +421,36 @@ class _StreamBase(Generic[_T, _E]):
         """How many chunks have been decoded so far."""
         return self._core.count
 
-    def _abandon(self) -> httpx.Response | None:
-        """Mark a stream dropped unclosed as closed, warn, and return the response to release."""
-        source: _Source[_E] | None = getattr(self, "_source", None)
-        if source is None or source.closed:  # closed, or never fully constructed
+    def _abandoned_source(self) -> _Source[_E] | None:
+        """For a finalizer: the source of a stream dropped unclosed (and warn about it); else None."""
+        source: _Source[_E] | None = getattr(self, "_source", None)  # None: never fully constructed
+        if source is None or source.closed:
             return None
-        source.closed = True
+        return source
+
+    def _warn_unclosed(self) -> None:
+        # Called after the release was arranged, so that an "error" warnings filter cannot leak it.
         warnings.warn(
             f"{type(self).__name__} was never closed: iterate it to the end, or use it as a context manager.",
             ResourceWarning,
-            stacklevel=3,
+            stacklevel=2,
         )
-        return source.response
 
 
 class Stream(_StreamBase[_T, Iterator[ServerSentEvent]]):
     """The chunks of a streamed completion, as they arrive: what `create(stream=True)` returns.
 
-    Iterate over it (once), preferably inside `with` so that the connection is released even when
-    you stop early. A broken connection or a body that ends before `data: [DONE]` raises
-    `APIConnectionError` after the chunks that did arrive; an error event raises the typed
-    `APIStatusError` it maps to.
+    It is returned as soon as the response headers arrive (`response`, `rate_limit` and `request_id`
+    are readable at once) and reads the body as you iterate. Iterate over it once, preferably inside
+    `with` so that the connection is released even when you stop early. A broken connection or a
+    body that ends before `data: [DONE]` raises `APIConnectionError` after the chunks that did
+    arrive; an error event raises the typed `APIStatusError` it maps to.
     """
 
-    def __init__(
-        self,
-        *,
-        response: httpx.Response,
-        events: Iterator[ServerSentEvent],
-        first: ServerSentEvent | None,
-        cast_to: type[_T],
-        started_at: float,
-    ) -> None:
-        super().__init__(response=response, events=events, first=first, cast_to=cast_to, started_at=started_at)
+    def __init__(self, opened: Any, cast_to: type[_T]) -> None:
+        self._source = _Source(opened.response, EventSource(opened.response).iter_sse(), opened.retry)
+        _open_sources.add(self._source)
+        self._core = _StreamCore(self._source, cast_to, opened.started_at)
         self._iterator = _iterate(self._core, self._source)
 
     def __iter__(self) -> Iterator[_T]:
@@ -406,11 +488,10 @@ class Stream(_StreamBase[_T, Iterator[ServerSentEvent]]):
         return self._core.final_completion()
 
     def __del__(self) -> None:
-        response = self._abandon()
-        if response is not None:
-            # A finalizer may run inside the connection pool's own (non-reentrant) lock, when garbage
-            # collection strikes there: closing here could deadlock. The next request closes it.
-            _abandoned.append(response)
+        source = self._abandoned_source()
+        if source is not None:
+            _abandoned.append(source)  # not closed here: a finalizer may run inside the pool's lock
+            self._warn_unclosed()
 
 
 class AsyncStream(_StreamBase[_T, AsyncIterator[ServerSentEvent]]):
@@ -419,16 +500,9 @@ class AsyncStream(_StreamBase[_T, AsyncIterator[ServerSentEvent]]):
     It behaves as `Stream` does; `aclose()` releases the connection.
     """
 
-    def __init__(
-        self,
-        *,
-        response: httpx.Response,
-        events: AsyncIterator[ServerSentEvent],
-        first: ServerSentEvent | None,
-        cast_to: type[_T],
-        started_at: float,
-    ) -> None:
-        super().__init__(response=response, events=events, first=first, cast_to=cast_to, started_at=started_at)
+    def __init__(self, opened: Any, cast_to: type[_T]) -> None:
+        self._source = _Source(opened.response, EventSource(opened.response).aiter_sse(), opened.retry)
+        self._core = _StreamCore(self._source, cast_to, opened.started_at)
         self._iterator = _aiterate(self._core, self._source)
         try:
             self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
@@ -470,30 +544,20 @@ class AsyncStream(_StreamBase[_T, AsyncIterator[ServerSentEvent]]):
         return self._core.final_completion()
 
     def __del__(self) -> None:
-        response = self._abandon()
+        source = self._abandoned_source()
         loop = getattr(self, "_loop", None)
-        if response is not None and loop is not None and not loop.is_closed():
-            # An async response cannot be closed from a finalizer: hand the close to its event loop.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_schedule_close, loop, response)
+        if source is not None:
+            if loop is not None and not loop.is_closed():
+                # An async response cannot be closed from a finalizer: hand the close to its event loop.
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_schedule_close, loop, source)
+            self._warn_unclosed()
 
 
-_abandoned: collections.deque[httpx.Response] = collections.deque()
 _pending_closes: set[asyncio.Task[None]] = set()
 
 
-def close_abandoned() -> None:
-    """Close the responses of `Stream`s that were dropped unclosed; called where no pool lock is held."""
-    while _abandoned:
-        try:
-            response = _abandoned.popleft()
-        except IndexError:  # another thread emptied it first
-            return
-        with contextlib.suppress(Exception):
-            response.close()
-
-
-def _schedule_close(loop: asyncio.AbstractEventLoop, response: httpx.Response) -> None:
-    task = loop.create_task(response.aclose())
+def _schedule_close(loop: asyncio.AbstractEventLoop, source: _AsyncSource) -> None:
+    task = loop.create_task(_arelease(source))
     _pending_closes.add(task)
     task.add_done_callback(_pending_closes.discard)

@@ -242,3 +242,26 @@ def test_a_borrowed_client_keeps_its_own_timeout_unless_one_is_given(kind: str, 
     make_client(transport=httpx.MockTransport(handler), timeout=2.0).models.list()
     assert seen[0]["read"] == 5.0  # httpx's own default
     assert seen[1]["read"] == 2.0
+
+
+@pytest.mark.parametrize(
+    "bad_key",
+    ["sk-SECRET\nSECRET2", "sk-SECRET SECRET2", "sk-SECRETSECRET\u2019", "sk-\tSECRET"],
+    ids=["newline", "space", "curly-quote", "tab"],
+)
+def test_a_malformed_key_fails_at_construction_without_quoting_it(make_client: ClientFactory, bad_key: str) -> None:
+    with pytest.raises(deployai.DeployAIError) as info:
+        make_client(api_key=bad_key)
+    assert "SECRET" not in str(info.value)
+    assert "SECRET" not in repr(info.value)
+    assert "DEPLOYAI_API_KEY" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"X-Team": "caf\u00e9"}, {"X-Team": "a\r\nInjected: 1"}, {"X Team": "a"}, {"X-Team": 5}],
+    ids=["non-ascii", "line-break", "bad-name", "not-a-str"],
+)
+def test_bad_default_headers_fail_at_construction(make_client: ClientFactory, headers: dict[str, Any]) -> None:
+    with pytest.raises(deployai.InvalidParameterError, match="default_headers"):
+        make_client(default_headers=headers)

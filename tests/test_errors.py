@@ -137,3 +137,24 @@ def test_tracebacks_show_public_names_and_never_the_key(make_client: ClientFacto
     assert API_KEY not in text
     assert API_KEY not in repr(info.value)
     assert API_KEY not in str(vars(info.value).get("message"))
+
+
+def test_a_long_json_error_message_is_trimmed(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(status_code=400, json={"error": {"message": "z" * 50_000}})
+    with pytest.raises(deployai.BadRequestError) as info:
+        make_client().models.list()
+    assert len(str(info.value)) < 600
+    assert len(info.value.body["error"]["message"]) == 50_000  # type: ignore[index]
+
+
+def test_transport_error_messages_never_carry_the_key(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float]
+) -> None:
+    httpx_mock.add_exception(httpx.LocalProtocolError(f"Illegal header value b'Bearer {API_KEY}\\n'"))
+    with pytest.raises(deployai.APIConnectionError) as info:
+        make_client().models.list()
+    text = "".join(traceback.format_exception(info.value))
+    assert API_KEY not in str(info.value)
+    assert "Bearer [redacted]" in str(info.value)
+    assert API_KEY not in text
+    assert sleeps == []  # a request this machine cannot send is not retried

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -118,3 +120,53 @@ def test_a_refused_connection_is_a_connection_error(kind: str, make_client: Clie
     with pytest.raises(deployai.APIConnectionError):
         client.models.list()
     assert len(sleeps) == 1
+
+
+def _drop_in_a_reference_cycle(client: deployai.DeployAI) -> None:
+    stream = client.chat.completions.create(model=MODEL, messages=user(), stream=True)
+    next(iter(stream))
+    holder: dict[str, Any] = {"stream": stream}
+    holder["self"] = holder  # only the cyclic garbage collector can free this stream now
+
+
+def test_garbage_collection_inside_the_pool_lock_cannot_deadlock(server: EmulatorServer) -> None:
+    http_client = httpx.Client()
+    client = deployai.DeployAI(api_key=KEY, base_url=server.base_url, http_client=http_client)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        _drop_in_a_reference_cycle(client)
+        pool_lock = http_client._transport._pool._optional_thread_lock  # type: ignore[attr-defined]
+        finished = threading.Event()
+
+        def collect_while_holding_the_lock() -> None:
+            with pool_lock:  # stands for "garbage collection strikes while httpcore holds its lock"
+                gc.collect()
+            finished.set()
+
+        worker = threading.Thread(target=collect_while_holding_the_lock, daemon=True)
+        worker.start()
+        worker.join(timeout=10)
+    assert finished.is_set(), "gc.collect() deadlocked on the connection pool's lock"
+    client.models.list()  # and the dropped stream's connection is released by the next request
+    assert idle_connections(http_client) == 1
+    client.close()
+    http_client.close()
+
+
+def test_resource_warnings_as_errors_still_release_a_dropped_stream(server: EmulatorServer) -> None:
+    http_client = small_pool("sync", 1)
+    client = deployai.DeployAI(api_key=KEY, base_url=server.base_url, http_client=http_client)
+    unraisable: list[BaseException | None] = []
+    hook, sys.unraisablehook = sys.unraisablehook, lambda u: unraisable.append(u.exc_value)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ResourceWarning)
+            stream = client.chat.completions.create(model=MODEL, messages=user(), stream=True)
+            next(iter(stream))
+            del stream
+    finally:
+        sys.unraisablehook = hook
+    assert [type(e) for e in unraisable] == [ResourceWarning]
+    assert len(client.models.list()) == 7  # the one connection was released, not leaked
+    client.close()
+    http_client.close()

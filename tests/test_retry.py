@@ -188,3 +188,12 @@ def test_each_retry_is_logged_at_info(
     assert "status 429" in record.getMessage()
     assert "1.00 s" in record.getMessage()
     assert "retry 1 of 2" in record.getMessage()
+
+
+@pytest.mark.parametrize("value", ["nan", "-3", "inf", "1e999"])
+def test_malformed_retry_after_falls_back_to_backoff(value: str) -> None:
+    assert server_requested_wait(503, {"retry-after": value}, NOW) is None
+    assert server_requested_wait(503, {"retry-after-ms": value}, NOW) is None
+    decision = decide(503, {"retry-after": value})
+    assert decision.retry
+    assert decision.wait_seconds == 0.5

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import json
 import warnings
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -26,8 +27,14 @@ def stream_of(client: Any, **kwargs: Any) -> Any:
     return client.chat.completions.create(model=MODEL, messages=user(), stream=True, **kwargs)
 
 
-def add_stream(httpx_mock: HTTPXMock, pieces: list[bytes], fail_with: Exception | None = None, **headers: str) -> None:
-    httpx_mock.add_callback(lambda request: sse_response(pieces, fail_with, **headers))
+def add_stream(
+    httpx_mock: HTTPXMock,
+    pieces: list[bytes],
+    *,
+    fail_with: Exception | None = None,
+    headers: dict[str, str] | None = None,
+) -> None:
+    httpx_mock.add_callback(lambda request: sse_response(pieces, fail_with, **(headers or {})))
 
 
 def texts(chunks: list[ChatCompletionChunk]) -> str:
@@ -319,3 +326,59 @@ def test_an_abandoned_async_stream_warns_and_its_loop_releases_the_connection(ht
         await client.aclose()
 
     asyncio.run(abandon())
+
+
+class Watched(Pieces):
+    """A body that records whether anyone started reading it."""
+
+    started = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.started = True
+        yield from super().__iter__()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        self.started = True
+        async for piece in super().__aiter__():
+            yield piece
+
+
+def test_metadata_is_readable_as_soon_as_the_headers_arrive(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    body = Watched(hello_stream())
+    headers = {**SSE_ONLY, "x-request-id": "req_early", "x-ratelimit-remaining": "7"}
+    httpx_mock.add_callback(lambda request: httpx.Response(200, headers=headers, stream=body))
+    with stream_of(make_client()) as stream:
+        assert not body.started
+        assert stream.request_id == "req_early"
+        assert stream.rate_limit.remaining == 7
+        assert stream.response.status_code == 200
+        assert stream.time_to_first_chunk is None
+        assert texts(list(stream)) == "Hello world"
+        assert stream.time_to_first_chunk is not None
+        assert stream.time_to_first_chunk >= 0
+
+
+def test_an_empty_stream_is_retried_like_a_dropped_connection(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float]
+) -> None:
+    add_stream(httpx_mock, [])
+    add_stream(httpx_mock, hello_stream(), headers={"x-request-id": "req_second"})
+    with stream_of(make_client()) as stream:
+        assert texts(list(stream)) == "Hello world"
+        assert stream.request_id == "req_second"
+    assert len(httpx_mock.get_requests()) == 2
+    assert len(sleeps) == 1
+
+
+def test_an_empty_stream_with_no_retries_left_is_a_connection_error(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    add_stream(httpx_mock, [])
+    with stream_of(make_client(max_retries=0)) as stream, pytest.raises(deployai.APIConnectionError, match="before"):
+        list(stream)
+
+
+def test_an_empty_error_event_is_still_an_error(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    add_stream(httpx_mock, [event(chunk("a")), b"event: error\ndata:\n\n", DONE])
+    with stream_of(make_client()) as stream, pytest.raises(deployai.InternalServerError):
+        list(stream)

@@ -197,3 +197,12 @@ def test_models_list_refuses_unknown_options(make_client: ClientFactory, httpx_m
 def test_extra_query_must_be_a_mapping(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
     with pytest.raises(deployai.InvalidParameterError, match="extra_query"):
         make_client().models.list(extra_query="debug=1")
+
+
+@pytest.mark.parametrize("value", [1, None, "caf\u00e9", "a\nb"], ids=["int", "none", "non-ascii", "newline"])
+def test_bad_extra_header_values_are_refused_before_sending(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, value: Any
+) -> None:
+    with pytest.raises(deployai.InvalidParameterError, match="extra_headers"):
+        make_client().models.list(extra_headers={"X-Trace": value})
+    assert httpx_mock.get_requests() == []
