@@ -89,6 +89,8 @@ def _check_content(name: str, content: object, *, optional: bool) -> None:
                 raise InvalidParameterError(
                     f"{name}[{i}]", part, 'a content part such as {"type": "text", "text": ...}'
                 )
+            if part["type"] == "text" and not isinstance(part.get("text"), str):
+                raise InvalidParameterError(f"{name}[{i}].text", part.get("text"), "a string")
         return
     raise InvalidParameterError(name, content, "a string or a list of content parts")
 
@@ -107,8 +109,10 @@ def check_message(index: int, message: object) -> None:
         raise InvalidParameterError(f"{name}.role", role, "one of " + ", ".join(repr(r) for r in MESSAGE_ROLES))
     if role == "assistant":
         tool_calls = message.get("tool_calls")
-        if tool_calls is not None and not isinstance(tool_calls, list):
-            raise InvalidParameterError(f"{name}.tool_calls", tool_calls, "a list of tool calls")
+        if tool_calls is not None and (
+            not isinstance(tool_calls, list) or not all(isinstance(c, (Mapping, BaseModel)) for c in tool_calls)
+        ):
+            raise InvalidParameterError(f"{name}.tool_calls", tool_calls, "a list of tool calls (dicts)")
         _check_content(f"{name}.content", message.get("content"), optional=bool(tool_calls))
         return
     if "content" not in message:

@@ -254,7 +254,7 @@ def test_parameters_the_sdk_refuses_get_400_naming_the_param(
     assert error["message"].startswith(f"{param} must be ")
 
 
-@pytest.mark.parametrize("content", [b"{not json", b"", b"[1, 2]", b"\xff\xfe"])
+@pytest.mark.parametrize("content", [b"{not json", b"", b"[1, 2]", b"\xff\xfe", b"[" * 100_000 + b"]" * 100_000])
 def test_a_body_that_is_not_a_json_object_gets_400(raw: httpx.Client, content: bytes) -> None:
     response = raw.post("/v1/chat/completions", content=content)
     assert response.status_code == 400

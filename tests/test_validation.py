@@ -52,6 +52,12 @@ BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
     ("messages[0].tool_call_id", {"messages": [{"role": "tool", "content": "42"}]}, "tool call"),
     ("messages[0]", {"messages": ["Hello!"]}, "dict"),
     ("messages[0].content[0]", {"messages": [{"role": "user", "content": [{"text": "no type"}]}]}, "content part"),
+    (
+        "messages[0].content[0].text",
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]},
+        "string",
+    ),
+    ("messages[0].tool_calls", {"messages": [{"role": "assistant", "tool_calls": [1, 2]}]}, "tool calls"),
 ]
 
 

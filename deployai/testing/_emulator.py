@@ -437,8 +437,8 @@ class Emulator:
         parse_error: str | None = None
         try:
             parsed = json.loads(body) if body else None
-        except ValueError as exc:
-            parse_error = str(exc)
+        except (ValueError, RecursionError) as exc:  # RecursionError: absurdly nested JSON
+            parse_error = str(exc) or type(exc).__name__
         with self._lock:
             self._request_count += 1
             request_id = f"req_{self._request_count}"
