@@ -224,6 +224,8 @@ class _Source(Generic[_E]):
 
     def reset(self, response: httpx.Response, events: _E, retry: Any) -> None:
         """Read from a new response (a retry before the first event)."""
+        # The SSE standard: the stream is UTF-8 whatever the headers say, and a leading BOM is dropped.
+        response.encoding = "utf-8-sig"
         self.response = response
         self.events = events
         self.retry = retry

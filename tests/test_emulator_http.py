@@ -350,3 +350,20 @@ def test_the_cli_refuses_a_non_loopback_host() -> None:
     assert result.returncode == 2
     assert "not a loopback address" in result.stderr
     assert result.stdout == ""
+
+
+def test_the_openai_package_meets_a_429_with_correct_headers_after_the_window_is_spent() -> None:
+    with (
+        EmulatorServer(Emulator(rate_limit=2, window_seconds=60.0)) as limited,
+        openai.OpenAI(base_url=limited.base_url, api_key=TEST_KEY, max_retries=0) as client,
+    ):
+        for _ in range(2):
+            client.models.list()
+        with pytest.raises(openai.RateLimitError) as info:
+            client.chat.completions.create(model="openai/gpt-4o", messages=[{"role": "user", "content": "Hi"}])
+    headers = info.value.response.headers
+    assert headers["x-ratelimit-limit"] == "2"
+    assert headers["x-ratelimit-remaining"] == "0"
+    assert 1 <= int(headers["retry-after"]) <= 60
+    assert int(headers["x-ratelimit-reset"]) >= int(headers["retry-after"])
+    assert info.value.code == "rate_limit_exceeded"

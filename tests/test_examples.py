@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from deployai.testing import Emulator, EmulatorServer
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 EMULATOR_LINE = re.compile(
     r"DEPLOYAI_API_KEY is not set: using the local DeployAI emulator at http://127\.0\.0\.1:\d+/v1"
@@ -76,3 +78,23 @@ def test_every_example_is_tested_here() -> None:
     source = Path(__file__).read_text()
     examples = sorted(p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_"))
     assert examples == sorted(name for name in examples if f'run_example("{name}")' in source)
+
+
+def test_with_a_key_the_quickstart_talks_to_the_configured_api() -> None:
+    # The "real API" branch, pointed at a loopback emulator through DEPLOYAI_BASE_URL.
+    with EmulatorServer(Emulator()) as server:
+        env = {key: value for key, value in os.environ.items() if not key.startswith("DEPLOYAI_")}
+        env |= {"DEPLOYAI_API_KEY": "sk-from-the-environment", "DEPLOYAI_BASE_URL": server.base_url}
+        result = subprocess.run(
+            [sys.executable, "-W", "error", str(EXAMPLES / "quickstart.py")],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        recorded = server.emulator.requests
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "You said: Hello! What can you do?"
+    assert "emulator" not in result.stdout
+    assert [r.headers["authorization"] for r in recorded] == ["Bearer sk-from-the-environment"]

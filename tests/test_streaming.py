@@ -382,3 +382,12 @@ def test_an_empty_error_event_is_still_an_error(make_client: ClientFactory, http
     add_stream(httpx_mock, [event(chunk("a")), b"event: error\ndata:\n\n", DONE])
     with stream_of(make_client()) as stream, pytest.raises(deployai.InternalServerError):
         list(stream)
+
+
+def test_a_leading_byte_order_mark_is_dropped(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    pieces = hello_stream()
+    add_stream(httpx_mock, [b"\xef\xbb\xbf" + pieces[0], *pieces[1:]])
+    with stream_of(make_client()) as stream:
+        chunks = list(stream)
+    assert len(chunks) == 5
+    assert texts(chunks) == "Hello world"
