@@ -2,8 +2,8 @@
 
 SSE framing is httpx-sse's; `_StreamCore` turns each event into a typed chunk (pydantic's JSON
 validation straight from the event's text), ends the stream at `data: [DONE]`, turns error events
-into typed errors, keeps the chunks for `get_final_completion()`, and refuses to let a stream end
-silently without `[DONE]`.
+into typed errors, folds the chunks into what `get_final_completion()` returns, and refuses to let a
+stream end silently without `[DONE]`. The shells only read: `next` or `await anext`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 import warnings
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from types import TracebackType
-from typing import Any, Generic, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
 import httpx
 from httpx_sse import EventSource, ServerSentEvent
@@ -25,6 +25,10 @@ from pydantic import ValidationError
 from ._exceptions import APIConnectionError, make_stream_error, make_validation_error
 from ._ratelimit import RateLimit
 from ._retry import safe_cause, transport_error
+
+if TYPE_CHECKING:
+    from ._http import Opened
+
 from .types.chat import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -424,7 +428,7 @@ class _StreamBase(Generic[_T, _E]):
         return self._core.count
 
     def _abandoned_source(self) -> _Source[_E] | None:
-        """For a finalizer: the source of a stream dropped unclosed (and warn about it); else None."""
+        """For a finalizer: the source of a stream dropped unclosed; None if it was closed."""
         source: _Source[_E] | None = getattr(self, "_source", None)  # None: never fully constructed
         if source is None or source.closed:
             return None
@@ -449,7 +453,7 @@ class Stream(_StreamBase[_T, Iterator[ServerSentEvent]]):
     arrive; an error event raises the typed `APIStatusError` it maps to.
     """
 
-    def __init__(self, opened: Any, cast_to: type[_T]) -> None:
+    def __init__(self, opened: Opened[Any], cast_to: type[_T]) -> None:
         self._source = _Source(opened.response, EventSource(opened.response).iter_sse(), opened.retry)
         _open_sources.add(self._source)
         self._core = _StreamCore(self._source, cast_to, opened.started_at)
@@ -502,7 +506,7 @@ class AsyncStream(_StreamBase[_T, AsyncIterator[ServerSentEvent]]):
     It behaves as `Stream` does; `aclose()` releases the connection.
     """
 
-    def __init__(self, opened: Any, cast_to: type[_T]) -> None:
+    def __init__(self, opened: Opened[Any], cast_to: type[_T]) -> None:
         self._source = _Source(opened.response, EventSource(opened.response).aiter_sse(), opened.retry)
         self._core = _StreamCore(self._source, cast_to, opened.started_at)
         self._iterator = _aiterate(self._core, self._source)
