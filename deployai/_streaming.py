@@ -25,10 +25,6 @@ from pydantic import ValidationError
 from ._exceptions import APIConnectionError, make_stream_error, make_validation_error
 from ._ratelimit import RateLimit
 from ._retry import safe_cause, transport_error
-
-if TYPE_CHECKING:
-    from ._http import Opened
-
 from .types.chat import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -39,6 +35,9 @@ from .types.chat import (
     MessageToolCall,
     Usage,
 )
+
+if TYPE_CHECKING:
+    from ._http import Opened
 
 __all__ = ["AsyncStream", "Stream"]
 
