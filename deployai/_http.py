@@ -1,9 +1,13 @@
-"""The only place that sends, sleeps and closes. Both drivers run the same pure plan (`request_flow`).
+"""The only place that sends, sleeps and closes: two thin shells that carry out one pure plan.
 
-A streaming request is returned as soon as its headers arrive, with the plan left open: if the
+`call_plan` decides everything about one call (retries through `request_flow`, reading an error
+body, checking that a stream is an event stream, timings) and yields what to do: `Send`, `Sleep`,
+`ReadBody`, or an `Opened` result. `SyncHTTP` and `AsyncHTTP` only do it, blocking or awaiting.
+
+A streaming request is returned as soon as its headers arrive with the plan left open: if the
 stream then fails before its first event, the stream hands the failure back (`Opened.retry`) and
-the plan decides, as for any request, whether to sleep and send again. Once an event has been read,
-the plan is dropped, so a failure is raised and the start of an answer is never received twice.
+the plan decides, as for any request, whether to sleep and send again. Once an event has been read
+the plan is dropped, so a later failure is raised and the start of an answer never comes twice.
 """
 
 from __future__ import annotations
@@ -11,16 +15,16 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeAlias, TypeVar, Union
 
 import httpx
 
 from ._config import ClientOptions
 from ._exceptions import DeployAIError
 from ._request import PreparedRequest
-from ._retry import SEND, Flow, Outcome, request_flow
+from ._retry import Sleep, request_flow
 from ._streaming import _abandoned, check_event_stream, close_abandoned, needs_body
 
 _Retry = TypeVar("_Retry")
@@ -44,6 +48,23 @@ class Opened(Generic[_Retry]):
     retry: _Retry | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send this request (streaming the body when `stream`); answer with the response."""
+
+    request: httpx.Request
+    stream: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReadBody:
+    """Read this streamed response's body whole, then close it."""
+
+    response: httpx.Response
+
+
+Op: TypeAlias = Union[Send, Sleep, ReadBody, "Opened[Any]"]
+Plan: TypeAlias = Generator[Op, Any, "Opened[Any]"]
 SyncRetry = Callable[[httpx.HTTPError], "Opened[Any]"]
 AsyncRetry = Callable[[httpx.HTTPError], Awaitable["Opened[Any]"]]
 
@@ -52,14 +73,45 @@ _sleep = time.sleep
 _async_sleep = asyncio.sleep
 
 
-def _plan(prepared: PreparedRequest, options: ClientOptions) -> Flow:
-    return request_flow(
+def call_plan(prepared: PreparedRequest, options: ClientOptions) -> Plan:
+    """Everything one call decides, as a generator of I/O to do. Failed I/O is thrown back in.
+
+    It returns the final `Opened`; for a stream it yields an `Opened` at the headers instead, and
+    may later be resumed with a failure from before the first event.
+    """
+    flow = request_flow(
         prepared.request,
         max_retries=options.max_retries,
         max_retry_wait=options.max_retry_wait,
         clock=time.time,
         random=random.random,
     )
+    send = Send(prepared.request, prepared.stream)
+    started_at = time.perf_counter()
+    action = next(flow)
+    while True:
+        outcome: Any = None
+        if isinstance(action, Sleep):
+            yield action
+        else:
+            sent_at = time.perf_counter()
+            try:
+                response = yield send
+                if prepared.stream and needs_body(response):
+                    yield ReadBody(response)
+                    check_event_stream(response)
+            except httpx.HTTPError as exc:
+                outcome = exc
+            else:
+                opened: Opened[Any] = Opened(response, started_at, time.perf_counter() - sent_at)
+                if prepared.stream and response.status_code < 400:
+                    outcome = yield opened  # resumed only with a failure before the first event
+                else:
+                    outcome = response
+        try:
+            action = flow.send(outcome)
+        except StopIteration:
+            return opened
 
 
 def _closed_error() -> DeployAIError:
@@ -67,7 +119,7 @@ def _closed_error() -> DeployAIError:
 
 
 class SyncHTTP:
-    """Drives request plans with a blocking `httpx.Client`."""
+    """Carries out call plans with a blocking `httpx.Client`."""
 
     __slots__ = ("client", "owned")
 
@@ -81,35 +133,31 @@ class SyncHTTP:
             raise _closed_error()
         if _abandoned:  # streams dropped unclosed: release them here, where no pool lock is held
             close_abandoned()
-        flow = _plan(prepared, options)
-        return self._drive(flow, next(flow), prepared, time.perf_counter())
+        return self._run(call_plan(prepared, options), None)
 
-    def _drive(self, flow: Flow, action: Any, prepared: PreparedRequest, started_at: float) -> Opened[SyncRetry]:
-        try:
-            while True:
-                outcome: Outcome = None
-                if action is SEND:
-                    sent_at = time.perf_counter()
-                    try:
-                        response = outcome = self.client.send(prepared.request, stream=prepared.stream)
-                        if prepared.stream and needs_body(response):
-                            try:
-                                response.read()
-                            finally:
-                                response.close()
-                            check_event_stream(response)
-                    except httpx.HTTPError as exc:
-                        outcome = exc
-                    else:
-                        opened: Opened[SyncRetry] = Opened(response, started_at, time.perf_counter() - sent_at)
-                        if prepared.stream and response.status_code < 400:
-                            opened.retry = lambda failure: self._drive(flow, flow.send(failure), prepared, started_at)
-                            return opened
+    def _run(self, plan: Plan, answer: Any) -> Opened[SyncRetry]:
+        failure: httpx.HTTPError | None = None
+        while True:
+            try:
+                op = plan.send(answer) if failure is None else plan.throw(failure)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            answer = failure = None
+            if isinstance(op, Opened):
+                op.retry = lambda error: self._run(plan, error)
+                return op
+            try:
+                if isinstance(op, Send):
+                    answer = self.client.send(op.request, stream=op.stream)
+                elif isinstance(op, Sleep):
+                    _sleep(op.seconds)
                 else:
-                    _sleep(action.seconds)
-                action = flow.send(outcome)
-        except StopIteration:
-            return opened
+                    try:
+                        op.response.read()
+                    finally:
+                        op.response.close()
+            except httpx.HTTPError as exc:
+                failure = exc
 
     def close(self) -> None:
         """Close the pool if it is ours; a borrowed client is left open."""
@@ -119,7 +167,7 @@ class SyncHTTP:
 
 
 class AsyncHTTP:
-    """Drives request plans with an `httpx.AsyncClient`."""
+    """Carries out call plans with an `httpx.AsyncClient`."""
 
     __slots__ = ("client", "owned")
 
@@ -132,35 +180,31 @@ class AsyncHTTP:
         if self.client.is_closed:
             raise _closed_error()
         # No abandoned-stream queue here: a dropped `AsyncStream` hands its close to its event loop.
-        flow = _plan(prepared, options)
-        return await self._drive(flow, next(flow), prepared, time.perf_counter())
+        return await self._run(call_plan(prepared, options), None)
 
-    async def _drive(self, flow: Flow, action: Any, prepared: PreparedRequest, started_at: float) -> Opened[AsyncRetry]:
-        try:
-            while True:
-                outcome: Outcome = None
-                if action is SEND:
-                    sent_at = time.perf_counter()
-                    try:
-                        response = outcome = await self.client.send(prepared.request, stream=prepared.stream)
-                        if prepared.stream and needs_body(response):
-                            try:
-                                await response.aread()
-                            finally:
-                                await response.aclose()
-                            check_event_stream(response)
-                    except httpx.HTTPError as exc:
-                        outcome = exc
-                    else:
-                        opened: Opened[AsyncRetry] = Opened(response, started_at, time.perf_counter() - sent_at)
-                        if prepared.stream and response.status_code < 400:
-                            opened.retry = lambda failure: self._drive(flow, flow.send(failure), prepared, started_at)
-                            return opened
+    async def _run(self, plan: Plan, answer: Any) -> Opened[AsyncRetry]:
+        failure: httpx.HTTPError | None = None
+        while True:
+            try:
+                op = plan.send(answer) if failure is None else plan.throw(failure)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            answer = failure = None
+            if isinstance(op, Opened):
+                op.retry = lambda error: self._run(plan, error)
+                return op
+            try:
+                if isinstance(op, Send):
+                    answer = await self.client.send(op.request, stream=op.stream)
+                elif isinstance(op, Sleep):
+                    await _async_sleep(op.seconds)
                 else:
-                    await _async_sleep(action.seconds)
-                action = flow.send(outcome)
-        except StopIteration:
-            return opened
+                    try:
+                        await op.response.aread()
+                    finally:
+                        await op.response.aclose()
+            except httpx.HTTPError as exc:
+                failure = exc
 
     async def close(self) -> None:
         """Close the pool if it is ours; a borrowed client is left open."""
