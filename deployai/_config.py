@@ -114,8 +114,11 @@ def _check_retry_wait(max_retry_wait: float) -> float:
 def _check_base_url(base_url: str) -> str:
     if not isinstance(base_url, str):
         raise InvalidParameterError("base_url", base_url, "a string such as 'https://api.deployai.dev/v1'")
-    url = httpx.URL(base_url)
-    if url.scheme not in ("http", "https") or not url.host:
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL:
+        url = None
+    if url is None or url.scheme not in ("http", "https") or not url.host or " " in base_url:
         raise InvalidParameterError("base_url", base_url, "an absolute http:// or https:// URL")
     return base_url.rstrip("/")
 

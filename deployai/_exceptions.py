@@ -198,7 +198,7 @@ class RateLimitError(APIStatusError):
 
 
 class InternalServerError(APIStatusError):
-    """500 or any other 5xx: something went wrong on the server's side; it is retried."""
+    """500 or any other 5xx: something went wrong on the server's side (500, 502, 503 and 504 are retried)."""
 
 
 class ServiceUnavailableError(InternalServerError):

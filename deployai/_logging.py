@@ -46,3 +46,6 @@ def setup_logging(environ: dict[str, str] | os._Environ[str] = os.environ) -> No
         handler.setFormatter(logging.Formatter("[%(asctime)s %(name)s %(levelname)s] %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(level)
+        # Printed once, here: an application's own root handler would print every line a second time.
+        # To route the SDK's records through your own logging set-up, configure `deployai` instead.
+        logger.propagate = False

@@ -163,7 +163,10 @@ def check_chat_params(params: Mapping[str, Any]) -> None:
         (Mapping, BaseModel),
         'a dict such as {"type": "json_object"}',
     )
-    _of_type("stream_options", get("stream_options"), Mapping, 'a dict such as {"include_usage": True}')
+    stream_options = get("stream_options")
+    _of_type("stream_options", stream_options, Mapping, 'a dict such as {"include_usage": True}')
+    if stream_options is not None and get("stream") is not True:
+        raise InvalidParameterError("stream_options", stream_options, "given only with stream=True")
     tools = get("tools")
     if tools is not None and (
         not isinstance(tools, list) or not all(isinstance(t, (Mapping, BaseModel)) for t in tools)

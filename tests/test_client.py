@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import tracemalloc
@@ -65,6 +66,8 @@ def test_empty_base_url_env_counts_as_unset(make_client: ClientFactory, monkeypa
     [
         ("base_url", "ftp://example/v1"),
         ("base_url", "not a url"),
+        ("base_url", "http://[::1/v1"),
+        ("base_url", "http://exa mple.com/v1"),
         ("max_retries", -1),
         ("max_retries", 1.5),
         ("timeout", -3),
@@ -191,12 +194,25 @@ def test_use_after_close_raises_a_precise_error_without_sending(
     assert httpx_mock.get_requests() == []
 
 
-def test_context_manager_closes(kind: str, make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+def test_context_managers_close_the_pool() -> None:
+    with deployai.DeployAI(api_key=API_KEY) as client:
+        assert isinstance(client, deployai.DeployAI)
+    assert client._http.client.is_closed
+
+    async def use_async() -> deployai.AsyncDeployAI:
+        async with deployai.AsyncDeployAI(api_key=API_KEY) as async_client:
+            assert isinstance(async_client, deployai.AsyncDeployAI)
+        return async_client
+
+    assert asyncio.run(use_async())._http.client.is_closed
+
+
+def test_closing_a_copy_leaves_the_shared_pool_open(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(json={"object": "list", "data": []})
     client = make_client()
-    target = target_of(client)
-    with client as entered:
-        assert entered is not None
-    assert target._http.client.is_closed
+    client.with_options(timeout=3).close()
+    assert not target_of(client)._http.client.is_closed
+    assert len(client.models.list()) == 0
 
 
 def test_models_list_is_typed_and_iterable(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:

@@ -377,6 +377,18 @@ def test_rate_limit_headers_count_down_and_429_comes_with_retry_after() -> None:
     ]
 
 
+def test_a_new_window_starts_exactly_when_the_last_one_ends() -> None:
+    clock = FakeClock(1_700_000_000.0)
+    emulator = Emulator(rate_limit=1, window_seconds=10, clock=clock)
+    with raw_client(emulator) as client:
+        statuses = [client.get("/v1/models").status_code]
+        clock.advance(9.5)
+        statuses.append(client.get("/v1/models").status_code)
+        clock.advance(0.5)  # exactly 1_700_000_010.0: both steps are exact in binary floating point
+        statuses.append(client.get("/v1/models").status_code)
+    assert statuses == [200, 429, 200]
+
+
 def test_each_key_has_its_own_window() -> None:
     emulator = Emulator(rate_limit=1, clock=FakeClock())
     with raw_client(emulator, key="sk-one") as one, raw_client(emulator, key="sk-two") as two:

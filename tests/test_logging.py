@@ -66,3 +66,15 @@ def test_deployai_log_env_turns_on_stderr_output() -> None:
         check=True,
     )
     assert quiet.stderr == ""
+
+
+def test_deployai_log_prints_each_line_once_beside_an_application_root_handler() -> None:
+    code = (
+        "import logging, sys; logging.basicConfig(stream=sys.stderr, level=logging.DEBUG, format='ROOT %(message)s'); "
+        "import deployai; logging.getLogger('deployai').info('retrying soon')"
+    )
+    env = {**os.environ, "DEPLOYAI_LOG": "info"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, check=True
+    )
+    assert result.stderr.count("retrying soon") == 1

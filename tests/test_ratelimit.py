@@ -40,7 +40,7 @@ def test_malformed_headers_give_none_never_an_exception(headers: dict[str, str])
 def test_fractional_values_are_read_as_whole_numbers() -> None:
     limit = RateLimit.from_headers({"x-ratelimit-remaining": "4.0", "x-ratelimit-reset": "1708000060.7"})
     assert limit.remaining == 4
-    assert limit.reset_at is not None
+    assert limit.reset_at == datetime.datetime(2024, 2, 15, 12, 27, 40, tzinfo=datetime.timezone.utc)
 
 
 def test_is_a_small_frozen_readable_value() -> None:

@@ -197,3 +197,9 @@ def test_malformed_retry_after_falls_back_to_backoff(value: str) -> None:
     decision = decide(503, {"retry-after": value})
     assert decision.retry
     assert decision.wait_seconds == 0.5
+
+
+def test_a_server_wait_equal_to_max_retry_wait_is_still_slept() -> None:
+    decision = decide(429, {"retry-after": "60"}, max_retry_wait=60.0)
+    assert decision.retry
+    assert decision.wait_seconds == 60.0

@@ -258,7 +258,7 @@ def test_raw_response_for_streams(make_client: ClientFactory, httpx_mock: HTTPXM
     assert raw.status_code == 200
     assert raw.request_id == "req_stream"
     assert raw.rate_limit.remaining == 41
-    assert raw.elapsed.total_seconds() >= 0
+    assert 0 < raw.elapsed.total_seconds() < 5
     with raw.parse() as stream:
         assert texts(list(stream)) == "Hello world"
         assert stream.time_to_first_chunk is not None
@@ -391,3 +391,38 @@ def test_a_leading_byte_order_mark_is_dropped(make_client: ClientFactory, httpx_
         chunks = list(stream)
     assert len(chunks) == 5
     assert texts(chunks) == "Hello world"
+
+
+def test_nothing_after_done_is_delivered(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    add_stream(httpx_mock, [*hello_stream(), event(chunk(" invented")), event({"error": {"message": "late"}})])
+    with stream_of(make_client()) as stream:
+        assert texts(list(stream)) == "Hello world"
+        assert stream.get_final_completion().choices[0].message.content == "Hello world"
+
+
+@pytest.mark.parametrize(
+    ("code", "cls"),
+    [("model_not_found", deployai.NotFoundError), ("rate_limit_exceeded", deployai.RateLimitError)],
+)
+def test_an_error_event_with_only_a_code_maps_by_its_code(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, code: str, cls: type[deployai.APIStatusError]
+) -> None:
+    add_stream(httpx_mock, [event({"error": {"message": "m", "code": code}}), DONE])
+    with stream_of(make_client()) as stream, pytest.raises(cls):
+        list(stream)
+
+
+def test_async_with_on_a_real_async_stream_releases_it_after_a_break(httpx_mock: HTTPXMock) -> None:
+    body = Pieces(hello_stream())
+    httpx_mock.add_callback(lambda request: httpx.Response(200, headers=SSE_ONLY, stream=body))
+
+    async def read_one() -> None:
+        async with deployai.AsyncDeployAI(api_key="sk-test-async-with") as client:
+            stream = await client.chat.completions.create(model=MODEL, messages=user(), stream=True)
+            async with stream:
+                async for _ in stream:
+                    break
+            assert body.closed
+            assert stream.response.is_closed
+
+    asyncio.run(read_one())

@@ -39,6 +39,7 @@ BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
     ("user", {"user": 42}, "string"),
     ("tool_choice", {"tool_choice": "sometimes"}, "'auto'"),
     ("tools", {"tools": "search"}, "list"),
+    ("stream_options", {"stream_options": {"include_usage": True}}, "stream=True"),
     ("model", {"model": "gpt-4o"}, "provider/model"),
     ("model", {"model": ""}, "provider/model"),
     ("model", {"model": "openai/"}, "provider/model"),

@@ -353,7 +353,8 @@ class Emulator:
     def stall_next(self, seconds: float, *, times: int = 1) -> None:
         """Wait `seconds` before sending the status and headers of the next chat or models request(s).
 
-        Use it to test connect/read timeouts: the client sees nothing at all until the stall ends.
+        Use it to test read timeouts: the connection is accepted, then nothing arrives until the stall
+        ends (so a connect timeout does not fire).
         """
         self._queue(_Stall(_check_seconds("seconds", seconds)), times)
 

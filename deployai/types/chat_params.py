@@ -28,10 +28,10 @@ class _CommonParams(RequestOptions, total=False):
     seed: int | NotGiven | None
     presence_penalty: float | NotGiven | None
     frequency_penalty: float | NotGiven | None
-    user: str | NotGiven
-    response_format: Mapping[str, Any] | BaseModel | NotGiven
+    user: str | NotGiven | None
+    response_format: Mapping[str, Any] | BaseModel | NotGiven | None
     tools: Iterable[Mapping[str, Any] | BaseModel] | NotGiven
-    tool_choice: Literal["none", "auto", "required"] | Mapping[str, Any] | NotGiven
+    tool_choice: Literal["none", "auto", "required"] | Mapping[str, Any] | NotGiven | None
     stream_options: Mapping[str, Any] | NotGiven | None
     logprobs: bool | NotGiven | None
     top_logprobs: int | NotGiven | None
