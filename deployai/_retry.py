@@ -189,37 +189,30 @@ def request_flow(
         if debug:
             _log_outcome(request, outcome, retry_number + 1, clock() - sent_at)
         if isinstance(outcome, httpx.Response):
-            status = outcome.status_code
-            if status < 400:
+            if outcome.status_code < 400:
                 return outcome
-            decision = decide_retry(
-                status_code=status,
-                headers=outcome.headers,
-                retry_number=retry_number,
-                max_retries=max_retries,
-                max_retry_wait=max_retry_wait,
-                now=clock(),
-                random_fraction=random(),
-            )
-            if not decision.retry:
-                raise make_status_error(outcome, retry_after=decision.server_wait)
-            reason = f"status {status}"
+            status: int | None = outcome.status_code
+            headers: Mapping[str, str] = outcome.headers
+            retryable = True
         else:
             assert isinstance(outcome, httpx.HTTPError)
+            status, headers = None, {}
             # A request this machine could not even send (bad URL scheme, illegal header) fails again.
             retryable = isinstance(outcome, httpx.TransportError) and not isinstance(outcome, _LOCAL_FAILURES)
-            decision = decide_retry(
-                status_code=None,
-                headers={},
-                retry_number=retry_number if retryable else max_retries,
-                max_retries=max_retries,
-                max_retry_wait=max_retry_wait,
-                now=clock(),
-                random_fraction=random(),
-            )
-            if not decision.retry:
-                raise transport_error(outcome, request) from safe_cause(outcome)
-            reason = type(outcome).__name__
+        decision = decide_retry(
+            status_code=status,
+            headers=headers,
+            retry_number=retry_number if retryable else max_retries,
+            max_retries=max_retries,
+            max_retry_wait=max_retry_wait,
+            now=clock(),
+            random_fraction=random(),
+        )
+        if not decision.retry:
+            if isinstance(outcome, httpx.Response):
+                raise make_status_error(outcome, retry_after=decision.server_wait)
+            raise transport_error(outcome, request) from safe_cause(outcome)
+        reason = f"status {status}" if status is not None else type(outcome).__name__
         retry_number += 1
         log.info(
             "Retrying %s %s in %.2f s (retry %d of %d) after %s",
