@@ -15,7 +15,6 @@ from ._constants import (
     BASE_URL_ENV,
     DEFAULT_BASE_URL,
     DEFAULT_CONNECT_TIMEOUT_SECONDS,
-    DEFAULT_MAX_RETRY_WAIT_SECONDS,
     DEFAULT_TIMEOUT_SECONDS,
 )
 from ._exceptions import DeployAIError, InvalidParameterError
@@ -188,4 +187,4 @@ def changed_options(
     return options.with_changes(**changes) if changes else options
 
 
-__all__ = ["DEFAULT_MAX_RETRY_WAIT_SECONDS", "ClientOptions", "changed_options", "resolve_options"]
+__all__ = ["ClientOptions", "changed_options", "check_headers", "resolve_options", "to_httpx_timeout"]

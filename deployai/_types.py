@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Final, Literal, TypeAlias, TypeVar
+from typing import Final, Literal, TypeAlias
 
 import httpx
 from typing_extensions import final
-
-_T = TypeVar("_T")
 
 
 @final
@@ -39,7 +37,6 @@ class NotGiven:
 NOT_GIVEN: Final = NotGiven()
 """The sentinel for a parameter that was not given (see `NotGiven`)."""
 
-NotGivenOr: TypeAlias = _T | NotGiven
 
 Timeout: TypeAlias = float | httpx.Timeout | None
 """A timeout in seconds for the whole exchange, an `httpx.Timeout` for each phase, or `None` for none."""
