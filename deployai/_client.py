@@ -11,32 +11,21 @@ from typing import Any, ClassVar, Generic, TypeVar
 import httpx
 from typing_extensions import Self
 
-from ._config import DEFAULT_TIMEOUT, ClientOptions, changed_options, resolve_options
-from ._constants import (
-    DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_KEEPALIVE_CONNECTIONS,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_MAX_RETRY_WAIT_SECONDS,
-)
+from ._config import ClientOptions, changed_options, resolve_options
+from ._constants import DEFAULT_MAX_RETRIES, DEFAULT_MAX_RETRY_WAIT_SECONDS
+from ._endpoint import Endpoint
 from ._exceptions import InvalidParameterError
 from ._http import AsyncHTTP, SyncHTTP
-from ._request import PreparedRequest, build_chat_request, build_get_request
-from ._response import finish
+from ._response import RawResponse, finish
 from ._streaming import AsyncStream, Stream
 from ._types import NOT_GIVEN, NotGiven, Timeout
 from .resources.chat import AsyncChat, Chat
 from .resources.models import AsyncModels, Models
-from .types.chat import ChatCompletion
-from .types.models import ModelList
 
 __all__ = ["AsyncDeployAI", "DeployAI"]
 
 _HTTP = TypeVar("_HTTP", SyncHTTP, AsyncHTTP)
 _Httpx = TypeVar("_Httpx", httpx.Client, httpx.AsyncClient)
-
-_LIMITS = httpx.Limits(
-    max_connections=DEFAULT_MAX_CONNECTIONS, max_keepalive_connections=DEFAULT_MAX_KEEPALIVE_CONNECTIONS
-)
 
 
 class _BaseClient(Generic[_HTTP, _Httpx]):
@@ -44,6 +33,7 @@ class _BaseClient(Generic[_HTTP, _Httpx]):
 
     _options: ClientOptions
     _http: _HTTP
+    _owns_http: bool
 
     _http_type: ClassVar[type[Any]]
     _httpx_type: ClassVar[type[Any]]
@@ -58,6 +48,7 @@ class _BaseClient(Generic[_HTTP, _Httpx]):
         max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT_SECONDS,
         default_headers: Mapping[str, str] | None = None,
         http_client: _Httpx | None = None,
+        allow_insecure_http: bool = False,
     ) -> None:
         client_type = self._httpx_type
         if http_client is not None and not isinstance(http_client, client_type):
@@ -73,10 +64,11 @@ class _BaseClient(Generic[_HTTP, _Httpx]):
             default_headers=default_headers,
             borrowed_client=http_client is not None,
             environ=os.environ,
+            allow_insecure_http=allow_insecure_http,
         )
-        owned = http_client is None
-        pool = client_type(timeout=DEFAULT_TIMEOUT, limits=_LIMITS) if http_client is None else http_client
-        self._http = self._http_type(pool, owned=owned)
+        self._http = self._http_type(http_client)
+        # `with_options` copies share `_http` but never close it.
+        self._owns_http = True
 
     @property
     def base_url(self) -> str:
@@ -119,7 +111,8 @@ class _BaseClient(Generic[_HTTP, _Httpx]):
             max_retry_wait=max_retry_wait,
             default_headers=default_headers,
         )
-        copy._http = type(self._http)(self._http.client, owned=False)
+        copy._http = self._http
+        copy._owns_http = False
         return copy
 
     def __repr__(self) -> str:
@@ -140,6 +133,8 @@ class DeployAI(_BaseClient[SyncHTTP, httpx.Client]):
         default_headers: headers sent with every request.
         http_client: an `httpx.Client` of your own (proxies, certificates, transports); it is used as
             given and never closed by this client.
+        allow_insecure_http: allow a plain `http://` base_url to a host other than this machine. Off by
+            default, because the API key would cross the network unencrypted.
 
     Raises:
         DeployAIError: no API key was given or found in the environment.
@@ -158,20 +153,19 @@ class DeployAI(_BaseClient[SyncHTTP, httpx.Client]):
         """The models you can use: `client.models.list()`."""
         return Models(self)
 
-    def _send(self, prepared: PreparedRequest, cast_to: type[Any], raw: bool) -> Any:
-        return finish(prepared, self._http.send(prepared, self._options), cast_to, Stream, raw)
-
-    def _chat(self, params: dict[str, Any], raw: bool) -> Any:
-        return self._send(build_chat_request(self._options, params), ChatCompletion, raw)
-
-    def _models(self, params: dict[str, Any], raw: bool) -> Any:
-        return self._send(
-            build_get_request(self._options, self._options.models_url, params, method="list"), ModelList, raw
-        )
+    def _call(self, endpoint: Endpoint[Any], params: dict[str, Any], *, raw: bool) -> Any:
+        """Carry out any endpoint: build and check the request, send it, and shape the answer."""
+        options = self._options
+        prepared = endpoint.build(options, endpoint, params)
+        if prepared.stream and endpoint.chunk is not None:
+            stream = Stream(self._http.stream(prepared.request, options), endpoint.chunk)
+            return RawResponse(stream.response, lambda: stream, stream._reader.lease.elapsed) if raw else stream
+        return finish(endpoint, self._http.send(prepared.request, options), raw)
 
     def close(self) -> None:
         """Close the connection pool (unless it is a borrowed `http_client`, or this is a `with_options` copy)."""
-        self._http.close()
+        if self._owns_http:
+            self._http.close()
 
     def __enter__(self) -> Self:
         return self
@@ -205,24 +199,23 @@ class AsyncDeployAI(_BaseClient[AsyncHTTP, httpx.AsyncClient]):
         """The models you can use: `await client.models.list()`."""
         return AsyncModels(self)
 
-    async def _send(self, prepared: PreparedRequest, cast_to: type[Any], raw: bool) -> Any:
-        return finish(prepared, await self._http.send(prepared, self._options), cast_to, AsyncStream, raw)
-
-    async def _chat(self, params: dict[str, Any], raw: bool) -> Any:
-        return await self._send(build_chat_request(self._options, params), ChatCompletion, raw)
-
-    async def _models(self, params: dict[str, Any], raw: bool) -> Any:
-        return await self._send(
-            build_get_request(self._options, self._options.models_url, params, method="list"), ModelList, raw
-        )
+    async def _call(self, endpoint: Endpoint[Any], params: dict[str, Any], *, raw: bool) -> Any:
+        """Carry out any endpoint: build and check the request, send it, and shape the answer."""
+        options = self._options
+        prepared = endpoint.build(options, endpoint, params)
+        if prepared.stream and endpoint.chunk is not None:
+            stream = AsyncStream(await self._http.stream(prepared.request, options), endpoint.chunk)
+            return RawResponse(stream.response, lambda: stream, stream._reader.lease.elapsed) if raw else stream
+        return finish(endpoint, await self._http.send(prepared.request, options), raw)
 
     async def aclose(self) -> None:
         """Close the connection pool (unless it is a borrowed `http_client`, or this is a `with_options` copy)."""
-        await self._http.close()
+        if self._owns_http:
+            await self._http.close()
 
     async def close(self) -> None:
         """The same as `aclose()`."""
-        await self._http.close()
+        await self.aclose()
 
     async def __aenter__(self) -> Self:
         return self

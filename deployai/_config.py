@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
+import numbers
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -31,7 +33,7 @@ def to_httpx_timeout(value: Timeout, param: str = "timeout") -> httpx.Timeout:
         return value
     if value is None:
         return httpx.Timeout(None)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or math.isinf(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0 or math.isinf(value):
         raise InvalidParameterError(param, value, "a positive number of seconds, an httpx.Timeout, or None")
     return httpx.Timeout(float(value))
 
@@ -53,8 +55,6 @@ class ClientOptions:
     json_headers: dict[str, str] = field(init=False, repr=False, compare=False)
     stream_headers: dict[str, str] = field(init=False, repr=False, compare=False)
     timeout_extension: dict[str, Any] | None = field(init=False, repr=False, compare=False)
-    chat_url: httpx.URL = field(init=False, repr=False, compare=False)
-    models_url: httpx.URL = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         base = {
@@ -68,8 +68,6 @@ class ClientOptions:
         set_(self, "json_headers", base)
         set_(self, "stream_headers", {**base, "Accept": "text/event-stream", "Cache-Control": "no-store"})
         set_(self, "timeout_extension", None if self.timeout is None else self.timeout.as_dict())
-        set_(self, "chat_url", httpx.URL(self.base_url + "/chat/completions"))
-        set_(self, "models_url", httpx.URL(self.base_url + "/models"))
 
     def with_changes(self, **changes: Any) -> ClientOptions:
         """A copy with some options changed (used by `with_options`)."""
@@ -99,18 +97,29 @@ def check_headers(param: str, headers: Mapping[str, str]) -> dict[str, str]:
 
 
 def _check_retries(max_retries: int) -> int:
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+    if isinstance(max_retries, bool) or not isinstance(max_retries, numbers.Integral) or max_retries < 0:
         raise InvalidParameterError("max_retries", max_retries, "a whole number >= 0")
-    return max_retries
+    return int(max_retries)
 
 
 def _check_retry_wait(max_retry_wait: float) -> float:
-    if isinstance(max_retry_wait, bool) or not isinstance(max_retry_wait, (int, float)) or not max_retry_wait >= 0:
+    if isinstance(max_retry_wait, bool) or not isinstance(max_retry_wait, numbers.Real) or not max_retry_wait >= 0:
         raise InvalidParameterError("max_retry_wait", max_retry_wait, "a number of seconds >= 0")
     return float(max_retry_wait)
 
 
-def _check_base_url(base_url: str) -> str:
+def is_loopback(host: str) -> bool:
+    """Whether `host` is this machine: `localhost` (or a name under it), 127.0.0.0/8 or ::1."""
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_base_url(base_url: str, *, allow_insecure_http: bool) -> str:
     if not isinstance(base_url, str):
         raise InvalidParameterError("base_url", base_url, "a string such as 'https://api.deployai.dev/v1'")
     try:
@@ -119,6 +128,17 @@ def _check_base_url(base_url: str) -> str:
         url = None
     if url is None or url.scheme not in ("http", "https") or not url.host or " " in base_url:
         raise InvalidParameterError("base_url", base_url, "an absolute http:// or https:// URL")
+    if url.query or url.fragment or "?" in base_url or "#" in base_url:
+        # Paths are appended to the base URL: a query or fragment in it would swallow them.
+        raise InvalidParameterError(
+            "base_url", base_url, "a URL without a query string or fragment (pass extra_query=... per call)"
+        )
+    if url.scheme == "http" and not allow_insecure_http and not is_loopback(url.host):
+        raise DeployAIError(
+            f"base_url uses plain http:// to {url.host}, which would send your API key unencrypted over the "
+            "network: use https://, or pass allow_insecure_http=True to the client if you really mean it "
+            "(loopback addresses such as localhost and 127.0.0.1 are always allowed)."
+        )
     return base_url.rstrip("/")
 
 
@@ -132,6 +152,7 @@ def resolve_options(
     default_headers: Mapping[str, str] | None,
     borrowed_client: bool,
     environ: Mapping[str, str],
+    allow_insecure_http: bool = False,
 ) -> ClientOptions:
     """Resolve the options of a new client: an explicit argument wins, then the environment, then the default.
 
@@ -150,7 +171,9 @@ def resolve_options(
         raise DeployAIError(
             "The API key contains spaces, line breaks or non-ASCII characters: check api_key or DEPLOYAI_API_KEY."
         )
-    url = _check_base_url(base_url or environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL)
+    url = _check_base_url(
+        base_url or environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL, allow_insecure_http=allow_insecure_http
+    )
     if isinstance(timeout, NotGiven):
         resolved_timeout = None if borrowed_client else DEFAULT_TIMEOUT
     else:
@@ -187,4 +210,4 @@ def changed_options(
     return options.with_changes(**changes) if changes else options
 
 
-__all__ = ["ClientOptions", "changed_options", "check_headers", "resolve_options", "to_httpx_timeout"]
+__all__ = ["ClientOptions", "changed_options", "check_headers", "is_loopback", "resolve_options", "to_httpx_timeout"]

@@ -28,5 +28,10 @@ DEFAULT_MAX_KEEPALIVE_CONNECTIONS: Final = 100
 
 # Error messages quote at most this much of a response body; an HTML error page is not a message.
 MAX_BODY_IN_MESSAGE_CHARS: Final = 500
+# To build that message, at most this much of a body's text is looked at. The body comes from
+# the server (or a proxy in between) and can be megabytes of hostile HTML; capping what is scanned
+# keeps the cost of an error small and fixed, so an error page can never stall the event loop.
+# A page's title or first paragraphs are always well inside the first 64 KiB.
+MAX_BODY_EXAMINED_CHARS: Final = 64 * 1024
 
 RETRYABLE_STATUS_CODES: Final = frozenset({408, 409, 429, 500, 502, 503, 504})

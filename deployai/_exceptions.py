@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import html
 import json
+import pickle
 import re
-from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ._constants import MAX_BODY_IN_MESSAGE_CHARS
-from ._ratelimit import RateLimit
+from ._constants import MAX_BODY_EXAMINED_CHARS, MAX_BODY_IN_MESSAGE_CHARS
+from ._logging import redact
+from ._meta import ResponseInfo, ResponseMeta
 
 if TYPE_CHECKING:
     import httpx
@@ -76,9 +77,29 @@ class InvalidParameterError(DeployAIError, ValueError):
             shown = shown[:77] + "..."
         super().__init__(f"{param} must be {allowed}; got {shown}")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The value travels when it pickles; otherwise its shortened repr stands in for it.
+        value = self.value
+        try:
+            pickle.dumps(value)
+        except Exception:
+            value = str(self).rpartition("; got ")[2]
+        return (type(self), (self.param, value, self.allowed))
+
+
+def _rebuild(cls: type[APIError], message: str, state: dict[str, Any]) -> APIError:
+    """Unpickle an `APIError`: its message and plain attributes, without calling `__init__`."""
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
 
 class APIError(DeployAIError):
     """Something went wrong while talking to the API.
+
+    Errors pickle (to cross process pools) without their live request and response: `request` is
+    then None, and a `response` is a stand-in holding only the status and headers.
 
     Attributes:
         message: a readable description.
@@ -89,6 +110,11 @@ class APIError(DeployAIError):
         super().__init__(message)
         self.message = message
         self.request = request
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The request holds the API key in its headers: it never goes into a pickle.
+        state = {**self.__dict__, "request": None}
+        return (_rebuild, (type(self), self.message, state))
 
 
 class APIConnectionError(APIError):
@@ -105,25 +131,26 @@ class APITimeoutError(APIConnectionError):
         super().__init__(message, request=request)
 
 
-class _ResponseError(APIError):
-    """Shared parts of errors that carry an HTTP response."""
+class _ResponseError(ResponseInfo, APIError):
+    """Shared parts of errors that carry an HTTP response: `rate_limit`, `request_id` and `elapsed` come from it."""
 
     def __init__(self, message: str, *, response: httpx.Response, body: object) -> None:
         super().__init__(message, request=response.request)
         self.response = response
         self.status_code = response.status_code
         self.body = body
+        self._meta = ResponseMeta(response.headers)
 
-    @cached_property
-    def request_id(self) -> str | None:
-        """The server's `x-request-id` for this response: quote it when you ask for support."""
-        request_id: str | None = self.response.headers.get("x-request-id")
-        return request_id
+    def _response_meta(self) -> ResponseMeta:
+        return self._meta
 
-    @cached_property
-    def rate_limit(self) -> RateLimit:
-        """The rate-limit window reported with this response."""
-        return RateLimit.from_headers(self.response.headers)
+    def __reduce__(self) -> tuple[Any, ...]:
+        import httpx  # only here: a pickled error needs a stand-in response, and httpx is loaded by then
+
+        meta = self._meta.portable()
+        stand_in = httpx.Response(self.status_code, headers=meta.headers)
+        state = {**self.__dict__, "request": None, "response": stand_in, "_meta": meta}
+        return (_rebuild, (type(self), self.message, state))
 
 
 class APIResponseValidationError(_ResponseError):
@@ -249,22 +276,90 @@ def error_class_for_status(status_code: int) -> type[APIStatusError]:
     return APIStatusError
 
 
-_TAG = re.compile(r"<[^>]+>")
+# An error page comes from whoever answered (the API, a proxy, a captive portal) and may be hostile.
+# Pages are read in single left-to-right passes: each pattern below is a fixed word, searched from a
+# position that only moves forward, and the matching ">" or closing tag is found with `str.find` or
+# `search` from there on, so nothing is scanned twice and the cost is linear in the examined text.
+# (Patterns such as `<title[^>]*>(.*?)</title>` instead retry the whole rest of the page from every
+# opening that has no end, which is quadratic: tens of seconds for a 400 KB page.) ASCII-only case
+# folding keeps U+017F (long s) and U+212A (Kelvin sign) from matching "s" and "k".
 _SPACE = re.compile(r"\s+")
-_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
-_SCRIPT_OR_STYLE = re.compile(r"<(script|style)[^>]*>.*?</\1>", re.IGNORECASE | re.DOTALL)
+_TITLE_OPEN = re.compile(r"<title\b", re.IGNORECASE | re.ASCII)
+_TITLE_CLOSE = re.compile(r"</title\b", re.IGNORECASE | re.ASCII)
+_SCRIPT_OR_STYLE_OPEN = re.compile(r"<(script|style)\b", re.IGNORECASE | re.ASCII)
+_SCRIPT_OR_STYLE_CLOSE = {
+    "script": re.compile(r"</script\b", re.IGNORECASE | re.ASCII),
+    "style": re.compile(r"</style\b", re.IGNORECASE | re.ASCII),
+}
+_TAG_START = re.compile(r"<[A-Za-z/!?]")
+# A decimal character reference of 8 digits or more names no character (the largest is 1114111), and
+# `html.unescape` would hand all its digits to `int`, which raises ValueError beyond 4300 of them.
+_LONG_DECIMAL_CHARREF = re.compile(r"&#[0-9]{8,};?")
+
+
+def _html_title(page: str) -> str:
+    """The text between the first `<title ...>` and the `</title` after it, or "" when there is none."""
+    opening = _TITLE_OPEN.search(page)
+    if opening is None:
+        return ""
+    start = page.find(">", opening.end())
+    closing = None if start < 0 else _TITLE_CLOSE.search(page, start + 1)
+    return "" if closing is None else page[start + 1 : closing.start()]
+
+
+def _without_scripts_and_styles(page: str) -> str:
+    """The page with each `<script>` and `<style>` element replaced by a space; an unclosed one runs to the end."""
+    parts: list[str] = []
+    position = 0
+    while (opening := _SCRIPT_OR_STYLE_OPEN.search(page, position)) is not None:
+        parts.append(page[position : opening.start()])
+        parts.append(" ")
+        start = page.find(">", opening.end())
+        closing = None if start < 0 else _SCRIPT_OR_STYLE_CLOSE[opening.group(1).lower()].search(page, start + 1)
+        end = -1 if closing is None else page.find(">", closing.end())
+        if end < 0:
+            return "".join(parts)
+        position = end + 1
+    parts.append(page[position:])
+    return "".join(parts)
+
+
+def _without_tags(page: str) -> str:
+    """The page with each tag (a `<`, at least one character, then the next `>`) replaced by a space.
+
+    After the last `>`, a tag that never ends (cut off by `MAX_BODY_EXAMINED_CHARS`, or by the
+    server) is dropped with everything after it, as a browser does; a lone "<" stays text.
+    """
+    parts: list[str] = []
+    position = 0
+    start = page.find("<")
+    while start >= 0:
+        end = page.find(">", start + 1)
+        if end < 0:
+            unfinished = _TAG_START.search(page, start)
+            parts.append(page[position : len(page) if unfinished is None else unfinished.start()])
+            return "".join(parts)
+        if end > start + 1:  # "<>" is text
+            parts.append(page[position:start])
+            parts.append(" ")
+            position = end + 1
+        start = page.find("<", end + 1)
+    parts.append(page[position:])
+    return "".join(parts)
 
 
 def trim_text(text: str, limit: int = MAX_BODY_IN_MESSAGE_CHARS) -> str:
-    """Shorten a body for a message: HTML pages become their title or text, long text is cut."""
-    stripped = text.strip()
+    """Shorten a body for a message: HTML pages become their title or text, long text is cut.
+
+    Only the first `MAX_BODY_EXAMINED_CHARS` characters are looked at (the result is the same for
+    any text that starts with them), and each step is linear in them: a hostile page costs no more
+    than an ordinary one. `limit` is at most that many characters.
+    """
+    stripped = text[:MAX_BODY_EXAMINED_CHARS].strip()
     if stripped[:1] == "<" and ("<html" in stripped[:500].lower() or "<!doctype" in stripped[:50].lower()):
-        title = _TITLE.search(stripped)
-        if title and title.group(1).strip():
-            stripped = title.group(1)
-        else:
-            stripped = _TAG.sub(" ", _SCRIPT_OR_STYLE.sub(" ", stripped))
-        stripped = html.unescape(_SPACE.sub(" ", stripped)).strip()
+        title = _html_title(stripped)
+        stripped = title if title.strip() else _without_tags(_without_scripts_and_styles(stripped))
+        stripped = html.unescape(_LONG_DECIMAL_CHARREF.sub("\ufffd", _SPACE.sub(" ", stripped))).strip()
     if len(stripped) > limit:
         stripped = stripped[: limit - 3].rstrip() + "..."
     return stripped
@@ -290,16 +385,21 @@ def read_error_body(response: httpx.Response) -> tuple[object, str]:
         text = response.text
     except Exception:
         text = response.content.decode("utf-8", "replace")
-    if not text.strip():
+    # `isspace` stops at the first visible character, where `strip` would copy a body of megabytes.
+    if not text or text.isspace():
         phrase = response.reason_phrase or "no body"
         return None, f"{response.status_code} {phrase} (empty body)"
+    # Said instead of an empty message, for a page whose text is all script, style or markup.
+    unreadable = f"{response.status_code} {response.reason_phrase or 'error'} (no readable text in the body)"
     try:
+        # One linear pass at most, and it stops at once for most non-JSON bodies (an HTML page at its
+        # "<"); a body nested deeper than the parser recurses raises RecursionError, not ValueError.
         body: object = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         trimmed = trim_text(text)
-        return trimmed, trimmed
+        return trimmed, trimmed or unreadable
     message = _message_from_json(body)
-    return body, trim_text(message if message is not None else text)
+    return body, trim_text(message if message is not None else text) or unreadable
 
 
 def make_status_error(response: httpx.Response, *, retry_after: float | None = None) -> APIStatusError:
@@ -332,6 +432,36 @@ def make_validation_error(response: httpx.Response, what: str) -> APIResponseVal
         text = response.text
     except Exception:
         text = response.content.decode("utf-8", "replace")
-    trimmed = trim_text(text) if text.strip() else "(empty body)"
+    trimmed = (trim_text(text) or "(no readable text)") if text and not text.isspace() else "(empty body)"
     message = f"The API answered {response.status_code} with a body that is not a valid {what}: {trimmed}"
     return APIResponseValidationError(message, response=response, body=trimmed)
+
+
+def make_redirect_error(response: httpx.Response) -> APIStatusError:
+    """Build the error for a 3xx answer: redirects are not followed, so the key never goes elsewhere."""
+    location = response.headers.get("location")
+    where = f" to {trim_text(location, 200)}" if location else " without a location"
+    phrase = response.reason_phrase or "Redirect"
+    message = (
+        f"The API answered {response.status_code} {phrase}, a redirect{where}. Redirects are not followed, "
+        "so that your API key is never sent to another address: check base_url."
+    )
+    body, _ = read_error_body(response)
+    return APIStatusError(message, response=response, body=body)
+
+
+def safe_cause(exc: BaseException) -> BaseException | None:
+    """The exception to chain as `__cause__`, or None when its message holds a secret (tracebacks print it)."""
+    text = str(exc)
+    return exc if redact(text) == text else None
+
+
+def transport_error(exc: BaseException, request: httpx.Request | None) -> APIConnectionError:
+    """Wrap an httpx failure in the SDK's own error (the caller raises it `from safe_cause(exc)`)."""
+    import httpx  # loaded by then: a transport failure came from it
+
+    if isinstance(exc, httpx.TimeoutException):
+        return APITimeoutError(f"Request timed out ({type(exc).__name__}).", request=request)
+    # httpx quotes header values in some messages (an illegal one, for instance): never the key.
+    detail = redact(str(exc)) or type(exc).__name__
+    return APIConnectionError(f"Connection error: {detail}", request=request)

@@ -1,212 +1,667 @@
-"""The only place that sends, sleeps and closes: two thin shells that carry out one pure plan.
+"""The only place that sends, sleeps and closes: two thin shells that carry out the pure call plan.
 
-`call_plan` decides everything about one call (retries through `request_flow`, reading an error
-body, checking that a stream is an event stream, timings) and yields what to do: `Send`, `Sleep`,
-`ReadBody`, or an `Opened` result. `SyncHTTP` and `AsyncHTTP` only do it, blocking or awaiting.
+`SyncHTTP` and `AsyncHTTP` drive `_plan.call_plan`, doing each operation it yields (send, sleep,
+read a body), logging each attempt, and sending the outcome back as a value. A whole response comes
+back as an `Exchange`; a stream comes back at its headers as a lease (`SyncLease`, `AsyncLease`):
+the stream reads events from it, and the lease alone lets go of the response.
 
-A streaming request is returned as soon as its headers arrive with the plan left open: if the
-stream then fails before its first event, the stream hands the failure back (`Opened.retry`) and
-the plan decides, as for any request, whether to sleep and send again. Once an event has been read
-the plan is dropped, so a later failure is raised and the start of an answer never comes twice.
+Who opens, closes. Each shell keeps the leases it gave out: a stream dropped unread hands its lease
+back (`abandon`, no I/O in a finalizer), and the shell releases it before its next request or when
+it closes. `close()` on a lease may come from any thread or task; if a read is under way it shuts
+the HTTP/1.1 socket down to wake the reader (that socket serves only this response), and the reader
+releases. Nothing is shared between clients through module state.
+
+Pools follow their process and event loop. A client used after `os.fork()` opens a fresh pool in
+the child and never touches the parent's connections. `AsyncDeployAI` keeps one pool per event
+loop: on a new loop it opens a new pool, and an async generator registered with each loop closes
+that loop's pool and open streams when the loop shuts its async generators down (as `asyncio.run`
+does), so no connection outlives its loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
+import logging
+import os
 import random
+import socket
+import threading
 import time
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeAlias, TypeVar, Union
+from typing import Final
 
 import httpx
+from httpx_sse import EventSource, ServerSentEvent
 
-from ._config import ClientOptions
-from ._exceptions import DeployAIError
-from ._request import PreparedRequest
-from ._retry import Sleep, request_flow
-from ._streaming import _abandoned, check_event_stream, close_abandoned, needs_body
+from ._config import DEFAULT_TIMEOUT, ClientOptions
+from ._constants import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_KEEPALIVE_CONNECTIONS
+from ._exceptions import APIConnectionError, DeployAIError
+from ._plan import Deliver, Outcome, Plan, ReadBody, Send, Sleep, call_plan
 
-_Retry = TypeVar("_Retry")
+__all__ = ["AsyncHTTP", "AsyncLease", "Exchange", "SyncHTTP", "SyncLease"]
 
-
-@dataclass(slots=True)
-class Opened(Generic[_Retry]):
-    """A response worth returning, with timings, and for a stream the way to retry before its first event.
-
-    Attributes:
-        response: the response (for a stream: headers read, body not yet).
-        started_at: `perf_counter()` when the call began (its first attempt).
-        elapsed: seconds the last attempt took: until the whole body (or, for a stream, the headers).
-        retry: for a stream, `retry(failure)` continues the plan after a failure before the first
-            event: it sleeps, sends again and returns the new `Opened`, or raises the typed error.
-    """
-
-    response: httpx.Response
-    started_at: float
-    elapsed: float
-    retry: _Retry | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    """Send this request (streaming the body when `stream`); answer with the response."""
-
-    request: httpx.Request
-    stream: bool
-
-
-@dataclass(frozen=True, slots=True)
-class ReadBody:
-    """Read this streamed response's body whole, then close it."""
-
-    response: httpx.Response
-
-
-Op: TypeAlias = Union[Send, Sleep, ReadBody, "Opened[Any]"]
-Plan: TypeAlias = Generator[Op, Any, "Opened[Any]"]
-SyncRetry = Callable[[httpx.HTTPError], "Opened[Any]"]
-AsyncRetry = Callable[[httpx.HTTPError], Awaitable["Opened[Any]"]]
+log = logging.getLogger("deployai")
 
 # Module-level names so that tests can replace the waiting, and only the waiting, with a recorder.
 _sleep = time.sleep
 _async_sleep = asyncio.sleep
 
+_LIMITS: Final = httpx.Limits(
+    max_connections=DEFAULT_MAX_CONNECTIONS, max_keepalive_connections=DEFAULT_MAX_KEEPALIVE_CONNECTIONS
+)
 
-def call_plan(prepared: PreparedRequest, options: ClientOptions) -> Plan:
-    """Everything one call decides, as a generator of I/O to do. Failed I/O is thrown back in.
+# Pools a forked child inherited from its parent. Their sockets are the parent's too: the child must
+# neither use nor close them (closing may wait on a lock held by a thread that did not survive the
+# fork), and must not let the garbage collector finalize them either. Kept here, untouched.
+_left_in_parent: list[object] = []
 
-    It returns the final `Opened`; for a stream it yields an `Opened` at the headers instead, and
-    may later be resumed with a failure from before the first event.
-    """
-    flow = request_flow(
-        prepared.request,
-        max_retries=options.max_retries,
-        max_retry_wait=options.max_retry_wait,
-        clock=time.time,
-        random=random.random,
-    )
-    send = Send(prepared.request, prepared.stream)
-    started_at = time.perf_counter()
-    action = next(flow)
-    while True:
-        outcome: Any = None
-        if isinstance(action, Sleep):
-            yield action
-        else:
-            sent_at = time.perf_counter()
-            try:
-                response = yield send
-                if prepared.stream and needs_body(response):
-                    yield ReadBody(response)
-                    check_event_stream(response)
-            except httpx.HTTPError as exc:
-                outcome = exc
-            else:
-                opened: Opened[Any] = Opened(response, started_at, time.perf_counter() - sent_at)
-                if prepared.stream and response.status_code < 400:
-                    outcome = yield opened  # resumed only with a failure before the first event
-                else:
-                    outcome = response
-        try:
-            action = flow.send(outcome)
-        except StopIteration:
-            return opened
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """A whole response, body read, with when the call began and how long its last attempt took."""
+
+    response: httpx.Response
+    started_at: float
+    elapsed: float
 
 
 def _closed_error() -> DeployAIError:
     return DeployAIError("This client has been closed: create a new client (or use it inside `with`).")
 
 
-class SyncHTTP:
-    """Carries out call plans with a blocking `httpx.Client`."""
+def _plan(request: httpx.Request, stream: bool, options: ClientOptions) -> Plan:
+    return call_plan(
+        request,
+        stream=stream,
+        max_retries=options.max_retries,
+        max_retry_wait=options.max_retry_wait,
+        clock=time.time,
+        random=random.random,
+    )
 
-    __slots__ = ("client", "owned")
 
-    def __init__(self, client: httpx.Client, *, owned: bool) -> None:
-        self.client = client
-        self.owned = owned
+def _log_attempt(op: Send, outcome: Outcome, elapsed: float) -> None:
+    request = op.request
+    if isinstance(outcome, httpx.Response):
+        log.debug(
+            "%s %s -> %d in %.3f s (request id %s, attempt %d)",
+            request.method,
+            request.url,
+            outcome.status_code,
+            elapsed,
+            outcome.headers.get("x-request-id"),
+            op.attempt,
+        )
+    else:
+        log.debug("%s %s -> %r after %.3f s (attempt %d)", request.method, request.url, outcome, elapsed, op.attempt)
 
-    def send(self, prepared: PreparedRequest, options: ClientOptions) -> Opened[SyncRetry]:
-        """Send with retries; return the successful response or raise the typed error."""
-        if self.client.is_closed:
-            raise _closed_error()
-        if _abandoned:  # streams dropped unclosed: release them here, where no pool lock is held
-            close_abandoned()
-        return self._run(call_plan(prepared, options), None)
 
-    def _run(self, plan: Plan, answer: Any) -> Opened[SyncRetry]:
-        failure: httpx.HTTPError | None = None
+def _log_retry(op: Sleep) -> None:
+    request = op.request
+    log.info(
+        "Retrying %s %s in %.2f s (retry %d of %d) after %s",
+        request.method,
+        request.url,
+        op.seconds,
+        op.retry,
+        op.max_retries,
+        op.reason,
+    )
+
+
+def _interrupt(response: httpx.Response) -> None:
+    """Wake a reader blocked on this response by shutting its socket down.
+
+    Only for HTTP/1.1, where the connection serves this response alone until it is released.
+    """
+    if response.http_version != "HTTP/1.1":
+        return  # an HTTP/2 connection carries other requests too: never cut it
+    network_stream = response.extensions.get("network_stream")
+    sock = None if network_stream is None else network_stream.get_extra_info("socket")
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _ended_early() -> httpx.HTTPError:
+    # Handed to the plan like a dropped connection: an empty stream is retried like one.
+    return httpx.RemoteProtocolError("The stream ended before its first event.")
+
+
+def _inherited_pool_is_empty(client: httpx.Client | httpx.AsyncClient) -> bool:
+    """Whether a borrowed client opened no connection yet (then a forked child may use it)."""
+    pool = getattr(getattr(client, "_transport", None), "_pool", None)
+    connections = getattr(pool, "connections", None)
+    return isinstance(connections, list) and not connections
+
+
+def _forked_borrowed_error() -> DeployAIError:
+    return DeployAIError(
+        "This client was created in another process with a borrowed http_client that already holds that "
+        "process's connections: create the client (and its http_client) in this process, or let the client "
+        "own its pool (no http_client), which it then reopens after a fork by itself."
+    )
+
+
+# --- the blocking shell ---------------------------------------------------------------------------
+
+
+class SyncLease:
+    """A `Stream`'s hold on its response (see `_streaming.Lease`); only `SyncHTTP` makes one."""
+
+    __slots__ = (
+        "_lock",
+        "_shell",
+        "closing",
+        "elapsed",
+        "events",
+        "first_pending",
+        "plan",
+        "reading",
+        "released",
+        "response",
+        "started_at",
+    )
+
+    def __init__(self, shell: SyncHTTP, plan: Plan, response: httpx.Response, started_at: float, elapsed: float):
+        self._shell = shell
+        self._lock = threading.Lock()
+        self.plan: Plan | None = plan
+        self.started_at = started_at
+        self.elapsed = elapsed
+        self.first_pending = True
+        self.reading = False
+        self.closing = False
+        self.released = False
+        self._adopt(response)
+
+    def _adopt(self, response: httpx.Response) -> None:
+        # The SSE standard: the stream is UTF-8 whatever the headers say, and a leading BOM is dropped.
+        response.encoding = "utf-8-sig"
+        self.response = response
+        self.events: Iterator[ServerSentEvent] = EventSource(response).iter_sse()
+
+    def first_event(self) -> ServerSentEvent | None:
+        """Read the first event; until it arrives, a failure goes back to the plan, which may send again."""
         while True:
+            self.reading = True
             try:
-                op = plan.send(answer) if failure is None else plan.throw(failure)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            answer = failure = None
-            if isinstance(op, Opened):
-                op.retry = lambda error: self._run(plan, error)
-                return op
-            try:
-                if isinstance(op, Send):
-                    answer = self.client.send(op.request, stream=op.stream)
-                elif isinstance(op, Sleep):
-                    _sleep(op.seconds)
+                if self.closing:
+                    return None
+                try:
+                    sse = next(self.events)
+                except StopIteration:
+                    failure = _ended_early()
+                except httpx.HTTPError as exc:
+                    if self.closing:
+                        return None
+                    failure = exc
                 else:
-                    try:
-                        op.response.read()
-                    finally:
-                        op.response.close()
-            except httpx.HTTPError as exc:
-                failure = exc
+                    self._first_arrived()
+                    return sse
+            finally:
+                self.reading = False
+            self._retry(failure)
+
+    def _first_arrived(self) -> None:
+        # From here on a failure is raised, never retried: the start of an answer never comes twice.
+        self.first_pending = False
+        plan, self.plan = self.plan, None
+        if plan is not None:
+            plan.close()
+
+    def _retry(self, failure: httpx.HTTPError) -> None:
+        plan = self.plan
+        self._close_response()
+        if plan is None or self.closing:
+            self.release()
+            raise failure
+        try:
+            exchange = self._shell.resume(plan, failure, self.started_at)
+        except BaseException:
+            self.plan = None
+            self.release()
+            raise
+        self.elapsed = exchange.elapsed
+        self._adopt(exchange.response)
+
+    def _close_response(self) -> None:
+        with contextlib.suppress(Exception):
+            self.events.close()  # type: ignore[attr-defined]
+        with contextlib.suppress(Exception):
+            self.response.close()
+
+    def release(self) -> None:
+        """Let go of the response: back to the pool if its body ended, else its connection is closed."""
+        with self._lock:
+            if self.released:
+                return
+            self.released = True
+        self._shell.forget(self)
+        plan, self.plan = self.plan, None
+        if plan is not None:
+            plan.close()
+        self._close_response()
 
     def close(self) -> None:
-        """Close the pool if it is ours; a borrowed client is left open."""
-        close_abandoned()
+        """Stop the stream from any thread; never raises (see `_streaming` for the reading protocol)."""
+        self.closing = True
+        if self.reading:
+            _interrupt(self.response)  # the reader wakes, sees `closing`, and releases
+        else:
+            self.release()
+
+    def abandon(self) -> None:
+        """Hand the lease back to the shell, which releases it where no lock can be held (no I/O here)."""
+        self._shell.abandoned.append(self)
+
+
+class SyncHTTP:
+    """Carries out call plans with a blocking `httpx.Client`: the client's own pool, or a borrowed one.
+
+    Attributes:
+        abandoned: leases of streams dropped unclosed, released before the next request.
+    """
+
+    def __init__(self, http_client: httpx.Client | None) -> None:
+        self._owned = http_client is None
+        self._client = httpx.Client(timeout=DEFAULT_TIMEOUT, limits=_LIMITS) if http_client is None else http_client
+        self._pid = os.getpid()
+        # Held strongly: an open lease must never be left to the garbage collector, whose finalizing of
+        # httpcore's generators takes the pool's lock, maybe while this very thread holds it.
+        self._leases: set[SyncLease] = set()
+        self.abandoned: collections.deque[SyncLease] = collections.deque()
+        self._closed = False
+
+    @property
+    def client(self) -> httpx.Client:
+        """The `httpx.Client` requests go through."""
+        return self._client
+
+    def _ready(self) -> httpx.Client:
+        if self._pid != os.getpid():
+            self._after_fork()
+        if self._closed or self._client.is_closed:
+            raise _closed_error()
+        while self.abandoned:
+            with contextlib.suppress(IndexError):  # another thread emptied it first
+                self.abandoned.popleft().release()
+        return self._client
+
+    def _after_fork(self) -> None:
+        if not self._owned and not _inherited_pool_is_empty(self._client):
+            raise _forked_borrowed_error()
+        if self._owned:
+            _left_in_parent.append(self._client)
+            self._client = httpx.Client(timeout=DEFAULT_TIMEOUT, limits=_LIMITS)
+        self._leases = set()
+        self.abandoned = collections.deque()
+        self._pid = os.getpid()
+
+    def send(self, request: httpx.Request, options: ClientOptions) -> Exchange:
+        """Send with retries; return the whole successful response or raise the typed error."""
+        self._ready()
+        started_at = time.perf_counter()
+        return self.resume(_plan(request, False, options), None, started_at, close=True)
+
+    def stream(self, request: httpx.Request, options: ClientOptions) -> SyncLease:
+        """Send with retries; return a lease on the successful response at its headers."""
+        self._ready()
+        started_at = time.perf_counter()
+        plan = _plan(request, True, options)
+        exchange = self.resume(plan, None, started_at)
+        lease = SyncLease(self, plan, exchange.response, started_at, exchange.elapsed)
+        self._leases.add(lease)
+        return lease
+
+    def resume(self, plan: Plan, outcome: Outcome, started_at: float, *, close: bool = False) -> Exchange:
+        """Carry the plan on from `outcome` until it delivers (closing it after when `close`) or raises."""
+        client = self._client
+        debug = log.isEnabledFor(logging.DEBUG)
+        sent_at = time.perf_counter()
+        try:
+            while True:
+                op = plan.send(outcome)
+                outcome = None
+                if type(op) is Send:
+                    sent_at = time.perf_counter()
+                    try:
+                        outcome = client.send(op.request, stream=op.stream)
+                    except httpx.HTTPError as exc:
+                        outcome = exc
+                    if debug:
+                        _log_attempt(op, outcome, time.perf_counter() - sent_at)
+                elif type(op) is Deliver:
+                    if close:
+                        plan.close()
+                    return Exchange(op.response, started_at, time.perf_counter() - sent_at)
+                elif type(op) is Sleep:
+                    _log_retry(op)
+                    _sleep(op.seconds)
+                else:
+                    assert type(op) is ReadBody
+                    try:
+                        op.response.read()
+                    except httpx.HTTPError as exc:
+                        outcome = exc
+                    finally:
+                        op.response.close()
+        except BaseException:
+            plan.close()
+            raise
+
+    def close_borrowed_client(self) -> None:
+        """Close the borrowed `http_client` with this client (for clients wired up by the SDK itself)."""
+        self._owned = True
+
+    def forget(self, lease: SyncLease) -> None:
+        """A lease was released."""
+        self._leases.discard(lease)
+
+    def close(self) -> None:
+        """Release every open stream, then close the pool if it is ours; a borrowed client is left open."""
+        self._closed = True
+        for lease in list(self._leases):
+            lease.release()
+        self.abandoned.clear()
+        if self._owned and self._pid == os.getpid():
+            self._client.close()
+
+
+# --- the asyncio shell ----------------------------------------------------------------------------
+
+
+class AsyncLease:
+    """An `AsyncStream`'s hold on its response (see `_streaming.AsyncLease`); only `AsyncHTTP` makes one."""
+
+    __slots__ = (
+        "_pool",
+        "closing",
+        "elapsed",
+        "events",
+        "first_pending",
+        "plan",
+        "reading",
+        "released",
+        "response",
+        "started_at",
+    )
+
+    def __init__(self, pool: _LoopPool, plan: Plan, response: httpx.Response, started_at: float, elapsed: float):
+        self._pool = pool
+        self.plan: Plan | None = plan
+        self.started_at = started_at
+        self.elapsed = elapsed
+        self.first_pending = True
+        self.reading = False
+        self.closing = False
+        self.released = False
+        self._adopt(response)
+
+    def _adopt(self, response: httpx.Response) -> None:
+        response.encoding = "utf-8-sig"  # as in `SyncLease._adopt`
+        self.response = response
+        self.events: AsyncIterator[ServerSentEvent] = EventSource(response).aiter_sse()
+
+    async def first_event(self) -> ServerSentEvent | None:
+        """Read the first event; until it arrives, a failure goes back to the plan, which may send again."""
+        while True:
+            self.reading = True
+            try:
+                if self.closing:
+                    return None
+                try:
+                    sse = await self.events.__anext__()
+                except StopAsyncIteration:
+                    failure = _ended_early()
+                except httpx.HTTPError as exc:
+                    if self.closing:
+                        return None
+                    failure = exc
+                else:
+                    self.first_pending = False
+                    plan, self.plan = self.plan, None
+                    if plan is not None:
+                        plan.close()
+                    return sse
+            finally:
+                self.reading = False
+            await self._retry(failure)
+
+    async def _retry(self, failure: httpx.HTTPError) -> None:
+        plan = self.plan
+        await self._close_response()
+        if plan is None or self.closing:
+            await self.release()
+            raise failure
+        try:
+            exchange = await self._pool.shell.resume(self._pool, plan, failure, self.started_at)
+        except BaseException:
+            self.plan = None
+            await self.release()
+            raise
+        self.elapsed = exchange.elapsed
+        self._adopt(exchange.response)
+
+    async def _close_response(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.events.aclose()  # type: ignore[attr-defined]
+        with contextlib.suppress(Exception):
+            await self.response.aclose()
+
+    async def release(self) -> None:
+        """Let go of the response: back to the pool if its body ended, else its connection is closed."""
+        if self.released:
+            return
+        self.released = True
+        self._pool.leases.discard(self)
+        plan, self.plan = self.plan, None
+        if plan is not None:
+            plan.close()
+        await self._close_response()
+
+    async def close(self) -> None:
+        """Stop the stream from any task; never raises (see `_streaming` for the reading protocol)."""
+        self.closing = True
+        if self.reading:
+            _interrupt(self.response)  # the reader wakes, sees `closing`, and releases
+        else:
+            await self.release()
+
+    def abandon(self) -> None:
+        """Hand the lease back to its loop's pool, released before that loop's next request (no I/O here)."""
+        self._pool.abandoned.append(self)
+
+
+class _LoopPool:
+    """The `httpx.AsyncClient` one `AsyncHTTP` uses on one event loop, and the streams it leased there."""
+
+    __slots__ = ("abandoned", "client", "closed", "keeper", "leases", "loop", "owned", "shell")
+
+    def __init__(
+        self, shell: AsyncHTTP, loop: asyncio.AbstractEventLoop | None, client: httpx.AsyncClient, *, owned: bool
+    ) -> None:
+        self.shell = shell
+        self.loop = loop
+        self.client = client
+        self.owned = owned
+        self.closed = False
+        self.leases: set[AsyncLease] = set()  # held strongly, as `SyncHTTP` holds its leases
+        self.abandoned: collections.deque[AsyncLease] = collections.deque()
+        self.keeper: AsyncGenerator[None, None] | None = None
+
+    def watch_loop(self) -> None:
+        """Register with the running loop an async generator whose end closes this pool with the loop."""
+        keeper = _keep(self)
+        self.keeper = keeper
+        # Run it to its `yield` now, synchronously: the first step registers it with the running loop,
+        # which closes it in `shutdown_asyncgens()` (`asyncio.run` and test runners call it at the end).
+        with contextlib.suppress(StopIteration):
+            keeper.asend(None).send(None)
+
+    async def release_abandoned(self) -> None:
+        """Release the leases of streams dropped unclosed."""
+        while self.abandoned:
+            await self.abandoned.popleft().release()
+
+    async def aclose(self) -> None:
+        """Release every open stream, then close the pool if it is ours."""
+        if self.closed:
+            return
+        self.closed = True
+        for lease in list(self.leases):
+            await lease.release()
+        self.abandoned.clear()
         if self.owned:
-            self.client.close()
+            with contextlib.suppress(Exception):
+                await self.client.aclose()
+
+
+async def _keep(pool: _LoopPool) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        await pool.aclose()
 
 
 class AsyncHTTP:
-    """Carries out call plans with an `httpx.AsyncClient`."""
+    """Carries out call plans with an `httpx.AsyncClient`: its own pool per event loop, or a borrowed one."""
 
-    __slots__ = ("client", "owned")
+    def __init__(self, http_client: httpx.AsyncClient | None) -> None:
+        self._borrowed = http_client
+        self._close_borrowed = False
+        self._current: _LoopPool | None = None
+        self._pid = os.getpid()
+        self._closed = False
 
-    def __init__(self, client: httpx.AsyncClient, *, owned: bool) -> None:
-        self.client = client
-        self.owned = owned
+    def close_borrowed_client(self) -> None:
+        """Close the borrowed `http_client` with this client (for clients wired up by the SDK itself)."""
+        self._close_borrowed = True
 
-    async def send(self, prepared: PreparedRequest, options: ClientOptions) -> Opened[AsyncRetry]:
-        """Send with retries; return the successful response or raise the typed error."""
-        if self.client.is_closed:
+    @property
+    def client(self) -> httpx.AsyncClient | None:
+        """The `httpx.AsyncClient` of the loop used last (None before the first request)."""
+        return self._borrowed if self._current is None else self._current.client
+
+    def _pool_here(self) -> _LoopPool:
+        if self._closed:
             raise _closed_error()
-        # No abandoned-stream queue here: a dropped `AsyncStream` hands its close to its event loop.
-        return await self._run(call_plan(prepared, options), None)
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # another async library: there is no asyncio loop to follow
+            loop = None
+        pool = self._current
+        if pool is None or pool.loop is not loop or self._pid != os.getpid() or pool.closed:
+            pool = self._open(loop)
+        if pool.client.is_closed:
+            raise _closed_error()
+        return pool
 
-    async def _run(self, plan: Plan, answer: Any) -> Opened[AsyncRetry]:
-        failure: httpx.HTTPError | None = None
-        while True:
-            try:
-                op = plan.send(answer) if failure is None else plan.throw(failure)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            answer = failure = None
-            if isinstance(op, Opened):
-                op.retry = lambda error: self._run(plan, error)
-                return op
-            try:
-                if isinstance(op, Send):
-                    answer = await self.client.send(op.request, stream=op.stream)
-                elif isinstance(op, Sleep):
+    def _open(self, loop: asyncio.AbstractEventLoop | None) -> _LoopPool:
+        old = self._current
+        if old is not None and not old.closed:
+            if self._pid != os.getpid():
+                if self._borrowed is not None and not _inherited_pool_is_empty(self._borrowed):
+                    raise _forked_borrowed_error()
+                _left_in_parent.append(old)
+            elif old.loop is not None and not old.loop.is_closed() and old.loop.is_running():
+                # The old loop runs in another thread: close its pool there.
+                with contextlib.suppress(RuntimeError):
+                    asyncio.run_coroutine_threadsafe(old.aclose(), old.loop)
+            # Otherwise the old loop has stopped: its pool is closed with it (see `_keep`) if it shut its
+            # async generators down, and is left to it untouched if not: it is never used from here.
+        self._pid = os.getpid()
+        borrowed = self._borrowed
+        client = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, limits=_LIMITS) if borrowed is None else borrowed
+        pool = _LoopPool(self, loop, client, owned=borrowed is None)
+        if loop is not None:
+            pool.watch_loop()
+        self._current = pool
+        return pool
+
+    async def send(self, request: httpx.Request, options: ClientOptions) -> Exchange:
+        """Send with retries; return the whole successful response or raise the typed error."""
+        pool = self._pool_here()
+        if pool.abandoned:
+            await pool.release_abandoned()
+        started_at = time.perf_counter()
+        return await self.resume(pool, _plan(request, False, options), None, started_at, close=True)
+
+    async def stream(self, request: httpx.Request, options: ClientOptions) -> AsyncLease:
+        """Send with retries; return a lease on the successful response at its headers."""
+        pool = self._pool_here()
+        if pool.abandoned:
+            await pool.release_abandoned()
+        started_at = time.perf_counter()
+        plan = _plan(request, True, options)
+        exchange = await self.resume(pool, plan, None, started_at)
+        lease = AsyncLease(pool, plan, exchange.response, started_at, exchange.elapsed)
+        pool.leases.add(lease)
+        return lease
+
+    async def resume(
+        self, pool: _LoopPool, plan: Plan, outcome: Outcome, started_at: float, *, close: bool = False
+    ) -> Exchange:
+        """Carry the plan on from `outcome` until it delivers (closing it after when `close`) or raises."""
+        client = pool.client
+        debug = log.isEnabledFor(logging.DEBUG)
+        sent_at = time.perf_counter()
+        try:
+            while True:
+                op = plan.send(outcome)
+                outcome = None
+                if type(op) is Send:
+                    sent_at = time.perf_counter()
+                    try:
+                        outcome = await client.send(op.request, stream=op.stream)
+                    except httpx.HTTPError as exc:
+                        outcome = exc
+                    except RuntimeError as exc:  # a borrowed client's connections bound to another loop
+                        raise _loop_error(exc, op.request) from None
+                    if debug:
+                        _log_attempt(op, outcome, time.perf_counter() - sent_at)
+                elif type(op) is Deliver:
+                    if close:
+                        plan.close()
+                    return Exchange(op.response, started_at, time.perf_counter() - sent_at)
+                elif type(op) is Sleep:
+                    _log_retry(op)
                     await _async_sleep(op.seconds)
                 else:
+                    assert type(op) is ReadBody
                     try:
                         await op.response.aread()
+                    except httpx.HTTPError as exc:
+                        outcome = exc
                     finally:
                         await op.response.aclose()
-            except httpx.HTTPError as exc:
-                failure = exc
+        except BaseException:
+            plan.close()
+            raise
 
     async def close(self) -> None:
-        """Close the pool if it is ours; a borrowed client is left open."""
-        if self.owned:
-            await self.client.aclose()
+        """Release every open stream, then close this loop's pool if it is ours; a borrowed client is left open."""
+        self._closed = True
+        pool = self._current
+        try:
+            here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if pool is not None and not pool.closed:
+            if pool.loop is here and pool.keeper is not None:
+                await pool.keeper.aclose()  # runs `pool.aclose()` and unregisters it from the loop
+            elif pool.loop is here or pool.loop is None:
+                await pool.aclose()
+        if self._close_borrowed and self._borrowed is not None:
+            await self._borrowed.aclose()
+
+
+def _loop_error(exc: RuntimeError, request: httpx.Request) -> APIConnectionError:
+    return APIConnectionError(
+        f"Connection error: the http_client could not be used on this event loop ({exc}). An httpx.AsyncClient "
+        "is bound to the event loop it was first used on: create it on this loop, or let the client own its pool.",
+        request=request,
+    )

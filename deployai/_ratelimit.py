@@ -10,19 +10,24 @@ __all__ = ["RateLimit"]
 
 
 def _int_or_none(value: str | None) -> int | None:
+    """A whole, non-negative number from a header (`4.0` reads as 4); None for anything else, never an error.
+
+    Only ASCII decimal notation is read: `int` and `float` alone would also take "1_000", "nan",
+    "inf" and non-ASCII digits, and `int` raises ValueError past 4300 digits. Beyond 18 digits the
+    value goes through `float`, and a number too large for one (`1e400`, 5000 digits) is None.
+    """
     if value is None:
         return None
+    text = value.strip()
+    if not text or not text.isascii() or text.strip("0123456789.eE+-"):
+        return None
+    if text.isdigit() and len(text) <= 18:
+        return int(text)
     try:
-        number = int(value.strip())
-    except ValueError:
-        try:
-            as_float = float(value)
-        except ValueError:
-            return None
-        if as_float != as_float or as_float in (float("inf"), float("-inf")):
-            return None
-        number = int(as_float)
-    return number if number >= 0 else None
+        number = float(text)
+    except ValueError:  # a misplaced sign, dot or exponent: "1-2", "1..2", "e5"
+        return None
+    return int(number) if 0.0 <= number < float("inf") else None  # the comparison is False for NaN too
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +62,16 @@ class RateLimit:
         )
 
     def seconds_until_reset(self, now: float) -> float | None:
-        """Seconds from `now` (unix time) until the window resets, never negative; None if unknown."""
+        """Seconds from `now` (unix time) until the window resets, never negative; None if unknown.
+
+        Never raises, and the result is always finite: a `reset_at` built by hand that has no
+        timestamp (a naive datetime at the edge of the calendar) or a `now` that is NaN or infinite
+        gives None.
+        """
         if self.reset_at is None:
             return None
-        return max(0.0, self.reset_at.timestamp() - now)
+        try:
+            wait = self.reset_at.timestamp() - now
+        except (OverflowError, OSError, ValueError):
+            return None
+        return max(0.0, wait) if abs(wait) < float("inf") else None  # the comparison is False for NaN too

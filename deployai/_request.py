@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import json
+import numbers
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, Final
 
 import httpx
 from pydantic import BaseModel
 
 from ._config import ClientOptions, check_headers, to_httpx_timeout
+from ._endpoint import Endpoint, PreparedRequest
 from ._exceptions import InvalidParameterError
 from ._types import NotGiven
 
@@ -49,7 +51,17 @@ _GET_OPTIONS: Final = CALL_OPTIONS - {"extra_body"}
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    # The exact types first: the ABC check is slow, and almost every value is a plain int or float.
+    kind = type(value)
+    if kind is int or kind is float:
+        return True
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_whole(value: object) -> bool:
+    if type(value) is int:
+        return True
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _number_in(name: str, value: object, low: float, high: float) -> None:
@@ -62,7 +74,7 @@ def _number_in(name: str, value: object, low: float, high: float) -> None:
 def _int_at_least(name: str, value: object, low: int, high: int | None = None) -> None:
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+    if not _is_whole(value) or value < low or (high is not None and value > high):  # type: ignore[operator]
         allowed = f"a whole number >= {low}" if high is None else f"a whole number from {low} to {high}"
         raise InvalidParameterError(name, value, allowed)
 
@@ -186,6 +198,11 @@ def _json_default(value: object) -> Any:
         return value.model_dump(mode="json", exclude_none=True)
     if isinstance(value, (tuple, set, frozenset)):
         return list(value)
+    # numpy scalars and the like: numbers that are not Python's own int and float.
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
@@ -196,16 +213,10 @@ def encode_json(body: object) -> bytes:
     """Encode a request body; pydantic models inside it are dumped without their None fields."""
     try:
         return _encode(body).encode("utf-8")
+    except RecursionError:
+        raise InvalidParameterError("body", type(body).__name__, "JSON nested less deeply") from None
     except (TypeError, ValueError) as exc:
         raise InvalidParameterError("body", type(body).__name__, f"JSON-serializable values ({exc})") from None
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedRequest:
-    """A request ready to send, with how it must be read."""
-
-    request: httpx.Request
-    stream: bool
 
 
 def _merge_headers(base: dict[str, str], extra: Any) -> dict[str, str]:
@@ -234,16 +245,28 @@ def _with_query(url: httpx.URL, extra_query: object) -> httpx.URL:
         return url
     if not isinstance(extra_query, Mapping):
         raise InvalidParameterError("extra_query", extra_query, "a mapping of query parameter names to values")
-    return url.copy_merge_params(extra_query)
+    try:
+        return url.copy_merge_params(extra_query)
+    except (httpx.InvalidURL, TypeError, ValueError, RecursionError) as exc:
+        # Too long a URL, a value that is not a str, number or bool: httpx's error would not name the parameter.
+        raise InvalidParameterError(
+            "extra_query", type(extra_query).__name__, f"short query parameters of str, int, float or bool ({exc})"
+        ) from None
 
 
-def build_chat_request(options: ClientOptions, params: dict[str, Any]) -> PreparedRequest:
+@functools.lru_cache(maxsize=256)
+def endpoint_url(base_url: str, path: str) -> httpx.URL:
+    """The URL of `path` under `base_url` (parsed once: most calls go to the same few URLs)."""
+    return httpx.URL(base_url + path)
+
+
+def build_chat_request(options: ClientOptions, endpoint: Endpoint[Any], params: Mapping[str, Any]) -> PreparedRequest:
     """Validate `chat.completions.create` arguments and build the request, before any byte is sent."""
     if not params.keys() <= _KNOWN:
-        raise _unknown_params("create", params, _KNOWN)
+        raise _unknown_params(endpoint.name, params, _KNOWN)
     if not params.keys() >= {"model", "messages"}:
         missing = sorted({"model", "messages"} - params.keys())
-        raise TypeError("create() missing required keyword argument(s): " + ", ".join(map(repr, missing)))
+        raise TypeError(f"{endpoint.name}() missing required keyword argument(s): " + ", ".join(map(repr, missing)))
     body = {key: value for key, value in params.items() if key in CHAT_PARAMS and not isinstance(value, NotGiven)}
     for key in _LIST_PARAMS:
         value = body.get(key)
@@ -258,8 +281,8 @@ def build_chat_request(options: ClientOptions, params: dict[str, Any]) -> Prepar
     stream = body.get("stream") is True
     headers = _merge_headers(options.stream_headers if stream else options.json_headers, params.get("extra_headers"))
     request = httpx.Request(
-        "POST",
-        _with_query(options.chat_url, params.get("extra_query")),
+        endpoint.method,
+        _with_query(endpoint_url(options.base_url, endpoint.path), params.get("extra_query")),
         headers=headers,
         content=encode_json(body),
         extensions=_extensions(options, params.get("timeout", NotGiven())),
@@ -267,15 +290,24 @@ def build_chat_request(options: ClientOptions, params: dict[str, Any]) -> Prepar
     return PreparedRequest(request, stream)
 
 
-def build_get_request(
-    options: ClientOptions, url: httpx.URL, params: Mapping[str, Any], *, method: str
-) -> PreparedRequest:
-    """Build a GET request such as `models.list()`, with the per-call options."""
-    if not params.keys() <= _GET_OPTIONS:
-        raise _unknown_params(method, params, _GET_OPTIONS)
+def _path_part(name: str, value: object) -> str:
+    """A path argument such as a model id, refused unless it names exactly one resource."""
+    if not isinstance(value, str) or MODEL_ID_PATTERN.fullmatch(value) is None or {".", ".."} & set(value.split("/")):
+        raise InvalidParameterError(name, value, "a model id in provider/model form, such as 'openai/gpt-4o'")
+    return value
+
+
+def build_get_request(options: ClientOptions, endpoint: Endpoint[Any], params: Mapping[str, Any]) -> PreparedRequest:
+    """Build a GET request such as `models.list()` or `models.retrieve(id)`, with the per-call options."""
+    known = _GET_OPTIONS.union(endpoint.path_params)
+    if not params.keys() <= known:
+        raise _unknown_params(endpoint.name, params, known)
+    path = endpoint.path
+    if endpoint.path_params:
+        path = path.format(**{name: _path_part(name, params.get(name)) for name in endpoint.path_params})
     request = httpx.Request(
-        "GET",
-        _with_query(url, params.get("extra_query")),
+        endpoint.method,
+        _with_query(endpoint_url(options.base_url, path), params.get("extra_query")),
         headers=_merge_headers(options.json_headers, params.get("extra_headers")),
         extensions=_extensions(options, params.get("timeout", NotGiven())),
     )

@@ -1,4 +1,4 @@
-"""Turning a successful response into what the caller asked for, and the `with_raw_response` wrapper."""
+"""Turning a successful exchange into what the caller asked for, and the `with_raw_response` wrapper."""
 
 from __future__ import annotations
 
@@ -11,31 +11,35 @@ import httpx
 from pydantic import ValidationError
 
 from ._exceptions import make_validation_error
-from ._ratelimit import RateLimit
+from ._meta import ResponseInfo, ResponseMeta
 from .types._base import APIResult
-from .types.chat import ChatCompletionChunk
 
 if TYPE_CHECKING:
-    from ._http import Opened
-    from ._request import PreparedRequest
+    from ._endpoint import Endpoint
+    from ._http import Exchange
 
 __all__ = ["RawResponse", "finish", "parse_result"]
 
 _T = TypeVar("_T")
 _R = TypeVar("_R", bound=APIResult)
 
+_BOM = b"\xef\xbb\xbf"
 
-def parse_result(response: httpx.Response, cast_to: type[_R]) -> _R:
+
+def parse_result(response: httpx.Response, cast_to: type[_R], meta: ResponseMeta) -> _R:
     """Validate a JSON body straight into `cast_to` (no `json.loads` and Python walk on the hot path)."""
+    content = response.content
+    if content[:3] == _BOM:  # JSON forbids it, but some servers send one: it carries no meaning
+        content = content[3:]
     try:
-        result: _R = cast_to.__pydantic_validator__.validate_json(response.content)
+        result: _R = cast_to.__pydantic_validator__.validate_json(content)
     except ValidationError:
         raise make_validation_error(response, cast_to.__name__) from None
-    result.__pydantic_private__["_headers"] = response.headers  # type: ignore[index]
+    result.__pydantic_private__["_meta"] = meta  # type: ignore[index]
     return result
 
 
-class RawResponse(Generic[_T]):
+class RawResponse(ResponseInfo, Generic[_T]):
     """A response with its HTTP details, from `with_raw_response`. Call `parse()` for the typed result.
 
     Attributes:
@@ -45,7 +49,10 @@ class RawResponse(Generic[_T]):
     def __init__(self, http_response: httpx.Response, parse: Callable[[], _T], elapsed: float) -> None:
         self.http_response = http_response
         self._parse = parse
-        self._elapsed = elapsed
+        self._meta = ResponseMeta(http_response.headers, elapsed)
+
+    def _response_meta(self) -> ResponseMeta:
+        return self._meta
 
     @property
     def status_code(self) -> int:
@@ -57,21 +64,10 @@ class RawResponse(Generic[_T]):
         """The response headers (case-insensitive)."""
         return self.http_response.headers
 
-    @cached_property
-    def rate_limit(self) -> RateLimit:
-        """The rate-limit window reported with this response."""
-        return RateLimit.from_headers(self.http_response.headers)
-
-    @property
-    def request_id(self) -> str | None:
-        """The server's `x-request-id`, if it sent one."""
-        request_id: str | None = self.http_response.headers.get("x-request-id")
-        return request_id
-
     @property
     def elapsed(self) -> datetime.timedelta:
         """Time from sending the request until the whole body was read (for a stream: until its headers)."""
-        return datetime.timedelta(seconds=self._elapsed)
+        return datetime.timedelta(seconds=self._meta.elapsed or 0.0)
 
     @cached_property
     def _parsed(self) -> _T:
@@ -87,12 +83,10 @@ class RawResponse(Generic[_T]):
         )
 
 
-def finish(prepared: PreparedRequest, opened: Opened[Any], cast_to: type[Any], stream_cls: type[Any], raw: bool) -> Any:
-    """Turn a successful exchange into the result: a parsed model, a stream, or a `RawResponse` of either."""
-    response = opened.response
-    if prepared.stream:
-        stream = stream_cls(opened, ChatCompletionChunk)
-        return RawResponse(response, lambda: stream, opened.elapsed) if raw else stream
+def finish(endpoint: Endpoint[Any], exchange: Exchange, raw: bool) -> Any:
+    """Turn a whole successful exchange into the endpoint's result, or a `RawResponse` of it."""
+    response = exchange.response
+    meta = ResponseMeta(response.headers, exchange.elapsed)
     if raw:
-        return RawResponse(response, lambda: parse_result(response, cast_to), opened.elapsed)
-    return parse_result(response, cast_to)
+        return RawResponse(response, lambda: parse_result(response, endpoint.result, meta), exchange.elapsed)
+    return parse_result(response, endpoint.result, meta)

@@ -1,9 +1,8 @@
 """When to retry and how long to wait: pure decisions, shared by both clients.
 
 Nothing here sends, sleeps or reads a clock: the clock value and the random source are passed in,
-so every decision can be tested without waiting. `request_flow` writes the whole plan for one call
-as a generator that yields `SEND` or a `Sleep` and receives each outcome; `DeployAI` and
-`AsyncDeployAI` drive it with blocking or awaiting I/O (see `_http.py`).
+so every decision can be tested without waiting. `_plan.call_plan` asks `decide_retry` after each
+failed attempt.
 
 The wait before retry number `n` (counting from 0) is, in order of preference:
 
@@ -19,13 +18,9 @@ once with `retry_after` set, so that a service can reschedule the work instead o
 from __future__ import annotations
 
 import email.utils
-import logging
 import math
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final, TypeAlias
-
-import httpx
 
 from ._constants import (
     INITIAL_RETRY_DELAY_SECONDS,
@@ -33,26 +28,34 @@ from ._constants import (
     RETRY_JITTER_FRACTION,
     RETRYABLE_STATUS_CODES,
 )
-from ._exceptions import APIConnectionError, APITimeoutError, make_status_error
-from ._logging import redact
 from ._ratelimit import RateLimit
-
-log = logging.getLogger("deployai")
 
 
 def _seconds(value: str | None) -> float | None:
-    """A finite, non-negative number from a header; None for anything else (NaN, inf, -3, words)."""
+    """A finite, non-negative number from a header; None for anything else (NaN, inf, -3, words).
+
+    Only ASCII decimal notation is read (`3`, `2.5`, `1e3`): `float` alone would also take "nan",
+    "infinity", "1_000" and non-ASCII digits. A number too large for a float (`1e400`) is None.
+    """
     if value is None:
         return None
-    try:
-        number = float(value)
-    except ValueError:
+    text = value.strip()
+    if not text or not text.isascii() or text.strip("0123456789.eE+-"):
         return None
-    return number if 0.0 <= number < math.inf else None
+    try:
+        number = float(text)
+    except ValueError:  # a misplaced sign, dot or exponent: "1-2", "1..2", "e5"
+        return None
+    return number + 0.0 if 0.0 <= number < math.inf else None  # + 0.0 turns "-0" into 0.0
 
 
 def server_requested_wait(status_code: int | None, headers: Mapping[str, str], now: float) -> float | None:
-    """Seconds the server asked us to wait, from its headers; None when it did not say."""
+    """Seconds the server asked us to wait, from its headers; None when it did not say.
+
+    Never raises, and a wait is always finite and non-negative: a header that is neither a number
+    of seconds nor a real date (year 1 to 9999, every field in range) counts as not said. A date
+    in the past is a wait of 0.
+    """
     milliseconds = _seconds(headers.get("retry-after-ms"))
     if milliseconds is not None:
         return milliseconds / 1000.0
@@ -61,9 +64,27 @@ def server_requested_wait(status_code: int | None, headers: Mapping[str, str], n
         seconds = _seconds(value)
         if seconds is not None:
             return seconds
-        parsed = email.utils.parsedate_tz(value)
-        if parsed is not None:
-            return max(0.0, email.utils.mktime_tz(parsed) - now)
+        # The range checks keep `mktime_tz` from raising ValueError (year 10000) or OverflowError (a
+        # 20-digit year), and from counting a 400-digit day into an int too large for a float. The
+        # broad `except` is for `parsedate_tz` itself, which raised IndexError or UnboundLocalError
+        # on some malformed dates in earlier Python releases (CPython gh-95087, bpo-45239).
+        wait: float | None = None
+        try:
+            parsed = email.utils.parsedate_tz(value)
+            if (
+                parsed is not None
+                and 1 <= parsed[0] <= 9999
+                and 1 <= parsed[2] <= 31
+                and 0 <= parsed[3] <= 24
+                and 0 <= parsed[4] <= 59
+                and 0 <= parsed[5] <= 60
+                and (parsed[9] is None or abs(parsed[9]) < 86_400)
+            ):
+                wait = email.utils.mktime_tz(parsed) - now
+        except Exception:
+            wait = None
+        if wait is not None and math.isfinite(wait):
+            return max(0.0, wait)
     if status_code == 429 and headers.get("x-ratelimit-remaining", "").strip() == "0":
         return RateLimit.from_headers(headers).seconds_until_reset(now)
     return None
@@ -108,119 +129,3 @@ def decide_retry(
         return RetryDecision(retry=False, server_wait=server_wait)
     wait = server_wait if server_wait is not None else backoff_delay(retry_number, random_fraction)
     return RetryDecision(retry=True, wait_seconds=wait, server_wait=server_wait)
-
-
-class _Send:
-    """The action "send the request now"."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "SEND"
-
-
-SEND: Final = _Send()
-
-
-@dataclass(frozen=True, slots=True)
-class Sleep:
-    """The action "sleep this many seconds before the next attempt"."""
-
-    seconds: float
-
-
-Action: TypeAlias = _Send | Sleep
-Outcome: TypeAlias = httpx.Response | httpx.HTTPError | None
-Flow: TypeAlias = Generator[Action, Outcome, httpx.Response]
-
-
-_LOCAL_FAILURES = (httpx.LocalProtocolError, httpx.UnsupportedProtocol)
-
-
-def safe_cause(exc: httpx.HTTPError) -> httpx.HTTPError | None:
-    """The httpx error to chain as `__cause__`, or None when its message holds a secret (tracebacks print it)."""
-    text = str(exc)
-    return exc if redact(text) == text else None
-
-
-def transport_error(exc: httpx.HTTPError, request: httpx.Request | None) -> APIConnectionError:
-    """Wrap an httpx failure in the SDK's own error (the caller raises it `from exc`)."""
-    if isinstance(exc, httpx.TimeoutException):
-        return APITimeoutError(f"Request timed out ({type(exc).__name__}).", request=request)
-    # httpx quotes header values in some messages (an illegal one, for instance): never the key.
-    detail = redact(str(exc)) or type(exc).__name__
-    return APIConnectionError(f"Connection error: {detail}", request=request)
-
-
-def _log_outcome(request: httpx.Request, outcome: Outcome, attempt: int, elapsed: float) -> None:
-    if isinstance(outcome, httpx.Response):
-        log.debug(
-            "%s %s -> %d in %.3f s (request id %s, attempt %d)",
-            request.method,
-            request.url,
-            outcome.status_code,
-            elapsed,
-            outcome.headers.get("x-request-id"),
-            attempt,
-        )
-    else:
-        log.debug("%s %s -> %r after %.3f s (attempt %d)", request.method, request.url, outcome, elapsed, attempt)
-
-
-def request_flow(
-    request: httpx.Request,
-    *,
-    max_retries: int,
-    max_retry_wait: float,
-    clock: Callable[[], float],
-    random: Callable[[], float],
-) -> Flow:
-    """The plan for one call: send, and on a retryable failure sleep and send again.
-
-    The driver sends the request for each `SEND` and passes back the `httpx.Response` (error bodies
-    already read) or the `httpx.HTTPError` it met; after a `Sleep` it passes back None. The
-    generator returns the successful response, or raises the typed error.
-    """
-    retry_number = 0
-    debug = log.isEnabledFor(logging.DEBUG)
-    while True:
-        sent_at = clock()
-        outcome = yield SEND
-        if debug:
-            _log_outcome(request, outcome, retry_number + 1, clock() - sent_at)
-        if isinstance(outcome, httpx.Response):
-            if outcome.status_code < 400:
-                return outcome
-            status: int | None = outcome.status_code
-            headers: Mapping[str, str] = outcome.headers
-            retryable = True
-        else:
-            assert isinstance(outcome, httpx.HTTPError)
-            status, headers = None, {}
-            # A request this machine could not even send (bad URL scheme, illegal header) fails again.
-            retryable = isinstance(outcome, httpx.TransportError) and not isinstance(outcome, _LOCAL_FAILURES)
-        decision = decide_retry(
-            status_code=status,
-            headers=headers,
-            retry_number=retry_number if retryable else max_retries,
-            max_retries=max_retries,
-            max_retry_wait=max_retry_wait,
-            now=clock(),
-            random_fraction=random(),
-        )
-        if not decision.retry:
-            if isinstance(outcome, httpx.Response):
-                raise make_status_error(outcome, retry_after=decision.server_wait)
-            raise transport_error(outcome, request) from safe_cause(outcome)
-        reason = f"status {status}" if status is not None else type(outcome).__name__
-        retry_number += 1
-        log.info(
-            "Retrying %s %s in %.2f s (retry %d of %d) after %s",
-            request.method,
-            request.url,
-            decision.wait_seconds,
-            retry_number,
-            max_retries,
-            reason,
-        )
-        yield Sleep(decision.wait_seconds)

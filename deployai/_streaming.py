@@ -1,416 +1,151 @@
-"""`Stream` and `AsyncStream`: thin iterators over one shared, I/O-free chunk decoder.
+"""`Stream` and `AsyncStream`: thin iterators over a lease from the I/O shell and one shared chunk decoder.
 
-SSE framing is httpx-sse's; `_StreamCore` turns each event into a typed chunk (pydantic's JSON
-validation straight from the event's text), ends the stream at `data: [DONE]`, turns error events
-into typed errors, folds the chunks into what `get_final_completion()` returns, and refuses to let a
-stream end silently without `[DONE]`. The shells only read: `next` or `await anext`.
+The I/O shell (`_http`) opens the response and hands the stream a *lease* on it: the events to read,
+and the only ways to let go of it (`release`, `close` from anywhere, `abandon`). The stream reads
+events, decodes them with `_sse.ChunkDecoder`, and tells the lease when it is done:
+
+- at `data: [DONE]` it releases at once: whatever the server does afterwards costs no waiting;
+- a body that ends before `[DONE]`, or breaks, raises `APIConnectionError` after the chunks that did
+  arrive; an error event raises its typed `APIStatusError`;
+- `close()` / `aclose()` may come from another thread or task: the reader stops at its next read;
+- an iterator over a stream keeps the stream alive, so a stream is only abandoned when nothing can
+  read it any more; its finalizer then hands the lease back to the shell (no I/O) and warns.
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
-import contextlib
-import json
 import time
 import warnings
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import httpx
-from httpx_sse import EventSource, ServerSentEvent
-from pydantic import ValidationError
+from httpx_sse import ServerSentEvent
 
-from ._exceptions import APIConnectionError, make_stream_error, make_validation_error
-from ._ratelimit import RateLimit
-from ._retry import safe_cause, transport_error
-from .types.chat import (
-    ChatCompletion,
-    ChatCompletionChunk,
-    ChatCompletionMessage,
-    Choice,
-    ChoiceDeltaToolCall,
-    FunctionCall,
-    MessageToolCall,
-    Usage,
+from ._exceptions import (
+    APIConnectionError,
+    APIError,
+    make_stream_error,
+    make_validation_error,
+    safe_cause,
+    transport_error,
 )
+from ._meta import ResponseInfo, ResponseMeta
+from ._sse import ChunkDecoder, ErrorEvent, InvalidEvent
+from .types.chat import ChatCompletion, ChatCompletionChunk
 
-if TYPE_CHECKING:
-    from ._http import Opened
-
-__all__ = ["AsyncStream", "Stream"]
+__all__ = ["AsyncLease", "AsyncStream", "Lease", "Stream"]
 
 _T = TypeVar("_T", bound=ChatCompletionChunk)
-_E = TypeVar("_E")
 
 
-class _ChoiceState:
-    """What the chunks so far say about one choice."""
+class _LeaseState(Protocol):
+    """What both kinds of lease show a stream (see `_http.SyncLease`)."""
 
-    __slots__ = ("calls", "finish_reason", "refusal", "role", "text")
+    response: httpx.Response
+    started_at: float
+    elapsed: float
+    first_pending: bool
+    reading: bool
+    closing: bool
+    released: bool
 
-    def __init__(self) -> None:
-        self.role = "assistant"
-        self.text: list[str] = []
-        self.refusal: list[str] | None = None
-        self.finish_reason: str | None = None
-        self.calls: dict[int, dict[str, Any]] | None = None
-
-    def add_tool_calls(self, pieces: list[ChoiceDeltaToolCall]) -> None:
-        calls = self.calls if self.calls is not None else {}
-        self.calls = calls
-        for piece in pieces:
-            call = calls.setdefault(piece.index, {"id": "", "type": "function", "name": "", "args": []})
-            if piece.id:
-                call["id"] = piece.id
-            if piece.type:
-                call["type"] = piece.type
-            function = piece.function
-            if function is not None:
-                if function.name:
-                    call["name"] += function.name
-                if function.arguments:
-                    call["args"].append(function.arguments)
-
-    def message(self) -> ChatCompletionMessage:
-        tool_calls = [
-            MessageToolCall(
-                id=c["id"], type=c["type"], function=FunctionCall(name=c["name"], arguments="".join(c["args"]))
-            )
-            for _, c in sorted((self.calls or {}).items())
-        ]
-        return ChatCompletionMessage(
-            role=self.role,
-            content="".join(self.text) if self.text or not tool_calls else None,
-            refusal="".join(self.refusal) if self.refusal is not None else None,
-            tool_calls=tool_calls or None,
-        )
+    def abandon(self) -> None:
+        """Hand the lease back to its shell, which releases it where that is safe (no I/O here)."""
 
 
-class _StreamCore(Generic[_T]):
-    """Everything about a stream that is not I/O, shared by `Stream` and `AsyncStream`.
+class Lease(_LeaseState, Protocol):
+    """A blocking stream's hold on its response, given by `SyncHTTP`."""
 
-    Chunks are folded into per-choice state as they arrive (rather than kept) so that
-    `get_final_completion()` costs little per chunk and memory grows with the text, not the chunks.
+    events: Iterator[ServerSentEvent]
+
+    def first_event(self) -> ServerSentEvent | None:
+        """Read the first event, retrying the request if it fails before one arrives; None at the end."""
+
+    def release(self) -> None:
+        """Let go of the response: back to the pool if it was read to its end, else closed."""
+
+    def close(self) -> None:
+        """Stop the stream from any thread; never raises."""
+
+
+class AsyncLease(_LeaseState, Protocol):
+    """An asyncio stream's hold on its response, given by `AsyncHTTP`."""
+
+    events: AsyncIterator[ServerSentEvent]
+
+    async def first_event(self) -> ServerSentEvent | None:
+        """Read the first event, retrying the request if it fails before one arrives; None at the end."""
+
+    async def release(self) -> None:
+        """Let go of the response: back to the pool if it was read to its end, else closed."""
+
+    async def close(self) -> None:
+        """Stop the stream from any task; never raises."""
+
+
+_L = TypeVar("_L", bound=_LeaseState)
+
+
+class _Reader(Generic[_T, _L]):
+    """A stream's reading state: its lease, its decoder, and when its first chunk came.
+
+    The iterators read through this object, not through the stream, so that an iterator the stream
+    keeps for `next()` makes no reference cycle with it; the iterator `for` gets is handed the stream
+    too (as `owner`), which keeps a stream alive for exactly as long as it is being iterated.
     """
 
-    __slots__ = ("_validate", "choices", "count", "done", "first", "first_chunk_at", "source", "started_at", "usage")
+    __slots__ = ("decoder", "first_chunk_at", "lease")
 
-    def __init__(self, source: _Source[Any], cast_to: type[_T], started_at: float) -> None:
-        self.source = source
-        self._validate = cast_to.__pydantic_validator__.validate_json
-        self.started_at = started_at
+    def __init__(self, lease: _L, chunk_type: type[_T]) -> None:
+        self.lease = lease
+        self.decoder = ChunkDecoder(chunk_type)
         self.first_chunk_at: float | None = None
-        self.first: _T | None = None
-        self.count = 0
-        self.choices: dict[int, _ChoiceState] = {}
-        self.usage: Usage | None = None
-        self.done = False
 
-    @property
-    def response(self) -> httpx.Response:
-        """The response being read (a retry before the first event replaces it)."""
-        return self.source.response
-
-    def decode(self, sse: ServerSentEvent) -> _T | None:
-        """The chunk an event carries; None for an event that carries none (or for `[DONE]`)."""
-        data = sse.data
-        if self.done or not data:
-            if sse.event == "error" and not self.done:
-                raise make_stream_error(self.response, {"error": {"message": "The server sent an empty error event."}})
-            return None
-        if data == "[DONE]":
-            self.done = True
-            return None
-        if sse.event == "error":
-            raise make_stream_error(self.response, _loads_or_text(data))
-        try:
-            chunk: _T = self._validate(data)
-        except ValidationError:
-            payload = _loads_or_text(data)
-            if isinstance(payload, dict) and "error" in payload:
-                raise make_stream_error(self.response, payload) from None
-            raise make_validation_error(_event_response(self.response, data), "chat completion chunk") from None
-        extra = chunk.__pydantic_extra__
-        if extra and "error" in extra:
-            raise make_stream_error(self.response, {"error": extra["error"]})
-        if self.first is None:
-            self.first = chunk
-            self.first_chunk_at = time.perf_counter()
-        self.count += 1
-        if chunk.usage is not None:
-            self.usage = chunk.usage
-        for choice in chunk.choices:
-            state = self.choices.get(choice.index)
-            if state is None:
-                state = self.choices[choice.index] = _ChoiceState()
-            delta = choice.delta
-            if delta.content:
-                state.text.append(delta.content)
-            if delta.role:
-                state.role = delta.role
-            if delta.tool_calls:
-                state.add_tool_calls(delta.tool_calls)
-            if delta.refusal:
-                if state.refusal is None:
-                    state.refusal = []
-                state.refusal.append(delta.refusal)
-            if choice.finish_reason is not None:
-                state.finish_reason = choice.finish_reason
-        return chunk
-
-    def check_finished(self) -> None:
-        """Raise if the body ended before `[DONE]`: a silently short answer is never returned."""
-        if not self.done:
-            raise APIConnectionError(
-                f"The stream ended after {self.count} chunk(s) without 'data: [DONE]': the answer is incomplete.",
-                request=self.response.request,
+    def error_for(self, problem: Exception) -> APIError:
+        """The typed error for a decoder's `ErrorEvent` or `InvalidEvent`, or a broken connection."""
+        response = self.lease.response
+        if isinstance(problem, ErrorEvent):
+            return make_stream_error(response, problem.payload)
+        if isinstance(problem, InvalidEvent):
+            # The error quotes the bad event, not the whole (still streaming) body.
+            event = httpx.Response(
+                response.status_code, headers=response.headers, text=problem.data, request=response.request
             )
-
-    def connection_error(self, exc: httpx.HTTPError) -> APIConnectionError:
-        """The typed error for a transport failure mid-stream, saying how much had arrived."""
-        error = transport_error(exc, self.response.request)
-        error.message = f"{error.message} The stream broke after {self.count} chunk(s): the answer is incomplete."
+            return make_validation_error(event, problem.expected)
+        error = transport_error(problem, response.request)
+        count = self.decoder.count
+        error.message = f"{error.message} The stream broke after {count} chunk(s): the answer is incomplete."
         error.args = (error.message,)
         return error
 
-    def final_completion(self) -> ChatCompletion:
-        """The `ChatCompletion` the whole stream stands for (content joined, tool calls merged by index)."""
-        self.check_finished()
-        first = self.first
-        if first is None:
-            raise make_validation_error(_event_response(self.response, ""), "chat completion stream (no chunks)")
-        completion = ChatCompletion(
-            id=first.id,
-            object="chat.completion",
-            created=first.created,
-            model=first.model,
-            choices=[
-                Choice(index=i, message=state.message(), finish_reason=state.finish_reason)
-                for i, state in sorted(self.choices.items())
-            ],
-            usage=self.usage,
-            system_fingerprint=first.system_fingerprint,
-        )
-        completion.__pydantic_private__["_headers"] = self.response.headers  # type: ignore[index]
-        return completion
+    def check_ended(self) -> None:
+        """At the end of the body: raise unless `[DONE]` arrived or the stream was closed on purpose."""
+        if not self.decoder.done and not self.lease.closing:
+            raise APIConnectionError(
+                f"The stream ended after {self.decoder.count} chunk(s) without 'data: [DONE]': "
+                "the answer is incomplete.",
+                request=self.lease.response.request,
+            )
 
 
-def _loads_or_text(data: str) -> Any:
-    try:
-        return json.loads(data)
-    except ValueError:
-        return data
-
-
-def _event_response(response: httpx.Response, data: str) -> httpx.Response:
-    # The validation error quotes the bad event, not the whole (still streaming) body.
-    return httpx.Response(response.status_code, headers=response.headers, text=data, request=response.request)
-
-
-class _Source(Generic[_E]):
-    """The response and its events: what a stream must release, kept apart from the `Stream` object.
-
-    The iterating generator holds this, not the stream, so that a stream dropped unclosed has no
-    reference cycle and is finalized at once, by reference counting.
-
-    Attributes:
-        retry: until the first event is read, how to hand a failure back to the request's retry
-            plan (see `Opened.retry`); None afterwards.
-    """
-
-    __slots__ = ("closed", "events", "response", "retry")
-
-    def __init__(self, response: httpx.Response, events: _E, retry: Any) -> None:
-        self.reset(response, events, retry)
-
-    def reset(self, response: httpx.Response, events: _E, retry: Any) -> None:
-        """Read from a new response (a retry before the first event)."""
-        # The SSE standard: the stream is UTF-8 whatever the headers say, and a leading BOM is dropped.
-        response.encoding = "utf-8-sig"
-        self.response = response
-        self.events = events
-        self.retry = retry
-        self.closed = False
-
-
-_SyncSource: TypeAlias = "_Source[Iterator[ServerSentEvent]]"
-_AsyncSource: TypeAlias = "_Source[AsyncIterator[ServerSentEvent]]"
-
-# Sources of open sync streams, held strongly: a stream dropped unclosed must not leave its event
-# generators (down to httpcore's) to the garbage collector, whose finalizer would take the pool's
-# non-reentrant lock, maybe while this very thread holds it. `Stream.__del__` queues the source in
-# `_abandoned` instead, and the client's next request (or `close()`) releases it.
-_open_sources: set[_SyncSource] = set()
-_abandoned: collections.deque[_SyncSource] = collections.deque()
-
-
-def close_abandoned() -> None:
-    """Release the sources of `Stream`s dropped unclosed; called where no pool lock is held."""
-    while _abandoned:
-        try:
-            source = _abandoned.popleft()
-        except IndexError:  # another thread emptied it first
-            return
-        with contextlib.suppress(Exception):
-            _release(source)
-
-
-def is_event_stream(response: httpx.Response) -> bool:
-    """Whether the response says it is a server-sent event stream."""
-    return "text/event-stream" in response.headers.get("content-type", "").partition(";")[0]
-
-
-def needs_body(response: httpx.Response) -> bool:
-    """Whether a streaming response must be read whole: an error status, or no event stream at all."""
-    return response.status_code >= 400 or not is_event_stream(response)
-
-
-def check_event_stream(response: httpx.Response) -> None:
-    """Refuse a success response to a streaming request that is not an event stream (its body was read)."""
-    if response.status_code < 400 and not is_event_stream(response):
-        raise make_validation_error(response, "event stream (text/event-stream)")
-
-
-def _ended_early() -> httpx.HTTPError:
-    # Handed to the retry plan like a dropped connection: an empty stream is retried like one.
-    return httpx.RemoteProtocolError("The stream ended before its first event.")
-
-
-def _release(source: _SyncSource) -> None:
-    if source.closed:
-        return
-    source.closed = True
-    _open_sources.discard(source)
-    try:
-        source.events.close()  # type: ignore[attr-defined]
-    finally:
-        source.response.close()
-
-
-async def _arelease(source: _AsyncSource) -> None:
-    if source.closed:
-        return
-    source.closed = True
-    try:
-        await source.events.aclose()  # type: ignore[attr-defined]
-    finally:
-        await source.response.aclose()
-
-
-def _first_event(source: _SyncSource) -> ServerSentEvent | None:
-    """Read the first event; until it arrives, a failure goes back to the request's retry plan."""
-    while True:
-        try:
-            return next(source.events)
-        except StopIteration:
-            if source.retry is None:
-                return None  # `check_finished` reports the early end
-            failure = _ended_early()
-        except httpx.HTTPError as exc:
-            if source.retry is None:
-                raise
-            failure = exc
-        retry = source.retry
-        _release(source)
-        opened = retry(failure)  # sleeps and sends again, or raises the typed error
-        source.reset(opened.response, EventSource(opened.response).iter_sse(), opened.retry)
-        _open_sources.add(source)
-
-
-async def _afirst_event(source: _AsyncSource) -> ServerSentEvent | None:
-    """Read the first event; until it arrives, a failure goes back to the request's retry plan."""
-    while True:
-        try:
-            return await anext(source.events)
-        except StopAsyncIteration:
-            if source.retry is None:
-                return None
-            failure = _ended_early()
-        except httpx.HTTPError as exc:
-            if source.retry is None:
-                raise
-            failure = exc
-        retry = source.retry
-        await _arelease(source)
-        opened = await retry(failure)
-        source.reset(opened.response, EventSource(opened.response).aiter_sse(), opened.retry)
-
-
-def _iterate(core: _StreamCore[_T], source: _SyncSource) -> Generator[_T, None, None]:
-    decode = core.decode
-    exiting = False
-    try:
-        sse = _first_event(source)
-        source.retry = None  # an event was read: from here on a failure is raised, never retried
-        if sse is not None:
-            chunk = decode(sse)
-            if chunk is not None:
-                yield chunk
-            # After [DONE] the rest is drained (not yielded) so that the connection can be reused.
-            for sse in source.events:
-                chunk = decode(sse)
-                if chunk is not None:
-                    yield chunk
-        core.check_finished()
-    except GeneratorExit:
-        # Closed by `Stream.close()`, which releases, or finalized unclosed (see `Stream.__del__`).
-        exiting = True
-        raise
-    except httpx.HTTPError as exc:
-        raise core.connection_error(exc) from safe_cause(exc)
-    finally:
-        if not exiting:
-            _release(source)
-
-
-async def _aiterate(core: _StreamCore[_T], source: _AsyncSource) -> AsyncGenerator[_T, None]:
-    decode = core.decode
-    exiting = False
-    try:
-        sse = await _afirst_event(source)
-        source.retry = None
-        if sse is not None:
-            chunk = decode(sse)
-            if chunk is not None:
-                yield chunk
-            async for sse in source.events:
-                chunk = decode(sse)
-                if chunk is not None:
-                    yield chunk
-        core.check_finished()
-    except GeneratorExit:
-        exiting = True
-        raise
-    except httpx.HTTPError as exc:
-        raise core.connection_error(exc) from safe_cause(exc)
-    finally:
-        if not exiting:
-            await _arelease(source)
-
-
-class _StreamBase(Generic[_T, _E]):
+class _StreamBase(ResponseInfo, Generic[_T, _L]):
     """What `Stream` and `AsyncStream` share: metadata, and the finished answer."""
 
-    _core: _StreamCore[_T]
-    _source: _Source[_E]
+    _reader: _Reader[_T, _L]
+
+    def __init__(self, lease: _L, chunk_type: type[_T]) -> None:
+        self._reader = _Reader(lease, chunk_type)
 
     @property
     def response(self) -> httpx.Response:
         """The `httpx.Response` the chunks are read from: available as soon as its headers arrived."""
-        return self._source.response
+        return self._reader.lease.response
 
-    @property
-    def rate_limit(self) -> RateLimit:
-        """The rate-limit window reported with the stream's headers."""
-        return RateLimit.from_headers(self._source.response.headers)
-
-    @property
-    def request_id(self) -> str | None:
-        """The `x-request-id` of the stream's response, if the server sent one."""
-        request_id: str | None = self._source.response.headers.get("x-request-id")
-        return request_id
+    def _response_meta(self) -> ResponseMeta:
+        lease = self._reader.lease
+        return ResponseMeta(lease.response.headers, lease.elapsed)
 
     @property
     def time_to_first_chunk(self) -> float | None:
@@ -418,51 +153,157 @@ class _StreamBase(Generic[_T, _E]):
 
         The stream is read as you iterate: if you start iterating late, the wait is included.
         """
-        core = self._core
-        return None if core.first_chunk_at is None else core.first_chunk_at - core.started_at
+        reader = self._reader
+        first = reader.first_chunk_at
+        return None if first is None else first - reader.lease.started_at
 
     @property
     def chunk_count(self) -> int:
         """How many chunks have been decoded so far."""
-        return self._core.count
+        return self._reader.decoder.count
 
-    def _abandoned_source(self) -> _Source[_E] | None:
-        """For a finalizer: the source of a stream dropped unclosed; None if it was closed."""
-        source: _Source[_E] | None = getattr(self, "_source", None)  # None: never fully constructed
-        if source is None or source.closed:
-            return None
-        return source
+    def _final_completion(self) -> ChatCompletion:
+        reader = self._reader
+        reader.check_ended()
+        try:
+            completion = reader.decoder.completion()
+        except InvalidEvent as problem:
+            raise reader.error_for(problem) from None
+        completion.__pydantic_private__["_meta"] = self._response_meta()  # type: ignore[index]
+        return completion
+
+    def _was_abandoned(self) -> bool:
+        """For a finalizer: hand an unreleased lease back to its shell; whether there was one."""
+        reader: _Reader[_T, _L] | None = getattr(self, "_reader", None)  # None: never fully constructed
+        if reader is None or reader.lease.released:
+            return False
+        reader.lease.abandon()
+        return True
 
     def _warn_unclosed(self) -> None:
-        # Called after the release was arranged, so that an "error" warnings filter cannot leak it.
+        # Called after the lease was handed back, so that an "error" warnings filter cannot leak it.
         warnings.warn(
-            f"{type(self).__name__} was never closed: iterate it to the end, or use it as a context manager.",
+            f"{type(self).__name__} was dropped before it was read to the end or closed: "
+            "iterate it to the end, or use it as a context manager.",
             ResourceWarning,
             stacklevel=2,
         )
 
 
-class Stream(_StreamBase[_T, Iterator[ServerSentEvent]]):
+def _chunks(reader: _Reader[_T, Lease], owner: object) -> Iterator[_T]:
+    """The chunks of a blocking stream; `owner` is only held, to keep the stream alive while iterated."""
+    lease = reader.lease
+    decoder = reader.decoder
+    decode = decoder.decode
+    try:
+        if lease.first_pending:
+            sse = lease.first_event()
+            chunk = None if sse is None else decode(sse.event, sse.data)
+            if chunk is not None:
+                reader.first_chunk_at = time.perf_counter()
+                yield chunk
+        # `reading` is set before `closing` is checked, and `close()` sets `closing` before it checks
+        # `reading`: so either this reader sees the close, or the closer sees the read.
+        lease.reading = True
+        if not decoder.done and not lease.closing and not lease.released:
+            for sse in lease.events:
+                lease.reading = False
+                if lease.closing:
+                    break
+                chunk = decode(sse.event, sse.data)
+                if chunk is not None:
+                    if reader.first_chunk_at is None:
+                        reader.first_chunk_at = time.perf_counter()
+                    yield chunk
+                elif decoder.done:
+                    break
+                lease.reading = True
+                if lease.closing:
+                    break
+        lease.reading = False
+    except httpx.HTTPError as exc:
+        lease.reading = False
+        lease.release()
+        if lease.closing:
+            return
+        raise reader.error_for(exc) from safe_cause(exc)
+    except (ErrorEvent, InvalidEvent) as problem:
+        lease.release()
+        raise reader.error_for(problem) from None
+    except BaseException:
+        # GeneratorExit from a finalized iterator leaves the lease to the stream's finalizer.
+        lease.reading = False
+        raise
+    lease.release()
+    reader.check_ended()
+
+
+async def _achunks(reader: _Reader[_T, AsyncLease], owner: object) -> AsyncIterator[_T]:
+    """The chunks of an asyncio stream: `_chunks`, awaiting."""
+    lease = reader.lease
+    decoder = reader.decoder
+    decode = decoder.decode
+    try:
+        if lease.first_pending:
+            sse = await lease.first_event()
+            chunk = None if sse is None else decode(sse.event, sse.data)
+            if chunk is not None:
+                reader.first_chunk_at = time.perf_counter()
+                yield chunk
+        lease.reading = True  # see `_chunks` for how `reading` and `closing` meet
+        if not decoder.done and not lease.closing and not lease.released:
+            async for sse in lease.events:
+                lease.reading = False
+                if lease.closing:
+                    break
+                chunk = decode(sse.event, sse.data)
+                if chunk is not None:
+                    if reader.first_chunk_at is None:
+                        reader.first_chunk_at = time.perf_counter()
+                    yield chunk
+                elif decoder.done:
+                    break
+                lease.reading = True
+                if lease.closing:
+                    break
+        lease.reading = False
+    except httpx.HTTPError as exc:
+        lease.reading = False
+        await lease.release()
+        if lease.closing:
+            return
+        raise reader.error_for(exc) from safe_cause(exc)
+    except (ErrorEvent, InvalidEvent) as problem:
+        await lease.release()
+        raise reader.error_for(problem) from None
+    except BaseException:
+        lease.reading = False
+        raise
+    await lease.release()
+    reader.check_ended()
+
+
+class Stream(_StreamBase[_T, Lease]):
     """The chunks of a streamed completion, as they arrive: what `create(stream=True)` returns.
 
     It is returned as soon as the response headers arrive (`response`, `rate_limit` and `request_id`
-    are readable at once) and reads the body as you iterate. Iterate over it once, preferably inside
-    `with` so that the connection is released even when you stop early. A broken connection or a
-    body that ends before `data: [DONE]` raises `APIConnectionError` after the chunks that did
-    arrive; an error event raises the typed `APIStatusError` it maps to.
+    are readable at once) and reads the body as you iterate. Iterate over it once, inside `with` or
+    to its end, so that the connection is released even when you stop early. A broken connection
+    or a body that ends before `data: [DONE]` raises `APIConnectionError` after the chunks that did
+    arrive; an error event raises the typed `APIStatusError` it maps to. `close()` may be called
+    from another thread (a "stop generating" button): the reader stops at its next read.
     """
 
-    def __init__(self, opened: Opened[Any], cast_to: type[_T]) -> None:
-        self._source = _Source(opened.response, EventSource(opened.response).iter_sse(), opened.retry)
-        _open_sources.add(self._source)
-        self._core = _StreamCore(self._source, cast_to, opened.started_at)
-        self._iterator = _iterate(self._core, self._source)
+    _own: Iterator[_T] | None = None
 
     def __iter__(self) -> Iterator[_T]:
-        return self._iterator
+        return _chunks(self._reader, self)  # holds the stream: never abandoned under its reader
 
     def __next__(self) -> _T:
-        return next(self._iterator)
+        own = self._own
+        if own is None:
+            own = self._own = _chunks(self._reader, None)
+        return next(own)
 
     def __enter__(self) -> Stream[_T]:
         return self
@@ -473,9 +314,8 @@ class Stream(_StreamBase[_T, Iterator[ServerSentEvent]]):
         self.close()
 
     def close(self) -> None:
-        """Release the connection. Safe to call more than once; iteration stops."""
-        self._iterator.close()
-        _release(self._source)
+        """Release the connection and stop the stream; from any thread, more than once; never raises."""
+        self._reader.lease.close()
 
     @property
     def text_stream(self) -> Iterator[str]:
@@ -490,35 +330,29 @@ class Stream(_StreamBase[_T, Iterator[ServerSentEvent]]):
         """Read the rest of the stream (if any) and return the whole `ChatCompletion` it stands for."""
         for _ in self:
             pass
-        return self._core.final_completion()
+        return self._final_completion()
 
     def __del__(self) -> None:
-        source = self._abandoned_source()
-        if source is not None:
-            _abandoned.append(source)  # not closed here: a finalizer may run inside the pool's lock
+        if self._was_abandoned():
             self._warn_unclosed()
 
 
-class AsyncStream(_StreamBase[_T, AsyncIterator[ServerSentEvent]]):
+class AsyncStream(_StreamBase[_T, AsyncLease]):
     """The chunks of a streamed completion for `AsyncDeployAI`: use `async with` and `async for`.
 
-    It behaves as `Stream` does; `aclose()` releases the connection.
+    It behaves as `Stream` does; `aclose()` releases the connection, and may come from another task.
     """
 
-    def __init__(self, opened: Opened[Any], cast_to: type[_T]) -> None:
-        self._source = _Source(opened.response, EventSource(opened.response).aiter_sse(), opened.retry)
-        self._core = _StreamCore(self._source, cast_to, opened.started_at)
-        self._iterator = _aiterate(self._core, self._source)
-        try:
-            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            self._loop = None
+    _own: AsyncIterator[_T] | None = None
 
     def __aiter__(self) -> AsyncIterator[_T]:
-        return self._iterator
+        return _achunks(self._reader, self)  # holds the stream: never abandoned under its reader
 
     async def __anext__(self) -> _T:
-        return await self._iterator.__anext__()
+        own = self._own
+        if own is None:
+            own = self._own = _achunks(self._reader, None)
+        return await own.__anext__()
 
     async def __aenter__(self) -> AsyncStream[_T]:
         return self
@@ -529,9 +363,8 @@ class AsyncStream(_StreamBase[_T, AsyncIterator[ServerSentEvent]]):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Release the connection. Safe to call more than once; iteration stops."""
-        await self._iterator.aclose()
-        await _arelease(self._source)
+        """Release the connection and stop the stream; from any task, more than once; never raises."""
+        await self._reader.lease.close()
 
     @property
     async def text_stream(self) -> AsyncIterator[str]:
@@ -546,23 +379,8 @@ class AsyncStream(_StreamBase[_T, AsyncIterator[ServerSentEvent]]):
         """Read the rest of the stream (if any) and return the whole `ChatCompletion` it stands for."""
         async for _ in self:
             pass
-        return self._core.final_completion()
+        return self._final_completion()
 
     def __del__(self) -> None:
-        source = self._abandoned_source()
-        loop = getattr(self, "_loop", None)
-        if source is not None:
-            if loop is not None and not loop.is_closed():
-                # An async response cannot be closed from a finalizer: hand the close to its event loop.
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(_schedule_close, loop, source)
+        if self._was_abandoned():
             self._warn_unclosed()
-
-
-_pending_closes: set[asyncio.Task[None]] = set()
-
-
-def _schedule_close(loop: asyncio.AbstractEventLoop, source: _AsyncSource) -> None:
-    task = loop.create_task(_arelease(source))
-    _pending_closes.add(task)
-    task.add_done_callback(_pending_closes.discard)

@@ -46,7 +46,7 @@ class SleepRecorder:
 def raw_client(emulator: Emulator, *, key: str | None = TEST_KEY, **transport: Any) -> httpx.Client:
     """A plain httpx client on the emulator's in-process transport: it sends whatever JSON it is given."""
     headers = {} if key is None else {"authorization": f"Bearer {key}"}
-    return httpx.Client(transport=emulator.transport(**transport), base_url="http://emulator.invalid", headers=headers)
+    return httpx.Client(transport=emulator.transport(**transport), base_url="https://emulator.invalid", headers=headers)
 
 
 def chat_body(**overrides: Any) -> dict[str, Any]:

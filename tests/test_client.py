@@ -124,7 +124,7 @@ def test_with_options_changes_only_the_copy_and_shares_the_pool(make_client: Cli
     assert client.max_retries == 2
     target = target_of(client)
     copy_target = target_of(copy)
-    assert copy_target._http.client is target._http.client
+    assert copy_target._http is target._http
 
 
 def test_with_options_copy_sends_its_own_headers(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
@@ -155,11 +155,14 @@ def test_ten_thousand_copies_do_not_grow_memory(make_client: ClientFactory) -> N
     assert after - before < 200_000
 
 
-def test_closing_the_client_closes_its_own_pool(make_client: ClientFactory) -> None:
+def test_closing_the_client_closes_its_own_pool(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(json={"object": "list", "data": []})
     client = make_client()
     target = target_of(client)
+    client.models.list()  # an AsyncDeployAI opens its pool on its first request, in that request's loop
+    pool = target._http.client
     client.close()
-    assert target._http.client.is_closed
+    assert pool.is_closed
 
 
 def test_a_borrowed_http_client_is_used_and_never_closed(kind: str, make_client: ClientFactory) -> None:
@@ -194,24 +197,26 @@ def test_use_after_close_raises_a_precise_error_without_sending(
     assert httpx_mock.get_requests() == []
 
 
-def test_context_managers_close_the_pool() -> None:
+def test_context_managers_close_the_pool(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(json={"object": "list", "data": []}, is_reusable=True)
     with deployai.DeployAI(api_key=API_KEY) as client:
-        assert isinstance(client, deployai.DeployAI)
+        client.models.list()
     assert client._http.client.is_closed
 
-    async def use_async() -> deployai.AsyncDeployAI:
+    async def use_async() -> httpx.AsyncClient | None:
         async with deployai.AsyncDeployAI(api_key=API_KEY) as async_client:
-            assert isinstance(async_client, deployai.AsyncDeployAI)
-        return async_client
+            await async_client.models.list()
+            return async_client._http.client
 
-    assert asyncio.run(use_async())._http.client.is_closed
+    pool = asyncio.run(use_async())
+    assert pool is not None
+    assert pool.is_closed
 
 
 def test_closing_a_copy_leaves_the_shared_pool_open(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(json={"object": "list", "data": []})
     client = make_client()
     client.with_options(timeout=3).close()
-    assert not target_of(client)._http.client.is_closed
     assert len(client.models.list()) == 0
 
 

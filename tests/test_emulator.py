@@ -330,7 +330,7 @@ def test_the_stream_reaches_the_sdk_chunk_by_chunk() -> None:
     transport = emulator.transport(sleep=lambda seconds: seen_at_each_wait.append(len(received)))
     with (
         DeployAI(
-            api_key=TEST_KEY, base_url="http://emulator.invalid/v1", http_client=httpx.Client(transport=transport)
+            api_key=TEST_KEY, base_url="https://emulator.invalid/v1", http_client=httpx.Client(transport=transport)
         ) as client,
         client.chat.completions.create(model="openai/gpt-4o", messages=HELLO, stream=True) as stream,
     ):
@@ -655,7 +655,7 @@ def test_the_sync_client_completes_streams_and_lists(emulator: Emulator) -> None
             text = "".join(stream.text_stream)
             final = stream.get_final_completion()
         models = client.models.list()
-    assert client.base_url == "http://emulator.invalid/v1"
+    assert client.base_url == "https://emulator.invalid/v1"
     assert (completion.model, completion.choices[0].message.content) == ("anthropic/claude-3.5-sonnet", text)
     assert completion.usage == final.usage
     assert completion.rate_limit.remaining == 59
@@ -684,7 +684,9 @@ async def test_the_async_client_completes_streams_and_lists(emulator: Emulator) 
     assert completion.choices[0].finish_reason == "length"
     assert pieces == ["You", " said", ":", " Hello", "!"]
     assert len(models) == 7
-    assert client._http.client.is_closed
+    http = client._http.client
+    assert http is not None
+    assert http.is_closed
 
 
 @pytest.mark.anyio
@@ -694,7 +696,7 @@ async def test_the_async_transport_waits_with_the_given_sleep_and_cuts_streams()
     emulator.cut_stream_after(2)
     transport = emulator.async_transport(sleep=sleeps.asleep)
     async with AsyncDeployAI(
-        api_key=TEST_KEY, base_url="http://emulator.invalid/v1", http_client=httpx.AsyncClient(transport=transport)
+        api_key=TEST_KEY, base_url="https://emulator.invalid/v1", http_client=httpx.AsyncClient(transport=transport)
     ) as client:
         assert (await client.models.list()).data[0].id == "openai/gpt-4o"
         stream = await client.chat.completions.create(model="openai/gpt-4o", messages=HELLO, stream=True)
@@ -703,7 +705,9 @@ async def test_the_async_transport_waits_with_the_given_sleep_and_cuts_streams()
             with pytest.raises(deployai.APIConnectionError):
                 async for _ in stream:
                     received += 1
-        await client._http.client.aclose()
+        http = client._http.client
+        assert http is not None
+        await http.aclose()
     assert sleeps.calls == [3.0, 0.5]
     assert received == 2
 

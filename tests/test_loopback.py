@@ -67,15 +67,20 @@ def test_a_thousand_abandoned_streams_leave_the_pool_usable(
         assert "count to five" in "".join(stream.text_stream)
 
 
-def test_a_fully_read_stream_returns_its_connection_for_reuse(
+def active_connections(http_client: Any) -> int:
+    return sum(1 for c in http_client._transport._pool.connections if not c.is_idle() and not c.is_closed())
+
+
+def test_a_fully_read_stream_leaves_no_active_connection_behind(
     kind: str, make_client: ClientFactory, server: EmulatorServer
 ) -> None:
     http_client = small_pool(kind, 1)
     client = make_client(api_key=KEY, base_url=server.base_url, http_client=http_client)
     for _ in range(20):
-        with stream_of(client) as stream:
-            assert stream.get_final_completion().choices[0].finish_reason == "stop"
-        assert idle_connections(http_client) == 1
+        stream = stream_of(client)
+        assert stream.get_final_completion().choices[0].finish_reason == "stop"
+        # Released at [DONE], without `with` or `close()`: a pool of one connection serves the next call.
+        assert active_connections(http_client) == 0
     client.models.list()
     assert idle_connections(http_client) == 1
 

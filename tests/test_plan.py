@@ -1,4 +1,4 @@
-"""The call plan driven by hand: every decision of a call, tested without HTTP, sockets or sleeping."""
+"""The call plan driven by hand: every decision of a call, tested without HTTP, sockets, clocks or sleeping."""
 
 from __future__ import annotations
 
@@ -8,49 +8,61 @@ import httpx
 import pytest
 
 import deployai
-from deployai._config import resolve_options
-from deployai._http import Opened, ReadBody, Send, call_plan
-from deployai._request import build_chat_request
-from deployai._retry import Sleep
+from deployai._plan import Deliver, Plan, ReadBody, Send, Sleep, call_plan
 
-OPTIONS = resolve_options(
-    api_key="sk-plan",
-    base_url=None,
-    timeout=deployai.NOT_GIVEN,
-    max_retries=2,
-    max_retry_wait=60.0,
-    default_headers=None,
-    borrowed_client=False,
-    environ={},
-)
 SSE = {"content-type": "text/event-stream"}
+REQUEST = httpx.Request("POST", "https://api.deployai.dev/v1/chat/completions")
+NOW = 1_700_000_000.0
 
 
-def plan_for(stream: bool) -> Any:
-    params: dict[str, Any] = {"model": "a/b", "messages": [{"role": "user", "content": "x"}], "stream": stream}
-    return call_plan(build_chat_request(OPTIONS, params), OPTIONS)
+def plan_for(stream: bool, max_retries: int = 2, max_retry_wait: float = 60.0, random: float = 0.0) -> Plan:
+    return call_plan(
+        REQUEST,
+        stream=stream,
+        max_retries=max_retries,
+        max_retry_wait=max_retry_wait,
+        clock=lambda: NOW,
+        random=lambda: random,
+    )
 
 
 def response(status: int, headers: dict[str, str] | None = None, content: bytes = b"{}") -> httpx.Response:
-    request = httpx.Request("POST", "https://api.deployai.dev/v1/chat/completions")
-    return httpx.Response(status, headers=headers, content=content, request=request)
+    return httpx.Response(status, headers=headers, content=content, request=REQUEST)
 
 
-def test_a_whole_call_sends_then_returns_the_response() -> None:
+def test_a_whole_call_sends_then_delivers_the_response_and_ends() -> None:
     plan = plan_for(stream=False)
-    assert isinstance(next(plan), Send)
+    send = next(plan)
+    assert isinstance(send, Send)
+    assert (send.request, send.stream, send.attempt) == (REQUEST, False, 1)
     ok = response(200)
-    with pytest.raises(StopIteration) as done:
-        plan.send(ok)
-    assert isinstance(done.value.value, Opened)
-    assert done.value.value.response is ok
+    delivered = plan.send(ok)
+    assert isinstance(delivered, Deliver)
+    assert delivered.response is ok
+    with pytest.raises(StopIteration):
+        plan.send(None)
 
 
-def test_a_failed_send_sleeps_then_sends_again() -> None:
+def test_a_failed_send_is_fed_back_as_a_value_then_the_plan_sleeps_the_backoff_and_sends_again() -> None:
+    plan = plan_for(stream=False, random=1.0)
+    next(plan)
+    sleep = plan.send(httpx.ConnectError("refused"))
+    assert isinstance(sleep, Sleep)
+    # min(8, 0.5 * 2**0) * (1 - 0.25 * 1.0): the random source is the plan's only source of jitter.
+    assert sleep.seconds == pytest.approx(0.375)
+    assert (sleep.retry, sleep.max_retries, sleep.reason) == (1, 2, "ConnectError")
+    again = plan.send(None)
+    assert isinstance(again, Send)
+    assert again.attempt == 2
+
+
+def test_the_clock_is_the_plans_own_so_a_retry_after_date_is_measured_against_it() -> None:
     plan = plan_for(stream=False)
     next(plan)
-    assert isinstance(plan.throw(httpx.ConnectError("refused")), Sleep)
-    assert isinstance(plan.send(None), Send)
+    sleep = plan.send(response(503, {"retry-after": "Tue, 14 Nov 2023 22:13:30 GMT"}))  # NOW + 10 s
+    assert isinstance(sleep, Sleep)
+    assert sleep.seconds == pytest.approx(10.0)
+    assert sleep.reason == "status 503"
 
 
 def test_an_error_status_is_raised_typed_when_retries_are_spent() -> None:
@@ -61,6 +73,21 @@ def test_an_error_status_is_raised_typed_when_retries_are_spent() -> None:
         assert isinstance(plan.send(None), Send)
     with pytest.raises(deployai.InternalServerError):
         plan.send(response(500))
+
+
+def test_a_local_failure_is_not_retried() -> None:
+    plan = plan_for(stream=False)
+    next(plan)
+    with pytest.raises(deployai.APIConnectionError):
+        plan.send(httpx.UnsupportedProtocol("ftp is not http"))
+
+
+def test_a_redirect_is_an_error_that_says_where_to_and_is_not_retried() -> None:
+    plan = plan_for(stream=False)
+    next(plan)
+    with pytest.raises(deployai.APIStatusError, match=r"301 .*redirect to https://elsewhere\.example/v1") as info:
+        plan.send(response(301, {"location": "https://elsewhere.example/v1"}))
+    assert info.value.status_code == 301
 
 
 def test_a_stream_error_status_has_its_body_read_first() -> None:
@@ -74,6 +101,13 @@ def test_a_stream_error_status_has_its_body_read_first() -> None:
         plan.send(None)
 
 
+def test_a_stream_body_that_fails_to_read_counts_as_a_failed_attempt() -> None:
+    plan = plan_for(stream=True)
+    next(plan)
+    assert isinstance(plan.send(response(503)), ReadBody)
+    assert isinstance(plan.send(httpx.ReadError("reset while reading the error")), Sleep)
+
+
 def test_a_stream_that_is_not_an_event_stream_is_refused_after_reading_it() -> None:
     plan = plan_for(stream=True)
     next(plan)
@@ -82,18 +116,18 @@ def test_a_stream_that_is_not_an_event_stream_is_refused_after_reading_it() -> N
         plan.send(None)
 
 
-def test_a_stream_is_handed_over_at_its_headers_and_resumed_by_a_failure_before_its_first_event() -> None:
+def test_a_stream_is_delivered_at_its_headers_and_resumed_by_a_failure_before_its_first_event() -> None:
     plan = plan_for(stream=True)
     next(plan)
     first = response(200, SSE)
-    opened = plan.send(first)
-    assert isinstance(opened, Opened)
-    assert opened.response is first
+    delivered: Any = plan.send(first)
+    assert isinstance(delivered, Deliver)
+    assert delivered.response is first
     assert isinstance(plan.send(httpx.RemoteProtocolError("dropped before the first event")), Sleep)
     assert isinstance(plan.send(None), Send)
-    assert isinstance(plan.send(response(200, SSE)), Opened)
+    assert isinstance(plan.send(response(200, SSE)), Deliver)
     assert isinstance(plan.send(httpx.ReadTimeout("stalled")), Sleep)
     assert isinstance(plan.send(None), Send)
-    assert isinstance(plan.send(response(200, SSE)), Opened)
+    assert isinstance(plan.send(response(200, SSE)), Deliver)
     with pytest.raises(deployai.APIConnectionError):  # two retries spent
         plan.send(httpx.RemoteProtocolError("dropped again"))

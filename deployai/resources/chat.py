@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, Final, overload
 
 from typing_extensions import Unpack
 
+from .._endpoint import AsyncCaller, Endpoint, SyncCaller
+from .._request import build_chat_request
 from .._response import RawResponse
 from .._streaming import AsyncStream, Stream
 from ..types.chat import ChatCompletion, ChatCompletionChunk
@@ -16,10 +18,17 @@ from ..types.chat_params import (
     CompletionCreateParamsStreaming,
 )
 
-if TYPE_CHECKING:
-    from .._client import AsyncDeployAI, DeployAI
-
 __all__ = ["AsyncChat", "AsyncCompletions", "Chat", "Completions"]
+
+CREATE: Final = Endpoint(
+    name="create",
+    method="POST",
+    path="/chat/completions",
+    result=ChatCompletion,
+    build=build_chat_request,
+    chunk=ChatCompletionChunk,
+)
+"""`POST /chat/completions`: a `ChatCompletion`, or with `stream=True` a stream of `ChatCompletionChunk`."""
 
 _CREATE_DOC = """Create a chat completion: the model's answer to `messages`.
 
@@ -45,7 +54,7 @@ is sent; API failures raise the `APIStatusError` subclass for their status, afte
 class Completions:
     """Chat completions for `DeployAI`."""
 
-    def __init__(self, client: DeployAI) -> None:
+    def __init__(self, client: SyncCaller) -> None:
         self._client = client
 
     @overload
@@ -55,7 +64,7 @@ class Completions:
     @overload
     def create(self, **params: Unpack[CompletionCreateParams]) -> ChatCompletion | Stream[ChatCompletionChunk]: ...
     def create(self, **params: Any) -> Any:  # noqa: D102 - the docstring is set below, once for all
-        return self._client._chat(params, raw=False)
+        return self._client._call(CREATE, params, raw=False)
 
     create.__doc__ = _CREATE_DOC
 
@@ -68,7 +77,7 @@ class Completions:
 class CompletionsWithRawResponse:
     """`client.chat.completions.with_raw_response`: `create` returns a `RawResponse`."""
 
-    def __init__(self, client: DeployAI) -> None:
+    def __init__(self, client: SyncCaller) -> None:
         self._client = client
 
     @overload
@@ -81,13 +90,13 @@ class CompletionsWithRawResponse:
     ) -> RawResponse[ChatCompletion] | RawResponse[Stream[ChatCompletionChunk]]: ...
     def create(self, **params: Any) -> Any:
         """Create a chat completion and return the raw response; `.parse()` gives the typed result."""
-        return self._client._chat(params, raw=True)
+        return self._client._call(CREATE, params, raw=True)
 
 
 class AsyncCompletions:
     """Chat completions for `AsyncDeployAI`."""
 
-    def __init__(self, client: AsyncDeployAI) -> None:
+    def __init__(self, client: AsyncCaller) -> None:
         self._client = client
 
     @overload
@@ -99,7 +108,7 @@ class AsyncCompletions:
         self, **params: Unpack[CompletionCreateParams]
     ) -> ChatCompletion | AsyncStream[ChatCompletionChunk]: ...
     async def create(self, **params: Any) -> Any:  # noqa: D102 - the docstring is set below, once for all
-        return await self._client._chat(params, raw=False)
+        return await self._client._call(CREATE, params, raw=False)
 
     create.__doc__ = _CREATE_DOC
 
@@ -112,7 +121,7 @@ class AsyncCompletions:
 class AsyncCompletionsWithRawResponse:
     """`client.chat.completions.with_raw_response` for `AsyncDeployAI`."""
 
-    def __init__(self, client: AsyncDeployAI) -> None:
+    def __init__(self, client: AsyncCaller) -> None:
         self._client = client
 
     @overload
@@ -127,13 +136,13 @@ class AsyncCompletionsWithRawResponse:
     ) -> RawResponse[ChatCompletion] | RawResponse[AsyncStream[ChatCompletionChunk]]: ...
     async def create(self, **params: Any) -> Any:
         """Create a chat completion and return the raw response; `.parse()` gives the typed result."""
-        return await self._client._chat(params, raw=True)
+        return await self._client._call(CREATE, params, raw=True)
 
 
 class Chat:
     """`client.chat`: the chat endpoints."""
 
-    def __init__(self, client: DeployAI) -> None:
+    def __init__(self, client: SyncCaller) -> None:
         self._client = client
 
     @cached_property
@@ -145,7 +154,7 @@ class Chat:
 class AsyncChat:
     """`client.chat` for `AsyncDeployAI`."""
 
-    def __init__(self, client: AsyncDeployAI) -> None:
+    def __init__(self, client: AsyncCaller) -> None:
         self._client = client
 
     @cached_property

@@ -36,7 +36,7 @@ Piece: TypeAlias = tuple[float, bytes]
 MODEL_IDS: Final[tuple[str, ...]] = tuple(model.id for model in MODELS)
 """The ids of the models the emulator serves, in the order `GET /v1/models` lists them."""
 
-IN_PROCESS_BASE_URL: Final = "http://emulator.invalid/v1"
+IN_PROCESS_BASE_URL: Final = "https://emulator.invalid/v1"
 DEFAULT_TEST_API_KEY: Final = "sk-emulator-test"
 
 _MODELS_BY_ID: Final = {model.id: model for model in MODELS}
@@ -675,7 +675,7 @@ class Emulator:
 
         Args:
             **kwargs: arguments of `DeployAI` (`api_key` defaults to `"sk-emulator-test"`, `base_url`
-                to `http://emulator.invalid/v1`, a name that never resolves). Not `http_client`.
+                to `https://emulator.invalid/v1`, a name that never resolves). Not `http_client`.
         """
         import httpx
 
@@ -683,8 +683,7 @@ class Emulator:
 
         _refuse_http_client(kwargs)
         client = DeployAI(**_client_defaults(kwargs), http_client=httpx.Client(transport=self.transport()))
-        # The client closes the httpx.Client it was given, as if it had made it itself.
-        client._http.owned = True
+        client._http.close_borrowed_client()  # closed with the client, as if it had made it itself
         return client
 
     def async_client(self, **kwargs: Any) -> AsyncDeployAI:
@@ -700,7 +699,7 @@ class Emulator:
         _refuse_http_client(kwargs)
         transport = self.async_transport()
         client = AsyncDeployAI(**_client_defaults(kwargs), http_client=httpx.AsyncClient(transport=transport))
-        client._http.owned = True
+        client._http.close_borrowed_client()
         return client
 
 

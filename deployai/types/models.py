@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Literal
 
-from ._base import APIResult, DeployAIModel
+from ._base import APIResult
 
 __all__ = ["Model", "ModelList"]
 
 
-class Model(DeployAIModel):
-    """A model you can name in `model=`, in `provider/model` form."""
+class Model(APIResult):
+    """A model you can name in `model=`, in `provider/model` form (from `models.list()` or `models.retrieve(id)`)."""
 
     id: str
     object: Literal["model"] | str = "model"

@@ -1,0 +1,67 @@
+"""What every answer knows about the response it came from, written once for results, raw responses, streams and errors.
+
+`ResponseMeta` is the plain data (headers and timing); `ResponseInfo` is the mixin that turns it into
+`rate_limit`, `request_id` and `elapsed`. Keeping the data plain is what lets an error travel in a
+pickle without its live `httpx.Response`.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ._ratelimit import RateLimit
+
+__all__ = ["ResponseInfo", "ResponseMeta"]
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseMeta:
+    """The headers of a response and how long it took.
+
+    Attributes:
+        headers: the response headers (an `httpx.Headers`, or a plain dict after unpickling).
+        elapsed: seconds from sending the request until the whole body was read (for a stream:
+            until its headers), or None when not measured.
+    """
+
+    headers: Mapping[str, str]
+    elapsed: float | None = None
+
+    def portable(self) -> ResponseMeta:
+        """A copy whose headers are a plain, picklable dict (header names in lowercase)."""
+        return ResponseMeta({name.lower(): value for name, value in self.headers.items()}, self.elapsed)
+
+
+_NO_META = ResponseMeta({})
+
+
+class ResponseInfo:
+    """`rate_limit`, `request_id` and `elapsed` for anything that knows its `ResponseMeta`."""
+
+    __slots__ = ()
+
+    def _response_meta(self) -> ResponseMeta | None:
+        """The meta of the response this object came from; None when it did not come from one."""
+        raise NotImplementedError
+
+    @property
+    def rate_limit(self) -> RateLimit:
+        """The rate-limit window reported with the response (all None when it reported none)."""
+        meta = self._response_meta() or _NO_META
+        return RateLimit.from_headers(meta.headers)
+
+    @property
+    def request_id(self) -> str | None:
+        """The server's `x-request-id` for the response: quote it when you ask for support."""
+        meta = self._response_meta() or _NO_META
+        return meta.headers.get("x-request-id")
+
+    @property
+    def elapsed(self) -> datetime.timedelta | None:
+        """Time from sending the request until the whole body was read (a stream: its headers); None if unknown."""
+        meta = self._response_meta()
+        if meta is None or meta.elapsed is None:
+            return None
+        return datetime.timedelta(seconds=meta.elapsed)

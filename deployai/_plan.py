@@ -1,0 +1,157 @@
+"""The call plan: everything one call decides, as a generator of I/O to do. No I/O, no clock, no logging.
+
+`call_plan` yields operations and is sent back the outcome of each, as a value:
+
+- `Send`: the driver sends the request (the body read whole unless `stream`) and sends back the
+  `httpx.Response`, or the `httpx.HTTPError` it met;
+- `ReadBody`: it reads a streamed response's body whole and closes it; sends back None or the error;
+- `Sleep`: it sleeps `seconds`; sends back None;
+- `Deliver`: it hands the response to the caller; for a stream that fails before its first event,
+  it may later send that failure back.
+
+The plan ends by returning after a `Deliver` that is not answered with a failure, or by raising the
+SDK's typed error. A stream is delivered at its headers; until its first event arrives, the driver may
+send a failure back, and the plan decides as for any other attempt whether to sleep and send again.
+Once an event has been read the plan is closed, so the start of an answer never comes twice.
+
+The clock (unix seconds, for `retry-after` dates and rate-limit resets) and the random source (for
+jitter) are passed in; `tests/test_plan.py` drives the plan by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import TypeAlias
+
+import httpx
+
+from ._exceptions import make_redirect_error, make_status_error, make_validation_error, safe_cause, transport_error
+from ._retry import decide_retry
+
+__all__ = ["Deliver", "Op", "Outcome", "Plan", "ReadBody", "Send", "Sleep", "call_plan", "is_event_stream"]
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send `request`; with `stream`, return at the headers and leave the body to be read.
+
+    Attributes:
+        request: the request.
+        stream: whether to stream the body.
+        attempt: 1 for the first attempt, 2 for the first retry, ...
+    """
+
+    request: httpx.Request
+    stream: bool
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadBody:
+    """Read this streamed response's body whole, then close it (an error status, or not an event stream)."""
+
+    response: httpx.Response
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """Sleep before sending `request` again as retry number `retry` of `max_retries`, because of `reason`.
+
+    Attributes:
+        request: the request that will be sent again.
+        seconds: how long.
+        retry: which retry follows (1 for the first).
+        max_retries: how many retries the call may make.
+        reason: what failed, in words, for the log (`status 429`, `ConnectError`).
+    """
+
+    request: httpx.Request
+    seconds: float
+    retry: int
+    max_retries: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """The call succeeded: hand `response` to the caller (for a stream: headers read, body not yet)."""
+
+    response: httpx.Response
+
+
+Op: TypeAlias = Send | ReadBody | Sleep | Deliver
+Outcome: TypeAlias = httpx.Response | httpx.HTTPError | None
+Plan: TypeAlias = Generator[Op, Outcome, None]
+
+# A request this machine could not even send (bad URL scheme, illegal header) fails the same way again.
+_LOCAL_FAILURES = (httpx.LocalProtocolError, httpx.UnsupportedProtocol)
+
+
+def is_event_stream(response: httpx.Response) -> bool:
+    """Whether the response says it is a server-sent event stream."""
+    return "text/event-stream" in response.headers.get("content-type", "").partition(";")[0]
+
+
+def call_plan(
+    request: httpx.Request,
+    *,
+    stream: bool,
+    max_retries: int,
+    max_retry_wait: float,
+    clock: Callable[[], float],
+    random: Callable[[], float],
+) -> Plan:
+    """The plan for one call: send, and on a retryable failure sleep and send again (see the module docstring).
+
+    Raises:
+        APIStatusError: the subclass for the error status, after retries (also for a 3xx: redirects
+            are not followed).
+        APIConnectionError: the connection failed or timed out, after retries.
+        APIResponseValidationError: a streaming request was answered with something that is not an
+            event stream.
+    """
+    attempt = 0
+    while True:
+        attempt += 1
+        outcome = yield Send(request, stream, attempt)
+        if isinstance(outcome, httpx.Response):
+            response = outcome
+            status = response.status_code
+            if stream and (status >= 300 or not is_event_stream(response)):
+                failed_reading = yield ReadBody(response)
+                if failed_reading is not None:
+                    outcome = failed_reading
+            if outcome is response:
+                if status < 300:
+                    if stream and not is_event_stream(response):
+                        raise make_validation_error(response, "event stream (text/event-stream)")
+                    failure = yield Deliver(response)
+                    if failure is None:
+                        return
+                    outcome = failure  # a stream that broke before its first event
+                elif status < 400:
+                    raise make_redirect_error(response)
+        if isinstance(outcome, httpx.Response):
+            status_code: int | None = outcome.status_code
+            headers = outcome.headers
+            retryable = True
+        else:
+            assert isinstance(outcome, httpx.HTTPError), outcome
+            status_code, headers = None, httpx.Headers()
+            retryable = isinstance(outcome, httpx.TransportError) and not isinstance(outcome, _LOCAL_FAILURES)
+        decision = decide_retry(
+            status_code=status_code,
+            headers=headers,
+            retry_number=attempt - 1 if retryable else max_retries,
+            max_retries=max_retries,
+            max_retry_wait=max_retry_wait,
+            now=clock(),
+            random_fraction=random(),
+        )
+        if not decision.retry:
+            if isinstance(outcome, httpx.Response):
+                raise make_status_error(outcome, retry_after=decision.server_wait)
+            raise transport_error(outcome, request) from safe_cause(outcome)
+        reason = f"status {status_code}" if status_code is not None else type(outcome).__name__
+        yield Sleep(request, decision.wait_seconds, attempt, max_retries, reason)

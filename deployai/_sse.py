@@ -1,0 +1,199 @@
+"""From server-sent events to typed chunks: a pure decoder that knows nothing of responses, pools or clocks.
+
+SSE framing (lines to events) is httpx-sse's; `ChunkDecoder` takes each event's `event` and `data`
+fields, validates the data straight into the chunk type (pydantic's JSON validation, no
+`json.loads` walk), notes `data: [DONE]`, reports error events, and folds the chunks into the
+per-choice state that `completion()` turns into the whole `ChatCompletion` they stand for.
+
+Problems are raised as `ErrorEvent` and `InvalidEvent`, which carry only data: the stream that owns
+the response turns them into the SDK's typed errors.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Generic, TypeVar
+
+from pydantic import ValidationError
+
+from .types.chat import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionMessage,
+    Choice,
+    ChoiceDeltaToolCall,
+    FunctionCall,
+    MessageToolCall,
+    Usage,
+)
+
+__all__ = ["DONE", "ChunkDecoder", "ErrorEvent", "InvalidEvent"]
+
+DONE = "[DONE]"
+"""The data of the event that ends a stream."""
+
+_T = TypeVar("_T", bound=ChatCompletionChunk)
+
+
+class ErrorEvent(Exception):  # noqa: N818 - an event, not an error of the decoder's
+    """The server sent an error in the stream; `payload` is its parsed JSON (or its text)."""
+
+    def __init__(self, payload: object) -> None:
+        super().__init__(payload)
+        self.payload = payload
+
+
+class InvalidEvent(Exception):  # noqa: N818 - an event, not an error of the decoder's
+    """An event's data is not what the API documents; `data` is that data, `expected` names what was expected."""
+
+    def __init__(self, data: str, expected: str) -> None:
+        super().__init__(expected)
+        self.data = data
+        self.expected = expected
+
+
+def _loads_or_text(data: str) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        return data
+
+
+class _ChoiceState:
+    """What the chunks so far say about one choice."""
+
+    __slots__ = ("calls", "finish_reason", "refusal", "role", "text")
+
+    def __init__(self) -> None:
+        self.role = "assistant"
+        self.text: list[str] = []
+        self.refusal: list[str] | None = None
+        self.finish_reason: str | None = None
+        self.calls: dict[int, dict[str, Any]] | None = None
+
+    def add_tool_calls(self, pieces: list[ChoiceDeltaToolCall]) -> None:
+        calls = self.calls if self.calls is not None else {}
+        self.calls = calls
+        for piece in pieces:
+            call = calls.setdefault(piece.index, {"id": "", "type": "function", "name": "", "args": []})
+            if piece.id:
+                call["id"] = piece.id
+            if piece.type:
+                call["type"] = piece.type
+            function = piece.function
+            if function is not None:
+                if function.name:
+                    call["name"] += function.name
+                if function.arguments:
+                    call["args"].append(function.arguments)
+
+    def message(self) -> ChatCompletionMessage:
+        tool_calls = [
+            MessageToolCall(
+                id=c["id"], type=c["type"], function=FunctionCall(name=c["name"], arguments="".join(c["args"]))
+            )
+            for _, c in sorted((self.calls or {}).items())
+        ]
+        return ChatCompletionMessage(
+            role=self.role,
+            content="".join(self.text) if self.text or not tool_calls else None,
+            refusal="".join(self.refusal) if self.refusal is not None else None,
+            tool_calls=tool_calls or None,
+        )
+
+
+class ChunkDecoder(Generic[_T]):
+    """Turns the events of one chat completion stream into chunks, and remembers what they add up to.
+
+    Chunks are folded into per-choice state as they arrive (rather than kept) so that `completion()`
+    costs little per chunk and memory grows with the text, not with the number of chunks.
+
+    Attributes:
+        done: whether `data: [DONE]` has arrived; every event after it is ignored.
+        count: how many chunks have been decoded.
+        first: the first chunk (its id, model and creation time are the completion's).
+    """
+
+    __slots__ = ("_validate", "choices", "count", "done", "first", "usage")
+
+    def __init__(self, chunk_type: type[_T]) -> None:
+        self._validate = chunk_type.__pydantic_validator__.validate_json
+        self.done = False
+        self.count = 0
+        self.first: _T | None = None
+        self.choices: dict[int, _ChoiceState] = {}
+        self.usage: Usage | None = None
+
+    def decode(self, event: str, data: str) -> _T | None:
+        """The chunk an event carries; None for an event that carries none (empty data, `[DONE]`, after `[DONE]`).
+
+        Raises:
+            ErrorEvent: an `event: error`, or data that is an `{"error": ...}` object.
+            InvalidEvent: data that is not a chunk.
+        """
+        if self.done:
+            return None
+        if not data:
+            if event == "error":
+                raise ErrorEvent({"error": {"message": "The server sent an empty error event."}})
+            return None
+        if data == DONE:
+            self.done = True
+            return None
+        if event == "error":
+            raise ErrorEvent(_loads_or_text(data))
+        try:
+            chunk: _T = self._validate(data)
+        except ValidationError:
+            payload = _loads_or_text(data)
+            if isinstance(payload, dict) and "error" in payload:
+                raise ErrorEvent(payload) from None
+            raise InvalidEvent(data, "chat completion chunk") from None
+        extra = chunk.__pydantic_extra__
+        if extra and "error" in extra:
+            raise ErrorEvent({"error": extra["error"]})
+        if self.first is None:
+            self.first = chunk
+        self.count += 1
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        for choice in chunk.choices:
+            state = self.choices.get(choice.index)
+            if state is None:
+                state = self.choices[choice.index] = _ChoiceState()
+            delta = choice.delta
+            if delta.content:
+                state.text.append(delta.content)
+            if delta.role:
+                state.role = delta.role
+            if delta.tool_calls:
+                state.add_tool_calls(delta.tool_calls)
+            if delta.refusal:
+                if state.refusal is None:
+                    state.refusal = []
+                state.refusal.append(delta.refusal)
+            if choice.finish_reason is not None:
+                state.finish_reason = choice.finish_reason
+        return chunk
+
+    def completion(self) -> ChatCompletion:
+        """The `ChatCompletion` the chunks stand for (content joined, tool calls merged by index).
+
+        Raises:
+            InvalidEvent: no chunk arrived at all.
+        """
+        first = self.first
+        if first is None:
+            raise InvalidEvent("", "chat completion stream (no chunks)")
+        return ChatCompletion(
+            id=first.id,
+            object="chat.completion",
+            created=first.created,
+            model=first.model,
+            choices=[
+                Choice(index=i, message=state.message(), finish_reason=state.finish_reason)
+                for i, state in sorted(self.choices.items())
+            ],
+            usage=self.usage,
+            system_fingerprint=first.system_fingerprint,
+        )
