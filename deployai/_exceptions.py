@@ -78,17 +78,18 @@ class InvalidParameterError(DeployAIError, ValueError):
         super().__init__(f"{param} must be {allowed}; got {shown}")
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # The value travels when it pickles; otherwise its shortened repr stands in for it.
+        # The value travels when it pickles; otherwise its shortened repr (as in the message) stands in.
         value = self.value
         try:
             pickle.dumps(value)
         except Exception:
             value = str(self).rpartition("; got ")[2]
-        return (type(self), (self.param, value, self.allowed))
+        state = {"param": self.param, "value": value, "allowed": self.allowed}
+        return (_rebuild, (type(self), str(self), state))
 
 
-def _rebuild(cls: type[APIError], message: str, state: dict[str, Any]) -> APIError:
-    """Unpickle an `APIError`: its message and plain attributes, without calling `__init__`."""
+def _rebuild(cls: type[DeployAIError], message: str, state: dict[str, Any]) -> DeployAIError:
+    """Unpickle an error: its message and plain attributes, without calling `__init__`."""
     error = cls.__new__(cls)
     Exception.__init__(error, message)
     error.__dict__.update(state)

@@ -121,9 +121,10 @@ def _interrupt(response: httpx.Response) -> None:
         return  # an HTTP/2 connection carries other requests too: never cut it
     network_stream = response.extensions.get("network_stream")
     sock = None if network_stream is None else network_stream.get_extra_info("socket")
-    if isinstance(sock, socket.socket):
+    shutdown = getattr(sock, "shutdown", None)  # a socket.socket, or asyncio's TransportSocket wrapping one
+    if shutdown is not None:
         with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
+            shutdown(socket.SHUT_RDWR)
 
 
 def _ended_early() -> httpx.HTTPError:

@@ -245,6 +245,13 @@ def _with_query(url: httpx.URL, extra_query: object) -> httpx.URL:
         return url
     if not isinstance(extra_query, Mapping):
         raise InvalidParameterError("extra_query", extra_query, "a mapping of query parameter names to values")
+    for name, value in extra_query.items():
+        values = value if isinstance(value, (list, tuple)) else (value,)
+        if not isinstance(name, str) or not all(v is None or isinstance(v, _QUERY_VALUE_TYPES) for v in values):
+            # httpx would send str(value): an object's repr is never what the caller meant.
+            raise InvalidParameterError(
+                f"extra_query[{name!r}]", value, "a str, int, float, bool or None, or a list of them"
+            )
     try:
         return url.copy_merge_params(extra_query)
     except (httpx.InvalidURL, TypeError, ValueError, RecursionError) as exc:
@@ -252,6 +259,9 @@ def _with_query(url: httpx.URL, extra_query: object) -> httpx.URL:
         raise InvalidParameterError(
             "extra_query", type(extra_query).__name__, f"short query parameters of str, int, float or bool ({exc})"
         ) from None
+
+
+_QUERY_VALUE_TYPES: Final = (str, int, float)  # bool is an int
 
 
 @functools.lru_cache(maxsize=256)

@@ -44,6 +44,7 @@ _ROUTES: Final[dict[str, tuple[str, str]]] = {
     "/v1/models": ("GET", "models"),
     "/v1/chat/completions": ("POST", "chat"),
 }
+_MODEL_PREFIX: Final = "/v1/models/"
 # The `type` and `code` of the default error body for a status given to `fail_next` without a body.
 _ERROR_KINDS: Final[dict[int, tuple[str, str]]] = {
     400: ("invalid_request_error", "invalid_request"),
@@ -466,6 +467,9 @@ class Emulator:
         if limited is not None:
             return limited
         route = _ROUTES.get(path.rstrip("/"))
+        model_id = None
+        if route is None and path.startswith(_MODEL_PREFIX) and len(path) > len(_MODEL_PREFIX):
+            route, model_id = ("GET", "models"), path[len(_MODEL_PREFIX) :]
         if route is None:
             message = f"Unknown endpoint: {method} {path}."
             return _json_draft(404, _error_body(message, "not_found_error", "unknown_url"), base)
@@ -475,7 +479,14 @@ class Emulator:
             draft = _json_draft(405, _error_body(message, "invalid_request_error", "method_not_allowed"), base)
             draft.headers.append(("allow", allowed))
             return draft
-        if endpoint == "models":
+        if model_id is not None:
+            model = _MODELS_BY_ID.get(model_id)
+            if model is None:
+                message = f"The model '{model_id}' does not exist or you do not have access to it."
+                draft = _json_draft(404, _error_body(message, "not_found_error", "model_not_found", "model"), base)
+            else:
+                draft = _json_draft(200, model.to_json(), base)
+        elif endpoint == "models":
             draft = _json_draft(200, {"object": "list", "data": [m.to_json() for m in MODELS]}, base)
         else:
             draft = self._chat(parsed, parse_error, now, request_id, base)

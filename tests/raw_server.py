@@ -1,0 +1,126 @@
+"""A loopback HTTP/1.1 server that misbehaves on cue, at the byte level, for stream lifecycle tests.
+
+Every request is answered with a chunked `text/event-stream` body made of the given events; what
+happens next is `after`: "end" (the final chunk, then the connection is kept for the next request),
+"stall" (nothing until `release` is set), "reset" (a TCP reset), or "close" (the connection is
+closed without the final chunk). With `stall_after=n` the server stalls after the n-th event instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+from types import TracebackType
+from typing import BinaryIO, Literal
+
+from typing_extensions import Self
+
+After = Literal["end", "stall", "reset", "close"]
+# A stalled connection gives up after this long, so that a broken test cannot hang the suite.
+_STALL_LIMIT_SECONDS = 30.0
+
+
+class RawSSEServer:
+    """Serves `events` to every request over real sockets; see the module docstring."""
+
+    def __init__(self, events: list[bytes], *, after: After = "end", stall_after: int | None = None) -> None:
+        self.events = events
+        self.after = after
+        self.stall_after = stall_after
+        self.release = threading.Event()
+        self.requests = 0
+        self.stalled = threading.Event()  # set when a response starts stalling
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._threads: list[threading.Thread] = []
+        self._connections: list[socket.socket] = []
+        self._closing = False
+
+    @property
+    def base_url(self) -> str:
+        """The URL to give the client as its `base_url`."""
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}/v1"
+
+    def __enter__(self) -> Self:
+        accept = threading.Thread(target=self._accept, daemon=True)
+        accept.start()
+        self._threads.append(accept)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._closing = True
+        self.release.set()
+        # Shut down before closing: only that wakes a thread blocked in accept() or recv() on Linux.
+        for sock in [self._listener, *self._connections]:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def _accept(self) -> None:
+        while not self._closing:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            self._connections.append(connection)
+            worker = threading.Thread(target=self._serve, args=(connection,), daemon=True)
+            worker.start()
+            self._threads.append(worker)
+
+    def _serve(self, connection: socket.socket) -> None:
+        reader = connection.makefile("rb")
+        try:
+            while self._read_request(reader):
+                self.requests += 1
+                if not self._answer(connection):
+                    return
+        except OSError:
+            return
+        finally:
+            reader.close()
+            connection.close()
+
+    @staticmethod
+    def _read_request(reader: BinaryIO) -> bool:
+        length = 0
+        while True:
+            line = reader.readline()
+            if not line:
+                return False
+            if line in (b"\r\n", b"\n"):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value.strip())
+        if length:
+            reader.read(length)
+        return True
+
+    def _answer(self, connection: socket.socket) -> bool:
+        """Send one response; whether the connection may serve another."""
+        connection.sendall(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n"
+            b"x-request-id: req_raw\r\n\r\n"
+        )
+        for number, data in enumerate(self.events, start=1):
+            connection.sendall(b"%x\r\n%s\r\n" % (len(data), data))
+            if number == self.stall_after:
+                self._stall()
+                return False
+        if self.after == "end":
+            connection.sendall(b"0\r\n\r\n")
+            return True
+        if self.after == "stall":
+            self._stall()
+        elif self.after == "reset":
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        return False
+
+    def _stall(self) -> None:
+        self.stalled.set()
+        self.release.wait(_STALL_LIMIT_SECONDS)

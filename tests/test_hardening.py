@@ -1,0 +1,374 @@
+"""What an adversarial review found: errors that travel between processes, odd answers, odd arguments,
+unsafe base URLs, foreign number types; and `models.retrieve`, the endpoint added as a declaration."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import fractions
+import logging
+import multiprocessing
+import numbers
+import pickle
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pytest_httpx import HTTPXMock
+
+import deployai
+from deployai._config import resolve_options
+from deployai._request import build_chat_request
+from deployai.resources.chat import CREATE
+from tests.conftest import API_KEY, BASE_URL, CHAT_URL, MODELS_URL, RATE_HEADERS, ClientFactory, completion_json, user
+from tests.sse import hello_stream, sse_response
+
+MODEL = "openai/gpt-4o"
+ERROR_HEADERS = {"x-request-id": "req_travel", "retry-after": "7", **RATE_HEADERS}
+
+
+# 6. Errors pickle with everything a user acts on, and never with the key.
+
+
+def status_error(status: int) -> deployai.APIStatusError:
+    request = httpx.Request("POST", CHAT_URL, headers={"Authorization": f"Bearer {API_KEY}"})
+    response = httpx.Response(
+        status, headers=ERROR_HEADERS, json={"error": {"message": f"failed with {status}"}}, request=request
+    )
+    from deployai._exceptions import make_status_error
+
+    return make_status_error(response, retry_after=7.0)
+
+
+STATUSES = [400, 401, 403, 404, 409, 422, 429, 500, 503, 418]
+
+
+@pytest.mark.parametrize("status", STATUSES)
+def test_every_status_error_pickles_with_what_a_user_acts_on(status: int) -> None:
+    error = status_error(status)
+    data = pickle.dumps(error)
+    assert API_KEY.encode() not in data
+    copy = pickle.loads(data)
+    assert type(copy) is type(error)
+    assert (copy.status_code, copy.message, copy.request_id, copy.retry_after) == (
+        status,
+        f"failed with {status}",
+        "req_travel",
+        7.0,
+    )
+    assert copy.rate_limit == error.rate_limit
+    assert copy.rate_limit.remaining == 59
+    assert copy.body == error.body
+    assert str(copy) == str(error)
+    assert copy.request is None
+    assert copy.response.status_code == status  # a stand-in: status and headers, no live connection
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        deployai.APIConnectionError("Connection error: refused", request=httpx.Request("GET", MODELS_URL)),
+        deployai.APITimeoutError("Request timed out (ReadTimeout).", request=httpx.Request("GET", MODELS_URL)),
+        deployai.InvalidParameterError("temperature", 3, "a number from 0 to 2 (inclusive)"),
+        deployai.InvalidParameterError("messages[0]", lambda: None, "a dict"),  # the value itself does not pickle
+        deployai.DeployAIError("No API key"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_every_other_error_pickles(error: deployai.DeployAIError) -> None:
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is type(error)
+    assert str(copy) == str(error)
+    if isinstance(error, deployai.InvalidParameterError):
+        assert isinstance(copy, deployai.InvalidParameterError)
+        assert (copy.param, copy.allowed) == (error.param, error.allowed)
+
+
+def test_a_validation_error_pickles(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(json={"not": "a completion"}, headers={"x-request-id": "req_bad"})
+    with pytest.raises(deployai.APIResponseValidationError) as info:
+        make_client().chat.completions.create(model=MODEL, messages=user())
+    copy = pickle.loads(pickle.dumps(info.value))
+    assert (type(copy), copy.status_code, copy.request_id, str(copy)) == (
+        deployai.APIResponseValidationError,
+        200,
+        "req_bad",
+        str(info.value),
+    )
+
+
+def raise_rate_limit_error() -> None:
+    """Runs in a worker process."""
+    raise status_error(429)
+
+
+def test_an_error_raised_in_a_process_pool_worker_arrives_whole() -> None:
+    context = multiprocessing.get_context("spawn")  # no fork of a threaded test process
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        future = pool.submit(raise_rate_limit_error)
+        with pytest.raises(deployai.RateLimitError) as info:
+            future.result(timeout=60)
+    assert (info.value.retry_after, info.value.request_id, info.value.rate_limit.limit) == (7.0, "req_travel", 60)
+
+
+# 9. Odd answers: a BOM before JSON, a redirect.
+
+
+def test_a_json_body_with_a_utf8_bom_parses(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    import json
+
+    httpx_mock.add_response(content=b"\xef\xbb\xbf" + json.dumps(completion_json()).encode())
+    completion = make_client().chat.completions.create(model=MODEL, messages=user())
+    assert completion.choices[0].message.content == "Hello! How can I help you today?"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_a_redirect_is_an_error_saying_where_to(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, stream: bool
+) -> None:
+    httpx_mock.add_response(status_code=307, headers={"location": "https://moved.example/v1/chat/completions"})
+    with pytest.raises(deployai.APIStatusError) as info:
+        make_client().chat.completions.create(model=MODEL, messages=user(), stream=stream)
+    assert info.value.status_code == 307
+    assert "redirect to https://moved.example/v1/chat/completions" in str(info.value)
+    assert len(httpx_mock.get_requests()) == 1  # neither followed nor retried
+
+
+# 10. Nothing but the SDK's own errors escapes building a request.
+
+
+def deeply_nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+def test_a_deeply_nested_extra_body_is_refused(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    with pytest.raises(deployai.InvalidParameterError, match="nested less deeply"):
+        make_client().chat.completions.create(model=MODEL, messages=user(), extra_body=deeply_nested(100_000))
+    assert httpx_mock.get_requests() == []
+
+
+@pytest.mark.parametrize("value", ["x" * 100_000, object(), [object()]], ids=["100KB", "object", "list-of-object"])
+def test_a_bad_extra_query_value_is_refused(make_client: ClientFactory, httpx_mock: HTTPXMock, value: object) -> None:
+    with pytest.raises(deployai.InvalidParameterError, match="extra_query"):
+        make_client().chat.completions.create(model=MODEL, messages=user(), extra_query={"q": value})
+    assert httpx_mock.get_requests() == []
+
+
+OPTIONS = resolve_options(
+    api_key=API_KEY,
+    base_url=None,
+    timeout=deployai.NOT_GIVEN,
+    max_retries=0,
+    max_retry_wait=60.0,
+    default_headers=None,
+    borrowed_client=False,
+    environ={},
+)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+odd_values = json_values | st.builds(object) | st.binary() | st.tuples(json_values) | st.sets(st.integers())
+messages = (
+    st.lists(
+        st.fixed_dictionaries(
+            {"role": st.sampled_from(["user", "assistant", "system", "tool", "x"])}, optional={"content": odd_values}
+        ),
+        max_size=3,
+    )
+    | odd_values
+)
+arguments = st.fixed_dictionaries(
+    {"model": st.sampled_from([MODEL, "bad", ""]) | odd_values, "messages": messages},
+    optional=dict.fromkeys(
+        [
+            "stream",
+            "temperature",
+            "max_tokens",
+            "top_p",
+            "stop",
+            "n",
+            "seed",
+            "tools",
+            "tool_choice",
+            "stream_options",
+            "response_format",
+            "extra_body",
+            "extra_query",
+            "extra_headers",
+            "timeout",
+        ],
+        odd_values,
+    ),
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(arguments)
+def test_building_a_request_raises_only_the_sdks_own_errors(params: dict[str, Any]) -> None:
+    with contextlib.suppress(deployai.DeployAIError):  # anything else fails the test
+        build_chat_request(OPTIONS, CREATE, params)
+
+
+# 11 and 12. Unsafe base URLs are refused at construction.
+
+
+@pytest.mark.parametrize("base_url", ["https://api.example/v1?key=1", "https://api.example/v1#frag", "https://x/v1?"])
+def test_a_base_url_with_a_query_or_fragment_is_refused(make_client: ClientFactory, base_url: str) -> None:
+    with pytest.raises(deployai.InvalidParameterError, match="without a query string or fragment"):
+        make_client(base_url=base_url)
+
+
+@pytest.mark.parametrize(
+    "host", ["api.deployai.dev", "10.0.0.5:8000", "192.168.1.2", "[2001:db8::1]", "localhost.evil.com"]
+)
+def test_plain_http_to_another_machine_is_refused_naming_the_opt_in(make_client: ClientFactory, host: str) -> None:
+    with pytest.raises(deployai.DeployAIError, match="allow_insecure_http=True") as info:
+        make_client(base_url=f"http://{host}/v1")
+    assert API_KEY not in str(info.value)
+
+
+@pytest.mark.parametrize("host", ["localhost:8787", "127.0.0.1:8787", "127.1.2.3", "[::1]:8787", "api.localhost"])
+def test_plain_http_to_this_machine_is_allowed(make_client: ClientFactory, host: str) -> None:
+    assert make_client(base_url=f"http://{host}/v1").base_url == f"http://{host}/v1"
+
+
+def test_plain_http_elsewhere_works_with_the_opt_in(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(url="http://10.0.0.5:8000/v1/models", json={"object": "list", "data": []})
+    client = make_client(base_url="http://10.0.0.5:8000/v1", allow_insecure_http=True)
+    assert len(client.models.list()) == 0
+
+
+def test_the_environment_base_url_is_checked_too(make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEPLOYAI_BASE_URL", "http://api.deployai.dev/v1")
+    with pytest.raises(deployai.DeployAIError, match="plain http://"):
+        make_client()
+
+
+# 13. Numbers that are not Python's own int and float.
+
+
+class ForeignInt:
+    """An integer type of another library, registered as `numbers.Integral` the way numpy registers its own."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __int__(self) -> int:
+        return self.value
+
+    def __index__(self) -> int:
+        return self.value
+
+    def __lt__(self, other: int) -> bool:
+        return self.value < other
+
+    def __gt__(self, other: int) -> bool:
+        return self.value > other
+
+    def __le__(self, other: int) -> bool:
+        return self.value <= other
+
+    def __ge__(self, other: int) -> bool:
+        return self.value >= other
+
+
+numbers.Integral.register(ForeignInt)
+
+
+def test_foreign_numbers_are_accepted_and_sent_as_json_numbers(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    import json
+
+    httpx_mock.add_response(json=completion_json())
+    client = make_client(
+        max_retries=ForeignInt(1), max_retry_wait=fractions.Fraction(5, 2), timeout=fractions.Fraction(30)
+    )
+    client.chat.completions.create(
+        model=MODEL,
+        messages=user(),
+        temperature=fractions.Fraction(7, 10),
+        max_tokens=ForeignInt(16),
+        seed=ForeignInt(-3),
+    )
+    sent = json.loads(httpx_mock.get_requests()[0].content)
+    assert (sent["temperature"], sent["max_tokens"], sent["seed"]) == (0.7, 16, -3)
+    assert client.max_retries == 1
+    assert client.max_retry_wait == 2.5
+
+
+@pytest.mark.parametrize("value", [True, False], ids=["True", "False"])
+def test_a_bool_is_never_a_number(make_client: ClientFactory, httpx_mock: HTTPXMock, value: bool) -> None:
+    with pytest.raises(deployai.InvalidParameterError, match="max_tokens"):
+        make_client().chat.completions.create(model=MODEL, messages=user(), max_tokens=value)
+
+
+# models.retrieve: an endpoint added as a declaration.
+
+
+def test_models_retrieve_returns_one_model_with_its_response_details(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    httpx_mock.add_response(
+        url=f"{BASE_URL}/models/anthropic/claude-3.5-sonnet",
+        json={"id": "anthropic/claude-3.5-sonnet", "object": "model", "context_window": 200000},
+        headers={"x-request-id": "req_model", **RATE_HEADERS},
+    )
+    model = make_client().models.retrieve("anthropic/claude-3.5-sonnet")
+    assert isinstance(model, deployai.types.Model)
+    assert (model.id, model.context_window, model.request_id, model.rate_limit.remaining) == (
+        "anthropic/claude-3.5-sonnet",
+        200000,
+        "req_model",
+        59,
+    )
+
+
+def test_models_retrieve_of_an_unknown_id_is_not_found(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(status_code=404, json={"error": {"message": "The model 'a/b' does not exist"}})
+    with pytest.raises(deployai.NotFoundError, match="does not exist"):
+        make_client().models.retrieve("a/b")
+
+
+@pytest.mark.parametrize("bad", ["", "gpt-4o", "a/..", "a/./b", "../../chat/completions", 42])
+def test_models_retrieve_refuses_an_id_that_is_not_one_model(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, bad: Any
+) -> None:
+    with pytest.raises(deployai.InvalidParameterError, match="model"):
+        make_client().models.retrieve(bad)
+    assert httpx_mock.get_requests() == []
+
+
+def test_models_retrieve_raw_response(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(json={"id": "openai/gpt-4o", "object": "model"}, headers={"x-request-id": "req_raw"})
+    raw = make_client().models.with_raw_response.retrieve("openai/gpt-4o")
+    assert (raw.status_code, raw.request_id, raw.parse().id) == (200, "req_raw", "openai/gpt-4o")
+
+
+def test_models_retrieve_against_the_emulator() -> None:
+    from deployai.testing import Emulator
+
+    with Emulator().client() as client:
+        assert client.models.retrieve("google/gemini-2.0-flash").context_window == 1_000_000
+        with pytest.raises(deployai.NotFoundError):
+            client.models.retrieve("google/no-such-model")
+
+
+# The driver logs every attempt, a successful stream included.
+
+
+def test_a_successful_stream_is_logged_at_debug(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, caplog: pytest.LogCaptureFixture
+) -> None:
+    httpx_mock.add_callback(lambda request: sse_response(hello_stream()))
+    caplog.set_level(logging.DEBUG, logger="deployai")
+    with make_client().chat.completions.create(model=MODEL, messages=user(), stream=True) as stream:
+        list(stream)
+    assert any("POST https://api.deployai.dev/v1/chat/completions -> 200" in r.getMessage() for r in caplog.records)

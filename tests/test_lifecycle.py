@@ -1,0 +1,403 @@
+"""Streams and clients in production shapes, over real loopback sockets: inline iteration under load,
+the end at [DONE], close from elsewhere, event loops that change, fork."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import sys
+import threading
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+import deployai
+from deployai.testing import Emulator, EmulatorServer
+from tests.conftest import ClientFactory, user
+from tests.raw_server import After, RawSSEServer
+from tests.sse import DONE, chunk, event
+
+MODEL = "openai/gpt-4o"
+KEY = "sk-lifecycle-test"
+LONG_PROMPT = " ".join(f"word{i}" for i in range(60))  # the emulator streams it back in ~60 chunks
+HANG_LIMIT_SECONDS = 15.0  # only a hang detector: every wait below ends far sooner when the SDK is right
+
+
+@pytest.fixture(scope="module")
+def shared_server() -> Iterator[EmulatorServer]:
+    with EmulatorServer(Emulator(rate_limit=1_000_000)) as server:
+        yield server
+
+
+@pytest.fixture
+def server(shared_server: EmulatorServer) -> EmulatorServer:
+    shared_server.emulator.reset()
+    return shared_server
+
+
+def small_pool(kind: str, max_connections: int, read_timeout: float = 10.0) -> Any:
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    timeout = httpx.Timeout(read_timeout, pool=5.0)  # a leaked connection shows up as a pool timeout, not a hang
+    return (httpx.Client if kind == "sync" else httpx.AsyncClient)(limits=limits, timeout=timeout)
+
+
+def active_connections(http_client: Any) -> int:
+    return sum(1 for c in http_client._transport._pool.connections if not c.is_idle() and not c.is_closed())
+
+
+def texts(chunks: list[Any]) -> str:
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+@pytest.fixture
+def no_resource_warnings() -> Iterator[list[str]]:
+    """Fail the test on any ResourceWarning, including one raised in a finalizer."""
+    seen: list[str] = []
+    hook, sys.unraisablehook = sys.unraisablehook, lambda u: seen.append(repr(u.exc_value))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield seen
+        gc.collect()
+    sys.unraisablehook = hook
+    seen += [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert seen == []
+
+
+# 1. A stream iterated inline, without `with`, lives as long as it is iterated.
+
+
+def test_an_inline_sync_stream_survives_calls_from_its_loop_body_and_other_threads(
+    server: EmulatorServer, no_resource_warnings: list[str]
+) -> None:
+    http_client = small_pool("sync", 3)
+    client = deployai.DeployAI(api_key=KEY, base_url=server.base_url, http_client=http_client)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def hammer() -> None:
+        try:
+            while not stop.is_set():
+                client.models.list()
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    other = threading.Thread(target=hammer)
+    other.start()
+    chunks = []
+    try:
+        for piece in client.chat.completions.create(model=MODEL, messages=user(LONG_PROMPT), stream=True):
+            chunks.append(piece)
+            client.models.list()  # another request from the loop body, on the same pool
+            if len(chunks) % 10 == 0:
+                gc.collect()  # a stream held only by its loop must not be taken for abandoned
+    finally:
+        stop.set()
+        other.join()
+    assert failures == []
+    assert texts(chunks) == f"You said: {LONG_PROMPT}"
+    assert active_connections(http_client) == 0
+    client.close()
+    http_client.close()
+
+
+def test_an_inline_async_stream_survives_calls_from_its_loop_body_and_other_tasks(
+    server: EmulatorServer, no_resource_warnings: list[str]
+) -> None:
+    async def main() -> str:
+        async with deployai.AsyncDeployAI(api_key=KEY, base_url=server.base_url) as client:
+            stop = asyncio.Event()
+
+            async def hammer() -> int:
+                calls = 0
+                while not stop.is_set():
+                    await client.models.list()
+                    calls += 1
+                return calls
+
+            others = [asyncio.create_task(hammer()) for _ in range(4)]
+            chunks = []
+            async for piece in await client.chat.completions.create(
+                model=MODEL, messages=user(LONG_PROMPT), stream=True
+            ):
+                chunks.append(piece)
+                await client.models.list()
+                if len(chunks) % 10 == 0:
+                    gc.collect()
+            stop.set()
+            assert all(calls > 0 for calls in await asyncio.gather(*others))
+            return texts(chunks)
+
+    assert asyncio.run(main()) == f"You said: {LONG_PROMPT}"
+
+
+# 2. A stream is complete at [DONE]: whatever comes after costs no waiting and is no error.
+
+
+@pytest.mark.parametrize("after", ["stall", "reset", "close"])
+def test_a_stream_ends_at_done_whatever_the_server_does_next(
+    kind: str, make_client: ClientFactory, after: After
+) -> None:
+    events = [event(chunk("Hel")), event(chunk("lo", finish="stop")), DONE]
+    with RawSSEServer(events, after=after) as raw:
+        client = make_client(api_key=KEY, base_url=raw.base_url, max_retries=0, timeout=60.0)
+        result: list[Any] = []
+
+        def read() -> None:
+            result.append(
+                client.chat.completions.create(model=MODEL, messages=user(), stream=True).get_final_completion()
+            )
+
+        reader = threading.Thread(target=read) if kind == "sync" else None
+        if reader is None:
+            read()  # the async client is driven on this thread's loop
+        else:
+            reader.start()
+            reader.join(HANG_LIMIT_SECONDS)
+            assert not reader.is_alive(), "the stream waited for the body to end after [DONE]"
+        assert not raw.release.is_set()  # the server was still stalling (or gone) when the reader finished
+    assert result[0].choices[0].message.content == "Hello"
+
+
+def test_the_iterator_ends_at_done_and_releases_the_connection(kind: str, server: EmulatorServer) -> None:
+    http_client = small_pool(kind, 1)
+    events = [event(chunk("Hi", finish="stop")), DONE, event(chunk("after the end"))]
+    with RawSSEServer(events, after="stall") as raw:
+        if kind == "sync":
+            client = deployai.DeployAI(api_key=KEY, base_url=raw.base_url, http_client=http_client)
+            chunks = list(client.chat.completions.create(model=MODEL, messages=user(), stream=True))
+            assert active_connections(http_client) == 0
+            client.close()
+            http_client.close()
+        else:
+
+            async def main() -> list[Any]:
+                client = deployai.AsyncDeployAI(api_key=KEY, base_url=raw.base_url, http_client=http_client)
+                got = [c async for c in await client.chat.completions.create(model=MODEL, messages=user(), stream=True)]
+                assert active_connections(http_client) == 0
+                await http_client.aclose()
+                return got
+
+            chunks = asyncio.run(main())
+    assert texts(chunks) == "Hi"  # nothing after [DONE] is delivered
+
+
+# 3. close() from another thread or task stops the reader at its next read and never raises.
+
+
+def test_close_from_another_thread_stops_a_blocked_reader(no_resource_warnings: list[str]) -> None:
+    events = [event(chunk(f"{i} ")) for i in range(5)] + [DONE]
+    with RawSSEServer(events, stall_after=2) as raw:
+        # A read timeout far past the hang limit: only the close can end the stalled read in time.
+        http_client = small_pool("sync", 1, read_timeout=120.0)
+        client = deployai.DeployAI(api_key=KEY, base_url=raw.base_url, http_client=http_client)
+        stream = client.chat.completions.create(model=MODEL, messages=user(), stream=True)
+        received: list[Any] = []
+        errors: list[BaseException] = []
+        both_arrived = threading.Event()
+
+        def read() -> None:
+            try:
+                for piece in stream:
+                    received.append(piece)
+                    if len(received) == 2:
+                        both_arrived.set()  # the next read blocks: the server stalls after two events
+            except BaseException as exc:
+                errors.append(exc)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        assert both_arrived.wait(HANG_LIMIT_SECONDS)
+        stream.close()  # the "stop generating" button: while the reader is blocked in a read
+        reader.join(HANG_LIMIT_SECONDS)
+        assert not reader.is_alive()
+        assert not raw.release.is_set()  # the reader was woken by the close, not by the server
+        assert errors == []
+        assert texts(received) == "0 1 "
+        assert stream.response.is_closed
+        assert active_connections(http_client) == 0
+        stream.close()  # twice is fine
+        client.close()
+        http_client.close()
+
+
+def test_aclose_from_another_task_stops_a_waiting_reader(no_resource_warnings: list[str]) -> None:
+    events = [event(chunk(f"{i} ")) for i in range(5)] + [DONE]
+
+    async def main(raw: RawSSEServer) -> None:
+        http_client = small_pool("async", 1, read_timeout=120.0)
+        client = deployai.AsyncDeployAI(api_key=KEY, base_url=raw.base_url, http_client=http_client)
+        stream = await client.chat.completions.create(model=MODEL, messages=user(), stream=True)
+
+        received: list[Any] = []
+        both_arrived = asyncio.Event()
+
+        async def read() -> list[Any]:
+            async for piece in stream:
+                received.append(piece)
+                if len(received) == 2:
+                    both_arrived.set()  # the next read waits: the server stalls after two events
+            return received
+
+        reader = asyncio.create_task(read())
+        await asyncio.wait_for(both_arrived.wait(), HANG_LIMIT_SECONDS)
+        await stream.aclose()
+        received = await asyncio.wait_for(reader, HANG_LIMIT_SECONDS)
+        assert not raw.release.is_set()
+        assert texts(received) == "0 1 "
+        assert stream.response.is_closed
+        assert active_connections(http_client) == 0
+        await stream.aclose()
+        await http_client.aclose()
+
+    with RawSSEServer(events, stall_after=2) as raw:
+        asyncio.run(main(raw))
+
+
+def test_close_between_chunks_ends_iteration_quietly(
+    kind: str, make_client: ClientFactory, server: EmulatorServer
+) -> None:
+    client = make_client(api_key=KEY, base_url=server.base_url)
+    stream = client.chat.completions.create(model=MODEL, messages=user(LONG_PROMPT), stream=True)
+    received = []
+    for piece in stream:
+        received.append(piece)
+        if len(received) == 3:
+            stream.close()
+    assert len(received) == 3
+    assert stream.response.is_closed
+
+
+# 4. One AsyncDeployAI across event loops.
+
+
+def test_one_async_client_works_across_event_loops(server: EmulatorServer, no_resource_warnings: list[str]) -> None:
+    client = deployai.AsyncDeployAI(api_key=KEY, base_url=server.base_url)  # as a module-level client would be
+    left_open: list[Any] = []
+
+    async def use(hold_a_stream: bool) -> int:
+        models = await client.models.list()
+        completion = await client.chat.completions.create(model=MODEL, messages=user())
+        assert completion.choices[0].message.content == "You said: Hello!"
+        if hold_a_stream:
+            stream = await client.chat.completions.create(model=MODEL, messages=user(LONG_PROMPT), stream=True)
+            await stream.__anext__()
+            left_open.append((stream, client._http.client))  # still referenced: open, not abandoned
+        return len(models)
+
+    assert asyncio.run(use(hold_a_stream=True)) == 7
+    stream, first_pool = left_open[0]
+    assert stream.response.is_closed  # closed with its loop: no active connection outlives it
+    assert first_pool.is_closed
+    assert asyncio.run(use(hold_a_stream=False)) == 7  # a new loop: a new pool, no "Event loop is closed"
+
+    loop = asyncio.new_event_loop()  # a test runner's loop per test, closed the same way
+    try:
+        assert loop.run_until_complete(use(hold_a_stream=False)) == 7
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+    assert asyncio.run(use(hold_a_stream=False)) == 7
+    asyncio.run(client.aclose())
+
+
+def test_a_loop_closed_without_shutting_down_leaves_the_next_loop_working(server: EmulatorServer) -> None:
+    client = deployai.AsyncDeployAI(api_key=KEY, base_url=server.base_url)
+    loop = asyncio.new_event_loop()
+    assert len(loop.run_until_complete(client.models.list())) == 7
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
+    assert len(asyncio.run(client.models.list())) == 7
+    asyncio.run(client.aclose())
+
+
+# 5. fork
+
+
+def _fork_and_report(child: Any) -> str:
+    """Run `child()` in a forked child process and return what it printed (or its error)."""
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the emulator's server thread is running
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(read_end)
+        try:
+            message = str(child())
+        except BaseException as exc:
+            message = f"error: {type(exc).__name__}: {exc}"
+        os.write(write_end, message.encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        output = reader.read().decode()
+    os.waitpid(pid, 0)
+    return output
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_sync_client_made_before_fork_opens_its_own_pool_in_the_child(server: EmulatorServer) -> None:
+    client = deployai.DeployAI(api_key=KEY, base_url=server.base_url)
+    client.models.list()  # the parent's pool now holds a keep-alive connection
+    parents_pool = client._http.client
+
+    def child() -> str:
+        answer = client.chat.completions.create(model=MODEL, messages=user("from the child"))
+        assert client._http.client is not parents_pool
+        return answer.choices[0].message.content or ""
+
+    assert _fork_and_report(child) == "You said: from the child"
+    assert client._http.client is parents_pool  # the parent keeps its pool, still usable
+    assert client.chat.completions.create(model=MODEL, messages=user("parent")).choices[0].message.content == (
+        "You said: parent"
+    )
+    client.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_an_async_client_made_before_fork_opens_its_own_pool_in_the_child(server: EmulatorServer) -> None:
+    client = deployai.AsyncDeployAI(api_key=KEY, base_url=server.base_url)
+
+    async def ask(text: str) -> tuple[str, Any]:
+        answer = await client.chat.completions.create(model=MODEL, messages=user(text))
+        return answer.choices[0].message.content or "", client._http.client
+
+    loop = asyncio.new_event_loop()  # still open at the fork, as a running service's loop would be
+    _, parents_pool = loop.run_until_complete(ask("parent"))
+
+    def child() -> str:
+        text, pool = asyncio.run(ask("from the child"))
+        assert pool is not parents_pool
+        return text
+
+    assert _fork_and_report(child) == "You said: from the child"
+    assert loop.run_until_complete(ask("parent again")) == ("You said: parent again", parents_pool)
+    loop.run_until_complete(client.aclose())
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_borrowed_pool_with_the_parents_connections_is_refused_in_the_child(server: EmulatorServer) -> None:
+    http_client = httpx.Client()
+    client = deployai.DeployAI(api_key=KEY, base_url=server.base_url, http_client=http_client)
+    client.models.list()
+    assert "error: DeployAIError: This client was created in another process" in _fork_and_report(client.models.list)
+    assert len(client.models.list()) == 7
+    client.close()
+    http_client.close()
+
+
+def test_the_active_connection_count_sees_an_open_stream(server: EmulatorServer) -> None:
+    # The helper the tests above rely on must be able to fail.
+    http_client = small_pool("sync", 2)
+    client = deployai.DeployAI(api_key=KEY, base_url=server.base_url, http_client=http_client)
+    with client.chat.completions.create(model=MODEL, messages=user(LONG_PROMPT), stream=True) as stream:
+        next(iter(stream))
+        assert active_connections(http_client) == 1
+    assert active_connections(http_client) == 0
+    client.close()
+    http_client.close()
