@@ -110,7 +110,7 @@ def _check_retry_wait(max_retry_wait: float) -> float:
 
 def is_loopback(host: str) -> bool:
     """Whether `host` is this machine: `localhost` (or a name under it), 127.0.0.0/8 or ::1."""
-    host = host.lower().rstrip(".")
+    host = host.lower().strip("[]").rstrip(".")
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:

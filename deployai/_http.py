@@ -59,7 +59,7 @@ _LIMITS: Final = httpx.Limits(
 _left_in_parent: list[object] = []
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per call, and a frozen __init__ costs several times more
 class Exchange:
     """A whole response, body read, with when the call began and how long its last attempt took."""
 

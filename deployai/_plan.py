@@ -29,10 +29,13 @@ import httpx
 from ._exceptions import make_redirect_error, make_status_error, make_validation_error, safe_cause, transport_error
 from ._retry import decide_retry
 
+# The operations are plain slotted classes: a frozen dataclass's __init__ goes through
+# object.__setattr__, several times slower, and one of these is built on every call.
+
 __all__ = ["Deliver", "Op", "Outcome", "Plan", "ReadBody", "Send", "Sleep", "call_plan", "is_event_stream"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Send:
     """Send `request`; with `stream`, return at the headers and leave the body to be read.
 
@@ -47,14 +50,14 @@ class Send:
     attempt: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ReadBody:
     """Read this streamed response's body whole, then close it (an error status, or not an event stream)."""
 
     response: httpx.Response
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Sleep:
     """Sleep before sending `request` again as retry number `retry` of `max_retries`, because of `reason`.
 
@@ -73,7 +76,7 @@ class Sleep:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Deliver:
     """The call succeeded: hand `response` to the caller (for a stream: headers read, body not yet)."""
 

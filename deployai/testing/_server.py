@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import threading
 import time
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from typing_extensions import Self
 
+from .._config import is_loopback
 from ._asgi import hide_stream_cut_logs
 from ._emulator import DEFAULT_TEST_API_KEY, Emulator
 
@@ -35,16 +35,6 @@ def import_uvicorn() -> ModuleType:
             raise
         raise ModuleNotFoundError(_INSTALL_HINT, name="uvicorn") from exc
     return uvicorn
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` is a loopback address (or `localhost`)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_host(host: str, *, allow_non_loopback: bool) -> None:
