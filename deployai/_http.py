@@ -203,9 +203,12 @@ class SyncLease:
                 else:
                     self._first_arrived()
                     return sse
+                # Still "reading" while the plan sleeps and sends again: a close() from elsewhere then
+                # only marks the lease, and this thread releases it once the attempt is over.
+                if not self._retry(failure):
+                    return None
             finally:
                 self.reading = False
-            self._retry(failure)
 
     def _first_arrived(self) -> None:
         # From here on a failure is raised, never retried: the start of an answer never comes twice.
@@ -214,12 +217,13 @@ class SyncLease:
         if plan is not None:
             plan.close()
 
-    def _retry(self, failure: httpx.HTTPError) -> None:
+    def _retry(self, failure: httpx.HTTPError) -> bool:
+        """Hand a failure before the first event to the plan; whether there is a new response to read."""
         plan = self.plan
         self._close_response()
         if plan is None or self.closing:
             self.release()
-            raise failure
+            return False
         try:
             exchange = self._shell.resume(plan, failure, self.started_at)
         except BaseException:
@@ -228,6 +232,10 @@ class SyncLease:
             raise
         self.elapsed = exchange.elapsed
         self._adopt(exchange.response)
+        if self.closing:
+            self.release()
+            return False
+        return True
 
     def _close_response(self) -> None:
         with contextlib.suppress(Exception):
@@ -244,7 +252,8 @@ class SyncLease:
         self._shell.forget(self)
         plan, self.plan = self.plan, None
         if plan is not None:
-            plan.close()
+            with contextlib.suppress(ValueError):  # "generator already executing": its driver closes it
+                plan.close()
         self._close_response()
 
     def close(self) -> None:
@@ -366,8 +375,9 @@ class SyncHTTP:
         """Release every open stream, then close the pool if it is ours; a borrowed client is left open."""
         self._closed = True
         for lease in list(self._leases):
-            lease.release()
-        self.abandoned.clear()
+            lease.close()  # not release(): another thread may be reading it
+        while self.abandoned:
+            self.abandoned.popleft().release()
         if self._owned and self._pid == os.getpid():
             self._client.close()
 
@@ -428,16 +438,18 @@ class AsyncLease:
                     if plan is not None:
                         plan.close()
                     return sse
+                if not await self._retry(failure):  # still "reading": see `SyncLease.first_event`
+                    return None
             finally:
                 self.reading = False
-            await self._retry(failure)
 
-    async def _retry(self, failure: httpx.HTTPError) -> None:
+    async def _retry(self, failure: httpx.HTTPError) -> bool:
+        """Hand a failure before the first event to the plan; whether there is a new response to read."""
         plan = self.plan
         await self._close_response()
         if plan is None or self.closing:
             await self.release()
-            raise failure
+            return False
         try:
             exchange = await self._pool.shell.resume(self._pool, plan, failure, self.started_at)
         except BaseException:
@@ -446,6 +458,10 @@ class AsyncLease:
             raise
         self.elapsed = exchange.elapsed
         self._adopt(exchange.response)
+        if self.closing:
+            await self.release()
+            return False
+        return True
 
     async def _close_response(self) -> None:
         with contextlib.suppress(Exception):
@@ -461,7 +477,8 @@ class AsyncLease:
         self._pool.leases.discard(self)
         plan, self.plan = self.plan, None
         if plan is not None:
-            plan.close()
+            with contextlib.suppress(ValueError):  # "generator already executing": its driver closes it
+                plan.close()
         await self._close_response()
 
     async def close(self) -> None:
@@ -514,8 +531,9 @@ class _LoopPool:
             return
         self.closed = True
         for lease in list(self.leases):
-            await lease.release()
-        self.abandoned.clear()
+            await lease.close()  # not release(): another task may be reading it
+        while self.abandoned:
+            await self.abandoned.popleft().release()
         if self.owned:
             with contextlib.suppress(Exception):
                 await self.client.aclose()

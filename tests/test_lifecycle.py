@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pytest_httpx import HTTPXMock
 
 import deployai
 from deployai.testing import Emulator, EmulatorServer
@@ -401,3 +402,28 @@ def test_the_active_connection_count_sees_an_open_stream(server: EmulatorServer)
     assert active_connections(http_client) == 0
     client.close()
     http_client.close()
+
+
+def test_close_while_a_stream_is_being_retried_before_its_first_event(
+    kind: str, make_client: ClientFactory, httpx_mock: HTTPXMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deployai import _http
+    from tests.sse import hello_stream, sse_response
+
+    second = sse_response(hello_stream())
+    httpx_mock.add_callback(lambda request: sse_response([]))  # ends before its first event: retried
+    httpx_mock.add_callback(lambda request: second)
+    stream = make_client(max_retries=2).chat.completions.create(model=MODEL, messages=user(), stream=True)
+    target = getattr(stream, "_stream", stream)
+
+    def close_during_sleep(seconds: float) -> None:
+        target.close()  # the "stop" button, pressed while the plan waits to send again
+
+    async def aclose_during_sleep(seconds: float) -> None:
+        await target.aclose()
+
+    monkeypatch.setattr(_http, "_sleep", close_during_sleep)
+    monkeypatch.setattr(_http, "_async_sleep", aclose_during_sleep)
+    assert list(stream) == []  # no error: the stream was stopped on purpose
+    assert len(httpx_mock.get_requests()) == 2
+    assert second.is_closed  # the answer that arrived after the close was released, not leaked
