@@ -1,4 +1,4 @@
-"""List the models you can use, with their provider and context window.
+"""List the models you can use, with their provider and context window, then look one up by id.
 
 With `DEPLOYAI_API_KEY` set, it asks the real DeployAI API; otherwise the local emulator on
 127.0.0.1 (`pip install "deployai[emulator]"`).
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from _connect import example_client
 
+import deployai
 from deployai import DeployAI
 
 
@@ -22,10 +23,22 @@ def print_models(client: DeployAI) -> None:
     print(f"[{len(models)} models; request id {models.request_id}]")
 
 
+def describe(client: DeployAI, model_id: str) -> None:
+    """Print one model looked up by id, or say that the API does not know it."""
+    try:
+        model = client.models.retrieve(model_id)
+    except deployai.NotFoundError as error:
+        print(f"{model_id}: not found ({error.message})")
+        return
+    print(f"{model.id}: {model.context_window or '?'} tokens of context")
+
+
 def main() -> None:
     """List the models of the real API when a key is set, else of the local emulator."""
     with example_client() as client:
         print_models(client)
+        describe(client, "anthropic/claude-3.5-sonnet")
+        describe(client, "openai/gpt-5-turbo-max")
 
 
 if __name__ == "__main__":

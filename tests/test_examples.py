@@ -44,6 +44,12 @@ def test_quickstart_streams_an_answer_from_the_emulator() -> None:
 def test_models_lists_the_seven_models() -> None:
     lines = run_example("models.py")
     assert EMULATOR_LINE.fullmatch(lines[0])
+    assert lines[-2:] == [
+        "anthropic/claude-3.5-sonnet: 200000 tokens of context",
+        "openai/gpt-5-turbo-max: not found (The model 'openai/gpt-5-turbo-max' does not exist or you do not have "
+        "access to it.)",
+    ]
+    lines = lines[:-2]
     assert [line.split()[0] for line in lines[1:-1]] == [
         "openai/gpt-4o",
         "openai/o3-mini",
