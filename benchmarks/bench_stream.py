@@ -95,6 +95,8 @@ def async_ratio(chunks: int) -> float:
         return report("typed stream chunks, async", best_rate(on_loop(loop, baseline), n),
                       best_rate(on_loop(loop, typed), n), "chunks/s", higher_is_better=True, target=0.8)  # fmt: skip
     finally:
+        # Let the loop finish the generators it still holds (and close the clients' pools) before it goes.
+        loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
 
 
