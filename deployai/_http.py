@@ -147,35 +147,21 @@ def _forked_borrowed_error() -> DeployAIError:
     )
 
 
-# --- the blocking shell ---------------------------------------------------------------------------
+# --- leases: what both shells hand their streams -------------------------------------------------
 
 
-class SyncLease:
-    """A `Stream`'s hold on its response (see `_streaming.Lease`); only `SyncHTTP` makes one."""
+class _LeaseBase:
+    """The state a lease shares with its stream, whichever the shell (see `_streaming.Lease`)."""
 
-    __slots__ = (
-        "_lock",
-        "_shell",
-        "closing",
-        "elapsed",
-        "events",
-        "first_pending",
-        "plan",
-        "reading",
-        "released",
-        "response",
-        "started_at",
-    )
+    __slots__ = ("closing", "elapsed", "first_pending", "plan", "reading", "released", "response", "started_at")
 
-    def __init__(self, shell: SyncHTTP, plan: Plan, response: httpx.Response, started_at: float, elapsed: float):
-        self._shell = shell
-        self._lock = threading.Lock()
+    def __init__(self, plan: Plan, response: httpx.Response, started_at: float, elapsed: float) -> None:
         self.plan: Plan | None = plan
         self.started_at = started_at
         self.elapsed = elapsed
-        self.first_pending = True
-        self.reading = False
-        self.closing = False
+        self.first_pending = True  # until the first event, a failure goes back to the plan
+        self.reading = False  # a read (or a retry before the first event) is under way
+        self.closing = False  # close() was called: the reader stops at its next read
         self.released = False
         self._adopt(response)
 
@@ -183,6 +169,32 @@ class SyncLease:
         # The SSE standard: the stream is UTF-8 whatever the headers say, and a leading BOM is dropped.
         response.encoding = "utf-8-sig"
         self.response = response
+        self._read_events_of(response)
+
+    def _read_events_of(self, response: httpx.Response) -> None:
+        raise NotImplementedError
+
+    def _drop_plan(self) -> None:
+        plan, self.plan = self.plan, None
+        if plan is not None:
+            with contextlib.suppress(ValueError):  # "generator already executing": its driver closes it
+                plan.close()
+
+
+# --- the blocking shell ---------------------------------------------------------------------------
+
+
+class SyncLease(_LeaseBase):
+    """A `Stream`'s hold on its response (see `_streaming.Lease`); only `SyncHTTP` makes one."""
+
+    __slots__ = ("_lock", "_shell", "events")
+
+    def __init__(self, shell: SyncHTTP, plan: Plan, response: httpx.Response, started_at: float, elapsed: float):
+        self._shell = shell
+        self._lock = threading.Lock()
+        super().__init__(plan, response, started_at, elapsed)
+
+    def _read_events_of(self, response: httpx.Response) -> None:
         self.events: Iterator[ServerSentEvent] = EventSource(response).iter_sse()
 
     def first_event(self) -> ServerSentEvent | None:
@@ -201,7 +213,9 @@ class SyncLease:
                         return None
                     failure = exc
                 else:
-                    self._first_arrived()
+                    # From here on a failure is raised, never retried: an answer never starts twice.
+                    self.first_pending = False
+                    self._drop_plan()
                     return sse
                 # Still "reading" while the plan sleeps and sends again: a close() from elsewhere then
                 # only marks the lease, and this thread releases it once the attempt is over.
@@ -209,13 +223,6 @@ class SyncLease:
                     return None
             finally:
                 self.reading = False
-
-    def _first_arrived(self) -> None:
-        # From here on a failure is raised, never retried: the start of an answer never comes twice.
-        self.first_pending = False
-        plan, self.plan = self.plan, None
-        if plan is not None:
-            plan.close()
 
     def _retry(self, failure: httpx.HTTPError) -> bool:
         """Hand a failure before the first event to the plan; whether there is a new response to read."""
@@ -250,10 +257,7 @@ class SyncLease:
                 return
             self.released = True
         self._shell.forget(self)
-        plan, self.plan = self.plan, None
-        if plan is not None:
-            with contextlib.suppress(ValueError):  # "generator already executing": its driver closes it
-                plan.close()
+        self._drop_plan()
         self._close_response()
 
     def close(self) -> None:
@@ -385,36 +389,16 @@ class SyncHTTP:
 # --- the asyncio shell ----------------------------------------------------------------------------
 
 
-class AsyncLease:
+class AsyncLease(_LeaseBase):
     """An `AsyncStream`'s hold on its response (see `_streaming.AsyncLease`); only `AsyncHTTP` makes one."""
 
-    __slots__ = (
-        "_pool",
-        "closing",
-        "elapsed",
-        "events",
-        "first_pending",
-        "plan",
-        "reading",
-        "released",
-        "response",
-        "started_at",
-    )
+    __slots__ = ("_pool", "events")
 
     def __init__(self, pool: _LoopPool, plan: Plan, response: httpx.Response, started_at: float, elapsed: float):
         self._pool = pool
-        self.plan: Plan | None = plan
-        self.started_at = started_at
-        self.elapsed = elapsed
-        self.first_pending = True
-        self.reading = False
-        self.closing = False
-        self.released = False
-        self._adopt(response)
+        super().__init__(plan, response, started_at, elapsed)
 
-    def _adopt(self, response: httpx.Response) -> None:
-        response.encoding = "utf-8-sig"  # as in `SyncLease._adopt`
-        self.response = response
+    def _read_events_of(self, response: httpx.Response) -> None:
         self.events: AsyncIterator[ServerSentEvent] = EventSource(response).aiter_sse()
 
     async def first_event(self) -> ServerSentEvent | None:
@@ -434,9 +418,7 @@ class AsyncLease:
                     failure = exc
                 else:
                     self.first_pending = False
-                    plan, self.plan = self.plan, None
-                    if plan is not None:
-                        plan.close()
+                    self._drop_plan()
                     return sse
                 if not await self._retry(failure):  # still "reading": see `SyncLease.first_event`
                     return None
@@ -475,10 +457,7 @@ class AsyncLease:
             return
         self.released = True
         self._pool.leases.discard(self)
-        plan, self.plan = self.plan, None
-        if plan is not None:
-            with contextlib.suppress(ValueError):  # "generator already executing": its driver closes it
-                plan.close()
+        self._drop_plan()
         await self._close_response()
 
     async def close(self) -> None:

@@ -20,7 +20,7 @@ from pytest_httpx import HTTPXMock
 
 import deployai
 from deployai._config import resolve_options
-from deployai._request import build_chat_request
+from deployai._request import CALL_OPTIONS, CHAT_PARAMS, build_chat_request
 from deployai.resources.chat import CREATE
 from tests.conftest import API_KEY, BASE_URL, CHAT_URL, MODELS_URL, RATE_HEADERS, ClientFactory, completion_json, user
 from tests.sse import hello_stream, sse_response
@@ -186,24 +186,9 @@ messages = (
 )
 arguments = st.fixed_dictionaries(
     {"model": st.sampled_from([MODEL, "bad", ""]) | odd_values, "messages": messages},
+    # Every other keyword create() knows, each with any value at all.
     optional=dict.fromkeys(
-        [
-            "stream",
-            "temperature",
-            "max_tokens",
-            "top_p",
-            "stop",
-            "n",
-            "seed",
-            "tools",
-            "tool_choice",
-            "stream_options",
-            "response_format",
-            "extra_body",
-            "extra_query",
-            "extra_headers",
-            "timeout",
-        ],
+        sorted((CHAT_PARAMS | CALL_OPTIONS) - {"model", "messages"}),
         odd_values,
     ),
 )

@@ -17,8 +17,9 @@ import pytest
 from pytest_httpx import HTTPXMock
 
 import deployai
-from deployai.testing import Emulator, EmulatorServer
+from deployai.testing import EmulatorServer
 from tests.conftest import ClientFactory, user
+from tests.loopback import active_connections, server_fixture, shared_server_fixture, small_pool  # noqa: F401 (fixtures)
 from tests.raw_server import After, RawSSEServer
 from tests.sse import DONE, chunk, event
 
@@ -26,28 +27,6 @@ MODEL = "openai/gpt-4o"
 KEY = "sk-lifecycle-test"
 LONG_PROMPT = " ".join(f"word{i}" for i in range(60))  # the emulator streams it back in ~60 chunks
 HANG_LIMIT_SECONDS = 15.0  # only a hang detector: every wait below ends far sooner when the SDK is right
-
-
-@pytest.fixture(scope="module")
-def shared_server() -> Iterator[EmulatorServer]:
-    with EmulatorServer(Emulator(rate_limit=1_000_000)) as server:
-        yield server
-
-
-@pytest.fixture
-def server(shared_server: EmulatorServer) -> EmulatorServer:
-    shared_server.emulator.reset()
-    return shared_server
-
-
-def small_pool(kind: str, max_connections: int, read_timeout: float = 10.0) -> Any:
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    timeout = httpx.Timeout(read_timeout, pool=5.0)  # a leaked connection shows up as a pool timeout, not a hang
-    return (httpx.Client if kind == "sync" else httpx.AsyncClient)(limits=limits, timeout=timeout)
-
-
-def active_connections(http_client: Any) -> int:
-    return sum(1 for c in http_client._transport._pool.connections if not c.is_idle() and not c.is_closed())
 
 
 def texts(chunks: list[Any]) -> str:

@@ -6,7 +6,6 @@ import gc
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -15,32 +14,10 @@ import pytest
 import deployai
 from deployai.testing import Emulator, EmulatorServer
 from tests.conftest import ClientFactory, user
+from tests.loopback import active_connections, idle_connections, server_fixture, shared_server_fixture, small_pool  # noqa: F401 (fixtures)
 
 MODEL = "openai/gpt-4o"
 KEY = "sk-loopback-test"
-
-
-@pytest.fixture(scope="module")
-def shared_server() -> Iterator[EmulatorServer]:
-    with EmulatorServer(Emulator(rate_limit=1_000_000)) as server:
-        yield server
-
-
-@pytest.fixture
-def server(shared_server: EmulatorServer) -> EmulatorServer:
-    shared_server.emulator.reset()
-    return shared_server
-
-
-def small_pool(kind: str, max_connections: int) -> Any:
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    timeout = httpx.Timeout(10.0, pool=5.0)  # a leaked connection shows up as a pool timeout, not a hang
-    cls = httpx.Client if kind == "sync" else httpx.AsyncClient
-    return cls(limits=limits, timeout=timeout)
-
-
-def idle_connections(http_client: Any) -> int:
-    return sum(1 for c in http_client._transport._pool.connections if c.is_idle())
 
 
 def stream_of(client: Any, **kwargs: Any) -> Any:
@@ -65,10 +42,6 @@ def test_a_thousand_abandoned_streams_leave_the_pool_usable(
         gc.collect()
     with stream_of(client) as stream:
         assert "count to five" in "".join(stream.text_stream)
-
-
-def active_connections(http_client: Any) -> int:
-    return sum(1 for c in http_client._transport._pool.connections if not c.is_idle() and not c.is_closed())
 
 
 def test_a_fully_read_stream_leaves_no_active_connection_behind(
