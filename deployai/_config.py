@@ -77,6 +77,11 @@ class ClientOptions:
 _PRINTABLE_TOKEN = re.compile(r"[\x21-\x7e]+")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _HEADER_VALUE = re.compile(r"[\x20-\x7e\t]*")
+# Framing and connection headers belong to the HTTP layer: one of ours would contradict the body it
+# sends (a wrong length fails half-way, after bytes were sent) or the pool's handling of connections.
+_TRANSPORT_HEADERS = frozenset(
+    {"content-length", "transfer-encoding", "connection", "host", "te", "upgrade", "trailer", "keep-alive", "expect"}
+)
 
 
 def check_headers(param: str, headers: Mapping[str, str]) -> dict[str, str]:
@@ -89,6 +94,10 @@ def check_headers(param: str, headers: Mapping[str, str]) -> dict[str, str]:
     for name, value in headers.items():
         if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
             raise InvalidParameterError(param, name, "header names made of letters, digits and -")
+        if name.lower() in _TRANSPORT_HEADERS:
+            raise InvalidParameterError(
+                param, name, "headers other than those HTTP itself sets (" + ", ".join(sorted(_TRANSPORT_HEADERS)) + ")"
+            )
         if not isinstance(value, str) or not _HEADER_VALUE.fullmatch(value):
             raise InvalidParameterError(
                 f"{param}[{name!r}]", type(value).__name__, "a str of printable ASCII without line breaks"

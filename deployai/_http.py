@@ -29,7 +29,8 @@ import random
 import socket
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -38,7 +39,7 @@ from httpx_sse import EventSource, ServerSentEvent
 
 from ._config import DEFAULT_TIMEOUT, ClientOptions
 from ._constants import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_KEEPALIVE_CONNECTIONS
-from ._exceptions import APIConnectionError, DeployAIError
+from ._exceptions import APIConnectionError, DeployAIError, safe_cause, transport_error
 from ._plan import Deliver, Outcome, Plan, ReadBody, Send, Sleep, call_plan
 
 __all__ = ["AsyncHTTP", "AsyncLease", "Exchange", "SyncHTTP", "SyncLease"]
@@ -115,9 +116,10 @@ def _log_retry(op: Sleep) -> None:
 def _interrupt(response: httpx.Response) -> None:
     """Wake a reader blocked on this response by shutting its socket down.
 
-    Only for HTTP/1.1, where the connection serves this response alone until it is released.
+    Only for HTTP/1.x, where the connection serves this response alone until it is released (the
+    caller makes sure it has not been).
     """
-    if response.http_version != "HTTP/1.1":
+    if not response.http_version.startswith("HTTP/1"):
         return  # an HTTP/2 connection carries other requests too: never cut it
     network_stream = response.extensions.get("network_stream")
     sock = None if network_stream is None else network_stream.get_extra_info("socket")
@@ -125,6 +127,10 @@ def _interrupt(response: httpx.Response) -> None:
     if shutdown is not None:
         with contextlib.suppress(OSError):
             shutdown(socket.SHUT_RDWR)
+
+
+class _Stopped(Exception):  # noqa: N818 - a signal between the shell and a lease, never seen outside
+    """The stream was closed while its request waited to be sent again: the plan is dropped."""
 
 
 def _ended_early() -> httpx.HTTPError:
@@ -153,9 +159,21 @@ def _forked_borrowed_error() -> DeployAIError:
 class _LeaseBase:
     """The state a lease shares with its stream, whichever the shell (see `_streaming.Lease`)."""
 
-    __slots__ = ("closing", "elapsed", "first_pending", "plan", "reading", "released", "response", "started_at")
+    __slots__ = (
+        "_holding",
+        "_lock",
+        "closing",
+        "elapsed",
+        "first_pending",
+        "plan",
+        "reading",
+        "released",
+        "response",
+        "started_at",
+    )
 
     def __init__(self, plan: Plan, response: httpx.Response, started_at: float, elapsed: float) -> None:
+        self._lock = threading.Lock()
         self.plan: Plan | None = plan
         self.started_at = started_at
         self.elapsed = elapsed
@@ -169,10 +187,33 @@ class _LeaseBase:
         # The SSE standard: the stream is UTF-8 whatever the headers say, and a leading BOM is dropped.
         response.encoding = "utf-8-sig"
         self.response = response
+        self._holding = True  # `response` is ours until `_let_go()`: only then may close() wake its reader
         self._read_events_of(response)
 
     def _read_events_of(self, response: httpx.Response) -> None:
         raise NotImplementedError
+
+    def _let_go(self) -> bool:
+        """Mark the response as no longer ours (its connection may serve others next); whether it was."""
+        with self._lock:
+            holding, self._holding = self._holding, False
+        return holding
+
+    def _claim_release(self) -> bool:
+        """Whether this call is the one that releases the lease (the first to ask)."""
+        with self._lock:
+            first, self.released = not self.released, True
+        return first
+
+    def _interrupt_reader(self) -> None:
+        """Wake a reader blocked on the response, unless the response was already let go of."""
+        with self._lock:  # held while shutting down, so that `_let_go` cannot hand the socket on meanwhile
+            if self._holding:
+                _interrupt(self.response)
+
+    def stopped(self) -> bool:
+        """Whether the stream was closed: checked by the shell before it sends the request again."""
+        return self.closing
 
     def _drop_plan(self) -> None:
         plan, self.plan = self.plan, None
@@ -187,11 +228,10 @@ class _LeaseBase:
 class SyncLease(_LeaseBase):
     """A `Stream`'s hold on its response (see `_streaming.Lease`); only `SyncHTTP` makes one."""
 
-    __slots__ = ("_lock", "_shell", "events")
+    __slots__ = ("_shell", "events")
 
     def __init__(self, shell: SyncHTTP, plan: Plan, response: httpx.Response, started_at: float, elapsed: float):
         self._shell = shell
-        self._lock = threading.Lock()
         super().__init__(plan, response, started_at, elapsed)
 
     def _read_events_of(self, response: httpx.Response) -> None:
@@ -232,7 +272,11 @@ class SyncLease(_LeaseBase):
             self.release()
             return False
         try:
-            exchange = self._shell.resume(plan, failure, self.started_at)
+            exchange = self._shell.resume(plan, failure, self.started_at, stopped=self.stopped)
+        except _Stopped:
+            self.plan = None
+            self.release()
+            return False
         except BaseException:
             self.plan = None
             self.release()
@@ -245,6 +289,8 @@ class SyncLease(_LeaseBase):
         return True
 
     def _close_response(self) -> None:
+        if not self._let_go():
+            return
         with contextlib.suppress(Exception):
             self.events.close()  # type: ignore[attr-defined]
         with contextlib.suppress(Exception):
@@ -252,10 +298,8 @@ class SyncLease(_LeaseBase):
 
     def release(self) -> None:
         """Let go of the response: back to the pool if its body ended, else its connection is closed."""
-        with self._lock:
-            if self.released:
-                return
-            self.released = True
+        if not self._claim_release():
+            return
         self._shell.forget(self)
         self._drop_plan()
         self._close_response()
@@ -264,7 +308,7 @@ class SyncLease(_LeaseBase):
         """Stop the stream from any thread; never raises (see `_streaming` for the reading protocol)."""
         self.closing = True
         if self.reading:
-            _interrupt(self.response)  # the reader wakes, sees `closing`, and releases
+            self._interrupt_reader()  # the reader wakes, sees `closing`, and releases
         else:
             self.release()
 
@@ -305,9 +349,11 @@ class SyncHTTP:
                 self.abandoned.popleft().release()
         return self._client
 
-    def _after_fork(self) -> None:
-        if not self._owned and not _inherited_pool_is_empty(self._client):
+    def _after_fork(self, *, check_borrowed: bool = True) -> None:
+        if check_borrowed and not self._owned and not _inherited_pool_is_empty(self._client):
             raise _forked_borrowed_error()
+        # The parent's pool, open streams and dropped streams are left untouched, and referenced.
+        _left_in_parent.extend([self._leases, self.abandoned])
         if self._owned:
             _left_in_parent.append(self._client)
             self._client = httpx.Client(timeout=DEFAULT_TIMEOUT, limits=_LIMITS)
@@ -331,8 +377,19 @@ class SyncHTTP:
         self._leases.add(lease)
         return lease
 
-    def resume(self, plan: Plan, outcome: Outcome, started_at: float, *, close: bool = False) -> Exchange:
-        """Carry the plan on from `outcome` until it delivers (closing it after when `close`) or raises."""
+    def resume(
+        self,
+        plan: Plan,
+        outcome: Outcome,
+        started_at: float,
+        *,
+        close: bool = False,
+        stopped: Callable[[], bool] | None = None,
+    ) -> Exchange:
+        """Carry the plan on from `outcome` until it delivers (closing it after when `close`) or raises.
+
+        `stopped` (a stream's) is asked before each send: a stream closed meanwhile is not sent again.
+        """
         client = self._client
         debug = log.isEnabledFor(logging.DEBUG)
         sent_at = time.perf_counter()
@@ -341,11 +398,14 @@ class SyncHTTP:
                 op = plan.send(outcome)
                 outcome = None
                 if type(op) is Send:
+                    _check_before_send(stopped, self._closed)
                     sent_at = time.perf_counter()
                     try:
                         outcome = client.send(op.request, stream=op.stream)
                     except httpx.HTTPError as exc:
                         outcome = exc
+                    except Exception as exc:  # from below httpx (h11, a transport): never raw
+                        raise _unexpected(exc, op.request, client.is_closed) from safe_cause(exc)
                     if debug:
                         _log_attempt(op, outcome, time.perf_counter() - sent_at)
                 elif type(op) is Deliver:
@@ -377,6 +437,8 @@ class SyncHTTP:
 
     def close(self) -> None:
         """Release every open stream, then close the pool if it is ours; a borrowed client is left open."""
+        if self._pid != os.getpid():
+            self._after_fork(check_borrowed=False)  # in a forked child: the parent's are not ours to close
         self._closed = True
         for lease in list(self._leases):
             lease.close()  # not release(): another thread may be reading it
@@ -433,7 +495,11 @@ class AsyncLease(_LeaseBase):
             await self.release()
             return False
         try:
-            exchange = await self._pool.shell.resume(self._pool, plan, failure, self.started_at)
+            exchange = await self._pool.shell.resume(self._pool, plan, failure, self.started_at, stopped=self.stopped)
+        except _Stopped:
+            self.plan = None
+            await self.release()
+            return False
         except BaseException:
             self.plan = None
             await self.release()
@@ -446,6 +512,8 @@ class AsyncLease(_LeaseBase):
         return True
 
     async def _close_response(self) -> None:
+        if not self._let_go():
+            return
         with contextlib.suppress(Exception):
             await self.events.aclose()  # type: ignore[attr-defined]
         with contextlib.suppress(Exception):
@@ -453,9 +521,8 @@ class AsyncLease(_LeaseBase):
 
     async def release(self) -> None:
         """Let go of the response: back to the pool if its body ended, else its connection is closed."""
-        if self.released:
+        if not self._claim_release():
             return
-        self.released = True
         self._pool.leases.discard(self)
         self._drop_plan()
         await self._close_response()
@@ -464,7 +531,7 @@ class AsyncLease(_LeaseBase):
         """Stop the stream from any task; never raises (see `_streaming` for the reading protocol)."""
         self.closing = True
         if self.reading:
-            _interrupt(self.response)  # the reader wakes, sees `closing`, and releases
+            self._interrupt_reader()  # the reader wakes, sees `closing`, and releases
         else:
             await self.release()
 
@@ -476,19 +543,25 @@ class AsyncLease(_LeaseBase):
 class _LoopPool:
     """The `httpx.AsyncClient` one `AsyncHTTP` uses on one event loop, and the streams it leased there."""
 
-    __slots__ = ("abandoned", "client", "closed", "keeper", "leases", "loop", "owned", "shell")
+    __slots__ = ("_loop", "abandoned", "client", "closed", "keeper", "leases", "owned", "shell")
 
     def __init__(
         self, shell: AsyncHTTP, loop: asyncio.AbstractEventLoop | None, client: httpx.AsyncClient, *, owned: bool
     ) -> None:
         self.shell = shell
-        self.loop = loop
+        # Weakly: the shell maps loops to pools weakly, and a pool holding its loop would keep both alive.
+        self._loop = None if loop is None else weakref.ref(loop)
         self.client = client
         self.owned = owned
         self.closed = False
         self.leases: set[AsyncLease] = set()  # held strongly, as `SyncHTTP` holds its leases
         self.abandoned: collections.deque[AsyncLease] = collections.deque()
         self.keeper: AsyncGenerator[None, None] | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop this pool belongs to; None for a pool used outside asyncio, or once its loop is gone."""
+        return None if self._loop is None else self._loop()
 
     def watch_loop(self) -> None:
         """Register with the running loop an async generator whose end closes this pool with the loop."""
@@ -531,7 +604,10 @@ class AsyncHTTP:
     def __init__(self, http_client: httpx.AsyncClient | None) -> None:
         self._borrowed = http_client
         self._close_borrowed = False
-        self._current: _LoopPool | None = None
+        # One pool per event loop, used one after the other or at the same time from several threads.
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool] = weakref.WeakKeyDictionary()
+        self._loopless: _LoopPool | None = None  # for async libraries other than asyncio
+        self._current: _LoopPool | None = None  # the pool used last: most calls come from the same loop
         self._pid = os.getpid()
         self._closed = False
 
@@ -551,34 +627,39 @@ class AsyncHTTP:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:  # another async library: there is no asyncio loop to follow
             loop = None
+        if self._pid != os.getpid():
+            self._after_fork()
         pool = self._current
-        if pool is None or pool.loop is not loop or self._pid != os.getpid() or pool.closed:
-            pool = self._open(loop)
+        if pool is None or pool.closed or pool.loop is not loop:
+            pool = self._pools.get(loop) if loop is not None else self._loopless
+            if pool is None or pool.closed:
+                pool = self._open(loop)
+            self._current = pool
         if pool.client.is_closed:
             raise _closed_error()
         return pool
 
     def _open(self, loop: asyncio.AbstractEventLoop | None) -> _LoopPool:
-        old = self._current
-        if old is not None and not old.closed:
-            if self._pid != os.getpid():
-                if self._borrowed is not None and not _inherited_pool_is_empty(self._borrowed):
-                    raise _forked_borrowed_error()
-                _left_in_parent.append(old)
-            elif old.loop is not None and not old.loop.is_closed() and old.loop.is_running():
-                # The old loop runs in another thread: close its pool there.
-                with contextlib.suppress(RuntimeError):
-                    asyncio.run_coroutine_threadsafe(old.aclose(), old.loop)
-            # Otherwise the old loop has stopped: its pool is closed with it (see `_keep`) if it shut its
-            # async generators down, and is left to it untouched if not: it is never used from here.
-        self._pid = os.getpid()
+        # Pools of other loops stay as they are: their loops may still be running (in other threads),
+        # and each is closed with its own loop (see `_keep`) or by `close()`.
         borrowed = self._borrowed
         client = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, limits=_LIMITS) if borrowed is None else borrowed
         pool = _LoopPool(self, loop, client, owned=borrowed is None)
-        if loop is not None:
+        if loop is None:
+            self._loopless = pool
+        else:
+            self._pools[loop] = pool
             pool.watch_loop()
-        self._current = pool
         return pool
+
+    def _after_fork(self) -> None:
+        if self._borrowed is not None and not _inherited_pool_is_empty(self._borrowed):
+            raise _forked_borrowed_error()
+        # The parent's pools, leases and sockets are left untouched, and referenced (see `_left_in_parent`).
+        _left_in_parent.extend([*self._pools.values(), self._loopless])
+        self._pools = weakref.WeakKeyDictionary()
+        self._loopless = self._current = None
+        self._pid = os.getpid()
 
     async def send(self, request: httpx.Request, options: ClientOptions) -> Exchange:
         """Send with retries; return the whole successful response or raise the typed error."""
@@ -601,9 +682,16 @@ class AsyncHTTP:
         return lease
 
     async def resume(
-        self, pool: _LoopPool, plan: Plan, outcome: Outcome, started_at: float, *, close: bool = False
+        self,
+        pool: _LoopPool,
+        plan: Plan,
+        outcome: Outcome,
+        started_at: float,
+        *,
+        close: bool = False,
+        stopped: Callable[[], bool] | None = None,
     ) -> Exchange:
-        """Carry the plan on from `outcome` until it delivers (closing it after when `close`) or raises."""
+        """Carry the plan on from `outcome` until it delivers or raises (see `SyncHTTP.resume`)."""
         client = pool.client
         debug = log.isEnabledFor(logging.DEBUG)
         sent_at = time.perf_counter()
@@ -612,13 +700,14 @@ class AsyncHTTP:
                 op = plan.send(outcome)
                 outcome = None
                 if type(op) is Send:
+                    _check_before_send(stopped, self._closed or pool.closed)
                     sent_at = time.perf_counter()
                     try:
                         outcome = await client.send(op.request, stream=op.stream)
                     except httpx.HTTPError as exc:
                         outcome = exc
-                    except RuntimeError as exc:  # a borrowed client's connections bound to another loop
-                        raise _loop_error(exc, op.request) from None
+                    except Exception as exc:  # from below httpx (h11, anyio, a transport): never raw
+                        raise _unexpected(exc, op.request, client.is_closed) from safe_cause(exc)
                     if debug:
                         _log_attempt(op, outcome, time.perf_counter() - sent_at)
                 elif type(op) is Deliver:
@@ -641,20 +730,50 @@ class AsyncHTTP:
             raise
 
     async def close(self) -> None:
-        """Release every open stream, then close this loop's pool if it is ours; a borrowed client is left open."""
+        """Release every open stream and close the pools that are ours; a borrowed client is left open.
+
+        The pool of the running loop is closed here; a pool whose loop runs in another thread is closed
+        there; one whose loop has stopped was closed with it, or is left to it.
+        """
         self._closed = True
-        pool = self._current
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            _left_in_parent.extend([*self._pools.values(), self._loopless])  # the parent's: untouched
+            self._pools = weakref.WeakKeyDictionary()
+            self._loopless = self._current = None
         try:
             here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             here = None
-        if pool is not None and not pool.closed:
-            if pool.loop is here and pool.keeper is not None:
+        for pool in [*self._pools.values(), self._loopless]:
+            if pool is None or pool.closed:
+                continue
+            loop = pool.loop
+            if loop is here and pool.keeper is not None:
                 await pool.keeper.aclose()  # runs `pool.aclose()` and unregisters it from the loop
-            elif pool.loop is here or pool.loop is None:
+            elif loop is here or pool._loop is None:
                 await pool.aclose()
+            elif loop is not None and loop.is_running() and not loop.is_closed():
+                with contextlib.suppress(RuntimeError):
+                    asyncio.run_coroutine_threadsafe(pool.aclose(), loop)
         if self._close_borrowed and self._borrowed is not None:
             await self._borrowed.aclose()
+
+
+def _check_before_send(stopped: Callable[[], bool] | None, closed: bool) -> None:
+    if stopped is not None and stopped():
+        raise _Stopped
+    if closed:
+        raise _closed_error()
+
+
+def _unexpected(exc: Exception, request: httpx.Request, client_closed: bool) -> DeployAIError:
+    """The SDK's error for a failure from below that is not an `httpx.HTTPError`."""
+    if client_closed:
+        return _closed_error()
+    if isinstance(exc, RuntimeError) and "loop" in str(exc):
+        return _loop_error(exc, request)
+    return transport_error(exc, request)
 
 
 def _loop_error(exc: RuntimeError, request: httpx.Request) -> APIConnectionError:

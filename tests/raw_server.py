@@ -3,7 +3,9 @@
 Every request is answered with a chunked `text/event-stream` body made of the given events; what
 happens next is `after`: "end" (the final chunk, then the connection is kept for the next request),
 "stall" (nothing until `release` is set), "reset" (a TCP reset), or "close" (the connection is
-closed without the final chunk). With `stall_after=n` the server stalls after the n-th event instead.
+closed without the final chunk). With `stall_after=n` the server also stalls after the n-th event,
+until `release` is set.
+With `first`, the first request alone is answered with those events, ended properly.
 """
 
 from __future__ import annotations
@@ -25,8 +27,16 @@ _STALL_LIMIT_SECONDS = 30.0
 class RawSSEServer:
     """Serves `events` to every request over real sockets; see the module docstring."""
 
-    def __init__(self, events: list[bytes], *, after: After = "end", stall_after: int | None = None) -> None:
+    def __init__(
+        self,
+        events: list[bytes],
+        *,
+        after: After = "end",
+        stall_after: int | None = None,
+        first: list[bytes] | None = None,
+    ) -> None:
         self.events = events
+        self.first = first
         self.after = after
         self.stall_after = stall_after
         self.release = threading.Event()
@@ -107,11 +117,15 @@ class RawSSEServer:
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n"
             b"x-request-id: req_raw\r\n\r\n"
         )
+        if self.first is not None and self.requests == 1:
+            for data in self.first:
+                connection.sendall(b"%x\r\n%s\r\n" % (len(data), data))
+            connection.sendall(b"0\r\n\r\n")
+            return True
         for number, data in enumerate(self.events, start=1):
             connection.sendall(b"%x\r\n%s\r\n" % (len(data), data))
             if number == self.stall_after:
-                self._stall()
-                return False
+                self._stall()  # then carries on, once `release` is set
         if self.after == "end":
             connection.sendall(b"0\r\n\r\n")
             return True

@@ -357,3 +357,28 @@ def test_a_successful_stream_is_logged_at_debug(
     with make_client().chat.completions.create(model=MODEL, messages=user(), stream=True) as stream:
         list(stream)
     assert any("POST https://api.deployai.dev/v1/chat/completions -> 200" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("name", ["Content-Length", "transfer-encoding", "Connection", "Host", "TE", "Upgrade"])
+def test_headers_that_http_itself_sets_are_refused(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, name: str
+) -> None:
+    with pytest.raises(deployai.InvalidParameterError, match=name):
+        make_client().chat.completions.create(model=MODEL, messages=user(), extra_headers={name: "99999"})
+    with pytest.raises(deployai.InvalidParameterError, match=name):
+        make_client(default_headers={name: "chunked"})
+    assert httpx_mock.get_requests() == []
+
+
+def test_a_key_the_server_echoes_back_never_reaches_the_error(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    echo = {"error": {"message": f"Key {API_KEY} is over quota", "request": {"authorization": f"Bearer {API_KEY}"}}}
+    httpx_mock.add_response(status_code=429, json=echo)
+    with pytest.raises(deployai.RateLimitError) as info:
+        make_client(max_retries=0).chat.completions.create(model=MODEL, messages=user())
+    error = info.value
+    shown = [str(error), repr(error), repr(error.body), error.message]
+    assert all(API_KEY not in text for text in shown)
+    assert API_KEY.encode() not in pickle.dumps(error)
+    assert error.message == "Key [redacted] is over quota"

@@ -17,7 +17,7 @@ import pytest
 from pytest_httpx import HTTPXMock
 
 import deployai
-from deployai.testing import EmulatorServer
+from deployai.testing import Emulator, EmulatorServer
 from tests.conftest import ClientFactory, user
 from tests.loopback import active_connections, server_fixture, shared_server_fixture, small_pool  # noqa: F401 (fixtures)
 from tests.raw_server import After, RawSSEServer
@@ -383,15 +383,13 @@ def test_the_active_connection_count_sees_an_open_stream(server: EmulatorServer)
     http_client.close()
 
 
-def test_close_while_a_stream_is_being_retried_before_its_first_event(
+def test_close_while_a_stream_waits_to_be_retried_stops_it_without_sending_again(
     kind: str, make_client: ClientFactory, httpx_mock: HTTPXMock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from deployai import _http
-    from tests.sse import hello_stream, sse_response
+    from tests.sse import sse_response
 
-    second = sse_response(hello_stream())
-    httpx_mock.add_callback(lambda request: sse_response([]))  # ends before its first event: retried
-    httpx_mock.add_callback(lambda request: second)
+    httpx_mock.add_callback(lambda request: sse_response([]))  # ends before its first event: to be retried
     stream = make_client(max_retries=2).chat.completions.create(model=MODEL, messages=user(), stream=True)
     target = getattr(stream, "_stream", stream)
 
@@ -404,5 +402,108 @@ def test_close_while_a_stream_is_being_retried_before_its_first_event(
     monkeypatch.setattr(_http, "_sleep", close_during_sleep)
     monkeypatch.setattr(_http, "_async_sleep", aclose_during_sleep)
     assert list(stream) == []  # no error: the stream was stopped on purpose
-    assert len(httpx_mock.get_requests()) == 2
-    assert second.is_closed  # the answer that arrived after the close was released, not leaked
+    assert len(httpx_mock.get_requests()) == 1  # and the request was not sent again
+
+
+# Found by review: races between a close and connections that moved on, loops at the same time, fork.
+
+
+def test_close_during_a_retry_never_touches_the_connection_another_stream_now_uses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from deployai import _http
+
+    in_sleep, go_on = threading.Event(), threading.Event()
+
+    def sleep(seconds: float) -> None:  # the backoff before the retry, held open by the test
+        in_sleep.set()
+        go_on.wait(HANG_LIMIT_SECONDS)
+
+    monkeypatch.setattr(_http, "_sleep", sleep)
+    events = [event(chunk("a")), event(chunk("b")), DONE]
+    # The first answer ends before its first event, properly: its connection goes back to the pool.
+    with RawSSEServer(events, stall_after=1, first=[]) as raw:
+        http_client = small_pool("sync", 1)  # so that the second stream must take that same connection
+        client = deployai.DeployAI(api_key=KEY, base_url=raw.base_url, http_client=http_client, max_retries=2)
+        first = client.chat.completions.create(model=MODEL, messages=user(), stream=True)
+        first_chunks: list[Any] = []
+        reader = threading.Thread(target=lambda: first_chunks.extend(first))
+        reader.start()
+        assert in_sleep.wait(HANG_LIMIT_SECONDS)
+        second = client.chat.completions.create(model=MODEL, messages=user(), stream=True)
+        assert texts([next(second)]) == "a"
+        first.close()  # the first stream's old connection now carries the second stream
+        raw.release.set()
+        assert texts(list(second)) == "b"  # not cut short
+        go_on.set()
+        reader.join(HANG_LIMIT_SECONDS)
+        assert first_chunks == []
+        assert raw.requests == 2  # the closed stream was not sent again
+        client.close()
+        http_client.close()
+
+
+def test_one_async_client_serves_two_loops_at_the_same_time(no_resource_warnings: list[str]) -> None:
+    with EmulatorServer(Emulator(rate_limit=1_000_000, token_latency=0.01)) as slow:
+        client = deployai.AsyncDeployAI(api_key=KEY, base_url=slow.base_url)
+        first_chunk = threading.Event()
+        result: list[str] = []
+
+        async def read_in_another_thread() -> None:
+            chunks = []
+            async for piece in await client.chat.completions.create(
+                model=MODEL, messages=user(LONG_PROMPT), stream=True
+            ):
+                chunks.append(piece)
+                first_chunk.set()
+            result.append(texts(chunks))
+
+        other = threading.Thread(target=asyncio.run, args=(read_in_another_thread(),))
+        other.start()
+        assert first_chunk.wait(HANG_LIMIT_SECONDS)
+        assert len(asyncio.run(client.models.list())) == 7  # a second loop, while the first one reads
+        other.join(HANG_LIMIT_SECONDS)
+        assert result == [f"You said: {LONG_PROMPT}"]
+        asyncio.run(client.aclose())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_closing_the_client_in_a_forked_child_leaves_the_parents_stream_alone() -> None:
+    events = [event(chunk(f"{i} ")) for i in range(4)] + [DONE]
+    with RawSSEServer(events, stall_after=2) as raw:
+        client = deployai.DeployAI(api_key=KEY, base_url=raw.base_url, timeout=60.0)
+        stream = client.chat.completions.create(model=MODEL, messages=user(), stream=True)
+        received = [next(stream), next(stream)]  # the server now stalls this stream
+
+        def close_in_the_child() -> str:
+            client.close()
+            return "closed"
+
+        assert _fork_and_report(close_in_the_child) == "closed"
+        raw.release.set()
+        received += list(stream)  # the child's close() did not shut the shared socket down
+        assert texts(received) == "0 1 2 3 "
+        client.close()
+
+
+@pytest.mark.parametrize("closer", ["client", "stream"])
+def test_closing_while_a_reader_waits_to_retry_ends_its_stream_quietly(
+    kind: str, make_client: ClientFactory, httpx_mock: HTTPXMock, monkeypatch: pytest.MonkeyPatch, closer: str
+) -> None:
+    from deployai import _http
+    from tests.sse import sse_response
+
+    httpx_mock.add_callback(lambda request: sse_response([]))  # ends before its first event: to be retried
+    client = make_client(max_retries=2)
+    stream = client.chat.completions.create(model=MODEL, messages=user(), stream=True)
+
+    def close_now() -> None:
+        (client if closer == "client" else stream).close()
+
+    async def aclose_now() -> None:
+        await (client.unwrapped.aclose() if closer == "client" else stream._stream.aclose())
+
+    monkeypatch.setattr(_http, "_sleep", lambda seconds: close_now())
+    monkeypatch.setattr(_http, "_async_sleep", lambda seconds: aclose_now())
+    assert list(stream) == []  # no error, not even "client closed": the stream was stopped on purpose
+    assert len(httpx_mock.get_requests()) == 1
