@@ -1,12 +1,33 @@
-"""`RateLimit`, read from the `x-ratelimit-*` headers that DeployAI sends with every response."""
+"""`RateLimit`: the rate-limit window a response reported, read from whichever headers the gateway sends.
+
+Three dialects are read into the same fields:
+
+- DeployAI: `x-ratelimit-limit`, `x-ratelimit-remaining`, `x-ratelimit-reset` (unix seconds);
+- OpenAI: `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, the reset a duration such as `1s`,
+  `6m0s`, `20ms` or `1h2m3.5s`;
+- the LiteLLM proxy: `x-ratelimit-limit-requests` and friends as OpenAI's, plus its per-key
+  `x-ratelimit-api_key-{limit,remaining}-{requests,tokens}`.
+
+When a response reports several budgets of one kind, the fields show the most restrictive: the one
+with the fewest requests (or tokens) remaining. Anything malformed reads as None, never as an error.
+"""
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 __all__ = ["RateLimit"]
+
+_MAX_DURATION_CHARS = 64  # "1h2m3.5s" is 8: anything much longer is not a duration
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+# A reset given as a plain number above this is a unix time; below it, seconds from now (some
+# gateways send `x-ratelimit-reset: 60`). No window lasts until 1973.
+_UNIX_TIME_FLOOR_SECONDS = 100_000_000
 
 
 def _int_or_none(value: str | None) -> int | None:
@@ -30,48 +51,160 @@ def _int_or_none(value: str | None) -> int | None:
     return int(number) if 0.0 <= number < float("inf") else None  # the comparison is False for NaN too
 
 
+def _duration_seconds(value: str) -> float | None:
+    """Seconds in a duration such as `6m0s`, `20ms` or `1h2m3.5s`; None unless the whole text is one."""
+    text = value.strip()
+    if not text or len(text) > _MAX_DURATION_CHARS:
+        return None
+    total, position = 0.0, 0
+    for part in _DURATION_PART.finditer(text):
+        if part.start() != position:
+            return None
+        total += float(part.group(1)) * _UNIT_SECONDS[part.group(2)]
+        position = part.end()
+    return total if position == len(text) else None
+
+
+def _timestamp(seconds: float) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _reset_at(value: str | None, now: float) -> datetime | None:
+    """When a window resets: from a unix time, a number of seconds from now, or a duration from now."""
+    if value is None:
+        return None
+    seconds = _plain_seconds(value)
+    if seconds is not None:
+        return _timestamp(int(seconds) if seconds >= _UNIX_TIME_FLOOR_SECONDS else now + seconds)
+    duration = _duration_seconds(value)
+    return None if duration is None else _timestamp(now + duration)
+
+
+def _plain_seconds(value: str) -> float | None:
+    """A finite, non-negative decimal number (`60`, `1708000060.7`); None for anything else."""
+    text = value.strip()
+    if not text or not text.isascii() or text.strip("0123456789."):
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:  # "1.2.3", "."
+        return None
+    return seconds if seconds < float("inf") else None
+
+
+_Budget = tuple[int | None, int | None, datetime | None]  # limit, remaining, reset_at
+
+
+def _budget(headers: Mapping[str, str], limit: str, remaining: str, reset: str | None, now: float) -> _Budget:
+    return (
+        _int_or_none(headers.get(limit)),
+        _int_or_none(headers.get(remaining)),
+        None if reset is None else _reset_at(headers.get(reset), now),
+    )
+
+
+def _most_restrictive(budgets: list[_Budget]) -> _Budget:
+    """The budget with the fewest left (on a tie, the one that resets last); else the first one reported."""
+    known = [b for b in budgets if b[1] is not None]
+    if known:
+        latest = datetime.min.replace(tzinfo=timezone.utc)
+        return min(known, key=lambda b: (b[1], -(b[2] or latest).timestamp()))
+    return next((b for b in budgets if b[0] is not None or b[2] is not None), (None, None, None))
+
+
 @dataclass(frozen=True, slots=True)
 class RateLimit:
     """The state of your API key's rate-limit window, as the server reported it with a response.
 
     Attributes:
-        limit: requests allowed per window (`x-ratelimit-limit`), or None when absent or malformed.
-        remaining: requests left in the current window (`x-ratelimit-remaining`), or None.
-        reset_at: when the window resets, as an aware UTC datetime (`x-ratelimit-reset`, unix
-            seconds), or None.
+        limit: requests allowed per window, or None when not reported (or malformed).
+        remaining: requests left in the current window, or None.
+        reset_at: when the request window resets, as an aware UTC datetime, or None.
+        token_limit: tokens allowed per window, or None.
+        tokens_remaining: tokens left in the current window, or None.
+        tokens_reset_at: when the token window resets, or None.
     """
 
     limit: int | None = None
     remaining: int | None = None
     reset_at: datetime | None = None
+    token_limit: int | None = None
+    tokens_remaining: int | None = None
+    tokens_reset_at: datetime | None = None
 
     @classmethod
-    def from_headers(cls, headers: Mapping[str, str]) -> RateLimit:
-        """Read the rate-limit headers leniently: a missing or malformed header gives None, never an error."""
-        reset = _int_or_none(headers.get("x-ratelimit-reset"))
-        reset_at = None
-        if reset is not None:
-            try:
-                reset_at = datetime.fromtimestamp(reset, tz=timezone.utc)
-            except (OverflowError, OSError, ValueError):
-                reset_at = None
-        return cls(
-            limit=_int_or_none(headers.get("x-ratelimit-limit")),
-            remaining=_int_or_none(headers.get("x-ratelimit-remaining")),
-            reset_at=reset_at,
-        )
+    def from_headers(cls, headers: Mapping[str, str], now: float | None = None) -> RateLimit:
+        """Read the rate-limit headers of any dialect leniently: missing or malformed values give None.
 
-    def seconds_until_reset(self, now: float) -> float | None:
-        """Seconds from `now` (unix time) until the window resets, never negative; None if unknown.
-
-        Never raises, and the result is always finite: a `reset_at` built by hand that has no
-        timestamp (a naive datetime at the edge of the calendar) or a `now` that is NaN or infinite
-        gives None.
+        Args:
+            headers: the response headers (names in any case for an `httpx.Headers`; a plain mapping
+                needs them in lowercase).
+            now: the unix time the response arrived, which relative resets count from (default: now).
         """
-        if self.reset_at is None:
-            return None
-        try:
-            wait = self.reset_at.timestamp() - now
-        except (OverflowError, OSError, ValueError):
-            return None
-        return max(0.0, wait) if abs(wait) < float("inf") else None  # the comparison is False for NaN too
+        if now is None:
+            now = time.time()
+        get = headers.get
+        requests = []
+        if get("x-ratelimit-remaining") is not None or get("x-ratelimit-limit") is not None:
+            requests.append(_budget(headers, "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", now))
+        if get("x-ratelimit-remaining-requests") is not None or get("x-ratelimit-limit-requests") is not None:
+            requests.append(
+                _budget(
+                    headers,
+                    "x-ratelimit-limit-requests",
+                    "x-ratelimit-remaining-requests",
+                    "x-ratelimit-reset-requests",
+                    now,
+                )
+            )
+        if get("x-ratelimit-api_key-remaining-requests") is not None:
+            requests.append(
+                _budget(
+                    headers, "x-ratelimit-api_key-limit-requests", "x-ratelimit-api_key-remaining-requests", None, now
+                )
+            )
+        if not requests and get("x-ratelimit-reset") is not None:
+            requests.append((None, None, _reset_at(get("x-ratelimit-reset"), now)))
+        tokens = []
+        if get("x-ratelimit-remaining-tokens") is not None or get("x-ratelimit-limit-tokens") is not None:
+            tokens.append(
+                _budget(
+                    headers, "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens", now
+                )
+            )
+        if get("x-ratelimit-api_key-remaining-tokens") is not None:
+            tokens.append(
+                _budget(headers, "x-ratelimit-api_key-limit-tokens", "x-ratelimit-api_key-remaining-tokens", None, now)
+            )
+        limit, remaining, reset_at = _most_restrictive(requests)
+        token_limit, tokens_remaining, tokens_reset_at = _most_restrictive(tokens)
+        return cls(limit, remaining, reset_at, token_limit, tokens_remaining, tokens_reset_at)
+
+    def seconds_until_reset(self, now: float | None = None) -> float | None:
+        """Seconds from `now` (unix time; default: now) until the request window resets; None if unknown.
+
+        Never raises, and the result is always finite and never negative: a `reset_at` built by hand
+        that has no timestamp (a naive datetime at the edge of the calendar) or a `now` that is NaN or
+        infinite gives None.
+        """
+        return _seconds_until(self.reset_at, time.time() if now is None else now)
+
+    def seconds_until_tokens_reset(self, now: float | None = None) -> float | None:
+        """Seconds from `now` (default: now) until the token window resets; None if unknown.
+
+        Never raises, and the result is always finite and never negative, as `seconds_until_reset`.
+        """
+        return _seconds_until(self.tokens_reset_at, time.time() if now is None else now)
+
+
+def _seconds_until(moment: datetime | None, now: float) -> float | None:
+    if moment is None:
+        return None
+    try:
+        wait = moment.timestamp() - now
+    except (OverflowError, OSError, ValueError):
+        return None
+    return max(0.0, wait) if abs(wait) < float("inf") else None  # the comparison is False for NaN too

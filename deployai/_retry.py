@@ -7,7 +7,8 @@ failed attempt.
 The wait before retry number `n` (counting from 0) is, in order of preference:
 
 1. `retry-after-ms` (milliseconds), else `retry-after` (seconds, or an HTTP date);
-2. for a 429 with `x-ratelimit-remaining: 0`, the time until `x-ratelimit-reset`;
+2. for a 429 whose window is spent (`remaining` or `tokens_remaining` 0, in any dialect `RateLimit`
+   reads), the time until that window resets;
 3. otherwise exponential backoff with jitter:
    `min(8, 0.5 * 2**n) * (1 - 0.25 * random())` seconds.
 
@@ -85,8 +86,19 @@ def server_requested_wait(status_code: int | None, headers: Mapping[str, str], n
             wait = None
         if wait is not None and math.isfinite(wait):
             return max(0.0, wait)
-    if status_code == 429 and headers.get("x-ratelimit-remaining", "").strip() == "0":
-        return RateLimit.from_headers(headers).seconds_until_reset(now)
+    if status_code == 429:
+        # A spent window in any dialect: the wait is until it resets (the later, if both are spent).
+        window = RateLimit.from_headers(headers, now)
+        waits = [
+            wait
+            for spent, wait in (
+                (window.remaining == 0, window.seconds_until_reset(now)),
+                (window.tokens_remaining == 0, window.seconds_until_tokens_reset(now)),
+            )
+            if spent and wait is not None
+        ]
+        if waits:
+            return max(waits)
     return None
 
 

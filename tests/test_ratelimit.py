@@ -45,7 +45,104 @@ def test_fractional_values_are_read_as_whole_numbers() -> None:
 
 def test_is_a_small_frozen_readable_value() -> None:
     limit = RateLimit(limit=60, remaining=59)
-    assert repr(limit) == "RateLimit(limit=60, remaining=59, reset_at=None)"
+    assert repr(limit) == (
+        "RateLimit(limit=60, remaining=59, reset_at=None, "
+        "token_limit=None, tokens_remaining=None, tokens_reset_at=None)"
+    )
     with pytest.raises(AttributeError):
         limit.remaining = 3  # type: ignore[misc]
     assert limit == RateLimit(limit=60, remaining=59)
+
+
+NOW = 1_750_000_000.0
+
+
+def at(seconds_from_now: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(NOW + seconds_from_now, tz=datetime.timezone.utc)
+
+
+def test_openai_headers_fill_requests_and_tokens_with_duration_resets() -> None:
+    headers = {
+        "x-ratelimit-limit-requests": "500",
+        "x-ratelimit-remaining-requests": "499",
+        "x-ratelimit-reset-requests": "120ms",
+        "x-ratelimit-limit-tokens": "30000",
+        "x-ratelimit-remaining-tokens": "29000",
+        "x-ratelimit-reset-tokens": "6m0s",
+    }
+    limit = RateLimit.from_headers(headers, now=NOW)
+    assert (limit.limit, limit.remaining, limit.reset_at) == (500, 499, at(0.12))
+    assert (limit.token_limit, limit.tokens_remaining, limit.tokens_reset_at) == (30000, 29000, at(360))
+    assert limit.seconds_until_reset(NOW) == pytest.approx(0.12)
+    assert limit.seconds_until_tokens_reset(NOW) == pytest.approx(360)
+
+
+@pytest.mark.parametrize(
+    ("duration", "seconds"),
+    [
+        ("1s", 1.0),
+        ("6m0s", 360.0),
+        ("20ms", 0.02),
+        ("1h2m3.5s", 3723.5),
+        ("0s", 0.0),
+        ("1.5m", 90.0),
+        ("250us", 0.00025),
+    ],
+)
+def test_duration_resets(duration: str, seconds: float) -> None:
+    reset_at = RateLimit.from_headers(
+        {"x-ratelimit-reset-requests": duration, "x-ratelimit-remaining-requests": "1"}, NOW
+    ).reset_at
+    assert reset_at is not None
+    assert reset_at.timestamp() == pytest.approx(NOW + seconds)
+
+
+@pytest.mark.parametrize("bad", ["1x", "m", "1h 2m", "", "s1", "1h2", "-1s", "1e3s", "nan s", "9" * 400 + "h"])
+def test_malformed_durations_are_none(bad: str) -> None:
+    limit = RateLimit.from_headers({"x-ratelimit-reset-requests": bad, "x-ratelimit-remaining-requests": "1"}, NOW)
+    assert limit.reset_at is None
+    assert limit.remaining == 1
+
+
+def test_litellm_per_key_budgets_show_the_most_restrictive() -> None:
+    headers = {
+        "x-ratelimit-limit-requests": "100",
+        "x-ratelimit-remaining-requests": "90",
+        "x-ratelimit-reset-requests": "30s",
+        "x-ratelimit-api_key-limit-requests": "10",
+        "x-ratelimit-api_key-remaining-requests": "2",
+        "x-ratelimit-api_key-limit-tokens": "5000",
+        "x-ratelimit-api_key-remaining-tokens": "4000",
+        "x-ratelimit-limit-tokens": "90000",
+        "x-ratelimit-remaining-tokens": "80000",
+    }
+    limit = RateLimit.from_headers(headers, now=NOW)
+    assert (limit.limit, limit.remaining, limit.reset_at) == (10, 2, None)
+    assert (limit.token_limit, limit.tokens_remaining) == (5000, 4000)
+
+
+def test_a_plain_small_reset_counts_from_now_and_a_large_one_is_a_unix_time() -> None:
+    assert RateLimit.from_headers({"x-ratelimit-reset": "60"}, NOW).reset_at == at(60)
+    assert RateLimit.from_headers({"x-ratelimit-reset": str(int(NOW) + 5)}, NOW).reset_at == at(5)
+
+
+def test_now_defaults_to_the_current_time() -> None:
+    limit = RateLimit.from_headers({"x-ratelimit-reset-requests": "1h", "x-ratelimit-remaining-requests": "0"})
+    wait = limit.seconds_until_reset()
+    assert wait is not None
+    assert 3500 < wait <= 3600
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "2s"},
+        {"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "2s", "x-ratelimit-remaining-requests": "9"},
+        {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(NOW) + 2)},
+    ],
+    ids=["openai-requests", "openai-tokens", "deployai"],
+)
+def test_a_429_with_a_spent_window_waits_until_it_resets(headers: dict[str, str]) -> None:
+    from deployai._retry import server_requested_wait
+
+    assert server_requested_wait(429, headers, NOW) == pytest.approx(2.0)
