@@ -8,8 +8,9 @@ pickle without its live `httpx.Response`.
 from __future__ import annotations
 
 import datetime
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ._ratelimit import RateLimit
 
@@ -24,17 +25,21 @@ class ResponseMeta:
         headers: the response headers (an `httpx.Headers`, or a plain dict after unpickling).
         elapsed: seconds from sending the request until the whole body was read (for a stream:
             until its headers), or None when not measured.
+        received_at: the unix time the response was seen, which resets given as durations
+            (`x-ratelimit-reset-requests: 6m0s`) count from.
     """
 
     headers: Mapping[str, str]
     elapsed: float | None = None
+    received_at: float = field(default_factory=time.time)
 
     def portable(self) -> ResponseMeta:
         """A copy whose headers are a plain, picklable dict (header names in lowercase)."""
-        return ResponseMeta({name.lower(): value for name, value in self.headers.items()}, self.elapsed)
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        return ResponseMeta(headers, self.elapsed, self.received_at)
 
 
-_NO_META = ResponseMeta({})
+_NO_META = ResponseMeta({}, received_at=0.0)
 
 
 class ResponseInfo:
@@ -50,7 +55,7 @@ class ResponseInfo:
     def rate_limit(self) -> RateLimit:
         """The rate-limit window reported with the response (all None when it reported none)."""
         meta = self._response_meta() or _NO_META
-        return RateLimit.from_headers(meta.headers)
+        return RateLimit.from_headers(meta.headers, meta.received_at)
 
     @property
     def request_id(self) -> str | None:

@@ -137,6 +137,7 @@ class _StreamBase(ResponseInfo, Generic[_T, _L]):
 
     def __init__(self, lease: _L, chunk_type: type[_T]) -> None:
         self._reader = _Reader(lease, chunk_type)
+        self._received_at = time.time()  # the headers just arrived: relative resets count from here
 
     @property
     def response(self) -> httpx.Response:
@@ -145,7 +146,7 @@ class _StreamBase(ResponseInfo, Generic[_T, _L]):
 
     def _response_meta(self) -> ResponseMeta:
         lease = self._reader.lease
-        return ResponseMeta(lease.response.headers, lease.elapsed)
+        return ResponseMeta(lease.response.headers, lease.elapsed, self._received_at)
 
     @property
     def time_to_first_chunk(self) -> float | None:
