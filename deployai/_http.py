@@ -530,7 +530,9 @@ class AsyncLease(_LeaseBase):
     async def close(self) -> None:
         """Stop the stream from any task; never raises (see `_streaming` for the reading protocol)."""
         self.closing = True
-        if self.reading:
+        # A reader waits either in `first_event` (`reading`) or inside the events generator, which
+        # counts as running while it awaits.
+        if self.reading or getattr(self.events, "ag_running", False):
             self._interrupt_reader()  # the reader wakes, sees `closing`, and releases
         else:
             await self.release()

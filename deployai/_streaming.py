@@ -251,25 +251,22 @@ async def _achunks(reader: _Reader[_T, AsyncLease], owner: object) -> AsyncItera
             if chunk is not None:
                 reader.first_chunk_at = time.perf_counter()
                 yield chunk
-        lease.reading = True  # see `_chunks` for how `reading` and `closing` meet
+        # No `reading` flag here, unlike `_chunks`: on one event loop a close from another task can
+        # only come while this reader waits, and the lease sees that wait as its events running.
         if not decoder.done and not lease.closing and not lease.released:
             async for sse in lease.events:
-                lease.reading = False
-                if lease.closing:
+                if lease.closing:  # closed while this read waited: what it brought is not delivered
                     break
                 chunk = decode(sse.event, sse.data)
                 if chunk is not None:
                     if reader.first_chunk_at is None:
                         reader.first_chunk_at = time.perf_counter()
                     yield chunk
+                    if lease.closing:
+                        break
                 elif decoder.done:
                     break
-                lease.reading = True
-                if lease.closing:
-                    break
-        lease.reading = False
     except httpx.HTTPError as exc:
-        lease.reading = False
         await lease.release()
         if lease.closing:
             return
@@ -277,9 +274,6 @@ async def _achunks(reader: _Reader[_T, AsyncLease], owner: object) -> AsyncItera
     except (ErrorEvent, InvalidEvent) as problem:
         await lease.release()
         raise reader.error_for(problem) from None
-    except BaseException:
-        lease.reading = False
-        raise
     await lease.release()
     reader.check_ended()
 
