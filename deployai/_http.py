@@ -398,7 +398,8 @@ class SyncHTTP:
                 op = plan.send(outcome)
                 outcome = None
                 if type(op) is Send:
-                    _check_before_send(stopped, self._closed)
+                    if stopped is not None or self._closed:
+                        _check_before_send(stopped, self._closed)
                     sent_at = time.perf_counter()
                     try:
                         outcome = client.send(op.request, stream=op.stream)
@@ -702,7 +703,8 @@ class AsyncHTTP:
                 op = plan.send(outcome)
                 outcome = None
                 if type(op) is Send:
-                    _check_before_send(stopped, self._closed or pool.closed)
+                    if stopped is not None or self._closed or pool.closed:
+                        _check_before_send(stopped, self._closed or pool.closed)
                     sent_at = time.perf_counter()
                     try:
                         outcome = await client.send(op.request, stream=op.stream)
