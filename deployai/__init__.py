@@ -35,7 +35,7 @@ from ._logging import setup_logging as _setup_logging
 from ._ratelimit import RateLimit
 from ._response import RawResponse
 from ._streaming import AsyncStream, Stream
-from ._types import NOT_GIVEN, NotGiven
+from ._types import NOT_GIVEN, ModelAlias, NotGiven
 from ._version import __version__
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "DeployAIError",
     "InternalServerError",
     "InvalidParameterError",
+    "ModelAlias",
     "NotFoundError",
     "NotGiven",
     "PermissionDeniedError",

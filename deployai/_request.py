@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from ._config import ClientOptions, check_headers, to_httpx_timeout
 from ._endpoint import Endpoint, PreparedRequest
 from ._exceptions import InvalidParameterError
-from ._types import NotGiven
+from ._types import ModelAlias, NotGiven
 
 MODEL_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9._:+-][A-Za-z0-9._:+/-]*")
 MESSAGE_ROLES: Final = ("system", "developer", "user", "assistant", "tool")
@@ -29,6 +29,7 @@ CHAT_PARAMS: Final = frozenset(
         "stream",
         "temperature",
         "max_tokens",
+        "max_completion_tokens",
         "top_p",
         "stop",
         "n",
@@ -142,7 +143,9 @@ def check_chat_params(params: Mapping[str, Any]) -> None:
     The same rules run in the client before sending and in the emulator (which answers 400).
     """
     model = params.get("model")
-    if not isinstance(model, str) or MODEL_ID_PATTERN.fullmatch(model) is None:
+    if not isinstance(model, str) or (
+        MODEL_ID_PATTERN.fullmatch(model) is None and not (type(model) is ModelAlias and model.strip())
+    ):
         raise InvalidParameterError("model", model, "a model id in provider/model form, such as 'openai/gpt-4o'")
     messages = params.get("messages")
     if not isinstance(messages, list) or not messages:
@@ -157,6 +160,7 @@ def check_chat_params(params: Mapping[str, Any]) -> None:
     _number_in("temperature", get("temperature"), 0, 2)
     _number_in("top_p", get("top_p"), 0, 1)
     _int_at_least("max_tokens", get("max_tokens"), 1)
+    _int_at_least("max_completion_tokens", get("max_completion_tokens"), 1)
     _int_at_least("n", get("n"), 1, 128)
     _int_at_least("seed", get("seed"), -(2**63), 2**64 - 1)
     _number_in("presence_penalty", get("presence_penalty"), -2, 2)

@@ -40,3 +40,15 @@ NOT_GIVEN: Final = NotGiven()
 
 Timeout: TypeAlias = float | httpx.Timeout | None
 """A timeout in seconds for the whole exchange, an `httpx.Timeout` for each phase, or `None` for none."""
+
+
+@final
+class ModelAlias(str):
+    """A model id sent exactly as given, without the `provider/model` check.
+
+    `create(model=...)` refuses ids that are not in `provider/model` form before anything is sent,
+    which catches typos. Gateways that accept aliases of their own (`"fast"`, `"default"`) get one
+    through by wrapping it: `create(model=deployai.ModelAlias("fast"), ...)`. It is a `str`.
+    """
+
+    __slots__ = ()

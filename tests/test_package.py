@@ -21,8 +21,8 @@ def test_public_names_are_exactly_these() -> None:
         "NOT_GIVEN", "APIConnectionError", "APIError", "APIResponseValidationError", "APIStatusError",
         "APITimeoutError", "AsyncDeployAI", "AsyncStream", "AuthenticationError", "BadRequestError",
         "ConflictError", "DeployAI", "DeployAIError", "InternalServerError", "InvalidParameterError",
-        "NotFoundError", "NotGiven", "PermissionDeniedError", "RateLimit", "RateLimitError", "RawResponse",
-        "ServiceUnavailableError", "Stream", "UnprocessableEntityError", "__version__", "types",
+        "ModelAlias", "NotFoundError", "NotGiven", "PermissionDeniedError", "RateLimit", "RateLimitError",
+        "RawResponse", "ServiceUnavailableError", "Stream", "UnprocessableEntityError", "__version__", "types",
     }  # fmt: skip
     assert set(deployai.__all__) == expected
 

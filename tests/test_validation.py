@@ -213,3 +213,45 @@ def test_bad_extra_header_values_are_refused_before_sending(
     with pytest.raises(deployai.InvalidParameterError, match="extra_headers"):
         make_client().models.list(extra_headers={"X-Trace": value})
     assert httpx_mock.get_requests() == []
+
+
+def test_max_completion_tokens_is_sent_and_checked_like_max_tokens(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    import json
+
+    httpx_mock.add_response(json=completion_json())
+    client = make_client()
+    client.chat.completions.create(model="openai/o3-mini", messages=user(), max_completion_tokens=256)
+    assert json.loads(httpx_mock.get_requests()[0].content)["max_completion_tokens"] == 256
+    for bad in (0, -1, 2.5, True, "256"):
+        with pytest.raises(deployai.InvalidParameterError, match="max_completion_tokens"):
+            client.chat.completions.create(model="openai/o3-mini", messages=user(), max_completion_tokens=bad)
+    assert len(httpx_mock.get_requests()) == 1
+
+
+def test_max_completion_tokens_caps_the_emulators_reply() -> None:
+    from deployai.testing import Emulator
+
+    with Emulator().client() as client:
+        completion = client.chat.completions.create(
+            model="openai/o3-mini", messages=user("one two three four five"), max_completion_tokens=2
+        )
+    assert completion.choices[0].finish_reason == "length"
+    assert completion.usage is not None
+    assert completion.usage.completion_tokens == 2
+
+
+def test_a_model_alias_is_sent_as_given_while_plain_ids_are_still_checked(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    import json
+
+    httpx_mock.add_response(json=completion_json())
+    client = make_client()
+    with pytest.raises(deployai.InvalidParameterError, match="provider/model"):
+        client.chat.completions.create(model="fast", messages=user())
+    client.chat.completions.create(model=deployai.ModelAlias("fast"), messages=user())
+    assert json.loads(httpx_mock.get_requests()[0].content)["model"] == "fast"
+    with pytest.raises(deployai.InvalidParameterError, match="model"):
+        client.chat.completions.create(model=deployai.ModelAlias("  "), messages=user())

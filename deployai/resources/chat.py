@@ -40,6 +40,8 @@ Args:
     stream: `True` to receive the answer chunk by chunk as a `Stream` (default `False`).
     temperature: sampling temperature from 0 to 2 (server default 1).
     max_tokens: the most tokens to generate, at least 1.
+    max_completion_tokens: the same cap under the name reasoning models (such as `openai/o3-mini`)
+        take, at least 1.
     top_p: nucleus sampling from 0 to 1 (server default 1).
     stop, n, seed, presence_penalty, frequency_penalty, user, response_format, tools, tool_choice,
         stream_options, logprobs, top_logprobs: passed on to the provider as the OpenAI API defines them.

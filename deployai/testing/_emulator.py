@@ -560,7 +560,8 @@ class Emulator:
             if sequence and sequence in reply:
                 reply = reply[: reply.index(sequence)]
         pieces = split_tokens(reply)
-        max_tokens = body.get("max_tokens")
+        # Reasoning models take max_completion_tokens; the others max_tokens. Either caps the reply.
+        max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
         if max_tokens is not None and len(pieces) > max_tokens:
             pieces, finish_reason = pieces[:max_tokens], "length"
         n: int = body.get("n") or 1

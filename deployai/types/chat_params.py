@@ -22,6 +22,7 @@ class _CommonParams(RequestOptions, total=False):
     messages: Required[Iterable[ChatCompletionMessageParam]]
     temperature: float | NotGiven | None
     max_tokens: int | NotGiven | None
+    max_completion_tokens: int | NotGiven | None
     top_p: float | NotGiven | None
     stop: str | list[str] | NotGiven | None
     n: int | NotGiven | None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from typing_extensions import assert_type
 
-from deployai import AsyncDeployAI, AsyncStream, DeployAI, RawResponse, Stream
+from deployai import AsyncDeployAI, AsyncStream, DeployAI, ModelAlias, RawResponse, Stream
 from deployai.types import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam, Model, ModelList
 
 
@@ -47,6 +47,15 @@ async def async_client(client: AsyncDeployAI) -> None:
     async for chunk in stream:
         assert_type(chunk, ChatCompletionChunk)
     assert_type(await client.models.list(), ModelList)
+
+
+def newer_parameters(client: DeployAI) -> None:
+    """`max_completion_tokens`, a `ModelAlias` and `models.retrieve` are typed like the rest."""
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hi"}]
+    completion = client.chat.completions.create(model=ModelAlias("fast"), messages=messages, max_completion_tokens=64)
+    assert_type(completion, ChatCompletion)
+    assert_type(client.models.retrieve("openai/gpt-4o"), Model)
+    assert_type(client.models.with_raw_response.retrieve("openai/gpt-4o"), RawResponse[Model])
 
 
 def mistakes_are_type_errors() -> None:
