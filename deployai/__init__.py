@@ -30,6 +30,8 @@ from ._exceptions import (
     RateLimitError,
     ServiceUnavailableError,
     UnprocessableEntityError,
+    is_retryable,
+    retry_after,
 )
 from ._logging import setup_logging as _setup_logging
 from ._ratelimit import RateLimit
@@ -65,6 +67,8 @@ __all__ = [
     "Stream",
     "UnprocessableEntityError",
     "__version__",
+    "is_retryable",
+    "retry_after",
     "types",
 ]
 

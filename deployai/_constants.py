@@ -20,6 +20,10 @@ MAX_RETRY_DELAY_SECONDS: Final = 8.0
 # Jitter takes up to this fraction off each backoff delay so that many clients that failed together
 # do not retry together.
 RETRY_JITTER_FRACTION: Final = 0.25
+# A server-requested wait is spread over [wait, wait + min(wait * fraction, cap)]: never shorter than
+# asked, but the callers one 429 told "2 s" do not all retry at the same instant.
+SERVER_WAIT_SPREAD_FRACTION: Final = 0.25
+MAX_SERVER_WAIT_SPREAD_SECONDS: Final = 1.0
 # A server-requested wait above this is not slept: the error is raised with `.retry_after`.
 DEFAULT_MAX_RETRY_WAIT_SECONDS: Final = 60.0
 

@@ -28,7 +28,7 @@ import pickle
 import re
 from typing import TYPE_CHECKING, Any
 
-from ._constants import MAX_BODY_EXAMINED_CHARS, MAX_BODY_IN_MESSAGE_CHARS
+from ._constants import MAX_BODY_EXAMINED_CHARS, MAX_BODY_IN_MESSAGE_CHARS, RETRYABLE_STATUS_CODES
 from ._logging import redact
 from ._meta import ResponseInfo, ResponseMeta
 
@@ -52,6 +52,8 @@ __all__ = [
     "RateLimitError",
     "ServiceUnavailableError",
     "UnprocessableEntityError",
+    "is_retryable",
+    "retry_after",
 ]
 
 
@@ -120,6 +122,8 @@ class APIError(DeployAIError):
 
 class APIConnectionError(APIError):
     """No usable answer arrived: the connection was refused, reset, or dropped mid-response."""
+
+    _sent = True  # False for a request this machine could not send at all: see `is_retryable`
 
     def __init__(self, message: str = "Connection error.", *, request: httpx.Request | None = None) -> None:
         super().__init__(message, request=request)
@@ -515,4 +519,32 @@ def transport_error(exc: BaseException, request: httpx.Request | None) -> APICon
         return APITimeoutError(f"Request timed out ({type(exc).__name__}).", request=request)
     # httpx quotes header values in some messages (an illegal one, for instance): never the key.
     detail = redact(str(exc)) or type(exc).__name__
-    return APIConnectionError(f"Connection error: {detail}", request=request)
+    error = APIConnectionError(f"Connection error: {detail}", request=request)
+    # A request this machine could not even send (a bad URL scheme, an illegal header) fails the same
+    # way again; so does anything that is not a transport failure at all.
+    error._sent = isinstance(exc, httpx.TransportError) and not isinstance(
+        exc, (httpx.LocalProtocolError, httpx.UnsupportedProtocol)
+    )
+    return error
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether trying the same call again may succeed: the SDK's own retry rule, as a pure function.
+
+    True for connection failures and timeouts (not for a request that could not be sent at all) and
+    for the statuses 408, 409, 429, 500, 502, 503 and 504 (an error event in a stream counts with the
+    status it maps to); False for everything else, other libraries' exceptions included. Its shape is
+    what `stamina.retry(on=...)` and tenacity's `retry_if_exception(...)` take as they are.
+    """
+    if isinstance(exc, APIStatusError):
+        return exc.status_code in RETRYABLE_STATUS_CODES
+    return isinstance(exc, APIConnectionError) and exc._sent
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """Seconds the server asked to wait before trying again, read from the error; None if it did not say.
+
+    The wait comes from `retry-after-ms`, `retry-after`, or the reset of a spent rate-limit window,
+    counted from when the answer arrived. Usable as a custom wait in tenacity or stamina.
+    """
+    return exc.retry_after if isinstance(exc, APIStatusError) else None

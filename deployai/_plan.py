@@ -26,8 +26,17 @@ from typing import TypeAlias
 
 import httpx
 
-from ._exceptions import make_redirect_error, make_status_error, make_validation_error, safe_cause, transport_error
-from ._retry import decide_retry
+from ._exceptions import (
+    APIError,
+    is_retryable,
+    make_redirect_error,
+    make_status_error,
+    make_validation_error,
+    retry_after,
+    safe_cause,
+    transport_error,
+)
+from ._retry import decide, server_requested_wait
 
 # The operations are plain slotted classes: a frozen dataclass's __init__ goes through
 # object.__setattr__, several times slower, and one of these is built on every call.
@@ -87,9 +96,6 @@ Op: TypeAlias = Send | ReadBody | Sleep | Deliver
 Outcome: TypeAlias = httpx.Response | httpx.HTTPError | None
 Plan: TypeAlias = Generator[Op, Outcome, None]
 
-# A request this machine could not even send (bad URL scheme, illegal header) fails the same way again.
-_LOCAL_FAILURES = (httpx.LocalProtocolError, httpx.UnsupportedProtocol)
-
 
 def is_event_stream(response: httpx.Response) -> bool:
     """Whether the response says it is a server-sent event stream."""
@@ -135,26 +141,29 @@ def call_plan(
                     outcome = failure  # a stream that broke before its first event
                 elif status < 400:
                     raise make_redirect_error(response)
+        # The typed error of every failed attempt is built here, and the SDK's public retry rule
+        # (`is_retryable`, `retry_after`) decides about it, as it would in a caller's own retry loop.
         if isinstance(outcome, httpx.Response):
             status_code: int | None = outcome.status_code
-            headers = outcome.headers
-            retryable = True
+            now = clock()
+            error: APIError = make_status_error(
+                outcome, retry_after=server_requested_wait(outcome.status_code, outcome.headers, now)
+            )
         else:
             assert isinstance(outcome, httpx.HTTPError), outcome
-            status_code, headers = None, httpx.Headers()
-            retryable = isinstance(outcome, httpx.TransportError) and not isinstance(outcome, _LOCAL_FAILURES)
-        decision = decide_retry(
-            status_code=status_code,
-            headers=headers,
-            retry_number=attempt - 1 if retryable else max_retries,
+            status_code = None
+            error = transport_error(outcome, request)
+        decision = decide(
+            retryable=is_retryable(error),
+            server_wait=retry_after(error),
+            retry_number=attempt - 1,
             max_retries=max_retries,
             max_retry_wait=max_retry_wait,
-            now=clock(),
             random_fraction=random(),
         )
         if not decision.retry:
             if isinstance(outcome, httpx.Response):
-                raise make_status_error(outcome, retry_after=decision.server_wait)
-            raise transport_error(outcome, request) from safe_cause(outcome)
+                raise error
+            raise error from safe_cause(outcome)
         reason = f"status {status_code}" if status_code is not None else type(outcome).__name__
         yield Sleep(request, decision.wait_seconds, attempt, max_retries, reason)

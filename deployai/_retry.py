@@ -12,8 +12,9 @@ The wait before retry number `n` (counting from 0) is, in order of preference:
 3. otherwise exponential backoff with jitter:
    `min(8, 0.5 * 2**n) * (1 - 0.25 * random())` seconds.
 
-A wait the server asks for that is longer than `max_retry_wait` is not slept: the error is raised at
-once with `retry_after` set, so that a service can reschedule the work instead of blocking a worker.
+A wait the server asks for is slept a little longer, never shorter: plus up to a quarter of it, at
+most one second more. One longer than `max_retry_wait` is not slept: the error is raised at once
+with `retry_after` set, so that a service can reschedule the work instead of blocking a worker.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from dataclasses import dataclass
 from ._constants import (
     INITIAL_RETRY_DELAY_SECONDS,
     MAX_RETRY_DELAY_SECONDS,
+    MAX_SERVER_WAIT_SPREAD_SECONDS,
     RETRY_JITTER_FRACTION,
     RETRYABLE_STATUS_CODES,
+    SERVER_WAIT_SPREAD_FRACTION,
 )
 from ._ratelimit import RateLimit
 
@@ -134,10 +137,40 @@ def decide_retry(
     random_fraction: float,
 ) -> RetryDecision:
     """Decide whether to retry a failed attempt; `status_code` is None for a connection failure or timeout."""
-    if status_code is not None and status_code not in RETRYABLE_STATUS_CODES:
-        return RetryDecision(retry=False)
+    retryable = status_code is None or status_code in RETRYABLE_STATUS_CODES
     server_wait = None if status_code is None else server_requested_wait(status_code, headers, now)
+    return decide(
+        retryable=retryable,
+        server_wait=server_wait,
+        retry_number=retry_number,
+        max_retries=max_retries,
+        max_retry_wait=max_retry_wait,
+        random_fraction=random_fraction,
+    )
+
+
+def decide(
+    *,
+    retryable: bool,
+    server_wait: float | None,
+    retry_number: int,
+    max_retries: int,
+    max_retry_wait: float,
+    random_fraction: float,
+) -> RetryDecision:
+    """Decide whether to retry, from whether the failure is retryable and the wait the server asked for.
+
+    A server-requested wait is slept a little longer, never shorter: by up to a quarter of it (at most
+    one second more), so that the many callers one answer told "retry in 2 s" do not all come back at
+    the same instant.
+    """
+    if not retryable:
+        return RetryDecision(retry=False, server_wait=server_wait)
     if retry_number >= max_retries or (server_wait is not None and server_wait > max_retry_wait):
         return RetryDecision(retry=False, server_wait=server_wait)
-    wait = server_wait if server_wait is not None else backoff_delay(retry_number, random_fraction)
+    if server_wait is None:
+        wait = backoff_delay(retry_number, random_fraction)
+    else:
+        spread = min(server_wait * SERVER_WAIT_SPREAD_FRACTION, MAX_SERVER_WAIT_SPREAD_SECONDS)
+        wait = server_wait + spread * random_fraction
     return RetryDecision(retry=True, wait_seconds=wait, server_wait=server_wait)

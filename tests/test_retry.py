@@ -135,7 +135,8 @@ def test_429_honours_retry_after(make_client: ClientFactory, httpx_mock: HTTPXMo
     httpx_mock.add_response(status_code=429, json={"error": {"message": "slow"}}, headers={"retry-after": "2"})
     httpx_mock.add_response(json=completion_json())
     make_client().chat.completions.create(model="openai/gpt-4o", messages=user())
-    assert sleeps == [2.0]
+    assert len(sleeps) == 1
+    assert 2.0 <= sleeps[0] <= 2.5  # never shorter than asked, spread by up to a quarter
 
 
 def test_a_long_server_wait_raises_at_once_with_retry_after(
@@ -186,7 +187,7 @@ def test_each_retry_is_logged_at_info(
     (record,) = [r for r in caplog.records if r.name == "deployai"]
     assert record.levelno == logging.INFO
     assert "status 429" in record.getMessage()
-    assert "1.00 s" in record.getMessage()
+    assert f"in {sleeps[0]:.2f} s" in record.getMessage()  # the wait actually slept
     assert "retry 1 of 2" in record.getMessage()
 
 

@@ -1,0 +1,150 @@
+"""The SDK's retry rule as public pure functions, and the retry libraries services already use on top of it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+import stamina
+import tenacity
+from stamina.instrumentation import RetryDetails, get_on_retry_hooks, set_on_retry_hooks
+
+import deployai
+from deployai._exceptions import make_status_error, transport_error
+from deployai.testing import Emulator
+from tests.conftest import CHAT_URL, user
+
+MODEL = "openai/gpt-4o"
+REQUEST = httpx.Request("POST", CHAT_URL)
+
+
+def status_error(status: int, **headers: str) -> deployai.APIStatusError:
+    response = httpx.Response(status, headers=headers, json={"error": {"message": "no"}}, request=REQUEST)
+    from deployai._retry import server_requested_wait
+
+    return make_status_error(response, retry_after=server_requested_wait(status, response.headers, 0.0))
+
+
+@pytest.mark.parametrize(
+    ("status", "retryable"),
+    [
+        *[(status, True) for status in (408, 409, 429, 500, 502, 503, 504)],
+        *[(status, False) for status in (400, 401, 403, 404, 422, 501, 301)],
+    ],
+)
+def test_is_retryable_follows_the_status(status: int, retryable: bool) -> None:
+    assert deployai.is_retryable(status_error(status)) is retryable
+
+
+@pytest.mark.parametrize(
+    ("error", "retryable"),
+    [
+        (transport_error(httpx.ConnectError("refused"), REQUEST), True),
+        (transport_error(httpx.ReadTimeout("slow"), REQUEST), True),
+        (transport_error(httpx.RemoteProtocolError("dropped"), REQUEST), True),
+        (transport_error(httpx.UnsupportedProtocol("ftp://"), REQUEST), False),  # fails the same way again
+        (transport_error(httpx.LocalProtocolError("bad header"), REQUEST), False),
+        (deployai.InvalidParameterError("temperature", 3, "a number from 0 to 2"), False),
+        (ValueError("not ours"), False),
+    ],
+    ids=["connect", "timeout", "dropped", "unsupported-protocol", "local-protocol", "invalid-parameter", "other"],
+)
+def test_is_retryable_for_everything_else(error: BaseException, retryable: bool) -> None:
+    assert deployai.is_retryable(error) is retryable
+
+
+def test_retry_after_reads_what_the_server_asked() -> None:
+    assert deployai.retry_after(status_error(429, **{"retry-after": "7"})) == 7.0
+    assert deployai.retry_after(status_error(503, **{"retry-after-ms": "250"})) == 0.25
+    assert deployai.retry_after(status_error(500)) is None
+    assert deployai.retry_after(ValueError("not ours")) is None
+
+
+def test_an_error_raised_after_retries_still_says_what_the_server_asked(sleeps: list[float]) -> None:
+    emulator = Emulator(rate_limit=1_000_000)
+    emulator.fail_next(503, headers={"retry-after": "3"}, times=3)
+    with emulator.client(max_retries=2) as client, pytest.raises(deployai.ServiceUnavailableError) as info:
+        client.chat.completions.create(model=MODEL, messages=user())
+    assert deployai.retry_after(info.value) == 3.0
+    assert len(sleeps) == 2
+    assert all(3.0 <= wait <= 3.75 for wait in sleeps)  # spread, never shorter than asked
+
+
+def two_429s_then_success() -> Emulator:
+    emulator = Emulator(rate_limit=1_000_000)
+    emulator.fail_next(429, headers={"retry-after": "0.01"}, times=2)
+    return emulator
+
+
+def backoff_hook(error: Exception) -> bool | float:
+    """A stamina `on=` hook: wait what the server asked when it asked, else stamina's own backoff."""
+    wait = deployai.retry_after(error)
+    return wait if wait is not None and deployai.is_retryable(error) else deployai.is_retryable(error)
+
+
+@pytest.fixture
+def stamina_waits() -> Any:
+    waits: list[float] = []
+    hooks = get_on_retry_hooks()
+
+    def record(details: RetryDetails) -> None:
+        waits.append(details.wait_for)
+
+    set_on_retry_hooks([record])
+    yield waits
+    set_on_retry_hooks(hooks)
+
+
+def test_stamina_retries_with_the_waits_the_server_asked_for(stamina_waits: list[float]) -> None:
+    emulator = two_429s_then_success()
+    with emulator.client(max_retries=0) as client:  # the service's retry loop, not the SDK's
+
+        @stamina.retry(on=backoff_hook, attempts=3)
+        def ask() -> str:
+            return client.chat.completions.create(model=MODEL, messages=user()).choices[0].message.content or ""
+
+        assert ask() == "You said: Hello!"
+    assert stamina_waits == [0.01, 0.01]
+    assert [r.path for r in emulator.requests] == ["/v1/chat/completions"] * 3
+
+
+def test_stamina_with_the_async_client(stamina_waits: list[float]) -> None:
+    emulator = two_429s_then_success()
+
+    async def main() -> str:
+        async with emulator.async_client(max_retries=0) as client:
+            async for attempt in stamina.retry_context(on=deployai.is_retryable, attempts=3, wait_initial=0.01):
+                with attempt:
+                    completion = await client.chat.completions.create(model=MODEL, messages=user())
+            return completion.choices[0].message.content or ""
+
+    assert asyncio.run(main()) == "You said: Hello!"
+    assert len(stamina_waits) == 2
+
+
+def test_tenacity_retries_with_the_waits_the_server_asked_for() -> None:
+    emulator = two_429s_then_success()
+    slept: list[float] = []
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(deployai.is_retryable),
+        wait=lambda state: deployai.retry_after(state.outcome.exception()) or 1.0,  # type: ignore[union-attr,arg-type]
+        stop=tenacity.stop_after_attempt(3),
+        sleep=slept.append,
+        reraise=True,
+    )
+    with emulator.client(max_retries=0) as client:
+        completion = retrying(client.chat.completions.create, model=MODEL, messages=user())
+    assert completion.choices[0].message.content == "You said: Hello!"
+    assert slept == [0.01, 0.01]
+
+
+def test_tenacity_does_not_retry_what_cannot_succeed() -> None:
+    emulator = Emulator()
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(deployai.is_retryable), stop=tenacity.stop_after_attempt(5), reraise=True
+    )
+    with emulator.client(max_retries=0) as client, pytest.raises(deployai.NotFoundError):
+        retrying(client.chat.completions.create, model="openai/no-such-model", messages=user())
+    assert len(emulator.requests) == 1
