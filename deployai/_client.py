@@ -18,7 +18,7 @@ from ._exceptions import InvalidParameterError
 from ._http import AsyncHTTP, SyncHTTP
 from ._response import RawResponse, finish
 from ._streaming import AsyncStream, Stream
-from ._types import NOT_GIVEN, NotGiven, Timeout
+from ._types import NOT_GIVEN, NotGiven, OnRetry, Timeout
 from .resources.chat import AsyncChat, Chat
 from .resources.models import AsyncModels, Models
 
@@ -49,6 +49,7 @@ class _BaseClient(Generic[_HTTP, _Httpx]):
         default_headers: Mapping[str, str] | None = None,
         http_client: _Httpx | None = None,
         allow_insecure_http: bool = False,
+        on_retry: OnRetry | None = None,
     ) -> None:
         client_type = self._httpx_type
         if http_client is not None and not isinstance(http_client, client_type):
@@ -65,6 +66,7 @@ class _BaseClient(Generic[_HTTP, _Httpx]):
             borrowed_client=http_client is not None,
             environ=os.environ,
             allow_insecure_http=allow_insecure_http,
+            on_retry=on_retry,
         )
         self._http = self._http_type(http_client)
         # `with_options` copies share `_http` but never close it.
@@ -97,6 +99,7 @@ class _BaseClient(Generic[_HTTP, _Httpx]):
         max_retries: int | NotGiven = NOT_GIVEN,
         max_retry_wait: float | NotGiven = NOT_GIVEN,
         default_headers: Mapping[str, str] | NotGiven = NOT_GIVEN,
+        on_retry: OnRetry | NotGiven | None = NOT_GIVEN,
     ) -> Self:
         """A copy of this client with some options changed, sharing its connection pool.
 
@@ -110,6 +113,7 @@ class _BaseClient(Generic[_HTTP, _Httpx]):
             max_retries=max_retries,
             max_retry_wait=max_retry_wait,
             default_headers=default_headers,
+            on_retry=on_retry,
         )
         copy._http = self._http
         copy._owns_http = False
@@ -135,6 +139,8 @@ class DeployAI(_BaseClient[SyncHTTP, httpx.Client]):
             given and never closed by this client.
         allow_insecure_http: allow a plain `http://` base_url to a host other than this machine. Off by
             default, because the API key would cross the network unencrypted.
+        on_retry: called as `on_retry(retry, wait_seconds, error)` before each retry's wait (for
+            metrics): `retry` counts from 1, `error` is the typed error of the attempt that failed.
 
     Raises:
         DeployAIError: no API key was given or found in the environment.
@@ -159,7 +165,8 @@ class DeployAI(_BaseClient[SyncHTTP, httpx.Client]):
         prepared = endpoint.build(options, endpoint, params)
         if prepared.stream and endpoint.chunk is not None:
             stream = Stream(self._http.stream(prepared.request, options), endpoint.chunk)
-            return RawResponse(stream.response, lambda: stream, stream._reader.lease.elapsed) if raw else stream
+            lease = stream._reader.lease
+            return RawResponse(stream.response, lambda: stream, lease.elapsed, lease.retries) if raw else stream
         return finish(endpoint, self._http.send(prepared.request, options), raw)
 
     def close(self) -> None:
@@ -205,7 +212,8 @@ class AsyncDeployAI(_BaseClient[AsyncHTTP, httpx.AsyncClient]):
         prepared = endpoint.build(options, endpoint, params)
         if prepared.stream and endpoint.chunk is not None:
             stream = AsyncStream(await self._http.stream(prepared.request, options), endpoint.chunk)
-            return RawResponse(stream.response, lambda: stream, stream._reader.lease.elapsed) if raw else stream
+            lease = stream._reader.lease
+            return RawResponse(stream.response, lambda: stream, lease.elapsed, lease.retries) if raw else stream
         return finish(endpoint, await self._http.send(prepared.request, options), raw)
 
     async def aclose(self) -> None:

@@ -20,7 +20,7 @@ from ._constants import (
     DEFAULT_TIMEOUT_SECONDS,
 )
 from ._exceptions import DeployAIError, InvalidParameterError
-from ._types import NotGiven, Timeout
+from ._types import NOT_GIVEN, NotGiven, OnRetry, Timeout
 from ._version import __version__
 
 DEFAULT_TIMEOUT = httpx.Timeout(DEFAULT_TIMEOUT_SECONDS, connect=DEFAULT_CONNECT_TIMEOUT_SECONDS)
@@ -51,6 +51,7 @@ class ClientOptions:
     max_retries: int
     max_retry_wait: float
     default_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    on_retry: OnRetry | None = field(default=None, repr=False, compare=False)
 
     json_headers: dict[str, str] = field(init=False, repr=False, compare=False)
     stream_headers: dict[str, str] = field(init=False, repr=False, compare=False)
@@ -117,6 +118,12 @@ def _check_retry_wait(max_retry_wait: float) -> float:
     return float(max_retry_wait)
 
 
+def _check_on_retry(on_retry: OnRetry | None) -> OnRetry | None:
+    if on_retry is not None and not callable(on_retry):
+        raise InvalidParameterError("on_retry", on_retry, "a function called as on_retry(retry, wait_seconds, error)")
+    return on_retry
+
+
 def is_loopback(host: str) -> bool:
     """Whether `host` is this machine: `localhost` (or a name under it), 127.0.0.0/8 or ::1."""
     host = host.lower().strip("[]").rstrip(".")
@@ -162,6 +169,7 @@ def resolve_options(
     borrowed_client: bool,
     environ: Mapping[str, str],
     allow_insecure_http: bool = False,
+    on_retry: OnRetry | None = None,
 ) -> ClientOptions:
     """Resolve the options of a new client: an explicit argument wins, then the environment, then the default.
 
@@ -195,6 +203,7 @@ def resolve_options(
         max_retries=_check_retries(max_retries),
         max_retry_wait=_check_retry_wait(max_retry_wait),
         default_headers=headers,
+        on_retry=_check_on_retry(on_retry),
     )
 
 
@@ -205,6 +214,7 @@ def changed_options(
     max_retries: int | NotGiven,
     max_retry_wait: float | NotGiven,
     default_headers: Mapping[str, str] | NotGiven,
+    on_retry: OnRetry | NotGiven | None = NOT_GIVEN,
 ) -> ClientOptions:
     """The options of a `with_options` copy: given values replace the client's, others are kept."""
     changes: dict[str, Any] = {}
@@ -214,6 +224,8 @@ def changed_options(
         changes["max_retries"] = _check_retries(max_retries)
     if not isinstance(max_retry_wait, NotGiven):
         changes["max_retry_wait"] = _check_retry_wait(max_retry_wait)
+    if not isinstance(on_retry, NotGiven):
+        changes["on_retry"] = _check_on_retry(on_retry)
     if not isinstance(default_headers, NotGiven):
         changes["default_headers"] = {**options.default_headers, **check_headers("default_headers", default_headers)}
     return options.with_changes(**changes) if changes else options

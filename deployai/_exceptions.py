@@ -107,7 +107,10 @@ class APIError(DeployAIError):
     Attributes:
         message: a readable description.
         request: the request that failed, when there was one.
+        retries: how many retries the call made before it raised this error.
     """
+
+    retries = 0  # set on the error a call finally raises: how many retries it made before giving up
 
     def __init__(self, message: str, *, request: httpx.Request | None = None) -> None:
         super().__init__(message)
@@ -136,7 +139,7 @@ class APITimeoutError(APIConnectionError):
         super().__init__(message, request=request)
 
 
-class _ResponseError(ResponseInfo, APIError):
+class _ResponseError(APIError, ResponseInfo):  # APIError first: its settable `retries` wins
     """Shared parts of errors that carry an HTTP response: `rate_limit`, `request_id` and `elapsed` come from it."""
 
     def __init__(self, message: str, *, response: httpx.Response, body: object) -> None:

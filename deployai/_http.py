@@ -67,6 +67,7 @@ class Exchange:
     response: httpx.Response
     started_at: float
     elapsed: float
+    retries: int
 
 
 def _closed_error() -> DeployAIError:
@@ -81,6 +82,7 @@ def _plan(request: httpx.Request, stream: bool, options: ClientOptions) -> Plan:
         max_retry_wait=options.max_retry_wait,
         clock=time.time,
         random=random.random,
+        on_retry=options.on_retry,
     )
 
 
@@ -169,19 +171,21 @@ class _LeaseBase:
         "reading",
         "released",
         "response",
+        "retries",
         "started_at",
     )
 
-    def __init__(self, plan: Plan, response: httpx.Response, started_at: float, elapsed: float) -> None:
+    def __init__(self, plan: Plan, exchange: Exchange) -> None:
         self._lock = threading.Lock()
         self.plan: Plan | None = plan
-        self.started_at = started_at
-        self.elapsed = elapsed
+        self.started_at = exchange.started_at
+        self.elapsed = exchange.elapsed
+        self.retries = exchange.retries
         self.first_pending = True  # until the first event, a failure goes back to the plan
         self.reading = False  # a read (or a retry before the first event) is under way
         self.closing = False  # close() was called: the reader stops at its next read
         self.released = False
-        self._adopt(response)
+        self._adopt(exchange.response)
 
     def _adopt(self, response: httpx.Response) -> None:
         # The SSE standard: the stream is UTF-8 whatever the headers say, and a leading BOM is dropped.
@@ -230,9 +234,9 @@ class SyncLease(_LeaseBase):
 
     __slots__ = ("_shell", "events")
 
-    def __init__(self, shell: SyncHTTP, plan: Plan, response: httpx.Response, started_at: float, elapsed: float):
+    def __init__(self, shell: SyncHTTP, plan: Plan, exchange: Exchange):
         self._shell = shell
-        super().__init__(plan, response, started_at, elapsed)
+        super().__init__(plan, exchange)
 
     def _read_events_of(self, response: httpx.Response) -> None:
         self.events: Iterator[ServerSentEvent] = EventSource(response).iter_sse()
@@ -281,7 +285,7 @@ class SyncLease(_LeaseBase):
             self.plan = None
             self.release()
             raise
-        self.elapsed = exchange.elapsed
+        self.elapsed, self.retries = exchange.elapsed, exchange.retries
         self._adopt(exchange.response)
         if self.closing:
             self.release()
@@ -373,7 +377,7 @@ class SyncHTTP:
         started_at = time.perf_counter()
         plan = _plan(request, True, options)
         exchange = self.resume(plan, None, started_at)
-        lease = SyncLease(self, plan, exchange.response, started_at, exchange.elapsed)
+        lease = SyncLease(self, plan, exchange)
         self._leases.add(lease)
         return lease
 
@@ -412,9 +416,11 @@ class SyncHTTP:
                 elif type(op) is Deliver:
                     if close:
                         plan.close()
-                    return Exchange(op.response, started_at, time.perf_counter() - sent_at)
+                    return Exchange(op.response, started_at, time.perf_counter() - sent_at, op.retries)
                 elif type(op) is Sleep:
                     _log_retry(op)
+                    if op.on_retry is not None:
+                        op.on_retry(op.retry, op.seconds, op.error)
                     _sleep(op.seconds)
                 else:
                     assert type(op) is ReadBody
@@ -457,9 +463,9 @@ class AsyncLease(_LeaseBase):
 
     __slots__ = ("_pool", "events")
 
-    def __init__(self, pool: _LoopPool, plan: Plan, response: httpx.Response, started_at: float, elapsed: float):
+    def __init__(self, pool: _LoopPool, plan: Plan, exchange: Exchange):
         self._pool = pool
-        super().__init__(plan, response, started_at, elapsed)
+        super().__init__(plan, exchange)
 
     def _read_events_of(self, response: httpx.Response) -> None:
         self.events: AsyncIterator[ServerSentEvent] = EventSource(response).aiter_sse()
@@ -505,7 +511,7 @@ class AsyncLease(_LeaseBase):
             self.plan = None
             await self.release()
             raise
-        self.elapsed = exchange.elapsed
+        self.elapsed, self.retries = exchange.elapsed, exchange.retries
         self._adopt(exchange.response)
         if self.closing:
             await self.release()
@@ -680,7 +686,7 @@ class AsyncHTTP:
         started_at = time.perf_counter()
         plan = _plan(request, True, options)
         exchange = await self.resume(pool, plan, None, started_at)
-        lease = AsyncLease(pool, plan, exchange.response, started_at, exchange.elapsed)
+        lease = AsyncLease(pool, plan, exchange)
         pool.leases.add(lease)
         return lease
 
@@ -717,9 +723,11 @@ class AsyncHTTP:
                 elif type(op) is Deliver:
                     if close:
                         plan.close()
-                    return Exchange(op.response, started_at, time.perf_counter() - sent_at)
+                    return Exchange(op.response, started_at, time.perf_counter() - sent_at, op.retries)
                 elif type(op) is Sleep:
                     _log_retry(op)
+                    if op.on_retry is not None:
+                        op.on_retry(op.retry, op.seconds, op.error)
                     await _async_sleep(op.seconds)
                 else:
                     assert type(op) is ReadBody

@@ -27,23 +27,25 @@ class ResponseMeta:
             until its headers), or None when not measured.
         received_at: the unix time the response was seen, which resets given as durations
             (`x-ratelimit-reset-requests: 6m0s`) count from.
+        retries: how many retries the call made before this response (0: its first attempt).
     """
 
     headers: Mapping[str, str]
     elapsed: float | None = None
     received_at: float = field(default_factory=time.time)
+    retries: int = 0
 
     def portable(self) -> ResponseMeta:
         """A copy whose headers are a plain, picklable dict (header names in lowercase)."""
         headers = {name.lower(): value for name, value in self.headers.items()}
-        return ResponseMeta(headers, self.elapsed, self.received_at)
+        return ResponseMeta(headers, self.elapsed, self.received_at, self.retries)
 
 
 _NO_META = ResponseMeta({}, received_at=0.0)
 
 
 class ResponseInfo:
-    """`rate_limit`, `request_id` and `elapsed` for anything that knows its `ResponseMeta`."""
+    """`rate_limit`, `request_id`, `retries` and `elapsed` for anything that knows its `ResponseMeta`."""
 
     __slots__ = ()
 
@@ -62,6 +64,12 @@ class ResponseInfo:
         """The server's `x-request-id` for the response: quote it when you ask for support."""
         meta = self._response_meta() or _NO_META
         return meta.headers.get("x-request-id")
+
+    @property
+    def retries(self) -> int:
+        """How many retries the call made before this answer (0: its first attempt succeeded)."""
+        meta = self._response_meta()
+        return 0 if meta is None else meta.retries
 
     @property
     def elapsed(self) -> datetime.timedelta | None:

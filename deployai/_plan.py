@@ -37,6 +37,7 @@ from ._exceptions import (
     transport_error,
 )
 from ._retry import decide, server_requested_wait
+from ._types import OnRetry
 
 # The operations are plain slotted classes: a frozen dataclass's __init__ goes through
 # object.__setattr__, several times slower, and one of these is built on every call.
@@ -76,6 +77,8 @@ class Sleep:
         retry: which retry follows (1 for the first).
         max_retries: how many retries the call may make.
         reason: what failed, in words, for the log (`status 429`, `ConnectError`).
+        error: the typed error of the failed attempt (what `on_retry` is told).
+        on_retry: the client's `on_retry` callback, for the driver to call before it sleeps.
     """
 
     request: httpx.Request
@@ -83,13 +86,21 @@ class Sleep:
     retry: int
     max_retries: int
     reason: str
+    error: APIError
+    on_retry: OnRetry | None
 
 
 @dataclass(slots=True)
 class Deliver:
-    """The call succeeded: hand `response` to the caller (for a stream: headers read, body not yet)."""
+    """The call succeeded: hand `response` to the caller (for a stream: headers read, body not yet).
+
+    Attributes:
+        response: the response.
+        retries: how many retries it took (0: the first attempt succeeded).
+    """
 
     response: httpx.Response
+    retries: int
 
 
 Op: TypeAlias = Send | ReadBody | Sleep | Deliver
@@ -110,6 +121,7 @@ def call_plan(
     max_retry_wait: float,
     clock: Callable[[], float],
     random: Callable[[], float],
+    on_retry: OnRetry | None = None,
 ) -> Plan:
     """The plan for one call: send, and on a retryable failure sleep and send again (see the module docstring).
 
@@ -135,7 +147,7 @@ def call_plan(
                 if status < 300:
                     if stream and not is_event_stream(response):
                         raise make_validation_error(response, "event stream (text/event-stream)")
-                    failure = yield Deliver(response)
+                    failure = yield Deliver(response, attempt - 1)
                     if failure is None:
                         return
                     outcome = failure  # a stream that broke before its first event
@@ -162,8 +174,9 @@ def call_plan(
             random_fraction=random(),
         )
         if not decision.retry:
+            error.retries = attempt - 1
             if isinstance(outcome, httpx.Response):
                 raise error
             raise error from safe_cause(outcome)
         reason = f"status {status_code}" if status_code is not None else type(outcome).__name__
-        yield Sleep(request, decision.wait_seconds, attempt, max_retries, reason)
+        yield Sleep(request, decision.wait_seconds, attempt, max_retries, reason, error, on_retry)

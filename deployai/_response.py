@@ -46,10 +46,12 @@ class RawResponse(ResponseInfo, Generic[_T]):
         http_response: the underlying `httpx.Response`.
     """
 
-    def __init__(self, http_response: httpx.Response, parse: Callable[[], _T], elapsed: float) -> None:
+    def __init__(
+        self, http_response: httpx.Response, parse: Callable[[], _T], elapsed: float, retries: int = 0
+    ) -> None:
         self.http_response = http_response
         self._parse = parse
-        self._meta = ResponseMeta(http_response.headers, elapsed)
+        self._meta = ResponseMeta(http_response.headers, elapsed, retries=retries)
 
     def _response_meta(self) -> ResponseMeta:
         return self._meta
@@ -86,7 +88,9 @@ class RawResponse(ResponseInfo, Generic[_T]):
 def finish(endpoint: Endpoint[Any], exchange: Exchange, raw: bool) -> Any:
     """Turn a whole successful exchange into the endpoint's result, or a `RawResponse` of it."""
     response = exchange.response
-    meta = ResponseMeta(response.headers, exchange.elapsed)
+    meta = ResponseMeta(response.headers, exchange.elapsed, retries=exchange.retries)
     if raw:
-        return RawResponse(response, lambda: parse_result(response, endpoint.result, meta), exchange.elapsed)
+        return RawResponse(
+            response, lambda: parse_result(response, endpoint.result, meta), exchange.elapsed, exchange.retries
+        )
     return parse_result(response, endpoint.result, meta)

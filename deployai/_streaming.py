@@ -46,6 +46,7 @@ class _LeaseState(Protocol):
     response: httpx.Response
     started_at: float
     elapsed: float
+    retries: int
     first_pending: bool
     reading: bool
     closing: bool
@@ -146,7 +147,7 @@ class _StreamBase(ResponseInfo, Generic[_T, _L]):
 
     def _response_meta(self) -> ResponseMeta:
         lease = self._reader.lease
-        return ResponseMeta(lease.response.headers, lease.elapsed, self._received_at)
+        return ResponseMeta(lease.response.headers, lease.elapsed, self._received_at, lease.retries)
 
     @property
     def time_to_first_chunk(self) -> float | None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Final, Literal, TypeAlias
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final, Literal, TypeAlias
 
 import httpx
 from typing_extensions import final
+
+if TYPE_CHECKING:
+    from ._exceptions import DeployAIError
 
 
 @final
@@ -52,3 +56,11 @@ class ModelAlias(str):
     """
 
     __slots__ = ()
+
+
+OnRetry: TypeAlias = "Callable[[int, float, DeployAIError], object]"
+"""`on_retry(retry, wait_seconds, error)`: called before each retry's wait, for metrics and logs.
+
+`retry` counts from 1, `wait_seconds` is the wait about to be slept, `error` is the typed error of the
+attempt that failed. An exception it raises ends the call.
+"""

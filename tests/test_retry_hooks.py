@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import pickle
 from typing import Any
 
 import httpx
 import pytest
 import stamina
 import tenacity
+from pytest_httpx import HTTPXMock
 from stamina.instrumentation import RetryDetails, get_on_retry_hooks, set_on_retry_hooks
 
 import deployai
 from deployai._exceptions import make_status_error, transport_error
 from deployai.testing import Emulator
-from tests.conftest import CHAT_URL, user
+from tests.conftest import CHAT_URL, ClientFactory, user
 
 MODEL = "openai/gpt-4o"
 REQUEST = httpx.Request("POST", CHAT_URL)
@@ -148,3 +150,62 @@ def test_tenacity_does_not_retry_what_cannot_succeed() -> None:
     with emulator.client(max_retries=0) as client, pytest.raises(deployai.NotFoundError):
         retrying(client.chat.completions.create, model="openai/no-such-model", messages=user())
     assert len(emulator.requests) == 1
+
+
+# How many retries a call took, and a callback before each retry's wait.
+
+
+def test_results_streams_raw_responses_and_errors_say_how_many_retries_they_took(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float]
+) -> None:
+    from tests.conftest import completion_json
+    from tests.sse import hello_stream, sse_response
+
+    def fail_then(answer: Any) -> None:
+        httpx_mock.add_response(status_code=503, headers={"retry-after": "0"})
+        httpx_mock.add_response(status_code=503, headers={"retry-after": "0"})
+        httpx_mock.add_callback(answer)
+
+    client = make_client(max_retries=2)
+    fail_then(lambda request: httpx.Response(200, json=completion_json()))
+    assert client.chat.completions.create(model=MODEL, messages=user()).retries == 2
+    fail_then(lambda request: sse_response(hello_stream()))
+    with client.chat.completions.create(model=MODEL, messages=user(), stream=True) as stream:
+        assert stream.retries == 2
+    fail_then(lambda request: httpx.Response(200, json=completion_json()))
+    assert client.chat.completions.with_raw_response.create(model=MODEL, messages=user()).retries == 2
+    for _ in range(3):
+        httpx_mock.add_response(status_code=503, headers={"retry-after": "0"})
+    with pytest.raises(deployai.ServiceUnavailableError) as info:
+        client.chat.completions.create(model=MODEL, messages=user())
+    assert info.value.retries == 2
+    assert pickle.loads(pickle.dumps(info.value)).retries == 2
+    httpx_mock.add_response(json=completion_json())
+    assert client.chat.completions.create(model=MODEL, messages=user()).retries == 0
+
+
+def test_on_retry_is_told_each_retry_its_wait_and_the_error(sleeps: list[float]) -> None:
+    emulator = Emulator(rate_limit=1_000_000)
+    emulator.fail_next(429, headers={"retry-after": "0"})
+    emulator.fail_next(503, headers={"retry-after": "0"})
+    told: list[tuple[int, float, type[BaseException]]] = []
+    with emulator.client(on_retry=lambda retry, wait, error: told.append((retry, wait, type(error)))) as client:
+        client.chat.completions.create(model=MODEL, messages=user())
+    assert told == [(1, sleeps[0], deployai.RateLimitError), (2, sleeps[1], deployai.ServiceUnavailableError)]
+
+
+def test_on_retry_on_a_copy_and_refused_when_not_callable(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float]
+) -> None:
+    from tests.conftest import completion_json
+
+    httpx_mock.add_response(status_code=500)
+    httpx_mock.add_response(json=completion_json())
+    told: list[int] = []
+    client = make_client()
+    client.with_options(on_retry=lambda retry, wait, error: told.append(retry)).chat.completions.create(
+        model=MODEL, messages=user()
+    )
+    assert told == [1]
+    with pytest.raises(deployai.InvalidParameterError, match="on_retry"):
+        make_client(on_retry="print")
