@@ -50,6 +50,7 @@ class _BaseClient(Generic[_HTTP, _Httpx]):
         http_client: _Httpx | None = None,
         allow_insecure_http: bool = False,
         on_retry: OnRetry | None = None,
+        total_timeout: float | None = None,
     ) -> None:
         client_type = self._httpx_type
         if http_client is not None and not isinstance(http_client, client_type):
@@ -67,6 +68,7 @@ class _BaseClient(Generic[_HTTP, _Httpx]):
             environ=os.environ,
             allow_insecure_http=allow_insecure_http,
             on_retry=on_retry,
+            total_timeout=total_timeout,
         )
         self._http = self._http_type(http_client)
         # `with_options` copies share `_http` but never close it.
@@ -100,6 +102,7 @@ class _BaseClient(Generic[_HTTP, _Httpx]):
         max_retry_wait: float | NotGiven = NOT_GIVEN,
         default_headers: Mapping[str, str] | NotGiven = NOT_GIVEN,
         on_retry: OnRetry | NotGiven | None = NOT_GIVEN,
+        total_timeout: float | NotGiven | None = NOT_GIVEN,
     ) -> Self:
         """A copy of this client with some options changed, sharing its connection pool.
 
@@ -114,6 +117,7 @@ class _BaseClient(Generic[_HTTP, _Httpx]):
             max_retry_wait=max_retry_wait,
             default_headers=default_headers,
             on_retry=on_retry,
+            total_timeout=total_timeout,
         )
         copy._http = self._http
         copy._owns_http = False
@@ -141,6 +145,8 @@ class DeployAI(_BaseClient[SyncHTTP, httpx.Client]):
             default, because the API key would cross the network unencrypted.
         on_retry: called as `on_retry(retry, wait_seconds, error)` before each retry's wait (for
             metrics): `retry` counts from 1, `error` is the typed error of the attempt that failed.
+        total_timeout: a deadline in seconds for each whole call, retries and their waits included
+            (for a stream: until its first event); None (the default) for none.
 
     Raises:
         DeployAIError: no API key was given or found in the environment.
@@ -164,10 +170,10 @@ class DeployAI(_BaseClient[SyncHTTP, httpx.Client]):
         options = self._options
         prepared = endpoint.build(options, endpoint, params)
         if prepared.stream and endpoint.chunk is not None:
-            stream = Stream(self._http.stream(prepared.request, options), endpoint.chunk)
+            stream = Stream(self._http.stream(prepared.request, options, prepared.total_timeout), endpoint.chunk)
             lease = stream._reader.lease
             return RawResponse(stream.response, lambda: stream, lease.elapsed, lease.retries) if raw else stream
-        return finish(endpoint, self._http.send(prepared.request, options), raw)
+        return finish(endpoint, self._http.send(prepared.request, options, prepared.total_timeout), raw)
 
     def close(self) -> None:
         """Close the connection pool (unless it is a borrowed `http_client`, or this is a `with_options` copy)."""
@@ -211,10 +217,12 @@ class AsyncDeployAI(_BaseClient[AsyncHTTP, httpx.AsyncClient]):
         options = self._options
         prepared = endpoint.build(options, endpoint, params)
         if prepared.stream and endpoint.chunk is not None:
-            stream = AsyncStream(await self._http.stream(prepared.request, options), endpoint.chunk)
+            stream = AsyncStream(
+                await self._http.stream(prepared.request, options, prepared.total_timeout), endpoint.chunk
+            )
             lease = stream._reader.lease
             return RawResponse(stream.response, lambda: stream, lease.elapsed, lease.retries) if raw else stream
-        return finish(endpoint, await self._http.send(prepared.request, options), raw)
+        return finish(endpoint, await self._http.send(prepared.request, options, prepared.total_timeout), raw)
 
     async def aclose(self) -> None:
         """Close the connection pool (unless it is a borrowed `http_client`, or this is a `with_options` copy)."""

@@ -52,6 +52,7 @@ class ClientOptions:
     max_retry_wait: float
     default_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     on_retry: OnRetry | None = field(default=None, repr=False, compare=False)
+    total_timeout: float | None = None
 
     json_headers: dict[str, str] = field(init=False, repr=False, compare=False)
     stream_headers: dict[str, str] = field(init=False, repr=False, compare=False)
@@ -118,6 +119,16 @@ def _check_retry_wait(max_retry_wait: float) -> float:
     return float(max_retry_wait)
 
 
+def check_total_timeout(total_timeout: object) -> float | None:
+    """A deadline in seconds for a whole call, retries included; None for none."""
+    if total_timeout is None:
+        return None
+    seconds = float(total_timeout) if isinstance(total_timeout, numbers.Real) else math.nan
+    if isinstance(total_timeout, bool) or not 0 < seconds < math.inf:
+        raise InvalidParameterError("total_timeout", total_timeout, "a positive number of seconds, or None")
+    return seconds
+
+
 def _check_on_retry(on_retry: OnRetry | None) -> OnRetry | None:
     if on_retry is not None and not callable(on_retry):
         raise InvalidParameterError("on_retry", on_retry, "a function called as on_retry(retry, wait_seconds, error)")
@@ -170,6 +181,7 @@ def resolve_options(
     environ: Mapping[str, str],
     allow_insecure_http: bool = False,
     on_retry: OnRetry | None = None,
+    total_timeout: float | None = None,
 ) -> ClientOptions:
     """Resolve the options of a new client: an explicit argument wins, then the environment, then the default.
 
@@ -204,6 +216,7 @@ def resolve_options(
         max_retry_wait=_check_retry_wait(max_retry_wait),
         default_headers=headers,
         on_retry=_check_on_retry(on_retry),
+        total_timeout=check_total_timeout(total_timeout),
     )
 
 
@@ -215,6 +228,7 @@ def changed_options(
     max_retry_wait: float | NotGiven,
     default_headers: Mapping[str, str] | NotGiven,
     on_retry: OnRetry | NotGiven | None = NOT_GIVEN,
+    total_timeout: float | NotGiven | None = NOT_GIVEN,
 ) -> ClientOptions:
     """The options of a `with_options` copy: given values replace the client's, others are kept."""
     changes: dict[str, Any] = {}
@@ -224,6 +238,8 @@ def changed_options(
         changes["max_retries"] = _check_retries(max_retries)
     if not isinstance(max_retry_wait, NotGiven):
         changes["max_retry_wait"] = _check_retry_wait(max_retry_wait)
+    if not isinstance(total_timeout, NotGiven):
+        changes["total_timeout"] = check_total_timeout(total_timeout)
     if not isinstance(on_retry, NotGiven):
         changes["on_retry"] = _check_on_retry(on_retry)
     if not isinstance(default_headers, NotGiven):
@@ -231,4 +247,12 @@ def changed_options(
     return options.with_changes(**changes) if changes else options
 
 
-__all__ = ["ClientOptions", "changed_options", "check_headers", "is_loopback", "resolve_options", "to_httpx_timeout"]
+__all__ = [
+    "ClientOptions",
+    "changed_options",
+    "check_headers",
+    "check_total_timeout",
+    "is_loopback",
+    "resolve_options",
+    "to_httpx_timeout",
+]

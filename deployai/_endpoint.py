@@ -26,10 +26,11 @@ _R = TypeVar("_R", bound="APIResult")
 
 @dataclass(frozen=True, slots=True)
 class PreparedRequest:
-    """A request ready to send, and whether its answer is a stream."""
+    """A request ready to send, whether its answer is a stream, and the call's deadline in seconds."""
 
     request: httpx.Request
     stream: bool
+    total_timeout: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

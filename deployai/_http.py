@@ -74,7 +74,7 @@ def _closed_error() -> DeployAIError:
     return DeployAIError("This client has been closed: create a new client (or use it inside `with`).")
 
 
-def _plan(request: httpx.Request, stream: bool, options: ClientOptions) -> Plan:
+def _plan(request: httpx.Request, stream: bool, options: ClientOptions, total_timeout: float | None) -> Plan:
     return call_plan(
         request,
         stream=stream,
@@ -83,7 +83,18 @@ def _plan(request: httpx.Request, stream: bool, options: ClientOptions) -> Plan:
         clock=time.time,
         random=random.random,
         on_retry=options.on_retry,
+        total_timeout=total_timeout,
     )
+
+
+def _cap_timeouts(request: httpx.Request, time_left: float) -> None:
+    """Let no phase of this attempt wait past the call's deadline (`total_timeout`)."""
+    left = max(time_left, 0.001)
+    timeouts = request.extensions.get("timeout") or {}
+    capped = {phase: left if t is None else min(t, left) for phase, t in timeouts.items()}
+    for phase in ("connect", "read", "write", "pool"):
+        capped.setdefault(phase, left)
+    request.extensions = {**request.extensions, "timeout": capped}
 
 
 def _log_attempt(op: Send, outcome: Outcome, elapsed: float) -> None:
@@ -365,17 +376,17 @@ class SyncHTTP:
         self.abandoned = collections.deque()
         self._pid = os.getpid()
 
-    def send(self, request: httpx.Request, options: ClientOptions) -> Exchange:
+    def send(self, request: httpx.Request, options: ClientOptions, total_timeout: float | None = None) -> Exchange:
         """Send with retries; return the whole successful response or raise the typed error."""
         self._ready()
         started_at = time.perf_counter()
-        return self.resume(_plan(request, False, options), None, started_at, close=True)
+        return self.resume(_plan(request, False, options, total_timeout), None, started_at, close=True)
 
-    def stream(self, request: httpx.Request, options: ClientOptions) -> SyncLease:
+    def stream(self, request: httpx.Request, options: ClientOptions, total_timeout: float | None = None) -> SyncLease:
         """Send with retries; return a lease on the successful response at its headers."""
         self._ready()
         started_at = time.perf_counter()
-        plan = _plan(request, True, options)
+        plan = _plan(request, True, options, total_timeout)
         exchange = self.resume(plan, None, started_at)
         lease = SyncLease(self, plan, exchange)
         self._leases.add(lease)
@@ -404,6 +415,8 @@ class SyncHTTP:
                 if type(op) is Send:
                     if stopped is not None or self._closed:
                         _check_before_send(stopped, self._closed)
+                    if op.time_left is not None:
+                        _cap_timeouts(op.request, op.time_left)
                     sent_at = time.perf_counter()
                     try:
                         outcome = client.send(op.request, stream=op.stream)
@@ -670,21 +683,25 @@ class AsyncHTTP:
         self._loopless = self._current = None
         self._pid = os.getpid()
 
-    async def send(self, request: httpx.Request, options: ClientOptions) -> Exchange:
+    async def send(
+        self, request: httpx.Request, options: ClientOptions, total_timeout: float | None = None
+    ) -> Exchange:
         """Send with retries; return the whole successful response or raise the typed error."""
         pool = self._pool_here()
         if pool.abandoned:
             await pool.release_abandoned()
         started_at = time.perf_counter()
-        return await self.resume(pool, _plan(request, False, options), None, started_at, close=True)
+        return await self.resume(pool, _plan(request, False, options, total_timeout), None, started_at, close=True)
 
-    async def stream(self, request: httpx.Request, options: ClientOptions) -> AsyncLease:
+    async def stream(
+        self, request: httpx.Request, options: ClientOptions, total_timeout: float | None = None
+    ) -> AsyncLease:
         """Send with retries; return a lease on the successful response at its headers."""
         pool = self._pool_here()
         if pool.abandoned:
             await pool.release_abandoned()
         started_at = time.perf_counter()
-        plan = _plan(request, True, options)
+        plan = _plan(request, True, options, total_timeout)
         exchange = await self.resume(pool, plan, None, started_at)
         lease = AsyncLease(pool, plan, exchange)
         pool.leases.add(lease)
@@ -711,6 +728,8 @@ class AsyncHTTP:
                 if type(op) is Send:
                     if stopped is not None or self._closed or pool.closed:
                         _check_before_send(stopped, self._closed or pool.closed)
+                    if op.time_left is not None:
+                        _cap_timeouts(op.request, op.time_left)
                     sent_at = time.perf_counter()
                     try:
                         outcome = await client.send(op.request, stream=op.stream)

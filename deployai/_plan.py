@@ -36,7 +36,7 @@ from ._exceptions import (
     safe_cause,
     transport_error,
 )
-from ._retry import decide, server_requested_wait
+from ._retry import RetryDecision, decide, server_requested_wait
 from ._types import OnRetry
 
 # The operations are plain slotted classes: a frozen dataclass's __init__ goes through
@@ -53,11 +53,14 @@ class Send:
         request: the request.
         stream: whether to stream the body.
         attempt: 1 for the first attempt, 2 for the first retry, ...
+        time_left: seconds left before the call's `total_timeout`, to cap this attempt's timeouts by;
+            None without one.
     """
 
     request: httpx.Request
     stream: bool
     attempt: int
+    time_left: float | None = None
 
 
 @dataclass(slots=True)
@@ -122,8 +125,12 @@ def call_plan(
     clock: Callable[[], float],
     random: Callable[[], float],
     on_retry: OnRetry | None = None,
+    total_timeout: float | None = None,
 ) -> Plan:
     """The plan for one call: send, and on a retryable failure sleep and send again (see the module docstring).
+
+    With `total_timeout`, a retry whose wait would end past the call's deadline is not started (the
+    last error is raised), and each attempt is told the time left (`Send.time_left`).
 
     Raises:
         APIStatusError: the subclass for the error status, after retries (also for a 3xx: redirects
@@ -132,10 +139,11 @@ def call_plan(
         APIResponseValidationError: a streaming request was answered with something that is not an
             event stream.
     """
+    deadline = None if total_timeout is None else clock() + total_timeout
     attempt = 0
     while True:
         attempt += 1
-        outcome = yield Send(request, stream, attempt)
+        outcome = yield Send(request, stream, attempt, None if deadline is None else deadline - clock())
         if isinstance(outcome, httpx.Response):
             response = outcome
             status = response.status_code
@@ -173,6 +181,8 @@ def call_plan(
             max_retry_wait=max_retry_wait,
             random_fraction=random(),
         )
+        if decision.retry and deadline is not None and clock() + decision.wait_seconds >= deadline:
+            decision = RetryDecision(retry=False, server_wait=decision.server_wait)  # it could not finish in time
         if not decision.retry:
             error.retries = attempt - 1
             if isinstance(outcome, httpx.Response):

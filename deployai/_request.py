@@ -13,10 +13,10 @@ from typing import Any, Final
 import httpx
 from pydantic import BaseModel
 
-from ._config import ClientOptions, check_headers, to_httpx_timeout
+from ._config import ClientOptions, check_headers, check_total_timeout, to_httpx_timeout
 from ._endpoint import Endpoint, PreparedRequest
 from ._exceptions import InvalidParameterError
-from ._types import ModelAlias, NotGiven
+from ._types import NOT_GIVEN, ModelAlias, NotGiven
 
 MODEL_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9._:+-][A-Za-z0-9._:+/-]*")
 MESSAGE_ROLES: Final = ("system", "developer", "user", "assistant", "tool")
@@ -45,7 +45,7 @@ CHAT_PARAMS: Final = frozenset(
         "top_logprobs",
     }
 )
-CALL_OPTIONS: Final = frozenset({"extra_headers", "extra_query", "extra_body", "timeout"})
+CALL_OPTIONS: Final = frozenset({"extra_headers", "extra_query", "extra_body", "timeout", "total_timeout"})
 _KNOWN: Final = CHAT_PARAMS | CALL_OPTIONS
 _LIST_PARAMS: Final = ("messages", "tools")
 _GET_OPTIONS: Final = CALL_OPTIONS - {"extra_body"}
@@ -235,6 +235,11 @@ def _extensions(options: ClientOptions, timeout: object) -> dict[str, Any]:
     return {"timeout": to_httpx_timeout(timeout).as_dict()}  # type: ignore[arg-type]
 
 
+def _total_timeout(options: ClientOptions, params: Mapping[str, Any]) -> float | None:
+    value = params.get("total_timeout", NOT_GIVEN)
+    return options.total_timeout if isinstance(value, NotGiven) else check_total_timeout(value)
+
+
 def _unknown_params(method: str, given: Iterable[str], known: frozenset[str]) -> TypeError:
     unknown = sorted(set(given) - known)
     hints = [
@@ -301,7 +306,7 @@ def build_chat_request(options: ClientOptions, endpoint: Endpoint[Any], params: 
         content=encode_json(body),
         extensions=_extensions(options, params.get("timeout", NotGiven())),
     )
-    return PreparedRequest(request, stream)
+    return PreparedRequest(request, stream, _total_timeout(options, params))
 
 
 def _path_part(name: str, value: object) -> str:
@@ -325,4 +330,4 @@ def build_get_request(options: ClientOptions, endpoint: Endpoint[Any], params: M
         headers=_merge_headers(options.json_headers, params.get("extra_headers")),
         extensions=_extensions(options, params.get("timeout", NotGiven())),
     )
-    return PreparedRequest(request, stream=False)
+    return PreparedRequest(request, stream=False, total_timeout=_total_timeout(options, params))

@@ -209,3 +209,70 @@ def test_on_retry_on_a_copy_and_refused_when_not_callable(
     assert told == [1]
     with pytest.raises(deployai.InvalidParameterError, match="on_retry"):
         make_client(on_retry="print")
+
+
+# total_timeout: one deadline for the whole call.
+
+
+def test_the_plan_starts_no_retry_that_could_not_finish_before_the_deadline() -> None:
+    from deployai._plan import Send, Sleep, call_plan
+
+    now = [1000.0]
+    plan = call_plan(
+        REQUEST,
+        stream=False,
+        max_retries=5,
+        max_retry_wait=60.0,
+        clock=lambda: now[0],
+        random=lambda: 0.0,
+        total_timeout=5.0,
+    )
+    first = next(plan)
+    assert isinstance(first, Send)
+    assert first.time_left == 5.0  # each attempt is told the time left, to cap its timeouts
+    sleep = plan.send(httpx.Response(503, headers={"retry-after": "1"}, request=REQUEST))
+    assert isinstance(sleep, Sleep)
+    now[0] += 1.5
+    second = plan.send(None)
+    assert isinstance(second, Send)
+    assert second.time_left == 3.5
+    now[0] += 1.0
+    with pytest.raises(deployai.ServiceUnavailableError) as info:  # a 3 s wait would end past the deadline
+        plan.send(httpx.Response(503, headers={"retry-after": "3"}, request=REQUEST))
+    assert info.value.retries == 1
+    assert info.value.retry_after == 3.0
+
+
+def test_total_timeout_on_the_client_a_copy_and_one_call(sleeps: list[float]) -> None:
+    emulator = Emulator(rate_limit=1_000_000)
+    with emulator.client(max_retries=5, total_timeout=1.0) as client:
+        emulator.fail_next(503, headers={"retry-after": "2"})
+        with pytest.raises(deployai.ServiceUnavailableError):
+            client.chat.completions.create(model=MODEL, messages=user())
+        assert sleeps == []  # the 2 s wait could not end within the 1 s deadline: not started
+        emulator.fail_next(503, headers={"retry-after": "2"})
+        assert client.chat.completions.create(model=MODEL, messages=user(), total_timeout=60).retries == 1
+        emulator.fail_next(503, headers={"retry-after": "2"})
+        assert client.with_options(total_timeout=None).models.list().retries == 1
+    assert len(sleeps) == 2
+
+
+def test_total_timeout_caps_a_stalled_attempt() -> None:
+    from deployai.testing import EmulatorServer
+
+    with EmulatorServer(Emulator(rate_limit=1_000_000)) as server:
+        server.emulator.stall_next(5.0)
+        with (
+            deployai.DeployAI(api_key="sk-deadline", base_url=server.base_url, timeout=60.0, max_retries=0) as client,
+            pytest.raises(deployai.APITimeoutError),
+        ):
+            client.chat.completions.create(model=MODEL, messages=user(), total_timeout=0.2)
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), "10", True])
+def test_a_bad_total_timeout_is_refused(make_client: ClientFactory, httpx_mock: HTTPXMock, bad: Any) -> None:
+    with pytest.raises(deployai.InvalidParameterError, match="total_timeout"):
+        make_client(total_timeout=bad)
+    with pytest.raises(deployai.InvalidParameterError, match="total_timeout"):
+        make_client().chat.completions.create(model=MODEL, messages=user(), total_timeout=bad)
+    assert httpx_mock.get_requests() == []

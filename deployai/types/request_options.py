@@ -12,8 +12,9 @@ __all__ = ["RequestOptions"]
 
 
 class RequestOptions(TypedDict, total=False):
-    """Options for one call: more headers or query parameters, and a timeout instead of the client's."""
+    """Options for one call: more headers or query parameters, and timeouts instead of the client's."""
 
     extra_headers: Mapping[str, str] | NotGiven | None
     extra_query: Mapping[str, str] | NotGiven | None
     timeout: Timeout | NotGiven
+    total_timeout: float | NotGiven | None
