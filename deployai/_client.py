@@ -171,8 +171,9 @@ class DeployAI(_BaseClient[SyncHTTP, httpx.Client]):
         prepared = endpoint.build(options, endpoint, params)
         if prepared.stream and endpoint.chunk is not None:
             stream = Stream(self._http.stream(prepared.request, options, prepared.total_timeout), endpoint.chunk)
-            lease = stream._reader.lease
-            return RawResponse(stream.response, lambda: stream, lease.elapsed, lease.retries) if raw else stream
+            if not raw:
+                return stream
+            return RawResponse(stream.response, lambda: stream, 0.0, meta_of=stream._response_meta)
         return finish(endpoint, self._http.send(prepared.request, options, prepared.total_timeout), raw)
 
     def close(self) -> None:
@@ -220,8 +221,9 @@ class AsyncDeployAI(_BaseClient[AsyncHTTP, httpx.AsyncClient]):
             stream = AsyncStream(
                 await self._http.stream(prepared.request, options, prepared.total_timeout), endpoint.chunk
             )
-            lease = stream._reader.lease
-            return RawResponse(stream.response, lambda: stream, lease.elapsed, lease.retries) if raw else stream
+            if not raw:
+                return stream
+            return RawResponse(stream.response, lambda: stream, 0.0, meta_of=stream._response_meta)
         return finish(endpoint, await self._http.send(prepared.request, options, prepared.total_timeout), raw)
 
     async def aclose(self) -> None:

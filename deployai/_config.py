@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 import math
 import numbers
@@ -33,9 +34,13 @@ def to_httpx_timeout(value: Timeout, param: str = "timeout") -> httpx.Timeout:
         return value
     if value is None:
         return httpx.Timeout(None)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0 or math.isinf(value):
+    try:
+        seconds = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else math.nan
+    except OverflowError:  # an int too large for a float
+        seconds = math.inf
+    if not 0 < seconds < math.inf:
         raise InvalidParameterError(param, value, "a positive number of seconds, an httpx.Timeout, or None")
-    return httpx.Timeout(float(value))
+    return httpx.Timeout(seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,15 +128,21 @@ def check_total_timeout(total_timeout: object) -> float | None:
     """A deadline in seconds for a whole call, retries included; None for none."""
     if total_timeout is None:
         return None
-    seconds = float(total_timeout) if isinstance(total_timeout, numbers.Real) else math.nan
+    try:
+        seconds = float(total_timeout) if isinstance(total_timeout, numbers.Real) else math.nan
+    except OverflowError:  # an int too large for a float
+        seconds = math.inf
     if isinstance(total_timeout, bool) or not 0 < seconds < math.inf:
         raise InvalidParameterError("total_timeout", total_timeout, "a positive number of seconds, or None")
     return seconds
 
 
 def _check_on_retry(on_retry: OnRetry | None) -> OnRetry | None:
-    if on_retry is not None and not callable(on_retry):
-        raise InvalidParameterError("on_retry", on_retry, "a function called as on_retry(retry, wait_seconds, error)")
+    # An async function would only be called to make a coroutine that nothing awaits.
+    if on_retry is not None and (not callable(on_retry) or inspect.iscoroutinefunction(on_retry)):
+        raise InvalidParameterError(
+            "on_retry", on_retry, "a plain (not async) function called as on_retry(retry, wait_seconds, error)"
+        )
     return on_retry
 
 

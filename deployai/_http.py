@@ -81,19 +81,25 @@ def _plan(request: httpx.Request, stream: bool, options: ClientOptions, total_ti
         max_retries=options.max_retries,
         max_retry_wait=options.max_retry_wait,
         clock=time.time,
+        timer=time.monotonic,
         random=random.random,
         on_retry=options.on_retry,
         total_timeout=total_timeout,
     )
 
 
-def _cap_timeouts(request: httpx.Request, time_left: float) -> None:
-    """Let no phase of this attempt wait past the call's deadline (`total_timeout`)."""
+def _cap_timeouts(request: httpx.Request, time_left: float, base: httpx.Timeout, *, stream: bool) -> None:
+    """Let no phase of this attempt wait past the call's deadline (`total_timeout`).
+
+    `base` is the client's own timeouts, which httpx applies only when the request names none. A
+    stream's read timeout is left alone: it also governs the body, which the deadline does not bound.
+    """
     left = max(time_left, 0.001)
-    timeouts = request.extensions.get("timeout") or {}
-    capped = {phase: left if t is None else min(t, left) for phase, t in timeouts.items()}
-    for phase in ("connect", "read", "write", "pool"):
-        capped.setdefault(phase, left)
+    timeouts = request.extensions.get("timeout") or base.as_dict()
+    capped = {
+        phase: t if stream and phase == "read" else (left if t is None else min(t, left))
+        for phase, t in timeouts.items()
+    }
     request.extensions = {**request.extensions, "timeout": capped}
 
 
@@ -416,7 +422,7 @@ class SyncHTTP:
                     if stopped is not None or self._closed:
                         _check_before_send(stopped, self._closed)
                     if op.time_left is not None:
-                        _cap_timeouts(op.request, op.time_left)
+                        _cap_timeouts(op.request, op.time_left, client.timeout, stream=op.stream)
                     sent_at = time.perf_counter()
                     try:
                         outcome = client.send(op.request, stream=op.stream)
@@ -729,7 +735,7 @@ class AsyncHTTP:
                     if stopped is not None or self._closed or pool.closed:
                         _check_before_send(stopped, self._closed or pool.closed)
                     if op.time_left is not None:
-                        _cap_timeouts(op.request, op.time_left)
+                        _cap_timeouts(op.request, op.time_left, client.timeout, stream=op.stream)
                     sent_at = time.perf_counter()
                     try:
                         outcome = await client.send(op.request, stream=op.stream)

@@ -126,11 +126,13 @@ def call_plan(
     random: Callable[[], float],
     on_retry: OnRetry | None = None,
     total_timeout: float | None = None,
+    timer: Callable[[], float] | None = None,
 ) -> Plan:
     """The plan for one call: send, and on a retryable failure sleep and send again (see the module docstring).
 
     With `total_timeout`, a retry whose wait would end past the call's deadline is not started (the
-    last error is raised), and each attempt is told the time left (`Send.time_left`).
+    last error is raised), and each attempt is told the time left (`Send.time_left`). The deadline is
+    kept on `timer` (a monotonic clock) when given, else on `clock`.
 
     Raises:
         APIStatusError: the subclass for the error status, after retries (also for a 3xx: redirects
@@ -139,11 +141,12 @@ def call_plan(
         APIResponseValidationError: a streaming request was answered with something that is not an
             event stream.
     """
-    deadline = None if total_timeout is None else clock() + total_timeout
+    steady = clock if timer is None else timer  # the deadline runs on a steady clock where there is one
+    deadline = None if total_timeout is None else steady() + total_timeout
     attempt = 0
     while True:
         attempt += 1
-        outcome = yield Send(request, stream, attempt, None if deadline is None else deadline - clock())
+        outcome = yield Send(request, stream, attempt, None if deadline is None else deadline - steady())
         if isinstance(outcome, httpx.Response):
             response = outcome
             status = response.status_code
@@ -165,9 +168,8 @@ def call_plan(
         # (`is_retryable`, `retry_after`) decides about it, as it would in a caller's own retry loop.
         if isinstance(outcome, httpx.Response):
             status_code: int | None = outcome.status_code
-            now = clock()
             error: APIError = make_status_error(
-                outcome, retry_after=server_requested_wait(outcome.status_code, outcome.headers, now)
+                outcome, retry_after=server_requested_wait(outcome.status_code, outcome.headers, clock())
             )
         else:
             assert isinstance(outcome, httpx.HTTPError), outcome
@@ -181,7 +183,7 @@ def call_plan(
             max_retry_wait=max_retry_wait,
             random_fraction=random(),
         )
-        if decision.retry and deadline is not None and clock() + decision.wait_seconds >= deadline:
+        if decision.retry and deadline is not None and steady() + decision.wait_seconds >= deadline:
             decision = RetryDecision(retry=False, server_wait=decision.server_wait)  # it could not finish in time
         if not decision.retry:
             error.retries = attempt - 1

@@ -78,7 +78,7 @@ def _reset_at(value: str | None, now: float) -> datetime | None:
         return None
     seconds = _plain_seconds(value)
     if seconds is not None:
-        return _timestamp(int(seconds) if seconds >= _UNIX_TIME_FLOOR_SECONDS else now + seconds)
+        return _timestamp(seconds if seconds >= _UNIX_TIME_FLOOR_SECONDS else now + seconds)
     duration = _duration_seconds(value)
     return None if duration is None else _timestamp(now + duration)
 

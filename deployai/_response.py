@@ -47,14 +47,22 @@ class RawResponse(ResponseInfo, Generic[_T]):
     """
 
     def __init__(
-        self, http_response: httpx.Response, parse: Callable[[], _T], elapsed: float, retries: int = 0
+        self,
+        http_response: httpx.Response,
+        parse: Callable[[], _T],
+        elapsed: float,
+        retries: int = 0,
+        *,
+        meta_of: Callable[[], ResponseMeta] | None = None,
     ) -> None:
         self.http_response = http_response
         self._parse = parse
         self._meta = ResponseMeta(http_response.headers, elapsed, retries=retries)
+        # A stream's meta may still change: a retry before its first event happens as it is read.
+        self._meta_of = meta_of
 
     def _response_meta(self) -> ResponseMeta:
-        return self._meta
+        return self._meta if self._meta_of is None else self._meta_of()
 
     @property
     def status_code(self) -> int:
@@ -69,7 +77,7 @@ class RawResponse(ResponseInfo, Generic[_T]):
     @property
     def elapsed(self) -> datetime.timedelta:
         """Time from sending the request until the whole body was read (for a stream: until its headers)."""
-        return datetime.timedelta(seconds=self._meta.elapsed or 0.0)
+        return datetime.timedelta(seconds=self._response_meta().elapsed or 0.0)
 
     @cached_property
     def _parsed(self) -> _T:

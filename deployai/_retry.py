@@ -172,5 +172,5 @@ def decide(
         wait = backoff_delay(retry_number, random_fraction)
     else:
         spread = min(server_wait * SERVER_WAIT_SPREAD_FRACTION, MAX_SERVER_WAIT_SPREAD_SECONDS)
-        wait = server_wait + spread * random_fraction
+        wait = min(server_wait + spread * random_fraction, max(server_wait, max_retry_wait))
     return RetryDecision(retry=True, wait_seconds=wait, server_wait=server_wait)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, Literal, TypeAlias
+from typing import Final, Literal, TypeAlias
 
 import httpx
 from typing_extensions import final
 
-if TYPE_CHECKING:
-    from ._exceptions import DeployAIError
+from ._exceptions import APIError
 
 
 @final
@@ -58,7 +57,7 @@ class ModelAlias(str):
     __slots__ = ()
 
 
-OnRetry: TypeAlias = "Callable[[int, float, DeployAIError], object]"
+OnRetry: TypeAlias = Callable[[int, float, APIError], None]
 """`on_retry(retry, wait_seconds, error)`: called before each retry's wait, for metrics and logs.
 
 `retry` counts from 1, `wait_seconds` is the wait about to be slept, `error` is the typed error of the

@@ -37,10 +37,12 @@ def test_malformed_headers_give_none_never_an_exception(headers: dict[str, str])
     assert limit.seconds_until_reset(0.0) is None
 
 
-def test_fractional_values_are_read_as_whole_numbers() -> None:
+def test_fractional_counts_read_as_whole_numbers_and_fractional_resets_stay_exact() -> None:
     limit = RateLimit.from_headers({"x-ratelimit-remaining": "4.0", "x-ratelimit-reset": "1708000060.7"})
     assert limit.remaining == 4
-    assert limit.reset_at == datetime.datetime(2024, 2, 15, 12, 27, 40, tzinfo=datetime.timezone.utc)
+    # The fraction is kept: rounding the reset down would make a 429's wait end too soon.
+    # Rounding the reset down would make a 429's wait end before the window does.
+    assert limit.reset_at == datetime.datetime(2024, 2, 15, 12, 27, 40, 700000, tzinfo=datetime.timezone.utc)
 
 
 def test_is_a_small_frozen_readable_value() -> None:

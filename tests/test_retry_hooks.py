@@ -269,10 +269,72 @@ def test_total_timeout_caps_a_stalled_attempt() -> None:
             client.chat.completions.create(model=MODEL, messages=user(), total_timeout=0.2)
 
 
-@pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), "10", True])
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), "10", True, 10**400])
 def test_a_bad_total_timeout_is_refused(make_client: ClientFactory, httpx_mock: HTTPXMock, bad: Any) -> None:
     with pytest.raises(deployai.InvalidParameterError, match="total_timeout"):
         make_client(total_timeout=bad)
     with pytest.raises(deployai.InvalidParameterError, match="total_timeout"):
         make_client().chat.completions.create(model=MODEL, messages=user(), total_timeout=bad)
     assert httpx_mock.get_requests() == []
+
+
+def timeouts_seen(http_client_kind: str, **client_options: Any) -> tuple[Any, list[dict[str, float | None]]]:
+    seen: list[dict[str, float | None]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(dict(request.extensions["timeout"]))
+        if request.headers.get("accept") == "text/event-stream":
+            return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=b"data: [DONE]\n\n")
+        return httpx.Response(200, json={"object": "list", "data": []})
+
+    borrowed = httpx.Client(transport=httpx.MockTransport(handler), timeout=httpx.Timeout(2.0, connect=0.5))
+    return deployai.DeployAI(api_key="sk-timeouts", http_client=borrowed, **client_options), seen
+
+
+def test_total_timeout_keeps_a_borrowed_clients_own_shorter_timeouts() -> None:
+    client, seen = timeouts_seen("sync", total_timeout=60.0)
+    client.models.list()
+    assert seen[0]["connect"] == 0.5
+    assert seen[0]["read"] == 2.0
+
+
+def test_total_timeout_cuts_the_phases_but_leaves_a_streams_body_its_own_read_timeout() -> None:
+    client, seen = timeouts_seen("sync", total_timeout=1.0, timeout=10.0)
+    client.models.list()
+    with client.chat.completions.create(model=MODEL, messages=user(), stream=True) as stream:
+        list(stream)
+    whole, streamed = seen
+    assert whole["read"] is not None
+    assert whole["read"] <= 1.0
+    assert streamed["read"] == 10.0  # the deadline bounds a stream until its first event, not its body
+    assert streamed["connect"] is not None
+    assert streamed["connect"] <= 1.0
+
+
+def test_an_async_on_retry_is_refused() -> None:
+    async def on_retry(retry: int, wait: float, error: deployai.APIError) -> None:
+        pass
+
+    with pytest.raises(deployai.InvalidParameterError, match="on_retry"):
+        deployai.DeployAI(api_key="sk-x", on_retry=on_retry)  # type: ignore[arg-type]
+
+
+def test_a_raw_stream_says_how_many_retries_it_took_once_read(httpx_mock: HTTPXMock, sleeps: list[float]) -> None:
+    from tests.sse import hello_stream, sse_response
+
+    httpx_mock.add_callback(lambda request: sse_response([]))  # ends before its first event: retried
+    httpx_mock.add_callback(lambda request: sse_response(hello_stream()))
+    with deployai.DeployAI(api_key="sk-raw") as client:
+        raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=user(), stream=True)
+        with raw.parse() as stream:
+            list(stream)
+        assert (stream.retries, raw.retries) == (1, 1)
+
+
+def test_a_spread_wait_never_passes_max_retry_wait() -> None:
+    from deployai._retry import decide
+
+    decision = decide(
+        retryable=True, server_wait=60.0, retry_number=0, max_retries=2, max_retry_wait=60.0, random_fraction=1.0
+    )
+    assert decision.wait_seconds == 60.0
