@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from functools import cached_property
 from typing import Any, Final, overload
 
 from typing_extensions import Unpack
 
 from .._endpoint import AsyncCaller, Endpoint, SyncCaller
+from .._exceptions import DeployAIError, InvalidParameterError
+from .._fanout import Progress, run_many, run_many_async
 from .._request import build_chat_request
 from .._response import RawResponse
 from .._streaming import AsyncStream, Stream
@@ -53,6 +56,31 @@ is sent; API failures raise the `APIStatusError` subclass for their status, afte
 """
 
 
+_CREATE_MANY_DOC = """Create many chat completions with bounded concurrency; results in input order.
+
+Args:
+    requests: keyword dicts for `create` (without `stream=True`), one per completion.
+    concurrency: how many calls may be in flight at once (default 8); each goes through the client's
+        retries as `create` does.
+    on_progress: called as `on_progress(done, total)` each time an item finishes.
+    progress: draw a progress bar with tqdm (`tqdm.auto`, so notebooks get theirs); tqdm must be
+        installed.
+
+Returns:
+    One item per request, in order: its `ChatCompletion`, or the `DeployAIError` that ended it (one
+    failure never loses the others). Interrupting (Ctrl-C) or cancelling the call stops everything not
+    yet finished and returns at once.
+"""
+
+_DEFAULT_CONCURRENCY: Final = 8
+
+
+def _whole(params: Mapping[str, Any]) -> dict[str, Any]:
+    if params.get("stream") is True:
+        raise InvalidParameterError("stream", True, "left out of create_many requests: it returns whole completions")
+    return dict(params)
+
+
 class Completions:
     """Chat completions for `DeployAI`."""
 
@@ -69,6 +97,22 @@ class Completions:
         return self._client._call(CREATE, params, raw=False)
 
     create.__doc__ = _CREATE_DOC
+
+    def create_many(  # noqa: D102 - the docstring is set below, once for both clients
+        self,
+        requests: Iterable[Mapping[str, Any]],
+        *,
+        concurrency: int = _DEFAULT_CONCURRENCY,
+        on_progress: Progress | None = None,
+        progress: bool = False,
+    ) -> list[ChatCompletion | DeployAIError]:
+        def one(params: Mapping[str, Any]) -> ChatCompletion:
+            result: ChatCompletion = self._client._call(CREATE, _whole(params), raw=False)
+            return result
+
+        return run_many(one, requests, concurrency=concurrency, on_progress=on_progress, progress=progress)
+
+    create_many.__doc__ = _CREATE_MANY_DOC
 
     @cached_property
     def with_raw_response(self) -> CompletionsWithRawResponse:
@@ -113,6 +157,22 @@ class AsyncCompletions:
         return await self._client._call(CREATE, params, raw=False)
 
     create.__doc__ = _CREATE_DOC
+
+    async def create_many(  # noqa: D102 - the docstring is set below, once for both clients
+        self,
+        requests: Iterable[Mapping[str, Any]],
+        *,
+        concurrency: int = _DEFAULT_CONCURRENCY,
+        on_progress: Progress | None = None,
+        progress: bool = False,
+    ) -> list[ChatCompletion | DeployAIError]:
+        async def one(params: Mapping[str, Any]) -> ChatCompletion:
+            result: ChatCompletion = await self._client._call(CREATE, _whole(params), raw=False)
+            return result
+
+        return await run_many_async(one, requests, concurrency=concurrency, on_progress=on_progress, progress=progress)
+
+    create_many.__doc__ = _CREATE_MANY_DOC
 
     @cached_property
     def with_raw_response(self) -> AsyncCompletionsWithRawResponse:

@@ -1,0 +1,147 @@
+"""create_many: many completions with bounded concurrency, in input order, one failure never losing the others."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import httpx
+import pytest
+
+import deployai
+from deployai.testing import Emulator
+from tests.conftest import ClientFactory, completion_json, user
+
+MODEL = "openai/gpt-4o"
+
+
+def requests_for(*texts: str, model: str = MODEL) -> list[dict[str, Any]]:
+    return [{"model": model, "messages": user(text)} for text in texts]
+
+
+def answers(results: list[Any]) -> list[Any]:
+    return [r.choices[0].message.content if isinstance(r, deployai.types.ChatCompletion) else type(r) for r in results]
+
+
+def test_results_come_back_in_input_order_with_errors_in_place(kind: str) -> None:
+    emulator = Emulator(rate_limit=1_000_000)
+    batch = [*requests_for("one", "two"), *requests_for("three", model="openai/no-such-model"), *requests_for("four")]
+    batch.append({"model": MODEL, "messages": user("five"), "temperature": 9})  # refused before sending
+    done: list[tuple[int, int]] = []
+    if kind == "sync":
+        with emulator.client() as client:
+            results = client.chat.completions.create_many(
+                batch, concurrency=3, on_progress=lambda d, t: done.append((d, t))
+            )
+    else:
+
+        async def main() -> list[Any]:
+            async with emulator.async_client() as client:
+                return await client.chat.completions.create_many(
+                    batch, concurrency=3, on_progress=lambda d, t: done.append((d, t))
+                )
+
+        results = asyncio.run(main())
+    assert answers(results) == [
+        "You said: one",
+        "You said: two",
+        deployai.NotFoundError,
+        "You said: four",
+        deployai.InvalidParameterError,
+    ]
+    assert done == [(n, 5) for n in range(1, 6)]
+    assert len(emulator.requests) == 4  # the refused one never left the machine
+
+
+def counting_transport(kind: str, width: int) -> tuple[Any, dict[str, int]]:
+    """A transport that holds each call until `width` are in flight together, and counts the most seen."""
+    seen = {"now": 0, "most": 0}
+    lock = threading.Lock()
+    barrier = threading.Barrier(width, timeout=10)  # broken (an error) if fewer can ever be in flight
+
+    def enter() -> None:
+        with lock:
+            seen["now"] += 1
+            seen["most"] = max(seen["most"], seen["now"])
+
+    def leave() -> None:
+        with lock:
+            seen["now"] -= 1
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        enter()
+        barrier.wait()
+        leave()
+        return httpx.Response(200, json=completion_json())
+
+    async def async_handler(request: httpx.Request) -> httpx.Response:
+        enter()
+        for _ in range(10_000):  # a bounded wait for the others to arrive
+            if seen["now"] >= width or seen["most"] > width:
+                break
+            await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        leave()
+        return httpx.Response(200, json=completion_json())
+
+    return httpx.MockTransport(handler if kind == "sync" else async_handler), seen
+
+
+def test_exactly_concurrency_calls_are_in_flight_at_most(kind: str, make_client: ClientFactory) -> None:
+    transport, seen = counting_transport(kind, 4)
+    client = make_client(transport=transport)
+    results = client.chat.completions.create_many(requests_for(*[str(i) for i in range(20)]), concurrency=4)
+    assert all(isinstance(r, deployai.types.ChatCompletion) for r in results)
+    assert seen["most"] == 4
+
+
+def test_streaming_requests_and_bad_concurrency_are_refused(make_client: ClientFactory) -> None:
+    client = make_client()
+    (result,) = client.chat.completions.create_many([{"model": MODEL, "messages": user(), "stream": True}])
+    assert isinstance(result, deployai.InvalidParameterError)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(deployai.InvalidParameterError, match="concurrency"):
+            client.chat.completions.create_many(requests_for("x"), concurrency=bad)
+    assert client.chat.completions.create_many([]) == []
+
+
+def test_progress_true_draws_a_tqdm_bar(make_client: ClientFactory, capsys: pytest.CaptureFixture[str]) -> None:
+    client = make_client(transport=httpx.MockTransport(lambda request: httpx.Response(200, json=completion_json())))
+    client.chat.completions.create_many(requests_for("a", "b", "c"), progress=True)
+    assert "3/3" in capsys.readouterr().err
+
+
+def test_progress_true_without_tqdm_names_the_package(
+    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # as if tqdm were not installed
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    with pytest.raises(ModuleNotFoundError, match="pip install tqdm"):
+        make_client().chat.completions.create_many(requests_for("a"), progress=True)
+
+
+def test_cancelling_create_many_cancels_everything_in_flight() -> None:
+    started = 0
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        nonlocal started
+        started += 1
+        await asyncio.sleep(30)
+        return httpx.Response(200, json=completion_json())
+
+    async def main() -> None:
+        async with deployai.AsyncDeployAI(
+            api_key="sk-many", http_client=httpx.AsyncClient(transport=httpx.MockTransport(slow))
+        ) as client:
+            batch = asyncio.ensure_future(client.chat.completions.create_many(requests_for(*"abcdefgh"), concurrency=3))
+            while started < 3:
+                await asyncio.sleep(0)
+            batch.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(batch, 5)  # returns at once, not after the 30 s calls
+
+    asyncio.run(main())
+    assert started == 3  # nothing beyond the first three was started
