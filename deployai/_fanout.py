@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ._exceptions import DeployAIError, InvalidParameterError
 
@@ -54,6 +54,31 @@ def progress_reporter(on_progress: Progress | None, progress: bool, total: int) 
     return report, finish
 
 
+class _Batch(Generic[_R]):
+    """What both runners share: the items, their result slots in input order, and progress."""
+
+    def __init__(
+        self, requests: Iterable[Mapping[str, Any]], concurrency: int, on_progress: Progress | None, progress: bool
+    ) -> None:
+        width = check_concurrency(concurrency)
+        self.items = list(requests)
+        self.total = len(self.items)
+        self.width = min(width, self.total)  # never more workers than items
+        self.results: list[_R | DeployAIError | None] = [None] * self.total
+        self.done = 0
+        self._report, self.finish = progress_reporter(on_progress, progress and self.total > 0, self.total)
+
+    def settle(self, index: int, result: _R | DeployAIError) -> None:
+        """Record one item's result and report progress."""
+        self.results[index] = result
+        self.done += 1
+        self._report(self.done, self.total)
+
+    def outcome(self) -> list[_R | DeployAIError]:
+        """The results in input order (every slot filled once all items settled)."""
+        return self.results  # type: ignore[return-value]
+
+
 def run_many(
     call: Callable[[Mapping[str, Any]], _R],
     requests: Iterable[Mapping[str, Any]],
@@ -63,27 +88,23 @@ def run_many(
     progress: bool,
 ) -> list[_R | DeployAIError]:
     """Run `call` on each request from a pool of `concurrency` threads; results in input order."""
-    workers = check_concurrency(concurrency)
-    items = list(requests)
-    total = len(items)
-    if not total:
+    batch: _Batch[_R] = _Batch(requests, concurrency, on_progress, progress)
+    if not batch.total:
         return []
-    results: list[_R | DeployAIError | None] = [None] * total
-    report, finish = progress_reporter(on_progress, progress, total)
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(workers, total))
-    futures = {pool.submit(call, item): index for index, item in enumerate(items)}
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=batch.width)
+    futures = {pool.submit(call, item): index for index, item in enumerate(batch.items)}
     try:
-        for done, future in enumerate(concurrent.futures.as_completed(futures), start=1):
-            results[futures[future]] = _outcome(future)
-            report(done, total)
+        for future in concurrent.futures.as_completed(futures):
+            result = _outcome(future)
+            batch.settle(futures[future], result)
     except BaseException:
         # Ctrl-C or a caller's own error: drop what has not started, and do not wait for the rest.
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     finally:
-        finish()
+        batch.finish()
     pool.shutdown(wait=True)
-    return results  # type: ignore[return-value] # every slot was filled
+    return batch.outcome()
 
 
 def _outcome(future: concurrent.futures.Future[_R]) -> _R | DeployAIError:
@@ -102,27 +123,20 @@ async def run_many_async(
     progress: bool,
 ) -> list[_R | DeployAIError]:
     """Run `call` on each request from `concurrency` tasks; results in input order; cancelling cancels all."""
-    count = check_concurrency(concurrency)
-    items = list(requests)
-    total = len(items)
-    if not total:
+    batch: _Batch[_R] = _Batch(requests, concurrency, on_progress, progress)
+    if not batch.total:
         return []
-    results: list[_R | DeployAIError | None] = [None] * total
-    report, finish = progress_reporter(on_progress, progress, total)
-    pending = iter(enumerate(items))
-    done = 0
+    pending = iter(enumerate(batch.items))
 
     async def worker() -> None:
-        nonlocal done
         for index, item in pending:  # one iterator shared by the workers: each item is taken once
             try:
-                results[index] = await call(item)
+                result: _R | DeployAIError = await call(item)
             except DeployAIError as error:
-                results[index] = error
-            done += 1
-            report(done, total)
+                result = error
+            batch.settle(index, result)
 
-    workers = [asyncio.ensure_future(worker()) for _ in range(min(count, total))]
+    workers = [asyncio.ensure_future(worker()) for _ in range(batch.width)]
     try:
         await asyncio.gather(*workers)
     except BaseException:
@@ -131,5 +145,5 @@ async def run_many_async(
         await asyncio.gather(*workers, return_exceptions=True)
         raise
     finally:
-        finish()
-    return results  # type: ignore[return-value] # every slot was filled
+        batch.finish()
+    return batch.outcome()
