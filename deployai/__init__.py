@@ -33,6 +33,7 @@ from ._exceptions import (
     is_retryable,
     retry_after,
 )
+from ._limiter import RateLimiter
 from ._logging import setup_logging as _setup_logging
 from ._ratelimit import RateLimit
 from ._response import RawResponse
@@ -62,6 +63,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimit",
     "RateLimitError",
+    "RateLimiter",
     "RawResponse",
     "ServiceUnavailableError",
     "Stream",

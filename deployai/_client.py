@@ -16,6 +16,7 @@ from ._constants import DEFAULT_MAX_RETRIES, DEFAULT_MAX_RETRY_WAIT_SECONDS
 from ._endpoint import Endpoint
 from ._exceptions import InvalidParameterError
 from ._http import AsyncHTTP, SyncHTTP
+from ._limiter import RateLimiter
 from ._response import RawResponse, finish
 from ._streaming import AsyncStream, Stream
 from ._types import NOT_GIVEN, NotGiven, OnRetry, Timeout
@@ -51,6 +52,7 @@ class _BaseClient(Generic[_HTTP, _Httpx]):
         allow_insecure_http: bool = False,
         on_retry: OnRetry | None = None,
         total_timeout: float | None = None,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         client_type = self._httpx_type
         if http_client is not None and not isinstance(http_client, client_type):
@@ -69,6 +71,7 @@ class _BaseClient(Generic[_HTTP, _Httpx]):
             allow_insecure_http=allow_insecure_http,
             on_retry=on_retry,
             total_timeout=total_timeout,
+            rate_limiter=rate_limiter,
         )
         self._http = self._http_type(http_client)
         # `with_options` copies share `_http` but never close it.
@@ -90,6 +93,11 @@ class _BaseClient(Generic[_HTTP, _Httpx]):
         return self._options.max_retry_wait
 
     @property
+    def rate_limiter(self) -> RateLimiter | None:
+        """The `RateLimiter` that paces this client's calls, or None."""
+        return self._options.rate_limiter
+
+    @property
     def timeout(self) -> httpx.Timeout | None:
         """The default timeout of each request (None: the borrowed `http_client` decides)."""
         return self._options.timeout
@@ -103,6 +111,7 @@ class _BaseClient(Generic[_HTTP, _Httpx]):
         default_headers: Mapping[str, str] | NotGiven = NOT_GIVEN,
         on_retry: OnRetry | NotGiven | None = NOT_GIVEN,
         total_timeout: float | NotGiven | None = NOT_GIVEN,
+        rate_limiter: RateLimiter | NotGiven | None = NOT_GIVEN,
     ) -> Self:
         """A copy of this client with some options changed, sharing its connection pool.
 
@@ -118,6 +127,7 @@ class _BaseClient(Generic[_HTTP, _Httpx]):
             default_headers=default_headers,
             on_retry=on_retry,
             total_timeout=total_timeout,
+            rate_limiter=rate_limiter,
         )
         copy._http = self._http
         copy._owns_http = False
@@ -147,6 +157,9 @@ class DeployAI(_BaseClient[SyncHTTP, httpx.Client]):
             metrics): `retry` counts from 1, `error` is the typed error of the attempt that failed.
         total_timeout: a deadline in seconds for each whole call, retries and their waits included
             (for a stream: until its first event); None (the default) for none.
+        rate_limiter: a `deployai.RateLimiter` that paces this client's calls (and those of every
+            other client given the same one) to stay under the API key's rate limit; None (the
+            default) sends at once and relies on retries.
 
     Raises:
         DeployAIError: no API key was given or found in the environment.

@@ -21,6 +21,7 @@ from ._constants import (
     DEFAULT_TIMEOUT_SECONDS,
 )
 from ._exceptions import DeployAIError, InvalidParameterError
+from ._limiter import RateLimiter
 from ._types import NOT_GIVEN, NotGiven, OnRetry, Timeout
 from ._version import __version__
 
@@ -58,6 +59,7 @@ class ClientOptions:
     default_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     on_retry: OnRetry | None = field(default=None, repr=False, compare=False)
     total_timeout: float | None = None
+    rate_limiter: RateLimiter | None = field(default=None, repr=False, compare=False)
 
     json_headers: dict[str, str] = field(init=False, repr=False, compare=False)
     stream_headers: dict[str, str] = field(init=False, repr=False, compare=False)
@@ -146,6 +148,12 @@ def _check_on_retry(on_retry: OnRetry | None) -> OnRetry | None:
     return on_retry
 
 
+def _check_rate_limiter(rate_limiter: object) -> RateLimiter | None:
+    if rate_limiter is not None and not isinstance(rate_limiter, RateLimiter):
+        raise InvalidParameterError("rate_limiter", type(rate_limiter).__name__, "a deployai.RateLimiter, or None")
+    return rate_limiter
+
+
 def is_loopback(host: str) -> bool:
     """Whether `host` is this machine: `localhost` (or a name under it), 127.0.0.0/8 or ::1."""
     host = host.lower().strip("[]").rstrip(".")
@@ -193,6 +201,7 @@ def resolve_options(
     allow_insecure_http: bool = False,
     on_retry: OnRetry | None = None,
     total_timeout: float | None = None,
+    rate_limiter: RateLimiter | None = None,
 ) -> ClientOptions:
     """Resolve the options of a new client: an explicit argument wins, then the environment, then the default.
 
@@ -228,6 +237,7 @@ def resolve_options(
         default_headers=headers,
         on_retry=_check_on_retry(on_retry),
         total_timeout=check_total_timeout(total_timeout),
+        rate_limiter=_check_rate_limiter(rate_limiter),
     )
 
 
@@ -240,6 +250,7 @@ def changed_options(
     default_headers: Mapping[str, str] | NotGiven,
     on_retry: OnRetry | NotGiven | None = NOT_GIVEN,
     total_timeout: float | NotGiven | None = NOT_GIVEN,
+    rate_limiter: RateLimiter | NotGiven | None = NOT_GIVEN,
 ) -> ClientOptions:
     """The options of a `with_options` copy: given values replace the client's, others are kept."""
     changes: dict[str, Any] = {}
@@ -253,6 +264,8 @@ def changed_options(
         changes["total_timeout"] = check_total_timeout(total_timeout)
     if not isinstance(on_retry, NotGiven):
         changes["on_retry"] = _check_on_retry(on_retry)
+    if not isinstance(rate_limiter, NotGiven):
+        changes["rate_limiter"] = _check_rate_limiter(rate_limiter)
     if not isinstance(default_headers, NotGiven):
         changes["default_headers"] = {**options.default_headers, **check_headers("default_headers", default_headers)}
     return options.with_changes(**changes) if changes else options

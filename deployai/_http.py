@@ -85,6 +85,7 @@ def _plan(request: httpx.Request, stream: bool, options: ClientOptions, total_ti
         random=random.random,
         on_retry=options.on_retry,
         total_timeout=total_timeout,
+        limiter=options.rate_limiter,
     )
 
 
@@ -421,6 +422,12 @@ class SyncHTTP:
                 if type(op) is Send:
                     if stopped is not None or self._closed:
                         _check_before_send(stopped, self._closed)
+                    limiter = op.limiter
+                    if limiter is not None:
+                        waited_from = time.monotonic()
+                        limiter._acquire_sync(op.request, op.wait_limit)
+                        if op.time_left is not None:
+                            op.time_left -= time.monotonic() - waited_from
                     if op.time_left is not None:
                         _cap_timeouts(op.request, op.time_left, client.timeout, stream=op.stream)
                     sent_at = time.perf_counter()
@@ -430,6 +437,9 @@ class SyncHTTP:
                         outcome = exc
                     except Exception as exc:  # from below httpx (h11, a transport): never raw
                         raise _unexpected(exc, op.request, client.is_closed) from safe_cause(exc)
+                    finally:
+                        if limiter is not None:
+                            limiter._settle(outcome)  # None when the send was interrupted
                     if debug:
                         _log_attempt(op, outcome, time.perf_counter() - sent_at)
                 elif type(op) is Deliver:
@@ -734,6 +744,12 @@ class AsyncHTTP:
                 if type(op) is Send:
                     if stopped is not None or self._closed or pool.closed:
                         _check_before_send(stopped, self._closed or pool.closed)
+                    limiter = op.limiter
+                    if limiter is not None:
+                        waited_from = time.monotonic()
+                        await limiter._acquire_async(op.request, op.wait_limit)
+                        if op.time_left is not None:
+                            op.time_left -= time.monotonic() - waited_from
                     if op.time_left is not None:
                         _cap_timeouts(op.request, op.time_left, client.timeout, stream=op.stream)
                     sent_at = time.perf_counter()
@@ -743,6 +759,9 @@ class AsyncHTTP:
                         outcome = exc
                     except Exception as exc:  # from below httpx (h11, anyio, a transport): never raw
                         raise _unexpected(exc, op.request, client.is_closed) from safe_cause(exc)
+                    finally:
+                        if limiter is not None:
+                            limiter._settle(outcome)  # None when the send was interrupted or cancelled
                     if debug:
                         _log_attempt(op, outcome, time.perf_counter() - sent_at)
                 elif type(op) is Deliver:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 import httpx
 
@@ -38,6 +38,9 @@ from ._exceptions import (
 )
 from ._retry import RetryDecision, decide, server_requested_wait
 from ._types import OnRetry
+
+if TYPE_CHECKING:
+    from ._limiter import RateLimiter
 
 # The operations are plain slotted classes: a frozen dataclass's __init__ goes through
 # object.__setattr__, several times slower, and one of these is built on every call.
@@ -55,12 +58,18 @@ class Send:
         attempt: 1 for the first attempt, 2 for the first retry, ...
         time_left: seconds left before the call's `total_timeout`, to cap this attempt's timeouts by;
             None without one.
+        limiter: the client's rate limiter, to wait for before sending and to tell what came back;
+            None without one.
+        wait_limit: the longest the limiter may hold this attempt (`max_retry_wait`, or less when
+            `total_timeout` leaves less).
     """
 
     request: httpx.Request
     stream: bool
     attempt: int
     time_left: float | None = None
+    limiter: RateLimiter | None = None
+    wait_limit: float = 0.0
 
 
 @dataclass(slots=True)
@@ -127,12 +136,14 @@ def call_plan(
     on_retry: OnRetry | None = None,
     total_timeout: float | None = None,
     timer: Callable[[], float] | None = None,
+    limiter: RateLimiter | None = None,
 ) -> Plan:
     """The plan for one call: send, and on a retryable failure sleep and send again (see the module docstring).
 
     With `total_timeout`, a retry whose wait would end past the call's deadline is not started (the
     last error is raised), and each attempt is told the time left (`Send.time_left`). The deadline is
-    kept on `timer` (a monotonic clock) when given, else on `clock`.
+    kept on `timer` (a monotonic clock) when given, else on `clock`. With a `limiter`, each attempt
+    carries it, and the longest it may be held (`Send.wait_limit`).
 
     Raises:
         APIStatusError: the subclass for the error status, after retries (also for a 3xx: redirects
@@ -146,7 +157,12 @@ def call_plan(
     attempt = 0
     while True:
         attempt += 1
-        outcome = yield Send(request, stream, attempt, None if deadline is None else deadline - steady())
+        time_left = None if deadline is None else deadline - steady()
+        if limiter is None:
+            outcome = yield Send(request, stream, attempt, time_left)
+        else:
+            wait_limit = max_retry_wait if time_left is None else min(max_retry_wait, time_left)
+            outcome = yield Send(request, stream, attempt, time_left, limiter, wait_limit)
         if isinstance(outcome, httpx.Response):
             response = outcome
             status = response.status_code

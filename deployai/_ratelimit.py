@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-__all__ = ["RateLimit"]
+__all__ = ["RateLimit", "WindowReport", "read_window"]
 
 _MAX_DURATION_CHARS = 64  # "1h2m3.5s" is 8: anything much longer is not a duration
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
@@ -28,6 +28,7 @@ _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m":
 # A reset given as a plain number above this is a unix time; below it, seconds from now (some
 # gateways send `x-ratelimit-reset: 60`). No window lasts until 1973.
 _UNIX_TIME_FLOOR_SECONDS = 100_000_000
+_LAST_UNIX_SECOND = 253_402_300_799.0  # 9999-12-31 23:59:59 UTC, the last moment a datetime can hold
 
 
 def _int_or_none(value: str | None) -> int | None:
@@ -74,13 +75,23 @@ def _timestamp(seconds: float) -> datetime | None:
 
 def _reset_at(value: str | None, now: float) -> datetime | None:
     """When a window resets: from a unix time, a number of seconds from now, or a duration from now."""
+    moment = _reset_time(value, now)
+    return None if moment is None else _timestamp(moment)
+
+
+def _reset_time(value: str | None, now: float) -> float | None:
+    """`_reset_at` as a unix time; None past the calendar (year 9999) or for anything malformed."""
     if value is None:
         return None
     seconds = _plain_seconds(value)
     if seconds is not None:
-        return _timestamp(seconds if seconds >= _UNIX_TIME_FLOOR_SECONDS else now + seconds)
-    duration = _duration_seconds(value)
-    return None if duration is None else _timestamp(now + duration)
+        moment = seconds if seconds >= _UNIX_TIME_FLOOR_SECONDS else now + seconds
+    else:
+        duration = _duration_seconds(value)
+        if duration is None:
+            return None
+        moment = now + duration
+    return moment if 0.0 <= moment <= _LAST_UNIX_SECOND else None  # the comparison is False for NaN too
 
 
 def _plain_seconds(value: str) -> float | None:
@@ -208,3 +219,60 @@ def _seconds_until(moment: datetime | None, now: float) -> float | None:
     except (OverflowError, OSError, ValueError):
         return None
     return max(0.0, wait) if abs(wait) < float("inf") else None  # the comparison is False for NaN too
+
+
+@dataclass(slots=True)
+class WindowReport:
+    """What one response says of the request budget, as plain numbers (what a rate limiter learns from).
+
+    Attributes:
+        limit: requests allowed per window, or None.
+        remaining: requests left in the window, or None.
+        reset_at: the unix time the request window resets, or None.
+        tokens_spent_until: the unix time the token budget resets, when the response reported it spent
+            (`tokens_remaining` 0); else None.
+    """
+
+    limit: int | None
+    remaining: int | None
+    reset_at: float | None
+    tokens_spent_until: float | None
+
+
+_DEPLOYAI_NAMES = frozenset({b"x-ratelimit-limit", b"x-ratelimit-remaining", b"x-ratelimit-reset"})
+
+
+def read_window(headers: Mapping[str, str], now: float) -> WindowReport | None:
+    """The budget a response reported, in any dialect `RateLimit` reads; None when it sent no rate-limit header.
+
+    Called on every response a rate limiter sees, so the common case (DeployAI's three headers) is
+    read in one pass over the raw headers without building a `RateLimit`.
+    """
+    raw = getattr(headers, "raw", None)  # an httpx.Headers; a plain mapping has lowercase names
+    items = raw if isinstance(raw, list) else [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    found: dict[bytes, bytes] | None = None
+    for name, value in items:
+        if name[:12].lower() == b"x-ratelimit-":
+            if found is None:
+                found = {}
+            found[name.lower()] = value
+    if found is None:
+        return None
+    if found.keys() <= _DEPLOYAI_NAMES:
+        limit = found.get(b"x-ratelimit-limit")
+        remaining = found.get(b"x-ratelimit-remaining")
+        reset = found.get(b"x-ratelimit-reset")
+        return WindowReport(
+            None if limit is None else _int_or_none(limit.decode("latin-1")),
+            None if remaining is None else _int_or_none(remaining.decode("latin-1")),
+            None if reset is None else _reset_time(reset.decode("latin-1"), now),
+            None,
+        )
+    window = RateLimit.from_headers({k.decode("latin-1"): v.decode("latin-1") for k, v in found.items()}, now)
+    spent = window.tokens_remaining == 0 and window.tokens_reset_at is not None
+    return WindowReport(
+        window.limit,
+        window.remaining,
+        None if window.reset_at is None else window.reset_at.timestamp(),
+        window.tokens_reset_at.timestamp() if spent and window.tokens_reset_at is not None else None,
+    )

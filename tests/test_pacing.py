@@ -1,0 +1,187 @@
+"""The rate limiter's decisions, driven by hand with explicit times: no HTTP, threads, clocks or sleeping."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import httpx
+import pytest
+
+from deployai._pacing import Pacing
+from deployai._ratelimit import WindowReport, read_window
+
+T = 1_700_000_000.0
+
+
+def report(remaining: int | None, reset_at: float | None = None, limit: int | None = 20) -> WindowReport:
+    return WindowReport(limit, remaining, reset_at, None)
+
+
+def informed(remaining: int, reset_at: float, limit: int = 20) -> Pacing:
+    """A pacing that sent one probe and heard back: `remaining` left until `reset_at`."""
+    pacing = Pacing()
+    pacing.admit(T)
+    pacing.learn(T, 200, report(remaining, reset_at, limit), None)
+    return pacing
+
+
+def test_before_any_answer_one_request_goes_and_the_rest_wait_for_its_answer() -> None:
+    pacing = Pacing()
+    assert pacing.delay(T) == 0
+    pacing.admit(T)
+    assert pacing.delay(T) == 1.0  # held, but one more probe goes after a second if no answer came
+    pacing.learn(T + 0.2, 200, report(19, T + 60), None)
+    assert pacing.delay(T + 0.2) == 0
+
+
+def test_requests_in_flight_count_against_what_is_left() -> None:
+    pacing = informed(remaining=3, reset_at=T + 10)
+    for _ in range(3):
+        assert pacing.delay(T) == 0
+        pacing.admit(T)
+    assert pacing.delay(T + 1) == pytest.approx(9.0)  # 3 left, 3 in flight: wait for the reset
+    pacing.learn(T + 1, 200, report(2, T + 10), None)  # answers report lower counts, the in-flight fewer
+    pacing.learn(T + 1, 200, report(1, T + 10), None)
+    pacing.learn(T + 1, 200, report(0, T + 10), None)
+    assert pacing.in_flight == 0
+    assert pacing.delay(T + 2) == pytest.approx(8.0)
+
+
+def test_after_the_reset_the_window_is_full_again_minus_what_is_still_in_flight() -> None:
+    pacing = informed(remaining=0, reset_at=T + 10, limit=3)
+    pacing.admit(T + 9)  # sent before the reset by someone else's decision, still in flight
+    assert pacing.delay(T + 10) == 0
+    pacing.admit(T + 10)
+    pacing.admit(T + 10)
+    assert pacing.in_flight == 3
+    assert pacing.delay(T + 10) == math.inf  # spent, and the new window's reset is not known yet
+    pacing.learn(T + 10.1, 200, report(2, T + 20, limit=3), None)  # an answer from the new window
+    assert pacing.delay(T + 10.1) == pytest.approx(9.9)
+
+
+def test_an_answer_from_a_window_that_is_over_changes_nothing_but_the_count_in_flight() -> None:
+    pacing = informed(remaining=5, reset_at=T + 10)
+    pacing.admit(T)
+    pacing.learn(T + 11, 200, report(0, T + 10), None)
+    assert (pacing.remaining, pacing.in_flight) == (5, 0)
+
+
+def test_a_report_of_a_later_window_replaces_the_one_known() -> None:
+    pacing = informed(remaining=0, reset_at=T + 10)
+    pacing.admit(T)
+    pacing.learn(T + 1, 200, report(15, T + 11), None)  # the server's window moved on before ours did
+    assert (pacing.remaining, pacing.reset_at) == (15, T + 11)
+    assert pacing.delay(T + 1) == 0
+
+
+def test_reports_for_the_same_window_only_ever_lower_what_is_left() -> None:
+    pacing = informed(remaining=5, reset_at=T + 10)
+    pacing.learn(T, 200, report(7, T + 10), None)  # an older answer arriving late
+    assert pacing.remaining == 5
+
+
+def test_a_request_without_an_answer_counts_as_spent() -> None:
+    pacing = informed(remaining=2, reset_at=T + 10)
+    pacing.admit(T)
+    pacing.lost(T)
+    assert (pacing.remaining, pacing.in_flight) == (1, 0)
+
+
+def test_answers_without_rate_limit_headers_end_the_hold_and_pace_nothing() -> None:
+    pacing = Pacing()
+    pacing.admit(T)
+    pacing.learn(T, 200, None, None)
+    for _ in range(100):
+        assert pacing.delay(T) == 0
+        pacing.admit(T)
+
+
+def test_a_429_that_gives_no_hint_holds_everyone_back_and_halves_the_pace() -> None:
+    pacing = Pacing()
+    pacing.admit(T)
+    pacing.learn(T, 200, None, None)
+    for i in range(16):  # sends every 0.1 s
+        pacing.admit(T + 0.1 * i)
+    pacing.learn(T + 1.5, 429, None, None)
+    assert pacing.delay(T + 1.5) == pytest.approx(0.5)  # the first backoff step, for every caller
+    assert pacing.spacing == pytest.approx(0.2)  # twice the interval it was sending at
+    pacing.admit(T + 2.0)
+    pacing.learn(T + 2.1, 429, None, None)  # again: the backoff and the spacing both double
+    assert pacing.delay(T + 2.1) == pytest.approx(1.0)
+    assert pacing.spacing == pytest.approx(0.4)
+    pacing.admit(T + 3.1)
+    assert pacing.delay(T + 3.1) == pytest.approx(0.4)  # sends are spaced out
+
+
+def test_the_pace_recovers_with_successes_until_the_spacing_is_dropped() -> None:
+    pacing = Pacing(informed=True, spacing=1.0)
+    now = T
+    successes = 0
+    while pacing.spacing:
+        now += pacing.delay(now)
+        pacing.admit(now)
+        pacing.learn(now, 200, None, None)
+        successes += 1
+    # 1.0 * (15/16)**n drops below 0.01 s after 72 successes.
+    assert successes == 72
+    assert pacing.delay(now) == 0
+
+
+def test_a_429_with_retry_after_holds_everyone_for_that_long_without_slowing_the_pace() -> None:
+    pacing = informed(remaining=0, reset_at=T + 3)
+    pacing.admit(T)
+    pacing.learn(T, 429, report(0, T + 3), 5.0)
+    assert pacing.delay(T) == pytest.approx(5.0)
+    assert (pacing.spacing, pacing.strikes) == (0.0, 0)
+
+
+def test_a_spent_token_budget_holds_everyone_until_it_resets() -> None:
+    pacing = Pacing()
+    pacing.admit(T)
+    pacing.learn(T, 200, WindowReport(100, 50, T + 60, T + 7), None)
+    assert pacing.delay(T) == pytest.approx(7.0)
+
+
+def test_requests_per_minute_allows_that_many_in_any_60_seconds() -> None:
+    pacing = Pacing(requests_per_minute=3)
+    for at in (0.0, 10.0, 20.0):
+        assert pacing.delay(T + at) == 0  # no probing hold: the plan's budget is known
+        pacing.admit(T + at)
+    assert pacing.delay(T + 30) == pytest.approx(30.0)
+    assert pacing.delay(T + 60) == 0
+
+
+def test_a_queued_caller_behind_more_callers_than_the_window_has_left_waits_for_the_reset() -> None:
+    pacing = informed(remaining=2, reset_at=T + 30)
+    assert pacing.delay_behind(T, ahead=1) == 0
+    assert pacing.delay_behind(T, ahead=2) == pytest.approx(30.0)
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"x-ratelimit-limit": "20", "x-ratelimit-remaining": "3", "x-ratelimit-reset": str(int(T) + 5)},
+         WindowReport(20, 3, T + 5, None)),
+        ({"X-RateLimit-Remaining": "3", "X-RateLimit-Reset": "5"}, WindowReport(None, 3, T + 5, None)),
+        ({"x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "0",
+          "x-ratelimit-reset-requests": "1m0s", "x-ratelimit-remaining-tokens": "0",
+          "x-ratelimit-reset-tokens": "20ms"}, WindowReport(60, 0, T + 60, T + 0.02)),
+        ({"x-ratelimit-api_key-remaining-requests": "4", "x-ratelimit-remaining-requests": "9"},
+         WindowReport(None, 4, None, None)),
+        ({"x-ratelimit-remaining": "many", "x-ratelimit-reset": "soon"}, WindowReport(None, None, None, None)),
+        ({"content-type": "application/json"}, None),
+    ],
+    ids=["deployai", "deployai-relative-any-case", "openai-tokens-spent", "litellm-per-key", "malformed", "none"],
+)  # fmt: skip
+def test_read_window_reads_every_dialect_from_httpx_headers_and_plain_mappings(
+    headers: dict[str, str], expected: WindowReport | None
+) -> None:
+    got = read_window(httpx.Headers(headers), T)
+    if expected is None:
+        assert got is None
+    else:
+        assert got is not None
+        assert dataclasses.astuple(got) == pytest.approx(dataclasses.astuple(expected))
+    lowered = {name.lower(): value for name, value in headers.items()}
+    assert read_window(lowered, T) == got
