@@ -42,9 +42,11 @@ RETRYABLE_STATUS_CODES: Final = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 # Rate limiter. Until an answer tells the budget, one request goes out, then one more each interval.
 PROBE_INTERVAL_SECONDS: Final = 1.0
-# After a 429 that gave no hint (no spent window, no retry-after), sends are spaced at least this far
-# apart, doubling with each such 429 up to the maximum, and the spacing shrinks by this fraction with
-# each success until it falls below the minimum and is dropped.
+# After a 429 that gave no hint (no spent window, no retry-after), sends are spaced twice as far apart
+# as they were being sent (at least the initial spacing, when that pace is unknown), doubling with each
+# such 429 up to the maximum; the spacing shrinks by this fraction with each success until it falls
+# below the minimum and is dropped.
+INITIAL_PACE_SPACING_SECONDS: Final = 0.1
 MIN_PACE_SPACING_SECONDS: Final = 0.01
 MAX_PACE_SPACING_SECONDS: Final = 10.0
 PACE_RECOVERY_FRACTION: Final = 1 / 16

@@ -22,8 +22,8 @@ The rules, in the order `delay` applies them (the longest wait wins):
 3. `requests_per_minute`, when the user gave it: at most that many sends in any 60 s.
 4. A 429 makes every caller wait what the server asked for (`retry-after`), or, with no hint at all
    (no spent window, no `retry-after`), a backoff that doubles with each such 429 in a row; and such
-   a 429 halves the pace (spacing the sends at least twice as far apart as they were), which then
-   recovers by a sixteenth with each success.
+   a 429 halves the pace (spacing the sends twice as far apart as they were, at least 0.1 s apart),
+   which then recovers by a sixteenth with each success.
 5. A token budget reported spent (`tokens_remaining` 0) holds everything until it resets.
 
 Reports are told apart by their reset time: one that resets later than the window known now is a
@@ -39,6 +39,7 @@ import math
 from dataclasses import dataclass, field
 
 from ._constants import (
+    INITIAL_PACE_SPACING_SECONDS,
     MAX_PACE_SPACING_SECONDS,
     MIN_PACE_SPACING_SECONDS,
     PACE_RECOVERY_FRACTION,
@@ -148,7 +149,7 @@ class Pacing:
                 self.strikes += 1
                 if server_wait is None:
                     self.pause_until = max(self.pause_until, now + backoff_delay(self.strikes - 1, 0.0))
-                slower = max(2.0 * self.spacing, 2.0 * self._observed_interval(), MIN_PACE_SPACING_SECONDS)
+                slower = max(2.0 * self.spacing, 2.0 * self._observed_interval(), INITIAL_PACE_SPACING_SECONDS)
                 self.spacing = min(MAX_PACE_SPACING_SECONDS, slower)
         elif status < 400:
             self.strikes = 0

@@ -1,0 +1,369 @@
+"""RateLimiter through the clients: order, cancellation, refusing long waits, 429s, streams, sharing, and the proofs.
+
+Most tests freeze the limiter's clock: a waiting caller then moves only when an answer arrives, so the
+order of events is fixed by the test, never by timing. The proofs at the end run against the
+emulator's loopback server on the real clock with a small window, and count 429s at the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import pickle
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+import deployai
+from deployai.testing import Emulator, EmulatorServer
+from tests.conftest import API_KEY, ClientFactory, completion_json, user
+
+T = 1_700_000_000.0
+MODEL = "openai/gpt-4o"
+
+
+def window(remaining: int, reset_in: float = 100.0, limit: int = 20) -> dict[str, str]:
+    return {
+        "x-ratelimit-limit": str(limit),
+        "x-ratelimit-remaining": str(remaining),
+        "x-ratelimit-reset": str(int(T + reset_in)),
+    }
+
+
+def frozen(limiter: deployai.RateLimiter, at: float = T) -> deployai.RateLimiter:
+    limiter._clock = lambda: at
+    return limiter
+
+
+def text_of(request: httpx.Request) -> str:
+    return str(json.loads(request.content)["messages"][0]["content"])
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    """Wait for another thread to reach a state (not for time to pass): fail after 10 s."""
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.001)
+
+
+def test_callers_are_let_through_in_the_order_they_came_threads() -> None:
+    limiter = frozen(deployai.RateLimiter())
+    gate = threading.Event()
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(text_of(request))
+        if seen[-1] == "first":
+            gate.wait(10)
+        # One left each time: exactly one more caller may go per answer, so the sends show the order.
+        return httpx.Response(200, json=completion_json(), headers=window(remaining=1))
+
+    client = deployai.DeployAI(
+        api_key=API_KEY, http_client=httpx.Client(transport=httpx.MockTransport(handler)), rate_limiter=limiter
+    )
+    threads = [threading.Thread(target=client.chat.completions.create, kwargs={"model": MODEL, "messages": user(t)})
+               for t in ["first", "1", "2", "3", "4", "5"]]  # fmt: skip
+    threads[0].start()
+    wait_until(lambda: seen == ["first"], "the first request is in flight")
+    for n, thread in enumerate(threads[1:], start=1):
+        thread.start()
+        wait_until(lambda n=n: limiter.waiting == n, f"{n} callers wait")  # type: ignore[misc]
+    gate.set()
+    for thread in threads:
+        thread.join(10)
+    assert seen == ["first", "1", "2", "3", "4", "5"]
+    assert (limiter.waiting, limiter.in_flight) == (0, 0)
+
+
+async def _queue_behind_a_held_first_call(
+    limiter: deployai.RateLimiter, texts: list[str]
+) -> tuple[list[str], asyncio.Event, list[asyncio.Task[Any]], deployai.AsyncDeployAI]:
+    gate = asyncio.Event()
+    seen: list[str] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(text_of(request))
+        if seen[-1] == "first":
+            await gate.wait()
+        return httpx.Response(200, json=completion_json(), headers=window(remaining=1))
+
+    client = deployai.AsyncDeployAI(
+        api_key=API_KEY, http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)), rate_limiter=limiter
+    )
+    tasks = [asyncio.ensure_future(client.chat.completions.create(model=MODEL, messages=user("first")))]
+    while seen != ["first"]:
+        await asyncio.sleep(0)
+    for n, text in enumerate(texts, start=1):
+        tasks.append(asyncio.ensure_future(client.chat.completions.create(model=MODEL, messages=user(text))))
+        while limiter.waiting < n:
+            await asyncio.sleep(0)
+    return seen, gate, tasks, client
+
+
+def test_callers_are_let_through_in_the_order_they_came_tasks() -> None:
+    limiter = frozen(deployai.RateLimiter())
+
+    async def main() -> list[str]:
+        seen, gate, tasks, _ = await _queue_behind_a_held_first_call(limiter, ["1", "2", "3", "4", "5"])
+        gate.set()
+        await asyncio.gather(*tasks)
+        return seen
+
+    assert asyncio.run(main()) == ["first", "1", "2", "3", "4", "5"]
+    assert (limiter.waiting, limiter.in_flight) == (0, 0)
+
+
+def test_cancelled_waiters_leave_the_queue_and_the_others_keep_their_order() -> None:
+    limiter = frozen(deployai.RateLimiter())
+
+    async def main() -> list[str]:
+        seen, gate, tasks, _ = await _queue_behind_a_held_first_call(limiter, ["1", "2", "3", "4", "5"])
+        tasks[1].cancel()  # the head of the queue
+        tasks[3].cancel()  # one in the middle
+        await asyncio.gather(tasks[1], tasks[3], return_exceptions=True)
+        assert limiter.waiting == 3
+        gate.set()
+        await asyncio.gather(*[t for i, t in enumerate(tasks) if i not in (1, 3)])
+        return seen
+
+    assert asyncio.run(main()) == ["first", "2", "4", "5"]
+    assert (limiter.waiting, limiter.in_flight) == (0, 0)
+
+
+def test_a_call_cancelled_in_flight_gives_its_slot_back() -> None:
+    limiter = frozen(deployai.RateLimiter())
+
+    async def main() -> None:
+        _, _, tasks, _ = await _queue_behind_a_held_first_call(limiter, [])
+        assert limiter.in_flight == 1
+        tasks[0].cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(main())
+    assert limiter.in_flight == 0
+
+
+def handler_with(*responses: httpx.Response) -> tuple[httpx.MockTransport, list[httpx.Request]]:
+    """A transport that answers with `responses` in turn (the last one again after that), recording requests."""
+    sent: list[httpx.Request] = []
+    queue = collections.deque(responses)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        answer = queue.popleft() if len(queue) > 1 else queue[0]
+        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
+
+    return httpx.MockTransport(handle), sent
+
+
+def ok(headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.Response(200, json=completion_json(), headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("options", "allowed"),
+    [({}, 60.0), ({"max_retry_wait": 90.0, "total_timeout": 5.0}, 5.0)],
+    ids=["max_retry_wait", "total_timeout"],
+)
+def test_a_wait_longer_than_the_caller_may_wait_raises_at_once_and_sends_nothing(
+    make_client: ClientFactory, options: dict[str, Any], allowed: float
+) -> None:
+    limiter = frozen(deployai.RateLimiter())
+    transport, sent = handler_with(ok(window(remaining=0, reset_in=80)))
+    client = make_client(transport=transport, rate_limiter=limiter, **options)
+    client.chat.completions.create(model=MODEL, messages=user())
+    started = time.monotonic()
+    with pytest.raises(deployai.RateLimitError) as caught:
+        client.chat.completions.create(model=MODEL, messages=user())
+    assert time.monotonic() - started < 1.0  # at once, not after waiting
+    assert len(sent) == 1
+    error = caught.value
+    assert error.retry_after == pytest.approx(80.0)
+    assert error.rate_limit.remaining == 0
+    assert error.rate_limit.reset_at is not None
+    assert f"{allowed:.1f} s" in str(error)
+    assert "Nothing was sent" in str(error)
+    assert (limiter.waiting, limiter.in_flight) == (0, 0)
+
+
+def test_a_429_with_no_headers_holds_every_caller_back_and_slows_the_pace(make_client: ClientFactory) -> None:
+    limiter = deployai.RateLimiter()
+    transport, sent = handler_with(httpx.Response(429, json={"error": {"message": "slow down"}}), ok())
+    client = make_client(transport=transport, rate_limiter=limiter, max_retries=3)
+    started = time.monotonic()
+    client.chat.completions.create(model=MODEL, messages=user())
+    assert time.monotonic() - started >= 0.5  # the limiter's first backoff step held the retry back
+    assert len(sent) == 2
+    assert limiter._pacing.spacing >= 0.1  # and the pace slowed down (its recovery: tests/test_pacing.py)
+
+
+def test_a_stream_gives_its_slot_back_at_its_headers(make_client: ClientFactory) -> None:
+    limiter = deployai.RateLimiter()
+    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": MODEL,
+             "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}]}  # fmt: skip
+    body = f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode()
+    transport, _ = handler_with(httpx.Response(200, content=body, headers={"content-type": "text/event-stream"}))
+    client = make_client(transport=transport, rate_limiter=limiter)
+    with client.chat.completions.create(model=MODEL, messages=user(), stream=True) as stream:
+        assert limiter.in_flight == 0
+        assert [c.choices[0].delta.content for c in stream] == ["hi"]
+
+
+def test_a_request_that_got_no_answer_is_counted_as_spent(make_client: ClientFactory) -> None:
+    limiter = frozen(deployai.RateLimiter())
+    calls = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) == 2:
+            raise httpx.ConnectError("refused")
+        return ok(window(remaining=5))
+
+    client = make_client(transport=httpx.MockTransport(handle), rate_limiter=limiter, max_retries=0)
+    client.chat.completions.create(model=MODEL, messages=user())
+    with pytest.raises(deployai.APIConnectionError):
+        client.chat.completions.create(model=MODEL, messages=user())
+    assert (limiter._pacing.remaining, limiter.in_flight) == (4, 0)
+
+
+def test_with_options_copies_share_or_replace_the_limiter(make_client: ClientFactory) -> None:
+    limiter, other = deployai.RateLimiter(), deployai.RateLimiter()
+    client = make_client(rate_limiter=limiter)
+    assert client.rate_limiter is limiter
+    assert client.with_options(timeout=3).rate_limiter is limiter
+    assert client.with_options(rate_limiter=other).rate_limiter is other
+    assert client.with_options(rate_limiter=None).rate_limiter is None
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "60"])
+def test_requests_per_minute_must_be_a_whole_number_of_at_least_one(bad: Any) -> None:
+    with pytest.raises(deployai.InvalidParameterError, match="requests_per_minute"):
+        deployai.RateLimiter(requests_per_minute=bad)
+
+
+def test_rate_limiter_must_be_a_rate_limiter(make_client: ClientFactory) -> None:
+    with pytest.raises(deployai.InvalidParameterError, match="rate_limiter"):
+        make_client(rate_limiter=60)
+
+
+def test_a_limiter_pickles_with_its_settings_and_starts_afresh() -> None:
+    limiter = frozen(deployai.RateLimiter(requests_per_minute=90))
+    limiter._pacing.admit(T)
+    copy = pickle.loads(pickle.dumps(limiter))
+    assert copy.requests_per_minute == 90
+    assert copy.in_flight == 0
+    assert repr(copy) == "RateLimiter(requests_per_minute=90, limit=None, remaining=None, in_flight=0, waiting=0)"
+
+
+# --- the proofs: real sockets, the real clock, a small window, 429s counted at the server -------------
+
+
+class CountingEmulator(Emulator):
+    """The emulator, counting the statuses it answered with."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.statuses: collections.Counter[int] = collections.Counter()
+
+    def handle(self, method: str, path: str, headers: Any, body: bytes) -> Any:
+        response = super().handle(method, path, headers, body)
+        self.statuses[response.status] += 1
+        return response
+
+
+@pytest.fixture
+def small_window() -> Iterator[Callable[[], EmulatorServer]]:
+    """Emulator servers with a window of 20 requests per second; each one made is stopped after the test."""
+    servers: list[EmulatorServer] = []
+
+    def make() -> EmulatorServer:
+        server = EmulatorServer(CountingEmulator(rate_limit=20, window_seconds=1)).start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+def statuses(server: EmulatorServer) -> collections.Counter[int]:
+    emulator = server.emulator
+    assert isinstance(emulator, CountingEmulator)
+    return emulator.statuses
+
+
+async def from_tasks(server: EmulatorServer, calls: int, tasks: int, **options: Any) -> list[Any]:
+    """`calls` chat calls from `tasks` concurrent tasks on one AsyncDeployAI; the results or errors."""
+    pending = iter(range(calls))
+    results: list[Any] = []
+    async with server.async_client(**options) as client:
+
+        async def worker() -> None:
+            for n in pending:
+                try:
+                    results.append(await client.chat.completions.create(model=MODEL, messages=user(str(n))))
+                except deployai.DeployAIError as error:
+                    results.append(error)
+
+        await asyncio.gather(*[worker() for _ in range(tasks)])
+    return results
+
+
+def from_threads(server: EmulatorServer, calls: int, threads: int, **options: Any) -> list[Any]:
+    """`calls` chat calls from `threads` threads on one DeployAI (through create_many); the results or errors."""
+    with server.client(**options) as client:
+        batch = [{"model": MODEL, "messages": user(str(n))} for n in range(calls)]
+        return client.chat.completions.create_many(batch, concurrency=threads)
+
+
+def test_proof_300_calls_from_50_tasks_and_300_from_16_threads_meet_no_429() -> None:
+    # Both runs at once, each with its own server and limiter, learning the window from headers alone.
+    with (
+        EmulatorServer(CountingEmulator(rate_limit=20, window_seconds=1)) as for_tasks,
+        EmulatorServer(CountingEmulator(rate_limit=20, window_seconds=1)) as for_threads,
+    ):
+        task_results: list[Any] = []
+        runner = threading.Thread(
+            target=lambda: task_results.extend(
+                asyncio.run(from_tasks(for_tasks, 300, 50, rate_limiter=deployai.RateLimiter(), max_retries=0))
+            )
+        )
+        runner.start()
+        thread_results = from_threads(for_threads, 300, 16, rate_limiter=deployai.RateLimiter(), max_retries=0)
+        runner.join()
+        for server, results in ((for_tasks, task_results), (for_threads, thread_results)):
+            assert len(results) == 300
+            assert all(isinstance(r, deployai.types.ChatCompletion) for r in results), collections.Counter(
+                type(r).__name__ for r in results
+            )
+            assert statuses(server) == {200: 300}
+
+
+def test_without_a_limiter_the_same_load_meets_429s(small_window: Callable[[], EmulatorServer]) -> None:
+    for_tasks, for_threads = small_window(), small_window()
+    task_results = asyncio.run(from_tasks(for_tasks, 60, 50, max_retries=0))
+    thread_results = from_threads(for_threads, 60, 16, max_retries=0)
+    for server, results in ((for_tasks, task_results), (for_threads, thread_results)):
+        assert statuses(server)[429] > 0
+        assert any(isinstance(r, deployai.RateLimitError) for r in results)
+
+
+def test_one_limiter_paces_a_sync_and_an_async_client_together(small_window: Callable[[], EmulatorServer]) -> None:
+    server = small_window()
+    limiter = deployai.RateLimiter()
+    task_results: list[Any] = []
+    runner = threading.Thread(
+        target=lambda: task_results.extend(asyncio.run(from_tasks(server, 50, 25, rate_limiter=limiter, max_retries=0)))
+    )
+    runner.start()
+    thread_results = from_threads(server, 50, 8, rate_limiter=limiter, max_retries=0)
+    runner.join()
+    assert all(isinstance(r, deployai.types.ChatCompletion) for r in [*task_results, *thread_results])
+    assert statuses(server) == {200: 100}
+    assert (limiter.waiting, limiter.in_flight) == (0, 0)
