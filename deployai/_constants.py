@@ -50,3 +50,6 @@ INITIAL_PACE_SPACING_SECONDS: Final = 0.1
 MIN_PACE_SPACING_SECONDS: Final = 0.01
 MAX_PACE_SPACING_SECONDS: Final = 10.0
 PACE_RECOVERY_FRACTION: Final = 1 / 16
+# Two reports whose window resets lie closer than this describe the same window (resets given as
+# durations drift by the time between answers); one later than that is a newer window.
+WINDOW_RESET_TOLERANCE_SECONDS: Final = 0.5

@@ -423,9 +423,13 @@ class SyncHTTP:
                     if stopped is not None or self._closed:
                         _check_before_send(stopped, self._closed)
                     limiter = op.limiter
+                    ticket = 0
                     if limiter is not None:
-                        waited_from = time.monotonic()
-                        limiter._acquire_sync(op.request, op.wait_limit)
+                        waited_from = 0.0 if op.time_left is None else time.monotonic()
+                        ticket = limiter._acquire_sync(op.request, op.wait_limit)
+                        if (stopped is not None and stopped()) or self._closed:
+                            limiter._withdraw(ticket)  # stopped while it waited: not sent after all
+                            _check_before_send(stopped, True)
                         if op.time_left is not None:
                             op.time_left -= time.monotonic() - waited_from
                     if op.time_left is not None:
@@ -438,8 +442,8 @@ class SyncHTTP:
                     except Exception as exc:  # from below httpx (h11, a transport): never raw
                         raise _unexpected(exc, op.request, client.is_closed) from safe_cause(exc)
                     finally:
-                        if limiter is not None:
-                            limiter._settle(outcome)  # None when the send was interrupted
+                        if ticket and limiter is not None:
+                            limiter._settle(ticket, outcome)  # outcome None: interrupted, no answer
                     if debug:
                         _log_attempt(op, outcome, time.perf_counter() - sent_at)
                 elif type(op) is Deliver:
@@ -745,9 +749,13 @@ class AsyncHTTP:
                     if stopped is not None or self._closed or pool.closed:
                         _check_before_send(stopped, self._closed or pool.closed)
                     limiter = op.limiter
+                    ticket = 0
                     if limiter is not None:
-                        waited_from = time.monotonic()
-                        await limiter._acquire_async(op.request, op.wait_limit)
+                        waited_from = 0.0 if op.time_left is None else time.monotonic()
+                        ticket = await limiter._acquire_async(op.request, op.wait_limit)
+                        if (stopped is not None and stopped()) or self._closed or pool.closed:
+                            limiter._withdraw(ticket)  # stopped while it waited: not sent after all
+                            _check_before_send(stopped, True)
                         if op.time_left is not None:
                             op.time_left -= time.monotonic() - waited_from
                     if op.time_left is not None:
@@ -760,8 +768,8 @@ class AsyncHTTP:
                     except Exception as exc:  # from below httpx (h11, anyio, a transport): never raw
                         raise _unexpected(exc, op.request, client.is_closed) from safe_cause(exc)
                     finally:
-                        if limiter is not None:
-                            limiter._settle(outcome)  # None when the send was interrupted or cancelled
+                        if ticket and limiter is not None:
+                            limiter._settle(ticket, outcome)  # outcome None: interrupted, no answer
                     if debug:
                         _log_attempt(op, outcome, time.perf_counter() - sent_at)
                 elif type(op) is Deliver:

@@ -43,6 +43,9 @@ class _ThreadWaiter:
     def wake(self) -> None:
         self.event.set()
 
+    def gone(self) -> bool:
+        return False
+
 
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
@@ -67,14 +70,22 @@ class _TaskWaiter:
         future = self.future
         if future is None or future.done():
             return
-        if threading.get_ident() == self.thread:
-            future.set_result(None)
-        else:
-            with contextlib.suppress(RuntimeError):  # its loop is closed: the task is gone with it
+        with contextlib.suppress(RuntimeError):  # its loop is closed: the task is gone with it
+            if threading.get_ident() == self.thread:
+                future.set_result(None)
+            else:
                 self.loop.call_soon_threadsafe(_resolve, future)
+
+    def gone(self) -> bool:
+        """Whether its event loop is closed: the task will never run again to take its turn."""
+        return self.loop.is_closed()
 
 
 _Waiter = _ThreadWaiter | _TaskWaiter
+
+# Timers longer than this are cut to it (the waiter then looks again): a longer `Event.wait` timeout
+# overflows, and nothing the limiter waits for lasts a day.
+_LONGEST_TIMER_SECONDS = 86_400.0
 
 
 def _check_per_minute(value: object) -> int | None:
@@ -110,8 +121,9 @@ class RateLimiter:
         InvalidParameterError: `requests_per_minute` is not a whole number >= 1.
     """
 
-    # The clock of the windows (unix time, as rate-limit resets are given); tests replace it.
-    _clock: Callable[[], float] = staticmethod(time.time)
+    # A steady clock for every wait (resets, given in unix time, are moved onto it when read), so that
+    # a step of the wall clock neither stalls callers nor lets them through early; tests replace it.
+    _clock: Callable[[], float] = staticmethod(time.monotonic)
 
     def __init__(self, *, requests_per_minute: int | None = None) -> None:
         self._requests_per_minute: Final = _check_per_minute(requests_per_minute)
@@ -151,45 +163,55 @@ class RateLimiter:
 
     # --- the shells' side -------------------------------------------------------------------------
 
-    def _acquire_sync(self, request: httpx.Request, wait_limit: float) -> None:
-        """Block until `request` may be sent; raise `RateLimitError` if that is more than `wait_limit` s away."""
+    def _acquire_sync(self, request: httpx.Request, wait_limit: float) -> int:
+        """Block until `request` may be sent, and return its ticket for `_settle`.
+
+        Raises:
+            RateLimitError: it would wait longer than `wait_limit` seconds (nothing is sent).
+        """
         entered = self._enter(request, wait_limit, _ThreadWaiter)
-        if entered is None:
-            return
+        if isinstance(entered, int):
+            return entered
         waiter, deadline = entered
         assert isinstance(waiter, _ThreadWaiter)
         try:
             while True:
                 with self._lock:
-                    timeout = self._turn(waiter, deadline, request)
-                    if timeout is None:
-                        return
+                    ticket, wait = self._turn(waiter, deadline, request)
+                    if ticket is not None:
+                        return ticket
                     waiter.event.clear()
-                waiter.event.wait(None if timeout == math.inf else timeout)
+                waiter.event.wait(None if wait == math.inf else min(wait, _LONGEST_TIMER_SECONDS))
         except BaseException:
             with self._lock:
                 self._leave(waiter)
             raise
 
-    async def _acquire_async(self, request: httpx.Request, wait_limit: float) -> None:
-        """Wait until `request` may be sent; raise `RateLimitError` if that is more than `wait_limit` s away."""
+    async def _acquire_async(self, request: httpx.Request, wait_limit: float) -> int:
+        """Wait until `request` may be sent, and return its ticket for `_settle`.
+
+        Raises:
+            RateLimitError: it would wait longer than `wait_limit` seconds (nothing is sent).
+        """
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             raise DeployAIError("A RateLimiter paces asyncio tasks: run the client under asyncio.") from None
         entered = self._enter(request, wait_limit, lambda: _TaskWaiter(loop))
-        if entered is None:
-            return
+        if isinstance(entered, int):
+            return entered
         waiter, deadline = entered
         assert isinstance(waiter, _TaskWaiter)
         try:
             while True:
                 with self._lock:
-                    timeout = self._turn(waiter, deadline, request)
-                    if timeout is None:
-                        return
+                    ticket, wait = self._turn(waiter, deadline, request)
+                    if ticket is not None:
+                        return ticket
                     future = waiter.arm()
-                timer = None if timeout == math.inf else loop.call_later(timeout, _resolve, future)
+                timer = (
+                    None if wait == math.inf else loop.call_later(min(wait, _LONGEST_TIMER_SECONDS), _resolve, future)
+                )
                 try:
                     await future
                 finally:
@@ -200,8 +222,8 @@ class RateLimiter:
                 self._leave(waiter)
             raise
 
-    def _settle(self, outcome: object) -> None:
-        """Learn from what a send came back with; never raises.
+    def _settle(self, ticket: int, outcome: object) -> None:
+        """Learn from what the send with `ticket` came back with; never raises.
 
         `outcome` is the `httpx.Response` (for a stream: at its headers), or anything else when no
         answer came: the `httpx.HTTPError`, or None for a send that was interrupted.
@@ -210,71 +232,101 @@ class RateLimiter:
         if isinstance(outcome, httpx.Response):
             headers = outcome.headers
             status = outcome.status_code
-            report = read_window(headers, now)
-            server_wait = server_requested_wait(status, headers, now) if status == 429 else None
+            unix_now = time.time()
+            report = read_window(headers, unix_now)
+            if report is not None:  # its times onto the steady clock
+                shift = now - unix_now
+                if report.reset_at is not None:
+                    report.reset_at += shift
+                if report.tokens_spent_until is not None:
+                    report.tokens_spent_until += shift
+            server_wait = server_requested_wait(status, headers, unix_now) if status == 429 else None
             with self._lock:
-                self._pacing.learn(now, status, report, server_wait)
-                if self._queue:
-                    self._queue[0].wake()
+                self._pacing.learn(now, ticket, status, report, server_wait)
+                self._wake_head()
         else:
             with self._lock:
-                self._pacing.lost(now)
-                if self._queue:
-                    self._queue[0].wake()
+                self._pacing.lost(ticket)
+                self._wake_head()
+
+    def _withdraw(self, ticket: int) -> None:
+        """The request with `ticket` was not sent after all: its call was stopped while it waited."""
+        with self._lock:
+            self._pacing.withdraw(ticket)
+            self._wake_head()
 
     # --- under the lock ---------------------------------------------------------------------------
 
     def _enter(
         self, request: httpx.Request, wait_limit: float, make_waiter: Callable[[], _Waiter]
-    ) -> tuple[_Waiter, float] | None:
-        """Admit at once (None), or queue a new waiter and return it with its deadline."""
+    ) -> int | tuple[_Waiter, float]:
+        """Admit at once (the ticket), or queue a new waiter and return it with its deadline."""
         if self._pid != os.getpid():
             self._start()  # a forked child: the parent's lock, queue and requests in flight are not its own
         with self._lock:
             now = self._clock()
             queue = self._queue
+            pacing = self._pacing
             if queue:
-                wait = self._pacing.delay_behind(now, len(queue))
+                self._drop_gone()
+            if not queue:
+                if pacing.delay(now) <= 0:
+                    return pacing.admit(now)
+                firm = pacing.firm_delay(now)
             else:
-                wait = self._pacing.delay(now)
-                if wait <= 0:
-                    self._pacing.admit(now)
-                    return None
-            if math.inf > wait > wait_limit:
-                raise self._held(request, wait, wait_limit)
+                firm = pacing.firm_delay(now, len(queue))
+            if firm > wait_limit:
+                raise self._held(request, firm, wait_limit)
             waiter = make_waiter()
             queue.append(waiter)
             return waiter, now + wait_limit
 
-    def _turn(self, waiter: _Waiter, deadline: float, request: httpx.Request) -> float | None:
-        """Let `waiter` through (None) if it is its turn and the pace allows, else how long to wait."""
+    def _turn(self, waiter: _Waiter, deadline: float, request: httpx.Request) -> tuple[int | None, float]:
+        """Let `waiter` through if it is its turn and the pace allows: `(ticket, 0)`.
+
+        Otherwise `(None, seconds)`: how long to wait before looking again (`math.inf`: until woken).
+        """
         queue = self._queue
+        pacing = self._pacing
         now = self._clock()
+        if queue[0] is not waiter:
+            self._drop_gone()
         if queue[0] is waiter:
-            wait = self._pacing.delay(now)
+            wait = pacing.delay(now)
             if wait <= 0:
                 queue.popleft()
-                self._pacing.admit(now)
-                if queue:
-                    queue[0].wake()  # it may be let through at once too
-                return None
-            # An unknown wait (until an answer arrives) is waited for up to the deadline.
-            if now >= deadline or (wait < math.inf and now + wait > deadline):
+                ticket = pacing.admit(now)
+                self._wake_head()  # the next one may be let through at once too
+                return ticket, 0.0
+            firm = pacing.firm_delay(now)
+            if now >= deadline or now + firm > deadline:
                 self._leave(waiter)
-                raise self._held(request, wait, deadline - now)
-            return min(wait, deadline - now)
+                raise self._held(request, firm or wait, deadline - now)
+            return None, min(wait, deadline - now)
         if now >= deadline:
-            wait = self._pacing.delay_behind(now, queue.index(waiter))
+            firm = pacing.firm_delay(now, queue.index(waiter))
             self._leave(waiter)
-            raise self._held(request, wait, 0.0)
-        return deadline - now  # woken earlier when it comes to the head of the queue
+            raise self._held(request, firm, 0.0)
+        return None, deadline - now  # woken earlier when it comes to the head of the queue
+
+    def _wake_head(self) -> None:
+        queue = self._queue
+        if queue:
+            self._drop_gone()
+            if queue:
+                queue[0].wake()
+
+    def _drop_gone(self) -> None:
+        """Drop waiters at the head whose event loop is closed: they would hold everyone behind them."""
+        queue = self._queue
+        while queue and queue[0].gone():
+            queue.popleft()
 
     def _leave(self, waiter: _Waiter) -> None:
         queue = self._queue
         if queue and queue[0] is waiter:
             queue.popleft()
-            if queue:
-                queue[0].wake()
+            self._wake_head()
         else:
             with contextlib.suppress(ValueError):  # it left already
                 queue.remove(waiter)
@@ -286,12 +338,12 @@ class RateLimiter:
         if pacing.limit is not None:
             headers["x-ratelimit-limit"] = str(pacing.limit)
         if pacing.reset_at is not None:
-            headers["x-ratelimit-reset"] = repr(pacing.reset_at)
-        known = wait < math.inf
+            headers["x-ratelimit-reset"] = repr(pacing.reset_at - self._clock() + time.time())
+        known = 0 < wait < math.inf
         if known:
             headers["retry-after"] = f"{wait:.3f}"
         response = httpx.Response(429, headers=headers, request=request)
-        how_long = f"for {wait:.1f} s" if known else "until an answer tells it the budget"
+        how_long = f"for {wait:.1f} s" if known else "until answers still on their way tell it the budget"
         message = (
             f"The rate limiter would hold this call {how_long}, longer than it may wait ({max(0.0, wait_limit):.1f} s: "
             "max_retry_wait, or what is left of total_timeout). Nothing was sent."

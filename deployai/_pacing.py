@@ -1,14 +1,16 @@
 """Pacing: what a rate limiter knows of one API key's budget, and when the next request may go. No I/O.
 
 `Pacing` is the decision core that every rate limiter shares. It never reads a clock, sleeps or
-locks: the time (unix seconds) is passed in, and the caller holds whatever lock guards it. Its four
-operations are:
+locks: the time is passed in (any steady clock in seconds; resets are converted to it by the caller),
+and the caller holds whatever lock guards it. Its operations are:
 
 - `delay(now)`: seconds until one more request may be sent (0: now; `math.inf`: not until an
-  answer arrives);
-- `admit(now)`: a request is being sent;
-- `learn(now, status, report, server_wait)`: its answer arrived, with what it said of the budget;
-- `lost(now)`: it got no answer (a connection failure, a timeout, a cancelled call).
+  answer arrives); `firm_delay(now, ahead)` is the part of it that is certain, which is what a
+  caller may be refused on;
+- `admit(now)`: a request is being sent; returns its ticket (a sequence number);
+- `learn(now, ticket, status, report, server_wait)`: its answer arrived, with what it said of the budget;
+- `lost(ticket)`: it got no answer (a connection failure, a timeout, an interrupted send);
+- `withdraw(ticket)`: it was not sent after all.
 
 The rules, in the order `delay` applies them (the longest wait wins):
 
@@ -18,17 +20,22 @@ The rules, in the order `delay` applies them (the longest wait wins):
    the window is full again (`limit`), minus what is still in flight.
 2. Before any answer has told the budget, one request goes out and the rest are held until its
    answer arrives (one more each `PROBE_INTERVAL_SECONDS` meanwhile, so that one slow answer does
-   not hold everything).
+   not hold everything). That hold is not firm: nobody is refused because of it.
 3. `requests_per_minute`, when the user gave it: at most that many sends in any 60 s.
-4. A 429 makes every caller wait what the server asked for (`retry-after`), or, with no hint at all
-   (no spent window, no `retry-after`), a backoff that doubles with each such 429 in a row; and such
-   a 429 halves the pace (spacing the sends twice as far apart as they were, at least 0.1 s apart),
-   which then recovers by a sixteenth with each success.
+4. A 429 makes every caller wait what the server asked for (`retry-after`). One with no usable hint
+   (no `retry-after`, and no spent window with a reset still to come) is a limit the gateway did not
+   explain: every caller waits a backoff that doubles with each such 429, and the pace is halved
+   (sends spaced twice as far apart as they were, at least 0.1 s), recovering by a sixteenth with
+   each success. The many 429s of one burst count once: only a request sent after the last such
+   429 can make it count again.
 5. A token budget reported spent (`tokens_remaining` 0) holds everything until it resets.
 
-Reports are told apart by their reset time: one that resets later than the window known now is a
-newer window and replaces it; one for the same window can only lower `remaining`; one whose window is
-already over is ignored. A request that got no answer is counted as spent: the server may have
+Which report to believe: a report whose window is over already is ignored. Reports whose resets lie
+within `WINDOW_RESET_TOLERANCE_SECONDS` of the known one are of the same window and can only lower
+`remaining` (answers arrive out of order; the lowest count is the latest); one that resets later
+than that starts a newer window and replaces it. Reports without a reset (the LiteLLM proxy's
+per-key budget) replace what is known when their request was sent after the one that told it, and
+otherwise can only lower it. A request that got no answer is counted as spent: the server may have
 counted it.
 """
 
@@ -44,6 +51,7 @@ from ._constants import (
     MIN_PACE_SPACING_SECONDS,
     PACE_RECOVERY_FRACTION,
     PROBE_INTERVAL_SECONDS,
+    WINDOW_RESET_TOLERANCE_SECONDS,
 )
 from ._ratelimit import WindowReport
 from ._retry import backoff_delay
@@ -61,29 +69,35 @@ class Pacing:
     Attributes:
         requests_per_minute: the plan's limit, when the user gave it; None to learn it from headers.
         limit: requests per window, as last reported; None until reported.
-        remaining: requests left in the current window (the fewest any answer for it reported);
-            None when no answer told it.
-        reset_at: the unix time the current window resets; None when unknown.
-        tokens_spent_until: the token budget was reported spent until this unix time (0: it was not).
+        remaining: requests left in the current window; None when no answer told it.
+        reset_at: when the current window resets (on the caller's clock); None when unknown.
+        told_by: the ticket of the request whose answer last set `remaining`.
+        tokens_spent_until: the token budget was reported spent until then (0: it was not).
         in_flight: requests sent and not yet answered.
         informed: whether an answer has arrived since the budget was last unknown.
-        pause_until: no request goes before this unix time (after a 429).
-        spacing: seconds kept between sends after 429s that gave no hint (0: none).
-        strikes: such 429s in a row.
-        last_sent: the unix time of the last send (0: none yet).
+        pause_until: no request goes before then (after a 429).
+        spacing: seconds kept between sends after unexplained 429s (0: none).
+        strikes: unexplained 429s in a row, counting each burst once.
+        struck_after: the last ticket sent before the latest strike: 429s of requests sent no later
+            than it belong to the same burst.
+        last_sent: when the last request was sent (0: none yet).
+        tickets: the last ticket given out.
     """
 
     requests_per_minute: int | None = None
     limit: int | None = None
     remaining: int | None = None
     reset_at: float | None = None
+    told_by: int = 0
     tokens_spent_until: float = 0.0
     in_flight: int = 0
     informed: bool = False
     pause_until: float = 0.0
     spacing: float = 0.0
     strikes: int = 0
+    struck_after: int = 0
     last_sent: float = 0.0
+    tickets: int = 0
     sent: collections.deque[float] = field(default_factory=collections.deque, repr=False)
     recent: collections.deque[float] = field(
         default_factory=lambda: collections.deque(maxlen=_RECENT_SENDS), repr=False
@@ -91,6 +105,21 @@ class Pacing:
 
     def delay(self, now: float) -> float:
         """Seconds from `now` until one more request may be sent: 0 for now, `math.inf` until an answer."""
+        wait = self.firm_delay(now)
+        if self.in_flight:
+            if not self.informed:
+                if self.requests_per_minute is None:  # one at a time until an answer tells the budget
+                    wait = max(wait, self.last_sent + PROBE_INTERVAL_SECONDS - now)
+            elif self.remaining is not None and self.reset_at is None and self.remaining - self.in_flight <= 0:
+                return math.inf  # spent, with no reset known: the answers on their way will tell
+        return wait
+
+    def firm_delay(self, now: float, ahead: int = 0) -> float:
+        """The least a caller with `ahead` callers queued before it will surely wait; never `math.inf`.
+
+        It leaves out the holds whose end depends on answers still to come (the probe, a spent window
+        with no reset known), so that no caller is refused because of them.
+        """
         wait = 0.0
         if self.pause_until > now:
             wait = self.pause_until - now
@@ -103,54 +132,54 @@ class Pacing:
             sent = self.sent
             while sent and sent[0] <= now - _MINUTE_SECONDS:
                 sent.popleft()
-            if len(sent) >= per_minute:
-                wait = max(wait, sent[0] + _MINUTE_SECONDS - now)
-        if self.reset_at is not None and now >= self.reset_at:
-            self._new_window()
-        if not self.informed:
-            if self.in_flight and per_minute is None:
-                wait = max(wait, self.last_sent + PROBE_INTERVAL_SECONDS - now)  # one at a time until told
-        elif self.remaining is not None and self.remaining - self.in_flight <= 0:
-            if self.reset_at is not None:
-                wait = max(wait, self.reset_at - now)
-            elif self.in_flight:
-                wait = math.inf  # spent, with no reset known: the answers on their way will tell
+            excess = len(sent) + ahead - per_minute
+            if excess >= 0 and sent:  # it goes once enough of the sends of the last minute are a minute old
+                wait = max(wait, sent[min(excess, len(sent) - 1)] + _MINUTE_SECONDS - now)
+        reset_at = self.reset_at
+        if reset_at is not None:
+            if now >= reset_at:
+                self._new_window()
+            elif self.remaining is not None and self.remaining - self.in_flight - ahead <= 0:
+                wait = max(wait, reset_at - now)
         return wait
 
-    def delay_behind(self, now: float, ahead: int) -> float:
-        """The least a caller with `ahead` callers queued before it will wait (for refusing long waits early)."""
-        wait = self.delay(now)
-        if self.remaining is not None and self.reset_at is not None and self.remaining - self.in_flight - ahead <= 0:
-            wait = max(wait, self.reset_at - now)
-        return wait
-
-    def admit(self, now: float) -> None:
-        """A request is being sent now."""
+    def admit(self, now: float) -> int:
+        """A request is being sent now; its ticket, to hand back with its answer."""
         self.in_flight += 1
         self.last_sent = now
         self.recent.append(now)
         if self.requests_per_minute is not None:
             self.sent.append(now)
+        self.tickets += 1
+        return self.tickets
 
-    def learn(self, now: float, status: int, report: WindowReport | None, server_wait: float | None) -> None:
-        """A request's answer arrived at `now` with `status`, the budget it reported, and any `retry-after`."""
+    def withdraw(self, ticket: int) -> None:
+        """A request admitted with `ticket` was not sent after all (its call was stopped meanwhile)."""
+        self.in_flight = max(0, self.in_flight - 1)
+
+    def lost(self, ticket: int) -> None:
+        """A request got no answer: it is counted as spent, since the server may have counted it."""
+        self.in_flight = max(0, self.in_flight - 1)
+        if self.remaining is not None and self.remaining > 0:
+            self.remaining -= 1
+
+    def learn(
+        self, now: float, ticket: int, status: int, report: WindowReport | None, server_wait: float | None
+    ) -> None:
+        """The answer to the request with `ticket` arrived at `now`: its status, budget and any `retry-after`.
+
+        `report`'s times must be on the same clock as `now`.
+        """
         self.in_flight = max(0, self.in_flight - 1)
         if report is None:
             self.informed = True  # a gateway that sends no rate-limit headers: nothing to wait for
         else:
-            self._absorb(now, report)
+            self._absorb(now, ticket, report)
         if status == 429:
             if server_wait is not None:
                 self.pause_until = max(self.pause_until, now + server_wait)
-            spent = report is not None and (report.remaining == 0 or report.tokens_spent_until is not None)
-            if not spent:
-                # Limited without being told the budget (a proxy's own limit sends no headers):
-                # hold everyone back, and slow down.
-                self.strikes += 1
-                if server_wait is None:
-                    self.pause_until = max(self.pause_until, now + backoff_delay(self.strikes - 1, 0.0))
-                slower = max(2.0 * self.spacing, 2.0 * self._observed_interval(), INITIAL_PACE_SPACING_SECONDS)
-                self.spacing = min(MAX_PACE_SPACING_SECONDS, slower)
+            elif not self._spent(now):
+                self._strike(now, ticket)
         elif status < 400:
             self.strikes = 0
             if self.spacing:
@@ -158,13 +187,23 @@ class Pacing:
                 if self.spacing < MIN_PACE_SPACING_SECONDS:
                     self.spacing = 0.0
 
-    def lost(self, now: float) -> None:
-        """A request got no answer: it is counted as spent, since the server may have counted it."""
-        self.in_flight = max(0, self.in_flight - 1)
-        if self.remaining is not None and self.remaining > 0:
-            self.remaining -= 1
+    def _spent(self, now: float) -> bool:
+        """Whether a window known to reset later is spent (then its reset says how long to wait)."""
+        if self.tokens_spent_until > now:
+            return True
+        return self.remaining == 0 and self.reset_at is not None and self.reset_at > now
 
-    def _absorb(self, now: float, report: WindowReport) -> None:
+    def _strike(self, now: float, ticket: int) -> None:
+        """A 429 with no usable hint (a proxy's own limit sends no headers): hold everyone back, slow down."""
+        if ticket <= self.struck_after:
+            return  # sent before the last strike: the same burst
+        self.strikes += 1
+        self.struck_after = self.tickets
+        self.pause_until = max(self.pause_until, now + backoff_delay(self.strikes - 1, 0.0))
+        slower = max(2.0 * self.spacing, 2.0 * self._observed_interval(), INITIAL_PACE_SPACING_SECONDS)
+        self.spacing = min(MAX_PACE_SPACING_SECONDS, slower)
+
+    def _absorb(self, now: float, ticket: int, report: WindowReport) -> None:
         if report.limit is not None:
             self.limit = report.limit
         if report.tokens_spent_until is not None and report.tokens_spent_until > self.tokens_spent_until:
@@ -173,13 +212,20 @@ class Pacing:
         remaining, reset_at = report.remaining, report.reset_at
         if remaining is None or (reset_at is not None and reset_at <= now):
             return  # no count, or the count of a window that is over already
-        if reset_at is not None and self.reset_at is not None and reset_at > self.reset_at:
-            self.remaining, self.reset_at = remaining, reset_at  # a newer window than the one known
-            return
-        if self.remaining is None or remaining < self.remaining:
-            self.remaining = remaining
-        if self.reset_at is None:
-            self.reset_at = reset_at
+        known, current = self.reset_at, self.remaining
+        if current is None:
+            replace = True
+        elif reset_at is not None and known is not None:
+            replace = reset_at > known + WINDOW_RESET_TOLERANCE_SECONDS  # a newer window than the one known
+        else:
+            replace = reset_at is None and ticket > self.told_by  # a later answer of a budget without resets
+        if replace:
+            self.remaining, self.reset_at, self.told_by = remaining, reset_at, ticket
+        else:
+            if current is not None and remaining < current:
+                self.remaining, self.told_by = remaining, max(self.told_by, ticket)
+            if known is None:
+                self.reset_at = reset_at
 
     def _new_window(self) -> None:
         """The window's reset has passed: it is full again, or unknown again when its size never was."""

@@ -239,36 +239,53 @@ class WindowReport:
     tokens_spent_until: float | None
 
 
-_DEPLOYAI_NAMES = frozenset({b"x-ratelimit-limit", b"x-ratelimit-remaining", b"x-ratelimit-reset"})
-
-
 def read_window(headers: Mapping[str, str], now: float) -> WindowReport | None:
     """The budget a response reported, in any dialect `RateLimit` reads; None when it sent no rate-limit header.
 
-    Called on every response a rate limiter sees, so the common case (DeployAI's three headers) is
-    read in one pass over the raw headers without building a `RateLimit`.
+    A rate limiter calls this on every answer, so the common case costs little: one pass over the
+    headers, and DeployAI's three headers holding plain digits are read as they are, without building
+    a `RateLimit`. Anything else goes through `RateLimit.from_headers`, with the same leniency.
     """
-    raw = getattr(headers, "raw", None)  # an httpx.Headers; a plain mapping has lowercase names
-    items = raw if isinstance(raw, list) else [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-    found: dict[bytes, bytes] | None = None
-    for name, value in items:
-        if name[:12].lower() == b"x-ratelimit-":
-            if found is None:
-                found = {}
-            found[name.lower()] = value
-    if found is None:
+    # An httpx.Headers keeps (name, lowercase name, value) triples; read those rather than pay for
+    # `.raw` and lowercasing each name again. A plain mapping has lowercase names already.
+    triples = getattr(headers, "_list", None)
+    if not isinstance(triples, list):
+        triples = [(None, k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    limit = remaining = reset = None
+    seen = other = False
+    for _, name, value in triples:
+        if name.startswith(b"x-ratelimit-"):
+            seen = True
+            if name == b"x-ratelimit-remaining":
+                remaining = value
+            elif name == b"x-ratelimit-reset":
+                reset = value
+            elif name == b"x-ratelimit-limit":
+                limit = value
+            else:
+                other = True
+    if not seen:
         return None
-    if found.keys() <= _DEPLOYAI_NAMES:
-        limit = found.get(b"x-ratelimit-limit")
-        remaining = found.get(b"x-ratelimit-remaining")
-        reset = found.get(b"x-ratelimit-reset")
+    if not other:
+        # Plain digits (`bytes.isdigit` is ASCII-only) are read at once; anything else as the lenient
+        # readers of `RateLimit` read it.
+        if reset is None:
+            reset_at = None
+        elif reset.isdigit() and len(reset) <= 18:
+            seconds = int(reset)
+            moment = seconds if seconds >= _UNIX_TIME_FLOOR_SECONDS else now + seconds
+            reset_at = moment if moment <= _LAST_UNIX_SECOND else None
+        else:
+            reset_at = _reset_time(reset.decode("latin-1"), now)
         return WindowReport(
-            None if limit is None else _int_or_none(limit.decode("latin-1")),
-            None if remaining is None else _int_or_none(remaining.decode("latin-1")),
-            None if reset is None else _reset_time(reset.decode("latin-1"), now),
+            None if limit is None else _count(limit),
+            None if remaining is None else int(remaining) if remaining.isdigit() and len(remaining) <= 18
+            else _int_or_none(remaining.decode("latin-1")),
+            reset_at,
             None,
-        )
-    window = RateLimit.from_headers({k.decode("latin-1"): v.decode("latin-1") for k, v in found.items()}, now)
+        )  # fmt: skip
+    found = {n.decode("latin-1"): v.decode("latin-1") for _, n, v in triples if n.startswith(b"x-ratelimit-")}
+    window = RateLimit.from_headers(found, now)
     spent = window.tokens_remaining == 0 and window.tokens_reset_at is not None
     return WindowReport(
         window.limit,
@@ -276,3 +293,9 @@ def read_window(headers: Mapping[str, str], now: float) -> WindowReport | None:
         None if window.reset_at is None else window.reset_at.timestamp(),
         window.tokens_reset_at.timestamp() if spent and window.tokens_reset_at is not None else None,
     )
+
+
+def _count(value: bytes) -> int | None:
+    if value.isdigit() and len(value) <= 18:
+        return int(value)
+    return _int_or_none(value.decode("latin-1"))

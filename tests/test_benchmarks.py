@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks import bench_call, bench_stream
+from benchmarks import bench_call, bench_limiter, bench_stream
 
 
 def test_call_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
@@ -17,3 +17,9 @@ def test_stream_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
     ratios = bench_stream.main(20)
     assert all(ratio > 0 for ratio in ratios)
     assert "typed stream chunks, async" in capsys.readouterr().out
+
+
+def test_limiter_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    ratios = bench_limiter.main(20)
+    assert all(ratio > 0 for ratio in ratios)
+    assert "calls through a limiter, async" in capsys.readouterr().out

@@ -21,8 +21,8 @@ def report(remaining: int | None, reset_at: float | None = None, limit: int | No
 def informed(remaining: int, reset_at: float, limit: int = 20) -> Pacing:
     """A pacing that sent one probe and heard back: `remaining` left until `reset_at`."""
     pacing = Pacing()
-    pacing.admit(T)
-    pacing.learn(T, 200, report(remaining, reset_at, limit), None)
+    ticket = pacing.admit(T)
+    pacing.learn(T, ticket, 200, report(remaining, reset_at, limit), None)
     return pacing
 
 
@@ -31,7 +31,8 @@ def test_before_any_answer_one_request_goes_and_the_rest_wait_for_its_answer() -
     assert pacing.delay(T) == 0
     pacing.admit(T)
     assert pacing.delay(T) == 1.0  # held, but one more probe goes after a second if no answer came
-    pacing.learn(T + 0.2, 200, report(19, T + 60), None)
+    assert pacing.firm_delay(T) == 0  # a hold that ends with an answer: nobody is refused because of it
+    pacing.learn(T + 0.2, pacing.tickets, 200, report(19, T + 60), None)
     assert pacing.delay(T + 0.2) == 0
 
 
@@ -41,9 +42,9 @@ def test_requests_in_flight_count_against_what_is_left() -> None:
         assert pacing.delay(T) == 0
         pacing.admit(T)
     assert pacing.delay(T + 1) == pytest.approx(9.0)  # 3 left, 3 in flight: wait for the reset
-    pacing.learn(T + 1, 200, report(2, T + 10), None)  # answers report lower counts, the in-flight fewer
-    pacing.learn(T + 1, 200, report(1, T + 10), None)
-    pacing.learn(T + 1, 200, report(0, T + 10), None)
+    pacing.learn(T + 1, pacing.tickets, 200, report(2, T + 10), None)  # lower counts, fewer in flight
+    pacing.learn(T + 1, pacing.tickets, 200, report(1, T + 10), None)
+    pacing.learn(T + 1, pacing.tickets, 200, report(0, T + 10), None)
     assert pacing.in_flight == 0
     assert pacing.delay(T + 2) == pytest.approx(8.0)
 
@@ -56,42 +57,42 @@ def test_after_the_reset_the_window_is_full_again_minus_what_is_still_in_flight(
     pacing.admit(T + 10)
     assert pacing.in_flight == 3
     assert pacing.delay(T + 10) == math.inf  # spent, and the new window's reset is not known yet
-    pacing.learn(T + 10.1, 200, report(2, T + 20, limit=3), None)  # an answer from the new window
+    pacing.learn(T + 10.1, pacing.tickets, 200, report(2, T + 20, limit=3), None)  # an answer from the new window
     assert pacing.delay(T + 10.1) == pytest.approx(9.9)
 
 
 def test_an_answer_from_a_window_that_is_over_changes_nothing_but_the_count_in_flight() -> None:
     pacing = informed(remaining=5, reset_at=T + 10)
     pacing.admit(T)
-    pacing.learn(T + 11, 200, report(0, T + 10), None)
+    pacing.learn(T + 11, pacing.tickets, 200, report(0, T + 10), None)
     assert (pacing.remaining, pacing.in_flight) == (5, 0)
 
 
 def test_a_report_of_a_later_window_replaces_the_one_known() -> None:
     pacing = informed(remaining=0, reset_at=T + 10)
     pacing.admit(T)
-    pacing.learn(T + 1, 200, report(15, T + 11), None)  # the server's window moved on before ours did
+    pacing.learn(T + 1, pacing.tickets, 200, report(15, T + 11), None)  # the server moved on before us
     assert (pacing.remaining, pacing.reset_at) == (15, T + 11)
     assert pacing.delay(T + 1) == 0
 
 
 def test_reports_for_the_same_window_only_ever_lower_what_is_left() -> None:
     pacing = informed(remaining=5, reset_at=T + 10)
-    pacing.learn(T, 200, report(7, T + 10), None)  # an older answer arriving late
+    pacing.learn(T, pacing.tickets, 200, report(7, T + 10), None)  # an older answer arriving late
     assert pacing.remaining == 5
 
 
 def test_a_request_without_an_answer_counts_as_spent() -> None:
     pacing = informed(remaining=2, reset_at=T + 10)
     pacing.admit(T)
-    pacing.lost(T)
+    pacing.lost(pacing.tickets)
     assert (pacing.remaining, pacing.in_flight) == (1, 0)
 
 
 def test_answers_without_rate_limit_headers_end_the_hold_and_pace_nothing() -> None:
     pacing = Pacing()
     pacing.admit(T)
-    pacing.learn(T, 200, None, None)
+    pacing.learn(T, pacing.tickets, 200, None, None)
     for _ in range(100):
         assert pacing.delay(T) == 0
         pacing.admit(T)
@@ -100,14 +101,14 @@ def test_answers_without_rate_limit_headers_end_the_hold_and_pace_nothing() -> N
 def test_a_429_that_gives_no_hint_holds_everyone_back_and_halves_the_pace() -> None:
     pacing = Pacing()
     pacing.admit(T)
-    pacing.learn(T, 200, None, None)
+    pacing.learn(T, pacing.tickets, 200, None, None)
     for i in range(16):  # sends every 0.1 s
         pacing.admit(T + 0.1 * i)
-    pacing.learn(T + 1.5, 429, None, None)
+    pacing.learn(T + 1.5, pacing.tickets, 429, None, None)
     assert pacing.delay(T + 1.5) == pytest.approx(0.5)  # the first backoff step, for every caller
     assert pacing.spacing == pytest.approx(0.2)  # twice the interval it was sending at
     pacing.admit(T + 2.0)
-    pacing.learn(T + 2.1, 429, None, None)  # again: the backoff and the spacing both double
+    pacing.learn(T + 2.1, pacing.tickets, 429, None, None)  # again: the backoff and the spacing both double
     assert pacing.delay(T + 2.1) == pytest.approx(1.0)
     assert pacing.spacing == pytest.approx(0.4)
     pacing.admit(T + 3.1)
@@ -121,7 +122,7 @@ def test_the_pace_recovers_with_successes_until_the_spacing_is_dropped() -> None
     while pacing.spacing:
         now += pacing.delay(now)
         pacing.admit(now)
-        pacing.learn(now, 200, None, None)
+        pacing.learn(now, pacing.tickets, 200, None, None)
         successes += 1
     # 1.0 * (15/16)**n drops below 0.01 s after 72 successes.
     assert successes == 72
@@ -131,7 +132,7 @@ def test_the_pace_recovers_with_successes_until_the_spacing_is_dropped() -> None
 def test_a_429_with_retry_after_holds_everyone_for_that_long_without_slowing_the_pace() -> None:
     pacing = informed(remaining=0, reset_at=T + 3)
     pacing.admit(T)
-    pacing.learn(T, 429, report(0, T + 3), 5.0)
+    pacing.learn(T, pacing.tickets, 429, report(0, T + 3), 5.0)
     assert pacing.delay(T) == pytest.approx(5.0)
     assert (pacing.spacing, pacing.strikes) == (0.0, 0)
 
@@ -139,7 +140,7 @@ def test_a_429_with_retry_after_holds_everyone_for_that_long_without_slowing_the
 def test_a_spent_token_budget_holds_everyone_until_it_resets() -> None:
     pacing = Pacing()
     pacing.admit(T)
-    pacing.learn(T, 200, WindowReport(100, 50, T + 60, T + 7), None)
+    pacing.learn(T, pacing.tickets, 200, WindowReport(100, 50, T + 60, T + 7), None)
     assert pacing.delay(T) == pytest.approx(7.0)
 
 
@@ -149,13 +150,15 @@ def test_requests_per_minute_allows_that_many_in_any_60_seconds() -> None:
         assert pacing.delay(T + at) == 0  # no probing hold: the plan's budget is known
         pacing.admit(T + at)
     assert pacing.delay(T + 30) == pytest.approx(30.0)
+    assert pacing.firm_delay(T + 30, ahead=1) == pytest.approx(40.0)  # the second in line waits for the next
+    assert pacing.firm_delay(T + 30, ahead=5) == pytest.approx(50.0)  # at least until the last one is old
     assert pacing.delay(T + 60) == 0
 
 
 def test_a_queued_caller_behind_more_callers_than_the_window_has_left_waits_for_the_reset() -> None:
     pacing = informed(remaining=2, reset_at=T + 30)
-    assert pacing.delay_behind(T, ahead=1) == 0
-    assert pacing.delay_behind(T, ahead=2) == pytest.approx(30.0)
+    assert pacing.firm_delay(T, ahead=1) == 0
+    assert pacing.firm_delay(T, ahead=2) == pytest.approx(30.0)
 
 
 @pytest.mark.parametrize(
@@ -185,3 +188,46 @@ def test_read_window_reads_every_dialect_from_httpx_headers_and_plain_mappings(
         assert dataclasses.astuple(got) == pytest.approx(dataclasses.astuple(expected))
     lowered = {name.lower(): value for name, value in headers.items()}
     assert read_window(lowered, T) == got
+
+
+def test_a_429_saying_spent_without_a_reset_still_to_come_backs_off_like_one_with_no_headers() -> None:
+    pacing = informed(remaining=5, reset_at=T + 10)
+    ticket = pacing.admit(T + 1)
+    pacing.learn(T + 1, ticket, 429, WindowReport(20, 0, None, None), None)  # spent, but until when?
+    assert pacing.strikes == 1
+    assert pacing.delay(T + 1) == pytest.approx(2.0)  # sends 1 s apart so far: now 2 s apart
+    ticket = pacing.admit(T + 3)
+    pacing.learn(T + 3, ticket, 429, report(0, T - 5), None)  # a reset already past (a clock ahead)
+    assert pacing.strikes == 2
+
+
+def test_the_429s_of_one_burst_count_as_one_strike() -> None:
+    pacing = Pacing()
+    pacing.learn(T, pacing.admit(T), 200, None, None)
+    tickets = [pacing.admit(T) for _ in range(10)]
+    for ticket in tickets:
+        pacing.learn(T + 0.1, ticket, 429, None, None)
+    assert pacing.strikes == 1
+    assert pacing.spacing == pytest.approx(0.1)
+    assert pacing.delay(T + 0.1) == pytest.approx(0.5)
+
+
+def test_answers_of_a_budget_without_resets_are_believed_in_the_order_their_requests_were_sent() -> None:
+    pacing = Pacing()
+    pacing.learn(T, pacing.admit(T), 200, report(0, None, limit=5), None)  # the LiteLLM per-key budget
+    assert pacing.delay(T) == 0  # spent with no reset known and nothing in flight: one may try
+    later = pacing.admit(T + 1)
+    pacing.learn(T + 1, later, 200, report(4, None, limit=5), None)  # its window started again
+    assert pacing.remaining == 4
+    pacing.learn(T + 1, later - 1, 200, report(4, None, limit=5), None)  # an earlier request's answer
+    assert pacing.remaining == 4
+
+
+def test_resets_given_as_durations_drift_but_stay_one_window() -> None:
+    pacing = Pacing()
+    first, second, third = pacing.admit(T), pacing.admit(T), pacing.admit(T)
+    pacing.learn(T + 0.01, first, 200, report(2, T + 1.01), None)
+    pacing.learn(T + 0.10, third, 200, report(0, T + 1.10), None)  # "1s" from a later arrival
+    pacing.learn(T + 0.11, second, 200, report(1, T + 1.11), None)  # a late answer with more left
+    assert pacing.remaining == 0
+    assert pacing.delay(T + 0.2) == pytest.approx(0.81)
