@@ -8,19 +8,23 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from deployai import AsyncDeployAI, DeployAI
 
 
 @contextmanager
-def base_url_and_key(token_latency: float = 0.0) -> Iterator[tuple[str | None, str | None]]:
-    """Yield (base_url, api_key): (None, None) for the real API, or those of a local emulator it starts."""
+def base_url_and_key(token_latency: float = 0.0, **emulator: Any) -> Iterator[tuple[str | None, str | None]]:
+    """Yield (base_url, api_key): (None, None) for the real API, or those of a local emulator it starts.
+
+    `emulator` holds options of that emulator (a small rate-limit window, for instance).
+    """
     if os.environ.get("DEPLOYAI_API_KEY"):
         yield None, None
         return
     from deployai.testing import Emulator, EmulatorServer
 
-    with EmulatorServer(Emulator(token_latency=token_latency)) as server:
+    with EmulatorServer(Emulator(token_latency=token_latency, **emulator)) as server:
         print(f"DEPLOYAI_API_KEY is not set: using the local DeployAI emulator at {server.base_url}")
         yield server.base_url, "sk-emulator-example"
 

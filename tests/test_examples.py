@@ -80,6 +80,16 @@ def test_errors_and_retries_shows_each_failure_mode() -> None:
     assert lines[4].endswith("(status 404)")
 
 
+def test_service_paces_a_batch_under_a_small_window_with_no_retry() -> None:
+    lines = run_example("service.py")
+    assert EMULATOR_LINE.fullmatch(lines[0])
+    assert lines[1:4] == ["progress: 20/60", "progress: 40/60", "progress: 60/60"]
+    assert lines[4] == "first answer: 'You said: Ticket #1: the'"
+    # 60 calls against 20 a second, retried on any 429: none was met, so none was retried.
+    assert lines[5] == "60 answered, 0 failed, retries: none"
+    assert lines[6].endswith("in_flight=0, waiting=0)]")
+
+
 def test_every_example_is_tested_here() -> None:
     source = Path(__file__).read_text()
     examples = sorted(p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_"))
