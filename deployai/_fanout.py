@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Generic, TypeVar
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Generic, TypeVar
 
 from ._exceptions import DeployAIError, InvalidParameterError
 
 __all__ = ["Progress", "check_concurrency", "progress_reporter", "run_many", "run_many_async"]
 
 _R = TypeVar("_R")
+_I = TypeVar("_I")
 
 Progress = Callable[[int, int], object]
 """`on_progress(done, total)`: called each time an item finishes."""
@@ -54,12 +55,10 @@ def progress_reporter(on_progress: Progress | None, progress: bool, total: int) 
     return report, finish
 
 
-class _Batch(Generic[_R]):
+class _Batch(Generic[_I, _R]):
     """What both runners share: the items, their result slots in input order, and progress."""
 
-    def __init__(
-        self, requests: Iterable[Mapping[str, Any]], concurrency: int, on_progress: Progress | None, progress: bool
-    ) -> None:
+    def __init__(self, requests: Iterable[_I], concurrency: int, on_progress: Progress | None, progress: bool) -> None:
         width = check_concurrency(concurrency)
         self.items = list(requests)
         self.total = len(self.items)
@@ -80,15 +79,15 @@ class _Batch(Generic[_R]):
 
 
 def run_many(
-    call: Callable[[Mapping[str, Any]], _R],
-    requests: Iterable[Mapping[str, Any]],
+    call: Callable[[_I], _R],
+    requests: Iterable[_I],
     *,
     concurrency: int,
     on_progress: Progress | None,
     progress: bool,
 ) -> list[_R | DeployAIError]:
     """Run `call` on each request from a pool of `concurrency` threads; results in input order."""
-    batch: _Batch[_R] = _Batch(requests, concurrency, on_progress, progress)
+    batch: _Batch[_I, _R] = _Batch(requests, concurrency, on_progress, progress)
     if not batch.total:
         return []
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=batch.width)
@@ -115,15 +114,15 @@ def _outcome(future: concurrent.futures.Future[_R]) -> _R | DeployAIError:
 
 
 async def run_many_async(
-    call: Callable[[Mapping[str, Any]], Awaitable[_R]],
-    requests: Iterable[Mapping[str, Any]],
+    call: Callable[[_I], Awaitable[_R]],
+    requests: Iterable[_I],
     *,
     concurrency: int,
     on_progress: Progress | None,
     progress: bool,
 ) -> list[_R | DeployAIError]:
     """Run `call` on each request from `concurrency` tasks; results in input order; cancelling cancels all."""
-    batch: _Batch[_R] = _Batch(requests, concurrency, on_progress, progress)
+    batch: _Batch[_I, _R] = _Batch(requests, concurrency, on_progress, progress)
     if not batch.total:
         return []
     pending = iter(enumerate(batch.items))

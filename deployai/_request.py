@@ -240,7 +240,7 @@ def _total_timeout(options: ClientOptions, params: Mapping[str, Any]) -> float |
     return options.total_timeout if isinstance(value, NotGiven) else check_total_timeout(value)
 
 
-def _unknown_params(method: str, given: Iterable[str], known: frozenset[str]) -> TypeError:
+def unknown_params(method: str, given: Iterable[str], known: frozenset[str]) -> TypeError:
     unknown = sorted(set(given) - known)
     hints = [
         f"{name!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(name, known, 1)) else repr(name)
@@ -282,7 +282,7 @@ def endpoint_url(base_url: str, path: str) -> httpx.URL:
 def build_chat_request(options: ClientOptions, endpoint: Endpoint[Any], params: Mapping[str, Any]) -> PreparedRequest:
     """Validate `chat.completions.create` arguments and build the request, before any byte is sent."""
     if not params.keys() <= _KNOWN:
-        raise _unknown_params(endpoint.name, params, _KNOWN)
+        raise unknown_params(endpoint.name, params, _KNOWN)
     if not params.keys() >= {"model", "messages"}:
         missing = sorted({"model", "messages"} - params.keys())
         raise TypeError(f"{endpoint.name}() missing required keyword argument(s): " + ", ".join(map(repr, missing)))
@@ -320,7 +320,7 @@ def build_get_request(options: ClientOptions, endpoint: Endpoint[Any], params: M
     """Build a GET request such as `models.list()` or `models.retrieve(id)`, with the per-call options."""
     known = _GET_OPTIONS.union(endpoint.path_params)
     if not params.keys() <= known:
-        raise _unknown_params(endpoint.name, params, known)
+        raise unknown_params(endpoint.name, params, known)
     path = endpoint.path
     if endpoint.path_params:
         path = path.format(**{name: _path_part(name, params.get(name)) for name in endpoint.path_params})

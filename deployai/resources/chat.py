@@ -20,6 +20,7 @@ from ..types.chat_params import (
     CompletionCreateParamsNonStreaming,
     CompletionCreateParamsStreaming,
 )
+from ..types.chat_request import ChatCompletionRequest
 
 __all__ = ["AsyncChat", "AsyncCompletions", "Chat", "Completions"]
 
@@ -59,7 +60,8 @@ is sent; API failures raise the `APIStatusError` subclass for their status, afte
 _CREATE_MANY_DOC = """Create many chat completions with bounded concurrency; results in input order.
 
 Args:
-    requests: keyword dicts for `create` (without `stream=True`), one per completion.
+    requests: keyword dicts for `create`, or `ChatCompletionRequest`s (without `stream=True`), one
+        per completion.
     concurrency: how many calls may be in flight at once (default 8); each goes through the client's
         retries as `create` does.
     on_progress: called as `on_progress(done, total)` each time an item finishes.
@@ -75,7 +77,9 @@ Returns:
 _DEFAULT_CONCURRENCY: Final = 8
 
 
-def _whole(params: Mapping[str, Any]) -> dict[str, Any]:
+def _whole(params: Mapping[str, Any] | ChatCompletionRequest) -> dict[str, Any]:
+    if isinstance(params, ChatCompletionRequest):
+        params = params.model_dump(exclude_unset=True)
     if params.get("stream") is True:
         raise InvalidParameterError("stream", True, "left out of create_many requests: it returns whole completions")
     return dict(params)
@@ -100,13 +104,13 @@ class Completions:
 
     def create_many(  # noqa: D102 - the docstring is set below, once for both clients
         self,
-        requests: Iterable[Mapping[str, Any]],
+        requests: Iterable[Mapping[str, Any] | ChatCompletionRequest],
         *,
         concurrency: int = _DEFAULT_CONCURRENCY,
         on_progress: Progress | None = None,
         progress: bool = False,
     ) -> list[ChatCompletion | DeployAIError]:
-        def one(params: Mapping[str, Any]) -> ChatCompletion:
+        def one(params: Mapping[str, Any] | ChatCompletionRequest) -> ChatCompletion:
             result: ChatCompletion = self._client._call(CREATE, _whole(params), raw=False)
             return result
 
@@ -160,13 +164,13 @@ class AsyncCompletions:
 
     async def create_many(  # noqa: D102 - the docstring is set below, once for both clients
         self,
-        requests: Iterable[Mapping[str, Any]],
+        requests: Iterable[Mapping[str, Any] | ChatCompletionRequest],
         *,
         concurrency: int = _DEFAULT_CONCURRENCY,
         on_progress: Progress | None = None,
         progress: bool = False,
     ) -> list[ChatCompletion | DeployAIError]:
-        async def one(params: Mapping[str, Any]) -> ChatCompletion:
+        async def one(params: Mapping[str, Any] | ChatCompletionRequest) -> ChatCompletion:
             result: ChatCompletion = await self._client._call(CREATE, _whole(params), raw=False)
             return result
 

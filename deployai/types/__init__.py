@@ -28,6 +28,7 @@ from .chat import (
     UserMessage,
     UserMessageParam,
 )
+from .chat_request import ChatCompletionRequest
 from .models import Model, ModelList
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "ChatCompletionChunk",
     "ChatCompletionMessage",
     "ChatCompletionMessageParam",
+    "ChatCompletionRequest",
     "Choice",
     "ChoiceDelta",
     "ChoiceDeltaFunctionCall",

@@ -1,0 +1,82 @@
+"""`ChatCompletionRequest`: the body parameters of `chat.completions.create` as a pydantic model."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+from typing_extensions import Self
+
+from .._request import CHAT_PARAMS, check_chat_params, unknown_params
+from .._types import NotGiven
+
+__all__ = ["ChatCompletionRequest"]
+
+
+def _checked(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters, refused by the very rules `create` applies (`InvalidParameterError`, `TypeError`)."""
+    if not data.keys() <= CHAT_PARAMS:
+        raise unknown_params("ChatCompletionRequest", data, CHAT_PARAMS)
+    params = {key: value for key, value in data.items() if not isinstance(value, NotGiven)}
+    check_chat_params(params)
+    return params
+
+
+class ChatCompletionRequest(BaseModel):
+    """A chat completion request: every body parameter of `chat.completions.create`, as a pydantic model.
+
+    It is checked by the same rules as `create` and raises the same errors (`InvalidParameterError`
+    for a bad value, `TypeError` for an unknown name), whether built from keywords, with
+    `model_validate`, or read back with `model_validate_json`. `model_dump(exclude_unset=True)` is
+    exactly the JSON body `create` sends for it, so a service can queue, log and replay requests
+    (one per line of a JSON Lines file), and `create_many` takes these as well as keyword dicts. Call
+    options (`timeout`, `total_timeout`, `extra_headers`, `extra_query`, `extra_body`) are not part of
+    it: give them to the call. Messages and tools are plain dicts here.
+
+    ```python
+    request = ChatCompletionRequest(model="openai/gpt-4o", messages=[{"role": "user", "content": "Hi"}])
+    line = request.model_dump_json(exclude_unset=True)          # queue or log it
+    again = ChatCompletionRequest.model_validate_json(line)     # checked again
+    completion = client.chat.completions.create(**again.model_dump(exclude_unset=True))
+    ```
+    """
+
+    # Numbers are `int | float` so that 1 stays 1 and 0.5 stays 0.5: the body is sent as given.
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model: str
+    messages: list[dict[str, Any]]
+    stream: bool | None = None
+    temperature: int | float | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    top_p: int | float | None = None
+    stop: str | list[str] | None = None
+    n: int | None = None
+    seed: int | None = None
+    presence_penalty: int | float | None = None
+    frequency_penalty: int | float | None = None
+    user: str | None = None
+    response_format: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    stream_options: dict[str, Any] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+
+    def __init__(self, **data: Any) -> None:
+        super().__init__(**_checked(data))
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
+        """Check `obj` (a mapping of parameters) as `create` would, then build the model."""
+        if isinstance(obj, Mapping):
+            obj = _checked(obj)
+        return super().model_validate(obj, *args, **kwargs)
+
+    @classmethod
+    def model_validate_json(cls, json_data: str | bytes | bytearray, *args: Any, **kwargs: Any) -> Self:
+        """Read a request back from JSON (a line of a JSON Lines file), checked as `create` would check it."""
+        return cls.model_validate(json.loads(json_data), *args, **kwargs)
