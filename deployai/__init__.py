@@ -36,6 +36,7 @@ from ._exceptions import (
 from ._limiter import RateLimiter
 from ._logging import setup_logging as _setup_logging
 from ._ratelimit import RateLimit
+from ._redis_limiter import RedisRateLimiter
 from ._response import RawResponse
 from ._streaming import AsyncStream, Stream
 from ._types import NOT_GIVEN, ModelAlias, NotGiven
@@ -65,6 +66,7 @@ __all__ = [
     "RateLimitError",
     "RateLimiter",
     "RawResponse",
+    "RedisRateLimiter",
     "ServiceUnavailableError",
     "Stream",
     "UnprocessableEntityError",

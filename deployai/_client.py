@@ -27,6 +27,7 @@ __all__ = ["AsyncDeployAI", "DeployAI"]
 
 _HTTP = TypeVar("_HTTP", SyncHTTP, AsyncHTTP)
 _Httpx = TypeVar("_Httpx", httpx.Client, httpx.AsyncClient)
+_Client = TypeVar("_Client", bound="_BaseClient[Any, Any]")
 
 
 class _BaseClient(Generic[_HTTP, _Httpx]):
@@ -135,6 +136,24 @@ class _BaseClient(Generic[_HTTP, _Httpx]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self._options.base_url!r}, max_retries={self._options.max_retries})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A client travels as its options (the API key among them) and opens its own connection pool
+        # where it lands: connections belong to the process that opened them.
+        if self._http.borrowed:
+            raise TypeError(
+                f"A {type(self).__name__} built on your own http_client does not pickle: its transport (proxies, "
+                "certificates, mounts) cannot travel. Build the client where it is used, or pickle one without it."
+            )
+        return (_unpickle_client, (type(self), self._options))
+
+
+def _unpickle_client(cls: type[_Client], options: ClientOptions) -> _Client:
+    client = object.__new__(cls)
+    client._options = options
+    client._http = cls._http_type(None)
+    client._owns_http = True
+    return client
 
 
 class DeployAI(_BaseClient[SyncHTTP, httpx.Client]):

@@ -53,3 +53,16 @@ PACE_RECOVERY_FRACTION: Final = 1 / 16
 # Two reports whose window resets lie closer than this describe the same window (resets given as
 # durations drift by the time between answers); one later than that is a newer window.
 WINDOW_RESET_TOLERANCE_SECONDS: Final = 0.5
+
+# Redis rate limiter. A Redis call that takes longer than the timeout counts as Redis being down:
+# the limiter paces in this process alone, and tries Redis again after the retry interval.
+REDIS_TIMEOUT_SECONDS: Final = 0.5
+REDIS_RETRY_SECONDS: Final = 2.0
+# A caller held only until answers arrive (the first probe, a spent window with no reset) reads the
+# shared state again this often: the answers may come to other processes, which cannot wake it.
+REDIS_POLL_SECONDS: Final = 0.05
+# A process's count of requests in flight stops counting when it has not been renewed for this long
+# (the process died with requests in flight); a live process renews it a third as often.
+REDIS_LEASE_SECONDS: Final = 10.0
+# The shared state expires after this long untouched: everything in it is learned again in a call.
+REDIS_STATE_TTL_SECONDS: Final = 600.0

@@ -361,6 +361,11 @@ class SyncHTTP:
         """The `httpx.Client` requests go through."""
         return self._client
 
+    @property
+    def borrowed(self) -> bool:
+        """Whether the `httpx.Client` is the user's own (`http_client=`)."""
+        return not self._owned
+
     def _ready(self) -> httpx.Client:
         if self._pid != os.getpid():
             self._after_fork()
@@ -652,6 +657,11 @@ class AsyncHTTP:
         self._current: _LoopPool | None = None  # the pool used last: most calls come from the same loop
         self._pid = os.getpid()
         self._closed = False
+
+    @property
+    def borrowed(self) -> bool:
+        """Whether requests go through the user's own `httpx.AsyncClient` (`http_client=`)."""
+        return self._borrowed is not None
 
     def close_borrowed_client(self) -> None:
         """Close the borrowed `http_client` with this client (for clients wired up by the SDK itself)."""

@@ -20,13 +20,13 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import httpx
 
 from ._exceptions import DeployAIError, InvalidParameterError, RateLimitError
 from ._pacing import Pacing
-from ._ratelimit import read_window
+from ._ratelimit import WindowReport, read_window
 from ._retry import server_requested_wait
 
 __all__ = ["RateLimiter"]
@@ -124,6 +124,9 @@ class RateLimiter:
     # A steady clock for every wait (resets, given in unix time, are moved onto it when read), so that
     # a step of the wall clock neither stalls callers nor lets them through early; tests replace it.
     _clock: Callable[[], float] = staticmethod(time.monotonic)
+    # Whether a waiter that may go is given its ticket under the lock (here); a limiter whose state
+    # lives elsewhere lets it out of `_turn` to ask for one.
+    _admits_here: ClassVar[bool] = True
 
     def __init__(self, *, requests_per_minute: int | None = None) -> None:
         self._requests_per_minute: Final = _check_per_minute(requests_per_minute)
@@ -228,31 +231,15 @@ class RateLimiter:
         `outcome` is the `httpx.Response` (for a stream: at its headers), or anything else when no
         answer came: the `httpx.HTTPError`, or None for a send that was interrupted.
         """
-        now = self._clock()
-        if isinstance(outcome, httpx.Response):
-            headers = outcome.headers
-            status = outcome.status_code
-            unix_now = time.time()
-            report = read_window(headers, unix_now)
-            if report is not None:  # its times onto the steady clock
-                shift = now - unix_now
-                if report.reset_at is not None:
-                    report.reset_at += shift
-                if report.tokens_spent_until is not None:
-                    report.tokens_spent_until += shift
-            server_wait = server_requested_wait(status, headers, unix_now) if status == 429 else None
-            with self._lock:
-                self._pacing.learn(now, ticket, status, report, server_wait)
-                self._wake_head()
-        else:
-            with self._lock:
-                self._pacing.lost(ticket)
-                self._wake_head()
+        answer = _answer(self._clock(), outcome)
+        with self._lock:
+            _apply(self._pacing, ticket, answer)
+            self._wake_head()
 
     def _withdraw(self, ticket: int) -> None:
         """The request with `ticket` was not sent after all: its call was stopped while it waited."""
         with self._lock:
-            self._pacing.withdraw(ticket)
+            _apply(self._pacing, ticket, WITHDRAWN)
             self._wake_head()
 
     # --- under the lock ---------------------------------------------------------------------------
@@ -270,7 +257,7 @@ class RateLimiter:
             if queue:
                 self._drop_gone()
             if not queue:
-                if pacing.delay(now) <= 0:
+                if self._admits_here and pacing.delay(now) <= 0:
                     return pacing.admit(now)
                 firm = pacing.firm_delay(now)
             else:
@@ -285,6 +272,8 @@ class RateLimiter:
         """Let `waiter` through if it is its turn and the pace allows: `(ticket, 0)`.
 
         Otherwise `(None, seconds)`: how long to wait before looking again (`math.inf`: until woken).
+        A limiter that does not admit here (`_admits_here` false) returns `(0, 0)` instead of a ticket:
+        the waiter is at the head and may go ask for one.
         """
         queue = self._queue
         pacing = self._pacing
@@ -292,8 +281,10 @@ class RateLimiter:
         if queue[0] is not waiter:
             self._drop_gone()
         if queue[0] is waiter:
-            wait = pacing.delay(now)
+            wait = self._delay(now)
             if wait <= 0:
+                if not self._admits_here:
+                    return 0, 0.0
                 queue.popleft()
                 ticket = pacing.admit(now)
                 self._wake_head()  # the next one may be let through at once too
@@ -308,6 +299,10 @@ class RateLimiter:
             self._leave(waiter)
             raise self._held(request, firm, 0.0)
         return None, deadline - now  # woken earlier when it comes to the head of the queue
+
+    def _delay(self, now: float) -> float:
+        """How long the head of the queue waits before it may go (or go ask)."""
+        return self._pacing.delay(now)
 
     def _wake_head(self) -> None:
         queue = self._queue
@@ -349,6 +344,48 @@ class RateLimiter:
             "max_retry_wait, or what is left of total_timeout). Nothing was sent."
         )
         return RateLimitError(message, response=response, body=None, retry_after=wait if known else None)
+
+
+class _Withdrawn:
+    """The answer of a request that was not sent after all."""
+
+    __slots__ = ()
+
+
+WITHDRAWN: Final = _Withdrawn()
+
+# What came of a send, for `Pacing`: `(now, status, report, server_wait)` for an answer, None for none,
+# `WITHDRAWN` for a request that was not sent.
+Answer = tuple[float, int, WindowReport | None, float | None] | _Withdrawn | None
+
+
+def _answer(now: float, outcome: object) -> Answer:
+    """Read what a send came back with (`now` on the limiter's clock; resets are moved onto it)."""
+    if not isinstance(outcome, httpx.Response):
+        return None
+    headers = outcome.headers
+    status = outcome.status_code
+    unix_now = time.time()
+    report = read_window(headers, unix_now)
+    if report is not None:
+        shift = now - unix_now
+        if report.reset_at is not None:
+            report.reset_at += shift
+        if report.tokens_spent_until is not None:
+            report.tokens_spent_until += shift
+    server_wait = server_requested_wait(status, headers, unix_now) if status == 429 else None
+    return now, status, report, server_wait
+
+
+def _apply(pacing: Pacing, ticket: int, answer: Answer) -> None:
+    """Tell `pacing` what came of the send with `ticket`."""
+    if answer is None:
+        pacing.lost(ticket)
+    elif isinstance(answer, _Withdrawn):
+        pacing.withdraw(ticket)
+    else:
+        now, status, report, server_wait = answer
+        pacing.learn(now, ticket, status, report, server_wait)
 
 
 def _new_limiter(requests_per_minute: int | None) -> RateLimiter:
