@@ -17,9 +17,8 @@ import pytest
 
 REDIS_SERVER = shutil.which("redis-server")
 
-needs_redis = pytest.mark.skipif(
-    REDIS_SERVER is None, reason="redis-server is not installed (apt-get install redis-server; .ci/run does it as root)"
-)
+NO_REDIS_SERVER = "redis-server is not installed (apt-get install redis-server; .ci/run does it as root)"
+needs_redis = pytest.mark.skipif(REDIS_SERVER is None, reason=NO_REDIS_SERVER)
 
 
 def free_port() -> int:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from deployai.testing import Emulator, EmulatorServer
+from tests.redis_server import needs_redis, redis_server
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 EMULATOR_LINE = re.compile(
@@ -16,9 +17,9 @@ EMULATOR_LINE = re.compile(
 )
 
 
-def run_example(name: str) -> list[str]:
+def run_example(name: str, **settings: str) -> list[str]:
     """Run an example without DEPLOYAI_* settings; every warning is an error, and stderr must stay empty."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("DEPLOYAI_")}
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DEPLOYAI_")} | settings
     result = subprocess.run(
         [sys.executable, "-W", "error", str(EXAMPLES / name)],
         capture_output=True,
@@ -93,7 +94,7 @@ def test_service_paces_a_batch_under_a_small_window_with_no_retry() -> None:
 def test_every_example_is_tested_here() -> None:
     source = Path(__file__).read_text()
     examples = sorted(p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_"))
-    assert examples == sorted(name for name in examples if f'run_example("{name}")' in source)
+    assert examples == sorted(name for name in examples if f'run_example("{name}"' in source)
 
 
 def test_with_a_key_the_quickstart_talks_to_the_configured_api() -> None:
@@ -114,3 +115,26 @@ def test_with_a_key_the_quickstart_talks_to_the_configured_api() -> None:
     assert result.stdout.splitlines()[0] == "You said: Hello! What can you do?"
     assert "emulator" not in result.stdout
     assert [r.headers["authorization"] for r in recorded] == ["Bearer sk-from-the-environment"]
+
+
+@needs_redis
+def test_process_pool_shares_one_budget_through_redis_with_no_retry() -> None:
+    with redis_server() as redis:
+        lines = run_example("process_pool.py", REDIS_URL=redis.url)
+    assert EMULATOR_LINE.fullmatch(lines[0])
+    assert lines[1] == "first answer: 'You said: Question 1: how do'"
+    assert lines[2] == "last answer: 'You said: Question 200: how do'"
+    # 4 processes x 50 calls at a time against 40 requests a second, retried on any 429: none was met.
+    assert lines[3] == "200 answered by 4 processes, 0 failed, retries: 0"
+
+
+@needs_redis
+def test_dask_batch_answers_in_order_on_worker_processes() -> None:
+    with redis_server() as redis:
+        lines = run_example("dask_batch.py", REDIS_URL=redis.url)
+    assert EMULATOR_LINE.fullmatch(lines[0])
+    assert lines[1:] == [
+        "first answer: 'You said: Question 1: which models'",
+        "last answer: 'You said: Question 80: which models'",
+        "80 answered on 2 worker processes",
+    ]

@@ -22,8 +22,8 @@ def test_public_names_are_exactly_these() -> None:
         "APITimeoutError", "AsyncDeployAI", "AsyncStream", "AuthenticationError", "BadRequestError",
         "ConflictError", "DeployAI", "DeployAIError", "InternalServerError", "InvalidParameterError",
         "ModelAlias", "NotFoundError", "NotGiven", "PermissionDeniedError", "RateLimit", "RateLimitError",
-        "RateLimiter", "RawResponse", "ServiceUnavailableError", "Stream", "UnprocessableEntityError", "__version__",
-        "is_retryable", "retry_after", "types",
+        "RateLimiter", "RawResponse", "RedisRateLimiter", "ServiceUnavailableError", "Stream",
+        "UnprocessableEntityError", "__version__", "is_retryable", "retry_after", "types",
     }  # fmt: skip
     assert set(deployai.__all__) == expected
 

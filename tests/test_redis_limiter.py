@@ -1,0 +1,286 @@
+"""RedisRateLimiter on a real redis-server: one key's budget shared by processes, through Redis faults.
+
+The proofs run worker processes (started with "spawn") against the emulator's loopback server with a
+small window, and count 429s at the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import pickle
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+
+import deployai
+from deployai import _redis_limiter
+from deployai.testing import EmulatorServer
+from tests.conftest import API_KEY, completion_json, user
+from tests.redis_server import NO_REDIS_SERVER, REDIS_SERVER, RedisServer, needs_redis, redis_server
+from tests.scale_worker import answer_share
+from tests.test_limiter import CountingEmulator, window
+
+MODEL = "openai/gpt-4o"
+
+
+@pytest.fixture(scope="module")
+def redis_once() -> Iterator[RedisServer]:
+    if REDIS_SERVER is None:
+        pytest.skip(NO_REDIS_SERVER)
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture
+def redis(redis_once: RedisServer) -> RedisServer:
+    """The module's redis-server, emptied for each test."""
+    redis_once.flush()
+    return redis_once
+
+
+def stored(server: RedisServer) -> dict[bytes, bytes]:
+    import redis
+
+    with redis.Redis.from_url(server.url) as client:
+        return {key: client.get(key) or b"" for key in client.keys("*")}
+
+
+def test_the_budget_is_kept_under_a_hash_of_the_key_never_the_key(redis: RedisServer) -> None:
+    limiter = deployai.RedisRateLimiter(redis.url)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=completion_json(), headers=window(remaining=7, limit=20))
+
+    client = deployai.DeployAI(
+        api_key=API_KEY, http_client=httpx.Client(transport=httpx.MockTransport(handler)), rate_limiter=limiter
+    )
+    client.chat.completions.create(model=MODEL, messages=user("hi"))
+    limiter.close()
+    (key, value), *others = stored(redis).items()
+    assert not others
+    assert key.decode() == limiter.key
+    assert key.startswith(b"deployai:ratelimit:")
+    assert API_KEY.encode() not in key + value
+    assert (limiter.in_flight, limiter._pacing.remaining, limiter._pacing.limit) == (0, 7, 20)
+    # A second limiter (another process, say) on the same key starts from what the first learned.
+    other = deployai.RedisRateLimiter(redis.url)
+    other._courier.state = None
+    client2 = deployai.DeployAI(
+        api_key=API_KEY, http_client=httpx.Client(transport=httpx.MockTransport(handler)), rate_limiter=other
+    )
+    client2.chat.completions.create(model=MODEL, messages=user("hi"))
+    other.close()
+    assert other.key == limiter.key
+
+
+def test_a_name_keys_the_budget_and_one_limiter_refuses_a_second_key(redis: RedisServer) -> None:
+    named = deployai.RedisRateLimiter(redis.url, name="team-a")
+    assert named.key == "deployai:ratelimit:team-a"
+    limiter = deployai.RedisRateLimiter(redis.url)
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=completion_json()))
+    deployai.DeployAI(api_key=API_KEY, http_client=httpx.Client(transport=transport), rate_limiter=limiter)
+    first = deployai.DeployAI(api_key=API_KEY, http_client=httpx.Client(transport=transport), rate_limiter=limiter)
+    first.chat.completions.create(model=MODEL, messages=user("hi"))
+    second = deployai.DeployAI(
+        api_key="sk-another-key-0000", http_client=httpx.Client(transport=transport), rate_limiter=limiter
+    )
+    with pytest.raises(deployai.InvalidParameterError, match="one RedisRateLimiter per API key") as info:
+        second.chat.completions.create(model=MODEL, messages=user("hi"))
+    assert "sk-another" not in str(info.value)
+    limiter.close()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"url": "http://127.0.0.1:6379"}, "url"),
+        ({"url": "redis://127.0.0.1", "name": ""}, "name"),
+        ({"url": "redis://127.0.0.1", "timeout": 0}, "timeout"),
+        ({"url": "redis://127.0.0.1", "requests_per_minute": 0}, "requests_per_minute"),
+    ],
+)
+def test_bad_settings_are_refused_at_once(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(deployai.InvalidParameterError, match=message):
+        deployai.RedisRateLimiter(**options)
+
+
+def test_import_deployai_does_not_import_redis() -> None:
+    code = "import sys, deployai; assert 'redis' not in sys.modules, 'redis was imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_without_redis_py_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "redis", None)  # as if redis-py were not installed
+    with pytest.raises(deployai.DeployAIError, match=r'pip install "deployai\[redis\]"'):
+        deployai.RedisRateLimiter("redis://127.0.0.1:6379/0")
+
+
+def test_it_pickles_with_its_settings_and_no_repr_shows_the_password() -> None:
+    limiter = deployai.RedisRateLimiter(
+        "redis://user:s3cret@127.0.0.1:6390/2", name="batch", requests_per_minute=90, timeout=0.25
+    )
+    copy = pickle.loads(pickle.dumps(limiter))
+    assert type(copy) is deployai.RedisRateLimiter
+    assert (copy.url, copy.key, copy.requests_per_minute, copy._timeout) == (
+        "redis://user:***@127.0.0.1:6390/2",
+        "deployai:ratelimit:batch",
+        90,
+        0.25,
+    )
+    assert "s3cret" not in repr(limiter) + repr(copy)
+    with pytest.raises(deployai.InvalidParameterError) as info:
+        deployai.RedisRateLimiter("http://user:s3cret@127.0.0.1:6390/2")
+    assert "s3cret" not in str(info.value)
+
+
+def test_two_limiters_on_one_key_share_one_budget_across_threads_and_tasks(redis: RedisServer) -> None:
+    """Two limiters stand for two processes: 120 calls through both, 0 x 429 at the server."""
+    with EmulatorServer(counting := CountingEmulator(rate_limit=20, window_seconds=1)) as server:
+        first = deployai.RedisRateLimiter(redis.url)
+        second = deployai.RedisRateLimiter(redis.url)
+        sync = deployai.DeployAI(api_key=API_KEY, base_url=server.base_url, rate_limiter=first, max_retries=0)
+        requests = [{"model": MODEL, "messages": user(f"t{n}"), "max_tokens": 2} for n in range(60)]
+        threaded: list[Any] = []
+        thread = threading.Thread(
+            target=lambda: threaded.extend(sync.chat.completions.create_many(requests, concurrency=16))
+        )
+        thread.start()
+
+        async def tasks() -> list[Any]:
+            async with deployai.AsyncDeployAI(
+                api_key=API_KEY, base_url=server.base_url, rate_limiter=second, max_retries=0
+            ) as client:
+                return await client.chat.completions.create_many(requests, concurrency=30)
+
+        from_tasks = asyncio.run(tasks())
+        thread.join(60)
+        sync.close()
+        first.close()
+        second.close()
+        statuses = counting.statuses
+    assert all(isinstance(r, deployai.types.ChatCompletion) for r in threaded + from_tasks)
+    assert (statuses[200], statuses[429]) == (120, 0)
+
+
+def run_processes(
+    server: EmulatorServer, limiter: Any, *, processes: int = 4, tasks: int = 50, max_retries: int = 0
+) -> list[tuple[int, int, int]]:
+    client = deployai.AsyncDeployAI(
+        api_key=API_KEY, base_url=server.base_url, rate_limiter=limiter, max_retries=max_retries
+    )
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(answer_share, client, tasks, tasks) for _ in range(processes)]
+        return [future.result() for future in futures]
+
+
+def test_proof_4_processes_of_50_tasks_on_one_key_meet_no_429(redis: RedisServer) -> None:
+    with EmulatorServer(counting := CountingEmulator(rate_limit=40, window_seconds=1)) as server:
+        done = run_processes(server, deployai.RedisRateLimiter(redis.url))
+        statuses = counting.statuses
+    answered = sum(a for a, _, _ in done)
+    round_trips = sum(r for _, _, r in done)
+    print(
+        f"shared budget: {answered} answered, {dict(statuses)}, {round_trips / answered:.2f} Redis round trips per call"
+    )
+    assert (answered, sum(f for _, f, _ in done)) == (200, 0)
+    assert (statuses[200], statuses[429]) == (200, 0)
+    assert round_trips / answered < 10  # no busy polling
+
+
+def test_without_the_shared_budget_the_same_processes_meet_429s() -> None:
+    with EmulatorServer(counting := CountingEmulator(rate_limit=40, window_seconds=1)) as server:
+        done = run_processes(server, deployai.RateLimiter())  # each process paces alone
+        statuses = counting.statuses
+    print(f"a limiter per process: {dict(statuses)}, {sum(f for _, f, _ in done)} calls failed")
+    assert statuses[429] > 0
+    assert sum(f for _, f, _ in done) == statuses[429]  # no retries: each 429 ended a call
+
+
+@needs_redis
+def test_fault_redis_stopped_mid_run_every_call_still_completes() -> None:
+    with (
+        redis_server() as redis,
+        EmulatorServer(counting := CountingEmulator(rate_limit=40, window_seconds=1)) as server,
+    ):
+        statuses = counting.statuses
+
+        def stop_redis_after_60_answers() -> None:
+            deadline = time.monotonic() + 60
+            while statuses[200] < 60 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            redis.stop()
+
+        stopper = threading.Thread(target=stop_redis_after_60_answers)
+        stopper.start()
+        done = run_processes(server, deployai.RedisRateLimiter(redis.url), max_retries=10)
+        stopper.join()
+    assert redis.process is None
+    assert sum(a for a, _, _ in done) == 200
+    assert statuses[200] == 200
+
+
+@needs_redis
+def test_redis_down_paces_locally_with_one_warning_and_shares_again_when_back(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_redis_limiter, "REDIS_RETRY_SECONDS", 0.0)
+    server = RedisServer()  # not started yet
+    limiter = deployai.RedisRateLimiter(server.url, timeout=0.2)
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append("x")
+        return httpx.Response(200, json=completion_json(), headers=window(remaining=10, limit=20))
+
+    client = deployai.DeployAI(
+        api_key=API_KEY, http_client=httpx.Client(transport=httpx.MockTransport(handler)), rate_limiter=limiter
+    )
+    with caplog.at_level(logging.WARNING, logger="deployai"):
+        for _ in range(5):
+            client.chat.completions.create(model=MODEL, messages=user("hi"))
+        assert not limiter.shared
+        assert len(sent) == 5
+        warnings = [r.getMessage() for r in caplog.records]
+        assert len(warnings) == 1
+        assert "Redis is unreachable" in warnings[0]
+        server.start()
+        try:
+            client.chat.completions.create(model=MODEL, messages=user("hi"))
+            assert limiter.shared
+            assert "Redis answers again" in caplog.records[-1].getMessage()
+            assert stored(server)  # the state is in Redis again
+        finally:
+            limiter.close()
+            server.stop()
+
+
+def test_a_dead_process_count_in_flight_stops_counting_after_its_lease(
+    redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_redis_limiter, "REDIS_LEASE_SECONDS", 0.3)
+    request = httpx.Request(
+        "POST", "http://127.0.0.1/v1/chat/completions", headers={"authorization": f"Bearer {API_KEY}"}
+    )
+    dead = deployai.RedisRateLimiter(redis.url)
+    tickets = [dead._acquire_sync(request, 5.0)]  # the probe: the rest would wait for its answer
+    dead._settle(tickets[0], httpx.Response(200, headers=window(remaining=3, limit=3), request=request))
+    tickets += [dead._acquire_sync(request, 5.0) for _ in range(3)]
+    dead.close()  # the process dies with 3 requests in flight; nothing renews its count
+    alive = deployai.RedisRateLimiter(redis.url)
+    alive._prepare(request)
+    assert alive._courier.ask().result(5) == 0  # the dead process's requests hold the whole window
+    assert alive.in_flight == 3
+    deadline = time.monotonic() + 10
+    while not alive._courier.ask().result(5):  # until their lease has run out
+        assert time.monotonic() < deadline, "the dead process's requests still count"
+    assert alive.in_flight == 1  # its own, just admitted
+    alive.close()
