@@ -1,0 +1,73 @@
+"""Clients and RateLimit pickle, to travel to process pools and Dask workers: a copy opens its own pool and works."""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+from datetime import datetime, timezone
+
+import httpx
+import pytest
+
+import deployai
+from deployai.testing import Emulator, EmulatorServer
+from tests.conftest import API_KEY, user
+
+
+def test_a_client_travels_with_its_options_and_opens_its_own_pool() -> None:
+    with EmulatorServer(Emulator()) as server:
+        limiter = deployai.RateLimiter(requests_per_minute=600)
+        client = deployai.DeployAI(
+            api_key=API_KEY,
+            base_url=server.base_url,
+            timeout=12.0,
+            max_retries=5,
+            total_timeout=30.0,
+            default_headers={"x-team": "search"},
+            rate_limiter=limiter,
+        )
+        copy = pickle.loads(pickle.dumps(client))
+        assert copy._options == client._options  # key, URL, timeouts, retries, headers
+        assert copy._http is not client._http
+        assert isinstance(copy.rate_limiter, deployai.RateLimiter)
+        assert copy.rate_limiter.requests_per_minute == 600
+        client.close()  # the original's pool is closed: the copy's is its own
+        answer = copy.chat.completions.create(model="openai/gpt-4o", messages=user("hi"))
+        assert answer.choices[0].message.content == "You said: hi"
+        assert server.emulator.requests[-1].headers["x-team"] == "search"
+        copy.close()
+
+
+def test_an_async_client_and_a_with_options_copy_travel_and_work_on_a_new_loop() -> None:
+    with EmulatorServer(Emulator()) as server:
+        client = deployai.AsyncDeployAI(api_key=API_KEY, base_url=server.base_url)
+        copy = pickle.loads(pickle.dumps(client.with_options(max_retries=0)))
+        assert type(copy) is deployai.AsyncDeployAI
+        assert copy.max_retries == 0
+
+        async def ask() -> str | None:
+            async with copy:
+                answer = await copy.chat.completions.create(model="openai/gpt-4o", messages=user("hello"))
+            return answer.choices[0].message.content
+
+        assert asyncio.run(ask()) == "You said: hello"
+
+
+@pytest.mark.parametrize("client_type", [deployai.DeployAI, deployai.AsyncDeployAI])
+def test_a_client_on_a_borrowed_http_client_refuses_to_pickle(client_type: type) -> None:
+    borrowed = httpx.Client() if client_type is deployai.DeployAI else httpx.AsyncClient()
+    client = client_type(api_key=API_KEY, http_client=borrowed)
+    with pytest.raises(TypeError, match="own http_client does not pickle") as info:
+        pickle.dumps(client)
+    assert API_KEY not in str(info.value)
+    if isinstance(borrowed, httpx.Client):
+        borrowed.close()
+    else:
+        asyncio.run(borrowed.aclose())
+
+
+def test_rate_limit_pickles() -> None:
+    rate_limit = deployai.RateLimit(
+        limit=60, remaining=0, reset_at=datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc), tokens_remaining=10
+    )
+    assert pickle.loads(pickle.dumps(rate_limit)) == rate_limit
