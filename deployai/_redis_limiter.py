@@ -28,6 +28,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -35,7 +36,7 @@ import os
 import threading
 import time
 import urllib.parse
-import uuid
+import weakref
 from collections import deque
 from typing import Any, ClassVar, Final
 
@@ -69,12 +70,14 @@ log = logging.getLogger("deployai")
 
 KEY_PREFIX: Final = "deployai:ratelimit:"
 
-# KEYS[1]: the state. ARGV: the version the new state was computed from, the new state ("" only
-# reads), its time to live in ms. Answers {written, the current state when not written, TIME}.
+# KEYS[1]: the state, "<version> <json>". ARGV: the version the new state was computed from ("" for
+# none), the new state ("" only reads), its time to live in ms. Answers {written, the current state
+# when not written, TIME}. Versions are random tokens, never reused: a process whose state is stale
+# cannot write, even after the key expired or Redis restarted and the state was made again.
 _COMPARE_AND_SET: Final = """
 local current = redis.call('GET', KEYS[1])
 local now = redis.call('TIME')
-local version = current and string.match(current, '^%d+') or '0'
+local version = current and string.match(current, '^%S*') or ''
 if ARGV[2] ~= '' and version == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
   return {1, '', now[1], now[2]}
@@ -148,17 +151,15 @@ class _Redis:
         )
         self.script = self.client.register_script(_COMPARE_AND_SET)
 
-    def call(self, key: str, version: int, state: str) -> tuple[bool, bytes, float]:
+    def call(self, key: str, version: str, state: str) -> tuple[bool, bytes | str, float]:
         """Compare-and-set (or, with `state` "", read): (written, the current state if not, Redis's time)."""
         ttl = str(int(REDIS_STATE_TTL_SECONDS * 1000))
-        written, current, seconds, micros = self.script(keys=[key], args=[str(version), state, ttl])
+        written, current, seconds, micros = self.script(keys=[key], args=[version, state, ttl])
         return bool(written), current, int(seconds) + int(micros) / 1e6
 
-
-def _redis_errors() -> tuple[type[BaseException], ...]:
-    import redis
-
-    return (redis.RedisError, OSError)
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # a connection that is gone already
+            self.client.close()
 
 
 class RedisRateLimiter(RateLimiter):
@@ -207,16 +208,23 @@ class RedisRateLimiter(RateLimiter):
         self._timeout: Final = float(timeout)
         _check_per_minute(requests_per_minute)
         try:
-            import redis  # noqa: F401  (fail here, not at the first call)
+            import redis
         except ImportError:
             raise DeployAIError('RedisRateLimiter needs redis-py: pip install "deployai[redis]"') from None
+        try:
+            redis.ConnectionPool.from_url(url)  # reads the URL (port, options) without connecting
+        except (ValueError, TypeError):
+            raise InvalidParameterError("url", _redacted_url(url), "a Redis URL redis-py can read") from None
         super().__init__(requests_per_minute=requests_per_minute)
+        with _limiters_lock:
+            _limiters.setdefault((url, name, requests_per_minute, self._timeout), self)
 
     def _start(self) -> None:
         super()._start()
         self._key: str | None = None if self._name is None else KEY_PREFIX + self._name
         self._offset = time.time() - time.monotonic()  # Redis's clock minus the steady one, as last read
         self._courier = _Courier(self)
+        self._given_back: weakref.WeakSet[concurrent.futures.Future[int]] = weakref.WeakSet()
 
     def _clock(self) -> float:
         """Now, on Redis's clock (as last read, carried on by the steady clock)."""
@@ -303,6 +311,8 @@ class RedisRateLimiter(RateLimiter):
                     future = waiter.arm() if ticket is None else None
                 if future is None:
                     asked = self._courier.ask()
+                    # A loop closed meanwhile never runs this task again: the ticket goes back at once.
+                    asked.add_done_callback(lambda done: self._give_back(done) if loop.is_closed() else None)
                     ticket = await asyncio.wrap_future(asked)
                     asked = None
                     if ticket:
@@ -348,7 +358,7 @@ class RedisRateLimiter(RateLimiter):
 
     def _delay(self, now: float) -> float:
         wait = self._pacing.delay(now)
-        if wait > 0 and wait > self._pacing.firm_delay(now):
+        if wait > 0 and self._courier.down_since is None and wait > self._pacing.firm_delay(now):
             # Held until answers arrive, which other processes may receive: look again soon.
             wait = min(wait, max(0.0, self._courier.read_at + REDIS_POLL_SECONDS - now))
         return wait
@@ -361,8 +371,13 @@ class RedisRateLimiter(RateLimiter):
             asked.add_done_callback(self._give_back)
 
     def _give_back(self, asked: concurrent.futures.Future[int]) -> None:
-        if not asked.cancelled() and asked.exception() is None and asked.result():
-            self._withdraw(asked.result())
+        if asked.cancelled() or asked.exception() is not None or not asked.result():
+            return
+        with self._lock:
+            if asked in self._given_back:  # once, whichever path gets here first
+                return
+            self._given_back.add(asked)
+        self._withdraw(asked.result())
 
 
 class _Courier:
@@ -371,22 +386,23 @@ class _Courier:
     Callers hand it `ask()` (may one more request go now? a future of its ticket, or 0) and `tell()`
     (what came of a send; not waited for). Each round trip carries every answer told so far and at
     most one ask. Everything it learns goes into the limiter's `_pacing`, under the limiter's lock,
-    and wakes the head of the queue.
+    and wakes the head of the queue. The thread ends (closing its connection) once it has been idle
+    for `_IDLE_SECONDS` with no request of its process in flight, and starts again when needed.
     """
 
     def __init__(self, limiter: RedisRateLimiter) -> None:
         self.limiter = limiter
-        self.owner = uuid.uuid4().hex[:16]  # this process's entry in the shared counts of requests in flight
+        self.owner = os.urandom(8).hex()  # this process's entry in the shared counts of requests in flight
         self.own = 0  # this process's requests in flight
-        self.version = 0  # of the state last read or written
-        self.state: list[Any] | None = None  # as last read or written
+        self.token = ""  # the version of the state last read or written ("": no state)
+        self.state: list[Any] | None = None  # as last read or written (None: none, or unreadable)
         self.read_at = -math.inf  # when it was (limiter clock)
         self.written_at = -math.inf
         self.down_since: float | None = None
         self.retry_at = 0.0
         self.asks: deque[concurrent.futures.Future[int]] = deque()
         self.answers: list[tuple[int, Answer]] = []
-        self.redis: _Redis | None = None
+        self.redis: _Redis | None = None  # used by the thread alone
         self.thread: threading.Thread | None = None
         self.stopping = False
         self.round_trips = 0
@@ -409,16 +425,13 @@ class _Courier:
             self.wakeup.notify()
 
     def stop(self) -> None:
+        """Let the thread finish what is pending, close its connection and end; wait for it."""
         with self.wakeup:
-            thread, self.thread = self.thread, None
             self.stopping = True
+            thread = self.thread
             self.wakeup.notify()
         if thread is not None and thread is not threading.current_thread():
             thread.join()
-        redis, self.redis = self.redis, None
-        if redis is not None:
-            with contextlib.suppress(Exception):
-                redis.client.close()
         with self.wakeup:
             self.stopping = False
 
@@ -431,26 +444,35 @@ class _Courier:
 
     def _run(self) -> None:
         renew = REDIS_LEASE_SECONDS / 3
-        while True:
-            with self.wakeup:
-                while not self.asks and not self.answers:
-                    if self.stopping:
-                        return
-                    if self.own and self.down_since is None and self.limiter._clock() >= self.written_at + renew:
-                        break  # renew this process's count of requests in flight
-                    self.wakeup.wait(renew)
-                answers, self.answers = self.answers, []
-                asked = self.asks.popleft() if self.asks else None
-            if asked is not None and not asked.set_running_or_notify_cancel():
-                asked = None  # its caller gave up before it was asked
-            try:
-                ticket = self._exchange(answers, asked is not None)
-            except BaseException as exc:  # a bug, never Redis: tell the caller rather than leave it waiting
+        try:
+            while True:
+                with self.wakeup:
+                    idle_since = time.monotonic()
+                    while not self.asks and not self.answers:
+                        if self.stopping or (not self.own and time.monotonic() >= idle_since + _IDLE_SECONDS):
+                            self.thread = None  # the next ask or answer starts another
+                            return
+                        if self.own and self.down_since is None and self.limiter._clock() >= self.written_at + renew:
+                            break  # renew this process's count of requests in flight
+                        self.wakeup.wait(renew if self.own else _IDLE_SECONDS)
+                    answers, self.answers = self.answers, []
+                    asked = self.asks.popleft() if self.asks else None
+                if asked is not None and not asked.set_running_or_notify_cancel():
+                    asked = None  # its caller gave up before it was asked
+                try:
+                    ticket = self._exchange(answers, asked is not None)
+                except BaseException as exc:  # a bug: tell the caller rather than leave it waiting
+                    with self.wakeup:
+                        self.own = max(0, self.own - len(answers))
+                    if asked is not None:
+                        asked.set_exception(exc)
+                    continue
                 if asked is not None:
-                    asked.set_exception(exc)
-                continue
-            if asked is not None:
-                asked.set_result(ticket)
+                    asked.set_result(ticket)
+        finally:
+            redis, self.redis = self.redis, None
+            if redis is not None:
+                redis.close()
 
     def _exchange(self, answers: list[tuple[int, Answer]], asking: bool) -> int:
         """Settle `answers` and, when `asking`, admit one request if the pace allows: its ticket, or 0."""
@@ -458,7 +480,7 @@ class _Courier:
         if self.down_since is None or limiter._clock() >= self.retry_at:
             try:
                 return self._remote(answers, asking)
-            except _redis_errors() as exc:
+            except Exception as exc:  # Redis down, slow, or answering nonsense: pace here meanwhile
                 self._went_down(exc)
         with limiter._lock:  # pacing in this process alone, on what it knew
             self.own, ticket = self._decide(limiter._pacing, answers, asking, limiter._clock())
@@ -482,24 +504,28 @@ class _Courier:
                 if fresh:
                     self._keep(pacing, now, written=False)
                     return 0
-                written, current, redis_now = redis.call(key, self.version, "")
+                written, current, redis_now = redis.call(key, self.token, "")
             else:
                 if own:
                     others[self.owner] = [own, now]
-                state = [*(getattr(pacing, name) for name in _SHARED), list(pacing.sent), list(pacing.recent), others]
+                state = [
+                    *(getattr(pacing, name) for name in _SHARED),
+                    _buckets(pacing.sent),
+                    list(pacing.recent),
+                    others,
+                ]
+                token = os.urandom(8).hex()  # never reused, even after the key is lost and made again
                 text = json.dumps(state, separators=(",", ":"))
-                written, current, redis_now = redis.call(key, self.version, f"{self.version + 1} {text}")
+                written, current, redis_now = redis.call(key, self.token, f"{token} {text}")
                 if written:
-                    self.version += 1
-                    self.state = state
-                    self.own = own
+                    self.token, self.state, self.own = token, state, own
                     self._heard(redis_now)
                     self._keep(pacing, now, written=True)
                     return ticket
             self._heard(redis_now)
             self._read(current)
             fresh = True
-        raise _redis_errors()[0]("the rate-limit state kept changing under every write")
+        raise RuntimeError("the rate-limit state kept changing under every write")
 
     def _decide(self, pacing: Pacing, answers: list[tuple[int, Answer]], asking: bool, now: float) -> tuple[int, int]:
         """Apply `answers` to `pacing` and admit one if asked and allowed: (this process's count in flight, ticket)."""
@@ -522,7 +548,8 @@ class _Courier:
             for name, value in zip(_SHARED, state, strict=False):
                 setattr(pacing, name, value)
             count = len(_SHARED)
-            pacing.sent.extend(state[count])
+            for at, times in state[count]:
+                pacing.sent.extend(itertools.repeat(at, times))
             pacing.recent.extend(state[count + 1])
             lease_start = now - REDIS_LEASE_SECONDS
             others = {owner: entry for owner, entry in state[count + 2].items() if entry[1] >= lease_start}
@@ -530,14 +557,17 @@ class _Courier:
         pacing.in_flight = self.own + sum(entry[0] for entry in others.values())
         return pacing, others
 
-    def _read(self, current: bytes) -> None:
-        if not current:
-            self.version, self.state = 0, None
-            return
-        version, _, text = current.partition(b" ")
-        self.version = int(version)
-        state = json.loads(text)
-        self.state = state if isinstance(state, list) and len(state) == len(_SHARED) + 3 else None
+    def _read(self, current: bytes | str) -> None:
+        """Take the state Redis answered with; one that cannot be read counts as none (and is replaced)."""
+        if isinstance(current, str):  # a URL with decode_responses=True
+            current = current.encode()
+        token, _, text = current.partition(b" ")
+        self.token = token.decode("ascii", "replace")
+        try:
+            state = json.loads(text)
+        except ValueError:
+            state = None
+        self.state = state if _readable(state) else None
 
     def _heard(self, redis_now: float) -> None:
         self.round_trips += 1
@@ -560,7 +590,9 @@ class _Courier:
         limiter = self.limiter
         now = limiter._clock()
         self.retry_at = now + REDIS_RETRY_SECONDS
-        self.redis = None  # a new connection next time
+        redis, self.redis = self.redis, None  # a new connection next time
+        if redis is not None:
+            redis.close()
         if self.down_since is None:
             self.down_since = now
             log.warning(
@@ -574,5 +606,78 @@ class _Courier:
                 limiter._pacing.in_flight = self.own
 
 
+# How long a courier's thread outlives its last piece of work (when none of its requests is in flight).
+_IDLE_SECONDS: Final = 30.0
+
+_NUMBER: Final = (int, float)
+# What each shared field may hold: anything else (a foreign or corrupt value) makes the state unreadable.
+_FIELD_TYPES: Final[tuple[tuple[type, ...], ...]] = (
+    (int, type(None)),  # limit
+    (int, type(None)),  # remaining
+    (int, float, type(None)),  # reset_at
+    (int,),  # told_by
+    _NUMBER,  # tokens_spent_until
+    (bool,),  # informed
+    _NUMBER,  # pause_until
+    _NUMBER,  # spacing
+    (int,),  # strikes
+    (int,),  # struck_after
+    _NUMBER,  # last_sent
+    (int,),  # tickets
+)
+
+
+def _readable(state: object) -> bool:
+    """Whether `state` has the shape this version writes, every value of the right type."""
+    if not isinstance(state, list) or len(state) != len(_SHARED) + 3:
+        return False
+    count = len(_SHARED)
+    sent, recent, flights = state[count], state[count + 1], state[count + 2]
+    return (
+        all(isinstance(value, types) for value, types in zip(state, _FIELD_TYPES, strict=False))
+        and isinstance(sent, list)
+        and all(_pair(entry, _NUMBER, int) for entry in sent)
+        and isinstance(recent, list)
+        and all(isinstance(at, _NUMBER) for at in recent)
+        and isinstance(flights, dict)
+        and all(_pair(entry, int, _NUMBER) for entry in flights.values())
+    )
+
+
+def _pair(entry: object, first: type | tuple[type, ...], second: type | tuple[type, ...]) -> bool:
+    if not isinstance(entry, list) or len(entry) != 2:
+        return False
+    head, tail = entry
+    if not isinstance(head, first) or isinstance(head, bool) or not isinstance(tail, second):
+        return False
+    return isinstance(tail, (int, float)) and tail >= 0
+
+
+def _buckets(sent: deque[float]) -> list[list[Any]]:
+    """The send times of the last minute (for `requests_per_minute`) as [second, count] pairs.
+
+    Each time is rounded up to the next whole second: the state stays at most 60 pairs whatever the
+    rate, and a send counts a little longer than it happened (waits err long, never short).
+    """
+    pairs: list[list[Any]] = []
+    for at in sent:
+        second = math.ceil(at)
+        if pairs and pairs[-1][0] == second:
+            pairs[-1][1] += 1
+        else:
+            pairs.append([second, 1])
+    return pairs
+
+
+_limiters: weakref.WeakValueDictionary[tuple[Any, ...], RedisRateLimiter] = weakref.WeakValueDictionary()
+_limiters_lock = threading.Lock()
+
+
 def _new_redis_limiter(url: str, name: str | None, requests_per_minute: int | None, timeout: float) -> RedisRateLimiter:
-    return RedisRateLimiter(url, name=name, requests_per_minute=requests_per_minute, timeout=timeout)
+    """Unpickle a limiter: copies with the same settings in one process are one limiter (one queue, one connection)."""
+    settings = (url, name, requests_per_minute, timeout)
+    limiter = _limiters.get(settings)
+    if limiter is None:
+        made = RedisRateLimiter(url, name=name, requests_per_minute=requests_per_minute, timeout=timeout)
+        limiter = _limiters.get(settings, made)  # another thread's, if it made one first
+    return limiter

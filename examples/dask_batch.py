@@ -44,7 +44,9 @@ def main() -> None:
             base_url=base_url, api_key=api_key, max_retries=4, rate_limiter=deployai.RedisRateLimiter(redis_url)
         )
         with (
-            LocalCluster(n_workers=2, threads_per_worker=8, processes=True, dashboard_address=None) as cluster,  # type: ignore[no-untyped-call]
+            LocalCluster(
+                n_workers=2, threads_per_worker=8, processes=True, scheduler_port=0, dashboard_address=":0"
+            ) as cluster,  # type: ignore[no-untyped-call]
             Client(cluster) as dask,  # type: ignore[no-untyped-call]
         ):
             shared = dask.scatter(client, broadcast=True)  # one copy per worker, not one per task

@@ -7,6 +7,8 @@ small window, and count 429s at the server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import multiprocessing
 import pickle
@@ -284,3 +286,158 @@ def test_a_dead_process_count_in_flight_stops_counting_after_its_lease(
         assert time.monotonic() < deadline, "the dead process's requests still count"
     assert alive.in_flight == 1  # its own, just admitted
     alive.close()
+
+
+REQUEST = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions", headers={"authorization": f"Bearer {API_KEY}"})
+
+
+def answer(remaining: int, limit: int = 10) -> httpx.Response:
+    return httpx.Response(200, headers=window(remaining=remaining, limit=limit), request=REQUEST)
+
+
+def until(condition: Any, what: str, seconds: float = 10.0) -> None:
+    """Wait for another thread to reach a state (not for time to pass)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.001)
+
+
+def test_a_bad_url_is_refused_at_once_without_its_password() -> None:
+    with pytest.raises(deployai.InvalidParameterError, match="url") as info:
+        deployai.RedisRateLimiter("redis://:pw-secret@127.0.0.1:notaport/0")
+    assert "pw-secret" not in str(info.value)
+
+
+@needs_redis
+def test_while_redis_is_down_a_caller_held_for_an_answer_does_not_spin() -> None:
+    limiter = deployai.RedisRateLimiter(RedisServer().url, name="down")  # nothing listens there
+    exchanges = 0
+    exchange = limiter._courier._exchange
+
+    def counted(*args: Any) -> int:
+        nonlocal exchanges
+        exchanges += 1
+        return exchange(*args)
+
+    limiter._courier._exchange = counted  # type: ignore[method-assign,assignment]
+    probe = limiter._acquire_sync(REQUEST, 60)  # the rest wait for its answer (or 1 s)
+    second: list[int] = []
+    thread = threading.Thread(target=lambda: second.append(limiter._acquire_sync(REQUEST, 60)))
+    thread.start()
+    until(lambda: limiter.waiting == 1, "the second caller waits")
+    before = exchanges
+    time.sleep(0.3)  # room for a spin to show: thousands of exchanges; a wait makes none
+    assert exchanges - before <= 2
+    limiter._settle(probe, answer(remaining=5))
+    thread.join(10)
+    assert second
+    assert second[0] > probe
+    limiter.close()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"garbage",
+        b"7 garbage",
+        b"7 [1,2",
+        b"7 {}",
+        b"07 [null,null,null,0,0,false,0,0,0,0,0,0,[],[],[]]",
+        b'7 [10,"9",null,0,0,true,0,0,0,0,0,0,[],[],{}]',
+        b'7x [10,9,null,0,0,true,0,0,0,0,0,0,[[1,"x"]],[],{"a":[1,"now"]}]',
+    ],
+)
+def test_a_foreign_or_corrupt_value_under_the_key_is_replaced_not_raised(redis: RedisServer, value: bytes) -> None:
+    import redis as redis_py
+
+    limiter = deployai.RedisRateLimiter(redis.url, name="corrupt")
+    assert limiter.key is not None
+    with redis_py.Redis.from_url(redis.url) as client:
+        client.set(limiter.key, value)
+        for remaining in (4, 3):
+            ticket = limiter._acquire_sync(REQUEST, 5)
+            limiter._settle(ticket, answer(remaining=remaining))
+        limiter.close()
+        stored_value = client.get(limiter.key) or b""
+    assert limiter.shared
+    assert (limiter._courier.own, limiter._pacing.remaining) == (0, 3)
+    assert _redis_limiter._readable(json.loads(stored_value.partition(b" ")[2]))
+
+
+def test_a_stale_limiter_cannot_write_after_the_state_was_lost_and_made_again(redis: RedisServer) -> None:
+    first = deployai.RedisRateLimiter(redis.url, name="aba")
+    second = deployai.RedisRateLimiter(redis.url, name="aba")
+    first._settle(first._acquire_sync(REQUEST, 5), answer(remaining=9))
+    redis.flush()  # Redis restarted without persistence, or the state expired
+    second._settle(second._acquire_sync(REQUEST, 5), answer(remaining=1))  # one request left
+    admitted = []
+    for limiter in (first, second):
+        with contextlib.suppress(deployai.RateLimitError):
+            admitted.append(limiter._acquire_sync(REQUEST, 0.5))
+    assert len(admitted) == 1  # the stale first one decided again on the newer state
+    first.close()
+    second.close()
+
+
+def test_close_while_in_use_neither_hangs_nor_loses_a_call(redis: RedisServer) -> None:
+    limiter = deployai.RedisRateLimiter(redis.url, name="closing")
+    done = [0] * 4
+    stop = threading.Event()
+
+    def work(n: int) -> None:
+        while not stop.is_set():
+            limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=1000, limit=1000))
+            done[n] += 1
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for _ in range(100):
+        limiter.close()
+    until(lambda: min(done) >= 5, "every thread makes calls after the closes")
+    stop.set()
+    for thread in threads:
+        thread.join(10)
+        assert not thread.is_alive()
+    limiter.close()
+    assert (limiter._courier.own, limiter.waiting) == (0, 0)
+
+
+def test_copies_unpickled_in_one_process_are_one_limiter_whose_thread_ends_when_idle(
+    redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_redis_limiter, "_IDLE_SECONDS", 0.05)
+    blob = pickle.dumps(deployai.RedisRateLimiter(redis.url, name="travels", requests_per_minute=120))
+    limiter = pickle.loads(blob)
+    assert pickle.loads(blob) is limiter
+    limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=5))
+    until(lambda: limiter._courier.thread is None, "the idle thread ends")
+    limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=4))  # and starts again
+    limiter.close()
+
+
+def test_the_shared_state_stays_small_whatever_requests_per_minute(redis: RedisServer) -> None:
+    limiter = deployai.RedisRateLimiter(redis.url, name="big", requests_per_minute=100_000)
+    for _ in range(2000):
+        limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=100_000, limit=100_000))
+    limiter.close()
+    assert len(limiter._pacing.sent) == 2000  # every send of the last minute still counts
+    (value,) = stored(redis).values()
+    assert len(value) < 4096  # as one pair per second, not one time per send
+
+
+def test_a_ticket_given_to_a_task_whose_loop_closed_goes_back(redis: RedisServer) -> None:
+    import redis as redis_py
+
+    limiter = deployai.RedisRateLimiter(redis.url, name="closed-loop")
+    with redis_py.Redis.from_url(redis.url) as client:
+        limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=5))
+        client.execute_command("CLIENT", "PAUSE", "300", "ALL")  # the next ask is answered after the loop closed
+        loop = asyncio.new_event_loop()
+        task = loop.create_task(limiter._acquire_async(REQUEST, 5))
+        loop.run_until_complete(asyncio.sleep(0.05))
+        loop.close()
+        until(lambda: limiter._courier.own == 0 and not limiter._courier.asks, "the ticket went back")
+        del task
+    limiter.close()
