@@ -3,10 +3,13 @@
 It is `RateLimiter` with the budget kept in Redis: the same `Pacing` decisions, the same queue of
 callers in each process, the same waiting. What changes is where the state lives.
 
-- The state is one Redis string: a version number and `Pacing`'s fields as JSON, with every process's
-  count of requests in flight. It is only ever replaced by a compare-and-set (a Lua script that
-  writes only when the version is the one the change was computed from, and otherwise answers with
-  the current state), so that no two processes can both spend the last request of a window.
+- The state is one Redis string: a version (a random token, new with every write) and `Pacing`'s
+  fields as JSON, with every process's count of requests in flight and the sends of the last minute
+  as one [second, count] pair per second. It is only ever replaced by a compare-and-set (a Lua script
+  that writes only when the version is the one the change was computed from, and otherwise answers
+  with the current state), so that no two processes can both spend the last request of a window. A
+  value it cannot read (foreign, corrupt, or of another version of this SDK) counts as no state and
+  is replaced.
 - The decisions stay in Python, in `Pacing`: a process reads the state, decides, and writes back; a
   write that lost the race is decided again on the state that won.
 - Times in it are on Redis's clock (`TIME`), which every process reads along with each answer: no
@@ -14,12 +17,14 @@ callers in each process, the same waiting. What changes is where the state lives
 - Each process talks to Redis from one thread of its own (`_Courier`): callers (threads or tasks) hand
   it their request to go and wait for its answer, so an event loop never blocks on Redis and one
   connection serves the whole process. Answers to settle are handed to it without waiting, and
-  several that arrive together are written in one round trip.
+  several that arrive together are written in one round trip. The thread ends when it has been idle
+  a while, and copies of one limiter unpickled in one process are that one limiter.
 - A process counts its own requests in flight and writes that count (not a difference), renewed at
   least every third of `REDIS_LEASE_SECONDS` while it is not zero: a process that dies stops
   counting after the lease, and a write lost to an outage is corrected by the next.
-- When Redis fails (an error or a call slower than `timeout`), the process paces on its own from what
-  it knew, logs one warning, and tries Redis again every `REDIS_RETRY_SECONDS`.
+- When Redis fails (an error, a call slower than `timeout`, or an answer it cannot use), the process
+  paces on its own from what it knew, logs one warning, and tries Redis again every
+  `REDIS_RETRY_SECONDS`.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import json
 import logging
 import math
 import os
+import re
 import threading
 import time
 import urllib.parse
@@ -84,6 +90,8 @@ if ARGV[2] ~= '' and version == ARGV[1] then
 end
 return {0, current or '', now[1], now[2]}
 """
+
+_VERSION: Final = re.compile(rb"\S*")  # as Lua's %S*
 
 # `Pacing`'s fields that every process shares, in the order they are stored.
 _SHARED: Final = (
@@ -151,7 +159,7 @@ class _Redis:
         )
         self.script = self.client.register_script(_COMPARE_AND_SET)
 
-    def call(self, key: str, version: str, state: str) -> tuple[bool, bytes | str, float]:
+    def call(self, key: str, version: bytes, state: bytes) -> tuple[bool, bytes | str, float]:
         """Compare-and-set (or, with `state` "", read): (written, the current state if not, Redis's time)."""
         ttl = str(int(REDIS_STATE_TTL_SECONDS * 1000))
         written, current, seconds, micros = self.script(keys=[key], args=[version, state, ttl])
@@ -394,7 +402,7 @@ class _Courier:
         self.limiter = limiter
         self.owner = os.urandom(8).hex()  # this process's entry in the shared counts of requests in flight
         self.own = 0  # this process's requests in flight
-        self.token = ""  # the version of the state last read or written ("": no state)
+        self.token = b""  # the version of the state last read or written (empty: no state)
         self.state: list[Any] | None = None  # as last read or written (None: none, or unreadable)
         self.read_at = -math.inf  # when it was (limiter clock)
         self.written_at = -math.inf
@@ -504,7 +512,7 @@ class _Courier:
                 if fresh:
                     self._keep(pacing, now, written=False)
                     return 0
-                written, current, redis_now = redis.call(key, self.token, "")
+                written, current, redis_now = redis.call(key, self.token, b"")
             else:
                 if own:
                     others[self.owner] = [own, now]
@@ -514,9 +522,9 @@ class _Courier:
                     list(pacing.recent),
                     others,
                 ]
-                token = os.urandom(8).hex()  # never reused, even after the key is lost and made again
+                token = os.urandom(8).hex().encode()  # never reused, even after the key is lost and made again
                 text = json.dumps(state, separators=(",", ":"))
-                written, current, redis_now = redis.call(key, self.token, f"{token} {text}")
+                written, current, redis_now = redis.call(key, self.token, token + b" " + text.encode())
                 if written:
                     self.token, self.state, self.own = token, state, own
                     self._heard(redis_now)
@@ -561,8 +569,10 @@ class _Courier:
         """Take the state Redis answered with; one that cannot be read counts as none (and is replaced)."""
         if isinstance(current, str):  # a URL with decode_responses=True
             current = current.encode()
-        token, _, text = current.partition(b" ")
-        self.token = token.decode("ascii", "replace")
+        # The version is what the script takes it to be: everything up to the first white space.
+        token = _VERSION.match(current)
+        self.token = token.group() if token is not None else b""
+        text = current[len(self.token) :]
         try:
             state = json.loads(text)
         except ValueError:

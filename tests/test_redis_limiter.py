@@ -340,6 +340,8 @@ def test_while_redis_is_down_a_caller_held_for_an_answer_does_not_spin() -> None
     "value",
     [
         b"garbage",
+        b"garbage\nwith lines",
+        b" \xff\xfe",
         b"7 garbage",
         b"7 [1,2",
         b"7 {}",
