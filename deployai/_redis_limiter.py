@@ -413,7 +413,8 @@ class _Courier:
         self.redis: _Redis | None = None  # used by the thread alone
         self.thread: threading.Thread | None = None
         self.stopping = False
-        self.round_trips = 0
+        self.round_trips = 0  # for figures: every call of the script
+        self.lost_writes = 0  # writes another process's write beat (each is followed by a retry)
         self.wakeup = threading.Condition(limiter._lock)
 
     # --- callers' side (any thread) ---
@@ -530,6 +531,7 @@ class _Courier:
                     self._heard(redis_now)
                     self._keep(pacing, now, written=True)
                     return ticket
+                self.lost_writes += 1
             self._heard(redis_now)
             self._read(current)
             fresh = True

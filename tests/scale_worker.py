@@ -7,8 +7,8 @@ import asyncio
 import deployai
 
 
-def answer_share(client: deployai.AsyncDeployAI, count: int, concurrency: int) -> tuple[int, int, int]:
-    """Make `count` calls, `concurrency` at a time: (answered, failed, Redis round trips of this process)."""
+def answer_share(client: deployai.AsyncDeployAI, count: int, concurrency: int) -> tuple[int, int, int, int]:
+    """Make `count` calls, `concurrency` at a time: (answered, failed, Redis round trips, writes lost to a race)."""
 
     async def run() -> list[deployai.types.ChatCompletion | deployai.DeployAIError]:
         requests = [
@@ -23,7 +23,8 @@ def answer_share(client: deployai.AsyncDeployAI, count: int, concurrency: int) -
     results = asyncio.run(run())
     answered = sum(isinstance(r, deployai.types.ChatCompletion) for r in results)
     limiter = client.rate_limiter
-    round_trips = limiter._courier.round_trips if isinstance(limiter, deployai.RedisRateLimiter) else 0
+    round_trips = lost = 0
     if isinstance(limiter, deployai.RedisRateLimiter):
         limiter.close()
-    return answered, len(results) - answered, round_trips
+        round_trips, lost = limiter._courier.round_trips, limiter._courier.lost_writes
+    return answered, len(results) - answered, round_trips, lost
