@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import math
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any, ClassVar, Final
 
@@ -136,6 +138,7 @@ class RateLimiter:
         self._pacing = Pacing(requests_per_minute=self._requests_per_minute)
         self._lock = threading.Lock()
         self._queue: collections.deque[_Waiter] = collections.deque()
+        self._given_back: weakref.WeakSet[concurrent.futures.Future[int]] = weakref.WeakSet()
         self._pid = os.getpid()
 
     @property
@@ -172,22 +175,29 @@ class RateLimiter:
         Raises:
             RateLimitError: it would wait longer than `wait_limit` seconds (nothing is sent).
         """
+        self._prepare(request)
         entered = self._enter(request, wait_limit, _ThreadWaiter)
         if isinstance(entered, int):
             return entered
         waiter, deadline = entered
         assert isinstance(waiter, _ThreadWaiter)
+        asked: concurrent.futures.Future[int] | None = None
         try:
             while True:
                 with self._lock:
                     ticket, wait = self._turn(waiter, deadline, request)
-                    if ticket is not None:
+                    if ticket:
                         return ticket
                     waiter.event.clear()
+                if ticket == 0:  # its turn: ask where the state lives
+                    asked = self._ask()
+                    ticket, asked = asked.result(), None
+                    if ticket:
+                        return self._let_through(waiter, ticket)
+                    continue
                 waiter.event.wait(None if wait == math.inf else min(wait, _LONGEST_TIMER_SECONDS))
         except BaseException:
-            with self._lock:
-                self._leave(waiter)
+            self._abandon(waiter, asked)
             raise
 
     async def _acquire_async(self, request: httpx.Request, wait_limit: float) -> int:
@@ -200,18 +210,28 @@ class RateLimiter:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             raise DeployAIError("A RateLimiter paces asyncio tasks: run the client under asyncio.") from None
+        self._prepare(request)
         entered = self._enter(request, wait_limit, lambda: _TaskWaiter(loop))
         if isinstance(entered, int):
             return entered
         waiter, deadline = entered
         assert isinstance(waiter, _TaskWaiter)
+        asked: concurrent.futures.Future[int] | None = None
         try:
             while True:
                 with self._lock:
                     ticket, wait = self._turn(waiter, deadline, request)
-                    if ticket is not None:
+                    if ticket:
                         return ticket
                     future = waiter.arm()
+                if ticket == 0:  # its turn: ask where the state lives
+                    asked = self._ask()
+                    # A loop closed meanwhile never runs this task again: the ticket goes back at once.
+                    asked.add_done_callback(lambda done: self._give_back(done) if loop.is_closed() else None)
+                    ticket, asked = await asyncio.wrap_future(asked), None
+                    if ticket:
+                        return self._let_through(waiter, ticket)
+                    continue
                 timer = (
                     None if wait == math.inf else loop.call_later(min(wait, _LONGEST_TIMER_SECONDS), _resolve, future)
                 )
@@ -221,9 +241,40 @@ class RateLimiter:
                     if timer is not None:
                         timer.cancel()
         except BaseException:
-            with self._lock:
-                self._leave(waiter)
+            self._abandon(waiter, asked)
             raise
+
+    # --- hooks for a limiter whose state lives elsewhere (`_admits_here` false) ---------------------
+
+    def _prepare(self, request: httpx.Request) -> None:
+        """Before a request takes its place: nothing here."""
+
+    def _ask(self) -> concurrent.futures.Future[int]:
+        """Ask where the state lives whether the head of the queue may go: a future of its ticket, or 0."""
+        raise NotImplementedError  # never called: this limiter admits under its lock
+
+    def _let_through(self, waiter: _Waiter, ticket: int) -> int:
+        with self._lock:
+            self._leave(waiter)  # the next one may be let through at once too
+        return ticket
+
+    def _abandon(self, waiter: _Waiter, asked: concurrent.futures.Future[int] | None) -> None:
+        """A caller stopped waiting (cancelled, interrupted, refused): free its place, and any ticket it got."""
+        with self._lock:
+            self._leave(waiter)
+        if asked is not None and not asked.cancel():
+            asked.add_done_callback(self._give_back)
+
+    def _give_back(self, asked: concurrent.futures.Future[int]) -> None:
+        if asked.cancelled() or asked.exception() is not None or not asked.result():
+            return
+        with self._lock:
+            if asked in self._given_back:  # once, whichever path gets here first
+                return
+            self._given_back.add(asked)
+        self._withdraw(asked.result())
+
+    # --- answers ------------------------------------------------------------------------------------
 
     def _settle(self, ticket: int, outcome: object) -> None:
         """Learn from what the send with `ticket` came back with; never raises.

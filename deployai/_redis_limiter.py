@@ -29,7 +29,6 @@ callers in each process, the same waiting. What changes is where the state lives
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextlib
 import hashlib
@@ -57,16 +56,12 @@ from ._constants import (
 )
 from ._exceptions import DeployAIError, InvalidParameterError
 from ._limiter import (
-    _LONGEST_TIMER_SECONDS,
     WITHDRAWN,
     Answer,
     RateLimiter,
     _answer,
     _apply,
     _check_per_minute,
-    _resolve,
-    _TaskWaiter,
-    _ThreadWaiter,
 )
 from ._pacing import Pacing
 
@@ -232,7 +227,6 @@ class RedisRateLimiter(RateLimiter):
         self._key: str | None = None if self._name is None else KEY_PREFIX + self._name
         self._offset = time.time() - time.monotonic()  # Redis's clock minus the steady one, as last read
         self._courier = _Courier(self)
-        self._given_back: weakref.WeakSet[concurrent.futures.Future[int]] = weakref.WeakSet()
 
     def _clock(self) -> float:
         """Now, on Redis's clock (as last read, carried on by the steady clock)."""
@@ -274,72 +268,6 @@ class RedisRateLimiter(RateLimiter):
 
     # --- the shells' side -------------------------------------------------------------------------
 
-    def _acquire_sync(self, request: httpx.Request, wait_limit: float) -> int:
-        self._prepare(request)
-        entered = self._enter(request, wait_limit, _ThreadWaiter)
-        assert not isinstance(entered, int)
-        waiter, deadline = entered
-        assert isinstance(waiter, _ThreadWaiter)
-        asked: concurrent.futures.Future[int] | None = None
-        try:
-            while True:
-                with self._lock:
-                    ticket, wait = self._turn(waiter, deadline, request)
-                    if ticket is None:
-                        waiter.event.clear()
-                if ticket is not None:
-                    asked = self._courier.ask()
-                    ticket = asked.result()
-                    asked = None
-                    if ticket:
-                        with self._lock:
-                            self._leave(waiter)
-                        return ticket
-                    continue
-                waiter.event.wait(None if wait == math.inf else min(wait, _LONGEST_TIMER_SECONDS))
-        except BaseException:
-            self._abandon(waiter, asked)
-            raise
-
-    async def _acquire_async(self, request: httpx.Request, wait_limit: float) -> int:
-        self._prepare(request)
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            raise DeployAIError("A RateLimiter paces asyncio tasks: run the client under asyncio.") from None
-        entered = self._enter(request, wait_limit, lambda: _TaskWaiter(loop))
-        assert not isinstance(entered, int)
-        waiter, deadline = entered
-        assert isinstance(waiter, _TaskWaiter)
-        asked: concurrent.futures.Future[int] | None = None
-        try:
-            while True:
-                with self._lock:
-                    ticket, wait = self._turn(waiter, deadline, request)
-                    future = waiter.arm() if ticket is None else None
-                if future is None:
-                    asked = self._courier.ask()
-                    # A loop closed meanwhile never runs this task again: the ticket goes back at once.
-                    asked.add_done_callback(lambda done: self._give_back(done) if loop.is_closed() else None)
-                    ticket = await asyncio.wrap_future(asked)
-                    asked = None
-                    if ticket:
-                        with self._lock:
-                            self._leave(waiter)
-                        return ticket
-                    continue
-                timer = (
-                    None if wait == math.inf else loop.call_later(min(wait, _LONGEST_TIMER_SECONDS), _resolve, future)
-                )
-                try:
-                    await future
-                finally:
-                    if timer is not None:
-                        timer.cancel()
-        except BaseException:
-            self._abandon(waiter, asked)
-            raise
-
     def _settle(self, ticket: int, outcome: object) -> None:
         self._courier.tell(ticket, _answer(self._clock(), outcome))
 
@@ -364,28 +292,15 @@ class RedisRateLimiter(RateLimiter):
                     "one RedisRateLimiter per API key (or give each a name=)",
                 )
 
+    def _ask(self) -> concurrent.futures.Future[int]:
+        return self._courier.ask()
+
     def _delay(self, now: float) -> float:
         wait = self._pacing.delay(now)
         if wait > 0 and self._courier.down_since is None and wait > self._pacing.firm_delay(now):
             # Held until answers arrive, which other processes may receive: look again soon.
             wait = min(wait, max(0.0, self._courier.read_at + REDIS_POLL_SECONDS - now))
         return wait
-
-    def _abandon(self, waiter: _ThreadWaiter | _TaskWaiter, asked: concurrent.futures.Future[int] | None) -> None:
-        """A caller stopped waiting (cancelled, interrupted, refused): free its place, and any ticket it was given."""
-        with self._lock:
-            self._leave(waiter)
-        if asked is not None and not asked.cancel():
-            asked.add_done_callback(self._give_back)
-
-    def _give_back(self, asked: concurrent.futures.Future[int]) -> None:
-        if asked.cancelled() or asked.exception() is not None or not asked.result():
-            return
-        with self._lock:
-            if asked in self._given_back:  # once, whichever path gets here first
-                return
-            self._given_back.add(asked)
-        self._withdraw(asked.result())
 
 
 class _Courier:
