@@ -444,3 +444,28 @@ def test_a_ticket_given_to_a_task_whose_loop_closed_goes_back(redis: RedisServer
         until(lambda: limiter._courier.own == 0 and not limiter._courier.asks, "the ticket went back")
         del task
     limiter.close()
+
+
+def test_a_slow_redis_counts_as_down_and_calls_go_on_without_it(
+    redis: RedisServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import redis as redis_py
+
+    monkeypatch.setattr(_redis_limiter, "REDIS_RETRY_SECONDS", 0.0)
+    limiter = deployai.RedisRateLimiter(redis.url, name="slow", timeout=0.2)
+    limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=50, limit=50))
+    assert limiter.shared
+    with redis_py.Redis.from_url(redis.url) as client, caplog.at_level(logging.WARNING, logger="deployai"):
+        client.execute_command("CLIENT", "PAUSE", "3000", "ALL")  # Redis answers nobody for 3 s
+        started = time.monotonic()
+        limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=49, limit=50))
+        assert time.monotonic() - started < 2.5  # it did not wait for Redis (0.2 s, but a busy machine is slow)
+        assert not limiter.shared
+        until(lambda: client.ping(), "Redis answers again")
+        limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=48, limit=50))
+        assert limiter.shared
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 2
+    assert "Redis is unreachable (TimeoutError" in messages[0]
+    assert "Redis answers again" in messages[1]
+    limiter.close()
