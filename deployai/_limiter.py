@@ -20,7 +20,6 @@ import math
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any, ClassVar, Final
 
@@ -138,7 +137,6 @@ class RateLimiter:
         self._pacing = Pacing(requests_per_minute=self._requests_per_minute)
         self._lock = threading.Lock()
         self._queue: collections.deque[_Waiter] = collections.deque()
-        self._given_back: weakref.WeakSet[concurrent.futures.Future[int]] = weakref.WeakSet()
         self._pid = os.getpid()
 
     @property
@@ -181,7 +179,7 @@ class RateLimiter:
             return entered
         waiter, deadline = entered
         assert isinstance(waiter, _ThreadWaiter)
-        asked: concurrent.futures.Future[int] | None = None
+        asked: Ask | None = None
         try:
             while True:
                 with self._lock:
@@ -216,7 +214,7 @@ class RateLimiter:
             return entered
         waiter, deadline = entered
         assert isinstance(waiter, _TaskWaiter)
-        asked: concurrent.futures.Future[int] | None = None
+        asked: Ask | None = None
         try:
             while True:
                 with self._lock:
@@ -249,7 +247,7 @@ class RateLimiter:
     def _prepare(self, request: httpx.Request) -> None:
         """Before a request takes its place: nothing here."""
 
-    def _ask(self) -> concurrent.futures.Future[int]:
+    def _ask(self) -> Ask:
         """Ask where the state lives whether the head of the queue may go: a future of its ticket, or 0."""
         raise NotImplementedError  # never called: this limiter admits under its lock
 
@@ -258,7 +256,7 @@ class RateLimiter:
             self._leave(waiter)  # the next one may be let through at once too
         return ticket
 
-    def _abandon(self, waiter: _Waiter, asked: concurrent.futures.Future[int] | None) -> None:
+    def _abandon(self, waiter: _Waiter, asked: Ask | None) -> None:
         """A caller stopped waiting (cancelled, interrupted, refused): free its place, and any ticket it got."""
         with self._lock:
             self._leave(waiter)
@@ -269,9 +267,9 @@ class RateLimiter:
         if asked.cancelled() or asked.exception() is not None or not asked.result():
             return
         with self._lock:
-            if asked in self._given_back:  # once, whichever path gets here first
+            if not isinstance(asked, Ask) or asked.given_back:  # once, whichever path gets here first
                 return
-            self._given_back.add(asked)
+            asked.given_back = True
         self._withdraw(asked.result())
 
     # --- answers ------------------------------------------------------------------------------------
@@ -395,6 +393,12 @@ class RateLimiter:
             "max_retry_wait, or what is left of total_timeout). Nothing was sent."
         )
         return RateLimitError(message, response=response, body=None, retry_after=wait if known else None)
+
+
+class Ask(concurrent.futures.Future[int]):
+    """An ask for a ticket (see `RateLimiter._ask`): its ticket, or 0 when it may not go yet."""
+
+    given_back = False  # its ticket was withdrawn: its caller stopped waiting
 
 
 class _Withdrawn:

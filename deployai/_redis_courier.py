@@ -1,0 +1,263 @@
+"""The thread through which a `RedisRateLimiter` talks to Redis: one per limiter and process.
+
+See `_redis_limiter` for the design. Callers never touch Redis: they hand this thread what they need
+and it does the round trips, so that neither threads nor event loops wait on a socket of their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any, Final
+
+from ._constants import REDIS_LEASE_SECONDS, REDIS_RETRY_SECONDS, REDIS_STATE_TTL_SECONDS
+from ._exceptions import DeployAIError
+from ._limiter import Answer, Ask, _apply
+from ._pacing import Pacing
+from ._redis_state import COMPARE_AND_SET, dump, load, parse
+
+if TYPE_CHECKING:
+    from ._limiter import RateLimiter
+
+__all__ = ["Courier"]
+
+log = logging.getLogger("deployai")
+
+_CONFLICTS_BEFORE_GIVING_UP: Final = 64
+# How long a courier's thread outlives its last piece of work (when none of its requests is in flight).
+_IDLE_SECONDS: Final = 30.0
+
+
+class _Redis:
+    """The redis-py connection of one process, and the script it runs; created when first needed."""
+
+    __slots__ = ("client", "script")
+
+    def __init__(self, url: str, timeout: float) -> None:
+        try:
+            import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+        except ImportError:  # pragma: no cover - the extra is installed wherever the tests run
+            raise DeployAIError('RedisRateLimiter needs redis-py: pip install "deployai[redis]"') from None
+        # No retries inside redis-py: a failed call means pacing locally now, not after several more tries.
+        self.client = redis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+        )
+        self.script = self.client.register_script(COMPARE_AND_SET)
+
+    def call(self, key: str, version: bytes, state: bytes) -> tuple[bool, bytes | str, float]:
+        """Compare-and-set (or, with `state` "", read): (written, the current state if not, Redis's time)."""
+        ttl = str(int(REDIS_STATE_TTL_SECONDS * 1000))
+        written, current, seconds, micros = self.script(keys=[key], args=[version, state, ttl])
+        return bool(written), current, int(seconds) + int(micros) / 1e6
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # a connection that is gone already
+            self.client.close()
+
+
+class Courier:
+    """The one thread of a process that talks to Redis for a `RedisRateLimiter`.
+
+    Callers hand it `ask()` (may one more request go now? a future of its ticket, or 0) and `tell()`
+    (what came of a send; not waited for). Each round trip carries every answer told so far and at
+    most one ask. Everything it learns goes into the limiter's `_pacing`, under the limiter's lock,
+    and wakes the head of the queue. The thread ends (closing its connection) once it has been idle
+    for `_IDLE_SECONDS` with no request of its process in flight, and starts again when needed.
+    """
+
+    def __init__(self, limiter: RateLimiter, url: str, shown_url: str, timeout: float) -> None:
+        self.limiter = limiter  # its lock guards this too; its `_pacing` is what the courier learned
+        self.url, self.shown_url, self.timeout = url, shown_url, timeout
+        self.key: str | None = None  # where the state is kept; set before the first ask
+        self.offset = time.time() - time.monotonic()  # Redis's clock minus the steady one, as last read
+        self.owner = os.urandom(8).hex()  # this process's entry in the shared counts of requests in flight
+        self.own = 0  # this process's requests in flight
+        self.token = b""  # the version of the state last read or written (empty: no state)
+        self.state: list[Any] | None = None  # as last read or written (None: none, or unreadable)
+        self.read_at = -math.inf  # when it was (limiter clock)
+        self.written_at = -math.inf
+        self.down_since: float | None = None
+        self.retry_at = 0.0
+        self.asks: deque[Ask] = deque()
+        self.answers: list[tuple[int, Answer]] = []
+        self.redis: _Redis | None = None  # used by the thread alone
+        self.thread: threading.Thread | None = None
+        self.stopping = False
+        self.round_trips = 0  # for figures: every call of the script
+        self.lost_writes = 0  # writes another process's write beat (each is followed by a retry)
+        self.wakeup = threading.Condition(limiter._lock)
+
+    # --- callers' side (any thread) ---
+
+    def ask(self) -> Ask:
+        future = Ask()
+        with self.wakeup:
+            self.asks.append(future)
+            self._ensure_running()
+            self.wakeup.notify()
+        return future
+
+    def tell(self, ticket: int, answer: Answer) -> None:
+        with self.wakeup:
+            self.answers.append((ticket, answer))
+            self._ensure_running()
+            self.wakeup.notify()
+
+    def stop(self) -> None:
+        """Let the thread finish what is pending, close its connection and end; wait for it."""
+        with self.wakeup:
+            self.stopping = True
+            thread = self.thread
+            self.wakeup.notify()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        with self.wakeup:
+            self.stopping = False
+
+    def _ensure_running(self) -> None:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run, name="deployai-redis-rate-limiter", daemon=True)
+            self.thread.start()
+
+    # --- the thread ---
+
+    def _run(self) -> None:
+        renew = REDIS_LEASE_SECONDS / 3
+        try:
+            while True:
+                with self.wakeup:
+                    idle_since = time.monotonic()
+                    while not self.asks and not self.answers:
+                        if self.stopping or (not self.own and time.monotonic() >= idle_since + _IDLE_SECONDS):
+                            self.thread = None  # the next ask or answer starts another
+                            return
+                        if self.own and self.down_since is None and self.limiter._clock() >= self.written_at + renew:
+                            break  # renew this process's count of requests in flight
+                        self.wakeup.wait(renew if self.own else _IDLE_SECONDS)
+                    answers, self.answers = self.answers, []
+                    asked = self.asks.popleft() if self.asks else None
+                if asked is not None and not asked.set_running_or_notify_cancel():
+                    asked = None  # its caller gave up before it was asked
+                try:
+                    ticket = self._exchange(answers, asked is not None)
+                except BaseException as exc:  # a bug: tell the caller rather than leave it waiting
+                    with self.wakeup:
+                        self.own = max(0, self.own - len(answers))
+                    if asked is not None:
+                        asked.set_exception(exc)
+                    continue
+                if asked is not None:
+                    asked.set_result(ticket)
+        finally:
+            redis, self.redis = self.redis, None
+            if redis is not None:
+                redis.close()
+
+    def _exchange(self, answers: list[tuple[int, Answer]], asking: bool) -> int:
+        """Settle `answers` and, when `asking`, admit one request if the pace allows: its ticket, or 0."""
+        limiter = self.limiter
+        if self.down_since is None or limiter._clock() >= self.retry_at:
+            try:
+                return self._remote(answers, asking)
+            except Exception as exc:  # Redis down, slow, or answering nonsense: pace here meanwhile
+                self._went_down(exc)
+        with limiter._lock:  # pacing in this process alone, on what it knew
+            self.own, ticket = self._decide(limiter._pacing, answers, asking, limiter._clock())
+            limiter._wake_head()
+        return ticket
+
+    def _remote(self, answers: list[tuple[int, Answer]], asking: bool) -> int:
+        limiter = self.limiter
+        key = self.key
+        assert key is not None
+        if self.redis is None:
+            self.redis = _Redis(self.url, self.timeout)
+        redis = self.redis
+        fresh = False
+        for _ in range(_CONFLICTS_BEFORE_GIVING_UP):
+            now = limiter._clock()
+            pacing, others = load(
+                self.state, limiter.requests_per_minute, self.owner, self.own, now - REDIS_LEASE_SECONDS
+            )
+            own, ticket = self._decide(pacing, answers, asking, now)
+            renewing = own and now >= self.written_at + REDIS_LEASE_SECONDS / 3
+            if not answers and not ticket and not renewing:
+                if fresh:
+                    self._keep(pacing, now, written=False)
+                    return 0
+                written, current, redis_now = redis.call(key, self.token, b"")
+            else:
+                if own:
+                    others[self.owner] = [own, now]
+                state, text = dump(pacing, others)
+                token = os.urandom(8).hex().encode()  # never reused, even after the key is lost and made again
+                written, current, redis_now = redis.call(key, self.token, token + b" " + text)
+                if written:
+                    self.token, self.state, self.own = token, state, own
+                    self._heard(redis_now)
+                    self._keep(pacing, now, written=True)
+                    return ticket
+                self.lost_writes += 1
+            self._heard(redis_now)
+            if isinstance(current, str):  # a URL with decode_responses=True
+                current = current.encode()
+            self.token, self.state = parse(current)
+            fresh = True
+        raise RuntimeError("the rate-limit state kept changing under every write")
+
+    def _decide(self, pacing: Pacing, answers: list[tuple[int, Answer]], asking: bool, now: float) -> tuple[int, int]:
+        """Apply `answers` to `pacing` and admit one if asked and allowed: (this process's count in flight, ticket)."""
+        own = self.own
+        for ticket, answer in answers:
+            _apply(pacing, ticket, answer)
+            own = max(0, own - 1)
+        ticket = 0
+        if asking and pacing.delay(now) <= 0:
+            ticket = pacing.admit(now)
+            own += 1
+        return own, ticket
+
+    def _heard(self, redis_now: float) -> None:
+        self.round_trips += 1
+        self.offset = redis_now - time.monotonic()
+        if self.down_since is not None:
+            log.warning("Redis answers again: the budget %s is shared again (%s).", self.key, self.shown_url)
+            self.down_since = None
+
+    def _keep(self, pacing: Pacing, now: float, *, written: bool) -> None:
+        """Make `pacing` what the limiter's queue decides on, and let its head look again."""
+        limiter = self.limiter
+        with limiter._lock:
+            limiter._pacing = pacing
+            self.read_at = now
+            if written:
+                self.written_at = now
+            limiter._wake_head()
+
+    def _went_down(self, exc: BaseException) -> None:
+        limiter = self.limiter
+        now = limiter._clock()
+        self.retry_at = now + REDIS_RETRY_SECONDS
+        redis, self.redis = self.redis, None  # a new connection next time
+        if redis is not None:
+            redis.close()
+        if self.down_since is None:
+            self.down_since = now
+            log.warning(
+                "Redis is unreachable (%s: %s): pacing the budget %s in this process alone until it answers "
+                "again (%s).",
+                type(exc).__name__,
+                exc,
+                self.key,
+                self.shown_url,
+            )
+            with limiter._lock:
+                # Other processes' requests in flight can no longer be seen ending: count only ours.
+                limiter._pacing.in_flight = self.own
