@@ -9,6 +9,7 @@ the order of the questions. Needs `pip install "dask[distributed]"`.
 
 from __future__ import annotations
 
+import logging
 import os
 
 from _connect import base_url_and_key
@@ -44,9 +45,15 @@ def main() -> None:
             base_url=base_url, api_key=api_key, max_retries=4, rate_limiter=deployai.RedisRateLimiter(redis_url)
         )
         with (
-            LocalCluster(
-                n_workers=2, threads_per_worker=8, processes=True, scheduler_port=0, dashboard_address=":0"
-            ) as cluster,  # type: ignore[no-untyped-call]
+            LocalCluster(  # type: ignore[no-untyped-call]
+                n_workers=2,
+                threads_per_worker=8,
+                processes=True,
+                scheduler_port=0,
+                dashboard_address=":0",
+                # A worker may log a failed heartbeat while the cluster shuts down; a failed task raises anyway.
+                silence_logs=logging.CRITICAL,
+            ) as cluster,
             Client(cluster) as dask,  # type: ignore[no-untyped-call]
         ):
             shared = dask.scatter(client, broadcast=True)  # one copy per worker, not one per task
