@@ -2,9 +2,10 @@
 
 REDIS_URL=redis://127.0.0.1:6379/0 python examples/dask_batch.py
 
-The client is scattered to the workers once (it pickles, with its RedisRateLimiter, and opens its
-own connections in each worker), then one task per question calls it. The results are gathered in
-the order of the questions. Needs `pip install "dask[distributed]"`.
+The client travels to each worker once, inside a worker plugin (it pickles, with its
+RedisRateLimiter, and opens its own connections there); the plugin closes it when the worker shuts
+down. One task per question calls it, and the results are gathered in the order of the questions.
+Needs `pip install "dask[distributed]"`.
 """
 
 from __future__ import annotations
@@ -13,28 +14,36 @@ import logging
 import os
 
 from _connect import base_url_and_key
-from distributed import Client, LocalCluster, Worker
+from distributed import Client, LocalCluster, Worker, WorkerPlugin, get_worker
 
 import deployai
 
 QUESTIONS = [f"Question {n}: which models can I use?" for n in range(1, 81)]
 
 
-def answer(client: deployai.DeployAI, question: str) -> str:
-    """One task, on a worker: a question's answer (the client is shared by the worker's threads)."""
-    completion = client.chat.completions.create(
+class DeployAIPlugin(WorkerPlugin):
+    """Gives each worker one client, shared by its threads, and closes it with the worker."""
+
+    name = "deployai"
+
+    def __init__(self, client: deployai.DeployAI) -> None:
+        self.client = client
+
+    def teardown(self, worker: Worker) -> None:
+        """The worker is shutting down: close the client's connections and its limiter's connection to Redis."""
+        self.client.close()
+        if isinstance(self.client.rate_limiter, deployai.RedisRateLimiter):
+            self.client.rate_limiter.close()
+
+
+def answer(question: str) -> str:
+    """One task, on a worker: a question's answer, through the worker's client."""
+    plugin = get_worker().plugins[DeployAIPlugin.name]
+    assert isinstance(plugin, DeployAIPlugin)
+    completion = plugin.client.chat.completions.create(
         model="openai/gpt-4o", messages=[{"role": "user", "content": question}], max_tokens=8
     )
     return completion.choices[0].message.content or ""
-
-
-def close_on_worker(key: str, dask_worker: Worker) -> None:
-    """Close a worker's copy of the client: its connections, and its limiter's connection to Redis."""
-    client = dask_worker.data[key]
-    assert isinstance(client, deployai.DeployAI)
-    client.close()
-    if isinstance(client.rate_limiter, deployai.RedisRateLimiter):
-        client.rate_limiter.close()
 
 
 def main() -> None:
@@ -56,10 +65,10 @@ def main() -> None:
             ) as cluster,
             Client(cluster) as dask,  # type: ignore[no-untyped-call]
         ):
-            shared = dask.scatter(client, broadcast=True)  # one copy per worker, not one per task
-            futures = dask.map(answer, [shared] * len(QUESTIONS), QUESTIONS, pure=False)
+            dask.register_plugin(DeployAIPlugin(client))
+            futures = dask.map(answer, QUESTIONS, pure=False)
             answers = dask.gather(futures)
-            workers = len(dask.run(close_on_worker, shared.key))
+            workers = len(dask.scheduler_info()["workers"])
     print(f"first answer: {answers[0]!r}")
     print(f"last answer: {answers[-1]!r}")
     print(f"{len(answers)} answered on {workers} worker processes")
