@@ -8,14 +8,16 @@ baseline reads the body with `json.loads`, the SDK validates it into a `ChatComp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 
 from benchmarks._common import COMPLETION, HEADERS, CannedTransport, best_rate, on_loop, report
-from deployai import AsyncDeployAI, DeployAI
+from deployai import AsyncDeployAI, DeployAI, _http
 
 URL = "https://api.deployai.dev/v1/chat/completions"
 KEY = "sk-bench-0123456789"
@@ -69,9 +71,70 @@ def async_ratio(n: int) -> float:
         loop.close()
 
 
+@contextlib.contextmanager
+def owned_clients() -> Iterator[None]:
+    """Clients made meanwhile own their httpx client, as by default, on the canned transport."""
+    made = _http._Client, _http._AsyncClient
+
+    class Owned(made[0]):  # type: ignore[misc,valid-type]
+        def __init__(self, **options: Any) -> None:
+            super().__init__(transport=CannedTransport([COMPLETION], HEADERS), **options)
+
+    class AsyncOwned(made[1]):  # type: ignore[misc,valid-type]
+        def __init__(self, **options: Any) -> None:
+            super().__init__(transport=CannedTransport([COMPLETION], HEADERS), **options)
+
+    _http._Client, _http._AsyncClient = Owned, AsyncOwned  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        _http._Client, _http._AsyncClient = made  # type: ignore[misc]
+
+
+def owned_ratios(n: int) -> tuple[float, float]:
+    """The same calls through clients that own their httpx client (the default, without `http_client=`)."""
+    with owned_clients():
+        bare = httpx.Client(transport=CannedTransport([COMPLETION], HEADERS))
+        create = DeployAI(api_key=KEY).chat.completions.create
+
+        def baseline(count: int) -> None:
+            for _ in range(count):
+                assert json.loads(bare.post(URL, headers=AUTH, json=BODY).content)["choices"][0]["message"]["content"]
+
+        def typed(count: int) -> None:
+            for _ in range(count):
+                assert create(model="openai/gpt-4o", messages=MESSAGES, temperature=0.7, max_tokens=1000).choices
+
+        sync = report("typed call, sync, own client", best_rate(baseline, n), best_rate(typed, n), "calls/s",
+                      higher_is_better=False, target=1.3)  # fmt: skip
+        loop = asyncio.new_event_loop()
+        abare = httpx.AsyncClient(transport=CannedTransport([COMPLETION], HEADERS))
+        acreate = AsyncDeployAI(api_key=KEY).chat.completions.create
+
+        async def abaseline(count: int) -> None:
+            for _ in range(count):
+                response = await abare.post(URL, headers=AUTH, json=BODY)
+                assert json.loads(response.content)["choices"][0]["message"]["content"]
+
+        async def atyped(count: int) -> None:
+            for _ in range(count):
+                completion = await acreate(model="openai/gpt-4o", messages=MESSAGES, temperature=0.7, max_tokens=1000)
+                assert completion.choices
+
+        try:
+            return sync, report("typed call, async, own client", best_rate(on_loop(loop, abaseline), n),
+                                best_rate(on_loop(loop, atyped), n), "calls/s", higher_is_better=False,
+                                target=1.3)  # fmt: skip
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+
 def main(n: int = 5_000) -> tuple[float, float]:
-    """Run both comparisons; return the (sync, async) cost ratios."""
-    return sync_ratio(n), async_ratio(n)
+    """Run the comparisons; return the (sync, async) cost ratios of the clients on a borrowed httpx client."""
+    ratios = sync_ratio(n), async_ratio(n)
+    owned_ratios(n)
+    return ratios
 
 
 if __name__ == "__main__":

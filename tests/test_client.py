@@ -13,6 +13,7 @@ import pytest
 from pytest_httpx import HTTPXMock
 
 import deployai
+from deployai import _http
 from tests.conftest import API_KEY, CHAT_URL, MODELS_URL, ClientFactory, completion_json, target_of, user
 
 
@@ -286,3 +287,52 @@ def test_a_malformed_key_fails_at_construction_without_quoting_it(make_client: C
 def test_bad_default_headers_fail_at_construction(make_client: ClientFactory, headers: dict[str, Any]) -> None:
     with pytest.raises(deployai.InvalidParameterError, match="default_headers"):
         make_client(default_headers=headers)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_no_cookie_is_sent_and_the_sdks_own_client_does_not_even_read_them(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent_cookies: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent_cookies.append(request.headers.get("cookie"))
+        return httpx.Response(200, json=completion_json(), headers={"set-cookie": "AWSALB=sticky; Path=/"})
+
+    transport = httpx.MockTransport(handler)
+    owned_type = _http._Client if kind == "sync" else _http._AsyncClient
+
+    owned: list[Any] = []
+
+    class Canned(owned_type):  # type: ignore[valid-type,misc]
+        def __init__(self, **options: Any) -> None:
+            super().__init__(transport=transport, **options)
+            owned.append(self)
+
+    monkeypatch.setattr(_http, "_Client" if kind == "sync" else "_AsyncClient", Canned)
+    borrowed: Any = httpx.Client(transport=transport) if kind == "sync" else httpx.AsyncClient(transport=transport)
+
+    async def calls_async() -> None:
+        for client in (
+            deployai.AsyncDeployAI(api_key=API_KEY),
+            deployai.AsyncDeployAI(api_key=API_KEY, http_client=borrowed),
+        ):
+            for _ in range(2):
+                await client.chat.completions.create(model="openai/gpt-4o", messages=user("hi"))
+            await client.close()
+        await borrowed.aclose()
+
+    if kind == "sync":
+        for client in (deployai.DeployAI(api_key=API_KEY), deployai.DeployAI(api_key=API_KEY, http_client=borrowed)):
+            for _ in range(2):
+                client.chat.completions.create(model="openai/gpt-4o", messages=user("hi"))
+            client.close()
+        borrowed.close()
+    else:
+        asyncio.run(calls_async())
+    # A cookie a gateway sets is never sent back (the SDK builds its requests itself); the SDK's own
+    # client does not even read it, a borrowed one keeps httpx's handling.
+    assert sent_cookies == [None, None, None, None]
+    assert dict(borrowed.cookies) == {"AWSALB": "sticky"}
+    assert len(owned) == 1
+    assert dict(owned[0].cookies) == {}
