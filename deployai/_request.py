@@ -20,6 +20,9 @@ from ._types import NOT_GIVEN, ModelAlias, NotGiven
 
 MODEL_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9._:+-][A-Za-z0-9._:+/-]*")
 MESSAGE_ROLES: Final = ("system", "developer", "user", "assistant", "tool")
+# Roles whose message needs nothing but its content (a string is always valid content). A tuple, not
+# a set: a role can be any value, unhashable ones included.
+_TEXT_ROLES: Final = ("user", "system", "developer")
 TOOL_CHOICE_MODES: Final = ("none", "auto", "required")
 
 CHAT_PARAMS: Final = frozenset(
@@ -108,9 +111,14 @@ def _check_content(name: str, content: object, *, optional: bool) -> None:
     raise InvalidParameterError(name, content, "a string or a list of content parts")
 
 
+# The pydantic model classes met among messages, so that the next ones skip the ABC check.
+_model_types: set[type] = set()
+
+
 def check_message(index: int, message: object) -> None:
     """Check one message of `messages` (a dict; message models are valid by construction)."""
     if isinstance(message, BaseModel):
+        _model_types.add(type(message))
         return
     name = f"messages[{index}]"
     if not isinstance(message, Mapping):
@@ -151,6 +159,15 @@ def check_chat_params(params: Mapping[str, Any]) -> None:
     if not isinstance(messages, list) or not messages:
         raise InvalidParameterError("messages", messages, "a non-empty list of messages")
     for index, message in enumerate(messages):
+        # Most messages of a long conversation are plain dicts with text content: settled here without
+        # the ABC checks (against Mapping and BaseModel) of `check_message`, with the same verdict.
+        kind = type(message)
+        if kind is dict and type(message.get("content")) is str:
+            role = message.get("role")
+            if role in _TEXT_ROLES or (role == "assistant" and message.get("tool_calls") is None):
+                continue
+        elif kind in _model_types:  # a message model: valid by construction
+            continue
         check_message(index, message)
     if "stream" in params:
         _of_type("stream", params["stream"], bool, "True or False")
@@ -199,7 +216,8 @@ def check_chat_params(params: Mapping[str, Any]) -> None:
 
 def _json_default(value: object) -> Any:
     if isinstance(value, BaseModel):
-        return value.model_dump(mode="json", exclude_none=True)
+        # What `model_dump(mode="json", exclude_none=True)` returns, without its keyword handling.
+        return value.__pydantic_serializer__.to_python(value, mode="json", exclude_none=True)
     if isinstance(value, (tuple, set, frozenset)):
         return list(value)
     # numpy scalars and the like: numbers that are not Python's own int and float.

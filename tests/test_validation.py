@@ -6,9 +6,12 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pytest_httpx import HTTPXMock
 
 import deployai
+from deployai._request import check_chat_params, check_message
 from deployai.types import (
     AssistantMessage,
     FunctionCall,
@@ -255,3 +258,33 @@ def test_a_model_alias_is_sent_as_given_while_plain_ids_are_still_checked(
     assert json.loads(httpx_mock.get_requests()[0].content)["model"] == "fast"
     with pytest.raises(deployai.InvalidParameterError, match="model"):
         client.chat.completions.create(model=deployai.ModelAlias("  "), messages=user())
+
+
+_ANY_VALUE = st.one_of(
+    st.none(),
+    st.text(max_size=3),
+    st.integers(),
+    st.lists(st.dictionaries(st.sampled_from(["type", "text"]), st.text(max_size=3)), max_size=2),
+)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["role", "content", "tool_calls", "tool_call_id", "name"]),
+        st.one_of(st.sampled_from(["system", "developer", "user", "assistant", "tool", "robot"]), _ANY_VALUE),
+    )
+)
+def test_the_fast_path_for_plain_messages_gives_check_messages_verdict(message: dict[str, Any]) -> None:
+    """Long conversations skip `check_message` for plain text dicts: with exactly the same verdicts."""
+    try:
+        check_message(0, message)
+    except deployai.InvalidParameterError as exc:
+        expected: str | None = str(exc)
+    else:
+        expected = None
+    if expected is None:
+        check_chat_params({"model": "openai/gpt-4o", "messages": [message]})
+    else:
+        with pytest.raises(deployai.InvalidParameterError) as info:
+            check_chat_params({"model": "openai/gpt-4o", "messages": [message]})
+        assert str(info.value) == expected
