@@ -11,6 +11,8 @@ print(completion.choices[0].message.content)
 ```
 """
 
+from typing import TYPE_CHECKING, Any
+
 from . import types
 from ._client import AsyncDeployAI, DeployAI
 from ._exceptions import (
@@ -36,7 +38,6 @@ from ._exceptions import (
 from ._limiter import RateLimiter
 from ._logging import setup_logging as _setup_logging
 from ._ratelimit import RateLimit
-from ._redis_limiter import RedisRateLimiter
 from ._response import RawResponse
 from ._streaming import AsyncStream, Stream
 from ._types import NOT_GIVEN, ModelAlias, NotGiven
@@ -76,9 +77,26 @@ __all__ = [
     "types",
 ]
 
+if TYPE_CHECKING:
+    from ._redis_limiter import RedisRateLimiter
+_LAZY = {"RedisRateLimiter": "._redis_limiter"}  # loaded when first used: most programs never do
+
+
+def __getattr__(name: str) -> Any:
+    """Load a lazily imported public name (`RedisRateLimiter`) on first use."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'deployai' has no attribute {name!r}")
+    import importlib
+
+    obj = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    obj.__module__ = "deployai"
+    globals()[name] = obj
+    return obj
+
+
 # Tracebacks and reprs show `deployai.RateLimitError`, not the private module it is defined in.
 for _name in __all__:
-    _obj = globals()[_name]
+    _obj = globals().get(_name)
     if isinstance(_obj, type) and _obj.__module__.startswith("deployai._"):
         _obj.__module__ = "deployai"
 del _name, _obj

@@ -117,7 +117,11 @@ def test_bad_settings_are_refused_at_once(options: dict[str, Any], message: str)
 
 
 def test_import_deployai_does_not_import_redis() -> None:
-    code = "import sys, deployai; assert 'redis' not in sys.modules, 'redis was imported'"
+    code = (
+        "import sys, deployai; assert 'redis' not in sys.modules, 'redis was imported'; "
+        "assert 'deployai._redis_limiter' not in sys.modules, 'loaded before it was used'; "
+        "assert deployai.RedisRateLimiter.__module__ == 'deployai'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
