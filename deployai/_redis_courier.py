@@ -52,7 +52,7 @@ class _Redis:
         self.script = self.client.register_script(COMPARE_AND_SET)
 
     def call(self, key: str, version: bytes, state: bytes) -> tuple[bool, bytes | str, float]:
-        """Compare-and-set (or, with `state` "", read): (written, the current state if not, Redis's time)."""
+        """Compare-and-set (or, with `state` empty, read): (written, the current value if not, Redis's time)."""
         ttl = str(int(REDIS_STATE_TTL_SECONDS * 1000))
         written, current, seconds, micros = self.script(keys=[key], args=[version, state, ttl])
         return bool(written), current, int(seconds) + int(micros) / 1e6
@@ -97,6 +97,7 @@ class Courier:
     # --- callers' side (any thread) ---
 
     def ask(self) -> Ask:
+        """Ask whether the head of the limiter's queue may go: an `Ask` of its ticket, or 0 when not yet."""
         future = Ask()
         with self.wakeup:
             self.asks.append(future)
@@ -105,6 +106,7 @@ class Courier:
         return future
 
     def tell(self, ticket: int, answer: Answer) -> None:
+        """Hand over what came of the send with `ticket`, to be written with the next round trip."""
         with self.wakeup:
             self.answers.append((ticket, answer))
             self._ensure_running()
@@ -228,7 +230,7 @@ class Courier:
         self.round_trips += 1
         self.offset = redis_now - time.monotonic()
         if self.down_since is not None:
-            log.warning("Redis answers again: the budget %s is shared again (%s).", self.key, self.shown_url)
+            log.info("Redis answers again: the budget %s is shared again (%s).", self.key, self.shown_url)
             self.down_since = None
 
     def _keep(self, pacing: Pacing, now: float, *, written: bool) -> None:
