@@ -82,16 +82,22 @@ if TYPE_CHECKING:
 _LAZY = {"RedisRateLimiter": "._redis_limiter"}  # loaded when first used: most programs never do
 
 
-def __getattr__(name: str) -> Any:
-    """Load a lazily imported public name (`RedisRateLimiter`) on first use."""
-    if name not in _LAZY:
-        raise AttributeError(f"module 'deployai' has no attribute {name!r}")
-    import importlib
+if not TYPE_CHECKING:  # type checkers see the import above, and no catch-all for misspelled names
 
-    obj = getattr(importlib.import_module(_LAZY[name], __name__), name)
-    obj.__module__ = "deployai"
-    globals()[name] = obj
-    return obj
+    def __getattr__(name: str) -> Any:
+        """Load a lazily imported public name (`RedisRateLimiter`) on first use."""
+        if name not in _LAZY:
+            raise AttributeError(f"module 'deployai' has no attribute {name!r}")
+        import importlib
+
+        obj = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = obj
+        return obj
+
+
+def __dir__() -> list[str]:
+    """The module's names, the lazily imported ones included."""
+    return sorted({*globals(), *_LAZY})
 
 
 # Tracebacks and reprs show `deployai.RateLimitError`, not the private module it is defined in.

@@ -32,7 +32,7 @@ import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import httpx
 from httpx_sse import EventSource, ServerSentEvent
@@ -72,15 +72,16 @@ class _NoCookies(httpx.Cookies):
         """Add nothing."""
 
 
-_NO_COOKIES: Final = _NoCookies()
-
-
 class _Client(httpx.Client):
     """The `httpx.Client` the SDK owns: without cookies (see `_NoCookies`)."""
 
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._no_cookies = _NoCookies()  # its own: nothing is shared between clients
+
     @property
     def cookies(self) -> httpx.Cookies:
-        return _NO_COOKIES
+        return self._no_cookies
 
     @cookies.setter
     def cookies(self, cookies: object) -> None:
@@ -90,9 +91,13 @@ class _Client(httpx.Client):
 class _AsyncClient(httpx.AsyncClient):
     """The `httpx.AsyncClient` the SDK owns: without cookies (see `_NoCookies`)."""
 
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._no_cookies = _NoCookies()  # its own: nothing is shared between clients
+
     @property
     def cookies(self) -> httpx.Cookies:
-        return _NO_COOKIES
+        return self._no_cookies
 
     @cookies.setter
     def cookies(self, cookies: object) -> None:

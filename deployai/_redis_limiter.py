@@ -221,6 +221,9 @@ _limiters: weakref.WeakValueDictionary[tuple[Any, ...], RedisRateLimiter] = weak
 _limiters_lock = threading.Lock()
 
 
+RedisRateLimiter.__module__ = "deployai"  # as the other public classes: it is `deployai.RedisRateLimiter`
+
+
 def _new_redis_limiter(url: str, name: str | None, requests_per_minute: int | None, timeout: float) -> RedisRateLimiter:
     """Unpickle a limiter: copies with the same settings in one process are one limiter (one queue, one connection)."""
     settings = (url, name, requests_per_minute, timeout)

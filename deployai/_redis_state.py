@@ -120,6 +120,8 @@ def _readable(state: object) -> bool:
     sent, recent, flights = state[count], state[count + 1], state[count + 2]
     return (
         all(isinstance(value, types) for value, types in zip(state, _FIELD_TYPES, strict=False))
+        # Counts and tickets are never negative (a ticket of 0 would read as "not admitted").
+        and all(value is None or value >= 0 for value in state[:count])
         and isinstance(sent, list)
         and all(_pair(entry, _NUMBER, int) for entry in sent)
         and isinstance(recent, list)

@@ -7,6 +7,7 @@ import functools
 import json
 import numbers
 import re
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -111,8 +112,9 @@ def _check_content(name: str, content: object, *, optional: bool) -> None:
     raise InvalidParameterError(name, content, "a string or a list of content parts")
 
 
-# The pydantic model classes met among messages, so that the next ones skip the ABC check.
-_model_types: set[type] = set()
+# The pydantic model classes met among messages, so that the next ones skip the ABC check (weakly
+# held: classes made at run time can still go).
+_model_types: weakref.WeakSet[type] = weakref.WeakSet()
 
 
 def check_message(index: int, message: object) -> None:
@@ -214,10 +216,14 @@ def check_chat_params(params: Mapping[str, Any]) -> None:
         raise InvalidParameterError("tool_choice", tool_choice, "'none', 'auto', 'required' or a dict naming a tool")
 
 
+_MODEL_DUMP: Final = BaseModel.model_dump
+
+
 def _json_default(value: object) -> Any:
     if isinstance(value, BaseModel):
-        # What `model_dump(mode="json", exclude_none=True)` returns, without its keyword handling.
-        return value.__pydantic_serializer__.to_python(value, mode="json", exclude_none=True)
+        if type(value).model_dump is _MODEL_DUMP:  # what it returns, without its keyword handling
+            return value.__pydantic_serializer__.to_python(value, mode="json", exclude_none=True)
+        return value.model_dump(mode="json", exclude_none=True)  # a model that dumps itself its own way
     if isinstance(value, (tuple, set, frozenset)):
         return list(value)
     # numpy scalars and the like: numbers that are not Python's own int and float.

@@ -346,6 +346,7 @@ def test_while_redis_is_down_a_caller_held_for_an_answer_does_not_spin() -> None
     "value",
     [
         b"garbage",
+        b"7 [null,null,null,0,0,false,0,0,0,0,0,-1,[],[],{}]",
         b"garbage\nwith lines",
         b" \xff\xfe",
         b"7 garbage",

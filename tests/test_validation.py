@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
 from typing import Any
 
+import pydantic
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pytest_httpx import HTTPXMock
 
 import deployai
-from deployai._request import check_chat_params, check_message
+from deployai._request import check_chat_params, check_message, encode_json
 from deployai.types import (
     AssistantMessage,
     FunctionCall,
@@ -268,6 +271,7 @@ _ANY_VALUE = st.one_of(
 )
 
 
+@settings(deadline=None)  # checks take microseconds; a cold first example must not fail on time
 @given(
     st.dictionaries(
         st.sampled_from(["role", "content", "tool_calls", "tool_call_id", "name"]),
@@ -288,3 +292,23 @@ def test_the_fast_path_for_plain_messages_gives_check_messages_verdict(message: 
         with pytest.raises(deployai.InvalidParameterError) as info:
             check_chat_params({"model": "openai/gpt-4o", "messages": [message]})
         assert str(info.value) == expected
+
+
+def test_a_model_that_dumps_itself_its_own_way_is_sent_as_it_dumps() -> None:
+    class Part(pydantic.BaseModel):
+        type: str = "text"
+        text: str = "as stored"
+
+        def model_dump(self, **options: Any) -> dict[str, Any]:
+            return {"type": "text", "text": "as dumped"}
+
+    assert encode_json({"content": [Part()]}) == b'{"content":[{"type":"text","text":"as dumped"}]}'
+
+
+def test_message_model_classes_made_at_run_time_are_not_kept_alive() -> None:
+    model = pydantic.create_model("Made", role=(str, "user"), content=(str, "hi"))
+    check_chat_params({"model": "openai/gpt-4o", "messages": [model(), model()]})
+    made = weakref.ref(model)
+    del model
+    gc.collect()
+    assert made() is None

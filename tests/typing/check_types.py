@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 from typing_extensions import assert_type
 
+import deployai
 from deployai import AsyncDeployAI, AsyncStream, DeployAI, ModelAlias, RawResponse, Stream
 from deployai.types import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam, Model, ModelList
 
@@ -66,3 +67,5 @@ def mistakes_are_type_errors() -> None:
     client.chat.completions.create(model="a/b", messages=[{"role": "user", "content": "Hi"}], temprature=1)  # type: ignore[call-overload]
     client.chat.completions.create(model="a/b", messages=[{"role": "robot", "content": "Hi"}])  # type: ignore[list-item]
     client.chat.completions.create(messages=[{"role": "user", "content": "Hi"}])  # type: ignore[call-overload]
+    deployai.RateLimitr()  # type: ignore[attr-defined]  # a misspelled name, even beside the lazily loaded ones
+    assert_type(deployai.RedisRateLimiter("redis://127.0.0.1:6379/0"), deployai.RedisRateLimiter)
