@@ -24,12 +24,17 @@ KEY = "sk-bench-0123456789"
 MESSAGES: list[Any] = [{"role": "user", "content": "Hello!"}]
 BODY = {"model": "openai/gpt-4o", "messages": MESSAGES, "temperature": 0.7, "max_tokens": 1000}
 AUTH = {"Authorization": f"Bearer {KEY}"}
+OWN = ", own client"
 
 
-def sync_ratio(n: int) -> float:
-    """Calls per second of both with the blocking clients; returns the SDK's relative cost."""
+def sync_ratio(n: int, *, own: bool = False) -> float:
+    """Calls per second of both with the blocking clients; returns the SDK's relative cost.
+
+    With `own`, the SDK uses the httpx client it makes itself (under `owned_clients`), else a borrowed one.
+    """
     bare = httpx.Client(transport=CannedTransport([COMPLETION], HEADERS))
-    sdk = DeployAI(api_key=KEY, http_client=httpx.Client(transport=CannedTransport([COMPLETION], HEADERS)))
+    borrowed = None if own else httpx.Client(transport=CannedTransport([COMPLETION], HEADERS))
+    sdk = DeployAI(api_key=KEY, http_client=borrowed)
     create = sdk.chat.completions.create
 
     def baseline(count: int) -> None:
@@ -41,15 +46,16 @@ def sync_ratio(n: int) -> float:
             completion = create(model="openai/gpt-4o", messages=MESSAGES, temperature=0.7, max_tokens=1000)
             assert completion.choices[0].message.content
 
-    return report("typed call, sync", best_rate(baseline, n), best_rate(typed, n), "calls/s",
+    return report("typed call, sync" + OWN * own, best_rate(baseline, n), best_rate(typed, n), "calls/s",
                   higher_is_better=False, target=1.3)  # fmt: skip
 
 
-def async_ratio(n: int) -> float:
-    """Calls per second of both with the asyncio clients; returns the SDK's relative cost."""
+def async_ratio(n: int, *, own: bool = False) -> float:
+    """Calls per second of both with the asyncio clients; returns the SDK's relative cost (`own`: as above)."""
     loop = asyncio.new_event_loop()
     bare = httpx.AsyncClient(transport=CannedTransport([COMPLETION], HEADERS))
-    sdk = AsyncDeployAI(api_key=KEY, http_client=httpx.AsyncClient(transport=CannedTransport([COMPLETION], HEADERS)))
+    borrowed = None if own else httpx.AsyncClient(transport=CannedTransport([COMPLETION], HEADERS))
+    sdk = AsyncDeployAI(api_key=KEY, http_client=borrowed)
     create = sdk.chat.completions.create
 
     async def baseline(count: int) -> None:
@@ -63,8 +69,8 @@ def async_ratio(n: int) -> float:
             assert completion.choices[0].message.content
 
     try:
-        return report("typed call, async", best_rate(on_loop(loop, baseline), n), best_rate(on_loop(loop, typed), n),
-                      "calls/s", higher_is_better=False, target=1.3)  # fmt: skip
+        return report("typed call, async" + OWN * own, best_rate(on_loop(loop, baseline), n),
+                      best_rate(on_loop(loop, typed), n), "calls/s", higher_is_better=False, target=1.3)  # fmt: skip
     finally:
         # Let the loop finish the generators it still holds (and close the clients' pools) before it goes.
         loop.run_until_complete(loop.shutdown_asyncgens())
@@ -94,40 +100,7 @@ def owned_clients() -> Iterator[None]:
 def owned_ratios(n: int) -> tuple[float, float]:
     """The same calls through clients that own their httpx client (the default, without `http_client=`)."""
     with owned_clients():
-        bare = httpx.Client(transport=CannedTransport([COMPLETION], HEADERS))
-        create = DeployAI(api_key=KEY).chat.completions.create
-
-        def baseline(count: int) -> None:
-            for _ in range(count):
-                assert json.loads(bare.post(URL, headers=AUTH, json=BODY).content)["choices"][0]["message"]["content"]
-
-        def typed(count: int) -> None:
-            for _ in range(count):
-                assert create(model="openai/gpt-4o", messages=MESSAGES, temperature=0.7, max_tokens=1000).choices
-
-        sync = report("typed call, sync, own client", best_rate(baseline, n), best_rate(typed, n), "calls/s",
-                      higher_is_better=False, target=1.3)  # fmt: skip
-        loop = asyncio.new_event_loop()
-        abare = httpx.AsyncClient(transport=CannedTransport([COMPLETION], HEADERS))
-        acreate = AsyncDeployAI(api_key=KEY).chat.completions.create
-
-        async def abaseline(count: int) -> None:
-            for _ in range(count):
-                response = await abare.post(URL, headers=AUTH, json=BODY)
-                assert json.loads(response.content)["choices"][0]["message"]["content"]
-
-        async def atyped(count: int) -> None:
-            for _ in range(count):
-                completion = await acreate(model="openai/gpt-4o", messages=MESSAGES, temperature=0.7, max_tokens=1000)
-                assert completion.choices
-
-        try:
-            return sync, report("typed call, async, own client", best_rate(on_loop(loop, abaseline), n),
-                                best_rate(on_loop(loop, atyped), n), "calls/s", higher_is_better=False,
-                                target=1.3)  # fmt: skip
-        finally:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
+        return sync_ratio(n, own=True), async_ratio(n, own=True)
 
 
 def main(n: int = 5_000) -> tuple[float, float]:

@@ -72,36 +72,28 @@ class _NoCookies(httpx.Cookies):
         """Add nothing."""
 
 
-class _Client(httpx.Client):
+class _WithoutCookies:
+    """For the httpx clients the SDK owns: each gets its own `_NoCookies` (nothing shared between clients)."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._no_cookies = _NoCookies()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._no_cookies
+
+    @cookies.setter
+    def cookies(self, cookies: object) -> None:
+        raise AttributeError("the SDK's own httpx client keeps no cookies")
+
+
+class _Client(_WithoutCookies, httpx.Client):
     """The `httpx.Client` the SDK owns: without cookies (see `_NoCookies`)."""
 
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self._no_cookies = _NoCookies()  # its own: nothing is shared between clients
 
-    @property
-    def cookies(self) -> httpx.Cookies:
-        return self._no_cookies
-
-    @cookies.setter
-    def cookies(self, cookies: object) -> None:
-        raise AttributeError("the SDK's own httpx client keeps no cookies")
-
-
-class _AsyncClient(httpx.AsyncClient):
+class _AsyncClient(_WithoutCookies, httpx.AsyncClient):
     """The `httpx.AsyncClient` the SDK owns: without cookies (see `_NoCookies`)."""
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self._no_cookies = _NoCookies()  # its own: nothing is shared between clients
-
-    @property
-    def cookies(self) -> httpx.Cookies:
-        return self._no_cookies
-
-    @cookies.setter
-    def cookies(self, cookies: object) -> None:
-        raise AttributeError("the SDK's own httpx client keeps no cookies")
 
 
 # Pools a forked child inherited from its parent. Their sockets are the parent's too: the child must

@@ -173,7 +173,6 @@ class RateLimiter:
         Raises:
             RateLimitError: it would wait longer than `wait_limit` seconds (nothing is sent).
         """
-        self._prepare(request)
         entered = self._enter(request, wait_limit, _ThreadWaiter)
         if isinstance(entered, int):
             return entered
@@ -208,7 +207,6 @@ class RateLimiter:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             raise DeployAIError("A RateLimiter paces asyncio tasks: run the client under asyncio.") from None
-        self._prepare(request)
         entered = self._enter(request, wait_limit, lambda: _TaskWaiter(loop))
         if isinstance(entered, int):
             return entered
@@ -299,6 +297,7 @@ class RateLimiter:
         """Admit at once (the ticket), or queue a new waiter and return it with its deadline."""
         if self._pid != os.getpid():
             self._start()  # a forked child: the parent's lock, queue and requests in flight are not its own
+        self._prepare(request)
         with self._lock:
             now = self._clock()
             queue = self._queue

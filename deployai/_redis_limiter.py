@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import threading
 import time
 import urllib.parse
@@ -191,9 +190,7 @@ class RedisRateLimiter(RateLimiter):
     # --- in this process --------------------------------------------------------------------------
 
     def _prepare(self, request: httpx.Request) -> None:
-        """Start afresh in a forked child, and name the budget after the request's key if no name was given."""
-        if self._pid != os.getpid():
-            self._start()
+        """Name the budget after the request's key if no name was given (refusing a second key)."""
         if self._name is None:
             name = _name_of_key(request.headers.get("authorization", ""))
             key = KEY_PREFIX + name
