@@ -83,14 +83,14 @@ def owned_clients() -> Iterator[None]:
     made = _http._Client, _http._AsyncClient
 
     class Owned(made[0]):  # type: ignore[misc,valid-type]
-        def __init__(self, **options: Any) -> None:
-            super().__init__(transport=CannedTransport([COMPLETION], HEADERS), **options)
+        def __init__(self) -> None:
+            super().__init__(lambda context: CannedTransport([COMPLETION], HEADERS))
 
     class AsyncOwned(made[1]):  # type: ignore[misc,valid-type]
-        def __init__(self, **options: Any) -> None:
-            super().__init__(transport=CannedTransport([COMPLETION], HEADERS), **options)
+        def __init__(self) -> None:
+            super().__init__(lambda context: CannedTransport([COMPLETION], HEADERS))
 
-    _http._Client, _http._AsyncClient = Owned, AsyncOwned  # type: ignore[misc]
+    _http._Client, _http._AsyncClient = Owned, AsyncOwned  # type: ignore[misc,assignment]
     try:
         yield
     finally:

@@ -28,7 +28,12 @@ MAX_SERVER_WAIT_SPREAD_SECONDS: Final = 1.0
 DEFAULT_MAX_RETRY_WAIT_SECONDS: Final = 60.0
 
 DEFAULT_MAX_CONNECTIONS: Final = 1000
-DEFAULT_MAX_KEEPALIVE_CONNECTIONS: Final = 100
+DEFAULT_MAX_KEEPALIVE_CONNECTIONS: Final = 100  # for a proxy's pool (the SDK's own pools: see `_pools`)
+# The SDK's own clients spread their connections over pools of this many: httpcore's work per request
+# grows with the square of a pool's connections (see `_pools`).
+POOL_CONNECTIONS: Final = 8
+# An idle connection is closed after this long (httpx's default); so is a pool with nothing in flight.
+KEEPALIVE_EXPIRY_SECONDS: Final = 5.0
 
 # Error messages quote at most this much of a response body; an HTML error page is not a message.
 MAX_BODY_IN_MESSAGE_CHARS: Final = 500

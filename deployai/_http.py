@@ -27,6 +27,7 @@ import logging
 import os
 import random
 import socket
+import ssl
 import threading
 import time
 import weakref
@@ -41,6 +42,7 @@ from ._config import DEFAULT_TIMEOUT, ClientOptions
 from ._constants import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_KEEPALIVE_CONNECTIONS
 from ._exceptions import APIConnectionError, DeployAIError, safe_cause, transport_error
 from ._plan import Deliver, Outcome, Plan, ReadBody, Send, Sleep, call_plan
+from ._pools import AsyncSpreadTransport, SpreadTransport, async_http_pool, http_pool
 
 __all__ = ["AsyncHTTP", "AsyncLease", "Exchange", "SyncHTTP", "SyncLease"]
 
@@ -50,6 +52,7 @@ log = logging.getLogger("deployai")
 _sleep = time.sleep
 _async_sleep = asyncio.sleep
 
+# The limits of a proxy's pool, which httpx makes from the environment (`HTTPS_PROXY`).
 _LIMITS: Final = httpx.Limits(
     max_connections=DEFAULT_MAX_CONNECTIONS, max_keepalive_connections=DEFAULT_MAX_KEEPALIVE_CONNECTIONS
 )
@@ -89,11 +92,17 @@ class _WithoutCookies:
 
 
 class _Client(_WithoutCookies, httpx.Client):
-    """The `httpx.Client` the SDK owns: without cookies (see `_NoCookies`)."""
+    """The `httpx.Client` the SDK owns: without cookies (see `_NoCookies`), over many small pools (see `_pools`)."""
+
+    def __init__(self, pool: Callable[[ssl.SSLContext], httpx.BaseTransport] = http_pool) -> None:
+        super().__init__(timeout=DEFAULT_TIMEOUT, limits=_LIMITS, transport=SpreadTransport(pool))
 
 
 class _AsyncClient(_WithoutCookies, httpx.AsyncClient):
-    """The `httpx.AsyncClient` the SDK owns: without cookies (see `_NoCookies`)."""
+    """The `httpx.AsyncClient` the SDK owns: as `_Client`."""
+
+    def __init__(self, pool: Callable[[ssl.SSLContext], httpx.AsyncBaseTransport] = async_http_pool) -> None:
+        super().__init__(timeout=DEFAULT_TIMEOUT, limits=_LIMITS, transport=AsyncSpreadTransport(pool))
 
 
 # Pools a forked child inherited from its parent. Their sockets are the parent's too: the child must
@@ -390,7 +399,7 @@ class SyncHTTP:
 
     def __init__(self, http_client: httpx.Client | None) -> None:
         self._owned = http_client is None
-        self._client = _Client(timeout=DEFAULT_TIMEOUT, limits=_LIMITS) if http_client is None else http_client
+        self._client = _Client() if http_client is None else http_client
         self._pid = os.getpid()
         # Held strongly: an open lease must never be left to the garbage collector, whose finalizing of
         # httpcore's generators takes the pool's lock, maybe while this very thread holds it.
@@ -425,7 +434,7 @@ class SyncHTTP:
         _left_in_parent.extend([self._leases, self.abandoned])
         if self._owned:
             _left_in_parent.append(self._client)
-            self._client = _Client(timeout=DEFAULT_TIMEOUT, limits=_LIMITS)
+            self._client = _Client()
         self._leases = set()
         self.abandoned = collections.deque()
         self._pid = os.getpid()
@@ -737,7 +746,7 @@ class AsyncHTTP:
         # Pools of other loops stay as they are: their loops may still be running (in other threads),
         # and each is closed with its own loop (see `_keep`) or by `close()`.
         borrowed = self._borrowed
-        client = _AsyncClient(timeout=DEFAULT_TIMEOUT, limits=_LIMITS) if borrowed is None else borrowed
+        client = _AsyncClient() if borrowed is None else borrowed
         pool = _LoopPool(self, loop, client, owned=borrowed is None)
         if loop is None:
             self._loopless = pool

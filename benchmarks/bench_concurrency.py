@@ -1,0 +1,191 @@
+"""Client CPU per call as concurrency rises, over loopback against the emulator's server.
+
+Run: python -m benchmarks.bench_concurrency [N]. Target: with 64, 256 and 1,000 calls in flight, one
+client's CPU per call is at most 1.2x its CPU per call with 8 (async), and likewise from 32 threads
+against 8 (sync). The server runs in its own process, pinned to another CPU than this one where the
+machine allows it (as a remote server would be), so this process's CPU time is the client's alone.
+Each figure is the median of `ROUNDS` rounds of N calls, after one round to open the connections.
+The floor is bare httpx (its default pool, sized as the SDK's), with `json.loads`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import httpx
+
+from deployai import AsyncDeployAI, DeployAI
+
+ROUNDS = 5
+ASYNC_CONCURRENCY = (8, 64, 256, 1000)
+THREADS = (8, 32)
+KEY = "sk-bench-0123456789"
+BODY: dict[str, Any] = {"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5}
+LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
+
+
+@contextlib.contextmanager
+def server() -> Iterator[str]:
+    """The emulator's server on a free loopback port, in its own process; yields its base URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "deployai.testing", "serve", "--port", str(port),
+               "--rate-limit", "1000000000", "--log-level", "critical"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    mine = _pin(process.pid)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the emulator's server did not start")
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.terminate()
+        process.wait(10)
+        if mine is not None:
+            os.sched_setaffinity(0, mine)
+
+
+def _pin(server_pid: int) -> set[int] | None:
+    """Put the server on the last CPU and this process on the first; return this process's CPUs before."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    os.sched_setaffinity(server_pid, {cpus[-1]})
+    os.sched_setaffinity(0, {cpus[0]})
+    return set(cpus)
+
+
+def _cpu_per_call(run: Callable[[], None], n: int) -> float:
+    start = time.process_time()
+    run()
+    return (time.process_time() - start) / n * 1e3
+
+
+async def _in_flight(call: Callable[[], Awaitable[None]], concurrency: int, n: int) -> None:
+    left = n
+
+    async def worker() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            await call()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+def _in_threads(call: Callable[[], None], threads: int, n: int) -> None:
+    lock = threading.Lock()
+    left = n
+
+    def worker() -> None:
+        nonlocal left
+        while True:
+            with lock:
+                if left <= 0:
+                    return
+                left -= 1
+            call()
+
+    workers = [threading.Thread(target=worker) for _ in range(threads)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+
+
+def async_rows(url: str, n: int) -> dict[str, dict[int, float]]:
+    """Median CPU per call (ms) of the floor and the SDK at each concurrency, on one event loop."""
+    loop = asyncio.new_event_loop()
+    bare = httpx.AsyncClient(limits=LIMITS)
+    sdk = AsyncDeployAI(api_key=KEY, base_url=url)
+    headers = {"Authorization": f"Bearer {KEY}"}
+
+    async def floor() -> None:
+        response = await bare.post(f"{url}/chat/completions", json=BODY, headers=headers)
+        assert json.loads(response.content)["choices"]
+
+    async def typed() -> None:
+        assert (await sdk.chat.completions.create(**BODY)).choices
+
+    calls = {"floor": floor, "deployai": typed}
+    samples: dict[str, dict[int, list[float]]] = {side: {c: [] for c in ASYNC_CONCURRENCY} for side in calls}
+    try:
+        for round_ in range(ROUNDS + 1):
+            for concurrency in ASYNC_CONCURRENCY:
+                for side, call in calls.items():
+                    run = lambda: loop.run_until_complete(_in_flight(call, concurrency, n))  # noqa: B023, E731
+                    cpu = _cpu_per_call(run, n)
+                    if round_:  # the first round opens the connections
+                        samples[side][concurrency].append(cpu)
+        return {side: {c: statistics.median(v) for c, v in by.items()} for side, by in samples.items()}
+    finally:
+        loop.run_until_complete(bare.aclose())
+        loop.run_until_complete(sdk.close())
+        loop.close()
+
+
+def sync_rows(url: str, n: int) -> dict[str, dict[int, float]]:
+    """Median CPU per call (ms) of the floor and the SDK from each number of threads."""
+    bare = httpx.Client(limits=LIMITS)
+    sdk = DeployAI(api_key=KEY, base_url=url)
+    headers = {"Authorization": f"Bearer {KEY}"}
+
+    def floor() -> None:
+        assert json.loads(bare.post(f"{url}/chat/completions", json=BODY, headers=headers).content)["choices"]
+
+    def typed() -> None:
+        assert sdk.chat.completions.create(**BODY).choices
+
+    calls = {"floor": floor, "deployai": typed}
+    samples: dict[str, dict[int, list[float]]] = {side: {t: [] for t in THREADS} for side in calls}
+    with bare, sdk:
+        for round_ in range(ROUNDS + 1):
+            for threads in THREADS:
+                for side, call in calls.items():
+                    cpu = _cpu_per_call(lambda: _in_threads(call, threads, n), n)  # noqa: B023
+                    if round_:
+                        samples[side][threads].append(cpu)
+    return {side: {t: statistics.median(v) for t, v in by.items()} for side, by in samples.items()}
+
+
+def _print(title: str, rows: dict[str, dict[int, float]], unit: str) -> list[float]:
+    base = min(rows["deployai"])
+    print(f"{title}: client CPU per call (ms), median of {ROUNDS} rounds")
+    ratios = []
+    for level, sdk in rows["deployai"].items():
+        floor = rows["floor"][level]
+        ratio = sdk / rows["deployai"][base]
+        ratios.append(ratio)
+        print(f"  {level:>5} {unit:<8} floor {floor:6.2f} ({floor / rows['floor'][base]:4.2f}x)"
+              f"  deployai {sdk:6.2f} ({ratio:4.2f}x its cost at {base}; target <= 1.20x)")  # fmt: skip
+    return ratios
+
+
+def main(n: int = 2_000) -> list[float]:
+    """Run both; return the SDK's CPU per call at each level relative to its lowest level (async, then sync)."""
+    with server() as url:
+        async_ratios = _print("async, calls in flight", async_rows(url, n), "in flight")
+        sync_ratios = _print("sync, threads", sync_rows(url, n), "threads")
+    return async_ratios + sync_ratios
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 2_000)

@@ -1,0 +1,272 @@
+"""The transport of the httpx clients the SDK owns: one client's connections over many small pools.
+
+httpcore's connection pool (httpcore 1.0) does work that grows with the square of its connections
+on every request and every response close. Each pass walks all its connections. For each idle one,
+it counts all of them again, and it polls each socket. Measured over loopback with one
+`AsyncDeployAI` sending 2,000 calls: client CPU per call was 1.2 ms at 8 concurrent, 2.3 ms at 64,
+5.2 ms at 256 and 6.4 ms at 1,000. Throughput fell from 770 to 157 calls/s while the server idled,
+and a profile put over 60% of the time in that pass. The same pool also closes an idle connection
+whenever it holds more connections than its keep-alive limit, even if most of them are busy. Past
+100 connections, a finished call then often closes its connection for the next call to open a new one.
+
+A pool of `POOL_CONNECTIONS` stays cheap, so `SpreadTransport` spreads the requests over up to
+`DEFAULT_MAX_CONNECTIONS / POOL_CONNECTIONS` such pools. Each is an `httpx.HTTPTransport` that keeps
+all its connections alive. The pools are made as they are needed:
+- A request goes to the first pool with fewer than `POOL_CONNECTIONS` requests in flight. One caller
+  at a time keeps reusing one connection, and 64 concurrent callers use 8 pools.
+- When every pool is full, the request waits in the least busy one, as httpcore would make it wait.
+- A pool that has had nothing in flight for the keep-alive expiry is closed whole. All its connections
+  had expired anyway, and nothing else would look at them again.
+The choosing (`_Spread`) is shared by both shells; only they send and close.
+
+Making the first pool costs what an httpx client costs at construction today. httpx imports httpcore
+(with h11 and anyio) and, for https, loads the CA certificates. Both are done at the first request,
+not when a client is made. The TLS context is made once per process and shared, as it holds nothing
+per connection.
+
+A client given `http_client=` is left as it is: its pool is the user's.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Final, Generic, TypeVar
+
+import httpx
+
+from ._constants import DEFAULT_MAX_CONNECTIONS, KEEPALIVE_EXPIRY_SECONDS, POOL_CONNECTIONS
+
+__all__ = ["AsyncSpreadTransport", "SpreadTransport"]
+
+_T = TypeVar("_T", httpx.BaseTransport, httpx.AsyncBaseTransport)
+
+_POOLS: Final = -(-DEFAULT_MAX_CONNECTIONS // POOL_CONNECTIONS)
+# Every connection of a pool may stay alive: with a smaller keep-alive limit, httpcore closes idle
+# connections of a pool that is busy (see above). Idle pools are closed by `_Spread.stale` instead.
+_POOL_LIMITS: Final = httpx.Limits(
+    max_connections=POOL_CONNECTIONS,
+    max_keepalive_connections=POOL_CONNECTIONS,
+    keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
+)
+
+# A module-level name so that tests can move the pools' clock, and only theirs.
+_now = time.monotonic
+
+_tls_lock = threading.Lock()
+_tls: dict[bool, ssl.SSLContext] = {}
+
+
+def _after_fork_in_child() -> None:
+    global _tls_lock
+    # A thread of the parent may have held the lock at the fork; it does not exist in the child.
+    _tls_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, where there is no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def tls_context(verify: bool) -> ssl.SSLContext:
+    """The process's TLS context: httpx's default (CA certificates, `SSL_CERT_FILE`), made on first use.
+
+    For plain http a context is still needed to make an httpx transport, but it is never used: a
+    bare one is made instead, which does not read certificates and refuses every server if used.
+    """
+    context = _tls.get(verify)
+    if context is None:
+        with _tls_lock:
+            context = _tls.get(verify)
+            if context is None:
+                context = httpx.create_ssl_context() if verify else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                _tls[verify] = context
+    return context
+
+
+def http_pool(context: ssl.SSLContext) -> httpx.BaseTransport:
+    """One small blocking pool."""
+    return httpx.HTTPTransport(verify=context, limits=_POOL_LIMITS)
+
+
+def async_http_pool(context: ssl.SSLContext) -> httpx.AsyncBaseTransport:
+    """One small asyncio (or trio) pool."""
+    return httpx.AsyncHTTPTransport(verify=context, limits=_POOL_LIMITS)
+
+
+class _Spread(Generic[_T]):
+    """Which pool each request goes to, and which pools to close: no I/O, no lock (the shells lock)."""
+
+    __slots__ = ("_counts", "_idle_since", "_make", "_next_sweep", "_pools")
+
+    def __init__(self, make: Callable[[], _T]) -> None:
+        self._make: Callable[[], _T] = make
+        self._pools: list[_T | None] = [None] * _POOLS
+        self._counts = [0] * _POOLS
+        self._idle_since = [0.0] * _POOLS
+        self._next_sweep = 0.0
+
+    def take(self, now: float) -> tuple[int, _T]:
+        """Count a request in flight in the pool it should use, made if need be; return both."""
+        counts = self._counts
+        index = next((i for i, count in enumerate(counts) if count < POOL_CONNECTIONS), -1)
+        if index < 0:  # all full: wait in the least busy pool
+            index = counts.index(min(counts))
+        counts[index] += 1
+        pool = self._pools[index]
+        if pool is None:
+            pool = self._pools[index] = self._make()
+        return index, pool
+
+    def give_back(self, index: int, now: float) -> None:
+        """A request of pool `index` ended (its response closed, or it failed)."""
+        left = self._counts[index] - 1
+        self._counts[index] = left
+        if not left:
+            self._idle_since[index] = now
+
+    def stale(self, now: float) -> list[_T]:
+        """Pools idle for the keep-alive expiry, taken out to be closed (looked for once per expiry)."""
+        if now < self._next_sweep:
+            return []
+        self._next_sweep = now + KEEPALIVE_EXPIRY_SECONDS
+        cutoff = now - KEEPALIVE_EXPIRY_SECONDS
+        stale = []
+        for index, pool in enumerate(self._pools):
+            if pool is not None and not self._counts[index] and self._idle_since[index] <= cutoff:
+                self._pools[index] = None
+                stale.append(pool)
+        return stale
+
+    def take_all(self) -> list[_T]:
+        """Every pool, taken out to be closed with the transport."""
+        pools = [pool for pool in self._pools if pool is not None]
+        self._pools = [None] * _POOLS
+        return pools
+
+
+class _Counted(httpx.SyncByteStream):
+    """A response body that gives its request's place back when it is closed."""
+
+    __slots__ = ("_done", "_stream")
+
+    def __init__(self, stream: httpx.SyncByteStream, done: Callable[[], None]) -> None:
+        self._stream = stream
+        self._done: Callable[[], None] | None = done
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._stream)
+
+    def close(self) -> None:
+        done, self._done = self._done, None
+        try:
+            self._stream.close()
+        finally:
+            if done is not None:
+                done()
+
+
+class _AsyncCounted(httpx.AsyncByteStream):
+    """`_Counted` for async responses."""
+
+    __slots__ = ("_done", "_stream")
+
+    def __init__(self, stream: httpx.AsyncByteStream, done: Callable[[], None]) -> None:
+        self._stream = stream
+        self._done: Callable[[], None] | None = done
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._stream.__aiter__()
+
+    async def aclose(self) -> None:
+        done, self._done = self._done, None
+        try:
+            await self._stream.aclose()
+        finally:
+            if done is not None:
+                done()
+
+
+class SpreadTransport(httpx.BaseTransport):
+    """The blocking transport of the SDK's own `httpx.Client`, safe to share between threads.
+
+    Args:
+        make: makes one pool from the TLS context its requests need (tests and benchmarks put an
+            in-process transport here).
+    """
+
+    def __init__(self, make: Callable[[ssl.SSLContext], httpx.BaseTransport] = http_pool) -> None:
+        self._lock = threading.Lock()
+        self._spreads = {
+            "https": _Spread(lambda: make(tls_context(True))),
+            "http": _Spread(lambda: make(tls_context(False))),
+        }
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Send through the pool `_Spread` chooses; the response's close gives its place back."""
+        spread = self._spreads.get(request.url.scheme) or self._spreads["https"]
+        now = _now()
+        with self._lock:
+            stale = spread.stale(now)
+            index, pool = spread.take(now)
+        for old in stale:
+            old.close()
+
+        def done() -> None:
+            with self._lock:
+                spread.give_back(index, _now())
+
+        try:
+            response = pool.handle_request(request)
+        except BaseException:
+            done()
+            raise
+        assert isinstance(response.stream, httpx.SyncByteStream)
+        response.stream = _Counted(response.stream, done)
+        return response
+
+    def close(self) -> None:
+        """Close every pool."""
+        with self._lock:
+            pools = [pool for spread in self._spreads.values() for pool in spread.take_all()]
+        for pool in pools:
+            pool.close()
+
+
+class AsyncSpreadTransport(httpx.AsyncBaseTransport):
+    """The transport of the SDK's own `httpx.AsyncClient`, used from one event loop (one per loop)."""
+
+    def __init__(self, make: Callable[[ssl.SSLContext], httpx.AsyncBaseTransport] = async_http_pool) -> None:
+        self._spreads = {
+            "https": _Spread(lambda: make(tls_context(True))),
+            "http": _Spread(lambda: make(tls_context(False))),
+        }
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """As `SpreadTransport.handle_request`; no lock, as one event loop runs one step at a time."""
+        spread = self._spreads.get(request.url.scheme) or self._spreads["https"]
+        now = _now()
+        stale = spread.stale(now)
+        index, pool = spread.take(now)
+        for old in stale:
+            await old.aclose()
+
+        def done() -> None:
+            spread.give_back(index, _now())
+
+        try:
+            response = await pool.handle_async_request(request)
+        except BaseException:
+            done()
+            raise
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        response.stream = _AsyncCounted(response.stream, done)
+        return response
+
+    async def aclose(self) -> None:
+        """Close every pool."""
+        for spread in self._spreads.values():
+            for pool in spread.take_all():
+                await pool.aclose()

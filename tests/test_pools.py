@@ -1,0 +1,184 @@
+"""The SDK's own httpx clients spread their connections over small pools, and give every place back."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+
+import deployai
+from deployai import _pools
+from deployai._constants import KEEPALIVE_EXPIRY_SECONDS, POOL_CONNECTIONS
+from deployai.testing import EmulatorServer
+from tests.conftest import ClientFactory, user
+from tests.loopback import server_fixture, shared_server_fixture  # noqa: F401 (fixtures)
+
+MODEL = "openai/gpt-4o"
+KEY = "sk-pools-test"
+
+
+def spread_of(client: Any) -> Any:
+    """The plain-http `_Spread` of a client's own httpx client (of the event loop used last)."""
+    inner = getattr(client, "unwrapped", client)
+    return inner._http.client._transport._spreads["http"]
+
+
+def connections(spread: Any) -> list[int]:
+    """How many open connections each pool made so far holds."""
+    return [len(pool._pool.connections) for pool in spread._pools if pool is not None]
+
+
+def test_a_pool_is_taken_up_to_its_size_before_the_next_and_the_least_busy_when_all_are_full() -> None:
+    made: list[httpx.BaseTransport] = []
+
+    def make() -> httpx.BaseTransport:
+        made.append(httpx.MockTransport(lambda request: httpx.Response(200)))
+        return made[-1]
+
+    spread = _pools._Spread(make)
+    first = [spread.take(0.0) for _ in range(POOL_CONNECTIONS)]
+    assert {index for index, _ in first} == {0}
+    assert spread.take(0.0)[0] == 1
+    spread.give_back(0, 1.0)
+    assert spread.take(1.0)[0] == 0  # back to the first pool with room
+    while sum(spread._counts) < len(spread._counts) * POOL_CONNECTIONS:
+        spread.take(1.0)
+    spread.give_back(5, 2.0)
+    spread.give_back(5, 2.0)
+    assert spread.take(2.0)[0] == 5  # all full: the least busy
+    assert spread.take(2.0)[0] == 5
+    assert spread.take(2.0)[0] == 0  # all equally busy again: the first
+    assert len(made) == len(spread._counts)  # each pool made once
+
+
+def test_only_pools_idle_for_the_keepalive_expiry_are_closed_and_looked_for_once_per_expiry() -> None:
+    spread = _pools._Spread(lambda: httpx.MockTransport(lambda request: httpx.Response(200)))
+    expiry = KEEPALIVE_EXPIRY_SECONDS
+    busy, _ = spread.take(0.0)
+    for _ in range(POOL_CONNECTIONS):
+        spread.take(0.0)
+    spread.give_back(1, 0.1)  # pool 1 idle since 0.1; pool 0 still busy
+    assert spread.stale(expiry) == []  # looked: idle for less than the expiry
+    assert spread.stale(2 * expiry - 0.1) == []  # idle long enough, but not looked for yet
+    stale = spread.stale(2 * expiry)
+    assert len(stale) == 1
+    assert spread._pools[1] is None
+    assert spread._pools[busy] is not None
+    assert spread.take(2 * expiry)[0] == 1
+    assert spread._pools[1] is not None
+
+
+def test_one_caller_at_a_time_reuses_one_connection(
+    kind: str, make_client: ClientFactory, server: EmulatorServer
+) -> None:
+    client = make_client(api_key=KEY, base_url=server.base_url)
+    for _ in range(10):
+        with client.chat.completions.create(model=MODEL, messages=user("hi"), stream=True) as stream:
+            assert "hi" in "".join(stream.text_stream)
+        client.chat.completions.create(model=MODEL, messages=user("hi"))
+    spread = spread_of(client)
+    assert connections(spread) == [1]
+    assert sum(spread._counts) == 0
+
+
+def test_concurrent_calls_are_spread_over_small_pools_and_every_place_is_given_back(server: EmulatorServer) -> None:
+    async def calls() -> Any:
+        client = deployai.AsyncDeployAI(api_key=KEY, base_url=server.base_url)
+
+        async def one(i: int) -> None:
+            if i % 3:
+                await client.chat.completions.create(model=MODEL, messages=user("hi"))
+                return
+            stream = await client.chat.completions.create(model=MODEL, messages=user("count"), stream=True)
+            async with stream:
+                async for _ in stream:
+                    if i % 2:
+                        break  # closed early
+
+        await asyncio.gather(*(one(i) for i in range(64)))
+        spread = spread_of(client)
+        await client.close()
+        return spread
+
+    spread = asyncio.run(calls())
+    assert sum(spread._counts) == 0
+    assert all(pool is None for pool in spread._pools)  # closed with the client
+
+
+def test_threads_share_the_pools_of_one_client(server: EmulatorServer) -> None:
+    with deployai.DeployAI(api_key=KEY, base_url=server.base_url) as client:
+        with ThreadPoolExecutor(32) as threads:
+            list(threads.map(lambda _: client.chat.completions.create(model=MODEL, messages=user("hi")), range(320)))
+        spread = spread_of(client)
+        assert sum(spread._counts) == 0
+        per_pool = connections(spread)
+        assert len(per_pool) > 1
+        assert max(per_pool) <= POOL_CONNECTIONS
+        assert sum(per_pool) <= 32
+
+
+def test_a_failed_connection_gives_its_place_back(kind: str, make_client: ClientFactory) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = make_client(api_key=KEY, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0)
+    for _ in range(POOL_CONNECTIONS + 1):
+        with pytest.raises(deployai.APIConnectionError):
+            client.models.list()
+    assert sum(spread_of(client)._counts) == 0
+
+
+def test_a_pool_idle_for_the_keepalive_expiry_is_closed_at_the_next_request(
+    kind: str, make_client: ClientFactory, server: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(_pools, "_now", lambda: now[0])
+    client = make_client(api_key=KEY, base_url=server.base_url)
+    client.models.list()
+    spread = spread_of(client)
+    first = spread._pools[0]
+    old_connection = first._pool.connections[0]
+    now[0] += KEEPALIVE_EXPIRY_SECONDS
+    client.models.list()
+    assert spread._pools[0] is not first
+    assert old_connection.is_closed()
+    assert connections(spread) == [1]
+
+
+def test_making_a_client_loads_no_certificates_and_an_http_base_url_never_does() -> None:
+    code = (
+        "import sys, deployai\n"
+        "from deployai import _pools\n"
+        "deployai.DeployAI(api_key='sk-x'); deployai.AsyncDeployAI(api_key='sk-x')\n"
+        "assert 'httpcore' not in sys.modules and not _pools._tls, sys.modules.keys()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_an_http_base_url_uses_no_certificates(server: EmulatorServer) -> None:
+    made: list[bool] = []
+    real = _pools.tls_context
+
+    def spy(verify: bool) -> Any:
+        made.append(verify)
+        return real(verify)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_pools, "tls_context", spy)
+        with deployai.DeployAI(api_key=KEY, base_url=server.base_url) as client:
+            client.models.list()
+    assert made == [False]
+
+
+def test_a_borrowed_client_keeps_its_own_transport(server: EmulatorServer) -> None:
+    transport = httpx.HTTPTransport()
+    with httpx.Client(transport=transport) as borrowed:
+        client = deployai.DeployAI(api_key=KEY, base_url=server.base_url, http_client=borrowed)
+        client.models.list()
+        assert client._http.client._transport is transport
