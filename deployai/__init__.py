@@ -13,7 +13,6 @@ print(completion.choices[0].message.content)
 
 from typing import TYPE_CHECKING, Any
 
-from . import types
 from ._client import AsyncDeployAI, DeployAI
 from ._exceptions import (
     APIConnectionError,
@@ -78,19 +77,24 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from . import types
     from ._redis_limiter import RedisRateLimiter
-_LAZY = {"RedisRateLimiter": "._redis_limiter"}  # loaded when first used: most programs never do
+# Loaded when first used: most programs never make a RedisRateLimiter. The response and request models
+# are loaded with `deployai.types`, which a client's first `.chat` or `.models` imports: building
+# pydantic models (and pydantic's machinery for them) is most of the import time of the package.
+_LAZY = {"RedisRateLimiter": "._redis_limiter", "types": ".types"}
 
 
 if not TYPE_CHECKING:  # type checkers see the import above, and no catch-all for misspelled names
 
     def __getattr__(name: str) -> Any:
-        """Load a lazily imported public name (`RedisRateLimiter`) on first use."""
+        """Load a lazily imported public name (`RedisRateLimiter`, `types`) on first use."""
         if name not in _LAZY:
             raise AttributeError(f"module 'deployai' has no attribute {name!r}")
         import importlib
 
-        obj = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        module = importlib.import_module(_LAZY[name], __name__)
+        obj = module if name == "types" else getattr(module, name)
         globals()[name] = obj
         return obj
 

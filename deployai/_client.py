@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from functools import cached_property
 from types import TracebackType
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import httpx
 from typing_extensions import Self
@@ -20,8 +20,10 @@ from ._limiter import RateLimiter
 from ._response import RawResponse, finish
 from ._streaming import AsyncStream, Stream
 from ._types import NOT_GIVEN, NotGiven, OnRetry, Timeout
-from .resources.chat import AsyncChat, Chat
-from .resources.models import AsyncModels, Models
+
+if TYPE_CHECKING:
+    from .resources.chat import AsyncChat, Chat
+    from .resources.models import AsyncModels, Models
 
 __all__ = ["AsyncDeployAI", "DeployAI"]
 
@@ -190,11 +192,15 @@ class DeployAI(_BaseClient[SyncHTTP, httpx.Client]):
     @cached_property
     def chat(self) -> Chat:
         """Chat completions: `client.chat.completions.create(...)`."""
+        from .resources.chat import Chat  # with the models: loaded at first use (see __init__)
+
         return Chat(self)
 
     @cached_property
     def models(self) -> Models:
         """The models you can use: `client.models.list()`."""
+        from .resources.models import Models  # with the models: loaded at first use (see __init__)
+
         return Models(self)
 
     def _call(self, endpoint: Endpoint[Any], params: dict[str, Any], *, raw: bool) -> Any:
@@ -238,11 +244,15 @@ class AsyncDeployAI(_BaseClient[AsyncHTTP, httpx.AsyncClient]):
     @cached_property
     def chat(self) -> AsyncChat:
         """Chat completions: `await client.chat.completions.create(...)`."""
+        from .resources.chat import AsyncChat  # with the models: loaded at first use (see __init__)
+
         return AsyncChat(self)
 
     @cached_property
     def models(self) -> AsyncModels:
         """The models you can use: `await client.models.list()`."""
+        from .resources.models import AsyncModels  # with the models: loaded at first use (see __init__)
+
         return AsyncModels(self)
 
     async def _call(self, endpoint: Endpoint[Any], params: dict[str, Any], *, raw: bool) -> Any:

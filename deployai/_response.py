@@ -12,16 +12,16 @@ from pydantic import ValidationError
 
 from ._exceptions import make_validation_error
 from ._meta import ResponseInfo, ResponseMeta
-from .types._base import APIResult
 
 if TYPE_CHECKING:
     from ._endpoint import Endpoint
     from ._http import Exchange
+    from .types._base import APIResult
 
 __all__ = ["RawResponse", "finish", "parse_result"]
 
 _T = TypeVar("_T")
-_R = TypeVar("_R", bound=APIResult)
+_R = TypeVar("_R", bound="APIResult")
 
 _BOM = b"\xef\xbb\xbf"
 

@@ -12,27 +12,19 @@ the response turns them into the SDK's typed errors.
 from __future__ import annotations
 
 import json
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import ValidationError
 
-from .types.chat import (
-    ChatCompletion,
-    ChatCompletionChunk,
-    ChatCompletionMessage,
-    Choice,
-    ChoiceDeltaToolCall,
-    FunctionCall,
-    MessageToolCall,
-    Usage,
-)
+if TYPE_CHECKING:  # the models are loaded with the first stream's chunk type (see deployai/__init__.py)
+    from .types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage, ChoiceDeltaToolCall, Usage
 
 __all__ = ["DONE", "ChunkDecoder", "ErrorEvent", "InvalidEvent"]
 
 DONE = "[DONE]"
 """The data of the event that ends a stream."""
 
-_T = TypeVar("_T", bound=ChatCompletionChunk)
+_T = TypeVar("_T", bound="ChatCompletionChunk")
 
 
 class ErrorEvent(Exception):  # noqa: N818 - an event, not an error of the decoder's
@@ -88,6 +80,8 @@ class _ChoiceState:
                     call["args"].append(function.arguments)
 
     def message(self) -> ChatCompletionMessage:
+        from .types.chat import ChatCompletionMessage, FunctionCall, MessageToolCall
+
         tool_calls = [
             MessageToolCall(
                 id=c["id"], type=c["type"], function=FunctionCall(name=c["name"], arguments="".join(c["args"]))
@@ -182,6 +176,8 @@ class ChunkDecoder(Generic[_T]):
         Raises:
             InvalidEvent: no chunk arrived at all.
         """
+        from .types.chat import ChatCompletion, Choice
+
         first = self.first
         if first is None:
             raise InvalidEvent("", "chat completion stream (no chunks)")

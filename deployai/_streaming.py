@@ -18,7 +18,7 @@ import time
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
-from typing import Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 import httpx
 from httpx_sse import ServerSentEvent
@@ -33,11 +33,13 @@ from ._exceptions import (
 )
 from ._meta import ResponseInfo, ResponseMeta
 from ._sse import ChunkDecoder, ErrorEvent, InvalidEvent
-from .types.chat import ChatCompletion, ChatCompletionChunk
+
+if TYPE_CHECKING:
+    from .types.chat import ChatCompletion, ChatCompletionChunk
 
 __all__ = ["AsyncLease", "AsyncStream", "Lease", "Stream"]
 
-_T = TypeVar("_T", bound=ChatCompletionChunk)
+_T = TypeVar("_T", bound="ChatCompletionChunk")
 
 
 class _LeaseState(Protocol):

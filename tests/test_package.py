@@ -54,6 +54,21 @@ def test_import_does_not_configure_logging_output() -> None:
     assert result.stdout.strip() == "0"
 
 
+def test_making_a_client_builds_no_model_until_the_first_call_or_deployai_types() -> None:
+    # Building pydantic models is most of the package's import time: a program that only makes a
+    # client (a CLI's --help, a worker before its first job) does not pay for it.
+    code = (
+        "import sys, deployai\n"
+        "deployai.DeployAI(api_key='sk-x'); deployai.AsyncDeployAI(api_key='sk-x')\n"
+        "assert not [m for m in sys.modules if m.startswith(('deployai.types', 'pydantic.main'))]\n"
+        "assert 'types' in dir(deployai)\n"
+        "assert deployai.types.ChatCompletion.__name__ == 'ChatCompletion'\n"
+        "from deployai import types\n"
+        "assert types is sys.modules['deployai.types']\n"
+    )
+    subprocess.run([sys.executable, "-c", code], timeout=60, check=True)
+
+
 def test_wheel_holds_py_typed_and_no_tests(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path), str(ROOT)],
