@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pytest_httpx import HTTPXMock
 
 import deployai
-from deployai._request import check_chat_params, check_message, encode_json
+from deployai._request import check_chat_params, check_message, encode_chat_body, encode_json
 from deployai.types import (
     AssistantMessage,
     FunctionCall,
@@ -292,6 +292,53 @@ def test_the_fast_path_for_plain_messages_gives_check_messages_verdict(message: 
         with pytest.raises(deployai.InvalidParameterError) as info:
             check_chat_params({"model": "openai/gpt-4o", "messages": [message]})
         assert str(info.value) == expected
+
+
+_MESSAGE_MODELS: dict[str, Any] = {
+    "system": SystemMessage,
+    "user": UserMessage,
+    "assistant": AssistantMessage,
+    "tool": ToolMessage,
+}
+
+
+def _text_message(draw: st.DrawFn, spoiler: bool = False) -> Any:
+    """A text message as a dict or a model; a `spoiler` also holds a value that is not a string."""
+    role = draw(st.sampled_from(sorted(_MESSAGE_MODELS)))
+    fields: dict[str, Any] = {"content": draw(st.text())}  # any text: escapes, non-ASCII, lone surrogates
+    if role == "tool":
+        fields["tool_call_id"] = "call_1"
+    if role != "tool" and draw(st.booleans()):
+        fields["name"] = draw(st.text(max_size=3))
+    if spoiler:  # floats that pydantic-core writes differently from `json`, or not at all (NaN)
+        fields["weight"] = draw(st.sampled_from([1e-07, 1e16, float("nan"), None, 3]) | st.floats())
+    if draw(st.booleans()):
+        return {"role": role, **fields}
+    return _MESSAGE_MODELS[role](**fields)  # an extra field is kept: the models allow them
+
+
+@settings(deadline=None, max_examples=80)
+@given(
+    st.lists(st.composite(_text_message)(), min_size=16, max_size=24),
+    st.none() | st.tuples(st.integers(0, 24), st.composite(_text_message)(spoiler=True)),
+    st.dictionaries(st.text(max_size=4), _ANY_VALUE | st.floats()),
+)
+def test_long_text_conversations_encoded_in_bulk_are_byte_for_byte_what_json_writes(
+    messages: list[Any], spoiler: tuple[int, Any] | None, extra: dict[str, Any]
+) -> None:
+    """Requests are identical whichever encoder wrote them, and fail alike (a lone surrogate, a NaN)."""
+    if spoiler is not None:
+        messages.insert(*spoiler)
+    body = {"model": "openai/gpt-4o", "messages": messages, **extra}
+    try:
+        expected: bytes | str = encode_json(body)
+    except deployai.InvalidParameterError as exc:
+        expected = str(exc)
+    try:
+        got: bytes | str = encode_chat_body(body)
+    except deployai.InvalidParameterError as exc:
+        got = str(exc)
+    assert got == expected
 
 
 def test_a_model_that_dumps_itself_its_own_way_is_sent_as_it_dumps() -> None:
