@@ -78,17 +78,23 @@ def async_ratio(n: int, *, own: bool = False) -> float:
 
 
 @contextlib.contextmanager
-def owned_clients() -> Iterator[None]:
-    """Clients made meanwhile own their httpx client, as by default, on the canned transport."""
+def owned_clients(
+    pieces: list[bytes] | None = None, headers: list[tuple[bytes, bytes]] | None = None
+) -> Iterator[None]:
+    """Clients made meanwhile own their httpx client, as by default, on the canned transport.
+
+    Its pools answer with `pieces` and `headers` (by default, the canned completion).
+    """
     made = _http._Client, _http._AsyncClient
+    body, head = pieces or [COMPLETION], headers or HEADERS
 
     class Owned(made[0]):  # type: ignore[misc,valid-type]
         def __init__(self) -> None:
-            super().__init__(lambda context: CannedTransport([COMPLETION], HEADERS))
+            super().__init__(lambda context: CannedTransport(body, head))
 
     class AsyncOwned(made[1]):  # type: ignore[misc,valid-type]
         def __init__(self) -> None:
-            super().__init__(lambda context: CannedTransport([COMPLETION], HEADERS))
+            super().__init__(lambda context: CannedTransport(body, head))
 
     _http._Client, _http._AsyncClient = Owned, AsyncOwned  # type: ignore[misc,assignment]
     try:

@@ -36,13 +36,13 @@ LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
 
 
 @contextlib.contextmanager
-def server() -> Iterator[str]:
+def server(token_latency: float = 0.0) -> Iterator[str]:
     """The emulator's server on a free loopback port, in its own process; yields its base URL."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "deployai.testing", "serve", "--port", str(port),
-               "--rate-limit", "1000000000", "--log-level", "critical"]  # fmt: skip
+    command = [sys.executable, "-m", "deployai.testing", "serve", "--port", str(port), "--rate-limit", "1000000000",
+               "--log-level", "critical", "--token-latency", str(token_latency)]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     mine = _pin(process.pid)
     try:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
-from benchmarks import bench_build, bench_call, bench_limiter, bench_stream
+from benchmarks import bench_build, bench_call, bench_concurrency, bench_limiter, bench_stream, suite
 
 
 def test_call_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
@@ -29,3 +32,35 @@ def test_build_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
     ratios = bench_build.main(2)
     assert all(ratio > 0 for ratio in ratios)
     assert "build, 1000 models vs dicts" in capsys.readouterr().out
+
+
+def test_concurrency_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    ratios = bench_concurrency.main(10)
+    assert len(ratios) == len(bench_concurrency.ASYNC_CONCURRENCY) + len(bench_concurrency.THREADS)
+    assert "1000 in flight" in capsys.readouterr().out
+
+
+def test_the_suite_prints_every_figure_for_three_sides_and_saves_a_baseline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    baseline = tmp_path / "baseline.json"
+    assert suite.main(["--quick", "--rounds", "1", "--save", "--baseline", str(baseline)]) == 0
+    out = capsys.readouterr().out
+    names = ["typed call, async", "stream chunk, sync", "build, 1000 message models", "loopback CPU, 1000 in flight",
+             "import + client", "memory, 20 concurrent streams"]  # fmt: skip
+    assert all(name in out for name in names)
+    saved = json.loads(baseline.read_text())
+    assert saved["typed call, sync"] > 0
+    assert "memory, 20 concurrent streams" not in saved or saved["memory, 20 concurrent streams"] >= 0
+
+
+def test_a_cost_more_than_a_tenth_above_the_baseline_is_flagged(capsys: pytest.CaptureFixture[str]) -> None:
+    figures = [
+        suite.Figure("steady", "us", {"floor": [10.0], "deployai": [10.9]}),
+        suite.Figure("slower", "us", {"floor": [10.0], "deployai": [11.1], "openai": [50.0]}),
+        suite.Figure("new", "us", {"floor": [10.0], "deployai": [30.0]}),
+    ]
+    assert suite.report(figures, {"steady": 1.0, "slower": 1.0}) == ["slower"]
+    lines = capsys.readouterr().out.splitlines()
+    assert "WORSE" in lines[2]
+    assert "WORSE" not in lines[1] + lines[3]
