@@ -32,7 +32,9 @@ ASYNC_CONCURRENCY = (8, 64, 256, 1000)
 THREADS = (8, 32)
 KEY = "sk-bench-0123456789"
 BODY: dict[str, Any] = {"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5}
-LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
+# Bare httpx does not retry: its connections are let go before the server's 5 s keep-alive ends, so
+# that it never sends on a connection the server is closing.
+LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100, keepalive_expiry=4.0)
 
 
 @contextlib.contextmanager

@@ -42,7 +42,7 @@ from ._config import DEFAULT_TIMEOUT, ClientOptions
 from ._constants import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_KEEPALIVE_CONNECTIONS
 from ._exceptions import APIConnectionError, DeployAIError, safe_cause, transport_error
 from ._plan import Deliver, Outcome, Plan, ReadBody, Send, Sleep, call_plan
-from ._pools import AsyncSpreadTransport, SpreadTransport, async_http_pool, http_pool
+from ._pools import AsyncSpreadTransport, SpreadTransport, async_http_pool, http_pool, proxy_mounts
 
 __all__ = ["AsyncHTTP", "AsyncLease", "Exchange", "SyncHTTP", "SyncLease"]
 
@@ -52,7 +52,7 @@ log = logging.getLogger("deployai")
 _sleep = time.sleep
 _async_sleep = asyncio.sleep
 
-# The limits of a proxy's pool, which httpx makes from the environment (`HTTPS_PROXY`).
+# The limits of a proxy's pool (a proxy from the environment: `HTTPS_PROXY`; see `_pools.proxy_mounts`).
 _LIMITS: Final = httpx.Limits(
     max_connections=DEFAULT_MAX_CONNECTIONS, max_keepalive_connections=DEFAULT_MAX_KEEPALIVE_CONNECTIONS
 )
@@ -95,14 +95,23 @@ class _Client(_WithoutCookies, httpx.Client):
     """The `httpx.Client` the SDK owns: without cookies (see `_NoCookies`), over many small pools (see `_pools`)."""
 
     def __init__(self, pool: Callable[[ssl.SSLContext], httpx.BaseTransport] = http_pool) -> None:
-        super().__init__(timeout=DEFAULT_TIMEOUT, limits=_LIMITS, transport=SpreadTransport(pool))
+        mounts = proxy_mounts(httpx.HTTPTransport, _LIMITS)
+        if mounts is None:
+            super().__init__(timeout=DEFAULT_TIMEOUT, limits=_LIMITS)
+        else:
+            super().__init__(timeout=DEFAULT_TIMEOUT, limits=_LIMITS, transport=SpreadTransport(pool), mounts=mounts)
 
 
 class _AsyncClient(_WithoutCookies, httpx.AsyncClient):
     """The `httpx.AsyncClient` the SDK owns: as `_Client`."""
 
     def __init__(self, pool: Callable[[ssl.SSLContext], httpx.AsyncBaseTransport] = async_http_pool) -> None:
-        super().__init__(timeout=DEFAULT_TIMEOUT, limits=_LIMITS, transport=AsyncSpreadTransport(pool))
+        mounts = proxy_mounts(httpx.AsyncHTTPTransport, _LIMITS)
+        if mounts is None:
+            super().__init__(timeout=DEFAULT_TIMEOUT, limits=_LIMITS)
+        else:
+            transport = AsyncSpreadTransport(pool)
+            super().__init__(timeout=DEFAULT_TIMEOUT, limits=_LIMITS, transport=transport, mounts=mounts)
 
 
 # Pools a forked child inherited from its parent. Their sockets are the parent's too: the child must

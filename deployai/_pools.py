@@ -38,6 +38,11 @@ from typing import Final, Generic, TypeVar
 
 import httpx
 
+try:  # how httpx reads proxies from the environment, so that the SDK's own clients read them alike
+    from httpx._utils import get_environment_proxies as _environment_proxies
+except ImportError:  # pragma: no cover - a later httpx: its own client is made instead (see proxy_mounts)
+    _environment_proxies = None  # type: ignore[assignment]
+
 from ._constants import DEFAULT_MAX_CONNECTIONS, KEEPALIVE_EXPIRY_SECONDS, POOL_CONNECTIONS
 
 __all__ = ["AsyncSpreadTransport", "SpreadTransport"]
@@ -57,7 +62,7 @@ _POOL_LIMITS: Final = httpx.Limits(
 _now = time.monotonic
 
 _tls_lock = threading.Lock()
-_tls: dict[bool, ssl.SSLContext] = {}
+_tls: dict[tuple[bool, str | None, str | None], ssl.SSLContext] = {}
 
 
 def _after_fork_in_child() -> None:
@@ -71,19 +76,40 @@ if hasattr(os, "register_at_fork"):  # not on Windows, where there is no fork
 
 
 def tls_context(verify: bool) -> ssl.SSLContext:
-    """The process's TLS context: httpx's default (CA certificates, `SSL_CERT_FILE`), made on first use.
+    """Httpx's default TLS context (CA certificates, or `SSL_CERT_FILE` / `SSL_CERT_DIR`), made on first use.
 
-    For plain http a context is still needed to make an httpx transport, but it is never used: a
-    bare one is made instead, which does not read certificates and refuses every server if used.
+    One is made per process for each value of those two variables, as httpx would read them when
+    a client is made. For plain http a context is still needed to make an httpx transport, but it
+    is never used: a bare one is made instead, which reads no certificates and refuses every server.
     """
-    context = _tls.get(verify)
+    key = (verify, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")) if verify else (False, None, None)
+    context = _tls.get(key)
     if context is None:
         with _tls_lock:
-            context = _tls.get(verify)
+            context = _tls.get(key)
             if context is None:
                 context = httpx.create_ssl_context() if verify else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                _tls[verify] = context
+                _tls[key] = context
     return context
+
+
+_P = TypeVar("_P", httpx.HTTPTransport, httpx.AsyncHTTPTransport)
+
+
+def proxy_mounts(kind: type[_P], limits: httpx.Limits) -> dict[str, _P | None] | None:
+    """The proxies httpx would mount from the environment (`HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`, ...).
+
+    httpx reads them only when it makes its own transport. The SDK's clients make theirs, so they
+    mount the proxies themselves, as httpx would: a host under `NO_PROXY` maps to None, which is the
+    client's own transport. None if this httpx does not say how; the client is then made as httpx
+    makes it, without spreading.
+    """
+    if _environment_proxies is None:
+        return None
+    return {
+        pattern: None if url is None else kind(proxy=url, limits=limits, verify=tls_context(True))
+        for pattern, url in _environment_proxies().items()
+    }
 
 
 def http_pool(context: ssl.SSLContext) -> httpx.BaseTransport:
@@ -203,22 +229,23 @@ class SpreadTransport(httpx.BaseTransport):
             "https": _Spread(lambda: make(tls_context(True))),
             "http": _Spread(lambda: make(tls_context(False))),
         }
+        self._retired: list[httpx.BaseTransport] = []  # idle pools, closed by the next request
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send through the pool `_Spread` chooses; the response's close gives its place back."""
         spread = self._spreads.get(request.url.scheme) or self._spreads["https"]
         now = _now()
         with self._lock:
-            stale = spread.stale(now)
+            self._retired += spread.stale(now)
             index, pool = spread.take(now)
-        for old in stale:
-            old.close()
 
         def done() -> None:
             with self._lock:
                 spread.give_back(index, _now())
 
         try:
+            if self._retired:
+                self._close_retired()
             response = pool.handle_request(request)
         except BaseException:
             done()
@@ -227,12 +254,19 @@ class SpreadTransport(httpx.BaseTransport):
         response.stream = _Counted(response.stream, done)
         return response
 
+    def _close_retired(self) -> None:
+        while True:
+            with self._lock:  # each pool is taken by one thread; the others stay for the next to close
+                if not self._retired:
+                    return
+                old = self._retired.pop()
+            old.close()
+
     def close(self) -> None:
         """Close every pool."""
         with self._lock:
-            pools = [pool for spread in self._spreads.values() for pool in spread.take_all()]
-        for pool in pools:
-            pool.close()
+            self._retired += [pool for spread in self._spreads.values() for pool in spread.take_all()]
+        self._close_retired()
 
 
 class AsyncSpreadTransport(httpx.AsyncBaseTransport):
@@ -243,20 +277,21 @@ class AsyncSpreadTransport(httpx.AsyncBaseTransport):
             "https": _Spread(lambda: make(tls_context(True))),
             "http": _Spread(lambda: make(tls_context(False))),
         }
+        self._retired: list[httpx.AsyncBaseTransport] = []  # idle pools, closed by the next request
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """As `SpreadTransport.handle_request`; no lock, as one event loop runs one step at a time."""
         spread = self._spreads.get(request.url.scheme) or self._spreads["https"]
         now = _now()
-        stale = spread.stale(now)
+        self._retired += spread.stale(now)
         index, pool = spread.take(now)
-        for old in stale:
-            await old.aclose()
 
         def done() -> None:
             spread.give_back(index, _now())
 
         try:
+            while self._retired:  # cancelled meanwhile: the pools not yet closed stay for the next
+                await self._retired.pop().aclose()
             response = await pool.handle_async_request(request)
         except BaseException:
             done()
@@ -267,6 +302,6 @@ class AsyncSpreadTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         """Close every pool."""
-        for spread in self._spreads.values():
-            for pool in spread.take_all():
-                await pool.aclose()
+        self._retired += [pool for spread in self._spreads.values() for pool in spread.take_all()]
+        while self._retired:
+            await self._retired.pop().aclose()

@@ -254,35 +254,33 @@ _BULK_MESSAGES: Final = 16
 
 
 @functools.cache
-def _text_message_types() -> dict[type, bool]:
-    """The SDK's message models (loaded at first use: they import this module), and whether each has tool calls."""
+def _message_types() -> frozenset[type]:
+    """The SDK's message models (loaded at first use: they import this module)."""
     from .types.chat import AssistantMessage, SystemMessage, ToolMessage, UserMessage
 
-    return {AssistantMessage: True, SystemMessage: False, ToolMessage: False, UserMessage: False}
+    return frozenset((AssistantMessage, SystemMessage, ToolMessage, UserMessage))
 
 
 def _only_strings(messages: list[Any]) -> bool:
-    """Whether every message is a dict of strings, or one of the SDK's message models holding only strings.
+    """Whether every message is a dict of strings to strings, or one of the SDK's message models holding only strings.
 
-    Then pydantic-core writes exactly the bytes `json` writes (strings are escaped alike); it writes
-    some floats differently (`1e-7` for `1e-07`), so anything else takes the `json` path.
+    Then pydantic-core writes exactly the bytes `json` writes (strings are escaped alike). It writes
+    some floats differently (`1e-7` for `1e-07`) and some keys that `json` refuses, so anything
+    else takes the `json` path.
     """
-    models = _text_message_types()
+    models = _message_types()
     for message in messages:
         kind = type(message)
         if kind is dict:
-            for value in message.values():
-                if type(value) is not str:
+            for key, value in message.items():
+                if type(key) is not str or type(value) is not str:
+                    return False
+        elif kind in models and not message.__pydantic_extra__:
+            for value in message.__dict__.values():  # the fields (None ones are left out when dumped)
+                if value is not None and type(value) is not str:
                     return False
         else:
-            has_tool_calls = models.get(kind)
-            if (
-                has_tool_calls is None
-                or type(message.content) is not str
-                or message.__pydantic_extra__
-                or (has_tool_calls and message.tool_calls is not None)
-            ):
-                return False
+            return False
     return True
 
 

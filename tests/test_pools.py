@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import ssl
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -182,3 +185,107 @@ def test_a_borrowed_client_keeps_its_own_transport(server: EmulatorServer) -> No
         client = deployai.DeployAI(api_key=KEY, base_url=server.base_url, http_client=borrowed)
         client.models.list()
         assert client._http.client._transport is transport
+
+
+class _Proxy:
+    """A loopback stand-in for a proxy: it notes each request line and answers 502."""
+
+    def __init__(self) -> None:
+        self.seen: list[bytes] = []
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        self._server.settimeout(0.05)  # so that close() is seen soon
+        while True:
+            try:
+                connection, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            except OSError:  # closed
+                return
+            connection.settimeout(5)
+            with connection:
+                self.seen.append(connection.recv(65536).split(b"\r\n")[0])
+                connection.sendall(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+
+    def close(self) -> None:
+        self._server.close()
+        self._thread.join(5)
+
+
+def test_proxies_from_the_environment_are_used_and_no_proxy_is_honoured(
+    kind: str, make_client: ClientFactory, server: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = _Proxy()
+    try:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        through_proxy = make_client(api_key=KEY, base_url=server.base_url, max_retries=0)
+        with pytest.raises(deployai.APIStatusError) as info:
+            through_proxy.models.list()
+        assert info.value.status_code == 502
+        assert proxy.seen == [f"GET {server.base_url}/models HTTP/1.1".encode()]
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        direct = make_client(api_key=KEY, base_url=server.base_url, max_retries=0)
+        assert direct.models.list().data
+        assert len(proxy.seen) == 1
+    finally:
+        proxy.close()
+
+
+def test_the_tls_context_follows_ssl_cert_file_as_httpx_reads_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[str | None] = []
+
+    def create_ssl_context() -> ssl.SSLContext:
+        made.append(os.environ.get("SSL_CERT_FILE"))
+        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+    monkeypatch.setattr(_pools, "_tls", {})
+    monkeypatch.setattr(httpx, "create_ssl_context", create_ssl_context)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    first = _pools.tls_context(True)
+    assert _pools.tls_context(True) is first  # once per process...
+    monkeypatch.setenv("SSL_CERT_FILE", "/etc/corporate-ca.pem")
+    assert _pools.tls_context(True) is not first  # ...for each value of the variables
+    assert made == [None, "/etc/corporate-ca.pem"]
+
+
+def test_a_request_cancelled_while_idle_pools_close_gives_its_place_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(_pools, "_now", lambda: now[0])
+    closing = asyncio.Event()
+    closed: list[object] = []
+
+    class Pool(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            return httpx.Response(200, stream=httpx.ByteStream(b"{}"))
+
+        async def aclose(self) -> None:
+            closing.set()
+            await asyncio.sleep(3600)  # a slow close, cancelled below
+            closed.append(self)
+
+    async def run() -> None:
+        transport = _pools.AsyncSpreadTransport(lambda context: Pool())
+        request = httpx.Request("GET", "http://127.0.0.1:1/v1/models")
+        await (await transport.handle_async_request(request)).aclose()
+        now[0] += KEEPALIVE_EXPIRY_SECONDS  # the pool is idle long enough to be closed
+        send = asyncio.ensure_future(transport.handle_async_request(request))
+        await closing.wait()
+        send.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await send
+        spread = transport._spreads["http"]
+        assert sum(spread._counts) == 0
+        assert len(transport._retired) == 0  # the one being closed was taken out; none was dropped
+        assert len(closed) == 0
+
+    asyncio.run(run())
