@@ -36,13 +36,13 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import httpx
-from httpx_sse import EventSource, ServerSentEvent
 
 from ._config import DEFAULT_TIMEOUT, ClientOptions
 from ._constants import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_KEEPALIVE_CONNECTIONS
 from ._exceptions import APIConnectionError, DeployAIError, safe_cause, transport_error
 from ._plan import Deliver, Outcome, Plan, ReadBody, Send, Sleep, call_plan
 from ._pools import AsyncSpreadTransport, SpreadTransport, async_http_pool, http_pool, proxy_mounts
+from ._sse import EventParser
 
 __all__ = ["AsyncHTTP", "AsyncLease", "Exchange", "SyncHTTP", "SyncLease"]
 
@@ -236,6 +236,34 @@ def _forked_borrowed_error() -> DeployAIError:
 # --- leases: what both shells hand their streams -------------------------------------------------
 
 
+def _raw(response: httpx.Response) -> bool:
+    """Whether the body can be read as it comes, not through httpx's decoder.
+
+    Most event streams are not compressed, and reading them raw spares a layer of httpx's per chunk.
+    A response made with its body already read (a mock transport's) is read from that body.
+    """
+    encoding: str = response.headers.get("content-encoding", "identity")
+    return encoding.lower() == "identity" and not response.is_stream_consumed
+
+
+def _events(response: httpx.Response) -> Iterator[tuple[str, str]]:
+    """The (`event`, `data`) pairs of an event stream, read as they arrive."""
+    parser = EventParser()
+    for chunk in response.iter_raw() if _raw(response) else response.iter_bytes():
+        yield from parser.feed(chunk)
+    yield from parser.end()
+
+
+async def _aevents(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
+    """`_events`, for an async response."""
+    parser = EventParser()
+    async for chunk in response.aiter_raw() if _raw(response) else response.aiter_bytes():
+        for event in parser.feed(chunk):
+            yield event
+    for event in parser.end():
+        yield event
+
+
 class _LeaseBase:
     """The state a lease shares with its stream, whichever the shell (see `_streaming.Lease`)."""
 
@@ -317,9 +345,9 @@ class SyncLease(_LeaseBase):
         super().__init__(plan, exchange)
 
     def _read_events_of(self, response: httpx.Response) -> None:
-        self.events: Iterator[ServerSentEvent] = EventSource(response).iter_sse()
+        self.events: Iterator[tuple[str, str]] = _events(response)
 
-    def first_event(self) -> ServerSentEvent | None:
+    def first_event(self) -> tuple[str, str] | None:
         """Read the first event; until it arrives, a failure goes back to the plan, which may send again."""
         while True:
             self.reading = True
@@ -566,9 +594,9 @@ class AsyncLease(_LeaseBase):
         super().__init__(plan, exchange)
 
     def _read_events_of(self, response: httpx.Response) -> None:
-        self.events: AsyncIterator[ServerSentEvent] = EventSource(response).aiter_sse()
+        self.events: AsyncIterator[tuple[str, str]] = _aevents(response)
 
-    async def first_event(self) -> ServerSentEvent | None:
+    async def first_event(self) -> tuple[str, str] | None:
         """Read the first event; until it arrives, a failure goes back to the plan, which may send again."""
         while True:
             self.reading = True

@@ -1,9 +1,10 @@
-"""From server-sent events to typed chunks: a pure decoder that knows nothing of responses, pools or clocks.
+"""From server-sent events to typed chunks: pure decoders that know nothing of responses, pools or clocks.
 
-SSE framing (lines to events) is httpx-sse's; `ChunkDecoder` takes each event's `event` and `data`
-fields, validates the data straight into the chunk type (pydantic's JSON validation, no
-`json.loads` walk), notes `data: [DONE]`, reports error events, and folds the chunks into the
-per-choice state that `completion()` turns into the whole `ChatCompletion` they stand for.
+`EventParser` turns the bytes of an event stream into events as the SSE standard says. `ChunkDecoder`
+takes each event's `event` and `data` fields, validates the data straight into the chunk type
+(pydantic's JSON validation, no `json.loads` walk), notes `data: [DONE]`, reports error events, and
+folds the chunks into the per-choice state that `completion()` turns into the whole `ChatCompletion`
+they stand for.
 
 Problems are raised as `ErrorEvent` and `InvalidEvent`, which carry only data: the stream that owns
 the response turns them into the SDK's typed errors.
@@ -12,14 +13,14 @@ the response turns them into the SDK's typed errors.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from pydantic import ValidationError
 
 if TYPE_CHECKING:  # the models are loaded with the first stream's chunk type (see deployai/__init__.py)
     from .types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage, ChoiceDeltaToolCall, Usage
 
-__all__ = ["DONE", "ChunkDecoder", "ErrorEvent", "InvalidEvent"]
+__all__ = ["DONE", "ChunkDecoder", "ErrorEvent", "EventParser", "InvalidEvent"]
 
 DONE = "[DONE]"
 """The data of the event that ends a stream."""
@@ -42,6 +43,89 @@ class InvalidEvent(Exception):  # noqa: N818 - an event, not an error of the dec
         super().__init__(expected)
         self.data = data
         self.expected = expected
+
+
+_BOM: Final = b"\xef\xbb\xbf"
+
+
+class EventParser:
+    """The events of an SSE stream, from its bytes as they arrive (the standard's "event stream interpretation").
+
+    https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation
+
+    - Lines end with CR LF, LF or CR, and with nothing else. httpx-sse reads lines with
+      `str.splitlines`, which also splits at U+2028, U+0085 and other breaks that JSON leaves
+      unescaped, so a chunk whose text holds one was cut in two and read as invalid.
+    - A blank line ends an event. `data` lines are joined with LF, one space after the colon is
+      dropped, comments (`:`) and the `id` and `retry` fields are skipped (nothing here uses them),
+      and a leading BOM is dropped.
+    - The text is UTF-8, with undecodable bytes replaced. An event not ended by a blank line when the
+      body ends is dropped.
+
+    An event is dispatched if it had an `event` or a `data` line, even an empty one, so that an empty
+    `event: error` is still seen. The common event, a single `data:` line, takes a fast path.
+    """
+
+    __slots__ = ("_data", "_event", "_pending", "_started")
+
+    def __init__(self) -> None:
+        self._pending = b""  # bytes of lines not yet ended by a blank line
+        self._started = False  # past a possible BOM
+        self._event: bytes | None = None  # None: no `event` line yet
+        self._data: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> list[tuple[str, str]]:
+        """The events (`event`, `data`) that `chunk` completes."""
+        buffer = self._pending + chunk if self._pending else chunk
+        if not self._started:
+            if len(buffer) < len(_BOM) and _BOM.startswith(buffer):
+                self._pending = buffer
+                return []
+            self._started = True
+            if buffer.startswith(_BOM):
+                buffer = buffer[len(_BOM) :]
+        held = b""
+        if b"\r" in buffer:
+            if buffer.endswith(b"\r"):  # a CR LF may be split across chunks: decide with the next one
+                buffer, held = buffer[:-1], b"\r"
+            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        blocks = buffer.split(b"\n\n")
+        self._pending = blocks.pop() + held
+        events: list[tuple[str, str]] = []
+        for block in blocks:
+            if block.startswith(b"data: ") and b"\n" not in block:  # (a block starts with no event pending)
+                events.append(("message", block[6:].decode("utf-8", "replace")))
+            else:
+                self._lines(block, events)
+        return events
+
+    def end(self) -> list[tuple[str, str]]:
+        """The events the end of the body completes: only a last CR, which ends its line, can."""
+        if not self._pending.endswith(b"\r"):
+            return []
+        self._pending = self._pending[:-1] + b"\n"
+        return self.feed(b"")
+
+    def _lines(self, block: bytes, events: list[tuple[str, str]]) -> None:
+        """The lines of `block`, which a blank line ended (so its last event is dispatched)."""
+        for line in block.split(b"\n"):
+            if not line:
+                self._dispatch(events)
+            elif line[0] != 0x3A:  # ":" starts a comment
+                name, _, value = line.partition(b":")
+                if value[:1] == b" ":
+                    value = value[1:]
+                if name == b"data":
+                    self._data.append(value)
+                elif name == b"event":
+                    self._event = value
+        self._dispatch(events)
+
+    def _dispatch(self, events: list[tuple[str, str]]) -> None:
+        if self._data or self._event is not None:
+            data = b"\n".join(self._data).decode("utf-8", "replace")
+            events.append(((self._event or b"").decode("utf-8", "replace") or "message", data))
+            self._event, self._data = None, []
 
 
 def _loads_or_text(data: str) -> Any:

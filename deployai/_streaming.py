@@ -21,7 +21,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 import httpx
-from httpx_sse import ServerSentEvent
 
 from ._exceptions import (
     APIConnectionError,
@@ -61,9 +60,9 @@ class _LeaseState(Protocol):
 class Lease(_LeaseState, Protocol):
     """A blocking stream's hold on its response, given by `SyncHTTP`."""
 
-    events: Iterator[ServerSentEvent]
+    events: Iterator[tuple[str, str]]  # (event, data)
 
-    def first_event(self) -> ServerSentEvent | None:
+    def first_event(self) -> tuple[str, str] | None:
         """Read the first event, retrying the request if it fails before one arrives; None at the end."""
 
     def release(self) -> None:
@@ -76,9 +75,9 @@ class Lease(_LeaseState, Protocol):
 class AsyncLease(_LeaseState, Protocol):
     """An asyncio stream's hold on its response, given by `AsyncHTTP`."""
 
-    events: AsyncIterator[ServerSentEvent]
+    events: AsyncIterator[tuple[str, str]]  # (event, data)
 
-    async def first_event(self) -> ServerSentEvent | None:
+    async def first_event(self) -> tuple[str, str] | None:
         """Read the first event, retrying the request if it fails before one arrives; None at the end."""
 
     async def release(self) -> None:
@@ -202,7 +201,7 @@ def _chunks(reader: _Reader[_T, Lease], owner: object) -> Iterator[_T]:
     try:
         if lease.first_pending:
             sse = lease.first_event()
-            chunk = None if sse is None else decode(sse.event, sse.data)
+            chunk = None if sse is None else decode(*sse)
             if chunk is not None:
                 reader.first_chunk_at = time.perf_counter()
                 yield chunk
@@ -214,7 +213,7 @@ def _chunks(reader: _Reader[_T, Lease], owner: object) -> Iterator[_T]:
                 lease.reading = False
                 if lease.closing:
                     break
-                chunk = decode(sse.event, sse.data)
+                chunk = decode(*sse)
                 if chunk is not None:
                     if reader.first_chunk_at is None:
                         reader.first_chunk_at = time.perf_counter()
@@ -250,7 +249,7 @@ async def _achunks(reader: _Reader[_T, AsyncLease], owner: object) -> AsyncItera
     try:
         if lease.first_pending:
             sse = await lease.first_event()
-            chunk = None if sse is None else decode(sse.event, sse.data)
+            chunk = None if sse is None else decode(*sse)
             if chunk is not None:
                 reader.first_chunk_at = time.perf_counter()
                 yield chunk
@@ -260,7 +259,7 @@ async def _achunks(reader: _Reader[_T, AsyncLease], owner: object) -> AsyncItera
             async for sse in lease.events:
                 if lease.closing:  # closed while this read waited: what it brought is not delivered
                     break
-                chunk = decode(sse.event, sse.data)
+                chunk = decode(*sse)
                 if chunk is not None:
                     if reader.first_chunk_at is None:
                         reader.first_chunk_at = time.perf_counter()
