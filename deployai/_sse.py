@@ -66,31 +66,48 @@ class EventParser:
     `event: error` is still seen. The common event, a single `data:` line, takes a fast path.
     """
 
-    __slots__ = ("_data", "_event", "_pending", "_started")
+    __slots__ = ("_cr", "_data", "_event", "_newline", "_pending", "_started")
 
     def __init__(self) -> None:
-        self._pending = b""  # bytes of lines not yet ended by a blank line
+        # The bytes of lines not yet ended by a blank line, kept as they came: each read is looked
+        # at once, so an event that arrives in many small reads costs its length, not its square.
+        self._pending: list[bytes] = []
+        self._newline = False  # whether the pending bytes end with a line end
+        self._cr = False  # the last read ended with a CR: a LF starting the next one is the same line end
         self._started = False  # past a possible BOM
         self._event: bytes | None = None  # None: no `event` line yet
         self._data: list[bytes] = []
 
     def feed(self, chunk: bytes) -> list[tuple[str, str]]:
         """The events (`event`, `data`) that `chunk` completes."""
-        buffer = self._pending + chunk if self._pending else chunk
         if not self._started:
-            if len(buffer) < len(_BOM) and _BOM.startswith(buffer):
-                self._pending = buffer
+            chunk = b"".join(self._pending) + chunk
+            self._pending = []
+            if len(chunk) < len(_BOM) and _BOM.startswith(chunk):
+                self._pending = [chunk]
                 return []
             self._started = True
-            if buffer.startswith(_BOM):
-                buffer = buffer[len(_BOM) :]
-        held = b""
-        if b"\r" in buffer:
-            if buffer.endswith(b"\r"):  # a CR LF may be split across chunks: decide with the next one
-                buffer, held = buffer[:-1], b"\r"
-            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        blocks = buffer.split(b"\n\n")
-        self._pending = blocks.pop() + held
+            if chunk.startswith(_BOM):
+                chunk = chunk[len(_BOM) :]
+        if self._cr:
+            chunk = b"\r" + chunk
+            self._cr = False
+        if b"\r" in chunk:
+            if chunk.endswith(b"\r"):  # decided by the next read: CR LF is one line end
+                chunk = chunk[:-1]
+                self._cr = True
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if not chunk:
+            return []
+        pending = self._pending
+        if b"\n\n" not in chunk and not (self._newline and chunk[0] == 0x0A):  # no blank line yet
+            pending.append(chunk)
+            self._newline = chunk[-1] == 0x0A
+            return []
+        blocks = (b"".join(pending) + chunk if pending else chunk).split(b"\n\n")
+        rest = blocks.pop()
+        self._pending = [rest] if rest else []
+        self._newline = rest[-1:] == b"\n"
         events: list[tuple[str, str]] = []
         for block in blocks:
             if block.startswith(b"data: ") and b"\n" not in block:  # (a block starts with no event pending)
@@ -101,10 +118,10 @@ class EventParser:
 
     def end(self) -> list[tuple[str, str]]:
         """The events the end of the body completes: only a last CR, which ends its line, can."""
-        if not self._pending.endswith(b"\r"):
+        if not self._cr:
             return []
-        self._pending = self._pending[:-1] + b"\n"
-        return self.feed(b"")
+        self._cr = False
+        return self.feed(b"\n")
 
     def _lines(self, block: bytes, events: list[tuple[str, str]]) -> None:
         """The lines of `block`, which a blank line ended (so its last event is dispatched)."""
