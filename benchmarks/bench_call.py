@@ -18,6 +18,7 @@ import httpx
 
 from benchmarks._common import COMPLETION, HEADERS, CannedTransport, best_rate, on_loop, report
 from deployai import AsyncDeployAI, DeployAI, _http
+from deployai._pools import Settings
 
 URL = "https://api.deployai.dev/v1/chat/completions"
 KEY = "sk-bench-0123456789"
@@ -89,12 +90,12 @@ def owned_clients(
     body, head = pieces or [COMPLETION], headers or HEADERS
 
     class Owned(made[0]):  # type: ignore[misc,valid-type]
-        def __init__(self) -> None:
-            super().__init__(lambda context: CannedTransport(body, head))
+        def __init__(self, settings: Settings) -> None:
+            super().__init__(settings, lambda context: CannedTransport(body, head))
 
     class AsyncOwned(made[1]):  # type: ignore[misc,valid-type]
-        def __init__(self) -> None:
-            super().__init__(lambda context: CannedTransport(body, head))
+        def __init__(self, settings: Settings) -> None:
+            super().__init__(settings, lambda context: CannedTransport(body, head))
 
     _http._Client, _http._AsyncClient = Owned, AsyncOwned  # type: ignore[misc,assignment]
     try:

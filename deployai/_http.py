@@ -41,7 +41,7 @@ from ._config import DEFAULT_TIMEOUT, ClientOptions
 from ._constants import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_KEEPALIVE_CONNECTIONS
 from ._exceptions import APIConnectionError, DeployAIError, safe_cause, transport_error
 from ._plan import Deliver, Outcome, Plan, ReadBody, Send, Sleep, call_plan
-from ._pools import AsyncSpreadTransport, SpreadTransport, async_http_pool, http_pool, proxy_mounts
+from ._pools import AsyncSpreadTransport, Settings, SpreadTransport, async_http_pool, http_pool, proxy_mounts
 from ._sse import EventParser
 
 __all__ = ["AsyncHTTP", "AsyncLease", "Exchange", "SyncHTTP", "SyncLease"]
@@ -94,23 +94,26 @@ class _WithoutCookies:
 class _Client(_WithoutCookies, httpx.Client):
     """The `httpx.Client` the SDK owns: without cookies (see `_NoCookies`), over many small pools (see `_pools`)."""
 
-    def __init__(self, pool: Callable[[ssl.SSLContext], httpx.BaseTransport] = http_pool) -> None:
-        mounts = proxy_mounts(httpx.HTTPTransport, _LIMITS)
+    def __init__(self, settings: Settings, pool: Callable[[ssl.SSLContext], httpx.BaseTransport] = http_pool) -> None:
+        mounts = proxy_mounts(httpx.HTTPTransport, _LIMITS, settings)
         if mounts is None:
             super().__init__(timeout=DEFAULT_TIMEOUT, limits=_LIMITS)
         else:
-            super().__init__(timeout=DEFAULT_TIMEOUT, limits=_LIMITS, transport=SpreadTransport(pool), mounts=mounts)
+            transport = SpreadTransport(settings, pool)
+            super().__init__(timeout=DEFAULT_TIMEOUT, limits=_LIMITS, transport=transport, mounts=mounts)
 
 
 class _AsyncClient(_WithoutCookies, httpx.AsyncClient):
     """The `httpx.AsyncClient` the SDK owns: as `_Client`."""
 
-    def __init__(self, pool: Callable[[ssl.SSLContext], httpx.AsyncBaseTransport] = async_http_pool) -> None:
-        mounts = proxy_mounts(httpx.AsyncHTTPTransport, _LIMITS)
+    def __init__(
+        self, settings: Settings, pool: Callable[[ssl.SSLContext], httpx.AsyncBaseTransport] = async_http_pool
+    ) -> None:
+        mounts = proxy_mounts(httpx.AsyncHTTPTransport, _LIMITS, settings)
         if mounts is None:
             super().__init__(timeout=DEFAULT_TIMEOUT, limits=_LIMITS)
         else:
-            transport = AsyncSpreadTransport(pool)
+            transport = AsyncSpreadTransport(settings, pool)
             super().__init__(timeout=DEFAULT_TIMEOUT, limits=_LIMITS, transport=transport, mounts=mounts)
 
 
@@ -436,7 +439,13 @@ class SyncHTTP:
 
     def __init__(self, http_client: httpx.Client | None) -> None:
         self._owned = http_client is None
-        self._client = _Client() if http_client is None else http_client
+        # Proxies and certificates are read from the environment once, as httpx reads them when a
+        # client is made: a pool made later (after a fork) follows what the client was made with.
+        self._settings: Settings | None = None
+        if http_client is None:
+            self._settings = Settings.read()
+            http_client = _Client(self._settings)
+        self._client = http_client
         self._pid = os.getpid()
         # Held strongly: an open lease must never be left to the garbage collector, whose finalizing of
         # httpcore's generators takes the pool's lock, maybe while this very thread holds it.
@@ -471,7 +480,8 @@ class SyncHTTP:
         _left_in_parent.extend([self._leases, self.abandoned])
         if self._owned:
             _left_in_parent.append(self._client)
-            self._client = _Client()
+            assert self._settings is not None
+            self._client = _Client(self._settings)
         self._leases = set()
         self.abandoned = collections.deque()
         self._pid = os.getpid()
@@ -738,6 +748,8 @@ class AsyncHTTP:
 
     def __init__(self, http_client: httpx.AsyncClient | None) -> None:
         self._borrowed = http_client
+        # Read once, as httpx reads them when a client is made: every loop's pool follows them.
+        self._settings = Settings.read() if http_client is None else None
         self._close_borrowed = False
         # One pool per event loop, used one after the other or at the same time from several threads.
         self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool] = weakref.WeakKeyDictionary()
@@ -783,7 +795,11 @@ class AsyncHTTP:
         # Pools of other loops stay as they are: their loops may still be running (in other threads),
         # and each is closed with its own loop (see `_keep`) or by `close()`.
         borrowed = self._borrowed
-        client = _AsyncClient() if borrowed is None else borrowed
+        if borrowed is None:
+            assert self._settings is not None
+            client: httpx.AsyncClient = _AsyncClient(self._settings)
+        else:
+            client = borrowed
         pool = _LoopPool(self, loop, client, owned=borrowed is None)
         if loop is None:
             self._loopless = pool

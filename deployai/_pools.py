@@ -34,6 +34,7 @@ import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
 import httpx
@@ -45,7 +46,7 @@ except ImportError:  # pragma: no cover - a later httpx: its own client is made 
 
 from ._constants import DEFAULT_MAX_CONNECTIONS, KEEPALIVE_EXPIRY_SECONDS, POOL_CONNECTIONS
 
-__all__ = ["AsyncSpreadTransport", "SpreadTransport"]
+__all__ = ["AsyncSpreadTransport", "Settings", "SpreadTransport"]
 
 _T = TypeVar("_T", httpx.BaseTransport, httpx.AsyncBaseTransport)
 
@@ -62,7 +63,7 @@ _POOL_LIMITS: Final = httpx.Limits(
 _now = time.monotonic
 
 _tls_lock = threading.Lock()
-_tls: dict[tuple[bool, str | None, str | None], ssl.SSLContext] = {}
+_tls: dict[tuple[str | None, str | None] | None, ssl.SSLContext] = {}
 
 
 def _after_fork_in_child() -> None:
@@ -75,40 +76,73 @@ if hasattr(os, "register_at_fork"):  # not on Windows, where there is no fork
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def tls_context(verify: bool) -> ssl.SSLContext:
-    """Httpx's default TLS context (CA certificates, or `SSL_CERT_FILE` / `SSL_CERT_DIR`), made on first use.
+@dataclass(frozen=True)
+class Settings:
+    """What httpx reads from the environment when a client is made, read once when the SDK's client is made.
 
-    One is made per process for each value of those two variables, as httpx would read them when
-    a client is made. For plain http a context is still needed to make an httpx transport, but it
-    is never used: a bare one is made instead, which reads no certificates and refuses every server.
+    Attributes:
+        proxies: the proxies by URL pattern (`HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`, ...), None for a
+            host that goes direct; None as a whole if this httpx does not say how it reads them.
+        certificates: `SSL_CERT_FILE` and `SSL_CERT_DIR`.
     """
-    key = (verify, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")) if verify else (False, None, None)
-    context = _tls.get(key)
+
+    proxies: dict[str, str | None] | None
+    certificates: tuple[str | None, str | None]
+
+    @classmethod
+    def read(cls) -> Settings:
+        """The settings in the environment now."""
+        return cls(
+            None if _environment_proxies is None else _environment_proxies(),
+            (os.environ.get("SSL_CERT_FILE") or None, os.environ.get("SSL_CERT_DIR") or None),
+        )
+
+
+def _verifying_context(certificates: tuple[str | None, str | None]) -> ssl.SSLContext:
+    """Httpx's default TLS context for these settings (as `httpx.create_ssl_context` makes it from the environment)."""
+    cert_file, cert_dir = certificates
+    if cert_file:
+        return ssl.create_default_context(cafile=cert_file)
+    if cert_dir:
+        return ssl.create_default_context(capath=cert_dir)
+    return httpx.create_ssl_context(trust_env=False)  # certifi's CA certificates
+
+
+def tls_context(certificates: tuple[str | None, str | None] | None) -> ssl.SSLContext:
+    """The TLS context for these certificate settings, made on first use and kept for the process.
+
+    None stands for plain http: a context is still needed to make an httpx transport, but it is never
+    used, so a bare one is made, which reads no certificates and refuses every server.
+    """
+    context = _tls.get(certificates)
     if context is None:
         with _tls_lock:
-            context = _tls.get(key)
+            context = _tls.get(certificates)
             if context is None:
-                context = httpx.create_ssl_context() if verify else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                _tls[key] = context
+                if certificates is None:
+                    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                else:
+                    context = _verifying_context(certificates)
+                _tls[certificates] = context
     return context
 
 
 _P = TypeVar("_P", httpx.HTTPTransport, httpx.AsyncHTTPTransport)
 
 
-def proxy_mounts(kind: type[_P], limits: httpx.Limits) -> dict[str, _P | None] | None:
-    """The proxies httpx would mount from the environment (`HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`, ...).
+def proxy_mounts(kind: type[_P], limits: httpx.Limits, settings: Settings) -> dict[str, _P | None] | None:
+    """The proxies to mount on the SDK's own httpx client, as httpx would mount them from `settings`.
 
-    httpx reads them only when it makes its own transport. The SDK's clients make theirs, so they
-    mount the proxies themselves, as httpx would: a host under `NO_PROXY` maps to None, which is the
-    client's own transport. None if this httpx does not say how; the client is then made as httpx
-    makes it, without spreading.
+    httpx reads proxies from the environment only when it makes its own transport. The SDK's clients
+    make theirs, so they mount the proxies themselves: a host under `NO_PROXY` maps to None, which is
+    the client's own transport. None if this httpx does not say how it reads them; the client is then
+    made as httpx makes it, without spreading.
     """
-    if _environment_proxies is None:
+    if settings.proxies is None:
         return None
     return {
-        pattern: None if url is None else kind(proxy=url, limits=limits, verify=tls_context(True))
-        for pattern, url in _environment_proxies().items()
+        pattern: None if url is None else kind(proxy=url, limits=limits, verify=tls_context(settings.certificates))
+        for pattern, url in settings.proxies.items()
     }
 
 
@@ -219,15 +253,16 @@ class SpreadTransport(httpx.BaseTransport):
     """The blocking transport of the SDK's own `httpx.Client`, safe to share between threads.
 
     Args:
+        settings: the environment's settings, read when the SDK's client was made.
         make: makes one pool from the TLS context its requests need (tests and benchmarks put an
             in-process transport here).
     """
 
-    def __init__(self, make: Callable[[ssl.SSLContext], httpx.BaseTransport] = http_pool) -> None:
+    def __init__(self, settings: Settings, make: Callable[[ssl.SSLContext], httpx.BaseTransport] = http_pool) -> None:
         self._lock = threading.Lock()
         self._spreads = {
-            "https": _Spread(lambda: make(tls_context(True))),
-            "http": _Spread(lambda: make(tls_context(False))),
+            "https": _Spread(lambda: make(tls_context(settings.certificates))),
+            "http": _Spread(lambda: make(tls_context(None))),
         }
         self._retired: list[httpx.BaseTransport] = []  # idle pools, closed by the next request
 
@@ -272,10 +307,12 @@ class SpreadTransport(httpx.BaseTransport):
 class AsyncSpreadTransport(httpx.AsyncBaseTransport):
     """The transport of the SDK's own `httpx.AsyncClient`, used from one event loop (one per loop)."""
 
-    def __init__(self, make: Callable[[ssl.SSLContext], httpx.AsyncBaseTransport] = async_http_pool) -> None:
+    def __init__(
+        self, settings: Settings, make: Callable[[ssl.SSLContext], httpx.AsyncBaseTransport] = async_http_pool
+    ) -> None:
         self._spreads = {
-            "https": _Spread(lambda: make(tls_context(True))),
-            "http": _Spread(lambda: make(tls_context(False))),
+            "https": _Spread(lambda: make(tls_context(settings.certificates))),
+            "http": _Spread(lambda: make(tls_context(None))),
         }
         self._retired: list[httpx.AsyncBaseTransport] = []  # idle pools, closed by the next request
 

@@ -53,17 +53,16 @@ class EventParser:
 
     https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation
 
-    - Lines end with CR LF, LF or CR, and with nothing else. httpx-sse reads lines with
-      `str.splitlines`, which also splits at U+2028, U+0085 and other breaks that JSON leaves
-      unescaped, so a chunk whose text holds one was cut in two and read as invalid.
+    - Lines end with CR LF, LF or CR, and with nothing else (not at U+2028, which JSON leaves unescaped).
     - A blank line ends an event. `data` lines are joined with LF, one space after the colon is
       dropped, comments (`:`) and the `id` and `retry` fields are skipped (nothing here uses them),
       and a leading BOM is dropped.
     - The text is UTF-8, with undecodable bytes replaced. An event not ended by a blank line when the
       body ends is dropped.
 
-    An event is dispatched if it had an `event` or a `data` line, even an empty one, so that an empty
-    `event: error` is still seen. The common event, a single `data:` line, takes a fast path.
+    An event is dispatched if it had a `data` line, even an empty one, or a named `event` line, so
+    that `event: error` with no data is still seen (as httpx-sse saw it). Its name is "" when it had
+    none. The common event, a single `data:` line, takes a fast path.
     """
 
     __slots__ = ("_cr", "_data", "_event", "_newline", "_pending", "_started")
@@ -75,7 +74,7 @@ class EventParser:
         self._newline = False  # whether the pending bytes end with a line end
         self._cr = False  # the last read ended with a CR: a LF starting the next one is the same line end
         self._started = False  # past a possible BOM
-        self._event: bytes | None = None  # None: no `event` line yet
+        self._event = b""
         self._data: list[bytes] = []
 
     def feed(self, chunk: bytes) -> list[tuple[str, str]]:
@@ -111,7 +110,7 @@ class EventParser:
         events: list[tuple[str, str]] = []
         for block in blocks:
             if block.startswith(b"data: ") and b"\n" not in block:  # (a block starts with no event pending)
-                events.append(("message", block[6:].decode("utf-8", "replace")))
+                events.append(("", block[6:].decode("utf-8", "replace")))
             else:
                 self._lines(block, events)
         return events
@@ -139,10 +138,10 @@ class EventParser:
         self._dispatch(events)
 
     def _dispatch(self, events: list[tuple[str, str]]) -> None:
-        if self._data or self._event is not None:
+        if self._data or self._event:
             data = b"\n".join(self._data).decode("utf-8", "replace")
-            events.append(((self._event or b"").decode("utf-8", "replace") or "message", data))
-            self._event, self._data = None, []
+            events.append((self._event.decode("utf-8", "replace"), data))
+            self._event, self._data = b"", []
 
 
 def _loads_or_text(data: str) -> Any:

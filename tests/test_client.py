@@ -305,8 +305,8 @@ def test_no_cookie_is_sent_and_the_sdks_own_client_does_not_even_read_them(
     owned: list[Any] = []
 
     class Canned(owned_type):  # type: ignore[valid-type,misc]
-        def __init__(self) -> None:
-            super().__init__(lambda context: transport)
+        def __init__(self, settings: Any) -> None:
+            super().__init__(settings, lambda context: transport)
             owned.append(self)
 
     monkeypatch.setattr(_http, "_Client" if kind == "sync" else "_AsyncClient", Canned)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import ssl
 import subprocess
@@ -165,18 +164,18 @@ def test_making_a_client_loads_no_certificates_and_an_http_base_url_never_does()
 
 
 def test_an_http_base_url_uses_no_certificates(server: EmulatorServer) -> None:
-    made: list[bool] = []
+    made: list[object] = []
     real = _pools.tls_context
 
-    def spy(verify: bool) -> Any:
-        made.append(verify)
-        return real(verify)
+    def spy(certificates: Any) -> Any:
+        made.append(certificates)
+        return real(certificates)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_pools, "tls_context", spy)
         with deployai.DeployAI(api_key=KEY, base_url=server.base_url) as client:
             client.models.list()
-    assert made == [False]
+    assert made == [None]  # the bare context, never used
 
 
 def test_a_borrowed_client_keeps_its_own_transport(server: EmulatorServer) -> None:
@@ -238,22 +237,35 @@ def test_proxies_from_the_environment_are_used_and_no_proxy_is_honoured(
         proxy.close()
 
 
-def test_the_tls_context_follows_ssl_cert_file_as_httpx_reads_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    made: list[str | None] = []
+def test_certificates_and_proxies_are_read_when_the_client_is_made_as_httpx_reads_them(
+    kind: str, make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read: list[tuple[str | None, str | None]] = []
 
-    def create_ssl_context() -> ssl.SSLContext:
-        made.append(os.environ.get("SSL_CERT_FILE"))
-        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    def verifying_context(certificates: tuple[str | None, str | None]) -> ssl.SSLContext:
+        read.append(certificates)
+        return ssl.create_default_context()
 
     monkeypatch.setattr(_pools, "_tls", {})
-    monkeypatch.setattr(httpx, "create_ssl_context", create_ssl_context)
-    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
-    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
-    first = _pools.tls_context(True)
-    assert _pools.tls_context(True) is first  # once per process...
-    monkeypatch.setenv("SSL_CERT_FILE", "/etc/corporate-ca.pem")
-    assert _pools.tls_context(True) is not first  # ...for each value of the variables
-    assert made == [None, "/etc/corporate-ca.pem"]
+    monkeypatch.setattr(_pools, "_verifying_context", verifying_context)
+    for name in ("SSL_CERT_DIR", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    proxy = _Proxy()
+    try:
+        monkeypatch.setenv("SSL_CERT_FILE", "/etc/corporate-ca.pem")
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        with socket.socket() as probe:  # a loopback port nothing listens on: the target, never reached
+            probe.bind(("127.0.0.1", 0))
+            target = f"https://127.0.0.1:{probe.getsockname()[1]}/v1"
+        client = make_client(api_key=KEY, base_url=target, max_retries=0)
+        monkeypatch.delenv("SSL_CERT_FILE")  # changed after the client was made: not seen by it
+        monkeypatch.delenv("HTTPS_PROXY")
+        with pytest.raises(deployai.APIConnectionError):
+            client.models.list()
+        assert proxy.seen == [f"CONNECT {target[8:-3]} HTTP/1.1".encode()]  # through the proxy it was made with
+        assert read == [("/etc/corporate-ca.pem", None)]
+    finally:
+        proxy.close()
 
 
 def test_a_request_cancelled_while_idle_pools_close_gives_its_place_back(
@@ -274,7 +286,7 @@ def test_a_request_cancelled_while_idle_pools_close_gives_its_place_back(
             closed.append(self)
 
     async def run() -> None:
-        transport = _pools.AsyncSpreadTransport(lambda context: Pool())
+        transport = _pools.AsyncSpreadTransport(_pools.Settings({}, (None, None)), lambda context: Pool())
         request = httpx.Request("GET", "http://127.0.0.1:1/v1/models")
         await (await transport.handle_async_request(request)).aclose()
         now[0] += KEEPALIVE_EXPIRY_SECONDS  # the pool is idle long enough to be closed

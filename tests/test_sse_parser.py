@@ -26,8 +26,8 @@ def standard_events(stream: bytes) -> list[tuple[str, str]]:
     data: list[str] | None = None
     for line in re.split("\r\n|\r|\n", text)[:-1]:  # the last piece is an unended line: dropped
         if not line:
-            if name is not None or data is not None:
-                events.append((name or "message", "\n".join(data or [])))
+            if name or data is not None:  # a named event with no data is kept (`event: error`)
+                events.append((name or "", "\n".join(data or [])))
             name, data = None, None
         elif not line.startswith(":"):
             field, _, value = line.partition(":")
@@ -56,7 +56,7 @@ _LINE = st.one_of(
 
 
 @settings(deadline=None, max_examples=300)
-@example([("event: ", "\n"), ("", "\n")], False, b"", [])  # an empty event name still makes an event
+@example([("event: ", "\n"), ("", "\n")], False, b"", [])  # an empty event name makes no event
 @example([("data: x", "\r"), ("", "\r")], False, b"", [])  # the body's last CR ends its last line
 @given(
     st.lists(st.tuples(_LINE, st.sampled_from(["\n", "\r\n", "\r"])), max_size=12),
@@ -75,13 +75,13 @@ def test_any_stream_split_anywhere_gives_the_standards_events(
 
 def test_a_multi_byte_character_a_bom_and_a_crlf_split_across_reads_are_joined() -> None:
     stream = "data: 世界\r\n\r\n".encode()
-    assert parsed([stream[:7], stream[7:12], stream[12:13], stream[13:]]) == [("message", "世界")]
-    assert parsed([b"\xef", b"\xbb\xbfdata: x\n\n"]) == [("message", "x")]  # a BOM split too
-    assert parsed([b"data: x\r", b"\r"]) == [("message", "x")]  # a last CR ends the body's last line
+    assert parsed([stream[:7], stream[7:12], stream[12:13], stream[13:]]) == [("", "世界")]
+    assert parsed([b"\xef", b"\xbb\xbfdata: x\n\n"]) == [("", "x")]  # a BOM split too
+    assert parsed([b"data: x\r", b"\r"]) == [("", "x")]  # a last CR ends the body's last line
 
 
 def test_text_with_unicode_line_separators_arrives_whole(kind: str, make_client: Any) -> None:
-    # JSON leaves U+2028, U+2029 and U+0085 unescaped: they are text, not line ends (httpx-sse split there).
+    # JSON leaves U+2028, U+2029 and U+0085 unescaped: they are text, not line ends.
     text = "one\u2028two\u2029three\x85four\x0cfive"
     body = event(chunk(text)).replace(json.dumps(text).encode(), json.dumps(text, ensure_ascii=False).encode())
     assert "\u2028".encode() in body
