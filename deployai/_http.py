@@ -91,16 +91,19 @@ class _WithoutCookies:
         raise AttributeError("the SDK's own httpx client keeps no cookies")
 
 
+def _owned_options(settings: Settings, proxy: type[Any], spread: Callable[[], object]) -> dict[str, Any]:
+    """The options of an httpx client the SDK owns: its own spread pools, and the proxies it was made with."""
+    mounts = proxy_mounts(proxy, _LIMITS, settings)
+    if mounts is None:  # this httpx does not say how it reads proxies: its own transport, which reads them
+        return {"timeout": DEFAULT_TIMEOUT, "limits": _LIMITS}
+    return {"timeout": DEFAULT_TIMEOUT, "limits": _LIMITS, "transport": spread(), "mounts": mounts}
+
+
 class _Client(_WithoutCookies, httpx.Client):
     """The `httpx.Client` the SDK owns: without cookies (see `_NoCookies`), over many small pools (see `_pools`)."""
 
     def __init__(self, settings: Settings, pool: Callable[[ssl.SSLContext], httpx.BaseTransport] = http_pool) -> None:
-        mounts = proxy_mounts(httpx.HTTPTransport, _LIMITS, settings)
-        if mounts is None:
-            super().__init__(timeout=DEFAULT_TIMEOUT, limits=_LIMITS)
-        else:
-            transport = SpreadTransport(settings, pool)
-            super().__init__(timeout=DEFAULT_TIMEOUT, limits=_LIMITS, transport=transport, mounts=mounts)
+        super().__init__(**_owned_options(settings, httpx.HTTPTransport, lambda: SpreadTransport(settings, pool)))
 
 
 class _AsyncClient(_WithoutCookies, httpx.AsyncClient):
@@ -109,12 +112,8 @@ class _AsyncClient(_WithoutCookies, httpx.AsyncClient):
     def __init__(
         self, settings: Settings, pool: Callable[[ssl.SSLContext], httpx.AsyncBaseTransport] = async_http_pool
     ) -> None:
-        mounts = proxy_mounts(httpx.AsyncHTTPTransport, _LIMITS, settings)
-        if mounts is None:
-            super().__init__(timeout=DEFAULT_TIMEOUT, limits=_LIMITS)
-        else:
-            transport = AsyncSpreadTransport(settings, pool)
-            super().__init__(timeout=DEFAULT_TIMEOUT, limits=_LIMITS, transport=transport, mounts=mounts)
+        spread = lambda: AsyncSpreadTransport(settings, pool)  # noqa: E731
+        super().__init__(**_owned_options(settings, httpx.AsyncHTTPTransport, spread))
 
 
 # Pools a forked child inherited from its parent. Their sockets are the parent's too: the child must
