@@ -19,10 +19,11 @@ all its connections alive. The pools are made as they are needed:
   had expired anyway, and nothing else would look at them again.
 The choosing (`_Spread`) is shared by both shells; only they send and close.
 
-Making the first pool costs what an httpx client costs at construction today. httpx imports httpcore
-(with h11 and anyio) and, for https, loads the CA certificates. Both are done at the first request,
-not when a client is made. The TLS context is made once per process and shared, as it holds nothing
-per connection.
+Making the first pool costs what making an httpx client costs: httpx imports httpcore (with h11
+and anyio) and, for https, loads the CA certificates. Both are done at the first request, not when
+a client is made. A TLS context is made once per process for each certificate setting and shared,
+as it holds nothing per connection. Proxies and certificate settings are read from the environment
+when the client is made (`Settings`), as httpx reads them.
 
 A client given `http_client=` is left as it is: its pool is the user's.
 """
