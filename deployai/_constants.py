@@ -35,6 +35,10 @@ POOL_CONNECTIONS: Final = 8
 # An idle connection is closed after this long (httpx's default); so is a pool with nothing in flight.
 KEEPALIVE_EXPIRY_SECONDS: Final = 5.0
 
+# After `data: [DONE]`, an async stream reads the end of the body for at most this long, so that its
+# connection can be reused; a server that sends nothing more costs this wait, once per stream.
+STREAM_END_WAIT_SECONDS: Final = 0.05
+
 # Error messages quote at most this much of a response body; an HTML error page is not a message.
 MAX_BODY_IN_MESSAGE_CHARS: Final = 500
 # To build that message, at most this much of a body's text is looked at. The body comes from

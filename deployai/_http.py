@@ -38,7 +38,7 @@ from typing import Any, Final
 import httpx
 
 from ._config import DEFAULT_TIMEOUT, ClientOptions
-from ._constants import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_KEEPALIVE_CONNECTIONS
+from ._constants import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_KEEPALIVE_CONNECTIONS, STREAM_END_WAIT_SECONDS
 from ._exceptions import APIConnectionError, DeployAIError, safe_cause, transport_error
 from ._plan import Deliver, Outcome, Plan, ReadBody, Send, Sleep, call_plan
 from ._pools import AsyncSpreadTransport, Settings, SpreadTransport, async_http_pool, http_pool, proxy_mounts
@@ -661,13 +661,29 @@ class AsyncLease(_LeaseBase):
         with contextlib.suppress(Exception):
             await self.response.aclose()
 
-    async def release(self) -> None:
-        """Let go of the response: back to the pool if its body ended, else its connection is closed."""
+    async def release(self, *, done: bool = False) -> None:
+        """Let go of the response: back to the pool if its body ended, else its connection is closed.
+
+        With `done` (`data: [DONE]` arrived), the end of the body is read first if it comes within
+        `STREAM_END_WAIT_SECONDS`, so that the connection serves the next call instead of a new
+        connection (and a TLS handshake) being opened for it.
+        """
         if not self._claim_release():
             return
         self._pool.leases.discard(self)
         self._drop_plan()
-        await self._close_response()
+        try:
+            if done and not self.closing:
+                await self._read_to_end()
+        finally:
+            await self._close_response()
+
+    async def _read_to_end(self) -> None:
+        import anyio  # httpx's own dependency: a deadline under asyncio and trio alike
+
+        with anyio.move_on_after(STREAM_END_WAIT_SECONDS), contextlib.suppress(Exception):
+            async for _ in self.events:  # nothing after [DONE] is delivered
+                pass
 
     async def close(self) -> None:
         """Stop the stream from any task; never raises (see `_streaming` for the reading protocol)."""

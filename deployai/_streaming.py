@@ -80,8 +80,11 @@ class AsyncLease(_LeaseState, Protocol):
     async def first_event(self) -> tuple[str, str] | None:
         """Read the first event, retrying the request if it fails before one arrives; None at the end."""
 
-    async def release(self) -> None:
-        """Let go of the response: back to the pool if it was read to its end, else closed."""
+    async def release(self, *, done: bool = False) -> None:
+        """Let go of the response: back to the pool if it was read to its end, else closed.
+
+        With `done`, the rest of the body is read first if it comes at once.
+        """
 
     async def close(self) -> None:
         """Stop the stream from any task; never raises."""
@@ -276,7 +279,7 @@ async def _achunks(reader: _Reader[_T, AsyncLease], owner: object) -> AsyncItera
     except (ErrorEvent, InvalidEvent) as problem:
         await lease.release()
         raise reader.error_for(problem) from None
-    await lease.release()
+    await lease.release(done=decoder.done)
     reader.check_ended()
 
 

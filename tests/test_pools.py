@@ -301,3 +301,21 @@ def test_a_request_cancelled_while_idle_pools_close_gives_its_place_back(
         assert len(closed) == 0
 
     asyncio.run(run())
+
+
+def test_an_async_stream_read_to_done_leaves_its_connection_to_the_next_call(server: EmulatorServer) -> None:
+    async def streams() -> list[list[object]]:
+        client = deployai.AsyncDeployAI(api_key=KEY, base_url=server.base_url)
+        kept = []
+        for _ in range(5):
+            stream = await client.chat.completions.create(model=MODEL, messages=user("count"), stream=True)
+            async with stream:
+                async for _ in stream:
+                    pass
+            kept.append([c for c in spread_of(client)._pools[0]._pool.connections if not c.is_closed()])
+        await client.close()
+        return kept
+
+    kept = asyncio.run(streams())
+    assert len(kept[0]) == 1
+    assert all(after == kept[0] for after in kept)  # every stream reused the connection the first one opened
