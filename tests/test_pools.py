@@ -153,7 +153,7 @@ def test_a_pool_idle_for_the_keepalive_expiry_is_closed_at_the_next_request(
     assert connections(spread) == [1]
 
 
-def test_making_a_client_loads_no_certificates_and_an_http_base_url_never_does() -> None:
+def test_making_a_client_imports_no_httpcore_and_loads_no_certificates() -> None:
     code = (
         "import sys, deployai\n"
         "from deployai import _pools\n"
