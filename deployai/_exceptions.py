@@ -29,6 +29,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ._constants import MAX_BODY_EXAMINED_CHARS, MAX_BODY_IN_MESSAGE_CHARS, RETRYABLE_STATUS_CODES
+from ._error_codes import ERROR_NAME_STATUS
 from ._logging import redact
 from ._meta import ResponseInfo, ResponseMeta
 
@@ -251,29 +252,6 @@ _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
     503: ServiceUnavailableError,
 }
 
-# Error events inside a stream carry no status of their own: their `type` or `code` names one.
-_ERROR_TYPE_STATUS: dict[str, int] = {
-    "invalid_request_error": 400,
-    "bad_request": 400,
-    "authentication_error": 401,
-    "invalid_api_key": 401,
-    "permission_error": 403,
-    "permission_denied": 403,
-    "not_found_error": 404,
-    "model_not_found": 404,
-    "conflict": 409,
-    "rate_limit_error": 429,
-    "rate_limit_exceeded": 429,
-    "rate_limited": 429,
-    "server_error": 500,
-    "internal_error": 500,
-    "api_error": 500,
-    "overloaded_error": 503,
-    "service_unavailable": 503,
-    "timeout": 504,
-}
-
-
 def error_class_for_status(status_code: int) -> type[APIStatusError]:
     """The exception class for an HTTP status."""
     cls = _STATUS_ERRORS.get(status_code)
@@ -473,10 +451,10 @@ def make_stream_error(response: httpx.Response, payload: object) -> APIStatusErr
         code, kind = error.get("code"), error.get("type")
         if isinstance(code, int) or (isinstance(code, str) and code.isdigit()):
             status = int(code)
-        elif isinstance(code, str) and code in _ERROR_TYPE_STATUS:
-            status = _ERROR_TYPE_STATUS[code]
-        elif isinstance(kind, str) and kind in _ERROR_TYPE_STATUS:
-            status = _ERROR_TYPE_STATUS[kind]
+        elif isinstance(code, str) and code in ERROR_NAME_STATUS:
+            status = ERROR_NAME_STATUS[code]
+        elif isinstance(kind, str) and kind in ERROR_NAME_STATUS:
+            status = ERROR_NAME_STATUS[kind]
     message = trim_text(_message_from_json(payload) or "The server sent an error event in the stream.")
     message, payload = _scrubbed(response, message, payload, message + repr(payload))
     cls = error_class_for_status(status)

@@ -31,7 +31,7 @@ import ssl
 import threading
 import time
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -446,6 +446,8 @@ class SyncHTTP:
             http_client = _Client(self._settings)
         self._client = http_client
         self._pid = os.getpid()
+        # How to wait between attempts when not `_sleep`: `deployai.testing` waits on a virtual clock.
+        self.sleep: Callable[[float], None] | None = None
         # Held strongly: an open lease must never be left to the garbage collector, whose finalizing of
         # httpcore's generators takes the pool's lock, maybe while this very thread holds it.
         self._leases: set[SyncLease] = set()
@@ -556,7 +558,7 @@ class SyncHTTP:
                     _log_retry(op)
                     if op.on_retry is not None:
                         op.on_retry(op.retry, op.seconds, op.error)
-                    _sleep(op.seconds)
+                    (self.sleep or _sleep)(op.seconds)
                 else:
                     assert type(op) is ReadBody
                     try:
@@ -772,6 +774,8 @@ class AsyncHTTP:
         self._current: _LoopPool | None = None  # the pool used last: most calls come from the same loop
         self._pid = os.getpid()
         self._closed = False
+        # How to wait between attempts when not `_async_sleep`: `deployai.testing` waits on a virtual clock.
+        self.sleep: Callable[[float], Awaitable[Any]] | None = None
 
     @property
     def borrowed(self) -> bool:
@@ -909,7 +913,7 @@ class AsyncHTTP:
                     _log_retry(op)
                     if op.on_retry is not None:
                         op.on_retry(op.retry, op.seconds, op.error)
-                    await _async_sleep(op.seconds)
+                    await (self.sleep or _async_sleep)(op.seconds)
                 else:
                     assert type(op) is ReadBody
                     try:

@@ -615,7 +615,7 @@ def test_reset_forgets_requests_faults_windows_and_ids() -> None:
 # Recorded requests
 
 
-def test_requests_are_recorded_with_method_path_query_headers_and_json(raw: httpx.Client, emulator: Emulator) -> None:
+def test_requests_are_recorded_with_their_json_and_the_key_redacted(raw: httpx.Client, emulator: Emulator) -> None:
     raw.get("/v1/models", params={"limit": "3"})
     raw.post("/v1/chat/completions", json=chat_body(temperature=0.5), headers={"X-Trace": "abc"})
     raw.post("/v1/chat/completions", content=b"not json")
@@ -623,7 +623,11 @@ def test_requests_are_recorded_with_method_path_query_headers_and_json(raw: http
     assert (models.method, models.path, models.query, models.json) == ("GET", "/v1/models", "limit=3", None)
     assert (chat.method, chat.path, chat.json) == ("POST", "/v1/chat/completions", chat_body(temperature=0.5))
     assert chat.headers["x-trace"] == "abc"
-    assert chat.headers["authorization"] == f"Bearer {TEST_KEY}"
+    # The key itself is not kept, so that a test report or a log of `requests` never shows it.
+    assert chat.headers["authorization"] == "Bearer [redacted]"
+    assert TEST_KEY not in repr(chat.to_json())
+    assert chat.sent_key(TEST_KEY)
+    assert not chat.sent_key(TEST_KEY + "x")
     assert (broken.json, broken.body) == (None, b"not json")
     assert [r.request_id for r in emulator.requests] == ["req_1", "req_2", "req_3"]
 
@@ -660,7 +664,7 @@ def test_the_sync_client_completes_streams_and_lists(emulator: Emulator) -> None
     assert completion.usage == final.usage
     assert completion.rate_limit.remaining == 59
     assert [m.id for m in models] == list(MODEL_IDS)
-    assert emulator.requests[0].headers["authorization"] == "Bearer sk-emulator-test"
+    assert emulator.requests[0].sent_key("sk-emulator-test")
 
 
 def test_the_client_closes_its_transport(emulator: Emulator) -> None:

@@ -114,7 +114,7 @@ def test_with_a_key_the_quickstart_talks_to_the_configured_api() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == "You said: Hello! What can you do?"
     assert "emulator" not in result.stdout
-    assert [r.headers["authorization"] for r in recorded] == ["Bearer sk-from-the-environment"]
+    assert [r.sent_key("sk-from-the-environment") for r in recorded] == [True]
 
 
 @needs_redis

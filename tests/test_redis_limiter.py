@@ -173,7 +173,7 @@ def test_two_limiters_on_one_key_share_one_budget_across_threads_and_tasks(redis
         sync.close()
         first.close()
         second.close()
-        statuses = counting.statuses
+        statuses = counting.status_counts
     assert all(isinstance(r, deployai.types.ChatCompletion) for r in threaded + from_tasks)
     assert (statuses[200], statuses[429]) == (120, 0)
 
@@ -192,7 +192,7 @@ def run_processes(
 def test_proof_4_processes_of_50_tasks_on_one_key_meet_no_429(redis: RedisServer) -> None:
     with EmulatorServer(counting := CountingEmulator(rate_limit=40, window_seconds=1)) as server:
         done = run_processes(server, deployai.RedisRateLimiter(redis.url))
-        statuses = counting.statuses
+        statuses = counting.status_counts
     answered = sum(d[0] for d in done)
     round_trips, lost = sum(d[2] for d in done), sum(d[3] for d in done)
     print(
@@ -207,7 +207,7 @@ def test_proof_4_processes_of_50_tasks_on_one_key_meet_no_429(redis: RedisServer
 def test_without_the_shared_budget_the_same_processes_meet_429s() -> None:
     with EmulatorServer(counting := CountingEmulator(rate_limit=40, window_seconds=1)) as server:
         done = run_processes(server, deployai.RateLimiter())  # each process paces alone
-        statuses = counting.statuses
+        statuses = counting.status_counts
     print(f"a limiter per process: {dict(statuses)}, {sum(d[1] for d in done)} calls failed")
     assert statuses[429] > 0
     assert sum(d[1] for d in done) == statuses[429]  # no retries: each 429 ended a call
@@ -219,11 +219,9 @@ def test_fault_redis_stopped_mid_run_every_call_still_completes() -> None:
         redis_server() as redis,
         EmulatorServer(counting := CountingEmulator(rate_limit=40, window_seconds=1)) as server,
     ):
-        statuses = counting.statuses
-
         def stop_redis_after_60_answers() -> None:
             deadline = time.monotonic() + 60
-            while statuses[200] < 60 and time.monotonic() < deadline:
+            while counting.status_counts[200] < 60 and time.monotonic() < deadline:
                 time.sleep(0.005)
             redis.stop()
 
@@ -233,7 +231,7 @@ def test_fault_redis_stopped_mid_run_every_call_still_completes() -> None:
         stopper.join()
     assert redis.process is None
     assert sum(d[0] for d in done) == 200
-    assert statuses[200] == 200
+    assert counting.status_counts[200] == 200
 
 
 @needs_redis

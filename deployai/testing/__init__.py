@@ -24,22 +24,33 @@ assert len(emulator.requests) == 2  # the 503, then the retry
 ```
 """
 
+from ._aim import Aim
 from ._asgi import EmulatorASGIApp, StreamCutError
-from ._emulator import MODEL_IDS, Emulator, EmulatorResponse, Piece, RecordedRequest
+from ._clock import VirtualClock
+from ._emulator import MODEL_IDS, Emulator
+from ._records import RecordedRequest
+from ._scripting import Match, Reply, Rule, ToolCall
 from ._server import EmulatorServer
 from ._text import count_tokens
 from ._transport import AsyncEmulatorTransport, EmulatorTransport
+from ._wire import EmulatorResponse, Piece
 
 __all__ = [
     "MODEL_IDS",
+    "Aim",
     "AsyncEmulatorTransport",
     "Emulator",
     "EmulatorASGIApp",
     "EmulatorResponse",
     "EmulatorServer",
     "EmulatorTransport",
+    "Match",
     "Piece",
     "RecordedRequest",
+    "Reply",
+    "Rule",
     "StreamCutError",
+    "ToolCall",
+    "VirtualClock",
     "count_tokens",
 ]

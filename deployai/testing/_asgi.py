@@ -14,8 +14,11 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import anyio
 
+from ._clock import VirtualClock
+
 if TYPE_CHECKING:
-    from ._emulator import Emulator, EmulatorResponse
+    from ._emulator import Emulator
+    from ._wire import EmulatorResponse
 
 __all__ = ["EmulatorASGIApp", "StreamCutError", "hide_stream_cut_logs"]
 
@@ -68,9 +71,9 @@ async def _read_body(receive: Receive) -> bytes | None:
             return b"".join(chunks)
 
 
-async def _send(response: EmulatorResponse, send: Send) -> None:
+async def _send(response: EmulatorResponse, send: Send, sleep: Callable[[float], Awaitable[Any]]) -> None:
     if response.delay:
-        await anyio.sleep(response.delay)
+        await sleep(response.delay)
     await send(
         {
             "type": "http.response.start",
@@ -80,7 +83,7 @@ async def _send(response: EmulatorResponse, send: Send) -> None:
     )
     for delay, data in response.pieces():
         if delay:
-            await anyio.sleep(delay)
+            await sleep(delay)
         await send({"type": "http.response.body", "body": data, "more_body": True})
     if not response.abort:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -94,6 +97,10 @@ class EmulatorASGIApp:
 
     def __init__(self, emulator: Emulator) -> None:
         self.emulator = emulator
+        clock = emulator.clock
+        self._sleep: Callable[[float], Awaitable[Any]] = (
+            clock.asleep if isinstance(clock, VirtualClock) else anyio.sleep
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection scope."""
@@ -116,7 +123,7 @@ class EmulatorASGIApp:
                 group.cancel_scope.cancel()
 
             group.start_soon(stop_on_disconnect)
-            await _send(response, send)
+            await _send(response, send, self._sleep)
             finished = True
             group.cancel_scope.cancel()
         if finished and response.abort:

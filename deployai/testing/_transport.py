@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 if TYPE_CHECKING:
-    from ._emulator import Emulator, EmulatorResponse
+    from ._emulator import Emulator
+    from ._wire import EmulatorResponse
 
 __all__ = ["AsyncEmulatorTransport", "EmulatorTransport"]
 

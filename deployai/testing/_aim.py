@@ -1,0 +1,156 @@
+"""`Aim`: script replies and faults for the requests that match, as in `emulator.on(model=...).reply(...)`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypedDict
+
+from typing_extensions import Unpack
+
+from .._exceptions import InvalidParameterError
+from ._scripting import (
+    Cut,
+    ErrorEvent,
+    Fail,
+    Fault,
+    Malformed,
+    Match,
+    Reply,
+    Rule,
+    Slow,
+    Stall,
+    ToolCall,
+    check_count,
+    check_seconds,
+)
+
+__all__ = ["Aim", "ReplyFields"]
+
+
+class ReplyFields(TypedDict, total=False):
+    """The fields of a `Reply`, as keyword arguments (see `Reply` for each)."""
+
+    content: str | None
+    pieces: Sequence[str] | None
+    tool_calls: Sequence[ToolCall]
+    finish_reason: str | None
+    usage: Mapping[str, int] | None
+    refusal: str | None
+    extra: Mapping[str, Any]
+
+
+def _times(times: int | None) -> int | None:
+    return None if times is None else check_count("times", times, 1)
+
+
+def make_reply(reply: Reply | str | None, fields: ReplyFields) -> Reply:
+    """A `Reply` from a `Reply`, a content string, or the fields as keywords."""
+    if isinstance(reply, Reply):
+        if fields:
+            raise InvalidParameterError("reply", reply, "a Reply, or its fields as keywords, not both")
+        return reply
+    if reply is not None:
+        if "content" in fields:
+            raise InvalidParameterError("content", reply, "given once")
+        fields = {**fields, "content": reply}
+    given: dict[str, Any] = dict(fields)
+    for name in ("pieces", "tool_calls"):
+        if given.get(name) is not None:
+            given[name] = tuple(given[name]) if isinstance(given[name], (list, tuple)) else given[name]
+    return Reply(**given)
+
+
+class Aim:
+    """Replies and faults for the requests that match; from `Emulator.on()` (or `Emulator` itself for any request).
+
+    Each method adds a rule and returns it (`rule.hits` counts its uses). `times` is how many
+    matching requests it answers; None answers every one, for as long as the emulator lives.
+    """
+
+    def __init__(self, add: Callable[[Rule], None], match: Match) -> None:
+        self._add = add
+        self.match = match
+
+    def __repr__(self) -> str:
+        return f"Aim({self.match.describe()})"
+
+    def _rule(self, action: Reply | Fault, times: int | None) -> Rule:
+        rule = Rule(action, self.match, _times(times))
+        self._add(rule)
+        return rule
+
+    def reply(
+        self, reply: Reply | str | None = None, /, *, times: int | None = 1, **fields: Unpack[ReplyFields]
+    ) -> Rule:
+        """Answer matching chat completions with this reply (a `Reply`, its content, or its fields).
+
+        ```python
+        emulator.on(model="anthropic/claude-3.5-sonnet").reply("Bonjour !", times=2)
+        emulator.on(route="chat").reply(tool_calls=[ToolCall("get_weather", {"city": "Paris"})])
+        ```
+
+        The request's own parameters still apply: `stream`, `n`, `stop`, `max_tokens` and
+        `stream_options`. A reply is used up only by a request it answered with 200 (a fault that
+        replaced the answer leaves it for the retry).
+        """
+        return self._rule(make_reply(reply, fields), times)
+
+    def fail(
+        self,
+        status: int,
+        body: Mapping[str, Any] | list[Any] | str | bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        times: int | None = 1,
+    ) -> Rule:
+        """Answer matching requests with `status` and `body`, whatever they ask.
+
+        Args:
+            status: any status from 400 to 599.
+            body: a dict or list (sent as JSON), a str (sent as given: `text/html` when it starts with
+                `<`, else `text/plain`), bytes, or None for the API's error form for that status.
+            headers: extra response headers; they replace the emulator's headers of the same name (so
+                `{"retry-after": "0"}` makes the SDK retry at once).
+            times: how many requests fail this way.
+        """
+        return self._rule(Fail.build(status, body, headers), times)
+
+    def stall(self, seconds: float, *, times: int | None = 1) -> Rule:
+        """Wait `seconds` before sending the status and headers: a read timeout for the client."""
+        return self._rule(Stall(check_seconds("seconds", seconds)), times)
+
+    def slow(self, seconds: float, *, times: int | None = 1) -> Rule:
+        """Send the headers at once, then wait `seconds` before the body (in a stream, before every chunk)."""
+        return self._rule(Slow(check_seconds("seconds", seconds)), times)
+
+    def cut_stream_after(self, n_chunks: int, *, times: int | None = 1) -> Rule:
+        """Drop the connection of matching successful streams after `n_chunks` events, before `[DONE]`.
+
+        The first event is the one with `role`. In-process, reading further raises
+        `httpx.RemoteProtocolError`; over HTTP the server closes the connection in the middle of the
+        chunked body, which httpx reports the same way. The SDK raises `APIConnectionError`.
+        Requests that are not successful streams leave the rule for later.
+        """
+        return self._rule(Cut(check_count("n_chunks", n_chunks, 0)), times)
+
+    def error_event_after(
+        self, n_chunks: int, error: Mapping[str, Any] | None = None, *, as_event: bool = False, times: int | None = 1
+    ) -> Rule:
+        """Send an error in the middle of matching successful streams, after `n_chunks` events; then end them.
+
+        Args:
+            n_chunks: events sent before the error (the first is the one with `role`).
+            error: the error object, for example `{"message": "...", "type": "rate_limit_error"}`;
+                by default a `server_error`. It is sent as `data: {"error": {...}}`.
+            as_event: send it as an SSE `event: error` instead of a plain data event.
+            times: how many streams get the error.
+        """
+        return self._rule(ErrorEvent.build(n_chunks, error, as_event=as_event), times)
+
+    def malformed_json(self, *, at_chunk: int = 1, times: int | None = 1) -> Rule:
+        """Answer matching successful requests with broken JSON, status 200.
+
+        A JSON body is cut in half. In a stream, event number `at_chunk` (0 is the `role` event) carries
+        half of its JSON instead, and the stream goes on to `[DONE]`.
+        """
+        return self._rule(Malformed(check_count("at_chunk", at_chunk, 0)), times)

@@ -1,0 +1,165 @@
+"""Chat completions as the emulator answers them: the reply (scripted or its own), whole or as SSE events.
+
+Without a script, the emulator repeats the last user message (`"You said: ..."`). Given tools (and a
+`tool_choice` other than `none`), it answers a user message with a call of the named tool, or of the
+first one, whose arguments fill the tool's JSON Schema: each property gets its `default`, its first
+`enum` value, or the user's text for a string, 0 for a number, false, [] or {}. After tool results
+it answers `"Tool result: ..."` with their contents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ._scripting import Reply, ToolCall
+from ._text import count_tokens, message_text, reply_to, split_tokens
+from ._wire import Draft, Piece, dumps, json_draft
+
+__all__ = ["answer", "default_reply"]
+
+_PLACEHOLDERS: dict[str, Any] = {"integer": 0, "number": 0, "boolean": False, "array": [], "null": None}
+
+
+def _fill(schema: Any, text: str) -> Any:
+    """A value that fits a JSON Schema, deterministically (see the module docstring)."""
+    if not isinstance(schema, Mapping):
+        return text
+    if "default" in schema:
+        return schema["default"]
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" or (kind is None and isinstance(schema.get("properties"), Mapping)):
+        properties = schema.get("properties")
+        if not isinstance(properties, Mapping):
+            return {}
+        return {str(name): _fill(sub, text) for name, sub in properties.items()}
+    return _PLACEHOLDERS.get(kind, text) if isinstance(kind, str) else text
+
+
+def default_reply(body: Mapping[str, Any], call_prefix: str) -> Reply:
+    """The emulator's own reply to a validated chat completion body."""
+    messages: list[dict[str, Any]] = body["messages"]
+    last = messages[-1] if messages else {}
+    if last.get("role") == "tool":
+        results = [message_text(m) for m in messages[len(messages) - _trailing_tools(messages) :]]
+        return Reply(content="Tool result: " + " | ".join(results))
+    tools = body.get("tools") or []
+    choice = body.get("tool_choice")
+    if tools and choice != "none" and last.get("role") == "user":
+        functions = [tool["function"] for tool in tools]
+        chosen = functions[0]
+        if isinstance(choice, Mapping):
+            chosen = next(f for f in functions if f["name"] == choice["function"]["name"])
+        arguments = _fill(chosen.get("parameters", {}), message_text(last).strip())
+        if not isinstance(arguments, dict):
+            arguments = {}
+        return Reply(tool_calls=(ToolCall(chosen["name"], arguments, f"{call_prefix}_0"),))
+    return Reply(content=reply_to(messages))
+
+
+def _trailing_tools(messages: list[dict[str, Any]]) -> int:
+    count = 0
+    for message in reversed(messages):
+        if message.get("role") != "tool":
+            break
+        count += 1
+    return count
+
+
+def _pieces(reply: Reply, body: Mapping[str, Any]) -> tuple[list[str], bool]:
+    """The reply's content pieces, cut before the first stop sequence, then to `max_tokens`; whether capped."""
+    text = reply.content or ""
+    stop = body.get("stop")
+    ends = [text.index(s) for s in ([stop] if isinstance(stop, str) else stop or []) if s and s in text]
+    end = min(ends, default=len(text))
+    if reply.content is None:
+        pieces: list[str] = []
+    elif reply.pieces is None:
+        pieces = split_tokens(text[:end])
+    else:
+        pieces, length = [], 0
+        for piece in reply.pieces:
+            if length + len(piece) >= end:
+                pieces.append(piece[: end - length])
+                break
+            pieces.append(piece)
+            length += len(piece)
+        pieces = [p for p in pieces if p]
+    # Reasoning models take max_completion_tokens; the others max_tokens. Either caps the reply.
+    cap = body.get("max_completion_tokens", body.get("max_tokens"))
+    if cap is not None and len(pieces) > cap:
+        return pieces[:cap], True
+    return pieces, False
+
+
+def answer(
+    body: Mapping[str, Any],
+    reply: Reply,
+    *,
+    request_number: int,
+    created: int,
+    token_latency: float,
+    headers: list[tuple[str, str]],
+) -> Draft:
+    """The 200 answer carrying `reply` for a validated chat completion body."""
+    model: str = body["model"]
+    pieces, capped = _pieces(reply, body)
+    calls = [(call.id or f"call_{request_number}_{i}", call) for i, call in enumerate(reply.tool_calls)]
+    finish_reason = "length" if capped else reply.finish_reason or ("tool_calls" if calls else "stop")
+    n: int = body.get("n") or 1
+    prompt_tokens = sum(count_tokens(message_text(m)) for m in body["messages"])
+    one_choice = len(pieces) + count_tokens(reply.refusal or "")
+    one_choice += sum(count_tokens(call.name) + count_tokens(call.arguments_json) for _, call in calls)
+    usage: dict[str, int] = {"prompt_tokens": prompt_tokens, "completion_tokens": one_choice * n}
+    usage.update(reply.usage or {})
+    if reply.usage is None or "total_tokens" not in reply.usage:
+        usage["total_tokens"] = usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
+    completion_id = f"chatcmpl-emu{request_number}"
+    content = None if reply.content is None else "".join(pieces)
+    if body.get("stream") is not True:
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if reply.refusal is not None:
+            message["refusal"] = reply.refusal
+        if calls:
+            message["tool_calls"] = [
+                {"id": i, "type": "function", "function": {"name": c.name, "arguments": c.arguments_json}}
+                for i, c in calls
+            ]
+        choices = [{"index": i, "message": message, "finish_reason": finish_reason} for i in range(n)]
+        completion = {"id": completion_id, "object": "chat.completion", "created": created, "model": model}
+        return json_draft(200, {**completion, "choices": choices, "usage": usage, **reply.extra}, headers)
+    stream_options = body.get("stream_options") or {}
+    include_usage = stream_options.get("include_usage") is True
+    deltas: list[dict[str, Any]] = [{"content": piece} for piece in pieces]
+    deltas += [{"refusal": piece} for piece in split_tokens(reply.refusal or "")]
+    for index, (call_id, call) in enumerate(calls):
+        start = {"index": index, "id": call_id, "type": "function", "function": {"name": call.name, "arguments": ""}}
+        deltas.append({"tool_calls": [start]})
+        deltas += [
+            {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+            for piece in split_tokens(call.arguments_json)
+        ]
+    chunk_head = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model}
+
+    def event(choices: list[dict[str, Any]], **fields: Any) -> bytes:
+        chunk = {**chunk_head, "choices": choices, **fields}
+        if include_usage and "usage" not in fields:
+            chunk["usage"] = None
+        return b"data: " + dumps({**chunk, **reply.extra}) + b"\n\n"
+
+    role = {"role": "assistant", "content": "" if content is not None else None}
+    events: list[Piece] = [(0.0, event([{"index": i, "delta": role, "finish_reason": None}])) for i in range(n)]
+    for delta in deltas:
+        for i in range(n):
+            events.append(
+                (token_latency if i == 0 else 0.0, event([{"index": i, "delta": delta, "finish_reason": None}]))
+            )
+    events += [(0.0, event([{"index": i, "delta": {}, "finish_reason": finish_reason}])) for i in range(n)]
+    if include_usage:
+        events.append((0.0, event([], usage=usage)))
+    events.append((0.0, b"data: [DONE]\n\n"))
+    return Draft(200, [*headers, ("content-type", "text/event-stream"), ("cache-control", "no-cache")], events=events)

@@ -1,0 +1,93 @@
+"""`RecordedRequest`: one exchange with the emulator, request and response, kept for a test to read back."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["RecordedRequest", "redact_headers"]
+
+_REDACTED = "Bearer [redacted]"
+
+
+def _fingerprint(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    key = authorization.strip().partition(" ")[2].strip()
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest() if key else None
+
+
+def redact_headers(headers: Mapping[str, str]) -> tuple[dict[str, str], str | None]:
+    """The headers with the API key replaced, and a fingerprint of the key (to compare, never to show)."""
+    authorization = headers.get("authorization")
+    if authorization is None:
+        return dict(headers), None
+    return {**headers, "authorization": _REDACTED}, _fingerprint(authorization)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    """One exchange with the emulator, as `Emulator.requests` keeps it.
+
+    Attributes:
+        method: the HTTP method, for example `POST`.
+        path: the path without the query string, for example `/v1/chat/completions`.
+        query: the query string, without the `?` (empty when there was none).
+        headers: the request headers, names in lowercase, with the API key replaced by `[redacted]`
+            (use `sent_key()` to check which key was sent).
+        body: the raw request body.
+        json: the body parsed as JSON, or None when it is empty or not JSON.
+        request_id: the `x-request-id` the emulator answered with.
+        route: `chat`, `models` or `model`; None for a request that reached no endpoint (404, 405, 401).
+        status: the status of the answer.
+        response_headers: the headers of the answer, names in lowercase.
+        streamed: whether the answer was an event stream.
+        received_at: when the request came in, on the emulator's clock (unix seconds).
+        duration: the seconds the answer was scheduled to take, from the request to its last byte
+            (stalls, slow bodies and token latency; on a `VirtualClock` no real time passes).
+    """
+
+    method: str
+    path: str
+    query: str
+    headers: Mapping[str, str] = field(repr=False)
+    body: bytes = field(repr=False)
+    json: Any
+    request_id: str
+    route: str | None = None
+    status: int = 0
+    response_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    streamed: bool = False
+    received_at: float = 0.0
+    duration: float = 0.0
+    _key_sha256: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def model(self) -> str | None:
+        """The `model` of the request's JSON body, if it has one."""
+        model = self.json.get("model") if isinstance(self.json, dict) else None
+        return model if isinstance(model, str) else None
+
+    def sent_key(self, api_key: str) -> bool:
+        """Whether the request was sent with `api_key` (the key itself is not kept)."""
+        return self._key_sha256 is not None and self._key_sha256 == _fingerprint(f"Bearer {api_key}")
+
+    def to_json(self) -> dict[str, Any]:
+        """The exchange as JSON (the raw body left out: `json` holds it parsed), as `/_emulator/requests` gives it."""
+        return {
+            "method": self.method,
+            "path": self.path,
+            "query": self.query,
+            "headers": dict(self.headers),
+            "json": self.json,
+            "request_id": self.request_id,
+            "route": self.route,
+            "model": self.model,
+            "status": self.status,
+            "response_headers": dict(self.response_headers),
+            "streamed": self.streamed,
+            "received_at": self.received_at,
+            "duration": self.duration,
+        }
