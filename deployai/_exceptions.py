@@ -252,6 +252,7 @@ _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
     503: ServiceUnavailableError,
 }
 
+
 def error_class_for_status(status_code: int) -> type[APIStatusError]:
     """The exception class for an HTTP status."""
     cls = _STATUS_ERRORS.get(status_code)

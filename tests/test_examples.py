@@ -138,3 +138,11 @@ def test_dask_batch_answers_in_order_on_worker_processes() -> None:
         "last answer: 'You said: Question 80: which models'",
         "80 answered on 2 worker processes",
     ]
+
+
+def test_tool_calling_runs_two_turns_against_the_emulator() -> None:
+    lines = run_example("tool_calling.py")
+    assert EMULATOR_LINE.fullmatch(lines[0])
+    # The emulator calls the offered tool with arguments shaped by its schema, then repeats its result.
+    assert lines[1] == "-> the model calls get_weather({'city': 'Paris', 'unit': 'celsius'})"
+    assert lines[2] == 'Tool result: {"city": "Paris", "temperature": 21, "unit": "celsius", "sky": "clear"}'

@@ -219,6 +219,7 @@ def test_fault_redis_stopped_mid_run_every_call_still_completes() -> None:
         redis_server() as redis,
         EmulatorServer(counting := CountingEmulator(rate_limit=40, window_seconds=1)) as server,
     ):
+
         def stop_redis_after_60_answers() -> None:
             deadline = time.monotonic() + 60
             while counting.status_counts[200] < 60 and time.monotonic() < deadline:

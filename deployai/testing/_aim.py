@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from typing_extensions import Unpack
 
 from .._exceptions import InvalidParameterError
-from ._scripting import (
-    Cut,
-    ErrorEvent,
-    Fail,
-    Fault,
-    Malformed,
-    Match,
-    Reply,
-    Rule,
-    Slow,
-    Stall,
-    ToolCall,
-    check_count,
-    check_seconds,
-)
+from ._faults import Cut, ErrorEvent, Fail, Fault, Malformed, Slow, Stall, check_count
+from ._scripting import Match, Reply, Rule, ToolCall, check_seconds
 
-__all__ = ["Aim", "ReplyFields"]
+if TYPE_CHECKING:
+    from ._records import RecordedRequest
+    from ._routing import RouteName
+
+__all__ = ["Aim", "ReplyFields", "Scripts"]
 
 
 class ReplyFields(TypedDict, total=False):
@@ -154,3 +146,82 @@ class Aim:
         half of its JSON instead, and the stream goes on to `[DONE]`.
         """
         return self._rule(Malformed(check_count("at_chunk", at_chunk, 0)), times)
+
+
+class Scripts(Aim):
+    """The scripting half of `Emulator`: rules for the next requests, or aimed with `on()`; what is left of them."""
+
+    def __init__(self) -> None:
+        # The emulator takes this lock to answer a request, so that one request uses a rule's count.
+        self._lock = threading.Lock()
+        self._rules: list[Rule] = []
+        super().__init__(self._add_rule, Match())
+
+    def _add_rule(self, rule: Rule) -> None:
+        with self._lock:
+            self._rules.append(rule)
+
+    def on(
+        self,
+        *,
+        model: str | None = None,
+        route: RouteName | None = None,
+        stream: bool | None = None,
+        when: Callable[[RecordedRequest], bool] | None = None,
+    ) -> Aim:
+        """Aim replies and faults at the requests that match every criterion given.
+
+        ```python
+        emulator.on(model="openai/gpt-4o", stream=True).cut_stream_after(3)
+        emulator.on(when=lambda r: "tools" in r.json).reply(tool_calls=[ToolCall("lookup", {"q": "x"})])
+        ```
+
+        Args:
+            model: the `model` of a chat completion.
+            route: `chat`, `models` (the list) or `model` (one model).
+            stream: whether the request asks for a stream.
+            when: a predicate on the `RecordedRequest` (its response fields are not filled in yet).
+        """
+        return Aim(self._add_rule, Match(model, route, stream, when))
+
+    def reply(
+        self, reply: Reply | str | None = None, /, *, times: int | None = 1, **fields: Unpack[ReplyFields]
+    ) -> Rule:
+        """Answer the next chat completion(s) with this reply; queued replies are used in order. See `Aim.reply`."""
+        return super().reply(reply, times=times, **fields)
+
+    def fail_next(
+        self, status: int, body: Any = None, headers: Mapping[str, str] | None = None, *, times: int = 1
+    ) -> Rule:
+        """Answer the next request(s) with `status` and `body`, whatever they ask. See `Aim.fail`."""
+        return self.fail(status, body, headers, times=times)
+
+    def stall_next(self, seconds: float, *, times: int = 1) -> Rule:
+        """Wait `seconds` before the status and headers of the next request(s). See `Aim.stall`."""
+        return self.stall(seconds, times=times)
+
+    def slow_next(self, seconds: float, *, times: int = 1) -> Rule:
+        """Wait `seconds` before the body (and each chunk) of the next request(s). See `Aim.slow`."""
+        return self.slow(seconds, times=times)
+
+    def malformed_json_next(self, *, at_chunk: int = 1, times: int = 1) -> Rule:
+        """Break the JSON of the next successful request(s). See `Aim.malformed_json`."""
+        return self.malformed_json(at_chunk=at_chunk, times=times)
+
+    @property
+    def rules(self) -> list[Rule]:
+        """The scripted replies and faults with uses left, in the order they were added; a copy."""
+        with self._lock:
+            return list(self._rules)
+
+    @property
+    def pending_faults(self) -> int:
+        """How many uses of counted faults are still waiting for a request."""
+        with self._lock:
+            return sum(r.remaining or 0 for r in self._rules if not isinstance(r.action, Reply))
+
+    def assert_scripts_used(self) -> None:
+        """Raise `AssertionError` naming every counted reply or fault that has uses left."""
+        left = [rule.describe() for rule in self.rules if rule.times is not None]
+        if left:
+            raise AssertionError("Scripted but never used:\n  " + "\n  ".join(left))

@@ -3,12 +3,14 @@
 Without a script, the emulator repeats the last user message (`"You said: ..."`). Given tools (and a
 `tool_choice` other than `none`), it answers a user message with a call of the named tool, or of the
 first one, whose arguments fill the tool's JSON Schema: each property gets its `default`, its first
-`enum` value, or the user's text for a string, 0 for a number, false, [] or {}. After tool results
+`enum` value, or for a string the last word of the user's message ("Paris" in "Weather in Paris?"),
+0 for a number, false, [] or {}. After tool results
 it answers `"Tool result: ..."` with their contents.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +20,7 @@ from ._wire import Draft, Piece, dumps, json_draft
 
 __all__ = ["answer", "default_reply"]
 
+_WORD = re.compile(r"\w+")
 _PLACEHOLDERS: dict[str, Any] = {"integer": 0, "number": 0, "boolean": False, "array": [], "null": None}
 
 
@@ -54,7 +57,8 @@ def default_reply(body: Mapping[str, Any], call_prefix: str) -> Reply:
         chosen = functions[0]
         if isinstance(choice, Mapping):
             chosen = next(f for f in functions if f["name"] == choice["function"]["name"])
-        arguments = _fill(chosen.get("parameters", {}), message_text(last).strip())
+        words = _WORD.findall(message_text(last))
+        arguments = _fill(chosen.get("parameters", {}), words[-1] if words else "")
         if not isinstance(arguments, dict):
             arguments = {}
         return Reply(tool_calls=(ToolCall(chosen["name"], arguments, f"{call_prefix}_0"),))

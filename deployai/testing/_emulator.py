@@ -12,22 +12,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from typing_extensions import Unpack
-
 from .._exceptions import InvalidParameterError
-from ._aim import Aim, ReplyFields
+from ._aim import Scripts
 from ._clock import VirtualClock
 from ._completions import answer, default_reply
+from ._faults import apply_fault, check_count, fault_applies
 from ._limits import RateWindows
-from ._records import RecordedRequest, redact_headers
+from ._records import RecordedRequest, RequestLog, redact_headers
 from ._routing import Route, RouteName, authenticate, find_route
-from ._scripting import Match, Reply, Rule, apply_fault, check_count, check_seconds, fault_applies, first_rule
+from ._scripting import Reply, Rule, check_seconds, first_rule
 from ._text import MODELS
 from ._validation import check_chat_body
 from ._wire import Draft, EmulatorResponse, error_draft, json_draft
@@ -49,7 +47,7 @@ DEFAULT_TEST_API_KEY: Final = "sk-emulator-test"
 _MODELS_BY_ID: Final = {model.id: model for model in MODELS}
 
 
-class Emulator(Aim):
+class Emulator(Scripts, RequestLog):
     """A faithful local DeployAI API: models, chat completions (whole or streamed), auth, rate limits, faults.
 
     It answers like the real API: the seven documented models; chat completions that repeat the last
@@ -93,13 +91,11 @@ class Emulator(Aim):
         self._token_latency = check_seconds("token_latency", token_latency)
         self._api_keys = None if api_keys is None else frozenset([api_keys] if isinstance(api_keys, str) else api_keys)
         self._clock = clock
-        self._lock = threading.Lock()
-        self._rules: list[Rule] = []
+        super().__init__()
         self._requests: deque[RecordedRequest] = deque(
             maxlen=check_count("max_recorded_requests", max_recorded_requests, 0)
         )
         self._request_count = 0
-        super().__init__(self._add_rule, Match())
 
     @property
     def rate_limit(self) -> int | None:
@@ -126,110 +122,6 @@ class Emulator(Aim):
             f"Emulator(rate_limit={self.rate_limit}, window_seconds={self._window_seconds:g}, "
             f"token_latency={self._token_latency:g})"
         )
-
-    # Scripts
-
-    def on(
-        self,
-        *,
-        model: str | None = None,
-        route: RouteName | None = None,
-        stream: bool | None = None,
-        when: Callable[[RecordedRequest], bool] | None = None,
-    ) -> Aim:
-        """Aim replies and faults at the requests that match every criterion given.
-
-        ```python
-        emulator.on(model="openai/gpt-4o", stream=True).cut_stream_after(3)
-        emulator.on(when=lambda r: "tools" in r.json).reply(tool_calls=[ToolCall("lookup", {"q": "x"})])
-        ```
-
-        Args:
-            model: the `model` of a chat completion.
-            route: `chat`, `models` (the list) or `model` (one model).
-            stream: whether the request asks for a stream.
-            when: a predicate on the `RecordedRequest` (its response fields are not filled in yet).
-        """
-        return Aim(self._add_rule, Match(model, route, stream, when))
-
-    def _add_rule(self, rule: Rule) -> None:
-        with self._lock:
-            self._rules.append(rule)
-
-    def reply(
-        self, reply: Reply | str | None = None, /, *, times: int | None = 1, **fields: Unpack[ReplyFields]
-    ) -> Rule:
-        """Answer the next chat completion(s) with this reply; queued replies are used in order. See `Aim.reply`."""
-        return super().reply(reply, times=times, **fields)
-
-    def fail_next(
-        self, status: int, body: Any = None, headers: Mapping[str, str] | None = None, *, times: int = 1
-    ) -> Rule:
-        """Answer the next request(s) with `status` and `body`, whatever they ask. See `Aim.fail`."""
-        return self.fail(status, body, headers, times=times)
-
-    def stall_next(self, seconds: float, *, times: int = 1) -> Rule:
-        """Wait `seconds` before the status and headers of the next request(s). See `Aim.stall`."""
-        return self.stall(seconds, times=times)
-
-    def slow_next(self, seconds: float, *, times: int = 1) -> Rule:
-        """Wait `seconds` before the body (and each chunk) of the next request(s). See `Aim.slow`."""
-        return self.slow(seconds, times=times)
-
-    def malformed_json_next(self, *, at_chunk: int = 1, times: int = 1) -> Rule:
-        """Break the JSON of the next successful request(s). See `Aim.malformed_json`."""
-        return self.malformed_json(at_chunk=at_chunk, times=times)
-
-    @property
-    def rules(self) -> list[Rule]:
-        """The scripted replies and faults with uses left, in the order they were added; a copy."""
-        with self._lock:
-            return list(self._rules)
-
-    @property
-    def pending_faults(self) -> int:
-        """How many uses of counted faults are still waiting for a request."""
-        with self._lock:
-            return sum(r.remaining or 0 for r in self._rules if not isinstance(r.action, Reply))
-
-    def assert_scripts_used(self) -> None:
-        """Raise `AssertionError` naming every counted reply or fault that has uses left."""
-        left = [rule.describe() for rule in self.rules if rule.times is not None]
-        if left:
-            raise AssertionError("Scripted but never used:\n  " + "\n  ".join(left))
-
-    # What happened
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        """Every exchange so far (at most `max_recorded_requests`, the most recent), oldest first; a copy."""
-        with self._lock:
-            return list(self._requests)
-
-    @property
-    def statuses(self) -> list[int]:
-        """The status of every recorded exchange, oldest first: `assert emulator.statuses == [429, 200]`."""
-        return [r.status for r in self.requests]
-
-    @property
-    def last_request(self) -> RecordedRequest:
-        """The most recent exchange (`AssertionError` when there was none)."""
-        requests = self.requests
-        if not requests:
-            raise AssertionError("The emulator has received no request.")
-        return requests[-1]
-
-    def calls(
-        self, *, model: str | None = None, route: RouteName | None = None, status: int | None = None
-    ) -> list[RecordedRequest]:
-        """The recorded exchanges with this model, route and status (each criterion optional)."""
-        return [
-            r
-            for r in self.requests
-            if (model is None or r.model == model)
-            and (route is None or r.route == route)
-            and (status is None or r.status == status)
-        ]
 
     def reset(self) -> None:
         """Forget recorded requests, scripted rules, rate-limit windows and the request counter."""

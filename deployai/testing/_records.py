@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["RecordedRequest", "redact_headers"]
+if TYPE_CHECKING:
+    from ._routing import RouteName
+
+__all__ = ["RecordedRequest", "RequestLog", "redact_headers"]
 
 _REDACTED = "Bearer [redacted]"
 
@@ -91,3 +96,41 @@ class RecordedRequest:
             "received_at": self.received_at,
             "duration": self.duration,
         }
+
+
+class RequestLog:
+    """The reading half of `Emulator`: every exchange, and the checks tests make most."""
+
+    _lock: threading.Lock
+    _requests: deque[RecordedRequest]
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every exchange so far (at most `max_recorded_requests`, the most recent), oldest first; a copy."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def statuses(self) -> list[int]:
+        """The status of every recorded exchange, oldest first: `assert emulator.statuses == [429, 200]`."""
+        return [r.status for r in self.requests]
+
+    @property
+    def last_request(self) -> RecordedRequest:
+        """The most recent exchange (`AssertionError` when there was none)."""
+        requests = self.requests
+        if not requests:
+            raise AssertionError("The emulator has received no request.")
+        return requests[-1]
+
+    def calls(
+        self, *, model: str | None = None, route: RouteName | None = None, status: int | None = None
+    ) -> list[RecordedRequest]:
+        """The recorded exchanges with this model, route and status (each criterion optional)."""
+        return [
+            r
+            for r in self.requests
+            if (model is None or r.model == model)
+            and (route is None or r.route == route)
+            and (status is None or r.status == status)
+        ]

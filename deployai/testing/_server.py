@@ -12,6 +12,7 @@ from typing_extensions import Self
 
 from .._config import is_loopback
 from ._asgi import hide_stream_cut_logs
+from ._clock import VirtualClock
 from ._emulator import DEFAULT_TEST_API_KEY, Emulator
 
 if TYPE_CHECKING:
@@ -200,16 +201,27 @@ class EmulatorServer:
         self._socket = self._server = self._thread = None
 
     def client(self, **kwargs: Any) -> DeployAI:
-        """A `DeployAI` client of this server over HTTP (`api_key` defaults to `"sk-emulator-test"`); close it."""
+        """A `DeployAI` client of this server over HTTP (`api_key` defaults to `"sk-emulator-test"`); close it.
+
+        When the emulator runs on a `VirtualClock`, the client waits between retries on it too.
+        """
         from .. import DeployAI
 
-        return DeployAI(**{"api_key": DEFAULT_TEST_API_KEY, "base_url": self.base_url, **kwargs})
+        client = DeployAI(**{"api_key": DEFAULT_TEST_API_KEY, "base_url": self.base_url, **kwargs})
+        clock = self.emulator.clock
+        if isinstance(clock, VirtualClock):
+            client._http.sleep = clock.sleep
+        return client
 
     def async_client(self, **kwargs: Any) -> AsyncDeployAI:
         """An `AsyncDeployAI` client of this server over HTTP; `await client.aclose()` when done."""
         from .. import AsyncDeployAI
 
-        return AsyncDeployAI(**{"api_key": DEFAULT_TEST_API_KEY, "base_url": self.base_url, **kwargs})
+        client = AsyncDeployAI(**{"api_key": DEFAULT_TEST_API_KEY, "base_url": self.base_url, **kwargs})
+        clock = self.emulator.clock
+        if isinstance(clock, VirtualClock):
+            client._http.sleep = clock.asleep
+        return client
 
     def __enter__(self) -> Self:
         return self.start()

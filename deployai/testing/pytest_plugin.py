@@ -2,7 +2,11 @@
 
 Fixtures (each function-scoped, fresh per test):
 
-- `deployai_emulator`: a new `deployai.testing.Emulator`; script faults on it and read its `requests`.
+- `deployai_emulator`: a new `deployai.testing.Emulator` on a `VirtualClock`, with no rate limit;
+  script replies and faults on it and read its `requests`. Change its options with the marker
+  `@pytest.mark.deployai_emulator(rate_limit=5, token_latency=0.05, ...)` (any `Emulator` argument).
+- `deployai_clock`: that emulator's `VirtualClock`: latency, stalls and the clients' waits between
+  retries move it instead of taking real time; `advance()` it to end a rate-limit window.
 - `deployai_client`: a `deployai.DeployAI` wired in-process to `deployai_emulator` (no sockets),
   closed after the test.
 - `deployai_async_client`: an `AsyncDeployAI` wired the same way. It is an async fixture run by
@@ -13,10 +17,10 @@ Fixtures (each function-scoped, fresh per test):
 
 ```python
 def test_retries_a_503(deployai_emulator, deployai_client):
-    deployai_emulator.fail_next(503, headers={"retry-after": "0"})
+    deployai_emulator.fail_next(503, headers={"retry-after": "30"})
     models = deployai_client.models.list()
     assert len(models) == 7
-    assert len(deployai_emulator.requests) == 2
+    assert deployai_emulator.statuses == [503, 200]  # and no real time was spent waiting the 30 s
 ```
 
 Every pytest run of anyone who installs deployai loads this module, so it imports nothing heavy:
@@ -32,15 +36,36 @@ import pytest
 
 if TYPE_CHECKING:
     from deployai import AsyncDeployAI, DeployAI
-    from deployai.testing import Emulator, EmulatorServer
+    from deployai.testing import Emulator, EmulatorServer, VirtualClock
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the `deployai_emulator` marker, so that `--strict-markers` accepts it."""
+    config.addinivalue_line(
+        "markers",
+        "deployai_emulator(**options): Emulator options for the deployai_emulator fixture (rate_limit=5, ...)",
+    )
 
 
 @pytest.fixture
-def deployai_emulator() -> Emulator:
-    """A fresh DeployAI emulator."""
-    from deployai.testing import Emulator
+def deployai_emulator(request: pytest.FixtureRequest) -> Emulator:
+    """A fresh DeployAI emulator on a virtual clock, not rate-limited unless the test's marker says so."""
+    from deployai.testing import Emulator, VirtualClock
 
-    return Emulator()
+    marker = request.node.get_closest_marker("deployai_emulator")
+    options = {"rate_limit": None, "clock": VirtualClock(), **(marker.kwargs if marker else {})}
+    return Emulator(**options)
+
+
+@pytest.fixture
+def deployai_clock(deployai_emulator: Emulator) -> VirtualClock:
+    """The `VirtualClock` of `deployai_emulator` (a `TypeError` if the marker gave it another clock)."""
+    from deployai.testing import VirtualClock
+
+    clock = deployai_emulator.clock
+    if not isinstance(clock, VirtualClock):
+        raise TypeError(f"deployai_emulator runs on {clock!r}, not a VirtualClock.")
+    return clock
 
 
 @pytest.fixture
