@@ -1,0 +1,195 @@
+"""Tool calling in the emulator, and its `/_emulator/` control API (in-process, and over HTTP from other clients)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from deployai.testing import Emulator, EmulatorServer
+from tests.emulator_helpers import TEST_KEY, chat_body, error_of, raw_client, sse_chunks
+
+WEATHER: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string"},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+                "days": {"type": "integer", "default": 3},
+                "hourly": {"type": "boolean"},
+                "where": {"type": "object", "properties": {"lat": {"type": "number"}}},
+            },
+        },
+    },
+}
+TIME: dict[str, Any] = {"type": "function", "function": {"name": "get_time"}}
+ASK = [{"role": "user", "content": "Weather in Paris?"}]
+CALLED = {
+    "role": "assistant",
+    "content": None,
+    "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}],
+}
+
+
+@pytest.fixture
+def raw() -> Iterator[httpx.Client]:
+    with raw_client(Emulator()) as client:
+        yield client
+
+
+def post(raw: httpx.Client, **body: Any) -> httpx.Response:
+    return raw.post("/v1/chat/completions", json=chat_body(**body))
+
+
+# Tool calling: what the emulator checks
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"tools": [{"type": "retrieval"}]}, "tools[0].type"),
+        ({"tools": [{"type": "function", "function": {"name": "get weather"}}]}, "tools[0].function.name"),
+        ({"tools": [TIME, TIME]}, "tools[1].function.name"),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f", "parameters": []}}]},
+            "tools[0].function.parameters",
+        ),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"tools": [TIME], "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}, "tool_choice"),
+        ({"messages": [*ASK, {"role": "tool", "tool_call_id": "c1", "content": "21"}]}, "messages[1].tool_call_id"),
+        ({"messages": [*ASK, CALLED, {"role": "user", "content": "and?"}]}, "messages[1].tool_calls"),
+        ({"messages": [*ASK, {**CALLED, "tool_calls": [{"type": "function"}]}]}, "messages[1].tool_calls[0].id"),
+        (
+            {"messages": [*ASK, {**CALLED, "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": {}}}]}]},
+            "messages[1].tool_calls[0].function",
+        ),
+    ],
+    ids=[
+        "not-a-function",
+        "bad-name",
+        "same-name-twice",
+        "parameters-not-a-schema",
+        "choice-without-tools",
+        "choice-names-no-tool",
+        "result-without-call",
+        "call-left-unanswered",
+        "call-without-id",
+        "arguments-not-a-string",
+    ],
+)
+def test_tool_definitions_choices_and_turns_are_checked_like_the_api(
+    raw: httpx.Client, body: dict[str, Any], param: str
+) -> None:
+    response = post(raw, **body)
+    error = error_of(response)
+    assert (response.status_code, error["code"], error["param"]) == (400, "invalid_parameter", param)
+
+
+def test_a_well_formed_tool_conversation_is_accepted(raw: httpx.Client) -> None:
+    result = {"role": "tool", "tool_call_id": "c1", "content": "21 degrees"}
+    response = post(raw, messages=[*ASK, CALLED, result], tools=[WEATHER])
+    assert response.json()["choices"][0]["message"]["content"] == "Tool result: 21 degrees"
+
+
+def test_given_tools_the_emulator_calls_one_with_arguments_shaped_by_its_schema(raw: httpx.Client) -> None:
+    choice = post(raw, messages=ASK, tools=[WEATHER, TIME]).json()["choices"][0]
+    (call,) = choice["message"]["tool_calls"]
+    assert (choice["finish_reason"], call["function"]["name"], call["id"]) == ("tool_calls", "get_weather", "call_1_0")
+    arguments = json.loads(call["function"]["arguments"])
+    assert arguments == {"city": "Paris", "unit": "celsius", "days": 3, "hourly": False, "where": {"lat": 0}}
+    named = {"type": "function", "function": {"name": "get_time"}}
+    choice = post(raw, messages=ASK, tools=[WEATHER, TIME], tool_choice=named).json()["choices"][0]
+    assert choice["message"]["tool_calls"][0]["function"] == {"name": "get_time", "arguments": "{}"}
+    choice = post(raw, messages=ASK, tools=[WEATHER], tool_choice="none").json()["choices"][0]
+    assert (choice["message"]["content"], choice["finish_reason"]) == ("You said: Weather in Paris?", "stop")
+
+
+# The control API
+
+
+def control(raw: httpx.Client, method: str, action: str, body: Any = None) -> httpx.Response:
+    return raw.request(method, f"/_emulator/{action}", json=body, headers={"authorization": ""})
+
+
+def test_replies_and_faults_scripted_over_http_are_used_and_listed() -> None:
+    emulator = Emulator()
+    with raw_client(emulator) as raw:
+        reply = control(raw, "POST", "replies", {"content": "Hi from HTTP", "match": {"model": "openai/gpt-4o"}})
+        fault = control(raw, "POST", "faults", {"fault": "fail", "status": 503, "match": {"route": "models"}})
+        assert (reply.status_code, fault.status_code) == (200, 200)
+        assert [rule["kind"] for rule in control(raw, "GET", "rules").json()["data"]] == ["reply", "fail"]
+        assert post(raw).json()["choices"][0]["message"]["content"] == "Hi from HTTP"
+        assert raw.get("/v1/models").status_code == 503
+        assert control(raw, "GET", "rules").json()["data"] == []
+        exchanges = control(raw, "GET", "requests").json()["data"]
+        # Control requests are not recorded, and the key is not in what they show.
+        assert [(e["route"], e["status"]) for e in exchanges] == [("chat", 200), ("models", 503)]
+        assert exchanges[0]["headers"]["authorization"] == "Bearer [redacted]"
+        assert TEST_KEY not in json.dumps(exchanges)
+        assert control(raw, "POST", "reset").json() == {"reset": True}
+        assert control(raw, "GET", "requests").json() == {"data": []}
+
+
+def test_a_tool_call_and_stream_faults_can_be_scripted_over_http(raw: httpx.Client) -> None:
+    call = {"name": "lookup", "arguments": {"q": "x"}, "id": "call_9"}
+    control(raw, "POST", "replies", {"tool_calls": [call], "times": None})
+    control(raw, "POST", "faults", {"fault": "error_event_after", "n_chunks": 2, "match": {"stream": True}})
+    message = post(raw).json()["choices"][0]["message"]
+    assert message["tool_calls"] == [
+        {"id": "call_9", "type": "function", "function": {"name": "lookup", "arguments": '{"q":"x"}'}}
+    ]
+    chunks = sse_chunks(post(raw, stream=True).text)
+    assert len(chunks) == 3
+    assert chunks[-1]["error"]["type"] == "server_error"
+
+
+@pytest.mark.parametrize(
+    ("method", "action", "body", "status", "param"),
+    [
+        ("POST", "replies", {"content": 3}, 400, "content"),
+        ("POST", "replies", {"colour": "blue"}, 400, "colour"),
+        ("POST", "replies", {"content": "x", "match": {"when": "always"}}, 400, "match"),
+        ("POST", "replies", [1, 2], 400, "body"),
+        ("POST", "faults", {"fault": "explode"}, 400, "fault"),
+        ("POST", "faults", {"fault": "fail", "status": 200}, 400, "status"),
+        ("POST", "faults", {"fault": "stall", "seconds": 1, "times": 0}, 400, "times"),
+        ("GET", "replies", None, 405, None),
+        ("GET", "nothing", None, 404, None),
+    ],
+)
+def test_bad_control_requests_get_a_clear_error_and_change_nothing(
+    method: str, action: str, body: Any, status: int, param: str | None
+) -> None:
+    emulator = Emulator()
+    with raw_client(emulator) as raw:
+        response = control(raw, method, action, body)
+    error = error_of(response)
+    assert (response.status_code, error["param"]) == (status, param)
+    assert (emulator.rules, emulator.requests) == ([], [])
+
+
+def test_the_official_openai_sdk_gets_replies_scripted_over_http_from_the_loopback_server() -> None:
+    with EmulatorServer(Emulator()) as server, httpx.Client(base_url=server.base_url.removesuffix("/v1")) as admin:
+        call = {"name": "get_weather", "arguments": {"city": "Oslo"}}
+        admin.post("/_emulator/replies", json={"tool_calls": [call], "match": {"stream": True}}).raise_for_status()
+        admin.post("/_emulator/replies", json={"content": "Plain.", "match": {"stream": False}}).raise_for_status()
+        with openai.OpenAI(base_url=server.base_url, api_key=TEST_KEY, max_retries=0) as client:
+            plain = client.chat.completions.create(model="openai/gpt-4o", messages=[{"role": "user", "content": "x"}])
+            stream = client.chat.completions.create(
+                model="openai/gpt-4o", messages=[{"role": "user", "content": "x"}], stream=True
+            )
+            arguments = "".join(
+                c.choices[0].delta.tool_calls[0].function.arguments or ""
+                for c in stream
+                if c.choices and c.choices[0].delta.tool_calls and c.choices[0].delta.tool_calls[0].function
+            )
+        assert plain.choices[0].message.content == "Plain."
+        assert json.loads(arguments) == {"city": "Oslo"}
+        assert [e["streamed"] for e in admin.get("/_emulator/requests").json()["data"]] == [False, True]
