@@ -146,3 +146,8 @@ def test_tool_calling_runs_two_turns_against_the_emulator() -> None:
     # The emulator calls the offered tool with arguments shaped by its schema, then repeats its result.
     assert lines[1] == "-> the model calls get_weather({'city': 'Paris', 'unit': 'celsius'})"
     assert lines[2] == 'Tool result: {"city": "Paris", "temperature": 21, "unit": "celsius", "sky": "clear"}'
+
+
+def test_testing_your_app_passes_its_own_tests_with_the_installed_fixtures() -> None:
+    lines = run_example("testing_your_app.py")
+    assert re.fullmatch(r"5 passed in [\d.]+s", lines[-1]), lines

@@ -24,7 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the emulator over HTTP on loopback until interrupted")
     serve.add_argument("--host", default="127.0.0.1", help="a loopback address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8787, help="the port, 0 for any free one (default 8787)")
-    serve.add_argument("--rate-limit", type=int, default=60, help="requests per key per window (default 60)")
+    serve.add_argument(
+        "--rate-limit", type=int, default=60, help="requests per key per window, 0 for no limit (default 60)"
+    )
     serve.add_argument("--window-seconds", type=float, default=60.0, help="rate-limit window (default 60)")
     serve.add_argument("--token-latency", type=float, default=0.0, help="seconds between stream chunks (default 0)")
     serve.add_argument(
@@ -47,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         uvicorn = import_uvicorn()
         emulator = Emulator(
-            rate_limit=args.rate_limit, window_seconds=args.window_seconds, token_latency=args.token_latency
+            rate_limit=args.rate_limit or None, window_seconds=args.window_seconds, token_latency=args.token_latency
         )
         sock = bind_socket(args.host, args.port, allow_non_loopback=args.allow_non_loopback)
     except (ModuleNotFoundError, ValueError, OSError) as exc:
