@@ -4,8 +4,9 @@ Every adapter (the in-process httpx transports, the ASGI app behind the loopback
 `Emulator.handle` and only does what the returned `EmulatorResponse` says. Keeping the waits in the
 adapters lets the sync adapter use `time.sleep`, the async ones `anyio.sleep`, and a `VirtualClock`
 replace both. The concerns live in their own modules: `_routing` (auth, endpoints), `_validation`,
-`_limits` (rate limits), `_scripting` and `_aim` (replies, faults, rules), `_completions` (replies as
-JSON or SSE), `_records`, `_control` (the `/_emulator/` HTTP API).
+`_limits` (rate limits), `_scripting` (replies, rules), `_faults`, `_aim` (the scripting methods),
+`_completions` (replies as JSON or SSE), `_records` (exchanges and the reading methods), `_clock`,
+`_adapters` (transports and clients), `_control` (the `/_emulator/` HTTP API), `_wire` (what is sent).
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import dataclasses
 import json
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from .._exceptions import InvalidParameterError
+from ._adapters import Adapters
 from ._aim import Scripts
-from ._clock import VirtualClock
 from ._completions import answer, default_reply
 from ._faults import apply_fault, check_count, fault_applies
 from ._limits import RateWindows
@@ -31,9 +32,7 @@ from ._validation import check_chat_body
 from ._wire import Draft, EmulatorResponse, error_draft, json_draft
 
 if TYPE_CHECKING:
-    from .. import AsyncDeployAI, DeployAI
-    from ._asgi import EmulatorASGIApp
-    from ._transport import AsyncEmulatorTransport, EmulatorTransport
+    pass
 
 __all__ = ["CONTROL_PREFIX", "MODEL_IDS", "Emulator"]
 
@@ -41,13 +40,11 @@ MODEL_IDS: Final[tuple[str, ...]] = tuple(model.id for model in MODELS)
 """The ids of the models the emulator serves, in the order `GET /v1/models` lists them."""
 
 CONTROL_PREFIX: Final = "/_emulator/"
-IN_PROCESS_BASE_URL: Final = "https://emulator.invalid/v1"
-DEFAULT_TEST_API_KEY: Final = "sk-emulator-test"
 
 _MODELS_BY_ID: Final = {model.id: model for model in MODELS}
 
 
-class Emulator(Scripts, RequestLog):
+class Emulator(Scripts, RequestLog, Adapters):
     """A faithful local DeployAI API: models, chat completions (whole or streamed), auth, rate limits, faults.
 
     It answers like the real API: the seven documented models; chat completions that repeat the last
@@ -248,82 +245,3 @@ class Emulator(Scripts, RequestLog):
         rule.hits += 1
         if rule.used_up:
             self._rules.remove(rule)
-
-    # Adapters
-
-    def transport(self, *, sleep: Callable[[float], None] | None = None) -> EmulatorTransport:
-        """An `httpx.BaseTransport` that answers in-process (no sockets), streaming bodies piece by piece.
-
-        Args:
-            sleep: how to wait for stalls, slow bodies and token latency (default: the `VirtualClock`'s
-                `sleep` when the emulator has one, else `time.sleep`).
-        """
-        from ._transport import EmulatorTransport
-
-        clock = self._clock
-        return EmulatorTransport(self, sleep=sleep or (clock.sleep if isinstance(clock, VirtualClock) else time.sleep))
-
-    def async_transport(self, *, sleep: Callable[[float], Awaitable[Any]] | None = None) -> AsyncEmulatorTransport:
-        """An `httpx.AsyncBaseTransport` that answers in-process (no sockets), streaming bodies piece by piece.
-
-        Args:
-            sleep: an async function that waits that many seconds (default: the `VirtualClock`'s
-                `asleep` when the emulator has one, else `anyio.sleep`).
-        """
-        from ._transport import AsyncEmulatorTransport
-
-        clock = self._clock
-        return AsyncEmulatorTransport(self, sleep=sleep or (clock.asleep if isinstance(clock, VirtualClock) else None))
-
-    def asgi_app(self) -> EmulatorASGIApp:
-        """A plain ASGI application serving this emulator (what `EmulatorServer` runs under uvicorn)."""
-        from ._asgi import EmulatorASGIApp
-
-        return EmulatorASGIApp(self)
-
-    def client(self, **kwargs: Any) -> DeployAI:
-        """A `DeployAI` client wired to this emulator in-process; close it (or use `with`) when done.
-
-        With a `VirtualClock`, the client also waits between retries on it.
-
-        Args:
-            **kwargs: arguments of `DeployAI` (`api_key` defaults to `"sk-emulator-test"`, `base_url`
-                to `https://emulator.invalid/v1`, a name that never resolves). Not `http_client`.
-        """
-        import httpx
-
-        from .. import DeployAI
-
-        _refuse_http_client(kwargs)
-        client = DeployAI(**_client_defaults(kwargs), http_client=httpx.Client(transport=self.transport()))
-        client._http.close_borrowed_client()  # closed with the client, as if it had made it itself
-        if isinstance(self._clock, VirtualClock):
-            client._http.sleep = self._clock.sleep
-        return client
-
-    def async_client(self, **kwargs: Any) -> AsyncDeployAI:
-        """An `AsyncDeployAI` client wired to this emulator in-process; `await client.aclose()` when done.
-
-        Args:
-            **kwargs: arguments of `AsyncDeployAI`, with the defaults of `client()`.
-        """
-        import httpx
-
-        from .. import AsyncDeployAI
-
-        _refuse_http_client(kwargs)
-        transport = self.async_transport()
-        client = AsyncDeployAI(**_client_defaults(kwargs), http_client=httpx.AsyncClient(transport=transport))
-        client._http.close_borrowed_client()
-        if isinstance(self._clock, VirtualClock):
-            client._http.sleep = self._clock.asleep
-        return client
-
-
-def _refuse_http_client(kwargs: Mapping[str, Any]) -> None:
-    if "http_client" in kwargs:
-        raise TypeError("client() makes its own http_client wired to the emulator; use transport() for your own.")
-
-
-def _client_defaults(kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {"api_key": DEFAULT_TEST_API_KEY, "base_url": IN_PROCESS_BASE_URL, **kwargs}

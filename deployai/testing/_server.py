@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any, Final
 from typing_extensions import Self
 
 from .._config import is_loopback
+from ._adapters import DEFAULT_TEST_API_KEY
 from ._asgi import hide_stream_cut_logs
 from ._clock import VirtualClock
-from ._emulator import DEFAULT_TEST_API_KEY, Emulator
+from ._emulator import Emulator
 
 if TYPE_CHECKING:
     import uvicorn
