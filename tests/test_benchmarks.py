@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -50,8 +51,9 @@ def test_the_suite_prints_every_figure_for_three_sides_and_saves_a_baseline(
              "import + client", "memory, 20 concurrent streams"]  # fmt: skip
     assert all(name in out for name in names)
     saved = json.loads(baseline.read_text())
-    assert saved["typed call, sync"] > 0
-    assert "memory, 20 concurrent streams" not in saved or saved["memory, 20 concurrent streams"] >= 0
+    # Every timed figure gets a baseline; memory at this tiny size may not (its floor can read 0 MiB).
+    assert all(saved[name] > 0 for name in names if not name.startswith("memory"))
+    assert all(0 < cost < math.inf for cost in saved.values())
 
 
 def test_a_cost_more_than_a_tenth_above_the_baseline_is_flagged(capsys: pytest.CaptureFixture[str]) -> None:
