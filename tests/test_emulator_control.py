@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from deployai.testing import Emulator, EmulatorServer
+from deployai.testing import Emulator, EmulatorServer, VirtualClock
 from tests.emulator_helpers import TEST_KEY, chat_body, error_of, raw_client, sse_chunks
 
 WEATHER: dict[str, Any] = {
@@ -115,6 +115,8 @@ def test_given_tools_the_emulator_calls_one_with_arguments_shaped_by_its_schema(
 
 
 def control(raw: httpx.Client, method: str, action: str, body: Any = None) -> httpx.Response:
+    if isinstance(body, bytes):  # JSON that httpx would not write, such as NaN
+        return raw.request(method, f"/_emulator/{action}", content=body, headers={"authorization": ""})
     return raw.request(method, f"/_emulator/{action}", json=body, headers={"authorization": ""})
 
 
@@ -124,7 +126,13 @@ def test_replies_and_faults_scripted_over_http_are_used_and_listed() -> None:
         reply = control(raw, "POST", "replies", {"content": "Hi from HTTP", "match": {"model": "openai/gpt-4o"}})
         fault = control(raw, "POST", "faults", {"fault": "fail", "status": 503, "match": {"route": "models"}})
         assert (reply.status_code, fault.status_code) == (200, 200)
-        assert [rule["kind"] for rule in control(raw, "GET", "rules").json()["data"]] == ["reply", "fail"]
+        emulator.on(when=lambda r: True).cut_stream_after(1)
+        rules = control(raw, "GET", "rules").json()["data"]
+        assert [rule["kind"] for rule in rules] == ["reply", "fail", "cut_stream_after"]
+        assert rules[2]["match"]["when"] == "<lambda>"  # a predicate never shows as "any request"
+        emulator.reset()
+        control(raw, "POST", "replies", {"content": "Hi from HTTP", "match": {"model": "openai/gpt-4o"}})
+        control(raw, "POST", "faults", {"fault": "fail", "status": 503, "match": {"route": "models"}})
         assert post(raw).json()["choices"][0]["message"]["content"] == "Hi from HTTP"
         assert raw.get("/v1/models").status_code == 503
         assert control(raw, "GET", "rules").json()["data"] == []
@@ -160,6 +168,12 @@ def test_a_tool_call_and_stream_faults_can_be_scripted_over_http(raw: httpx.Clie
         ("POST", "faults", {"fault": "explode"}, 400, "fault"),
         ("POST", "faults", {"fault": "fail", "status": 200}, 400, "status"),
         ("POST", "faults", {"fault": "stall", "seconds": 1, "times": 0}, 400, "times"),
+        ("POST", "faults", {"fault": "fail", "status": 503, "headers": [["retry-after", "0"]]}, 400, "headers"),
+        ("POST", "faults", {"fault": "fail", "status": 503, "headers": {"retry-after": 0}}, 400, "headers"),
+        ("POST", "faults", {"fault": "error_event_after", "n_chunks": 1, "error": [[1, 2]]}, 400, "error"),
+        ("POST", "replies", {"content": "x", "match": []}, 400, "match"),
+        ("POST", "replies", {"content": "x", "match": {"route": "models"}}, 400, "route"),
+        ("POST", "replies", b'{"content": "x", "extra": {"n": NaN}}', 400, "extra"),
         ("GET", "replies", None, 405, None),
         ("GET", "nothing", None, 404, None),
     ],
@@ -173,6 +187,8 @@ def test_bad_control_requests_get_a_clear_error_and_change_nothing(
     error = error_of(response)
     assert (response.status_code, error["param"]) == (status, param)
     assert (emulator.rules, emulator.requests) == ([], [])
+    if status == 405:
+        assert response.headers["allow"] == "POST"
 
 
 def test_the_official_openai_sdk_gets_replies_scripted_over_http_from_the_loopback_server() -> None:
@@ -193,3 +209,11 @@ def test_the_official_openai_sdk_gets_replies_scripted_over_http_from_the_loopba
         assert plain.choices[0].message.content == "Plain."
         assert json.loads(arguments) == {"city": "Oslo"}
         assert [e["streamed"] for e in admin.get("/_emulator/requests").json()["data"]] == [False, True]
+
+
+def test_over_http_a_stall_takes_real_time_even_on_a_virtual_clock() -> None:
+    # Clients over HTTP keep real time: a stall must still time them out, as the fixtures' server does.
+    with EmulatorServer(Emulator(clock=VirtualClock())) as server:
+        server.emulator.stall_next(5)
+        with httpx.Client(timeout=0.2) as raw, pytest.raises(httpx.ReadTimeout):
+            raw.get(server.base_url + "/models", headers={"authorization": f"Bearer {TEST_KEY}"})

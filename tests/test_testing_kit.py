@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import json
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -330,3 +332,104 @@ def test_each_status_error_code_the_emulator_sends_maps_back_to_its_status_in_th
     with pytest.raises(deployai.APIStatusError) as info:
         stream_pieces(client.with_options(max_retries=0))
     assert info.value.status_code == status
+
+
+# Found by review: each of these once failed
+
+
+def test_a_predicate_may_read_the_emulator_while_it_answers(emulator: Emulator, client: DeployAI) -> None:
+    emulator.on(when=lambda r: len(emulator.requests) >= 1).reply("Second or later.", times=None)
+    assert [ask(client), ask(client)] == ["You said: Hello!", "Second or later."]
+
+
+def test_a_predicate_that_raises_is_answered_as_a_500_naming_it(emulator: Emulator) -> None:
+    def broken(request: Any) -> bool:
+        return bool(1 / 0)
+
+    emulator.on(when=broken).fail(503)
+    with emulator.client(max_retries=0) as client, pytest.raises(deployai.InternalServerError, match="broken raised"):
+        ask(client)
+    assert emulator.statuses == [500]
+
+
+def test_a_reply_waits_for_the_retry_when_its_stream_was_cut_or_broken(emulator: Emulator, client: DeployAI) -> None:
+    emulator.reply("Scripted answer.", times=2)
+    emulator.cut_stream_after(0)  # before any event: the SDK retries it
+    assert "".join(stream_pieces(client)) == "Scripted answer."
+    emulator.malformed_json_next()
+    with pytest.raises(deployai.APIResponseValidationError):
+        ask(client.with_options(max_retries=0))
+    assert ask(client) == "Scripted answer."
+    assert emulator.rules == []
+
+
+def test_scripted_pieces_are_counted_and_capped_in_tokens(emulator: Emulator, client: DeployAI) -> None:
+    emulator.reply(pieces=["Hello world foo"], times=2)
+    completion = client.chat.completions.create(model=GPT, messages=HELLO)
+    assert completion.usage is not None
+    assert completion.usage.completion_tokens == 3
+    capped = client.chat.completions.create(model=GPT, messages=HELLO, max_tokens=1)
+    assert (capped.choices[0].message.content, capped.choices[0].finish_reason) == ("Hello", "length")
+
+
+def test_a_reply_of_only_spaces_and_empty_pieces_are_sent_as_given(emulator: Emulator, client: DeployAI) -> None:
+    emulator.reply("  \n")
+    emulator.reply(pieces=["a", "", "b"])
+    assert ask(client) == "  \n"
+    with client.chat.completions.create(model=GPT, messages=HELLO, stream=True) as stream:
+        assert [c.choices[0].delta.content for c in stream if c.choices][1:4] == ["a", "", "b"]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Reply("x", extra={"at": datetime.date(2024, 1, 1)}),
+        lambda: Reply("x", extra={"score": math.nan}),
+        lambda: ToolCall("f", {"ids": {1, 2}}),
+        lambda: Reply("x", usage={"prompt_tokens": True}),  # type: ignore[dict-item]
+        lambda: Emulator().on(route="models").reply("x"),
+        lambda: Emulator().fail_next(503, headers={"retry-after": 0}),  # type: ignore[dict-item]
+        lambda: Emulator().fail_next(503, headers={"retry-after": "0\r\nx-injected: 1"}),
+        lambda: Emulator().fail_next(503, body=3),
+        lambda: Emulator().error_event_after(1, as_event="no"),  # type: ignore[arg-type]
+    ],
+    ids=[
+        "date-in-extra",
+        "nan-in-extra",
+        "set-in-arguments",
+        "bool-usage",
+        "reply-for-models",
+        "int-header",
+        "crlf-header",
+        "int-body",
+        "str-as-event",
+    ],
+)
+def test_a_script_that_could_not_be_sent_is_refused_when_written(make: Any) -> None:
+    with pytest.raises(deployai.InvalidParameterError):
+        make()
+
+
+def test_key_headers_of_other_clients_are_redacted_too(emulator: Emulator) -> None:
+    with raw_client(emulator) as raw:
+        raw.get("/v1/models", headers={"api-key": "sk-azure-style", "x-api-key": "sk-other"})
+    assert "sk-azure-style" not in repr(emulator.last_request.to_json())
+    assert "sk-other" not in repr(emulator.last_request.to_json())
+
+
+def test_a_lone_surrogate_in_a_request_is_echoed_and_read_back_as_valid_json(emulator: Emulator) -> None:
+    body = b'{"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "a\\ud800b"}]}'
+    with raw_client(emulator) as raw:
+        answer = raw.post("/v1/chat/completions", content=body)
+        exchanges = raw.get("/_emulator/requests")
+    assert answer.json()["choices"][0]["message"]["content"] == "You said: a\ud800b"
+    assert exchanges.json()["data"][0]["json"]["messages"][0]["content"] == "a\ud800b"
+
+
+@pytest.mark.deployai_emulator(rate_limit=5, token_latency=0.25)
+class TestMarkers:
+    """Markers from a class and from a test combine; the closest wins for each option."""
+
+    @pytest.mark.deployai_emulator(rate_limit=7)
+    def test_the_closest_marker_wins_option_by_option(self, deployai_emulator: Emulator) -> None:
+        assert (deployai_emulator.rate_limit, deployai_emulator.token_latency) == (7, 0.25)

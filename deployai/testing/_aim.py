@@ -82,9 +82,12 @@ class Aim:
         ```
 
         The request's own parameters still apply: `stream`, `n`, `stop`, `max_tokens` and
-        `stream_options`. A reply is used up only by a request it answered with 200 (a fault that
-        replaced the answer leaves it for the retry).
+        `stream_options`. A reply is used up only by an answer delivered whole: a fault that
+        replaced or broke it (a failure, a cut stream, an error event, broken JSON) leaves the reply
+        for the retry.
         """
+        if self.match.route not in (None, "chat"):
+            raise InvalidParameterError("route", self.match.route, "'chat' (or None): replies answer chat completions")
         return self._rule(make_reply(reply, fields), times)
 
     def fail(
@@ -153,7 +156,8 @@ class Scripts(Aim):
 
     def __init__(self) -> None:
         # The emulator takes this lock to answer a request, so that one request uses a rule's count.
-        self._lock = threading.Lock()
+        # Reentrant: a `when` predicate may read the emulator (its requests, its rules) while it answers.
+        self._lock = threading.RLock()
         self._rules: list[Rule] = []
         super().__init__(self._add_rule, Match())
 

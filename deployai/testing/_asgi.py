@@ -89,6 +89,14 @@ async def _send(response: EmulatorResponse, send: Send, sleep: Callable[[float],
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
+def _waiting_also_on(clock: VirtualClock) -> Callable[[float], Awaitable[None]]:
+    async def sleep(seconds: float) -> None:
+        await anyio.sleep(seconds)
+        clock.advance(seconds)
+
+    return sleep
+
+
 class EmulatorASGIApp:
     """An ASGI 3 application answering HTTP requests with an `Emulator` (lifespan supported, no websockets).
 
@@ -98,9 +106,11 @@ class EmulatorASGIApp:
     def __init__(self, emulator: Emulator) -> None:
         self.emulator = emulator
         clock = emulator.clock
-        self._sleep: Callable[[float], Awaitable[Any]] = (
-            clock.asleep if isinstance(clock, VirtualClock) else anyio.sleep
-        )
+        # Over HTTP the clients keep real time, whatever the emulator's clock: a stall must still time
+        # them out. On a `VirtualClock` each wait also moves it, as it does in-process.
+        self._sleep: Callable[[float], Awaitable[Any]] = anyio.sleep
+        if isinstance(clock, VirtualClock):
+            self._sleep = _waiting_also_on(clock)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection scope."""

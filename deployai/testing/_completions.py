@@ -75,28 +75,33 @@ def _trailing_tools(messages: list[dict[str, Any]]) -> int:
 
 
 def _pieces(reply: Reply, body: Mapping[str, Any]) -> tuple[list[str], bool]:
-    """The reply's content pieces, cut before the first stop sequence, then to `max_tokens`; whether capped."""
-    text = reply.content or ""
-    stop = body.get("stop")
-    ends = [text.index(s) for s in ([stop] if isinstance(stop, str) else stop or []) if s and s in text]
-    end = min(ends, default=len(text))
+    """The reply's content pieces, cut before the first stop sequence, then to `max_tokens`; whether capped.
+
+    Scripted pieces are kept as given unless a cut falls inside them; `max_tokens` counts tokens, not
+    pieces, so a capped reply is split into tokens where it is cut.
+    """
     if reply.content is None:
-        pieces: list[str] = []
-    elif reply.pieces is None:
-        pieces = split_tokens(text[:end])
+        return [], False
+    text = reply.content
+    stop = body.get("stop")
+    end = min((text.index(s) for s in ([stop] if isinstance(stop, str) else stop or []) if s and s in text), default=-1)
+    if reply.pieces is None or end >= 0:
+        text = text if end < 0 else text[:end]
+        pieces = split_tokens(text) or ([text] if text else [])  # a reply of only spaces is one piece
+        if reply.pieces is not None:  # keep the scripted pieces that come before the cut
+            kept, length = [], 0
+            for piece in reply.pieces:
+                if length + len(piece) > end:
+                    break
+                kept.append(piece)
+                length += len(piece)
+            pieces = kept + ([text[length:]] if text[length:] else [])
     else:
-        pieces, length = [], 0
-        for piece in reply.pieces:
-            if length + len(piece) >= end:
-                pieces.append(piece[: end - length])
-                break
-            pieces.append(piece)
-            length += len(piece)
-        pieces = [p for p in pieces if p]
+        pieces = list(reply.pieces)
     # Reasoning models take max_completion_tokens; the others max_tokens. Either caps the reply.
     cap = body.get("max_completion_tokens", body.get("max_tokens"))
-    if cap is not None and len(pieces) > cap:
-        return pieces[:cap], True
+    if cap is not None and count_tokens("".join(pieces)) > cap:
+        return split_tokens("".join(pieces))[:cap], True
     return pieces, False
 
 
@@ -116,7 +121,7 @@ def answer(
     finish_reason = "length" if capped else reply.finish_reason or ("tool_calls" if calls else "stop")
     n: int = body.get("n") or 1
     prompt_tokens = sum(count_tokens(message_text(m)) for m in body["messages"])
-    one_choice = len(pieces) + count_tokens(reply.refusal or "")
+    one_choice = count_tokens("".join(pieces)) + count_tokens(reply.refusal or "")
     one_choice += sum(count_tokens(call.name) + count_tokens(call.arguments_json) for _, call in calls)
     usage: dict[str, int] = {"prompt_tokens": prompt_tokens, "completion_tokens": one_choice * n}
     usage.update(reply.usage or {})

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .._exceptions import InvalidParameterError
 from ._aim import Aim, make_reply
+from ._faults import fault_name
 from ._scripting import Reply, Rule, ToolCall
 from ._wire import Draft, error_draft, json_draft
 
@@ -43,13 +44,15 @@ _REPLY_FIELDS: Final = ("content", "pieces", "tool_calls", "finish_reason", "usa
 
 def rule_json(rule: Rule) -> dict[str, Any]:
     """A rule as the control API lists it."""
-    kind = "reply" if isinstance(rule.action, Reply) else type(rule.action).__name__.lower()
-    match = {"model": rule.match.model, "route": rule.match.route, "stream": rule.match.stream}
+    kind = "reply" if isinstance(rule.action, Reply) else fault_name(rule.action)
+    match: dict[str, Any] = {"model": rule.match.model, "route": rule.match.route, "stream": rule.match.stream}
+    if rule.match.when is not None:  # a Python predicate: it cannot be shown, but it must not look like "any"
+        match["when"] = getattr(rule.match.when, "__name__", "predicate")
     return {"id": rule.id, "kind": kind, "match": match, "times": rule.times, "hits": rule.hits}
 
 
 def _aim(emulator: Emulator, spec: Mapping[str, Any]) -> tuple[Aim, Any]:
-    match = spec.get("match") or {}
+    match = spec.get("match", {})
     if not isinstance(match, Mapping) or set(match) - {"model", "route", "stream"}:
         raise InvalidParameterError("match", match, "an object with 'model', 'route' and/or 'stream'")
     return emulator.on(**match), spec.get("times", 1)
@@ -70,7 +73,7 @@ def _add_reply(emulator: Emulator, spec: Mapping[str, Any]) -> Rule:
         if not isinstance(calls, list) or not all(isinstance(c, Mapping) for c in calls):
             raise InvalidParameterError("tool_calls", calls, "a list of {'name', 'arguments', 'id'} objects")
         fields["tool_calls"] = [ToolCall(**c) for c in calls]
-    return aim._rule(make_reply(None, fields), times)  # type: ignore[arg-type]
+    return aim.reply(make_reply(None, fields), times=times)  # type: ignore[arg-type]
 
 
 def _add_fault(emulator: Emulator, spec: Mapping[str, Any]) -> Rule:
@@ -107,12 +110,18 @@ def control(emulator: Emulator, method: str, action: str, body: bytes) -> Draft:
     handler = routes.get((method, action.rstrip("/")))
     if handler is None:
         known = any(name == action.rstrip("/") for _, name in routes)
-        status, code = (405, "method_not_allowed") if known else (404, "unknown_url")
-        return error_draft(status, f"No control endpoint {method} /_emulator/{action}.", headers, code=code)
+        if not known:
+            return error_draft(404, f"No control endpoint /_emulator/{action}.", headers, code="unknown_url")
+        draft = error_draft(405, f"No control endpoint {method} /_emulator/{action}.", headers)
+        draft.headers.append(("allow", ", ".join(m for m, name in routes if name == action.rstrip("/"))))
+        return draft
     try:
         spec = json.loads(body) if body else {}
+    except (ValueError, RecursionError) as exc:
+        return error_draft(400, f"The body is not valid JSON: {exc}", headers, code="invalid_json")
+    try:
         return json_draft(200, handler(_object(spec)), headers)
     except InvalidParameterError as exc:
         return error_draft(400, str(exc), headers, code="invalid_parameter", param=exc.param)
-    except (ValueError, TypeError, RecursionError) as exc:
-        return error_draft(400, f"Bad control request: {exc}", headers, code="invalid_json")
+    except (TypeError, AttributeError, ValueError) as exc:  # JSON of the wrong shape, such as unknown arguments
+        return error_draft(400, f"Bad control request: {exc}", headers, code="invalid_parameter")

@@ -21,11 +21,11 @@ from .._exceptions import InvalidParameterError
 from ._adapters import Adapters
 from ._aim import Scripts
 from ._completions import answer, default_reply
-from ._faults import apply_fault, check_count, fault_applies
+from ._faults import Cut, ErrorEvent, Fail, Malformed, apply_fault, check_count, fault_applies
 from ._limits import RateWindows
 from ._records import RecordedRequest, RequestLog, redact_headers
 from ._routing import Route, RouteName, authenticate, find_route
-from ._scripting import Reply, Rule, check_seconds, first_rule
+from ._scripting import Reply, Rule, ScriptError, check_seconds, first_rule
 from ._text import MODELS
 from ._validation import check_chat_body
 from ._wire import Draft, EmulatorResponse, error_draft, json_draft
@@ -204,6 +204,20 @@ class Emulator(Scripts, RequestLog, Adapters):
             again = find_route(record.method, record.path, base)  # again: `base` has the rate-limit headers now
             assert not isinstance(again, Route)
             return None, again
+        try:
+            return found.name, self._answer(found, record, parse_error, number, now, base)
+        except ScriptError as exc:  # a test's own predicate failed: say so in the answer, record it
+            return found.name, error_draft(500, str(exc), base, code="script_error")
+
+    def _answer(
+        self,
+        found: Route,
+        record: RecordedRequest,
+        parse_error: str | None,
+        number: int,
+        now: float,
+        base: list[tuple[str, str]],
+    ) -> Draft:
         reply_rule = None
         if found.name == "model":
             model = _MODELS_BY_ID.get(found.model_id or "")
@@ -245,9 +259,11 @@ class Emulator(Scripts, RequestLog, Adapters):
             assert not isinstance(fault_rule.action, Reply)
             draft = apply_fault(fault_rule.action, draft, base)
             self._use(fault_rule)
-        if reply_rule is not None and draft.status == 200:
+        # A reply is used by an answer delivered whole; one a fault replaced or broke waits for the retry.
+        broken = fault_rule is not None and isinstance(fault_rule.action, (Fail, Cut, ErrorEvent, Malformed))
+        if reply_rule is not None and draft.status == 200 and not broken:
             self._use(reply_rule)
-        return found.name, draft
+        return draft
 
     def _use(self, rule: Rule) -> None:
         rule.hits += 1

@@ -6,6 +6,8 @@ faults (`cut_stream_after`, `error_event_after`) only apply to successful stream
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -15,7 +17,19 @@ from .._exceptions import InvalidParameterError
 from ._routing import RouteName
 from ._wire import Draft, Piece, dumps, error_body
 
-__all__ = ["Cut", "ErrorEvent", "Fail", "Fault", "Malformed", "Slow", "Stall", "apply_fault", "fault_applies"]
+__all__ = [
+    "Cut",
+    "ErrorEvent",
+    "Fail",
+    "Fault",
+    "Malformed",
+    "Slow",
+    "Stall",
+    "apply_fault",
+    "check_json",
+    "fault_applies",
+    "fault_name",
+]
 
 _DEFAULT_STREAM_ERROR: dict[str, Any] = {
     "message": "The upstream provider failed in the middle of the stream.",
@@ -23,6 +37,19 @@ _DEFAULT_STREAM_ERROR: dict[str, Any] = {
     "param": None,
     "code": "provider_error",
 }
+
+
+# RFC 9110: a header name is a token; a value has no line breaks (nor other control characters but tab).
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
+
+
+def check_json(name: str, value: object) -> None:
+    """A typed error unless `value` can be sent as JSON (no NaN, no objects JSON does not know)."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidParameterError(name, value, f"values JSON can carry ({exc})") from None
 
 
 def check_count(name: str, value: int, low: int) -> int:
@@ -50,6 +77,14 @@ class Fail:
         """Check the arguments of a `fail` and encode its body."""
         if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
             raise InvalidParameterError("status", status, "an HTTP error status from 400 to 599")
+        if headers is not None and (
+            not isinstance(headers, Mapping)
+            or not all(isinstance(k, str) and _TOKEN.fullmatch(k) for k in headers)
+            or not all(isinstance(v, str) and _VALUE.fullmatch(v) for v in headers.values())
+        ):
+            raise InvalidParameterError("headers", headers, "a dict of header names to str values, no line breaks")
+        if body is not None and not isinstance(body, (Mapping, list, str, bytes)):
+            raise InvalidParameterError("body", body, "a dict, a list, a str, bytes or None")
         content_type = "application/json"
         if body is None:
             try:
@@ -63,6 +98,7 @@ class Fail:
             data = body.encode("utf-8")
             content_type = "text/html; charset=utf-8" if body.lstrip().startswith("<") else "text/plain; charset=utf-8"
         else:
+            check_json("body", body)
             data = dumps(body if isinstance(body, list) else dict(body))
         extra = {"content-type": content_type, **{k.lower(): v for k, v in (headers or {}).items()}}
         return cls(status, data, tuple(extra.items()))
@@ -99,6 +135,11 @@ class ErrorEvent:
     @classmethod
     def build(cls, n_chunks: int, error: Mapping[str, Any] | None, *, as_event: bool) -> ErrorEvent:
         """Check the arguments of an `error_event_after` and encode its event."""
+        if error is not None and not isinstance(error, Mapping):
+            raise InvalidParameterError("error", error, "the error object (a dict) or None")
+        if not isinstance(as_event, bool):
+            raise InvalidParameterError("as_event", as_event, "True or False")
+        check_json("error", error)
         payload = dumps({"error": dict(error) if error is not None else _DEFAULT_STREAM_ERROR})
         event = (b"event: error\n" if as_event else b"") + b"data: " + payload + b"\n\n"
         return cls(check_count("n_chunks", n_chunks, 0), event)
@@ -155,3 +196,18 @@ def apply_fault(fault: Fault, draft: Draft, base: list[tuple[str, str]]) -> Draf
         else:
             draft.events = [*kept, (0.0, fault.payload)]
     return draft
+
+
+_NAMES: dict[type, str] = {
+    Fail: "fail",
+    Stall: "stall",
+    Slow: "slow",
+    Cut: "cut_stream_after",
+    ErrorEvent: "error_event_after",
+    Malformed: "malformed_json",
+}
+
+
+def fault_name(fault: Fault) -> str:
+    """The name of the method that scripts `fault` (`fail`, `cut_stream_after`, ...)."""
+    return _NAMES[type(fault)]

@@ -24,12 +24,22 @@ def _fingerprint(authorization: str | None) -> str | None:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest() if key else None
 
 
+# Where OpenAI-compatible clients put a key: `Authorization: Bearer`, and the two names Azure-style
+# clients use. All are kept out of records; only the first is what the emulator authenticates.
+_KEY_HEADERS = ("api-key", "x-api-key")
+
+
 def redact_headers(headers: Mapping[str, str]) -> tuple[dict[str, str], str | None]:
-    """The headers with the API key replaced, and a fingerprint of the key (to compare, never to show)."""
-    authorization = headers.get("authorization")
+    """The headers with any API key replaced, and a fingerprint of the bearer key (to compare, never to show)."""
+    kept = dict(headers)
+    for name in _KEY_HEADERS:
+        if name in kept:
+            kept[name] = "[redacted]"
+    authorization = kept.get("authorization")
     if authorization is None:
-        return dict(headers), None
-    return {**headers, "authorization": _REDACTED}, _fingerprint(authorization)
+        return kept, None
+    kept["authorization"] = _REDACTED
+    return kept, _fingerprint(authorization)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +111,7 @@ class RecordedRequest:
 class RequestLog:
     """The reading half of `Emulator`: every exchange, and the checks tests make most."""
 
-    _lock: threading.Lock
+    _lock: threading.RLock
     _requests: deque[RecordedRequest]
 
     @property

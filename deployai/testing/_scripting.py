@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import InvalidParameterError
-from ._faults import Fault
+from ._faults import Fault, check_json
 from ._routing import ROUTE_NAMES, RouteName
 
 if TYPE_CHECKING:
     from ._records import RecordedRequest
 
-__all__ = ["Match", "Reply", "Rule", "ToolCall", "check_seconds", "first_rule"]
+__all__ = ["Match", "Reply", "Rule", "ScriptError", "ToolCall", "check_seconds", "first_rule"]
 
 
 def check_seconds(name: str, value: float) -> float:
@@ -53,6 +53,7 @@ class ToolCall:
             raise InvalidParameterError("name", self.name, "the function's name (a non-empty string)")
         if not isinstance(self.arguments, (str, Mapping)):
             raise InvalidParameterError("arguments", self.arguments, "a dict or a JSON string")
+        check_json("arguments", self.arguments)
         _optional_str("id", self.id)
 
     @property
@@ -107,11 +108,17 @@ class Reply:
         object.__setattr__(self, "tool_calls", tuple(calls))
         usage = self.usage
         if usage is not None and (
-            not isinstance(usage, Mapping) or not all(isinstance(v, int) and v >= 0 for v in usage.values())
+            not isinstance(usage, Mapping)
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in usage.values())
         ):
             raise InvalidParameterError("usage", usage, "a dict of token counts such as {'prompt_tokens': 3, ...}")
         if not isinstance(self.extra, Mapping):
             raise InvalidParameterError("extra", self.extra, "a dict of extra fields")
+        check_json("extra", self.extra)
+
+
+class ScriptError(Exception):
+    """A test's script failed while the emulator answered (a `when` predicate raised); answered as a 500."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +129,8 @@ class Match:
         model: the `model` of a chat completion request.
         route: `chat`, `models` (the list) or `model` (one model).
         stream: whether the request asks for a stream.
-        when: a predicate on the `RecordedRequest` (its response fields are not filled in yet).
+        when: a predicate on the `RecordedRequest` (its response fields are not filled in yet); it
+            may be called more than once per request.
     """
 
     model: str | None = None
@@ -148,7 +156,13 @@ class Match:
             return False
         if self.stream is not None and (body.get("stream") is True) != self.stream:
             return False
-        return self.when is None or bool(self.when(request))
+        if self.when is None:
+            return True
+        try:
+            return bool(self.when(request))
+        except Exception as exc:
+            name = getattr(self.when, "__name__", "predicate")
+            raise ScriptError(f"The `when` predicate {name} raised {type(exc).__name__}: {exc}") from exc
 
     def describe(self) -> str:
         """The criteria, for a message."""

@@ -21,8 +21,12 @@ Piece: TypeAlias = tuple[float, bytes]
 
 
 def dumps(payload: object) -> bytes:
-    """Compact UTF-8 JSON, as the API sends it."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """Compact UTF-8 JSON, as the API sends it.
+
+    A lone surrogate (possible in a request's JSON, and so in an echo or a record) has no UTF-8 form:
+    the backslash replacement writes it as the JSON escape it came as, keeping the JSON valid.
+    """
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace")
 
 
 def error_body(status: int, message: str, *, code: str | None = None, param: str | None = None) -> dict[str, Any]:

@@ -52,9 +52,13 @@ def deployai_emulator(request: pytest.FixtureRequest) -> Emulator:
     """A fresh DeployAI emulator on a virtual clock, not rate-limited unless the test's marker says so."""
     from deployai.testing import Emulator, VirtualClock
 
-    marker = request.node.get_closest_marker("deployai_emulator")
-    options = {"rate_limit": None, "clock": VirtualClock(), **(marker.kwargs if marker else {})}
-    return Emulator(**options)
+    options: dict[str, object] = {"rate_limit": None, "clock": VirtualClock()}
+    # Markers from the module, then the class, then the test: the closest one wins for each option.
+    for marker in reversed(list(request.node.iter_markers("deployai_emulator"))):
+        if marker.args:
+            raise TypeError("@pytest.mark.deployai_emulator takes Emulator options as keywords, such as rate_limit=5.")
+        options.update(marker.kwargs)
+    return Emulator(**options)  # type: ignore[arg-type]
 
 
 @pytest.fixture
