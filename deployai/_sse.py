@@ -190,7 +190,8 @@ class _ChoiceState:
         ]
         return ChatCompletionMessage(
             role=self.role,
-            content="".join(self.text) if self.text or not tool_calls else None,
+            # No text with a tool call or a refusal is None, as in a whole (not streamed) completion.
+            content="".join(self.text) if self.text or not (tool_calls or self.refusal) else None,
             refusal="".join(self.refusal) if self.refusal is not None else None,
             tool_calls=tool_calls or None,
         )

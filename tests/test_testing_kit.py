@@ -433,3 +433,12 @@ class TestMarkers:
     @pytest.mark.deployai_emulator(rate_limit=7)
     def test_the_closest_marker_wins_option_by_option(self, deployai_emulator: Emulator) -> None:
         assert (deployai_emulator.rate_limit, deployai_emulator.token_latency) == (7, 0.25)
+
+
+def test_a_streamed_refusal_puts_together_the_same_message_as_a_whole_one(emulator: Emulator, client: DeployAI) -> None:
+    emulator.reply(refusal="I can't help with that.", times=2)
+    whole = client.chat.completions.create(model=GPT, messages=HELLO)
+    with client.chat.completions.create(model=GPT, messages=HELLO, stream=True) as stream:
+        final = stream.get_final_completion()
+    assert final.choices[0].message == whole.choices[0].message
+    assert (final.choices[0].message.content, final.choices[0].message.refusal) == (None, "I can't help with that.")
