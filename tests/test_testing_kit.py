@@ -386,7 +386,7 @@ def test_a_reply_of_only_spaces_and_empty_pieces_are_sent_as_given(emulator: Emu
         lambda: Reply("x", extra={"at": datetime.date(2024, 1, 1)}),
         lambda: Reply("x", extra={"score": math.nan}),
         lambda: ToolCall("f", {"ids": {1, 2}}),
-        lambda: Reply("x", usage={"prompt_tokens": True}),  # type: ignore[dict-item]
+        lambda: Reply("x", usage={"prompt_tokens": True}),
         lambda: Emulator().on(route="models").reply("x"),
         lambda: Emulator().fail_next(503, headers={"retry-after": 0}),  # type: ignore[dict-item]
         lambda: Emulator().fail_next(503, headers={"retry-after": "0\r\nx-injected: 1"}),
