@@ -18,10 +18,8 @@ from ._emulator import Emulator
 from ._server import base_url_for, bind_socket, import_uvicorn, uvicorn_config
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m deployai.testing", description="The local DeployAI emulator.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve the emulator over HTTP on loopback until interrupted")
+def add_serve_arguments(serve: argparse.ArgumentParser) -> None:
+    """Add the options of `serve` to a parser (shared with the `deployai emulator` command)."""
     serve.add_argument("--host", default="127.0.0.1", help="a loopback address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8787, help="the port, 0 for any free one (default 8787)")
     serve.add_argument(
@@ -33,6 +31,12 @@ def _parser() -> argparse.ArgumentParser:
         "--allow-non-loopback", action="store_true", help="serve on a non-loopback host (it accepts any sk- key)"
     )
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m deployai.testing", description="The local DeployAI emulator.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_serve_arguments(commands.add_parser("serve", help="serve the emulator over HTTP on loopback until interrupted"))
     return parser
 
 
@@ -45,7 +49,11 @@ def _log_config(uvicorn: ModuleType) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = _parser().parse_args(argv)
+    return serve(_parser().parse_args(argv))
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Serve the emulator with the options `add_serve_arguments` parsed, until Ctrl+C; returns the exit status."""
     try:
         uvicorn = import_uvicorn()
         emulator = Emulator(

@@ -1,0 +1,191 @@
+"""The `deployai` command: try a model from a terminal, list the models, run the local emulator.
+
+```console
+$ deployai chat "Hello!" -m openai/gpt-4o      # streams the answer
+$ echo "Summarize this" | deployai chat -      # the prompt from stdin
+$ deployai models --json
+$ deployai emulator --port 8787
+```
+
+The key and base URL come from `--api-key` / `--base-url`, else `DEPLOYAI_API_KEY` /
+`DEPLOYAI_BASE_URL`, as for the clients. An error prints one line on stderr and exits with the code
+of its kind (`EXIT_CODES`); Ctrl+C stops at once with code 130 and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final, TextIO
+
+from ._exceptions import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APIStatusError,
+    AuthenticationError,
+    DeployAIError,
+    InvalidParameterError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+)
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._client import DeployAI
+
+__all__ = ["EXIT_CODES", "main"]
+
+DEFAULT_MODEL: Final = "openai/gpt-4o"
+INTERRUPTED: Final = 130  # 128 + SIGINT, what shells report for a command stopped by Ctrl+C
+
+EXIT_CODES: Final[tuple[tuple[type[BaseException], int, str], ...]] = (
+    (InvalidParameterError, 3, "a bad argument, refused before sending"),
+    (AuthenticationError, 4, "the API key was refused (401)"),
+    (PermissionDeniedError, 4, "the key may not do this (403)"),
+    (NotFoundError, 5, "no such model or endpoint (404)"),
+    (RateLimitError, 6, "rate limited (429), after retries"),
+    (APIResponseValidationError, 9, "the answer could not be read"),
+    (APIConnectionError, 8, "no connection, or a timeout, after retries"),
+    (APIStatusError, 7, "any other error status (400, 5xx), after retries"),
+    (DeployAIError, 3, "a configuration error, such as no API key"),
+)
+"""(exception class, exit code, meaning), most specific first; 2 is a usage error, 130 an interruption."""
+
+
+def _exit_code(error: BaseException) -> int:
+    return next(code for kind, code, _ in EXIT_CODES if isinstance(error, kind))
+
+
+def _epilog() -> str:
+    codes = "\n".join(f"  {code:>3}  {kind.__name__}: {meaning}" for kind, code, meaning in EXIT_CODES)
+    return f"exit codes:\n    0  success\n    2  a usage error (see --help)\n{codes}\n  130  interrupted (Ctrl+C)"
+
+
+def _connection_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("connection")
+    group.add_argument("--api-key", help="the API key (default: $DEPLOYAI_API_KEY)")
+    group.add_argument("--base-url", help="the API base URL (default: $DEPLOYAI_BASE_URL, else the DeployAI API)")
+    group.add_argument("--timeout", type=float, help="seconds to wait for each attempt (default 60)")
+    group.add_argument("--max-retries", type=int, help="retries of a failed call (default 2)")
+    return common
+
+
+def _parser() -> argparse.ArgumentParser:
+    from .testing.__main__ import add_serve_arguments
+
+    parser = argparse.ArgumentParser(
+        prog="deployai",
+        description="The DeployAI API from a terminal.",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"deployai {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = _connection_options()
+    chat = commands.add_parser(
+        "chat",
+        parents=[common],
+        help="ask a model and stream its answer",
+        description="Ask a model and stream its answer to stdout.",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    chat.add_argument("prompt", help="the prompt; '-' reads it from stdin")
+    chat.add_argument("-m", "--model", default=DEFAULT_MODEL, help=f"the model id (default {DEFAULT_MODEL})")
+    chat.add_argument("-s", "--system", help="a system message to send first")
+    chat.add_argument("-t", "--temperature", type=float, help="sampling temperature, 0 to 2")
+    chat.add_argument("--max-tokens", type=int, help="the most tokens to generate")
+    chat.add_argument("--json", action="store_true", help="print the final completion as JSON instead of the text")
+    models = commands.add_parser(
+        "models",
+        parents=[common],
+        help="list the models",
+        description="List the models: id, provider and context window.",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    models.add_argument("--json", action="store_true", help="print the list as JSON")
+    emulator = commands.add_parser(
+        "emulator",
+        help="run the local emulator (as python -m deployai.testing serve)",
+        description="Serve the local DeployAI emulator on loopback until Ctrl+C; the first line is its base URL.",
+    )
+    add_serve_arguments(emulator)
+    return parser
+
+
+def _client(args: argparse.Namespace) -> DeployAI:
+    from ._client import DeployAI
+
+    options: dict[str, Any] = {"api_key": args.api_key, "base_url": args.base_url}
+    if args.timeout is not None:
+        options["timeout"] = args.timeout
+    if args.max_retries is not None:
+        options["max_retries"] = args.max_retries
+    return DeployAI(**options)
+
+
+def _chat(args: argparse.Namespace, out: TextIO) -> None:
+    prompt = sys.stdin.read().rstrip("\n") if args.prompt == "-" else args.prompt
+    messages: list[dict[str, str]] = [{"role": "system", "content": args.system}] if args.system else []
+    messages.append({"role": "user", "content": prompt})
+    params: dict[str, Any] = {"model": args.model, "messages": messages}
+    if args.temperature is not None:
+        params["temperature"] = args.temperature
+    if args.max_tokens is not None:
+        params["max_tokens"] = args.max_tokens
+    with _client(args) as client, client.chat.completions.create(**params, stream=True) as stream:
+        if args.json:
+            for _ in stream:
+                pass
+            out.write(stream.get_final_completion().model_dump_json(indent=2) + "\n")
+            return
+        for text in stream.text_stream:
+            out.write(text)
+            out.flush()
+        out.write("\n")
+
+
+def _models(args: argparse.Namespace, out: TextIO) -> None:
+    with _client(args) as client:
+        models = client.models.list()
+    if args.json:
+        out.write(json.dumps([model.model_dump(mode="json") for model in models], indent=2) + "\n")
+        return
+    rows = [("ID", "PROVIDER", "CONTEXT")]
+    rows += [(m.id, m.provider or "", f"{m.context_window:,}" if m.context_window else "") for m in models]
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    for model_id, provider, context in rows:
+        out.write(f"{model_id:<{widths[0]}}  {provider:<{widths[1]}}  {context:>9}\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `deployai` command; returns its exit status."""
+    try:
+        args = _parser().parse_args(argv)
+        if args.command == "emulator":
+            from .testing.__main__ import serve
+
+            return serve(args)
+        (_chat if args.command == "chat" else _models)(args, sys.stdout)
+    except KeyboardInterrupt:
+        sys.stdout.write("\n")
+        sys.stderr.write("deployai: interrupted\n")
+        return INTERRUPTED
+    except DeployAIError as error:
+        sys.stdout.flush()
+        sys.stderr.write(f"deployai: {type(error).__name__}: {error}\n")
+        return _exit_code(error)
+    except BrokenPipeError:  # `deployai models | head`: the reader left, which is not an error
+        sys.stderr.close()
+        return 0
+    return 0
+
+
+def main_exit() -> None:
+    """The console script's entry point: `main()`, then exit with its status."""
+    sys.exit(main())

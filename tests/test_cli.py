@@ -1,0 +1,150 @@
+"""The `deployai` command: the installed console script against the emulator over loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deployai._cli import EXIT_CODES, main
+from deployai.testing import Emulator, EmulatorServer
+from tests.emulator_helpers import TEST_KEY
+
+SCRIPT = Path(sys.executable).with_name("deployai")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[EmulatorServer]:
+    with EmulatorServer(Emulator(rate_limit=None)) as served:
+        yield served
+
+
+@pytest.fixture
+def env(server: EmulatorServer) -> dict[str, str]:
+    server.emulator.reset()
+    settings = {key: value for key, value in os.environ.items() if not key.startswith("DEPLOYAI_")}
+    return settings | {"DEPLOYAI_BASE_URL": server.base_url, "DEPLOYAI_API_KEY": TEST_KEY}
+
+
+def run(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SCRIPT), *args], input=stdin, capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+
+
+def test_the_console_script_is_installed() -> None:
+    assert SCRIPT.exists()
+
+
+def test_chat_streams_the_answer_and_reads_a_dash_prompt_from_stdin(
+    env: dict[str, str], server: EmulatorServer
+) -> None:
+    said = run("chat", "Hello there!", env=env)
+    piped = run("chat", "-", "-m", "anthropic/claude-3.5-sonnet", "-s", "Be brief.", env=env, stdin="From stdin\n")
+    assert (said.returncode, said.stdout, said.stderr) == (0, "You said: Hello there!\n", "")
+    assert (piped.returncode, piped.stdout) == (0, "You said: From stdin\n")
+    sent = server.emulator.last_request.json
+    assert sent["model"] == "anthropic/claude-3.5-sonnet"
+    assert sent["messages"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "From stdin"}]
+    assert sent["stream"] is True
+
+
+def test_chat_json_prints_the_final_completion(env: dict[str, str]) -> None:
+    result = run("chat", "Hi", "--json", "--max-tokens", "2", env=env)
+    completion = json.loads(result.stdout)
+    assert completion["choices"][0]["message"]["content"] == "You said"
+    assert completion["choices"][0]["finish_reason"] == "length"
+
+
+def test_models_prints_a_table_or_json(env: dict[str, str]) -> None:
+    table = run("models", env=env).stdout.splitlines()
+    listed = json.loads(run("models", "--json", env=env).stdout)
+    assert table[0].split() == ["ID", "PROVIDER", "CONTEXT"]
+    assert table[4].split() == ["google/gemini-2.0-flash", "Google", "1,000,000"]
+    assert len(table) == 8
+    assert [m["id"] for m in listed][:2] == ["openai/gpt-4o", "openai/o3-mini"]
+
+
+@pytest.mark.parametrize(
+    ("args", "settings", "code", "error"),
+    [
+        (["chat", "x", "-m", "nobody/nothing"], {}, 5, "NotFoundError"),
+        (["chat", "x", "--temperature", "9"], {}, 3, "InvalidParameterError"),
+        (["models"], {"DEPLOYAI_API_KEY": ""}, 3, "DeployAIError: No API key"),
+        (["models", "--api-key", "not-a-key"], {}, 4, "AuthenticationError"),
+        (["models", "--base-url", "http://127.0.0.1:9/v1", "--max-retries", "0"], {}, 8, "APIConnectionError"),
+    ],
+    ids=["404", "bad-argument", "no-key", "401", "no-connection"],
+)
+def test_an_error_is_one_line_and_its_exit_code(
+    env: dict[str, str], args: list[str], settings: dict[str, str], code: int, error: str
+) -> None:
+    result = run(*args, env=env | settings)
+    assert result.returncode == code
+    assert result.stderr.startswith(f"deployai: {error}")
+    assert result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_every_exit_code_of_the_table_is_distinct_per_kind_and_documented_in_help(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    for kind, code, _ in EXIT_CODES:
+        assert f"{code:>3}  {kind.__name__}" in out
+    assert "130  interrupted" in out
+    for command, options in {"chat": ["--model", "--system", "--json", "--api-key", "--base-url"], "models": ["--json"],
+                             "emulator": ["--port", "--rate-limit", "--token-latency"]}.items():  # fmt: skip
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        assert all(option in text for option in options), command
+
+
+def test_ctrl_c_stops_a_stream_with_code_130_and_no_traceback(server: EmulatorServer, env: dict[str, str]) -> None:
+    server.emulator.slow_next(30)  # the headers at once, then a long wait before each chunk
+    process = subprocess.Popen(
+        [str(SCRIPT), "chat", "Hello"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        with selectors.DefaultSelector() as selector:  # wait for the request to be answered, not for a time
+            selector.register(process.stdout, selectors.EVENT_READ)  # type: ignore[arg-type]
+            while not server.emulator.requests and process.poll() is None:
+                selector.select(0.05)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert err == "deployai: interrupted\n"
+    assert out.strip() == ""
+
+
+def test_the_emulator_command_serves_until_ctrl_c(env: dict[str, str]) -> None:
+    process = subprocess.Popen(
+        [str(SCRIPT), "emulator", "--port", "0", "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        assert run("models", "--base-url", url, env=env).returncode == 0
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert url.startswith("http://127.0.0.1:")
+    assert process.returncode == 0
