@@ -34,45 +34,6 @@ CREATE: Final = Endpoint(
 )
 """`POST /chat/completions`: a `ChatCompletion`, or with `stream=True` a stream of `ChatCompletionChunk`."""
 
-_CREATE_DOC = """Create a chat completion: the model's answer to `messages`.
-
-Args:
-    model: the model id in `provider/model` form, for example `"openai/gpt-4o"`.
-    messages: the conversation so far: dicts such as `{"role": "user", "content": "Hello!"}` or
-        message models (`deployai.types.UserMessage`, ...). Roles: system, developer, user,
-        assistant, tool.
-    stream: `True` to receive the answer chunk by chunk as a `Stream` (default `False`).
-    temperature: sampling temperature from 0 to 2 (server default 1).
-    max_tokens: the most tokens to generate, at least 1.
-    max_completion_tokens: the same cap under the name reasoning models (such as `openai/o3-mini`)
-        take, at least 1.
-    top_p: nucleus sampling from 0 to 1 (server default 1).
-    stop, n, seed, presence_penalty, frequency_penalty, user, response_format, tools, tool_choice,
-        stream_options, logprobs, top_logprobs: passed on to the provider as the OpenAI API defines them.
-    extra_headers, extra_query, extra_body: more headers, query parameters or JSON fields for this call.
-    timeout: this call's timeout in seconds (or an `httpx.Timeout`), instead of the client's.
-
-A parameter that is not given is not sent. Bad values raise `InvalidParameterError` before any byte
-is sent; API failures raise the `APIStatusError` subclass for their status, after retries.
-"""
-
-
-_CREATE_MANY_DOC = """Create many chat completions with bounded concurrency; results in input order.
-
-Args:
-    requests: keyword dicts for `create`, or `ChatCompletionRequest`s (without `stream=True`), one
-        per completion.
-    concurrency: how many calls may be in flight at once (default 8); each goes through the client's
-        retries as `create` does.
-    on_progress: called as `on_progress(done, total)` each time an item finishes.
-    progress: draw a progress bar with tqdm (`tqdm.auto`, so notebooks get theirs); tqdm must be
-        installed.
-
-Returns:
-    One item per request, in order: its `ChatCompletion`, or the `DeployAIError` that ended it (one
-    failure never loses the others). Interrupting (Ctrl-C) or cancelling the call stops everything not
-    yet finished and returns at once.
-"""
 
 _DEFAULT_CONCURRENCY: Final = 8
 
@@ -97,12 +58,34 @@ class Completions:
     def create(self, **params: Unpack[CompletionCreateParamsStreaming]) -> Stream[ChatCompletionChunk]: ...
     @overload
     def create(self, **params: Unpack[CompletionCreateParams]) -> ChatCompletion | Stream[ChatCompletionChunk]: ...
-    def create(self, **params: Any) -> Any:  # noqa: D102 - the docstring is set below, once for all
+    def create(self, **params: Any) -> Any:  # noqa: D417 - `**params` is documented name by name
+        """Create a chat completion: the model's answer to `messages`.
+
+        Keyword Args:
+            model (str): the model id in `provider/model` form, for example `"openai/gpt-4o"`.
+            messages (list): the conversation so far: dicts such as `{"role": "user", "content": "Hello!"}`
+                or message models (`deployai.types.UserMessage`, ...). Roles: system, developer, user,
+                assistant, tool.
+            stream (bool): `True` to receive the answer chunk by chunk as a `Stream` (default `False`).
+            temperature (float): sampling temperature from 0 to 2 (server default 1).
+            max_tokens (int): the most tokens to generate, at least 1.
+            max_completion_tokens (int): the same cap under the name reasoning models (such as
+                `openai/o3-mini`) take, at least 1.
+            top_p (float): nucleus sampling from 0 to 1 (server default 1).
+            timeout (float | httpx.Timeout): this call's timeout in seconds, instead of the client's.
+
+        Also `stop`, `n`, `seed`, `presence_penalty`, `frequency_penalty`, `user`, `response_format`,
+        `tools`, `tool_choice`, `stream_options`, `logprobs` and `top_logprobs`, passed on to the provider
+        as the OpenAI API defines them; and `extra_headers`, `extra_query`, `extra_body`: more headers,
+        query parameters or JSON fields for this call. Every parameter is keyword-only and typed in
+        `deployai.types.chat_params.CompletionCreateParams`.
+
+        A parameter that is not given is not sent. Bad values raise `InvalidParameterError` before any byte
+        is sent; API failures raise the `APIStatusError` subclass for their status, after retries.
+        """
         return self._client._call(CREATE, params, raw=False)
 
-    create.__doc__ = _CREATE_DOC
-
-    def create_many(  # noqa: D102 - the docstring is set below, once for both clients
+    def create_many(
         self,
         requests: Iterable[Mapping[str, Any] | ChatCompletionRequest],
         *,
@@ -110,13 +93,28 @@ class Completions:
         on_progress: Progress | None = None,
         progress: bool = False,
     ) -> list[ChatCompletion | DeployAIError]:
+        """Create many chat completions with bounded concurrency; results in input order.
+
+        Args:
+            requests: keyword dicts for `create`, or `ChatCompletionRequest`s (without `stream=True`), one
+                per completion.
+            concurrency: how many calls may be in flight at once (default 8); each goes through the client's
+                retries as `create` does.
+            on_progress: called as `on_progress(done, total)` each time an item finishes.
+            progress: draw a progress bar with tqdm (`tqdm.auto`, so notebooks get theirs); tqdm must be
+                installed.
+
+        Returns:
+            One item per request, in order: its `ChatCompletion`, or the `DeployAIError` that ended it (one
+            failure never loses the others). Interrupting (Ctrl-C) or cancelling the call stops everything not
+            yet finished and returns at once.
+        """
+
         def one(params: Mapping[str, Any] | ChatCompletionRequest) -> ChatCompletion:
             result: ChatCompletion = self._client._call(CREATE, _whole(params), raw=False)
             return result
 
         return run_many(one, requests, concurrency=concurrency, on_progress=on_progress, progress=progress)
-
-    create_many.__doc__ = _CREATE_MANY_DOC
 
     @cached_property
     def with_raw_response(self) -> CompletionsWithRawResponse:
@@ -157,12 +155,13 @@ class AsyncCompletions:
     async def create(
         self, **params: Unpack[CompletionCreateParams]
     ) -> ChatCompletion | AsyncStream[ChatCompletionChunk]: ...
-    async def create(self, **params: Any) -> Any:  # noqa: D102 - the docstring is set below, once for all
+    async def create(self, **params: Any) -> Any:
+        """Create a chat completion (awaited): the parameters, result and errors of `Completions.create`."""
         return await self._client._call(CREATE, params, raw=False)
 
-    create.__doc__ = _CREATE_DOC
+    create.__doc__ = Completions.create.__doc__  # the whole text for help(), written once
 
-    async def create_many(  # noqa: D102 - the docstring is set below, once for both clients
+    async def create_many(
         self,
         requests: Iterable[Mapping[str, Any] | ChatCompletionRequest],
         *,
@@ -170,13 +169,15 @@ class AsyncCompletions:
         on_progress: Progress | None = None,
         progress: bool = False,
     ) -> list[ChatCompletion | DeployAIError]:
+        """Create many chat completions (awaited): the parameters and results of `Completions.create_many`."""
+
         async def one(params: Mapping[str, Any] | ChatCompletionRequest) -> ChatCompletion:
             result: ChatCompletion = await self._client._call(CREATE, _whole(params), raw=False)
             return result
 
         return await run_many_async(one, requests, concurrency=concurrency, on_progress=on_progress, progress=progress)
 
-    create_many.__doc__ = _CREATE_MANY_DOC
+    create_many.__doc__ = Completions.create_many.__doc__
 
     @cached_property
     def with_raw_response(self) -> AsyncCompletionsWithRawResponse:
