@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Generic, TypeVar
 
@@ -39,7 +40,10 @@ def progress_reporter(on_progress: Progress | None, progress: bool, total: int) 
     finish: Callable[[], None] = lambda: None  # noqa: E731 - nothing to close without a bar
     if progress:
         try:  # imported only here: an optional integration (tqdm.auto picks the notebook bar in Jupyter)
-            from tqdm.auto import tqdm  # type: ignore[import-untyped, import-not-found, unused-ignore]
+            with warnings.catch_warnings():
+                # Without ipywidgets, tqdm.auto warns and draws its text bar, which works in a notebook too.
+                warnings.filterwarnings("ignore", message="IProgress not found")
+                from tqdm.auto import tqdm  # type: ignore[import-untyped, import-not-found, unused-ignore]
         except ModuleNotFoundError as exc:
             if (exc.name or "").partition(".")[0] != "tqdm":
                 raise

@@ -72,25 +72,39 @@ def test_models_prints_a_table_or_json(env: dict[str, str]) -> None:
     assert [m["id"] for m in listed][:2] == ["openai/gpt-4o", "openai/o3-mini"]
 
 
+def test_an_error_is_one_line_on_stderr_and_exits_with_its_code(env: dict[str, str]) -> None:
+    result = run("chat", "x", "-m", "nobody/nothing", env=env)
+    assert (result.returncode, result.stdout) == (5, "")
+    assert result.stderr.startswith("deployai: NotFoundError: ")
+    assert result.stderr.count("\n") == 1
+
+
 @pytest.mark.parametrize(
     ("args", "settings", "code", "error"),
     [
-        (["chat", "x", "-m", "nobody/nothing"], {}, 5, "NotFoundError"),
         (["chat", "x", "--temperature", "9"], {}, 3, "InvalidParameterError"),
         (["models"], {"DEPLOYAI_API_KEY": ""}, 3, "DeployAIError: No API key"),
         (["models", "--api-key", "not-a-key"], {}, 4, "AuthenticationError"),
         (["models", "--base-url", "http://127.0.0.1:9/v1", "--max-retries", "0"], {}, 8, "APIConnectionError"),
     ],
-    ids=["404", "bad-argument", "no-key", "401", "no-connection"],
+    ids=["bad-argument", "no-key", "401", "no-connection"],
 )
-def test_an_error_is_one_line_and_its_exit_code(
-    env: dict[str, str], args: list[str], settings: dict[str, str], code: int, error: str
+def test_each_kind_of_error_has_its_exit_code(
+    env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    settings: dict[str, str],
+    code: int,
+    error: str,
 ) -> None:
-    result = run(*args, env=env | settings)
-    assert result.returncode == code
-    assert result.stderr.startswith(f"deployai: {error}")
-    assert result.stderr.count("\n") == 1
-    assert "Traceback" not in result.stderr
+    for name, value in (env | settings).items():
+        if name.startswith("DEPLOYAI_"):
+            monkeypatch.setenv(name, value)
+    assert main(args) == code
+    err = capsys.readouterr().err
+    assert err.startswith(f"deployai: {error}")
+    assert err.count("\n") == 1
 
 
 def test_every_exit_code_of_the_table_is_distinct_per_kind_and_documented_in_help(
