@@ -161,6 +161,7 @@ def check_chat_params(params: Mapping[str, Any]) -> None:
     messages = params.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidParameterError("messages", messages, "a non-empty list of messages")
+    sdk_models = _message_types()
     for index, message in enumerate(messages):
         # Most messages of a long conversation are plain dicts with text content: settled here without
         # the ABC checks (against Mapping and BaseModel) of `check_message`, with the same verdict.
@@ -169,7 +170,7 @@ def check_chat_params(params: Mapping[str, Any]) -> None:
             role = message.get("role")
             if role in _TEXT_ROLES or (role == "assistant" and message.get("tool_calls") is None):
                 continue
-        elif kind in _model_types:  # a message model: valid by construction
+        elif kind in sdk_models or kind in _model_types:  # a message model: valid by construction
             continue
         check_message(index, message)
     if "stream" in params:
@@ -284,20 +285,77 @@ def _only_strings(messages: list[Any]) -> bool:
     return True
 
 
+# What a message model's `_deployai_json` slot holds besides its JSON: seen once (its JSON is kept when
+# it is sent again), or not made of strings only (never encoded on its own).
+_SEEN: Final = b""
+_NOT_PLAIN: Final = b"!"
+
+
+def _own_json(message: Any) -> bytes:
+    """A message model's JSON, kept in its slot (it is frozen), or `_NOT_PLAIN`."""
+    data = _NOT_PLAIN
+    if not message.__pydantic_extra__ and all(
+        value is None or type(value) is str for value in message.__dict__.values()
+    ):
+        try:
+            data = pydantic_core.to_json(message, exclude_none=True)
+        except pydantic_core.PydanticSerializationError:  # a lone surrogate: `encode_json` reports it
+            data = _NOT_PLAIN
+    object.__setattr__(message, "_deployai_json", data)
+    return data
+
+
+def _joined_models(messages: list[Any]) -> bytes | None:
+    """The JSON of a list of message models from their kept JSON, or None to encode it whole.
+
+    Conversations are sent again and again, one message longer each time: the JSON of a message model
+    sent before is kept, so that sending it again costs a lookup. A model seen for the first time is
+    only marked, unless few are new (the new turns of a conversation): a whole list encoded by
+    pydantic-core costs less than its messages one by one.
+    """
+    models = _message_types()
+    parts: list[bytes | None] = []
+    unseen = 0
+    for message in messages:
+        if type(message) not in models:
+            return None
+        data = getattr(message, "_deployai_json", None)
+        if data is _NOT_PLAIN:
+            return None
+        unseen += data is None
+        parts.append(data)
+    if unseen * 8 > len(messages):
+        for message, data in zip(messages, parts, strict=True):
+            if data is None:
+                object.__setattr__(message, "_deployai_json", _SEEN)
+        return None
+    joined: list[bytes] = []
+    for message, data in zip(messages, parts, strict=True):
+        if not data:  # new, or seen once
+            data = _own_json(message)
+            if data is _NOT_PLAIN:
+                return None
+        joined.append(data)
+    return b"[" + b",".join(joined) + b"]"
+
+
 def encode_chat_body(body: dict[str, Any]) -> bytes:
     """Encode a chat request's body: `encode_json`, byte for byte, with a long list of text messages done in bulk."""
     messages = body.get("messages")
     if (
         type(messages) is not list
         or len(messages) < _BULK_MESSAGES
-        or not _only_strings(messages)
         or not all(type(key) is str for key in body)  # `json` writes other keys (from extra_body) its own way
     ):
         return encode_json(body)
-    try:
-        bulk = pydantic_core.to_json(messages, exclude_none=True)
-    except pydantic_core.PydanticSerializationError:  # a lone surrogate: `encode_json` says what is wrong
-        return encode_json(body)
+    bulk = _joined_models(messages)
+    if bulk is None:
+        if not _only_strings(messages):
+            return encode_json(body)
+        try:
+            bulk = pydantic_core.to_json(messages, exclude_none=True)
+        except pydantic_core.PydanticSerializationError:  # a lone surrogate: `encode_json` says what is wrong
+            return encode_json(body)
     try:
         parts = [
             encode_json(key) + b":" + (bulk if key == "messages" else encode_json(value)) for key, value in body.items()

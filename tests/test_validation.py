@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import gc
 import json
+import pickle
 import warnings
 import weakref
 from typing import Any
@@ -364,6 +366,43 @@ def test_a_conversation_with_anything_but_strings_is_encoded_as_json_writes_it(
 ) -> None:
     messages.insert(where, spoiler)
     _same_bytes_or_error({"model": "openai/gpt-4o", "messages": messages})
+
+
+def _models_only(draw: st.DrawFn, spoiler: bool = False) -> Any:
+    message = draw(st.composite(_text_message)(spoiler=spoiler))
+    return message if not isinstance(message, dict) else UserMessage(content=str(message.get("content", "")))
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    st.lists(st.composite(_models_only)(), min_size=16, max_size=24),
+    st.lists(st.composite(_models_only)(), min_size=1, max_size=3),
+    st.integers(0, 24),
+    st.none() | st.composite(_models_only)(spoiler=True),
+)
+def test_a_conversation_of_models_sent_again_and_again_is_encoded_as_json_writes_it_every_time(
+    messages: list[Any], new_turns: list[Any], where: int, spoiler: Any
+) -> None:
+    """Each send of a growing conversation: a first time (marked), again (kept), with new turns (mixed)."""
+    if spoiler is not None:
+        messages.insert(where, spoiler)
+    for _ in range(3):
+        _same_bytes_or_error({"model": "openai/gpt-4o", "messages": messages})
+    for turn in new_turns:
+        messages.append(turn)
+        _same_bytes_or_error({"model": "openai/gpt-4o", "messages": messages})
+
+
+def test_the_kept_json_of_a_message_is_no_part_of_its_equality_copies_or_pickles() -> None:
+    sent = [UserMessage(content=f"turn {i}") for i in range(20)]
+    for _ in range(2):
+        encode_chat_body({"model": "openai/gpt-4o", "messages": sent})
+    fresh = UserMessage(content="turn 0")
+    assert sent[0] == fresh
+    assert sent[0].model_dump() == fresh.model_dump() == {"role": "user", "content": "turn 0", "name": None}
+    for copied in (pickle.loads(pickle.dumps(sent[0])), copy.copy(sent[0]), sent[0].model_copy()):
+        assert copied == fresh
+        assert getattr(copied, "_deployai_json", None) is None
 
 
 def test_a_model_that_dumps_itself_its_own_way_is_sent_as_it_dumps() -> None:

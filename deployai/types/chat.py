@@ -119,6 +119,9 @@ class ToolMessageParam(TypedDict):
 
 
 class _Message(BaseModel):
+    # The message's JSON once sent twice (see `deployai._request.encode_chat_body`): a slot, so that
+    # it is no field, no private attribute, and left out of equality, copies and pickles.
+    __slots__ = ("_deployai_json",)
     model_config = ConfigDict(extra="allow", frozen=True)
 
 
