@@ -36,7 +36,7 @@ def conversation(length: int, *, models: bool) -> list[Any]:
     return turns
 
 
-def ratios(length: int, n: int) -> tuple[float, float]:
+def ratios(length: int, n: int, rounds: int = 15) -> tuple[float, float]:
     """(SDK over baseline with dicts, models over dicts) for a conversation of `length` messages."""
     options = DeployAI(api_key=KEY)._options
     dicts, models = conversation(length, models=False), conversation(length, models=True)
@@ -53,18 +53,18 @@ def ratios(length: int, n: int) -> tuple[float, float]:
 
         return build
 
-    base_rate, sdk_rate = best_rates(baseline, of(dicts), n)
+    base_rate, sdk_rate = best_rates(baseline, of(dicts), n, rounds)
     against_floor = report(f"build, {length} messages", base_rate, sdk_rate, "req/s",
                            higher_is_better=False, target=1.0)  # fmt: skip
-    dict_rate, model_rate = best_rates(of(dicts), of(models), n)
+    dict_rate, model_rate = best_rates(of(dicts), of(models), n, rounds)
     against_dicts = report(f"build, {length} models vs dicts", dict_rate, model_rate, "req/s",
                            higher_is_better=False, target=1.2)  # fmt: skip
     return against_floor, against_dicts
 
 
-def main(n: int = 200) -> tuple[float, ...]:
+def main(n: int = 200, rounds: int = 15) -> tuple[float, ...]:
     """Both comparisons at 100 and 1,000 messages (`n` requests of 1,000 messages a round, ten times as many of 100)."""
-    return (*ratios(100, n * 10), *ratios(1000, n))
+    return (*ratios(100, n * 10, rounds), *ratios(1000, n, rounds))
 
 
 if __name__ == "__main__":

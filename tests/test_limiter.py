@@ -322,9 +322,10 @@ def from_threads(server: EmulatorServer, calls: int, threads: int, **options: An
 
 def test_proof_300_calls_from_50_tasks_and_300_from_16_threads_meet_no_429() -> None:
     # Both runs at once, each with its own server and limiter, learning the window from headers alone.
+    # A window of 40 a second: 300 calls span at least 7 windows, each one of them exhausted.
     with (
-        EmulatorServer(CountingEmulator(rate_limit=20, window_seconds=1)) as for_tasks,
-        EmulatorServer(CountingEmulator(rate_limit=20, window_seconds=1)) as for_threads,
+        EmulatorServer(CountingEmulator(rate_limit=40, window_seconds=1)) as for_tasks,
+        EmulatorServer(CountingEmulator(rate_limit=40, window_seconds=1)) as for_threads,
     ):
         task_results: list[Any] = []
         runner = threading.Thread(
