@@ -51,9 +51,10 @@ def test_the_suite_prints_every_figure_for_three_sides_and_saves_a_baseline(
              "import + client", "memory, 20 concurrent streams"]  # fmt: skip
     assert all(name in out for name in names)
     saved = json.loads(baseline.read_text())
-    # Every timed figure gets a baseline; memory at this tiny size may not (its floor can read 0 MiB).
+    # Every timed figure gets a baseline; memory at this tiny size may not (its floor can read 0 MiB),
+    # and when it does, either side may have added nothing measurable.
     assert all(saved[name] > 0 for name in names if not name.startswith("memory"))
-    assert all(0 < cost < math.inf for cost in saved.values())
+    assert all(math.isfinite(cost) and cost >= 0 for cost in saved.values())
 
 
 def test_a_cost_more_than_a_tenth_above_the_baseline_is_flagged(capsys: pytest.CaptureFixture[str]) -> None:
