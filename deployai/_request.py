@@ -8,7 +8,7 @@ import json
 import numbers
 import re
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 import httpx
@@ -285,14 +285,23 @@ def _only_strings(messages: list[Any]) -> bool:
     return True
 
 
-# What a message model's `_deployai_json` slot holds besides its JSON: seen once (its JSON is kept when
-# it is sent again), or not made of strings only (never encoded on its own).
+# What a message model's `_deployai_json` slot holds besides its JSON: seen in a list encoded whole (its
+# JSON is kept the next time), or not made of strings only (never encoded on its own).
 _SEEN: Final = b""
 _NOT_PLAIN: Final = b"!"
 
 
-def _own_json(message: Any) -> bytes:
-    """A message model's JSON, kept in its slot (it is frozen), or `_NOT_PLAIN`."""
+@functools.cache
+def _kept_slot() -> tuple[Callable[[Any], bytes], Callable[[Any, bytes], None]]:
+    """Get and set the slot directly: a missing value then raises at once, without pydantic's `__getattr__`."""
+    from .types.chat import _Message
+
+    slot = _Message.__dict__["_deployai_json"]
+    return slot.__get__, slot.__set__
+
+
+def _own_json(message: Any, keep: Callable[[Any, bytes], None]) -> bytes:
+    """A message model's JSON, kept in its slot (the model is frozen), or `_NOT_PLAIN`."""
     data = _NOT_PLAIN
     if not message.__pydantic_extra__ and all(
         value is None or type(value) is str for value in message.__dict__.values()
@@ -301,40 +310,45 @@ def _own_json(message: Any) -> bytes:
             data = pydantic_core.to_json(message, exclude_none=True)
         except pydantic_core.PydanticSerializationError:  # a lone surrogate: `encode_json` reports it
             data = _NOT_PLAIN
-    object.__setattr__(message, "_deployai_json", data)
+    keep(message, data)
     return data
 
 
 def _joined_models(messages: list[Any]) -> bytes | None:
-    """The JSON of a list of message models from their kept JSON, or None to encode it whole.
+    """The JSON of a list of message models joined from their kept JSON, or None to encode the list whole.
 
-    Conversations are sent again and again, one message longer each time: the JSON of a message model
-    sent before is kept, so that sending it again costs a lookup. A model seen for the first time is
-    only marked, unless few are new (the new turns of a conversation): a whole list encoded by
-    pydantic-core costs less than its messages one by one.
+    A conversation is sent again and again, a turn longer each time: each message model's JSON is
+    kept in the model, so that sending it again costs a lookup and only new turns are encoded. A list
+    whose first or middle message was never sent is new (a one-off request, or a shared system prompt
+    before new turns): it is encoded whole, which costs less than message by message, and those two
+    are marked, so that if the same list is sent again its messages' JSON is kept from then on.
     """
     models = _message_types()
-    parts: list[bytes | None] = []
-    unseen = 0
+    get, keep = _kept_slot()
+    probes = (messages[0], messages[len(messages) // 2])
+    if type(probes[0]) not in models or type(probes[1]) not in models:
+        return None
+    fresh = False
+    for probe in probes:
+        try:
+            get(probe)
+        except AttributeError:
+            keep(probe, _SEEN)
+            fresh = True
+    if fresh:
+        return None
+    joined: list[bytes] = []
     for message in messages:
         if type(message) not in models:
             return None
-        data = getattr(message, "_deployai_json", None)
+        try:
+            data = get(message)
+        except AttributeError:
+            data = _SEEN
+        if not data:  # new, or seen once
+            data = _own_json(message, keep)
         if data is _NOT_PLAIN:
             return None
-        unseen += data is None
-        parts.append(data)
-    if unseen * 8 > len(messages):
-        for message, data in zip(messages, parts, strict=True):
-            if data is None:
-                object.__setattr__(message, "_deployai_json", _SEEN)
-        return None
-    joined: list[bytes] = []
-    for message, data in zip(messages, parts, strict=True):
-        if not data:  # new, or seen once
-            data = _own_json(message)
-            if data is _NOT_PLAIN:
-                return None
         joined.append(data)
     return b"[" + b",".join(joined) + b"]"
 
