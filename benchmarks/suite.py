@@ -363,8 +363,9 @@ def _cell(values: list[float] | None) -> str:
 def report(figures: list[Figure], baseline: dict[str, float]) -> list[str]:
     """Print the table; return the names of the figures more than 10% costlier than the baseline."""
     flagged = []
+    width = max(34, *(len(figure.name) for figure in figures))
     print(
-        f"{'figure':<34} {'unit':<10} "
+        f"{'figure':<{width}} {'unit':<10} "
         + " ".join(f"{side + ' min/med/max':>22}" for side in SIDES)
         + "  cost    baseline"
     )
@@ -378,7 +379,7 @@ def report(figures: list[Figure], baseline: dict[str, float]) -> list[str]:
                 note += "  WORSE"
                 flagged.append(figure.name)
         cells = " ".join(_cell(figure.samples.get(side)) for side in SIDES)
-        print(f"{figure.name:<34} {figure.unit:<10} {cells}  {cost:5.2f}x  {note}")
+        print(f"{figure.name:<{width}} {figure.unit:<10} {cells}  {cost:5.2f}x  {note}".rstrip())
     return flagged
 
 
