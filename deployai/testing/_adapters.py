@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 from ._clock import VirtualClock
 
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from ._emulator import Emulator
     from ._transport import AsyncEmulatorTransport, EmulatorTransport
 
-__all__ = ["DEFAULT_TEST_API_KEY", "IN_PROCESS_BASE_URL", "Adapters"]
+__all__ = ["DEFAULT_TEST_API_KEY", "IN_PROCESS_BASE_URL", "Adapters", "follow_clock"]
 
 IN_PROCESS_BASE_URL: Final = "https://emulator.invalid/v1"
 DEFAULT_TEST_API_KEY: Final = "sk-emulator-test"
@@ -75,9 +75,7 @@ class Adapters:
         _refuse_http_client(kwargs)
         client = DeployAI(**_client_defaults(kwargs), http_client=httpx.Client(transport=self.transport()))
         client._http.close_borrowed_client()  # closed with the client, as if it had made it itself
-        if isinstance(self._clock, VirtualClock):
-            client._http.sleep = self._clock.sleep
-        return client
+        return follow_clock(client, self._clock)
 
     def async_client(self, **kwargs: Any) -> AsyncDeployAI:
         """An `AsyncDeployAI` client wired to this emulator in-process; `await client.aclose()` when done.
@@ -93,9 +91,22 @@ class Adapters:
         transport = self.async_transport()
         client = AsyncDeployAI(**_client_defaults(kwargs), http_client=httpx.AsyncClient(transport=transport))
         client._http.close_borrowed_client()
-        if isinstance(self._clock, VirtualClock):
-            client._http.sleep = self._clock.asleep
-        return client
+        return follow_clock(client, self._clock)
+
+
+_Client = TypeVar("_Client", "DeployAI", "AsyncDeployAI")
+
+
+def follow_clock(client: _Client, clock: Callable[[], float]) -> _Client:
+    """`client`, waiting between retries on `clock` when it is a `VirtualClock` (no real time passes)."""
+    if isinstance(clock, VirtualClock):
+        from .. import DeployAI
+
+        if isinstance(client, DeployAI):
+            client._http.sleep = clock.sleep
+        else:
+            client._http.sleep = clock.asleep
+    return client
 
 
 def _refuse_http_client(kwargs: Mapping[str, Any]) -> None:

@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING, Any, Final
 from typing_extensions import Self
 
 from .._config import is_loopback
-from ._adapters import DEFAULT_TEST_API_KEY
+from ._adapters import DEFAULT_TEST_API_KEY, follow_clock
 from ._asgi import hide_stream_cut_logs
-from ._clock import VirtualClock
 from ._emulator import Emulator
 
 if TYPE_CHECKING:
@@ -209,20 +208,14 @@ class EmulatorServer:
         from .. import DeployAI
 
         client = DeployAI(**{"api_key": DEFAULT_TEST_API_KEY, "base_url": self.base_url, **kwargs})
-        clock = self.emulator.clock
-        if isinstance(clock, VirtualClock):
-            client._http.sleep = clock.sleep
-        return client
+        return follow_clock(client, self.emulator.clock)
 
     def async_client(self, **kwargs: Any) -> AsyncDeployAI:
         """An `AsyncDeployAI` client of this server over HTTP; `await client.aclose()` when done."""
         from .. import AsyncDeployAI
 
         client = AsyncDeployAI(**{"api_key": DEFAULT_TEST_API_KEY, "base_url": self.base_url, **kwargs})
-        clock = self.emulator.clock
-        if isinstance(clock, VirtualClock):
-            client._http.sleep = clock.asleep
-        return client
+        return follow_clock(client, self.emulator.clock)
 
     def __enter__(self) -> Self:
         return self.start()
