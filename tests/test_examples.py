@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -151,3 +152,17 @@ def test_tool_calling_runs_two_turns_against_the_emulator() -> None:
 def test_testing_your_app_passes_its_own_tests_with_the_installed_fixtures() -> None:
     lines = run_example("testing_your_app.py")
     assert re.fullmatch(r"5 passed in [\d.]+s", lines[-1]), lines
+
+
+def test_batch_jsonl_answers_in_order_with_the_failure_in_its_place() -> None:
+    lines = run_example("batch_jsonl.py")
+    assert EMULATOR_LINE.fullmatch(lines[0])
+    results = [json.loads(line) for line in lines[1:]]
+    assert [r["model"] for r in results] == [
+        "openai/gpt-4o",
+        "anthropic/claude-3.5-sonnet",
+        "nobody/no-such-model",
+        "google/gemini-2.0-flash",
+    ]
+    assert results[2] == {"model": "nobody/no-such-model", "error": "NotFoundError", "status": 404}
+    assert results[3]["answer"] == "You said: What is streaming?"
