@@ -18,7 +18,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TextIO
 
 from ._exceptions import (
     APIConnectionError,
@@ -31,6 +31,7 @@ from ._exceptions import (
     PermissionDeniedError,
     RateLimitError,
 )
+from ._logging import redact
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -60,16 +61,26 @@ def _exit_code(error: BaseException) -> int:
 
 
 def _epilog() -> str:
-    codes = "\n".join(f"  {code:>3}  {kind.__name__}: {meaning}" for kind, code, meaning in EXIT_CODES)
+    rows = sorted(EXIT_CODES, key=lambda row: row[1])
+    codes = "\n".join(f"  {code:>3}  {kind.__name__}: {meaning}" for kind, code, meaning in rows)
     return f"exit codes:\n    0  success\n    2  a usage error (see --help)\n{codes}\n  130  interrupted (Ctrl+C)"
 
 
-def _connection_options() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+class _Parser(argparse.ArgumentParser):
+    """argparse, with any API key taken out of its error messages (which repeat what was typed)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print the usage and the error, the key redacted, and exit with status 2."""
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {redact(message)}\n")
+
+
+def _connection_options() -> _Parser:
+    common = _Parser(add_help=False)
     group = common.add_argument_group("connection")
     group.add_argument("--api-key", help="the API key (default: $DEPLOYAI_API_KEY)")
     group.add_argument("--base-url", help="the API base URL (default: $DEPLOYAI_BASE_URL, else the DeployAI API)")
-    group.add_argument("--timeout", type=float, help="seconds to wait for each attempt (default 60)")
+    group.add_argument("--timeout", type=float, help="seconds to wait for each attempt (default 600)")
     group.add_argument("--max-retries", type=int, help="retries of a failed call (default 2)")
     return common
 
@@ -77,14 +88,14 @@ def _connection_options() -> argparse.ArgumentParser:
 def _parser() -> argparse.ArgumentParser:
     from .testing.__main__ import add_serve_arguments
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="deployai",
         description="The DeployAI API from a terminal.",
         epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"deployai {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     common = _connection_options()
     chat = commands.add_parser(
         "chat",
@@ -130,7 +141,7 @@ def _client(args: argparse.Namespace) -> DeployAI:
 
 
 def _chat(args: argparse.Namespace, out: TextIO) -> None:
-    prompt = sys.stdin.read().rstrip("\n") if args.prompt == "-" else args.prompt
+    prompt = _stdin_prompt() if args.prompt == "-" else args.prompt
     messages: list[dict[str, str]] = [{"role": "system", "content": args.system}] if args.system else []
     messages.append({"role": "user", "content": prompt})
     params: dict[str, Any] = {"model": args.model, "messages": messages}
@@ -144,10 +155,20 @@ def _chat(args: argparse.Namespace, out: TextIO) -> None:
                 pass
             out.write(stream.get_final_completion().model_dump_json(indent=2) + "\n")
             return
-        for text in stream.text_stream:
-            out.write(text)
-            out.flush()
-        out.write("\n")
+        try:
+            for text in stream.text_stream:
+                out.write(text)
+                out.flush()
+        finally:  # also on Ctrl+C: end the line the answer was on
+            out.write("\n")
+
+
+def _stdin_prompt() -> str:
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8").rstrip("\n")
+    except UnicodeDecodeError as exc:  # `git diff | deployai chat -` over a file in another encoding
+        raise InvalidParameterError("prompt", f"{len(data)} bytes on stdin", f"UTF-8 text ({exc.reason})") from None
 
 
 def _models(args: argparse.Namespace, out: TextIO) -> None:
@@ -173,12 +194,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(args)
         (_chat if args.command == "chat" else _models)(args, sys.stdout)
     except KeyboardInterrupt:
-        sys.stdout.write("\n")
         sys.stderr.write("deployai: interrupted\n")
         return INTERRUPTED
     except DeployAIError as error:
         sys.stdout.flush()
-        sys.stderr.write(f"deployai: {type(error).__name__}: {error}\n")
+        one_line = " ".join(str(error).split())  # a server's message may hold line breaks
+        sys.stderr.write(f"deployai: {type(error).__name__}: {one_line}\n")
         return _exit_code(error)
     except BrokenPipeError:  # `deployai models | head`: the reader left, which is not an error
         sys.stderr.close()

@@ -162,3 +162,33 @@ def test_the_emulator_command_serves_until_ctrl_c(env: dict[str, str]) -> None:
         process.kill()
     assert url.startswith("http://127.0.0.1:")
     assert process.returncode == 0
+
+
+def test_a_server_message_with_line_breaks_is_printed_on_one_line(
+    server: EmulatorServer, env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("DEPLOYAI_BASE_URL", "DEPLOYAI_API_KEY"):
+        monkeypatch.setenv(name, env[name])
+    server.emulator.fail_next(400, {"error": {"message": "line one\nline two", "type": "invalid_request_error"}})
+    assert main(["models"]) == 7
+    assert (
+        capsys.readouterr().err == "deployai: BadRequestError: Error code: 400 - line one line two (request id req_1)\n"
+    )
+
+
+def test_a_prompt_on_stdin_that_is_not_utf8_is_refused_in_one_line(env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [str(SCRIPT), "chat", "-"], input=b"caf\xe9\n", capture_output=True, env=env, timeout=60, check=False
+    )
+    assert result.returncode == 3
+    assert result.stderr.decode().startswith("deployai: InvalidParameterError: prompt must be UTF-8 text")
+    assert result.stderr.count(b"\n") == 1
+
+
+def test_a_usage_error_does_not_repeat_an_api_key(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["chat", "hi", "--api_key", "sk-secret-0123456789"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments" in err
+    assert "sk-secret" not in err
