@@ -96,14 +96,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"deployai {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    common = _connection_options()
+    # The commands that call the API: the connection options, and the exit codes in their help.
+    calling: dict[str, Any] = {
+        "parents": [_connection_options()],
+        "epilog": _epilog(),
+        "formatter_class": argparse.RawDescriptionHelpFormatter,
+    }
     chat = commands.add_parser(
         "chat",
-        parents=[common],
         help="ask a model and stream its answer",
         description="Ask a model and stream its answer to stdout.",
-        epilog=_epilog(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **calling,
     )
     chat.add_argument("prompt", help="the prompt; '-' reads it from stdin")
     chat.add_argument("-m", "--model", default=DEFAULT_MODEL, help=f"the model id (default {DEFAULT_MODEL})")
@@ -112,12 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--max-tokens", type=int, help="the most tokens to generate")
     chat.add_argument("--json", action="store_true", help="print the final completion as JSON instead of the text")
     models = commands.add_parser(
-        "models",
-        parents=[common],
-        help="list the models",
-        description="List the models: id, provider and context window.",
-        epilog=_epilog(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "models", help="list the models", description="List the models: id, provider and context window.", **calling
     )
     models.add_argument("--json", action="store_true", help="print the list as JSON")
     emulator = commands.add_parser(
