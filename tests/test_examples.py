@@ -166,3 +166,13 @@ def test_batch_jsonl_answers_in_order_with_the_failure_in_its_place() -> None:
     ]
     assert results[2] == {"model": "nobody/no-such-model", "error": "NotFoundError", "status": 404}
     assert results[3]["answer"] == "You said: What is streaming?"
+
+
+def test_retry_loops_retry_with_stamina_and_tenacity_as_the_sdk_would() -> None:
+    lines = run_example("retry_loops.py")
+    assert EMULATOR_LINE.fullmatch(lines[0])
+    # Two scripted 503s each, then the answer: the third attempt.
+    assert lines[1:] == [
+        "stamina: 'You said: Hello again!' after 3 attempts",
+        "tenacity: 'You said: Hello again!' after 3 attempts",
+    ]
