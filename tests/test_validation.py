@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from pytest_httpx import HTTPXMock
 
 import deployai
-from deployai._request import _only_strings, check_chat_params, check_message, encode_chat_body, encode_json
+from deployai._request import _kept_slot, _only_strings, check_chat_params, check_message, encode_chat_body, encode_json
 from deployai.types import (
     AssistantMessage,
     FunctionCall,
@@ -397,6 +397,8 @@ def test_the_kept_json_of_a_message_is_no_part_of_its_equality_copies_or_pickles
     sent = [UserMessage(content=f"turn {i}") for i in range(20)]
     for _ in range(2):
         encode_chat_body({"model": "openai/gpt-4o", "messages": sent})
+    get_kept, _ = _kept_slot()
+    assert get_kept(sent[0]) == b'{"role":"user","content":"turn 0"}'  # kept, so the checks below mean something
     fresh = UserMessage(content="turn 0")
     assert sent[0] == fresh
     assert sent[0].model_dump() == fresh.model_dump() == {"role": "user", "content": "turn 0", "name": None}
