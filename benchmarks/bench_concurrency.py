@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -93,6 +93,27 @@ async def _in_flight(call: Callable[[], Awaitable[None]], concurrency: int, n: i
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
+def in_flight_samples(
+    loop: asyncio.AbstractEventLoop,
+    calls: Mapping[str, Callable[[], Awaitable[None]]],
+    levels: Sequence[int],
+    rounds: int,
+    n: int,
+) -> dict[str, dict[int, list[float]]]:
+    """CPU per call (ms) of each side at each number of calls in flight, sides alternating, one value a round.
+
+    A round before the counted ones opens the connections.
+    """
+    samples: dict[str, dict[int, list[float]]] = {side: {level: [] for level in levels} for side in calls}
+    for round_ in range(rounds + 1):
+        for level in levels:
+            for side, call in calls.items():
+                cpu = _cpu_per_call(lambda: loop.run_until_complete(_in_flight(call, level, n)), n)  # noqa: B023
+                if round_:
+                    samples[side][level].append(cpu)
+    return samples
+
+
 def _in_threads(call: Callable[[], None], threads: int, n: int) -> None:
     lock = threading.Lock()
     left = n
@@ -127,16 +148,8 @@ def async_rows(url: str, n: int) -> dict[str, dict[int, float]]:
     async def typed() -> None:
         assert (await sdk.chat.completions.create(**BODY)).choices
 
-    calls = {"floor": floor, "deployai": typed}
-    samples: dict[str, dict[int, list[float]]] = {side: {c: [] for c in ASYNC_CONCURRENCY} for side in calls}
     try:
-        for round_ in range(ROUNDS + 1):
-            for concurrency in ASYNC_CONCURRENCY:
-                for side, call in calls.items():
-                    run = lambda: loop.run_until_complete(_in_flight(call, concurrency, n))  # noqa: B023, E731
-                    cpu = _cpu_per_call(run, n)
-                    if round_:  # the first round opens the connections
-                        samples[side][concurrency].append(cpu)
+        samples = in_flight_samples(loop, {"floor": floor, "deployai": typed}, ASYNC_CONCURRENCY, ROUNDS, n)
         return {side: {c: statistics.median(v) for c, v in by.items()} for side, by in samples.items()}
     finally:
         loop.run_until_complete(bare.aclose())

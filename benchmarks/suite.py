@@ -261,21 +261,17 @@ def loopback(rounds: int, n: int) -> list[Figure]:
             await official.chat.completions.create(**body)
 
         sides = {"floor": floor, "deployai": typed, "openai": other}
-        samples = {level: {side: [] for side in sides} for level in levels}  # type: dict[int, dict[str, list[float]]]
         try:
-            for round_ in range(rounds + 1):  # the first round opens the connections
-                for level in levels:
-                    for side, call in sides.items():
-                        start = time.process_time()
-                        loop.run_until_complete(bench_concurrency._in_flight(call, level, n))
-                        if round_:
-                            samples[level][side].append((time.process_time() - start) / n * 1e3)
+            samples = bench_concurrency.in_flight_samples(loop, sides, levels, rounds, n)
         finally:
             loop.run_until_complete(bare.aclose())
             loop.run_until_complete(sdk.close())
             loop.run_until_complete(official.close())
             loop.close()
-    return [Figure(f"loopback CPU, {level} in flight", "ms/call", samples[level]) for level in levels]
+    return [
+        Figure(f"loopback CPU, {level} in flight", "ms/call", {side: samples[side][level] for side in sides})
+        for level in levels
+    ]
 
 
 _IMPORTS = {
