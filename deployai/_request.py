@@ -302,9 +302,7 @@ def _kept_slot() -> tuple[Callable[[Any], bytes], Callable[[Any, bytes], None]]:
 def _own_json(message: Any, keep: Callable[[Any, bytes], None]) -> bytes:
     """A message model's JSON, kept in its slot (the model is frozen), or `_NOT_PLAIN`."""
     data = _NOT_PLAIN
-    if not message.__pydantic_extra__ and all(
-        value is None or type(value) is str for value in message.__dict__.values()
-    ):
+    if _only_strings([message]):  # once per model: the check the whole-list encoding makes
         try:
             data = pydantic_core.to_json(message, exclude_none=True)
         except pydantic_core.PydanticSerializationError:  # a lone surrogate: `encode_json` reports it
