@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
+
 from deployai import AsyncDeployAI, DeployAI
 
 
@@ -27,6 +29,16 @@ def base_url_and_key(token_latency: float = 0.0, **emulator: Any) -> Iterator[tu
     with EmulatorServer(Emulator(token_latency=token_latency, **emulator)) as server:
         print(f"DEPLOYAI_API_KEY is not set: using the local DeployAI emulator at {server.base_url}")
         yield server.base_url, "sk-emulator-example"
+
+
+def emulator_fault(base_url: str | None, **fault: Any) -> None:
+    """Against the local emulator only: add a fault through its control API; against the real API, nothing.
+
+    `fault` is the body of `POST /_emulator/faults` (see docs/emulator.md), for example
+    `fault="fail", status=503`: a way for an example to show what the SDK does when the API misbehaves.
+    """
+    if base_url is not None:
+        httpx.post(base_url.removesuffix("/v1") + "/_emulator/faults", json=fault).raise_for_status()
 
 
 @contextmanager

@@ -176,3 +176,33 @@ def test_retry_loops_retry_with_stamina_and_tenacity_as_the_sdk_would() -> None:
         "stamina: 'You said: Hello again!' after 3 attempts",
         "tenacity: 'You said: Hello again!' after 3 attempts",
     ]
+
+
+def test_configuration_sends_the_headers_bounds_the_call_and_sends_the_alias() -> None:
+    lines = run_example("configuration.py")
+    assert EMULATOR_LINE.fullmatch(lines[0])
+    assert lines[1] == "sent X-Team: search, X-Trace-Id: trace-42, X-Priority: low"
+    assert lines[2] == "answer: 'You said: Hi' (status 200, request req_1)"
+    # Every attempt at the slow model stalls 3 s. With only the 0.5 s timeout, three attempts and their
+    # waits would take about 2.6 s; the 1.5 s total_timeout leaves no room for the third.
+    timed_out = re.fullmatch(r"openai/o3-mini: APITimeoutError, 2 attempts in ([\d.]+) s", lines[3])
+    assert timed_out, lines[3]
+    assert float(timed_out[1]) < 2.0
+    refusal = "model must be a model id in provider/model form, such as 'openai/gpt-4o'; got 'fast'"
+    assert lines[4] == f"'fast': refused before sending: {refusal}"
+    assert lines[5] == f"ModelAlias('fast'): sent; the server answered 400: {refusal}"
+
+
+def test_configuration_headers_and_the_alias_arrive_at_the_server() -> None:
+    # The "real API" branch, pointed at an emulator this test reads: what the server received.
+    with EmulatorServer(Emulator()) as server:
+        lines = run_example("configuration.py", DEPLOYAI_API_KEY="sk-configuration", DEPLOYAI_BASE_URL=server.base_url)
+        recorded = server.emulator.requests
+    assert "emulator" not in "\n".join(lines)
+    assert lines[2] == "openai/o3-mini: answered in time, after 0 retries"  # nothing made it slow here
+    # The plain "fast" was never sent; ModelAlias("fast") was, as given.
+    assert [(r.json or {}).get("model") for r in recorded] == ["openai/gpt-4o", "openai/o3-mini", "fast"]
+    assert [r.status for r in recorded] == [200, 200, 400]
+    assert [r.headers.get("x-team") for r in recorded] == ["search"] * 3
+    assert [r.headers.get("x-trace-id") for r in recorded] == ["trace-42", None, None]
+    assert [r.headers.get("x-priority") for r in recorded] == ["low", None, None]
