@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from deployai.testing import Emulator, EmulatorServer
+from tests.forward_proxy import ForwardProxy
 from tests.redis_server import needs_redis, redis_server
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -206,3 +207,21 @@ def test_configuration_headers_and_the_alias_arrive_at_the_server() -> None:
     assert [r.headers.get("x-team") for r in recorded] == ["search"] * 3
     assert [r.headers.get("x-trace-id") for r in recorded] == ["trace-42", None, None]
     assert [r.headers.get("x-priority") for r in recorded] == ["low", None, None]
+
+
+def test_http_client_sends_through_the_users_clients_and_their_proxy() -> None:
+    with ForwardProxy() as proxy:
+        lines = run_example("http_client.py", PROXY_URL=proxy.url)
+        forwarded = list(proxy.seen)
+    assert lines[0] == f"through the proxy at {proxy.url.removeprefix('http://')}"
+    assert EMULATOR_LINE.fullmatch(lines[1])
+    assert lines[2:] == [
+        "  GET /v1/models -> 200 (req_1)",
+        "  POST /v1/chat/completions -> 200 (req_2)",
+        "DeployAI: 'You said: Hello through my own client!'",
+        "DeployAI closed; your httpx.Client is still open: True",
+        "  POST /v1/chat/completions -> 200 (req_3)",
+        "AsyncDeployAI: 'You said: Hello through my own client!'",
+    ]
+    # Every request the event hooks saw went through the proxy, from the sync and the async client.
+    assert forwarded == ["GET /v1/models", "POST /v1/chat/completions", "POST /v1/chat/completions"]

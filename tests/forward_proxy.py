@@ -1,0 +1,87 @@
+"""A forward HTTP proxy on loopback that forwards only to loopback, and records what went through it.
+
+Enough of a proxy for plain `http://` targets, as httpx talks to one: each request comes in absolute
+form (`POST http://127.0.0.1:8000/v1/chat/completions HTTP/1.1`), is sent on in origin form with
+`Connection: close`, and the answer is copied back as it arrives (streams too), then both connections
+close. A target that is not this machine gets a 403 and nothing is sent anywhere; CONNECT (https) gets
+a 501.
+"""
+
+from __future__ import annotations
+
+import socket
+import socketserver
+import threading
+from types import TracebackType
+from urllib.parse import urlsplit
+
+from typing_extensions import Self
+
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+# Hop-by-hop headers belong to the client's connection to the proxy, not to the one onwards.
+_HOP_BY_HOP = frozenset({"connection", "proxy-connection", "keep-alive", "proxy-authorization"})
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    seen: list[str]
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    server: _Server
+
+    def handle(self) -> None:
+        method, target, _ = self.rfile.readline(65_536).decode("latin-1").split()
+        headers: list[bytes] = []
+        length = 0
+        while (line := self.rfile.readline(65_536)) not in (b"\r\n", b"\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+            if name.strip().lower() not in _HOP_BY_HOP:
+                headers.append(line)
+        body = self.rfile.read(length)
+        url = urlsplit(target)
+        if method == "CONNECT":
+            self.wfile.write(b"HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\n\r\n")
+            return
+        if url.scheme != "http" or url.hostname not in _LOOPBACK:
+            self.wfile.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+            return
+        self.server.seen.append(f"{method} {url.path}")
+        path = url.path + (f"?{url.query}" if url.query else "")
+        with socket.create_connection((url.hostname, url.port or 80)) as upstream:
+            head = f"{method} {path} HTTP/1.1\r\n".encode("latin-1") + b"".join(headers) + b"Connection: close\r\n\r\n"
+            upstream.sendall(head + body)
+            while chunk := upstream.recv(65_536):
+                self.wfile.write(chunk)
+
+
+class ForwardProxy:
+    """`with ForwardProxy() as proxy:` serves on 127.0.0.1 at `proxy.url`; `proxy.seen` lists "METHOD /path"."""
+
+    def __init__(self) -> None:
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.seen = []
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """The proxy's URL, for `httpx.Client(proxy=...)` or `PROXY_URL`."""
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def seen(self) -> list[str]:
+        """The requests forwarded so far, oldest first."""
+        return self._server.seen
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
