@@ -225,3 +225,18 @@ def test_http_client_sends_through_the_users_clients_and_their_proxy() -> None:
     ]
     # Every request the event hooks saw went through the proxy, from the sync and the async client.
     assert forwarded == ["GET /v1/models", "POST /v1/chat/completions", "POST /v1/chat/completions"]
+
+
+def test_logging_and_metrics_logs_the_retry_counts_it_and_times_the_call() -> None:
+    lines = run_example("logging_and_metrics.py")
+    assert EMULATOR_LINE.fullmatch(lines[0])
+    chat = r"POST http://127\.0\.0\.1:\d+/v1/chat/completions"
+    assert re.fullmatch(rf"DEBUG deployai: {chat} -> 503 in [\d.]+ s \(request id req_1, attempt 1\)", lines[1])
+    # The server asked for 0.1 s; the SDK waits up to a quarter longer, never shorter.
+    assert re.fullmatch(rf"INFO deployai: Retrying {chat} in 0\.1\d s \(retry 1 of 2\) after status 503", lines[2])
+    assert re.fullmatch(rf"DEBUG deployai: {chat} -> 200 in [\d.]+ s \(request id req_2, attempt 2\)", lines[3])
+    assert lines[4] == "answer: 'You said: Hi', request req_2"
+    assert re.fullmatch(r"retries: 1; last attempt took \d+ ms", lines[5])
+    # The emulator's window: 60 requests a minute, of which the 503 and the answer used two.
+    assert re.fullmatch(r"rate limit: 58/60 requests left, the window resets in (59|60|61) s", lines[6])
+    assert lines[7:] == ["retry metric: {'ServiceUnavailableError': 1}"]
