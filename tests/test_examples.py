@@ -240,3 +240,16 @@ def test_logging_and_metrics_logs_the_retry_counts_it_and_times_the_call() -> No
     # The emulator's window: 60 requests a minute, of which the 503 and the answer used two.
     assert re.fullmatch(r"rate limit: 58/60 requests left, the window resets in (59|60|61) s", lines[6])
     assert lines[7:] == ["retry metric: {'ServiceUnavailableError': 1}"]
+
+
+def test_stop_stream_stops_the_answer_from_another_thread_and_the_client_goes_on() -> None:
+    lines = run_example("stop_stream.py")
+    assert EMULATOR_LINE.fullmatch(lines[0])
+    assert lines[1] == "[200 text/event-stream, request req_1: before any token]"
+    whole = "You said: Tell me the whole story of the web, from the first browser to the streaming chat APIs of today."
+    # The start of the answer, cut short by the button: at least a word in, never the whole.
+    assert lines[2].startswith("You")
+    assert whole.startswith(lines[2])
+    assert len(lines[2]) < len(whole)
+    assert re.fullmatch(r"\[stopped after \d+ chunks; the first came after [\d.]+ s\]", lines[3])
+    assert lines[4:] == ["next call: 'You said: Still there?'"]
