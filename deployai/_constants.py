@@ -35,7 +35,7 @@ POOL_CONNECTIONS: Final = 8
 # An idle connection is closed after this long (httpx's default); so is a pool with nothing in flight.
 KEEPALIVE_EXPIRY_SECONDS: Final = 5.0
 
-# After `data: [DONE]`, an async stream reads the end of the body for at most this long, so that its
+# After `data: [DONE]`, a stream reads the end of the body for at most this long, so that its
 # connection can be reused; a server that sends nothing more costs this wait, once per stream.
 STREAM_END_WAIT_SECONDS: Final = 0.05
 

@@ -41,7 +41,16 @@ from ._config import DEFAULT_TIMEOUT, ClientOptions
 from ._constants import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_KEEPALIVE_CONNECTIONS, STREAM_END_WAIT_SECONDS
 from ._exceptions import APIConnectionError, DeployAIError, safe_cause, transport_error
 from ._plan import Deliver, Outcome, Plan, ReadBody, Send, Sleep, call_plan
-from ._pools import AsyncSpreadTransport, Settings, SpreadTransport, async_http_pool, http_pool, proxy_mounts
+from ._pools import (
+    AsyncSpreadTransport,
+    Settings,
+    SpreadTransport,
+    async_http_pool,
+    bounded,
+    http_pool,
+    proxy_mounts,
+    reads_end_within,
+)
 from ._sse import EventParser
 
 __all__ = ["AsyncHTTP", "AsyncLease", "Exchange", "SyncHTTP", "SyncLease"]
@@ -408,13 +417,24 @@ class SyncLease(_LeaseBase):
         with contextlib.suppress(Exception):
             self.response.close()
 
-    def release(self) -> None:
-        """Let go of the response: back to the pool if its body ended, else its connection is closed."""
+    def release(self, *, done: bool = False) -> None:
+        """Let go of the response: back to the pool if its body ended, else its connection is closed.
+
+        With `done` (`data: [DONE]` arrived), the end of the body is read first if it comes within
+        `STREAM_END_WAIT_SECONDS`, as `AsyncLease.release` does. Only the SDK's own pools can bound
+        that read; on a borrowed client's, the response is let go of at once.
+        """
         if not self._claim_release():
             return
         self._shell.forget(self)
         self._drop_plan()
-        self._close_response()
+        try:
+            if done and not self.closing and bounded(self.response):
+                with reads_end_within(STREAM_END_WAIT_SECONDS), contextlib.suppress(Exception):
+                    for _ in self.events:  # nothing after [DONE] is delivered
+                        pass
+        finally:
+            self._close_response()
 
     def close(self) -> None:
         """Stop the stream from any thread; never raises (see `_streaming` for the reading protocol)."""

@@ -25,18 +25,26 @@ a client is made. A TLS context is made once per process for each certificate se
 as it holds nothing per connection. Proxies and certificate settings are read from the environment
 when the client is made (`Settings`), as httpx reads them.
 
+A blocking stream that has read `data: [DONE]` reads the end of its body, so that its connection
+serves the next call (without it, httpcore closes the connection, and the next call opens a new one
+and, on https, makes a new TLS handshake). A blocking read cannot be given a deadline through httpx
+once its response has started, so the SDK's blocking pools read through `_BoundedStream`, whose reads
+end by a deadline set for the thread (`reads_end_within`).
+
 A client given `http_client=` is left as it is: its pool is the user's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 import httpx
 
@@ -47,7 +55,10 @@ except ImportError:  # pragma: no cover - a later httpx: its own client is made 
 
 from ._constants import DEFAULT_MAX_CONNECTIONS, KEEPALIVE_EXPIRY_SECONDS, POOL_CONNECTIONS
 
-__all__ = ["AsyncSpreadTransport", "Settings", "SpreadTransport"]
+if TYPE_CHECKING:
+    import httpcore
+
+__all__ = ["AsyncSpreadTransport", "Settings", "SpreadTransport", "bounded", "reads_end_within"]
 
 _T = TypeVar("_T", httpx.BaseTransport, httpx.AsyncBaseTransport)
 
@@ -148,8 +159,99 @@ def proxy_mounts(kind: type[_P], limits: httpx.Limits, settings: Settings) -> di
 
 
 def http_pool(context: ssl.SSLContext) -> httpx.BaseTransport:
-    """One small blocking pool."""
-    return httpx.HTTPTransport(verify=context, limits=_POOL_LIMITS)
+    """One small blocking pool, whose reads can be bounded (see `reads_end_within`)."""
+    transport = httpx.HTTPTransport(verify=context, limits=_POOL_LIMITS)
+    # httpx has no parameter for httpcore's network backend. Without these attributes (another
+    # httpx or httpcore), a stream lets go of its connection at `[DONE]` instead, as a borrowed
+    # client's streams do.
+    pool = getattr(transport, "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if backend is not None:
+        pool._network_backend = _BoundedBackend(backend)  # type: ignore[union-attr]
+    return transport
+
+
+# When the blocking reads of this thread (or task) must end: set by `reads_end_within`, else None.
+_read_deadline: ContextVar[float | None] = ContextVar("deployai_read_deadline", default=None)
+
+
+@contextlib.contextmanager
+def reads_end_within(seconds: float) -> Iterator[None]:
+    """Within, each blocking read of this thread on a `bounded` connection ends within `seconds` from now.
+
+    A read that would go on longer raises `httpx.ReadTimeout`, and httpcore closes the connection.
+    Other threads' reads, on this connection after it is handed on too, are not bounded.
+    """
+    token = _read_deadline.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _read_deadline.reset(token)
+
+
+def bounded(response: httpx.Response) -> bool:
+    """Whether `reads_end_within` can bound the reads of this response's body (an SDK pool's connection)."""
+    return isinstance(response.extensions.get("network_stream"), _BoundedStream)
+
+
+class _BoundedBackend:
+    """httpcore's blocking network backend, with streams whose reads end by the thread's deadline."""
+
+    __slots__ = ("_backend",)
+
+    def __init__(self, backend: httpcore.NetworkBackend) -> None:
+        self._backend = backend
+
+    def connect_tcp(self, *args: Any, **kwargs: Any) -> _BoundedStream:
+        """Connect, as the backend does."""
+        return _BoundedStream(self._backend.connect_tcp(*args, **kwargs))
+
+    def connect_unix_socket(self, *args: Any, **kwargs: Any) -> _BoundedStream:
+        """Connect, as the backend does."""
+        return _BoundedStream(self._backend.connect_unix_socket(*args, **kwargs))
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, as the backend does."""
+        self._backend.sleep(seconds)
+
+
+class _BoundedStream:
+    """A connection's network stream whose reads end by `_read_deadline` when it is set."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        """Read, waiting no longer than the request's read timeout, nor past the deadline."""
+        deadline = _read_deadline.get()
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                import httpcore
+
+                raise httpcore.ReadTimeout("The read's deadline passed.")
+            timeout = left if timeout is None else min(timeout, left)
+        return self._stream.read(max_bytes, timeout)
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        """Write, as the stream does."""
+        self._stream.write(buffer, timeout)
+
+    def close(self) -> None:
+        """Close, as the stream does."""
+        self._stream.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> _BoundedStream:
+        """Start TLS on the connection; the TLS stream's reads are bounded as well."""
+        return _BoundedStream(self._stream.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        """What the stream says about itself (its socket, its TLS object)."""
+        return self._stream.get_extra_info(info)
 
 
 def async_http_pool(context: ssl.SSLContext) -> httpx.AsyncBaseTransport:

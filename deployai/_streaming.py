@@ -4,7 +4,8 @@ The I/O shell (`_http`) opens the response and hands the stream a *lease* on it:
 and the only ways to let go of it (`release`, `close` from anywhere, `abandon`). The stream reads
 events, decodes them with `_sse.ChunkDecoder`, and tells the lease when it is done:
 
-- at `data: [DONE]` it releases at once: whatever the server does afterwards costs no waiting;
+- at `data: [DONE]` it releases, and the shell reads the end of the body only if it comes at once,
+  so that whatever the server does afterwards costs no more than that short wait;
 - a body that ends before `[DONE]`, or breaks, raises `APIConnectionError` after the chunks that did
   arrive; an error event raises its typed `APIStatusError`;
 - `close()` / `aclose()` may come from another thread or task: the reader stops at its next read;
@@ -65,8 +66,11 @@ class Lease(_LeaseState, Protocol):
     def first_event(self) -> tuple[str, str] | None:
         """Read the first event, retrying the request if it fails before one arrives; None at the end."""
 
-    def release(self) -> None:
-        """Let go of the response: back to the pool if it was read to its end, else closed."""
+    def release(self, *, done: bool = False) -> None:
+        """Let go of the response: back to the pool if it was read to its end, else closed.
+
+        With `done`, the rest of the body is read first if it comes at once.
+        """
 
     def close(self) -> None:
         """Stop the stream from any thread; never raises."""
@@ -240,7 +244,7 @@ def _chunks(reader: _Reader[_T, Lease], owner: object) -> Iterator[_T]:
         # GeneratorExit from a finalized iterator leaves the lease to the stream's finalizer.
         lease.reading = False
         raise
-    lease.release()
+    lease.release(done=decoder.done)
     reader.check_ended()
 
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -303,19 +303,57 @@ def test_a_request_cancelled_while_idle_pools_close_gives_its_place_back(
     asyncio.run(run())
 
 
-def test_an_async_stream_read_to_done_leaves_its_connection_to_the_next_call(server: EmulatorServer) -> None:
-    async def streams() -> list[list[object]]:
-        client = deployai.AsyncDeployAI(api_key=KEY, base_url=server.base_url)
-        kept = []
-        for _ in range(5):
-            stream = await client.chat.completions.create(model=MODEL, messages=user("count"), stream=True)
-            async with stream:
-                async for _ in stream:
-                    pass
-            kept.append([c for c in spread_of(client)._pools[0]._pool.connections if not c.is_closed()])
-        await client.close()
-        return kept
+def open_connections(client: Any) -> list[object]:
+    """The open connections of the first pool of a client's own httpx client."""
+    return [c for c in spread_of(client)._pools[0]._pool.connections if not c.is_closed()]
 
-    kept = asyncio.run(streams())
+
+def test_a_stream_read_to_done_leaves_its_connection_to_the_next_call(
+    kind: str, make_client: ClientFactory, server: EmulatorServer
+) -> None:
+    client = make_client(api_key=KEY, base_url=server.base_url)
+    kept = []
+    for _ in range(5):
+        with client.chat.completions.create(model=MODEL, messages=user("count"), stream=True) as stream:
+            assert list(stream)
+        kept.append(open_connections(client))
     assert len(kept[0]) == 1
     assert all(after == kept[0] for after in kept)  # every stream reused the connection the first one opened
+    assert server.emulator.statuses == [200] * 5
+
+
+def test_a_bounded_connection_reads_past_its_threads_deadline_never_and_other_threads_reads_unbounded() -> None:
+    import httpcore
+
+    class Recorded:
+        """A network stream that records the timeout of each read."""
+
+        def __init__(self) -> None:
+            self.timeouts: list[float | None] = []
+
+        def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+            self.timeouts.append(timeout)
+            return b"x"
+
+        def start_tls(self, *args: object) -> Recorded:
+            return self
+
+    inner = Recorded()
+    backend = _pools._BoundedBackend(cast(Any, type("Backend", (), {"connect_tcp": lambda self, *a: inner})()))
+    stream = backend.connect_tcp("127.0.0.1", 1).start_tls(ssl.create_default_context())
+    assert isinstance(stream, _pools._BoundedStream)  # TLS connections are bounded too
+    stream.read(1, 30.0)
+    with _pools.reads_end_within(5.0):
+        stream.read(1, 30.0)
+        stream.read(1, None)
+        elsewhere = threading.Thread(target=stream.read, args=(1, 30.0))
+        elsewhere.start()
+        elsewhere.join()
+    with _pools.reads_end_within(0.0), pytest.raises(httpcore.ReadTimeout):
+        stream.read(1, 30.0)
+    first, bounded, unlimited, other = inner.timeouts  # the read past the deadline never reached the socket
+    assert (first, other) == (30.0, 30.0)
+    assert bounded is not None
+    assert 0 < bounded <= 5.0
+    assert unlimited is not None
+    assert 0 < unlimited <= 5.0
