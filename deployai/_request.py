@@ -161,6 +161,7 @@ def check_chat_params(params: Mapping[str, Any]) -> None:
     messages = params.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidParameterError("messages", messages, "a non-empty list of messages")
+    models = _message_types()
     for index, message in enumerate(messages):
         # Most messages of a long conversation are plain dicts with text content: settled here without
         # the ABC checks (against Mapping and BaseModel) of `check_message`, with the same verdict.
@@ -169,7 +170,7 @@ def check_chat_params(params: Mapping[str, Any]) -> None:
             role = message.get("role")
             if role in _TEXT_ROLES or (role == "assistant" and message.get("tool_calls") is None):
                 continue
-        elif kind in _message_types() or kind in _model_types:  # a message model: valid by construction
+        elif kind in models or kind in _model_types:  # a message model: valid by construction
             continue
         check_message(index, message)
     if "stream" in params:
