@@ -140,7 +140,7 @@ def _client(args: argparse.Namespace) -> DeployAI:
 
 def _chat(args: argparse.Namespace, out: TextIO) -> None:
     prompt = _stdin_prompt() if args.prompt == "-" else args.prompt
-    messages: list[dict[str, str]] = [{"role": "system", "content": args.system}] if args.system else []
+    messages: list[dict[str, str]] = [] if args.system is None else [{"role": "system", "content": args.system}]
     messages.append({"role": "user", "content": prompt})
     params: dict[str, Any] = {"model": args.model, "messages": messages}
     if args.temperature is not None:
@@ -154,9 +154,13 @@ def _chat(args: argparse.Namespace, out: TextIO) -> None:
             out.write(stream.get_final_completion().model_dump_json(indent=2) + "\n")
             return
         try:
-            for text in stream.text_stream:
-                out.write(text)
-                out.flush()
+            for chunk in stream:
+                if chunk.choices:
+                    delta = chunk.choices[0].delta
+                    text = delta.content or delta.refusal  # a refusal is the answer there is
+                    if text:
+                        out.write(text)
+                        out.flush()
         finally:  # also on Ctrl+C: end the line the answer was on
             out.write("\n")
 

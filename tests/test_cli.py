@@ -192,3 +192,14 @@ def test_a_usage_error_does_not_repeat_an_api_key(capsys: pytest.CaptureFixture[
     err = capsys.readouterr().err
     assert "unrecognized arguments" in err
     assert "sk-secret" not in err
+
+
+def test_a_refusal_is_printed_as_the_answer_and_an_empty_system_message_is_sent(
+    env: dict[str, str], server: EmulatorServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    server.emulator.reply(refusal="I can't help with that.")
+    assert main(["chat", "Do the bad thing", "-s", ""]) == 0
+    assert capsys.readouterr().out == "I can't help with that.\n"
+    assert server.emulator.last_request.json["messages"][0] == {"role": "system", "content": ""}
