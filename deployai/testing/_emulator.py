@@ -15,7 +15,7 @@ import json
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from .._exceptions import InvalidParameterError
 from ._adapters import Adapters
@@ -29,9 +29,6 @@ from ._scripting import Reply, Rule, ScriptError, check_seconds, first_rule
 from ._text import MODELS
 from ._validation import check_chat_body
 from ._wire import Draft, EmulatorResponse, error_draft, json_draft
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["CONTROL_PREFIX", "MODEL_IDS", "Emulator"]
 
