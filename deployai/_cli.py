@@ -15,9 +15,14 @@ of its kind (`EXIT_CODES`); Ctrl+C stops at once with code 130 and no traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from types import FrameType
 from typing import TYPE_CHECKING, Any, Final, NoReturn, TextIO
 
 from ._exceptions import (
@@ -161,7 +166,7 @@ def _chat(args: argparse.Namespace, out: TextIO) -> None:
                     if text:
                         out.write(text)
                         out.flush()
-        finally:  # also on Ctrl+C: end the line the answer was on
+        finally:  # also when the stream breaks: end the line the answer was on
             out.write("\n")
 
 
@@ -186,6 +191,35 @@ def _models(args: argparse.Namespace, out: TextIO) -> None:
         out.write(f"{model_id:<{widths[0]}}  {provider:<{widths[1]}}  {context:>9}\n")
 
 
+@contextlib.contextmanager
+def _ctrl_c_exits(*, end_line: bool) -> Iterator[None]:
+    """Within, Ctrl+C ends the process at once: one line on stderr, exit status 130.
+
+    Python's own Ctrl+C raises `KeyboardInterrupt` wherever the main thread happens to be: inside a
+    finalizer, where it is ignored and the command goes on waiting for the server, or between taking
+    a lock and the `try` that releases it, after which closing the client waits on that lock for
+    ever. The process exits instead (the system closes its connections); `end_line` first ends the
+    line the answer was on.
+    """
+    if threading.current_thread() is not threading.main_thread():  # only the main thread handles signals
+        yield
+        return
+
+    def interrupted(signum: int, frame: FrameType | None) -> None:
+        with contextlib.suppress(Exception):  # the main thread may have been writing to stdout
+            sys.stdout.flush()
+        with contextlib.suppress(OSError):  # a reader that left (`| head`) must not stop the exit
+            os.write(1, b"\n" if end_line else b"")
+            os.write(2, b"deployai: interrupted\n")
+        os._exit(INTERRUPTED)
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `deployai` command; returns its exit status."""
     try:
@@ -194,7 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .testing.__main__ import serve
 
             return serve(args)
-        (_chat if args.command == "chat" else _models)(args, sys.stdout)
+        with _ctrl_c_exits(end_line=args.command == "chat" and not args.json):
+            (_chat if args.command == "chat" else _models)(args, sys.stdout)
     except KeyboardInterrupt:
         sys.stderr.write("deployai: interrupted\n")
         return INTERRUPTED

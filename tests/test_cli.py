@@ -200,6 +200,8 @@ def test_a_refusal_is_printed_as_the_answer_and_an_empty_system_message_is_sent(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     server.emulator.reply(refusal="I can't help with that.")
+    handler = signal.getsignal(signal.SIGINT)
     assert main(["chat", "Do the bad thing", "-s", ""]) == 0
+    assert signal.getsignal(signal.SIGINT) is handler  # main() called in-process puts Ctrl+C back as it was
     assert capsys.readouterr().out == "I can't help with that.\n"
     assert server.emulator.last_request.json["messages"][0] == {"role": "system", "content": ""}
