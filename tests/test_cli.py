@@ -139,6 +139,7 @@ def test_ctrl_c_stops_a_stream_with_code_130_and_no_traceback(server: EmulatorSe
         out, err = process.communicate(timeout=30)
     finally:
         process.kill()
+        process.communicate()  # reaped and its pipes closed, so a failure here shows in this test alone
     assert process.returncode == 130
     assert err == "deployai: interrupted\n"
     assert out.strip() == ""
