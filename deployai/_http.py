@@ -421,14 +421,17 @@ class SyncLease(_LeaseBase):
         """Let go of the response: back to the pool if its body ended, else its connection is closed.
 
         With `done` (`data: [DONE]` arrived), the end of the body is read first if it comes within
-        `STREAM_END_WAIT_SECONDS`, as `AsyncLease.release` does. Only the SDK's own pools can bound
-        that read; on a borrowed client's, the response is let go of at once.
+        `STREAM_END_WAIT_SECONDS`, as `AsyncLease.release` does. Only the SDK's own pools (and the
+        proxies it mounts) can bound that read; on a borrowed client's, the response is let go of at once.
         """
         if not self._claim_release():
             return
         self._shell.forget(self)
         self._drop_plan()
         try:
+            # Reading to the end, httpx closes the response, and the connection may serve another
+            # thread before `_close_response` below. A `close()` meanwhile cannot shut that socket
+            # down under it: `reading` is False here, so close() never calls `_interrupt_reader`.
             if done and not self.closing and bounded(self.response):
                 with reads_end_within(STREAM_END_WAIT_SECONDS), contextlib.suppress(Exception):
                     for _ in self.events:  # nothing after [DONE] is delivered

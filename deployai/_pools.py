@@ -28,8 +28,8 @@ when the client is made (`Settings`), as httpx reads them.
 A blocking stream that has read `data: [DONE]` reads the end of its body, so that its connection
 serves the next call (without it, httpcore closes the connection, and the next call opens a new one
 and, on https, makes a new TLS handshake). A blocking read cannot be given a deadline through httpx
-once its response has started, so the SDK's blocking pools read through `_BoundedStream`, whose reads
-end by a deadline set for the thread (`reads_end_within`).
+once its response has started, so the SDK's blocking pools (and the proxies it mounts) read through
+`_BoundedStream`, whose reads end by a deadline set for the thread (`reads_end_within`).
 
 A client given `http_client=` is left as it is: its pool is the user's.
 """
@@ -42,7 +42,6 @@ import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
@@ -153,26 +152,41 @@ def proxy_mounts(kind: type[_P], limits: httpx.Limits, settings: Settings) -> di
     if settings.proxies is None:
         return None
     return {
-        pattern: None if url is None else kind(proxy=url, limits=limits, verify=tls_context(settings.certificates))
+        pattern: None
+        if url is None
+        else _bounded_reads(kind(proxy=url, limits=limits, verify=tls_context(settings.certificates)))
         for pattern, url in settings.proxies.items()
     }
 
 
-def http_pool(context: ssl.SSLContext) -> httpx.BaseTransport:
-    """One small blocking pool, whose reads can be bounded (see `reads_end_within`)."""
-    transport = httpx.HTTPTransport(verify=context, limits=_POOL_LIMITS)
+def _bounded_reads(transport: _P) -> _P:
+    """A blocking transport whose connections' reads `reads_end_within` can bound; an async one as it is."""
     # httpx has no parameter for httpcore's network backend. Without these attributes (another
     # httpx or httpcore), a stream lets go of its connection at `[DONE]` instead, as a borrowed
     # client's streams do.
     pool = getattr(transport, "_pool", None)
     backend = getattr(pool, "_network_backend", None)
-    if backend is not None:
+    if backend is not None and isinstance(transport, httpx.HTTPTransport):
         pool._network_backend = _BoundedBackend(backend)  # type: ignore[union-attr]
     return transport
 
 
-# When the blocking reads of this thread (or task) must end: set by `reads_end_within`, else None.
-_read_deadline: ContextVar[float | None] = ContextVar("deployai_read_deadline", default=None)
+def http_pool(context: ssl.SSLContext) -> httpx.BaseTransport:
+    """One small blocking pool, whose reads can be bounded (see `reads_end_within`)."""
+    return _bounded_reads(httpx.HTTPTransport(verify=context, limits=_POOL_LIMITS))
+
+
+class _Deadline(threading.local):
+    """When the blocking reads of this thread must end (`reads_end_within`); None when they need not.
+
+    Per thread, not per context: a context copied meanwhile (by a logging handler that hands work to
+    an event loop or a thread) would carry the deadline to reads it was never meant for.
+    """
+
+    at: float | None = None
+
+
+_deadline = _Deadline()
 
 
 @contextlib.contextmanager
@@ -182,16 +196,22 @@ def reads_end_within(seconds: float) -> Iterator[None]:
     A read that would go on longer raises `httpx.ReadTimeout`, and httpcore closes the connection.
     Other threads' reads, on this connection after it is handed on too, are not bounded.
     """
-    token = _read_deadline.set(time.monotonic() + seconds)
+    outer, _deadline.at = _deadline.at, time.monotonic() + seconds
     try:
         yield
     finally:
-        _read_deadline.reset(token)
+        _deadline.at = outer
 
 
 def bounded(response: httpx.Response) -> bool:
-    """Whether `reads_end_within` can bound the reads of this response's body (an SDK pool's connection)."""
-    return isinstance(response.extensions.get("network_stream"), _BoundedStream)
+    """Whether `reads_end_within` can bound the reads of this response's body.
+
+    Only on an HTTP/1 connection of the SDK's own pools: an HTTP/2 one carries other responses too,
+    which a read cut short would end with it.
+    """
+    return response.http_version.startswith("HTTP/1") and isinstance(
+        response.extensions.get("network_stream"), _BoundedStream
+    )
 
 
 class _BoundedBackend:
@@ -216,7 +236,7 @@ class _BoundedBackend:
 
 
 class _BoundedStream:
-    """A connection's network stream whose reads end by `_read_deadline` when it is set."""
+    """A connection's network stream whose reads end by the thread's `_deadline` when it is set."""
 
     __slots__ = ("_stream",)
 
@@ -225,7 +245,7 @@ class _BoundedStream:
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         """Read, waiting no longer than the request's read timeout, nor past the deadline."""
-        deadline = _read_deadline.get()
+        deadline = _deadline.at
         if deadline is not None:
             left = deadline - time.monotonic()
             if left <= 0:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import logging
 import socket
 import ssl
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
@@ -16,9 +19,10 @@ import pytest
 
 import deployai
 from deployai import _pools
-from deployai._constants import KEEPALIVE_EXPIRY_SECONDS, POOL_CONNECTIONS
+from deployai._constants import KEEPALIVE_EXPIRY_SECONDS, POOL_CONNECTIONS, STREAM_END_WAIT_SECONDS
 from deployai.testing import EmulatorServer
 from tests.conftest import ClientFactory, user
+from tests.forward_proxy import ForwardProxy
 from tests.loopback import server_fixture, shared_server_fixture  # noqa: F401 (fixtures)
 
 MODEL = "openai/gpt-4o"
@@ -357,3 +361,48 @@ def test_a_bounded_connection_reads_past_its_threads_deadline_never_and_other_th
     assert 0 < bounded <= 5.0
     assert unlimited is not None
     assert 0 < unlimited <= 5.0
+
+
+def test_a_stream_through_a_proxy_the_sdk_mounts_from_the_environment_reads_its_end_too(
+    server: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with ForwardProxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        with deployai.DeployAI(api_key=KEY, base_url=server.base_url) as client:
+            with client.chat.completions.create(model=MODEL, messages=user("count"), stream=True) as stream:
+                assert list(stream)
+            assert proxy.seen == ["POST /v1/chat/completions"]
+            assert _pools.bounded(stream.response)
+
+
+def test_a_context_copied_while_a_stream_reads_its_end_carries_no_deadline(server: EmulatorServer) -> None:
+    # Code that runs during the read after [DONE] (here a logging handler) may copy the context and
+    # run it later elsewhere, as `call_soon_threadsafe` and `asyncio.to_thread` do.
+    copied: list[contextvars.Context] = []
+
+    class KeepContext(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            copied.append(contextvars.copy_context())
+
+    httpcore_log, handler = logging.getLogger("httpcore"), KeepContext()
+    level = httpcore_log.level
+    httpcore_log.addHandler(handler)
+    httpcore_log.setLevel(logging.DEBUG)
+    try:
+        with deployai.DeployAI(api_key=KEY, base_url=server.base_url, max_retries=0) as client:
+            with client.chat.completions.create(model=MODEL, messages=user("count"), stream=True) as stream:
+                assert list(stream)
+            httpcore_log.removeHandler(handler)
+            assert copied
+            time.sleep(2 * STREAM_END_WAIT_SECONDS)  # not waiting for anything: a copied deadline is now past
+            with ThreadPoolExecutor(1) as pool:
+                answers = [
+                    pool.submit(context.run, client.chat.completions.create, model=MODEL, messages=user("hi")).result()
+                    for context in copied
+                ]
+    finally:
+        httpcore_log.removeHandler(handler)
+        httpcore_log.setLevel(level)
+    assert all(answer.choices[0].message.content for answer in answers)
