@@ -39,18 +39,21 @@ def stream_until_stopped(client: DeployAI) -> None:
     button = threading.Thread(target=press_stop)
     button.start()
     finish_reason = None
-    with stream:
-        for chunk in stream:
-            if chunk.choices:
-                text, finish_reason = chunk.choices[0].delta.content, chunk.choices[0].finish_reason
-                if text:
-                    print(text, end="", flush=True)
-                    started.set()
-    started.set()  # an answer too short to be stopped releases the button too
-    button.join()
+    try:
+        with stream:
+            for chunk in stream:
+                if chunk.choices:
+                    text, finish_reason = chunk.choices[0].delta.content, chunk.choices[0].finish_reason
+                    if text:
+                        print(text, end="", flush=True)
+                        started.set()
+    finally:  # an answer too short to be stopped, or one that failed, releases the button too
+        started.set()
+        button.join()
     print()
     ending = f"ended: {finish_reason}" if finish_reason else "stopped"
-    print(f"[{ending} after {stream.chunk_count} chunks; the first came after {stream.time_to_first_chunk:.2f} s]")
+    first = stream.time_to_first_chunk
+    print(f"[{ending} after {stream.chunk_count} chunks; the first came after {first or 0:.2f} s]")
 
 
 def main() -> None:

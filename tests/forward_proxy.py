@@ -9,6 +9,7 @@ a 501.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import socketserver
 import threading
@@ -53,8 +54,9 @@ class _Handler(socketserver.StreamRequestHandler):
         with socket.create_connection((url.hostname, url.port or 80)) as upstream:
             head = f"{method} {path} HTTP/1.1\r\n".encode("latin-1") + b"".join(headers) + b"Connection: close\r\n\r\n"
             upstream.sendall(head + body)
-            while chunk := upstream.recv(65_536):
-                self.wfile.write(chunk)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client left mid-answer
+                while chunk := upstream.recv(65_536):
+                    self.wfile.write(chunk)
 
 
 class ForwardProxy:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+import deployai
 from deployai.testing import Emulator, EmulatorServer
 from tests.forward_proxy import ForwardProxy
 from tests.redis_server import needs_redis, redis_server
@@ -19,9 +25,14 @@ EMULATOR_LINE = re.compile(
 )
 
 
+def _unwanted(name: str) -> bool:
+    # A developer's proxy would carry the examples' loopback traffic to the emulator through it.
+    return name.startswith("DEPLOYAI_") or name.lower() in {"http_proxy", "https_proxy", "all_proxy"}
+
+
 def run_example(name: str, **settings: str) -> list[str]:
-    """Run an example without DEPLOYAI_* settings; every warning is an error, and stderr must stay empty."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("DEPLOYAI_")} | settings
+    """Run an example without DEPLOYAI_* settings or proxies; every warning is an error, and stderr must stay empty."""
+    env = {key: value for key, value in os.environ.items() if not _unwanted(key)} | settings
     result = subprocess.run(
         [sys.executable, "-W", "error", str(EXAMPLES / name)],
         capture_output=True,
@@ -253,3 +264,15 @@ def test_stop_stream_stops_the_answer_from_another_thread_and_the_client_goes_on
     assert len(lines[2]) < len(whole)
     assert re.fullmatch(r"\[stopped after \d+ chunks; the first came after [\d.]+ s\]", lines[3])
     assert lines[4:] == ["next call: 'You said: Still there?'"]
+
+
+def test_stop_stream_lets_its_button_go_when_the_answer_fails_before_any_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The button thread waits for the first words; were it left waiting, the script would never exit.
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    stop_stream: Any = importlib.import_module("stop_stream")
+    emulator = Emulator(rate_limit=None)
+    emulator.error_event_after(1)  # after the first event, which carries the role and no text
+    threads = threading.active_count()
+    with emulator.client() as client, pytest.raises(deployai.APIStatusError):
+        stop_stream.stream_until_stopped(client)
+    assert threading.active_count() == threads
