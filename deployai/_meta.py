@@ -73,7 +73,10 @@ class ResponseInfo:
 
     @property
     def elapsed(self) -> datetime.timedelta | None:
-        """Time from sending the request until the whole body was read (a stream: its headers); None if unknown."""
+        """Time from sending the answered attempt until its whole body was read (a stream: its headers), or None.
+
+        Earlier attempts and the waits between retries are not counted: `retries` says how many there were.
+        """
         meta = self._response_meta()
         if meta is None or meta.elapsed is None:
             return None

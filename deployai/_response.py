@@ -76,7 +76,10 @@ class RawResponse(ResponseInfo, Generic[_T]):
 
     @property
     def elapsed(self) -> datetime.timedelta:
-        """Time from sending the request until the whole body was read (for a stream: until its headers)."""
+        """Time from sending the answered attempt until its whole body was read (for a stream: until its headers).
+
+        Earlier attempts and the waits between retries are not counted: `retries` says how many there were.
+        """
         return datetime.timedelta(seconds=self._response_meta().elapsed or 0.0)
 
     @cached_property
