@@ -1,17 +1,19 @@
-"""Configuring a client: headers on every request, copies with other options, timeouts, and model aliases.
+"""Configuring a client: headers, copies with other options, timeouts, model aliases, and extra fields.
 
 Make one client per API key and reuse it. Its `default_headers` go with every request; `with_options`
 makes a cheap copy with other settings that shares its connections; `extra_headers` adds headers to one
 call. `timeout` bounds each attempt and `total_timeout` the whole call, retries and waits included.
 `ModelAlias` sends a model name that is not in `provider/model` form as it is, for a gateway that has
-aliases of its own. Against the local emulator (no `DEPLOYAI_API_KEY`), one model is made slow through
-its control API, so that the timeouts show.
+aliases of its own. `extra_body` and `extra_query` send fields the SDK has no parameter for, and
+`deployai.NOT_GIVEN` lets a function of your own pass "not given" on. Against the local emulator (no
+`DEPLOYAI_API_KEY`), one model is made slow through its control API, so that the timeouts show.
 
     python examples/configuration.py
 """
 
 from __future__ import annotations
 
+import json
 import time
 
 from _connect import base_url_and_key, emulator_fault
@@ -61,6 +63,30 @@ def show_model_alias(client: DeployAI) -> None:
         print(f"ModelAlias('fast'): answered by {completion.model}")
 
 
+def ask(
+    client: DeployAI, question: str, *, temperature: float | deployai.NotGiven = deployai.NOT_GIVEN
+) -> deployai.RawResponse[deployai.types.ChatCompletion]:
+    """Your own wrapper: a caller that leaves `temperature` out gets the server's default, as with `create`."""
+    return client.chat.completions.with_raw_response.create(
+        model="openai/gpt-4o",
+        messages=[{"role": "user", "content": question}],
+        temperature=temperature,  # NOT_GIVEN is not sent; None would be sent as null
+        extra_body={"provider": {"order": ["openai", "azure"]}},  # a gateway's field the SDK does not know
+        extra_query={"trace": "example"},  # base_url takes no query string: per-call parameters go here
+    )
+
+
+def show_extra_fields(client: DeployAI) -> None:
+    """What the wrapper sent, with a temperature and without one, next to the extra body and query fields."""
+    for temperature in (0.2, deployai.NOT_GIVEN):
+        request = ask(client, "Hi", temperature=temperature).http_response.request
+        body = json.loads(request.content)
+        print(
+            f"temperature {temperature}: sent {body.get('temperature', 'nothing')}, "
+            f"provider {body['provider']}, query {request.url.query.decode()}"
+        )
+
+
 def main() -> None:
     """Run each part against the real API when a key is set, else against the local emulator."""
     with base_url_and_key() as (base_url, api_key):
@@ -74,6 +100,7 @@ def main() -> None:
             show_headers(client)
             show_timeouts(client)
             show_model_alias(client)
+            show_extra_fields(client)
 
 
 if __name__ == "__main__":

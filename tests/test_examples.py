@@ -87,11 +87,21 @@ def test_async_stream_prints_the_answer_and_its_total() -> None:
 
 def test_errors_and_retries_shows_each_failure_mode() -> None:
     lines = run_example("errors_and_retries.py")
+    assert EMULATOR_LINE.fullmatch(lines[0])
     assert lines[1] == "refused: temperature must be a number from 0 to 2 (inclusive); got 3"
-    assert lines[2] == "status 200, request req_1, 59 requests left"
-    assert lines[3] == "answer: 'You said: Hi' (stop)"
-    assert lines[4].startswith("not found: ")
-    assert lines[4].endswith("(status 404)")
+    assert lines[2] == "  param='temperature' value=3 allowed='a number from 0 to 2 (inclusive)'"
+    assert lines[3] == "status 200, request req_1, 59 requests left"
+    assert lines[4] == "answer: 'You said: Hi' (stop)"
+    assert lines[5].startswith("not found: ")
+    assert lines[5].endswith("(status 404, code model_not_found)")  # read from error.body
+    # The server asked for 120 s, over max_retry_wait: raised at once, with no retry and no wait.
+    assert re.fullmatch(r"503, retry after 120 s: raised after 0\.\d s, 0 retries", lines[6]), lines[6]
+    # Both breaks come after the text that did arrive (the role chunk, "You", " said").
+    assert lines[7].startswith("a dropped connection: APIConnectionError after 'You said': ")
+    assert lines[7].endswith("The stream broke after 3 chunk(s): the answer is incomplete.")
+    event = "InternalServerError after 'You said': The upstream provider failed in the middle of the stream."
+    assert lines[8] == f"an error event: {event}"
+    assert len(lines) == 9
 
 
 def test_service_paces_a_batch_under_a_small_window_with_no_retry() -> None:
@@ -102,6 +112,17 @@ def test_service_paces_a_batch_under_a_small_window_with_no_retry() -> None:
     # 60 calls against 20 a second, retried on any 429: none was met, so none was retried.
     assert lines[5] == "60 answered, 0 failed, retries: none"
     assert lines[6].endswith("in_flight=0, waiting=0)]")
+    # The plan's limit, on a fresh emulator: a 429 whose token budget is spent (read as tokens_remaining 0)...
+    assert EMULATOR_LINE.fullmatch(lines[7])
+    assert re.fullmatch(r"call 1: RateLimitError after 0\.\d s, retry after 0\.5 s, tokens left: 0", lines[8]), lines[8]
+    # ... holds the next call until the tokens reset, half a second later ...
+    held = re.fullmatch(r"call 2: answered after ([\d.]+) s, tokens left: None", lines[9])
+    assert held, lines[9]
+    assert float(held[1]) >= 0.4
+    assert re.fullmatch(r"call 3: answered after 0\.\d s, tokens left: None", lines[10]), lines[10]
+    # ... and requests_per_minute=3 refuses a 4th call at once, since it would wait about a minute.
+    assert re.fullmatch(r"call 4: RateLimitError after 0\.\d s, retry after 5\d\.\d s, tokens left: None", lines[11])
+    assert len(lines) == 12
 
 
 def test_every_example_is_tested_here() -> None:
@@ -203,6 +224,9 @@ def test_configuration_sends_the_headers_bounds_the_call_and_sends_the_alias() -
     refusal = "model must be a model id in provider/model form, such as 'openai/gpt-4o'; got 'fast'"
     assert lines[4] == f"'fast': refused before sending: {refusal}"
     assert lines[5] == f"ModelAlias('fast'): sent; the server answered 400: {refusal}"
+    # NOT_GIVEN through the wrapper sends no temperature; extra_body and extra_query go with both calls.
+    extra = "provider {'order': ['openai', 'azure']}, query trace=example"
+    assert lines[6:] == [f"temperature 0.2: sent 0.2, {extra}", f"temperature NOT_GIVEN: sent nothing, {extra}"]
 
 
 def test_configuration_headers_and_the_alias_arrive_at_the_server() -> None:
@@ -213,11 +237,18 @@ def test_configuration_headers_and_the_alias_arrive_at_the_server() -> None:
     assert "emulator" not in "\n".join(lines)
     assert lines[2] == "openai/o3-mini: answered in time, after 0 retries"  # nothing made it slow here
     # The plain "fast" was never sent; ModelAlias("fast") was, as given.
-    assert [(r.json or {}).get("model") for r in recorded] == ["openai/gpt-4o", "openai/o3-mini", "fast"]
-    assert [r.status for r in recorded] == [200, 200, 400]
-    assert [r.headers.get("x-team") for r in recorded] == ["search"] * 3
-    assert [r.headers.get("x-trace-id") for r in recorded] == ["trace-42", None, None]
-    assert [r.headers.get("x-priority") for r in recorded] == ["low", None, None]
+    models = [(r.json or {}).get("model") for r in recorded]
+    assert models == ["openai/gpt-4o", "openai/o3-mini", "fast", "openai/gpt-4o", "openai/gpt-4o"]
+    assert [r.status for r in recorded] == [200, 200, 400, 200, 200]
+    assert [r.headers.get("x-team") for r in recorded] == ["search"] * 5
+    assert [r.headers.get("x-trace-id") for r in recorded] == ["trace-42", None, None, None, None]
+    assert [r.headers.get("x-priority") for r in recorded] == ["low", None, None, None, None]
+    # The extra fields reached the server; the temperature only when the wrapper's caller gave one.
+    wrapped = [r.json or {} for r in recorded[3:]]
+    assert [body.get("provider") for body in wrapped] == [{"order": ["openai", "azure"]}] * 2
+    assert [r.query for r in recorded[3:]] == ["trace=example"] * 2
+    assert wrapped[0]["temperature"] == 0.2
+    assert "temperature" not in wrapped[1]
 
 
 def test_http_client_sends_through_the_users_clients_and_their_proxy() -> None:
@@ -276,3 +307,27 @@ def test_stop_stream_lets_its_button_go_when_the_answer_fails_before_any_text(mo
     with emulator.client() as client, pytest.raises(deployai.APIStatusError):
         stop_stream.stream_until_stopped(client)
     assert threading.active_count() == threads
+
+
+def test_openai_sdk_talks_to_the_emulator_server_and_gets_its_own_errors() -> None:
+    lines = run_example("openai_sdk.py")
+    assert lines == [
+        "models: openai/gpt-4o, openai/o3-mini, anthropic/claude-3.5-sonnet, ...",
+        "answer from anthropic/claude-3.5-sonnet: 'You said: Hello from openai!'",
+        # The reply scripted through /_emulator/replies, streamed in its pieces.
+        "stream: ['Stre', 'amed ', 'as scripted.']",
+        # The fault scripted through /_emulator/faults, raised as openai's own error type.
+        "failure: openai.InternalServerError, status 503: Error code: 503 - Emulated failure: 503 Service Unavailable.",
+        "the emulator answered: [200, 200, 200, 503]",
+    ]
+
+
+def test_in_process_scripts_the_emulator_and_reads_back_what_it_received() -> None:
+    lines = run_example("in_process.py")
+    assert lines == [
+        "summary: 'A fox jumps.'",  # the scripted reply, after two 503s the client retried
+        "without a script: 'You said: Summarize in one line: Hello'",
+        "statuses: [503, 503, 200, 200]",
+        "last request: POST /v1/chat/completions, model openai/gpt-4o, key sent: True",
+        "GET /v1/models/openai/gpt-4o: 200, 128000 tokens of context",
+    ]
