@@ -40,8 +40,8 @@ def with_the_sdk(emulator: Emulator) -> None:
 
 
 def with_your_own_http(emulator: Emulator) -> None:
-    """Any HTTP code on `emulator.transport()`: the host is never resolved, nothing leaves the process."""
-    with httpx.Client(transport=emulator.transport(), base_url="https://emulator.invalid") as http:
+    """Any HTTP code on `emulator.transport()`: nothing is sent over a network, whatever the URL says."""
+    with httpx.Client(transport=emulator.transport(), base_url="http://127.0.0.1") as http:
         response = http.get("/v1/models/openai/gpt-4o", headers={"Authorization": "Bearer sk-emulator-example"})
         model = response.json()
         print(f"GET {response.request.url.path}: {response.status_code}, {model['context_window']} tokens of context")
