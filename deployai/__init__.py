@@ -36,6 +36,7 @@ from ._exceptions import (
 )
 from ._limiter import RateLimiter
 from ._logging import setup_logging as _setup_logging
+from ._public import show_as_public as _show_as_public
 from ._ratelimit import RateLimit
 from ._response import RawResponse
 from ._streaming import AsyncStream, Stream
@@ -108,7 +109,7 @@ def __dir__() -> list[str]:
 for _name in __all__:
     _obj = globals().get(_name)
     if isinstance(_obj, type) and _obj.__module__.startswith("deployai._"):
-        _obj.__module__ = "deployai"
+        _show_as_public(_obj)
 del _name, _obj
 
 _setup_logging()

@@ -42,6 +42,7 @@ import httpx
 from ._constants import REDIS_POLL_SECONDS, REDIS_TIMEOUT_SECONDS
 from ._exceptions import DeployAIError, InvalidParameterError
 from ._limiter import WITHDRAWN, Ask, RateLimiter, _answer, _check_per_minute
+from ._public import show_as_public
 from ._redis_courier import Courier
 
 __all__ = ["RedisRateLimiter"]
@@ -218,7 +219,7 @@ _limiters: weakref.WeakValueDictionary[tuple[Any, ...], RedisRateLimiter] = weak
 _limiters_lock = threading.Lock()
 
 
-RedisRateLimiter.__module__ = "deployai"  # as the other public classes: it is `deployai.RedisRateLimiter`
+show_as_public(RedisRateLimiter)  # as the other public classes: it is `deployai.RedisRateLimiter`
 
 
 def _new_redis_limiter(url: str, name: str | None, requests_per_minute: int | None, timeout: float) -> RedisRateLimiter:

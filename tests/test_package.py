@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import subprocess
 import sys
+import typing
 import zipfile
 from pathlib import Path
 
+import pydantic
 import pytest
 
 import deployai
@@ -33,6 +36,20 @@ def test_public_classes_show_the_public_module_and_have_docstrings(name: str) ->
     cls = getattr(deployai, name)
     assert cls.__module__ == "deployai"
     assert (cls.__doc__ or "").strip()
+
+
+@pytest.mark.parametrize("name", [n for n in deployai.__all__ if isinstance(getattr(deployai, n), type)])
+def test_public_classes_annotations_resolve_though_they_show_the_public_module(name: str) -> None:
+    typing.get_type_hints(getattr(deployai, name))  # raises NameError on a name it cannot find
+
+
+def test_a_rate_limit_can_be_a_field_of_your_own_pydantic_model() -> None:
+    class Report(pydantic.BaseModel):  # a FastAPI response, say
+        rate_limit: deployai.RateLimit
+
+    reset_at = datetime.datetime(2026, 12, 2, 12, 0, tzinfo=datetime.timezone.utc)
+    report = Report(rate_limit=deployai.RateLimit(limit=60, remaining=59, reset_at=reset_at))
+    assert Report.model_validate_json(report.model_dump_json()) == report
 
 
 def test_version_is_a_string() -> None:
