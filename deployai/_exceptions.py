@@ -26,15 +26,14 @@ import html
 import json
 import pickle
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import httpx  # at run time too, so that `typing.get_type_hints` resolves the errors' signatures
 
 from ._constants import MAX_BODY_EXAMINED_CHARS, MAX_BODY_IN_MESSAGE_CHARS, RETRYABLE_STATUS_CODES
 from ._error_codes import ERROR_NAME_STATUS
 from ._logging import redact
 from ._meta import ResponseInfo, ResponseMeta
-
-if TYPE_CHECKING:
-    import httpx
 
 __all__ = [
     "APIConnectionError",
