@@ -192,24 +192,32 @@ def _models(args: argparse.Namespace, out: TextIO) -> None:
 
 
 @contextlib.contextmanager
-def _ctrl_c_exits(*, end_line: bool) -> Iterator[None]:
+def _ctrl_c_exits() -> Iterator[None]:
     """Within, Ctrl+C ends the process at once: one line on stderr, exit status 130.
 
     Python's own Ctrl+C raises `KeyboardInterrupt` wherever the main thread happens to be: inside a
     finalizer, where it is ignored and the command goes on waiting for the server, or between taking
     a lock and the `try` that releases it, after which closing the client waits on that lock for
-    ever. The process exits instead (the system closes its connections); `end_line` first ends the
-    line the answer was on.
+    ever. The process exits instead (the system closes its connections). Only for the command run
+    as a process, and only if Ctrl+C is Python's own: a shell that starts it in the background with
+    Ctrl+C ignored keeps it ignored.
     """
-    if threading.current_thread() is not threading.main_thread():  # only the main thread handles signals
+    if (
+        threading.current_thread() is not threading.main_thread()  # only the main thread handles signals
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
         yield
         return
 
     def interrupted(signum: int, frame: FrameType | None) -> None:
-        with contextlib.suppress(Exception):  # the main thread may have been writing to stdout
-            sys.stdout.flush()
-        with contextlib.suppress(OSError):  # a reader that left (`| head`) must not stop the exit
-            os.write(1, b"\n" if end_line else b"")
+        # A second Ctrl+C ends the process whatever the first one waits on below.
+        signal.signal(signal.SIGINT, lambda signum, frame: os._exit(INTERRUPTED))
+        if os.isatty(1):  # a terminal: end the line the answer was on (a full pipe could block here)
+            with contextlib.suppress(Exception):  # the main thread may have been writing to stdout
+                sys.stdout.flush()
+            with contextlib.suppress(OSError):
+                os.write(1, b"\n")
+        with contextlib.suppress(OSError):
             os.write(2, b"deployai: interrupted\n")
         os._exit(INTERRUPTED)
 
@@ -220,15 +228,19 @@ def _ctrl_c_exits(*, end_line: bool) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the `deployai` command; returns its exit status."""
+def main(argv: Sequence[str] | None = None, *, exit_on_ctrl_c: bool = False) -> int:
+    """Run the `deployai` command; returns its exit status.
+
+    Ctrl+C makes it return 130; with `exit_on_ctrl_c` (the command run as a process), Ctrl+C during
+    `chat` or `models` ends the process at once with 130 instead (see `_ctrl_c_exits`).
+    """
     try:
         args = _parser().parse_args(argv)
         if args.command == "emulator":
             from .testing.__main__ import serve
 
             return serve(args)
-        with _ctrl_c_exits(end_line=args.command == "chat" and not args.json):
+        with _ctrl_c_exits() if exit_on_ctrl_c else contextlib.nullcontext():
             (_chat if args.command == "chat" else _models)(args, sys.stdout)
     except KeyboardInterrupt:
         sys.stderr.write("deployai: interrupted\n")
@@ -246,4 +258,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def main_exit() -> None:
     """The console script's entry point: `main()`, then exit with its status."""
-    sys.exit(main())
+    sys.exit(main(exit_on_ctrl_c=True))

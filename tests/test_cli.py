@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import selectors
 import signal
+import struct
 import subprocess
 import sys
+import termios
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -201,8 +206,70 @@ def test_a_refusal_is_printed_as_the_answer_and_an_empty_system_message_is_sent(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     server.emulator.reply(refusal="I can't help with that.")
-    handler = signal.getsignal(signal.SIGINT)
     assert main(["chat", "Do the bad thing", "-s", ""]) == 0
-    assert signal.getsignal(signal.SIGINT) is handler  # main() called in-process puts Ctrl+C back as it was
     assert capsys.readouterr().out == "I can't help with that.\n"
     assert server.emulator.last_request.json["messages"][0] == {"role": "system", "content": ""}
+
+
+def _interrupted_when_asked(
+    server: EmulatorServer, command: list[str], env: dict[str, str], **popen: Any
+) -> subprocess.Popen[str]:
+    """Start `command`, and send it SIGINT once the server has its request."""
+    process = subprocess.Popen(command, env=env, text=True, stderr=subprocess.PIPE, **popen)
+    while not server.emulator.requests and process.poll() is None:
+        time.sleep(0.01)  # polling for the request, not waiting for a time to pass
+    process.send_signal(signal.SIGINT)
+    return process
+
+
+def test_ctrl_c_ignored_by_the_shell_stays_ignored(server: EmulatorServer, env: dict[str, str]) -> None:
+    # `deployai chat ... &` in a script: the shell starts it with Ctrl+C ignored, and it must finish.
+    server.emulator.stall_next(1.0)
+    process = _interrupted_when_asked(
+        server,
+        [str(SCRIPT), "chat", "hi"],
+        env,
+        stdout=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    out, err = process.communicate(timeout=30)
+    assert (process.returncode, out, err) == (0, "You said: hi\n", "")
+
+
+def test_main_called_in_process_returns_130_on_ctrl_c_and_lets_its_caller_finish(
+    server: EmulatorServer, env: dict[str, str]
+) -> None:
+    server.emulator.stall_next(30)
+    code = "\n".join(
+        [
+            "from deployai._cli import main",
+            "try:",
+            "    print('returned', main(['chat', 'hi']))",
+            "finally:",
+            "    print('went on')",
+        ]
+    )
+    process = _interrupted_when_asked(server, [sys.executable, "-c", code], env, stdout=subprocess.PIPE)
+    out, err = process.communicate(timeout=30)
+    assert (process.returncode, out, err) == (0, "returned 130\nwent on\n", "deployai: interrupted\n")
+
+
+def test_ctrl_c_ends_the_command_while_it_waits_on_a_full_pipe(server: EmulatorServer, env: dict[str, str]) -> None:
+    server.emulator.reply("x" * 300_000)
+    reader, writer = os.pipe()  # a pager that stopped reading
+    process = subprocess.Popen([str(SCRIPT), "chat", "hi"], env=env, stdout=writer, stderr=subprocess.PIPE)
+    os.close(writer)
+    try:
+        while _bytes_waiting(reader) < 65_536 and process.poll() is None:  # Linux's pipe size: full
+            time.sleep(0.01)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 130
+    finally:
+        process.kill()
+        process.communicate()
+        os.close(reader)
+
+
+def _bytes_waiting(fd: int) -> int:
+    waiting: int = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+    return waiting
