@@ -56,8 +56,8 @@ def show_model_alias(client: DeployAI) -> None:
         print(f"'fast': refused before sending: {error}")
     try:
         completion = client.chat.completions.create(model=deployai.ModelAlias("fast"), messages=MESSAGES)
-    except deployai.BadRequestError as error:
-        # DeployAI itself (and so its emulator) has no aliases: the server refused it, not the SDK.
+    except deployai.APIStatusError as error:
+        # DeployAI itself (and so its emulator) has no aliases: the server refused it (400 or 404), not the SDK.
         print(f"ModelAlias('fast'): sent; the server answered {error.status_code}: {error.message}")
     else:
         print(f"ModelAlias('fast'): answered by {completion.model}")
