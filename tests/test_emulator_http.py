@@ -16,6 +16,7 @@ import pytest
 
 import deployai
 from deployai.testing import MODEL_IDS, Emulator, EmulatorServer
+from deployai.testing.__main__ import main as serve_main
 from tests.emulator_helpers import HELLO, TEST_KEY, chat_body, error_of, sse_chunks, sse_data
 
 AUTH = {"authorization": f"Bearer {TEST_KEY}"}
@@ -337,6 +338,19 @@ def test_the_cli_serves_until_interrupted() -> None:
     assert process.returncode == 0, err
     assert out == ""  # only the URL line goes to stdout; logs go to stderr
     assert '"GET /v1/models HTTP/1.1" 200' in err
+
+
+def test_ctrl_c_before_uvicorn_takes_it_over_still_stops_the_server_with_0(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import uvicorn
+
+    def interrupted(self: object, config: object) -> None:  # Ctrl+C right after the URL was printed
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(uvicorn.Server, "__init__", interrupted)
+    assert serve_main(["serve", "--port", "0"]) == 0
+    assert capsys.readouterr().out.startswith("http://127.0.0.1:")
 
 
 def test_the_cli_refuses_a_non_loopback_host() -> None:

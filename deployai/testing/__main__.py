@@ -63,13 +63,13 @@ def serve(args: argparse.Namespace) -> int:
     except (ModuleNotFoundError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    with sock:
+    # uvicorn stops on Ctrl+C, then raises it again for us: it is the normal way out, and so is a
+    # Ctrl+C that comes after the URL is printed but before uvicorn has taken Ctrl+C over.
+    with sock, contextlib.suppress(KeyboardInterrupt):
         # The socket already listens, so the URL works from the moment it is printed.
         print(base_url_for(sock), flush=True)
         server = uvicorn.Server(uvicorn_config(emulator, log_level=args.log_level, log_config=_log_config(uvicorn)))
-        # uvicorn stops on Ctrl+C, then raises it again for us: it is the normal way out.
-        with contextlib.suppress(KeyboardInterrupt):
-            server.run(sockets=[sock])
+        server.run(sockets=[sock])
     return 0
 
 
