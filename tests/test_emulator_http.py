@@ -16,6 +16,7 @@ import pytest
 
 import deployai
 from deployai.testing import MODEL_IDS, Emulator, EmulatorServer
+from deployai.testing import __main__ as serve_command
 from deployai.testing.__main__ import main as serve_main
 from tests.emulator_helpers import HELLO, TEST_KEY, chat_body, error_of, sse_chunks, sse_data
 
@@ -343,12 +344,11 @@ def test_the_cli_serves_until_interrupted() -> None:
 def test_ctrl_c_before_uvicorn_takes_it_over_still_stops_the_server_with_0(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import uvicorn
-
-    def interrupted(self: object, config: object) -> None:  # Ctrl+C right after the URL was printed
+    def interrupted(*args: object, **kwargs: object) -> None:  # Ctrl+C right after the URL was printed
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(uvicorn.Server, "__init__", interrupted)
+    # Before uvicorn is configured at all, so that it sets up no logging in this test process.
+    monkeypatch.setattr(serve_command, "uvicorn_config", interrupted)
     assert serve_main(["serve", "--port", "0"]) == 0
     assert capsys.readouterr().out.startswith("http://127.0.0.1:")
 
