@@ -41,7 +41,8 @@ def test_public_classes_show_the_public_module_and_have_docstrings(name: str) ->
 
 @pytest.mark.parametrize("name", [n for n in deployai.__all__ if isinstance(getattr(deployai, n), type)])
 def test_public_classes_annotations_resolve_though_they_show_the_public_module(name: str) -> None:
-    import deployai.types.chat  # the models, which some methods return, loaded as after a first call
+    with deployai.DeployAI(api_key="sk-types") as client:
+        assert client.chat.completions  # the models, which some methods return, load as at a first call
 
     cls = getattr(deployai, name)
     typing.get_type_hints(cls)  # raises NameError on a name it cannot find

@@ -8,6 +8,7 @@ from typing import Any, Final, overload
 
 from typing_extensions import Unpack
 
+from .. import _streaming
 from .._endpoint import AsyncCaller, Endpoint, SyncCaller
 from .._exceptions import DeployAIError, InvalidParameterError
 from .._fanout import Progress, run_many, run_many_async
@@ -32,6 +33,11 @@ CREATE: Final = Endpoint(
     build=build_chat_request,
     chunk=ChatCompletionChunk,
 )
+
+# `Stream.get_final_completion` is annotated with these names, which `_streaming` cannot import when it
+# loads (the models load here, at a client's first `.chat`): handed to it now, so that
+# `typing.get_type_hints` resolves them.
+vars(_streaming).update(ChatCompletion=ChatCompletion, ChatCompletionChunk=ChatCompletionChunk)
 """`POST /chat/completions`: a `ChatCompletion`, or with `stream=True` a stream of `ChatCompletionChunk`."""
 
 

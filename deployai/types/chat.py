@@ -7,7 +7,6 @@ from typing import Any, Literal, TypeAlias
 from pydantic import BaseModel, ConfigDict
 from typing_extensions import NotRequired, Required, TypedDict
 
-from .. import _streaming
 from ._base import APIResult, DeployAIModel
 
 __all__ = [
@@ -297,9 +296,3 @@ class ChatCompletionChunk(DeployAIModel):
     choices: list[ChunkChoice]
     usage: Usage | None = None
     system_fingerprint: str | None = None
-
-
-# `Stream.get_final_completion` is annotated with these names, which `_streaming` cannot import when it
-# loads (the models load later, at a client's first `.chat`): handed to it now, so that
-# `typing.get_type_hints` resolves them.
-vars(_streaming).update(ChatCompletion=ChatCompletion, ChatCompletionChunk=ChatCompletionChunk)
