@@ -33,12 +33,12 @@ CREATE: Final = Endpoint(
     build=build_chat_request,
     chunk=ChatCompletionChunk,
 )
+"""`POST /chat/completions`: a `ChatCompletion`, or with `stream=True` a stream of `ChatCompletionChunk`."""
 
 # `Stream.get_final_completion` is annotated with these names, which `_streaming` cannot import when it
 # loads (the models load here, at a client's first `.chat`): handed to it now, so that
 # `typing.get_type_hints` resolves them.
 vars(_streaming).update(ChatCompletion=ChatCompletion, ChatCompletionChunk=ChatCompletionChunk)
-"""`POST /chat/completions`: a `ChatCompletion`, or with `stream=True` a stream of `ChatCompletionChunk`."""
 
 
 _DEFAULT_CONCURRENCY: Final = 8
