@@ -18,7 +18,7 @@ def show_as_public(cls: type) -> None:
     """
     own = inspect.get_annotations(cls)  # its own, as written
     if own:
-        namespace = dict(vars(sys.modules[cls.__module__]))
+        namespace = vars(sys.modules[cls.__module__])  # eval only reads it: it has its __builtins__
         resolved = {}
         for key, value in own.items():
             try:
