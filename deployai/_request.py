@@ -255,34 +255,61 @@ _BULK_MESSAGES: Final = 16
 
 
 @functools.cache
-def _message_types() -> frozenset[type]:
+def _message_types() -> frozenset[type[BaseModel]]:
     """The SDK's message models (loaded at first use: they import this module)."""
     from .types.chat import AssistantMessage, SystemMessage, ToolMessage, UserMessage
 
     return frozenset((AssistantMessage, SystemMessage, ToolMessage, UserMessage))
 
 
-def _only_strings(messages: list[Any]) -> bool:
-    """Whether every message is a dict of strings to strings, or one of the SDK's message models holding only strings.
+def _plain_fields(messages: list[Any]) -> list[dict[str, Any]] | None:
+    """The messages as dicts of strings to strings, or None if any message is something else.
 
-    Then pydantic-core writes exactly the bytes `json` writes (strings are escaped alike). It writes
-    some floats differently (`1e-7` for `1e-07`) and some keys that `json` refuses, so anything
-    else takes the `json` path.
+    Dicts stay as they are (the list itself is returned if it holds nothing else); one of the SDK's
+    message models becomes its fields (its `__dict__`, in field order), where None stands for a field
+    it leaves out, and only if it holds no extra fields. Then pydantic-core writes exactly the bytes
+    `json` writes (strings are escaped alike). It writes some floats differently (`1e-7` for `1e-07`)
+    and some keys that `json` refuses, so anything else takes the `json` path.
     """
     models = _message_types()
-    for message in messages:
+    plain: list[dict[str, Any]] | None = None
+    for index, message in enumerate(messages):
         kind = type(message)
         if kind is dict:
             for key, value in message.items():
                 if type(key) is not str or type(value) is not str:
-                    return False
+                    return None
         elif kind in models and not message.__pydantic_extra__:
-            for value in message.__dict__.values():  # the fields (None ones are left out when dumped)
+            fields = message.__dict__
+            for value in fields.values():
                 if value is not None and type(value) is not str:
-                    return False
+                    return None
+            if plain is None:
+                plain = messages.copy()
+            plain[index] = fields
         else:
-            return False
-    return True
+            return None
+    return messages if plain is None else plain
+
+
+@functools.cache
+def _fields_writers() -> tuple[Callable[[Any], bytes], Callable[[Any], bytes]]:
+    """Write one message's fields, and a list of them, as JSON without the None ones.
+
+    That is what dumping the message model with `exclude_none` writes, from its `__dict__`: a
+    serializer for dicts that knows only the names of the models' fields costs less than half of what
+    each model's own serializer costs, which checks every value against its field's type.
+    """
+    from pydantic_core import SchemaSerializer, core_schema
+
+    names = {name for model in _message_types() for name in model.model_fields}
+    fields = {name: core_schema.typed_dict_field(core_schema.any_schema(), required=False) for name in sorted(names)}
+    message = core_schema.typed_dict_schema(fields, extra_behavior="allow")  # keys stay in their order
+    one, many = SchemaSerializer(message), SchemaSerializer(core_schema.list_schema(message))
+    return (
+        functools.partial(one.to_json, exclude_none=True),
+        functools.partial(many.to_json, exclude_none=True),
+    )
 
 
 # What a message model's `_deployai_json` slot holds besides its JSON: seen in a list encoded whole (its
@@ -303,9 +330,10 @@ def _kept_slot() -> tuple[Callable[[Any], bytes], Callable[[Any, bytes], None]]:
 def _own_json(message: Any, keep: Callable[[Any, bytes], None]) -> bytes:
     """A message model's JSON, kept in its slot (the model is frozen), or `_NOT_PLAIN`."""
     data = _NOT_PLAIN
-    if _only_strings([message]):  # once per model: the check the whole-list encoding makes
+    plain = _plain_fields([message])  # once per model: the check the whole-list encoding makes
+    if plain is not None:
         try:
-            data = pydantic_core.to_json(message, exclude_none=True)
+            data = _fields_writers()[0](plain[0])
         except pydantic_core.PydanticSerializationError:  # a lone surrogate: `encode_json` reports it
             data = _NOT_PLAIN
     keep(message, data)
@@ -362,10 +390,12 @@ def encode_chat_body(body: dict[str, Any]) -> bytes:
         return encode_json(body)
     bulk = _joined_models(messages)
     if bulk is None:
-        if not _only_strings(messages):
+        plain = _plain_fields(messages)
+        if plain is None:
             return encode_json(body)
         try:
-            bulk = pydantic_core.to_json(messages, exclude_none=True)
+            # Only models' fields hold None, and only they need the slower writer that leaves it out.
+            bulk = pydantic_core.to_json(plain) if plain is messages else _fields_writers()[1](plain)
         except pydantic_core.PydanticSerializationError:  # a lone surrogate: `encode_json` says what is wrong
             return encode_json(body)
     try:
