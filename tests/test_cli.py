@@ -38,6 +38,20 @@ def env(server: EmulatorServer) -> dict[str, str]:
     return settings | {"DEPLOYAI_BASE_URL": server.base_url, "DEPLOYAI_API_KEY": TEST_KEY}
 
 
+def start(command: list[str], *, ctrl_c_ignored: bool = False, **popen: Any) -> subprocess.Popen[Any]:
+    """Start `command` with Ctrl+C at its default, as from a terminal, or ignored, as in `command &` in a script.
+
+    A child inherits an ignored SIGINT and starts with a caught one at its default: the tests set
+    this process's own for the moment of the start, so that they hold even when the test run was
+    itself started with Ctrl+C ignored (in the background of a script).
+    """
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN if ctrl_c_ignored else signal.default_int_handler)
+    try:
+        return subprocess.Popen(command, **popen)
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def run(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(SCRIPT), *args], input=stdin, capture_output=True, text=True, env=env, timeout=60, check=False
@@ -132,9 +146,7 @@ def test_every_exit_code_of_the_table_is_distinct_per_kind_and_documented_in_hel
 
 def test_ctrl_c_stops_a_stream_with_code_130_and_no_traceback(server: EmulatorServer, env: dict[str, str]) -> None:
     server.emulator.slow_next(30)  # the headers at once, then a long wait before each chunk
-    process = subprocess.Popen(
-        [str(SCRIPT), "chat", "Hello"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    process = start([str(SCRIPT), "chat", "Hello"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         with selectors.DefaultSelector() as selector:  # wait for the request to be answered, not for a time
             selector.register(process.stdout, selectors.EVENT_READ)  # type: ignore[arg-type]
@@ -151,7 +163,7 @@ def test_ctrl_c_stops_a_stream_with_code_130_and_no_traceback(server: EmulatorSe
 
 
 def test_the_emulator_command_serves_until_ctrl_c(env: dict[str, str]) -> None:
-    process = subprocess.Popen(
+    process = start(
         [str(SCRIPT), "emulator", "--port", "0", "--log-level", "warning"],
         env=env,
         stdout=subprocess.PIPE,
@@ -215,11 +227,20 @@ def _interrupted_when_asked(
     server: EmulatorServer, command: list[str], env: dict[str, str], **popen: Any
 ) -> subprocess.Popen[str]:
     """Start `command`, and send it SIGINT once the server has its request."""
-    process = subprocess.Popen(command, env=env, text=True, stderr=subprocess.PIPE, **popen)
+    process = start(command, env=env, text=True, stderr=subprocess.PIPE, **popen)
     while not server.emulator.requests and process.poll() is None:
         time.sleep(0.01)  # polling for the request, not waiting for a time to pass
     process.send_signal(signal.SIGINT)
     return process
+
+
+def _finished(process: subprocess.Popen[str]) -> tuple[str, str]:
+    """The process's output once it ends; if it does not within 30 s, killed and reaped (its pipes closed)."""
+    try:
+        return process.communicate(timeout=30)
+    finally:
+        process.kill()
+        process.communicate()
 
 
 def test_ctrl_c_ignored_by_the_shell_stays_ignored(server: EmulatorServer, env: dict[str, str]) -> None:
@@ -230,9 +251,9 @@ def test_ctrl_c_ignored_by_the_shell_stays_ignored(server: EmulatorServer, env: 
         [str(SCRIPT), "chat", "hi"],
         env,
         stdout=subprocess.PIPE,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        ctrl_c_ignored=True,
     )
-    out, err = process.communicate(timeout=30)
+    out, err = _finished(process)
     assert (process.returncode, out, err) == (0, "You said: hi\n", "")
 
 
@@ -250,14 +271,14 @@ def test_main_called_in_process_returns_130_on_ctrl_c_and_lets_its_caller_finish
         ]
     )
     process = _interrupted_when_asked(server, [sys.executable, "-c", code], env, stdout=subprocess.PIPE)
-    out, err = process.communicate(timeout=30)
+    out, err = _finished(process)
     assert (process.returncode, out, err) == (0, "returned 130\nwent on\n", "deployai: interrupted\n")
 
 
 def test_ctrl_c_ends_the_command_while_it_waits_on_a_full_pipe(server: EmulatorServer, env: dict[str, str]) -> None:
     server.emulator.reply("x" * 300_000)
     reader, writer = os.pipe()  # a pager that stopped reading
-    process = subprocess.Popen([str(SCRIPT), "chat", "hi"], env=env, stdout=writer, stderr=subprocess.PIPE)
+    process = start([str(SCRIPT), "chat", "hi"], env=env, stdout=writer, stderr=subprocess.PIPE)
     os.close(writer)
     try:
         while _bytes_waiting(reader) < 65_536 and process.poll() is None:  # Linux's pipe size: full
