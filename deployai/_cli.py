@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -46,6 +47,7 @@ __all__ = ["EXIT_CODES", "main"]
 
 DEFAULT_MODEL: Final = "openai/gpt-4o"
 INTERRUPTED: Final = 130  # 128 + SIGINT, what shells report for a command stopped by Ctrl+C
+IO_ERROR: Final = 1  # stdout closed, a full disk: as `ls` or `echo` exit when they cannot write
 
 EXIT_CODES: Final[tuple[tuple[type[BaseException], int, str], ...]] = (
     (InvalidParameterError, 3, "a bad argument, refused before sending"),
@@ -68,7 +70,10 @@ def _exit_code(error: BaseException) -> int:
 def _epilog() -> str:
     rows = sorted(EXIT_CODES, key=lambda row: row[1])
     codes = "\n".join(f"  {code:>3}  {kind.__name__}: {meaning}" for kind, code, meaning in rows)
-    return f"exit codes:\n    0  success\n    2  a usage error (see --help)\n{codes}\n  130  interrupted (Ctrl+C)"
+    return (
+        f"exit codes:\n    0  success\n    1  an input or output error (stdout closed, a full disk)\n"
+        f"    2  a usage error (see --help)\n{codes}\n  130  interrupted (Ctrl+C)"
+    )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -171,6 +176,8 @@ def _chat(args: argparse.Namespace, out: TextIO) -> None:
 
 
 def _stdin_prompt() -> str:
+    if sys.stdin is None:  # started with it closed (`<&-`)
+        raise InvalidParameterError("prompt", "-", "text on stdin, which is closed")
     data = sys.stdin.buffer.read()
     try:
         return data.decode("utf-8").rstrip("\n")
@@ -241,19 +248,36 @@ def main(argv: Sequence[str] | None = None, *, exit_on_ctrl_c: bool = False) -> 
 
             return serve(args)
         with _ctrl_c_exits() if exit_on_ctrl_c else contextlib.nullcontext():
-            (_chat if args.command == "chat" else _models)(args, sys.stdout)
+            (_chat if args.command == "chat" else _models)(args, _stdout())
     except KeyboardInterrupt:
-        sys.stderr.write("deployai: interrupted\n")
+        _say("deployai: interrupted")
         return INTERRUPTED
     except DeployAIError as error:
-        sys.stdout.flush()
+        with contextlib.suppress(OSError, AttributeError):  # the answer so far, if it can still be written
+            sys.stdout.flush()
         one_line = " ".join(str(error).split())  # a server's message may hold line breaks
-        sys.stderr.write(f"deployai: {type(error).__name__}: {one_line}\n")
+        _say(f"deployai: {type(error).__name__}: {one_line}")
         return _exit_code(error)
     except BrokenPipeError:  # `deployai models | head`: the reader left, which is not an error
-        sys.stderr.close()
+        with contextlib.suppress(OSError, AttributeError):
+            sys.stderr.close()
         return 0
+    except OSError as error:  # stdout closed, a full disk
+        _say(f"deployai: {error.strerror or error}")
+        return IO_ERROR
     return 0
+
+
+def _stdout() -> TextIO:
+    if sys.stdout is None:  # started with it closed (`deployai chat ... >&-`): Python made it None
+        raise OSError(errno.EBADF, "standard output is closed")
+    return sys.stdout
+
+
+def _say(line: str) -> None:
+    """Write one line on stderr, if there is one (`2>&-` closes it too)."""
+    with contextlib.suppress(OSError, AttributeError):
+        sys.stderr.write(line + "\n")
 
 
 def main_exit() -> None:

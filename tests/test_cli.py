@@ -223,6 +223,19 @@ def test_a_refusal_is_printed_as_the_answer_and_an_empty_system_message_is_sent(
     assert server.emulator.last_request.json["messages"][0] == {"role": "system", "content": ""}
 
 
+def test_closed_stdout_or_stdin_is_one_line_on_stderr_and_no_traceback(env: dict[str, str]) -> None:
+    script = (
+        f"'{SCRIPT}' models >&-; echo \"stdout closed: $?\" >&2; '{SCRIPT}' chat - <&-; echo \"stdin closed: $?\" >&2"
+    )
+    shell = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert shell.stderr.splitlines() == [
+        "deployai: standard output is closed",
+        "stdout closed: 1",
+        "deployai: InvalidParameterError: prompt must be text on stdin, which is closed; got '-'",
+        "stdin closed: 3",
+    ]
+
+
 def _interrupted_when_asked(
     server: EmulatorServer, command: list[str], env: dict[str, str], **popen: Any
 ) -> subprocess.Popen[str]:
