@@ -330,4 +330,7 @@ def test_in_process_scripts_the_emulator_and_reads_back_what_it_received() -> No
         "statuses: [503, 503, 200, 200]",
         "last request: POST /v1/chat/completions, model openai/gpt-4o, key sent: True",
         "GET /v1/models/openai/gpt-4o: 200, 128000 tokens of context",
+        "async stream: 'Streamed, in process.'",
+        # Two calls fill the window; the third waits out its 60 s on the clock, not in real time.
+        "rate limited: statuses [200, 200, 429, 200], 60 s waited on the virtual clock",
     ]
