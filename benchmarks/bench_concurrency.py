@@ -134,6 +134,23 @@ def _in_threads(call: Callable[[], None], threads: int, n: int) -> None:
         thread.join()
 
 
+def thread_samples(
+    calls: Mapping[str, Callable[[], None]], levels: Sequence[int], rounds: int, n: int
+) -> dict[str, dict[int, list[float]]]:
+    """CPU per call (ms) of each side from each number of threads, sides alternating, one value a round.
+
+    A round before the counted ones opens the connections.
+    """
+    samples: dict[str, dict[int, list[float]]] = {side: {level: [] for level in levels} for side in calls}
+    for round_ in range(rounds + 1):
+        for threads in levels:
+            for side, call in calls.items():
+                cpu = _cpu_per_call(lambda: _in_threads(call, threads, n), n)  # noqa: B023
+                if round_:
+                    samples[side][threads].append(cpu)
+    return samples
+
+
 def async_rows(url: str, n: int) -> dict[str, dict[int, float]]:
     """Median CPU per call (ms) of the floor and the SDK at each concurrency, on one event loop."""
     loop = asyncio.new_event_loop()
@@ -169,15 +186,8 @@ def sync_rows(url: str, n: int) -> dict[str, dict[int, float]]:
     def typed() -> None:
         assert sdk.chat.completions.create(**BODY).choices
 
-    calls = {"floor": floor, "deployai": typed}
-    samples: dict[str, dict[int, list[float]]] = {side: {t: [] for t in THREADS} for side in calls}
     with bare, sdk:
-        for round_ in range(ROUNDS + 1):
-            for threads in THREADS:
-                for side, call in calls.items():
-                    cpu = _cpu_per_call(lambda: _in_threads(call, threads, n), n)  # noqa: B023
-                    if round_:
-                        samples[side][threads].append(cpu)
+        samples = thread_samples({"floor": floor, "deployai": typed}, THREADS, ROUNDS, n)
     return {side: {t: statistics.median(v) for t, v in by.items()} for side, by in samples.items()}
 
 

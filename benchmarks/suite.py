@@ -10,6 +10,8 @@ Run: python -m benchmarks [--rounds R] [--save] [--check] [--quick]
 - The last column is deployai's median against the floor's, as a cost (lower is better; for a rate
   its inverse). `--save` writes these to `benchmarks/baseline.json`; every run compares with that
   file and flags a figure whose cost rose more than 10%. `--check` makes a flag fail the run.
+- Under the table, deployai's CPU per call over loopback with 64 to 1,000 calls in flight (async)
+  and from 32 threads (sync), against its own with 8: how it scales (`scaling`).
 """
 
 from __future__ import annotations
@@ -240,38 +242,87 @@ def builds(rounds: int, n: int) -> list[Figure]:
 
 
 def loopback(rounds: int, n: int) -> list[Figure]:
-    """Client CPU per call over loopback with many calls in flight (see `bench_concurrency`)."""
+    """Client CPU per call over loopback, with many calls in flight and from many threads (see `bench_concurrency`)."""
+    with bench_concurrency.server() as url:
+        return [*_in_flight(url, rounds, n), *_threads(url, rounds, n)]
+
+
+def _in_flight(url: str, rounds: int, n: int) -> list[Figure]:
     import openai
 
-    levels = (8, 64, 256, 1000)
-    with bench_concurrency.server() as url:
-        loop = asyncio.new_event_loop()
-        bare = httpx.AsyncClient(limits=bench_concurrency.LIMITS)
-        sdk = AsyncDeployAI(api_key=KEY, base_url=url)
-        official = openai.AsyncOpenAI(api_key=KEY, base_url=url)
-        body = bench_concurrency.BODY
+    levels = bench_concurrency.ASYNC_CONCURRENCY
+    loop = asyncio.new_event_loop()
+    bare = httpx.AsyncClient(limits=bench_concurrency.LIMITS)
+    sdk = AsyncDeployAI(api_key=KEY, base_url=url)
+    official = openai.AsyncOpenAI(api_key=KEY, base_url=url)
+    body = bench_concurrency.BODY
 
-        async def floor() -> None:
-            json.loads((await bare.post(f"{url}/chat/completions", json=body, headers=AUTH)).content)
+    async def floor() -> None:
+        json.loads((await bare.post(f"{url}/chat/completions", json=body, headers=AUTH)).content)
 
-        async def typed() -> None:
-            await sdk.chat.completions.create(**body)
+    async def typed() -> None:
+        await sdk.chat.completions.create(**body)
 
-        async def other() -> None:
-            await official.chat.completions.create(**body)
+    async def other() -> None:
+        await official.chat.completions.create(**body)
 
-        sides = {"floor": floor, "deployai": typed, "openai": other}
-        try:
-            samples = bench_concurrency.in_flight_samples(loop, sides, levels, rounds, n)
-        finally:
-            loop.run_until_complete(bare.aclose())
-            loop.run_until_complete(sdk.close())
-            loop.run_until_complete(official.close())
-            loop.close()
+    sides = {"floor": floor, "deployai": typed, "openai": other}
+    try:
+        samples = bench_concurrency.in_flight_samples(loop, sides, levels, rounds, n)
+    finally:
+        loop.run_until_complete(bare.aclose())
+        loop.run_until_complete(sdk.close())
+        loop.run_until_complete(official.close())
+        loop.close()
     return [
         Figure(f"loopback CPU, {level} in flight", "ms/call", {side: samples[side][level] for side in sides})
         for level in levels
     ]
+
+
+def _threads(url: str, rounds: int, n: int) -> list[Figure]:
+    import openai
+
+    levels = bench_concurrency.THREADS
+    bare = httpx.Client(limits=bench_concurrency.LIMITS)
+    sdk = DeployAI(api_key=KEY, base_url=url)
+    official = openai.OpenAI(api_key=KEY, base_url=url)
+    body = bench_concurrency.BODY
+
+    def floor() -> None:
+        json.loads(bare.post(f"{url}/chat/completions", json=body, headers=AUTH).content)
+
+    def typed() -> None:
+        sdk.chat.completions.create(**body)
+
+    def other() -> None:
+        official.chat.completions.create(**body)
+
+    sides = {"floor": floor, "deployai": typed, "openai": other}
+    with bare, sdk, official:
+        samples = bench_concurrency.thread_samples(sides, levels, rounds, n)
+    return [
+        Figure(f"loopback CPU, {level} threads", "ms/call", {side: samples[side][level] for side in sides})
+        for level in levels
+    ]
+
+
+def scaling(figures: list[Figure]) -> dict[str, float]:
+    """deployai's CPU per call at each loopback level over its CPU at the lowest level of its kind (target 1.2x)."""
+    ratios: dict[str, float] = {}
+    for kind, levels in (("in flight", bench_concurrency.ASYNC_CONCURRENCY), ("threads", bench_concurrency.THREADS)):
+        medians = {
+            figure.name: statistics.median(figure.samples["deployai"])
+            for level in levels
+            for figure in figures
+            if figure.name == f"loopback CPU, {level} {kind}"
+        }
+        base = medians.get(f"loopback CPU, {levels[0]} {kind}")
+        if base:
+            ratios.update(
+                {name: median / base for name, median in medians.items() if not name.endswith(f" {levels[0]} {kind}")}
+            )
+    return ratios
 
 
 _IMPORTS = {
@@ -399,6 +450,10 @@ def main(argv: list[str] | None = None) -> int:
     ]
     baseline = json.loads(args.baseline.read_text()) if args.baseline.exists() else {}
     flagged = report(figures, baseline)
+    print(
+        "deployai's CPU per call over loopback against its own with 8 in flight or from 8 threads (target 1.2x): "
+        + ", ".join(f"{name.removeprefix('loopback CPU, ')} {ratio:.2f}x" for name, ratio in scaling(figures).items())
+    )
     if args.save:
         costs = {f.name: round(f.cost(), 3) for f in figures if f.cost() == f.cost()}  # NaN is no baseline
         args.baseline.write_text(json.dumps(costs, indent=2) + "\n")

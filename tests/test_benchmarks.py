@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,9 +62,14 @@ def test_the_suite_prints_every_figure_for_three_sides_and_saves_a_baseline(
     assert suite.main(["--quick", "--rounds", "1", "--save", "--baseline", str(baseline)]) == 0
     out = capsys.readouterr().out
     names = ["typed call, async", "stream chunk, sync", "build, 1000 message models, first send",
-             "build, 1000 message models, sent again", "loopback CPU, 1000 in flight", "import + client",
-             "memory, 20 concurrent streams"]  # fmt: skip
+             "build, 1000 message models, sent again", "loopback CPU, 1000 in flight", "loopback CPU, 32 threads",
+             "import + client", "memory, 20 concurrent streams"]  # fmt: skip
     assert all(name in out for name in names)
+    scaling = out.splitlines()[-2]  # then the line about the saved baseline
+    assert scaling.startswith("deployai's CPU per call over loopback against its own")
+    assert re.search(
+        r"64 in flight [\d.]+x, 256 in flight [\d.]+x, 1000 in flight [\d.]+x, 32 threads [\d.]+x$", scaling
+    )
     saved = json.loads(baseline.read_text())
     # Every timed figure gets a baseline; memory at this tiny size may not (its floor can read 0 MiB),
     # and when it does, either side may have added nothing measurable.
