@@ -255,61 +255,79 @@ _BULK_MESSAGES: Final = 16
 
 
 @functools.cache
-def _message_types() -> frozenset[type[BaseModel]]:
-    """The SDK's message models (loaded at first use: they import this module)."""
+def _message_types() -> dict[type[BaseModel], tuple[str, ...]]:
+    """The SDK's message models, each with the names of the other models' fields that are not its own.
+
+    Loaded at first use: the models import this module.
+    """
     from .types.chat import AssistantMessage, SystemMessage, ToolMessage, UserMessage
 
-    return frozenset((AssistantMessage, SystemMessage, ToolMessage, UserMessage))
+    models = (AssistantMessage, SystemMessage, ToolMessage, UserMessage)
+    names = {name for model in models for name in model.model_fields}
+    return {model: tuple(sorted(names - model.model_fields.keys())) for model in models}
 
 
-def _plain_fields(messages: list[Any]) -> list[dict[str, Any]] | None:
-    """The messages as dicts of strings to strings, or None if any message is something else.
+def _bulk_writer(messages: list[Any]) -> tuple[Callable[[Any], bytes], list[Any]] | None:
+    """How pydantic-core writes these messages exactly as `json` does, or None if they hold anything but strings.
 
-    Dicts stay as they are (the list itself is returned if it holds nothing else); one of the SDK's
-    message models becomes its fields (its `__dict__`, in field order), where None stands for a field
-    it leaves out, and only if it holds no extra fields. Then pydantic-core writes exactly the bytes
-    `json` writes (strings are escaped alike). It writes some floats differently (`1e-7` for `1e-07`)
-    and some keys that `json` refuses, so anything else takes the `json` path.
+    Returns a writer and what to give it: a list of dicts as it is; a list of the SDK's message models
+    alone as their fields (each one's `__dict__`, in field order), for `_fields_writer`; dicts and
+    models together as they are, the models left to their own serializer. A message qualifies if it
+    is a dict of strings to strings, or a message model with no extra fields, whose fields hold
+    strings or None, and in which nothing has put another model's field. Then pydantic-core writes
+    exactly the bytes `json` writes (strings are escaped alike). It writes some floats differently
+    (`1e-7` for `1e-07`) and some keys that `json` refuses, so anything else takes the `json` path.
     """
-    models = _message_types()
+    others = _message_types().get
     plain: list[dict[str, Any]] | None = None
+    dicts = False
     for index, message in enumerate(messages):
         kind = type(message)
         if kind is dict:
             for key, value in message.items():
                 if type(key) is not str or type(value) is not str:
                     return None
-        elif kind in models and not message.__pydantic_extra__:
+            dicts = True
+        elif (not_its_own := others(kind)) is not None and not message.__pydantic_extra__:
             fields = message.__dict__
             for value in fields.values():
                 if value is not None and type(value) is not str:
+                    return None
+            for name in not_its_own:  # put there past pydantic (`copy(update=...)`), which leaves it out
+                if name in fields:
                     return None
             if plain is None:
                 plain = messages.copy()
             plain[index] = fields
         else:
             return None
-    return messages if plain is None else plain
+    if plain is None:
+        return pydantic_core.to_json, messages
+    if dicts:
+        return _with_models, messages
+    return _fields_writer(), plain
+
+
+def _with_models(messages: list[Any]) -> bytes:
+    """Dicts and message models together: each model by its own serializer, as `encode_json` dumps it."""
+    return pydantic_core.to_json(messages, exclude_none=True)
 
 
 @functools.cache
-def _fields_writers() -> tuple[Callable[[Any], bytes], Callable[[Any], bytes]]:
-    """Write one message's fields, and a list of them, as JSON without the None ones.
+def _fields_writer() -> Callable[[list[dict[str, Any]]], bytes]:
+    """Write a list of message models' fields as dumping the models with `exclude_none` writes them.
 
-    That is what dumping the message model with `exclude_none` writes, from its `__dict__`: a
-    serializer for dicts that knows only the names of the models' fields costs less than half of what
-    each model's own serializer costs, which checks every value against its field's type.
+    From their `__dict__`s: a serializer for dicts that knows only the names of the models' fields
+    costs less than half of what each model's own serializer costs, which checks every value against
+    its field's type. Like that one, it leaves out None values and keys that are no field (keys of
+    another model's fields are refused earlier, by `_bulk_writer`).
     """
     from pydantic_core import SchemaSerializer, core_schema
 
-    names = {name for model in _message_types() for name in model.model_fields}
-    fields = {name: core_schema.typed_dict_field(core_schema.any_schema(), required=False) for name in sorted(names)}
-    message = core_schema.typed_dict_schema(fields, extra_behavior="allow")  # keys stay in their order
-    one, many = SchemaSerializer(message), SchemaSerializer(core_schema.list_schema(message))
-    return (
-        functools.partial(one.to_json, exclude_none=True),
-        functools.partial(many.to_json, exclude_none=True),
-    )
+    names = sorted({name for model in _message_types() for name in model.model_fields})
+    fields = {name: core_schema.typed_dict_field(core_schema.any_schema(), required=False) for name in names}
+    message = core_schema.typed_dict_schema(fields, extra_behavior="ignore")  # keys stay in their order
+    return functools.partial(SchemaSerializer(core_schema.list_schema(message)).to_json, exclude_none=True)
 
 
 # What a message model's `_deployai_json` slot holds besides its JSON: seen in a list encoded whole (its
@@ -330,10 +348,11 @@ def _kept_slot() -> tuple[Callable[[Any], bytes], Callable[[Any, bytes], None]]:
 def _own_json(message: Any, keep: Callable[[Any, bytes], None]) -> bytes:
     """A message model's JSON, kept in its slot (the model is frozen), or `_NOT_PLAIN`."""
     data = _NOT_PLAIN
-    plain = _plain_fields([message])  # once per model: the check the whole-list encoding makes
-    if plain is not None:
+    found = _bulk_writer([message])  # once per model: the check the whole-list encoding makes
+    if found is not None:
+        write, fields = found
         try:
-            data = _fields_writers()[0](plain[0])
+            data = write(fields)[1:-1]  # the message without the list's brackets
         except pydantic_core.PydanticSerializationError:  # a lone surrogate: `encode_json` reports it
             data = _NOT_PLAIN
     keep(message, data)
@@ -390,12 +409,12 @@ def encode_chat_body(body: dict[str, Any]) -> bytes:
         return encode_json(body)
     bulk = _joined_models(messages)
     if bulk is None:
-        plain = _plain_fields(messages)
-        if plain is None:
+        found = _bulk_writer(messages)
+        if found is None:
             return encode_json(body)
+        write, items = found
         try:
-            # Only models' fields hold None, and only they need the slower writer that leaves it out.
-            bulk = pydantic_core.to_json(plain) if plain is messages else _fields_writers()[1](plain)
+            bulk = write(items)
         except pydantic_core.PydanticSerializationError:  # a lone surrogate: `encode_json` says what is wrong
             return encode_json(body)
     try:

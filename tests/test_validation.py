@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from pytest_httpx import HTTPXMock
 
 import deployai
-from deployai._request import _kept_slot, _plain_fields, check_chat_params, check_message, encode_chat_body, encode_json
+from deployai._request import _bulk_writer, _kept_slot, check_chat_params, check_message, encode_chat_body, encode_json
 from deployai.types import (
     AssistantMessage,
     FunctionCall,
@@ -318,13 +318,18 @@ def _text_message(draw: st.DrawFn, spoiler: bool = False) -> Any:
     # Floats that pydantic-core writes differently from `json` (or NaN, which `json` refuses); keys
     # that `json` writes its own way or refuses.
     odd = draw(st.sampled_from([1e-07, 1e16, float("nan"), None, 3]) | st.floats())
-    where = draw(st.sampled_from(["dict value", "dict key", "model extra", "model field"]))
+    where = draw(st.sampled_from(["dict value", "dict key", "model extra", "model field", "model __dict__"]))
     if where == "dict value":
         return {"role": role, **fields, "weight": odd}
     if where == "dict key":
         return {"role": role, **fields, draw(st.sampled_from([1, None, 1.5, float("nan"), ("a", "b"), True])): "v"}
     if where == "model extra":
         return _MESSAGE_MODELS[role](**fields, weight=odd)  # kept: the models allow extra fields
+    if where == "model __dict__":  # a key put there past pydantic (as `copy(update=...)` does): left out
+        model = _MESSAGE_MODELS[role](**fields)
+        stray = draw(st.sampled_from(["foo", "role", "name", "tool_calls", "tool_call_id"]))
+        model.__dict__[stray] = draw(st.sampled_from(["a string", odd]))
+        return model
     return _MESSAGE_MODELS[role].model_construct(**{**fields, "name": odd})  # past validation
 
 
@@ -351,7 +356,7 @@ def test_long_text_conversations_encoded_in_bulk_are_byte_for_byte_what_json_wri
     messages: list[Any], extra: dict[str, Any]
 ) -> None:
     """Requests are identical whichever encoder wrote them, and fail alike (a lone surrogate, a NaN)."""
-    assert _plain_fields(messages) is not None  # encoded in bulk
+    assert _bulk_writer(messages) is not None  # encoded in bulk
     _same_bytes_or_error({"model": "openai/gpt-4o", "messages": messages, **extra})
 
 
@@ -391,6 +396,21 @@ def test_a_conversation_of_models_sent_again_and_again_is_encoded_as_json_writes
     for turn in new_turns:
         messages.append(turn)
         _same_bytes_or_error({"model": "openai/gpt-4o", "messages": messages})
+
+
+@pytest.mark.parametrize("stray", ["foo", "name", "tool_calls", "tool_call_id"])
+@pytest.mark.parametrize("role", sorted(_MESSAGE_MODELS))
+def test_a_key_put_in_a_models_dict_past_pydantic_is_sent_as_pydantic_dumps_it(role: str, stray: str) -> None:
+    """`copy(update=...)` or a hand on `__dict__` can add a key: a field of the model is sent, anything else not."""
+    fields = {"content": "hi", "tool_call_id": "call_1"} if role == "tool" else {"content": "hi"}
+    odd = _MESSAGE_MODELS[role](**fields)
+    odd.__dict__[stray] = "x"
+    messages = [*(UserMessage(content=f"turn {n}") for n in range(15)), odd]
+    for _ in range(3):  # a first send, a second (each model's JSON kept), a third (the kept JSON)
+        _same_bytes_or_error({"model": "openai/gpt-4o", "messages": messages})
+    messages.append(_MESSAGE_MODELS[role](**fields).model_copy())
+    messages[-1].__dict__[stray] = "x"
+    _same_bytes_or_error({"model": "openai/gpt-4o", "messages": messages})  # a new turn, encoded on its own
 
 
 def test_the_kept_json_of_a_message_is_no_part_of_its_equality_copies_or_pickles() -> None:
