@@ -216,6 +216,13 @@ def _ctrl_c_exits() -> Iterator[None]:
         yield
         return
 
+    # Where the line goes: stderr's descriptor as it is now. Started with stderr closed, descriptor 2
+    # may since have become a connection to the server, which must not receive it.
+    try:
+        err: int | None = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # None, or a stand-in with no descriptor
+        err = None
+
     def interrupted(signum: int, frame: FrameType | None) -> None:
         # A second Ctrl+C ends the process whatever the first one waits on below.
         signal.signal(signal.SIGINT, lambda signum, frame: os._exit(INTERRUPTED))
@@ -224,8 +231,9 @@ def _ctrl_c_exits() -> Iterator[None]:
                 sys.stdout.flush()
             with contextlib.suppress(OSError):
                 os.write(1, b"\n")
-        with contextlib.suppress(OSError):
-            os.write(2, b"deployai: interrupted\n")
+        if err is not None:
+            with contextlib.suppress(OSError):
+                os.write(err, b"deployai: interrupted\n")
         os._exit(INTERRUPTED)
 
     previous = signal.signal(signal.SIGINT, interrupted)
@@ -246,6 +254,7 @@ def main(argv: Sequence[str] | None = None, *, exit_on_ctrl_c: bool = False) -> 
         if args.command == "emulator":
             from .testing.__main__ import serve
 
+            _stdout()  # where its base URL goes
             return serve(args)
         with _ctrl_c_exits() if exit_on_ctrl_c else contextlib.nullcontext():
             (_chat if args.command == "chat" else _models)(args, _stdout())
@@ -264,6 +273,12 @@ def main(argv: Sequence[str] | None = None, *, exit_on_ctrl_c: bool = False) -> 
         return 0
     except OSError as error:  # stdout closed, a full disk
         _say(f"deployai: {error.strerror or error}")
+        return IO_ERROR
+    except UnicodeEncodeError as error:  # an answer in characters that stdout's encoding has not
+        _say(
+            f"deployai: the output holds characters that stdout's encoding ({error.encoding}) cannot write; "
+            "set PYTHONIOENCODING=utf-8"
+        )
         return IO_ERROR
     return 0
 

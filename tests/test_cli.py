@@ -5,8 +5,10 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import selectors
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -49,7 +51,7 @@ def start(command: list[str], *, ctrl_c_ignored: bool = False, **popen: Any) -> 
     try:
         return subprocess.Popen(command, **popen)
     finally:
-        signal.signal(signal.SIGINT, before)
+        signal.signal(signal.SIGINT, signal.default_int_handler if before is None else before)  # None: set in C
 
 
 def run(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -178,6 +180,7 @@ def test_the_emulator_command_serves_until_ctrl_c(env: dict[str, str]) -> None:
         process.communicate(timeout=30)
     finally:
         process.kill()
+        process.communicate()  # reaped and its pipes closed, so a failure here shows in this test alone
     assert url.startswith("http://127.0.0.1:")
     assert process.returncode == 0
 
@@ -224,16 +227,67 @@ def test_a_refusal_is_printed_as_the_answer_and_an_empty_system_message_is_sent(
 
 
 def test_closed_stdout_or_stdin_is_one_line_on_stderr_and_no_traceback(env: dict[str, str]) -> None:
-    script = (
-        f"'{SCRIPT}' models >&-; echo \"stdout closed: $?\" >&2; '{SCRIPT}' chat - <&-; echo \"stdin closed: $?\" >&2"
+    script = "; ".join(
+        [
+            f"'{SCRIPT}' models >&-",
+            'echo "models, stdout closed: $?" >&2',
+            f"'{SCRIPT}' emulator --port 0 >&-",
+            'echo "emulator, stdout closed: $?" >&2',
+            f"'{SCRIPT}' chat - <&-",
+            'echo "chat -, stdin closed: $?" >&2',
+        ]
     )
     shell = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, timeout=60, check=False)
     assert shell.stderr.splitlines() == [
         "deployai: standard output is closed",
-        "stdout closed: 1",
+        "models, stdout closed: 1",
+        "deployai: standard output is closed",
+        "emulator, stdout closed: 1",
         "deployai: InvalidParameterError: prompt must be text on stdin, which is closed; got '-'",
-        "stdin closed: 3",
+        "chat -, stdin closed: 3",
     ]
+
+
+def test_an_answer_stdouts_encoding_cannot_write_is_one_line_on_stderr(env: dict[str, str]) -> None:
+    result = run("chat", "Grüße", env=env | {"PYTHONIOENCODING": "ascii"})
+    assert (result.returncode, result.stderr) == (
+        1,
+        "deployai: the output holds characters that stdout's encoding (ascii) cannot write; "
+        "set PYTHONIOENCODING=utf-8\n",
+    )
+
+
+def test_ctrl_c_with_stderr_closed_writes_nothing_to_the_connection_that_took_its_place(env: dict[str, str]) -> None:
+    # Started with descriptor 2 closed, the command's first socket gets it: the line about Ctrl+C
+    # must not go to the server.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        process = start(
+            ["sh", "-c", f"exec '{SCRIPT}' chat hi 2>&-"],
+            env=env | {"DEPLOYAI_BASE_URL": f"http://127.0.0.1:{port}/v1"},
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            listener.settimeout(30)
+            connection, _ = listener.accept()
+            with connection:
+                connection.settimeout(30)
+                received = b""
+                while not _whole_request(received):  # then it waits for the answer, which never comes
+                    received += connection.recv(65536)
+                process.send_signal(signal.SIGINT)
+                assert process.wait(timeout=30) == 130
+                after = b"".join(iter(lambda: connection.recv(65536), b""))  # until the process's end closed it
+        finally:
+            process.kill()
+            process.wait()
+    assert after == b""
+
+
+def _whole_request(received: bytes) -> bool:
+    head, found, body = received.partition(b"\r\n\r\n")
+    length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+    return bool(found) and length is not None and len(body) >= int(length.group(1))
 
 
 def _interrupted_when_asked(
