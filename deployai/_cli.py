@@ -148,7 +148,7 @@ def _client(args: argparse.Namespace) -> DeployAI:
     return DeployAI(**options)
 
 
-def _chat(args: argparse.Namespace, out: TextIO) -> None:
+def _chat(args: argparse.Namespace, out: _Output) -> None:
     prompt = _stdin_prompt() if args.prompt == "-" else args.prompt
     messages: list[dict[str, str]] = [] if args.system is None else [{"role": "system", "content": args.system}]
     messages.append({"role": "user", "content": prompt})
@@ -185,7 +185,7 @@ def _stdin_prompt() -> str:
         raise InvalidParameterError("prompt", f"{len(data)} bytes on stdin", f"UTF-8 text ({exc.reason})") from None
 
 
-def _models(args: argparse.Namespace, out: TextIO) -> None:
+def _models(args: argparse.Namespace, out: _Output) -> None:
     with _client(args) as client:
         models = client.models.list()
     if args.json:
@@ -274,19 +274,43 @@ def main(argv: Sequence[str] | None = None, *, exit_on_ctrl_c: bool = False) -> 
     except OSError as error:  # stdout closed, a full disk
         _say(f"deployai: {error.strerror or error}")
         return IO_ERROR
-    except UnicodeEncodeError as error:  # an answer in characters that stdout's encoding has not
+    except _UnwritableError as error:
         _say(
-            f"deployai: the output holds characters that stdout's encoding ({error.encoding}) cannot write; "
+            f"deployai: the output holds characters that stdout's encoding ({error}) cannot write; "
             "set PYTHONIOENCODING=utf-8"
         )
         return IO_ERROR
     return 0
 
 
-def _stdout() -> TextIO:
+class _UnwritableError(Exception):
+    """The output holds characters that stdout's encoding (the message) cannot write."""
+
+
+class _Output:
+    """Where `chat` and `models` write: stdout, whose encoding errors are told apart from any other's."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> None:
+        """Write `text`; `_UnwritableError` if stdout's encoding (a Windows code page, ascii) has no room for it."""
+        try:
+            self._stream.write(text)
+        except UnicodeEncodeError as error:
+            raise _UnwritableError(error.encoding) from None
+
+    def flush(self) -> None:
+        """Flush stdout, so that a streamed answer shows as it arrives."""
+        self._stream.flush()
+
+
+def _stdout() -> _Output:
     if sys.stdout is None:  # started with it closed (`deployai chat ... >&-`): Python made it None
         raise OSError(errno.EBADF, "standard output is closed")
-    return sys.stdout
+    return _Output(sys.stdout)
 
 
 def _say(line: str) -> None:
