@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -93,14 +93,13 @@ async def _in_flight(call: Callable[[], Awaitable[None]], concurrency: int, n: i
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
-def in_flight_samples(
-    loop: asyncio.AbstractEventLoop,
-    calls: Mapping[str, Callable[[], Awaitable[None]]],
-    levels: Sequence[int],
-    rounds: int,
-    n: int,
+_C = TypeVar("_C")
+
+
+def _samples(
+    calls: Mapping[str, _C], levels: Sequence[int], rounds: int, n: int, run: Callable[[_C, int, int], None]
 ) -> dict[str, dict[int, list[float]]]:
-    """CPU per call (ms) of each side at each number of calls in flight, sides alternating, one value a round.
+    """CPU per call (ms) of each side at each level (`run(call, level, n)`), sides alternating, one value a round.
 
     A round before the counted ones opens the connections.
     """
@@ -108,10 +107,23 @@ def in_flight_samples(
     for round_ in range(rounds + 1):
         for level in levels:
             for side, call in calls.items():
-                cpu = _cpu_per_call(lambda: loop.run_until_complete(_in_flight(call, level, n)), n)  # noqa: B023
+                cpu = _cpu_per_call(lambda: run(call, level, n), n)  # noqa: B023
                 if round_:
                     samples[side][level].append(cpu)
     return samples
+
+
+def in_flight_samples(
+    loop: asyncio.AbstractEventLoop,
+    calls: Mapping[str, Callable[[], Awaitable[None]]],
+    levels: Sequence[int],
+    rounds: int,
+    n: int,
+) -> dict[str, dict[int, list[float]]]:
+    """CPU per call (ms) of each side at each number of calls in flight on `loop` (see `_samples`)."""
+    return _samples(
+        calls, levels, rounds, n, lambda call, level, n: loop.run_until_complete(_in_flight(call, level, n))
+    )
 
 
 def _in_threads(call: Callable[[], None], threads: int, n: int) -> None:
@@ -137,18 +149,8 @@ def _in_threads(call: Callable[[], None], threads: int, n: int) -> None:
 def thread_samples(
     calls: Mapping[str, Callable[[], None]], levels: Sequence[int], rounds: int, n: int
 ) -> dict[str, dict[int, list[float]]]:
-    """CPU per call (ms) of each side from each number of threads, sides alternating, one value a round.
-
-    A round before the counted ones opens the connections.
-    """
-    samples: dict[str, dict[int, list[float]]] = {side: {level: [] for level in levels} for side in calls}
-    for round_ in range(rounds + 1):
-        for threads in levels:
-            for side, call in calls.items():
-                cpu = _cpu_per_call(lambda: _in_threads(call, threads, n), n)  # noqa: B023
-                if round_:
-                    samples[side][threads].append(cpu)
-    return samples
+    """CPU per call (ms) of each side from each number of threads (see `_samples`)."""
+    return _samples(calls, levels, rounds, n, _in_threads)
 
 
 def async_rows(url: str, n: int) -> dict[str, dict[int, float]]:
