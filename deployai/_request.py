@@ -384,7 +384,9 @@ def _joined_models(messages: list[Any]) -> bytes | None:
         return None
     joined: list[bytes] = []
     for message in messages:
-        if type(message) not in models:
+        # A model with extra fields now (`model_extra` is a dict it hands out) may have had none when
+        # its JSON was kept: encoded whole instead.
+        if type(message) not in models or message.__pydantic_extra__:
             return None
         try:
             data = get(message)

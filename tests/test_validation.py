@@ -413,6 +413,15 @@ def test_a_key_put_in_a_models_dict_past_pydantic_is_sent_as_pydantic_dumps_it(r
     _same_bytes_or_error({"model": "openai/gpt-4o", "messages": messages})  # a new turn, encoded on its own
 
 
+def test_an_extra_field_added_through_model_extra_after_the_json_was_kept_is_sent() -> None:
+    messages = [UserMessage(content=f"turn {n}") for n in range(16)]
+    for _ in range(2):  # the second send keeps each message's JSON
+        _same_bytes_or_error({"model": "openai/gpt-4o", "messages": messages})
+    assert messages[-1].model_extra is not None
+    messages[-1].model_extra["metadata"] = "late"  # public, and the model is frozen only to attributes
+    _same_bytes_or_error({"model": "openai/gpt-4o", "messages": messages})
+
+
 def test_the_kept_json_of_a_message_is_no_part_of_its_equality_copies_or_pickles() -> None:
     sent = [UserMessage(content=f"turn {i}") for i in range(20)]
     for _ in range(2):
