@@ -246,8 +246,10 @@ def _ctrl_c_exits() -> Iterator[None]:
 def main(argv: Sequence[str] | None = None, *, exit_on_ctrl_c: bool = False) -> int:
     """Run the `deployai` command; returns its exit status.
 
-    Ctrl+C makes it return 130; with `exit_on_ctrl_c` (the command run as a process), Ctrl+C during
-    `chat` or `models` ends the process at once with 130 instead (see `_ctrl_c_exits`).
+    Ctrl+C makes it return 130. With `exit_on_ctrl_c` (the command run as a process), Ctrl+C during
+    `chat` or `models` ends the process at once with 130 instead (see `_ctrl_c_exits`), and output
+    that could not be written is dropped, so that Python's own last flush at exit cannot fail too and
+    change the exit status.
     """
     try:
         args = _parser().parse_args(argv)
@@ -257,21 +259,27 @@ def main(argv: Sequence[str] | None = None, *, exit_on_ctrl_c: bool = False) -> 
             _stdout()  # where its base URL goes
             return serve(args)
         with _ctrl_c_exits() if exit_on_ctrl_c else contextlib.nullcontext():
-            (_chat if args.command == "chat" else _models)(args, _stdout())
+            out = _stdout()
+            (_chat if args.command == "chat" else _models)(args, out)
+            out.flush()  # here, where a failure gets its exit status, not at exit
     except KeyboardInterrupt:
         _say("deployai: interrupted")
         return INTERRUPTED
     except DeployAIError as error:
-        with contextlib.suppress(OSError, AttributeError):  # the answer so far, if it can still be written
-            sys.stdout.flush()
+        try:
+            sys.stdout.flush()  # the answer so far, if it can still be written
+        except (OSError, AttributeError):
+            _drop_stdout(exit_on_ctrl_c)
         one_line = " ".join(str(error).split())  # a server's message may hold line breaks
         _say(f"deployai: {type(error).__name__}: {one_line}")
         return _exit_code(error)
     except BrokenPipeError:  # `deployai models | head`: the reader left, which is not an error
+        _drop_stdout(exit_on_ctrl_c)
         with contextlib.suppress(OSError, AttributeError):
             sys.stderr.close()
         return 0
     except OSError as error:  # stdout closed, a full disk
+        _drop_stdout(exit_on_ctrl_c)
         _say(f"deployai: {error.strerror or error}")
         return IO_ERROR
     except _UnwritableError as error:
@@ -311,6 +319,18 @@ def _stdout() -> _Output:
     if sys.stdout is None:  # started with it closed (`deployai chat ... >&-`): Python made it None
         raise OSError(errno.EBADF, "standard output is closed")
     return _Output(sys.stdout)
+
+
+def _drop_stdout(as_a_process: bool) -> None:
+    """Point stdout at the null device, so that what it still holds is dropped at exit (as a process only)."""
+    if not as_a_process or sys.stdout is None:
+        return
+    with contextlib.suppress(OSError, ValueError):  # io.UnsupportedOperation: a stand-in for stdout
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, sys.stdout.fileno())
+        finally:
+            os.close(null)
 
 
 def _say(line: str) -> None:

@@ -248,6 +248,29 @@ def test_closed_stdout_or_stdin_is_one_line_on_stderr_and_no_traceback(env: dict
     ]
 
 
+@pytest.mark.parametrize("command", [["models"], ["models", "--json"], ["chat", "hi"], ["chat", "hi", "--json"]])
+def test_output_that_cannot_be_written_keeps_its_exit_status_through_pythons_last_flush(
+    env: dict[str, str], command: list[str]
+) -> None:
+    buffered = {key: value for key, value in env.items() if key != "PYTHONUNBUFFERED"}  # output held until exit
+    with open("/dev/full", "w") as disk_full:
+        full = subprocess.run(
+            [str(SCRIPT), *command], stdout=disk_full, stderr=subprocess.PIPE, text=True, env=buffered, timeout=60,
+            check=False,
+        )  # fmt: skip
+    assert (full.returncode, full.stderr) == (1, "deployai: No space left on device\n")
+    reader, writer = os.pipe()
+    os.close(reader)  # the reader left before the first byte: `deployai ... | head -0`
+    try:
+        gone = subprocess.run(
+            [str(SCRIPT), *command], stdout=writer, stderr=subprocess.PIPE, text=True, env=buffered, timeout=60,
+            check=False,
+        )  # fmt: skip
+    finally:
+        os.close(writer)
+    assert (gone.returncode, gone.stderr) == (0, "")
+
+
 def test_an_answer_stdouts_encoding_cannot_write_is_one_line_on_stderr(env: dict[str, str]) -> None:
     result = run("chat", "Grüße", env=env | {"PYTHONIOENCODING": "ascii"})
     assert (result.returncode, result.stderr) == (
