@@ -6,6 +6,7 @@ import difflib
 import functools
 import json
 import numbers
+import operator
 import re
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -255,57 +256,51 @@ _BULK_MESSAGES: Final = 16
 
 
 @functools.cache
-def _message_types() -> dict[type[BaseModel], tuple[str, ...]]:
-    """The SDK's message models, each with the names of the other models' fields that are not its own.
-
-    Loaded at first use: the models import this module.
-    """
+def _message_types() -> frozenset[type[BaseModel]]:
+    """The SDK's message models. Loaded at first use: the models import this module."""
     from .types.chat import AssistantMessage, SystemMessage, ToolMessage, UserMessage
 
-    models = (AssistantMessage, SystemMessage, ToolMessage, UserMessage)
-    names = {name for model in models for name in model.model_fields}
-    return {model: tuple(sorted(names - model.model_fields.keys())) for model in models}
+    return frozenset((AssistantMessage, SystemMessage, ToolMessage, UserMessage))
+
+
+_fields_of: Final = operator.attrgetter("__dict__")
+_extra_of: Final = operator.attrgetter("__pydantic_extra__")
 
 
 def _bulk_writer(messages: list[Any]) -> tuple[Callable[[Any], bytes], list[Any]] | None:
     """How pydantic-core writes these messages exactly as `json` does, or None if they hold anything but strings.
 
     Returns a writer and what to give it: a list of dicts as it is; a list of the SDK's message models
-    alone as their fields (each one's `__dict__`, in field order), for `_fields_writer`; dicts and
-    models together as they are, the models left to their own serializer. A message qualifies if it
-    is a dict of strings to strings, or a message model with no extra fields, whose fields hold
-    strings or None, and in which nothing has put another model's field. Then pydantic-core writes
-    exactly the bytes `json` writes (strings are escaped alike). It writes some floats differently
-    (`1e-7` for `1e-07`) and some keys that `json` refuses, so anything else takes the `json` path.
+    alone as their fields (each one's `__dict__`), for `_fields_writer`; dicts and models together as
+    they are, the models left to their own serializer. A message qualifies if it is a dict of strings
+    to strings, or a message model with no extra fields whose fields hold strings or None (for models
+    alone, `_fields_writer` raises `PydanticSerializationError` at anything else). Then pydantic-core
+    writes exactly the bytes `json` writes (strings are escaped alike). It writes some floats
+    differently (`1e-7` for `1e-07`) and some keys that `json` refuses, so anything else takes the
+    `json` path.
     """
-    others = _message_types().get
-    plain: list[dict[str, Any]] | None = None
-    dicts = False
-    for index, message in enumerate(messages):
+    models = _message_types()
+    if type(messages[0]) in models and set(map(type, messages)) <= models:
+        # Models alone, the common case of a conversation built from them, checked without a Python
+        # loop per message: their values are checked by the writer, which refuses any but strings.
+        if any(map(_extra_of, messages)):
+            return None
+        return _fields_writer(), list(map(_fields_of, messages))
+    with_models = False
+    for message in messages:
         kind = type(message)
         if kind is dict:
             for key, value in message.items():
                 if type(key) is not str or type(value) is not str:
                     return None
-            dicts = True
-        elif (not_its_own := others(kind)) is not None and not message.__pydantic_extra__:
-            fields = message.__dict__
-            for value in fields.values():
+        elif kind in models and not message.__pydantic_extra__:
+            for value in message.__dict__.values():
                 if value is not None and type(value) is not str:
                     return None
-            for name in not_its_own:  # put there past pydantic (`copy(update=...)`), which leaves it out
-                if name in fields:
-                    return None
-            if plain is None:
-                plain = messages.copy()
-            plain[index] = fields
+            with_models = True
         else:
             return None
-    if plain is None:
-        return pydantic_core.to_json, messages
-    if dicts:
-        return _with_models, messages
-    return _fields_writer(), plain
+    return (_with_models if with_models else pydantic_core.to_json), messages
 
 
 def _with_models(messages: list[Any]) -> bytes:
@@ -317,17 +312,19 @@ def _with_models(messages: list[Any]) -> bytes:
 def _fields_writer() -> Callable[[list[dict[str, Any]]], bytes]:
     """Write a list of message models' fields as dumping the models with `exclude_none` writes them.
 
-    From their `__dict__`s: a serializer for dicts that knows only the names of the models' fields
-    costs less than half of what each model's own serializer costs, which checks every value against
-    its field's type. Like that one, it leaves out None values and keys that are no field (keys of
-    another model's fields are refused earlier, by `_bulk_writer`).
+    From their `__dict__`s, which hold their fields alone, in their order (pydantic, and the models'
+    `copy`, put any other key among the extra fields): a serializer of dicts of strings that leaves
+    out None values costs less than half of what each model's own serializer costs. Any other value
+    raises `PydanticSerializationError`, as a lone surrogate does. A key put in a `__dict__` past
+    pydantic is written with the fields.
     """
     from pydantic_core import SchemaSerializer, core_schema
 
-    names = sorted({name for model in _message_types() for name in model.model_fields})
-    fields = {name: core_schema.typed_dict_field(core_schema.any_schema(), required=False) for name in names}
-    message = core_schema.typed_dict_schema(fields, extra_behavior="ignore")  # keys stay in their order
-    return functools.partial(SchemaSerializer(core_schema.list_schema(message)).to_json, exclude_none=True)
+    message = core_schema.typed_dict_schema(  # keys stay in their order
+        {}, extra_behavior="allow", extras_schema=core_schema.nullable_schema(core_schema.str_schema())
+    )
+    write = SchemaSerializer(core_schema.list_schema(message)).to_json
+    return functools.partial(write, exclude_none=True, warnings="error")
 
 
 # What a message model's `_deployai_json` slot holds besides its JSON: seen in a list encoded whole (its

@@ -14,6 +14,7 @@ import pydantic
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic.warnings import PydanticDeprecatedSince20
 from pytest_httpx import HTTPXMock
 
 import deployai
@@ -318,18 +319,18 @@ def _text_message(draw: st.DrawFn, spoiler: bool = False) -> Any:
     # Floats that pydantic-core writes differently from `json` (or NaN, which `json` refuses); keys
     # that `json` writes its own way or refuses.
     odd = draw(st.sampled_from([1e-07, 1e16, float("nan"), None, 3]) | st.floats())
-    where = draw(st.sampled_from(["dict value", "dict key", "model extra", "model field", "model __dict__"]))
+    where = draw(st.sampled_from(["dict value", "dict key", "model extra", "model field", "model copy"]))
     if where == "dict value":
         return {"role": role, **fields, "weight": odd}
     if where == "dict key":
         return {"role": role, **fields, draw(st.sampled_from([1, None, 1.5, float("nan"), ("a", "b"), True])): "v"}
     if where == "model extra":
         return _MESSAGE_MODELS[role](**fields, weight=odd)  # kept: the models allow extra fields
-    if where == "model __dict__":  # a key put there past pydantic (as `copy(update=...)` does): left out
-        model = _MESSAGE_MODELS[role](**fields)
+    if where == "model copy":  # another model's field, or none, given to the deprecated `copy(update=...)`
         stray = draw(st.sampled_from(["foo", "role", "name", "tool_calls", "tool_call_id"]))
-        model.__dict__[stray] = draw(st.sampled_from(["a string", odd]))
-        return model
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PydanticDeprecatedSince20)
+            return _MESSAGE_MODELS[role](**fields).copy(update={stray: draw(st.sampled_from(["a string", odd]))})
     return _MESSAGE_MODELS[role].model_construct(**{**fields, "name": odd})  # past validation
 
 
@@ -398,18 +399,27 @@ def test_a_conversation_of_models_sent_again_and_again_is_encoded_as_json_writes
         _same_bytes_or_error({"model": "openai/gpt-4o", "messages": messages})
 
 
-@pytest.mark.parametrize("stray", ["foo", "name", "tool_calls", "tool_call_id"])
-@pytest.mark.parametrize("role", sorted(_MESSAGE_MODELS))
-def test_a_key_put_in_a_models_dict_past_pydantic_is_sent_as_pydantic_dumps_it(role: str, stray: str) -> None:
-    """`copy(update=...)` or a hand on `__dict__` can add a key: a field of the model is sent, anything else not."""
+@pytest.mark.parametrize(
+    ("role", "stray"),
+    [
+        (role, stray)
+        for role, model in sorted(_MESSAGE_MODELS.items())
+        for stray in ("foo", "name", "tool_calls", "tool_call_id")
+        if stray not in model.model_fields
+    ],
+)
+def test_a_key_given_to_the_deprecated_copy_is_sent_as_the_copy_dumps_it(role: str, stray: str) -> None:
+    """Another model's field or none: an extra field of the copy, as with `model_copy`, and sent."""
     fields = {"content": "hi", "tool_call_id": "call_1"} if role == "tool" else {"content": "hi"}
-    odd = _MESSAGE_MODELS[role](**fields)
-    odd.__dict__[stray] = "x"
+    with pytest.warns(PydanticDeprecatedSince20):
+        odd = _MESSAGE_MODELS[role](**fields).copy(update={stray: "x"})
+    assert odd.model_dump(exclude_none=True)[stray] == "x"
     messages = [*(UserMessage(content=f"turn {n}") for n in range(15)), odd]
     for _ in range(3):  # a first send, a second (each model's JSON kept), a third (the kept JSON)
         _same_bytes_or_error({"model": "openai/gpt-4o", "messages": messages})
-    messages.append(_MESSAGE_MODELS[role](**fields).model_copy())
-    messages[-1].__dict__[stray] = "x"
+    assert json.loads(encode_chat_body({"model": "openai/gpt-4o", "messages": messages}))["messages"][-1][stray] == "x"
+    with pytest.warns(PydanticDeprecatedSince20):
+        messages.append(_MESSAGE_MODELS[role](**fields).copy(update={stray: "x"}, exclude={"content"}))
     _same_bytes_or_error({"model": "openai/gpt-4o", "messages": messages})  # a new turn, encoded on its own
 
 

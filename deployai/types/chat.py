@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import copy as _copy
+import warnings
+from collections.abc import Mapping, Set
 from typing import Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict
-from typing_extensions import NotRequired, Required, TypedDict
+from pydantic.warnings import PydanticDeprecatedSince20
+from typing_extensions import NotRequired, Required, Self, TypedDict, deprecated
 
 from ._base import APIResult, DeployAIModel
 
@@ -118,11 +122,39 @@ class ToolMessageParam(TypedDict):
     tool_call_id: str
 
 
+_COPY_IS_DEPRECATED: str = "The `copy` method is deprecated; use `model_copy` instead."
+
+
 class _Message(BaseModel):
     # The message's JSON once sent twice (see `deployai._request.encode_chat_body`): a slot, so that
     # it is no field, no private attribute, and left out of equality, copies and pickles.
     __slots__ = ("_deployai_json",)
     model_config = ConfigDict(extra="allow", frozen=True)
+
+    @deprecated(_COPY_IS_DEPRECATED, category=None)
+    def copy(
+        self,
+        *,
+        include: Set[int] | Set[str] | Mapping[int, Any] | Mapping[str, Any] | None = None,
+        exclude: Set[int] | Set[str] | Mapping[int, Any] | Mapping[str, Any] | None = None,
+        update: dict[str, Any] | None = None,
+        deep: bool = False,
+    ) -> Self:
+        """Pydantic's deprecated `copy`, except that keys of `update` that are no field become extra fields.
+
+        As `model_copy` makes them, so the copy is sent with them, as it dumps. Pydantic's own
+        `copy` puts them among the fields, where the attribute holds them but every dump leaves
+        them out; the SDK writes a long conversation of message models from their fields without
+        looking for such keys.
+        """
+        if include is None and exclude is None:
+            warnings.warn(_COPY_IS_DEPRECATED, PydanticDeprecatedSince20, stacklevel=2)
+            copied = self.model_copy(deep=deep)
+        else:  # pydantic's own, whose warning then names this line rather than the caller's
+            copied = super().copy(include=include, exclude=exclude, deep=deep)
+        if not update:
+            return copied
+        return copied.model_copy(update=_copy.deepcopy(update) if deep else update)
 
 
 class TextContentPart(_Message):
