@@ -122,7 +122,10 @@ class ToolMessageParam(TypedDict):
     tool_call_id: str
 
 
-_COPY_IS_DEPRECATED: str = "The `copy` method is deprecated; use `model_copy` instead."
+_COPY_IS_DEPRECATED: str = (  # pydantic's words
+    "The `copy` method is deprecated; use `model_copy` instead. "
+    "See the docstring of `BaseModel.copy` for details about how to handle `include` and `exclude`."
+)
 
 
 class _Message(BaseModel):
@@ -147,14 +150,17 @@ class _Message(BaseModel):
         them out; the SDK writes a long conversation of message models from their fields without
         looking for such keys.
         """
+        warnings.warn(_COPY_IS_DEPRECATED, PydanticDeprecatedSince20, stacklevel=2)
         if include is None and exclude is None:
-            warnings.warn(_COPY_IS_DEPRECATED, PydanticDeprecatedSince20, stacklevel=2)
             copied = self.model_copy(deep=deep)
-        else:  # pydantic's own, whose warning then names this line rather than the caller's
+        else:  # pydantic's own, whose warning names this line: shown only where all warnings are
             copied = super().copy(include=include, exclude=exclude, deep=deep)
         if not update:
             return copied
-        return copied.model_copy(update=_copy.deepcopy(update) if deep else update)
+        copied = copied.model_copy(update=_copy.deepcopy(update) if deep else update)
+        if exclude:  # as pydantic's: an excluded key is no field set, even if `update` sets it
+            copied.__pydantic_fields_set__.difference_update(exclude)
+        return copied
 
 
 class TextContentPart(_Message):
