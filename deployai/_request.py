@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import itertools
 import json
 import numbers
 import operator
@@ -163,17 +164,18 @@ def check_chat_params(params: Mapping[str, Any]) -> None:
     if not isinstance(messages, list) or not messages:
         raise InvalidParameterError("messages", messages, "a non-empty list of messages")
     models = _message_types()
-    for index, message in enumerate(messages):
-        # Most messages of a long conversation are plain dicts with text content: settled here without
-        # the ABC checks (against Mapping and BaseModel) of `check_message`, with the same verdict.
-        kind = type(message)
-        if kind is dict and type(message.get("content")) is str:
-            role = message.get("role")
-            if role in _TEXT_ROLES or (role == "assistant" and message.get("tool_calls") is None):
+    if type(messages[0]) not in models or not set(map(type, messages)) <= models:  # else valid by construction
+        for index, message in enumerate(messages):
+            # Most messages of a long conversation are plain dicts with text content: settled here
+            # without the ABC checks (against Mapping and BaseModel) of `check_message`, with the same verdict.
+            kind = type(message)
+            if kind is dict and type(message.get("content")) is str:
+                role = message.get("role")
+                if role in _TEXT_ROLES or (role == "assistant" and message.get("tool_calls") is None):
+                    continue
+            elif kind in models or kind in _model_types:  # a message model: valid by construction
                 continue
-        elif kind in models or kind in _model_types:  # a message model: valid by construction
-            continue
-        check_message(index, message)
+            check_message(index, message)
     if "stream" in params:
         _of_type("stream", params["stream"], bool, "True or False")
     if len(params) == 2 + ("stream" in params):
@@ -263,6 +265,7 @@ def _message_types() -> frozenset[type[BaseModel]]:
     return frozenset((AssistantMessage, SystemMessage, ToolMessage, UserMessage))
 
 
+_DICTS_ALONE: Final = frozenset((dict,))
 _fields_of: Final = operator.attrgetter("__dict__")
 _extra_of: Final = operator.attrgetter("__pydantic_extra__")
 
@@ -270,23 +273,27 @@ _extra_of: Final = operator.attrgetter("__pydantic_extra__")
 def _bulk_writer(messages: list[Any]) -> tuple[Callable[[Any], bytes], list[Any]] | None:
     """How pydantic-core writes these messages exactly as `json` does, or None if they hold anything but strings.
 
-    Returns a writer and what to give it: a list of dicts as it is; a list of the SDK's message models
-    alone as their fields (each one's `__dict__`), for `_fields_writer`; dicts and models together as
-    they are, the models left to their own serializer. A message qualifies if it is a dict of strings
-    to strings, or a message model with no extra fields whose fields hold strings or None (for models
-    alone, `_fields_writer` raises `PydanticSerializationError` at anything else). Then pydantic-core
-    writes exactly the bytes `json` writes (strings are escaped alike). It writes some floats
-    differently (`1e-7` for `1e-07`) and some keys that `json` refuses, so anything else takes the
-    `json` path.
+    Returns a writer and what to give it: a list of dicts as it is, for `_dicts_writer`; a list of the
+    SDK's message models alone as their fields (each one's `__dict__`), for `_fields_writer`; dicts
+    and models together as they are, the models left to their own serializer. Messages qualify if
+    they are dicts of strings to strings, or message models with no extra fields whose fields hold
+    strings or None; of dicts alone or models alone, the writer checks the values, and raises
+    `PydanticSerializationError` at anything else. Then pydantic-core writes exactly the bytes `json`
+    writes (strings are escaped alike). It writes some floats differently (`1e-7` for `1e-07`) and
+    some keys that `json` refuses, so anything else takes the `json` path.
     """
     models = _message_types()
-    if type(messages[0]) in models and set(map(type, messages)) <= models:
-        # Models alone, the common case of a conversation built from them, checked without a Python
-        # loop per message: their values are checked by the writer, which refuses any but strings.
+    kinds = set(map(type, messages))
+    # Models alone, or dicts alone: checked without a Python loop per message.
+    if kinds <= models:
         if any(map(_extra_of, messages)):
             return None
         return _fields_writer(), list(map(_fields_of, messages))
-    with_models = False
+    if kinds == _DICTS_ALONE:
+        # The writer refuses keys that are no string but None, which it writes as "None" (`json`: "null").
+        if any(map(dict.__contains__, messages, itertools.repeat(None))):
+            return None
+        return _dicts_writer(), messages
     for message in messages:
         kind = type(message)
         if kind is dict:
@@ -297,10 +304,19 @@ def _bulk_writer(messages: list[Any]) -> tuple[Callable[[Any], bytes], list[Any]
             for value in message.__dict__.values():
                 if value is not None and type(value) is not str:
                     return None
-            with_models = True
         else:
             return None
-    return (_with_models if with_models else pydantic_core.to_json), messages
+    return _with_models, messages
+
+
+@functools.cache
+def _dicts_writer() -> Callable[[list[dict[str, Any]]], bytes]:
+    """Write a list of dicts of strings (or None) as `json` does; anything else raises `PydanticSerializationError`."""
+    from pydantic_core import SchemaSerializer, core_schema
+
+    text = core_schema.nullable_schema(core_schema.str_schema())
+    messages = core_schema.list_schema(core_schema.dict_schema(core_schema.str_schema(), text))
+    return functools.partial(SchemaSerializer(messages).to_json, warnings="error")
 
 
 def _with_models(messages: list[Any]) -> bytes:

@@ -409,6 +409,36 @@ def test_a_conversation_of_models_sent_again_and_again_is_encoded_as_json_writes
         _same_bytes_or_error({"model": "openai/gpt-4o", "messages": messages})
 
 
+def _dict_message(draw: st.DrawFn, spoiler: bool = False) -> dict[Any, Any]:
+    """A text message as a dict; a `spoiler` also holds a key or value that is not a string (None among them)."""
+    message = draw(st.composite(_text_message)())
+    fields = message if isinstance(message, dict) else message.model_dump(exclude_none=True)
+    if spoiler:
+        odd = st.sampled_from([None, 1, 1.5, 1e-07, 1e16, float("nan"), True, ("a", "b"), ["x"], {"a": "b"}])
+        key = draw(
+            st.sampled_from(["weight", "content", "name"]) | odd.filter(lambda key: not isinstance(key, (list, dict)))
+        )
+        fields = {**fields, key: draw(odd | st.text(max_size=3)) if isinstance(key, str) else draw(st.text(max_size=3))}
+    return fields
+
+
+@settings(deadline=None, max_examples=80)
+@given(
+    st.lists(st.composite(_dict_message)(), min_size=16, max_size=24),
+    st.integers(0, 24),
+    st.none() | st.composite(_dict_message)(spoiler=True),
+)
+def test_a_conversation_of_dicts_alone_is_encoded_as_json_writes_it(
+    messages: list[Any], where: int, spoiler: Any
+) -> None:
+    """Dicts alone go to a writer that checks their keys and values itself: a None key, a float, a NaN."""
+    if spoiler is None:
+        assert _bulk_writer(messages) is not None  # encoded in bulk
+    else:
+        messages.insert(where, spoiler)
+    _same_bytes_or_error({"model": "openai/gpt-4o", "messages": messages})
+
+
 @pytest.mark.parametrize(
     ("role", "stray"),
     [
