@@ -265,35 +265,33 @@ def _message_types() -> frozenset[type[BaseModel]]:
     return frozenset((AssistantMessage, SystemMessage, ToolMessage, UserMessage))
 
 
-_DICTS_ALONE: Final = frozenset((dict,))
 _fields_of: Final = operator.attrgetter("__dict__")
 _extra_of: Final = operator.attrgetter("__pydantic_extra__")
+_STRING_OR_NONE: Final = frozenset((str, type(None)))
 
 
 def _bulk_writer(messages: list[Any]) -> tuple[Callable[[Any], bytes], list[Any]] | None:
     """How pydantic-core writes these messages exactly as `json` does, or None if they hold anything but strings.
 
-    Returns a writer and what to give it: a list of dicts as it is, for `_dicts_writer`; a list of the
-    SDK's message models alone as their fields (each one's `__dict__`), for `_fields_writer`; dicts
-    and models together as they are, the models left to their own serializer. Messages qualify if
-    they are dicts of strings to strings, or message models with no extra fields whose fields hold
-    strings or None; of dicts alone or models alone, the writer checks the values, and raises
-    `PydanticSerializationError` at anything else. Then pydantic-core writes exactly the bytes `json`
-    writes (strings are escaped alike). It writes some floats differently (`1e-7` for `1e-07`) and
-    some keys that `json` refuses, so anything else takes the `json` path.
+    Returns a writer and what to give it: a list of dicts as it is; a list of the SDK's message models
+    alone as their fields (each one's `__dict__`), for `_fields_writer`; dicts and models together as
+    they are, the models left to their own serializer. A message qualifies if it is a dict of strings
+    to strings, or a message model with no extra fields whose fields hold strings or None. Then
+    pydantic-core writes exactly the bytes `json` writes (strings are escaped alike). It writes some
+    floats differently (`1e-7` for `1e-07`) and some keys that `json` refuses, and it would use up an
+    iterator put in a model past validation, so anything else takes the `json` path, checked first.
     """
     models = _message_types()
-    kinds = set(map(type, messages))
-    # Models alone, or dicts alone: checked without a Python loop per message.
-    if kinds <= models:
+    if type(messages[0]) in models and set(map(type, messages)) <= models:
+        # Models alone, the common case of a conversation built from them: checked without a Python
+        # loop per message, every value of every message at once.
         if any(map(_extra_of, messages)):
             return None
-        return _fields_writer(), list(map(_fields_of, messages))
-    if kinds == _DICTS_ALONE:
-        # The writer refuses keys that are no string but None, which it writes as "None" (`json`: "null").
-        if any(map(dict.__contains__, messages, itertools.repeat(None))):
-            return None
-        return _dicts_writer(), messages
+        fields = list(map(_fields_of, messages))
+        if set(map(type, itertools.chain.from_iterable(map(dict.values, fields)))) <= _STRING_OR_NONE:
+            return _fields_writer(), fields
+        return None
+    with_models = False
     for message in messages:
         kind = type(message)
         if kind is dict:
@@ -304,19 +302,10 @@ def _bulk_writer(messages: list[Any]) -> tuple[Callable[[Any], bytes], list[Any]
             for value in message.__dict__.values():
                 if value is not None and type(value) is not str:
                     return None
+            with_models = True
         else:
             return None
-    return _with_models, messages
-
-
-@functools.cache
-def _dicts_writer() -> Callable[[list[dict[str, Any]]], bytes]:
-    """Write a list of dicts of strings (or None) as `json` does; anything else raises `PydanticSerializationError`."""
-    from pydantic_core import SchemaSerializer, core_schema
-
-    text = core_schema.nullable_schema(core_schema.str_schema())
-    messages = core_schema.list_schema(core_schema.dict_schema(core_schema.str_schema(), text))
-    return functools.partial(SchemaSerializer(messages).to_json, warnings="error")
+    return (_with_models if with_models else pydantic_core.to_json), messages
 
 
 def _with_models(messages: list[Any]) -> bytes:
@@ -325,44 +314,18 @@ def _with_models(messages: list[Any]) -> bytes:
 
 
 @functools.cache
-def _fields_writers() -> tuple[Callable[[list[dict[str, Any]]], bytes], ...]:
-    """Ways to write a list of message models' fields as dumping the models with `exclude_none` writes them.
+def _fields_writer() -> Callable[[list[dict[str, Any]]], bytes]:
+    """Write a list of message models' fields as dumping the models with `exclude_none` writes them.
 
     From their `__dict__`s, which hold their fields alone, in their order (pydantic, and the models'
-    `copy`, put any other key among the extra fields): a serializer of dicts of strings that leaves
-    out None values costs less than half of what each model's own serializer costs. Any other value
-    raises `PydanticSerializationError`, as a lone surrogate does. The first, every key an extra of a
-    dict with no fields, costs about a fifth less than the second, but pydantic-core checks extras
-    against their schema only from 2.46 (pydantic 2.13): before, it writes them unchecked. The
-    second names the models' fields and leaves out any other key.
+    `copy`, put any other key among the extra fields): a serializer of dicts that leaves out None
+    values costs less than half of what each model's own serializer costs, which checks every value
+    against its field's type. A key put in a `__dict__` past pydantic is written with the fields.
     """
     from pydantic_core import SchemaSerializer, core_schema
 
-    text = core_schema.nullable_schema(core_schema.str_schema())
-    names = sorted({name for model in _message_types() for name in model.model_fields})
-    return tuple(
-        functools.partial(
-            SchemaSerializer(core_schema.list_schema(message)).to_json, exclude_none=True, warnings="error"
-        )
-        for message in (  # keys stay in their order
-            core_schema.typed_dict_schema({}, extra_behavior="allow", extras_schema=text),
-            core_schema.typed_dict_schema(
-                {name: core_schema.typed_dict_field(text, required=False) for name in names}, extra_behavior="ignore"
-            ),
-        )
-    )
-
-
-@functools.cache
-def _fields_writer() -> Callable[[list[dict[str, Any]]], bytes]:
-    """The first of `_fields_writers` that refuses a value that is no string: chosen once, by trying it."""
-    *candidates, last = _fields_writers()
-    for write in candidates:
-        try:
-            write([{"content": 0.5}])
-        except pydantic_core.PydanticSerializationError:
-            return write
-    return last
+    message = core_schema.typed_dict_schema({}, extra_behavior="allow")  # keys stay in their order
+    return functools.partial(SchemaSerializer(core_schema.list_schema(message)).to_json, exclude_none=True)
 
 
 # What a message model's `_deployai_json` slot holds besides its JSON: seen in a list encoded whole (its
