@@ -148,12 +148,13 @@ class _Message(BaseModel):
         As `model_copy` makes them, so the copy is sent with them, as it dumps. Pydantic's own
         `copy` puts them among the fields, where the attribute holds them but every dump leaves
         them out; the SDK writes a long conversation of message models from their fields without
-        looking for such keys.
+        looking for such keys. The warning names the caller's line; given `include` or `exclude`,
+        pydantic's own `copy` does the copying, and its warning follows, naming this method's line.
         """
         warnings.warn(_COPY_IS_DEPRECATED, PydanticDeprecatedSince20, stacklevel=2)
         if include is None and exclude is None:
             copied = self.model_copy(deep=deep)
-        else:  # pydantic's own, whose warning names this line: shown only where all warnings are
+        else:  # pydantic's own, whose second warning names this line (shown only where all warnings are)
             copied = super().copy(include=include, exclude=exclude, deep=deep)
         if not update:
             return copied
