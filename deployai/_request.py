@@ -163,8 +163,8 @@ def check_chat_params(params: Mapping[str, Any]) -> None:
     messages = params.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidParameterError("messages", messages, "a non-empty list of messages")
-    models = _message_types()
-    if type(messages[0]) not in models or not set(map(type, messages)) <= models:  # else valid by construction
+    if not _only_models(messages):
+        models = _message_types()
         for index, message in enumerate(messages):
             # Most messages of a long conversation are plain dicts with text content: settled here
             # without the ABC checks (against Mapping and BaseModel) of `check_message`, with the same verdict.
@@ -270,27 +270,44 @@ _extra_of: Final = operator.attrgetter("__pydantic_extra__")
 _STRING_OR_NONE: Final = frozenset((str, type(None)))
 
 
+def _only_models(messages: list[Any]) -> bool:
+    """Whether every message is one of the SDK's message models: valid by construction, written from its fields."""
+    models = _message_types()
+    return type(messages[0]) in models and set(map(type, messages)) <= models
+
+
+def _plain_fields(message: Any) -> dict[str, Any] | None:
+    """A message model's fields (its `__dict__`) if they hold only strings or None and it has no extra fields."""
+    if message.__pydantic_extra__:
+        return None
+    fields: dict[str, Any] = message.__dict__
+    for value in fields.values():
+        if value is not None and type(value) is not str:
+            return None
+    return fields
+
+
 def _bulk_writer(messages: list[Any]) -> tuple[Callable[[Any], bytes], list[Any]] | None:
     """How pydantic-core writes these messages exactly as `json` does, or None if they hold anything but strings.
 
     Returns a writer and what to give it: a list of dicts as it is; a list of the SDK's message models
-    alone as their fields (each one's `__dict__`), for `_fields_writer`; dicts and models together as
+    alone as their fields (each one's `__dict__`), for `_fields_writers`; dicts and models together as
     they are, the models left to their own serializer. A message qualifies if it is a dict of strings
     to strings, or a message model with no extra fields whose fields hold strings or None. Then
     pydantic-core writes exactly the bytes `json` writes (strings are escaped alike). It writes some
     floats differently (`1e-7` for `1e-07`) and some keys that `json` refuses, and it would use up an
     iterator put in a model past validation, so anything else takes the `json` path, checked first.
     """
-    models = _message_types()
-    if type(messages[0]) in models and set(map(type, messages)) <= models:
-        # Models alone, the common case of a conversation built from them: checked without a Python
-        # loop per message, every value of every message at once.
+    if _only_models(messages):
+        # The common case of a conversation built from models: checked without a Python loop per
+        # message, every value of every message at once.
         if any(map(_extra_of, messages)):
             return None
         fields = list(map(_fields_of, messages))
         if set(map(type, itertools.chain.from_iterable(map(dict.values, fields)))) <= _STRING_OR_NONE:
-            return _fields_writer(), fields
+            return _fields_writers()[1], fields
         return None
+    models = _message_types()
     with_models = False
     for message in messages:
         kind = type(message)
@@ -298,10 +315,7 @@ def _bulk_writer(messages: list[Any]) -> tuple[Callable[[Any], bytes], list[Any]
             for key, value in message.items():
                 if type(key) is not str or type(value) is not str:
                     return None
-        elif kind in models and not message.__pydantic_extra__:
-            for value in message.__dict__.values():
-                if value is not None and type(value) is not str:
-                    return None
+        elif kind in models and _plain_fields(message) is not None:
             with_models = True
         else:
             return None
@@ -314,8 +328,8 @@ def _with_models(messages: list[Any]) -> bytes:
 
 
 @functools.cache
-def _fields_writer() -> Callable[[list[dict[str, Any]]], bytes]:
-    """Write a list of message models' fields as dumping the models with `exclude_none` writes them.
+def _fields_writers() -> tuple[Callable[[dict[str, Any]], bytes], Callable[[list[dict[str, Any]]], bytes]]:
+    """Write one message model's fields, and a list of them, as dumping the models with `exclude_none` writes them.
 
     From their `__dict__`s, which hold their fields alone, in their order (pydantic, and the models'
     `copy`, put any other key among the extra fields): a serializer of dicts that leaves out None
@@ -325,7 +339,8 @@ def _fields_writer() -> Callable[[list[dict[str, Any]]], bytes]:
     from pydantic_core import SchemaSerializer, core_schema
 
     message = core_schema.typed_dict_schema({}, extra_behavior="allow")  # keys stay in their order
-    return functools.partial(SchemaSerializer(core_schema.list_schema(message)).to_json, exclude_none=True)
+    one, many = SchemaSerializer(message), SchemaSerializer(core_schema.list_schema(message))
+    return functools.partial(one.to_json, exclude_none=True), functools.partial(many.to_json, exclude_none=True)
 
 
 # What a message model's `_deployai_json` slot holds besides its JSON: seen in a list encoded whole (its
@@ -346,11 +361,10 @@ def _kept_slot() -> tuple[Callable[[Any], bytes], Callable[[Any, bytes], None]]:
 def _own_json(message: Any, keep: Callable[[Any, bytes], None]) -> bytes:
     """A message model's JSON, kept in its slot (the model is frozen), or `_NOT_PLAIN`."""
     data = _NOT_PLAIN
-    found = _bulk_writer([message])  # once per model: the check the whole-list encoding makes
-    if found is not None:
-        write, fields = found
+    fields = _plain_fields(message)  # once per model: the check the whole-list encoding makes
+    if fields is not None:
         try:
-            data = write(fields)[1:-1]  # the message without the list's brackets
+            data = _fields_writers()[0](fields)
         except pydantic_core.PydanticSerializationError:  # a lone surrogate: `encode_json` reports it
             data = _NOT_PLAIN
     keep(message, data)

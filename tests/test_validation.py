@@ -435,7 +435,7 @@ def _dict_message(draw: st.DrawFn, spoiler: bool = False) -> dict[Any, Any]:
 def test_a_conversation_of_dicts_alone_is_encoded_as_json_writes_it(
     messages: list[Any], where: int, spoiler: Any
 ) -> None:
-    """Dicts alone go to a writer that checks their keys and values itself: a None key, a float, a NaN."""
+    """Dicts alone, with a None key, a lone surrogate in a key, a float or a NaN among them."""
     if spoiler is None:
         assert _bulk_writer(messages) is not None  # encoded in bulk
     else:
