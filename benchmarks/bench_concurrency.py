@@ -4,7 +4,7 @@ Run: python -m benchmarks.bench_concurrency [N]. Target: with 64, 256 and 1,000 
 client's CPU per call is at most 1.2x its CPU per call with 8 (async), and likewise from 32 threads
 against 8 (sync). The server runs in its own process, pinned to another CPU than this one where the
 machine allows it (as a remote server would be), so this process's CPU time is the client's alone.
-Each figure is the median of `ROUNDS` rounds of N calls, after one round to open the connections.
+Each figure is the median of `ROUNDS` rounds of N calls on open connections, after one round not counted.
 The floor is bare httpx (its default pool, sized as the SDK's), with `json.loads`.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import socket
@@ -76,6 +77,10 @@ def _pin(server_pid: int) -> set[int] | None:
 
 
 def _cpu_per_call(run: Callable[[], None], n: int) -> float:
+    # Each run starts from a heap without garbage: the run before it (the other side's, or another
+    # level's) leaves its calls' cyclic garbage among the old objects, and the next full collection,
+    # in whichever run it falls, would charge that run for it. The collector runs as usual within.
+    gc.collect()
     start = time.process_time()
     run()
     return (time.process_time() - start) / n * 1e3
@@ -101,12 +106,16 @@ def _samples(
 ) -> dict[str, dict[int, list[float]]]:
     """CPU per call (ms) of each side at each level (`run(call, level, n)`), sides alternating, one value a round.
 
-    A round before the counted ones opens the connections.
+    A round before the counted ones is not counted. Each counted run starts on open connections:
+    `level` calls at that level, uncounted, go just before it. A round lasts longer than a connection
+    stays idle (the server's keep-alive is 5 s), so the connections the last run at 1,000 opened have
+    closed by the next one, which would otherwise pay for opening about 750 of them in 2,000 calls.
     """
     samples: dict[str, dict[int, list[float]]] = {side: {level: [] for level in levels} for side in calls}
     for round_ in range(rounds + 1):
         for level in levels:
             for side, call in calls.items():
+                run(call, level, level)
                 cpu = _cpu_per_call(lambda: run(call, level, n), n)  # noqa: B023
                 if round_:
                     samples[side][level].append(cpu)
