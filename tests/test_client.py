@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import gc
 import json
+import logging
 import tracemalloc
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -13,7 +16,7 @@ import pytest
 from pytest_httpx import HTTPXMock
 
 import deployai
-from deployai import _http
+from deployai import _http, _pools
 from tests.conftest import API_KEY, CHAT_URL, MODELS_URL, ClientFactory, completion_json, target_of, user
 
 
@@ -336,3 +339,104 @@ def test_no_cookie_is_sent_and_the_sdks_own_client_does_not_even_read_them(
     assert dict(borrowed.cookies) == {"AWSALB": "sticky"}
     assert len(owned) == 1
     assert dict(owned[0].cookies) == {}
+
+
+class _Body(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A body read as it arrives, as from a connection (httpx reads a body given as bytes at once)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self.data
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self.data
+
+
+def _answer(request: httpx.Request) -> httpx.Response:
+    """A completion, a redirect, or a failure to connect, by path."""
+    if request.url.path.endswith("/moved"):
+        return httpx.Response(307, headers={"location": "/v1/elsewhere"}, stream=_Body(b""))
+    if request.url.path.endswith("/down"):
+        raise httpx.ConnectError("refused")
+    return httpx.Response(200, headers={"content-type": "application/json"}, stream=_Body(b'{"ok": true}'))
+
+
+def _seen(response: httpx.Response, request: httpx.Request) -> tuple[Any, ...]:
+    next_request = response.next_request
+    return (
+        response.request is request,
+        response.status_code,
+        response.content if response.is_stream_consumed else None,
+        response.default_encoding,
+        response.history,
+        None if next_request is None else (next_request.method, str(next_request.url)),
+        response.elapsed >= datetime.timedelta(0),  # set when the response is closed
+        request.extensions["timeout"],
+        request.headers.get("authorization"),
+    )
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_the_sdks_own_client_sends_as_httpx_does_without_its_idle_layers(
+    kind: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its `send` skips httpx's auth, redirect and hook layers, and the response is what httpx's `send` makes."""
+    transport = httpx.MockTransport(_answer)
+    settings = _pools.Settings(proxies={}, certificates=(None, None))
+    client: Any = (_http._Client if kind == "sync" else _http._AsyncClient)(settings, lambda context: transport)
+    base: Any = httpx.Client if kind == "sync" else httpx.AsyncClient
+
+    async def send(sender: Any, request: httpx.Request, **options: Any) -> Any:
+        """What the send gave, or the error it raised, and the lines httpx logged meanwhile."""
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="httpx"):
+            try:
+                response = sender(client, request, **options)
+                response = response if kind == "sync" else await response
+            except httpx.ConnectError as exc:
+                seen: Any = ("cannot connect", exc.request is request, str(exc))
+            except RuntimeError as exc:  # the client is closed
+                seen = ("closed", str(exc))
+            else:
+                consumed = response.is_stream_consumed
+                if kind == "sync":
+                    response.close()
+                else:
+                    await response.aclose()
+                seen = (consumed, *_seen(response, request))
+        return seen, [record.getMessage() for record in caplog.records]
+
+    async def both(url: str, **options: Any) -> tuple[Any, Any]:
+        """The SDK's `send` and httpx's, each with a request of its own."""
+        own = await send(type(client).send, httpx.Request("POST", url, content=b"{}"), **options)
+        httpxs = await send(base.send, httpx.Request("POST", url, content=b"{}"), **options)
+        return own, httpxs
+
+    async def check() -> None:
+        url = "http://127.0.0.1:9/v1/"
+        for path in ("chat/completions", "moved", "down"):
+            for stream in (False, True):
+                own, httpxs = await both(url + path, stream=stream)
+                assert own == httpxs
+        # A user and password in the URL are sent as basic auth, as httpx sends them.
+        own, httpxs = await both("http://user:secret@127.0.0.1:9/v1/chat/completions")
+        assert own == httpxs
+        assert own[0][-1] == "Basic dXNlcjpzZWNyZXQ="
+        # httpx's layers are skipped, not run: with them broken, the SDK's `send` still sends.
+        with monkeypatch.context() as broken:
+            broken.setattr(base, "_send_handling_auth", None)
+            own, _ = await send(type(client).send, httpx.Request("POST", url + "chat/completions", content=b"{}"))
+            assert own[2] == 200
+        if kind == "sync":
+            client.close()
+        else:
+            await client.aclose()
+        closed = [
+            await send(sender, httpx.Request("POST", url, content=b"{}")) for sender in (type(client).send, base.send)
+        ]
+        assert closed[0] == closed[1]
+        assert closed[0][0][0] == "closed"
+
+    asyncio.run(check())
