@@ -110,15 +110,26 @@ class _WithoutCookies:
 
 # httpx's `send` passes each request through its auth flow (a generator pair), its redirect and
 # event-hook layer, and a context manager that gives a transport's error its request: five
-# coroutines and generators and a dozen objects per call, about a tenth of a call's client-side cost.
-# On a client with no auth, no hooks and redirects not followed, a request whose URL carries no user
-# and password goes through each of them unchanged. The SDK's own clients are such clients, so their
-# `send` does only what is left, as httpx does it (checked against httpx's own by the tests); in any
-# other case it is httpx's `send`.
-def _plain_send(client: httpx.Client | httpx.AsyncClient, request: httpx.Request, stream_type: type) -> Any:
+# coroutines and generators per call, about a tenth of a call's client-side cost. On a client with
+# no auth, no hooks and redirects not followed, a request whose URL carries no user and password goes
+# through each of them unchanged. The SDK's own clients are such clients, so their `send` does only
+# what is left, as httpx does it (checked against httpx's own by the tests). In any other case it is
+# httpx's `send`, and so it is when any of those methods has been replaced since import: tracing
+# and error-reporting tools (Sentry's, for one) wrap `httpx.Client.send` to see every request.
+def _layers(kind: type[httpx.Client] | type[httpx.AsyncClient]) -> tuple[object, ...]:
+    """The `send` of httpx's client and the layers it passes a request through, as they are now."""
+    return (kind.send, kind._send_handling_auth, kind._send_handling_redirects, kind._send_single_request)
+
+
+_UNWRAPPED: Final = {kind: _layers(kind) for kind in (httpx.Client, httpx.AsyncClient)}
+
+
+def _direct_transport(client: httpx.Client | httpx.AsyncClient, request: httpx.Request, stream_type: type) -> Any:
     """The transport to send `request` on, once httpx's checks and defaults are done; None for httpx's own `send`."""
+    kind = httpx.Client if isinstance(client, httpx.Client) else httpx.AsyncClient
     if (
         _ClientState is None
+        or _layers(kind) != _UNWRAPPED[kind]
         or client._auth is not None
         or client.follow_redirects
         or client._event_hooks["request"]
@@ -170,8 +181,8 @@ class _Client(_WithoutCookies, httpx.Client):
         super().__init__(**_owned_options(settings, httpx.HTTPTransport, lambda: SpreadTransport(settings, pool)))
 
     def send(self, request: httpx.Request, *, stream: bool = False, **options: Any) -> httpx.Response:
-        """Send as `httpx.Client.send` does, without its layers that do nothing here (see `_plain_send`)."""
-        transport = None if options else _plain_send(self, request, httpx.SyncByteStream)
+        """Send as `httpx.Client.send` does, without its layers that do nothing here (see `_direct_transport`)."""
+        transport = None if options else _direct_transport(self, request, httpx.SyncByteStream)
         if transport is None:
             return super().send(request, stream=stream, **options)
         start = time.perf_counter()
@@ -180,13 +191,13 @@ class _Client(_WithoutCookies, httpx.Client):
         except httpx.RequestError as exc:
             exc.request = request
             raise
-        _received(self, request, response, start)
-        if not stream:
-            try:
+        try:
+            _received(self, request, response, start)
+            if not stream:
                 response.read()
-            except BaseException:
-                response.close()
-                raise
+        except BaseException:  # as httpx closes it, even for a `Location` it cannot read
+            response.close()
+            raise
         return response
 
 
@@ -200,8 +211,8 @@ class _AsyncClient(_WithoutCookies, httpx.AsyncClient):
         super().__init__(**_owned_options(settings, httpx.AsyncHTTPTransport, spread))
 
     async def send(self, request: httpx.Request, *, stream: bool = False, **options: Any) -> httpx.Response:
-        """Send as `httpx.AsyncClient.send` does, without its layers that do nothing here (see `_plain_send`)."""
-        transport = None if options else _plain_send(self, request, httpx.AsyncByteStream)
+        """Send as `httpx.AsyncClient.send` does, without its layers that do nothing here (see `_direct_transport`)."""
+        transport = None if options else _direct_transport(self, request, httpx.AsyncByteStream)
         if transport is None:
             return await super().send(request, stream=stream, **options)
         start = time.perf_counter()
@@ -210,13 +221,13 @@ class _AsyncClient(_WithoutCookies, httpx.AsyncClient):
         except httpx.RequestError as exc:
             exc.request = request
             raise
-        _received(self, request, response, start)
-        if not stream:
-            try:
+        try:
+            _received(self, request, response, start)
+            if not stream:
                 await response.aread()
-            except BaseException:
-                await response.aclose()
-                raise
+        except BaseException:  # as httpx closes it, even for a `Location` it cannot read
+            await response.aclose()
+            raise
         return response
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import datetime
 import gc
 import json
 import logging
+import time
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -342,10 +342,18 @@ def test_no_cookie_is_sent_and_the_sdks_own_client_does_not_even_read_them(
 
 
 class _Body(httpx.SyncByteStream, httpx.AsyncByteStream):
-    """A body read as it arrives, as from a connection (httpx reads a body given as bytes at once)."""
+    """A body read as it arrives, as from a connection (httpx reads bytes at once), that knows if it was closed."""
+
+    closed = False
 
     def __init__(self, data: bytes) -> None:
         self.data = data
+
+    def close(self) -> None:
+        self.closed = True
+
+    async def aclose(self) -> None:
+        self.closed = True
 
     def __iter__(self) -> Iterator[bytes]:
         yield self.data
@@ -355,27 +363,14 @@ class _Body(httpx.SyncByteStream, httpx.AsyncByteStream):
 
 
 def _answer(request: httpx.Request) -> httpx.Response:
-    """A completion, a redirect, or a failure to connect, by path."""
+    """A completion, a redirect (or one httpx cannot follow), or a failure to connect, by path."""
     if request.url.path.endswith("/moved"):
         return httpx.Response(307, headers={"location": "/v1/elsewhere"}, stream=_Body(b""))
+    if request.url.path.endswith("/lost"):
+        return httpx.Response(302, headers={"location": "http://a:b:c/"}, stream=_Body(b""))
     if request.url.path.endswith("/down"):
         raise httpx.ConnectError("refused")
     return httpx.Response(200, headers={"content-type": "application/json"}, stream=_Body(b'{"ok": true}'))
-
-
-def _seen(response: httpx.Response, request: httpx.Request) -> tuple[Any, ...]:
-    next_request = response.next_request
-    return (
-        response.request is request,
-        response.status_code,
-        response.content if response.is_stream_consumed else None,
-        response.default_encoding,
-        response.history,
-        None if next_request is None else (next_request.method, str(next_request.url)),
-        response.elapsed >= datetime.timedelta(0),  # set when the response is closed
-        request.extensions["timeout"],
-        request.headers.get("authorization"),
-    )
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
@@ -383,20 +378,37 @@ def test_the_sdks_own_client_sends_as_httpx_does_without_its_idle_layers(
     kind: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Its `send` skips httpx's auth, redirect and hook layers, and the response is what httpx's `send` makes."""
-    transport = httpx.MockTransport(_answer)
-    settings = _pools.Settings(proxies={}, certificates=(None, None))
-    client: Any = (_http._Client if kind == "sync" else _http._AsyncClient)(settings, lambda context: transport)
     base: Any = httpx.Client if kind == "sync" else httpx.AsyncClient
+    own_type: Any = _http._Client if kind == "sync" else _http._AsyncClient
+    bodies: list[_Body] = []
 
-    async def send(sender: Any, request: httpx.Request, **options: Any) -> Any:
-        """What the send gave, or the error it raised, and the lines httpx logged meanwhile."""
+    def answer(request: httpx.Request) -> httpx.Response:
+        response = _answer(request)
+        if isinstance(response.stream, _Body):
+            bodies.append(response.stream)
+        return response
+
+    def new_client(**config: Any) -> Any:
+        settings = _pools.Settings(proxies={}, certificates=(None, None))
+        client = own_type(settings, lambda context: httpx.MockTransport(answer))
+        client._default_encoding = "latin-1"  # not httpx's default: a response must be given the client's
+        for name, value in config.items():
+            setattr(client, name, value)
+        return client
+
+    async def send(sender: Any, url: str, config: dict[str, Any], options: dict[str, Any]) -> Any:
+        """What one send on a new client gave (or raised), what httpx logged, and whether the body was closed."""
+        client = new_client(**config)
+        request = httpx.Request("POST", url, content=b"{}")
+        bodies.clear()
         caplog.clear()
+        before = time.perf_counter()
         with caplog.at_level(logging.INFO, logger="httpx"):
             try:
                 response = sender(client, request, **options)
                 response = response if kind == "sync" else await response
-            except httpx.ConnectError as exc:
-                seen: Any = ("cannot connect", exc.request is request, str(exc))
+            except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
+                seen: Any = (type(exc).__name__, exc.request is request, str(exc))
             except RuntimeError as exc:  # the client is closed
                 seen = ("closed", str(exc))
             else:
@@ -405,38 +417,68 @@ def test_the_sdks_own_client_sends_as_httpx_does_without_its_idle_layers(
                     response.close()
                 else:
                     await response.aclose()
-                seen = (consumed, *_seen(response, request))
-        return seen, [record.getMessage() for record in caplog.records]
+                next_request = response.next_request
+                seen = (
+                    consumed,
+                    response.request is request,
+                    response.status_code,
+                    response.content if consumed else None,
+                    response.default_encoding,
+                    [earlier.status_code for earlier in response.history],
+                    None if next_request is None else (next_request.method, str(next_request.url)),
+                    response.elapsed.total_seconds() <= time.perf_counter() - before,
+                    request.extensions["timeout"],
+                    request.headers.get("authorization"),
+                    client._state.name,
+                )
+        return seen, [record.getMessage() for record in caplog.records], [body.closed for body in bodies]
 
-    async def both(url: str, **options: Any) -> tuple[Any, Any]:
-        """The SDK's `send` and httpx's, each with a request of its own."""
-        own = await send(type(client).send, httpx.Request("POST", url, content=b"{}"), **options)
-        httpxs = await send(base.send, httpx.Request("POST", url, content=b"{}"), **options)
-        return own, httpxs
+    async def both(url: str, config: dict[str, Any] | None = None, **options: Any) -> Any:
+        """The SDK's `send` and httpx's, each on a client of its own: the same, and what that is."""
+        own = await send(own_type.send, url, config or {}, options)
+        assert own == await send(base.send, url, config or {}, options)
+        return own
 
     async def check() -> None:
         url = "http://127.0.0.1:9/v1/"
         for path in ("chat/completions", "moved", "down"):
             for stream in (False, True):
-                own, httpxs = await both(url + path, stream=stream)
-                assert own == httpxs
+                await both(url + path, stream=stream)
+        # A `Location` httpx cannot read fails the send, and the response is closed.
+        seen, _, closed = await both(url + "lost")
+        assert seen[0] == "RemoteProtocolError"
+        assert closed == [True]
         # A user and password in the URL are sent as basic auth, as httpx sends them.
-        own, httpxs = await both("http://user:secret@127.0.0.1:9/v1/chat/completions")
-        assert own == httpxs
-        assert own[0][-1] == "Basic dXNlcjpzZWNyZXQ="
-        # httpx's layers are skipped, not run: with them broken, the SDK's `send` still sends.
+        assert (await both("http://user:secret@127.0.0.1:9/v1/x"))[0][-2] == "Basic dXNlcjpzZWNyZXQ="
+        # Given what its layers act on, httpx's `send` does the work.
+        assert (await both(url + "chat/completions", auth=("u", "p")))[0][-2] == "Basic dTpw"
+        assert (await both(url + "chat/completions", {"auth": ("c", "d")}))[0][-2] == "Basic Yzpk"
+        assert (await both(url + "moved", {"follow_redirects": True}))[0][5] == [307]
+        hooked: list[httpx.Request] = []
+
+        async def async_hook(request: httpx.Request) -> None:
+            hooked.append(request)
+
+        hook: Any = hooked.append if kind == "sync" else async_hook
+        await both(url + "chat/completions", {"event_hooks": {"request": [hook]}})
+        assert len(hooked) == 2
+        closed_state = {"_state": type(new_client()._state).CLOSED}
+        assert (await both(url + "chat/completions", closed_state))[0][0] == "closed"
+        # httpx's layers are skipped, not run: with the one that tags errors broken, the SDK's still sends.
         with monkeypatch.context() as broken:
-            broken.setattr(base, "_send_handling_auth", None)
-            own, _ = await send(type(client).send, httpx.Request("POST", url + "chat/completions", content=b"{}"))
-            assert own[2] == 200
-        if kind == "sync":
-            client.close()
-        else:
-            await client.aclose()
-        closed = [
-            await send(sender, httpx.Request("POST", url, content=b"{}")) for sender in (type(client).send, base.send)
-        ]
-        assert closed[0] == closed[1]
-        assert closed[0][0][0] == "closed"
+            broken.setattr(httpx._client, "request_context", None)
+            assert (await send(own_type.send, url + "chat/completions", {}, {}))[0][2] == 200
+        # A `send` wrapped since import (as tracing tools wrap it) sees every request: it is httpx's then.
+        wrapped: list[str] = []
+        inner = base.send
+
+        def wrapper(client: Any, request: httpx.Request, **options: Any) -> Any:
+            wrapped.append(str(request.url))
+            return inner(client, request, **options)
+
+        with monkeypatch.context() as traced:
+            traced.setattr(base, "send", wrapper)
+            assert (await send(own_type.send, url + "chat/completions", {}, {}))[0][2] == 200
+        assert wrapped == [url + "chat/completions"]
 
     asyncio.run(check())
