@@ -107,7 +107,7 @@ def _samples(
     """CPU per call (ms) of each side at each level (`run(call, level, n)`), sides alternating, one value a round.
 
     A round before the counted ones is not counted. Each counted run starts on open connections:
-    `level` calls at that level, uncounted, go just before it. A round lasts longer than a connection
+    `level` calls at that level (at most `n`), uncounted, go just before it. A round lasts longer than a connection
     stays idle (the server's keep-alive is 5 s), so the connections the last run at 1,000 opened have
     closed by the next one, which would otherwise pay for opening about 750 of them in 2,000 calls.
     """
@@ -115,7 +115,7 @@ def _samples(
     for round_ in range(rounds + 1):
         for level in levels:
             for side, call in calls.items():
-                run(call, level, level)
+                run(call, level, min(level, n))  # a run of n calls has at most n in flight
                 cpu = _cpu_per_call(lambda: run(call, level, n), n)  # noqa: B023
                 if round_:
                     samples[side][level].append(cpu)
