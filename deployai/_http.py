@@ -24,12 +24,14 @@ import asyncio
 import collections
 import contextlib
 import logging
+import operator
 import os
 import random
 import socket
 import ssl
 import threading
 import time
+import types
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -54,6 +56,7 @@ from ._pools import (
 from ._sse import EventParser
 
 try:  # what httpx's `send` does around its transport, for the SDK's own clients' `send`
+    from httpx import _client as _httpx_client
     from httpx._client import BoundAsyncStream as _BoundAsync
     from httpx._client import BoundSyncStream as _BoundSync
     from httpx._client import ClientState as _ClientState
@@ -114,14 +117,24 @@ class _WithoutCookies:
 # no auth, no hooks and redirects not followed, a request whose URL carries no user and password goes
 # through each of them unchanged. The SDK's own clients are such clients, so their `send` does only
 # what is left, as httpx does it (checked against httpx's own by the tests). In any other case it is
-# httpx's `send`, and so it is when any of those methods has been replaced since import: tracing
-# and error-reporting tools (Sentry's, for one) wrap `httpx.Client.send` to see every request.
-def _layers(kind: type[httpx.Client] | type[httpx.AsyncClient]) -> tuple[object, ...]:
-    """The `send` of httpx's client and the layers it passes a request through, as they are now."""
-    return (kind.send, kind._send_handling_auth, kind._send_handling_redirects, kind._send_single_request)
+# httpx's `send`, and so it is while `send` or any of its layers is not httpx's own function:
+# tracing and error-reporting tools (Sentry's, ddtrace) wrap them to see every request, before or
+# after the SDK is imported, with plain functions or with proxies (wrapt's) that compare equal to
+# what they wrap.
+_httpx_own_layers: dict[type, tuple[object, ...]] = {}  # last seen to be httpx's own, by client class
 
 
-_UNWRAPPED: Final = {kind: _layers(kind) for kind in (httpx.Client, httpx.AsyncClient)}
+def _layers_are_httpx_own(kind: type[httpx.Client] | type[httpx.AsyncClient]) -> bool:
+    """Whether `kind.send` and the layers it passes a request through are the functions httpx defines."""
+    layers = (kind.send, kind._send_handling_auth, kind._send_handling_redirects, kind._send_single_request)
+    known = _httpx_own_layers.get(kind)
+    if known is not None and all(map(operator.is_, layers, known)):
+        return True
+    httpx_own = vars(_httpx_client)
+    own = all(type(f) is types.FunctionType and f.__globals__ is httpx_own for f in layers)
+    if own:
+        _httpx_own_layers[kind] = layers
+    return own
 
 
 def _direct_transport(client: httpx.Client | httpx.AsyncClient, request: httpx.Request, stream_type: type) -> Any:
@@ -129,7 +142,7 @@ def _direct_transport(client: httpx.Client | httpx.AsyncClient, request: httpx.R
     kind = httpx.Client if isinstance(client, httpx.Client) else httpx.AsyncClient
     if (
         _ClientState is None
-        or _layers(kind) != _UNWRAPPED[kind]
+        or not _layers_are_httpx_own(kind)
         or client._auth is not None
         or client.follow_redirects
         or client._event_hooks["request"]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import json
 import logging
+import subprocess
+import sys
 import time
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
@@ -373,6 +376,58 @@ def _answer(request: httpx.Request) -> httpx.Response:
     return httpx.Response(200, headers={"content-type": "application/json"}, stream=_Body(b'{"ok": true}'))
 
 
+def test_a_send_wrapped_before_the_sdk_is_imported_sees_the_sdks_requests() -> None:
+    """Tracing tools wrap httpx's `send` as early as they can: the SDK's own clients then send through it."""
+    code = """if True:
+        import functools, httpx
+        seen = []
+        inner = httpx.Client.send
+        @functools.wraps(inner)
+        def send(client, request, **options):
+            seen.append(request.url.path)
+            return inner(client, request, **options)
+        httpx.Client.send = send
+        from deployai import _http, _pools
+        settings = _pools.Settings(proxies={}, certificates=(None, None))
+        answer = httpx.MockTransport(lambda request: httpx.Response(200))
+        _http._Client(settings, lambda context: answer).send(httpx.Request("GET", "http://127.0.0.1:9/v1/models"))
+        print(seen)
+    """
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "['/v1/models']"
+
+
+def _plain_wrapper(inner: Any, seen: list[str]) -> Any:
+    """A wrapper as most tools write one: a function, with the wrapped one's name and module."""
+
+    @functools.wraps(inner)
+    def wrapper(client: Any, request: httpx.Request, *args: Any, **options: Any) -> Any:
+        seen.append(str(request.url))
+        return inner(client, request, *args, **options)
+
+    return wrapper
+
+
+class _Proxy:
+    """A wrapper as wrapt makes one: not a function, and equal to the function it wraps."""
+
+    def __init__(self, inner: Any, seen: list[str]) -> None:
+        self.inner, self.seen = inner, seen
+
+    def __eq__(self, other: object) -> bool:
+        return bool(other == self.inner)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __get__(self, client: Any, owner: type) -> Any:
+        return self if client is None else functools.partial(self, client)  # itself, looked up on the class
+
+    def __call__(self, client: Any, request: httpx.Request, *args: Any, **options: Any) -> Any:
+        self.seen.append(str(request.url))
+        return self.inner(client, request, *args, **options)
+
+
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_the_sdks_own_client_sends_as_httpx_does_without_its_idle_layers(
     kind: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
@@ -468,17 +523,13 @@ def test_the_sdks_own_client_sends_as_httpx_does_without_its_idle_layers(
         with monkeypatch.context() as broken:
             broken.setattr(httpx._client, "request_context", None)
             assert (await send(own_type.send, url + "chat/completions", {}, {}))[0][2] == 200
-        # A `send` wrapped since import (as tracing tools wrap it) sees every request: it is httpx's then.
-        wrapped: list[str] = []
-        inner = base.send
-
-        def wrapper(client: Any, request: httpx.Request, **options: Any) -> Any:
-            wrapped.append(str(request.url))
-            return inner(client, request, **options)
-
-        with monkeypatch.context() as traced:
-            traced.setattr(base, "send", wrapper)
-            assert (await send(own_type.send, url + "chat/completions", {}, {}))[0][2] == 200
-        assert wrapped == [url + "chat/completions"]
+        # A `send` or layer wrapped (as tracing tools wrap them) sees every request: it is httpx's `send` then.
+        for name, make in (("send", _plain_wrapper), ("_send_single_request", _plain_wrapper), ("send", _Proxy)):
+            wrapped: list[str] = []
+            with monkeypatch.context() as traced:
+                traced.setattr(base, name, make(getattr(base, name), wrapped))
+                assert (await send(own_type.send, url + "chat/completions", {}, {}))[0][2] == 200
+            assert wrapped == [url + "chat/completions"], (name, make)
+        assert (await send(own_type.send, url + "chat/completions", {}, {}))[0][2] == 200  # unwrapped again
 
     asyncio.run(check())
