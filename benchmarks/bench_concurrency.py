@@ -107,9 +107,10 @@ def _samples(
     """CPU per call (ms) of each side at each level (`run(call, level, n)`), sides alternating, one value a round.
 
     A round before the counted ones is not counted. Each counted run starts on open connections:
-    `level` calls at that level (at most `n`), uncounted, go just before it. A round lasts longer than a connection
-    stays idle (the server's keep-alive is 5 s), so the connections the last run at 1,000 opened have
-    closed by the next one, which would otherwise pay for opening about 750 of them in 2,000 calls.
+    `level` calls at that level (at most `n`), uncounted, go just before it. A round lasts longer
+    than a connection stays idle (the server's keep-alive is 5 s), so the connections the last run at
+    1,000 opened have closed by the next one, which would otherwise pay for opening about 750 of them
+    in 2,000 calls.
     """
     samples: dict[str, dict[int, list[float]]] = {side: {level: [] for level in levels} for side in calls}
     for round_ in range(rounds + 1):
