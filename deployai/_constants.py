@@ -32,8 +32,11 @@ DEFAULT_MAX_KEEPALIVE_CONNECTIONS: Final = 100  # for a proxy's pool (the SDK's 
 # The SDK's own clients spread their connections over pools of this many: httpcore's work per request
 # grows with the square of a pool's connections (see `_pools`).
 POOL_CONNECTIONS: Final = 8
-# An idle connection is closed after this long (httpx's default); so is a pool with nothing in flight.
-KEEPALIVE_EXPIRY_SECONDS: Final = 5.0
+# An idle connection is closed after this long; so is a pool with nothing in flight. Shorter than
+# the 5 s after which common servers (uvicorn, Node) close an idle connection: at httpx's default of
+# 5 s, a call could be sent on a connection the server was closing just then, and fail unanswered
+# (a retry sends it again, but not with `max_retries=0`).
+KEEPALIVE_EXPIRY_SECONDS: Final = 4.0
 
 # After `data: [DONE]`, a stream reads the end of the body for at most this long, so that its
 # connection can be reused; a server that sends nothing more costs this wait, once per stream.
