@@ -8,7 +8,6 @@ when the caller is interrupted or cancelled.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import warnings
 from collections.abc import Awaitable, Callable, Iterable
@@ -126,6 +125,8 @@ async def run_many_async(
     progress: bool,
 ) -> list[_R | DeployAIError]:
     """Run `call` on each request from `concurrency` tasks; results in input order; cancelling cancels all."""
+    import asyncio  # imported by the async client already; a program that uses only `DeployAI` never does
+
     batch: _Batch[_I, _R] = _Batch(requests, concurrency, on_progress, progress)
     if not batch.total:
         return []

@@ -20,7 +20,6 @@ does), so no connection outlives its loop.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import contextlib
 import logging
@@ -35,7 +34,7 @@ import types
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 
@@ -55,6 +54,9 @@ from ._pools import (
 )
 from ._sse import EventParser
 
+if TYPE_CHECKING:
+    import asyncio
+
 try:  # what httpx's `send` does around its transport, for the SDK's own clients' `send`
     from httpx import _client as _httpx_client
     from httpx._client import BoundAsyncStream as _BoundAsync
@@ -70,7 +72,13 @@ log = logging.getLogger("deployai")
 
 # Module-level names so that tests can replace the waiting, and only the waiting, with a recorder.
 _sleep = time.sleep
-_async_sleep = asyncio.sleep
+
+
+async def _async_sleep(seconds: float) -> None:
+    import asyncio  # loaded by the async clients only: a program that uses only `DeployAI` never imports it
+
+    await asyncio.sleep(seconds)
+
 
 # The limits of a proxy's pool (a proxy from the environment: `HTTPS_PROXY`; see `_pools.proxy_mounts`).
 _LIMITS: Final = httpx.Limits(
@@ -918,6 +926,9 @@ class AsyncHTTP:
         self._closed = False
         # How to wait between attempts when not `_async_sleep`: `deployai.testing` waits on a virtual clock.
         self.sleep: Callable[[float], Awaitable[Any]] | None = None
+        import asyncio  # loaded with the first async client: a program that uses only `DeployAI` never imports it
+
+        self._running_loop = asyncio.get_running_loop
 
     @property
     def borrowed(self) -> bool:
@@ -937,7 +948,7 @@ class AsyncHTTP:
         if self._closed:
             raise _closed_error()
         try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            loop: asyncio.AbstractEventLoop | None = self._running_loop()
         except RuntimeError:  # another async library: there is no asyncio loop to follow
             loop = None
         if self._pid != os.getpid():
@@ -1081,7 +1092,7 @@ class AsyncHTTP:
             self._pools = weakref.WeakKeyDictionary()
             self._loopless = self._current = None
         try:
-            here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            here: asyncio.AbstractEventLoop | None = self._running_loop()
         except RuntimeError:
             here = None
         for pool in [*self._pools.values(), self._loopless]:
@@ -1093,6 +1104,8 @@ class AsyncHTTP:
             elif loop is here or pool._loop is None:
                 await pool.aclose()
             elif loop is not None and loop.is_running() and not loop.is_closed():
+                import asyncio  # imported by `__init__` already
+
                 with contextlib.suppress(RuntimeError):
                     asyncio.run_coroutine_threadsafe(pool.aclose(), loop)
         if self._close_borrowed and self._borrowed is not None:

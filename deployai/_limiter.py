@@ -12,7 +12,6 @@ others sleep until the one before them is let through (or leaves), so nothing po
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import concurrent.futures
 import contextlib
@@ -21,7 +20,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import httpx
 
@@ -29,6 +28,9 @@ from ._exceptions import DeployAIError, InvalidParameterError, RateLimitError
 from ._pacing import Pacing
 from ._ratelimit import WindowReport, read_window
 from ._retry import server_requested_wait
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["RateLimiter"]
 
@@ -203,6 +205,8 @@ class RateLimiter:
         Raises:
             RateLimitError: it would wait longer than `wait_limit` seconds (nothing is sent).
         """
+        import asyncio  # imported by the async client already; a program that uses only `DeployAI` never does
+
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:

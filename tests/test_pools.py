@@ -167,6 +167,23 @@ def test_making_a_client_imports_no_httpcore_and_loads_no_certificates() -> None
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_a_program_that_only_calls_and_streams_blocking_never_imports_asyncio(server: EmulatorServer) -> None:
+    # asyncio is about a tenth of `import deployai` with a client: a sync service or script is spared it.
+    code = (
+        "import sys, deployai\n"
+        f"client = deployai.DeployAI(api_key={KEY!r}, base_url={server.base_url!r})\n"
+        "messages = [{'role': 'user', 'content': 'hi'}]\n"
+        f"assert client.chat.completions.create(model={MODEL!r}, messages=messages).choices\n"
+        f"with client.chat.completions.create(model={MODEL!r}, messages=messages, stream=True) as stream:\n"
+        "    assert list(stream)\n"
+        "client.close()\n"
+        "assert 'asyncio' not in sys.modules, 'asyncio was imported'\n"
+        "deployai.AsyncDeployAI(api_key='sk-x')\n"
+        "assert 'asyncio' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
 def test_an_http_base_url_uses_no_certificates(server: EmulatorServer) -> None:
     made: list[object] = []
     real = _pools.tls_context
