@@ -167,7 +167,7 @@ def test_making_a_client_imports_no_httpcore_and_loads_no_certificates() -> None
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_a_program_that_only_calls_and_streams_blocking_never_imports_asyncio(server: EmulatorServer) -> None:
+def test_a_program_that_only_uses_the_blocking_client_never_imports_asyncio(server: EmulatorServer) -> None:
     # asyncio is about a tenth of `import deployai` with a client: a sync service or script is spared it.
     code = (
         "import sys, deployai\n"
@@ -176,6 +176,8 @@ def test_a_program_that_only_calls_and_streams_blocking_never_imports_asyncio(se
         f"assert client.chat.completions.create(model={MODEL!r}, messages=messages).choices\n"
         f"with client.chat.completions.create(model={MODEL!r}, messages=messages, stream=True) as stream:\n"
         "    assert list(stream)\n"
+        f"batch = [{{'model': {MODEL!r}, 'messages': messages}}] * 3\n"
+        "assert all(r.choices for r in client.chat.completions.create_many(batch, concurrency=2))\n"
         "client.close()\n"
         "assert 'asyncio' not in sys.modules, 'asyncio was imported'\n"
         "deployai.AsyncDeployAI(api_key='sk-x')\n"
