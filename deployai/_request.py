@@ -150,10 +150,13 @@ def check_message(index: int, message: object) -> None:
         )
 
 
-def check_chat_params(params: Mapping[str, Any]) -> None:
+def check_chat_params(params: Mapping[str, Any]) -> bool:
     """Refuse bad chat parameters with an `InvalidParameterError` naming the parameter and what it allows.
 
     The same rules run in the client before sending and in the emulator (which answers 400).
+
+    Returns:
+        Whether every message is one of the SDK's message models, which `encode_chat_body` can be told.
     """
     model = params.get("model")
     if not isinstance(model, str) or (
@@ -163,7 +166,8 @@ def check_chat_params(params: Mapping[str, Any]) -> None:
     messages = params.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidParameterError("messages", messages, "a non-empty list of messages")
-    if not _only_models(messages):
+    only_models = _only_models(messages)
+    if not only_models:
         models = _message_types()
         for index, message in enumerate(messages):
             # Most messages of a long conversation are plain dicts with text content: settled here
@@ -179,7 +183,7 @@ def check_chat_params(params: Mapping[str, Any]) -> None:
     if "stream" in params:
         _of_type("stream", params["stream"], bool, "True or False")
     if len(params) == 2 + ("stream" in params):
-        return
+        return only_models
     get = params.get
     _number_in("temperature", get("temperature"), 0, 2)
     _number_in("top_p", get("top_p"), 0, 1)
@@ -219,6 +223,7 @@ def check_chat_params(params: Mapping[str, Any]) -> None:
         and not isinstance(tool_choice, (Mapping, BaseModel))
     ):
         raise InvalidParameterError("tool_choice", tool_choice, "'none', 'auto', 'required' or a dict naming a tool")
+    return only_models
 
 
 _MODEL_DUMP: Final = BaseModel.model_dump
@@ -287,7 +292,9 @@ def _plain_fields(message: Any) -> dict[str, Any] | None:
     return fields
 
 
-def _bulk_writer(messages: list[Any]) -> tuple[Callable[[Any], bytes], list[Any]] | None:
+def _bulk_writer(
+    messages: list[Any], only_models: bool | None = None
+) -> tuple[Callable[[Any], bytes], list[Any]] | None:
     """How pydantic-core writes these messages exactly as `json` does, or None if they hold anything but strings.
 
     Returns a writer and what to give it: a list of dicts as it is; a list of the SDK's message models
@@ -297,13 +304,17 @@ def _bulk_writer(messages: list[Any]) -> tuple[Callable[[Any], bytes], list[Any]
     pydantic-core writes exactly the bytes `json` writes (strings are escaped alike). It writes some
     floats differently (`1e-7` for `1e-07`) and some keys that `json` refuses, and it would use up an
     iterator put in a model past validation, so anything else takes the `json` path, checked first.
+    `only_models` is `_only_models(messages)` if already known.
     """
-    if _only_models(messages):
+    if _only_models(messages) if only_models is None else only_models:
         # The common case of a conversation built from models: checked without a Python loop per
         # message, every value of every message at once.
-        if any(map(_extra_of, messages)):
+        try:
+            if any(map(_extra_of, messages)):
+                return None
+            fields = list(map(_fields_of, messages))
+        except AttributeError:  # another thread put a dict in the list since it was checked
             return None
-        fields = list(map(_fields_of, messages))
         if set(map(type, itertools.chain.from_iterable(map(dict.values, fields)))) <= _STRING_OR_NONE:
             return _fields_writers()[1], fields
         return None
@@ -412,8 +423,11 @@ def _joined_models(messages: list[Any]) -> bytes | None:
     return b"[" + b",".join(joined) + b"]"
 
 
-def encode_chat_body(body: dict[str, Any]) -> bytes:
-    """Encode a chat request's body: `encode_json`, byte for byte, with a long list of text messages done in bulk."""
+def encode_chat_body(body: dict[str, Any], only_models: bool | None = None) -> bytes:
+    """Encode a chat request's body: `encode_json`, byte for byte, with a long list of text messages done in bulk.
+
+    `only_models` is what `check_chat_params` returned for these messages, if it was asked.
+    """
     messages = body.get("messages")
     if (
         type(messages) is not list
@@ -423,7 +437,7 @@ def encode_chat_body(body: dict[str, Any]) -> bytes:
         return encode_json(body)
     bulk = _joined_models(messages)
     if bulk is None:
-        found = _bulk_writer(messages)
+        found = _bulk_writer(messages, only_models)
         if found is None:
             return encode_json(body)
         write, items = found
@@ -508,7 +522,8 @@ def build_chat_request(options: ClientOptions, endpoint: Endpoint[Any], params: 
         value = body.get(key)
         if value is not None and not isinstance(value, (list, str, bytes, Mapping)) and isinstance(value, Iterable):
             body[key] = list(value)
-    check_chat_params(body)
+    messages = body["messages"]  # `extra_body` may replace them: then they are not what was checked
+    only_models = check_chat_params(body)
     extra_body = params.get("extra_body")
     if extra_body is not None and not isinstance(extra_body, NotGiven):
         if not isinstance(extra_body, Mapping):
@@ -520,7 +535,7 @@ def build_chat_request(options: ClientOptions, endpoint: Endpoint[Any], params: 
         endpoint.method,
         _with_query(endpoint_url(options.base_url, endpoint.path), params.get("extra_query")),
         headers=headers,
-        content=encode_chat_body(body),
+        content=encode_chat_body(body, only_models if body["messages"] is messages else None),
         extensions=_extensions(options, params.get("timeout", NotGiven())),
     )
     return PreparedRequest(request, stream, _total_timeout(options, params))

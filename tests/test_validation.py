@@ -22,6 +22,7 @@ import deployai
 from deployai._request import (
     _bulk_writer,
     _kept_slot,
+    _only_models,
     check_chat_params,
     check_message,
     encode_chat_body,
@@ -350,11 +351,15 @@ def _same_bytes_or_error_from(make: Callable[[], dict[str, Any]]) -> None:
             expected: bytes | str = encode_json(make())
         except deployai.InvalidParameterError as exc:
             expected = str(exc)
-        try:
-            got: bytes | str = encode_chat_body(make())
-        except deployai.InvalidParameterError as exc:
-            got = str(exc)
-    assert got == expected
+        for told in (False, True):  # as `build_chat_request` calls it, told what `check_chat_params` found
+            body = make()
+            messages = body.get("messages")
+            only_models = _only_models(messages) if told and isinstance(messages, list) and messages else None
+            try:
+                got: bytes | str = encode_chat_body(body, only_models)
+            except deployai.InvalidParameterError as exc:
+                got = str(exc)
+            assert got == expected
 
 
 def _same_bytes_or_error(body: dict[str, Any]) -> None:
