@@ -408,6 +408,7 @@ class _LeaseBase:
     __slots__ = (
         "_holding",
         "_lock",
+        "client_closed",
         "closing",
         "elapsed",
         "first_pending",
@@ -428,6 +429,7 @@ class _LeaseBase:
         self.first_pending = True  # until the first event, a failure goes back to the plan
         self.reading = False  # a read (or a retry before the first event) is under way
         self.closing = False  # close() was called: the reader stops at its next read
+        self.client_closed = False  # by the client's close, not the stream's: the answer was cut short
         self.released = False
         self._adopt(exchange.response)
 
@@ -566,8 +568,12 @@ class SyncLease(_LeaseBase):
         finally:
             self._close_response()
 
-    def close(self) -> None:
-        """Stop the stream from any thread; never raises (see `_streaming` for the reading protocol)."""
+    def close(self, *, by_client: bool = False) -> None:
+        """Stop the stream from any thread; never raises (see `_streaming` for the reading protocol).
+
+        `by_client`: the client is closing, not the stream, so its reader raises instead of ending.
+        """
+        self.client_closed = self.client_closed or (by_client and not self.closing)
         self.closing = True
         if self.reading:
             self._interrupt_reader()  # the reader wakes, sees `closing`, and releases
@@ -735,7 +741,7 @@ class SyncHTTP:
             self._after_fork(check_borrowed=False)  # in a forked child: the parent's are not ours to close
         self._closed = True
         for lease in list(self._leases):
-            lease.close()  # not release(): another thread may be reading it
+            lease.close(by_client=True)  # not release(): another thread may be reading it
         while self.abandoned:
             self.abandoned.popleft().release()
         if self._owned and self._pid == os.getpid():
@@ -837,8 +843,12 @@ class AsyncLease(_LeaseBase):
             async for _ in self.events:  # nothing after [DONE] is delivered
                 pass
 
-    async def close(self) -> None:
-        """Stop the stream from any task; never raises (see `_streaming` for the reading protocol)."""
+    async def close(self, *, by_client: bool = False) -> None:
+        """Stop the stream from any task; never raises (see `_streaming` for the reading protocol).
+
+        `by_client`: the client is closing, not the stream, so its reader raises instead of ending.
+        """
+        self.client_closed = self.client_closed or (by_client and not self.closing)
         self.closing = True
         # A reader waits either in `first_event` (`reading`) or inside the events generator, which
         # counts as running while it awaits.
@@ -895,7 +905,7 @@ class _LoopPool:
             return
         self.closed = True
         for lease in list(self.leases):
-            await lease.close()  # not release(): another task may be reading it
+            await lease.close(by_client=True)  # not release(): another task may be reading it
         while self.abandoned:
             await self.abandoned.popleft().release()
         if self.owned:

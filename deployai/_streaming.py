@@ -26,6 +26,7 @@ import httpx
 from ._exceptions import (
     APIConnectionError,
     APIError,
+    DeployAIError,
     make_stream_error,
     make_validation_error,
     safe_cause,
@@ -52,6 +53,7 @@ class _LeaseState(Protocol):
     first_pending: bool
     reading: bool
     closing: bool
+    client_closed: bool  # `closing` because the client closed, not the stream
     released: bool
 
     def abandon(self) -> None:
@@ -130,13 +132,18 @@ class _Reader(Generic[_T, _L]):
         return error
 
     def check_ended(self) -> None:
-        """At the end of the body: raise unless `[DONE]` arrived or the stream was closed on purpose."""
-        if not self.decoder.done and not self.lease.closing:
-            raise APIConnectionError(
-                f"The stream ended after {self.decoder.count} chunk(s) without 'data: [DONE]': "
-                "the answer is incomplete.",
-                request=self.lease.response.request,
+        """At the end of the body: raise unless `[DONE]` arrived or the stream itself was closed."""
+        if self.decoder.done or (self.lease.closing and not self.lease.client_closed):
+            return
+        if self.lease.client_closed:
+            raise DeployAIError(
+                f"The client was closed during the stream, after {self.decoder.count} chunk(s): "
+                "the answer is incomplete."
             )
+        raise APIConnectionError(
+            f"The stream ended after {self.decoder.count} chunk(s) without 'data: [DONE]': the answer is incomplete.",
+            request=self.lease.response.request,
+        )
 
 
 class _StreamBase(ResponseInfo, Generic[_T, _L]):
@@ -235,6 +242,7 @@ def _chunks(reader: _Reader[_T, Lease], owner: object) -> Iterator[_T]:
         lease.reading = False
         lease.release()
         if lease.closing:
+            reader.check_ended()  # raises if the client was closed
             return
         raise reader.error_for(exc) from safe_cause(exc)
     except (ErrorEvent, InvalidEvent) as problem:
@@ -278,6 +286,7 @@ async def _achunks(reader: _Reader[_T, AsyncLease], owner: object) -> AsyncItera
     except httpx.HTTPError as exc:
         await lease.release()
         if lease.closing:
+            reader.check_ended()  # raises if the client was closed
             return
         raise reader.error_for(exc) from safe_cause(exc)
     except (ErrorEvent, InvalidEvent) as problem:

@@ -251,6 +251,71 @@ def test_close_between_chunks_ends_iteration_quietly(
     assert stream.response.is_closed
 
 
+def test_closing_the_client_mid_stream_raises_in_its_reader_instead_of_cutting_the_answer_short(
+    no_resource_warnings: list[str],
+) -> None:
+    events = [event(chunk(f"{i} ")) for i in range(5)] + [DONE]
+    with RawSSEServer(events, stall_after=2) as raw:
+        client = deployai.DeployAI(api_key=KEY, base_url=raw.base_url)
+        stream = client.chat.completions.create(model=MODEL, messages=user(), stream=True)
+        untouched = client.chat.completions.create(model=MODEL, messages=user(), stream=True)
+        received: list[Any] = []
+        errors: list[BaseException] = []
+        both_arrived = threading.Event()
+
+        def read() -> None:
+            try:
+                for piece in stream:
+                    received.append(piece)
+                    if len(received) == 2:
+                        both_arrived.set()  # the model is still writing: the server stalls after two events
+            except BaseException as exc:
+                errors.append(exc)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        assert both_arrived.wait(HANG_LIMIT_SECONDS)
+        client.close()  # a service shutting down while a worker still streams
+        reader.join(HANG_LIMIT_SECONDS)
+        assert not reader.is_alive()
+        assert not raw.release.is_set()  # woken by the close, not by the server
+        assert texts(received) == "0 1 "
+        assert [type(e) for e in errors] == [deployai.DeployAIError]
+        assert "client was closed during the stream, after 2 chunk(s): the answer is incomplete" in str(errors[0])
+        with pytest.raises(deployai.DeployAIError, match="after 0 chunk"):  # opened, never read
+            untouched.get_final_completion()
+        raw.release.set()
+
+
+def test_closing_the_async_client_mid_stream_raises_in_its_reader(no_resource_warnings: list[str]) -> None:
+    events = [event(chunk(f"{i} ")) for i in range(5)] + [DONE]
+
+    async def main(raw: RawSSEServer) -> None:
+        client = deployai.AsyncDeployAI(api_key=KEY, base_url=raw.base_url)
+        stream = await client.chat.completions.create(model=MODEL, messages=user(), stream=True)
+        received: list[Any] = []
+        both_arrived = asyncio.Event()
+
+        async def read() -> None:
+            async for piece in stream:
+                received.append(piece)
+                if len(received) == 2:
+                    both_arrived.set()
+            raise AssertionError("the stream ended quietly")
+
+        reader = asyncio.create_task(read())
+        await asyncio.wait_for(both_arrived.wait(), HANG_LIMIT_SECONDS)
+        await client.close()
+        with pytest.raises(deployai.DeployAIError, match="client was closed during the stream, after 2 chunk"):
+            await asyncio.wait_for(reader, HANG_LIMIT_SECONDS)
+        assert not raw.release.is_set()
+        assert texts(received) == "0 1 "
+        raw.release.set()
+
+    with RawSSEServer(events, stall_after=2) as raw:
+        asyncio.run(main(raw))
+
+
 # 4. One AsyncDeployAI across event loops.
 
 
@@ -487,7 +552,7 @@ def test_closing_the_client_in_a_forked_child_leaves_the_parents_stream_alone() 
 
 
 @pytest.mark.parametrize("closer", ["client", "stream"])
-def test_closing_while_a_reader_waits_to_retry_ends_its_stream_quietly(
+def test_closing_while_a_reader_waits_to_retry_sends_nothing_more(
     kind: str, make_client: ClientFactory, httpx_mock: HTTPXMock, monkeypatch: pytest.MonkeyPatch, closer: str
 ) -> None:
     from deployai import _http
@@ -505,5 +570,9 @@ def test_closing_while_a_reader_waits_to_retry_ends_its_stream_quietly(
 
     monkeypatch.setattr(_http, "_sleep", lambda seconds: close_now())
     monkeypatch.setattr(_http, "_async_sleep", lambda seconds: aclose_now())
-    assert list(stream) == []  # no error, not even "client closed": the stream was stopped on purpose
+    if closer == "stream":
+        assert list(stream) == []  # no error: its reader's side stopped it on purpose
+    else:  # the reader did not: its answer never came, and it is told so
+        with pytest.raises(deployai.DeployAIError, match="client was closed during the stream, after 0 chunk"):
+            list(stream)
     assert len(httpx_mock.get_requests()) == 1
