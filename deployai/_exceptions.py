@@ -74,7 +74,10 @@ class InvalidParameterError(DeployAIError, ValueError):
         self.param = param
         self.value = value
         self.allowed = allowed
-        shown = repr(value)
+        try:
+            shown = repr(value)
+        except Exception:  # an int too long to write out, or a value whose own `__repr__` fails
+            shown = f"<{type(value).__name__} object>"
         if len(shown) > 80:
             shown = shown[:77] + "..."
         super().__init__(f"{param} must be {allowed}; got {shown}")

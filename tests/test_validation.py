@@ -39,6 +39,12 @@ from deployai.types import (
 )
 from tests.conftest import ClientFactory, completion_json, user
 
+
+class _Unprintable:
+    def __repr__(self) -> str:
+        raise RuntimeError("a value whose own repr fails")
+
+
 BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
     ("temperature", {"temperature": 2.5}, "0 to 2"),
     ("temperature", {"temperature": -0.1}, "0 to 2"),
@@ -78,10 +84,19 @@ BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
         "string",
     ),
     ("messages[0].tool_calls", {"messages": [{"role": "assistant", "tool_calls": [1, 2]}]}, "tool calls"),
+    ("temperature", {"temperature": 10**5000}, "0 to 2"),  # too long for `repr`: Python refuses to write it
+    ("user", {"user": _Unprintable()}, "string"),
 ]
 
 
-@pytest.mark.parametrize(("param", "change", "allowed"), BAD_CALLS, ids=[f"{c[0]}={c[1]}" for c in BAD_CALLS])
+def _call_id(call: tuple[str, dict[str, Any], str]) -> str:
+    try:
+        return f"{call[0]}={call[1]}"
+    except Exception:
+        return f"{call[0]}=<unprintable>"
+
+
+@pytest.mark.parametrize(("param", "change", "allowed"), BAD_CALLS, ids=list(map(_call_id, BAD_CALLS)))
 def test_bad_parameter_is_refused_before_sending(
     make_client: ClientFactory, httpx_mock: HTTPXMock, param: str, change: dict[str, Any], allowed: str
 ) -> None:
