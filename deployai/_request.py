@@ -54,6 +54,7 @@ CHAT_PARAMS: Final = frozenset(
 )
 CALL_OPTIONS: Final = frozenset({"extra_headers", "extra_query", "extra_body", "timeout", "total_timeout"})
 _KNOWN: Final = CHAT_PARAMS | CALL_OPTIONS
+CHAT_ARGUMENTS: Final = _KNOWN  # every keyword `chat.completions.create` takes
 _LIST_PARAMS: Final = ("messages", "tools")
 _GET_OPTIONS: Final = CALL_OPTIONS - {"extra_body"}
 

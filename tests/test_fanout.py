@@ -54,6 +54,37 @@ def test_results_come_back_in_input_order_with_errors_in_place(kind: str) -> Non
     assert len(emulator.requests) == 4  # the refused one never left the machine
 
 
+def test_a_malformed_request_is_refused_in_its_place_and_loses_no_other(kind: str) -> None:
+    emulator = Emulator(rate_limit=1_000_000)
+    secret = "Bearer sk-not-to-be-shown"
+    batch: list[Any] = [
+        *requests_for("one"),
+        {"model": MODEL, "messages": user("typo"), "max_token": 5, "extra_headers": {"Authorization": secret}},
+        None,
+        {"messages": user("no model")},
+        *requests_for("five"),
+    ]
+    if kind == "sync":
+        with emulator.client() as client:
+            results = client.chat.completions.create_many(batch, concurrency=2)
+    else:
+
+        async def main() -> list[Any]:
+            async with emulator.async_client() as client:
+                return await client.chat.completions.create_many(batch, concurrency=2)
+
+        results = asyncio.run(main())
+    refused = deployai.InvalidParameterError
+    assert answers(results) == ["You said: one", refused, refused, refused, "You said: five"]
+    typo, nothing, no_model = results[1:4]
+    assert "'max_token' (did you mean 'max_tokens'?)" in str(typo)
+    assert secret not in str(typo)
+    assert str(nothing).startswith("request must be a dict of create() arguments")
+    assert isinstance(no_model, refused)
+    assert no_model.param == "model"
+    assert len(emulator.requests) == 2  # the refused ones never left the machine
+
+
 def counting_transport(kind: str, width: int) -> tuple[Any, dict[str, int]]:
     """A transport that holds each call until `width` are in flight together, and counts the most seen."""
     seen = {"now": 0, "most": 0}

@@ -12,7 +12,7 @@ from .. import _streaming
 from .._endpoint import AsyncCaller, Endpoint, SyncCaller
 from .._exceptions import DeployAIError, InvalidParameterError
 from .._fanout import Progress, run_many, run_many_async
-from .._request import build_chat_request
+from .._request import CHAT_ARGUMENTS, build_chat_request, unknown_params
 from .._response import RawResponse
 from .._streaming import AsyncStream, Stream
 from ..types.chat import ChatCompletion, ChatCompletionChunk
@@ -45,8 +45,23 @@ _DEFAULT_CONCURRENCY: Final = 8
 
 
 def _whole(params: Mapping[str, Any] | ChatCompletionRequest) -> dict[str, Any]:
+    """One `create_many` request as `create`'s arguments; a malformed one raises `InvalidParameterError`.
+
+    `create` itself raises `TypeError` for a missing or unknown argument, as a Python call does. In a
+    batch that is one item's failure, returned in its place, so that it never loses the others.
+    """
     if isinstance(params, ChatCompletionRequest):
         params = params.model_dump(exclude_unset=True)
+    elif not isinstance(params, Mapping):
+        raise InvalidParameterError("request", params, "a dict of create() arguments or a ChatCompletionRequest")
+    if not params.keys() <= CHAT_ARGUMENTS:
+        # Only the unknown names are shown: the request's other values may hold secrets (extra_headers).
+        unknown = sorted(map(str, params.keys() - CHAT_ARGUMENTS))
+        hint = str(unknown_params("create", unknown, CHAT_ARGUMENTS)).partition(": ")[2]
+        raise InvalidParameterError("request", unknown, f"create() arguments only, not {hint}")
+    for name in ("model", "messages"):
+        if name not in params:
+            raise InvalidParameterError(name, None, "given in every request")
     if params.get("stream") is True:
         raise InvalidParameterError("stream", True, "left out of create_many requests: it returns whole completions")
     return dict(params)
