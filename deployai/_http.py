@@ -260,12 +260,38 @@ _left_in_parent: list[object] = []
 
 @dataclass(slots=True)  # not frozen: one per call, and a frozen __init__ costs several times more
 class Exchange:
-    """A whole response, body read, with when the call began and how long its last attempt took."""
+    """A whole response, body read, with when the call began and how long its last attempt took.
+
+    `deadline` (`time.monotonic()`) is the call's `total_timeout`, for a stream's first event.
+    """
 
     response: httpx.Response
     started_at: float
     elapsed: float
     retries: int
+    deadline: float | None = None
+
+
+def _first_read_bound(deadline: float | None) -> contextlib.AbstractContextManager[None]:
+    """Within, this thread's reads on the SDK's own connections end by `deadline` (`time.monotonic()`).
+
+    A stream's read timeout also governs its body, which `total_timeout` does not bound, so it is left
+    as it is (see `_cap_timeouts`); its headers and first event are bounded this way instead (the
+    asyncio shell cancels the wait: `_send_by`, `AsyncLease._first_read`). A borrowed client's
+    blocking connections cannot be: for them, this bounds nothing.
+    """
+    if deadline is None:
+        return contextlib.nullcontext()
+    return reads_end_within(deadline - time.monotonic())
+
+
+async def _send_by(deadline: float, client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+    """Send a stream's request, raising `httpx.ReadTimeout` if its headers have not come by `deadline`."""
+    import anyio  # httpx's own dependency: a deadline under asyncio and trio alike
+
+    with anyio.move_on_after(deadline - time.monotonic()):
+        return await client.send(request, stream=True)
+    raise httpx.ReadTimeout("No answer came before the call's deadline.", request=request)
 
 
 def _closed_error() -> DeployAIError:
@@ -291,7 +317,8 @@ def _cap_timeouts(request: httpx.Request, time_left: float, base: httpx.Timeout,
     """Let no phase of this attempt wait past the call's deadline (`total_timeout`).
 
     `base` is the client's own timeouts, which httpx applies only when the request names none. A
-    stream's read timeout is left alone: it also governs the body, which the deadline does not bound.
+    stream's read timeout is left alone: it also governs the body, which the deadline does not bound
+    (its headers and first event are bounded otherwise: see `_first_read_bound`).
     """
     left = max(time_left, 0.001)
     timeouts = request.extensions.get("timeout") or base.as_dict()
@@ -410,6 +437,7 @@ class _LeaseBase:
         "_lock",
         "client_closed",
         "closing",
+        "deadline",
         "elapsed",
         "first_pending",
         "plan",
@@ -427,6 +455,7 @@ class _LeaseBase:
         self.elapsed = exchange.elapsed
         self.retries = exchange.retries
         self.first_pending = True  # until the first event, a failure goes back to the plan
+        self.deadline = exchange.deadline  # by when the first event must come (`total_timeout`)
         self.reading = False  # a read (or a retry before the first event) is under way
         self.closing = False  # close() was called: the reader stops at its next read
         self.client_closed = False  # by the client's close, not the stream's: the answer was cut short
@@ -495,7 +524,8 @@ class SyncLease(_LeaseBase):
                 if self.closing:
                     return None
                 try:
-                    sse = next(self.events)
+                    with _first_read_bound(self.deadline):
+                        sse = next(self.events)
                 except StopIteration:
                     failure = _ended_early()
                 except httpx.HTTPError as exc:
@@ -531,7 +561,7 @@ class SyncLease(_LeaseBase):
             self.plan = None
             self.release()
             raise
-        self.elapsed, self.retries = exchange.elapsed, exchange.retries
+        self.elapsed, self.retries, self.deadline = exchange.elapsed, exchange.retries, exchange.deadline
         self._adopt(exchange.response)
         if self.closing:
             self.release()
@@ -675,6 +705,7 @@ class SyncHTTP:
         client = self._client
         debug = log.isEnabledFor(logging.DEBUG)
         sent_at = time.perf_counter()
+        deadline: float | None = None
         try:
             while True:
                 op = plan.send(outcome)
@@ -695,8 +726,13 @@ class SyncHTTP:
                     if op.time_left is not None:
                         _cap_timeouts(op.request, op.time_left, client.timeout, stream=op.stream)
                     sent_at = time.perf_counter()
+                    deadline = None if op.time_left is None or not op.stream else time.monotonic() + op.time_left
                     try:
-                        outcome = client.send(op.request, stream=op.stream)
+                        if deadline is None:
+                            outcome = client.send(op.request, stream=op.stream)
+                        else:  # the headers: a stream's read timeout is its own
+                            with reads_end_within(deadline - time.monotonic()):
+                                outcome = client.send(op.request, stream=True)
                     except httpx.HTTPError as exc:
                         outcome = exc
                     except Exception as exc:  # from below httpx (h11, a transport): never raw
@@ -709,7 +745,7 @@ class SyncHTTP:
                 elif type(op) is Deliver:
                     if close:
                         plan.close()
-                    return Exchange(op.response, started_at, time.perf_counter() - sent_at, op.retries)
+                    return Exchange(op.response, started_at, time.perf_counter() - sent_at, op.retries, deadline)
                 elif type(op) is Sleep:
                     _log_retry(op)
                     if op.on_retry is not None:
@@ -771,7 +807,7 @@ class AsyncLease(_LeaseBase):
                 if self.closing:
                     return None
                 try:
-                    sse = await self.events.__anext__()
+                    sse = await self._first_read()
                 except StopAsyncIteration:
                     failure = _ended_early()
                 except httpx.HTTPError as exc:
@@ -804,7 +840,7 @@ class AsyncLease(_LeaseBase):
             self.plan = None
             await self.release()
             raise
-        self.elapsed, self.retries = exchange.elapsed, exchange.retries
+        self.elapsed, self.retries, self.deadline = exchange.elapsed, exchange.retries, exchange.deadline
         self._adopt(exchange.response)
         if self.closing:
             await self.release()
@@ -835,6 +871,16 @@ class AsyncLease(_LeaseBase):
                 await self._read_to_end()
         finally:
             await self._close_response()
+
+    async def _first_read(self) -> tuple[str, str]:
+        """The next event, raising `httpx.ReadTimeout` if it has not come by the call's deadline."""
+        if self.deadline is None:
+            return await self.events.__anext__()
+        import anyio
+
+        with anyio.move_on_after(self.deadline - time.monotonic()):
+            return await self.events.__anext__()
+        raise httpx.ReadTimeout("No event came before the call's deadline.", request=self.response.request)
 
     async def _read_to_end(self) -> None:
         import anyio  # httpx's own dependency: a deadline under asyncio and trio alike
@@ -1037,6 +1083,7 @@ class AsyncHTTP:
         client = pool.client
         debug = log.isEnabledFor(logging.DEBUG)
         sent_at = time.perf_counter()
+        deadline: float | None = None
         try:
             while True:
                 op = plan.send(outcome)
@@ -1057,8 +1104,12 @@ class AsyncHTTP:
                     if op.time_left is not None:
                         _cap_timeouts(op.request, op.time_left, client.timeout, stream=op.stream)
                     sent_at = time.perf_counter()
+                    deadline = None if op.time_left is None or not op.stream else time.monotonic() + op.time_left
                     try:
-                        outcome = await client.send(op.request, stream=op.stream)
+                        if deadline is None:
+                            outcome = await client.send(op.request, stream=op.stream)
+                        else:  # the headers: a stream's read timeout is its own
+                            outcome = await _send_by(deadline, client, op.request)
                     except httpx.HTTPError as exc:
                         outcome = exc
                     except Exception as exc:  # from below httpx (h11, anyio, a transport): never raw
@@ -1071,7 +1122,7 @@ class AsyncHTTP:
                 elif type(op) is Deliver:
                     if close:
                         plan.close()
-                    return Exchange(op.response, started_at, time.perf_counter() - sent_at, op.retries)
+                    return Exchange(op.response, started_at, time.perf_counter() - sent_at, op.retries, deadline)
                 elif type(op) is Sleep:
                     _log_retry(op)
                     if op.on_retry is not None:

@@ -269,6 +269,45 @@ def test_total_timeout_caps_a_stalled_attempt() -> None:
             client.chat.completions.create(model=MODEL, messages=user(), total_timeout=0.2)
 
 
+def _stream_text(kind: str, base_url: str, **options: Any) -> str:
+    """Stream one answer from `base_url` with a client of `kind` (a read timeout of 60 s); its text."""
+    arguments: dict[str, Any] = {"model": MODEL, "messages": user(), "stream": True, **options}
+    if kind == "sync":
+        with deployai.DeployAI(api_key="sk-deadline", base_url=base_url, timeout=60.0, max_retries=0) as client:
+            return "".join(client.chat.completions.create(**arguments).text_stream)
+
+    async def main() -> str:
+        async with deployai.AsyncDeployAI(api_key="sk-deadline", base_url=base_url, timeout=60.0, max_retries=0) as c:
+            return "".join([piece async for piece in (await c.chat.completions.create(**arguments)).text_stream])
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_total_timeout_bounds_a_streams_wait_for_its_headers_and_first_event(kind: str) -> None:
+    from deployai.testing import EmulatorServer
+    from tests.raw_server import RawSSEServer
+
+    with EmulatorServer(Emulator(rate_limit=1_000_000)) as server:
+        server.emulator.stall_next(30.0)  # the headers, within the read timeout: only the deadline ends it
+        with pytest.raises(deployai.APITimeoutError):
+            _stream_text(kind, server.base_url, total_timeout=0.3)
+    with RawSSEServer([], after="stall") as raw:  # headers, then no event until released
+        with pytest.raises(deployai.APITimeoutError):
+            _stream_text(kind, raw.base_url, total_timeout=0.3)
+        assert not raw.release.is_set()
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_total_timeout_leaves_a_streams_body_once_it_started(kind: str) -> None:
+    from deployai.testing import EmulatorServer
+
+    with EmulatorServer(Emulator(rate_limit=1_000_000)) as server:
+        server.emulator.reply(pieces=["a", "b", "c", "d", "e", "f"])
+        server.emulator.slow_next(0.3)  # before each piece: about 1.8 s in all, the first after 0.3 s
+        assert _stream_text(kind, server.base_url, total_timeout=1.0) == "abcdef"
+
+
 @pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), "10", True, 10**400])
 def test_a_bad_total_timeout_is_refused(make_client: ClientFactory, httpx_mock: HTTPXMock, bad: Any) -> None:
     with pytest.raises(deployai.InvalidParameterError, match="total_timeout"):
