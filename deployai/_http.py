@@ -294,6 +294,9 @@ async def _send_by(deadline: float, client: httpx.AsyncClient, request: httpx.Re
     raise httpx.ReadTimeout("No answer came before the call's deadline.", request=request)
 
 
+_CLIENT_CLOSED: Final = "The client was closed"
+
+
 def _closed_error() -> DeployAIError:
     return DeployAIError("This client has been closed: create a new client (or use it inside `with`).")
 
@@ -435,8 +438,8 @@ class _LeaseBase:
     __slots__ = (
         "_holding",
         "_lock",
-        "client_closed",
         "closing",
+        "cut_short",
         "deadline",
         "elapsed",
         "first_pending",
@@ -458,7 +461,7 @@ class _LeaseBase:
         self.deadline = exchange.deadline  # by when the first event must come (`total_timeout`)
         self.reading = False  # a read (or a retry before the first event) is under way
         self.closing = False  # close() was called: the reader stops at its next read
-        self.client_closed = False  # by the client's close, not the stream's: the answer was cut short
+        self.cut_short: str | None = None  # why it was closed, if not by its own close(): the reader raises
         self.released = False
         self._adopt(exchange.response)
 
@@ -598,12 +601,13 @@ class SyncLease(_LeaseBase):
         finally:
             self._close_response()
 
-    def close(self, *, by_client: bool = False) -> None:
+    def close(self, cut_short: str | None = None) -> None:
         """Stop the stream from any thread; never raises (see `_streaming` for the reading protocol).
 
-        `by_client`: the client is closing, not the stream, so its reader raises instead of ending.
+        `cut_short` says why, when the client is closing and not the stream: its reader then raises.
         """
-        self.client_closed = self.client_closed or (by_client and not self.closing)
+        if not self.closing:
+            self.cut_short = cut_short
         self.closing = True
         if self.reading:
             self._interrupt_reader()  # the reader wakes, sees `closing`, and releases
@@ -777,7 +781,7 @@ class SyncHTTP:
             self._after_fork(check_borrowed=False)  # in a forked child: the parent's are not ours to close
         self._closed = True
         for lease in list(self._leases):
-            lease.close(by_client=True)  # not release(): another thread may be reading it
+            lease.close(_CLIENT_CLOSED)  # not release(): another thread may be reading it
         while self.abandoned:
             self.abandoned.popleft().release()
         if self._owned and self._pid == os.getpid():
@@ -798,6 +802,21 @@ class AsyncLease(_LeaseBase):
 
     def _read_events_of(self, response: httpx.Response) -> None:
         self.events: AsyncIterator[tuple[str, str]] = _aevents(response)
+
+    def check_loop(self) -> None:
+        """Refuse to read on an event loop other than the one the stream was opened on (its connection's)."""
+        opened_on = self._pool._loop
+        if opened_on is None:  # opened outside asyncio
+            return
+        try:
+            here = self._pool.shell._running_loop()
+        except RuntimeError:
+            here = None
+        if opened_on() is not here:
+            raise DeployAIError(
+                "This stream was opened on another event loop, and its connection belongs to that loop: "
+                "read it there, before that loop ends."
+            )
 
     async def first_event(self) -> tuple[str, str] | None:
         """Read the first event; until it arrives, a failure goes back to the plan, which may send again."""
@@ -889,12 +908,13 @@ class AsyncLease(_LeaseBase):
             async for _ in self.events:  # nothing after [DONE] is delivered
                 pass
 
-    async def close(self, *, by_client: bool = False) -> None:
+    async def close(self, cut_short: str | None = None) -> None:
         """Stop the stream from any task; never raises (see `_streaming` for the reading protocol).
 
-        `by_client`: the client is closing, not the stream, so its reader raises instead of ending.
+        `cut_short` says why, when the pool is closing and not the stream: its reader then raises.
         """
-        self.client_closed = self.client_closed or (by_client and not self.closing)
+        if not self.closing:
+            self.cut_short = cut_short
         self.closing = True
         # A reader waits either in `first_event` (`reading`) or inside the events generator, which
         # counts as running while it awaits.
@@ -945,13 +965,13 @@ class _LoopPool:
         while self.abandoned:
             await self.abandoned.popleft().release()
 
-    async def aclose(self) -> None:
-        """Release every open stream, then close the pool if it is ours."""
+    async def aclose(self, cut_short: str = _CLIENT_CLOSED) -> None:
+        """Release every open stream, then close the pool if it is ours; `cut_short` says why, to their readers."""
         if self.closed:
             return
         self.closed = True
         for lease in list(self.leases):
-            await lease.close(by_client=True)  # not release(): another task may be reading it
+            await lease.close(cut_short)  # not release(): another task may be reading it
         while self.abandoned:
             await self.abandoned.popleft().release()
         if self.owned:
@@ -963,7 +983,10 @@ async def _keep(pool: _LoopPool) -> AsyncGenerator[None, None]:
     try:
         yield
     finally:
-        await pool.aclose()
+        # As a registered async generator it holds its loop (through its finalizer): let go of it, or
+        # the pool would keep that loop, and the shell that maps loops to pools weakly, its pool.
+        pool.keeper = None
+        await pool.aclose("Its event loop shut down")
 
 
 class AsyncHTTP:
@@ -1160,10 +1183,10 @@ class AsyncHTTP:
             if pool is None or pool.closed:
                 continue
             loop = pool.loop
-            if loop is here and pool.keeper is not None:
-                await pool.keeper.aclose()  # runs `pool.aclose()` and unregisters it from the loop
-            elif loop is here or pool._loop is None:
+            if loop is here or pool._loop is None:
                 await pool.aclose()
+                if pool.keeper is not None:
+                    await pool.keeper.aclose()  # unregisters it from the loop (the pool is closed already)
             elif loop is not None and loop.is_running() and not loop.is_closed():
                 import asyncio  # imported by `__init__` already
 

@@ -53,7 +53,7 @@ class _LeaseState(Protocol):
     first_pending: bool
     reading: bool
     closing: bool
-    client_closed: bool  # `closing` because the client closed, not the stream
+    cut_short: str | None  # why it is `closing`, when that was not the stream's own close()
     released: bool
 
     def abandon(self) -> None:
@@ -85,6 +85,9 @@ class AsyncLease(_LeaseState, Protocol):
 
     async def first_event(self) -> tuple[str, str] | None:
         """Read the first event, retrying the request if it fails before one arrives; None at the end."""
+
+    def check_loop(self) -> None:
+        """Raise `DeployAIError` if this is not the event loop the stream was opened on."""
 
     async def release(self, *, done: bool = False) -> None:
         """Let go of the response: back to the pool if it was read to its end, else closed.
@@ -133,12 +136,12 @@ class _Reader(Generic[_T, _L]):
 
     def check_ended(self) -> None:
         """At the end of the body: raise unless `[DONE]` arrived or the stream itself was closed."""
-        if self.decoder.done or (self.lease.closing and not self.lease.client_closed):
+        cut_short = self.lease.cut_short
+        if self.decoder.done or (self.lease.closing and cut_short is None):
             return
-        if self.lease.client_closed:
+        if cut_short is not None:
             raise DeployAIError(
-                f"The client was closed during the stream, after {self.decoder.count} chunk(s): "
-                "the answer is incomplete."
+                f"{cut_short} during the stream, after {self.decoder.count} chunk(s): the answer is incomplete."
             )
         raise APIConnectionError(
             f"The stream ended after {self.decoder.count} chunk(s) without 'data: [DONE]': the answer is incomplete.",
@@ -261,6 +264,8 @@ async def _achunks(reader: _Reader[_T, AsyncLease], owner: object) -> AsyncItera
     lease = reader.lease
     decoder = reader.decoder
     decode = decoder.decode
+    if not lease.closing:  # one closed with its loop says so below
+        lease.check_loop()
     try:
         if lease.first_pending:
             sse = await lease.first_event()

@@ -9,6 +9,7 @@ import os
 import sys
 import threading
 import warnings
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -337,6 +338,12 @@ def test_one_async_client_works_across_event_loops(server: EmulatorServer, no_re
     stream, first_pool = left_open[0]
     assert stream.response.is_closed  # closed with its loop: no active connection outlives it
     assert first_pool.is_closed
+
+    async def read_on(stream: Any) -> list[Any]:
+        return [piece async for piece in stream]
+
+    with pytest.raises(deployai.DeployAIError, match="Its event loop shut down during the stream, after 1 chunk"):
+        asyncio.run(read_on(stream))  # the rest of its answer is gone with its loop: said, not cut quietly
     assert asyncio.run(use(hold_a_stream=False)) == 7  # a new loop: a new pool, no "Event loop is closed"
 
     loop = asyncio.new_event_loop()  # a test runner's loop per test, closed the same way
@@ -346,6 +353,40 @@ def test_one_async_client_works_across_event_loops(server: EmulatorServer, no_re
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
     assert asyncio.run(use(hold_a_stream=False)) == 7
+    asyncio.run(client.aclose())
+
+
+def test_a_stream_read_on_another_event_loop_is_refused_with_a_typed_error(server: EmulatorServer) -> None:
+    client = deployai.AsyncDeployAI(api_key=KEY, base_url=server.base_url)
+
+    async def open_stream() -> Any:
+        return await client.chat.completions.create(model=MODEL, messages=user(), stream=True)
+
+    async def read(stream: Any) -> list[Any]:
+        return [piece async for piece in stream]
+
+    opened_on, other = asyncio.new_event_loop(), asyncio.new_event_loop()
+    stream = opened_on.run_until_complete(open_stream())
+    with pytest.raises(deployai.DeployAIError, match="opened on another event loop"):
+        other.run_until_complete(read(stream))  # its loop still open
+    assert "You said" in "".join(opened_on.run_until_complete(read(stream.text_stream)))  # read where opened
+    for loop in (opened_on, other):
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+def test_an_async_client_used_from_many_asyncio_runs_keeps_none_of_their_loops(server: EmulatorServer) -> None:
+    client = deployai.AsyncDeployAI(api_key=KEY, base_url=server.base_url)  # a notebook's or a script's
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def job() -> None:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        assert (await client.chat.completions.create(model=MODEL, messages=user())).choices
+
+    for _ in range(5):
+        asyncio.run(job())
+    gc.collect()
+    assert [loop() for loop in loops] == [None] * 5  # each run's loop, and its pool, freed once it ended
     asyncio.run(client.aclose())
 
 
