@@ -257,6 +257,18 @@ class _AsyncClient(_WithoutCookies, httpx.AsyncClient):
 # fork), and must not let the garbage collector finalize them either. Kept here, untouched.
 _left_in_parent: list[object] = []
 
+# How many forks this process is from the first one: a stream opened before a fork is the parent's.
+_forks = 0
+
+
+def _count_fork() -> None:
+    global _forks
+    _forks += 1
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, where there is no fork
+    os.register_at_fork(after_in_child=_count_fork)
+
 
 @dataclass(slots=True)  # not frozen: one per call, and a frozen __init__ costs several times more
 class Exchange:
@@ -436,6 +448,7 @@ class _LeaseBase:
     """The state a lease shares with its stream, whichever the shell (see `_streaming.Lease`)."""
 
     __slots__ = (
+        "_born",
         "_holding",
         "_lock",
         "closing",
@@ -452,6 +465,7 @@ class _LeaseBase:
     )
 
     def __init__(self, plan: Plan, exchange: Exchange) -> None:
+        self._born = _forks
         self._lock = threading.Lock()
         self.plan: Plan | None = plan
         self.started_at = exchange.started_at
@@ -481,14 +495,23 @@ class _LeaseBase:
             holding, self._holding = self._holding, False
         return holding
 
+    def forked(self) -> bool:
+        """Whether this process was forked from the one that opened the stream, whose connection it is."""
+        return self._born != _forks
+
     def _claim_release(self) -> bool:
-        """Whether this call is the one that releases the lease (the first to ask)."""
+        """Whether this call is the one that releases the lease (the first to ask; never a forked child)."""
+        if self._born != _forks:  # the parent's connection: neither read nor closed here
+            self.released = True
+            return False
         with self._lock:
             first, self.released = not self.released, True
         return first
 
     def _interrupt_reader(self) -> None:
         """Wake a reader blocked on the response, unless the response was already let go of."""
+        if self._born != _forks:  # shutting the socket down would end the parent's stream
+            return
         with self._lock:  # held while shutting down, so that `_let_go` cannot hand the socket on meanwhile
             if self._holding:
                 _interrupt(self.response)
@@ -616,7 +639,8 @@ class SyncLease(_LeaseBase):
 
     def abandon(self) -> None:
         """Hand the lease back to the shell, which releases it where no lock can be held (no I/O here)."""
-        self._shell.abandoned.append(self)
+        if not self.forked():
+            self._shell.abandoned.append(self)
 
 
 class SyncHTTP:
@@ -925,7 +949,8 @@ class AsyncLease(_LeaseBase):
 
     def abandon(self) -> None:
         """Hand the lease back to its loop's pool, released before that loop's next request (no I/O here)."""
-        self._pool.abandoned.append(self)
+        if not self.forked():
+            self._pool.abandoned.append(self)
 
 
 class _LoopPool:

@@ -59,6 +59,9 @@ class _LeaseState(Protocol):
     def abandon(self) -> None:
         """Hand the lease back to its shell, which releases it where that is safe (no I/O here)."""
 
+    def forked(self) -> bool:
+        """Whether this process was forked from the one that opened the stream, whose connection it is."""
+
 
 class Lease(_LeaseState, Protocol):
     """A blocking stream's hold on its response, given by `SyncHTTP`."""
@@ -210,11 +213,20 @@ class _StreamBase(ResponseInfo, Generic[_T, _L]):
         )
 
 
+def _forked_error() -> DeployAIError:
+    return DeployAIError(
+        "This stream was opened before this process was forked: its connection is the parent's, which "
+        "reads it. Open the stream in this process."
+    )
+
+
 def _chunks(reader: _Reader[_T, Lease], owner: object) -> Iterator[_T]:
     """The chunks of a blocking stream; `owner` is only held, to keep the stream alive while iterated."""
     lease = reader.lease
     decoder = reader.decoder
     decode = decoder.decode
+    if lease.forked():
+        raise _forked_error()
     try:
         if lease.first_pending:
             sse = lease.first_event()
@@ -264,6 +276,8 @@ async def _achunks(reader: _Reader[_T, AsyncLease], owner: object) -> AsyncItera
     lease = reader.lease
     decoder = reader.decoder
     decode = decoder.decode
+    if lease.forked():
+        raise _forked_error()
     if not lease.closing:  # one closed with its loop says so below
         lease.check_loop()
     try:
@@ -321,6 +335,8 @@ class Stream(_StreamBase[_T, Lease]):
         own = self._own
         if own is None:
             own = self._own = _chunks(self._reader, None)
+        elif self._reader.lease.forked():  # an iterator the parent started
+            raise _forked_error()
         return next(own)
 
     def __enter__(self) -> Stream[_T]:
@@ -370,6 +386,8 @@ class AsyncStream(_StreamBase[_T, AsyncLease]):
         own = self._own
         if own is None:
             own = self._own = _achunks(self._reader, None)
+        elif self._reader.lease.forked():  # an iterator the parent started
+            raise _forked_error()
         return await own.__anext__()
 
     async def __aenter__(self) -> AsyncStream[_T]:

@@ -425,6 +425,41 @@ def _fork_and_report(child: Any) -> str:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_stream_opened_before_fork_is_refused_in_the_child_and_stays_whole_in_the_parent(
+    server: EmulatorServer,
+) -> None:
+    client = deployai.DeployAI(api_key=KEY, base_url=server.base_url)
+    aclient = deployai.AsyncDeployAI(api_key=KEY, base_url=server.base_url)
+    whole = client.chat.completions.create(model=MODEL, messages=user(LONG_PROMPT)).choices[0].message.content
+    loop = asyncio.new_event_loop()
+    stream = client.chat.completions.create(model=MODEL, messages=user(LONG_PROMPT), stream=True)
+    astream = loop.run_until_complete(
+        aclient.chat.completions.create(model=MODEL, messages=user(LONG_PROMPT), stream=True)
+    )
+    first, afirst = next(stream), loop.run_until_complete(astream.__anext__())
+
+    async def read_rest() -> list[Any]:
+        return [piece async for piece in astream]
+
+    def child() -> str:
+        refused = []
+        for read in (lambda: next(stream), lambda: list(stream), lambda: asyncio.run(read_rest())):
+            try:
+                read()
+            except deployai.DeployAIError as exc:
+                refused.append("before this process was forked" in str(exc))
+        stream.close()  # touches nothing of the parent's
+        return str(refused)
+
+    assert _fork_and_report(child) == "[True, True, True]"
+    assert texts([first, *stream]) == whole  # every token, none lost to the child
+    assert texts([afirst, *loop.run_until_complete(read_rest())]) == whole
+    loop.run_until_complete(aclient.aclose())
+    loop.close()
+    client.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_sync_client_made_before_fork_opens_its_own_pool_in_the_child(server: EmulatorServer) -> None:
     client = deployai.DeployAI(api_key=KEY, base_url=server.base_url)
     client.models.list()  # the parent's pool now holds a keep-alive connection
