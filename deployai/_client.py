@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
@@ -203,8 +203,13 @@ class DeployAI(_BaseClient[SyncHTTP, httpx.Client]):
 
         return Models(self)
 
-    def _call(self, endpoint: Endpoint[Any], params: dict[str, Any], *, raw: bool) -> Any:
-        """Carry out any endpoint: build and check the request, send it, and shape the answer."""
+    def _call(
+        self, endpoint: Endpoint[Any], params: dict[str, Any], *, raw: bool, stopped: Callable[[], bool] | None = None
+    ) -> Any:
+        """Carry out any endpoint: build and check the request, send it, and shape the answer.
+
+        `stopped` (for `create_many`) is asked before each attempt: once it is true, nothing more is sent.
+        """
         options = self._options
         prepared = endpoint.build(options, endpoint, params)
         if prepared.stream and endpoint.chunk is not None:
@@ -212,7 +217,7 @@ class DeployAI(_BaseClient[SyncHTTP, httpx.Client]):
             if not raw:
                 return stream
             return RawResponse(stream.response, lambda: stream, 0.0, meta_of=stream._response_meta)
-        return finish(endpoint, self._http.send(prepared.request, options, prepared.total_timeout), raw)
+        return finish(endpoint, self._http.send(prepared.request, options, prepared.total_timeout, stopped), raw)
 
     def close(self) -> None:
         """Close the connection pool (unless it is a borrowed `http_client`, or this is a `with_options` copy)."""

@@ -61,7 +61,9 @@ class Endpoint(Generic[_R]):
 class SyncCaller(Protocol):
     """What a resource needs from `DeployAI`: a way to carry out an endpoint."""
 
-    def _call(self, endpoint: Endpoint[Any], params: dict[str, Any], *, raw: bool) -> Any: ...
+    def _call(
+        self, endpoint: Endpoint[Any], params: dict[str, Any], *, raw: bool, stopped: Callable[[], bool] | None = None
+    ) -> Any: ...
 
 
 class AsyncCaller(Protocol):

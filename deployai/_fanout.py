@@ -1,14 +1,20 @@
 """Many calls at once with bounded concurrency: `create_many` for both clients.
 
 Results come back in input order, each the answer or the `DeployAIError` that ended that item, so one
-failure never loses the others. The sync runner uses a thread pool, the async one as many tasks as
-the concurrency allows; both report progress as items finish, and both stop everything in flight
+failure never loses the others. The sync runner uses as many threads as the concurrency allows, the
+async one as many tasks; both report progress as items finish, and both stop everything in flight
 when the caller is interrupted or cancelled.
+
+A blocking call cannot be interrupted from another thread. So when the caller of the sync runner is
+(Ctrl-C), its threads start no other item and send no retry (each call is given `stopped`), and they
+are daemon threads: a call still waiting for its answer keeps neither the caller nor the exit of the
+interpreter waiting.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
+import queue
+import threading
 import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Generic, TypeVar
@@ -82,38 +88,57 @@ class _Batch(Generic[_I, _R]):
 
 
 def run_many(
-    call: Callable[[_I], _R],
+    call: Callable[[_I, Callable[[], bool]], _R],
     requests: Iterable[_I],
     *,
     concurrency: int,
     on_progress: Progress | None,
     progress: bool,
 ) -> list[_R | DeployAIError]:
-    """Run `call` on each request from a pool of `concurrency` threads; results in input order."""
+    """Run `call(request, stopped)` on each request from `concurrency` threads; results in input order.
+
+    `stopped()` turns true once the caller was interrupted: the call then sends nothing more.
+    """
     batch: _Batch[_I, _R] = _Batch(requests, concurrency, on_progress, progress)
     if not batch.total:
         return []
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=batch.width)
-    futures = {pool.submit(call, item): index for index, item in enumerate(batch.items)}
+    pending = iter(enumerate(batch.items))
+    taking = threading.Lock()
+    halt = threading.Event()
+    finished: queue.SimpleQueue[tuple[int, _R | BaseException]] = queue.SimpleQueue()
+
+    def worker() -> None:
+        while not halt.is_set():
+            with taking:  # one iterator shared by the threads: each item is taken once
+                taken = next(pending, None)
+            if taken is None:
+                return
+            index, item = taken
+            try:
+                result: _R | BaseException = call(item, halt.is_set)
+            except BaseException as exc:  # handed over: raised in the caller's thread unless a DeployAIError
+                result = exc
+            finished.put((index, result))
+
+    for _ in range(batch.width):
+        threading.Thread(target=worker, name="deployai create_many", daemon=True).start()
     try:
-        for future in concurrent.futures.as_completed(futures):
-            result = _outcome(future)
-            batch.settle(futures[future], result)
+        for _ in range(batch.total):
+            index, result = finished.get()
+            batch.settle(index, _settled(result))
     except BaseException:
-        # Ctrl-C or a caller's own error: drop what has not started, and do not wait for the rest.
-        pool.shutdown(wait=False, cancel_futures=True)
+        halt.set()  # Ctrl-C, or an error not the SDK's: nothing more is sent
         raise
     finally:
         batch.finish()
-    pool.shutdown(wait=True)
     return batch.outcome()
 
 
-def _outcome(future: concurrent.futures.Future[_R]) -> _R | DeployAIError:
-    try:
-        return future.result()
-    except DeployAIError as error:
-        return error
+def _settled(result: _R | BaseException) -> _R | DeployAIError:
+    """An item's result or `DeployAIError`; any other exception is raised, in the caller's thread."""
+    if isinstance(result, BaseException) and not isinstance(result, DeployAIError):
+        raise result
+    return result
 
 
 async def run_many_async(

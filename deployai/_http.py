@@ -701,11 +701,24 @@ class SyncHTTP:
         self.abandoned = collections.deque()
         self._pid = os.getpid()
 
-    def send(self, request: httpx.Request, options: ClientOptions, total_timeout: float | None = None) -> Exchange:
-        """Send with retries; return the whole successful response or raise the typed error."""
+    def send(
+        self,
+        request: httpx.Request,
+        options: ClientOptions,
+        total_timeout: float | None = None,
+        stopped: Callable[[], bool] | None = None,
+    ) -> Exchange:
+        """Send with retries; return the whole successful response or raise the typed error.
+
+        Once `stopped()` is true, no attempt is sent: a `DeployAIError` is raised instead.
+        """
         self._ready()
         started_at = time.perf_counter()
-        return self.resume(_plan(request, False, options, total_timeout), None, started_at, close=True)
+        plan = _plan(request, False, options, total_timeout)
+        try:
+            return self.resume(plan, None, started_at, close=True, stopped=stopped)
+        except _Stopped:
+            raise DeployAIError("The call was stopped before it was sent (again).") from None
 
     def stream(self, request: httpx.Request, options: ClientOptions, total_timeout: float | None = None) -> SyncLease:
         """Send with retries; return a lease on the successful response at its headers."""

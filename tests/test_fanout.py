@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
+import socket
 import threading
 from typing import Any
 
@@ -83,6 +86,59 @@ def test_a_malformed_request_is_refused_in_its_place_and_loses_no_other(kind: st
     assert isinstance(no_model, refused)
     assert no_model.param == "model"
     assert len(emulator.requests) == 2  # the refused ones never left the machine
+
+
+class _HoldingServer:
+    """Holds every request it reads until `release` is set, then closes its connection unanswered."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.base_url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/v1"
+        self.requests = 0
+        self.arrived = threading.Condition()
+        self.release = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):  # the listener closed
+            while True:
+                connection, _ = self.listener.accept()
+                threading.Thread(target=self._hold, args=(connection,), daemon=True).start()
+
+    def _hold(self, connection: socket.socket) -> None:
+        with connection, contextlib.suppress(OSError):
+            if connection.recv(65536):  # a small request arrives whole
+                with self.arrived:
+                    self.requests += 1
+                    self.arrived.notify_all()
+                self.release.wait(30)
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs a signal sent to the main thread")
+def test_ctrl_c_during_a_blocking_create_many_sends_nothing_more() -> None:
+    server = _HoldingServer()
+    client = deployai.DeployAI(api_key="sk-fanout", base_url=server.base_url, max_retries=1)
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def press_ctrl_c_once_two_are_in_flight() -> None:
+        with server.arrived:
+            assert server.arrived.wait_for(lambda: server.requests == 2, 15)
+        signal.pthread_kill(main, signal.SIGINT)
+
+    presser = threading.Thread(target=press_ctrl_c_once_two_are_in_flight)
+    presser.start()
+    with pytest.raises(KeyboardInterrupt):
+        client.chat.completions.create_many(requests_for("a", "b", "c", "d"), concurrency=2)
+    presser.join()
+    server.release.set()  # the two calls in flight end unanswered: each would be retried
+    for thread in threading.enumerate():
+        if thread.name.startswith(("deployai create_many", "ThreadPoolExecutor")):
+            assert thread.daemon  # a call still waiting would not hold the interpreter's exit
+            thread.join(15)
+    assert server.requests == 2  # no retry, and neither of the two items not yet started
+    client.close()
+    server.listener.close()
 
 
 def counting_transport(kind: str, width: int) -> tuple[Any, dict[str, int]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import cached_property
 from typing import Any, Final, overload
 
@@ -131,8 +131,8 @@ class Completions:
             yet finished and returns at once.
         """
 
-        def one(params: Mapping[str, Any] | ChatCompletionRequest) -> ChatCompletion:
-            result: ChatCompletion = self._client._call(CREATE, _whole(params), raw=False)
+        def one(params: Mapping[str, Any] | ChatCompletionRequest, stopped: Callable[[], bool]) -> ChatCompletion:
+            result: ChatCompletion = self._client._call(CREATE, _whole(params), raw=False, stopped=stopped)
             return result
 
         return run_many(one, requests, concurrency=concurrency, on_progress=on_progress, progress=progress)
