@@ -41,6 +41,9 @@ KEEPALIVE_EXPIRY_SECONDS: Final = 4.0
 # After `data: [DONE]`, a stream reads the end of the body for at most this long, so that its
 # connection can be reused; a server that sends nothing more costs this wait, once per stream.
 STREAM_END_WAIT_SECONDS: Final = 0.05
+# A stream read for the first time after its call's deadline (`total_timeout`) still gets what has
+# arrived meanwhile: its first read waits this long at least, however late it starts.
+FIRST_READ_GRACE_SECONDS: Final = 0.01
 
 # Error messages quote at most this much of a response body; an HTML error page is not a message.
 MAX_BODY_IN_MESSAGE_CHARS: Final = 500

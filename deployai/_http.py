@@ -39,7 +39,12 @@ from typing import TYPE_CHECKING, Any, Final
 import httpx
 
 from ._config import DEFAULT_TIMEOUT, ClientOptions
-from ._constants import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_KEEPALIVE_CONNECTIONS, STREAM_END_WAIT_SECONDS
+from ._constants import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_KEEPALIVE_CONNECTIONS,
+    FIRST_READ_GRACE_SECONDS,
+    STREAM_END_WAIT_SECONDS,
+)
 from ._exceptions import APIConnectionError, DeployAIError, safe_cause, transport_error
 from ._plan import Deliver, Outcome, Plan, ReadBody, Send, Sleep, call_plan
 from ._pools import (
@@ -294,7 +299,7 @@ def _first_read_bound(deadline: float | None) -> contextlib.AbstractContextManag
     """
     if deadline is None:
         return contextlib.nullcontext()
-    return reads_end_within(deadline - time.monotonic())
+    return reads_end_within(max(deadline - time.monotonic(), FIRST_READ_GRACE_SECONDS))
 
 
 async def _send_by(deadline: float, client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
@@ -934,7 +939,7 @@ class AsyncLease(_LeaseBase):
             return await self.events.__anext__()
         import anyio
 
-        with anyio.move_on_after(self.deadline - time.monotonic()):
+        with anyio.move_on_after(max(self.deadline - time.monotonic(), FIRST_READ_GRACE_SECONDS)):
             return await self.events.__anext__()
         raise httpx.ReadTimeout("No event came before the call's deadline.", request=self.response.request)
 

@@ -220,12 +220,22 @@ def _forked_error() -> DeployAIError:
     )
 
 
+def _check_here(lease: AsyncLease) -> None:
+    """Refuse to read in a forked child, or on another event loop, a stream that still needs its connection."""
+    if lease.released:  # read to its end, or let go of: no connection is read again
+        return
+    if lease.forked():
+        raise _forked_error()
+    if not lease.closing:  # one closed with its loop says so when read
+        lease.check_loop()
+
+
 def _chunks(reader: _Reader[_T, Lease], owner: object) -> Iterator[_T]:
     """The chunks of a blocking stream; `owner` is only held, to keep the stream alive while iterated."""
     lease = reader.lease
     decoder = reader.decoder
     decode = decoder.decode
-    if lease.forked():
+    if lease.forked() and not lease.released:
         raise _forked_error()
     try:
         if lease.first_pending:
@@ -276,10 +286,7 @@ async def _achunks(reader: _Reader[_T, AsyncLease], owner: object) -> AsyncItera
     lease = reader.lease
     decoder = reader.decoder
     decode = decoder.decode
-    if lease.forked():
-        raise _forked_error()
-    if not lease.closing:  # one closed with its loop says so below
-        lease.check_loop()
+    _check_here(lease)
     try:
         if lease.first_pending:
             sse = await lease.first_event()
@@ -335,7 +342,7 @@ class Stream(_StreamBase[_T, Lease]):
         own = self._own
         if own is None:
             own = self._own = _chunks(self._reader, None)
-        elif self._reader.lease.forked():  # an iterator the parent started
+        elif self._reader.lease.forked() and not self._reader.lease.released:  # an iterator the parent started
             raise _forked_error()
         return next(own)
 
@@ -386,8 +393,8 @@ class AsyncStream(_StreamBase[_T, AsyncLease]):
         own = self._own
         if own is None:
             own = self._own = _achunks(self._reader, None)
-        elif self._reader.lease.forked():  # an iterator the parent started
-            raise _forked_error()
+        else:  # an iterator started elsewhere: in the parent process, or on another loop
+            _check_here(self._reader.lease)
         return await own.__anext__()
 
     async def __aenter__(self) -> AsyncStream[_T]:

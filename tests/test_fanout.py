@@ -65,6 +65,8 @@ def test_a_malformed_request_is_refused_in_its_place_and_loses_no_other(kind: st
         {"model": MODEL, "messages": user("typo"), "max_token": 5, "extra_headers": {"Authorization": secret}},
         None,
         {"messages": user("no model")},
+        [("extra_headers", {"Authorization": secret})],  # pairs, not a dict
+        {"model": MODEL, "messages": user(), 10**5000: "a key too long to write out"},
         *requests_for("five"),
     ]
     if kind == "sync":
@@ -78,10 +80,11 @@ def test_a_malformed_request_is_refused_in_its_place_and_loses_no_other(kind: st
 
         results = asyncio.run(main())
     refused = deployai.InvalidParameterError
-    assert answers(results) == ["You said: one", refused, refused, refused, "You said: five"]
-    typo, nothing, no_model = results[1:4]
+    assert answers(results) == ["You said: one", *[refused] * 5, "You said: five"]
+    typo, nothing, no_model, pairs, odd_key = results[1:6]
     assert "'max_token' (did you mean 'max_tokens'?)" in str(typo)
-    assert secret not in str(typo)
+    assert "<int>" in str(odd_key)
+    assert secret not in str(typo) + str(pairs)
     assert str(nothing).startswith("request must be a dict of create() arguments")
     assert isinstance(no_model, refused)
     assert no_model.param == "model"

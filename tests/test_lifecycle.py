@@ -369,7 +369,13 @@ def test_a_stream_read_on_another_event_loop_is_refused_with_a_typed_error(serve
     stream = opened_on.run_until_complete(open_stream())
     with pytest.raises(deployai.DeployAIError, match="opened on another event loop"):
         other.run_until_complete(read(stream))  # its loop still open
-    assert "You said" in "".join(opened_on.run_until_complete(read(stream.text_stream)))  # read where opened
+    first = opened_on.run_until_complete(stream.__anext__())
+    with pytest.raises(deployai.DeployAIError, match="opened on another event loop"):
+        other.run_until_complete(stream.__anext__())  # the iterator it started, taken on to another loop
+    rest = opened_on.run_until_complete(read(stream))  # read where opened
+    assert texts([first, *rest]) == "You said: Hello!"
+    # Read to its end, it needs no connection: its completion can be had anywhere.
+    assert other.run_until_complete(stream.get_final_completion()).choices[0].message.content == "You said: Hello!"
     for loop in (opened_on, other):
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
@@ -441,6 +447,9 @@ def test_a_stream_opened_before_fork_is_refused_in_the_child_and_stays_whole_in_
     async def read_rest() -> list[Any]:
         return [piece async for piece in astream]
 
+    read_before = client.chat.completions.create(model=MODEL, messages=user(LONG_PROMPT), stream=True)
+    assert texts(list(read_before)) == whole
+
     def child() -> str:
         refused = []
         for read in (lambda: next(stream), lambda: list(stream), lambda: asyncio.run(read_rest())):
@@ -449,6 +458,7 @@ def test_a_stream_opened_before_fork_is_refused_in_the_child_and_stays_whole_in_
             except deployai.DeployAIError as exc:
                 refused.append("before this process was forked" in str(exc))
         stream.close()  # touches nothing of the parent's
+        assert read_before.get_final_completion().choices[0].message.content == whole  # it needs no connection
         return str(refused)
 
     assert _fork_and_report(child) == "[True, True, True]"

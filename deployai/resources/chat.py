@@ -52,11 +52,12 @@ def _whole(params: Mapping[str, Any] | ChatCompletionRequest) -> dict[str, Any]:
     """
     if isinstance(params, ChatCompletionRequest):
         params = params.model_dump(exclude_unset=True)
+    # Only the type of an item, or the names of unknown arguments, are shown: an item's values may
+    # hold secrets (`extra_headers`).
     elif not isinstance(params, Mapping):
-        raise InvalidParameterError("request", params, "a dict of create() arguments or a ChatCompletionRequest")
+        raise InvalidParameterError("request", type(params), "a dict of create() arguments or a ChatCompletionRequest")
     if not params.keys() <= CHAT_ARGUMENTS:
-        # Only the unknown names are shown: the request's other values may hold secrets (extra_headers).
-        unknown = sorted(map(str, params.keys() - CHAT_ARGUMENTS))
+        unknown = sorted(k if type(k) is str else f"<{type(k).__name__}>" for k in params.keys() - CHAT_ARGUMENTS)
         hint = str(unknown_params("create", unknown, CHAT_ARGUMENTS)).partition(": ")[2]
         raise InvalidParameterError("request", unknown, f"create() arguments only, not {hint}")
     for name in ("model", "messages"):
