@@ -169,6 +169,27 @@ def test_the_iterator_ends_at_done_and_releases_the_connection(kind: str, server
 # 3. close() from another thread or task stops the reader at its next read and never raises.
 
 
+class _ThreadReader(threading.Thread):
+    """Reads a blocking stream to its end in its own thread, keeping what arrives and what it raises."""
+
+    def __init__(self, stream: Any, *, tell_after: int) -> None:
+        super().__init__()
+        self.stream = stream
+        self.received: list[Any] = []
+        self.errors: list[BaseException] = []
+        self.arrived = threading.Event()  # set once `tell_after` chunks arrived
+        self.tell_after = tell_after
+
+    def run(self) -> None:
+        try:
+            for piece in self.stream:
+                self.received.append(piece)
+                if len(self.received) == self.tell_after:
+                    self.arrived.set()
+        except BaseException as exc:
+            self.errors.append(exc)
+
+
 def test_close_from_another_thread_stops_a_blocked_reader(no_resource_warnings: list[str]) -> None:
     events = [event(chunk(f"{i} ")) for i in range(5)] + [DONE]
     with RawSSEServer(events, stall_after=2) as raw:
@@ -176,28 +197,15 @@ def test_close_from_another_thread_stops_a_blocked_reader(no_resource_warnings: 
         http_client = small_pool("sync", 1, read_timeout=120.0)
         client = deployai.DeployAI(api_key=KEY, base_url=raw.base_url, http_client=http_client)
         stream = client.chat.completions.create(model=MODEL, messages=user(), stream=True)
-        received: list[Any] = []
-        errors: list[BaseException] = []
-        both_arrived = threading.Event()
-
-        def read() -> None:
-            try:
-                for piece in stream:
-                    received.append(piece)
-                    if len(received) == 2:
-                        both_arrived.set()  # the next read blocks: the server stalls after two events
-            except BaseException as exc:
-                errors.append(exc)
-
-        reader = threading.Thread(target=read)
+        reader = _ThreadReader(stream, tell_after=2)  # the next read blocks: the server stalls after two events
         reader.start()
-        assert both_arrived.wait(HANG_LIMIT_SECONDS)
+        assert reader.arrived.wait(HANG_LIMIT_SECONDS)
         stream.close()  # the "stop generating" button: while the reader is blocked in a read
         reader.join(HANG_LIMIT_SECONDS)
         assert not reader.is_alive()
         assert not raw.release.is_set()  # the reader was woken by the close, not by the server
-        assert errors == []
-        assert texts(received) == "0 1 "
+        assert reader.errors == []
+        assert texts(reader.received) == "0 1 "
         assert stream.response.is_closed
         assert active_connections(http_client) == 0
         stream.close()  # twice is fine
@@ -260,29 +268,17 @@ def test_closing_the_client_mid_stream_raises_in_its_reader_instead_of_cutting_t
         client = deployai.DeployAI(api_key=KEY, base_url=raw.base_url)
         stream = client.chat.completions.create(model=MODEL, messages=user(), stream=True)
         untouched = client.chat.completions.create(model=MODEL, messages=user(), stream=True)
-        received: list[Any] = []
-        errors: list[BaseException] = []
-        both_arrived = threading.Event()
-
-        def read() -> None:
-            try:
-                for piece in stream:
-                    received.append(piece)
-                    if len(received) == 2:
-                        both_arrived.set()  # the model is still writing: the server stalls after two events
-            except BaseException as exc:
-                errors.append(exc)
-
-        reader = threading.Thread(target=read)
+        reader = _ThreadReader(stream, tell_after=2)  # the model is still writing: the server stalls after two
         reader.start()
-        assert both_arrived.wait(HANG_LIMIT_SECONDS)
+        assert reader.arrived.wait(HANG_LIMIT_SECONDS)
         client.close()  # a service shutting down while a worker still streams
         reader.join(HANG_LIMIT_SECONDS)
         assert not reader.is_alive()
         assert not raw.release.is_set()  # woken by the close, not by the server
-        assert texts(received) == "0 1 "
-        assert [type(e) for e in errors] == [deployai.DeployAIError]
-        assert "client was closed during the stream, after 2 chunk(s): the answer is incomplete" in str(errors[0])
+        assert texts(reader.received) == "0 1 "
+        (error,) = reader.errors
+        assert type(error) is deployai.DeployAIError
+        assert "client was closed during the stream, after 2 chunk(s): the answer is incomplete" in str(error)
         with pytest.raises(deployai.DeployAIError, match="after 0 chunk"):  # opened, never read
             untouched.get_final_completion()
         raw.release.set()
