@@ -6,9 +6,9 @@ async one as many tasks; both report progress as items finish, and both stop eve
 when the caller is interrupted or cancelled.
 
 A blocking call cannot be interrupted from another thread. So when the caller of the sync runner is
-(Ctrl-C), its threads start no other item and send no retry (each call is given `stopped`), and they
-are daemon threads: a call still waiting for its answer keeps neither the caller nor the exit of the
-interpreter waiting.
+interrupted (Ctrl-C), its threads start no other item and send no retry (each call is given
+`stopped`), and they are daemon threads: a call still waiting for its answer keeps neither the caller
+nor the exit of the interpreter waiting.
 """
 
 from __future__ import annotations

@@ -267,7 +267,7 @@ def _chunks(reader: _Reader[_T, Lease], owner: object) -> Iterator[_T]:
         lease.reading = False
         lease.release()
         if lease.closing:
-            reader.check_ended()  # raises if the client was closed
+            reader.check_ended()  # raises if the client (or its loop) cut it short
             return
         raise reader.error_for(exc) from safe_cause(exc)
     except (ErrorEvent, InvalidEvent) as problem:
@@ -312,7 +312,7 @@ async def _achunks(reader: _Reader[_T, AsyncLease], owner: object) -> AsyncItera
     except httpx.HTTPError as exc:
         await lease.release()
         if lease.closing:
-            reader.check_ended()  # raises if the client was closed
+            reader.check_ended()  # raises if the client (or its loop) cut it short
             return
         raise reader.error_for(exc) from safe_cause(exc)
     except (ErrorEvent, InvalidEvent) as problem:
@@ -342,7 +342,7 @@ class Stream(_StreamBase[_T, Lease]):
         own = self._own
         if own is None:
             own = self._own = _chunks(self._reader, None)
-        elif self._reader.lease.forked() and not self._reader.lease.released:  # an iterator the parent started
+        elif self._reader.lease.forked() and not self._reader.lease.released:  # a later step, in a forked child
             raise _forked_error()
         return next(own)
 
@@ -393,7 +393,7 @@ class AsyncStream(_StreamBase[_T, AsyncLease]):
         own = self._own
         if own is None:
             own = self._own = _achunks(self._reader, None)
-        else:  # an iterator started elsewhere: in the parent process, or on another loop
+        else:  # a later step may come from a forked child, or from another loop
             _check_here(self._reader.lease)
         return await own.__anext__()
 
