@@ -264,11 +264,19 @@ _left_in_parent: list[object] = []
 
 # How many forks this process is from the first one: a stream opened before a fork is the parent's.
 _forks = 0
+# The leases not yet collected. In a forked child they are marked closed, so that a reader the parent
+# had started, and that goes on in the child, stops before its next read instead of taking the
+# parent's chunks (checking on every chunk would cost every stream).
+_leases_alive: weakref.WeakSet[_LeaseBase] = weakref.WeakSet()
 
 
 def _count_fork() -> None:
     global _forks
     _forks += 1
+    for lease in list(_leases_alive):
+        if not lease.closing:
+            lease.cut_short = "This process was forked from the one that opened it"
+            lease.closing = True
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows, where there is no fork
@@ -453,6 +461,7 @@ class _LeaseBase:
     """The state a lease shares with its stream, whichever the shell (see `_streaming.Lease`)."""
 
     __slots__ = (
+        "__weakref__",
         "_born",
         "_holding",
         "_lock",
@@ -471,6 +480,7 @@ class _LeaseBase:
 
     def __init__(self, plan: Plan, exchange: Exchange) -> None:
         self._born = _forks
+        _leases_alive.add(self)
         self._lock = threading.Lock()
         self.plan: Plan | None = plan
         self.started_at = exchange.started_at

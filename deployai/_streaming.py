@@ -318,6 +318,9 @@ async def _achunks(reader: _Reader[_T, AsyncLease], owner: object) -> AsyncItera
     except (ErrorEvent, InvalidEvent) as problem:
         await lease.release()
         raise reader.error_for(problem) from None
+    except RuntimeError:  # asyncio's, if an `async for` started on one loop goes on on another
+        lease.check_loop()  # raises `DeployAIError` saying so; the stream is left to its own loop
+        raise
     await lease.release(done=decoder.done)
     reader.check_ended()
 

@@ -4,7 +4,7 @@ Every request is answered with a chunked `text/event-stream` body made of the gi
 happens next is `after`: "end" (the final chunk, then the connection is kept for the next request),
 "stall" (nothing until `release` is set), "reset" (a TCP reset), or "close" (the connection is
 closed without the final chunk). With `stall_after=n` the server also stalls after the n-th event,
-until `release` is set.
+until `release` is set (with 0, before the first, once the headers are sent).
 With `first`, the first request alone is answered with those events, ended properly.
 """
 
@@ -122,6 +122,8 @@ class RawSSEServer:
                 connection.sendall(b"%x\r\n%s\r\n" % (len(data), data))
             connection.sendall(b"0\r\n\r\n")
             return True
+        if self.stall_after == 0:
+            self._stall()
         for number, data in enumerate(self.events, start=1):
             connection.sendall(b"%x\r\n%s\r\n" % (len(data), data))
             if number == self.stall_after:

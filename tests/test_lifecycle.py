@@ -8,6 +8,7 @@ import gc
 import os
 import sys
 import threading
+import time
 import warnings
 import weakref
 from collections.abc import Iterator
@@ -313,6 +314,32 @@ def test_closing_the_async_client_mid_stream_raises_in_its_reader(no_resource_wa
         asyncio.run(main(raw))
 
 
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_stream_first_read_past_its_deadline_gets_the_events_that_came_before_it(kind: str) -> None:
+    with RawSSEServer([event(chunk("a")), event(chunk("b")), DONE], stall_after=0) as raw:
+        arguments: dict[str, Any] = {"model": MODEL, "messages": user(), "stream": True, "total_timeout": 1.0}
+
+        def send_the_events_then_pass_the_deadline() -> None:
+            assert raw.stalled.wait(HANG_LIMIT_SECONDS)  # the headers are out
+            raw.release.set()  # the events now, long before the deadline
+            time.sleep(1.2)  # so that the stream is first read past it
+
+        if kind == "sync":
+            with deployai.DeployAI(api_key=KEY, base_url=raw.base_url, max_retries=0) as client:
+                stream = client.chat.completions.create(**arguments)
+                send_the_events_then_pass_the_deadline()
+                assert texts(list(stream)) == "ab"
+        else:
+
+            async def main() -> None:
+                async with deployai.AsyncDeployAI(api_key=KEY, base_url=raw.base_url, max_retries=0) as client:
+                    stream = await client.chat.completions.create(**arguments)
+                    await asyncio.to_thread(send_the_events_then_pass_the_deadline)
+                    assert texts([piece async for piece in stream]) == "ab"
+
+            asyncio.run(main())
+
+
 # 4. One AsyncDeployAI across event loops.
 
 
@@ -370,6 +397,14 @@ def test_a_stream_read_on_another_event_loop_is_refused_with_a_typed_error(serve
         other.run_until_complete(stream.__anext__())  # the iterator it started, taken on to another loop
     rest = opened_on.run_until_complete(read(stream))  # read where opened
     assert texts([first, *rest]) == "You said: Hello!"
+    server.emulator.slow_next(0.05)  # each chunk comes a little later: reading one waits on the connection
+    again = opened_on.run_until_complete(open_stream())
+    in_progress = aiter(again)  # an `async for` started on its loop, then taken on to another
+    first = opened_on.run_until_complete(anext(in_progress))
+    with pytest.raises(deployai.DeployAIError, match="opened on another event loop"):
+        other.run_until_complete(read(in_progress))
+    opened_on.run_until_complete(again.aclose())  # closed where it was opened
+    assert again.response.is_closed
     # Read to its end, it needs no connection: its completion can be had anywhere.
     assert other.run_until_complete(stream.get_final_completion()).choices[0].message.content == "You said: Hello!"
     for loop in (opened_on, other):
@@ -439,6 +474,9 @@ def test_a_stream_opened_before_fork_is_refused_in_the_child_and_stays_whole_in_
         aclient.chat.completions.create(model=MODEL, messages=user(LONG_PROMPT), stream=True)
     )
     first, afirst = next(stream), loop.run_until_complete(astream.__anext__())
+    looped = client.chat.completions.create(model=MODEL, messages=user(LONG_PROMPT), stream=True)
+    loop_in_progress = iter(looped)  # a `for` loop the parent started: the child would go on with it
+    looped_first = next(loop_in_progress)
 
     async def read_rest() -> list[Any]:
         return [piece async for piece in astream]
@@ -453,12 +491,17 @@ def test_a_stream_opened_before_fork_is_refused_in_the_child_and_stays_whole_in_
                 read()
             except deployai.DeployAIError as exc:
                 refused.append("before this process was forked" in str(exc))
+        try:
+            list(loop_in_progress)
+        except deployai.DeployAIError as exc:
+            refused.append("forked" in str(exc))
         stream.close()  # touches nothing of the parent's
         assert read_before.get_final_completion().choices[0].message.content == whole  # it needs no connection
         return str(refused)
 
-    assert _fork_and_report(child) == "[True, True, True]"
+    assert _fork_and_report(child) == "[True, True, True, True]"
     assert texts([first, *stream]) == whole  # every token, none lost to the child
+    assert texts([looped_first, *loop_in_progress]) == whole
     assert texts([afirst, *loop.run_until_complete(read_rest())]) == whole
     loop.run_until_complete(aclient.aclose())
     loop.close()
