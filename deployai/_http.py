@@ -274,7 +274,7 @@ def _count_fork() -> None:
     global _forks
     _forks += 1
     for lease in list(_leases_alive):
-        if not lease.closing:
+        if not getattr(lease, "closing", True):  # (one being made as the fork came is not the child's)
             lease.cut_short = "This process was forked from the one that opened it"
             lease.closing = True
 
@@ -480,7 +480,6 @@ class _LeaseBase:
 
     def __init__(self, plan: Plan, exchange: Exchange) -> None:
         self._born = _forks
-        _leases_alive.add(self)
         self._lock = threading.Lock()
         self.plan: Plan | None = plan
         self.started_at = exchange.started_at
@@ -493,6 +492,7 @@ class _LeaseBase:
         self.cut_short: str | None = None  # why it was closed, if not by its own close(): the reader raises
         self.released = False
         self._adopt(exchange.response)
+        _leases_alive.add(self)  # last: a fork in another thread meanwhile finds it whole, or not at all
 
     def _adopt(self, response: httpx.Response) -> None:
         # The SSE standard: the stream is UTF-8 whatever the headers say, and a leading BOM is dropped.

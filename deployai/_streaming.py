@@ -319,7 +319,17 @@ async def _achunks(reader: _Reader[_T, AsyncLease], owner: object) -> AsyncItera
         await lease.release()
         raise reader.error_for(problem) from None
     except RuntimeError:  # asyncio's, if an `async for` started on one loop goes on on another
-        lease.check_loop()  # raises `DeployAIError` saying so; the stream is left to its own loop
+        try:
+            lease.check_loop()
+        except DeployAIError:
+            # asyncio's error went through the connection's reader and ended it: the rest is lost.
+            if not lease.closing:
+                lease.cut_short = "It was taken on to another event loop"
+                lease.closing = True
+            raise DeployAIError(
+                "This stream was opened on another event loop, and reading it on this one ended it: "
+                f"the answer is incomplete after {decoder.count} chunk(s)."
+            ) from None
         raise
     await lease.release(done=decoder.done)
     reader.check_ended()

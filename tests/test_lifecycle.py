@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -401,8 +402,10 @@ def test_a_stream_read_on_another_event_loop_is_refused_with_a_typed_error(serve
     again = opened_on.run_until_complete(open_stream())
     in_progress = aiter(again)  # an `async for` started on its loop, then taken on to another
     first = opened_on.run_until_complete(anext(in_progress))
-    with pytest.raises(deployai.DeployAIError, match="opened on another event loop"):
+    with pytest.raises(deployai.DeployAIError, match="reading it on this one ended it: the answer is incomplete"):
         other.run_until_complete(read(in_progress))
+    with pytest.raises(deployai.DeployAIError, match="taken on to another event loop during the stream"):
+        opened_on.run_until_complete(read(again))  # its rest is lost, and it says so where it was opened
     opened_on.run_until_complete(again.aclose())  # closed where it was opened
     assert again.response.is_closed
     # Read to its end, it needs no connection: its completion can be had anywhere.
@@ -506,6 +509,24 @@ def test_a_stream_opened_before_fork_is_refused_in_the_child_and_stays_whole_in_
     loop.run_until_complete(aclient.aclose())
     loop.close()
     client.close()
+
+
+def test_the_fork_hook_marks_every_stream_even_past_one_still_being_made(server: EmulatorServer) -> None:
+    # A fork can come while another thread is making a lease: the child's hook must still reach the rest.
+    code = (
+        "import deployai\n"
+        "from deployai import _http\n"
+        f"client = deployai.DeployAI(api_key={KEY!r}, base_url={server.base_url!r})\n"
+        f"streams = [client.chat.completions.create(model={MODEL!r}, messages=[{{'role': 'user', 'content': 'hi'}}],"
+        " stream=True) for _ in range(3)]\n"
+        "half_made = _http.SyncLease.__new__(_http.SyncLease)\n"
+        "_http._leases_alive.add(half_made)\n"
+        "_http._count_fork()  # as in a forked child\n"
+        "assert all(s._reader.lease.closing for s in streams)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no error reported from the hook
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
