@@ -274,7 +274,7 @@ def _count_fork() -> None:
     global _forks
     _forks += 1
     for lease in list(_leases_alive):
-        if not getattr(lease, "closing", True):  # (one being made as the fork came is not the child's)
+        if not getattr(lease, "closing", True):  # a hook must not raise: skip anything but a made lease
             lease.cut_short = "This process was forked from the one that opened it"
             lease.closing = True
 
