@@ -220,13 +220,16 @@ def _forked_error() -> DeployAIError:
     )
 
 
-def _check_here(lease: AsyncLease) -> None:
-    """Refuse to read in a forked child, or on another event loop, a stream that still needs its connection."""
-    if lease.released:  # read to its end, or let go of: no connection is read again
-        return
-    if lease.forked():
+def _check_not_forked(lease: _LeaseState) -> None:
+    """Refuse to read in a forked child a stream that still needs its connection (the parent's)."""
+    if lease.forked() and not lease.released:  # one read to its end, or let go of, reads nothing more
         raise _forked_error()
-    if not lease.closing:  # one closed with its loop says so when read
+
+
+def _check_here(lease: AsyncLease) -> None:
+    """`_check_not_forked`, and refuse to read it on another event loop than its own."""
+    _check_not_forked(lease)
+    if not lease.closing and not lease.released:  # one closed with its loop says so when read
         lease.check_loop()
 
 
@@ -235,8 +238,7 @@ def _chunks(reader: _Reader[_T, Lease], owner: object) -> Iterator[_T]:
     lease = reader.lease
     decoder = reader.decoder
     decode = decoder.decode
-    if lease.forked() and not lease.released:
-        raise _forked_error()
+    _check_not_forked(lease)
     try:
         if lease.first_pending:
             sse = lease.first_event()
@@ -355,8 +357,8 @@ class Stream(_StreamBase[_T, Lease]):
         own = self._own
         if own is None:
             own = self._own = _chunks(self._reader, None)
-        elif self._reader.lease.forked() and not self._reader.lease.released:  # a later step, in a forked child
-            raise _forked_error()
+        else:  # a later step may come from a forked child
+            _check_not_forked(self._reader.lease)
         return next(own)
 
     def __enter__(self) -> Stream[_T]:
