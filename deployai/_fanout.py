@@ -120,9 +120,9 @@ def run_many(
                 result = exc
             finished.put((index, result))
 
-    for _ in range(batch.width):
-        threading.Thread(target=worker, name="deployai create_many", daemon=True).start()
-    try:
+    try:  # Ctrl-C can land while the threads are still being started, after the first ones sent
+        for _ in range(batch.width):
+            threading.Thread(target=worker, name="deployai create_many", daemon=True).start()
         for _ in range(batch.total):
             index, result = finished.get()
             batch.settle(index, _settled(result))

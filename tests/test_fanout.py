@@ -117,23 +117,12 @@ class _HoldingServer:
                 self.release.wait(30)
 
 
-@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs a signal sent to the main thread")
-def test_ctrl_c_during_a_blocking_create_many_sends_nothing_more() -> None:
-    server = _HoldingServer()
-    client = deployai.DeployAI(api_key="sk-fanout", base_url=server.base_url, max_retries=1)
-    main = threading.main_thread().ident
-    assert main is not None
+def _two_in_flight(server: _HoldingServer) -> None:
+    with server.arrived:
+        assert server.arrived.wait_for(lambda: server.requests == 2, 15)
 
-    def press_ctrl_c_once_two_are_in_flight() -> None:
-        with server.arrived:
-            assert server.arrived.wait_for(lambda: server.requests == 2, 15)
-        signal.pthread_kill(main, signal.SIGINT)
 
-    presser = threading.Thread(target=press_ctrl_c_once_two_are_in_flight)
-    presser.start()
-    with pytest.raises(KeyboardInterrupt):
-        client.chat.completions.create_many(requests_for("a", "b", "c", "d"), concurrency=2)
-    presser.join()
+def _nothing_more_was_sent(server: _HoldingServer, client: deployai.DeployAI) -> None:
     server.release.set()  # the two calls in flight end unanswered: each would be retried
     for thread in threading.enumerate():
         if thread.name.startswith(("deployai create_many", "ThreadPoolExecutor")):
@@ -142,6 +131,50 @@ def test_ctrl_c_during_a_blocking_create_many_sends_nothing_more() -> None:
     assert server.requests == 2  # no retry, and neither of the two items not yet started
     client.close()
     server.listener.close()
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs a signal sent to the main thread")
+def test_ctrl_c_during_a_blocking_create_many_sends_nothing_more() -> None:
+    server = _HoldingServer()
+    client = deployai.DeployAI(api_key="sk-fanout", base_url=server.base_url, max_retries=1)
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def press_ctrl_c_once_two_are_in_flight() -> None:
+        _two_in_flight(server)
+        signal.pthread_kill(main, signal.SIGINT)
+
+    presser = threading.Thread(target=press_ctrl_c_once_two_are_in_flight)
+    presser.start()
+    with pytest.raises(KeyboardInterrupt):
+        client.chat.completions.create_many(requests_for("a", "b", "c", "d"), concurrency=2)
+    presser.join()
+    _nothing_more_was_sent(server, client)
+
+
+def test_ctrl_c_while_create_many_is_still_starting_its_threads_sends_nothing_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Ctrl-C lands wherever the main thread is; here, in starting the last worker, whose call went out already
+    server = _HoldingServer()
+    client = deployai.DeployAI(api_key="sk-fanout", base_url=server.base_url, max_retries=1)
+    started = 0
+
+    class InterruptedOnceAllStarted(threading.Thread):
+        def start(self) -> None:
+            nonlocal started
+            super().start()
+            if self.name.startswith("deployai create_many"):
+                started += 1
+                if started == 2:
+                    _two_in_flight(server)
+                    raise KeyboardInterrupt
+
+    monkeypatch.setattr(threading, "Thread", InterruptedOnceAllStarted)
+    with pytest.raises(KeyboardInterrupt):
+        client.chat.completions.create_many(requests_for("a", "b", "c", "d"), concurrency=2)
+    monkeypatch.undo()
+    _nothing_more_was_sent(server, client)
 
 
 def counting_transport(kind: str, width: int) -> tuple[Any, dict[str, int]]:
