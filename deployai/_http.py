@@ -326,6 +326,13 @@ def _closed_error() -> DeployAIError:
     return DeployAIError("This client has been closed: create a new client (or use it inside `with`).")
 
 
+def _attempt_failed(exc: httpx.HTTPError, closed: bool) -> httpx.HTTPError:
+    """A failed attempt, for the plan to retry or raise; one that failed once the client closed is neither."""
+    if closed:  # its close cut the connection (or is about to): not a connection error, and not to retry
+        raise DeployAIError(f"{_CLIENT_CLOSED} while the call waited for its answer.") from safe_cause(exc)
+    return exc
+
+
 def _plan(request: httpx.Request, stream: bool, options: ClientOptions, total_timeout: float | None) -> Plan:
     return call_plan(
         request,
@@ -790,7 +797,7 @@ class SyncHTTP:
                             with reads_end_within(deadline - time.monotonic()):
                                 outcome = client.send(op.request, stream=True)
                     except httpx.HTTPError as exc:
-                        outcome = exc
+                        outcome = _attempt_failed(exc, self._closed)
                     except Exception as exc:  # from below httpx (h11, a transport): never raw
                         raise _unexpected(exc, op.request, client.is_closed) from safe_cause(exc)
                     finally:
@@ -812,7 +819,7 @@ class SyncHTTP:
                     try:
                         op.response.read()
                     except httpx.HTTPError as exc:
-                        outcome = exc
+                        outcome = _attempt_failed(exc, self._closed)
                     finally:
                         op.response.close()
         except BaseException:
@@ -1187,7 +1194,7 @@ class AsyncHTTP:
                         else:  # the headers: a stream's read timeout is its own
                             outcome = await _send_by(deadline, client, op.request)
                     except httpx.HTTPError as exc:
-                        outcome = exc
+                        outcome = _attempt_failed(exc, self._closed or pool.closed)
                     except Exception as exc:  # from below httpx (h11, anyio, a transport): never raw
                         raise _unexpected(exc, op.request, client.is_closed) from safe_cause(exc)
                     finally:
@@ -1209,7 +1216,7 @@ class AsyncHTTP:
                     try:
                         await op.response.aread()
                     except httpx.HTTPError as exc:
-                        outcome = exc
+                        outcome = _attempt_failed(exc, self._closed or pool.closed)
                     finally:
                         await op.response.aclose()
         except BaseException:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import ssl
 import threading
 import time
@@ -236,12 +237,16 @@ class _BoundedBackend:
 
 
 class _BoundedStream:
-    """A connection's network stream whose reads end by the thread's `_deadline` when it is set."""
+    """A connection's network stream whose reads end by the thread's `_deadline` when it is set.
 
-    __slots__ = ("_stream",)
+    Closing it wakes a read blocked on it in another thread: closing a socket does not.
+    """
+
+    __slots__ = ("_pid", "_stream")
 
     def __init__(self, stream: httpcore.NetworkStream) -> None:
         self._stream = stream
+        self._pid = os.getpid()
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         """Read, waiting no longer than the request's read timeout, nor past the deadline."""
@@ -260,7 +265,13 @@ class _BoundedStream:
         self._stream.write(buffer, timeout)
 
     def close(self) -> None:
-        """Close, as the stream does."""
+        """Close, as the stream does, once the socket is shut down (see the class)."""
+        # httpcore closes a connection in use when its pool closes; the read waiting on it in another
+        # thread would otherwise wait out its timeout. Never in a forked child: the parent's connection.
+        sock = self._stream.get_extra_info("socket") if self._pid == os.getpid() else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         self._stream.close()
 
     def start_tls(

@@ -6,6 +6,8 @@ happens next is `after`: "end" (the final chunk, then the connection is kept for
 closed without the final chunk). With `stall_after=n` the server also stalls after the n-th event,
 until `release` is set (with 0, before the first, once the headers are sent).
 With `first`, the first request alone is answered with those events, ended properly.
+
+`HoldingServer` answers nothing: it holds each request until told, then drops it.
 """
 
 from __future__ import annotations
@@ -140,3 +142,29 @@ class RawSSEServer:
     def _stall(self) -> None:
         self.stalled.set()
         self.release.wait(_STALL_LIMIT_SECONDS)
+
+
+class HoldingServer:
+    """Holds every request it reads until `release` is set, then closes its connection unanswered."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.base_url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/v1"
+        self.requests = 0
+        self.arrived = threading.Condition()
+        self.release = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):  # the listener closed
+            while True:
+                connection, _ = self.listener.accept()
+                threading.Thread(target=self._hold, args=(connection,), daemon=True).start()
+
+    def _hold(self, connection: socket.socket) -> None:
+        with connection, contextlib.suppress(OSError):
+            if connection.recv(65536):  # a small request arrives whole
+                with self.arrived:
+                    self.requests += 1
+                    self.arrived.notify_all()
+                self.release.wait(30)

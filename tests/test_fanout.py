@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
-import socket
 import threading
 from typing import Any
 
@@ -15,6 +13,7 @@ import pytest
 import deployai
 from deployai.testing import Emulator
 from tests.conftest import ClientFactory, completion_json, user
+from tests.raw_server import HoldingServer
 
 MODEL = "openai/gpt-4o"
 
@@ -91,38 +90,12 @@ def test_a_malformed_request_is_refused_in_its_place_and_loses_no_other(kind: st
     assert len(emulator.requests) == 2  # the refused ones never left the machine
 
 
-class _HoldingServer:
-    """Holds every request it reads until `release` is set, then closes its connection unanswered."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.base_url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/v1"
-        self.requests = 0
-        self.arrived = threading.Condition()
-        self.release = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        with contextlib.suppress(OSError):  # the listener closed
-            while True:
-                connection, _ = self.listener.accept()
-                threading.Thread(target=self._hold, args=(connection,), daemon=True).start()
-
-    def _hold(self, connection: socket.socket) -> None:
-        with connection, contextlib.suppress(OSError):
-            if connection.recv(65536):  # a small request arrives whole
-                with self.arrived:
-                    self.requests += 1
-                    self.arrived.notify_all()
-                self.release.wait(30)
-
-
-def _two_in_flight(server: _HoldingServer) -> None:
+def _two_in_flight(server: HoldingServer) -> None:
     with server.arrived:
         assert server.arrived.wait_for(lambda: server.requests == 2, 15)
 
 
-def _nothing_more_was_sent(server: _HoldingServer, client: deployai.DeployAI) -> None:
+def _nothing_more_was_sent(server: HoldingServer, client: deployai.DeployAI) -> None:
     server.release.set()  # the two calls in flight end unanswered: each would be retried
     for thread in threading.enumerate():
         if thread.name.startswith(("deployai create_many", "ThreadPoolExecutor")):
@@ -135,7 +108,7 @@ def _nothing_more_was_sent(server: _HoldingServer, client: deployai.DeployAI) ->
 
 @pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs a signal sent to the main thread")
 def test_ctrl_c_during_a_blocking_create_many_sends_nothing_more() -> None:
-    server = _HoldingServer()
+    server = HoldingServer()
     client = deployai.DeployAI(api_key="sk-fanout", base_url=server.base_url, max_retries=1)
     main = threading.main_thread().ident
     assert main is not None
@@ -156,7 +129,7 @@ def test_ctrl_c_while_create_many_is_still_starting_its_threads_sends_nothing_mo
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Ctrl-C lands wherever the main thread is; here, in starting the last worker, whose call went out already
-    server = _HoldingServer()
+    server = HoldingServer()
     client = deployai.DeployAI(api_key="sk-fanout", base_url=server.base_url, max_retries=1)
     started = 0
 

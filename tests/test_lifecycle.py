@@ -4,6 +4,7 @@ the end at [DONE], close from elsewhere, event loops that change, fork."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import subprocess
@@ -23,7 +24,7 @@ import deployai
 from deployai.testing import Emulator, EmulatorServer
 from tests.conftest import ClientFactory, user
 from tests.loopback import active_connections, server_fixture, shared_server_fixture, small_pool  # noqa: F401 (fixtures)
-from tests.raw_server import After, RawSSEServer
+from tests.raw_server import After, HoldingServer, RawSSEServer
 from tests.sse import DONE, chunk, event
 
 MODEL = "openai/gpt-4o"
@@ -313,6 +314,58 @@ def test_closing_the_async_client_mid_stream_raises_in_its_reader(no_resource_wa
 
     with RawSSEServer(events, stall_after=2) as raw:
         asyncio.run(main(raw))
+
+
+@pytest.mark.parametrize("max_retries", [0, 2])
+def test_closing_the_client_ends_a_call_waiting_for_its_answer_and_sends_it_no_more(
+    kind: str, max_retries: int, no_resource_warnings: list[str]
+) -> None:
+    # A service shutting down while a worker waits for an answer: the worker is told at once, not
+    # after its read timeout (two minutes here), and the call is neither retried nor reported as a
+    # connection error that a caller's own retry loop would send again.
+    server = HoldingServer()
+    options: dict[str, Any] = {"api_key": KEY, "base_url": server.base_url, "max_retries": max_retries}
+    request: dict[str, Any] = {"model": MODEL, "messages": user(), "timeout": 120.0}
+    outcome: list[BaseException] = []
+
+    def arrived() -> None:
+        with server.arrived:
+            assert server.arrived.wait_for(lambda: server.requests == 1, HANG_LIMIT_SECONDS)
+
+    if kind == "sync":
+        client = deployai.DeployAI(**options)
+
+        def call() -> None:
+            try:
+                client.chat.completions.create(**request)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        worker = threading.Thread(target=call)
+        worker.start()
+        arrived()
+        client.close()
+        worker.join(HANG_LIMIT_SECONDS)
+        assert not worker.is_alive()
+    else:
+
+        async def main() -> None:
+            client = deployai.AsyncDeployAI(**options)
+            call = asyncio.ensure_future(client.chat.completions.create(**request))
+            await asyncio.to_thread(arrived)
+            await client.close()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(call, HANG_LIMIT_SECONDS)
+            outcome.append(call.exception() or AssertionError("answered"))
+
+        asyncio.run(main())
+    (error,) = outcome
+    assert type(error) is deployai.DeployAIError
+    assert str(error) == "The client was closed while the call waited for its answer."
+    assert not server.release.is_set()  # ended by the close, not by the server
+    server.release.set()
+    assert server.requests == 1
+    server.listener.close()
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
