@@ -46,6 +46,7 @@ from ._constants import (
     STREAM_END_WAIT_SECONDS,
 )
 from ._exceptions import APIConnectionError, DeployAIError, safe_cause, transport_error
+from ._limiter import RateLimiter, _TaskWaiter
 from ._plan import Deliver, Outcome, Plan, ReadBody, Send, Sleep, call_plan
 from ._pools import (
     AsyncSpreadTransport,
@@ -83,6 +84,9 @@ async def _async_sleep(seconds: float) -> None:
     import asyncio  # loaded by the async clients only: a program that uses only `DeployAI` never imports it
 
     await asyncio.sleep(seconds)
+
+
+_asyncio_sleep: Final = _async_sleep  # `_async_sleep` unless a test replaced it
 
 
 # The limits of a proxy's pool (a proxy from the environment: `HTTPS_PROXY`; see `_pools.proxy_mounts`).
@@ -326,10 +330,15 @@ def _closed_error() -> DeployAIError:
     return DeployAIError("This client has been closed: create a new client (or use it inside `with`).")
 
 
-def _attempt_failed(exc: httpx.HTTPError, closed: bool) -> httpx.HTTPError:
-    """A failed attempt, for the plan to retry or raise; one that failed once the client closed is neither."""
-    if closed:  # its close cut the connection (or is about to): not a connection error, and not to retry
-        raise DeployAIError(f"{_CLIENT_CLOSED} while the call waited for its answer.") from safe_cause(exc)
+def _closed_in_flight(why: str = _CLIENT_CLOSED) -> DeployAIError:
+    """For a call a close ended: it waited for its answer, its next attempt, or its turn; `why` says whose."""
+    return DeployAIError(f"{why} while the call waited for its answer.")
+
+
+def _attempt_failed(exc: httpx.HTTPError, cut: str | None) -> httpx.HTTPError:
+    """A failed attempt, for the plan to retry or raise; one whose pool the SDK closed (`cut`: why) is neither."""
+    if cut is not None:  # that close cut the connection (or is about to): not a connection error, not to retry
+        raise _closed_in_flight(cut) from safe_cause(exc)
     return exc
 
 
@@ -684,6 +693,8 @@ class SyncHTTP:
         self._pid = os.getpid()
         # How to wait between attempts when not `_sleep`: `deployai.testing` waits on a virtual clock.
         self.sleep: Callable[[float], None] | None = None
+        self._closing = threading.Event()  # set by close(): ends the waits between attempts
+        self._limiters: set[RateLimiter] = set()  # those its calls waited on: close() wakes them
         # Held strongly: an open lease must never be left to the garbage collector, whose finalizing of
         # httpcore's generators takes the pool's lock, maybe while this very thread holds it.
         self._leases: set[SyncLease] = set()
@@ -780,7 +791,10 @@ class SyncHTTP:
                     ticket = 0
                     if limiter is not None:
                         waited_from = 0.0 if op.time_left is None else time.monotonic()
-                        ticket = limiter._acquire_sync(op.request, op.wait_limit)
+                        self._limiters.add(limiter)
+                        ticket = limiter._acquire_sync(
+                            op.request, op.wait_limit, lambda: _check_before_send(stopped, self._closed)
+                        )
                         if (stopped is not None and stopped()) or self._closed:
                             limiter._withdraw(ticket)  # stopped while it waited: not sent after all
                             _check_before_send(stopped, True)
@@ -797,7 +811,7 @@ class SyncHTTP:
                             with reads_end_within(deadline - time.monotonic()):
                                 outcome = client.send(op.request, stream=True)
                     except httpx.HTTPError as exc:
-                        outcome = _attempt_failed(exc, self._closed)
+                        outcome = _attempt_failed(exc, self._cut())
                     except Exception as exc:  # from below httpx (h11, a transport): never raw
                         raise _unexpected(exc, op.request, client.is_closed) from safe_cause(exc)
                     finally:
@@ -813,18 +827,32 @@ class SyncHTTP:
                     _log_retry(op)
                     if op.on_retry is not None:
                         op.on_retry(op.retry, op.seconds, op.error)
-                    (self.sleep or _sleep)(op.seconds)
+                    self._pause(op.seconds)
                 else:
                     assert type(op) is ReadBody
                     try:
                         op.response.read()
                     except httpx.HTTPError as exc:
-                        outcome = _attempt_failed(exc, self._closed)
+                        outcome = _attempt_failed(exc, self._cut())
                     finally:
                         op.response.close()
         except BaseException:
             plan.close()
             raise
+
+    def _cut(self) -> str | None:
+        """Why a failed attempt failed if the SDK cut its connection (it closed the pool); None if not.
+
+        A borrowed pool stays open when the client closes, so its calls' failures are their own.
+        """
+        return _CLIENT_CLOSED if self._closed and self._owned else None
+
+    def _pause(self, seconds: float) -> None:
+        """Wait between attempts; `close()` ends the wait, and the next send then raises."""
+        if self.sleep is not None or _sleep is not time.sleep:  # a virtual clock (`deployai.testing`, tests)
+            (self.sleep or _sleep)(seconds)
+        else:
+            self._closing.wait(seconds)
 
     def close_borrowed_client(self) -> None:
         """Close the borrowed `http_client` with this client (for clients wired up by the SDK itself)."""
@@ -839,6 +867,9 @@ class SyncHTTP:
         if self._pid != os.getpid():
             self._after_fork(check_borrowed=False)  # in a forked child: the parent's are not ours to close
         self._closed = True
+        self._closing.set()
+        for limiter in list(self._limiters):
+            limiter._wake_all()
         for lease in list(self._leases):
             lease.close(_CLIENT_CLOSED)  # not release(): another thread may be reading it
         while self.abandoned:
@@ -991,7 +1022,7 @@ class AsyncLease(_LeaseBase):
 class _LoopPool:
     """The `httpx.AsyncClient` one `AsyncHTTP` uses on one event loop, and the streams it leased there."""
 
-    __slots__ = ("_loop", "abandoned", "client", "closed", "keeper", "leases", "owned", "shell")
+    __slots__ = ("_loop", "abandoned", "client", "closed", "keeper", "leases", "owned", "shell", "why")
 
     def __init__(
         self, shell: AsyncHTTP, loop: asyncio.AbstractEventLoop | None, client: httpx.AsyncClient, *, owned: bool
@@ -1002,6 +1033,7 @@ class _LoopPool:
         self.client = client
         self.owned = owned
         self.closed = False
+        self.why = _CLIENT_CLOSED  # why it closed, for calls it cuts short
         self.leases: set[AsyncLease] = set()  # held strongly, as `SyncHTTP` holds its leases
         self.abandoned: collections.deque[AsyncLease] = collections.deque()
         self.keeper: AsyncGenerator[None, None] | None = None
@@ -1030,6 +1062,7 @@ class _LoopPool:
         if self.closed:
             return
         self.closed = True
+        self.why = cut_short
         for lease in list(self.leases):
             await lease.close(cut_short)  # not release(): another task may be reading it
         while self.abandoned:
@@ -1065,6 +1098,8 @@ class AsyncHTTP:
         self._closed = False
         # How to wait between attempts when not `_async_sleep`: `deployai.testing` waits on a virtual clock.
         self.sleep: Callable[[float], Awaitable[Any]] | None = None
+        self._pauses: set[_TaskWaiter] = set()  # tasks waiting between attempts: close() wakes them
+        self._limiters: set[RateLimiter] = set()  # those its calls waited on: close() wakes them
         import asyncio  # loaded with the first async client: a program that uses only `DeployAI` never imports it
 
         self._running_loop = asyncio.get_running_loop
@@ -1173,15 +1208,20 @@ class AsyncHTTP:
                 outcome = None
                 if type(op) is Send:
                     if stopped is not None or self._closed or pool.closed:
-                        _check_before_send(stopped, self._closed or pool.closed)
+                        _check_before_send(stopped, self._closed or pool.closed, pool.why)
                     limiter = op.limiter
                     ticket = 0
                     if limiter is not None:
                         waited_from = 0.0 if op.time_left is None else time.monotonic()
-                        ticket = await limiter._acquire_async(op.request, op.wait_limit)
+                        self._limiters.add(limiter)
+                        ticket = await limiter._acquire_async(
+                            op.request,
+                            op.wait_limit,
+                            lambda: _check_before_send(stopped, self._closed or pool.closed, pool.why),
+                        )
                         if (stopped is not None and stopped()) or self._closed or pool.closed:
                             limiter._withdraw(ticket)  # stopped while it waited: not sent after all
-                            _check_before_send(stopped, True)
+                            _check_before_send(stopped, True, pool.why)
                         if op.time_left is not None:
                             op.time_left -= time.monotonic() - waited_from
                     if op.time_left is not None:
@@ -1194,7 +1234,7 @@ class AsyncHTTP:
                         else:  # the headers: a stream's read timeout is its own
                             outcome = await _send_by(deadline, client, op.request)
                     except httpx.HTTPError as exc:
-                        outcome = _attempt_failed(exc, self._closed or pool.closed)
+                        outcome = _attempt_failed(exc, self._cut(pool))
                     except Exception as exc:  # from below httpx (h11, anyio, a transport): never raw
                         raise _unexpected(exc, op.request, client.is_closed) from safe_cause(exc)
                     finally:
@@ -1210,26 +1250,63 @@ class AsyncHTTP:
                     _log_retry(op)
                     if op.on_retry is not None:
                         op.on_retry(op.retry, op.seconds, op.error)
-                    await (self.sleep or _async_sleep)(op.seconds)
+                    await self._pause(op.seconds)
                 else:
                     assert type(op) is ReadBody
                     try:
                         await op.response.aread()
                     except httpx.HTTPError as exc:
-                        outcome = _attempt_failed(exc, self._closed or pool.closed)
+                        outcome = _attempt_failed(exc, self._cut(pool))
                     finally:
                         await op.response.aclose()
         except BaseException:
             plan.close()
             raise
 
+    def _cut(self, pool: _LoopPool) -> str | None:
+        """Why a failed attempt failed if the SDK cut its connection (it closed `pool`); None if not.
+
+        A borrowed pool stays open when the client closes, so its calls' failures are their own.
+        """
+        if not pool.owned:
+            return None
+        if pool.closed:
+            return pool.why
+        return _CLIENT_CLOSED if self._closed else None
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait between attempts; `close()` ends the wait, and the next send then raises."""
+        if self.sleep is not None or _async_sleep is not _asyncio_sleep:  # a virtual clock (`deployai.testing`, tests)
+            await (self.sleep or _async_sleep)(seconds)
+            return
+        try:
+            loop = self._running_loop()
+        except RuntimeError:  # another async library: its own sleep, which close() does not end
+            await _async_sleep(seconds)
+            return
+        pause = _TaskWaiter(loop)
+        woken = pause.arm()
+        timer = loop.call_later(seconds, pause.wake)
+        self._pauses.add(pause)
+        try:
+            if not self._closed:  # closed from another thread before it was added: no wake is coming
+                await woken
+        finally:
+            timer.cancel()
+            self._pauses.discard(pause)
+
     async def close(self) -> None:
         """Release every open stream and close the pools that are ours; a borrowed client is left open.
 
         The pool of the running loop is closed here; a pool whose loop runs in another thread is closed
-        there; one whose loop has stopped was closed with it, or is left to it.
+        there; one whose loop has stopped was closed with it, or is left to it. Calls waiting between
+        attempts, or their turn at a rate limiter, are woken to raise.
         """
         self._closed = True
+        for pause in list(self._pauses):
+            pause.wake()
+        for limiter in list(self._limiters):
+            limiter._wake_all()
         if self._pid != os.getpid():
             self._pid = os.getpid()
             _left_in_parent.extend([*self._pools.values(), self._loopless])  # the parent's: untouched
@@ -1256,11 +1333,11 @@ class AsyncHTTP:
             await self._borrowed.aclose()
 
 
-def _check_before_send(stopped: Callable[[], bool] | None, closed: bool) -> None:
+def _check_before_send(stopped: Callable[[], bool] | None, closed: bool, why: str = _CLIENT_CLOSED) -> None:
     if stopped is not None and stopped():
         raise _Stopped
     if closed:
-        raise _closed_error()
+        raise _closed_in_flight(why)
 
 
 def _unexpected(exc: Exception, request: httpx.Request, client_closed: bool) -> DeployAIError:

@@ -169,8 +169,10 @@ class RateLimiter:
 
     # --- the shells' side -------------------------------------------------------------------------
 
-    def _acquire_sync(self, request: httpx.Request, wait_limit: float) -> int:
+    def _acquire_sync(self, request: httpx.Request, wait_limit: float, check: Callable[[], None] | None = None) -> int:
         """Block until `request` may be sent, and return its ticket for `_settle`.
+
+        `check`, called before each wait, raises to end it (see `_wake_all`).
 
         Raises:
             RateLimitError: it would wait longer than `wait_limit` seconds (nothing is sent).
@@ -194,13 +196,19 @@ class RateLimiter:
                     if ticket:
                         return self._let_through(waiter, ticket)
                     continue
+                if check is not None:  # after the clear: a wake from now on is not lost
+                    check()
                 waiter.event.wait(None if wait == math.inf else min(wait, _LONGEST_TIMER_SECONDS))
         except BaseException:
             self._abandon(waiter, asked)
             raise
 
-    async def _acquire_async(self, request: httpx.Request, wait_limit: float) -> int:
+    async def _acquire_async(
+        self, request: httpx.Request, wait_limit: float, check: Callable[[], None] | None = None
+    ) -> int:
         """Wait until `request` may be sent, and return its ticket for `_settle`.
+
+        `check`, called before each wait, raises to end it (see `_wake_all`).
 
         Raises:
             RateLimitError: it would wait longer than `wait_limit` seconds (nothing is sent).
@@ -232,6 +240,8 @@ class RateLimiter:
                     if ticket:
                         return self._let_through(waiter, ticket)
                     continue
+                if check is not None:  # once armed: a wake from now on is not lost
+                    check()
                 timer = (
                     None if wait == math.inf else loop.call_later(min(wait, _LONGEST_TIMER_SECONDS), _resolve, future)
                 )
@@ -243,6 +253,16 @@ class RateLimiter:
         except BaseException:
             self._abandon(waiter, asked)
             raise
+
+    def _wake_all(self) -> None:
+        """Wake every waiting caller, to look again: one whose `check` now raises stops waiting.
+
+        For a client that closes while its calls wait here. Callers of other clients look again
+        and wait on: the order of the queue is kept.
+        """
+        with self._lock:
+            for waiter in self._queue:
+                waiter.wake()
 
     # --- hooks for a limiter whose state lives elsewhere (`_admits_here` false) ---------------------
 

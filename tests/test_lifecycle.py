@@ -13,7 +13,7 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -22,7 +22,7 @@ from pytest_httpx import HTTPXMock
 
 import deployai
 from deployai.testing import Emulator, EmulatorServer
-from tests.conftest import ClientFactory, user
+from tests.conftest import ClientFactory, completion_json, user
 from tests.loopback import active_connections, server_fixture, shared_server_fixture, small_pool  # noqa: F401 (fixtures)
 from tests.raw_server import After, HoldingServer, RawSSEServer
 from tests.sse import DONE, chunk, event
@@ -366,6 +366,151 @@ def test_closing_the_client_ends_a_call_waiting_for_its_answer_and_sends_it_no_m
     server.release.set()
     assert server.requests == 1
     server.listener.close()
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_borrowed_pools_call_runs_on_when_the_client_closes_and_fails_as_its_own(kind: str) -> None:
+    # The SDK does not close a borrowed `http_client`, so it does not cut the call: the connection
+    # the server drops afterwards is the call's own failure, a connection error, not "closed".
+    server = HoldingServer()
+    http_client = httpx.Client() if kind == "sync" else httpx.AsyncClient()
+    options = {"api_key": KEY, "base_url": server.base_url, "max_retries": 0, "http_client": http_client}
+
+    # Once the client has closed, the server drops the connection.
+    (error,) = _call_then_close(kind, options, lambda: server.requests == 1, then=server.release.set)
+    assert type(error) is deployai.APIConnectionError
+    assert server.requests == 1
+    server.listener.close()
+
+
+def test_a_call_waiting_for_its_answer_when_its_event_loop_shuts_down_says_so() -> None:
+    # A loop shut down with a call still pending (a runner that closes its loop without cancelling
+    # every task): the pool closes with the loop, and the call is told why, not "the client was closed".
+    server = HoldingServer()
+    client = deployai.AsyncDeployAI(api_key=KEY, base_url=server.base_url, max_retries=2)
+    loop = asyncio.new_event_loop()
+    try:
+        call = loop.create_task(client.chat.completions.create(model=MODEL, messages=user()))
+        while server.requests == 0:
+            loop.run_until_complete(asyncio.sleep(0.001))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        with pytest.raises(deployai.DeployAIError) as raised:
+            loop.run_until_complete(asyncio.wait_for(call, HANG_LIMIT_SECONDS))
+    finally:
+        loop.close()
+    assert str(raised.value) == "Its event loop shut down while the call waited for its answer."
+    assert server.requests == 1  # not sent again
+    server.release.set()
+    server.listener.close()
+
+
+def _call_then_close(
+    kind: str, options: dict[str, Any], waiting: Callable[[], bool], then: Callable[[], object] = lambda: None
+) -> list[BaseException]:
+    """Start a call, close its client once `waiting()` (the call waits), `then()`, and return what it raised."""
+    request: dict[str, Any] = {"model": MODEL, "messages": user()}
+    outcome: list[BaseException] = []
+    if kind == "sync":
+        client = deployai.DeployAI(**options)
+
+        def call() -> None:
+            try:
+                client.chat.completions.create(**request)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        worker = threading.Thread(target=call)
+        worker.start()
+        _wait_until(waiting)
+        client.close()
+        then()
+        worker.join(HANG_LIMIT_SECONDS)
+        assert not worker.is_alive()
+        return outcome
+
+    async def main() -> None:
+        client = deployai.AsyncDeployAI(**options)
+        call = asyncio.ensure_future(client.chat.completions.create(**request))
+        while not waiting():
+            await asyncio.sleep(0.001)
+        await client.close()
+        then()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(call, HANG_LIMIT_SECONDS)
+        outcome.append(call.exception() or AssertionError("answered"))
+
+    asyncio.run(main())
+    return outcome
+
+
+def _wait_until(condition: Callable[[], bool]) -> None:
+    """Wait for another thread to reach a state (not for time to pass)."""
+    deadline = time.monotonic() + HANG_LIMIT_SECONDS
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_closing_the_client_ends_a_call_waiting_to_be_sent_again(kind: str) -> None:
+    sent: list[httpx.Request] = []
+
+    def busy(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(503, headers={"retry-after": "50"}, json={"error": {"message": "busy"}})
+
+    paused = threading.Event()  # on_retry is called just before the wait
+    transport = httpx.MockTransport(busy)
+    http_client = httpx.Client(transport=transport) if kind == "sync" else httpx.AsyncClient(transport=transport)
+    options = {"api_key": KEY, "http_client": http_client, "on_retry": lambda *_: paused.set()}
+    (error,) = _call_then_close(kind, options, paused.is_set)
+    assert type(error) is deployai.DeployAIError  # at once, not after the 50 s the server asked for
+    assert str(error) == "The client was closed while the call waited for its answer."
+    assert len(sent) == 1
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_closing_the_client_ends_its_calls_waiting_at_a_shared_rate_limiter_and_no_others(kind: str) -> None:
+    limiter = deployai.RateLimiter()
+    limiter._clock = lambda: 1_700_000_000.0  # frozen: a waiting call moves only when woken
+    spent = {"x-ratelimit-limit": "20", "x-ratelimit-remaining": "0", "x-ratelimit-reset": str(round(time.time() + 50))}
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json=completion_json(), headers=spent)
+
+    # Another client shares the limiter: its call waits in the queue too, and must wait on.
+    other = deployai.DeployAI(
+        api_key=KEY, http_client=httpx.Client(transport=httpx.MockTransport(answer)), rate_limiter=limiter
+    )
+    other.chat.completions.create(model=MODEL, messages=user())  # the window is spent: 50 s to wait
+    other_outcome: list[BaseException] = []
+
+    def other_call() -> None:
+        try:
+            other.chat.completions.create(model=MODEL, messages=user())
+        except BaseException as exc:
+            other_outcome.append(exc)
+
+    other_worker = threading.Thread(target=other_call)
+    other_worker.start()
+    _wait_until(lambda: limiter.waiting == 1)
+    transport = httpx.MockTransport(answer)
+    http_client = httpx.Client(transport=transport) if kind == "sync" else httpx.AsyncClient(transport=transport)
+    options = {"api_key": KEY, "http_client": http_client, "rate_limiter": limiter}
+    (error,) = _call_then_close(kind, options, lambda: limiter.waiting == 2)
+    assert type(error) is deployai.DeployAIError
+    assert str(error) == "The client was closed while the call waited for its answer."
+    assert len(sent) == 1  # neither waiting call was sent
+    assert limiter.waiting == 1  # the other client's call still waits its turn
+    assert other_worker.is_alive()
+    assert other_outcome == []
+    other.close()
+    other_worker.join(HANG_LIMIT_SECONDS)
+    (other_error,) = other_outcome
+    assert "closed while the call waited" in str(other_error)
+    assert (limiter.waiting, len(sent)) == (0, 1)
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
