@@ -50,6 +50,7 @@ from ._limiter import RateLimiter, _TaskWaiter
 from ._plan import Deliver, Outcome, Plan, ReadBody, Send, Sleep, call_plan
 from ._pools import (
     AsyncSpreadTransport,
+    Cut,
     Settings,
     SpreadTransport,
     async_http_pool,
@@ -196,9 +197,9 @@ def _received(
         response.next_request = client._build_redirect_request(request, response)
 
 
-def _owned_options(settings: Settings, proxy: type[Any], spread: Callable[[], object]) -> dict[str, Any]:
+def _owned_options(settings: Settings, proxy: type[Any], spread: Callable[[], object], cut: Cut) -> dict[str, Any]:
     """The options of an httpx client the SDK owns: its own spread pools, and the proxies it was made with."""
-    mounts = proxy_mounts(proxy, _LIMITS, settings)
+    mounts = proxy_mounts(proxy, _LIMITS, settings, cut)
     if mounts is None:  # this httpx does not say how it reads proxies: its own transport, which reads them
         return {"timeout": DEFAULT_TIMEOUT, "limits": _LIMITS}
     return {"timeout": DEFAULT_TIMEOUT, "limits": _LIMITS, "transport": spread(), "mounts": mounts}
@@ -208,7 +209,14 @@ class _Client(_WithoutCookies, httpx.Client):
     """The `httpx.Client` the SDK owns: without cookies (see `_NoCookies`), over many small pools (see `_pools`)."""
 
     def __init__(self, settings: Settings, pool: Callable[[ssl.SSLContext], httpx.BaseTransport] = http_pool) -> None:
-        super().__init__(**_owned_options(settings, httpx.HTTPTransport, lambda: SpreadTransport(settings, pool)))
+        self._cut = cut = Cut()
+        spread = lambda: SpreadTransport(settings, pool, cut)  # noqa: E731
+        super().__init__(**_owned_options(settings, httpx.HTTPTransport, spread, cut))
+
+    def close(self) -> None:
+        """Close as `httpx.Client.close` does, ending the connections still being made first (see `Cut`)."""
+        self._cut.close()
+        super().close()
 
     def send(self, request: httpx.Request, *, stream: bool = False, **options: Any) -> httpx.Response:
         """Send as `httpx.Client.send` does, without its layers that do nothing here (see `_direct_transport`)."""
@@ -237,8 +245,14 @@ class _AsyncClient(_WithoutCookies, httpx.AsyncClient):
     def __init__(
         self, settings: Settings, pool: Callable[[ssl.SSLContext], httpx.AsyncBaseTransport] = async_http_pool
     ) -> None:
-        spread = lambda: AsyncSpreadTransport(settings, pool)  # noqa: E731
-        super().__init__(**_owned_options(settings, httpx.AsyncHTTPTransport, spread))
+        self._cut = cut = Cut()
+        spread = lambda: AsyncSpreadTransport(settings, pool, cut)  # noqa: E731
+        super().__init__(**_owned_options(settings, httpx.AsyncHTTPTransport, spread, cut))
+
+    async def aclose(self) -> None:
+        """Close as `httpx.AsyncClient.aclose` does, ending the connections still being made first (see `Cut`)."""
+        self._cut.close()
+        await super().aclose()
 
     async def send(self, request: httpx.Request, *, stream: bool = False, **options: Any) -> httpx.Response:
         """Send as `httpx.AsyncClient.send` does, without its layers that do nothing here (see `_direct_transport`)."""

@@ -42,6 +42,7 @@ import socket
 import ssl
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
@@ -58,9 +59,10 @@ from ._constants import DEFAULT_MAX_CONNECTIONS, KEEPALIVE_EXPIRY_SECONDS, POOL_
 if TYPE_CHECKING:
     import httpcore
 
-__all__ = ["AsyncSpreadTransport", "Settings", "SpreadTransport", "bounded", "reads_end_within"]
+__all__ = ["AsyncSpreadTransport", "Cut", "Settings", "SpreadTransport", "bounded", "cut_by", "reads_end_within"]
 
 _T = TypeVar("_T", httpx.BaseTransport, httpx.AsyncBaseTransport)
+_Transport = TypeVar("_Transport", bound="httpx.BaseTransport | httpx.AsyncBaseTransport")
 
 _POOLS: Final = -(-DEFAULT_MAX_CONNECTIONS // POOL_CONNECTIONS)
 # Every connection of a pool may stay alive: with a smaller keep-alive limit, httpcore closes idle
@@ -142,20 +144,22 @@ def tls_context(certificates: tuple[str | None, str | None] | None) -> ssl.SSLCo
 _P = TypeVar("_P", httpx.HTTPTransport, httpx.AsyncHTTPTransport)
 
 
-def proxy_mounts(kind: type[_P], limits: httpx.Limits, settings: Settings) -> dict[str, _P | None] | None:
+def proxy_mounts(
+    kind: type[_P], limits: httpx.Limits, settings: Settings, cut: Cut | None = None
+) -> dict[str, _P | None] | None:
     """The proxies to mount on the SDK's own httpx client, as httpx would mount them from `settings`.
 
     httpx reads proxies from the environment only when it makes its own transport. The SDK's clients
     make theirs, so they mount the proxies themselves: a host under `NO_PROXY` maps to None, which is
     the client's own transport. None if this httpx does not say how it reads them; the client is then
-    made as httpx makes it, without spreading.
+    made as httpx makes it, without spreading. Their connections being made `cut` ends (see `Cut`).
     """
     if settings.proxies is None:
         return None
     return {
         pattern: None
         if url is None
-        else _bounded_reads(kind(proxy=url, limits=limits, verify=tls_context(settings.certificates)))
+        else cut_by(_bounded_reads(kind(proxy=url, limits=limits, verify=tls_context(settings.certificates))), cut)
         for pattern, url in settings.proxies.items()
     }
 
@@ -170,6 +174,105 @@ def _bounded_reads(transport: _P) -> _P:
     if backend is not None and isinstance(transport, httpx.HTTPTransport):
         pool._network_backend = _BoundedBackend(backend)  # type: ignore[union-attr]
     return transport
+
+
+def cut_by(transport: _Transport, cut: Cut | None) -> _Transport:
+    """`transport`, whose connections being made `cut` ends when it closes (see `Cut`)."""
+    # As in `_bounded_reads`: without these attributes, a connection being made at the close is made.
+    pool = getattr(transport, "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if cut is None or backend is None:
+        return transport
+    if isinstance(backend, _BoundedBackend):
+        backend._cut = cut
+    elif isinstance(transport, httpx.AsyncHTTPTransport):
+        pool._network_backend = _CutAsyncBackend(backend, cut)  # type: ignore[union-attr]
+    return transport
+
+
+_CUT_MESSAGE: Final = "The client was closed while the connection was being made."
+
+
+class Cut:
+    """Closed with the SDK's own httpx client: ends its connections still being made, and refuses new ones.
+
+    httpcore's pool, when closed, closes the connections it has. One still connecting, or in its
+    TLS handshake, is not one yet: it would be made after the close and carry its request. The
+    SDK's pools make connections through a backend that holds each one's socket here: `close()`
+    shuts them all down (a handshake under way fails at once), and a connection made after it is
+    closed unused. Never in a forked child, whose sockets are its parent's connections too.
+    """
+
+    __slots__ = ("_held", "_lock", "_pid", "closed")
+
+    def __init__(self) -> None:
+        self.closed = False
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._held: weakref.WeakSet[Any] = weakref.WeakSet()  # sockets, or async streams (see `_socket`)
+
+    def hold(self, held: object) -> bool:
+        """Hold a connection's socket (or stream) for `close()`; False, holding nothing, once closed."""
+        with self._lock:
+            if self.closed:
+                return False
+            self._held.add(held)
+            return True
+
+    def drop(self, held: object) -> None:
+        """Let go of one `hold` took."""
+        with self._lock:
+            self._held.discard(held)
+
+    def close(self) -> None:
+        """Shut down every held connection's socket; later connections are refused."""
+        with self._lock:
+            self.closed = True
+            held = list(self._held)
+            self._held.clear()
+        if self._pid != os.getpid():
+            return
+        for one in held:
+            sock = one if isinstance(one, socket.socket) else one.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):  # closed already, or detached by its TLS wrapper
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+def _refused() -> Exception:
+    import httpcore
+
+    return httpcore.ConnectError(_CUT_MESSAGE)
+
+
+class _CutAsyncBackend:
+    """httpcore's async network backend, with connections `cut` can end (see `Cut`)."""
+
+    __slots__ = ("_backend", "_cut")
+
+    def __init__(self, backend: httpcore.AsyncNetworkBackend, cut: Cut) -> None:
+        self._backend = backend
+        self._cut = cut
+
+    async def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+        """Connect, as the backend does; refused once the client closed."""
+        return await self._held(await self._backend.connect_tcp(*args, **kwargs))
+
+    async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+        """Connect, as the backend does; refused once the client closed."""
+        return await self._held(await self._backend.connect_unix_socket(*args, **kwargs))
+
+    async def _held(self, stream: httpcore.AsyncNetworkStream) -> httpcore.AsyncNetworkStream:
+        # The stream itself, whose socket stays the connection's through its TLS handshake (asyncio's
+        # transport socket cannot be held weakly).
+        if not self._cut.hold(stream):
+            await stream.aclose()
+            raise _refused()
+        return stream
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep, as the backend does."""
+        await self._backend.sleep(seconds)
 
 
 def http_pool(context: ssl.SSLContext) -> httpx.BaseTransport:
@@ -218,18 +321,19 @@ def bounded(response: httpx.Response) -> bool:
 class _BoundedBackend:
     """httpcore's blocking network backend, with streams whose reads end by the thread's deadline."""
 
-    __slots__ = ("_backend",)
+    __slots__ = ("_backend", "_cut")
 
-    def __init__(self, backend: httpcore.NetworkBackend) -> None:
+    def __init__(self, backend: httpcore.NetworkBackend, cut: Cut | None = None) -> None:
         self._backend = backend
+        self._cut = cut
 
     def connect_tcp(self, *args: Any, **kwargs: Any) -> _BoundedStream:
-        """Connect, as the backend does."""
-        return _BoundedStream(self._backend.connect_tcp(*args, **kwargs))
+        """Connect, as the backend does; refused once the client closed (see `Cut`)."""
+        return _BoundedStream(self._backend.connect_tcp(*args, **kwargs), self._cut)
 
     def connect_unix_socket(self, *args: Any, **kwargs: Any) -> _BoundedStream:
-        """Connect, as the backend does."""
-        return _BoundedStream(self._backend.connect_unix_socket(*args, **kwargs))
+        """Connect, as the backend does; refused once the client closed (see `Cut`)."""
+        return _BoundedStream(self._backend.connect_unix_socket(*args, **kwargs), self._cut)
 
     def sleep(self, seconds: float) -> None:
         """Sleep, as the backend does."""
@@ -242,11 +346,15 @@ class _BoundedStream:
     Closing it wakes a read blocked on it in another thread: closing a socket does not.
     """
 
-    __slots__ = ("_pid", "_stream")
+    __slots__ = ("_cut", "_pid", "_stream")
 
-    def __init__(self, stream: httpcore.NetworkStream) -> None:
+    def __init__(self, stream: httpcore.NetworkStream, cut: Cut | None) -> None:
         self._stream = stream
         self._pid = os.getpid()
+        self._cut = cut
+        if cut is not None and not cut.hold(stream.get_extra_info("socket")):
+            stream.close()
+            raise _refused()
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         """Read, waiting no longer than the request's read timeout, nor past the deadline."""
@@ -278,7 +386,20 @@ class _BoundedStream:
         self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
     ) -> _BoundedStream:
         """Start TLS on the connection; the TLS stream's reads are bounded as well."""
-        return _BoundedStream(self._stream.start_tls(ssl_context, server_hostname, timeout))
+        cut = self._cut
+        sock = None if cut is None else self._stream.get_extra_info("socket")
+        if cut is None or type(sock) is not socket.socket:  # no cut, or TLS inside a proxy's TLS
+            return _BoundedStream(self._stream.start_tls(ssl_context, server_hostname, timeout), cut)
+        # The handshake detaches `sock` from the connection at its start: `cut` shuts it down by its twin.
+        twin = sock.dup()
+        try:
+            if not cut.hold(twin):
+                raise _refused()
+            tls = self._stream.start_tls(ssl_context, server_hostname, timeout)
+        finally:
+            cut.drop(twin)
+            twin.close()
+        return _BoundedStream(tls, cut)
 
     def get_extra_info(self, info: str) -> Any:
         """What the stream says about itself (its socket, its TLS object)."""
@@ -390,13 +511,19 @@ class SpreadTransport(httpx.BaseTransport):
         settings: the environment's settings, read when the SDK's client was made.
         make: makes one pool from the TLS context its requests need (tests and benchmarks put an
             in-process transport here).
+        cut: ends the pools' connections still being made when the client closes (see `Cut`).
     """
 
-    def __init__(self, settings: Settings, make: Callable[[ssl.SSLContext], httpx.BaseTransport] = http_pool) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        make: Callable[[ssl.SSLContext], httpx.BaseTransport] = http_pool,
+        cut: Cut | None = None,
+    ) -> None:
         self._lock = threading.Lock()
         self._spreads = {
-            "https": _Spread(lambda: make(tls_context(settings.certificates))),
-            "http": _Spread(lambda: make(tls_context(None))),
+            "https": _Spread(lambda: cut_by(make(tls_context(settings.certificates)), cut)),
+            "http": _Spread(lambda: cut_by(make(tls_context(None)), cut)),
         }
         self._retired: list[httpx.BaseTransport] = []  # idle pools, closed by the next request
 
@@ -442,11 +569,14 @@ class AsyncSpreadTransport(httpx.AsyncBaseTransport):
     """The transport of the SDK's own `httpx.AsyncClient`, used from one event loop (one per loop)."""
 
     def __init__(
-        self, settings: Settings, make: Callable[[ssl.SSLContext], httpx.AsyncBaseTransport] = async_http_pool
+        self,
+        settings: Settings,
+        make: Callable[[ssl.SSLContext], httpx.AsyncBaseTransport] = async_http_pool,
+        cut: Cut | None = None,
     ) -> None:
         self._spreads = {
-            "https": _Spread(lambda: make(tls_context(settings.certificates))),
-            "http": _Spread(lambda: make(tls_context(None))),
+            "https": _Spread(lambda: cut_by(make(tls_context(settings.certificates)), cut)),
+            "http": _Spread(lambda: cut_by(make(tls_context(None)), cut)),
         }
         self._retired: list[httpx.AsyncBaseTransport] = []  # idle pools, closed by the next request
 

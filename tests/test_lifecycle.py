@@ -383,6 +383,58 @@ def test_a_borrowed_pools_call_runs_on_when_the_client_closes_and_fails_as_its_o
     server.listener.close()
 
 
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_closing_the_client_ends_a_call_in_its_tls_handshake(kind: str) -> None:
+    # A server that takes the connection and never answers the handshake: the call would wait out
+    # its connect timeout (two minutes here) after the close, then raise.
+    server = HoldingServer()  # counts the TLS hello as its one "request", and answers nothing
+    options = {"api_key": KEY, "base_url": server.base_url.replace("http:", "https:"), "timeout": 120.0}
+    (error,) = _call_then_close(kind, options, lambda: server.requests == 1)
+    assert type(error) is deployai.DeployAIError
+    assert str(error) == "The client was closed while the call waited for its answer."
+    assert not server.release.is_set()  # ended by the close, not by the server
+    server.release.set()
+    server.listener.close()
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_connection_made_after_the_client_closed_carries_no_request(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A connect still under way when the client closes (a slow network: here, held until the close):
+    # the connection it makes is closed unused, and the call ends as closed, not sent.
+    import httpcore._backends.auto
+    import httpcore._backends.sync
+
+    server = HoldingServer()
+    connecting, go_on = threading.Event(), threading.Event()
+    if kind == "sync":
+        connect = httpcore._backends.sync.SyncBackend.connect_tcp
+
+        def slow(self: Any, *args: Any, **kwargs: Any) -> Any:
+            connecting.set()
+            go_on.wait(HANG_LIMIT_SECONDS)
+            return connect(self, *args, **kwargs)
+
+        monkeypatch.setattr(httpcore._backends.sync.SyncBackend, "connect_tcp", slow)
+    else:
+        connect_async = httpcore._backends.auto.AutoBackend.connect_tcp
+
+        async def slow_async(self: Any, *args: Any, **kwargs: Any) -> Any:
+            connecting.set()
+            await asyncio.to_thread(go_on.wait, HANG_LIMIT_SECONDS)
+            return await connect_async(self, *args, **kwargs)
+
+        monkeypatch.setattr(httpcore._backends.auto.AutoBackend, "connect_tcp", slow_async)
+    options = {"api_key": KEY, "base_url": server.base_url, "timeout": 120.0}
+    (error,) = _call_then_close(kind, options, connecting.is_set, then=go_on.set)
+    assert type(error) is deployai.DeployAIError
+    assert str(error) == "The client was closed while the call waited for its answer."
+    assert server.requests == 0
+    server.release.set()
+    server.listener.close()
+
+
 def test_a_call_waiting_for_its_answer_when_its_event_loop_shuts_down_says_so() -> None:
     # A loop shut down with a call still pending (a runner that closes its loop without cancelling
     # every task): the pool closes with the loop, and the call is told why, not "the client was closed".
