@@ -23,18 +23,20 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import math
 import operator
 import os
 import random
 import socket
 import ssl
+import sys
 import threading
 import time
 import types
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import httpx
 
@@ -88,6 +90,10 @@ async def _async_sleep(seconds: float) -> None:
 
 
 _asyncio_sleep: Final = _async_sleep  # `_async_sleep` unless a test replaced it
+
+# A blocking wait between attempts waits in slices of this: on Windows before Python 3.14, Ctrl-C does
+# not end a wait on a lock or an event (cpython issue 80116) until it times out.
+_WAIT_SLICE_SECONDS: Final = 0.1 if sys.platform == "win32" else math.inf
 
 
 # The limits of a proxy's pool (a proxy from the environment: `HTTPS_PROXY`; see `_pools.proxy_mounts`).
@@ -708,7 +714,7 @@ class SyncHTTP:
         # How to wait between attempts when not `_sleep`: `deployai.testing` waits on a virtual clock.
         self.sleep: Callable[[float], None] | None = None
         self._closing = threading.Event()  # set by close(): ends the waits between attempts
-        self._limiters: set[RateLimiter] = set()  # those its calls waited on: close() wakes them
+        self._limiters: weakref.WeakSet[RateLimiter] = weakref.WeakSet()  # its calls waited there: close() wakes them
         # Held strongly: an open lease must never be left to the garbage collector, whose finalizing of
         # httpcore's generators takes the pool's lock, maybe while this very thread holds it.
         self._leases: set[SyncLease] = set()
@@ -746,6 +752,8 @@ class SyncHTTP:
             self._client = _Client(self._settings)
         self._leases = set()
         self.abandoned = collections.deque()
+        self._closing = threading.Event()
+        self._limiters = weakref.WeakSet()
         self._pid = os.getpid()
 
     def send(
@@ -827,7 +835,7 @@ class SyncHTTP:
                     except httpx.HTTPError as exc:
                         outcome = _attempt_failed(exc, self._cut())
                     except Exception as exc:  # from below httpx (h11, a transport): never raw
-                        raise _unexpected(exc, op.request, client.is_closed) from safe_cause(exc)
+                        raise _unexpected(exc, op.request, client.is_closed, self._cut()) from safe_cause(exc)
                     finally:
                         if ticket and limiter is not None:
                             limiter._settle(ticket, outcome)  # outcome None: interrupted, no answer
@@ -838,6 +846,8 @@ class SyncHTTP:
                         plan.close()
                     return Exchange(op.response, started_at, time.perf_counter() - sent_at, op.retries, deadline)
                 elif type(op) is Sleep:
+                    if self._closed:  # since the attempt (a borrowed pool's failure): not sent again
+                        _not_retried(op)
                     _log_retry(op)
                     if op.on_retry is not None:
                         op.on_retry(op.retry, op.seconds, op.error)
@@ -865,8 +875,10 @@ class SyncHTTP:
         """Wait between attempts; `close()` ends the wait, and the next send then raises."""
         if self.sleep is not None or _sleep is not time.sleep:  # a virtual clock (`deployai.testing`, tests)
             (self.sleep or _sleep)(seconds)
-        else:
-            self._closing.wait(seconds)
+            return
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0 and not self._closing.wait(min(left, _WAIT_SLICE_SECONDS)):
+            pass
 
     def close_borrowed_client(self) -> None:
         """Close the borrowed `http_client` with this client (for clients wired up by the SDK itself)."""
@@ -1113,7 +1125,7 @@ class AsyncHTTP:
         # How to wait between attempts when not `_async_sleep`: `deployai.testing` waits on a virtual clock.
         self.sleep: Callable[[float], Awaitable[Any]] | None = None
         self._pauses: set[_TaskWaiter] = set()  # tasks waiting between attempts: close() wakes them
-        self._limiters: set[RateLimiter] = set()  # those its calls waited on: close() wakes them
+        self._limiters: weakref.WeakSet[RateLimiter] = weakref.WeakSet()  # its calls waited there: close() wakes them
         import asyncio  # loaded with the first async client: a program that uses only `DeployAI` never imports it
 
         self._running_loop = asyncio.get_running_loop
@@ -1172,9 +1184,15 @@ class AsyncHTTP:
         if self._borrowed is not None and not _inherited_pool_is_empty(self._borrowed):
             raise _forked_borrowed_error()
         # The parent's pools, leases and sockets are left untouched, and referenced (see `_left_in_parent`).
+        self._forget_parent()
+
+    def _forget_parent(self) -> None:
+        """In a forked child: leave the parent's pools and waiters as they are, for a fresh start."""
         _left_in_parent.extend([*self._pools.values(), self._loopless])
         self._pools = weakref.WeakKeyDictionary()
         self._loopless = self._current = None
+        self._pauses = set()
+        self._limiters = weakref.WeakSet()
         self._pid = os.getpid()
 
     async def send(
@@ -1250,7 +1268,7 @@ class AsyncHTTP:
                     except httpx.HTTPError as exc:
                         outcome = _attempt_failed(exc, self._cut(pool))
                     except Exception as exc:  # from below httpx (h11, anyio, a transport): never raw
-                        raise _unexpected(exc, op.request, client.is_closed) from safe_cause(exc)
+                        raise _unexpected(exc, op.request, client.is_closed, self._cut(pool)) from safe_cause(exc)
                     finally:
                         if ticket and limiter is not None:
                             limiter._settle(ticket, outcome)  # outcome None: interrupted, no answer
@@ -1261,6 +1279,8 @@ class AsyncHTTP:
                         plan.close()
                     return Exchange(op.response, started_at, time.perf_counter() - sent_at, op.retries, deadline)
                 elif type(op) is Sleep:
+                    if self._closed or pool.closed:  # since the attempt (a borrowed pool's failure): not sent again
+                        _not_retried(op)
                     _log_retry(op)
                     if op.on_retry is not None:
                         op.on_retry(op.retry, op.seconds, op.error)
@@ -1316,16 +1336,13 @@ class AsyncHTTP:
         there; one whose loop has stopped was closed with it, or is left to it. Calls waiting between
         attempts, or their turn at a rate limiter, are woken to raise.
         """
+        if self._pid != os.getpid():
+            self._forget_parent()  # a forked child: the parent's are left untouched
         self._closed = True
         for pause in list(self._pauses):
             pause.wake()
         for limiter in list(self._limiters):
             limiter._wake_all()
-        if self._pid != os.getpid():
-            self._pid = os.getpid()
-            _left_in_parent.extend([*self._pools.values(), self._loopless])  # the parent's: untouched
-            self._pools = weakref.WeakKeyDictionary()
-            self._loopless = self._current = None
         try:
             here: asyncio.AbstractEventLoop | None = self._running_loop()
         except RuntimeError:
@@ -1347,6 +1364,11 @@ class AsyncHTTP:
             await self._borrowed.aclose()
 
 
+def _not_retried(op: Sleep) -> NoReturn:
+    """The client closed since the attempt `op` would retry: its failure is raised, not sent again."""
+    raise op.given_up() from op.cause
+
+
 def _check_before_send(stopped: Callable[[], bool] | None, closed: bool, why: str = _CLIENT_CLOSED) -> None:
     if stopped is not None and stopped():
         raise _Stopped
@@ -1354,8 +1376,10 @@ def _check_before_send(stopped: Callable[[], bool] | None, closed: bool, why: st
         raise _closed_in_flight(why)
 
 
-def _unexpected(exc: Exception, request: httpx.Request, client_closed: bool) -> DeployAIError:
-    """The SDK's error for a failure from below that is not an `httpx.HTTPError`."""
+def _unexpected(exc: Exception, request: httpx.Request, client_closed: bool, cut: str | None) -> DeployAIError:
+    """The SDK's error for a failure from below that is not an `httpx.HTTPError` (`cut`: as `_attempt_failed`)."""
+    if cut is not None:
+        return _closed_in_flight(cut)
     if client_closed:
         return _closed_error()
     if isinstance(exc, RuntimeError) and "loop" in str(exc):

@@ -258,8 +258,11 @@ class RateLimiter:
         """Wake every waiting caller, to look again: one whose `check` now raises stops waiting.
 
         For a client that closes while its calls wait here. Callers of other clients look again
-        and wait on: the order of the queue is kept.
+        and wait on: the order of the queue is kept. Not in a forked child, whose lock another
+        thread of the parent may have held at the fork (its queue is the parent's).
         """
+        if self._pid != os.getpid():
+            return
         with self._lock:
             for waiter in self._queue:
                 waiter.wake()

@@ -91,6 +91,7 @@ class Sleep:
         reason: what failed, in words, for the log (`status 429`, `ConnectError`).
         error: the typed error of the failed attempt (what `on_retry` is told).
         on_retry: the client's `on_retry` callback, for the driver to call before it sleeps.
+        cause: what `error` is raised from if the driver does not retry (see `given_up`).
     """
 
     request: httpx.Request
@@ -100,6 +101,12 @@ class Sleep:
     reason: str
     error: APIError
     on_retry: OnRetry | None
+    cause: BaseException | None = None
+
+    def given_up(self) -> APIError:
+        """The attempt's error, as the plan raises it when it makes no more retries (raise it from `cause`)."""
+        self.error.retries = self.retry - 1
+        return self.error
 
 
 @dataclass(slots=True)
@@ -207,4 +214,5 @@ def call_plan(
                 raise error
             raise error from safe_cause(outcome)
         reason = f"status {status_code}" if status_code is not None else type(outcome).__name__
-        yield Sleep(request, decision.wait_seconds, attempt, max_retries, reason, error, on_retry)
+        cause = None if isinstance(outcome, httpx.Response) else safe_cause(outcome)
+        yield Sleep(request, decision.wait_seconds, attempt, max_retries, reason, error, on_retry, cause)

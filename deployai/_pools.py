@@ -226,23 +226,36 @@ class Cut:
 
     def close(self) -> None:
         """Shut down every held connection's socket; later connections are refused."""
+        if self._pid != os.getpid():  # the lock may have been held by a thread of the parent at the fork
+            self.closed = True
+            return
         with self._lock:
             self.closed = True
             held = list(self._held)
             self._held.clear()
-        if self._pid != os.getpid():
-            return
         for one in held:
-            sock = one if isinstance(one, socket.socket) else one.get_extra_info("socket")
-            if sock is not None:
-                with contextlib.suppress(OSError):  # closed already, or detached by its TLS wrapper
-                    sock.shutdown(socket.SHUT_RDWR)
+            shut_down(one if isinstance(one, socket.socket) else one.get_extra_info("socket"))
 
 
-def _refused() -> Exception:
+def shut_down(sock: Any) -> None:
+    """Shut a connection's socket down for both directions, under its TLS if it has any.
+
+    Not `SSLSocket.shutdown`: it turns TLS off before the socket is shut down, and a request another
+    thread writes on it in between would go out in clear text, with its API key.
+    """
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):  # closed already, or detached by its TLS wrapper
+        if isinstance(sock, socket.socket):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        else:  # asyncio's socket of a transport: TLS, if any, is above it
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _refused(message: str = _CUT_MESSAGE) -> Exception:
     import httpcore
 
-    return httpcore.ConnectError(_CUT_MESSAGE)
+    return httpcore.ConnectError(message)
 
 
 class _CutAsyncBackend:
@@ -376,10 +389,8 @@ class _BoundedStream:
         """Close, as the stream does, once the socket is shut down (see the class)."""
         # httpcore closes a connection in use when its pool closes; the read waiting on it in another
         # thread would otherwise wait out its timeout. Never in a forked child: the parent's connection.
-        sock = self._stream.get_extra_info("socket") if self._pid == os.getpid() else None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        if self._pid == os.getpid():
+            shut_down(self._stream.get_extra_info("socket"))
         self._stream.close()
 
     def start_tls(
@@ -391,7 +402,10 @@ class _BoundedStream:
         if cut is None or type(sock) is not socket.socket:  # no cut, or TLS inside a proxy's TLS
             return _BoundedStream(self._stream.start_tls(ssl_context, server_hostname, timeout), cut)
         # The handshake detaches `sock` from the connection at its start: `cut` shuts it down by its twin.
-        twin = sock.dup()
+        try:
+            twin = sock.dup()
+        except OSError as exc:  # out of file descriptors
+            raise _refused(str(exc)) from exc
         try:
             if not cut.hold(twin):
                 raise _refused()

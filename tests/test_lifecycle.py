@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import gc
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -368,18 +369,43 @@ def test_closing_the_client_ends_a_call_waiting_for_its_answer_and_sends_it_no_m
     server.listener.close()
 
 
+def test_a_client_keeps_no_rate_limiter_its_calls_used_alive() -> None:
+    # A limiter per copy (`with_options`) or per job: each is dropped with its last user.
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=completion_json()))
+    client = deployai.DeployAI(api_key=KEY, http_client=httpx.Client(transport=transport))
+    aclient = deployai.AsyncDeployAI(api_key=KEY, http_client=httpx.AsyncClient(transport=transport))
+    used: list[weakref.ref[deployai.RateLimiter]] = []
+    for _ in range(3):
+        limiter = deployai.RateLimiter()
+        used.append(weakref.ref(limiter))
+        client.with_options(rate_limiter=limiter).chat.completions.create(model=MODEL, messages=user())
+        asyncio.run(aclient.with_options(rate_limiter=limiter).chat.completions.create(model=MODEL, messages=user()))
+    del limiter
+    gc.collect()
+    assert [ref() for ref in used] == [None, None, None]
+
+
 @pytest.mark.parametrize("kind", ["sync", "async"])
-def test_a_borrowed_pools_call_runs_on_when_the_client_closes_and_fails_as_its_own(kind: str) -> None:
+@pytest.mark.parametrize("max_retries", [0, 2])
+def test_a_borrowed_pools_call_runs_on_when_the_client_closes_and_fails_as_its_own(kind: str, max_retries: int) -> None:
     # The SDK does not close a borrowed `http_client`, so it does not cut the call: the connection
-    # the server drops afterwards is the call's own failure, a connection error, not "closed".
+    # the server drops afterwards is the call's own failure, a connection error, not "closed". It
+    # is not retried (the client is closed), and `on_retry` is not told of a retry that never comes.
     server = HoldingServer()
-    http_client = httpx.Client() if kind == "sync" else httpx.AsyncClient()
-    options = {"api_key": KEY, "base_url": server.base_url, "max_retries": 0, "http_client": http_client}
+    retries: list[int] = []
+    options = {
+        "api_key": KEY,
+        "base_url": server.base_url,
+        "max_retries": max_retries,
+        "http_client": httpx.Client() if kind == "sync" else httpx.AsyncClient(),
+        "on_retry": lambda retry, *_: retries.append(retry),
+    }
 
     # Once the client has closed, the server drops the connection.
     (error,) = _call_then_close(kind, options, lambda: server.requests == 1, then=server.release.set)
     assert type(error) is deployai.APIConnectionError
-    assert server.requests == 1
+    assert isinstance(error.__cause__, httpx.TransportError)  # the failure itself, kept
+    assert (server.requests, retries, error.retries) == (1, [], 0)
     server.listener.close()
 
 
@@ -392,7 +418,6 @@ def test_closing_the_client_ends_a_call_in_its_tls_handshake(kind: str) -> None:
     (error,) = _call_then_close(kind, options, lambda: server.requests == 1)
     assert type(error) is deployai.DeployAIError
     assert str(error) == "The client was closed while the call waited for its answer."
-    assert not server.release.is_set()  # ended by the close, not by the server
     server.release.set()
     server.listener.close()
 
@@ -926,6 +951,34 @@ def test_one_async_client_serves_two_loops_at_the_same_time(no_resource_warnings
         other.join(HANG_LIMIT_SECONDS)
         assert result == [f"You said: {LONG_PROMPT}"]
         asyncio.run(client.aclose())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_client_closes_in_a_forked_child_though_its_rate_limiter_was_locked_at_the_fork(kind: str) -> None:
+    # Another thread of the parent was inside the limiter at the fork (every call passes through it):
+    # in the child its lock stays taken for good, and the child's close must not wait for it.
+    limiter = deployai.RateLimiter()
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=completion_json()))
+    request: dict[str, Any] = {"model": MODEL, "messages": user()}
+    if kind == "sync":
+        client = deployai.DeployAI(api_key=KEY, http_client=httpx.Client(transport=transport), rate_limiter=limiter)
+        client.chat.completions.create(**request)
+        close: Callable[[], object] = client.close
+    else:
+        aclient = deployai.AsyncDeployAI(
+            api_key=KEY, http_client=httpx.AsyncClient(transport=transport), rate_limiter=limiter
+        )
+        asyncio.run(aclient.chat.completions.create(**request))
+        close = lambda: asyncio.run(aclient.close())  # noqa: E731
+
+    def child() -> str:
+        signal.alarm(int(HANG_LIMIT_SECONDS))  # a hang ends the child, which then reports nothing
+        close()
+        return "closed"
+
+    with limiter._lock:  # held across the fork, as that thread would hold it
+        assert _fork_and_report(child) == "closed"
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")

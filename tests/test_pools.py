@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import socket
@@ -425,3 +426,26 @@ def test_a_context_copied_while_a_stream_reads_its_end_carries_no_deadline(serve
         httpcore_log.removeHandler(handler)
         httpcore_log.setLevel(level)
     assert all(answer.choices[0].message.content for answer in answers)
+
+
+def test_shutting_a_tls_connection_down_lets_no_racing_write_out_in_clear_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A close shuts down a connection that another thread may be writing a request on, with its API
+    # key. `SSLSocket.shutdown` turns TLS off first; a write landing before the socket's own shutdown
+    # went out in clear text. Here the write lands exactly there.
+    near, far = socket.socketpair()
+    tls = ssl.create_default_context().wrap_socket(near, server_hostname="api.test", do_handshake_on_connect=False)
+    tls.setblocking(False)
+    shutdown = socket.socket.shutdown
+
+    def with_a_write_just_before(sock: socket.socket, how: int) -> None:
+        with contextlib.suppress(OSError):  # over TLS, before its handshake: the write must wait
+            tls.sendall(b"Authorization: Bearer " + KEY.encode())
+        shutdown(sock, how)
+
+    monkeypatch.setattr(socket.socket, "shutdown", with_a_write_just_before)
+    _pools.shut_down(tls)
+    far.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        assert KEY.encode() not in far.recv(65536)
+    tls.close()
+    far.close()
