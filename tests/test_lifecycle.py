@@ -325,45 +325,10 @@ def test_closing_the_client_ends_a_call_waiting_for_its_answer_and_sends_it_no_m
     # after its read timeout (two minutes here), and the call is neither retried nor reported as a
     # connection error that a caller's own retry loop would send again.
     server = HoldingServer()
-    options: dict[str, Any] = {"api_key": KEY, "base_url": server.base_url, "max_retries": max_retries}
-    request: dict[str, Any] = {"model": MODEL, "messages": user(), "timeout": 120.0}
-    outcome: list[BaseException] = []
-
-    def arrived() -> None:
-        with server.arrived:
-            assert server.arrived.wait_for(lambda: server.requests == 1, HANG_LIMIT_SECONDS)
-
-    if kind == "sync":
-        client = deployai.DeployAI(**options)
-
-        def call() -> None:
-            try:
-                client.chat.completions.create(**request)
-            except BaseException as exc:
-                outcome.append(exc)
-
-        worker = threading.Thread(target=call)
-        worker.start()
-        arrived()
-        client.close()
-        worker.join(HANG_LIMIT_SECONDS)
-        assert not worker.is_alive()
-    else:
-
-        async def main() -> None:
-            client = deployai.AsyncDeployAI(**options)
-            call = asyncio.ensure_future(client.chat.completions.create(**request))
-            await asyncio.to_thread(arrived)
-            await client.close()
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(call, HANG_LIMIT_SECONDS)
-            outcome.append(call.exception() or AssertionError("answered"))
-
-        asyncio.run(main())
-    (error,) = outcome
+    options = {"api_key": KEY, "base_url": server.base_url, "max_retries": max_retries, "timeout": 120.0}
+    (error,) = _call_then_close(kind, options, lambda: server.requests == 1)
     assert type(error) is deployai.DeployAIError
     assert str(error) == "The client was closed while the call waited for its answer."
-    assert not server.release.is_set()  # ended by the close, not by the server
     server.release.set()
     assert server.requests == 1
     server.listener.close()
