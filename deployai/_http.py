@@ -894,8 +894,7 @@ class SyncHTTP:
             self._after_fork(check_borrowed=False)  # in a forked child: the parent's are not ours to close
         self._closed = True
         self._closing.set()
-        for limiter in list(self._limiters):
-            limiter._wake_all()
+        _wake_waiters_at(self._limiters)
         for lease in list(self._leases):
             lease.close(_CLIENT_CLOSED)  # not release(): another thread may be reading it
         while self.abandoned:
@@ -1341,8 +1340,7 @@ class AsyncHTTP:
         self._closed = True
         for pause in list(self._pauses):
             pause.wake()
-        for limiter in list(self._limiters):
-            limiter._wake_all()
+        _wake_waiters_at(self._limiters)
         try:
             here: asyncio.AbstractEventLoop | None = self._running_loop()
         except RuntimeError:
@@ -1362,6 +1360,18 @@ class AsyncHTTP:
                     asyncio.run_coroutine_threadsafe(pool.aclose(), loop)
         if self._close_borrowed and self._borrowed is not None:
             await self._borrowed.aclose()
+
+
+def _wake_waiters_at(limiters: weakref.WeakSet[RateLimiter]) -> None:
+    """Wake the calls waiting at `limiters`, to see that their client closed (see `RateLimiter._wake_all`)."""
+    while True:
+        try:
+            found = list(limiters)
+            break
+        except RuntimeError:  # another thread's call added a limiter meanwhile: the set changed size
+            continue
+    for limiter in found:
+        limiter._wake_all()
 
 
 def _not_retried(op: Sleep) -> NoReturn:

@@ -209,7 +209,7 @@ class Cut:
         self.closed = False
         self._pid = os.getpid()
         self._lock = threading.Lock()
-        self._held: weakref.WeakSet[Any] = weakref.WeakSet()  # sockets, or async streams (see `_socket`)
+        self._held: weakref.WeakSet[Any] = weakref.WeakSet()  # sockets, or async streams (`_CutAsyncBackend`)
 
     def hold(self, held: object) -> bool:
         """Hold a connection's socket (or stream) for `close()`; False, holding nothing, once closed."""
@@ -365,7 +365,7 @@ class _BoundedStream:
         self._stream = stream
         self._pid = os.getpid()
         self._cut = cut
-        if cut is not None and not cut.hold(stream.get_extra_info("socket")):
+        if cut is not None and not cut.hold(stream.get_extra_info("socket") or stream):
             stream.close()
             raise _refused()
 
