@@ -27,7 +27,6 @@ import math
 import operator
 import os
 import random
-import socket
 import ssl
 import sys
 import threading
@@ -60,6 +59,7 @@ from ._pools import (
     http_pool,
     proxy_mounts,
     reads_end_within,
+    shut_down,
 )
 from ._sse import EventParser
 
@@ -431,11 +431,8 @@ def _interrupt(response: httpx.Response) -> None:
     if not response.http_version.startswith("HTTP/1"):
         return  # an HTTP/2 connection carries other requests too: never cut it
     network_stream = response.extensions.get("network_stream")
-    sock = None if network_stream is None else network_stream.get_extra_info("socket")
-    shutdown = getattr(sock, "shutdown", None)  # a socket.socket, or asyncio's TransportSocket wrapping one
-    if shutdown is not None:
-        with contextlib.suppress(OSError):
-            shutdown(socket.SHUT_RDWR)
+    if network_stream is not None:
+        shut_down(network_stream.get_extra_info("socket"))
 
 
 class _Stopped(Exception):  # noqa: N818 - a signal between the shell and a lease, never seen outside
@@ -846,8 +843,8 @@ class SyncHTTP:
                         plan.close()
                     return Exchange(op.response, started_at, time.perf_counter() - sent_at, op.retries, deadline)
                 elif type(op) is Sleep:
-                    if self._closed:  # since the attempt (a borrowed pool's failure): not sent again
-                        _not_retried(op)
+                    if self._closed:  # since the attempt: not sent again
+                        _not_retried(op, stopped, self._cut())
                     _log_retry(op)
                     if op.on_retry is not None:
                         op.on_retry(op.retry, op.seconds, op.error)
@@ -1278,8 +1275,8 @@ class AsyncHTTP:
                         plan.close()
                     return Exchange(op.response, started_at, time.perf_counter() - sent_at, op.retries, deadline)
                 elif type(op) is Sleep:
-                    if self._closed or pool.closed:  # since the attempt (a borrowed pool's failure): not sent again
-                        _not_retried(op)
+                    if self._closed or pool.closed:  # since the attempt: not sent again
+                        _not_retried(op, stopped, self._cut(pool))
                     _log_retry(op)
                     if op.on_retry is not None:
                         op.on_retry(op.retry, op.seconds, op.error)
@@ -1374,8 +1371,16 @@ def _wake_waiters_at(limiters: weakref.WeakSet[RateLimiter]) -> None:
         limiter._wake_all()
 
 
-def _not_retried(op: Sleep) -> NoReturn:
-    """The client closed since the attempt `op` would retry: its failure is raised, not sent again."""
+def _not_retried(op: Sleep, stopped: Callable[[], bool] | None, cut: str | None) -> NoReturn:
+    """The client closed since the attempt `op` would retry: it is not sent again.
+
+    A call the SDK cut (`cut`: why) says so, as if the close came during the wait; a call on a
+    borrowed pool, which the close leaves open, raises its attempt's own failure.
+    """
+    if stopped is not None and stopped():
+        raise _Stopped
+    if cut is not None:
+        raise _closed_in_flight(cut) from op.cause
     raise op.given_up() from op.cause
 
 

@@ -243,13 +243,13 @@ def shut_down(sock: Any) -> None:
     Not `SSLSocket.shutdown`: it turns TLS off before the socket is shut down, and a request another
     thread writes on it in between would go out in clear text, with its API key.
     """
-    if sock is None:
-        return
     with contextlib.suppress(OSError):  # closed already, or detached by its TLS wrapper
         if isinstance(sock, socket.socket):
             socket.socket.shutdown(sock, socket.SHUT_RDWR)
-        else:  # asyncio's socket of a transport: TLS, if any, is above it
-            sock.shutdown(socket.SHUT_RDWR)
+            return
+        shutdown = getattr(sock, "shutdown", None)  # asyncio's socket of a transport: TLS, if any, is above it
+        if shutdown is not None:
+            shutdown(socket.SHUT_RDWR)
 
 
 def _refused(message: str = _CUT_MESSAGE) -> Exception:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -332,6 +334,45 @@ def test_closing_the_client_ends_a_call_waiting_for_its_answer_and_sends_it_no_m
     server.release.set()
     assert server.requests == 1
     server.listener.close()
+
+
+@pytest.mark.parametrize("failure", ["503", "refused"])
+def test_a_client_closed_right_after_a_failed_attempt_ends_the_call_as_closed(
+    failure: str, server: EmulatorServer
+) -> None:
+    # The close lands between an attempt that failed and the wait before its retry (here: while the
+    # attempt is logged). The call is not retried, and is told that its client closed, as if the
+    # close came during the wait: not a 503 or connection error that a caller would send again.
+    if failure == "503":
+        server.emulator.fail_next(503, {"error": {"message": "busy"}})
+        base_url = server.base_url
+    else:
+        with socket.socket() as spare:  # a port nothing listens on
+            spare.bind(("127.0.0.1", 0))
+            base_url = f"http://127.0.0.1:{spare.getsockname()[1]}/v1"
+    retries: list[int] = []
+    client = deployai.DeployAI(
+        api_key=KEY, base_url=base_url, max_retries=2, on_retry=lambda retry, *_: retries.append(retry)
+    )
+
+    class CloseOnAttempt(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "attempt 1" in record.getMessage():
+                client.close()
+
+    logger = logging.getLogger("deployai")
+    handler, level = CloseOnAttempt(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        with pytest.raises(deployai.DeployAIError) as raised:
+            client.chat.completions.create(model=MODEL, messages=user())
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert type(raised.value) is deployai.DeployAIError
+    assert str(raised.value) == "The client was closed while the call waited for its answer."
+    assert retries == []
 
 
 def test_a_client_keeps_no_rate_limiter_its_calls_used_alive() -> None:
