@@ -351,8 +351,8 @@ def _closed_error() -> DeployAIError:
 
 
 def _closed_in_flight(why: str = _CLIENT_CLOSED) -> DeployAIError:
-    """For a call a close ended: it waited for its answer, its next attempt, or its turn; `why` says whose."""
-    return DeployAIError(f"{why} while the call waited for its answer.")
+    """For a call a close ended before its answer came (it waited for a connection, its turn, a retry or the answer)."""
+    return DeployAIError(f"{why} before the call was answered.")
 
 
 def _attempt_failed(exc: httpx.HTTPError, cut: str | None) -> httpx.HTTPError:

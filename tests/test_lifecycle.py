@@ -330,7 +330,7 @@ def test_closing_the_client_ends_a_call_waiting_for_its_answer_and_sends_it_no_m
     options = {"api_key": KEY, "base_url": server.base_url, "max_retries": max_retries, "timeout": 120.0}
     (error,) = _call_then_close(kind, options, lambda: server.requests == 1)
     assert type(error) is deployai.DeployAIError
-    assert str(error) == "The client was closed while the call waited for its answer."
+    assert str(error) == "The client was closed before the call was answered."
     server.release.set()
     assert server.requests == 1
     server.listener.close()
@@ -371,7 +371,7 @@ def test_a_client_closed_right_after_a_failed_attempt_ends_the_call_as_closed(
         logger.removeHandler(handler)
         logger.setLevel(level)
     assert type(raised.value) is deployai.DeployAIError
-    assert str(raised.value) == "The client was closed while the call waited for its answer."
+    assert str(raised.value) == "The client was closed before the call was answered."
     assert retries == []
 
 
@@ -423,7 +423,7 @@ def test_closing_the_client_ends_a_call_in_its_tls_handshake(kind: str) -> None:
     options = {"api_key": KEY, "base_url": server.base_url.replace("http:", "https:"), "timeout": 120.0}
     (error,) = _call_then_close(kind, options, lambda: server.requests == 1)
     assert type(error) is deployai.DeployAIError
-    assert str(error) == "The client was closed while the call waited for its answer."
+    assert str(error) == "The client was closed before the call was answered."
     server.release.set()
     server.listener.close()
 
@@ -460,7 +460,7 @@ def test_a_connection_made_after_the_client_closed_carries_no_request(
     options = {"api_key": KEY, "base_url": server.base_url, "timeout": 120.0}
     (error,) = _call_then_close(kind, options, connecting.is_set, then=go_on.set)
     assert type(error) is deployai.DeployAIError
-    assert str(error) == "The client was closed while the call waited for its answer."
+    assert str(error) == "The client was closed before the call was answered."
     assert server.requests == 0
     server.release.set()
     server.listener.close()
@@ -481,7 +481,7 @@ def test_a_call_waiting_for_its_answer_when_its_event_loop_shuts_down_says_so() 
             loop.run_until_complete(asyncio.wait_for(call, HANG_LIMIT_SECONDS))
     finally:
         loop.close()
-    assert str(raised.value) == "Its event loop shut down while the call waited for its answer."
+    assert str(raised.value) == "Its event loop shut down before the call was answered."
     assert server.requests == 1  # not sent again
     server.release.set()
     server.listener.close()
@@ -548,7 +548,7 @@ def test_closing_the_client_ends_a_call_waiting_to_be_sent_again(kind: str) -> N
     options = {"api_key": KEY, "http_client": http_client, "on_retry": lambda *_: paused.set()}
     (error,) = _call_then_close(kind, options, paused.is_set)
     assert type(error) is deployai.DeployAIError  # at once, not after the 50 s the server asked for
-    assert str(error) == "The client was closed while the call waited for its answer."
+    assert str(error) == "The client was closed before the call was answered."
     assert len(sent) == 1
 
 
@@ -584,7 +584,7 @@ def test_closing_the_client_ends_its_calls_waiting_at_a_shared_rate_limiter_and_
     options = {"api_key": KEY, "http_client": http_client, "rate_limiter": limiter}
     (error,) = _call_then_close(kind, options, lambda: limiter.waiting == 2)
     assert type(error) is deployai.DeployAIError
-    assert str(error) == "The client was closed while the call waited for its answer."
+    assert str(error) == "The client was closed before the call was answered."
     assert len(sent) == 1  # neither waiting call was sent
     assert limiter.waiting == 1  # the other client's call still waits its turn
     assert other_worker.is_alive()
@@ -592,7 +592,7 @@ def test_closing_the_client_ends_its_calls_waiting_at_a_shared_rate_limiter_and_
     other.close()
     other_worker.join(HANG_LIMIT_SECONDS)
     (other_error,) = other_outcome
-    assert "closed while the call waited" in str(other_error)
+    assert str(other_error) == "The client was closed before the call was answered."
     assert (limiter.waiting, len(sent)) == (0, 1)
 
 
