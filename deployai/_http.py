@@ -711,7 +711,7 @@ class SyncHTTP:
         # How to wait between attempts when not `_sleep`: `deployai.testing` waits on a virtual clock.
         self.sleep: Callable[[float], None] | None = None
         self._closing = threading.Event()  # set by close(): ends the waits between attempts
-        self._limiters: weakref.WeakSet[RateLimiter] = weakref.WeakSet()  # its calls waited there: close() wakes them
+        self._limiters: weakref.WeakSet[RateLimiter] = weakref.WeakSet()  # its calls wait there: close() wakes them
         # Held strongly: an open lease must never be left to the garbage collector, whose finalizing of
         # httpcore's generators takes the pool's lock, maybe while this very thread holds it.
         self._leases: set[SyncLease] = set()
@@ -810,9 +810,8 @@ class SyncHTTP:
                     ticket = 0
                     if limiter is not None:
                         waited_from = 0.0 if op.time_left is None else time.monotonic()
-                        self._limiters.add(limiter)
                         ticket = limiter._acquire_sync(
-                            op.request, op.wait_limit, lambda: _check_before_send(stopped, self._closed)
+                            op.request, op.wait_limit, lambda at: self._waiting_at(at, stopped)
                         )
                         if (stopped is not None and stopped()) or self._closed:
                             limiter._withdraw(ticket)  # stopped while it waited: not sent after all
@@ -860,6 +859,11 @@ class SyncHTTP:
         except BaseException:
             plan.close()
             raise
+
+    def _waiting_at(self, limiter: RateLimiter, stopped: Callable[[], bool] | None) -> None:
+        """Before a call waits its turn at `limiter`: `close()` wakes it there from now on, or it ends now."""
+        self._limiters.add(limiter)  # only for calls that wait: none is added on the way of one that does not
+        _check_before_send(stopped, self._closed)
 
     def _cut(self) -> str | None:
         """Why a failed attempt failed if the SDK cut its connection (it closed the pool); None if not.
@@ -1121,7 +1125,7 @@ class AsyncHTTP:
         # How to wait between attempts when not `_async_sleep`: `deployai.testing` waits on a virtual clock.
         self.sleep: Callable[[float], Awaitable[Any]] | None = None
         self._pauses: set[_TaskWaiter] = set()  # tasks waiting between attempts: close() wakes them
-        self._limiters: weakref.WeakSet[RateLimiter] = weakref.WeakSet()  # its calls waited there: close() wakes them
+        self._limiters: weakref.WeakSet[RateLimiter] = weakref.WeakSet()  # its calls wait there: close() wakes them
         import asyncio  # loaded with the first async client: a program that uses only `DeployAI` never imports it
 
         self._running_loop = asyncio.get_running_loop
@@ -1241,11 +1245,8 @@ class AsyncHTTP:
                     ticket = 0
                     if limiter is not None:
                         waited_from = 0.0 if op.time_left is None else time.monotonic()
-                        self._limiters.add(limiter)
                         ticket = await limiter._acquire_async(
-                            op.request,
-                            op.wait_limit,
-                            lambda: _check_before_send(stopped, self._closed or pool.closed, pool.why),
+                            op.request, op.wait_limit, lambda at: self._waiting_at(at, stopped, pool)
                         )
                         if (stopped is not None and stopped()) or self._closed or pool.closed:
                             limiter._withdraw(ticket)  # stopped while it waited: not sent after all
@@ -1292,6 +1293,11 @@ class AsyncHTTP:
         except BaseException:
             plan.close()
             raise
+
+    def _waiting_at(self, limiter: RateLimiter, stopped: Callable[[], bool] | None, pool: _LoopPool) -> None:
+        """As `SyncHTTP._waiting_at`, for a call of `pool`."""
+        self._limiters.add(limiter)
+        _check_before_send(stopped, self._closed or pool.closed, pool.why)
 
     def _cut(self, pool: _LoopPool) -> str | None:
         """Why a failed attempt failed if the SDK cut its connection (it closed `pool`); None if not.

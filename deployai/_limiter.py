@@ -169,10 +169,12 @@ class RateLimiter:
 
     # --- the shells' side -------------------------------------------------------------------------
 
-    def _acquire_sync(self, request: httpx.Request, wait_limit: float, check: Callable[[], None] | None = None) -> int:
+    def _acquire_sync(
+        self, request: httpx.Request, wait_limit: float, check: Callable[[RateLimiter], None] | None = None
+    ) -> int:
         """Block until `request` may be sent, and return its ticket for `_settle`.
 
-        `check`, called before each wait, raises to end it (see `_wake_all`).
+        `check(self)`, called before each wait, raises to end it (see `_wake_all`).
 
         Raises:
             RateLimitError: it would wait longer than `wait_limit` seconds (nothing is sent).
@@ -197,18 +199,18 @@ class RateLimiter:
                         return self._let_through(waiter, ticket)
                     continue
                 if check is not None:  # after the clear: a wake from now on is not lost
-                    check()
+                    check(self)
                 waiter.event.wait(None if wait == math.inf else min(wait, _LONGEST_TIMER_SECONDS))
         except BaseException:
             self._abandon(waiter, asked)
             raise
 
     async def _acquire_async(
-        self, request: httpx.Request, wait_limit: float, check: Callable[[], None] | None = None
+        self, request: httpx.Request, wait_limit: float, check: Callable[[RateLimiter], None] | None = None
     ) -> int:
         """Wait until `request` may be sent, and return its ticket for `_settle`.
 
-        `check`, called before each wait, raises to end it (see `_wake_all`).
+        `check(self)`, called before each wait, raises to end it (see `_wake_all`).
 
         Raises:
             RateLimitError: it would wait longer than `wait_limit` seconds (nothing is sent).
@@ -241,7 +243,7 @@ class RateLimiter:
                         return self._let_through(waiter, ticket)
                     continue
                 if check is not None:  # once armed: a wake from now on is not lost
-                    check()
+                    check(self)
                 timer = (
                     None if wait == math.inf else loop.call_later(min(wait, _LONGEST_TIMER_SECONDS), _resolve, future)
                 )

@@ -518,6 +518,14 @@ class _AsyncCounted(httpx.AsyncByteStream):
                 done()
 
 
+def _spreads(settings: Settings, make: Callable[[ssl.SSLContext], _T], cut: Cut | None) -> dict[str, _Spread[_T]]:
+    """A spread of pools for each scheme, their TLS context made as `settings` say; `cut` ends their connections."""
+    return {
+        "https": _Spread(lambda: cut_by(make(tls_context(settings.certificates)), cut)),
+        "http": _Spread(lambda: cut_by(make(tls_context(None)), cut)),
+    }
+
+
 class SpreadTransport(httpx.BaseTransport):
     """The blocking transport of the SDK's own `httpx.Client`, safe to share between threads.
 
@@ -535,10 +543,7 @@ class SpreadTransport(httpx.BaseTransport):
         cut: Cut | None = None,
     ) -> None:
         self._lock = threading.Lock()
-        self._spreads = {
-            "https": _Spread(lambda: cut_by(make(tls_context(settings.certificates)), cut)),
-            "http": _Spread(lambda: cut_by(make(tls_context(None)), cut)),
-        }
+        self._spreads = _spreads(settings, make, cut)
         self._retired: list[httpx.BaseTransport] = []  # idle pools, closed by the next request
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -588,10 +593,7 @@ class AsyncSpreadTransport(httpx.AsyncBaseTransport):
         make: Callable[[ssl.SSLContext], httpx.AsyncBaseTransport] = async_http_pool,
         cut: Cut | None = None,
     ) -> None:
-        self._spreads = {
-            "https": _Spread(lambda: cut_by(make(tls_context(settings.certificates)), cut)),
-            "http": _Spread(lambda: cut_by(make(tls_context(None)), cut)),
-        }
+        self._spreads = _spreads(settings, make, cut)
         self._retired: list[httpx.AsyncBaseTransport] = []  # idle pools, closed by the next request
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
