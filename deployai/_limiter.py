@@ -16,7 +16,6 @@ import collections
 import concurrent.futures
 import contextlib
 import math
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ import httpx
 
 from ._exceptions import DeployAIError, InvalidParameterError, RateLimitError
 from ._pacing import Pacing
+from ._process import pid
 from ._ratelimit import WindowReport, read_window
 from ._retry import server_requested_wait
 
@@ -139,7 +139,7 @@ class RateLimiter:
         self._pacing = Pacing(requests_per_minute=self._requests_per_minute)
         self._lock = threading.Lock()
         self._queue: collections.deque[_Waiter] = collections.deque()
-        self._pid = os.getpid()
+        self._pid = pid()
 
     @property
     def requests_per_minute(self) -> int | None:
@@ -263,7 +263,7 @@ class RateLimiter:
         and wait on: the order of the queue is kept. Not in a forked child, whose lock another
         thread of the parent may have held at the fork (its queue is the parent's).
         """
-        if self._pid != os.getpid():
+        if self._pid != pid():
             return
         with self._lock:
             for waiter in self._queue:
@@ -310,7 +310,8 @@ class RateLimiter:
         answer = _answer(self._clock(), outcome)
         with self._lock:
             _apply(self._pacing, ticket, answer)
-            self._wake_head()
+            if self._queue:
+                self._wake_head()
 
     def _withdraw(self, ticket: int) -> None:
         """The request with `ticket` was not sent after all: its call was stopped while it waited."""
@@ -324,7 +325,7 @@ class RateLimiter:
         self, request: httpx.Request, wait_limit: float, make_waiter: Callable[[], _Waiter]
     ) -> int | tuple[_Waiter, float]:
         """Admit at once (the ticket), or queue a new waiter and return it with its deadline."""
-        if self._pid != os.getpid():
+        if self._pid != pid():
             self._start()  # a forked child: the parent's lock, queue and requests in flight are not its own
         self._prepare(request)
         with self._lock:

@@ -14,6 +14,7 @@ with the fewest requests (or tokens) remaining. Anything malformed reads as None
 
 from __future__ import annotations
 
+import operator
 import re
 import time
 from collections.abc import Mapping
@@ -105,6 +106,17 @@ def _plain_seconds(value: str) -> float | None:
         return None
     return seconds if seconds < float("inf") else None
 
+
+_NAME_AND_VALUE = operator.itemgetter(1, 2)  # of an httpx.Headers' (name, lowercase name, value) triples
+# The headers `RateLimit.from_headers` reads beyond DeployAI's three (OpenAI's and the LiteLLM proxy's).
+_OTHER_DIALECTS = frozenset(
+    f"x-ratelimit-{name}".encode()
+    for name in (
+        "limit-requests", "remaining-requests", "reset-requests", "limit-tokens", "remaining-tokens",
+        "reset-tokens", "api_key-limit-requests", "api_key-remaining-requests", "api_key-limit-tokens",
+        "api_key-remaining-tokens",
+    )
+)  # fmt: skip
 
 _Budget = tuple[int | None, int | None, datetime | None]  # limit, remaining, reset_at
 
@@ -240,59 +252,52 @@ class WindowReport:
 
 
 def read_window(headers: Mapping[str, str], now: float) -> WindowReport | None:
-    """The budget a response reported, in any dialect `RateLimit` reads; None when it sent no rate-limit header.
+    """The budget a response reported, in any dialect `RateLimit` reads; None when it sent none of their headers.
 
-    A rate limiter calls this on every answer, so the common case costs little: one pass over the
-    headers, and DeployAI's three headers holding plain digits are read as they are, without building
-    a `RateLimit`. Anything else goes through `RateLimit.from_headers`, with the same leniency.
+    A rate limiter calls this on every answer, so the common case costs little: the headers are
+    looked up in a dict built by C code, and DeployAI's three headers holding plain digits are read
+    as they are, without building a `RateLimit`. Anything else goes through `RateLimit.from_headers`,
+    with the same leniency.
     """
     # An httpx.Headers keeps (name, lowercase name, value) triples; read those rather than pay for
-    # `.raw` and lowercasing each name again. A plain mapping has lowercase names already.
+    # `.raw` and lowercasing each name again. A plain mapping has lowercase names already. A name
+    # sent twice reads as its last value.
     triples = getattr(headers, "_list", None)
-    if not isinstance(triples, list):
-        triples = [(None, k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-    limit = remaining = reset = None
-    seen = other = False
-    for _, name, value in triples:
-        if name.startswith(b"x-ratelimit-"):
-            seen = True
-            if name == b"x-ratelimit-remaining":
-                remaining = value
-            elif name == b"x-ratelimit-reset":
-                reset = value
-            elif name == b"x-ratelimit-limit":
-                limit = value
-            else:
-                other = True
-    if not seen:
-        return None
-    if not other:
-        # Plain digits (`bytes.isdigit` is ASCII-only) are read at once; anything else as the lenient
-        # readers of `RateLimit` read it.
-        if reset is None:
-            reset_at = None
-        elif reset.isdigit() and len(reset) <= 18:
-            seconds = int(reset)
-            moment = seconds if seconds >= _UNIX_TIME_FLOOR_SECONDS else now + seconds
-            reset_at = moment if moment <= _LAST_UNIX_SECOND else None
-        else:
-            reset_at = _reset_time(reset.decode("latin-1"), now)
+    if isinstance(triples, list):
+        found = dict(map(_NAME_AND_VALUE, triples))
+    else:
+        found = {k.lower().encode("latin-1"): v.encode("latin-1") for k, v in headers.items()}
+    if not _OTHER_DIALECTS.isdisjoint(found):
+        window = RateLimit.from_headers(
+            {n.decode("latin-1"): v.decode("latin-1") for n, v in found.items() if n.startswith(b"x-ratelimit-")}, now
+        )
+        spent = window.tokens_remaining == 0 and window.tokens_reset_at is not None
         return WindowReport(
-            None if limit is None else _count(limit),
-            None if remaining is None else int(remaining) if remaining.isdigit() and len(remaining) <= 18
-            else _int_or_none(remaining.decode("latin-1")),
-            reset_at,
-            None,
-        )  # fmt: skip
-    found = {n.decode("latin-1"): v.decode("latin-1") for _, n, v in triples if n.startswith(b"x-ratelimit-")}
-    window = RateLimit.from_headers(found, now)
-    spent = window.tokens_remaining == 0 and window.tokens_reset_at is not None
+            window.limit,
+            window.remaining,
+            None if window.reset_at is None else window.reset_at.timestamp(),
+            window.tokens_reset_at.timestamp() if spent and window.tokens_reset_at is not None else None,
+        )
+    limit = found.get(b"x-ratelimit-limit")
+    remaining = found.get(b"x-ratelimit-remaining")
+    reset = found.get(b"x-ratelimit-reset")
+    if reset is None:
+        if limit is None and remaining is None:
+            return None
+        reset_at = None
+    elif reset.isdigit() and len(reset) <= 18:  # plain digits (`bytes.isdigit` is ASCII-only), read at once
+        seconds = int(reset)
+        moment = seconds if seconds >= _UNIX_TIME_FLOOR_SECONDS else now + seconds
+        reset_at = moment if moment <= _LAST_UNIX_SECOND else None
+    else:  # anything else as the lenient readers of `RateLimit` read it
+        reset_at = _reset_time(reset.decode("latin-1"), now)
     return WindowReport(
-        window.limit,
-        window.remaining,
-        None if window.reset_at is None else window.reset_at.timestamp(),
-        window.tokens_reset_at.timestamp() if spent and window.tokens_reset_at is not None else None,
-    )
+        None if limit is None else _count(limit),
+        None if remaining is None else int(remaining) if remaining.isdigit() and len(remaining) <= 18
+        else _int_or_none(remaining.decode("latin-1")),  # as `_count`, inline: it changes with every answer
+        reset_at,
+        None,
+    )  # fmt: skip
 
 
 def _count(value: bytes) -> int | None:

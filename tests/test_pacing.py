@@ -7,7 +7,10 @@ import math
 
 import httpx
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
+from deployai import RateLimit
 from deployai._pacing import Pacing
 from deployai._ratelimit import WindowReport, read_window
 
@@ -188,6 +191,38 @@ def test_read_window_reads_every_dialect_from_httpx_headers_and_plain_mappings(
         assert dataclasses.astuple(got) == pytest.approx(dataclasses.astuple(expected))
     lowered = {name.lower(): value for name, value in headers.items()}
     assert read_window(lowered, T) == got
+
+
+_NAMES = [f"x-ratelimit-{name}" for name in (
+    "limit", "remaining", "reset", "limit-requests", "remaining-requests", "reset-requests", "limit-tokens",
+    "remaining-tokens", "reset-tokens", "api_key-limit-requests", "api_key-remaining-requests",
+    "api_key-limit-tokens", "api_key-remaining-tokens", "other",
+)] + ["content-type", "x-request-id"]  # fmt: skip
+_VALUES = st.one_of(
+    st.integers(0, 10**20).map(str),
+    st.sampled_from(["0", "5", "60", "1m0s", "20ms", "4.0", "1e3", "-1", "nan", "1_000", " 7 ", "", "soon", "\xb2"]),
+    st.floats(0, 2e9).map(repr),
+    st.text(st.characters(max_codepoint=255), max_size=6),
+)
+
+
+@given(st.dictionaries(st.sampled_from(_NAMES), _VALUES, max_size=8))
+@example({"x-ratelimit-remaining": "3", "x-ratelimit-reset-requests": "1s"})  # another dialect beside DeployAI's
+@example({"x-ratelimit-reset": "99999999999999999999"})  # past the calendar
+def test_read_window_reads_what_ratelimit_reads_from_any_mix_of_headers(headers: dict[str, str]) -> None:
+    got = read_window(httpx.Headers([(k.encode(), v.encode("latin-1")) for k, v in headers.items()]), T)
+    window = RateLimit.from_headers(headers, T)
+    spent = window.tokens_remaining == 0 and window.tokens_reset_at is not None
+    expected = (
+        window.limit,
+        window.remaining,
+        None if window.reset_at is None else window.reset_at.timestamp(),
+        window.tokens_reset_at.timestamp() if spent and window.tokens_reset_at is not None else None,
+    )
+    if got is None:  # no rate-limit header: the same as a report of nothing
+        assert expected == (None, None, None, None)
+    else:
+        assert dataclasses.astuple(got) == pytest.approx(expected)
 
 
 def test_a_429_saying_spent_without_a_reset_still_to_come_backs_off_like_one_with_no_headers() -> None:
