@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import selectors
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+import anyio
 import httpx
 import openai
 import pytest
@@ -194,14 +198,103 @@ def test_a_stall_trips_the_client_timeout(server: EmulatorServer) -> None:
         assert len(client.models.list()) == 7
 
 
-def test_a_client_that_gives_up_ends_the_stalled_response(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="uvicorn.error"), EmulatorServer() as server:
-        server.emulator.stall_next(60)
-        with server.client(timeout=0.2, max_retries=0) as client, pytest.raises(deployai.APITimeoutError):
-            client.models.list()
-    # Had the response gone on stalling, uvicorn's shutdown would have had to cancel it, and said so.
-    assert "Shutting down" in caplog.messages
-    assert not [m for m in caplog.messages if "graceful shutdown exceeded" in m]
+def _asgi_request(path: str) -> MutableMapping[str, Any]:
+    return {"type": "http", "method": "GET", "path": path, "query_string": b"",
+            "headers": [(b"authorization", f"Bearer {TEST_KEY}".encode())]}  # fmt: skip
+
+
+@pytest.mark.anyio
+async def test_a_client_that_gives_up_ends_the_stalled_response() -> None:
+    emulator = Emulator()
+    emulator.stall_next(60)
+    messages: list[MutableMapping[str, Any]] = [
+        {"type": "http.request", "body": b"", "more_body": False},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> MutableMapping[str, Any]:
+        return messages.pop(0)  # the body, then the client is gone
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    with anyio.fail_after(20):  # a guard: the stall would last 60 s
+        await emulator.asgi_app()(_asgi_request("/v1/models"), receive, send)
+    assert sent == []  # it stopped during its stall
+
+
+@pytest.mark.anyio
+async def test_after_finish_now_a_stalled_response_is_sent_whole_at_once() -> None:
+    emulator = Emulator()
+    emulator.stall_next(60)
+    app = emulator.asgi_app()
+    app.finish_now()  # a server shutting down
+    body: list[MutableMapping[str, Any]] = [{"type": "http.request", "body": b"", "more_body": False}]
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> MutableMapping[str, Any]:
+        if body:
+            return body.pop()
+        await anyio.sleep_forever()  # the client stays
+        raise AssertionError
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    with anyio.fail_after(20):  # a guard: the stall would last 60 s
+        await app(_asgi_request("/v1/models"), receive, send)
+    assert sent[0]["status"] == 200
+    assert sent[-1]["more_body"] is False
+    assert len(json.loads(b"".join(m["body"] for m in sent[1:]))["data"]) == len(MODEL_IDS)
+
+
+@pytest.mark.anyio
+async def test_a_server_that_quits_without_a_shutdown_message_ends_the_lifespan_quietly() -> None:
+    # uvicorn on a second Ctrl+C cancels the lifespan task, and logs a traceback for anything it raises.
+    startup: list[MutableMapping[str, Any]] = [{"type": "lifespan.startup"}]
+    started = anyio.Event()
+    ended: list[str] = []
+
+    async def receive() -> MutableMapping[str, Any]:
+        if startup:
+            return startup.pop()
+        await anyio.sleep_forever()  # no shutdown message comes
+        raise AssertionError
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        assert message == {"type": "lifespan.startup.complete"}
+        started.set()
+
+    async def serve() -> None:
+        try:
+            await Emulator().asgi_app()({"type": "lifespan"}, receive, send)
+        except anyio.get_cancelled_exc_class():
+            ended.append("raised")
+            raise
+        ended.append("returned")
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(serve)
+        await started.wait()
+        group.cancel_scope.cancel()
+    assert ended == ["returned"]
+
+
+def test_a_server_stopped_mid_stream_sends_the_rest_of_the_answer_at_once(caplog: pytest.LogCaptureFixture) -> None:
+    # 30 s between chunks: waited out, the stream would outlast uvicorn's graceful shutdown (2 s) and be cut.
+    with caplog.at_level(logging.INFO, logger="uvicorn.error"), EmulatorServer(Emulator(token_latency=30)) as server:
+        with (
+            server.client(max_retries=0) as client,
+            client.chat.completions.create(model="openai/gpt-4o", messages=HELLO, stream=True) as stream,
+        ):
+            stopping = threading.Thread(target=server.stop)  # as the headers have come
+            stopping.start()
+            text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+        stopping.join()
+    assert text == "You said: Hello!"
+    assert not server.running
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 def test_a_slow_stream_times_out_between_chunks(server: EmulatorServer) -> None:
@@ -339,6 +432,29 @@ def test_the_cli_serves_until_interrupted() -> None:
     assert process.returncode == 0, err
     assert out == ""  # only the URL line goes to stdout; logs go to stderr
     assert '"GET /v1/models HTTP/1.1" 200' in err
+
+
+def test_ctrl_c_during_a_stream_sends_the_rest_of_it_and_logs_no_error() -> None:
+    # 30 s between chunks: waited out, the stream would outlast uvicorn's graceful shutdown (2 s), be
+    # cancelled, and leave a traceback on stderr.
+    command = [sys.executable, "-m", "deployai.testing", "serve", "--port", "0", "--token-latency", "30"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        try:
+            url = _first_line(process, timeout=30)
+            with (
+                httpx.Client(headers=AUTH, timeout=60) as client,
+                client.stream("POST", url + "/chat/completions", json=chat_body(stream=True)) as response,
+            ):
+                process.send_signal(signal.SIGINT)  # as the headers have come
+                text = response.read().decode()
+        finally:
+            _, err = process.communicate(timeout=30)
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in sse_chunks(text)) == "You said: Hello!"
+    assert sse_data(text)[-1] == "[DONE]"
+    assert process.returncode == 0, err
+    assert "Shutting down" in err
+    assert "Traceback" not in err
+    assert "ERROR" not in err
 
 
 def test_ctrl_c_before_uvicorn_takes_it_over_still_stops_the_server_with_0(

@@ -15,7 +15,7 @@ from types import ModuleType
 from typing import Any
 
 from ._emulator import Emulator
-from ._server import base_url_for, bind_socket, import_uvicorn, uvicorn_config
+from ._server import base_url_for, bind_socket, import_uvicorn, uvicorn_config, uvicorn_server
 
 
 def add_serve_arguments(serve: argparse.ArgumentParser) -> None:
@@ -68,7 +68,7 @@ def serve(args: argparse.Namespace) -> int:
     with sock, contextlib.suppress(KeyboardInterrupt):
         # The socket already listens, so the URL works from the moment it is printed.
         print(base_url_for(sock), flush=True)
-        server = uvicorn.Server(uvicorn_config(emulator, log_level=args.log_level, log_config=_log_config(uvicorn)))
+        server = uvicorn_server(uvicorn_config(emulator, log_level=args.log_level, log_config=_log_config(uvicorn)))
         server.run(sockets=[sock])
     return 0
 

@@ -100,7 +100,8 @@ def _waiting_also_on(clock: VirtualClock) -> Callable[[float], Awaitable[None]]:
 class EmulatorASGIApp:
     """An ASGI 3 application answering HTTP requests with an `Emulator` (lifespan supported, no websockets).
 
-    When the client disconnects during a stall or a stream, the response stops at once.
+    When the client disconnects during a stall or a stream, the response stops at once. A server
+    that shuts down calls `finish_now()` first, so that the answers in progress end whole.
     """
 
     def __init__(self, emulator: Emulator) -> None:
@@ -111,6 +112,31 @@ class EmulatorASGIApp:
         self._sleep: Callable[[float], Awaitable[Any]] = anyio.sleep
         if isinstance(clock, VirtualClock):
             self._sleep = _waiting_also_on(clock)
+        self._finishing = False
+        self._pauses: set[anyio.CancelScope] = set()  # the waits of the responses in progress
+
+    def finish_now(self) -> None:
+        """Let every response in progress, and any that comes later, go on without its waits.
+
+        For a server that is shutting down: stalls end, and streams send their remaining chunks at
+        once, so that each client gets its whole answer and the server's connections close soon.
+        Without it a server waits out its graceful shutdown, then cancels the responses, which
+        leaves their clients an incomplete answer and its log a traceback. Call it on the server's
+        event loop (`EmulatorServer` and `python -m deployai.testing serve` do).
+        """
+        self._finishing = True
+        for pause in self._pauses:
+            pause.cancel()
+
+    async def _pause(self, seconds: float) -> None:
+        if self._finishing:
+            return
+        with anyio.CancelScope() as pause:
+            self._pauses.add(pause)
+            try:
+                await self._sleep(seconds)
+            finally:
+                self._pauses.discard(pause)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection scope."""
@@ -133,7 +159,7 @@ class EmulatorASGIApp:
                 group.cancel_scope.cancel()
 
             group.start_soon(stop_on_disconnect)
-            await _send(response, send, self._sleep)
+            await _send(response, send, self._pause)
             finished = True
             group.cancel_scope.cancel()
         if finished and response.abort:
@@ -142,7 +168,12 @@ class EmulatorASGIApp:
     @staticmethod
     async def _lifespan(receive: Receive, send: Send) -> None:
         while True:
-            message = await receive()
+            try:
+                message = await receive()
+            except anyio.get_cancelled_exc_class():
+                # The server quit without a shutdown message (uvicorn on a second Ctrl+C): there is
+                # nothing to clean up, and raising would only put a traceback in its log.
+                return
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":

@@ -12,7 +12,7 @@ from typing_extensions import Self
 
 from .._config import is_loopback
 from ._adapters import DEFAULT_TEST_API_KEY, follow_clock
-from ._asgi import hide_stream_cut_logs
+from ._asgi import EmulatorASGIApp, hide_stream_cut_logs
 from ._emulator import Emulator
 
 if TYPE_CHECKING:
@@ -20,10 +20,19 @@ if TYPE_CHECKING:
 
     from .. import AsyncDeployAI, DeployAI
 
-__all__ = ["EmulatorServer", "base_url_for", "bind_socket", "check_host", "import_uvicorn", "uvicorn_config"]
+__all__ = [
+    "EmulatorServer",
+    "base_url_for",
+    "bind_socket",
+    "check_host",
+    "import_uvicorn",
+    "uvicorn_config",
+    "uvicorn_server",
+]
 
 _INSTALL_HINT: Final = 'The emulator\'s HTTP server needs uvicorn: pip install "deployai[emulator]"'
-# Long enough for a short stream to finish; a stalled or endless response is cancelled after it.
+# How long uvicorn waits for the responses in progress, which finish at once on shutdown (see
+# `uvicorn_server`), before it cancels them: only a client slow to read its answer takes that long.
 _GRACEFUL_SHUTDOWN_SECONDS: Final = 2.0
 
 
@@ -88,6 +97,25 @@ def uvicorn_config(emulator: Emulator, **overrides: Any) -> uvicorn.Config:
     }
     config: uvicorn.Config = uvicorn_module.Config(emulator.asgi_app(), **options)
     return config
+
+
+def uvicorn_server(config: uvicorn.Config) -> uvicorn.Server:
+    """A uvicorn server for a `uvicorn_config`, which lets the answers in progress finish at once when it shuts down.
+
+    See `EmulatorASGIApp.finish_now`: without it, uvicorn would wait out its graceful shutdown, then
+    cancel them.
+    """
+    uvicorn_module = import_uvicorn()
+
+    class _Server(uvicorn_module.Server):  # type: ignore[name-defined,misc]
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            app = config.app
+            if isinstance(app, EmulatorASGIApp):
+                app.finish_now()
+            await super().shutdown(sockets)
+
+    server: uvicorn.Server = _Server(config)
+    return server
 
 
 class EmulatorServer:
@@ -160,10 +188,9 @@ class EmulatorServer:
         """
         if self._thread is not None:
             raise RuntimeError("The emulator server is already running.")
-        uvicorn_module = import_uvicorn()
         config = uvicorn_config(self.emulator, log_config=None)
         sock = bind_socket(self.host, self._requested_port, allow_non_loopback=self._allow_non_loopback)
-        server = uvicorn_module.Server(config)
+        server = uvicorn_server(config)
         thread = threading.Thread(
             target=server.run, kwargs={"sockets": [sock]}, name="deployai-emulator-server", daemon=True
         )
