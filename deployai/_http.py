@@ -812,7 +812,7 @@ class SyncHTTP:
                     if limiter is not None:
                         waited_from = 0.0 if op.time_left is None else time.monotonic()
                         ticket = limiter._acquire_sync(
-                            op.request, op.wait_limit, lambda at: self._waiting_at(at, stopped)
+                            op.request, op.wait_limit, lambda at: self._waiting_at(at, stopped), self
                         )
                         if (stopped is not None and stopped()) or self._closed:
                             limiter._withdraw(ticket)  # stopped while it waited: not sent after all
@@ -896,7 +896,7 @@ class SyncHTTP:
             self._after_fork(check_borrowed=False)  # in a forked child: the parent's are not ours to close
         self._closed = True
         self._closing.set()
-        _wake_waiters_at(self._limiters)
+        _wake_waiters_at(self._limiters, self)
         for lease in list(self._leases):
             lease.close(_CLIENT_CLOSED)  # not release(): another thread may be reading it
         while self.abandoned:
@@ -1247,7 +1247,7 @@ class AsyncHTTP:
                     if limiter is not None:
                         waited_from = 0.0 if op.time_left is None else time.monotonic()
                         ticket = await limiter._acquire_async(
-                            op.request, op.wait_limit, lambda at: self._waiting_at(at, stopped, pool)
+                            op.request, op.wait_limit, lambda at: self._waiting_at(at, stopped, pool), self
                         )
                         if (stopped is not None and stopped()) or self._closed or pool.closed:
                             limiter._withdraw(ticket)  # stopped while it waited: not sent after all
@@ -1344,7 +1344,7 @@ class AsyncHTTP:
         self._closed = True
         for pause in list(self._pauses):
             pause.wake()
-        _wake_waiters_at(self._limiters)
+        _wake_waiters_at(self._limiters, self)
         try:
             here: asyncio.AbstractEventLoop | None = self._running_loop()
         except RuntimeError:
@@ -1366,8 +1366,8 @@ class AsyncHTTP:
             await self._borrowed.aclose()
 
 
-def _wake_waiters_at(limiters: weakref.WeakSet[RateLimiter]) -> None:
-    """Wake the calls waiting at `limiters`, to see that their client closed (see `RateLimiter._wake_all`)."""
+def _wake_waiters_at(limiters: weakref.WeakSet[RateLimiter], owner: object) -> None:
+    """Wake the calls of `owner` (a shell) waiting at `limiters`: it closed (see `RateLimiter._wake_all`)."""
     while True:
         try:
             found = list(limiters)
@@ -1375,7 +1375,7 @@ def _wake_waiters_at(limiters: weakref.WeakSet[RateLimiter]) -> None:
         except RuntimeError:  # another thread's call added a limiter meanwhile: the set changed size
             continue
     for limiter in found:
-        limiter._wake_all()
+        limiter._wake_all(owner)
 
 
 def _not_retried(op: Sleep, stopped: Callable[[], bool] | None, cut: str | None) -> NoReturn:

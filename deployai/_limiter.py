@@ -36,12 +36,13 @@ __all__ = ["RateLimiter"]
 
 
 class _ThreadWaiter:
-    """A blocked thread's place in the queue."""
+    """A blocked thread's place in the queue; `owner` is what `_wake_all` wakes it for."""
 
-    __slots__ = ("event",)
+    __slots__ = ("event", "owner")
 
-    def __init__(self) -> None:
+    def __init__(self, owner: object = None) -> None:
         self.event = threading.Event()
+        self.owner = owner
 
     def wake(self) -> None:
         self.event.set()
@@ -56,12 +57,13 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 
 class _TaskWaiter:
-    """A waiting task's place in the queue; it may be woken from any thread."""
+    """A waiting task's place in the queue; it may be woken from any thread. `owner`: see `_ThreadWaiter`."""
 
-    __slots__ = ("future", "loop", "thread")
+    __slots__ = ("future", "loop", "owner", "thread")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, owner: object = None) -> None:
         self.loop = loop
+        self.owner = owner
         self.thread = threading.get_ident()
         self.future: asyncio.Future[None] | None = None
 
@@ -170,16 +172,21 @@ class RateLimiter:
     # --- the shells' side -------------------------------------------------------------------------
 
     def _acquire_sync(
-        self, request: httpx.Request, wait_limit: float, check: Callable[[RateLimiter], None] | None = None
+        self,
+        request: httpx.Request,
+        wait_limit: float,
+        check: Callable[[RateLimiter], None] | None = None,
+        owner: object = None,
     ) -> int:
         """Block until `request` may be sent, and return its ticket for `_settle`.
 
-        `check(self)`, called before each wait, raises to end it (see `_wake_all`).
+        `check(self)`, called before each wait, raises to end it; `_wake_all(owner)` wakes it to call
+        `check` again.
 
         Raises:
             RateLimitError: it would wait longer than `wait_limit` seconds (nothing is sent).
         """
-        entered = self._enter(request, wait_limit, _ThreadWaiter)
+        entered = self._enter(request, wait_limit, _ThreadWaiter, owner)
         if isinstance(entered, int):
             return entered
         waiter, deadline = entered
@@ -206,11 +213,16 @@ class RateLimiter:
             raise
 
     async def _acquire_async(
-        self, request: httpx.Request, wait_limit: float, check: Callable[[RateLimiter], None] | None = None
+        self,
+        request: httpx.Request,
+        wait_limit: float,
+        check: Callable[[RateLimiter], None] | None = None,
+        owner: object = None,
     ) -> int:
         """Wait until `request` may be sent, and return its ticket for `_settle`.
 
-        `check(self)`, called before each wait, raises to end it (see `_wake_all`).
+        `check(self)`, called before each wait, raises to end it; `_wake_all(owner)` wakes it to call
+        `check` again.
 
         Raises:
             RateLimitError: it would wait longer than `wait_limit` seconds (nothing is sent).
@@ -221,7 +233,7 @@ class RateLimiter:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             raise DeployAIError("A RateLimiter paces asyncio tasks: run the client under asyncio.") from None
-        entered = self._enter(request, wait_limit, lambda: _TaskWaiter(loop))
+        entered = self._enter(request, wait_limit, lambda owner: _TaskWaiter(loop, owner), owner)
         if isinstance(entered, int):
             return entered
         waiter, deadline = entered
@@ -256,18 +268,19 @@ class RateLimiter:
             self._abandon(waiter, asked)
             raise
 
-    def _wake_all(self) -> None:
-        """Wake every waiting caller, to look again: one whose `check` now raises stops waiting.
+    def _wake_all(self, owner: object) -> None:
+        """Wake the waiting callers of `owner`, to look again: one whose `check` now raises stops waiting.
 
-        For a client that closes while its calls wait here. Callers of other clients look again
-        and wait on: the order of the queue is kept. Not in a forked child, whose lock another
-        thread of the parent may have held at the fork (its queue is the parent's).
+        For a client that closes while its calls wait here. The callers of other clients sharing
+        the limiter sleep on, and the order of the queue is kept. Not in a forked child, whose lock
+        another thread of the parent may have held at the fork (its queue is the parent's).
         """
         if self._pid != pid():
             return
         with self._lock:
             for waiter in self._queue:
-                waiter.wake()
+                if waiter.owner is owner:
+                    waiter.wake()
 
     # --- hooks for a limiter whose state lives elsewhere (`_admits_here` false) ---------------------
 
@@ -322,9 +335,9 @@ class RateLimiter:
     # --- under the lock ---------------------------------------------------------------------------
 
     def _enter(
-        self, request: httpx.Request, wait_limit: float, make_waiter: Callable[[], _Waiter]
+        self, request: httpx.Request, wait_limit: float, make_waiter: Callable[[object], _Waiter], owner: object
     ) -> int | tuple[_Waiter, float]:
-        """Admit at once (the ticket), or queue a new waiter and return it with its deadline."""
+        """Admit at once (the ticket), or queue a new waiter of `owner` and return it with its deadline."""
         if self._pid != pid():
             self._start()  # a forked child: the parent's lock, queue and requests in flight are not its own
         self._prepare(request)
@@ -342,7 +355,7 @@ class RateLimiter:
                 firm = pacing.firm_delay(now, len(queue))
             if firm > wait_limit:
                 raise self._held(request, firm, wait_limit)
-            waiter = make_waiter()
+            waiter = make_waiter(owner)
             queue.append(waiter)
             return waiter, now + wait_limit
 

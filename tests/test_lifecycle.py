@@ -24,6 +24,7 @@ import pytest
 from pytest_httpx import HTTPXMock
 
 import deployai
+from deployai._limiter import _ThreadWaiter
 from deployai.testing import Emulator, EmulatorServer
 from tests.conftest import ClientFactory, completion_json, user
 from tests.loopback import active_connections, server_fixture, shared_server_fixture, small_pool  # noqa: F401 (fixtures)
@@ -553,7 +554,17 @@ def test_closing_the_client_ends_a_call_waiting_to_be_sent_again(kind: str) -> N
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
-def test_closing_the_client_ends_its_calls_waiting_at_a_shared_rate_limiter_and_no_others(kind: str) -> None:
+def test_closing_the_client_ends_its_calls_waiting_at_a_shared_rate_limiter_and_no_others(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    woken: list[_ThreadWaiter] = []
+    wake = _ThreadWaiter.wake
+
+    def counted(waiter: _ThreadWaiter) -> None:
+        woken.append(waiter)
+        wake(waiter)
+
+    monkeypatch.setattr(_ThreadWaiter, "wake", counted)
     limiter = deployai.RateLimiter()
     limiter._clock = lambda: 1_700_000_000.0  # frozen: a waiting call moves only when woken
     spent = {"x-ratelimit-limit": "20", "x-ratelimit-remaining": "0", "x-ratelimit-reset": str(round(time.time() + 50))}
@@ -576,13 +587,15 @@ def test_closing_the_client_ends_its_calls_waiting_at_a_shared_rate_limiter_and_
         except BaseException as exc:
             other_outcome.append(exc)
 
-    other_worker = threading.Thread(target=other_call)
+    other_worker = threading.Thread(target=other_call, daemon=True)  # daemon: a failed check leaves it waiting
     other_worker.start()
     _wait_until(lambda: limiter.waiting == 1)
+    (other_waiter,) = limiter._queue
     transport = httpx.MockTransport(answer)
     http_client = httpx.Client(transport=transport) if kind == "sync" else httpx.AsyncClient(transport=transport)
     options = {"api_key": KEY, "http_client": http_client, "rate_limiter": limiter}
     (error,) = _call_then_close(kind, options, lambda: limiter.waiting == 2)
+    assert other_waiter not in woken  # the other client's call slept on: with 200 waiting, a close would wake 200
     assert type(error) is deployai.DeployAIError
     assert str(error) == "The client was closed before the call was answered."
     assert len(sent) == 1  # neither waiting call was sent
