@@ -1,8 +1,8 @@
 """The id of the running process, read without a system call: checked on every call to notice a fork.
 
-`os.getpid()` is a system call (about 0.25 us where system calls are slow, as in containers), and
-the clients and rate limiters ask on every call whether they run in a forked child, whose sockets,
-locks and queues are the parent's. The id is kept here instead, and set again in every child that
+`os.getpid()` is a system call (0.25 us on the development machine, a container), and the clients
+and rate limiters ask on every call whether they run in a forked child, whose sockets, locks and
+queues are the parent's. The id is kept here instead, and set again in every child that
 `os.fork()` makes (also `multiprocessing`'s fork start method).
 """
 
