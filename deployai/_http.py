@@ -61,7 +61,6 @@ from ._pools import (
     reads_end_within,
     shut_down,
 )
-from ._process import pid
 from ._sse import EventParser
 
 if TYPE_CHECKING:
@@ -708,7 +707,7 @@ class SyncHTTP:
             self._settings = Settings.read()
             http_client = _Client(self._settings)
         self._client = http_client
-        self._pid = pid()
+        self._pid = os.getpid()
         # How to wait between attempts when not `_sleep`: `deployai.testing` waits on a virtual clock.
         self.sleep: Callable[[float], None] | None = None
         self._closing = threading.Event()  # set by close(): ends the waits between attempts
@@ -730,7 +729,7 @@ class SyncHTTP:
         return not self._owned
 
     def _ready(self) -> httpx.Client:
-        if self._pid != pid():
+        if self._pid != os.getpid():
             self._after_fork()
         if self._closed or self._client.is_closed:
             raise _closed_error()
@@ -752,7 +751,7 @@ class SyncHTTP:
         self.abandoned = collections.deque()
         self._closing = threading.Event()
         self._limiters = weakref.WeakSet()
-        self._pid = pid()
+        self._pid = os.getpid()
 
     def send(
         self,
@@ -892,7 +891,7 @@ class SyncHTTP:
 
     def close(self) -> None:
         """Release every open stream, then close the pool if it is ours; a borrowed client is left open."""
-        if self._pid != pid():
+        if self._pid != os.getpid():
             self._after_fork(check_borrowed=False)  # in a forked child: the parent's are not ours to close
         self._closed = True
         self._closing.set()
@@ -901,7 +900,7 @@ class SyncHTTP:
             lease.close(_CLIENT_CLOSED)  # not release(): another thread may be reading it
         while self.abandoned:
             self.abandoned.popleft().release()
-        if self._owned and self._pid == pid():
+        if self._owned and self._pid == os.getpid():
             self._client.close()
 
 
@@ -1121,7 +1120,7 @@ class AsyncHTTP:
         self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool] = weakref.WeakKeyDictionary()
         self._loopless: _LoopPool | None = None  # for async libraries other than asyncio
         self._current: _LoopPool | None = None  # the pool used last: most calls come from the same loop
-        self._pid = pid()
+        self._pid = os.getpid()
         self._closed = False
         # How to wait between attempts when not `_async_sleep`: `deployai.testing` waits on a virtual clock.
         self.sleep: Callable[[float], Awaitable[Any]] | None = None
@@ -1152,7 +1151,7 @@ class AsyncHTTP:
             loop: asyncio.AbstractEventLoop | None = self._running_loop()
         except RuntimeError:  # another async library: there is no asyncio loop to follow
             loop = None
-        if self._pid != pid():
+        if self._pid != os.getpid():
             self._after_fork()
         pool = self._current
         if pool is None or pool.closed or pool.loop is not loop:
@@ -1194,7 +1193,7 @@ class AsyncHTTP:
         self._loopless = self._current = None
         self._pauses = set()
         self._limiters = weakref.WeakSet()
-        self._pid = pid()
+        self._pid = os.getpid()
 
     async def send(
         self, request: httpx.Request, options: ClientOptions, total_timeout: float | None = None
@@ -1339,7 +1338,7 @@ class AsyncHTTP:
         there; one whose loop has stopped was closed with it, or is left to it. Calls waiting between
         attempts, or their turn at a rate limiter, are woken to raise.
         """
-        if self._pid != pid():
+        if self._pid != os.getpid():
             self._forget_parent()  # a forked child: the parent's are left untouched
         self._closed = True
         for pause in list(self._pauses):

@@ -16,6 +16,7 @@ import collections
 import concurrent.futures
 import contextlib
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +26,6 @@ import httpx
 
 from ._exceptions import DeployAIError, InvalidParameterError, RateLimitError
 from ._pacing import Pacing
-from ._process import pid
 from ._ratelimit import WindowReport, read_window
 from ._retry import server_requested_wait
 
@@ -141,7 +141,7 @@ class RateLimiter:
         self._pacing = Pacing(requests_per_minute=self._requests_per_minute)
         self._lock = threading.Lock()
         self._queue: collections.deque[_Waiter] = collections.deque()
-        self._pid = pid()
+        self._pid = os.getpid()
 
     @property
     def requests_per_minute(self) -> int | None:
@@ -275,7 +275,7 @@ class RateLimiter:
         the limiter sleep on, and the order of the queue is kept. Not in a forked child, whose lock
         another thread of the parent may have held at the fork (its queue is the parent's).
         """
-        if self._pid != pid():
+        if self._pid != os.getpid():
             return
         with self._lock:
             for waiter in self._queue:
@@ -338,7 +338,7 @@ class RateLimiter:
         self, request: httpx.Request, wait_limit: float, make_waiter: Callable[[object], _Waiter], owner: object
     ) -> int | tuple[_Waiter, float]:
         """Admit at once (the ticket), or queue a new waiter of `owner` and return it with its deadline."""
-        if self._pid != pid():
+        if self._pid != os.getpid():
             self._start()  # a forked child: the parent's lock, queue and requests in flight are not its own
         self._prepare(request)
         with self._lock:

@@ -55,7 +55,6 @@ except ImportError:  # pragma: no cover - a later httpx: its own client is made 
     _environment_proxies = None  # type: ignore[assignment]
 
 from ._constants import DEFAULT_MAX_CONNECTIONS, KEEPALIVE_EXPIRY_SECONDS, POOL_CONNECTIONS
-from ._process import pid
 
 if TYPE_CHECKING:
     import httpcore
@@ -208,7 +207,7 @@ class Cut:
 
     def __init__(self) -> None:
         self.closed = False
-        self._pid = pid()
+        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._held: weakref.WeakSet[Any] = weakref.WeakSet()  # sockets, or async streams (`_CutAsyncBackend`)
 
@@ -227,7 +226,7 @@ class Cut:
 
     def close(self) -> None:
         """Shut down every held connection's socket; later connections are refused."""
-        if self._pid != pid():  # the lock may have been held by a thread of the parent at the fork
+        if self._pid != os.getpid():  # the lock may have been held by a thread of the parent at the fork
             self.closed = True
             return
         with self._lock:
@@ -364,7 +363,7 @@ class _BoundedStream:
 
     def __init__(self, stream: httpcore.NetworkStream, cut: Cut | None) -> None:
         self._stream = stream
-        self._pid = pid()
+        self._pid = os.getpid()
         self._cut = cut
         if cut is not None and not cut.hold(stream.get_extra_info("socket") or stream):
             stream.close()
@@ -390,7 +389,7 @@ class _BoundedStream:
         """Close, as the stream does, once the socket is shut down (see the class)."""
         # httpcore closes a connection in use when its pool closes; the read waiting on it in another
         # thread would otherwise wait out its timeout. Never in a forked child: the parent's connection.
-        if self._pid == pid():
+        if self._pid == os.getpid():
             shut_down(self._stream.get_extra_info("socket"))
         self._stream.close()
 

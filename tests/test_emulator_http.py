@@ -249,38 +249,6 @@ async def test_after_finish_now_a_stalled_response_is_sent_whole_at_once() -> No
     assert len(json.loads(b"".join(m["body"] for m in sent[1:]))["data"]) == len(MODEL_IDS)
 
 
-@pytest.mark.anyio
-async def test_a_server_that_quits_without_a_shutdown_message_ends_the_lifespan_quietly() -> None:
-    # uvicorn on a second Ctrl+C cancels the lifespan task, and logs a traceback for anything it raises.
-    startup: list[MutableMapping[str, Any]] = [{"type": "lifespan.startup"}]
-    started = anyio.Event()
-    ended: list[str] = []
-
-    async def receive() -> MutableMapping[str, Any]:
-        if startup:
-            return startup.pop()
-        await anyio.sleep_forever()  # no shutdown message comes
-        raise AssertionError
-
-    async def send(message: MutableMapping[str, Any]) -> None:
-        assert message == {"type": "lifespan.startup.complete"}
-        started.set()
-
-    async def serve() -> None:
-        try:
-            await Emulator().asgi_app()({"type": "lifespan"}, receive, send)
-        except anyio.get_cancelled_exc_class():
-            ended.append("raised")
-            raise
-        ended.append("returned")
-
-    async with anyio.create_task_group() as group:
-        group.start_soon(serve)
-        await started.wait()
-        group.cancel_scope.cancel()
-    assert ended == ["returned"]
-
-
 def test_a_server_stopped_mid_stream_sends_the_rest_of_the_answer_at_once(caplog: pytest.LogCaptureFixture) -> None:
     # 30 s between chunks: waited out, the stream would outlast uvicorn's graceful shutdown (2 s) and be cut.
     with caplog.at_level(logging.INFO, logger="uvicorn.error"), EmulatorServer(Emulator(token_latency=30)) as server:

@@ -168,12 +168,7 @@ class EmulatorASGIApp:
     @staticmethod
     async def _lifespan(receive: Receive, send: Send) -> None:
         while True:
-            try:
-                message = await receive()
-            except anyio.get_cancelled_exc_class():
-                # The server quit without a shutdown message (uvicorn on a second Ctrl+C): there is
-                # nothing to clean up, and raising would only put a traceback in its log.
-                return
+            message = await receive()
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":

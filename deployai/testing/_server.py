@@ -31,8 +31,9 @@ __all__ = [
 ]
 
 _INSTALL_HINT: Final = 'The emulator\'s HTTP server needs uvicorn: pip install "deployai[emulator]"'
-# How long uvicorn waits for the responses in progress, which finish at once on shutdown (see
-# `uvicorn_server`), before it cancels them: only a client slow to read its answer takes that long.
+# How long uvicorn waits for the requests in progress before it cancels them. Their responses finish
+# at once on shutdown (see `uvicorn_server`); a request whose body is still arriving, or a client slow
+# to read its answer, can take this long.
 _GRACEFUL_SHUTDOWN_SECONDS: Final = 2.0
 
 
@@ -127,7 +128,7 @@ class EmulatorServer:
     ```
 
     uvicorn runs in a daemon thread; `start()` returns once it accepts connections, `stop()` waits for
-    it to finish (a stream still running is cancelled after a short grace period). Needs
+    it to finish (the responses in progress finish at once, without their waits). Needs
     `pip install "deployai[emulator]"`. It does not configure logging: uvicorn's records propagate to
     the root logger.
 
