@@ -362,6 +362,69 @@ def _attempt_failed(exc: httpx.HTTPError, cut: str | None) -> httpx.HTTPError:
     return exc
 
 
+def _failed(exc: Exception, request: httpx.Request, client_closed: bool, cut: str | None) -> httpx.HTTPError:
+    """The outcome of an attempt that raised: httpx's error goes to the plan; anything else is raised.
+
+    A failure from below httpx (h11, anyio, a transport) is raised as the SDK's error, never raw
+    (`cut`: as `_attempt_failed`).
+    """
+    if isinstance(exc, httpx.HTTPError):
+        return _attempt_failed(exc, cut)
+    raise _unexpected(exc, request, client_closed, cut) from safe_cause(exc)
+
+
+def _turn_taken(
+    op: Send,
+    limiter: RateLimiter,
+    ticket: int,
+    waited_from: float,
+    stopped: Callable[[], bool] | None,
+    closed: bool,
+    why: str = _CLIENT_CLOSED,
+) -> None:
+    """After `op` waited its turn at `limiter` (since `waited_from`, `time.monotonic()`).
+
+    A call stopped or closed meanwhile gives its turn back unsent; the wait counts against its deadline.
+    """
+    if (stopped is not None and stopped()) or closed:
+        limiter._withdraw(ticket)
+        _check_before_send(stopped, True, why)
+    if op.time_left is not None:
+        op.time_left -= time.monotonic() - waited_from
+
+
+def _attempt_deadline(op: Send, timeouts: httpx.Timeout) -> float | None:
+    """Cap the attempt's timeouts at the call's deadline; for a stream, by when its headers must come."""
+    if op.time_left is None:
+        return None
+    _cap_timeouts(op.request, op.time_left, timeouts, stream=op.stream)
+    return time.monotonic() + op.time_left if op.stream else None
+
+
+def _attempt_over(op: Send, ticket: int, outcome: Outcome, sent_at: float, debug: bool) -> None:
+    """Settle the attempt's turn at the rate limiter (`outcome` None: interrupted, no answer) and log it."""
+    if ticket and op.limiter is not None:
+        op.limiter._settle(ticket, outcome)
+    if debug and outcome is not None:
+        _log_attempt(op, outcome, time.perf_counter() - sent_at)
+
+
+def _delivered(
+    plan: Plan, op: Deliver, close: bool, started_at: float, sent_at: float, deadline: float | None
+) -> Exchange:
+    """What the shell hands back once the plan delivers; the plan is closed first when asked to (`close`)."""
+    if close:
+        plan.close()
+    return Exchange(op.response, started_at, time.perf_counter() - sent_at, op.retries, deadline)
+
+
+def _announce_retry(op: Sleep) -> None:
+    """Log the retry and tell the caller's `on_retry` hook, before the wait."""
+    _log_retry(op)
+    if op.on_retry is not None:
+        op.on_retry(op.retry, op.seconds, op.error)
+
+
 def _plan(request: httpx.Request, stream: bool, options: ClientOptions, total_timeout: float | None) -> Plan:
     return call_plan(
         request,
@@ -806,47 +869,25 @@ class SyncHTTP:
                 if type(op) is Send:
                     if stopped is not None or self._closed:
                         _check_before_send(stopped, self._closed)
-                    limiter = op.limiter
-                    ticket = 0
-                    if limiter is not None:
-                        waited_from = 0.0 if op.time_left is None else time.monotonic()
-                        ticket = limiter._acquire_sync(
-                            op.request, op.wait_limit, lambda at: self._waiting_at(at, stopped), self
-                        )
-                        if (stopped is not None and stopped()) or self._closed:
-                            limiter._withdraw(ticket)  # stopped while it waited: not sent after all
-                            _check_before_send(stopped, True)
-                        if op.time_left is not None:
-                            op.time_left -= time.monotonic() - waited_from
-                    if op.time_left is not None:
-                        _cap_timeouts(op.request, op.time_left, client.timeout, stream=op.stream)
+                    ticket = 0 if op.limiter is None else self._take_turn(op, op.limiter, stopped)
+                    deadline = _attempt_deadline(op, client.timeout)
                     sent_at = time.perf_counter()
-                    deadline = None if op.time_left is None or not op.stream else time.monotonic() + op.time_left
                     try:
                         if deadline is None:
                             outcome = client.send(op.request, stream=op.stream)
                         else:  # the headers: a stream's read timeout is its own
                             with reads_end_within(deadline - time.monotonic()):
                                 outcome = client.send(op.request, stream=True)
-                    except httpx.HTTPError as exc:
-                        outcome = _attempt_failed(exc, self._cut())
-                    except Exception as exc:  # from below httpx (h11, a transport): never raw
-                        raise _unexpected(exc, op.request, client.is_closed, self._cut()) from safe_cause(exc)
+                    except Exception as exc:
+                        outcome = _failed(exc, op.request, client.is_closed, self._cut())
                     finally:
-                        if ticket and limiter is not None:
-                            limiter._settle(ticket, outcome)  # outcome None: interrupted, no answer
-                    if debug:
-                        _log_attempt(op, outcome, time.perf_counter() - sent_at)
+                        _attempt_over(op, ticket, outcome, sent_at, debug)
                 elif type(op) is Deliver:
-                    if close:
-                        plan.close()
-                    return Exchange(op.response, started_at, time.perf_counter() - sent_at, op.retries, deadline)
+                    return _delivered(plan, op, close, started_at, sent_at, deadline)
                 elif type(op) is Sleep:
                     if self._closed:  # since the attempt: not sent again
                         _not_retried(op, stopped, self._cut())
-                    _log_retry(op)
-                    if op.on_retry is not None:
-                        op.on_retry(op.retry, op.seconds, op.error)
+                    _announce_retry(op)
                     self._pause(op.seconds)
                 else:
                     assert type(op) is ReadBody
@@ -859,6 +900,13 @@ class SyncHTTP:
         except BaseException:
             plan.close()
             raise
+
+    def _take_turn(self, op: Send, limiter: RateLimiter, stopped: Callable[[], bool] | None) -> int:
+        """Wait for `op`'s turn at `limiter`; its ticket (see `_turn_taken`)."""
+        waited_from = 0.0 if op.time_left is None else time.monotonic()
+        ticket = limiter._acquire_sync(op.request, op.wait_limit, lambda at: self._waiting_at(at, stopped), self)
+        _turn_taken(op, limiter, ticket, waited_from, stopped, self._closed)
+        return ticket
 
     def _waiting_at(self, limiter: RateLimiter, stopped: Callable[[], bool] | None) -> None:
         """Before a call waits its turn at `limiter`: `close()` wakes it there from now on, or it ends now."""
@@ -1241,46 +1289,24 @@ class AsyncHTTP:
                 if type(op) is Send:
                     if stopped is not None or self._closed or pool.closed:
                         _check_before_send(stopped, self._closed or pool.closed, pool.why)
-                    limiter = op.limiter
-                    ticket = 0
-                    if limiter is not None:
-                        waited_from = 0.0 if op.time_left is None else time.monotonic()
-                        ticket = await limiter._acquire_async(
-                            op.request, op.wait_limit, lambda at: self._waiting_at(at, stopped, pool), self
-                        )
-                        if (stopped is not None and stopped()) or self._closed or pool.closed:
-                            limiter._withdraw(ticket)  # stopped while it waited: not sent after all
-                            _check_before_send(stopped, True, pool.why)
-                        if op.time_left is not None:
-                            op.time_left -= time.monotonic() - waited_from
-                    if op.time_left is not None:
-                        _cap_timeouts(op.request, op.time_left, client.timeout, stream=op.stream)
+                    ticket = 0 if op.limiter is None else await self._take_turn(op, op.limiter, stopped, pool)
+                    deadline = _attempt_deadline(op, client.timeout)
                     sent_at = time.perf_counter()
-                    deadline = None if op.time_left is None or not op.stream else time.monotonic() + op.time_left
                     try:
                         if deadline is None:
                             outcome = await client.send(op.request, stream=op.stream)
                         else:  # the headers: a stream's read timeout is its own
                             outcome = await _send_by(deadline, client, op.request)
-                    except httpx.HTTPError as exc:
-                        outcome = _attempt_failed(exc, self._cut(pool))
-                    except Exception as exc:  # from below httpx (h11, anyio, a transport): never raw
-                        raise _unexpected(exc, op.request, client.is_closed, self._cut(pool)) from safe_cause(exc)
+                    except Exception as exc:
+                        outcome = _failed(exc, op.request, client.is_closed, self._cut(pool))
                     finally:
-                        if ticket and limiter is not None:
-                            limiter._settle(ticket, outcome)  # outcome None: interrupted, no answer
-                    if debug:
-                        _log_attempt(op, outcome, time.perf_counter() - sent_at)
+                        _attempt_over(op, ticket, outcome, sent_at, debug)
                 elif type(op) is Deliver:
-                    if close:
-                        plan.close()
-                    return Exchange(op.response, started_at, time.perf_counter() - sent_at, op.retries, deadline)
+                    return _delivered(plan, op, close, started_at, sent_at, deadline)
                 elif type(op) is Sleep:
                     if self._closed or pool.closed:  # since the attempt: not sent again
                         _not_retried(op, stopped, self._cut(pool))
-                    _log_retry(op)
-                    if op.on_retry is not None:
-                        op.on_retry(op.retry, op.seconds, op.error)
+                    _announce_retry(op)
                     await self._pause(op.seconds)
                 else:
                     assert type(op) is ReadBody
@@ -1293,6 +1319,17 @@ class AsyncHTTP:
         except BaseException:
             plan.close()
             raise
+
+    async def _take_turn(
+        self, op: Send, limiter: RateLimiter, stopped: Callable[[], bool] | None, pool: _LoopPool
+    ) -> int:
+        """As `SyncHTTP._take_turn`, for a call of `pool`."""
+        waited_from = 0.0 if op.time_left is None else time.monotonic()
+        ticket = await limiter._acquire_async(
+            op.request, op.wait_limit, lambda at: self._waiting_at(at, stopped, pool), self
+        )
+        _turn_taken(op, limiter, ticket, waited_from, stopped, self._closed or pool.closed, pool.why)
+        return ticket
 
     def _waiting_at(self, limiter: RateLimiter, stopped: Callable[[], bool] | None, pool: _LoopPool) -> None:
         """As `SyncHTTP._waiting_at`, for a call of `pool`."""
