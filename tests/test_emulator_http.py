@@ -6,6 +6,7 @@ import json
 import logging
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -423,6 +424,45 @@ def test_ctrl_c_during_a_stream_sends_the_rest_of_it_and_logs_no_error() -> None
     assert "Shutting down" in err
     assert "Traceback" not in err
     assert "ERROR" not in err
+
+
+def _line_with(process: subprocess.Popen[str], text: str, timeout: float) -> None:
+    assert process.stderr is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stderr, selectors.EVENT_READ)
+        while selector.select(timeout):
+            line = process.stderr.readline()
+            if text in line or not line:
+                assert text in line, f"the server's log ended before {text!r}"
+                return
+    raise AssertionError(f"no {text!r} in the server's log within {timeout} s")
+
+
+def test_a_second_ctrl_c_stops_the_server_at_once_without_tracebacks() -> None:
+    command = [sys.executable, "-m", "deployai.testing", "serve", "--port", "0"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        try:
+            host, port = _first_line(process, timeout=30).removeprefix("http://").removesuffix("/v1").split(":")
+            with socket.create_connection((host, int(port)), timeout=10) as sock:
+                # A request whose body has not come: the server waits for it, and "100 Continue" says
+                # that the app is waiting in its handler.
+                sock.sendall(
+                    b"POST /v1/chat/completions HTTP/1.1\r\nHost: emulator\r\nAuthorization: Bearer "
+                    + TEST_KEY.encode()
+                    + b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n"
+                )
+                assert sock.recv(100).startswith(b"HTTP/1.1 100 ")
+                process.send_signal(signal.SIGINT)
+                _line_with(process, "Waiting for connections to close", timeout=30)
+                process.send_signal(signal.SIGINT)  # it forces the exit: the request and the lifespan are cancelled
+                _, err = process.communicate(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    assert "Exception in" not in err
 
 
 def test_ctrl_c_before_uvicorn_takes_it_over_still_stops_the_server_with_0(

@@ -2,12 +2,13 @@
 
 A cut stream has to drop the connection in the middle of the body, and ASGI has no message for that:
 the app raises `StreamCutError` after the last piece, which makes the server close the connection
-(uvicorn does). uvicorn logs such an exception as an error; `hide_stream_cut_logs()` filters
-out exactly those records.
+(uvicorn does). uvicorn logs such an exception as an error; `hide_expected_server_errors()`
+filters out those records, and those of the tasks it cancels itself when it stops.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from ._emulator import Emulator
     from ._wire import EmulatorResponse
 
-__all__ = ["EmulatorASGIApp", "StreamCutError", "hide_stream_cut_logs"]
+__all__ = ["EmulatorASGIApp", "StreamCutError", "hide_expected_server_errors"]
 
 Scope: TypeAlias = MutableMapping[str, Any]
 Message: TypeAlias = MutableMapping[str, Any]
@@ -32,16 +33,22 @@ class StreamCutError(Exception):
     """Raised by the app on purpose, after the last piece of a cut stream, so that the server drops the connection."""
 
 
-class _HideStreamCutLogs(logging.Filter):
+class _HideExpectedServerErrors(logging.Filter):
+    # A cancellation is the server's own doing as it stops: past its graceful wait (a request whose
+    # body is still arriving), or at a second Ctrl+C, which also cancels the app's lifespan. uvicorn
+    # says so in a line of its own; the traceback of each cancelled task tells nothing more.
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], StreamCutError))
+        return not (record.exc_info and isinstance(record.exc_info[1], (StreamCutError, asyncio.CancelledError)))
 
 
-def hide_stream_cut_logs(logger_name: str = "uvicorn.error") -> None:
-    """Keep the server's log free of the deliberate `StreamCutError` errors (other errors still show)."""
+def hide_expected_server_errors(logger_name: str = "uvicorn.error") -> None:
+    """Keep the server's log free of the errors it causes on purpose (other errors still show).
+
+    Those are the deliberate `StreamCutError`s and the tracebacks of the tasks uvicorn cancels when it stops.
+    """
     logger = logging.getLogger(logger_name)
-    if not any(isinstance(f, _HideStreamCutLogs) for f in logger.filters):
-        logger.addFilter(_HideStreamCutLogs())
+    if not any(isinstance(f, _HideExpectedServerErrors) for f in logger.filters):
+        logger.addFilter(_HideExpectedServerErrors())
 
 
 def _request_path(scope: Scope) -> str:

@@ -12,7 +12,7 @@ from typing_extensions import Self
 
 from .._config import is_loopback
 from ._adapters import DEFAULT_TEST_API_KEY, follow_clock
-from ._asgi import EmulatorASGIApp, hide_stream_cut_logs
+from ._asgi import EmulatorASGIApp, hide_expected_server_errors
 from ._emulator import Emulator
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def base_url_for(sock: socket.socket) -> str:
 def uvicorn_config(emulator: Emulator, **overrides: Any) -> uvicorn.Config:
     """The uvicorn configuration that serves `emulator` (h11, asyncio, no websockets)."""
     uvicorn_module = import_uvicorn()
-    hide_stream_cut_logs()
+    hide_expected_server_errors()
     options: dict[str, Any] = {
         "http": "h11",
         "loop": "asyncio",
