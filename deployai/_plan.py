@@ -210,9 +210,14 @@ def call_plan(
             decision = RetryDecision(retry=False, server_wait=decision.server_wait)  # it could not finish in time
         if not decision.retry:
             error.retries = attempt - 1
-            if isinstance(outcome, httpx.Response):
-                raise error
-            raise error from safe_cause(outcome)
+            try:
+                if isinstance(outcome, httpx.Response):
+                    raise error
+                raise error from safe_cause(outcome)
+            finally:
+                # The error's traceback keeps this frame: were the frame to keep the error too, the
+                # cycle would leave the error, its response and its request to the garbage collector.
+                del error
         reason = f"status {status_code}" if status_code is not None else type(outcome).__name__
         cause = None if isinstance(outcome, httpx.Response) else safe_cause(outcome)
         yield Sleep(request, decision.wait_seconds, attempt, max_retries, reason, error, on_retry, cause)

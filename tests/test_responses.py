@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
+import gc
+import json
+from collections.abc import Iterator
 
+import httpx
 import pytest
 from pytest_httpx import HTTPXMock
 
 import deployai
 from deployai.types import ChatCompletion
-from tests.conftest import RATE_HEADERS, ClientFactory, completion_json, user
+from tests.conftest import API_KEY, RATE_HEADERS, ClientFactory, completion_json, user
+from tests.sse import hello_stream, sse_response
 
 
 def test_completion_is_typed_with_usage(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
@@ -92,3 +99,67 @@ def test_raw_response_of_a_failed_call_still_raises(make_client: ClientFactory, 
     httpx_mock.add_response(status_code=401, json={"error": {"message": "bad key"}})
     with pytest.raises(deployai.AuthenticationError, match="bad key"):
         make_client().models.with_raw_response.list()
+
+
+@contextlib.contextmanager
+def _left_for_the_collector() -> Iterator[list[object]]:
+    """The requests, responses and errors that the block left in reference cycles (filled at its end)."""
+    left: list[object] = []
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # what a collection finds is kept in `gc.garbage` instead of freed
+    try:
+        yield left
+        gc.collect()
+        left += [o for o in gc.garbage if isinstance(o, (httpx.Request, httpx.Response, deployai.DeployAIError))]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+
+
+def _answer(request: httpx.Request) -> httpx.Response:
+    body = json.loads(request.content)
+    if body["model"] == "openai/none":
+        return httpx.Response(404, json={"error": {"message": "no such model", "type": "not_found"}})
+    return sse_response(hello_stream()) if body.get("stream") else httpx.Response(200, json=completion_json())
+
+
+# What a call leaves in a reference cycle waits for the garbage collector, and makes it run more
+# often: a service pays for that on every call (issue 16). Each case runs twice: the first opens the
+# pool and its connection, which live on.
+def test_a_finished_call_or_stream_is_freed_at_once_not_left_for_the_garbage_collector(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_callback(_answer, is_reusable=True)
+    left: list[object] = []
+    with deployai.DeployAI(api_key=API_KEY, max_retries=0) as client:
+        create = client.chat.completions.create
+        for _ in range(2):
+            with _left_for_the_collector() as left:
+                create(model="openai/gpt-4o", messages=user())
+            assert left == []
+            with _left_for_the_collector() as left, pytest.raises(deployai.NotFoundError):
+                create(model="openai/none", messages=user())
+            assert left == []
+            with (
+                _left_for_the_collector() as left,
+                create(model="openai/gpt-4o", messages=user(), stream=True) as events,
+            ):
+                assert "".join(events.text_stream)
+            assert left == []
+
+    # Asynchronously, inside one coroutine, as a program runs it (a call driven by `run_until_complete`
+    # leaves a cycle of asyncio's own: the finished task keeps its error or the end of its iteration).
+    async def main() -> None:
+        async with deployai.AsyncDeployAI(api_key=API_KEY, max_retries=0) as client:
+            create = client.chat.completions.create
+            for _ in range(2):
+                with _left_for_the_collector() as left:
+                    await create(model="openai/gpt-4o", messages=user())
+                assert left == []
+                with _left_for_the_collector() as left, pytest.raises(deployai.NotFoundError):
+                    await create(model="openai/none", messages=user())
+                assert left == []
+                with _left_for_the_collector() as left:
+                    async with await create(model="openai/gpt-4o", messages=user(), stream=True) as events:
+                        assert "".join([text async for text in events.text_stream])
+                assert left == []
+
+    asyncio.run(main())
