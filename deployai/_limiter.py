@@ -19,7 +19,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import httpx
@@ -43,6 +43,9 @@ class _ThreadWaiter:
     def __init__(self, owner: object = None) -> None:
         self.event = threading.Event()
         self.owner = owner
+
+    def arm(self) -> None:
+        self.event.clear()
 
     def wake(self) -> None:
         self.event.set()
@@ -191,26 +194,20 @@ class RateLimiter:
             return entered
         waiter, deadline = entered
         assert isinstance(waiter, _ThreadWaiter)
-        asked: Ask | None = None
+        turns = self._turns(waiter, deadline, request, check)
         try:
+            step = next(turns)
             while True:
-                with self._lock:
-                    ticket, wait = self._turn(waiter, deadline, request)
-                    if ticket:
-                        return ticket
-                    waiter.event.clear()
-                if ticket == 0:  # its turn: ask where the state lives
-                    asked = self._ask()
-                    ticket, asked = asked.result(), None
-                    if ticket:
-                        return self._let_through(waiter, ticket)
-                    continue
-                if check is not None:  # after the clear: a wake from now on is not lost
-                    check(self)
-                waiter.event.wait(None if wait == math.inf else min(wait, _LONGEST_TIMER_SECONDS))
-        except BaseException:
-            self._abandon(waiter, asked)
-            raise
+                if isinstance(step, Ask):
+                    step = turns.send(step.result())
+                else:
+                    waiter.event.wait(step)
+                    step = next(turns)
+        except StopIteration as done:
+            ticket: int = done.value
+            return ticket
+        finally:
+            turns.close()  # interrupted while it waited: the turn gives its place (and any ticket) back
 
     async def _acquire_async(
         self,
@@ -238,6 +235,41 @@ class RateLimiter:
             return entered
         waiter, deadline = entered
         assert isinstance(waiter, _TaskWaiter)
+        turns = self._turns(waiter, deadline, request, check)
+        try:
+            step = next(turns)
+            while True:
+                if isinstance(step, Ask):
+                    # A loop closed meanwhile never runs this task again: the ticket goes back at once.
+                    step.add_done_callback(lambda done: self._give_back(done) if loop.is_closed() else None)
+                    given: int = await asyncio.wrap_future(step)
+                    step = turns.send(given)
+                else:
+                    future = waiter.future
+                    assert future is not None
+                    timer = None if step is None else loop.call_later(step, _resolve, future)
+                    try:
+                        await future
+                    finally:
+                        if timer is not None:
+                            timer.cancel()
+                    step = next(turns)
+        except StopIteration as done:
+            ticket: int = done.value
+            return ticket
+        finally:
+            turns.close()  # cancelled while it waited: the turn gives its place (and any ticket) back
+
+    def _turns(
+        self, waiter: _Waiter, deadline: float, request: httpx.Request, check: Callable[[RateLimiter], None] | None
+    ) -> Generator[float | Ask | None, int | None, int]:
+        """A queued caller's way to its ticket, for `_acquire_sync` and `_acquire_async` to wait through.
+
+        It yields what to wait for next: seconds until it looks again (None: until woken), with its
+        waiter armed, or an `Ask`, whose ticket (or 0) is sent back in. It returns the ticket. Closed
+        before it returns (its caller was interrupted or cancelled), it leaves the queue, and a ticket
+        its `Ask` gets after all is given back.
+        """
         asked: Ask | None = None
         try:
             while True:
@@ -245,25 +277,16 @@ class RateLimiter:
                     ticket, wait = self._turn(waiter, deadline, request)
                     if ticket:
                         return ticket
-                    future = waiter.arm()
+                    waiter.arm()
                 if ticket == 0:  # its turn: ask where the state lives
                     asked = self._ask()
-                    # A loop closed meanwhile never runs this task again: the ticket goes back at once.
-                    asked.add_done_callback(lambda done: self._give_back(done) if loop.is_closed() else None)
-                    ticket, asked = await asyncio.wrap_future(asked), None
+                    ticket, asked = (yield asked), None
                     if ticket:
                         return self._let_through(waiter, ticket)
                     continue
                 if check is not None:  # once armed: a wake from now on is not lost
                     check(self)
-                timer = (
-                    None if wait == math.inf else loop.call_later(min(wait, _LONGEST_TIMER_SECONDS), _resolve, future)
-                )
-                try:
-                    await future
-                finally:
-                    if timer is not None:
-                        timer.cancel()
+                yield None if wait == math.inf else min(wait, _LONGEST_TIMER_SECONDS)
         except BaseException:
             self._abandon(waiter, asked)
             raise

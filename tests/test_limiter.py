@@ -11,8 +11,10 @@ import asyncio
 import collections
 import json
 import pickle
+import signal
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -80,6 +82,49 @@ def test_callers_are_let_through_in_the_order_they_came_threads() -> None:
     for thread in threads:
         thread.join(10)
     assert seen == ["first", "1", "2", "3", "4", "5"]
+    assert (limiter.waiting, limiter.in_flight) == (0, 0)
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs SIGALRM")
+def test_a_thread_interrupted_by_ctrl_c_while_it_waits_its_turn_leaves_the_queue_at_once() -> None:
+    limiter = frozen(deployai.RateLimiter())
+    gate = threading.Event()
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(text_of(request))
+        if seen[-1] == "first":
+            gate.wait(10)
+        return httpx.Response(200, json=completion_json(), headers=window(remaining=5))
+
+    client = deployai.DeployAI(
+        api_key=API_KEY, http_client=httpx.Client(transport=httpx.MockTransport(handler)), rate_limiter=limiter
+    )
+    first = threading.Thread(target=client.chat.completions.create, kwargs={"model": MODEL, "messages": user("first")})
+    first.start()
+    wait_until(lambda: seen == ["first"], "the first request is in flight")
+
+    def ctrl_c_once_queued(signum: int, frame: types.FrameType | None) -> None:
+        if limiter.waiting and frame is not None and frame.f_code.co_name == "wait":  # blocked in its wait
+            raise KeyboardInterrupt
+        signal.setitimer(signal.ITIMER_REAL, 0.01)  # not there yet: look again
+
+    before = signal.signal(signal.SIGALRM, ctrl_c_once_queued)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.01)
+        # Until the first answer comes, the limiter holds this call for good: only Ctrl+C ends its wait.
+        with pytest.raises(KeyboardInterrupt) as interrupted:
+            client.chat.completions.create(model=MODEL, messages=user("interrupted"))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, before)
+    # Its traceback still holds the frames it waited in: leaving the queue must not wait for them to go.
+    assert interrupted.value.__traceback__ is not None
+    assert limiter.waiting == 0
+    gate.set()
+    first.join(10)
+    client.chat.completions.create(model=MODEL, messages=user("next"))
+    assert seen == ["first", "next"]
     assert (limiter.waiting, limiter.in_flight) == (0, 0)
 
 
