@@ -34,9 +34,9 @@ import threading
 import time
 import types
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Generic, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, Literal, NoReturn, TypeVar
 
 import httpx
 
@@ -550,6 +550,19 @@ def _ended_early() -> httpx.HTTPError:
     return httpx.RemoteProtocolError("The stream ended before its first event.")
 
 
+# What a lease's first read asks of its shell, one step at a time (see `_LeaseBase._first_event_steps`).
+_LeaseStep = Literal["read", "close response", "release"] | tuple[Plan, httpx.HTTPError]
+
+
+class _BodyEnded:
+    """What a lease's first read gets instead of an event when the body ends before one."""
+
+    __slots__ = ()
+
+
+_BODY_ENDED: Final = _BodyEnded()
+
+
 def _inherited_pool_is_empty(client: httpx.Client | httpx.AsyncClient) -> bool:
     """Whether a borrowed client opened no connection yet (then a forked child may use it)."""
     pool = getattr(getattr(client, "_transport", None), "_pool", None)
@@ -674,6 +687,57 @@ class _LeaseBase:
         """Whether the stream was closed: checked by the shell before it sends the request again."""
         return self.closing
 
+    def _first_event_steps(self) -> Generator[_LeaseStep, Any, tuple[str, str] | None]:
+        """`first_event` without its I/O: it yields each step for the shell's lease to carry out.
+
+        `"read"`: read the next event and send it in (`_BODY_ENDED` if the body ends first), or throw
+        in the failure. `"close response"`, `"release"`: do so. `(plan, failure)`: resume the plan
+        from the failure, and send in the `Exchange` it delivers (or throw in what it raised). Until
+        the first event arrives, a failure goes back to the plan, which may send again.
+        """
+        while True:
+            self.reading = True
+            try:
+                if self.closing:
+                    return None
+                try:
+                    sse: tuple[str, str] | _BodyEnded = yield "read"
+                except httpx.HTTPError as exc:
+                    if self.closing:
+                        return None
+                    failure: httpx.HTTPError = exc
+                else:
+                    if not isinstance(sse, _BodyEnded):
+                        # From here on a failure is raised, never retried: an answer never starts twice.
+                        self.first_pending = False
+                        self._drop_plan()
+                        return sse
+                    failure = _ended_early()
+                # Still "reading" while the plan sleeps and sends again: a close() from elsewhere then
+                # only marks the lease, and the reader releases it once the attempt is over.
+                plan = self.plan
+                yield "close response"
+                if plan is None or self.closing:
+                    yield "release"
+                    return None
+                try:
+                    exchange: Exchange = yield plan, failure
+                except _Stopped:
+                    self.plan = None
+                    yield "release"
+                    return None
+                except BaseException:
+                    self.plan = None
+                    yield "release"
+                    raise
+                self.elapsed, self.retries, self.deadline = exchange.elapsed, exchange.retries, exchange.deadline
+                self._adopt(exchange.response)
+                if self.closing:
+                    yield "release"
+                    return None
+            finally:
+                self.reading = False
+
     def _drop_plan(self) -> None:
         plan, self.plan = self.plan, None
         if plan is not None:
@@ -698,55 +762,29 @@ class SyncLease(_LeaseBase):
 
     def first_event(self) -> tuple[str, str] | None:
         """Read the first event; until it arrives, a failure goes back to the plan, which may send again."""
+        steps = self._first_event_steps()
+        reply: Any = None
+        error: BaseException | None = None
         while True:
-            self.reading = True
             try:
-                if self.closing:
-                    return None
-                try:
-                    with _first_read_bound(self.deadline):
-                        sse = next(self.events)
-                except StopIteration:
-                    failure = _ended_early()
-                except httpx.HTTPError as exc:
-                    if self.closing:
-                        return None
-                    failure = exc
-                else:
-                    # From here on a failure is raised, never retried: an answer never starts twice.
-                    self.first_pending = False
-                    self._drop_plan()
-                    return sse
-                # Still "reading" while the plan sleeps and sends again: a close() from elsewhere then
-                # only marks the lease, and this thread releases it once the attempt is over.
-                if not self._retry(failure):
-                    return None
+                step = steps.send(reply) if error is None else steps.throw(error)
+            except StopIteration as done:
+                event: tuple[str, str] | None = done.value
+                return event
             finally:
-                self.reading = False
-
-    def _retry(self, failure: httpx.HTTPError) -> bool:
-        """Hand a failure before the first event to the plan; whether there is a new response to read."""
-        plan = self.plan
-        self._close_response()
-        if plan is None or self.closing:
-            self.release()
-            return False
-        try:
-            exchange = self._shell.resume(plan, failure, self.started_at, stopped=self.stopped)
-        except _Stopped:
-            self.plan = None
-            self.release()
-            return False
-        except BaseException:
-            self.plan = None
-            self.release()
-            raise
-        self.elapsed, self.retries, self.deadline = exchange.elapsed, exchange.retries, exchange.deadline
-        self._adopt(exchange.response)
-        if self.closing:
-            self.release()
-            return False
-        return True
+                error = None  # not kept in this frame, which its traceback holds
+            try:
+                if step == "read":
+                    with _first_read_bound(self.deadline):
+                        reply = next(self.events, _BODY_ENDED)
+                elif step == "close response":
+                    self._close_response()
+                elif step == "release":
+                    self.release()
+                else:
+                    reply = self._shell.resume(*step, self.started_at, stopped=self.stopped)
+            except BaseException as exc:
+                error = exc
 
     def _close_response(self) -> None:
         if not self._let_go():
@@ -1027,51 +1065,28 @@ class AsyncLease(_LeaseBase):
 
     async def first_event(self) -> tuple[str, str] | None:
         """Read the first event; until it arrives, a failure goes back to the plan, which may send again."""
+        steps = self._first_event_steps()
+        reply: Any = None
+        error: BaseException | None = None
         while True:
-            self.reading = True
             try:
-                if self.closing:
-                    return None
-                try:
-                    sse = await self._first_read()
-                except StopAsyncIteration:
-                    failure = _ended_early()
-                except httpx.HTTPError as exc:
-                    if self.closing:
-                        return None
-                    failure = exc
-                else:
-                    self.first_pending = False
-                    self._drop_plan()
-                    return sse
-                if not await self._retry(failure):  # still "reading": see `SyncLease.first_event`
-                    return None
+                step = steps.send(reply) if error is None else steps.throw(error)
+            except StopIteration as done:
+                event: tuple[str, str] | None = done.value
+                return event
             finally:
-                self.reading = False
-
-    async def _retry(self, failure: httpx.HTTPError) -> bool:
-        """Hand a failure before the first event to the plan; whether there is a new response to read."""
-        plan = self.plan
-        await self._close_response()
-        if plan is None or self.closing:
-            await self.release()
-            return False
-        try:
-            exchange = await self._pool.shell.resume(self._pool, plan, failure, self.started_at, stopped=self.stopped)
-        except _Stopped:
-            self.plan = None
-            await self.release()
-            return False
-        except BaseException:
-            self.plan = None
-            await self.release()
-            raise
-        self.elapsed, self.retries, self.deadline = exchange.elapsed, exchange.retries, exchange.deadline
-        self._adopt(exchange.response)
-        if self.closing:
-            await self.release()
-            return False
-        return True
+                error = None  # not kept in this frame, which its traceback holds
+            try:
+                if step == "read":
+                    reply = await self._first_read()
+                elif step == "close response":
+                    await self._close_response()
+                elif step == "release":
+                    await self.release()
+                else:
+                    reply = await self._pool.shell.resume(self._pool, *step, self.started_at, stopped=self.stopped)
+            except BaseException as exc:
+                error = exc
 
     async def _close_response(self) -> None:
         if not self._let_go():
@@ -1098,14 +1113,14 @@ class AsyncLease(_LeaseBase):
         finally:
             await self._close_response()
 
-    async def _first_read(self) -> tuple[str, str]:
-        """The next event, raising `httpx.ReadTimeout` if it has not come by the call's deadline."""
+    async def _first_read(self) -> tuple[str, str] | _BodyEnded:
+        """The next event (`_BODY_ENDED` if the body ends first); `httpx.ReadTimeout` if none comes by the deadline."""
         if self.deadline is None:
-            return await self.events.__anext__()
+            return await anext(self.events, _BODY_ENDED)
         import anyio
 
         with anyio.move_on_after(max(self.deadline - time.monotonic(), FIRST_READ_GRACE_SECONDS)):
-            return await self.events.__anext__()
+            return await anext(self.events, _BODY_ENDED)
         raise httpx.ReadTimeout("No event came before the call's deadline.", request=self.response.request)
 
     async def _read_to_end(self) -> None:
