@@ -43,7 +43,7 @@ import ssl
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
@@ -57,11 +57,14 @@ except ImportError:  # pragma: no cover - a later httpx: its own client is made 
 from ._constants import DEFAULT_MAX_CONNECTIONS, KEEPALIVE_EXPIRY_SECONDS, POOL_CONNECTIONS
 
 if TYPE_CHECKING:
+    import asyncio
+
     import httpcore
 
 __all__ = ["AsyncSpreadTransport", "Cut", "Settings", "SpreadTransport", "bounded", "cut_by", "reads_end_within"]
 
 _T = TypeVar("_T", httpx.BaseTransport, httpx.AsyncBaseTransport)
+_S = TypeVar("_S")
 _Transport = TypeVar("_Transport", bound="httpx.BaseTransport | httpx.AsyncBaseTransport")
 
 _POOLS: Final = -(-DEFAULT_MAX_CONNECTIONS // POOL_CONNECTIONS)
@@ -198,18 +201,21 @@ class Cut:
 
     httpcore's pool, when closed, closes the connections it has. One still connecting, or in its
     TLS handshake, is not one yet: it would be made after the close and carry its request. The
-    SDK's pools make connections through a backend that holds each one's socket here: `close()`
-    shuts them all down (a handshake under way fails at once), and a connection made after it is
-    closed unused. Never in a forked child, whose sockets are its parent's connections too.
+    SDK's pools make connections through a backend that holds each one's socket here, from before
+    its TCP connect: `close()` shuts them all down (a connect or handshake under way fails at once),
+    and a connection made after it is closed unused. Under asyncio, whose connects make their
+    sockets out of reach, each connect waits in a cancel scope held here, which `close()` cancels.
+    Never in a forked child, whose sockets are its parent's connections too.
     """
 
-    __slots__ = ("_held", "_lock", "_pid", "closed")
+    __slots__ = ("_connecting", "_held", "_lock", "_pid", "closed")
 
     def __init__(self) -> None:
         self.closed = False
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._held: weakref.WeakSet[Any] = weakref.WeakSet()  # sockets, or async streams (`_CutAsyncBackend`)
+        self._connecting: set[tuple[Any, asyncio.AbstractEventLoop]] = set()  # (cancel scope, its loop)
 
     def hold(self, held: object) -> bool:
         """Hold a connection's socket (or stream) for `close()`; False, holding nothing, once closed."""
@@ -233,8 +239,53 @@ class Cut:
             self.closed = True
             held = list(self._held)
             self._held.clear()
+            connecting, self._connecting = self._connecting, set()
         for one in held:
             shut_down(one if isinstance(one, socket.socket) else one.get_extra_info("socket"))
+        for scope, loop in connecting:
+            _cancel_on(loop, scope)
+
+    async def until_closed(self, connect: Awaitable[_S]) -> _S:
+        """Await an asyncio `connect`, ended at once (`httpcore.ConnectError`) by `close()`; as it is under trio."""
+        import asyncio
+
+        import anyio
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # trio: the connect ends when it completes or times out, then is refused
+            return await connect
+        with anyio.CancelScope() as scope:
+            entry = (scope, loop)
+            with self._lock:
+                refused = self.closed
+                if not refused:
+                    self._connecting.add(entry)
+            if refused:
+                with contextlib.suppress(AttributeError):
+                    connect.close()  # type: ignore[attr-defined]  # a coroutine never awaited
+                raise _refused()
+            try:
+                return await connect
+            finally:
+                with self._lock:
+                    self._connecting.discard(entry)
+        raise _refused()  # `close()` cancelled it
+
+
+def _cancel_on(loop: asyncio.AbstractEventLoop, scope: Any) -> None:
+    """Cancel an anyio cancel scope of `loop`'s, from its thread or any other."""
+    import asyncio
+
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        scope.cancel()
+        return
+    with contextlib.suppress(RuntimeError):  # its loop is closed: the connect ended with it
+        loop.call_soon_threadsafe(scope.cancel)
 
 
 def shut_down(sock: Any) -> None:
@@ -268,12 +319,12 @@ class _CutAsyncBackend:
         self._cut = cut
 
     async def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
-        """Connect, as the backend does; refused once the client closed."""
-        return await self._held(await self._backend.connect_tcp(*args, **kwargs))
+        """Connect, as the backend does; ended or refused once the client closed."""
+        return await self._held(await self._cut.until_closed(self._backend.connect_tcp(*args, **kwargs)))
 
     async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
-        """Connect, as the backend does; refused once the client closed."""
-        return await self._held(await self._backend.connect_unix_socket(*args, **kwargs))
+        """Connect, as the backend does; ended or refused once the client closed."""
+        return await self._held(await self._cut.until_closed(self._backend.connect_unix_socket(*args, **kwargs)))
 
     async def _held(self, stream: httpcore.AsyncNetworkStream) -> httpcore.AsyncNetworkStream:
         # The stream itself, whose socket stays the connection's through its TLS handshake (asyncio's
@@ -331,6 +382,50 @@ def bounded(response: httpx.Response) -> bool:
     )
 
 
+def _connect(cut: Cut, host: str, port: int, timeout: float | None, local_address: str | None) -> socket.socket:
+    """Connect as `socket.create_connection` does, each socket held by `cut` while it connects.
+
+    A socket shut down while it connects ends its connect at once (ECONNRESET on Linux): so `close()`
+    ends a connect under way (to a host that does not answer, it would last its connect timeout).
+    """
+    try:
+        addresses = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    except OSError as exc:
+        raise _connect_error(exc) from exc
+    failure: OSError = OSError(f"No address found for {host!r}")
+    for family, kind, protocol, _, address in addresses:
+        sock = socket.socket(family, kind, protocol)
+        if not cut.hold(sock):
+            sock.close()
+            raise _refused()
+        try:
+            sock.settimeout(timeout)
+            if local_address is not None:
+                sock.bind((local_address, 0))
+            sock.connect(address)
+        except OSError as exc:
+            cut.drop(sock)
+            sock.close()
+            if cut.closed:
+                raise _refused() from None
+            failure = exc  # as `create_connection`: the next address, and the last failure if none connects
+            continue
+        except BaseException:  # interrupted (Ctrl+C): the socket is not left for the collector
+            cut.drop(sock)
+            sock.close()
+            raise
+        return sock
+    raise _connect_error(failure) from failure
+
+
+def _connect_error(exc: OSError) -> Exception:
+    """The error httpcore's own backend raises for a connect that failed with `exc`."""
+    import httpcore
+
+    kind = httpcore.ConnectTimeout if isinstance(exc, TimeoutError) else httpcore.ConnectError
+    return kind(str(exc))
+
+
 class _BoundedBackend:
     """httpcore's blocking network backend, with streams whose reads end by the thread's deadline."""
 
@@ -340,9 +435,30 @@ class _BoundedBackend:
         self._backend = backend
         self._cut = cut
 
-    def connect_tcp(self, *args: Any, **kwargs: Any) -> _BoundedStream:
-        """Connect, as the backend does; refused once the client closed (see `Cut`)."""
-        return _BoundedStream(self._backend.connect_tcp(*args, **kwargs), self._cut)
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[tuple[Any, ...]] | None = None,
+    ) -> _BoundedStream:
+        """Connect, as the backend does; ended at once or refused once the client closed (see `Cut`)."""
+        cut = self._cut
+        if cut is None:
+            return _BoundedStream(self._backend.connect_tcp(host, port, timeout, local_address, socket_options), None)
+        from httpcore._backends.sync import SyncStream
+
+        sock = _connect(cut, host, port, timeout, local_address)
+        try:
+            for option in socket_options or ():
+                sock.setsockopt(*option)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as exc:
+            cut.drop(sock)
+            sock.close()
+            raise _connect_error(exc) from exc
+        return _BoundedStream(SyncStream(sock), cut)
 
     def connect_unix_socket(self, *args: Any, **kwargs: Any) -> _BoundedStream:
         """Connect, as the backend does; refused once the client closed (see `Cut`)."""

@@ -24,6 +24,7 @@ import pytest
 from pytest_httpx import HTTPXMock
 
 import deployai
+from deployai import _pools
 from deployai._limiter import _ThreadWaiter
 from deployai.testing import Emulator, EmulatorServer
 from tests.conftest import ClientFactory, completion_json, user
@@ -429,6 +430,45 @@ def test_closing_the_client_ends_a_call_in_its_tls_handshake(kind: str) -> None:
     server.listener.close()
 
 
+def _tcp_states(port: int) -> dict[int, str]:
+    """The state of each of this machine's TCP sockets connected or connecting to `port` on loopback, by local port.
+
+    From Linux's table: "01" established, "02" its connect waits for the server's answer (SYN sent).
+    """
+    with open("/proc/net/tcp") as table:
+        rows = [line.split() for line in table.read().splitlines()[1:]]
+    return {int(row[1].split(":")[1], 16): row[3] for row in rows if row[2] == f"0100007F:{port:04X}"}
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads Linux's table of TCP sockets")
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_closing_the_client_ends_a_call_whose_tcp_connect_is_under_way(kind: str) -> None:
+    # A server whose queue of connections is full: the kernel drops the call's SYN, and its connect
+    # would wait out its connect timeout (two minutes here) after the close, then raise.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers: list[socket.socket] = []
+        try:
+            while True:  # connections the server never accepts, until one waits: its queue is full
+                filler = socket.socket()
+                fillers.append(filler)
+                filler.setblocking(False)
+                filler.connect_ex(("127.0.0.1", port))
+                mine = filler.getsockname()[1]
+                _wait_until(lambda: _tcp_states(port).get(mine) in ("01", "02"))  # noqa: B023
+                if _tcp_states(port)[mine] == "02":
+                    break
+            options = {"api_key": KEY, "base_url": f"http://127.0.0.1:{port}/v1", "timeout": 120.0}
+            (error,) = _call_then_close(kind, options, lambda: list(_tcp_states(port).values()).count("02") > 1)
+        finally:
+            for filler in fillers:
+                filler.close()
+    assert type(error) is deployai.DeployAIError
+    assert str(error) == "The client was closed before the call was answered."
+
+
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_a_connection_made_after_the_client_closed_carries_no_request(
     kind: str, monkeypatch: pytest.MonkeyPatch
@@ -436,19 +476,18 @@ def test_a_connection_made_after_the_client_closed_carries_no_request(
     # A connect still under way when the client closes (a slow network: here, held until the close):
     # the connection it makes is closed unused, and the call ends as closed, not sent.
     import httpcore._backends.auto
-    import httpcore._backends.sync
 
     server = HoldingServer()
     connecting, go_on = threading.Event(), threading.Event()
     if kind == "sync":
-        connect = httpcore._backends.sync.SyncBackend.connect_tcp
+        connect = _pools._connect
 
-        def slow(self: Any, *args: Any, **kwargs: Any) -> Any:
+        def slow(*args: Any) -> Any:
             connecting.set()
             go_on.wait(HANG_LIMIT_SECONDS)
-            return connect(self, *args, **kwargs)
+            return connect(*args)
 
-        monkeypatch.setattr(httpcore._backends.sync.SyncBackend, "connect_tcp", slow)
+        monkeypatch.setattr(_pools, "_connect", slow)
     else:
         connect_async = httpcore._backends.auto.AutoBackend.connect_tcp
 
