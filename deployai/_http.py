@@ -765,26 +765,29 @@ class SyncLease(_LeaseBase):
         steps = self._first_event_steps()
         reply: Any = None
         error: BaseException | None = None
-        while True:
-            try:
-                step = steps.send(reply) if error is None else steps.throw(error)
-            except StopIteration as done:
-                event: tuple[str, str] | None = done.value
-                return event
-            finally:
-                error = None  # not kept in this frame, which its traceback holds
-            try:
-                if step == "read":
-                    with _first_read_bound(self.deadline):
-                        reply = next(self.events, _BODY_ENDED)
-                elif step == "close response":
-                    self._close_response()
-                elif step == "release":
-                    self.release()
-                else:
-                    reply = self._shell.resume(*step, self.started_at, stopped=self.stopped)
-            except BaseException as exc:
-                error = exc
+        try:
+            while True:
+                try:
+                    step = steps.send(reply) if error is None else steps.throw(error)
+                except StopIteration as done:
+                    event: tuple[str, str] | None = done.value
+                    return event
+                finally:
+                    error = None  # not kept in this frame, which its traceback holds
+                try:
+                    if step == "read":
+                        with _first_read_bound(self.deadline):
+                            reply = next(self.events, _BODY_ENDED)
+                    elif step == "close response":
+                        self._close_response()
+                    elif step == "release":
+                        self.release()
+                    else:
+                        reply = self._shell.resume(*step, self.started_at, stopped=self.stopped)
+                except BaseException as exc:
+                    error = exc
+        finally:
+            steps.close()  # interrupted between steps: its `finally` runs now, not whenever it is collected
 
     def _close_response(self) -> None:
         if not self._let_go():
@@ -1068,25 +1071,28 @@ class AsyncLease(_LeaseBase):
         steps = self._first_event_steps()
         reply: Any = None
         error: BaseException | None = None
-        while True:
-            try:
-                step = steps.send(reply) if error is None else steps.throw(error)
-            except StopIteration as done:
-                event: tuple[str, str] | None = done.value
-                return event
-            finally:
-                error = None  # not kept in this frame, which its traceback holds
-            try:
-                if step == "read":
-                    reply = await self._first_read()
-                elif step == "close response":
-                    await self._close_response()
-                elif step == "release":
-                    await self.release()
-                else:
-                    reply = await self._pool.shell.resume(self._pool, *step, self.started_at, stopped=self.stopped)
-            except BaseException as exc:
-                error = exc
+        try:
+            while True:
+                try:
+                    step = steps.send(reply) if error is None else steps.throw(error)
+                except StopIteration as done:
+                    event: tuple[str, str] | None = done.value
+                    return event
+                finally:
+                    error = None  # not kept in this frame, which its traceback holds
+                try:
+                    if step == "read":
+                        reply = await self._first_read()
+                    elif step == "close response":
+                        await self._close_response()
+                    elif step == "release":
+                        await self.release()
+                    else:
+                        reply = await self._pool.shell.resume(self._pool, *step, self.started_at, stopped=self.stopped)
+                except BaseException as exc:
+                    error = exc
+        finally:
+            steps.close()  # interrupted between steps: its `finally` runs now, not whenever it is collected
 
     async def _close_response(self) -> None:
         if not self._let_go():
