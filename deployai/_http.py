@@ -1190,6 +1190,24 @@ class _LoopPool:
         with contextlib.suppress(StopIteration):
             keeper.asend(None).send(None)
 
+    def forsake(self) -> None:
+        """Its loop was closed without shutting its async generators down: end, without it, what can be ended.
+
+        Nothing can be awaited on a closed loop. The pool is marked closed (a stream of it still read
+        says its loop shut down), the sockets of the connections the SDK made are shut down (the
+        server sees them close now), and its keeper ends here, or the collector would hand it to the
+        closed loop. What is left goes to the collector, and asyncio warns about its transports.
+        """
+        if not self.closed:  # closed already (by `aclose()`): it keeps the reason it was closed for
+            self.closed = True
+            self.why = "Its event loop shut down"
+        if self.owned and isinstance(self.client, _AsyncClient):
+            self.client._cut.close()
+        keeper, self.keeper = self.keeper, None
+        if keeper is not None:
+            with contextlib.suppress(StopIteration, RuntimeError):
+                keeper.aclose().send(None)  # its `finally` awaits nothing: the pool is closed already
+
     async def release_abandoned(self) -> None:
         """Release the leases of streams dropped unclosed."""
         while self.abandoned:
@@ -1277,7 +1295,9 @@ class AsyncHTTP:
 
     def _open(self, loop: asyncio.AbstractEventLoop | None) -> _LoopPool:
         # Pools of other loops stay as they are: their loops may still be running (in other threads),
-        # and each is closed with its own loop (see `_keep`) or by `close()`.
+        # and each is closed with its own loop (see `_keep`) or by `close()`. Those of loops closed
+        # without shutting down are let go of here, where a program that makes a loop per call comes.
+        self._forsake_closed_loops()
         borrowed = self._borrowed
         if borrowed is None:
             assert self._settings is not None
@@ -1291,6 +1311,15 @@ class AsyncHTTP:
             self._pools[loop] = pool
             pool.watch_loop()
         return pool
+
+    def _forsake_closed_loops(self) -> None:
+        """Let go of the pools of loops closed without shutting their async generators down (see `forsake`)."""
+        for loop, pool in list(self._pools.items()):
+            if loop.is_closed():
+                del self._pools[loop]  # it holds its loop (through its keeper): the map would hold both for good
+                pool.forsake()
+                if self._current is pool:
+                    self._current = None
 
     def _after_fork(self) -> None:
         if self._borrowed is not None and not _inherited_pool_is_empty(self._borrowed):
@@ -1436,7 +1465,8 @@ class AsyncHTTP:
         """Release every open stream and close the pools that are ours; a borrowed client is left open.
 
         The pool of the running loop is closed here; a pool whose loop runs in another thread is closed
-        there; one whose loop has stopped was closed with it, or is left to it. Calls waiting between
+        there; one whose loop has stopped was closed with it, or is left to it; one whose loop was
+        closed without shutting down is let go of (see `_LoopPool.forsake`). Calls waiting between
         attempts, or their turn at a rate limiter, are woken to raise.
         """
         if self._pid != os.getpid():
@@ -1445,6 +1475,7 @@ class AsyncHTTP:
         for pause in list(self._pauses):
             pause.wake()
         _wake_waiters_at(self._limiters, self)
+        self._forsake_closed_loops()
         try:
             here: asyncio.AbstractEventLoop | None = self._running_loop()
         except RuntimeError:

@@ -773,6 +773,33 @@ def test_a_loop_closed_without_shutting_down_leaves_the_next_loop_working(server
     asyncio.run(client.aclose())
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads Linux's table of TCP sockets")
+def test_loops_closed_without_shutting_down_are_let_go_with_their_connections_at_the_next_loops_first_call(
+    server: EmulatorServer,
+) -> None:
+    # `loop.close()` without `shutdown_asyncgens()` (older code, some runners) never tells the client
+    # that the loop is gone. Each such loop, its pool and its connection to the server used to stay
+    # for as long as the client lived, however many loops came and went.
+    port = int(server.base_url.split(":")[2].split("/")[0])
+    client = deployai.AsyncDeployAI(api_key=KEY, base_url=server.base_url)
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # asyncio's, for the transports of loops closed so
+        for _ in range(3):
+            loop = asyncio.new_event_loop()
+            loops.append(weakref.ref(loop))
+            assert loop.run_until_complete(client.chat.completions.create(model=MODEL, messages=user())).choices
+            loop.close()
+        del loop
+        # Each loop's first call let go of the loop before: only the last one's connection is open.
+        assert list(_tcp_states(port).values()).count("01") == 1
+        assert asyncio.run(client.chat.completions.create(model=MODEL, messages=user())).choices
+        assert list(_tcp_states(port).values()).count("01") == 0
+        gc.collect()
+    assert [loop() for loop in loops] == [None] * 3
+    asyncio.run(client.aclose())
+
+
 # 5. fork
 
 
