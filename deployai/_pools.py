@@ -40,6 +40,7 @@ import contextlib
 import os
 import socket
 import ssl
+import sys
 import threading
 import time
 import weakref
@@ -194,6 +195,8 @@ def cut_by(transport: _Transport, cut: Cut | None) -> _Transport:
 
 
 _CUT_MESSAGE: Final = "The client was closed while the connection was being made."
+# Whether an asyncio connect under way is cut in an anyio cancel scope (see `Cut.until_closed`).
+_CUT_CONNECTS_IN_SCOPE: Final = sys.version_info >= (3, 11)
 
 
 class Cut:
@@ -246,11 +249,18 @@ class Cut:
             _cancel_on(loop, scope)
 
     async def until_closed(self, connect: Awaitable[_S]) -> _S:
-        """Await an asyncio `connect`, ended at once (`httpcore.ConnectError`) by `close()`; as it is under trio."""
+        """Await an asyncio `connect`, ended at once (`httpcore.ConnectError`) by `close()`.
+
+        Under trio, and on Python 3.10, it is awaited as it is. On 3.10, a task cancelled just after
+        the close (in the same turn of the loop) would have its cancellation taken by the scope for
+        the close's, and go on: there the connect is not cut.
+        """
         import asyncio
 
         import anyio
 
+        if not _CUT_CONNECTS_IN_SCOPE:
+            return await connect
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # trio: the connect ends when it completes or times out, then is refused
@@ -383,10 +393,12 @@ def bounded(response: httpx.Response) -> bool:
 
 
 def _connect(cut: Cut, host: str, port: int, timeout: float | None, local_address: str | None) -> socket.socket:
-    """Connect as `socket.create_connection` does, each socket held by `cut` while it connects.
+    """Connect as `socket.create_connection` does, each socket held by `cut` from before its connect starts.
 
     A socket shut down while it connects ends its connect at once (ECONNRESET on Linux): so `close()`
     ends a connect under way (to a host that does not answer, it would last its connect timeout).
+    The connect is started without waiting, then `cut` is asked whether it closed meanwhile, and only
+    then waited for: a close before the connect started would find nothing to shut down.
     """
     try:
         addresses = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
@@ -394,15 +406,18 @@ def _connect(cut: Cut, host: str, port: int, timeout: float | None, local_addres
         raise _connect_error(exc) from exc
     failure: OSError = OSError(f"No address found for {host!r}")
     for family, kind, protocol, _, address in addresses:
-        sock = socket.socket(family, kind, protocol)
+        try:
+            sock = socket.socket(family, kind, protocol)
+        except OSError as exc:  # out of descriptors, or a family this system lacks: the next address
+            failure = exc
+            continue
         if not cut.hold(sock):
             sock.close()
             raise _refused()
         try:
-            sock.settimeout(timeout)
             if local_address is not None:
                 sock.bind((local_address, 0))
-            sock.connect(address)
+            _connect_socket(sock, address, timeout, cut)
         except OSError as exc:
             cut.drop(sock)
             sock.close()
@@ -416,6 +431,28 @@ def _connect(cut: Cut, host: str, port: int, timeout: float | None, local_addres
             raise
         return sock
     raise _connect_error(failure) from failure
+
+
+def _connect_socket(sock: socket.socket, address: Any, timeout: float | None, cut: Cut) -> None:
+    """Connect `sock` within `timeout` (None: no limit), ending at once if `cut` closes (raises `OSError`)."""
+    import errno
+    import selectors
+
+    sock.setblocking(False)
+    code = sock.connect_ex(address)
+    if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
+        raise OSError(code, os.strerror(code))
+    if cut.closed:  # before the connect was under way, the close found nothing to shut down
+        raise OSError(errno.ECONNABORTED, "The client was closed")
+    if code:
+        with selectors.DefaultSelector() as selector:
+            selector.register(sock, selectors.EVENT_WRITE)
+            if not selector.select(timeout):
+                raise TimeoutError("timed out")
+        code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            raise OSError(code, os.strerror(code))
+    sock.settimeout(timeout)
 
 
 def _connect_error(exc: OSError) -> Exception:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
 import os
@@ -440,11 +441,9 @@ def _tcp_states(port: int) -> dict[int, str]:
     return {int(row[1].split(":")[1], 16): row[3] for row in rows if row[2] == f"0100007F:{port:04X}"}
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads Linux's table of TCP sockets")
-@pytest.mark.parametrize("kind", ["sync", "async"])
-def test_closing_the_client_ends_a_call_whose_tcp_connect_is_under_way(kind: str) -> None:
-    # A server whose queue of connections is full: the kernel drops the call's SYN, and its connect
-    # would wait out its connect timeout (two minutes here) after the close, then raise.
+@contextlib.contextmanager
+def _unanswered_port() -> Iterator[int]:
+    """A loopback port whose server's queue of connections is full: a connect to it waits (its SYN is dropped)."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(0)
@@ -460,13 +459,128 @@ def test_closing_the_client_ends_a_call_whose_tcp_connect_is_under_way(kind: str
                 _wait_until(lambda: _tcp_states(port).get(mine) in ("01", "02"))  # noqa: B023
                 if _tcp_states(port)[mine] == "02":
                     break
-            options = {"api_key": KEY, "base_url": f"http://127.0.0.1:{port}/v1", "timeout": 120.0}
-            (error,) = _call_then_close(kind, options, lambda: list(_tcp_states(port).values()).count("02") > 1)
+            yield port
         finally:
             for filler in fillers:
                 filler.close()
+
+
+def _connecting(port: int) -> bool:
+    """Whether a connect to `port` other than the one `_unanswered_port` left waiting is under way."""
+    return list(_tcp_states(port).values()).count("02") > 1
+
+
+_LINUX_TCP = pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads Linux's table of TCP sockets")
+
+
+@_LINUX_TCP
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "sync",
+        pytest.param(
+            "async",
+            marks=pytest.mark.skipif(
+                sys.version_info < (3, 11), reason="on Python 3.10 an asyncio connect ends when it completes"
+            ),
+        ),
+    ],
+)
+def test_closing_the_client_ends_a_call_whose_tcp_connect_is_under_way(kind: str) -> None:
+    # The kernel drops the call's SYN: its connect would wait out its connect timeout (two minutes
+    # here) after the close, then raise.
+    with _unanswered_port() as port:
+        options = {"api_key": KEY, "base_url": f"http://127.0.0.1:{port}/v1", "timeout": 120.0}
+        (error,) = _call_then_close(kind, options, lambda: _connecting(port))
     assert type(error) is deployai.DeployAIError
     assert str(error) == "The client was closed before the call was answered."
+
+
+@_LINUX_TCP
+def test_a_close_just_before_a_connect_starts_ends_it_even_with_no_connect_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The close lands after the socket was made and held for it, before its connect started: there
+    # was nothing to shut down yet. With no connect timeout, a blocking connect would wait on for
+    # the kernel's two minutes.
+    hold = _pools.Cut.hold
+    clients: list[deployai.DeployAI] = []
+
+    def hold_then_close(cut: _pools.Cut, held: object) -> bool:
+        taken = hold(cut, held)
+        if isinstance(held, socket.socket):
+            clients[0].close()
+        return taken
+
+    monkeypatch.setattr(_pools.Cut, "hold", hold_then_close)
+    outcome: list[BaseException] = []
+    with _unanswered_port() as port:
+        clients.append(
+            deployai.DeployAI(
+                api_key=KEY, base_url=f"http://127.0.0.1:{port}/v1", timeout=httpx.Timeout(120.0, connect=None)
+            )
+        )
+
+        def call() -> None:
+            try:
+                clients[0].chat.completions.create(model=MODEL, messages=user())
+            except BaseException as exc:
+                outcome.append(exc)
+
+        worker = threading.Thread(target=call)
+        worker.start()
+        worker.join(HANG_LIMIT_SECONDS)
+        assert not worker.is_alive()
+    (error,) = outcome
+    assert type(error) is deployai.DeployAIError
+    assert str(error) == "The client was closed before the call was answered."
+
+
+def test_a_blocking_call_goes_on_to_the_next_address_when_a_socket_of_the_first_cannot_be_made(
+    server: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As `socket.create_connection` does: `localhost` is ::1 first, on a system without IPv6 (the
+    # same goes for a process out of file descriptors, whose error stays a connection error).
+    port = int(server.base_url.split(":")[2].split("/")[0])
+    resolve = socket.getaddrinfo
+
+    def ipv6_first(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "localhost":
+            return resolve(host, *args, **kwargs)
+        return [
+            (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", port, 0, 0)),
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
+        ]
+
+    class WithoutIPv6(socket.socket):
+        def __init__(self, family: Any = -1, kind: Any = -1, proto: Any = -1, fileno: Any = None) -> None:
+            if family == socket.AF_INET6 and fileno is None:
+                raise OSError(errno.EAFNOSUPPORT, os.strerror(errno.EAFNOSUPPORT))
+            super().__init__(family, kind, proto, fileno)
+
+    monkeypatch.setattr(socket, "getaddrinfo", ipv6_first)
+    monkeypatch.setattr(socket, "socket", WithoutIPv6)
+    with deployai.DeployAI(api_key=KEY, base_url=f"http://localhost:{port}/v1", max_retries=0) as client:
+        assert client.chat.completions.create(model=MODEL, messages=user()).choices
+
+
+@_LINUX_TCP
+def test_a_task_cancelled_right_after_its_client_closed_is_cancelled() -> None:
+    # Closing the clients, then cancelling their tasks, is how a service stops: the cancel must
+    # end the task, not be taken for the close's (a task that carries on after a `DeployAIError`
+    # would never stop).
+    async def main(port: int) -> None:
+        client = deployai.AsyncDeployAI(api_key=KEY, base_url=f"http://127.0.0.1:{port}/v1", timeout=120.0)
+        call = asyncio.ensure_future(client.chat.completions.create(model=MODEL, messages=user()))
+        while not _connecting(port):
+            await asyncio.sleep(0.001)
+        await client.close()
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(call, HANG_LIMIT_SECONDS)
+
+    with _unanswered_port() as port:
+        asyncio.run(main(port))
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
