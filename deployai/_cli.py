@@ -23,7 +23,6 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from types import FrameType
 from typing import TYPE_CHECKING, Any, Final, NoReturn, TextIO
 
 from ._exceptions import (
@@ -223,9 +222,7 @@ def _ctrl_c_exits() -> Iterator[None]:
     except (AttributeError, OSError, ValueError):  # None, or a stand-in with no descriptor
         err = None
 
-    def interrupted(signum: int, frame: FrameType | None) -> None:
-        # A second Ctrl+C ends the process whatever the first one waits on below.
-        signal.signal(signal.SIGINT, lambda signum, frame: os._exit(INTERRUPTED))
+    def interrupted() -> None:
         if os.isatty(1):  # a terminal: end the line the answer was on (a full pipe could block here)
             with contextlib.suppress(Exception):  # the main thread may have been writing to stdout
                 sys.stdout.flush()
@@ -236,11 +233,29 @@ def _ctrl_c_exits() -> Iterator[None]:
                 os.write(err, b"deployai: interrupted\n")
         os._exit(INTERRUPTED)
 
-    previous = signal.signal(signal.SIGINT, interrupted)
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: the handler, run by the main thread
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted())
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        return
+
+    # A handler runs when the main thread next looks for signals: a Ctrl+C that lands just before it
+    # blocks in a read of the answer is seen only once the read ends (up to its read timeout). So
+    # Ctrl+C is held back from every thread, and one thread of its own waits for it.
+    def watch() -> None:
+        signal.sigwait({signal.SIGINT})
+        # A second Ctrl+C ends the process whatever the first one waits on below (a full pipe).
+        threading.Thread(target=lambda: (signal.sigwait({signal.SIGINT}), os._exit(INTERRUPTED)), daemon=True).start()
+        interrupted()
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
+        threading.Thread(target=watch, name="deployai-ctrl-c", daemon=True).start()  # it inherits the mask
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def main(argv: Sequence[str] | None = None, *, exit_on_ctrl_c: bool = False) -> int:
