@@ -440,7 +440,7 @@ def _connect_socket(sock: socket.socket, address: Any, timeout: float | None, cu
 
     sock.setblocking(False)
     code = sock.connect_ex(address)
-    if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
+    if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, getattr(errno, "WSAEWOULDBLOCK", 0)):  # under way
         raise OSError(code, os.strerror(code))
     if cut.closed:  # before the connect was under way, the close found nothing to shut down
         raise OSError(errno.ECONNABORTED, "The client was closed")
