@@ -887,7 +887,7 @@ def test_a_loop_closed_without_shutting_down_leaves_the_next_loop_working(server
     asyncio.run(client.aclose())
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads Linux's table of TCP sockets")
+@_LINUX_TCP
 def test_loops_closed_without_shutting_down_are_let_go_with_their_connections_at_the_next_loops_first_call(
     server: EmulatorServer,
 ) -> None:
