@@ -1314,9 +1314,16 @@ class AsyncHTTP:
 
     def _forsake_closed_loops(self) -> None:
         """Let go of the pools of loops closed without shutting their async generators down (see `forsake`)."""
-        for loop, pool in list(self._pools.items()):
-            if loop.is_closed():
-                del self._pools[loop]  # it holds its loop (through its keeper): the map would hold both for good
+        while True:
+            try:
+                pools = list(self._pools.items())
+                break
+            except RuntimeError:  # another thread opened a pool on its loop meanwhile: the map changed size
+                continue
+        for loop, pool in pools:
+            # Taken out of the map, which would hold it and its loop for good (it holds its loop
+            # through its keeper); by one thread only, if two look at once.
+            if loop.is_closed() and self._pools.pop(loop, None) is pool:
                 pool.forsake()
                 if self._current is pool:
                     self._current = None
