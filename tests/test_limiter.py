@@ -56,8 +56,13 @@ def wait_until(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.001)
 
 
-def test_callers_are_let_through_in_the_order_they_came_threads() -> None:
-    limiter = frozen(deployai.RateLimiter())
+def _held_first_call(
+    limiter: deployai.RateLimiter, remaining: int
+) -> tuple[deployai.DeployAI, list[str], threading.Event]:
+    """A blocking client whose call "first" is answered only once the gate is set; each answer leaves `remaining`.
+
+    Returns the client, the texts of the requests it sent, in order, and the gate.
+    """
     gate = threading.Event()
     seen: list[str] = []
 
@@ -65,12 +70,18 @@ def test_callers_are_let_through_in_the_order_they_came_threads() -> None:
         seen.append(text_of(request))
         if seen[-1] == "first":
             gate.wait(10)
-        # One left each time: exactly one more caller may go per answer, so the sends show the order.
-        return httpx.Response(200, json=completion_json(), headers=window(remaining=1))
+        return httpx.Response(200, json=completion_json(), headers=window(remaining=remaining))
 
     client = deployai.DeployAI(
         api_key=API_KEY, http_client=httpx.Client(transport=httpx.MockTransport(handler)), rate_limiter=limiter
     )
+    return client, seen, gate
+
+
+def test_callers_are_let_through_in_the_order_they_came_threads() -> None:
+    limiter = frozen(deployai.RateLimiter())
+    # One left each time: exactly one more caller may go per answer, so the sends show the order.
+    client, seen, gate = _held_first_call(limiter, remaining=1)
     threads = [threading.Thread(target=client.chat.completions.create, kwargs={"model": MODEL, "messages": user(t)})
                for t in ["first", "1", "2", "3", "4", "5"]]  # fmt: skip
     threads[0].start()
@@ -88,18 +99,7 @@ def test_callers_are_let_through_in_the_order_they_came_threads() -> None:
 @pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs SIGALRM")
 def test_a_thread_interrupted_by_ctrl_c_while_it_waits_its_turn_leaves_the_queue_at_once() -> None:
     limiter = frozen(deployai.RateLimiter())
-    gate = threading.Event()
-    seen: list[str] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(text_of(request))
-        if seen[-1] == "first":
-            gate.wait(10)
-        return httpx.Response(200, json=completion_json(), headers=window(remaining=5))
-
-    client = deployai.DeployAI(
-        api_key=API_KEY, http_client=httpx.Client(transport=httpx.MockTransport(handler)), rate_limiter=limiter
-    )
+    client, seen, gate = _held_first_call(limiter, remaining=5)
     first = threading.Thread(target=client.chat.completions.create, kwargs={"model": MODEL, "messages": user("first")})
     first.start()
     wait_until(lambda: seen == ["first"], "the first request is in flight")
