@@ -730,6 +730,9 @@ class _LeaseBase:
                     self.plan = None
                     yield "release"
                     raise
+                finally:
+                    # Its traceback holds this frame: kept here, the failure would be in a cycle with it.
+                    del failure
                 self.elapsed, self.retries, self.deadline = exchange.elapsed, exchange.retries, exchange.deadline
                 self._adopt(exchange.response)
                 if self.closing:

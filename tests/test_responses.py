@@ -7,7 +7,7 @@ import contextlib
 import datetime
 import gc
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -16,7 +16,7 @@ from pytest_httpx import HTTPXMock
 import deployai
 from deployai.types import ChatCompletion
 from tests.conftest import API_KEY, RATE_HEADERS, ClientFactory, completion_json, user
-from tests.sse import hello_stream, sse_response
+from tests.sse import SSE_HEADERS, hello_stream, sse_response
 
 
 def test_completion_is_typed_with_usage(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
@@ -163,3 +163,49 @@ def test_a_finished_call_or_stream_is_freed_at_once_not_left_for_the_garbage_col
                 assert left == []
 
     asyncio.run(main())
+
+
+class _CutBeforeTheFirstEvent(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A body whose connection drops before any byte: each read raises an error it does not keep."""
+
+    def __iter__(self) -> Iterator[bytes]:
+        raise httpx.ReadError("connection reset")
+        yield b""  # pragma: no cover - makes this a generator
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        raise httpx.ReadError("connection reset")
+        yield b""  # pragma: no cover - makes this an async generator
+
+
+def test_a_stream_retried_before_its_first_event_is_freed_at_once(httpx_mock: HTTPXMock, sleeps: list[float]) -> None:
+    # The dropped attempt's error passes through the lease's frames; kept by one of them, it would
+    # hold the frame, its response and its request in a cycle with its traceback.
+    attempts: list[int] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        attempts.append(1)
+        if len(attempts) % 2:
+            return httpx.Response(200, headers=SSE_HEADERS, stream=_CutBeforeTheFirstEvent())
+        return sse_response(hello_stream())
+
+    httpx_mock.add_callback(answer, is_reusable=True)
+    with deployai.DeployAI(api_key=API_KEY, max_retries=1) as client:
+        for _ in range(2):
+            with (
+                _left_for_the_collector() as left,
+                client.chat.completions.create(model="openai/gpt-4o", messages=user(), stream=True) as events,
+            ):
+                assert "".join(events.text_stream) == "Hello world"
+            assert left == []
+
+    async def main() -> None:
+        async with deployai.AsyncDeployAI(api_key=API_KEY, max_retries=1) as client:
+            create = client.chat.completions.create
+            for _ in range(2):
+                with _left_for_the_collector() as left:
+                    async with await create(model="openai/gpt-4o", messages=user(), stream=True) as events:
+                        assert "".join([text async for text in events.text_stream]) == "Hello world"
+                assert left == []
+
+    asyncio.run(main())
+    assert len(attempts) == 8
