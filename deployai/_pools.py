@@ -206,8 +206,9 @@ class Cut:
     TLS handshake, is not one yet: it would be made after the close and carry its request. The
     SDK's pools make connections through a backend that holds each one's socket here, from before
     its TCP connect: `close()` shuts them all down (a connect or handshake under way fails at once),
-    and a connection made after it is closed unused. Under asyncio, whose connects make their
-    sockets out of reach, each connect waits in a cancel scope held here, which `close()` cancels.
+    and a connection made after it is closed unused. A name lookup under way is given up. Under
+    asyncio, whose connects make their sockets out of reach, each connect waits in a cancel scope
+    held here, which `close()` cancels.
     Never in a forked child, whose sockets are its parent's connections too.
     """
 
@@ -221,7 +222,7 @@ class Cut:
         self._connecting: set[tuple[Any, asyncio.AbstractEventLoop]] = set()  # (cancel scope, its loop)
 
     def hold(self, held: object) -> bool:
-        """Hold a connection's socket (or stream) for `close()`; False, holding nothing, once closed."""
+        """Hold a connection's socket, stream or lookup's event for `close()`; False, holding nothing, once closed."""
         with self._lock:
             if self.closed:
                 return False
@@ -234,7 +235,7 @@ class Cut:
             self._held.discard(held)
 
     def close(self) -> None:
-        """Shut down every held connection's socket; later connections are refused."""
+        """Shut down every held connection's socket and give up its lookups under way; later connections are refused."""
         if self._pid != os.getpid():  # the lock may have been held by a thread of the parent at the fork
             self.closed = True
             return
@@ -244,7 +245,10 @@ class Cut:
             self._held.clear()
             connecting, self._connecting = self._connecting, set()
         for one in held:
-            shut_down(one if isinstance(one, socket.socket) else one.get_extra_info("socket"))
+            if isinstance(one, threading.Event):  # a name lookup's: its waiter stops waiting
+                one.set()
+            else:
+                shut_down(one if isinstance(one, socket.socket) else one.get_extra_info("socket"))
         for scope, loop in connecting:
             _cancel_on(loop, scope)
 
@@ -398,12 +402,10 @@ def _connect(cut: Cut, host: str, port: int, timeout: float | None, local_addres
     A socket shut down while it connects ends its connect at once (ECONNRESET on Linux): so `close()`
     ends a connect under way (to a host that does not answer, it would last its connect timeout).
     The connect is started without waiting, then `cut` is asked whether it closed meanwhile, and only
-    then waited for: a close before the connect started would find nothing to shut down.
+    then waited for: a close before the connect started would find nothing to shut down. The name is
+    looked up first, within the same timeout (see `_lookup`).
     """
-    try:
-        addresses = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
-    except OSError as exc:
-        raise _connect_error(exc) from exc
+    addresses = _lookup(cut, host, port, timeout)
     failure: OSError = OSError(f"No address found for {host!r}")
     for family, kind, protocol, _, address in addresses:
         try:
@@ -431,6 +433,47 @@ def _connect(cut: Cut, host: str, port: int, timeout: float | None, local_addres
             raise
         return sock
     raise _connect_error(failure) from failure
+
+
+def _lookup(cut: Cut, host: str, port: int, timeout: float | None) -> list[Any]:
+    """The addresses of `host`, looked up within `timeout` (None: no limit), and ended at once if `cut` closes.
+
+    `socket.getaddrinfo` cannot be interrupted or given a deadline, and a resolver that does not
+    answer holds it for as long as its own retries last (about 5 s each on Linux by default). So a
+    name is looked up in a thread of its own, which is left to finish by itself when the wait ends
+    first. An IP address needs no lookup, and no thread.
+    """
+    try:
+        return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST)
+    except (OSError, UnicodeError):
+        pass  # a name
+    found = threading.Event()
+    outcome: list[Any] = []
+
+    def look_up() -> None:
+        try:
+            outcome.append(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
+        except Exception as exc:  # handed to the waiting thread, without this frame (a cycle with `outcome`)
+            outcome.append(exc.with_traceback(None))
+        found.set()
+
+    if not cut.hold(found):
+        raise _refused()
+    try:
+        threading.Thread(target=look_up, name="deployai-lookup", daemon=True).start()
+        found.wait(timeout)
+    finally:
+        cut.drop(found)
+    if cut.closed:
+        raise _refused()
+    if not outcome:
+        raise _connect_error(TimeoutError(f"The lookup of {host!r} timed out"))
+    addresses = outcome[0]
+    if isinstance(addresses, OSError):
+        raise _connect_error(addresses) from addresses
+    if isinstance(addresses, Exception):
+        raise addresses
+    return list(addresses)
 
 
 def _connect_socket(sock: socket.socket, address: Any, timeout: float | None, cut: Cut) -> None:

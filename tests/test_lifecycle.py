@@ -564,6 +564,94 @@ def test_a_blocking_call_goes_on_to_the_next_address_when_a_socket_of_the_first_
         assert client.chat.completions.create(model=MODEL, messages=user()).choices
 
 
+_SILENT_NAME = "silent-resolver.localhost"
+
+
+class _SilentResolver:
+    """Lookups of `_SILENT_NAME` get no answer, as from a resolver that does not answer, until `give_up()`."""
+
+    def __init__(self) -> None:
+        self.asked = threading.Event()  # set once such a lookup started
+        self.done = threading.Event()
+
+    def give_up(self) -> None:
+        """End the lookups under way with a failure, as a resolver does once its retries are over."""
+        self.done.set()
+
+
+@pytest.fixture
+def silent_resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[_SilentResolver]:
+    """A `_SilentResolver` in place of the system's, for the test (other names are looked up as usual)."""
+    resolve = socket.getaddrinfo
+    resolver = _SilentResolver()
+
+    def silent(host: Any, port: Any, family: int = 0, kind: int = 0, proto: int = 0, flags: int = 0) -> Any:
+        if host not in (_SILENT_NAME, _SILENT_NAME.encode()):  # anyio asks with the name in bytes
+            return resolve(host, port, family, kind, proto, flags)
+        if flags & socket.AI_NUMERICHOST:  # not an address: no resolver is asked
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        resolver.asked.set()
+        resolver.done.wait(2 * HANG_LIMIT_SECONDS)
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", silent)
+    try:
+        yield resolver
+    finally:
+        resolver.give_up()
+
+
+def test_a_name_lookup_that_gets_no_answer_ends_at_the_connect_timeout(silent_resolver: _SilentResolver) -> None:
+    # `socket.getaddrinfo` has no deadline of its own: a blocking connect would wait for as long
+    # as the resolver retries, past the connect timeout and any `total_timeout`.
+    base_url = f"http://{_SILENT_NAME}:9/v1"
+    timeout = httpx.Timeout(HANG_LIMIT_SECONDS, connect=0.05)
+    with (
+        deployai.DeployAI(api_key=KEY, base_url=base_url, timeout=timeout, max_retries=0) as client,
+        pytest.raises(deployai.APITimeoutError),
+    ):
+        client.chat.completions.create(model=MODEL, messages=user())
+    assert silent_resolver.asked.is_set()
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "sync",
+        pytest.param(
+            "async",
+            marks=pytest.mark.skipif(
+                sys.version_info < (3, 11), reason="on Python 3.10 an asyncio connect ends when it completes"
+            ),
+        ),
+    ],
+)
+def test_closing_the_client_ends_a_call_whose_name_lookup_is_under_way(
+    kind: str, silent_resolver: _SilentResolver
+) -> None:
+    # The blocking call's resolver answers only after the test. Under asyncio it gives up right after
+    # the close (asyncio's lookup thread would otherwise hold up `asyncio.run`'s shutdown), when the
+    # close has already cancelled the call's wait for it.
+    options = {"api_key": KEY, "base_url": f"http://{_SILENT_NAME}:9/v1", "timeout": 120.0}
+    then = silent_resolver.give_up if kind == "async" else lambda: None
+    (error,) = _call_then_close(kind, options, silent_resolver.asked.is_set, then)
+    assert type(error) is deployai.DeployAIError
+    assert str(error) == "The client was closed before the call was answered."
+
+
+def test_a_name_that_cannot_be_resolved_is_a_connection_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unknown(host: Any, *args: Any, **kwargs: Any) -> Any:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", unknown)
+    with (
+        deployai.DeployAI(api_key=KEY, base_url="http://unknown.localhost:9/v1", max_retries=0) as client,
+        pytest.raises(deployai.APIConnectionError, match="Name or service not known") as caught,
+    ):
+        client.chat.completions.create(model=MODEL, messages=user())
+    assert deployai.is_retryable(caught.value)
+
+
 @_LINUX_TCP
 def test_a_task_cancelled_right_after_its_client_closed_is_cancelled() -> None:
     # Closing the clients, then cancelling their tasks, is how a service stops: the cancel must
