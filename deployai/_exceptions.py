@@ -158,7 +158,7 @@ class _ResponseError(APIError, ResponseInfo):  # APIError first: its settable `r
     def __reduce__(self) -> tuple[Any, ...]:
         import httpx  # only here: a pickled error needs a stand-in response, and httpx is loaded by then
 
-        meta = self._meta.portable()
+        meta = self._meta.portable(_sent_key(self.response) if self.request is not None else None)
         stand_in = httpx.Response(self.status_code, headers=meta.headers)
         state = {**self.__dict__, "request": None, "response": stand_in, "_meta": meta}
         return (_rebuild, (type(self), self.message, state))
@@ -486,6 +486,8 @@ def make_redirect_error(response: httpx.Response) -> APIStatusError:
         "so that your API key is never sent to another address: check base_url."
     )
     body, _ = read_error_body(response)
+    # A server may put the request's key in the address it sends the client on to.
+    message, body = _scrubbed(response, message, body, message + repr(body))
     return APIStatusError(message, response=response, body=body)
 
 

@@ -35,9 +35,13 @@ class ResponseMeta:
     received_at: float = field(default_factory=time.time)
     retries: int = 0
 
-    def portable(self) -> ResponseMeta:
-        """A copy whose headers are a plain, picklable dict (header names in lowercase)."""
+    def portable(self, secret: str | None = None) -> ResponseMeta:
+        """A copy whose headers are a plain, picklable dict (header names in lowercase), `secret` redacted in them."""
         headers = {name.lower(): value for name, value in self.headers.items()}
+        if secret:  # a header the server echoed it in
+            for name, value in headers.items():
+                if secret in value:
+                    headers[name] = value.replace(secret, "[redacted]")
         return ResponseMeta(headers, self.elapsed, self.received_at, self.retries)
 
 

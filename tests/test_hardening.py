@@ -10,6 +10,7 @@ import logging
 import multiprocessing
 import numbers
 import pickle
+import traceback
 from typing import Any
 
 import httpx
@@ -382,3 +383,30 @@ def test_a_key_the_server_echoes_back_never_reaches_the_error(
     assert all(API_KEY not in text for text in shown)
     assert API_KEY.encode() not in pickle.dumps(error)
     assert error.message == "Key [redacted] is over quota"
+
+
+def test_a_key_the_server_puts_in_a_redirect_never_reaches_the_error(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    location = f"https://sso.example/login?token={API_KEY}"
+    httpx_mock.add_response(status_code=307, headers={"location": location}, json={"see": location})
+    with pytest.raises(deployai.APIStatusError) as info:
+        make_client(max_retries=0).chat.completions.create(model=MODEL, messages=user())
+    error = info.value
+    shown = [str(error), repr(error), repr(error.body), "".join(traceback.format_exception(error))]
+    assert all(API_KEY not in text for text in shown)
+    assert API_KEY.encode() not in pickle.dumps(error)
+    assert "a redirect to https://sso.example/login?token=[redacted]" in str(error)
+
+
+def test_a_key_the_server_echoes_in_a_header_never_travels_in_the_errors_pickle(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    headers = {"x-echo": f"Bearer {API_KEY}; seen", "x-request-id": "req_echo"}
+    httpx_mock.add_response(status_code=401, headers=headers, json={"error": {"message": "no"}})
+    with pytest.raises(deployai.AuthenticationError) as info:
+        make_client(max_retries=0).chat.completions.create(model=MODEL, messages=user())
+    travelled = pickle.loads(pickle.dumps(info.value))
+    assert API_KEY.encode() not in pickle.dumps(info.value)
+    assert travelled.response.headers["x-echo"] == "Bearer [redacted]; seen"
+    assert travelled.request_id == "req_echo"
