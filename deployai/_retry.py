@@ -107,7 +107,8 @@ def server_requested_wait(status_code: int | None, headers: Mapping[str, str], n
 
 def backoff_delay(retry_number: int, random_fraction: float) -> float:
     """Exponential backoff with jitter for retry number `retry_number` (0 for the first retry)."""
-    delay = min(MAX_RETRY_DELAY_SECONDS, INITIAL_RETRY_DELAY_SECONDS * 2.0**retry_number)
+    # The exponent is capped first: 2.0 ** 1024 overflows, and a service may retry that often.
+    delay = min(MAX_RETRY_DELAY_SECONDS, INITIAL_RETRY_DELAY_SECONDS * 2.0 ** min(retry_number, 64))
     return delay * (1.0 - RETRY_JITTER_FRACTION * random_fraction)
 
 

@@ -11,6 +11,7 @@ from pytest_httpx import HTTPXMock
 
 import deployai
 from deployai._retry import backoff_delay, decide_retry, server_requested_wait
+from deployai.testing import Emulator, VirtualClock
 from tests.conftest import ClientFactory, completion_json, user
 
 NOW = 1_700_000_000.0
@@ -46,6 +47,17 @@ def test_retries_stop_at_max_retries() -> None:
 
 def test_backoff_doubles_from_half_a_second_to_an_eight_second_cap() -> None:
     assert [backoff_delay(n, 0.0) for n in range(6)] == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
+
+
+def test_a_call_retried_through_a_long_outage_gets_its_answer() -> None:
+    # `max_retries` has no upper bound: a service may retry for hours (8 s apart, here on a virtual
+    # clock), past the 1,024th retry, where the doubling of the backoff overflows a float.
+    emulator = Emulator(clock=VirtualClock())
+    emulator.fail(status=503, times=1_100)
+    with emulator.client(max_retries=10**9) as client:
+        completion = client.chat.completions.create(model="openai/gpt-4o", messages=[{"role": "user", "content": "Hi"}])
+    assert completion.retries == 1_100
+    assert backoff_delay(10**6, 0.0) == 8.0
 
 
 def test_jitter_takes_up_to_a_quarter_off() -> None:
