@@ -128,8 +128,8 @@ Plan: TypeAlias = Generator[Op, Outcome, None]
 
 
 def is_event_stream(response: httpx.Response) -> bool:
-    """Whether the response says it is a server-sent event stream."""
-    return "text/event-stream" in response.headers.get("content-type", "").partition(";")[0]
+    """Whether the response says it is a server-sent event stream (a media type is read in any case, RFC 9110)."""
+    return "text/event-stream" in response.headers.get("content-type", "").partition(";")[0].lower()
 
 
 def call_plan(

@@ -171,6 +171,13 @@ def test_a_200_that_is_not_an_event_stream_is_a_validation_error(
         stream_of(make_client())
 
 
+def test_a_media_type_in_any_case_is_an_event_stream(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    # Media types are case-insensitive (RFC 9110, 8.3.1).
+    add_stream(httpx_mock, hello_stream(), headers={"content-type": "Text/Event-Stream; charset=UTF-8"})
+    with stream_of(make_client()) as events:
+        assert "".join(events.text_stream) == "Hello world"
+
+
 def test_retried_before_the_first_event_never_after(
     make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float]
 ) -> None:
