@@ -48,7 +48,7 @@ from ._constants import (
     STREAM_END_WAIT_SECONDS,
 )
 from ._exceptions import APIConnectionError, DeployAIError, safe_cause, transport_error
-from ._limiter import RateLimiter, _TaskWaiter
+from ._limiter import RateLimiter, _TaskWaiter, _ThreadWaiter
 from ._plan import Deliver, Outcome, Plan, ReadBody, Send, Sleep, call_plan
 from ._pools import (
     AsyncSpreadTransport,
@@ -622,6 +622,7 @@ class _LeaseBase:
         "deadline",
         "elapsed",
         "first_pending",
+        "pausing",
         "plan",
         "reading",
         "released",
@@ -643,6 +644,7 @@ class _LeaseBase:
         self.closing = False  # close() was called: the reader stops at its next read
         self.cut_short: str | None = None  # why it was closed, if not by its own close(): the reader raises
         self.released = False
+        self.pausing: _ThreadWaiter | _TaskWaiter | None = None  # set while it waits to be sent again
         self._adopt(exchange.response)
         _leases_alive.add(self)  # last: a fork in another thread meanwhile finds it whole, or not at all
 
@@ -679,6 +681,9 @@ class _LeaseBase:
         """Wake a reader blocked on the response, unless the response was already let go of."""
         if self._born != _forks:  # shutting the socket down would end the parent's stream
             return
+        pausing = self.pausing
+        if pausing is not None:  # waiting to be sent again: it stops waiting, and is not sent
+            pausing.wake()
         with self._lock:  # held while shutting down, so that `_let_go` cannot hand the socket on meanwhile
             if self._holding:
                 _interrupt(self.response)
@@ -786,7 +791,7 @@ class SyncLease(_LeaseBase):
                     elif step == "release":
                         self.release()
                     else:
-                        reply = self._shell.resume(*step, self.started_at, stopped=self.stopped)
+                        reply = self._shell.resume(*step, self.started_at, stopped=self.stopped, lease=self)
                 except BaseException as exc:
                     error = exc
         finally:
@@ -940,10 +945,12 @@ class SyncHTTP:
         *,
         close: bool = False,
         stopped: Callable[[], bool] | None = None,
+        lease: _LeaseBase | None = None,
     ) -> Exchange:
         """Carry the plan on from `outcome` until it delivers (closing it after when `close`) or raises.
 
         `stopped` (a stream's) is asked before each send: a stream closed meanwhile is not sent again.
+        Closing the stream of `lease` ends a wait between attempts.
         """
         client = self._client
         debug = log.isEnabledFor(logging.DEBUG)
@@ -975,7 +982,7 @@ class SyncHTTP:
                     if self._closed:  # since the attempt: not sent again
                         _not_retried(op, stopped, self._cut())
                     _announce_retry(op)
-                    self._pause(op.seconds)
+                    self._pause(op.seconds, lease)
                 else:
                     assert type(op) is ReadBody
                     try:
@@ -1007,14 +1014,25 @@ class SyncHTTP:
         """
         return _CLIENT_CLOSED if self._closed and self._owned else None
 
-    def _pause(self, seconds: float) -> None:
-        """Wait between attempts; `close()` ends the wait, and the next send then raises."""
+    def _pause(self, seconds: float, lease: _LeaseBase | None = None) -> None:
+        """Wait between attempts; `close()`, or closing the stream of `lease`, ends it (the next send then raises)."""
         if self.sleep is not None or _sleep is not time.sleep:  # a virtual clock (`deployai.testing`, tests)
             (self.sleep or _sleep)(seconds)
             return
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0 and not self._closing.wait(min(left, _WAIT_SLICE_SECONDS)):
-            pass
+        woken = self._closing
+        if lease is not None:  # the client's close closes the stream too, and so wakes this
+            pause = _ThreadWaiter()
+            woken = pause.event
+            lease.pausing = pause
+            if lease.closing or self._closed:  # closed before it was set: no wake is coming
+                pause.wake()
+        try:
+            deadline = time.monotonic() + seconds
+            while (left := deadline - time.monotonic()) > 0 and not woken.wait(min(left, _WAIT_SLICE_SECONDS)):
+                pass
+        finally:
+            if lease is not None:
+                lease.pausing = None
 
     def close_borrowed_client(self) -> None:
         """Close the borrowed `http_client` with this client (for clients wired up by the SDK itself)."""
@@ -1091,7 +1109,9 @@ class AsyncLease(_LeaseBase):
                     elif step == "release":
                         await self.release()
                     else:
-                        reply = await self._pool.shell.resume(self._pool, *step, self.started_at, stopped=self.stopped)
+                        reply = await self._pool.shell.resume(
+                            self._pool, *step, self.started_at, stopped=self.stopped, lease=self
+                        )
                 except BaseException as exc:
                     error = exc
         finally:
@@ -1379,6 +1399,7 @@ class AsyncHTTP:
         *,
         close: bool = False,
         stopped: Callable[[], bool] | None = None,
+        lease: _LeaseBase | None = None,
     ) -> Exchange:
         """Carry the plan on from `outcome` until it delivers or raises (see `SyncHTTP.resume`)."""
         client = pool.client
@@ -1410,7 +1431,7 @@ class AsyncHTTP:
                     if self._closed or pool.closed:  # since the attempt: not sent again
                         _not_retried(op, stopped, self._cut(pool))
                     _announce_retry(op)
-                    await self._pause(op.seconds)
+                    await self._pause(op.seconds, lease)
                 else:
                     assert type(op) is ReadBody
                     try:
@@ -1450,8 +1471,8 @@ class AsyncHTTP:
             return pool.why
         return _CLIENT_CLOSED if self._closed else None
 
-    async def _pause(self, seconds: float) -> None:
-        """Wait between attempts; `close()` ends the wait, and the next send then raises."""
+    async def _pause(self, seconds: float, lease: _LeaseBase | None = None) -> None:
+        """Wait between attempts; `close()`, or closing the stream of `lease`, ends it (the next send then raises)."""
         if self.sleep is not None or _async_sleep is not _asyncio_sleep:  # a virtual clock (`deployai.testing`, tests)
             await (self.sleep or _async_sleep)(seconds)
             return
@@ -1464,12 +1485,17 @@ class AsyncHTTP:
         woken = pause.arm()
         timer = loop.call_later(seconds, pause.wake)
         self._pauses.add(pause)
+        if lease is not None:
+            lease.pausing = pause
         try:
-            if not self._closed:  # closed from another thread before it was added: no wake is coming
+            # Closed from another thread before it was added (or set): no wake is coming.
+            if not self._closed and not (lease is not None and lease.closing):
                 await woken
         finally:
             timer.cancel()
             self._pauses.discard(pause)
+            if lease is not None:
+                lease.pausing = None
 
     async def close(self) -> None:
         """Release every open stream and close the pools that are ours; a borrowed client is left open.

@@ -1178,6 +1178,63 @@ def test_close_while_a_stream_waits_to_be_retried_stops_it_without_sending_again
     assert len(httpx_mock.get_requests()) == 1  # and the request was not sent again
 
 
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_closing_a_stream_from_elsewhere_ends_its_wait_to_be_sent_again(kind: str, httpx_mock: HTTPXMock) -> None:
+    # A "stop generating" button pressed while the stream, ended before its first event, waits out
+    # the `retry-after: 30` of the answer to its retry: its reader stops at once, and nothing more
+    # is sent.
+    from tests.sse import sse_response
+
+    httpx_mock.add_callback(lambda request: sse_response([]))
+    httpx_mock.add_response(status_code=503, headers={"retry-after": "30"}, json={"error": {"message": "busy"}})
+    waiting = threading.Event()
+
+    def on_retry(retry: int, wait: float, error: deployai.DeployAIError) -> None:
+        if retry == 2:
+            waiting.set()  # the 30 s wait starts next
+
+    request: dict[str, Any] = {"model": MODEL, "messages": user(), "stream": True}
+    outcome: list[object] = []
+    if kind == "sync":
+        client = deployai.DeployAI(api_key=KEY, max_retries=3, on_retry=on_retry)
+        stream = client.chat.completions.create(**request)
+
+        def read() -> None:
+            try:
+                outcome.append(list(stream))
+            except BaseException as exc:
+                outcome.append(exc)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        assert waiting.wait(HANG_LIMIT_SECONDS)
+        stream.close()
+        reader.join(HANG_LIMIT_SECONDS)
+        assert not reader.is_alive()
+        client.close()
+    else:
+
+        async def main() -> None:
+            async with deployai.AsyncDeployAI(api_key=KEY, max_retries=3, on_retry=on_retry) as client:
+                stream = await client.chat.completions.create(**request)
+
+                async def read() -> None:
+                    try:
+                        outcome.append([chunk async for chunk in stream])
+                    except BaseException as exc:
+                        outcome.append(exc)
+
+                reader = asyncio.ensure_future(read())
+                while not waiting.is_set():
+                    await asyncio.sleep(0.001)
+                await stream.aclose()
+                await asyncio.wait_for(reader, HANG_LIMIT_SECONDS)
+
+        asyncio.run(main())
+    assert outcome == [[]]  # no error: its reader's side stopped it on purpose
+    assert len(httpx_mock.get_requests()) == 2
+
+
 # Found by review: races between a close and connections that moved on, loops at the same time, fork.
 
 
