@@ -386,6 +386,16 @@ async def _send_by(deadline: float, client: httpx.AsyncClient, request: httpx.Re
     raise httpx.ReadTimeout("No answer came before the call's deadline.", request=request)
 
 
+async def _read_by(deadline: float, response: httpx.Response) -> None:
+    """Read the body of a stream's response, raising `httpx.ReadTimeout` if it has not all come by `deadline`."""
+    import anyio
+
+    with anyio.move_on_after(deadline - time.monotonic()):
+        await response.aread()
+        return
+    raise httpx.ReadTimeout("The answer's body did not come before the call's deadline.", request=response.request)
+
+
 _CLIENT_CLOSED: Final = "The client was closed"
 
 
@@ -986,7 +996,11 @@ class SyncHTTP:
                 else:
                     assert type(op) is ReadBody
                     try:
-                        op.response.read()
+                        if deadline is None:
+                            op.response.read()
+                        else:  # a stream's error body, by the deadline of its headers
+                            with reads_end_within(deadline - time.monotonic()):
+                                op.response.read()
                     except httpx.HTTPError as exc:
                         outcome = _attempt_failed(exc, self._cut())
                     finally:
@@ -1435,7 +1449,10 @@ class AsyncHTTP:
                 else:
                     assert type(op) is ReadBody
                     try:
-                        await op.response.aread()
+                        if deadline is None:
+                            await op.response.aread()
+                        else:  # a stream's error body, by the deadline of its headers
+                            await _read_by(deadline, op.response)
                     except httpx.HTTPError as exc:
                         outcome = _attempt_failed(exc, self._cut(pool))
                     finally:

@@ -7,7 +7,8 @@ closed without the final chunk). With `stall_after=n` the server also stalls aft
 until `release` is set (with 0, before the first, once the headers are sent).
 With `first`, the first request alone is answered with those events, ended properly.
 
-`HoldingServer` answers nothing: it holds each request until told, then drops it.
+`HoldingServer` answers nothing (or only the start of an answer, `head`): it holds each request until
+told, then drops it.
 """
 
 from __future__ import annotations
@@ -145,9 +146,13 @@ class RawSSEServer:
 
 
 class HoldingServer:
-    """Holds every request it reads until `release` is set, then closes its connection unanswered."""
+    """Holds every request it reads until `release` is set, then closes its connection unanswered.
 
-    def __init__(self) -> None:
+    With `head`, those bytes are sent first: the status line and headers, say, and part of the body.
+    """
+
+    def __init__(self, head: bytes = b"") -> None:
+        self.head = head
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.base_url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/v1"
         self.requests = 0
@@ -164,6 +169,7 @@ class HoldingServer:
     def _hold(self, connection: socket.socket) -> None:
         with connection, contextlib.suppress(OSError):
             if connection.recv(65536):  # a small request arrives whole
+                connection.sendall(self.head)
                 with self.arrived:
                     self.requests += 1
                     self.arrived.notify_all()

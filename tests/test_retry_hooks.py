@@ -299,6 +299,24 @@ def test_total_timeout_bounds_a_streams_wait_for_its_headers_and_first_event(kin
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
+@pytest.mark.parametrize("status", ["503 Service Unavailable", "200 OK"])
+def test_total_timeout_bounds_the_body_of_a_stream_that_is_not_an_event_stream(kind: str, status: str) -> None:
+    # An error answer to a stream (or one that is not an event stream) is read whole before it is
+    # raised; its body stalls after one byte, within the read timeout: only the deadline ends it.
+    from tests.raw_server import HoldingServer
+
+    head = f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{"
+    server = HoldingServer(head.encode())
+    try:
+        with pytest.raises(deployai.APITimeoutError):
+            _stream_text(kind, server.base_url, total_timeout=0.3)
+        assert not server.release.is_set()
+    finally:
+        server.release.set()
+        server.listener.close()
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
 def test_total_timeout_leaves_a_streams_body_once_it_started(kind: str) -> None:
     from deployai.testing import EmulatorServer
 
