@@ -216,7 +216,9 @@ class DeployAI(_BaseClient[SyncHTTP, httpx.Client]):
             stream = Stream(self._http.stream(prepared.request, options, prepared.total_timeout), endpoint.chunk)
             if not raw:
                 return stream
-            return RawResponse(stream.response, lambda: stream, 0.0, meta_of=stream._response_meta)
+            return RawResponse(
+                stream.response, lambda: stream, 0.0, meta_of=stream._response_meta, response_of=lambda: stream.response
+            )
         return finish(endpoint, self._http.send(prepared.request, options, prepared.total_timeout, stopped), raw)
 
     def close(self) -> None:
@@ -270,7 +272,9 @@ class AsyncDeployAI(_BaseClient[AsyncHTTP, httpx.AsyncClient]):
             )
             if not raw:
                 return stream
-            return RawResponse(stream.response, lambda: stream, 0.0, meta_of=stream._response_meta)
+            return RawResponse(
+                stream.response, lambda: stream, 0.0, meta_of=stream._response_meta, response_of=lambda: stream.response
+            )
         return finish(endpoint, await self._http.send(prepared.request, options, prepared.total_timeout), raw)
 
     async def aclose(self) -> None:

@@ -40,11 +40,7 @@ def parse_result(response: httpx.Response, cast_to: type[_R], meta: ResponseMeta
 
 
 class RawResponse(ResponseInfo, Generic[_T]):
-    """A response with its HTTP details, from `with_raw_response`. Call `parse()` for the typed result.
-
-    Attributes:
-        http_response: the underlying `httpx.Response`.
-    """
+    """A response with its HTTP details, from `with_raw_response`. Call `parse()` for the typed result."""
 
     def __init__(
         self,
@@ -54,15 +50,23 @@ class RawResponse(ResponseInfo, Generic[_T]):
         retries: int = 0,
         *,
         meta_of: Callable[[], ResponseMeta] | None = None,
+        response_of: Callable[[], httpx.Response] | None = None,
     ) -> None:
-        self.http_response = http_response
+        self._http_response = http_response
         self._parse = parse
         self._meta = ResponseMeta(http_response.headers, elapsed, retries=retries)
-        # A stream's meta may still change: a retry before its first event happens as it is read.
+        # A stream's response and meta may still change: a retry before its first event happens as
+        # it is read, and then the answer is the retry's.
         self._meta_of = meta_of
+        self._response_of = response_of
 
     def _response_meta(self) -> ResponseMeta:
         return self._meta if self._meta_of is None else self._meta_of()
+
+    @property
+    def http_response(self) -> httpx.Response:
+        """The underlying `httpx.Response` (for a stream retried before its first event, the retry's)."""
+        return self._http_response if self._response_of is None else self._response_of()
 
     @property
     def status_code(self) -> int:

@@ -376,16 +376,23 @@ def test_an_async_on_retry_is_refused() -> None:
         deployai.DeployAI(api_key="sk-x", on_retry=on_retry)  # type: ignore[arg-type]
 
 
-def test_a_raw_stream_says_how_many_retries_it_took_once_read(httpx_mock: HTTPXMock, sleeps: list[float]) -> None:
+def test_a_raw_stream_describes_the_answer_it_was_read_from_once_read(
+    httpx_mock: HTTPXMock, sleeps: list[float]
+) -> None:
+    # Retried before its first event, the stream is read from the retry's answer: every part of the
+    # raw response then describes that one, not the first attempt's.
     from tests.sse import hello_stream, sse_response
 
-    httpx_mock.add_callback(lambda request: sse_response([]))  # ends before its first event: retried
-    httpx_mock.add_callback(lambda request: sse_response(hello_stream()))
+    httpx_mock.add_callback(lambda request: sse_response([], **{"x-request-id": "req_first"}))  # no event: retried
+    httpx_mock.add_callback(lambda request: sse_response(hello_stream(), **{"x-request-id": "req_second"}))
     with deployai.DeployAI(api_key="sk-raw") as client:
         raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=user(), stream=True)
+        assert (raw.request_id, raw.headers["x-request-id"]) == ("req_first", "req_first")
         with raw.parse() as stream:
             list(stream)
         assert (stream.retries, raw.retries) == (1, 1)
+        assert (raw.request_id, raw.headers["x-request-id"]) == ("req_second", "req_second")
+        assert raw.http_response is stream.response
 
 
 def test_a_spread_wait_never_passes_max_retry_wait() -> None:
