@@ -265,16 +265,18 @@ def _chunks(reader: _Reader[_T, Lease], owner: object) -> Iterator[_T]:
                 if lease.closing:
                     break
         lease.reading = False
-    except httpx.HTTPError as exc:
+    except (ErrorEvent, InvalidEvent) as problem:
+        lease.release()
+        raise reader.error_for(problem) from None
+    except Exception as exc:  # httpx's failure, or one from below it (a borrowed transport's own)
         lease.reading = False
+        if isinstance(exc, DeployAIError):  # the SDK's own, from a retry before the first event
+            raise
         lease.release()
         if lease.closing:
             reader.check_ended()  # raises if the client (or its loop) cut it short
             return
         raise reader.error_for(exc) from safe_cause(exc)
-    except (ErrorEvent, InvalidEvent) as problem:
-        lease.release()
-        raise reader.error_for(problem) from None
     except BaseException:
         # GeneratorExit from a finalized iterator leaves the lease to the stream's finalizer.
         lease.reading = False
@@ -311,30 +313,36 @@ async def _achunks(reader: _Reader[_T, AsyncLease], owner: object) -> AsyncItera
                         break
                 elif decoder.done:
                     break
-    except httpx.HTTPError as exc:
+    except (ErrorEvent, InvalidEvent) as problem:
+        await lease.release()
+        raise reader.error_for(problem) from None
+    except Exception as exc:  # httpx's failure, or one from below it (a borrowed transport's own)
+        if isinstance(exc, DeployAIError):  # the SDK's own, from a retry before the first event
+            raise
+        if isinstance(exc, RuntimeError):  # asyncio's, if an `async for` started on one loop goes on on another
+            _check_same_loop(lease, decoder.count)
         await lease.release()
         if lease.closing:
             reader.check_ended()  # raises if the client (or its loop) cut it short
             return
         raise reader.error_for(exc) from safe_cause(exc)
-    except (ErrorEvent, InvalidEvent) as problem:
-        await lease.release()
-        raise reader.error_for(problem) from None
-    except RuntimeError:  # asyncio's, if an `async for` started on one loop goes on on another
-        try:
-            lease.check_loop()
-        except DeployAIError:
-            # asyncio's error went through the connection's reader and ended it: the rest is lost.
-            if not lease.closing:
-                lease.cut_short = "It was taken on to another event loop"
-                lease.closing = True
-            raise DeployAIError(
-                "This stream was opened on another event loop, and reading it on this one ended it: "
-                f"the answer is incomplete after {decoder.count} chunk(s)."
-            ) from None
-        raise
     await lease.release(done=decoder.done)
     reader.check_ended()
+
+
+def _check_same_loop(lease: AsyncLease, count: int) -> None:
+    """After a `RuntimeError` from the read: raise if it came from reading on another event loop."""
+    try:
+        lease.check_loop()
+    except DeployAIError:
+        # asyncio's error went through the connection's reader and ended it: the rest is lost.
+        if not lease.closing:
+            lease.cut_short = "It was taken on to another event loop"
+            lease.closing = True
+        raise DeployAIError(
+            "This stream was opened on another event loop, and reading it on this one ended it: "
+            f"the answer is incomplete after {count} chunk(s)."
+        ) from None
 
 
 class Stream(_StreamBase[_T, Lease]):

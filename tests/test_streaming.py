@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import json
 import warnings
@@ -176,6 +177,45 @@ def test_a_media_type_in_any_case_is_an_event_stream(make_client: ClientFactory,
     add_stream(httpx_mock, hello_stream(), headers={"content-type": "Text/Event-Stream; charset=UTF-8"})
     with stream_of(make_client()) as events:
         assert "".join(events.text_stream) == "Hello world"
+
+
+class _ResetAfterOneEvent(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A body whose transport raises its own error, not httpx's, after the first event (as a custom one may)."""
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield event(chunk("Hel"))
+        raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield event(chunk("Hel"))
+        raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_borrowed_transports_own_error_mid_stream_is_a_connection_error(kind: str) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=_ResetAfterOneEvent())
+
+    received: list[str] = []
+    expected = r"Connection reset by peer The stream broke after 1 chunk\(s\): the answer is incomplete"
+    if kind == "sync":
+        http_client = httpx.Client(transport=httpx.MockTransport(answer))
+        with (
+            deployai.DeployAI(api_key="sk-stream", http_client=http_client) as client,
+            pytest.raises(deployai.APIConnectionError, match=expected),
+        ):
+            received += stream_of(client).text_stream
+    else:
+
+        async def main() -> None:
+            http_client = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+            async with deployai.AsyncDeployAI(api_key="sk-stream", http_client=http_client) as client:
+                with pytest.raises(deployai.APIConnectionError, match=expected):
+                    async for text in (await stream_of(client)).text_stream:
+                        received.append(text)
+
+        asyncio.run(main())
+    assert received == ["Hel"]
 
 
 def test_retried_before_the_first_event_never_after(
