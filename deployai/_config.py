@@ -30,18 +30,27 @@ USER_AGENT = f"deployai-python/{__version__}"
 
 
 def to_httpx_timeout(value: Timeout, param: str = "timeout") -> httpx.Timeout:
-    """Turn a user's timeout into an `httpx.Timeout`, refusing negative or non-numeric values."""
+    """Turn a user's timeout into an `httpx.Timeout`, refusing negative or non-numeric values (in each phase too)."""
     if isinstance(value, httpx.Timeout):
+        for phase, limit in value.as_dict().items():
+            # httpx takes any of them, and fails only once sending: a negative one as a connection error.
+            if limit is not None and not 0 < _seconds(limit) < math.inf:
+                raise InvalidParameterError(f"{param}.{phase}", limit, "a positive number of seconds, or None")
         return value
     if value is None:
         return httpx.Timeout(None)
-    try:
-        seconds = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else math.nan
-    except OverflowError:  # an int too large for a float
-        seconds = math.inf
+    seconds = _seconds(value)
     if not 0 < seconds < math.inf:
         raise InvalidParameterError(param, value, "a positive number of seconds, an httpx.Timeout, or None")
     return httpx.Timeout(seconds)
+
+
+def _seconds(value: object) -> float:
+    """`value` as a float of seconds; NaN when it is no real number (a bool is none)."""
+    try:
+        return float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else math.nan
+    except OverflowError:  # an int too large for a float
+        return math.inf
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import copy
 import gc
 import json
+import math
 import pickle
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pydantic
 import pytest
 from hypothesis import given, settings
@@ -227,6 +229,26 @@ def test_unserializable_extra_body_is_refused(make_client: ClientFactory, httpx_
 def test_bad_per_call_timeout_is_refused(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
     with pytest.raises(deployai.InvalidParameterError, match="timeout"):
         make_client().chat.completions.create(model="openai/gpt-4o", messages=user(), timeout=-1)
+    assert httpx_mock.get_requests() == []
+
+
+@pytest.mark.parametrize(
+    ("timeout", "param"),
+    [
+        (httpx.Timeout(-1), "timeout.connect"),
+        (httpx.Timeout(10.0, read=math.nan), "timeout.read"),
+        (httpx.Timeout(10.0, pool=0), "timeout.pool"),
+        (httpx.Timeout(10.0, write=math.inf), "timeout.write"),
+    ],
+)
+def test_an_httpx_timeout_with_a_bad_phase_is_refused(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, timeout: httpx.Timeout, param: str
+) -> None:
+    # httpx takes them, and fails only once sending (a negative one reads as a connection error).
+    with pytest.raises(deployai.InvalidParameterError, match=rf"^{param} must be a positive number of seconds"):
+        make_client().chat.completions.create(model="openai/gpt-4o", messages=user(), timeout=timeout)
+    with pytest.raises(deployai.InvalidParameterError, match=rf"^{param} must be"):
+        make_client(timeout=timeout)
     assert httpx_mock.get_requests() == []
 
 
