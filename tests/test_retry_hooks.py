@@ -383,8 +383,8 @@ def test_a_raw_stream_describes_the_answer_it_was_read_from_once_read(
     # raw response then describes that one, not the first attempt's.
     from tests.sse import hello_stream, sse_response
 
-    httpx_mock.add_callback(lambda request: sse_response([], **{"x-request-id": "req_first"}))  # no event: retried
-    httpx_mock.add_callback(lambda request: sse_response(hello_stream(), **{"x-request-id": "req_second"}))
+    httpx_mock.add_callback(lambda request: sse_response([], None, **{"x-request-id": "req_first"}))  # no event
+    httpx_mock.add_callback(lambda request: sse_response(hello_stream(), None, **{"x-request-id": "req_second"}))
     with deployai.DeployAI(api_key="sk-raw") as client:
         raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=user(), stream=True)
         assert (raw.request_id, raw.headers["x-request-id"]) == ("req_first", "req_first")
