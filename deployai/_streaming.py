@@ -326,6 +326,17 @@ async def _achunks(reader: _Reader[_T, AsyncLease], owner: object) -> AsyncItera
             reader.check_ended()  # raises if the client (or its loop) cut it short
             return
         raise reader.error_for(exc) from safe_cause(exc)
+    except GeneratorExit:  # closed between two chunks: the stream's close or finalizer releases it
+        raise
+    except BaseException:
+        # Cancelled mid-read (an interrupted cell, a timeout): the body was left part-read, and a read
+        # again would find it ended. Nothing more is awaited here, in a cancelled task: the lease is
+        # released before the client's next request, and the stream says why it ended.
+        if not lease.closing:
+            lease.cut_short = "Its reading was cancelled"
+            lease.closing = True
+        lease.abandon()
+        raise
     await lease.release(done=decoder.done)
     reader.check_ended()
 
