@@ -94,6 +94,10 @@ _Waiter = _ThreadWaiter | _TaskWaiter
 # Timers longer than this are cut to it (the waiter then looks again): a longer `Event.wait` timeout
 # overflows, and nothing the limiter waits for lasts a day.
 _LONGEST_TIMER_SECONDS = 86_400.0
+# A reset or a wait an answer reports further ahead than this is not learnt: one glitched or hostile
+# header (`retry-after: 99999999999`) would otherwise refuse every later call for years, and nothing
+# sent could correct it. A day is longer than any rate-limit window a gateway reports.
+_LONGEST_BELIEVED_SECONDS = 86_400.0
 
 
 def _check_per_minute(value: object) -> int | None:
@@ -489,11 +493,18 @@ def _answer(now: float, outcome: object) -> Answer:
     report = read_window(headers, unix_now)
     if report is not None:
         shift = now - unix_now
+        latest = now + _LONGEST_BELIEVED_SECONDS
         if report.reset_at is not None:
             report.reset_at += shift
+            if report.reset_at > latest:  # the count is of a window no gateway keeps: neither is learnt
+                report.remaining = report.reset_at = None
         if report.tokens_spent_until is not None:
             report.tokens_spent_until += shift
+            if report.tokens_spent_until > latest:
+                report.tokens_spent_until = None
     server_wait = server_requested_wait(status, headers, unix_now) if status == 429 else None
+    if server_wait is not None and server_wait > _LONGEST_BELIEVED_SECONDS:
+        server_wait = None  # a 429 without a usable hint: the limiter backs off and slows down instead
     return now, status, report, server_wait
 
 

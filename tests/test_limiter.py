@@ -426,3 +426,25 @@ def test_a_task_waiting_on_a_closed_event_loop_does_not_hold_the_others_back() -
     client.chat.completions.create(model=MODEL, messages=user())
     assert len(sent) == 2
     assert limiter.waiting == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "headers"),
+    [
+        (429, {"retry-after": "99999999999"}),
+        (503, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "253402300000"}),
+        (429, {"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "999999h"}),
+    ],
+    ids=["retry-after", "reset", "token-reset"],
+)
+def test_a_wait_or_reset_further_ahead_than_a_day_is_not_learnt(status: int, headers: dict[str, str]) -> None:
+    # One glitched or hostile answer used to make the limiter refuse every later call for years,
+    # with nothing ever sent again to correct it. The caller of that answer still gets its error.
+    emulator = Emulator(rate_limit=None)
+    client = emulator.client(rate_limiter=deployai.RateLimiter(), max_retries=0)
+    assert client.chat.completions.create(model="openai/gpt-4o", messages=user()).choices
+    emulator.fail_next(status, headers=headers)
+    with pytest.raises(deployai.APIStatusError):
+        client.chat.completions.create(model="openai/gpt-4o", messages=user())
+    assert client.chat.completions.create(model="openai/gpt-4o", messages=user()).choices
+    assert emulator.statuses == [200, status, 200]
