@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import threading
 import time
 import urllib.parse
@@ -134,8 +135,11 @@ class RedisRateLimiter(RateLimiter):
         except (ValueError, TypeError):
             raise InvalidParameterError("url", _redacted_url(url), "a Redis URL redis-py can read") from None
         super().__init__(requests_per_minute=requests_per_minute)
+        # What its pickled copies carry, so that those unpickled in one process are this one limiter
+        # there, and never another limiter made with the same settings (for another key, say).
+        self._identity = os.urandom(12).hex()
         with _limiters_lock:
-            _limiters.setdefault((url, name, requests_per_minute, self._timeout), self)
+            _limiters[self._identity] = self
 
     def _start(self) -> None:
         super()._start()
@@ -170,7 +174,7 @@ class RedisRateLimiter(RateLimiter):
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_new_redis_limiter, (self._url, self._name, self._requests_per_minute, self._timeout))
+        return (_new_redis_limiter, (self._url, self._name, self._requests_per_minute, self._timeout, self._identity))
 
     def close(self) -> None:
         """Write what is still pending to Redis and stop this process's Redis thread and connection.
@@ -215,18 +219,25 @@ class RedisRateLimiter(RateLimiter):
         return wait
 
 
-_limiters: weakref.WeakValueDictionary[tuple[Any, ...], RedisRateLimiter] = weakref.WeakValueDictionary()
+_limiters: weakref.WeakValueDictionary[str, RedisRateLimiter] = weakref.WeakValueDictionary()  # by identity
 _limiters_lock = threading.Lock()
 
 
 show_as_public(RedisRateLimiter)  # as the other public classes: it is `deployai.RedisRateLimiter`
 
 
-def _new_redis_limiter(url: str, name: str | None, requests_per_minute: int | None, timeout: float) -> RedisRateLimiter:
-    """Unpickle a limiter: copies with the same settings in one process are one limiter (one queue, one connection)."""
-    settings = (url, name, requests_per_minute, timeout)
-    limiter = _limiters.get(settings)
-    if limiter is None:
-        made = RedisRateLimiter(url, name=name, requests_per_minute=requests_per_minute, timeout=timeout)
-        limiter = _limiters.get(settings, made)  # another thread's, if it made one first
+def _new_redis_limiter(
+    url: str, name: str | None, requests_per_minute: int | None, timeout: float, identity: str
+) -> RedisRateLimiter:
+    """Unpickle a limiter: copies of one limiter in one process are one limiter (one queue, one connection)."""
+    limiter = _limiters.get(identity)
+    if limiter is not None:
+        return limiter
+    made = RedisRateLimiter(url, name=name, requests_per_minute=requests_per_minute, timeout=timeout)
+    with _limiters_lock:
+        limiter = _limiters.get(identity)
+        if limiter is None:  # else another thread's, made first
+            del _limiters[made._identity]
+            made._identity = identity
+            limiter = _limiters[identity] = made
     return limiter

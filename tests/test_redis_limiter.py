@@ -412,6 +412,21 @@ def test_close_while_in_use_neither_hangs_nor_loses_a_call(redis: RedisServer) -
     assert (limiter._courier.own, limiter.waiting) == (0, 0)
 
 
+def test_two_limiters_with_the_same_settings_stay_two_when_unpickled_elsewhere() -> None:
+    # Two keys, each with its own `RedisRateLimiter(url)`, sent to a worker with their clients: there
+    # they used to become one limiter, which then refused the second key's calls.
+    first, second = (
+        deployai.RedisRateLimiter("redis://127.0.0.1:6390/2"),
+        deployai.RedisRateLimiter("redis://127.0.0.1:6390/2"),
+    )
+    blobs = [pickle.dumps(first), pickle.dumps(second)]
+    del first, second
+    gc.collect()  # as in another process, where neither exists yet
+    copies = [pickle.loads(blob) for blob in blobs]
+    assert copies[0] is not copies[1]
+    assert [pickle.loads(blob) for blob in blobs] == copies  # and copies of each one are that one
+
+
 def test_copies_unpickled_in_one_process_are_one_limiter_whose_thread_ends_when_idle(
     redis: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
