@@ -42,6 +42,7 @@ counted it.
 from __future__ import annotations
 
 import collections
+import contextlib
 import math
 from dataclasses import dataclass, field
 
@@ -82,6 +83,7 @@ class Pacing:
             than it belong to the same burst.
         last_sent: when the last request was sent (0: none yet).
         tickets: the last ticket given out.
+        admitted: when each request in flight was let through, by ticket (for `withdraw`).
     """
 
     requests_per_minute: int | None = None
@@ -99,6 +101,7 @@ class Pacing:
     last_sent: float = 0.0
     tickets: int = 0
     sent: collections.deque[float] = field(default_factory=collections.deque, repr=False)
+    admitted: dict[int, float] = field(default_factory=dict, repr=False)
     recent: collections.deque[float] = field(
         default_factory=lambda: collections.deque(maxlen=_RECENT_SENDS), repr=False
     )
@@ -151,14 +154,27 @@ class Pacing:
         if self.requests_per_minute is not None:
             self.sent.append(now)
         self.tickets += 1
+        self.admitted[self.tickets] = now
         return self.tickets
 
     def withdraw(self, ticket: int) -> None:
-        """A request admitted with `ticket` was not sent after all (its call was stopped meanwhile)."""
+        """A request admitted with `ticket` was not sent after all (its call was stopped meanwhile).
+
+        It no longer counts as a send: neither against `requests_per_minute` nor for the spacing.
+        """
         self.in_flight = max(0, self.in_flight - 1)
+        at = self.admitted.pop(ticket, None)
+        if at is None:
+            return
+        for sends in (self.sent, self.recent):
+            with contextlib.suppress(ValueError):  # a minute old already, or past the recent ones kept
+                sends.remove(at)
+        if at == self.last_sent:
+            self.last_sent = max(self.recent, default=0.0)
 
     def lost(self, ticket: int) -> None:
         """A request got no answer: it is counted as spent, since the server may have counted it."""
+        self.admitted.pop(ticket, None)
         self.in_flight = max(0, self.in_flight - 1)
         if self.remaining is not None and self.remaining > 0:
             self.remaining -= 1
@@ -170,6 +186,7 @@ class Pacing:
 
         `report`'s times must be on the same clock as `now`.
         """
+        self.admitted.pop(ticket, None)
         self.in_flight = max(0, self.in_flight - 1)
         if report is None:
             self.informed = True  # a gateway that sends no rate-limit headers: nothing to wait for

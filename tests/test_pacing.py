@@ -158,6 +158,20 @@ def test_requests_per_minute_allows_that_many_in_any_60_seconds() -> None:
     assert pacing.delay(T + 60) == 0
 
 
+def test_a_request_withdrawn_unsent_no_longer_counts_as_a_send() -> None:
+    # A call stopped (Ctrl+C, a close) after its turn came but before it was sent used to count
+    # against `requests_per_minute`, and for the spacing, for a whole minute.
+    pacing = Pacing(requests_per_minute=2)
+    pacing.admit(T)
+    unsent = pacing.admit(T + 10)
+    assert pacing.delay(T + 20) == pytest.approx(40.0)
+    pacing.withdraw(unsent)
+    assert (pacing.delay(T + 20), pacing.in_flight, pacing.last_sent) == (0, 1, T)
+    answered = pacing.admit(T + 20)
+    pacing.learn(T + 21, answered, 200, None, None)
+    assert pacing.admitted == {1: T}  # only the one still in flight is remembered
+
+
 def test_a_queued_caller_behind_more_callers_than_the_window_has_left_waits_for_the_reset() -> None:
     pacing = informed(remaining=2, reset_at=T + 30)
     assert pacing.firm_delay(T, ahead=1) == 0
