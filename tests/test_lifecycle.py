@@ -222,6 +222,23 @@ def test_close_from_another_thread_stops_a_blocked_reader(no_resource_warnings: 
         http_client.close()
 
 
+async def _reading_until_the_stall(stream: Any) -> tuple[asyncio.Task[list[Any]], list[Any]]:
+    """A task reading `stream`, once its next read waits (the server stalls after two events); and what it read."""
+    received: list[Any] = []
+    both_arrived = asyncio.Event()
+
+    async def read() -> list[Any]:
+        async for piece in stream:
+            received.append(piece)
+            if len(received) == 2:
+                both_arrived.set()
+        return received
+
+    reader = asyncio.create_task(read())
+    await asyncio.wait_for(both_arrived.wait(), HANG_LIMIT_SECONDS)
+    return reader, received
+
+
 def test_aclose_from_another_task_stops_a_waiting_reader(no_resource_warnings: list[str]) -> None:
     events = [event(chunk(f"{i} ")) for i in range(5)] + [DONE]
 
@@ -229,19 +246,7 @@ def test_aclose_from_another_task_stops_a_waiting_reader(no_resource_warnings: l
         http_client = small_pool("async", 1, read_timeout=120.0)
         client = deployai.AsyncDeployAI(api_key=KEY, base_url=raw.base_url, http_client=http_client)
         stream = await client.chat.completions.create(model=MODEL, messages=user(), stream=True)
-
-        received: list[Any] = []
-        both_arrived = asyncio.Event()
-
-        async def read() -> list[Any]:
-            async for piece in stream:
-                received.append(piece)
-                if len(received) == 2:
-                    both_arrived.set()  # the next read waits: the server stalls after two events
-            return received
-
-        reader = asyncio.create_task(read())
-        await asyncio.wait_for(both_arrived.wait(), HANG_LIMIT_SECONDS)
+        reader, received = await _reading_until_the_stall(stream)
         await stream.aclose()
         received = await asyncio.wait_for(reader, HANG_LIMIT_SECONDS)
         assert not raw.release.is_set()
@@ -268,17 +273,7 @@ def test_a_stream_whose_reader_is_cancelled_mid_read_is_released_before_the_next
         http_client = small_pool("async", 2, read_timeout=120.0)
         client = deployai.AsyncDeployAI(api_key=KEY, base_url=raw.base_url, http_client=http_client)
         stream = await client.chat.completions.create(model=MODEL, messages=user(), stream=True)
-        received: list[Any] = []
-        both_arrived = asyncio.Event()
-
-        async def cell() -> None:
-            async for piece in stream:
-                received.append(piece)
-                if len(received) == 2:
-                    both_arrived.set()  # the next read waits: the server stalls after two events
-
-        reader = asyncio.create_task(cell())
-        await asyncio.wait_for(both_arrived.wait(), HANG_LIMIT_SECONDS)
+        reader, _ = await _reading_until_the_stall(stream)  # an inline `async for` in a cell
         reader.cancel()
         with pytest.raises(asyncio.CancelledError):
             await reader
