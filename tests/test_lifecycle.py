@@ -246,7 +246,7 @@ def test_aclose_from_another_task_stops_a_waiting_reader(no_resource_warnings: l
         http_client = small_pool("async", 1, read_timeout=120.0)
         client = deployai.AsyncDeployAI(api_key=KEY, base_url=raw.base_url, http_client=http_client)
         stream = await client.chat.completions.create(model=MODEL, messages=user(), stream=True)
-        reader, received = await _reading_until_the_stall(stream)
+        reader, _ = await _reading_until_the_stall(stream)
         await stream.aclose()
         received = await asyncio.wait_for(reader, HANG_LIMIT_SECONDS)
         assert not raw.release.is_set()
