@@ -33,9 +33,15 @@ def to_httpx_timeout(value: Timeout, param: str = "timeout") -> httpx.Timeout:
     """Turn a user's timeout into an `httpx.Timeout`, refusing negative or non-numeric values (in each phase too)."""
     if isinstance(value, httpx.Timeout):
         for phase, limit in value.as_dict().items():
+            if limit is None:
+                continue
+            seconds = _seconds(limit)
+            if phase == "pool" and seconds == 0:  # httpx's meaning: fail at once when no connection is free
+                continue
             # httpx takes any of them, and fails only once sending: a negative one as a connection error.
-            if limit is not None and not 0 < _seconds(limit) < math.inf:
-                raise InvalidParameterError(f"{param}.{phase}", limit, "a positive number of seconds, or None")
+            if not 0 < seconds < math.inf:
+                allowed = "a positive number of seconds (for the pool, 0: no wait), or None"
+                raise InvalidParameterError(f"{param}.{phase}", limit, allowed)
         return value
     if value is None:
         return httpx.Timeout(None)

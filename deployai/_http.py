@@ -1197,7 +1197,7 @@ class AsyncLease(_LeaseBase):
 class _LoopPool:
     """The `httpx.AsyncClient` one `AsyncHTTP` uses on one event loop, and the streams it leased there."""
 
-    __slots__ = ("_loop", "abandoned", "calls", "client", "closed", "keeper", "leases", "owned", "shell", "why")
+    __slots__ = ("_loop", "abandoned", "client", "closed", "keeper", "leases", "owned", "shell", "why")
 
     def __init__(
         self, shell: AsyncHTTP, loop: asyncio.AbstractEventLoop | None, client: httpx.AsyncClient, *, owned: bool
@@ -1212,7 +1212,6 @@ class _LoopPool:
         self.leases: set[AsyncLease] = set()  # held strongly, as `SyncHTTP` holds its leases
         self.abandoned: collections.deque[AsyncLease] = collections.deque()
         self.keeper: AsyncGenerator[None, None] | None = None
-        self.calls = 0  # calls under way on it, from taking it until they end (a stream: until it is leased)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -1246,17 +1245,6 @@ class _LoopPool:
             with contextlib.suppress(StopIteration, RuntimeError):
                 keeper.aclose().send(None)  # its `finally` awaits nothing: the pool is closed already
 
-    def idle(self) -> bool:
-        """Whether nothing uses it: no call under way, and no stream but those dropped unclosed."""
-        return self.calls == 0 and len(self.leases) <= len(self.abandoned)
-
-    async def retire(self) -> None:
-        """Close it on its loop, and end its keeper (for a pool its shell let go of)."""
-        await self.aclose()
-        keeper, self.keeper = self.keeper, None
-        if keeper is not None:
-            await keeper.aclose()  # unregisters it from the loop (the pool is closed already)
-
     async def release_abandoned(self) -> None:
         """Release the leases of streams dropped unclosed."""
         while self.abandoned:
@@ -1275,15 +1263,6 @@ class _LoopPool:
         if self.owned:
             with contextlib.suppress(Exception):
                 await self.client.aclose()
-
-
-def _retire_soon(pool: _LoopPool) -> None:
-    """On the pool's loop, once it runs: close the pool its shell let go of (a task is made only then)."""
-    import asyncio
-
-    # Not kept: while it runs, the task only ever waits for its loop's next turn (closing a connection),
-    # which holds it. Kept in a set of ours, it would hold a loop stopped before it ended, for good.
-    asyncio.ensure_future(pool.retire())  # noqa: RUF006
 
 
 async def _keep(pool: _LoopPool) -> AsyncGenerator[None, None]:
@@ -1352,11 +1331,10 @@ class AsyncHTTP:
         return pool
 
     def _open(self, loop: asyncio.AbstractEventLoop | None) -> _LoopPool:
-        # Pools of other loops in use stay as they are: their loops may still be running (in other
-        # threads), and each is closed with its own loop (see `_keep`) or by `close()`. Those of loops
-        # closed without shutting down, or idle on loops not running, are let go of here, where a
-        # program that makes a loop per call comes (see `_let_go_of_other_loops`).
-        self._let_go_of_other_loops(loop)
+        # Pools of other loops stay as they are: their loops may still be running (in other threads),
+        # and each is closed with its own loop (see `_keep`) or by `close()`. Those of loops closed
+        # without shutting down are let go of here, where a program that makes a loop per call comes.
+        self._forsake_closed_loops()
         borrowed = self._borrowed
         if borrowed is None:
             assert self._settings is not None
@@ -1371,17 +1349,8 @@ class AsyncHTTP:
             pool.watch_loop()
         return pool
 
-    def _let_go_of_other_loops(self, here: asyncio.AbstractEventLoop | None, *, closing: bool = False) -> None:
-        """Let go of the pools of loops closed without shutting down, and of idle ones on loops not running.
-
-        The map of pools would hold each of them and its loop for good (a pool holds its loop, through
-        its keeper and its connections), long after the program dropped the loop. A closed loop's pool
-        is forsaken (see `forsake`). A pool that nothing uses (`idle`) on a loop that is not running
-        (dropped without `close()`, say, by a wrapper that makes a loop per call) is handed back to its
-        loop, to be closed there if it runs again; a dropped one is then freed with it. That loop's
-        next call opens a new pool. With `closing` (the client closes), so is any pool of a loop not
-        running. Not the pool of `here`, the loop asking.
-        """
+    def _forsake_closed_loops(self) -> None:
+        """Let go of the pools of loops closed without shutting their async generators down (see `forsake`)."""
         while True:
             try:
                 pools = list(self._pools.items())
@@ -1389,25 +1358,12 @@ class AsyncHTTP:
             except RuntimeError:  # another thread opened a pool on its loop meanwhile: the map changed size
                 continue
         for loop, pool in pools:
-            if loop is here:
-                continue
-            if loop.is_closed():
-                handed_back = False
-            elif not loop.is_running() and (closing or pool.idle()):
-                # Not running, so no call can be taking it now (that needs its loop to run): the next
-                # one finds it gone, and one taken earlier but not yet ended counts as not idle.
-                handed_back = True
-            else:
-                continue
-            if self._pools.pop(loop, None) is not pool:  # by one thread only, if two look at once
-                continue
-            if self._current is pool:
-                self._current = None
-            if not handed_back:
+            # Taken out of the map, which would hold it and its loop for good (it holds its loop
+            # through its keeper); by one thread only, if two look at once.
+            if loop.is_closed() and self._pools.pop(loop, None) is pool:
                 pool.forsake()
-                continue
-            with contextlib.suppress(RuntimeError):  # closed meanwhile: what it holds goes with it
-                loop.call_soon_threadsafe(_retire_soon, pool)
+                if self._current is pool:
+                    self._current = None
 
     def _after_fork(self) -> None:
         if self._borrowed is not None and not _inherited_pool_is_empty(self._borrowed):
@@ -1429,32 +1385,24 @@ class AsyncHTTP:
     ) -> Exchange:
         """Send with retries; return the whole successful response or raise the typed error."""
         pool = self._pool_here()
-        pool.calls += 1
-        try:
-            if pool.abandoned:
-                await pool.release_abandoned()
-            started_at = time.perf_counter()
-            return await self.resume(pool, _plan(request, False, options, total_timeout), None, started_at, close=True)
-        finally:
-            pool.calls -= 1
+        if pool.abandoned:
+            await pool.release_abandoned()
+        started_at = time.perf_counter()
+        return await self.resume(pool, _plan(request, False, options, total_timeout), None, started_at, close=True)
 
     async def stream(
         self, request: httpx.Request, options: ClientOptions, total_timeout: float | None = None
     ) -> AsyncLease:
         """Send with retries; return a lease on the successful response at its headers."""
         pool = self._pool_here()
-        pool.calls += 1
-        try:
-            if pool.abandoned:
-                await pool.release_abandoned()
-            started_at = time.perf_counter()
-            plan = _plan(request, True, options, total_timeout)
-            exchange = await self.resume(pool, plan, None, started_at)
-            lease = AsyncLease(pool, plan, exchange)
-            pool.leases.add(lease)
-            return lease
-        finally:
-            pool.calls -= 1
+        if pool.abandoned:
+            await pool.release_abandoned()
+        started_at = time.perf_counter()
+        plan = _plan(request, True, options, total_timeout)
+        exchange = await self.resume(pool, plan, None, started_at)
+        lease = AsyncLease(pool, plan, exchange)
+        pool.leases.add(lease)
+        return lease
 
     async def resume(
         self,
@@ -1580,11 +1528,11 @@ class AsyncHTTP:
         for pause in list(self._pauses):
             pause.wake()
         _wake_waiters_at(self._limiters, self)
+        self._forsake_closed_loops()
         try:
             here: asyncio.AbstractEventLoop | None = self._running_loop()
         except RuntimeError:
             here = None
-        self._let_go_of_other_loops(here, closing=True)
         for pool in [*self._pools.values(), self._loopless]:
             if pool is None or pool.closed:
                 continue

@@ -1038,57 +1038,6 @@ def test_loops_closed_without_shutting_down_are_let_go_with_their_connections_at
     asyncio.run(client.aclose())
 
 
-def test_loops_dropped_without_closing_are_freed_with_their_pools(server: EmulatorServer) -> None:
-    # A wrapper that makes a loop per call and never closes it (`del loop`): the client's map of pools
-    # held each loop, its selector and its connection for as long as the client lived, `aclose()`
-    # or not (4 file descriptors a call). An idle pool of a loop that is not running is now handed
-    # back to its loop at the next loop's first call, and the dropped loop is freed with it.
-    client = deployai.AsyncDeployAI(api_key=KEY, base_url=server.base_url)
-    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)  # asyncio's, for the loops and transports dropped
-        for _ in range(3):
-            loop = asyncio.new_event_loop()
-            loops.append(weakref.ref(loop))
-            assert loop.run_until_complete(client.chat.completions.create(model=MODEL, messages=user())).choices
-            del loop
-        gc.collect()
-        assert [loop() is None for loop in loops] == [True, True, False]  # the last one's pool is still its own
-        asyncio.run(client.aclose())
-        gc.collect()
-    assert [loop() for loop in loops] == [None] * 3
-
-
-async def _others_done() -> None:
-    """Let the other tasks of the running loop run to their end."""
-    await asyncio.sleep(0)  # a callback scheduled from elsewhere makes its task in this turn
-    await asyncio.gather(*(asyncio.all_tasks() - {asyncio.current_task()}))
-
-
-def test_a_loop_whose_idle_pool_was_handed_back_closes_it_and_works_on_when_it_runs_again(
-    server: EmulatorServer,
-) -> None:
-    # Two loops kept and run in turn (not at the same time): each one's first call after the other's
-    # hands the other's idle pool back to it, which closes that pool when it runs again (with its
-    # connection: asyncio would warn of a transport left open) and opens a new one.
-    client = deployai.AsyncDeployAI(api_key=KEY, base_url=server.base_url)
-    first, second = asyncio.new_event_loop(), asyncio.new_event_loop()
-    pools = []
-    try:
-        for loop in (first, second, first, second, first):
-            assert loop.run_until_complete(client.chat.completions.create(model=MODEL, messages=user())).choices
-            pools.append(client._http._current)
-        assert len({id(pool) for pool in pools}) == 5
-        assert all(pool is not None and pool.client.is_closed for pool in pools[:3])  # each on its loop's next turn
-        first.run_until_complete(client.aclose())
-        second.run_until_complete(_others_done())  # the turns its handed-back pool closes in
-        assert all(pool is not None and pool.client.is_closed for pool in pools)
-    finally:
-        for loop in (first, second):
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-
 # 5. fork
 
 

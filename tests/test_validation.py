@@ -237,7 +237,7 @@ def test_bad_per_call_timeout_is_refused(make_client: ClientFactory, httpx_mock:
     [
         (httpx.Timeout(-1), "timeout.connect"),
         (httpx.Timeout(10.0, read=math.nan), "timeout.read"),
-        (httpx.Timeout(10.0, pool=0), "timeout.pool"),
+        (httpx.Timeout(10.0, pool=-1), "timeout.pool"),
         (httpx.Timeout(10.0, write=math.inf), "timeout.write"),
     ],
 )
@@ -245,11 +245,17 @@ def test_an_httpx_timeout_with_a_bad_phase_is_refused(
     make_client: ClientFactory, httpx_mock: HTTPXMock, timeout: httpx.Timeout, param: str
 ) -> None:
     # httpx takes them, and fails only once sending (a negative one reads as a connection error).
-    with pytest.raises(deployai.InvalidParameterError, match=rf"^{param} must be a positive number of seconds"):
+    with pytest.raises(deployai.InvalidParameterError, match=rf"^{param} must be a .*number of seconds"):
         make_client().chat.completions.create(model="openai/gpt-4o", messages=user(), timeout=timeout)
     with pytest.raises(deployai.InvalidParameterError, match=rf"^{param} must be"):
         make_client(timeout=timeout)
     assert httpx_mock.get_requests() == []
+
+
+def test_a_pool_timeout_of_zero_is_taken(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    # httpx's meaning: fail at once when no connection is free, rather than wait for one.
+    httpx_mock.add_response(json={"object": "list", "data": []})
+    assert make_client(timeout=httpx.Timeout(10.0, pool=0)).models.list().data == []
 
 
 def test_models_list_refuses_unknown_options(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
