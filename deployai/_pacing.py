@@ -135,9 +135,18 @@ class Pacing:
             sent = self.sent
             while sent and sent[0] <= now - _MINUTE_SECONDS:
                 sent.popleft()
+            # It goes once the send `per_minute` places before it is a minute old. That send may be
+            # one of the callers queued ahead of it, which goes a minute after its own such send.
+            minutes = 0
             excess = len(sent) + ahead - per_minute
-            if excess >= 0 and sent:  # it goes once enough of the sends of the last minute are a minute old
-                wait = max(wait, sent[min(excess, len(sent) - 1)] + _MINUTE_SECONDS - now)
+            while excess >= len(sent) and ahead >= per_minute:
+                ahead -= per_minute
+                minutes += 1
+                excess = len(sent) + ahead - per_minute
+            if excess >= 0 and sent:
+                wait = max(wait, sent[min(excess, len(sent) - 1)] + _MINUTE_SECONDS * (minutes + 1) - now)
+            elif minutes:
+                wait = max(wait, _MINUTE_SECONDS * minutes)
         reset_at = self.reset_at
         if reset_at is not None:
             if now >= reset_at:

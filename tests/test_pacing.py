@@ -154,8 +154,22 @@ def test_requests_per_minute_allows_that_many_in_any_60_seconds() -> None:
         pacing.admit(T + at)
     assert pacing.delay(T + 30) == pytest.approx(30.0)
     assert pacing.firm_delay(T + 30, ahead=1) == pytest.approx(40.0)  # the second in line waits for the next
-    assert pacing.firm_delay(T + 30, ahead=5) == pytest.approx(50.0)  # at least until the last one is old
+    assert pacing.firm_delay(T + 30, ahead=2) == pytest.approx(50.0)  # the third, for the last one
+    # The fourth waits for the first in line (which goes at T + 60) to be a minute old, and so on.
+    assert pacing.firm_delay(T + 30, ahead=3) == pytest.approx(90.0)
+    assert pacing.firm_delay(T + 30, ahead=5) == pytest.approx(110.0)
+    assert pacing.firm_delay(T + 30, ahead=8) == pytest.approx(170.0)
     assert pacing.delay(T + 60) == 0
+
+
+def test_a_caller_queued_more_than_a_minute_of_sends_back_is_told_its_whole_wait() -> None:
+    # With one request a minute, the second caller in line goes two minutes after the last send: it
+    # used to be told one minute, and so was held for up to `max_retry_wait` before being refused.
+    pacing = Pacing(requests_per_minute=1)
+    assert pacing.firm_delay(T, ahead=2) == pytest.approx(120.0)  # nothing sent yet: the first goes now
+    pacing.admit(T)
+    assert pacing.firm_delay(T + 1, ahead=0) == pytest.approx(59.0)
+    assert pacing.firm_delay(T + 1, ahead=1) == pytest.approx(119.0)
 
 
 def test_a_request_withdrawn_unsent_no_longer_counts_as_a_send() -> None:
