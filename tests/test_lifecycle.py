@@ -507,21 +507,20 @@ def _connecting(port: int) -> bool:
 
 
 _LINUX_TCP = pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads Linux's table of TCP sockets")
+# Both clients, where closing one ends a connect under way.
+_KINDS_THAT_CUT_A_CONNECT = [
+    "sync",
+    pytest.param(
+        "async",
+        marks=pytest.mark.skipif(
+            sys.version_info < (3, 11), reason="on Python 3.10 an asyncio connect ends when it completes"
+        ),
+    ),
+]
 
 
 @_LINUX_TCP
-@pytest.mark.parametrize(
-    "kind",
-    [
-        "sync",
-        pytest.param(
-            "async",
-            marks=pytest.mark.skipif(
-                sys.version_info < (3, 11), reason="on Python 3.10 an asyncio connect ends when it completes"
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("kind", _KINDS_THAT_CUT_A_CONNECT)
 def test_closing_the_client_ends_a_call_whose_tcp_connect_is_under_way(kind: str) -> None:
     # The kernel drops the call's SYN: its connect would wait out its connect timeout (two minutes
     # here) after the close, then raise.
@@ -650,18 +649,7 @@ def test_a_name_lookup_that_gets_no_answer_ends_at_the_connect_timeout(silent_re
     assert silent_resolver.asked.is_set()
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        "sync",
-        pytest.param(
-            "async",
-            marks=pytest.mark.skipif(
-                sys.version_info < (3, 11), reason="on Python 3.10 an asyncio connect ends when it completes"
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("kind", _KINDS_THAT_CUT_A_CONNECT)
 def test_closing_the_client_ends_a_call_whose_name_lookup_is_under_way(
     kind: str, silent_resolver: _SilentResolver
 ) -> None:
