@@ -698,6 +698,12 @@ class _LeaseBase:
             if self._holding:
                 _interrupt(self.response)
 
+    def mark_closed(self, cut_short: str | None = None) -> None:
+        """Mark the stream closed; `cut_short` says why, for its reader, unless it was closed already."""
+        if not self.closing:
+            self.cut_short = cut_short
+        self.closing = True
+
     def stopped(self) -> bool:
         """Whether the stream was closed: checked by the shell before it sends the request again."""
         return self.closing
@@ -842,9 +848,7 @@ class SyncLease(_LeaseBase):
 
         `cut_short` says why, when the client is closing and not the stream: its reader then raises.
         """
-        if not self.closing:
-            self.cut_short = cut_short
-        self.closing = True
+        self.mark_closed(cut_short)
         if self.reading:
             self._interrupt_reader()  # the reader wakes, sees `closing`, and releases
         else:
@@ -1178,9 +1182,7 @@ class AsyncLease(_LeaseBase):
 
         `cut_short` says why, when the pool is closing and not the stream: its reader then raises.
         """
-        if not self.closing:
-            self.cut_short = cut_short
-        self.closing = True
+        self.mark_closed(cut_short)
         # A reader waits either in `first_event` (`reading`) or inside the events generator, which
         # counts as running while it awaits.
         if self.reading or getattr(self.events, "ag_running", False):

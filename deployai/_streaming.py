@@ -59,6 +59,9 @@ class _LeaseState(Protocol):
     def abandon(self) -> None:
         """Hand the lease back to its shell, which releases it where that is safe (no I/O here)."""
 
+    def mark_closed(self, cut_short: str | None = None) -> None:
+        """Mark the stream closed; `cut_short` says why, for its reader, unless it was closed already."""
+
     def forked(self) -> bool:
         """Whether this process was forked from the one that opened the stream, whose connection it is."""
 
@@ -332,9 +335,7 @@ async def _achunks(reader: _Reader[_T, AsyncLease], owner: object) -> AsyncItera
         # Cancelled mid-read (an interrupted cell, a timeout): the body was left part-read, and a read
         # again would find it ended. Nothing more is awaited here, in a cancelled task: the lease is
         # released before the client's next request, and the stream says why it ended.
-        if not lease.closing:
-            lease.cut_short = "Its reading was cancelled"
-            lease.closing = True
+        lease.mark_closed("Its reading was cancelled")
         lease.abandon()
         raise
     await lease.release(done=decoder.done)
@@ -347,9 +348,7 @@ def _check_same_loop(lease: AsyncLease, count: int) -> None:
         lease.check_loop()
     except DeployAIError:
         # asyncio's error went through the connection's reader and ended it: the rest is lost.
-        if not lease.closing:
-            lease.cut_short = "It was taken on to another event loop"
-            lease.closing = True
+        lease.mark_closed("It was taken on to another event loop")
         raise DeployAIError(
             "This stream was opened on another event loop, and reading it on this one ended it: "
             f"the answer is incomplete after {count} chunk(s)."
