@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._constants import REDIS_LEASE_SECONDS, REDIS_RETRY_SECONDS, REDIS_STATE_TTL_SECONDS
 from ._exceptions import DeployAIError
-from ._limiter import Answer, Ask, _apply
+from ._limiter import WITHDRAWN, Answer, Ask, _apply
 from ._pacing import Pacing
 from ._redis_state import COMPARE_AND_SET, dump, load, parse
 
@@ -79,6 +79,9 @@ class Courier:
         self.offset = time.time() - time.monotonic()  # Redis's clock minus the steady one, as last read
         self.owner = os.urandom(8).hex()  # this process's entry in the shared counts of requests in flight
         self.own = 0  # this process's requests in flight
+        # When each of them was let through, by ticket: the shared state keeps no such record, and a
+        # request withdrawn unsent must stop counting as a send of its minute.
+        self.admitted: dict[int, float] = {}
         self.token = b""  # the version of the state last read or written (empty: no state)
         self.state: list[Any] | None = None  # as last read or written (None: none, or unreadable)
         self.read_at = -math.inf  # when it was (limiter clock)
@@ -152,6 +155,7 @@ class Courier:
                 except BaseException as exc:  # a bug: tell the caller rather than leave it waiting
                     with self.wakeup:
                         self.own = max(0, self.own - len(answers))
+                        self._settled(answers, 0, 0.0)
                     if asked is not None:
                         asked.set_exception(exc)
                     continue
@@ -171,7 +175,9 @@ class Courier:
             except Exception as exc:  # Redis down, slow, or answering nonsense: pace here meanwhile
                 self._went_down(exc)
         with limiter._lock:  # pacing in this process alone, on what it knew
-            self.own, ticket = self._decide(limiter._pacing, answers, asking, limiter._clock())
+            now = limiter._clock()
+            self.own, ticket = self._decide(limiter._pacing, answers, asking, now)
+            self._settled(answers, ticket, now)
             limiter._wake_head()
         return ticket
 
@@ -203,6 +209,7 @@ class Courier:
                 written, current, redis_now = redis.call(key, self.token, token + b" " + text)
                 if written:
                     self.token, self.state, self.own = token, state, own
+                    self._settled(answers, ticket, now)
                     self._heard(redis_now)
                     self._keep(pacing, now, written=True)
                     return ticket
@@ -218,6 +225,8 @@ class Courier:
         """Apply `answers` to `pacing` and admit one if asked and allowed: (this process's count in flight, ticket)."""
         own = self.own
         for ticket, answer in answers:
+            if answer is WITHDRAWN:
+                self._unsend(pacing, ticket)
             _apply(pacing, ticket, answer)
             own = max(0, own - 1)
         ticket = 0
@@ -225,6 +234,24 @@ class Courier:
             ticket = pacing.admit(now)
             own += 1
         return own, ticket
+
+    def _unsend(self, pacing: Pacing, ticket: int) -> None:
+        """Let `pacing` withdraw this process's `ticket`: tell it when the request was let through."""
+        at = self.admitted.get(ticket)
+        if at is None:
+            return
+        pacing.admitted[ticket] = at
+        sent = pacing.sent
+        if at not in sent:  # read back from Redis, where it is kept by its second, rounded up
+            with contextlib.suppress(ValueError):  # a minute old already
+                sent[sent.index(math.ceil(at))] = at
+
+    def _settled(self, answers: list[tuple[int, Answer]], ticket: int, now: float) -> None:
+        """The round that settled `answers` and gave out `ticket` (0: none) at `now` took effect."""
+        for answered, _ in answers:
+            self.admitted.pop(answered, None)
+        if ticket:
+            self.admitted[ticket] = now
 
     def _heard(self, redis_now: float) -> None:
         self.round_trips += 1

@@ -450,6 +450,22 @@ def test_the_shared_state_stays_small_whatever_requests_per_minute(redis: RedisS
     assert len(value) < 4096  # as one pair per second, not one time per send
 
 
+def test_a_request_withdrawn_unsent_no_longer_counts_against_requests_per_minute(redis: RedisServer) -> None:
+    # A call stopped after its turn came but before it was sent used to count as a send of its minute
+    # in every process, since the state in Redis does not say when each request was let through.
+    limiter = deployai.RedisRateLimiter(redis.url, name="withdrawn", requests_per_minute=2)
+    limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=5))
+    limiter._withdraw(limiter._acquire_sync(REQUEST, 5))
+    until(lambda: limiter._courier.own == 0, "the withdrawal was written")
+    limiter.close()
+    other = deployai.RedisRateLimiter(redis.url, name="withdrawn", requests_per_minute=2)
+    other._settle(other._acquire_sync(REQUEST, 5), answer(remaining=5))  # the minute's second send: at once
+    with pytest.raises(deployai.RateLimitError):  # and a third waits for the first to be a minute old
+        other._acquire_sync(REQUEST, 5)
+    other.close()
+    assert limiter._courier.admitted == other._courier.admitted == {}
+
+
 def test_a_ticket_given_to_a_task_whose_loop_closed_goes_back(redis: RedisServer) -> None:
     import redis as redis_py
 
