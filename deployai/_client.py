@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from functools import cached_property
 from types import TracebackType
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 import httpx
 from typing_extensions import Self
 
-from ._config import ClientOptions, changed_options, resolve_options
+from ._config import ClientOptions, changed_options, conceal, resolve_options
 from ._constants import DEFAULT_MAX_RETRIES, DEFAULT_MAX_RETRY_WAIT_SECONDS
 from ._endpoint import Endpoint
 from ._exceptions import InvalidParameterError
@@ -57,6 +56,7 @@ class _BaseClient(Generic[_HTTP, _Httpx]):
         total_timeout: float | None = None,
         rate_limiter: RateLimiter | None = None,
     ) -> None:
+        api_key = conceal(api_key)  # before anything can raise: a traceback may show this frame's locals
         client_type = self._httpx_type
         if http_client is not None and not isinstance(http_client, client_type):
             raise InvalidParameterError(
@@ -70,7 +70,6 @@ class _BaseClient(Generic[_HTTP, _Httpx]):
             max_retry_wait=max_retry_wait,
             default_headers=default_headers,
             borrowed_client=http_client is not None,
-            environ=os.environ,
             allow_insecure_http=allow_insecure_http,
             on_retry=on_retry,
             total_timeout=total_timeout,
@@ -137,7 +136,10 @@ class _BaseClient(Generic[_HTTP, _Httpx]):
         return copy
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={self._options.base_url!r}, max_retries={self._options.max_retries})"
+        options: ClientOptions | None = getattr(self, "_options", None)
+        if options is None:  # half-built: `__init__` or `with_options` raised (a traceback shows it so)
+            return f"{type(self).__name__}(<not built>)"
+        return f"{type(self).__name__}(base_url={options.base_url!r}, max_retries={options.max_retries})"
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A client travels as its options (the API key among them) and opens its own connection pool

@@ -6,10 +6,11 @@ import inspect
 import ipaddress
 import math
 import numbers
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import httpx
 
@@ -24,6 +25,8 @@ from ._exceptions import DeployAIError, InvalidParameterError
 from ._limiter import RateLimiter
 from ._types import NOT_GIVEN, NotGiven, OnRetry, Timeout
 from ._version import __version__
+
+_T = TypeVar("_T")
 
 DEFAULT_TIMEOUT = httpx.Timeout(DEFAULT_TIMEOUT_SECONDS, connect=DEFAULT_CONNECT_TIMEOUT_SECONDS)
 USER_AGENT = f"deployai-python/{__version__}"
@@ -59,6 +62,19 @@ def _seconds(value: object) -> float:
         return math.inf
 
 
+class Secret(str):
+    """A string whose repr never shows it: the API key, and the header that carries it.
+
+    Tracebacks with their frames' locals (`pytest -l`, `capture_locals=True`, debuggers) show each
+    local through its repr, and the key passes through locals on every call, in dicts of headers.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'<redacted>'"
+
+
 @dataclass(frozen=True, slots=True)
 class ClientOptions:
     """Everything a client was configured with. Derived values are computed once, here.
@@ -82,7 +98,7 @@ class ClientOptions:
 
     def __post_init__(self) -> None:
         base = {
-            "Authorization": f"Bearer {self.api_key}",
+            "Authorization": Secret(f"Bearer {self.api_key}"),
             "User-Agent": USER_AGENT,
             "Content-Type": "application/json",
             "Accept": "application/json",
@@ -212,7 +228,7 @@ def resolve_options(
     max_retry_wait: float,
     default_headers: Mapping[str, str] | None,
     borrowed_client: bool,
-    environ: Mapping[str, str],
+    environ: Mapping[str, str] | None = None,
     allow_insecure_http: bool = False,
     on_retry: OnRetry | None = None,
     total_timeout: float | None = None,
@@ -220,15 +236,16 @@ def resolve_options(
 ) -> ClientOptions:
     """Resolve the options of a new client: an explicit argument wins, then the environment, then the default.
 
-    An empty string counts as unset. Raises `DeployAIError` when no API key can be found, so that
-    no request is ever sent without one.
+    An empty string counts as unset; `environ` is `os.environ` unless given. Raises `DeployAIError`
+    when no API key can be found, so that no request is ever sent without one.
     """
-    key = api_key or environ.get(API_KEY_ENV) or ""
-    if not isinstance(key, str) or not key.strip():
+    # The key is a `Secret` before anything here can raise: a traceback may show this frame's locals.
+    key = Secret(_stripped(api_key or _setting(environ, API_KEY_ENV)))
+    api_key = key
+    if not key:
         raise DeployAIError(
             "No API key: pass api_key=... to the client, or set the DEPLOYAI_API_KEY environment variable."
         )
-    key = key.strip()
     if not _PRINTABLE_TOKEN.fullmatch(key):
         # Never quote the key: this message may end up in logs. A pasted key often carries a stray
         # quote, space or line break, which would otherwise fail (or leak) on every request.
@@ -236,7 +253,7 @@ def resolve_options(
             "The API key contains spaces, line breaks or non-ASCII characters: check api_key or DEPLOYAI_API_KEY."
         )
     url = _check_base_url(
-        base_url or environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL, allow_insecure_http=allow_insecure_http
+        base_url or _setting(environ, BASE_URL_ENV) or DEFAULT_BASE_URL, allow_insecure_http=allow_insecure_http
     )
     if isinstance(timeout, NotGiven):
         resolved_timeout = None if borrowed_client else DEFAULT_TIMEOUT
@@ -254,6 +271,20 @@ def resolve_options(
         total_timeout=check_total_timeout(total_timeout),
         rate_limiter=_check_rate_limiter(rate_limiter),
     )
+
+
+def _setting(environ: Mapping[str, str] | None, name: str) -> str | None:
+    # Never a local of `resolve_options`: the environment's repr shows every variable in it.
+    return (os.environ if environ is None else environ).get(name)
+
+
+def _stripped(value: object) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def conceal(value: _T) -> _T:
+    """`value` as a `Secret` when it is a string: a caller's first step with an API key it was given."""
+    return cast("_T", Secret(value)) if isinstance(value, str) else value
 
 
 def changed_options(

@@ -371,6 +371,59 @@ def test_headers_that_http_itself_sets_are_refused(
     assert httpx_mock.get_requests() == []
 
 
+def _shown_with_locals(error: BaseException) -> str:
+    """The traceback as `pytest -l` or `capture_locals=True` shows it: every frame's locals too."""
+    return "".join(traceback.TracebackException.from_exception(error, capture_locals=True).format())
+
+
+def _client_made_with(how: str, monkeypatch: pytest.MonkeyPatch, **options: Any) -> deployai.DeployAI:
+    if how == "argument":
+        return deployai.DeployAI(api_key=API_KEY, base_url=BASE_URL, **options)
+    monkeypatch.setenv("DEPLOYAI_API_KEY", API_KEY)
+    return deployai.DeployAI(base_url=BASE_URL, **options)
+
+
+@pytest.mark.parametrize("how", ["argument", "environment"])
+@pytest.mark.parametrize(
+    "mistake",
+    [
+        pytest.param(lambda make: make(timeout=-1), id="client timeout"),
+        pytest.param(lambda make: make(default_headers={"X-Bad": "a\nb"}), id="client headers"),
+        pytest.param(lambda make: make().with_options(default_headers={"X-Bad": "a\nb"}), id="with_options"),
+        pytest.param(
+            lambda make: make().chat.completions.create(model=MODEL, messages=user(), timeout=-1), id="call timeout"
+        ),
+        pytest.param(
+            lambda make: make().chat.completions.create(model=MODEL, messages=user(), extra_headers={"X": "a\nb"}),
+            id="call headers",
+        ),
+        pytest.param(
+            lambda make: make().chat.completions.create(model=MODEL, messages=user(), extra_body={"x": object()}),
+            id="call body",
+        ),
+        pytest.param(lambda make: make().models.list(extra_headers={"X": "a\nb"}), id="models headers"),
+    ],
+)
+def test_a_traceback_with_its_locals_never_shows_the_key(
+    how: str, mistake: Any, monkeypatch: pytest.MonkeyPatch, httpx_mock: HTTPXMock
+) -> None:
+    # `pytest -l` in CI, or an error tracker that records locals: the key passes through the SDK's
+    # frames (the client's arguments, the environment, dicts of headers), each shown by its repr.
+    with pytest.raises(deployai.InvalidParameterError) as info:
+        mistake(lambda **options: _client_made_with(how, monkeypatch, **options))
+    shown = _shown_with_locals(info.value)
+    assert API_KEY not in shown
+    assert httpx_mock.get_requests() == []
+
+
+def test_a_client_that_failed_half_way_has_a_repr_for_the_traceback() -> None:
+    # Its `__init__`'s frame holds `self` before its options are set; a repr that raised there made
+    # `capture_locals` itself fail, and the user's error was lost.
+    with pytest.raises(deployai.InvalidParameterError) as info:
+        deployai.DeployAI(api_key=API_KEY, base_url=BASE_URL, max_retries=-1)
+    assert "self = DeployAI(<not built>)" in _shown_with_locals(info.value)
+
+
 def test_a_key_the_server_echoes_back_never_reaches_the_error(
     make_client: ClientFactory, httpx_mock: HTTPXMock
 ) -> None:
