@@ -452,8 +452,10 @@ def make_stream_error(response: httpx.Response, payload: object) -> APIStatusErr
     status = 500
     if isinstance(error, dict):
         code, kind = error.get("code"), error.get("type")
-        if isinstance(code, int) or (isinstance(code, str) and code.isdigit()):
-            status = int(code)
+        if isinstance(code, str) and len(code) == 3 and code.isascii() and code.isdigit():
+            code = int(code)
+        if isinstance(code, int) and not isinstance(code, bool) and 400 <= code <= 599:
+            status = code  # an HTTP status; other numbers are a provider's own codes
         elif isinstance(code, str) and code in ERROR_NAME_STATUS:
             status = ERROR_NAME_STATUS[code]
         elif isinstance(kind, str) and kind in ERROR_NAME_STATUS:

@@ -24,6 +24,7 @@ __all__ = ["DONE", "ChunkDecoder", "ErrorEvent", "EventParser", "InvalidEvent"]
 
 DONE = "[DONE]"
 """The data of the event that ends a stream."""
+_BARE_DONE = (b"data: [DONE]", b"data:[DONE]")  # a last event without its blank line
 
 _T = TypeVar("_T", bound="ChatCompletionChunk")
 
@@ -116,11 +117,19 @@ class EventParser:
         return events
 
     def end(self) -> list[tuple[str, str]]:
-        """The events the end of the body completes: only a last CR, which ends its line, can."""
-        if not self._cr:
-            return []
-        self._cr = False
-        return self.feed(b"\n")
+        """The events the end of the body completes.
+
+        A last CR ends its line. The standard drops an event that the body ended before its blank
+        line; a last `data: [DONE]` is kept all the same, since it lacks nothing else.
+        """
+        events = []
+        if self._cr:
+            self._cr = False
+            events = self.feed(b"\n")
+        if self._pending and b"".join(self._pending).strip() in _BARE_DONE:
+            self._pending = []
+            events.append(("", DONE))
+        return events
 
     def _lines(self, block: bytes, events: list[tuple[str, str]]) -> None:
         """The lines of `block`, which a blank line ended (so its last event is dispatched)."""
@@ -232,7 +241,7 @@ class ChunkDecoder(Generic[_T]):
             if event == "error":
                 raise ErrorEvent({"error": {"message": "The server sent an empty error event."}})
             return None
-        if data == DONE:
+        if data == DONE or (len(data) < 16 and data.strip() == DONE):
             self.done = True
             return None
         if event == "error":
@@ -241,11 +250,13 @@ class ChunkDecoder(Generic[_T]):
             chunk: _T = self._validate(data)
         except ValidationError:
             payload = _loads_or_text(data)
-            if isinstance(payload, dict) and "error" in payload:
+            if isinstance(payload, dict) and payload.get("error") is not None:
                 raise ErrorEvent(payload) from None
+            if event and event != "message":
+                return None  # an event of another kind (a keep-alive `ping`, say): not part of the answer
             raise InvalidEvent(data, "chat completion chunk") from None
         extra = chunk.__pydantic_extra__
-        if extra and "error" in extra:
+        if extra and extra.get("error") is not None:  # some servers write `"error": null` in every chunk
             raise ErrorEvent({"error": extra["error"]})
         if self.first is None:
             self.first = chunk

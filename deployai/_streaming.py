@@ -395,10 +395,12 @@ class Stream(_StreamBase[_T, Lease]):
     def text_stream(self) -> Iterator[str]:
         """Only the text of the first choice, piece by piece, skipping chunks without text."""
         for chunk in self:
-            if chunk.choices:
-                content = chunk.choices[0].delta.content
-                if content:
-                    yield content
+            for choice in chunk.choices:
+                if choice.index == 0:  # with `n` > 1, chunks of the other choices come between
+                    content = choice.delta.content
+                    if content:
+                        yield content
+                    break
 
     def get_final_completion(self) -> ChatCompletion:
         """Read the rest of the stream (if any) and return the whole `ChatCompletion` it stands for."""
@@ -446,10 +448,12 @@ class AsyncStream(_StreamBase[_T, AsyncLease]):
     async def text_stream(self) -> AsyncIterator[str]:
         """Only the text of the first choice, piece by piece, skipping chunks without text."""
         async for chunk in self:
-            if chunk.choices:
-                content = chunk.choices[0].delta.content
-                if content:
-                    yield content
+            for choice in chunk.choices:
+                if choice.index == 0:  # with `n` > 1, chunks of the other choices come between
+                    content = choice.delta.content
+                    if content:
+                        yield content
+                    break
 
     async def get_final_completion(self) -> ChatCompletion:
         """Read the rest of the stream (if any) and return the whole `ChatCompletion` it stands for."""

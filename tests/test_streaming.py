@@ -459,6 +459,64 @@ def test_an_error_event_with_only_a_code_maps_by_its_code(
         list(stream)
 
 
+def test_a_null_error_field_in_every_chunk_is_no_error(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    # Servers that write every optional field send `"error": null` in each chunk.
+    add_stream(httpx_mock, [event({**piece, "error": None}) for piece in (chunk("Hel"), chunk("lo"))] + [DONE])
+    with stream_of(make_client(max_retries=0)) as stream:
+        assert texts(list(stream)) == "Hello"
+
+
+def test_an_event_of_another_kind_is_skipped_but_an_unnamed_bad_chunk_is_not(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    pieces = hello_stream()
+    add_stream(httpx_mock, [pieces[0], event({}, name="ping"), *pieces[1:]])
+    with stream_of(make_client()) as stream:
+        assert texts(list(stream)) == "Hello world"
+    add_stream(httpx_mock, [pieces[0], event({}), *pieces[1:]])
+    with stream_of(make_client()) as stream, pytest.raises(deployai.APIResponseValidationError):
+        list(stream)
+
+
+@pytest.mark.parametrize("last", [b"data: [DONE]\n", b"data: [DONE]", b"data: [DONE] \n\n", b"data:[DONE]\r\n"])
+def test_a_last_done_without_its_blank_line_still_ends_the_answer(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, last: bytes
+) -> None:
+    add_stream(httpx_mock, [*hello_stream()[:-1], last])
+    with stream_of(make_client(max_retries=0)) as stream:
+        assert stream.get_final_completion().choices[0].message.content == "Hello world"
+
+
+def test_text_stream_keeps_to_the_first_choice_when_there_are_several(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    pieces = [event(chunk("Hello", index=0)), event(chunk("Bonjour", index=1)), event(chunk(" world", index=0))]
+    add_stream(httpx_mock, [*pieces, event(chunk(" monde", index=1)), DONE])
+    with stream_of(make_client(), n=2) as stream:
+        assert "".join(stream.text_stream) == "Hello world"
+
+
+@pytest.mark.parametrize(
+    ("code", "cls", "status"),
+    [
+        ("\u00b2", deployai.InternalServerError, 500),  # a digit to `str.isdigit`, not to `int`
+        ("9" * 5000, deployai.InternalServerError, 500),
+        (True, deployai.InternalServerError, 500),
+        (200, deployai.InternalServerError, 500),
+        (1113, deployai.InternalServerError, 500),  # a provider's own code
+        ("429", deployai.RateLimitError, 429),
+        (503, deployai.ServiceUnavailableError, 503),
+    ],
+)
+def test_an_error_events_code_counts_as_a_status_only_when_it_is_one(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, code: object, cls: type[deployai.APIStatusError], status: int
+) -> None:
+    add_stream(httpx_mock, [event(chunk("a")), event({"error": {"message": "m", "code": code}}), DONE])
+    with stream_of(make_client()) as stream, pytest.raises(cls) as info:
+        list(stream)
+    assert info.value.status_code == status
+
+
 def test_async_with_on_a_real_async_stream_releases_it_after_a_break(httpx_mock: HTTPXMock) -> None:
     body = Pieces(hello_stream())
     httpx_mock.add_callback(lambda request: httpx.Response(200, headers=SSE_ONLY, stream=body))
