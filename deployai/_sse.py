@@ -163,7 +163,7 @@ def _loads_or_text(data: str) -> Any:
 class _ChoiceState:
     """What the chunks so far say about one choice."""
 
-    __slots__ = ("calls", "finish_reason", "refusal", "role", "text")
+    __slots__ = ("calls", "extra", "finish_reason", "logprobs", "refusal", "role", "text")
 
     def __init__(self) -> None:
         self.role = "assistant"
@@ -171,6 +171,14 @@ class _ChoiceState:
         self.refusal: list[str] | None = None
         self.finish_reason: str | None = None
         self.calls: dict[int, dict[str, Any]] | None = None
+        self.extra: dict[str, Any] | None = None  # fields a provider adds to the delta (`reasoning_content`)
+        self.logprobs: dict[str, Any] | None = None
+
+    def add_extra(self, fields: dict[str, Any]) -> None:
+        self.extra = _merged(self.extra, fields)
+
+    def add_logprobs(self, logprobs: dict[str, Any]) -> None:
+        self.logprobs = _merged(self.logprobs, logprobs)
 
     def add_tool_calls(self, pieces: list[ChoiceDeltaToolCall]) -> None:
         calls = self.calls if self.calls is not None else {}
@@ -203,7 +211,42 @@ class _ChoiceState:
             content="".join(self.text) if self.text or not (tool_calls or self.refusal) else None,
             refusal="".join(self.refusal) if self.refusal is not None else None,
             tool_calls=tool_calls or None,
+            **(_whole(self.extra) or {}),
         )
+
+
+def _whole(fields: dict[str, Any] | None) -> dict[str, Any] | None:
+    if fields is None:
+        return None
+    return {name: "".join(value) if isinstance(value, _Pieces) else value for name, value in fields.items()}
+
+
+class _Pieces(list[str]):
+    """A provider's text field as it arrives in pieces, joined at the end (not once per piece)."""
+
+    __slots__ = ()
+
+
+def _merged(into: dict[str, Any] | None, fields: dict[str, Any]) -> dict[str, Any]:
+    """`into` with the fields of one more delta: text is appended, lists extended, anything else replaced.
+
+    That is how the pieces of a streamed answer add up to the whole one: `reasoning_content` arrives
+    a piece of text at a time, `logprobs.content` a list of tokens at a time.
+    """
+    merged = {} if into is None else into
+    for name, value in fields.items():
+        if value is None:
+            continue
+        known = merged.get(name)
+        if isinstance(value, str):
+            if not isinstance(known, _Pieces):
+                known = merged[name] = _Pieces()
+            known.append(value)
+        elif isinstance(value, list) and isinstance(known, list) and not isinstance(known, _Pieces):
+            known.extend(value)
+        else:
+            merged[name] = list(value) if isinstance(value, list) else value
+    return merged
 
 
 class ChunkDecoder(Generic[_T]):
@@ -215,7 +258,8 @@ class ChunkDecoder(Generic[_T]):
     Attributes:
         done: whether `data: [DONE]` has arrived; every event after it is ignored.
         count: how many chunks have been decoded.
-        first: the first chunk (its id, model and creation time are the completion's).
+        first: the first chunk with an id (else the first chunk): its id, model and creation time are
+            the completion's.
     """
 
     __slots__ = ("_validate", "choices", "count", "done", "first", "usage")
@@ -258,7 +302,8 @@ class ChunkDecoder(Generic[_T]):
         extra = chunk.__pydantic_extra__
         if extra and extra.get("error") is not None:  # some servers write `"error": null` in every chunk
             raise ErrorEvent({"error": extra["error"]})
-        if self.first is None:
+        first = self.first
+        if first is None or (not first.id and chunk.id):  # not a chunk with no id (Azure's prompt filter's)
             self.first = chunk
         self.count += 1
         if chunk.usage is not None:
@@ -280,6 +325,11 @@ class ChunkDecoder(Generic[_T]):
                 state.refusal.append(delta.refusal)
             if choice.finish_reason is not None:
                 state.finish_reason = choice.finish_reason
+            extra = delta.__pydantic_extra__
+            if extra:
+                state.add_extra(extra)
+            if choice.logprobs:
+                state.add_logprobs(choice.logprobs)
         return chunk
 
     def completion(self) -> ChatCompletion:
@@ -299,7 +349,12 @@ class ChunkDecoder(Generic[_T]):
             created=first.created,
             model=first.model,
             choices=[
-                Choice(index=i, message=state.message(), finish_reason=state.finish_reason)
+                Choice(
+                    index=i,
+                    message=state.message(),
+                    finish_reason=state.finish_reason,
+                    logprobs=_whole(state.logprobs),
+                )
                 for i, state in sorted(self.choices.items())
             ],
             usage=self.usage,

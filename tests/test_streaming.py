@@ -286,6 +286,30 @@ def test_several_choices_are_kept_apart(make_client: ClientFactory, httpx_mock: 
     assert [(c.index, c.message.content) for c in choices] == [(0, "Aa"), (1, "B")]
 
 
+def test_final_completion_keeps_what_a_provider_adds_as_the_whole_answer_would(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    # A prompt-filter chunk with no id comes first (Azure); deepseek-r1 streams `reasoning_content`;
+    # logprobs come a list of tokens per chunk.
+    nameless = {"id": "", "object": "", "created": 0, "model": "", "choices": [], "prompt_filter_results": []}
+
+    def token(text: str) -> dict[str, Any]:
+        return {"content": [{"token": text, "logprob": -0.5}]}
+
+    thinking = [chunk(role="assistant", reasoning_content="Let me think. "), chunk(reasoning_content="2+2=4.")]
+    answer = [{**chunk("4"), "choices": [{"index": 0, "delta": {"content": "4"}, "logprobs": token("4")}]}]
+    answer.append({**chunk("!"), "choices": [{"index": 0, "delta": {"content": "!"}, "logprobs": token("!")}]})
+    pieces = [event(nameless), *map(event, thinking), *map(event, answer), event(chunk(finish="stop")), DONE]
+    add_stream(httpx_mock, pieces)
+    with stream_of(make_client()) as stream:
+        final = stream.get_final_completion()
+    assert (final.id, final.model, final.created) == ("chatcmpl-s1", "openai/gpt-4o", 1708000000)
+    (choice,) = final.choices
+    assert choice.message.content == "4!"
+    assert choice.message.model_extra == {"reasoning_content": "Let me think. 2+2=4."}
+    assert choice.logprobs == {"content": [{"token": "4", "logprob": -0.5}, {"token": "!", "logprob": -0.5}]}
+
+
 def test_final_completion_of_a_broken_stream_raises(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
     add_stream(httpx_mock, hello_stream()[:2])
     with stream_of(make_client()) as stream, pytest.raises(deployai.APIConnectionError):
