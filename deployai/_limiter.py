@@ -19,6 +19,7 @@ import math
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
@@ -143,12 +144,17 @@ class RateLimiter:
     def __init__(self, *, requests_per_minute: int | None = None) -> None:
         self._requests_per_minute: Final = _check_per_minute(requests_per_minute)
         self._start()
+        _alive.add(self)
 
     def _start(self) -> None:
+        self._fresh()
+        self._pid = os.getpid()  # last: another thread that sees it takes the state as ready
+
+    def _fresh(self) -> None:
+        """A new state of this process's own: pacing, lock and queue."""
         self._pacing = Pacing(requests_per_minute=self._requests_per_minute)
         self._lock = threading.Lock()
         self._queue: collections.deque[_Waiter] = collections.deque()
-        self._pid = os.getpid()
 
     @property
     def requests_per_minute(self) -> int | None:
@@ -365,8 +371,10 @@ class RateLimiter:
         self, request: httpx.Request, wait_limit: float, make_waiter: Callable[[object], _Waiter], owner: object
     ) -> int | tuple[_Waiter, float]:
         """Admit at once (the ticket), or queue a new waiter of `owner` and return it with its deadline."""
-        if self._pid != os.getpid():
-            self._start()  # a forked child: the parent's lock, queue and requests in flight are not its own
+        if self._pid != os.getpid():  # a child forked without Python's fork hooks (see `_restart_in_child`)
+            with _restart_lock:
+                if self._pid != os.getpid():
+                    self._start()
         self._prepare(request)
         with self._lock:
             now = self._clock()
@@ -517,6 +525,27 @@ def _apply(pacing: Pacing, ticket: int, answer: Answer) -> None:
     else:
         now, status, report, server_wait = answer
         pacing.learn(now, ticket, status, report, server_wait)
+
+
+_alive: weakref.WeakSet[RateLimiter] = weakref.WeakSet()
+_restart_lock = threading.Lock()
+
+
+def _restart_in_child() -> None:
+    """In a forked child, before any other thread runs: every limiter starts afresh.
+
+    The parent's lock, queue, requests in flight (and a `RedisRateLimiter`'s connection and thread)
+    are not the child's. Restarting each one lazily, at its first use, raced when the child's first
+    calls came from several threads at once: one could queue on the parent's copy, never answered.
+    """
+    global _restart_lock
+    _restart_lock = threading.Lock()  # a thread of the parent may have held it at the fork
+    for limiter in list(_alive):
+        limiter._start()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, where there is no fork
+    os.register_at_fork(after_in_child=_restart_in_child)
 
 
 def _new_limiter(requests_per_minute: int | None) -> RateLimiter:

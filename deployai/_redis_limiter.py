@@ -59,13 +59,19 @@ def _check_url(url: object) -> str:
 
 
 def _redacted_url(url: str) -> str:
-    """The URL without its password, for reprs and messages."""
+    """The URL without its password (`redis://:pw@host`, or `?password=pw` as redis-py also takes it)."""
     parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    user = f"{parts.username}:" if parts.username else ":"
-    host = parts.netloc.rpartition("@")[2]
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}***@{host}"))
+    shown = url
+    if parts.password is not None:
+        user = f"{parts.username}:" if parts.username else ":"
+        shown = shown.replace(f"//{parts.netloc}", f"//{user}***@{parts.netloc.rpartition('@')[2]}", 1)
+    if parts.query:
+        fields = parts.query.split("&")
+        for i, pair in enumerate(fields):
+            if urllib.parse.unquote_plus(pair.partition("=")[0]).strip().lower() == "password":
+                fields[i] = "password=***"
+        shown = shown.replace(f"?{parts.query}", "?" + "&".join(fields), 1)
+    return shown
 
 
 def _check_name(name: object) -> str | None:
@@ -141,8 +147,8 @@ class RedisRateLimiter(RateLimiter):
         with _limiters_lock:
             _limiters[self._identity] = self
 
-    def _start(self) -> None:
-        super()._start()
+    def _fresh(self) -> None:
+        super()._fresh()
         self._courier = Courier(self, self._url, _redacted_url(self._url), self._timeout)
         self._courier.key = None if self._name is None else KEY_PREFIX + self._name
 
@@ -221,6 +227,15 @@ class RedisRateLimiter(RateLimiter):
 
 _limiters: weakref.WeakValueDictionary[str, RedisRateLimiter] = weakref.WeakValueDictionary()  # by identity
 _limiters_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _limiters_lock
+    _limiters_lock = threading.Lock()  # a thread of the parent may have held it at the fork
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, where there is no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 show_as_public(RedisRateLimiter)  # as the other public classes: it is `deployai.RedisRateLimiter`

@@ -12,11 +12,14 @@ import gc
 import json
 import logging
 import multiprocessing
+import os
 import pickle
+import signal
 import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -146,6 +149,16 @@ def test_it_pickles_with_its_settings_and_no_repr_shows_the_password() -> None:
     assert "s3cret" not in repr(limiter) + repr(copy)
     with pytest.raises(deployai.InvalidParameterError) as info:
         deployai.RedisRateLimiter("http://user:s3cret@127.0.0.1:6390/2")
+    assert "s3cret" not in str(info.value)
+
+
+def test_a_password_given_as_a_query_parameter_is_never_shown_either() -> None:
+    # redis-py also reads `?password=`; the limiter hid only the `redis://:pw@host` form.
+    limiter = deployai.RedisRateLimiter("redis://127.0.0.1:6390/2?db=2&password=s3cret")
+    assert limiter.url == "redis://127.0.0.1:6390/2?db=2&password=***"
+    assert "s3cret" not in repr(limiter)
+    with pytest.raises(deployai.InvalidParameterError) as info:
+        deployai.RedisRateLimiter("redis://127.0.0.1:6390/2?Password=s3cret&socket_timeout=abc")
     assert "s3cret" not in str(info.value)
 
 
@@ -464,6 +477,54 @@ def test_a_request_withdrawn_unsent_no_longer_counts_against_requests_per_minute
         other._acquire_sync(REQUEST, 5)
     other.close()
     assert limiter._courier.admitted == other._courier.admitted == {}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_childs_first_calls_from_several_threads_all_go(
+    redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The child used to restart the limiter at its first use, from whichever thread came first,
+    # setting the process id before replacing the Redis thread: another thread could then ask the
+    # parent's copy of that thread, which does not run in the child, and wait forever. A slow
+    # start (made slow here, off the main thread) widened that gap at will.
+    limiter = deployai.RedisRateLimiter(redis.url, name="fork")
+    limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=1000, limit=1000))  # its thread runs
+    made = _redis_courier.Courier.__init__
+
+    def slow_off_the_main_thread(self: Any, *args: Any) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            time.sleep(0.3)
+        made(self, *args)
+
+    monkeypatch.setattr(_redis_courier.Courier, "__init__", slow_off_the_main_thread)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the limiter's thread is running
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        went = []
+        try:
+
+            def call() -> None:
+                limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=1000, limit=1000))
+                went.append(1)
+
+            threads = [threading.Thread(target=call) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+                time.sleep(0.05)  # the first is inside its start when the others come
+            for thread in threads:
+                thread.join()
+        finally:
+            os._exit(0 if len(went) == 4 else 1)
+    deadline = time.monotonic() + 20
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the child's calls hung")
+        time.sleep(0.05)
+    assert os.waitstatus_to_exitcode(done[1]) == 0
+    limiter.close()
 
 
 def test_a_ticket_given_to_a_task_whose_loop_closed_goes_back(redis: RedisServer) -> None:
