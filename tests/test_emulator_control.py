@@ -167,6 +167,7 @@ def test_a_tool_call_and_stream_faults_can_be_scripted_over_http(raw: httpx.Clie
         ("POST", "replies", [1, 2], 400, "body"),
         ("POST", "faults", {"fault": "explode"}, 400, "fault"),
         ("POST", "faults", {"fault": "fail", "status": 200}, 400, "status"),
+        ("POST", "faults", {"fault": "fail"}, 400, "status"),
         ("POST", "faults", {"fault": "stall", "seconds": 1, "times": 0}, 400, "times"),
         ("POST", "faults", {"fault": "fail", "status": 503, "headers": [["retry-after", "0"]]}, 400, "headers"),
         ("POST", "faults", {"fault": "fail", "status": 503, "headers": {"retry-after": 0}}, 400, "headers"),
@@ -209,6 +210,25 @@ def test_the_official_openai_sdk_gets_replies_scripted_over_http_from_the_loopba
         assert plain.choices[0].message.content == "Plain."
         assert json.loads(arguments) == {"city": "Oslo"}
         assert [e["streamed"] for e in admin.get("/_emulator/requests").json()["data"]] == [False, True]
+
+
+def test_rules_are_numbered_from_1_in_each_emulator_and_again_after_a_reset() -> None:
+    # Numbered across the process, a test's rules were named after those of the tests before it.
+    Emulator().reply("elsewhere")
+    emulator = Emulator()
+    with raw_client(emulator) as raw:
+        assert control(raw, "POST", "replies", {"content": "x"}).json()["id"] == 1
+        assert emulator.fail(503).id == 2
+        control(raw, "POST", "reset", None)
+        assert control(raw, "POST", "replies", {"content": "x"}).json()["id"] == 1
+
+
+def test_the_official_openai_sdk_retrieves_a_model_whose_slash_it_encodes() -> None:
+    with (
+        EmulatorServer(Emulator()) as server,
+        openai.OpenAI(base_url=server.base_url, api_key=TEST_KEY, max_retries=0) as client,
+    ):
+        assert client.models.retrieve("anthropic/claude-3.5-sonnet").id == "anthropic/claude-3.5-sonnet"
 
 
 def test_over_http_a_stall_takes_real_time_even_on_a_virtual_clock() -> None:

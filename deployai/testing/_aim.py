@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -159,10 +160,12 @@ class Scripts(Aim):
         # Reentrant: a `when` predicate may read the emulator (its requests, its rules) while it answers.
         self._lock = threading.RLock()
         self._rules: list[Rule] = []
+        self._rule_ids = itertools.count(1)  # numbered per emulator, again from 1 after a reset
         super().__init__(self._add_rule, Match())
 
     def _add_rule(self, rule: Rule) -> None:
         with self._lock:
+            rule.id = next(self._rule_ids)
             self._rules.append(rule)
 
     def on(

@@ -15,6 +15,7 @@ key and are not recorded.
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
@@ -83,6 +84,9 @@ def _add_fault(emulator: Emulator, spec: Mapping[str, Any]) -> Rule:
     _only(spec, ("fault", *_FAULTS[kind]))
     aim, times = _aim(emulator, spec)
     method: Callable[..., Rule] = getattr(aim, kind)
+    for name, parameter in inspect.signature(method).parameters.items():
+        if parameter.default is parameter.empty and parameter.kind is not parameter.VAR_KEYWORD and name not in spec:
+            raise InvalidParameterError(name, None, f"given: the {kind!r} fault needs it")
     return method(**{name: spec[name] for name in _FAULTS[kind] if name in spec}, times=times)
 
 

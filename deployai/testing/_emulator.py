@@ -11,6 +11,7 @@ replace both. The concerns live in their own modules: `_routing` (auth, endpoint
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections import deque
@@ -122,6 +123,7 @@ class Emulator(Scripts, RequestLog, Adapters):
             if self._limits is not None:
                 self._limits.clear()
             self._rules.clear()
+            self._rule_ids = itertools.count(1)
             self._requests.clear()
             self._request_count = 0
 

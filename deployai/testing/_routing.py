@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias
@@ -50,7 +51,8 @@ def find_route(method: str, path: str, headers: list[tuple[str, str]]) -> Route 
     known = _PATHS.get(path.rstrip("/"))
     model_id = None
     if known is None and path.startswith(_MODEL_PREFIX) and len(path) > len(_MODEL_PREFIX):
-        known, model_id = ("GET", "model"), path[len(_MODEL_PREFIX) :]
+        # The official openai SDK sends `openai%2Fgpt-4o` where this SDK sends `openai/gpt-4o`.
+        known, model_id = ("GET", "model"), urllib.parse.unquote(path[len(_MODEL_PREFIX) :])
     if known is None:
         return error_draft(404, f"Unknown endpoint: {method} {path}.", headers, code="unknown_url")
     allowed, name = known

@@ -8,7 +8,6 @@ so "the next request" scripts still go first.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -172,9 +171,6 @@ class Match:
         return ", ".join(parts) or "any request"
 
 
-_rule_ids = itertools.count(1)
-
-
 @dataclass(eq=False, slots=True)
 class Rule:
     """A scripted reply or fault, what it is for, and how often it was used.
@@ -184,14 +180,14 @@ class Rule:
         match: which requests it is for.
         times: how many requests it answers in all (None: every matching request).
         hits: how many requests it has answered so far.
-        id: a number naming it (in the `/_emulator/` HTTP API too).
+        id: a number naming it, from 1 in each emulator (in the `/_emulator/` HTTP API too).
     """
 
     action: Reply | Fault
     match: Match
     times: int | None
     hits: int = 0
-    id: int = field(default_factory=lambda: next(_rule_ids))
+    id: int = 0  # numbered by the emulator it is added to
 
     @property
     def remaining(self) -> int | None:
