@@ -385,10 +385,25 @@ def read_error_body(response: httpx.Response) -> tuple[object, str]:
         # "<"); a body nested deeper than the parser recurses raises RecursionError, not ValueError.
         body: object = json.loads(text)
     except (ValueError, RecursionError):
-        trimmed = trim_text(text)
-        return trimmed, trimmed or unreadable
+        body = _event_data(text)  # an error status answered as an event stream, to a stream
+        if body is None:
+            trimmed = trim_text(text)
+            return trimmed, trimmed or unreadable
     message = _message_from_json(body)
     return body, trim_text(message if message is not None else text) or unreadable
+
+
+def _event_data(text: str) -> object:
+    """The JSON of the first `data:` line of an event stream's text; None when it has none."""
+    if not text.startswith(("data:", "event:", ":")):
+        return None
+    for line in text.splitlines():
+        if line.startswith("data:"):
+            try:
+                return json.loads(line[5:])
+            except (ValueError, RecursionError):
+                return None
+    return None
 
 
 _MAX_SCRUB_DEPTH = 32
@@ -447,7 +462,7 @@ def make_status_error(response: httpx.Response, *, retry_after: float | None = N
 
 
 def make_stream_error(response: httpx.Response, payload: object) -> APIStatusError:
-    """Build the typed error for an error sent as an event in the middle of a stream."""
+    """Build the typed error for an error the server sent in a success: an event of a stream, or a 200's body."""
     error = payload.get("error", payload) if isinstance(payload, dict) else payload
     status = 500
     if isinstance(error, dict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import httpx
 from pydantic import ValidationError
 
-from ._exceptions import make_validation_error
+from ._exceptions import make_stream_error, make_validation_error
 from ._meta import ResponseInfo, ResponseMeta
 
 if TYPE_CHECKING:
@@ -34,9 +35,29 @@ def parse_result(response: httpx.Response, cast_to: type[_R], meta: ResponseMeta
     try:
         result: _R = cast_to.__pydantic_validator__.validate_json(content)
     except ValidationError:
-        raise make_validation_error(response, cast_to.__name__) from None
+        result = _second_look(response, content, cast_to)
     result.__pydantic_private__["_meta"] = meta  # type: ignore[index]
     return result
+
+
+def _second_look(response: httpx.Response, content: bytes, cast_to: type[_R]) -> _R:
+    """The result of a body pydantic's JSON parser refused, read again by `json.loads`.
+
+    Valid JSON it does not take (an escaped lone surrogate: text a server cut in the middle of an
+    emoji) is still the answer. An error the body reports is raised as that error (as in a stream);
+    anything else is a validation error.
+    """
+    payload = None
+    try:
+        payload = json.loads(content)
+        result: _R = cast_to.__pydantic_validator__.validate_python(payload)
+    except (ValueError, RecursionError):  # ValidationError is a ValueError
+        pass
+    else:
+        return result
+    if isinstance(payload, dict) and "choices" not in payload and isinstance(payload.get("error"), dict):
+        raise make_stream_error(response, payload) from None
+    raise make_validation_error(response, cast_to.__name__) from None
 
 
 class RawResponse(ResponseInfo, Generic[_T]):

@@ -184,7 +184,12 @@ class _ChoiceState:
         calls = self.calls if self.calls is not None else {}
         self.calls = calls
         for piece in pieces:
-            call = calls.setdefault(piece.index, {"id": "", "type": "function", "name": "", "args": []})
+            index = piece.index
+            if "index" not in piece.__pydantic_fields_set__:  # a server that numbers no calls
+                index = max(calls, default=0)
+                if piece.id and calls.get(index, {}).get("id") not in ("", piece.id):
+                    index += 1  # a new id: the next call
+            call = calls.setdefault(index, {"id": "", "type": "function", "name": "", "args": []})
             if piece.id:
                 call["id"] = piece.id
             if piece.type:
@@ -262,10 +267,11 @@ class ChunkDecoder(Generic[_T]):
             the completion's.
     """
 
-    __slots__ = ("_validate", "choices", "count", "done", "first", "usage")
+    __slots__ = ("_validate", "_validate_parsed", "choices", "count", "done", "first", "usage")
 
     def __init__(self, chunk_type: type[_T]) -> None:
         self._validate = chunk_type.__pydantic_validator__.validate_json
+        self._validate_parsed = chunk_type.__pydantic_validator__.validate_python
         self.done = False
         self.count = 0
         self.first: _T | None = None
@@ -296,9 +302,12 @@ class ChunkDecoder(Generic[_T]):
             payload = _loads_or_text(data)
             if isinstance(payload, dict) and payload.get("error") is not None:
                 raise ErrorEvent(payload) from None
-            if event and event != "message":
-                return None  # an event of another kind (a keep-alive `ping`, say): not part of the answer
-            raise InvalidEvent(data, "chat completion chunk") from None
+            try:  # valid JSON that pydantic's parser does not take: an escaped lone surrogate
+                chunk = self._validate_parsed(payload)
+            except ValidationError:
+                if event and event != "message":
+                    return None  # an event of another kind (a keep-alive `ping`, say): not part of the answer
+                raise InvalidEvent(data, "chat completion chunk") from None
         extra = chunk.__pydantic_extra__
         if extra and extra.get("error") is not None:  # some servers write `"error": null` in every chunk
             raise ErrorEvent({"error": extra["error"]})

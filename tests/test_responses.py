@@ -56,6 +56,38 @@ def test_missing_optional_fields_are_none(make_client: ClientFactory, httpx_mock
     assert completion.system_fingerprint is None
 
 
+def test_a_200_whose_body_is_an_error_raises_that_error_as_a_stream_would(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    httpx_mock.add_response(json={"error": {"message": "provider overloaded", "code": 503}})
+    with pytest.raises(deployai.ServiceUnavailableError, match="provider overloaded"):
+        make_client(max_retries=0).chat.completions.create(model="openai/gpt-4o", messages=user())
+    httpx_mock.add_response(json={"error": None, "id": "x"})  # no error in it: still not a completion
+    with pytest.raises(deployai.APIResponseValidationError):
+        make_client(max_retries=0).chat.completions.create(model="openai/gpt-4o", messages=user())
+
+
+def test_an_error_status_answered_as_an_event_stream_gives_the_servers_message(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    body = b'data: {"error": {"message": "slow down", "type": "rate_limit_error"}}\n\n'
+    httpx_mock.add_response(status_code=429, content=body, headers={"content-type": "text/event-stream"})
+    client = make_client(max_retries=0)
+    with pytest.raises(deployai.RateLimitError) as info:
+        client.chat.completions.create(model="openai/gpt-4o", messages=user(), stream=True)
+    assert info.value.message == "slow down"
+
+
+def test_answers_json_clients_take_are_taken(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    body = completion_json("Hi \ud83d")  # an emoji cut in half by max_tokens, as a JS server writes it
+    del body["usage"]["total_tokens"]
+    httpx_mock.add_response(content=json.dumps(body).encode(), headers={"content-type": "application/json"})
+    completion = make_client().chat.completions.create(model="openai/gpt-4o", messages=user())
+    assert completion.choices[0].message.content == "Hi \ud83d"
+    assert completion.usage is not None
+    assert completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens > 0
+
+
 def test_rate_limit_and_request_id_are_read_only_attributes_not_fields(
     make_client: ClientFactory, httpx_mock: HTTPXMock
 ) -> None:

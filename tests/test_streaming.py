@@ -310,6 +310,33 @@ def test_final_completion_keeps_what_a_provider_adds_as_the_whole_answer_would(
     assert choice.logprobs == {"content": [{"token": "4", "logprob": -0.5}, {"token": "!", "logprob": -0.5}]}
 
 
+def test_pieces_some_servers_shorten_still_add_up(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    # No `index` on tool-call pieces (a new id starts the next call), a last choice without `delta`,
+    # usage without `total_tokens`, and an escaped lone surrogate (text cut in an emoji).
+    def call(**piece: Any) -> bytes:
+        return event(chunk(tool_calls=[piece]))
+
+    pieces = [
+        event(chunk("Hi \ud83d")),
+        call(id="c1", type="function", function={"name": "get_weather", "arguments": '{"city":'}),
+        call(function={"arguments": ' "Oslo"}'}),
+        call(id="c2", type="function", function={"name": "get_time", "arguments": "{}"}),
+        event({**chunk(), "choices": [{"index": 0, "finish_reason": "tool_calls"}]}),
+        event({**chunk(), "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4}}),
+        DONE,
+    ]
+    add_stream(httpx_mock, pieces)
+    with stream_of(make_client()) as stream:
+        final = stream.get_final_completion()
+    message = final.choices[0].message
+    assert message.content == "Hi \ud83d"
+    assert [(c.id, c.function.name, c.function.arguments) for c in message.tool_calls or []] == [
+        ("c1", "get_weather", '{"city": "Oslo"}'),
+        ("c2", "get_time", "{}"),
+    ]
+    assert (final.choices[0].finish_reason, final.usage and final.usage.total_tokens) == ("tool_calls", 7)
+
+
 def test_final_completion_of_a_broken_stream_raises(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
     add_stream(httpx_mock, hello_stream()[:2])
     with stream_of(make_client()) as stream, pytest.raises(deployai.APIConnectionError):

@@ -7,7 +7,7 @@ import warnings
 from collections.abc import Mapping, Set
 from typing import Any, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.warnings import PydanticDeprecatedSince20
 from typing_extensions import NotRequired, Required, Self, TypedDict, deprecated
 
@@ -250,11 +250,16 @@ ChatCompletionMessageParam: TypeAlias = (
 
 
 class Usage(DeployAIModel):
-    """Token counts of a completion."""
+    """Token counts of a completion (`total_tokens` is the sum of the others when a server leaves it out)."""
 
     prompt_tokens: int
     completion_tokens: int
-    total_tokens: int
+    total_tokens: int = 0
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Count `total_tokens` when the server did not send it."""
+        if "total_tokens" not in self.__pydantic_fields_set__:
+            self.total_tokens = self.prompt_tokens + self.completion_tokens
 
 
 class ChatCompletionMessage(DeployAIModel):
@@ -295,9 +300,13 @@ class ChoiceDeltaFunctionCall(DeployAIModel):
 
 
 class ChoiceDeltaToolCall(DeployAIModel):
-    """A piece of a streamed tool call; pieces with the same `index` belong to one call."""
+    """A piece of a streamed tool call; pieces with the same `index` belong to one call.
 
-    index: int
+    Some servers leave `index` out (it is then 0 here); `get_final_completion()` then takes a piece
+    with a new `id` as the start of the next call.
+    """
+
+    index: int = 0
     id: str | None = None
     type: Literal["function"] | str | None = None
     function: ChoiceDeltaFunctionCall | None = None
@@ -316,7 +325,7 @@ class ChunkChoice(DeployAIModel):
     """One choice's part of a stream chunk."""
 
     index: int
-    delta: ChoiceDelta
+    delta: ChoiceDelta = Field(default_factory=ChoiceDelta)  # some servers leave an empty one out
     finish_reason: FinishReason | None = None
     logprobs: dict[str, Any] | None = None
 
