@@ -178,6 +178,28 @@ def test_every_documented_parameter_is_passed_on(make_client: ClientFactory, htt
     assert sent == {"model": "openai/gpt-4o", "messages": user(), **arguments}
 
 
+@pytest.mark.parametrize(
+    ("make", "as_dict"),
+    [
+        (lambda: AssistantMessage(), {"role": "assistant"}),
+        (lambda: AssistantMessage(tool_calls=[]), {"role": "assistant", "tool_calls": []}),
+        (lambda: UserMessage(content=[]), {"role": "user", "content": []}),
+        (lambda: SystemMessage(content=[]), {"role": "system", "content": []}),
+        (lambda: ToolMessage(content=[], tool_call_id="c"), {"role": "tool", "content": [], "tool_call_id": "c"}),
+    ],
+)
+def test_a_message_model_is_refused_where_the_same_dict_is(
+    make: Callable[[], Any], as_dict: dict[str, Any], make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    # "Valid by construction" was true only of the fields' types: these went out as models.
+    client = make_client()
+    with pytest.raises(deployai.InvalidParameterError):
+        client.chat.completions.create(model="openai/gpt-4o", messages=[as_dict])
+    with pytest.raises(pydantic.ValidationError):
+        make()
+    assert httpx_mock.get_requests() == []
+
+
 def test_message_models_and_content_parts_are_sent_as_json(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(json=completion_json())
     call = MessageToolCall(id="call_1", function=FunctionCall(name="add", arguments='{"a": 1}'))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import copy as _copy
 import warnings
 from collections.abc import Mapping, Set
-from typing import Any, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.warnings import PydanticDeprecatedSince20
 from typing_extensions import NotRequired, Required, Self, TypedDict, deprecated
 
@@ -204,7 +204,7 @@ class SystemMessage(_Message):
     """A system message: instructions for the assistant."""
 
     role: Literal["system"] = "system"
-    content: str | list[TextContentPart]
+    content: str | Annotated[list[TextContentPart], Field(min_length=1)]
     name: str | None = None
 
 
@@ -212,7 +212,7 @@ class UserMessage(_Message):
     """A user message: text, or a list of text and image parts."""
 
     role: Literal["user"] = "user"
-    content: str | list[TextContentPart | ImageContentPart]
+    content: str | Annotated[list[TextContentPart | ImageContentPart], Field(min_length=1)]
     name: str | None = None
 
 
@@ -220,16 +220,22 @@ class AssistantMessage(_Message):
     """An earlier assistant message in the conversation: text, tool calls, or both."""
 
     role: Literal["assistant"] = "assistant"
-    content: str | list[TextContentPart] | None = None
+    content: str | Annotated[list[TextContentPart], Field(min_length=1)] | None = None
     tool_calls: list[MessageToolCall] | None = None
     name: str | None = None
+
+    @model_validator(mode="after")
+    def _says_something(self) -> Self:
+        if self.content is None and not self.tool_calls:
+            raise ValueError("an assistant message needs content, tool_calls, or both")
+        return self
 
 
 class ToolMessage(_Message):
     """The result of a tool call, sent back to the model."""
 
     role: Literal["tool"] = "tool"
-    content: str | list[TextContentPart]
+    content: str | Annotated[list[TextContentPart], Field(min_length=1)]
     tool_call_id: str
 
 
