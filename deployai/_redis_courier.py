@@ -6,6 +6,7 @@ and it does the round trips, so that neither threads nor event loops wait on a s
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 import math
@@ -242,9 +243,10 @@ class Courier:
             return
         pacing.admitted[ticket] = at
         sent = pacing.sent
-        if at not in sent:  # read back from Redis, where it is kept by its second, rounded up
-            with contextlib.suppress(ValueError):  # a minute old already
-                sent[sent.index(math.ceil(at))] = at
+        if at not in sent:  # read back from Redis, where it is kept rounded up (at most to a tenth of a second)
+            kept = bisect.bisect_left(sent, at)
+            if kept < len(sent) and sent[kept] - at <= 0.1:  # else a minute old already
+                sent[kept] = at
 
     def _settled(self, answers: list[tuple[int, Answer]], ticket: int, now: float) -> None:
         """The round that settled `answers` and gave out `ticket` (0: none) at `now` took effect."""

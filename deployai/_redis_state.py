@@ -140,17 +140,24 @@ def _pair(entry: object, first: type | tuple[type, ...], second: type | tuple[ty
     return isinstance(tail, (int, float)) and tail >= 0
 
 
-def _buckets(sent: deque[float]) -> list[list[Any]]:
-    """The send times of the last minute (for `requests_per_minute`) as [second, count] pairs.
+# Send times are kept to the millisecond while there are at most `_MOST_PAIRS` of them in the minute,
+# and to the tenth of a second beyond: the state then holds at most 600 pairs, whatever the rate.
+_MOST_PAIRS: Final = 600
 
-    Each time is rounded up to the next whole second: the state stays at most 60 pairs whatever the
-    rate, and a send counts a little longer than it happened (waits err long, never short).
+
+def _buckets(sent: deque[float]) -> list[list[Any]]:
+    """The send times of the last minute (for `requests_per_minute`) as [time, count] pairs.
+
+    Each time is rounded up to its step (see `_MOST_PAIRS`): a send counts a little longer than it
+    happened (waits err long, never short), and by a millisecond while the sends are few, so that a
+    caller whose wait is about as long as it may wait is not refused over the rounding.
     """
+    per_second = 1000 if len(sent) <= _MOST_PAIRS else 10
     pairs: list[list[Any]] = []
     for at in sent:
-        second = math.ceil(at)
-        if pairs and pairs[-1][0] == second:
+        moment = math.ceil(at * per_second) / per_second
+        if pairs and pairs[-1][0] == moment:
             pairs[-1][1] += 1
         else:
-            pairs.append([second, 1])
+            pairs.append([moment, 1])
     return pairs

@@ -527,6 +527,43 @@ def test_a_forked_childs_first_calls_from_several_threads_all_go(
     limiter.close()
 
 
+def test_a_caller_a_minute_of_sends_behind_waits_its_minute_out_rather_than_being_refused(
+    redis: RedisServer,
+) -> None:
+    # Sends were kept by the second, rounded up: the third caller under requests_per_minute=2 was
+    # told 60.x s, longer than the default max_retry_wait of 60 s, and refused at once (in every
+    # process sharing the budget), where a `RateLimiter` holds it for the minute.
+    limiter = deployai.RedisRateLimiter(redis.url, name="minute", requests_per_minute=2)
+    for _ in range(2):
+        limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=1000, limit=1000))
+    until(lambda: limiter._courier.own == 0, "both answers were written")
+
+    class StoppedError(Exception):
+        pass
+
+    stop = threading.Event()
+    outcome: list[BaseException] = []
+
+    def check(_: object) -> None:
+        if stop.is_set():
+            raise StoppedError
+
+    def third() -> None:
+        try:
+            limiter._acquire_sync(REQUEST, 60.0, check, owner=stop)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=third)
+    thread.start()
+    until(lambda: limiter.waiting == 1 or outcome, "the third caller queued or was refused")
+    stop.set()
+    limiter._wake_all(stop)
+    thread.join(10)
+    assert [type(exc) for exc in outcome] == [StoppedError]  # it was waiting, not refused
+    limiter.close()
+
+
 def test_a_ticket_given_to_a_task_whose_loop_closed_goes_back(redis: RedisServer) -> None:
     import redis as redis_py
 
