@@ -511,6 +511,19 @@ def endpoint_url(base_url: str, path: str) -> httpx.URL:
     return httpx.URL(base_url + path)
 
 
+def as_lists(body: dict[str, Any]) -> None:
+    """Make the list parameters of `body` that were given as other iterables (a tuple, a generator) lists."""
+    for key in _LIST_PARAMS:
+        value = body.get(key)
+        if value is not None and not isinstance(value, (list, str, bytes, Mapping)) and isinstance(value, Iterable):
+            body[key] = list(value)
+
+
+def as_json(model: BaseModel) -> Any:
+    """What `create` writes for a model among its parameters (a message model: the message's dict)."""
+    return _json_default(model)
+
+
 def build_chat_request(options: ClientOptions, endpoint: Endpoint[Any], params: Mapping[str, Any]) -> PreparedRequest:
     """Validate `chat.completions.create` arguments and build the request, before any byte is sent."""
     if not params.keys() <= _KNOWN:
@@ -519,10 +532,7 @@ def build_chat_request(options: ClientOptions, endpoint: Endpoint[Any], params: 
         missing = sorted({"model", "messages"} - params.keys())
         raise TypeError(f"{endpoint.name}() missing required keyword argument(s): " + ", ".join(map(repr, missing)))
     body = {key: value for key, value in params.items() if key in CHAT_PARAMS and not isinstance(value, NotGiven)}
-    for key in _LIST_PARAMS:
-        value = body.get(key)
-        if value is not None and not isinstance(value, (list, str, bytes, Mapping)) and isinstance(value, Iterable):
-            body[key] = list(value)
+    as_lists(body)
     messages = body["messages"]  # `extra_body` may replace them: then they are not what was checked
     only_models = check_chat_params(body)
     extra_body = params.get("extra_body")

@@ -75,6 +75,22 @@ def test_bad_values_raise_the_same_error_as_create(bad: dict[str, Any]) -> None:
     assert from_model.value.param == from_create.value.param
 
 
+def test_it_takes_what_create_takes_and_dumps_what_create_sends() -> None:
+    # A tuple of messages and message models: `create` takes both; this raised for them.
+    from deployai.types import AssistantMessage, MessageToolCall, UserMessage
+
+    call = MessageToolCall(id="c1", function={"name": "f", "arguments": "{}"})
+    messages = (UserMessage(content="Hi"), AssistantMessage(tool_calls=[call]), {"role": "user", "content": "Go"})
+    dump = ChatCompletionRequest(model=MODEL, messages=messages).model_dump(exclude_unset=True)
+    assert json.dumps(dump, separators=(",", ":")).encode() == body_sent(model=MODEL, messages=messages)
+
+
+@pytest.mark.parametrize("line", ['{"model": "openai/gpt-4o", "messages": [', "", "[1, 2]", b"\xff"])
+def test_a_line_that_is_not_a_json_request_is_an_invalid_parameter(line: str | bytes) -> None:
+    with pytest.raises(deployai.InvalidParameterError):
+        ChatCompletionRequest.model_validate_json(line)
+
+
 def test_an_unknown_name_is_a_type_error_with_a_suggestion() -> None:
     with pytest.raises(TypeError, match="did you mean 'temperature'"):
         ChatCompletionRequest(model=MODEL, messages=user(), temprature=1)

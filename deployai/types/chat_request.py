@@ -9,18 +9,27 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 from typing_extensions import Self
 
-from .._request import CHAT_PARAMS, check_chat_params, unknown_params
+from .._exceptions import InvalidParameterError
+from .._request import CHAT_PARAMS, as_json, as_lists, check_chat_params, unknown_params
 from .._types import NotGiven
 
 __all__ = ["ChatCompletionRequest"]
 
 
 def _checked(data: Mapping[str, Any]) -> dict[str, Any]:
-    """The parameters, refused by the very rules `create` applies (`InvalidParameterError`, `TypeError`)."""
+    """The parameters, refused by the very rules `create` applies (`InvalidParameterError`, `TypeError`).
+
+    What `create` takes, this takes: a tuple (or any iterable) of messages, and message models,
+    which become the dicts `create` would send for them.
+    """
     if not data.keys() <= CHAT_PARAMS:
         raise unknown_params("ChatCompletionRequest", data, CHAT_PARAMS)
     params = {key: value for key, value in data.items() if not isinstance(value, NotGiven)}
+    as_lists(params)
     check_chat_params(params)
+    messages: list[Any] = params["messages"]  # a non-empty list: checked
+    if any(isinstance(message, BaseModel) for message in messages):
+        params["messages"] = [as_json(message) if isinstance(message, BaseModel) else message for message in messages]
     return params
 
 
@@ -33,7 +42,8 @@ class ChatCompletionRequest(BaseModel):
     exactly the JSON body `create` sends for it, so a service can queue, log and replay requests
     (one per line of a JSON Lines file), and `create_many` takes these as well as keyword dicts. Call
     options (`timeout`, `total_timeout`, `extra_headers`, `extra_query`, `extra_body`) are not part of
-    it: give them to the call. Messages and tools are plain dicts here.
+    it: give them to the call. Messages and tools are plain dicts here (message models given to it
+    become the dicts `create` sends for them).
 
     ```python
     request = ChatCompletionRequest(model="openai/gpt-4o", messages=[{"role": "user", "content": "Hi"}])
@@ -74,9 +84,17 @@ class ChatCompletionRequest(BaseModel):
         """Check `obj` (a mapping of parameters) as `create` would, then build the model."""
         if isinstance(obj, Mapping):
             obj = _checked(obj)
+        elif not isinstance(obj, cls):
+            raise InvalidParameterError("request", type(obj).__name__, "a mapping of create() parameters")
         return super().model_validate(obj, *args, **kwargs)
 
     @classmethod
     def model_validate_json(cls, json_data: str | bytes | bytearray, *args: Any, **kwargs: Any) -> Self:
         """Read a request back from JSON (a line of a JSON Lines file), checked as `create` would check it."""
-        return cls.model_validate(json.loads(json_data), *args, **kwargs)
+        try:
+            data = json.loads(json_data)
+        except (ValueError, TypeError, RecursionError) as exc:  # TypeError: not str or bytes
+            raise InvalidParameterError(
+                "json_data", json_data, f"a JSON object of request parameters ({exc})"
+            ) from None
+        return cls.model_validate(data, *args, **kwargs)
