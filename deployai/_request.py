@@ -254,8 +254,38 @@ def encode_json(body: object) -> bytes:
         return _encode(body).encode("utf-8")
     except RecursionError:
         raise InvalidParameterError("body", type(body).__name__, "JSON nested less deeply") from None
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800"), which UTF-8 cannot carry
+        where, text = _unencodable(body, "")
+        raise InvalidParameterError(where or "body", text, "text without lone surrogates (U+D800 to U+DFFF)") from None
     except (TypeError, ValueError) as exc:
         raise InvalidParameterError("body", type(body).__name__, f"JSON-serializable values ({exc})") from None
+
+
+def _unencodable(value: object, where: str, depth: int = 0) -> tuple[str, str | None]:
+    """Where in `value` the first string UTF-8 cannot encode is (`messages[1].content`), and the string."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where, value
+        return "", None
+    if depth > 64:
+        return "", None
+    if isinstance(value, BaseModel):
+        value = _json_default(value)
+    if isinstance(value, Mapping):
+        items: Iterable[tuple[str, object]] = (
+            (f"{where}.{key}" if where else str(key), item) for key, item in value.items()
+        )
+    elif isinstance(value, (list, tuple)):
+        items = ((f"{where}[{i}]", item) for i, item in enumerate(value))
+    else:
+        return "", None
+    for place, item in items:
+        found = _unencodable(item, place, depth + 1)
+        if found[1] is not None:
+            return found
+    return "", None
 
 
 # From this many messages on, a list of messages that holds only strings is encoded by pydantic-core

@@ -408,6 +408,20 @@ def _text_message(draw: st.DrawFn, spoiler: bool = False) -> Any:
     return _MESSAGE_MODELS[role].model_construct(**{**fields, "name": odd})  # past validation
 
 
+@pytest.mark.parametrize("count", [2, 20])  # alone, and among enough messages to be encoded in bulk
+@pytest.mark.parametrize("as_model", [False, True])
+def test_a_lone_surrogate_is_refused_naming_where_it_is(
+    count: int, as_model: bool, make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    messages: list[Any] = [{"role": "user", "content": "fine"} for _ in range(count)]
+    bad = "half an emoji \ud83d"
+    messages[1] = UserMessage(content=bad) if as_model else {"role": "user", "content": bad}
+    with pytest.raises(deployai.InvalidParameterError) as info:
+        make_client().chat.completions.create(model="openai/gpt-4o", messages=messages)
+    assert (info.value.param, info.value.value) == ("messages[1].content", bad)
+    assert httpx_mock.get_requests() == []
+
+
 def _same_bytes_or_error_from(make: Callable[[], dict[str, Any]]) -> None:
     """As `_same_bytes_or_error`, each encoder given a body of its own (for bodies read as they are written)."""
     with warnings.catch_warnings():
