@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 from pydantic import ValidationError
 
 if TYPE_CHECKING:  # the models are loaded with the first stream's chunk type (see deployai/__init__.py)
-    from .types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage, ChoiceDeltaToolCall, Usage
+    from .types.chat import (
+        ChatCompletion,
+        ChatCompletionChunk,
+        ChatCompletionMessage,
+        ChoiceDelta,
+        ChoiceDeltaToolCall,
+        Usage,
+    )
 
 __all__ = ["DONE", "ChunkDecoder", "ErrorEvent", "EventParser", "InvalidEvent"]
 
@@ -174,8 +181,19 @@ class _ChoiceState:
         self.extra: dict[str, Any] | None = None  # fields a provider adds to the delta (`reasoning_content`)
         self.logprobs: dict[str, Any] | None = None
 
-    def add_extra(self, fields: dict[str, Any]) -> None:
-        self.extra = _merged(self.extra, fields)
+    def add(self, delta: ChoiceDelta) -> None:
+        """What a delta adds besides its text: a role, tool calls, a refusal, a provider's own fields."""
+        if delta.role:
+            self.role = delta.role
+        if delta.tool_calls:
+            self.add_tool_calls(delta.tool_calls)
+        if delta.refusal:
+            if self.refusal is None:
+                self.refusal = []
+            self.refusal.append(delta.refusal)
+        extra = delta.__pydantic_extra__
+        if extra:
+            self.extra = _merged(self.extra, extra)
 
     def add_logprobs(self, logprobs: dict[str, Any]) -> None:
         self.logprobs = _merged(self.logprobs, logprobs)
@@ -322,21 +340,15 @@ class ChunkDecoder(Generic[_T]):
             if state is None:
                 state = self.choices[choice.index] = _ChoiceState()
             delta = choice.delta
-            if delta.content:
-                state.text.append(delta.content)
-            if delta.role:
-                state.role = delta.role
-            if delta.tool_calls:
-                state.add_tool_calls(delta.tool_calls)
-            if delta.refusal:
-                if state.refusal is None:
-                    state.refusal = []
-                state.refusal.append(delta.refusal)
+            content = delta.content
+            if content:
+                state.text.append(content)
+            # Most deltas carry their text alone: the other fields are looked at only when given.
+            given = delta.__pydantic_fields_set__
+            if len(given) > 1 or (given and content is None):
+                state.add(delta)
             if choice.finish_reason is not None:
                 state.finish_reason = choice.finish_reason
-            extra = delta.__pydantic_extra__
-            if extra:
-                state.add_extra(extra)
             if choice.logprobs:
                 state.add_logprobs(choice.logprobs)
         return chunk
