@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # the models are loaded with the first stream's chunk type (s
         Usage,
     )
 
-__all__ = ["DONE", "ChunkDecoder", "ErrorEvent", "EventParser", "InvalidEvent"]
+__all__ = ["DONE", "ChunkDecoder", "ErrorEvent", "EventParser", "InvalidEvent", "with_total_tokens"]
 
 DONE = "[DONE]"
 """The data of the event that ends a stream."""
@@ -158,6 +158,17 @@ class EventParser:
             data = b"\n".join(self._data).decode("utf-8", "replace")
             events.append((self._event.decode("utf-8", "replace"), data))
             self._event, self._data = b"", []
+
+
+def with_total_tokens(payload: Any) -> Any:
+    """`payload` with `usage.total_tokens` counted when a server left it out (as some gateways do)."""
+    if isinstance(payload, dict):
+        usage = payload.get("usage")
+        if isinstance(usage, dict) and "total_tokens" not in usage:
+            prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+            if type(prompt) is int and type(completion) is int:
+                return {**payload, "usage": {**usage, "total_tokens": prompt + completion}}
+    return payload
 
 
 def _loads_or_text(data: str) -> Any:
@@ -320,8 +331,8 @@ class ChunkDecoder(Generic[_T]):
             payload = _loads_or_text(data)
             if isinstance(payload, dict) and payload.get("error") is not None:
                 raise ErrorEvent(payload) from None
-            try:  # valid JSON that pydantic's parser does not take: an escaped lone surrogate
-                chunk = self._validate_parsed(payload)
+            try:  # valid JSON that pydantic's parser does not take (a lone surrogate), usage without its total
+                chunk = self._validate_parsed(with_total_tokens(payload))
             except ValidationError:
                 if event and event != "message":
                     return None  # an event of another kind (a keep-alive `ping`, say): not part of the answer

@@ -260,12 +260,7 @@ class Usage(DeployAIModel):
 
     prompt_tokens: int
     completion_tokens: int
-    total_tokens: int = 0
-
-    def model_post_init(self, context: Any, /) -> None:
-        """Count `total_tokens` when the server did not send it."""
-        if "total_tokens" not in self.__pydantic_fields_set__:
-            self.total_tokens = self.prompt_tokens + self.completion_tokens
+    total_tokens: int
 
 
 class ChatCompletionMessage(DeployAIModel):
