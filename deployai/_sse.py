@@ -252,7 +252,13 @@ class _ChoiceState:
 def _whole(fields: dict[str, Any] | None) -> dict[str, Any] | None:
     if fields is None:
         return None
-    return {name: "".join(value) if isinstance(value, _Pieces) else value for name, value in fields.items()}
+    return {name: _joined(value) for name, value in fields.items()}
+
+
+def _joined(value: Any) -> Any:
+    if isinstance(value, _Pieces):
+        return "".join(value)
+    return _whole(value) if isinstance(value, dict) else value
 
 
 class _Pieces(list[str]):
@@ -262,7 +268,7 @@ class _Pieces(list[str]):
 
 
 def _merged(into: dict[str, Any] | None, fields: dict[str, Any]) -> dict[str, Any]:
-    """`into` with the fields of one more delta: text is appended, lists extended, anything else replaced.
+    """`into` with the fields of one more delta: text appended, lists extended, dicts merged alike, else replaced.
 
     That is how the pieces of a streamed answer add up to the whole one: `reasoning_content` arrives
     a piece of text at a time, `logprobs.content` a list of tokens at a time.
@@ -276,6 +282,8 @@ def _merged(into: dict[str, Any] | None, fields: dict[str, Any]) -> dict[str, An
             if not isinstance(known, _Pieces):
                 known = merged[name] = _Pieces()
             known.append(value)
+        elif isinstance(value, dict):  # its fields in pieces too: a legacy `function_call`'s arguments
+            merged[name] = _merged(known if isinstance(known, dict) else None, value)
         elif isinstance(value, list) and isinstance(known, list) and not isinstance(known, _Pieces):
             known.extend(value)
         else:

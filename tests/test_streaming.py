@@ -310,6 +310,20 @@ def test_final_completion_keeps_what_a_provider_adds_as_the_whole_answer_would(
     assert choice.logprobs == {"content": [{"token": "4", "logprob": -0.5}, {"token": "!", "logprob": -0.5}]}
 
 
+def test_a_legacy_function_call_streamed_in_pieces_adds_up(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    pieces = [
+        event(chunk(role="assistant", function_call={"name": "add", "arguments": ""})),
+        event(chunk(function_call={"arguments": '{"a": '})),
+        event(chunk(function_call={"arguments": "1}"})),
+        event(chunk(finish="function_call")),
+        DONE,
+    ]
+    add_stream(httpx_mock, pieces)
+    with stream_of(make_client()) as stream:
+        message = stream.get_final_completion().choices[0].message
+    assert message.model_extra == {"function_call": {"name": "add", "arguments": '{"a": 1}'}}
+
+
 def test_pieces_some_servers_shorten_still_add_up(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
     # No `index` on tool-call pieces (a new id starts the next call), a last choice without `delta`,
     # usage without `total_tokens`, and an escaped lone surrogate (text cut in an emoji).
