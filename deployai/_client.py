@@ -167,8 +167,8 @@ class DeployAI(_BaseClient[SyncHTTP, httpx.Client]):
         api_key: your key (`sk-...`); defaults to the `DEPLOYAI_API_KEY` environment variable.
         base_url: defaults to `DEPLOYAI_BASE_URL`, then `https://api.deployai.dev/v1`.
         timeout: seconds per request, or an `httpx.Timeout`; default 600 s with a 5 s connect timeout.
-        max_retries: retries after connection errors, timeouts, 408, 409, 429, 500, 502, 503 and 504
-            (default 2).
+        max_retries: retries after connection errors, timeouts, 408, 409, 429, 500, 502, 503, 504, 520
+            to 524 and 529, or as the server's `x-should-retry` says (default 2).
         max_retry_wait: a server-requested wait longer than this many seconds (default 60) is not
             slept: the error is raised at once with `retry_after` set.
         default_headers: headers sent with every request.

@@ -53,7 +53,9 @@ MAX_BODY_IN_MESSAGE_CHARS: Final = 500
 # A page's title or first paragraphs are always well inside the first 64 KiB.
 MAX_BODY_EXAMINED_CHARS: Final = 64 * 1024
 
-RETRYABLE_STATUS_CODES: Final = frozenset({408, 409, 429, 500, 502, 503, 504})
+# 520 to 524 are a CDN's (Cloudflare's) word for an origin that failed, dropped or timed out; 529 is
+# "overloaded" (Anthropic's, passed on by gateways that route to it).
+RETRYABLE_STATUS_CODES: Final = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524, 529})
 
 # Rate limiter. Until an answer tells the budget, one request goes out, then one more each interval.
 PROBE_INTERVAL_SECONDS: Final = 1.0

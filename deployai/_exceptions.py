@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx  # at run time too, so that `typing.get_type_hints` resolves the errors' signatures
 
-from ._constants import MAX_BODY_EXAMINED_CHARS, MAX_BODY_IN_MESSAGE_CHARS, RETRYABLE_STATUS_CODES
+from ._constants import MAX_BODY_EXAMINED_CHARS, MAX_BODY_IN_MESSAGE_CHARS
 from ._error_codes import ERROR_NAME_STATUS
 from ._logging import redact
 from ._meta import ResponseInfo, ResponseMeta
@@ -111,9 +111,11 @@ class APIError(DeployAIError):
         message: a readable description.
         request: the request that failed, when there was one.
         retries: how many retries the call made before it raised this error.
+        body: what the server answered (None for an error with no answer, such as a connection error).
     """
 
     retries = 0  # set on the error a call finally raises: how many retries it made before giving up
+    body: object = None  # what the server answered: set by the errors that carry a response
 
     def __init__(self, message: str, *, request: httpx.Request | None = None) -> None:
         super().__init__(message)
@@ -180,7 +182,8 @@ class APIStatusError(_ResponseError):
     Attributes:
         status_code: the HTTP status (for an error event mid-stream, the status its type maps to).
         message: the server's `error.message` when it sent one, else a readable summary of the body.
-        body: the parsed JSON body, or its (trimmed) text when it is not JSON.
+        body: the parsed JSON body (the whole `{"error": {...}}`), or its (trimmed) text when it is not JSON.
+        code, type, param: the fields of the server's error object, or None (as the openai SDK has them).
         request_id: the `x-request-id` header, or None.
         rate_limit: the `RateLimit` reported with the response.
         retry_after: seconds the server asked us to wait before trying again, or None.
@@ -205,6 +208,28 @@ class APIStatusError(_ResponseError):
         request_id = self.request_id
         suffix = f" (request id {request_id})" if request_id else ""
         return f"Error code: {self.status_code} - {self.message}{suffix}"
+
+    @property
+    def code(self) -> str | None:
+        """The error's `code` as the server gave it (`"rate_limit_exceeded"`), or None."""
+        return _error_field(self.body, "code")
+
+    @property
+    def type(self) -> str | None:
+        """The error's `type` as the server gave it (`"invalid_request_error"`), or None."""
+        return _error_field(self.body, "type")
+
+    @property
+    def param(self) -> str | None:
+        """The request parameter the server's error names, or None."""
+        return _error_field(self.body, "param")
+
+
+def _error_field(body: object, name: str) -> str | None:
+    """A field of the error object in `body` (`{"error": {...}}`, or the object itself), as text."""
+    error = body.get("error", body) if isinstance(body, dict) else None
+    value = error.get(name) if isinstance(error, dict) else None
+    return None if value is None or isinstance(value, (dict, list)) else str(value)
 
 
 class BadRequestError(APIStatusError):
@@ -236,7 +261,7 @@ class RateLimitError(APIStatusError):
 
 
 class InternalServerError(APIStatusError):
-    """500 or any other 5xx: something went wrong on the server's side (500, 502, 503 and 504 are retried)."""
+    """500 or any other 5xx: the server failed (500, 502 to 504, 520 to 524 and 529 are retried)."""
 
 
 class ServiceUnavailableError(InternalServerError):
@@ -535,12 +560,16 @@ def is_retryable(exc: BaseException) -> bool:
     """Whether trying the same call again may succeed: the SDK's own retry rule, as a pure function.
 
     True for connection failures and timeouts (not for a request that could not be sent at all) and
-    for the statuses 408, 409, 429, 500, 502, 503 and 504 (an error event in a stream counts with the
-    status it maps to); False for everything else, other libraries' exceptions included. Its shape is
+    for the statuses 408, 409, 429, 500, 502, 503, 504, 520 to 524 and 529 (an error event in a
+    stream counts with the status it maps to), unless the server answered `x-should-retry: false`
+    (or with any status when it answered `x-should-retry: true`); False for everything else, other
+    libraries' exceptions included. Its shape is
     what `stamina.retry(on=...)` and tenacity's `retry_if_exception(...)` take as they are.
     """
     if isinstance(exc, APIStatusError):
-        return exc.status_code in RETRYABLE_STATUS_CODES
+        from ._retry import retryable_status  # here: `_retry` is no dependency of the errors themselves
+
+        return retryable_status(exc.status_code, exc.response.headers)
     return isinstance(exc, APIConnectionError) and exc._sent
 
 

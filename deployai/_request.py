@@ -50,12 +50,18 @@ CHAT_PARAMS: Final = frozenset(
         "stream_options",
         "logprobs",
         "top_logprobs",
+        "parallel_tool_calls",
+        "reasoning_effort",
+        "logit_bias",
+        "metadata",
+        "store",
+        "service_tier",
     }
 )
 CALL_OPTIONS: Final = frozenset({"extra_headers", "extra_query", "extra_body", "timeout", "total_timeout"})
 _KNOWN: Final = CHAT_PARAMS | CALL_OPTIONS
 CHAT_ARGUMENTS: Final = _KNOWN  # every keyword `chat.completions.create` takes
-_LIST_PARAMS: Final = ("messages", "tools")
+_LIST_PARAMS: Final = ("messages", "tools", "stop")
 _GET_OPTIONS: Final = CALL_OPTIONS - {"extra_body"}
 
 
@@ -224,6 +230,25 @@ def check_chat_params(params: Mapping[str, Any]) -> bool:
         and not isinstance(tool_choice, (Mapping, BaseModel))
     ):
         raise InvalidParameterError("tool_choice", tool_choice, "'none', 'auto', 'required' or a dict naming a tool")
+    _of_type("parallel_tool_calls", get("parallel_tool_calls"), bool, "True or False")
+    _of_type("store", get("store"), bool, "True or False")
+    _of_type("reasoning_effort", get("reasoning_effort"), str, "a string such as 'low', 'medium' or 'high'")
+    _of_type("service_tier", get("service_tier"), str, "a string such as 'auto' or 'default'")
+    logit_bias = get("logit_bias")
+    if logit_bias is not None and (
+        not isinstance(logit_bias, Mapping)
+        or not all(
+            isinstance(token, (str, int)) and not isinstance(token, bool) and _is_number(bias) and -100 <= bias <= 100
+            for token, bias in logit_bias.items()
+        )
+    ):
+        raise InvalidParameterError("logit_bias", logit_bias, "a dict of token ids to numbers from -100 to 100")
+    metadata = get("metadata")
+    if metadata is not None and (
+        not isinstance(metadata, Mapping)
+        or not all(isinstance(key, str) and isinstance(value, str) for key, value in metadata.items())
+    ):
+        raise InvalidParameterError("metadata", metadata, "a dict of strings to strings")
     return only_models
 
 

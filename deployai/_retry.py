@@ -127,6 +127,20 @@ class RetryDecision:
     server_wait: float | None = None
 
 
+def retryable_status(status_code: int, headers: Mapping[str, str]) -> bool:
+    """Whether an answer with this status may succeed if sent again.
+
+    The server's `x-should-retry` (`true` or `false`) when it says, else whether the status is one of
+    `RETRYABLE_STATUS_CODES`.
+    """
+    said = headers.get("x-should-retry")
+    if said == "true":
+        return True
+    if said == "false":
+        return False
+    return status_code in RETRYABLE_STATUS_CODES
+
+
 def decide_retry(
     *,
     status_code: int | None,
@@ -138,7 +152,7 @@ def decide_retry(
     random_fraction: float,
 ) -> RetryDecision:
     """Decide whether to retry a failed attempt; `status_code` is None for a connection failure or timeout."""
-    retryable = status_code is None or status_code in RETRYABLE_STATUS_CODES
+    retryable = status_code is None or retryable_status(status_code, headers)
     server_wait = None if status_code is None else server_requested_wait(status_code, headers, now)
     return decide(
         retryable=retryable,

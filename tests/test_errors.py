@@ -45,6 +45,8 @@ def test_status_maps_to_its_class_with_details(
     assert error.rate_limit.remaining == 59
     assert error.response.status_code == status
     assert str(error) == f"Error code: {status} - Something specific (request id req_42)"
+    # The fields of the error object, as the openai SDK's errors have them (handlers port as they are).
+    assert (error.type, error.param, error.code) == ("invalid_request_error", "x", None)
 
 
 def test_service_unavailable_is_an_internal_server_error() -> None:
@@ -110,6 +112,8 @@ def test_transport_failures_are_wrapped(
     assert type(info.value) is cls
     assert info.value.__cause__ is failure
     assert not isinstance(info.value, httpx.HTTPError)
+    assert isinstance(info.value, deployai.APIError)
+    assert info.value.body is None  # no answer: a handler that logs `e.body` for any APIError still runs
 
 
 def test_a_success_body_that_does_not_parse_is_a_validation_error(

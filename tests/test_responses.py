@@ -88,6 +88,29 @@ def test_answers_json_clients_take_are_taken(make_client: ClientFactory, httpx_m
     assert completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens > 0
 
 
+def test_results_are_equal_when_their_data_is(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    # What came with each response (request id, timing) made equal answers unequal.
+    httpx_mock.add_response(json=completion_json(), headers={"x-request-id": "req_1"}, is_reusable=True)
+    client = make_client()
+    first = client.chat.completions.create(model="openai/gpt-4o", messages=user())
+    again = client.chat.completions.create(model="openai/gpt-4o", messages=user())
+    assert first == again == ChatCompletion.model_validate(first.model_dump())
+    assert first != ChatCompletion.model_validate(completion_json("Another answer"))
+
+
+def test_usage_details_are_typed(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    body = completion_json()
+    body["usage"]["prompt_tokens_details"] = {"cached_tokens": 12}
+    body["usage"]["completion_tokens_details"] = {"reasoning_tokens": 5, "audio_tokens": 0}
+    httpx_mock.add_response(json=body)
+    usage = make_client().chat.completions.create(model="openai/gpt-4o", messages=user()).usage
+    assert usage is not None
+    prompt, completion = usage.prompt_tokens_details, usage.completion_tokens_details
+    assert prompt is not None
+    assert completion is not None
+    assert (prompt.cached_tokens, completion.reasoning_tokens) == (12, 5)
+
+
 def test_rate_limit_and_request_id_are_read_only_attributes_not_fields(
     make_client: ClientFactory, httpx_mock: HTTPXMock
 ) -> None:

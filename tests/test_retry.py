@@ -29,9 +29,16 @@ def decide(status: int | None, headers: dict[str, str] | None = None, retry_numb
     )
 
 
-@pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504, None])
+@pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529, None])
 def test_retryable_failures_are_retried(status: int | None) -> None:
     assert decide(status).retry
+
+
+@pytest.mark.parametrize(
+    ("status", "said", "retried"), [(503, "false", False), (400, "true", True), (503, "maybe", True)]
+)
+def test_the_servers_x_should_retry_decides_when_it_says(status: int, said: str, retried: bool) -> None:
+    assert decide(status, {"x-should-retry": said}).retry is retried
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 422, 501, 505])

@@ -184,6 +184,21 @@ def test_results_streams_raw_responses_and_errors_say_how_many_retries_they_took
     assert client.chat.completions.create(model=MODEL, messages=user()).retries == 0
 
 
+def test_an_overloaded_529_is_retried_and_x_should_retry_false_is_not(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float]
+) -> None:
+    from tests.conftest import completion_json
+
+    client = make_client(max_retries=2)
+    httpx_mock.add_response(status_code=529, json={"error": {"type": "overloaded_error", "message": "Overloaded"}})
+    httpx_mock.add_response(json=completion_json())
+    assert client.chat.completions.create(model=MODEL, messages=user()).retries == 1
+    httpx_mock.add_response(status_code=503, headers={"x-should-retry": "false"})
+    with pytest.raises(deployai.ServiceUnavailableError) as info:
+        client.chat.completions.create(model=MODEL, messages=user())
+    assert (info.value.retries, deployai.is_retryable(info.value)) == (0, False)
+
+
 def test_on_retry_is_told_each_retry_its_wait_and_the_error(sleeps: list[float]) -> None:
     emulator = Emulator(rate_limit=1_000_000)
     emulator.fail_next(429, headers={"retry-after": "0"})

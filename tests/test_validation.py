@@ -60,6 +60,13 @@ BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
     ("presence_penalty", {"presence_penalty": 3}, "-2 to 2"),
     ("frequency_penalty", {"frequency_penalty": -2.5}, "-2 to 2"),
     ("top_logprobs", {"top_logprobs": 21}, "0 to 20"),
+    ("parallel_tool_calls", {"parallel_tool_calls": "yes"}, "True or False"),
+    ("store", {"store": 1}, "True or False"),
+    ("reasoning_effort", {"reasoning_effort": 2}, "'low', 'medium' or 'high'"),
+    ("service_tier", {"service_tier": 3}, "'auto' or 'default'"),
+    ("logit_bias", {"logit_bias": {"50256": -101}}, "-100 to 100"),
+    ("logit_bias", {"logit_bias": [50256]}, "-100 to 100"),
+    ("metadata", {"metadata": {"team": 7}}, "strings to strings"),
     ("stop", {"stop": ["a", "b", "c", "d", "e"]}, "1 to 4"),
     ("stop", {"stop": 5}, "string"),
     ("stream", {"stream": "yes"}, "True or False"),
@@ -172,6 +179,12 @@ def test_every_documented_parameter_is_passed_on(make_client: ClientFactory, htt
         "tool_choice": "auto",
         "logprobs": True,
         "top_logprobs": 3,
+        "parallel_tool_calls": False,
+        "reasoning_effort": "low",
+        "logit_bias": {"50256": -100},
+        "metadata": {"team": "search"},
+        "store": False,
+        "service_tier": "auto",
     }
     make_client().chat.completions.create(model="openai/gpt-4o", messages=user(), **arguments)
     sent = json.loads(httpx_mock.get_requests()[0].content)
@@ -198,6 +211,12 @@ def test_a_message_model_is_refused_where_the_same_dict_is(
     with pytest.raises(pydantic.ValidationError):
         make()
     assert httpx_mock.get_requests() == []
+
+
+def test_stop_given_as_a_tuple_is_sent_as_a_list(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(json=completion_json())
+    make_client().chat.completions.create(model="openai/gpt-4o", messages=user(), stop=("END", "STOP"))
+    assert json.loads(httpx_mock.get_requests()[0].content)["stop"] == ["END", "STOP"]
 
 
 def test_message_models_and_content_parts_are_sent_as_json(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:

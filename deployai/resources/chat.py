@@ -97,9 +97,11 @@ class Completions:
             timeout (float | httpx.Timeout): this call's timeout in seconds, instead of the client's.
 
         Also `stop`, `n`, `seed`, `presence_penalty`, `frequency_penalty`, `user`, `response_format`,
-        `tools`, `tool_choice`, `stream_options`, `logprobs` and `top_logprobs`, passed on to the provider
-        as the OpenAI API defines them; and `extra_headers`, `extra_query`, `extra_body`: more headers,
-        query parameters or JSON fields for this call. Every parameter is keyword-only and typed in
+        `tools`, `tool_choice`, `parallel_tool_calls`, `stream_options`, `logprobs`, `top_logprobs`,
+        `logit_bias`, `reasoning_effort`, `metadata`, `store` and `service_tier`, passed on to the
+        provider as the OpenAI API defines them; and `extra_headers`, `extra_query`, `extra_body`: more
+        headers, query parameters or JSON fields for this call (any other parameter goes in
+        `extra_body`). Every parameter is keyword-only and typed in
         `deployai.types.chat_params.CompletionCreateParams`.
 
         A parameter that is not given is not sent. Bad values raise `InvalidParameterError` before any byte

@@ -27,3 +27,13 @@ class APIResult(ResponseInfo, DeployAIModel):
 
     def _response_meta(self) -> ResponseMeta | None:
         return self._meta
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when the data is: what came with the response (request id, timing) is left out."""
+        if not isinstance(other, BaseModel):
+            return NotImplemented
+        return (
+            type(self) is type(other)
+            and self.__dict__ == other.__dict__
+            and self.__pydantic_extra__ == other.__pydantic_extra__
+        )

@@ -255,12 +255,30 @@ ChatCompletionMessageParam: TypeAlias = (
 # Responses
 
 
+class PromptTokensDetails(DeployAIModel):
+    """What the prompt's tokens were, where the provider reports it (OpenAI does)."""
+
+    cached_tokens: int | None = None
+    audio_tokens: int | None = None
+
+
+class CompletionTokensDetails(DeployAIModel):
+    """What the completion's tokens were, where the provider reports it (reasoning models' thinking)."""
+
+    reasoning_tokens: int | None = None
+    audio_tokens: int | None = None
+    accepted_prediction_tokens: int | None = None
+    rejected_prediction_tokens: int | None = None
+
+
 class Usage(DeployAIModel):
     """Token counts of a completion (`total_tokens` is the sum of the others when a server leaves it out)."""
 
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails | None = None
+    completion_tokens_details: CompletionTokensDetails | None = None
 
 
 class ChatCompletionMessage(DeployAIModel):

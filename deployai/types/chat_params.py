@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -24,7 +24,7 @@ class _CommonParams(RequestOptions, total=False):
     max_tokens: int | NotGiven | None
     max_completion_tokens: int | NotGiven | None
     top_p: float | NotGiven | None
-    stop: str | list[str] | NotGiven | None
+    stop: str | Sequence[str] | NotGiven | None
     n: int | NotGiven | None
     seed: int | NotGiven | None
     presence_penalty: float | NotGiven | None
@@ -36,6 +36,12 @@ class _CommonParams(RequestOptions, total=False):
     stream_options: Mapping[str, Any] | NotGiven | None
     logprobs: bool | NotGiven | None
     top_logprobs: int | NotGiven | None
+    parallel_tool_calls: bool | NotGiven | None
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | str | NotGiven | None
+    logit_bias: Mapping[str | int, float] | NotGiven | None
+    metadata: Mapping[str, str] | NotGiven | None
+    store: bool | NotGiven | None
+    service_tier: Literal["auto", "default", "flex", "priority"] | str | NotGiven | None
     extra_body: Mapping[str, Any] | NotGiven | None
 
 

@@ -75,6 +75,12 @@ class ChatCompletionRequest(BaseModel):
     stream_options: dict[str, Any] | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
+    parallel_tool_calls: bool | None = None
+    reasoning_effort: str | None = None
+    logit_bias: dict[str | int, int | float] | None = None
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    service_tier: str | None = None
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**_checked(data))
