@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Literal
+from typing import Literal, overload
 
 from ._base import APIResult
 
@@ -34,5 +34,10 @@ class ModelList(APIResult):
     def __len__(self) -> int:
         return len(self.data)
 
-    def __getitem__(self, index: int) -> Model:
+    @overload
+    def __getitem__(self, index: int) -> Model: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Model]: ...
+    def __getitem__(self, index: int | slice) -> Model | list[Model]:
+        """A model by position, or a list of them for a slice (`models[:3]`)."""
         return self.data[index]

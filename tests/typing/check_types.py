@@ -28,6 +28,9 @@ def sync_client(client: DeployAI, flag: bool) -> None:
     assert_type(client.models.list(), ModelList)
     for model in client.models.list():
         assert_type(model, Model)
+    assert_type(client.models.list()[0], Model)
+    assert_type(client.models.list()[:3], list[Model])
+    assert_type(client.chat.completions.create(model="a/b", messages=[], stop=("END", "STOP")), ChatCompletion)
     assert_type(
         client.chat.completions.with_raw_response.create(model="a/b", messages=[{"role": "user", "content": "Hi"}]),
         RawResponse[ChatCompletion],
