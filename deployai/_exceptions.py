@@ -486,7 +486,7 @@ def make_status_error(response: httpx.Response, *, retry_after: float | None = N
     return cls(message, response=response, body=body, retry_after=retry_after)
 
 
-def make_stream_error(response: httpx.Response, payload: object) -> APIStatusError:
+def make_stream_error(response: httpx.Response, payload: object, *, streamed: bool = True) -> APIStatusError:
     """Build the typed error for an error the server sent in a success: an event of a stream, or a 200's body."""
     error = payload.get("error", payload) if isinstance(payload, dict) else payload
     status = 500
@@ -500,7 +500,8 @@ def make_stream_error(response: httpx.Response, payload: object) -> APIStatusErr
             status = ERROR_NAME_STATUS[code]
         elif isinstance(kind, str) and kind in ERROR_NAME_STATUS:
             status = ERROR_NAME_STATUS[kind]
-    message = trim_text(_message_from_json(payload) or "The server sent an error event in the stream.")
+    default = "The server sent an error event in the stream." if streamed else "The server answered with an error."
+    message = trim_text(_message_from_json(payload) or default)
     message, payload = _scrubbed(response, message, payload, message + repr(payload))
     cls = error_class_for_status(status)
     return cls(message, response=response, body=payload, status_code=status)

@@ -243,9 +243,9 @@ class Courier:
             return
         pacing.admitted[ticket] = at
         sent = pacing.sent
-        if at not in sent:  # read back from Redis, where it is kept rounded up (at most to a tenth of a second)
+        if at not in sent:  # read back from Redis, where it is kept rounded up (at most to the second)
             kept = bisect.bisect_left(sent, at)
-            if kept < len(sent) and sent[kept] - at <= 0.1:  # else a minute old already
+            if kept < len(sent) and sent[kept] - at <= 1.0:  # else a minute old already
                 sent[kept] = at
 
     def _settled(self, answers: list[tuple[int, Answer]], ticket: int, now: float) -> None:

@@ -59,7 +59,7 @@ def _check_url(url: object) -> str:
 
 
 def _redacted_url(url: str) -> str:
-    """The URL without its password (`redis://:pw@host`, or `?password=pw` as redis-py also takes it)."""
+    """The URL without its passwords (`redis://:pw@host`, `?password=pw` as redis-py also takes it, `ssl_password`)."""
     parts = urllib.parse.urlsplit(url)
     shown = url
     if parts.password is not None:
@@ -68,8 +68,9 @@ def _redacted_url(url: str) -> str:
     if parts.query:
         fields = parts.query.split("&")
         for i, pair in enumerate(fields):
-            if urllib.parse.unquote_plus(pair.partition("=")[0]).strip().lower() == "password":
-                fields[i] = "password=***"
+            name = pair.partition("=")[0]
+            if "password" in urllib.parse.unquote_plus(name).lower():  # also `ssl_password`
+                fields[i] = f"{name}=***"
         shown = shown.replace(f"?{parts.query}", "?" + "&".join(fields), 1)
     return shown
 

@@ -140,19 +140,23 @@ def _pair(entry: object, first: type | tuple[type, ...], second: type | tuple[ty
     return isinstance(tail, (int, float)) and tail >= 0
 
 
-# Send times are kept to the millisecond while there are at most `_MOST_PAIRS` of them in the minute,
-# and to the tenth of a second beyond: the state then holds at most 600 pairs, whatever the rate.
-_MOST_PAIRS: Final = 600
+# Send times are kept to the finest step at which the minute's sends still make at most `_MOST_PAIRS`
+# pairs: to the millisecond for a burst, to the second for sends spread over the whole minute.
+_MOST_PAIRS: Final = 60
+_STEPS_PER_SECOND: Final = (1000, 100, 10, 1)
 
 
 def _buckets(sent: deque[float]) -> list[list[Any]]:
     """The send times of the last minute (for `requests_per_minute`) as [time, count] pairs.
 
     Each time is rounded up to its step (see `_MOST_PAIRS`): a send counts a little longer than it
-    happened (waits err long, never short), and by a millisecond while the sends are few, so that a
-    caller whose wait is about as long as it may wait is not refused over the rounding.
+    happened (waits err long, never short), and as little longer as the state's size allows, so that
+    a caller whose wait is about as long as it may wait is not refused over the rounding.
     """
-    per_second = 1000 if len(sent) <= _MOST_PAIRS else 10
+    span = sent[-1] - sent[0] if sent else 0.0
+    per_second = next(
+        (steps for steps in _STEPS_PER_SECOND if len(sent) <= _MOST_PAIRS or span * steps < _MOST_PAIRS - 1), 1
+    )
     pairs: list[list[Any]] = []
     for at in sent:
         moment = math.ceil(at * per_second) / per_second

@@ -299,6 +299,9 @@ def _unencodable(value: object, where: str, depth: int = 0) -> tuple[str, str | 
     if isinstance(value, BaseModel):
         value = _json_default(value)
     if isinstance(value, Mapping):
+        for key in value:
+            if isinstance(key, str) and _unencodable(key, where)[1] is not None:
+                return where or "body", key  # a key of its own
         items: Iterable[tuple[str, object]] = (
             (f"{where}.{key}" if where else str(key), item) for key, item in value.items()
         )

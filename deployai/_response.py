@@ -57,7 +57,7 @@ def _second_look(response: httpx.Response, content: bytes, cast_to: type[_R]) ->
     else:
         return result
     if isinstance(payload, dict) and "choices" not in payload and isinstance(payload.get("error"), dict):
-        raise make_stream_error(response, payload) from None
+        raise make_stream_error(response, payload, streamed=False) from None
     raise make_validation_error(response, cast_to.__name__) from None
 
 

@@ -214,9 +214,9 @@ class _ChoiceState:
         self.calls = calls
         for piece in pieces:
             index = piece.index
-            if "index" not in piece.__pydantic_fields_set__:  # a server that numbers no calls
-                index = max(calls, default=0)
-                if piece.id and calls.get(index, {}).get("id") not in ("", piece.id):
+            if "index" not in piece.__pydantic_fields_set__ and calls:  # a server that numbers no calls
+                index = max(calls)
+                if piece.id and calls[index]["id"] not in ("", piece.id):
                     index += 1  # a new id: the next call
             call = calls.setdefault(index, {"id": "", "type": "function", "name": "", "args": []})
             if piece.id:
@@ -342,8 +342,8 @@ class ChunkDecoder(Generic[_T]):
             try:  # valid JSON that pydantic's parser does not take (a lone surrogate), usage without its total
                 chunk = self._validate_parsed(with_total_tokens(payload))
             except ValidationError:
-                if event and event != "message":
-                    return None  # an event of another kind (a keep-alive `ping`, say): not part of the answer
+                if event and event != "message" and not (isinstance(payload, dict) and "choices" in payload):
+                    return None  # an event of another kind (a keep-alive `ping`, say): no part of the answer
                 raise InvalidEvent(data, "chat completion chunk") from None
         extra = chunk.__pydantic_extra__
         if extra and extra.get("error") is not None:  # some servers write `"error": null` in every chunk

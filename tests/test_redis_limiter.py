@@ -564,6 +564,17 @@ def test_a_caller_a_minute_of_sends_behind_waits_its_minute_out_rather_than_bein
     limiter.close()
 
 
+def test_sends_are_kept_as_finely_as_a_small_state_allows() -> None:
+    from collections import deque
+
+    spread = deque(1_000.25 + i * 0.1 for i in range(600))  # a minute's worth at 10 a second
+    burst = deque(1_000.2501 + i * 0.00001 for i in range(600))  # the same count in 6 ms
+    assert len(_redis_state._buckets(spread)) <= 61  # one count per second, as small as ever
+    kept = [at for at, _ in _redis_state._buckets(burst)]
+    assert kept == [1000.251, 1000.252, 1000.253, 1000.254, 1000.255, 1000.256, 1000.257]  # to the millisecond
+    assert sum(count for _, count in _redis_state._buckets(spread)) == 600
+
+
 def test_a_ticket_given_to_a_task_whose_loop_closed_goes_back(redis: RedisServer) -> None:
     import redis as redis_py
 

@@ -541,6 +541,11 @@ def test_an_event_of_another_kind_is_skipped_but_an_unnamed_bad_chunk_is_not(
     add_stream(httpx_mock, [pieces[0], event({}), *pieces[1:]])
     with stream_of(make_client()) as stream, pytest.raises(deployai.APIResponseValidationError):
         list(stream)
+    # A named event shaped as a chunk is part of the answer: a bad one is never passed over in silence.
+    bad = {**chunk(" world"), "choices": [{"index": "zero", "delta": {"content": " world"}}]}
+    add_stream(httpx_mock, [event(chunk("Hello"), name="completion"), event(bad, name="completion"), DONE])
+    with stream_of(make_client()) as stream, pytest.raises(deployai.APIResponseValidationError):
+        list(stream)
 
 
 @pytest.mark.parametrize("last", [b"data: [DONE]\n", b"data: [DONE]", b"data: [DONE] \n\n", b"data:[DONE]\r\n"])

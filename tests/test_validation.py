@@ -439,6 +439,9 @@ def test_a_lone_surrogate_is_refused_naming_where_it_is(
         make_client().chat.completions.create(model="openai/gpt-4o", messages=messages)
     assert (info.value.param, info.value.value) == ("messages[1].content", bad)
     assert httpx_mock.get_requests() == []
+    with pytest.raises(deployai.InvalidParameterError) as info:  # in a key of its own
+        make_client().chat.completions.create(model="openai/gpt-4o", messages=user(), extra_body={bad: 1})
+    assert (info.value.param, info.value.value) == ("body", bad)
 
 
 def _same_bytes_or_error_from(make: Callable[[], dict[str, Any]]) -> None:

@@ -272,7 +272,7 @@ class CompletionTokensDetails(DeployAIModel):
 
 
 class Usage(DeployAIModel):
-    """Token counts of a completion (`total_tokens` is the sum of the others when a server leaves it out)."""
+    """Token counts of a completion (read from an answer without `total_tokens`, it is counted from the others)."""
 
     prompt_tokens: int
     completion_tokens: int
