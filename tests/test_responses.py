@@ -109,6 +109,8 @@ def test_usage_details_are_typed(make_client: ClientFactory, httpx_mock: HTTPXMo
     assert prompt is not None
     assert completion is not None
     assert (prompt.cached_tokens, completion.reasoning_tokens) == (12, 5)
+    plain = ChatCompletion.model_validate(completion_json()).usage
+    assert str(plain) == "prompt_tokens=20 completion_tokens=9 total_tokens=29"  # details shown only when given
 
 
 def test_rate_limit_and_request_id_are_read_only_attributes_not_fields(

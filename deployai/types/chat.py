@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy as _copy
 import warnings
-from collections.abc import Mapping, Set
+from collections.abc import Iterable, Mapping, Set
 from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -279,6 +279,11 @@ class Usage(DeployAIModel):
     total_tokens: int
     prompt_tokens_details: PromptTokensDetails | None = None
     completion_tokens_details: CompletionTokensDetails | None = None
+
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        # The details only when a provider reported them: `print(usage)` stays the three counts.
+        details = ("prompt_tokens_details", "completion_tokens_details")
+        return ((name, value) for name, value in super().__repr_args__() if value is not None or name not in details)
 
 
 class ChatCompletionMessage(DeployAIModel):
