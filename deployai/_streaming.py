@@ -395,12 +395,9 @@ class Stream(_StreamBase[_T, Lease]):
     def text_stream(self) -> Iterator[str]:
         """Only the text of the first choice, piece by piece, skipping chunks without text."""
         for chunk in self:
-            for choice in chunk.choices:
-                if choice.index == 0:  # with `n` > 1, chunks of the other choices come between
-                    content = choice.delta.content
-                    if content:
-                        yield content
-                    break
+            text = _first_choice_text(chunk)
+            if text:
+                yield text
 
     def get_final_completion(self) -> ChatCompletion:
         """Read the rest of the stream (if any) and return the whole `ChatCompletion` it stands for."""
@@ -448,12 +445,9 @@ class AsyncStream(_StreamBase[_T, AsyncLease]):
     async def text_stream(self) -> AsyncIterator[str]:
         """Only the text of the first choice, piece by piece, skipping chunks without text."""
         async for chunk in self:
-            for choice in chunk.choices:
-                if choice.index == 0:  # with `n` > 1, chunks of the other choices come between
-                    content = choice.delta.content
-                    if content:
-                        yield content
-                    break
+            text = _first_choice_text(chunk)
+            if text:
+                yield text
 
     async def get_final_completion(self) -> ChatCompletion:
         """Read the rest of the stream (if any) and return the whole `ChatCompletion` it stands for."""
@@ -464,3 +458,11 @@ class AsyncStream(_StreamBase[_T, AsyncLease]):
     def __del__(self) -> None:
         if self._was_abandoned():
             self._warn_unclosed()
+
+
+def _first_choice_text(chunk: ChatCompletionChunk) -> str | None:
+    """The text a chunk adds to choice 0 (with `n` > 1, chunks of the other choices come between)."""
+    for choice in chunk.choices:
+        if choice.index == 0:
+            return choice.delta.content
+    return None
