@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from ._exceptions import make_stream_error, make_validation_error
 from ._meta import ResponseInfo, ResponseMeta
-from ._sse import with_total_tokens
+from ._sse import mended
 
 if TYPE_CHECKING:
     from ._endpoint import Endpoint
@@ -45,13 +45,14 @@ def _second_look(response: httpx.Response, content: bytes, cast_to: type[_R]) ->
     """The result of a body pydantic's JSON parser refused, read again by `json.loads`.
 
     Valid JSON it does not take (an escaped lone surrogate: text a server cut in the middle of an
-    emoji) is still the answer, and so is `usage` without `total_tokens` (counted here). An error
-    the body reports is raised as that error (as in a stream); anything else is a validation error.
+    emoji) is still the answer, and so is one `mended` can repair (`usage` without `total_tokens`, a
+    fractional `created`). An error the body reports is raised as that error (as in a stream);
+    anything else is a validation error.
     """
     payload = None
     try:
         payload = json.loads(content)
-        result: _R = cast_to.__pydantic_validator__.validate_python(with_total_tokens(payload))
+        result: _R = cast_to.__pydantic_validator__.validate_python(mended(payload))
     except (ValueError, RecursionError):  # ValidationError is a ValueError
         pass
     else:

@@ -13,6 +13,7 @@ the response turns them into the SDK's typed errors.
 from __future__ import annotations
 
 import json
+import math
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from pydantic import ValidationError
@@ -27,7 +28,7 @@ if TYPE_CHECKING:  # the models are loaded with the first stream's chunk type (s
         Usage,
     )
 
-__all__ = ["DONE", "ChunkDecoder", "ErrorEvent", "EventParser", "InvalidEvent", "with_total_tokens"]
+__all__ = ["DONE", "ChunkDecoder", "ErrorEvent", "EventParser", "InvalidEvent", "mended"]
 
 DONE = "[DONE]"
 """The data of the event that ends a stream."""
@@ -160,14 +161,22 @@ class EventParser:
             self._event, self._data = b"", []
 
 
-def with_total_tokens(payload: Any) -> Any:
-    """`payload` with `usage.total_tokens` counted when a server left it out (as some gateways do)."""
-    if isinstance(payload, dict):
-        usage = payload.get("usage")
-        if isinstance(usage, dict) and "total_tokens" not in usage:
-            prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-            if type(prompt) is int and type(completion) is int:
-                return {**payload, "usage": {**usage, "total_tokens": prompt + completion}}
+def mended(payload: Any) -> Any:
+    """`payload` as the API documents it, where a server left a field out or wrote it loosely.
+
+    `usage.total_tokens` is counted when missing (some gateways leave it out), and a `created` with
+    a fraction of a second is cut to whole seconds. Only used on answers that failed validation.
+    """
+    if not isinstance(payload, dict):
+        return payload
+    usage = payload.get("usage")
+    if isinstance(usage, dict) and "total_tokens" not in usage:
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        if type(prompt) is int and type(completion) is int:
+            payload = {**payload, "usage": {**usage, "total_tokens": prompt + completion}}
+    created = payload.get("created")
+    if type(created) is float and math.isfinite(created):
+        payload = {**payload, "created": int(created)}
     return payload
 
 
@@ -339,8 +348,8 @@ class ChunkDecoder(Generic[_T]):
             payload = _loads_or_text(data)
             if isinstance(payload, dict) and payload.get("error") is not None:
                 raise ErrorEvent(payload) from None
-            try:  # valid JSON that pydantic's parser does not take (a lone surrogate), usage without its total
-                chunk = self._validate_parsed(with_total_tokens(payload))
+            try:  # valid JSON that pydantic's parser does not take (a lone surrogate), or loosely written
+                chunk = self._validate_parsed(mended(payload))
             except ValidationError:
                 if event and event != "message" and not (isinstance(payload, dict) and "choices" in payload):
                     return None  # an event of another kind (a keep-alive `ping`, say): no part of the answer

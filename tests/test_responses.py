@@ -81,9 +81,10 @@ def test_an_error_status_answered_as_an_event_stream_gives_the_servers_message(
 def test_answers_json_clients_take_are_taken(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
     body = completion_json("Hi \ud83d")  # an emoji cut in half by max_tokens, as a JS server writes it
     del body["usage"]["total_tokens"]
+    body["created"] = 1708000000.25  # a server that counts time in fractions
     httpx_mock.add_response(content=json.dumps(body).encode(), headers={"content-type": "application/json"})
     completion = make_client().chat.completions.create(model="openai/gpt-4o", messages=user())
-    assert completion.choices[0].message.content == "Hi \ud83d"
+    assert (completion.choices[0].message.content, completion.created) == ("Hi \ud83d", 1708000000)
     assert completion.usage is not None
     assert completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens > 0
 
