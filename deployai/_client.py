@@ -14,9 +14,10 @@ from ._config import ClientOptions, changed_options, conceal, resolve_options
 from ._constants import DEFAULT_MAX_RETRIES, DEFAULT_MAX_RETRY_WAIT_SECONDS
 from ._endpoint import Endpoint
 from ._exceptions import InvalidParameterError
-from ._http import AsyncHTTP, SyncHTTP
+from ._http import AsyncHTTP, Exchange, SyncHTTP
 from ._limiter import RateLimiter
-from ._response import RawResponse, finish
+from ._meta import ResponseMeta
+from ._response import RawResponse, parse_result
 from ._streaming import AsyncStream, Stream
 from ._types import NOT_GIVEN, NotGiven, OnRetry, Timeout
 
@@ -29,6 +30,19 @@ __all__ = ["AsyncDeployAI", "DeployAI"]
 _HTTP = TypeVar("_HTTP", SyncHTTP, AsyncHTTP)
 _Httpx = TypeVar("_Httpx", httpx.Client, httpx.AsyncClient)
 _Client = TypeVar("_Client", bound="_BaseClient[Any, Any]")
+
+
+def finish(endpoint: Endpoint[Any], exchange: Exchange, raw: bool) -> Any:
+    """Turn a whole successful exchange into the endpoint's result, or a `RawResponse` of it."""
+    response = exchange.response
+    meta = ResponseMeta(response.headers, exchange.elapsed, retries=exchange.retries)
+    if raw:
+        return RawResponse(
+            response, lambda: parse_result(response, endpoint.result, meta), exchange.elapsed, exchange.retries
+        )
+    result = exchange.result  # parsed by the call plan, so that an error the body reports can be retried
+    result.__pydantic_private__["_meta"] = meta
+    return result
 
 
 class _BaseClient(Generic[_HTTP, _Httpx]):
@@ -221,7 +235,10 @@ class DeployAI(_BaseClient[SyncHTTP, httpx.Client]):
             return RawResponse(
                 stream.response, lambda: stream, 0.0, meta_of=stream._response_meta, response_of=lambda: stream.response
             )
-        return finish(endpoint, self._http.send(prepared.request, options, prepared.total_timeout, stopped), raw)
+        result = None if raw else endpoint.result  # a raw response is parsed when its reader asks
+        return finish(
+            endpoint, self._http.send(prepared.request, options, prepared.total_timeout, stopped, result), raw
+        )
 
     def close(self) -> None:
         """Close the connection pool (unless it is a borrowed `http_client`, or this is a `with_options` copy)."""
@@ -277,7 +294,8 @@ class AsyncDeployAI(_BaseClient[AsyncHTTP, httpx.AsyncClient]):
             return RawResponse(
                 stream.response, lambda: stream, 0.0, meta_of=stream._response_meta, response_of=lambda: stream.response
             )
-        return finish(endpoint, await self._http.send(prepared.request, options, prepared.total_timeout), raw)
+        result = None if raw else endpoint.result  # a raw response is parsed when its reader asks
+        return finish(endpoint, await self._http.send(prepared.request, options, prepared.total_timeout, result), raw)
 
     async def aclose(self) -> None:
         """Close the connection pool (unless it is a borrowed `http_client`, or this is a `with_options` copy)."""

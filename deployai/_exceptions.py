@@ -507,6 +507,35 @@ def make_stream_error(response: httpx.Response, payload: object, *, streamed: bo
     return cls(message, response=response, body=payload, status_code=status)
 
 
+def reported_error(response: httpx.Response) -> APIStatusError | None:
+    """The error a success's whole body reports (`{"error": {...}}` and no result), typed; None for any other body.
+
+    Some gateways answer a provider's failure with a 200 whose body is the error. The body is read
+    only when it holds the key `"error"` (a JSON string holds a quote only escaped, so no answer's
+    text matches).
+    """
+    content = response.content
+    if b'"error"' not in content:
+        return None
+    try:
+        payload = json.loads(content.removeprefix(b"\xef\xbb\xbf"))  # a BOM means nothing (see `parse_body`)
+    except (ValueError, RecursionError):
+        return None
+    return make_stream_error(response, payload, streamed=False) if _is_error_object(payload) else None
+
+
+def raise_reported(response: httpx.Response, payload: object) -> None:
+    """Raise the typed error of a success's parsed body if it is an error object and no result (`reported_error`)."""
+    if _is_error_object(payload):
+        raise make_stream_error(response, payload, streamed=False) from None
+
+
+def _is_error_object(payload: object) -> bool:
+    if not isinstance(payload, dict) or not isinstance(payload.get("error"), dict):
+        return False
+    return "choices" not in payload and "data" not in payload
+
+
 def make_validation_error(response: httpx.Response, what: str) -> APIResponseValidationError:
     """Build the error for a success response whose body does not parse as `what`."""
     try:

@@ -47,7 +47,14 @@ from ._constants import (
     FIRST_READ_GRACE_SECONDS,
     STREAM_END_WAIT_SECONDS,
 )
-from ._exceptions import APIConnectionError, DeployAIError, safe_cause, transport_error
+from ._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    DeployAIError,
+    make_stream_error,
+    safe_cause,
+    transport_error,
+)
 from ._limiter import RateLimiter, _TaskWaiter, _ThreadWaiter
 from ._plan import Deliver, Outcome, Plan, ReadBody, Send, Sleep, call_plan
 from ._pools import (
@@ -62,10 +69,12 @@ from ._pools import (
     reads_end_within,
     shut_down,
 )
-from ._sse import EventParser
+from ._sse import EventParser, error_in_event
 
 if TYPE_CHECKING:
     import asyncio
+
+    from .types._base import APIResult
 
 try:  # what httpx's `send` does around its transport, for the SDK's own clients' `send`
     from httpx import _client as _httpx_client
@@ -362,6 +371,7 @@ class Exchange:
     elapsed: float
     retries: int
     deadline: float | None = None
+    result: Any = None  # the body parsed as the call's result type, when the plan was given one
 
 
 def _first_read_bound(deadline: float | None) -> contextlib.AbstractContextManager[None]:
@@ -468,7 +478,7 @@ def _delivered(
     """What the shell hands back once the plan delivers; the plan is closed first when asked to (`close`)."""
     if close:
         plan.close()
-    return Exchange(op.response, started_at, time.perf_counter() - sent_at, op.retries, deadline)
+    return Exchange(op.response, started_at, time.perf_counter() - sent_at, op.retries, deadline, op.result)
 
 
 def _announce_retry(op: Sleep) -> None:
@@ -478,7 +488,13 @@ def _announce_retry(op: Sleep) -> None:
         op.on_retry(op.retry, op.seconds, op.error)
 
 
-def _plan(request: httpx.Request, stream: bool, options: ClientOptions, total_timeout: float | None) -> Plan:
+def _plan(
+    request: httpx.Request,
+    stream: bool,
+    options: ClientOptions,
+    total_timeout: float | None,
+    result: type[APIResult] | None = None,
+) -> Plan:
     return call_plan(
         request,
         stream=stream,
@@ -490,6 +506,7 @@ def _plan(request: httpx.Request, stream: bool, options: ClientOptions, total_ti
         on_retry=options.on_retry,
         total_timeout=total_timeout,
         limiter=options.rate_limiter,
+        result=result,
     )
 
 
@@ -561,7 +578,7 @@ def _ended_early() -> httpx.HTTPError:
 
 
 # What a lease's first read asks of its shell, one step at a time (see `_LeaseBase._first_event_steps`).
-_LeaseStep = Literal["read", "close response", "release"] | tuple[Plan, httpx.HTTPError]
+_LeaseStep = Literal["read", "close response", "release"] | tuple[Plan, httpx.HTTPError | APIStatusError]
 
 
 class _BodyEnded:
@@ -726,14 +743,17 @@ class _LeaseBase:
                 except httpx.HTTPError as exc:
                     if self.closing:
                         return None
-                    failure: httpx.HTTPError = exc
+                    failure: httpx.HTTPError | APIStatusError = exc
                 else:
-                    if not isinstance(sse, _BodyEnded):
+                    if isinstance(sse, _BodyEnded):
+                        failure = _ended_early()
+                    elif (reported := error_in_event(*sse)) is not None:
+                        failure = make_stream_error(self.response, reported)
+                    else:
                         # From here on a failure is raised, never retried: an answer never starts twice.
                         self.first_pending = False
                         self._drop_plan()
                         return sse
-                    failure = _ended_early()
                 # Still "reading" while the plan sleeps and sends again: a close() from elsewhere then
                 # only marks the lease, and the reader releases it once the attempt is over.
                 plan = self.plan
@@ -928,14 +948,15 @@ class SyncHTTP:
         options: ClientOptions,
         total_timeout: float | None = None,
         stopped: Callable[[], bool] | None = None,
+        result: type[APIResult] | None = None,
     ) -> Exchange:
-        """Send with retries; return the whole successful response or raise the typed error.
+        """Send with retries; return the whole successful response (its body parsed as `result`), or raise.
 
         Once `stopped()` is true, no attempt is sent: a `DeployAIError` is raised instead.
         """
         self._ready()
         started_at = time.perf_counter()
-        plan = _plan(request, False, options, total_timeout)
+        plan = _plan(request, False, options, total_timeout, result)
         try:
             return self.resume(plan, None, started_at, close=True, stopped=stopped)
         except _Stopped:
@@ -1010,6 +1031,9 @@ class SyncHTTP:
                     finally:
                         op.response.close()
         except BaseException:
+            # The error's traceback holds this frame: `outcome` may be the failure the error is (an
+            # error event that came first), which would make a cycle of them.
+            outcome = None
             plan.close()
             raise
 
@@ -1383,14 +1407,19 @@ class AsyncHTTP:
         self._pid = os.getpid()
 
     async def send(
-        self, request: httpx.Request, options: ClientOptions, total_timeout: float | None = None
+        self,
+        request: httpx.Request,
+        options: ClientOptions,
+        total_timeout: float | None = None,
+        result: type[APIResult] | None = None,
     ) -> Exchange:
-        """Send with retries; return the whole successful response or raise the typed error."""
+        """Send with retries; return the whole successful response (its body parsed as `result`), or raise."""
         pool = self._pool_here()
         if pool.abandoned:
             await pool.release_abandoned()
         started_at = time.perf_counter()
-        return await self.resume(pool, _plan(request, False, options, total_timeout), None, started_at, close=True)
+        plan = _plan(request, False, options, total_timeout, result)
+        return await self.resume(pool, plan, None, started_at, close=True)
 
     async def stream(
         self, request: httpx.Request, options: ClientOptions, total_timeout: float | None = None
@@ -1460,6 +1489,9 @@ class AsyncHTTP:
                     finally:
                         await op.response.aclose()
         except BaseException:
+            # The error's traceback holds this frame: `outcome` may be the failure the error is (an
+            # error event that came first), which would make a cycle of them.
+            outcome = None
             plan.close()
             raise
 

@@ -7,12 +7,15 @@
 - `ReadBody`: it reads a streamed response's body whole and closes it; sends back None or the error;
 - `Sleep`: it sleeps `seconds`; sends back None;
 - `Deliver`: it hands the response to the caller; for a stream that fails before its first event,
-  it may later send that failure back.
+  it may later send that failure back (an `httpx.HTTPError`, or the `APIStatusError` of an error
+  event that came first).
 
 The plan ends by returning after a `Deliver` that is not answered with a failure, or by raising the
 SDK's typed error. A stream is delivered at its headers; until its first event arrives, the driver may
 send a failure back, and the plan decides as for any other attempt whether to sleep and send again.
-Once an event has been read the plan is closed, so the start of an answer never comes twice.
+Once an event has been read the plan is closed, so the start of an answer never comes twice. An error
+the server reports in a success (a 200 whose body is `{"error": ...}`, a stream whose first event is
+an error) counts as the status it names: a 503 there is retried as a 503 would be.
 
 The clock (unix seconds, for `retry-after` dates and rate-limit resets) and the random source (for
 jitter) are passed in; `tests/test_plan.py` drives the plan by hand.
@@ -22,25 +25,29 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import httpx
 
 from ._exceptions import (
     APIError,
+    APIStatusError,
     is_retryable,
     make_redirect_error,
     make_status_error,
     make_validation_error,
+    reported_error,
     retry_after,
     safe_cause,
     transport_error,
 )
+from ._response import parse_body
 from ._retry import RetryDecision, decide, server_requested_wait
 from ._types import OnRetry
 
 if TYPE_CHECKING:
     from ._limiter import RateLimiter
+    from .types._base import APIResult
 
 # The operations are plain slotted classes: a frozen dataclass's __init__ goes through
 # object.__setattr__, several times slower, and one of these is built on every call.
@@ -116,14 +123,16 @@ class Deliver:
     Attributes:
         response: the response.
         retries: how many retries it took (0: the first attempt succeeded).
+        result: the body parsed as the call's `result` type, when the plan was given one.
     """
 
     response: httpx.Response
     retries: int
+    result: Any = None
 
 
 Op: TypeAlias = Send | ReadBody | Sleep | Deliver
-Outcome: TypeAlias = httpx.Response | httpx.HTTPError | None
+Outcome: TypeAlias = httpx.Response | httpx.HTTPError | APIStatusError | None
 Plan: TypeAlias = Generator[Op, Outcome, None]
 
 
@@ -144,13 +153,17 @@ def call_plan(
     total_timeout: float | None = None,
     timer: Callable[[], float] | None = None,
     limiter: RateLimiter | None = None,
+    result: type[APIResult] | None = None,
 ) -> Plan:
     """The plan for one call: send, and on a retryable failure sleep and send again (see the module docstring).
 
     With `total_timeout`, a retry whose wait would end past the call's deadline is not started (the
     last error is raised), and each attempt is told the time left (`Send.time_left`). The deadline is
     kept on `timer` (a monotonic clock) when given, else on `clock`. With a `limiter`, each attempt
-    carries it, and the longest it may be held (`Send.wait_limit`).
+    carries it, and the longest it may be held (`Send.wait_limit`). With a `result` type, a whole
+    success's body is parsed as one before it is delivered (`Deliver.result`), and an error it reports
+    instead is an attempt that failed with that error's status; without one, the body is only looked
+    at for such an error.
 
     Raises:
         APIStatusError: the subclass for the error status, after retries (also for a 3xx: redirects
@@ -179,12 +192,26 @@ def call_plan(
                     outcome = failed_reading
             if outcome is response:
                 if status < 300:
-                    if stream and not is_event_stream(response):
-                        raise make_validation_error(response, "event stream (text/event-stream)")
-                    failure = yield Deliver(response, attempt - 1)
-                    if failure is None:
-                        return
-                    outcome = failure  # a stream that broke before its first event
+                    parsed = reported = None
+                    if stream:
+                        if not is_event_stream(response):
+                            raise make_validation_error(response, "event stream (text/event-stream)")
+                    elif result is None:
+                        reported = reported_error(response)
+                    else:
+                        try:
+                            parsed = parse_body(response, result)
+                        except APIStatusError as problem:  # the body reports an error
+                            # Raised again from here, or not at all: where it was found is no part of it.
+                            reported = problem.with_traceback(None)
+                            reported.__context__ = None
+                    if reported is None:
+                        failure = yield Deliver(response, attempt - 1, parsed)
+                        if failure is None:
+                            return
+                        outcome = failure  # a stream that broke before its first event
+                    else:
+                        outcome = reported
                 elif status < 400:
                     raise make_redirect_error(response)
         # The typed error of every failed attempt is built here, and the SDK's public retry rule
@@ -194,6 +221,11 @@ def call_plan(
             error: APIError = make_status_error(
                 outcome, retry_after=server_requested_wait(outcome.status_code, outcome.headers, clock())
             )
+        elif isinstance(outcome, APIStatusError):  # reported in a success: it counts as the status it names
+            status_code = outcome.status_code
+            error = outcome
+            if outcome.retry_after is None:
+                outcome.retry_after = server_requested_wait(status_code, outcome.response.headers, clock())
         else:
             assert isinstance(outcome, httpx.HTTPError), outcome
             status_code = None
@@ -210,14 +242,20 @@ def call_plan(
             decision = RetryDecision(retry=False, server_wait=decision.server_wait)  # it could not finish in time
         if not decision.retry:
             error.retries = attempt - 1
+            cause = safe_cause(outcome) if isinstance(outcome, httpx.HTTPError) else None
+            # The error's traceback keeps this frame: were the frame to keep the error too (as `error`,
+            # or as `outcome` for one reported in a success), the cycle would leave the error, its
+            # response and its request to the garbage collector.
+            outcome = reported = failure = None
             try:
-                if isinstance(outcome, httpx.Response):
+                if cause is None:
                     raise error
-                raise error from safe_cause(outcome)
+                raise error from cause
             finally:
-                # The error's traceback keeps this frame: were the frame to keep the error too, the
-                # cycle would leave the error, its response and its request to the garbage collector.
-                del error
-        reason = f"status {status_code}" if status_code is not None else type(outcome).__name__
-        cause = None if isinstance(outcome, httpx.Response) else safe_cause(outcome)
+                del error, cause
+        if isinstance(outcome, APIStatusError):
+            reason = f"error {status_code} in a {outcome.response.status_code} answer"
+        else:
+            reason = f"status {status_code}" if status_code is not None else type(outcome).__name__
+        cause = safe_cause(outcome) if isinstance(outcome, httpx.HTTPError) else None
         yield Sleep(request, decision.wait_seconds, attempt, max_retries, reason, error, on_retry, cause)

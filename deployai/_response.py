@@ -1,4 +1,4 @@
-"""Turning a successful exchange into what the caller asked for, and the `with_raw_response` wrapper."""
+"""Parsing a successful answer's body into its typed result, and the `with_raw_response` wrapper."""
 
 from __future__ import annotations
 
@@ -6,21 +6,19 @@ import datetime
 import json
 from collections.abc import Callable
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import httpx
 from pydantic import ValidationError
 
-from ._exceptions import make_stream_error, make_validation_error
+from ._exceptions import make_validation_error, raise_reported
 from ._meta import ResponseInfo, ResponseMeta
 from ._sse import mended
 
 if TYPE_CHECKING:
-    from ._endpoint import Endpoint
-    from ._http import Exchange
     from .types._base import APIResult
 
-__all__ = ["RawResponse", "finish", "parse_result"]
+__all__ = ["RawResponse", "parse_body", "parse_result"]
 
 _T = TypeVar("_T")
 _R = TypeVar("_R", bound="APIResult")
@@ -29,7 +27,19 @@ _BOM = b"\xef\xbb\xbf"
 
 
 def parse_result(response: httpx.Response, cast_to: type[_R], meta: ResponseMeta) -> _R:
-    """Validate a JSON body straight into `cast_to` (no `json.loads` and Python walk on the hot path)."""
+    """The typed result of a success's body, with what came with it (`meta`): see `parse_body`."""
+    result = parse_body(response, cast_to)
+    result.__pydantic_private__["_meta"] = meta  # type: ignore[index]
+    return result
+
+
+def parse_body(response: httpx.Response, cast_to: type[_R]) -> _R:
+    """Validate a success's JSON body straight into `cast_to` (no `json.loads` and Python walk on the hot path).
+
+    Raises:
+        APIStatusError: the body reports an error (`{"error": {...}}`), typed by the status it names.
+        APIResponseValidationError: the body is no `cast_to`.
+    """
     content = response.content
     if content[:3] == _BOM:  # JSON forbids it, but some servers send one: it carries no meaning
         content = content[3:]
@@ -37,7 +47,6 @@ def parse_result(response: httpx.Response, cast_to: type[_R], meta: ResponseMeta
         result: _R = cast_to.__pydantic_validator__.validate_json(content)
     except ValidationError:
         result = _second_look(response, content, cast_to)
-    result.__pydantic_private__["_meta"] = meta  # type: ignore[index]
     return result
 
 
@@ -46,7 +55,7 @@ def _second_look(response: httpx.Response, content: bytes, cast_to: type[_R]) ->
 
     Valid JSON it does not take (an escaped lone surrogate: text a server cut in the middle of an
     emoji) is still the answer, and so is one `mended` can repair (`usage` without `total_tokens`, a
-    fractional `created`). An error the body reports is raised as that error (as in a stream);
+    fractional `created`). An error the body reports is raised as that error (see `reported_error`);
     anything else is a validation error.
     """
     payload = None
@@ -57,8 +66,7 @@ def _second_look(response: httpx.Response, content: bytes, cast_to: type[_R]) ->
         pass
     else:
         return result
-    if isinstance(payload, dict) and "choices" not in payload and isinstance(payload.get("error"), dict):
-        raise make_stream_error(response, payload, streamed=False) from None
+    raise_reported(response, payload)
     raise make_validation_error(response, cast_to.__name__) from None
 
 
@@ -121,14 +129,3 @@ class RawResponse(ResponseInfo, Generic[_T]):
         return (
             f"<RawResponse [{self.status_code}] {self.http_response.request.method} {self.http_response.request.url}>"
         )
-
-
-def finish(endpoint: Endpoint[Any], exchange: Exchange, raw: bool) -> Any:
-    """Turn a whole successful exchange into the endpoint's result, or a `RawResponse` of it."""
-    response = exchange.response
-    meta = ResponseMeta(response.headers, exchange.elapsed, retries=exchange.retries)
-    if raw:
-        return RawResponse(
-            response, lambda: parse_result(response, endpoint.result, meta), exchange.elapsed, exchange.retries
-        )
-    return parse_result(response, endpoint.result, meta)

@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # the models are loaded with the first stream's chunk type (s
         Usage,
     )
 
-__all__ = ["DONE", "ChunkDecoder", "ErrorEvent", "EventParser", "InvalidEvent", "mended"]
+__all__ = ["DONE", "ChunkDecoder", "ErrorEvent", "EventParser", "InvalidEvent", "error_in_event", "mended"]
 
 DONE = "[DONE]"
 """The data of the event that ends a stream."""
@@ -178,6 +178,25 @@ def mended(payload: Any) -> Any:
     if type(created) is float and math.isfinite(created):
         payload = {**payload, "created": int(created)}
     return payload
+
+
+def error_in_event(event: str, data: str) -> Any:
+    """The error an event carries, as `ChunkDecoder.decode` would raise it (`ErrorEvent.payload`); None if none.
+
+    For the first event of a stream, which is still retried as an error status would be.
+    """
+    if event == "error":
+        if not data:
+            return _empty_error_event()
+        return None if data.strip() == DONE else _loads_or_text(data)
+    if '"error"' not in data:  # JSON escapes a quote inside a string: no answer's text matches
+        return None
+    payload = _loads_or_text(data)
+    return payload if isinstance(payload, dict) and payload.get("error") is not None else None
+
+
+def _empty_error_event() -> dict[str, Any]:
+    return {"error": {"message": "The server sent an empty error event."}}
 
 
 def _loads_or_text(data: str) -> Any:
@@ -335,7 +354,7 @@ class ChunkDecoder(Generic[_T]):
             return None
         if not data:
             if event == "error":
-                raise ErrorEvent({"error": {"message": "The server sent an empty error event."}})
+                raise ErrorEvent(_empty_error_event())
             return None
         if data == DONE or (len(data) < 16 and data.strip() == DONE):
             self.done = True
@@ -356,7 +375,7 @@ class ChunkDecoder(Generic[_T]):
                 raise InvalidEvent(data, "chat completion chunk") from None
         extra = chunk.__pydantic_extra__
         if extra and extra.get("error") is not None:  # some servers write `"error": null` in every chunk
-            raise ErrorEvent({"error": extra["error"]})
+            raise ErrorEvent(_loads_or_text(data))
         first = self.first
         if first is None or (not first.id and chunk.id):  # not a chunk with no id (Azure's prompt filter's)
             self.first = chunk

@@ -564,6 +564,21 @@ def test_the_sdk_raises_the_typed_error_of_an_error_event(emulator: Emulator) ->
             list(stream)
 
 
+def test_an_error_event_before_any_chunk_is_retried_by_the_sdk_as_its_status(emulator: Emulator) -> None:
+    emulator.error_event_after(0)  # a server_error: a 500
+    with emulator.client() as client:
+        with client.chat.completions.create(model="openai/gpt-4o", messages=HELLO, stream=True) as stream:
+            assert stream.get_final_completion().choices[0].message.content
+        assert len(emulator.requests) == 2
+        emulator.error_event_after(0, {"message": "No such model.", "code": "model_not_found"})
+        with (
+            client.chat.completions.create(model="openai/gpt-4o", messages=HELLO, stream=True) as stream,
+            pytest.raises(deployai.NotFoundError, match="No such model"),
+        ):
+            list(stream)
+        assert len(emulator.requests) == 3
+
+
 def test_malformed_json_next_breaks_a_body_or_one_chunk(raw: httpx.Client, emulator: Emulator) -> None:
     emulator.malformed_json_next(times=2)
     emulator.malformed_json_next(at_chunk=99)

@@ -9,6 +9,7 @@ import pytest
 
 import deployai
 from deployai._plan import Deliver, Plan, ReadBody, Send, Sleep, call_plan
+from deployai.types import ModelList
 
 SSE = {"content-type": "text/event-stream"}
 REQUEST = httpx.Request("POST", "https://api.deployai.dev/v1/chat/completions")
@@ -131,3 +132,78 @@ def test_a_stream_is_delivered_at_its_headers_and_resumed_by_a_failure_before_it
     assert isinstance(plan.send(response(200, SSE)), Deliver)
     with pytest.raises(deployai.APIConnectionError):  # two retries spent
         plan.send(httpx.RemoteProtocolError("dropped again"))
+
+
+def test_a_200_whose_body_is_an_error_counts_as_the_status_it_names() -> None:
+    # A gateway that answers a provider's failure with a 200 and the error in the body.
+    plan = plan_for(stream=False)
+    next(plan)
+    overloaded = response(200, {"retry-after": "3"}, b'{"error": {"message": "provider overloaded", "code": 503}}')
+    sleep = plan.send(overloaded)
+    assert isinstance(sleep, Sleep)
+    assert (sleep.seconds, sleep.reason) == (3.0, "error 503 in a 200 answer")
+    assert isinstance(sleep.error, deployai.ServiceUnavailableError)
+    assert isinstance(plan.send(None), Send)
+    assert isinstance(plan.send(response(200, content=b'{"id": "ok", "choices": []}')), Deliver)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"id": "x", "choices": [{"message": {"content": "the word \\"error\\""}, "finish_reason": "error"}]}',
+        b'{"error": {"message": "m"}, "choices": []}',  # an answer after all: it has its result
+        b'{"object": "list", "data": [], "error": {"message": "m"}}',
+        b'{"error": null}',
+        b'["error"]',
+        b'{"error": "not JSON',
+    ],
+)
+def test_a_200_that_carries_no_error_object_alone_is_delivered(body: bytes) -> None:
+    plan = plan_for(stream=False)
+    next(plan)
+    assert isinstance(plan.send(response(200, content=body)), Deliver)
+
+
+def test_a_200_whose_body_is_an_error_that_is_not_retryable_is_raised_at_once() -> None:
+    plan = plan_for(stream=False)
+    next(plan)
+    with pytest.raises(deployai.BadRequestError, match="bad model") as info:
+        plan.send(response(200, content=b'\xef\xbb\xbf{"error": {"message": "bad model", "code": 400}}'))
+    assert (info.value.status_code, info.value.retries) == (400, 0)
+
+
+def test_a_streams_error_event_sent_back_before_its_first_chunk_is_retried_as_its_status() -> None:
+    plan = plan_for(stream=True)
+    next(plan)
+    first = response(200, SSE)
+    assert isinstance(plan.send(first), Deliver)
+    reported = deployai.RateLimitError("slow down", response=first, body=None, status_code=429)
+    sleep = plan.send(reported)
+    assert isinstance(sleep, Sleep)
+    assert sleep.error is reported
+    assert isinstance(plan.send(None), Send)
+    assert isinstance(plan.send(response(200, SSE)), Deliver)
+    refused = deployai.AuthenticationError("no", response=first, body=None, status_code=401)
+    with pytest.raises(deployai.AuthenticationError) as info:
+        plan.send(refused)
+    assert info.value.retries == 1
+
+
+def test_with_a_result_type_the_body_is_parsed_before_it_is_delivered() -> None:
+    plan = call_plan(REQUEST, stream=False, max_retries=1, max_retry_wait=60.0, clock=lambda: NOW, random=lambda: 0.0,
+                     result=ModelList)  # fmt: skip
+    next(plan)
+    assert isinstance(plan.send(response(200, content=b'{"error": {"message": "busy", "code": 503}}')), Sleep)
+    next(plan)
+    delivered = plan.send(response(200, content=b'{"object": "list", "data": [{"id": "openai/gpt-4o"}]}'))
+    assert isinstance(delivered, Deliver)
+    assert isinstance(delivered.result, ModelList)
+    assert [model.id for model in delivered.result.data] == ["openai/gpt-4o"]
+
+
+def test_a_body_that_is_no_result_and_no_error_is_a_validation_error_at_once() -> None:
+    plan = call_plan(REQUEST, stream=False, max_retries=1, max_retry_wait=60.0, clock=lambda: NOW, random=lambda: 0.0,
+                     result=ModelList)  # fmt: skip
+    next(plan)
+    with pytest.raises(deployai.APIResponseValidationError):
+        plan.send(response(200, content=b'{"object": "list"}'))

@@ -67,6 +67,23 @@ def test_a_200_whose_body_is_an_error_raises_that_error_as_a_stream_would(
         make_client(max_retries=0).chat.completions.create(model="openai/gpt-4o", messages=user())
 
 
+def test_a_200_whose_body_is_an_error_is_retried_as_the_status_it_names(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float]
+) -> None:
+    httpx_mock.add_response(json={"error": {"message": "provider overloaded", "code": 503}})
+    httpx_mock.add_response(json=completion_json("Hello"))
+    completion = make_client().chat.completions.create(model="openai/gpt-4o", messages=user())
+    assert completion.choices[0].message.content == "Hello"
+    assert len(httpx_mock.get_requests()) == 2
+    assert len(sleeps) == 1
+    # The raw response is looked at for the same error before it is handed over.
+    httpx_mock.add_response(json={"error": {"message": "slow down", "type": "rate_limit_error"}})
+    httpx_mock.add_response(json=completion_json("Again"))
+    raw = make_client().chat.completions.with_raw_response.create(model="openai/gpt-4o", messages=user())
+    assert raw.parse().choices[0].message.content == "Again"
+    assert len(sleeps) == 2
+
+
 def test_an_error_status_answered_as_an_event_stream_gives_the_servers_message(
     make_client: ClientFactory, httpx_mock: HTTPXMock
 ) -> None:

@@ -14,7 +14,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import deployai
-from deployai._sse import EventParser
+from deployai._sse import ChunkDecoder, ErrorEvent, EventParser, error_in_event
+from deployai.types import ChatCompletionChunk
 from tests.sse import DONE, Pieces, chunk, event
 
 
@@ -112,3 +113,39 @@ def test_a_compressed_stream_is_read_through_httpx_decoder() -> None:
             return "".join([c.choices[0].delta.content or "" async for c in stream])
 
     assert asyncio.run(read()) == "zipped"
+
+
+_CHUNK = json.dumps(chunk("Hi"))
+
+
+@given(
+    name=st.sampled_from(["", "message", "error", "ping"]),
+    data=st.sampled_from(
+        [
+            "",
+            "[DONE]",
+            " [DONE] ",
+            "{}",
+            "not json",
+            '{"error": null}',
+            '{"error": {"message": "m", "code": 503}}',
+            '{"error": "just words"}',
+            '["error"]',
+            _CHUNK,
+            _CHUNK[:-1] + ', "error": null}',
+            _CHUNK[:-1] + ', "error": {"message": "late"}}',
+            json.dumps(chunk('the "error" word')),
+        ]
+    ),
+)
+def test_the_first_events_error_is_the_one_the_decoder_raises(name: str, data: str) -> None:
+    # A stream's first event is checked for an error before it is decoded (so that it can be retried):
+    # both must agree on which events are errors, and on what they say.
+    raised: object = None
+    try:
+        ChunkDecoder(ChatCompletionChunk).decode(name, data)
+    except ErrorEvent as error:
+        raised = error.payload
+    except Exception:  # not a chunk, and no error either
+        pass
+    assert error_in_event(name, data) == raised

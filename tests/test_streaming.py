@@ -482,6 +482,33 @@ def test_an_empty_stream_is_retried_like_a_dropped_connection(
     assert len(sleeps) == 1
 
 
+@pytest.mark.parametrize("name", [None, "error"])
+def test_an_error_event_before_the_first_chunk_is_retried_as_its_status_and_after_it_never(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float], name: str | None
+) -> None:
+    # A gateway whose provider failed before answering: nothing has been received, so it is sent again.
+    add_stream(httpx_mock, [event({"error": {"message": "overloaded", "code": 503}}, name=name)])
+    add_stream(httpx_mock, [event(chunk("Hel")), event({"error": {"message": "overloaded", "code": 503}}, name=name)])
+    received: list[str] = []
+    with stream_of(make_client(max_retries=5)) as stream, pytest.raises(deployai.ServiceUnavailableError) as info:
+        for piece in stream:
+            received.append(piece.choices[0].delta.content)
+    assert received == ["Hel"]
+    assert len(httpx_mock.get_requests()) == 2
+    assert len(sleeps) == 1
+    assert info.value.message == "overloaded"
+
+
+def test_an_error_event_first_that_is_not_retryable_is_raised_at_once(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    add_stream(httpx_mock, [event({"error": {"message": "no such model", "code": "model_not_found"}}), DONE])
+    with stream_of(make_client()) as stream, pytest.raises(deployai.NotFoundError, match="no such model") as info:
+        list(stream)
+    assert (info.value.retries, stream.chunk_count) == (0, 0)
+    assert len(httpx_mock.get_requests()) == 1
+
+
 def test_an_empty_stream_with_no_retries_left_is_a_connection_error(
     make_client: ClientFactory, httpx_mock: HTTPXMock
 ) -> None:
@@ -520,7 +547,7 @@ def test_an_error_event_with_only_a_code_maps_by_its_code(
     make_client: ClientFactory, httpx_mock: HTTPXMock, code: str, cls: type[deployai.APIStatusError]
 ) -> None:
     add_stream(httpx_mock, [event({"error": {"message": "m", "code": code}}), DONE])
-    with stream_of(make_client()) as stream, pytest.raises(cls):
+    with stream_of(make_client(max_retries=0)) as stream, pytest.raises(cls):
         list(stream)
 
 
