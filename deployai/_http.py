@@ -69,7 +69,7 @@ from ._pools import (
     reads_end_within,
     shut_down,
 )
-from ._sse import EventParser, error_in_event
+from ._sse import EventParser, carries_nothing, error_in_event
 
 if TYPE_CHECKING:
     import asyncio
@@ -387,12 +387,27 @@ def _first_read_bound(deadline: float | None) -> contextlib.AbstractContextManag
     return reads_end_within(max(deadline - time.monotonic(), FIRST_READ_GRACE_SECONDS))
 
 
-async def _send_by(deadline: float, client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
-    """Send a stream's request, raising `httpx.ReadTimeout` if its headers have not come by `deadline`."""
-    import anyio  # httpx's own dependency: a deadline under asyncio and trio alike
+async def _send_by(
+    deadline: float, client: httpx.AsyncClient, request: httpx.Request, stream: bool, on_asyncio: bool
+) -> httpx.Response:
+    """Send, raising `httpx.ReadTimeout` if the answer (a stream's headers) has not all come by `deadline`."""
+    import asyncio  # loaded by then: this is an async client's
 
-    with anyio.move_on_after(deadline - time.monotonic()):
-        return await client.send(request, stream=True)
+    timeout = getattr(asyncio, "timeout", None)  # Python 3.11 and later
+    if on_asyncio and timeout is not None:
+        # asyncio's own timeout costs a few microseconds; anyio's cancel scope, several times more.
+        within = timeout(deadline - time.monotonic())
+        try:
+            async with within:
+                return await client.send(request, stream=stream)
+        except TimeoutError:
+            if not within.expired():
+                raise
+    else:
+        import anyio  # httpx's own dependency: a deadline under asyncio and trio alike
+
+        with anyio.move_on_after(deadline - time.monotonic()):
+            return await client.send(request, stream=stream)
     raise httpx.ReadTimeout("No answer came before the call's deadline.", request=request)
 
 
@@ -457,11 +472,11 @@ def _turn_taken(
 
 
 def _attempt_deadline(op: Send, timeouts: httpx.Timeout) -> float | None:
-    """Cap the attempt's timeouts at the call's deadline; for a stream, by when its headers must come."""
+    """Cap the attempt's timeouts at the call's deadline; by when its answer (a stream's headers) must come."""
     if op.time_left is None:
         return None
     _cap_timeouts(op.request, op.time_left, timeouts, stream=op.stream)
-    return time.monotonic() + op.time_left if op.stream else None
+    return time.monotonic() + op.time_left
 
 
 def _attempt_over(op: Send, ticket: int, outcome: Outcome, sent_at: float, debug: bool) -> None:
@@ -731,7 +746,8 @@ class _LeaseBase:
         `"read"`: read the next event and send it in (`_BODY_ENDED` if the body ends first), or throw
         in the failure. `"close response"`, `"release"`: do so. `(plan, failure)`: resume the plan
         from the failure, and send in the `Exchange` it delivers (or throw in what it raised). Until
-        the first event arrives, a failure goes back to the plan, which may send again.
+        the first event arrives, a failure goes back to the plan, which may send again; a keep-alive
+        event (`carries_nothing`) is no first event.
         """
         while True:
             self.reading = True
@@ -749,6 +765,8 @@ class _LeaseBase:
                         failure = _ended_early()
                     elif (reported := error_in_event(*sse)) is not None:
                         failure = make_stream_error(self.response, reported)
+                    elif carries_nothing(*sse):  # a keep-alive: the answer has not started yet
+                        continue
                     else:
                         # From here on a failure is raised, never retried: an answer never starts twice.
                         self.first_pending = False
@@ -1004,9 +1022,9 @@ class SyncHTTP:
                     try:
                         if deadline is None:
                             outcome = client.send(op.request, stream=op.stream)
-                        else:  # the headers: a stream's read timeout is its own
+                        else:  # a whole answer, or a stream's headers (its body's read timeout is its own)
                             with reads_end_within(deadline - time.monotonic()):
-                                outcome = client.send(op.request, stream=True)
+                                outcome = client.send(op.request, stream=op.stream)
                     except Exception as exc:
                         outcome = _failed(exc, op.request, client.is_closed, self._cut())
                     finally:
@@ -1464,8 +1482,8 @@ class AsyncHTTP:
                     try:
                         if deadline is None:
                             outcome = await client.send(op.request, stream=op.stream)
-                        else:  # the headers: a stream's read timeout is its own
-                            outcome = await _send_by(deadline, client, op.request)
+                        else:  # a whole answer, or a stream's headers (its body's read timeout is its own)
+                            outcome = await _send_by(deadline, client, op.request, op.stream, pool.loop is not None)
                     except Exception as exc:
                         outcome = _failed(exc, op.request, client.is_closed, self._cut(pool))
                     finally:

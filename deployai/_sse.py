@@ -28,7 +28,16 @@ if TYPE_CHECKING:  # the models are loaded with the first stream's chunk type (s
         Usage,
     )
 
-__all__ = ["DONE", "ChunkDecoder", "ErrorEvent", "EventParser", "InvalidEvent", "error_in_event", "mended"]
+__all__ = [
+    "DONE",
+    "ChunkDecoder",
+    "ErrorEvent",
+    "EventParser",
+    "InvalidEvent",
+    "carries_nothing",
+    "error_in_event",
+    "mended",
+]
 
 DONE = "[DONE]"
 """The data of the event that ends a stream."""
@@ -193,6 +202,17 @@ def error_in_event(event: str, data: str) -> Any:
         return None
     payload = _loads_or_text(data)
     return payload if isinstance(payload, dict) and payload.get("error") is not None else None
+
+
+def carries_nothing(event: str, data: str) -> bool:
+    """Whether an event is a keep-alive: empty, or named (not `message`) with data that is no chunk.
+
+    `ChunkDecoder.decode` skips every such event (and some more); the first event of a stream that
+    counts is one that may carry part of the answer, `[DONE]` or an error.
+    """
+    if not data:
+        return event != "error"
+    return bool(event) and event not in ("message", "error") and '"choices"' not in data and data.strip() != DONE
 
 
 def _empty_error_event() -> dict[str, Any]:

@@ -5,7 +5,9 @@ happens next is `after`: "end" (the final chunk, then the connection is kept for
 "stall" (nothing until `release` is set), "reset" (a TCP reset), or "close" (the connection is
 closed without the final chunk). With `stall_after=n` the server also stalls after the n-th event,
 until `release` is set (with 0, before the first, once the headers are sent).
-With `first`, the first request alone is answered with those events, ended properly.
+With `first`, the first request alone is answered with those events, ended properly. With `pace`,
+the server waits that long before each event but the first (the events can also be the pieces of a
+JSON body: the client does not check the content type of a whole answer).
 
 `HoldingServer` answers nothing (or only the start of an answer, `head`): it holds each request until
 told, then drops it.
@@ -37,9 +39,11 @@ class RawSSEServer:
         after: After = "end",
         stall_after: int | None = None,
         first: list[bytes] | None = None,
+        pace: float = 0.0,
     ) -> None:
         self.events = events
         self.first = first
+        self.pace = pace
         self.after = after
         self.stall_after = stall_after
         self.release = threading.Event()
@@ -128,6 +132,8 @@ class RawSSEServer:
         if self.stall_after == 0:
             self._stall()
         for number, data in enumerate(self.events, start=1):
+            if self.pace and number > 1:
+                self.release.wait(self.pace)
             connection.sendall(b"%x\r\n%s\r\n" % (len(data), data))
             if number == self.stall_after:
                 self._stall()  # then carries on, once `release` is set

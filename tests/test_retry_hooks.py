@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import pickle
 from typing import Any
 
@@ -308,6 +309,42 @@ def test_total_timeout_bounds_a_streams_wait_for_its_headers_and_first_event(kin
         with pytest.raises(deployai.APITimeoutError):
             _stream_text(kind, server.base_url, total_timeout=0.3)
     with RawSSEServer([], after="stall") as raw:  # headers, then no event until released
+        with pytest.raises(deployai.APITimeoutError):
+            _stream_text(kind, raw.base_url, total_timeout=0.3)
+        assert not raw.release.is_set()
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_total_timeout_bounds_a_whole_answer_that_trickles_in(kind: str) -> None:
+    # Each piece comes well within the read timeout, so only the call's deadline can end the call:
+    # the whole answer would take 4 s.
+    from tests.conftest import completion_json
+    from tests.raw_server import RawSSEServer
+
+    body = json.dumps(completion_json("Hello")).encode()
+    pieces = [body[i : i + len(body) // 20 + 1] for i in range(0, len(body), len(body) // 20 + 1)]
+    with RawSSEServer(pieces, pace=0.2) as raw:
+        arguments: dict[str, Any] = {"model": MODEL, "messages": user(), "total_timeout": 0.5}
+        options: dict[str, Any] = {"api_key": "sk-deadline", "base_url": raw.base_url, "timeout": 60.0}
+        with pytest.raises(deployai.APITimeoutError):
+            if kind == "sync":
+                with deployai.DeployAI(**options, max_retries=0) as client:
+                    client.chat.completions.create(**arguments)
+            else:
+
+                async def main() -> None:
+                    async with deployai.AsyncDeployAI(**options, max_retries=0) as client:
+                        await client.chat.completions.create(**arguments)
+
+                asyncio.run(main())
+        assert not raw.release.is_set()
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_total_timeout_bounds_a_stream_that_sends_only_keep_alives(kind: str) -> None:
+    from tests.raw_server import RawSSEServer
+
+    with RawSSEServer([b"event: ping\ndata: {}\n\n", b"data: \n\n"], after="stall") as raw:
         with pytest.raises(deployai.APITimeoutError):
             _stream_text(kind, raw.base_url, total_timeout=0.3)
         assert not raw.release.is_set()

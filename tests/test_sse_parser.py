@@ -14,7 +14,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import deployai
-from deployai._sse import ChunkDecoder, ErrorEvent, EventParser, error_in_event
+from deployai._sse import ChunkDecoder, ErrorEvent, EventParser, carries_nothing, error_in_event
 from deployai.types import ChatCompletionChunk
 from tests.sse import DONE, Pieces, chunk, event
 
@@ -149,3 +149,16 @@ def test_the_first_events_error_is_the_one_the_decoder_raises(name: str, data: s
     except Exception:  # not a chunk, and no error either
         pass
     assert error_in_event(name, data) == raised
+
+
+@given(
+    name=st.sampled_from(["", "message", "error", "ping", "keep-alive"]),
+    data=st.sampled_from(["", " ", "[DONE]", "{}", "1", "ok", '{"x": "choices"}', _CHUNK, json.dumps({"choices": 1})]),
+)
+def test_a_keep_alive_before_the_first_event_is_one_the_decoder_skips(name: str, data: str) -> None:
+    # A keep-alive does not end the time in which a failure is retried: nothing the decoder would
+    # deliver, end the stream with, or raise may be taken for one.
+    if carries_nothing(name, data):
+        decoder = ChunkDecoder(ChatCompletionChunk)
+        assert decoder.decode(name, data) is None
+        assert not decoder.done

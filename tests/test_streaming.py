@@ -499,6 +499,19 @@ def test_an_error_event_before_the_first_chunk_is_retried_as_its_status_and_afte
     assert info.value.message == "overloaded"
 
 
+def test_keep_alive_events_are_no_first_event_so_a_failure_after_them_is_still_retried(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float]
+) -> None:
+    ping, empty = event({}, name="ping"), b"data: \n\n"
+    add_stream(httpx_mock, [ping, empty])  # then the body ends: nothing was said yet
+    add_stream(httpx_mock, [ping, event({"error": {"message": "overloaded", "code": 503}})])
+    add_stream(httpx_mock, [ping, *hello_stream()])
+    with stream_of(make_client()) as stream:
+        assert texts(list(stream)) == "Hello world"
+    assert len(httpx_mock.get_requests()) == 3
+    assert len(sleeps) == 2
+
+
 def test_an_error_event_first_that_is_not_retryable_is_raised_at_once(
     make_client: ClientFactory, httpx_mock: HTTPXMock
 ) -> None:
