@@ -206,7 +206,8 @@ class APIStatusError(_ResponseError):
 
     def __str__(self) -> str:
         request_id = self.request_id
-        suffix = f" (request id {request_id})" if request_id else ""
+        # A server may echo the request's key anywhere, its request id included.
+        suffix = f" (request id {_scrub_text(request_id, _sent_key(self.response))})" if request_id else ""
         return f"Error code: {self.status_code} - {self.message}{suffix}"
 
     @property
@@ -437,10 +438,17 @@ _MAX_SCRUB_DEPTH = 32
 def _sent_key(response: httpx.Response) -> str | None:
     """The bearer token the request carried, to be taken out of anything the server echoes back."""
     try:
-        authorization = response.request.headers.get("authorization", "")
+        request = response.request
     except RuntimeError:  # a response built without its request
         return None
-    scheme, _, token = authorization.partition(" ")
+    return _key_of(request)
+
+
+def _key_of(request: httpx.Request | None) -> str | None:
+    """The bearer token `request` carries (see `_sent_key`); None without one, or one too short to look for."""
+    if request is None:
+        return None
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
     return token if scheme.lower() == "bearer" and len(token) >= 8 else None
 
@@ -566,7 +574,15 @@ def make_redirect_error(response: httpx.Response) -> APIStatusError:
 def safe_cause(exc: BaseException) -> BaseException | None:
     """The exception to chain as `__cause__`, or None when its message holds a secret (tracebacks print it)."""
     text = str(exc)
-    return exc if redact(text) == text else None
+    return exc if redact(text) == text and _scrub_text(text, _key_of(_request_of(exc))) == text else None
+
+
+def _request_of(exc: BaseException) -> httpx.Request | None:
+    """The request an httpx failure is about, if it says."""
+    try:
+        return exc.request if isinstance(exc, httpx.RequestError) else None
+    except RuntimeError:  # raised without one
+        return None
 
 
 def transport_error(exc: BaseException, request: httpx.Request | None) -> APIConnectionError:
@@ -576,7 +592,7 @@ def transport_error(exc: BaseException, request: httpx.Request | None) -> APICon
     if isinstance(exc, httpx.TimeoutException):
         return APITimeoutError(f"Request timed out ({type(exc).__name__}).", request=request)
     # httpx quotes header values in some messages (an illegal one, for instance): never the key.
-    detail = redact(str(exc)) or type(exc).__name__
+    detail = _scrub_text(str(exc), _key_of(request)) or type(exc).__name__
     error = APIConnectionError(f"Connection error: {detail}", request=request)
     # A request this machine could not even send (a bad URL scheme, an illegal header) fails the same
     # way again; so does anything that is not a transport failure at all.
@@ -586,7 +602,7 @@ def transport_error(exc: BaseException, request: httpx.Request | None) -> APICon
     return error
 
 
-def is_retryable(exc: BaseException) -> bool:
+def is_retryable(exc: BaseException | None) -> bool:
     """Whether trying the same call again may succeed: the SDK's own retry rule, as a pure function.
 
     True for connection failures and timeouts (not for a request that could not be sent at all) and
@@ -603,7 +619,7 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, APIConnectionError) and exc._sent
 
 
-def retry_after(exc: BaseException) -> float | None:
+def retry_after(exc: BaseException | None) -> float | None:
     """Seconds the server asked to wait before trying again, read from the error; None if it did not say.
 
     The wait comes from `retry-after-ms`, `retry-after`, or the reset of a spent rate-limit window,

@@ -530,10 +530,19 @@ def _total_timeout(options: ClientOptions, params: Mapping[str, Any]) -> float |
     return options.total_timeout if isinstance(value, NotGiven) else check_total_timeout(value)
 
 
+# Options of the client, not of a call: a hint to `with_options` is worth more than a near name
+# (`max_retries` is near `max_tokens`, which means something else entirely).
+_CLIENT_OPTIONS = frozenset({"max_retries", "max_retry_wait", "default_headers", "on_retry", "rate_limiter"})
+
+
 def unknown_params(method: str, given: Iterable[str], known: frozenset[str]) -> TypeError:
     unknown = sorted(set(given) - known)
     hints = [
-        f"{name!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(name, known, 1)) else repr(name)
+        f"{name!r} (an option of the client, for one call too: client.with_options({name}=...))"
+        if name in _CLIENT_OPTIONS
+        else f"{name!r} (did you mean {m[0]!r}?)"
+        if (m := difflib.get_close_matches(name, known, 1))
+        else repr(name)
         for name in unknown
     ]
     return TypeError(f"{method}() got unexpected keyword argument(s): " + ", ".join(hints))

@@ -463,3 +463,30 @@ def test_a_key_the_server_echoes_in_a_header_never_travels_in_the_errors_pickle(
     assert API_KEY.encode() not in pickle.dumps(info.value)
     assert travelled.response.headers["x-echo"] == "Bearer [redacted]; seen"
     assert travelled.request_id == "req_echo"
+
+
+def test_a_key_the_server_echoes_as_its_request_id_never_reaches_the_errors_text(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    key = "ak_live_0123456789abcdef"  # not shaped like `sk-...`: only the key the call sent can find it
+    httpx_mock.add_response(status_code=401, headers={"x-request-id": key}, json={"error": {"message": "no"}})
+    with pytest.raises(deployai.AuthenticationError) as info:
+        make_client(api_key=key, max_retries=0).chat.completions.create(model=MODEL, messages=user())
+    error = info.value
+    shown = [str(error), repr(error), "".join(traceback.format_exception(error))]
+    assert all(key not in text for text in shown)
+    assert str(error) == "Error code: 401 - no (request id [redacted])"
+
+
+def test_a_key_a_broken_answer_echoes_never_reaches_the_connection_error(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    key = "ak_live_0123456789abcdef"
+    httpx_mock.add_exception(httpx.RemoteProtocolError(f"illegal chunk header: b'{key}'"), is_reusable=True)
+    with pytest.raises(deployai.APIConnectionError) as info:
+        make_client(api_key=key, max_retries=0).chat.completions.create(model=MODEL, messages=user())
+    error = info.value
+    shown = [str(error), repr(error), "".join(traceback.format_exception(error))]
+    assert all(key not in text for text in shown)
+    assert key.encode() not in pickle.dumps(error)
+    assert "illegal chunk header: b'[redacted]'" in str(error)

@@ -130,9 +130,13 @@ def test_stamina_with_the_async_client(stamina_waits: list[float]) -> None:
 def test_tenacity_retries_with_the_waits_the_server_asked_for() -> None:
     emulator = two_429s_then_success()
     slept: list[float] = []
+
+    def server_wait(state: tenacity.RetryCallState) -> float:  # as docs/errors.md shows it
+        return deployai.retry_after(state.outcome.exception() if state.outcome else None) or 1.0
+
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(deployai.is_retryable),
-        wait=lambda state: deployai.retry_after(state.outcome.exception()) or 1.0,  # type: ignore[union-attr,arg-type]
+        wait=server_wait,
         stop=tenacity.stop_after_attempt(3),
         sleep=slept.append,
         reraise=True,

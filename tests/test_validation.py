@@ -132,6 +132,14 @@ def test_unknown_keyword_is_a_type_error_with_a_suggestion(make_client: ClientFa
         make_client().chat.completions.create(model="openai/gpt-4o", messages=user(), temprature=1)
 
 
+def test_a_client_option_given_to_a_call_points_to_with_options(make_client: ClientFactory) -> None:
+    # `max_retries` is close to `max_tokens`: a hint to that would trade a retry count for a token cap.
+    with pytest.raises(TypeError, match=r"'max_retries' \(an option of the client") as info:
+        make_client().chat.completions.create(model="openai/gpt-4o", messages=user(), max_retries=0)
+    assert "client.with_options(max_retries=...)" in str(info.value)
+    assert "max_tokens" not in str(info.value)
+
+
 def test_missing_required_keyword_is_a_type_error(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
     with pytest.raises(TypeError, match="'model'"):
         make_client().chat.completions.create(messages=user())

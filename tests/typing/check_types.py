@@ -72,3 +72,9 @@ def mistakes_are_type_errors() -> None:
     client.chat.completions.create(messages=[{"role": "user", "content": "Hi"}])  # type: ignore[call-overload]
     deployai.RateLimitr()  # type: ignore[attr-defined]  # a misspelled name, even beside the lazily loaded ones
     assert_type(deployai.RedisRateLimiter("redis://127.0.0.1:6379/0"), deployai.RedisRateLimiter)
+
+
+def retry_library_shapes(outcome: BaseException | None) -> None:
+    # What tenacity's `retry_state.outcome.exception()` gives: the rule takes it as it is.
+    assert_type(deployai.is_retryable(outcome), bool)
+    assert_type(deployai.retry_after(outcome), float | None)
