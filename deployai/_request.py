@@ -106,7 +106,7 @@ def _check_content(name: str, content: object, *, optional: bool) -> None:
         if optional:
             return
         raise InvalidParameterError(name, content, "a string or a list of content parts")
-    if isinstance(content, list):
+    if isinstance(content, (list, tuple)):  # what JSON writes as an array
         if not content:
             raise InvalidParameterError(name, content, "a string or a non-empty list of content parts")
         for i, part in enumerate(content):
@@ -143,7 +143,8 @@ def check_message(index: int, message: object) -> None:
     if role == "assistant":
         tool_calls = message.get("tool_calls")
         if tool_calls is not None and (
-            not isinstance(tool_calls, list) or not all(isinstance(c, (Mapping, BaseModel)) for c in tool_calls)
+            not isinstance(tool_calls, (list, tuple))
+            or not all(isinstance(c, (Mapping, BaseModel)) for c in tool_calls)
         ):
             raise InvalidParameterError(f"{name}.tool_calls", tool_calls, "a list of tool calls (dicts)")
         _check_content(f"{name}.content", message.get("content"), optional=bool(tool_calls))

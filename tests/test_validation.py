@@ -251,6 +251,31 @@ def test_message_models_and_content_parts_are_sent_as_json(make_client: ClientFa
     ]
 
 
+def test_parts_and_tool_calls_as_tuples_and_an_answers_message_are_sent_as_lists_would_be(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    # What the types take, the call takes: a tuple of parts, a developer message model, and the
+    # message of an earlier answer appended as it is (the openai habit).
+    httpx_mock.add_response(json=completion_json(), is_reusable=True)
+    client = make_client()
+    answer = client.chat.completions.create(model="openai/gpt-4o", messages=user()).choices[0].message
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    messages: list[Any] = [
+        SystemMessage(role="developer", content="Be brief."),
+        {"role": "user", "content": (TextContentPart(text="a"), {"type": "text", "text": "b"})},
+        answer,
+        {"role": "assistant", "tool_calls": (call,)},
+    ]
+    client.chat.completions.create(model="openai/gpt-4o", messages=messages)
+    sent = json.loads(httpx_mock.get_requests()[1].content)["messages"]
+    assert sent == [
+        {"role": "developer", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+        {"role": "assistant", "content": answer.content},
+        {"role": "assistant", "tool_calls": [call]},
+    ]
+
+
 def test_assistant_message_with_tool_calls_needs_no_content(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(json=completion_json())
     call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy as _copy
 import warnings
-from collections.abc import Iterable, Mapping, Set
+from collections.abc import Iterable, Mapping, Sequence, Set
 from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -29,11 +29,14 @@ __all__ = [
     "FinishReason",
     "FunctionCall",
     "ImageContentPart",
+    "ImageContentPartParam",
     "ImageURL",
+    "ImageURLParam",
     "MessageToolCall",
     "SystemMessage",
     "SystemMessageParam",
     "TextContentPart",
+    "TextContentPartParam",
     "ToolCallParam",
     "ToolMessage",
     "ToolMessageParam",
@@ -93,7 +96,7 @@ class SystemMessageParam(TypedDict, total=False):
     """A system (or developer) message, as a dict."""
 
     role: Required[Literal["system", "developer"]]
-    content: Required[str | list[TextContentPartParam]]
+    content: Required[str | Sequence[TextContentPartParam | TextContentPart]]
     name: str
 
 
@@ -101,7 +104,7 @@ class UserMessageParam(TypedDict, total=False):
     """A user message, as a dict: text, or a list of text and image parts."""
 
     role: Required[Literal["user"]]
-    content: Required[str | list[ContentPartParam]]
+    content: Required[str | Sequence[ContentPartParam | TextContentPart | ImageContentPart]]
     name: str
 
 
@@ -109,8 +112,8 @@ class AssistantMessageParam(TypedDict, total=False):
     """An earlier assistant message, as a dict: text, tool calls, or both."""
 
     role: Required[Literal["assistant"]]
-    content: str | list[TextContentPartParam] | None
-    tool_calls: list[ToolCallParam]
+    content: str | Sequence[TextContentPartParam | TextContentPart] | None
+    tool_calls: Sequence[ToolCallParam | MessageToolCall]
     name: str
 
 
@@ -118,7 +121,7 @@ class ToolMessageParam(TypedDict):
     """The result of a tool call, as a dict."""
 
     role: Literal["tool"]
-    content: str | list[TextContentPartParam]
+    content: str | Sequence[TextContentPartParam | TextContentPart]
     tool_call_id: str
 
 
@@ -201,9 +204,9 @@ class MessageToolCall(DeployAIModel):
 
 
 class SystemMessage(_Message):
-    """A system message: instructions for the assistant."""
+    """A system (or developer) message: instructions for the assistant."""
 
-    role: Literal["system"] = "system"
+    role: Literal["system", "developer"] = "system"
     content: str | Annotated[list[TextContentPart], Field(min_length=1)]
     name: str | None = None
 
@@ -237,19 +240,6 @@ class ToolMessage(_Message):
     role: Literal["tool"] = "tool"
     content: str | Annotated[list[TextContentPart], Field(min_length=1)]
     tool_call_id: str
-
-
-ChatCompletionMessageParam: TypeAlias = (
-    SystemMessageParam
-    | UserMessageParam
-    | AssistantMessageParam
-    | ToolMessageParam
-    | SystemMessage
-    | UserMessage
-    | AssistantMessage
-    | ToolMessage
-)
-"""One message of `messages`: a dict or one of the message models."""
 
 
 # Responses
@@ -293,6 +283,20 @@ class ChatCompletionMessage(DeployAIModel):
     content: str | None = None
     refusal: str | None = None
     tool_calls: list[MessageToolCall] | None = None
+
+
+ChatCompletionMessageParam: TypeAlias = (
+    SystemMessageParam
+    | UserMessageParam
+    | AssistantMessageParam
+    | ToolMessageParam
+    | SystemMessage
+    | UserMessage
+    | AssistantMessage
+    | ToolMessage
+    | ChatCompletionMessage
+)
+"""One message of `messages`: a dict, a message model, or a message an answer gave (`ChatCompletionMessage`)."""
 
 
 class Choice(DeployAIModel):

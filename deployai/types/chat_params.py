@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel
 from typing_extensions import Required
@@ -30,19 +30,19 @@ class _CommonParams(RequestOptions, total=False):
     presence_penalty: float | NotGiven | None
     frequency_penalty: float | NotGiven | None
     user: str | NotGiven | None
-    response_format: Mapping[str, Any] | BaseModel | NotGiven | None
-    tools: Iterable[Mapping[str, Any] | BaseModel] | NotGiven
-    tool_choice: Literal["none", "auto", "required"] | Mapping[str, Any] | NotGiven | None
-    stream_options: Mapping[str, Any] | NotGiven | None
+    response_format: Mapping[str, object] | BaseModel | NotGiven | None
+    tools: Iterable[Mapping[str, object] | BaseModel] | NotGiven
+    tool_choice: Literal["none", "auto", "required"] | Mapping[str, object] | NotGiven | None
+    stream_options: Mapping[str, object] | NotGiven | None
     logprobs: bool | NotGiven | None
     top_logprobs: int | NotGiven | None
     parallel_tool_calls: bool | NotGiven | None
     reasoning_effort: Literal["minimal", "low", "medium", "high"] | str | NotGiven | None
-    logit_bias: Mapping[str | int, float] | NotGiven | None
+    logit_bias: Mapping[str, float] | Mapping[int, float] | Mapping[str | int, float] | NotGiven | None
     metadata: Mapping[str, str] | NotGiven | None
     store: bool | NotGiven | None
     service_tier: Literal["auto", "default", "flex", "priority"] | str | NotGiven | None
-    extra_body: Mapping[str, Any] | NotGiven | None
+    extra_body: Mapping[str, object] | NotGiven | None
 
 
 class CompletionCreateParamsNonStreaming(_CommonParams, total=False):

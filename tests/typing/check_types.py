@@ -7,7 +7,18 @@ from typing_extensions import assert_type
 
 import deployai
 from deployai import AsyncDeployAI, AsyncStream, DeployAI, ModelAlias, RawResponse, Stream
-from deployai.types import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam, Model, ModelList
+from deployai.types import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionMessageParam,
+    Model,
+    ModelList,
+    SystemMessage,
+    TextContentPart,
+    TextContentPartParam,
+    ToolCallParam,
+)
+from deployai.types.chat_params import CompletionCreateParamsNonStreaming, CompletionCreateParamsStreaming
 
 
 def sync_client(client: DeployAI, flag: bool) -> None:
@@ -78,3 +89,24 @@ def retry_library_shapes(outcome: BaseException | None) -> None:
     # What tenacity's `retry_state.outcome.exception()` gives: the rule takes it as it is.
     assert_type(deployai.is_retryable(outcome), bool)
     assert_type(deployai.retry_after(outcome), float | None)
+
+
+def arguments_as_they_come(client: DeployAI, parts: list[TextContentPartParam], calls: list[ToolCallParam]) -> None:
+    """Arguments typed by the SDK's own names, or narrower than its unions, keep the precise result types."""
+    whole: CompletionCreateParamsNonStreaming = {"model": "a/b", "messages": [{"role": "user", "content": "Hi"}]}
+    streamed: CompletionCreateParamsStreaming = {"model": "a/b", "messages": [], "stream": True}
+    assert_type(client.chat.completions.create(**whole), ChatCompletion)
+    assert_type(client.chat.completions.create(**streamed), Stream[ChatCompletionChunk])
+    assert_type(client.chat.completions.with_raw_response.create(**whole), RawResponse[ChatCompletion])
+    messages: list[ChatCompletionMessageParam] = [
+        SystemMessage(role="developer", content="Be brief."),
+        {"role": "user", "content": parts},
+        {"role": "user", "content": (TextContentPart(text="a"), {"type": "text", "text": "b"})},
+        {"role": "assistant", "tool_calls": calls},
+    ]
+    completion = client.chat.completions.create(model="a/b", messages=messages, logit_bias={"50256": -100})
+    messages.append(completion.choices[0].message)  # the answer's message, sent back as it is
+    tool_calls = completion.choices[0].message.tool_calls or []
+    messages.append({"role": "assistant", "content": None, "tool_calls": tool_calls})
+    token_ids: dict[int, int] = {50256: -100}
+    client.chat.completions.create(model="a/b", messages=messages, logit_bias=token_ids)
