@@ -280,9 +280,15 @@ def _chunks(reader: _Reader[_T, Lease], owner: object) -> Iterator[_T]:
             reader.check_ended()  # raises if the client (or its loop) cut it short
             return
         raise reader.error_for(exc) from safe_cause(exc)
-    except BaseException:
-        # GeneratorExit from a finalized iterator leaves the lease to the stream's finalizer.
+    except GeneratorExit:  # from a finalized iterator: the lease is left to the stream's finalizer
         lease.reading = False
+        raise
+    except BaseException:
+        # Interrupted mid-read (Ctrl-C, a notebook's interrupt): the body was left part-read, and a
+        # read again would find it cut. The stream says why it ended, as an async one cancelled does;
+        # it is released by its close, as then.
+        lease.reading = False
+        lease.mark_closed("Its reading was interrupted")
         raise
     lease.release(done=decoder.done)
     reader.check_ended()

@@ -49,7 +49,7 @@ def hello_stream() -> list[bytes]:
 class Pieces(httpx.SyncByteStream, httpx.AsyncByteStream):
     """A response body delivered piece by piece, optionally failing after the last piece."""
 
-    def __init__(self, pieces: Iterable[bytes], fail_with: Exception | None = None) -> None:
+    def __init__(self, pieces: Iterable[bytes], fail_with: BaseException | None = None) -> None:
         self.pieces = list(pieces)
         self.fail_with = fail_with
         self.closed = False
@@ -72,6 +72,6 @@ class Pieces(httpx.SyncByteStream, httpx.AsyncByteStream):
         self.closed = True
 
 
-def sse_response(pieces: Iterable[bytes], fail_with: Exception | None = None, **headers: str) -> httpx.Response:
+def sse_response(pieces: Iterable[bytes], fail_with: BaseException | None = None, **headers: str) -> httpx.Response:
     """A streaming 200 response with SSE headers."""
     return httpx.Response(200, headers={**SSE_HEADERS, **headers}, stream=Pieces(pieces, fail_with))

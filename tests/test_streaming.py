@@ -499,6 +499,25 @@ def test_an_error_event_before_the_first_chunk_is_retried_as_its_status_and_afte
     assert info.value.message == "overloaded"
 
 
+def test_a_blocking_stream_interrupted_mid_read_says_so_and_is_no_connection_error(httpx_mock: HTTPXMock) -> None:
+    # Ctrl-C, or a notebook's interrupt, in the middle of a read: what the stream says next must not
+    # invite a retry of the request the user just stopped.
+    httpx_mock.add_callback(lambda request: sse_response(hello_stream()[:3], KeyboardInterrupt()))
+    with deployai.DeployAI(api_key="sk-interrupt-test", base_url="https://api.deployai.dev/v1") as client:
+        stream = stream_of(client)
+        received: list[ChatCompletionChunk] = []
+        with pytest.raises(KeyboardInterrupt):
+            for piece in stream:
+                received.append(piece)
+        assert texts(received) == "Hello"
+        with pytest.raises(deployai.DeployAIError, match="interrupted") as info:
+            stream.get_final_completion()
+        assert not isinstance(info.value, deployai.APIConnectionError)
+        assert not deployai.is_retryable(info.value)
+        with pytest.raises(deployai.DeployAIError, match="interrupted"):
+            list(stream)
+
+
 def test_keep_alive_events_are_no_first_event_so_a_failure_after_them_is_still_retried(
     make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float]
 ) -> None:
