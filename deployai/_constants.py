@@ -52,6 +52,9 @@ MAX_BODY_IN_MESSAGE_CHARS: Final = 500
 # keeps the cost of an error small and fixed, so an error page can never stall the event loop.
 # A page's title or first paragraphs are always well inside the first 64 KiB.
 MAX_BODY_EXAMINED_CHARS: Final = 64 * 1024
+# An error answer's body is read this far (decoded), then its connection is closed: the whole JSON of
+# any real error fits, and a huge page or a compressed bomb costs no more than this.
+MAX_ERROR_BODY_BYTES: Final = 1024 * 1024
 
 # 520 to 524 are a CDN's (Cloudflare's) word for an origin that failed, dropped or timed out; 529 is
 # "overloaded" (Anthropic's, passed on by gateways that route to it).

@@ -45,6 +45,7 @@ from ._constants import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_KEEPALIVE_CONNECTIONS,
     FIRST_READ_GRACE_SECONDS,
+    MAX_ERROR_BODY_BYTES,
     STREAM_END_WAIT_SECONDS,
 )
 from ._exceptions import (
@@ -399,7 +400,7 @@ async def _send_by(
         within = timeout(deadline - time.monotonic())
         try:
             async with within:
-                return await client.send(request, stream=stream)
+                return await _afetch(client, request, stream)
         except TimeoutError:
             if not within.expired():
                 raise
@@ -407,7 +408,7 @@ async def _send_by(
         import anyio  # httpx's own dependency: a deadline under asyncio and trio alike
 
         with anyio.move_on_after(deadline - time.monotonic()):
-            return await client.send(request, stream=stream)
+            return await _afetch(client, request, stream)
     raise httpx.ReadTimeout("No answer came before the call's deadline.", request=request)
 
 
@@ -416,9 +417,92 @@ async def _read_by(deadline: float, response: httpx.Response) -> None:
     import anyio
 
     with anyio.move_on_after(deadline - time.monotonic()):
-        await response.aread()
+        await _aread_error_body(response)
         return
     raise httpx.ReadTimeout("The answer's body did not come before the call's deadline.", request=response.request)
+
+
+def _fetch(client: httpx.Client, request: httpx.Request, stream: bool) -> httpx.Response:
+    """Send; unless `stream`, read the body too (see `_read_body`)."""
+    response = client.send(request, stream=True)
+    if not stream:
+        _read_body(response)
+    return response
+
+
+async def _afetch(client: httpx.AsyncClient, request: httpx.Request, stream: bool) -> httpx.Response:
+    """`_fetch`, awaiting."""
+    response = await client.send(request, stream=True)
+    if not stream:
+        await _aread_body(response)
+    return response
+
+
+def _read_body(response: httpx.Response) -> None:
+    """Read a whole answer's body; an error answer's (3xx and up) as `_read_error_body` does."""
+    if response.status_code >= 300:
+        _read_error_body(response)
+        return
+    try:
+        response.read()
+    except BaseException:  # as httpx's own `send` closes it
+        response.close()
+        raise
+
+
+async def _aread_body(response: httpx.Response) -> None:
+    """`_read_body`, awaiting."""
+    if response.status_code >= 300:
+        await _aread_error_body(response)
+        return
+    try:
+        await response.aread()
+    except BaseException:
+        await response.aclose()
+        raise
+
+
+def _read_error_body(response: httpx.Response) -> None:
+    """Read the body of an answer that is an error, then close it: up to `MAX_ERROR_BODY_BYTES`, decoded.
+
+    The status is the answer: a body that does not decode (a `gzip` page that is not) is replaced by
+    a note that says so, instead of the status being lost to a `DecodingError`.
+    """
+    kept = bytearray()
+    try:
+        for piece in response.iter_bytes():
+            kept += piece
+            if len(kept) >= MAX_ERROR_BODY_BYTES:
+                break
+    except httpx.DecodingError as exc:
+        kept = bytearray(_undecodable(exc))
+    finally:
+        response.close()
+    _as_content(response, kept)
+
+
+async def _aread_error_body(response: httpx.Response) -> None:
+    """`_read_error_body`, awaiting."""
+    kept = bytearray()
+    try:
+        async for piece in response.aiter_bytes():
+            kept += piece
+            if len(kept) >= MAX_ERROR_BODY_BYTES:
+                break
+    except httpx.DecodingError as exc:
+        kept = bytearray(_undecodable(exc))
+    finally:
+        await response.aclose()
+    _as_content(response, kept)
+
+
+def _undecodable(exc: httpx.DecodingError) -> bytes:
+    return f"(The body could not be decoded: {exc})".encode()
+
+
+def _as_content(response: httpx.Response, content: bytearray) -> None:
+    # What `read()` would have set: the error is built from `response.content` and `.text`.
+    response._content = bytes(content[:MAX_ERROR_BODY_BYTES])
 
 
 _CLIENT_CLOSED: Final = "The client was closed"
@@ -1021,10 +1105,10 @@ class SyncHTTP:
                     sent_at = time.perf_counter()
                     try:
                         if deadline is None:
-                            outcome = client.send(op.request, stream=op.stream)
+                            outcome = _fetch(client, op.request, op.stream)
                         else:  # a whole answer, or a stream's headers (its body's read timeout is its own)
                             with reads_end_within(deadline - time.monotonic()):
-                                outcome = client.send(op.request, stream=op.stream)
+                                outcome = _fetch(client, op.request, op.stream)
                     except Exception as exc:
                         outcome = _failed(exc, op.request, client.is_closed, self._cut())
                     finally:
@@ -1040,10 +1124,10 @@ class SyncHTTP:
                     assert type(op) is ReadBody
                     try:
                         if deadline is None:
-                            op.response.read()
+                            _read_error_body(op.response)
                         else:  # a stream's error body, by the deadline of its headers
                             with reads_end_within(deadline - time.monotonic()):
-                                op.response.read()
+                                _read_error_body(op.response)
                     except httpx.HTTPError as exc:
                         outcome = _attempt_failed(exc, self._cut())
                     finally:
@@ -1481,7 +1565,7 @@ class AsyncHTTP:
                     sent_at = time.perf_counter()
                     try:
                         if deadline is None:
-                            outcome = await client.send(op.request, stream=op.stream)
+                            outcome = await _afetch(client, op.request, op.stream)
                         else:  # a whole answer, or a stream's headers (its body's read timeout is its own)
                             outcome = await _send_by(deadline, client, op.request, op.stream, pool.loop is not None)
                     except Exception as exc:
@@ -1499,7 +1583,7 @@ class AsyncHTTP:
                     assert type(op) is ReadBody
                     try:
                         if deadline is None:
-                            await op.response.aread()
+                            await _aread_error_body(op.response)
                         else:  # a stream's error body, by the deadline of its headers
                             await _read_by(deadline, op.response)
                     except httpx.HTTPError as exc:

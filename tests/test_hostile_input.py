@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import gzip
 import html
 import json
 import math
@@ -29,10 +30,11 @@ from pytest_httpx import HTTPXMock
 import deployai
 from deployai import RateLimit
 from deployai import _exceptions as exceptions_module
-from deployai._constants import MAX_BODY_EXAMINED_CHARS, MAX_BODY_IN_MESSAGE_CHARS
+from deployai._constants import MAX_BODY_EXAMINED_CHARS, MAX_BODY_IN_MESSAGE_CHARS, MAX_ERROR_BODY_BYTES
 from deployai._exceptions import read_error_body, trim_text
 from deployai._retry import decide_retry, server_requested_wait
 from tests.conftest import ClientFactory, user
+from tests.sse import Pieces
 
 NOW = 1_700_000_000.0
 SIZE = 400_000
@@ -233,6 +235,39 @@ def test_a_400_with_a_hostile_html_page_raises_a_short_bad_request(
         make_client().chat.completions.create(model="openai/gpt-4o", messages=user())
     assert info.value.message == "Service down"
     assert str(info.value) == "Error code: 400 - Service down"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_error_whose_body_does_not_decode_keeps_its_status_and_is_retried(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float], stream: bool
+) -> None:
+    # A proxy's error page labelled gzip that is not: the status is what the answer says.
+    garbled = {"content-encoding": "gzip", "retry-after": "1"}
+    httpx_mock.add_callback(
+        lambda request: httpx.Response(503, headers=garbled, stream=Pieces([b"<html>busy</html>"])), is_reusable=True
+    )
+    with pytest.raises(deployai.ServiceUnavailableError) as info:
+        make_client(max_retries=2).chat.completions.create(model="openai/gpt-4o", messages=user(), stream=stream)
+    assert info.value.status_code == 503
+    assert info.value.message.startswith("(The body could not be decoded:")
+    assert len(httpx_mock.get_requests()) == 3
+    assert len(sleeps) == 2
+    assert all(1.0 <= seconds <= 1.25 for seconds in sleeps)  # the answer's retry-after, kept with its status
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_error_body_is_read_only_so_far_so_a_compressed_bomb_costs_little(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, stream: bool
+) -> None:
+    bomb = gzip.compress(b" " * (64 * 1024 * 1024), compresslevel=9)  # 64 MiB once inflated
+    pieces = [bomb[i : i + 4096] for i in range(0, len(bomb), 4096)]  # as it comes off a socket
+    httpx_mock.add_callback(
+        lambda request: httpx.Response(500, headers={"content-encoding": "gzip"}, stream=Pieces(pieces))
+    )
+    with pytest.raises(deployai.InternalServerError) as info:
+        make_client(max_retries=0).chat.completions.create(model="openai/gpt-4o", messages=user(), stream=stream)
+    assert len(info.value.response.content) == MAX_ERROR_BODY_BYTES
+    assert info.value.message == "500 Internal Server Error (empty body)"
 
 
 # Headers: every parser is total.
