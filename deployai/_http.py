@@ -484,15 +484,23 @@ def _read_error_body(response: httpx.Response) -> None:
 async def _aread_error_body(response: httpx.Response) -> None:
     """`_read_error_body`, awaiting."""
     kept = bytearray()
+    pieces = response.aiter_bytes()
     try:
-        async for piece in response.aiter_bytes():
+        async for piece in pieces:
             kept += piece
             if len(kept) >= MAX_ERROR_BODY_BYTES:
                 break
     except httpx.DecodingError as exc:
         kept = bytearray(_undecodable(exc))
     finally:
-        await response.aclose()
+        # Left part-read, httpx's generator would be closed by the event loop's finalizer, later
+        # (or, once the loop is closed, never): closed here, before the response.
+        try:
+            close = getattr(pieces, "aclose", None)
+            if close is not None:
+                await close()
+        finally:
+            await response.aclose()
     _as_content(response, kept)
 
 
