@@ -21,7 +21,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 import httpx
 
@@ -101,6 +101,20 @@ _LONGEST_TIMER_SECONDS = 86_400.0
 _LONGEST_BELIEVED_SECONDS = 86_400.0
 
 
+class VirtualTime(Protocol):
+    """A clock a test moves (`deployai.testing.VirtualClock`): unix time, and waits that move it."""
+
+    def __call__(self) -> float: ...
+    def sleep(self, seconds: float) -> None: ...
+    async def asleep(self, seconds: float) -> None: ...
+
+
+def _check_clock(clock: object) -> VirtualTime | None:
+    if clock is not None and not all(callable(getattr(clock, name, None)) for name in ("__call__", "sleep", "asleep")):
+        raise InvalidParameterError("clock", clock, "a deployai.testing.VirtualClock, or None for real time")
+    return clock  # type: ignore[return-value]
+
+
 def _check_per_minute(value: object) -> int | None:
     if value is None:
         return None
@@ -129,6 +143,9 @@ class RateLimiter:
         requests_per_minute: your plan's limit, if you know it: at most this many requests are sent
             in any 60 s, on top of what the headers say. None (the default) learns from the headers
             alone.
+        clock: for tests, a `deployai.testing.VirtualClock` (the one the emulator runs on): the
+            limiter keeps its time, and a caller it holds moves the clock instead of waiting. None
+            (the default): real time.
 
     Raises:
         InvalidParameterError: `requests_per_minute` is not a whole number >= 1.
@@ -137,12 +154,17 @@ class RateLimiter:
     # A steady clock for every wait (resets, given in unix time, are moved onto it when read), so that
     # a step of the wall clock neither stalls callers nor lets them through early; tests replace it.
     _clock: Callable[[], float] = staticmethod(time.monotonic)
+    _unix: Callable[[], float] = staticmethod(time.time)  # what resets, given in unix time, are read against
+    _virtual: VirtualTime | None = None
     # Whether a waiter that may go is given its ticket under the lock (here); a limiter whose state
     # lives elsewhere lets it out of `_turn` to ask for one.
     _admits_here: ClassVar[bool] = True
 
-    def __init__(self, *, requests_per_minute: int | None = None) -> None:
+    def __init__(self, *, requests_per_minute: int | None = None, clock: VirtualTime | None = None) -> None:
         self._requests_per_minute: Final = _check_per_minute(requests_per_minute)
+        self._virtual = _check_clock(clock)
+        if clock is not None:  # unix time, which only moves forward: steady enough, and resets need no moving
+            self._clock = self._unix = clock
         self._start()
         _alive.add(self)
 
@@ -211,7 +233,10 @@ class RateLimiter:
                 if isinstance(step, Ask):
                     step = turns.send(step.result())
                 else:
-                    waiter.event.wait(step)
+                    if step is None or self._virtual is None:
+                        waiter.event.wait(step)
+                    else:  # the time until it looks again passes on the test's clock, at once
+                        self._virtual.sleep(step)
                     step = next(turns)
         except StopIteration as done:
             ticket: int = done.value
@@ -254,6 +279,9 @@ class RateLimiter:
                     step.add_done_callback(lambda done: self._give_back(done) if loop.is_closed() else None)
                     given: int = await asyncio.wrap_future(step)
                     step = turns.send(given)
+                elif step is not None and self._virtual is not None:  # as `_acquire_sync`
+                    await self._virtual.asleep(step)
+                    step = next(turns)
                 else:
                     future = waiter.future
                     assert future is not None
@@ -353,7 +381,7 @@ class RateLimiter:
         `outcome` is the `httpx.Response` (for a stream: at its headers), or anything else when no
         answer came: the `httpx.HTTPError`, or None for a send that was interrupted.
         """
-        answer = _answer(self._clock(), outcome)
+        answer = _answer(self._clock(), outcome, self._unix())
         with self._lock:
             _apply(self._pacing, ticket, answer)
             if self._queue:
@@ -459,7 +487,7 @@ class RateLimiter:
         if pacing.limit is not None:
             headers["x-ratelimit-limit"] = str(pacing.limit)
         if pacing.reset_at is not None:
-            headers["x-ratelimit-reset"] = repr(pacing.reset_at - self._clock() + time.time())
+            headers["x-ratelimit-reset"] = repr(pacing.reset_at - self._clock() + self._unix())
         known = 0 < wait < math.inf
         if known:
             headers["retry-after"] = f"{wait:.3f}"
@@ -491,13 +519,12 @@ WITHDRAWN: Final = _Withdrawn()
 Answer = tuple[float, int, WindowReport | None, float | None] | _Withdrawn | None
 
 
-def _answer(now: float, outcome: object) -> Answer:
-    """Read what a send came back with (`now` on the limiter's clock; resets are moved onto it)."""
+def _answer(now: float, outcome: object, unix_now: float) -> Answer:
+    """Read what a send came back with (`now` on the limiter's clock, `unix_now` the time; resets are moved onto it)."""
     if not isinstance(outcome, httpx.Response):
         return None
     headers = outcome.headers
     status = outcome.status_code
-    unix_now = time.time()
     report = read_window(headers, unix_now)
     if report is not None:
         shift = now - unix_now

@@ -194,7 +194,7 @@ class RedisRateLimiter(RateLimiter):
     # --- the shells' side -------------------------------------------------------------------------
 
     def _settle(self, ticket: int, outcome: object) -> None:
-        self._courier.tell(ticket, _answer(self._clock(), outcome))
+        self._courier.tell(ticket, _answer(self._clock(), outcome, time.time()))
 
     def _withdraw(self, ticket: int) -> None:
         self._courier.tell(ticket, WITHDRAWN)

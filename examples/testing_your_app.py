@@ -112,6 +112,17 @@ def test_a_burst_over_the_rate_limit_waits_for_the_window(
     assert deployai_clock.waited >= 60  # virtual seconds: the test itself takes milliseconds
 
 
+@pytest.mark.deployai_emulator(rate_limit=2)
+def test_the_limiter_keeps_under_the_limit(deployai_emulator: Emulator, deployai_clock: VirtualClock) -> None:
+    """A `RateLimiter` on the test's clock: the calls it holds move the clock, and none is refused."""
+    limiter = deployai.RateLimiter(clock=deployai_clock)
+    with deployai_emulator.client(rate_limiter=limiter) as client:
+        for i in range(5):
+            summarize(client, str(i))
+    assert deployai_emulator.statuses == [200] * 5  # none refused: the limiter held the 3rd and the 5th
+    assert deployai_clock.waited >= 120  # two resets of the 60 s window, in no real time
+
+
 @pytest.mark.anyio
 async def test_streams_arrive_in_the_scripted_pieces(
     deployai_emulator: Emulator, deployai_async_client: AsyncDeployAI

@@ -184,7 +184,7 @@ def test_tool_calling_runs_two_turns_against_the_emulator() -> None:
 
 def test_testing_your_app_passes_its_own_tests_with_the_installed_fixtures() -> None:
     lines = run_example("testing_your_app.py")
-    assert re.fullmatch(r"5 passed in [\d.]+s", lines[-1]), lines
+    assert re.fullmatch(r"6 passed in [\d.]+s", lines[-1]), lines
 
 
 def test_batch_jsonl_answers_in_order_with_the_failure_in_its_place() -> None:

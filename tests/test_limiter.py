@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 import deployai
-from deployai.testing import Emulator, EmulatorServer
+from deployai.testing import Emulator, EmulatorServer, VirtualClock
 from tests.conftest import API_KEY, ClientFactory, completion_json, user
 
 T = 1_700_000_000.0
@@ -448,3 +448,31 @@ def test_a_wait_or_reset_further_ahead_than_a_day_is_not_learnt(status: int, hea
         client.chat.completions.create(model="openai/gpt-4o", messages=user())
     assert client.chat.completions.create(model="openai/gpt-4o", messages=user()).choices
     assert emulator.statuses == [200, status, 200]
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_on_the_emulators_virtual_clock_a_held_call_moves_the_clock_instead_of_waiting(kind: str) -> None:
+    # Five calls against a window of two: the limiter holds the third and the fifth for the window to
+    # reset, on the test's clock, and the emulator never refuses one.
+    clock = VirtualClock()
+    emulator = Emulator(clock=clock, rate_limit=2, window_seconds=60.0)
+    limiter = deployai.RateLimiter(clock=clock)
+    if kind == "sync":
+        with emulator.client(rate_limiter=limiter) as client:
+            for _ in range(5):
+                client.chat.completions.create(model="openai/gpt-4o", messages=user())
+    else:
+
+        async def main() -> None:
+            async with emulator.async_client(rate_limiter=limiter) as client:
+                for _ in range(5):
+                    await client.chat.completions.create(model="openai/gpt-4o", messages=user())
+
+        asyncio.run(main())
+    assert emulator.statuses == [200] * 5
+    assert 120.0 <= clock.waited < 125.0  # two windows' resets, and no more
+
+
+def test_a_limiters_clock_must_be_a_virtual_clock() -> None:
+    with pytest.raises(deployai.InvalidParameterError, match=r"clock must be a deployai\.testing\.VirtualClock"):
+        deployai.RateLimiter(clock=time.time)  # type: ignore[arg-type]
