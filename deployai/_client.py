@@ -36,13 +36,14 @@ def finish(endpoint: Endpoint[Any], exchange: Exchange, raw: bool) -> Any:
     """Turn a whole successful exchange into the endpoint's result, or a `RawResponse` of it."""
     response = exchange.response
     meta = ResponseMeta(response.headers, exchange.elapsed, retries=exchange.retries)
-    if raw:
-        return RawResponse(
-            response, lambda: parse_result(response, endpoint.result, meta), exchange.elapsed, exchange.retries
-        )
     result = exchange.result  # parsed by the call plan, so that an error the body reports can be retried
-    result.__pydantic_private__["_meta"] = meta
-    return result
+    if result is not None:
+        result.__pydantic_private__["_meta"] = meta
+    if not raw:
+        return result
+    # A raw body the plan could not parse is handed over all the same: its `parse()` says what is wrong.
+    parse = (lambda: result) if result is not None else (lambda: parse_result(response, endpoint.result, meta))
+    return RawResponse(response, parse, exchange.elapsed, exchange.retries)
 
 
 class _BaseClient(Generic[_HTTP, _Httpx]):
@@ -235,10 +236,8 @@ class DeployAI(_BaseClient[SyncHTTP, httpx.Client]):
             return RawResponse(
                 stream.response, lambda: stream, 0.0, meta_of=stream._response_meta, response_of=lambda: stream.response
             )
-        result = None if raw else endpoint.result  # a raw response is parsed when its reader asks
-        return finish(
-            endpoint, self._http.send(prepared.request, options, prepared.total_timeout, stopped, result), raw
-        )
+        exchange = self._http.send(prepared.request, options, prepared.total_timeout, stopped, endpoint.result, raw)
+        return finish(endpoint, exchange, raw)
 
     def close(self) -> None:
         """Close the connection pool (unless it is a borrowed `http_client`, or this is a `with_options` copy)."""
@@ -294,8 +293,8 @@ class AsyncDeployAI(_BaseClient[AsyncHTTP, httpx.AsyncClient]):
             return RawResponse(
                 stream.response, lambda: stream, 0.0, meta_of=stream._response_meta, response_of=lambda: stream.response
             )
-        result = None if raw else endpoint.result  # a raw response is parsed when its reader asks
-        return finish(endpoint, await self._http.send(prepared.request, options, prepared.total_timeout, result), raw)
+        exchange = await self._http.send(prepared.request, options, prepared.total_timeout, endpoint.result, raw)
+        return finish(endpoint, exchange, raw)
 
     async def aclose(self) -> None:
         """Close the connection pool (unless it is a borrowed `http_client`, or this is a `with_options` copy)."""

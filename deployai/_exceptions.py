@@ -26,6 +26,7 @@ import html
 import json
 import pickle
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import httpx  # at run time too, so that `typing.get_type_hints` resolves the errors' signatures
@@ -190,6 +191,10 @@ class APIStatusError(_ResponseError):
         response: the `httpx.Response`.
     """
 
+    # False for an error reported in a success whose code and type name no status: its class is
+    # a guess (500), and sending again on a guess is no retry rule (see `is_retryable`).
+    _status_named = True
+
     def __init__(
         self,
         message: str,
@@ -204,10 +209,16 @@ class APIStatusError(_ResponseError):
             self.status_code = status_code
         self.retry_after = retry_after
 
+    @property
+    def request_id(self) -> str | None:
+        """The server's `x-request-id` for the response (without the API key, should the server echo it)."""
+        request_id = super().request_id
+        # A server may echo the request's key anywhere, its request id included.
+        return None if request_id is None else _scrub_text(request_id, _sent_key(self.response))
+
     def __str__(self) -> str:
         request_id = self.request_id
-        # A server may echo the request's key anywhere, its request id included.
-        suffix = f" (request id {_scrub_text(request_id, _sent_key(self.response))})" if request_id else ""
+        suffix = f" (request id {request_id})" if request_id else ""
         return f"Error code: {self.status_code} - {self.message}{suffix}"
 
     @property
@@ -497,7 +508,7 @@ def make_status_error(response: httpx.Response, *, retry_after: float | None = N
 def make_stream_error(response: httpx.Response, payload: object, *, streamed: bool = True) -> APIStatusError:
     """Build the typed error for an error the server sent in a success: an event of a stream, or a 200's body."""
     error = payload.get("error", payload) if isinstance(payload, dict) else payload
-    status = 500
+    status = 0
     if isinstance(error, dict):
         code, kind = error.get("code"), error.get("type")
         if isinstance(code, str) and len(code) == 3 and code.isascii() and code.isdigit():
@@ -511,8 +522,11 @@ def make_stream_error(response: httpx.Response, payload: object, *, streamed: bo
     default = "The server sent an error event in the stream." if streamed else "The server answered with an error."
     message = trim_text(_message_from_json(payload) or default)
     message, payload = _scrubbed(response, message, payload, message + repr(payload))
-    cls = error_class_for_status(status)
-    return cls(message, response=response, body=payload, status_code=status)
+    cls = error_class_for_status(status or 500)
+    reported = cls(message, response=response, body=payload, status_code=status or 500)
+    if not status:
+        reported._status_named = False
+    return reported
 
 
 def reported_error(response: httpx.Response) -> APIStatusError | None:
@@ -541,7 +555,7 @@ def raise_reported(response: httpx.Response, payload: object) -> None:
 def _is_error_object(payload: object) -> bool:
     if not isinstance(payload, dict) or not isinstance(payload.get("error"), dict):
         return False
-    return "choices" not in payload and "data" not in payload
+    return payload.get("choices") is None and payload.get("data") is None  # no result beside it
 
 
 def make_validation_error(response: httpx.Response, what: str) -> APIResponseValidationError:
@@ -607,15 +621,19 @@ def is_retryable(exc: BaseException | None) -> bool:
 
     True for connection failures and timeouts (not for a request that could not be sent at all) and
     for the statuses 408, 409, 429, 500, 502, 503, 504, 520 to 524 and 529 (an error event in a
-    stream counts with the status it maps to), unless the server answered `x-should-retry: false`
-    (or with any status when it answered `x-should-retry: true`); False for everything else, other
-    libraries' exceptions included. Its shape is
-    what `stamina.retry(on=...)` and tenacity's `retry_if_exception(...)` take as they are.
+    stream, or the error body of a 200, counts with the status its code or type names; one that
+    names none is not retried), unless the server answered `x-should-retry: false` (or with any
+    status when it answered `x-should-retry: true`); False for everything else, other libraries'
+    exceptions included. Its shape is what `stamina.retry(on=...)` and tenacity's
+    `retry_if_exception(...)` take as they are.
     """
     if isinstance(exc, APIStatusError):
         from ._retry import retryable_status  # here: `_retry` is no dependency of the errors themselves
 
-        return retryable_status(exc.status_code, exc.response.headers)
+        headers: Mapping[str, str] = exc.response.headers
+        if not exc._status_named:
+            return headers.get("x-should-retry") == "true"  # the server may know better than the guess
+        return retryable_status(exc.status_code, headers)
     return isinstance(exc, APIConnectionError) and exc._sent
 
 

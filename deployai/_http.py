@@ -601,6 +601,7 @@ def _plan(
     options: ClientOptions,
     total_timeout: float | None,
     result: type[APIResult] | None = None,
+    raw: bool = False,
 ) -> Plan:
     return call_plan(
         request,
@@ -614,6 +615,7 @@ def _plan(
         total_timeout=total_timeout,
         limiter=options.rate_limiter,
         result=result,
+        raw=raw,
     )
 
 
@@ -1059,14 +1061,16 @@ class SyncHTTP:
         total_timeout: float | None = None,
         stopped: Callable[[], bool] | None = None,
         result: type[APIResult] | None = None,
+        raw: bool = False,
     ) -> Exchange:
         """Send with retries; return the whole successful response (its body parsed as `result`), or raise.
 
-        Once `stopped()` is true, no attempt is sent: a `DeployAIError` is raised instead.
+        Once `stopped()` is true, no attempt is sent: a `DeployAIError` is raised instead. With `raw`,
+        a body that does not parse is delivered all the same (see `call_plan`).
         """
         self._ready()
         started_at = time.perf_counter()
-        plan = _plan(request, False, options, total_timeout, result)
+        plan = _plan(request, False, options, total_timeout, result, raw)
         try:
             return self.resume(plan, None, started_at, close=True, stopped=stopped)
         except _Stopped:
@@ -1522,13 +1526,14 @@ class AsyncHTTP:
         options: ClientOptions,
         total_timeout: float | None = None,
         result: type[APIResult] | None = None,
+        raw: bool = False,
     ) -> Exchange:
         """Send with retries; return the whole successful response (its body parsed as `result`), or raise."""
         pool = self._pool_here()
         if pool.abandoned:
             await pool.release_abandoned()
         started_at = time.perf_counter()
-        plan = _plan(request, False, options, total_timeout, result)
+        plan = _plan(request, False, options, total_timeout, result, raw)
         return await self.resume(pool, plan, None, started_at, close=True)
 
     async def stream(

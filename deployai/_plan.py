@@ -31,6 +31,7 @@ import httpx
 
 from ._exceptions import (
     APIError,
+    APIResponseValidationError,
     APIStatusError,
     is_retryable,
     make_redirect_error,
@@ -154,6 +155,7 @@ def call_plan(
     timer: Callable[[], float] | None = None,
     limiter: RateLimiter | None = None,
     result: type[APIResult] | None = None,
+    raw: bool = False,
 ) -> Plan:
     """The plan for one call: send, and on a retryable failure sleep and send again (see the module docstring).
 
@@ -163,7 +165,8 @@ def call_plan(
     carries it, and the longest it may be held (`Send.wait_limit`). With a `result` type, a whole
     success's body is parsed as one before it is delivered (`Deliver.result`), and an error it reports
     instead is an attempt that failed with that error's status; without one, the body is only looked
-    at for such an error.
+    at for such an error. With `raw` (`with_raw_response`), a body that is neither is delivered as it
+    came (`Deliver.result` None), for its reader's `parse()` to refuse.
 
     Raises:
         APIStatusError: the subclass for the error status, after retries (also for a 3xx: redirects
@@ -194,13 +197,18 @@ def call_plan(
                 if status < 300:
                     parsed = reported = None
                     if stream:
-                        if not is_event_stream(response):
-                            raise make_validation_error(response, "event stream (text/event-stream)")
+                        if not is_event_stream(response):  # its body was read: an error it reports counts
+                            reported = reported_error(response)
+                            if reported is None:
+                                raise make_validation_error(response, "event stream (text/event-stream)")
                     elif result is None:
                         reported = reported_error(response)
                     else:
                         try:
                             parsed = parse_body(response, result)
+                        except APIResponseValidationError:
+                            if not raw:
+                                raise
                         except APIStatusError as problem:  # the body reports an error
                             # Raised again from here, or not at all: where it was found is no part of it.
                             reported = problem.with_traceback(None)

@@ -476,6 +476,7 @@ def test_a_key_the_server_echoes_as_its_request_id_never_reaches_the_errors_text
     shown = [str(error), repr(error), "".join(traceback.format_exception(error))]
     assert all(key not in text for text in shown)
     assert str(error) == "Error code: 401 - no (request id [redacted])"
+    assert error.request_id == "[redacted]"  # error trackers record the attribute too
 
 
 def test_a_key_a_broken_answer_echoes_never_reaches_the_connection_error(

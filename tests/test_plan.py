@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -207,3 +208,35 @@ def test_a_body_that_is_no_result_and_no_error_is_a_validation_error_at_once() -
     next(plan)
     with pytest.raises(deployai.APIResponseValidationError):
         plan.send(response(200, content=b'{"object": "list"}'))
+
+
+@pytest.mark.parametrize(
+    "error",
+    [{"message": "Your prompt was flagged."}, {"code": "context_length_exceeded"}, {"type": "insufficient_quota"}],
+)
+def test_a_200_whose_error_names_no_status_is_raised_at_once_not_retried_on_a_guess(error: dict[str, str]) -> None:
+    plan = plan_for(stream=False)
+    next(plan)
+    with pytest.raises(deployai.InternalServerError) as info:  # the class is a guess: the retry rule is not
+        plan.send(response(200, content=json.dumps({"error": error}).encode()))
+    assert info.value.retries == 0
+    assert not deployai.is_retryable(info.value)
+
+
+def test_a_200_error_with_a_null_result_beside_it_is_still_the_error() -> None:
+    plan = plan_for(stream=False, max_retries=0)
+    next(plan)
+    with pytest.raises(deployai.RateLimitError):
+        plan.send(response(200, content=b'{"error": {"type": "rate_limit_error"}, "data": null, "choices": null}'))
+
+
+def test_a_stream_answered_with_a_json_error_is_retried_as_its_status() -> None:
+    # A gateway whose provider failed before the stream began answers a 200 with the error as JSON.
+    plan = plan_for(stream=True)
+    next(plan)
+    assert isinstance(
+        plan.send(response(200, {"content-type": "application/json"}, b'{"error": {"code": 503}}')), ReadBody
+    )
+    sleep = plan.send(None)
+    assert isinstance(sleep, Sleep)
+    assert isinstance(sleep.error, deployai.ServiceUnavailableError)

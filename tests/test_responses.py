@@ -84,6 +84,25 @@ def test_a_200_whose_body_is_an_error_is_retried_as_the_status_it_names(
     assert len(sleeps) == 2
 
 
+def test_a_raw_response_tells_an_error_from_an_answer_as_a_parsed_call_does(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float]
+) -> None:
+    client = make_client()
+    # A valid answer that also carries an error object is the answer, raw or parsed.
+    model = {"id": "openai/gpt-4o", "object": "model", "error": {"message": "deprecated soon"}}
+    httpx_mock.add_response(json=model, is_reusable=True)
+    assert client.models.with_raw_response.retrieve("openai/gpt-4o").parse().id == "openai/gpt-4o"
+    assert client.models.retrieve("openai/gpt-4o").id == "openai/gpt-4o"
+    assert sleeps == []
+    # A body that is neither an answer nor an error is handed over raw; its parse() says what is wrong.
+    httpx_mock.reset()
+    httpx_mock.add_response(json={"nothing": "useful"})
+    raw = client.chat.completions.with_raw_response.create(model="openai/gpt-4o", messages=user())
+    assert raw.http_response.json() == {"nothing": "useful"}
+    with pytest.raises(deployai.APIResponseValidationError):
+        raw.parse()
+
+
 def test_an_error_status_answered_as_an_event_stream_gives_the_servers_message(
     make_client: ClientFactory, httpx_mock: HTTPXMock
 ) -> None:

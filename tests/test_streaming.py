@@ -531,6 +531,16 @@ def test_keep_alive_events_are_no_first_event_so_a_failure_after_them_is_still_r
     assert len(sleeps) == 2
 
 
+def test_an_error_event_first_that_names_no_status_is_raised_at_once(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    add_stream(httpx_mock, [event({"error": {"message": "Your prompt was flagged."}})])
+    with stream_of(make_client()) as stream, pytest.raises(deployai.APIStatusError, match="flagged") as info:
+        list(stream)
+    assert not deployai.is_retryable(info.value)
+    assert len(httpx_mock.get_requests()) == 1
+
+
 def test_an_error_event_first_that_is_not_retryable_is_raised_at_once(
     make_client: ClientFactory, httpx_mock: HTTPXMock
 ) -> None:
