@@ -383,7 +383,16 @@ class Stream(_StreamBase[_T, Lease]):
             own = self._own = _chunks(self._reader, None)
         else:  # a later step may come from a forked child
             _check_not_forked(self._reader.lease)
-        return next(own)
+        try:
+            return next(own)
+        except StopIteration:
+            raise
+        except BaseException:
+            # Ended by an error (or an interrupt): a finished generator would answer the next step
+            # with StopIteration, as if the answer were whole. The next step looks again instead, as
+            # a new `for` does, and says why the stream ended.
+            self._own = None
+            raise
 
     def __enter__(self) -> Stream[_T]:
         return self
@@ -433,7 +442,13 @@ class AsyncStream(_StreamBase[_T, AsyncLease]):
             own = self._own = _achunks(self._reader, None)
         else:  # a later step may come from a forked child, or from another loop
             _check_here(self._reader.lease)
-        return await own.__anext__()
+        try:
+            return await own.__anext__()
+        except StopAsyncIteration:
+            raise
+        except BaseException:  # as `Stream.__next__`
+            self._own = None
+            raise
 
     async def __aenter__(self) -> AsyncStream[_T]:
         return self

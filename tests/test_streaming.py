@@ -516,6 +516,15 @@ def test_a_blocking_stream_interrupted_mid_read_says_so_and_is_no_connection_err
         assert not deployai.is_retryable(info.value)
         with pytest.raises(deployai.DeployAIError, match="interrupted"):
             list(stream)
+    # Read with next(), as a UI loop does: the step after the interrupt says so too.
+    httpx_mock.add_callback(lambda request: sse_response(hello_stream()[:3], KeyboardInterrupt()))
+    with deployai.DeployAI(api_key="sk-interrupt-test", base_url="https://api.deployai.dev/v1") as client:
+        stream = stream_of(client)
+        assert texts([next(stream) for _ in range(3)]) == "Hello"
+        with pytest.raises(KeyboardInterrupt):
+            next(stream)
+        with pytest.raises(deployai.DeployAIError, match="interrupted"):
+            next(stream)  # not StopIteration, which would pass the cut answer off as whole
 
 
 def test_keep_alive_events_are_no_first_event_so_a_failure_after_them_is_still_retried(
