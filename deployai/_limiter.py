@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 import httpx
 
-from ._exceptions import DeployAIError, InvalidParameterError, RateLimitError
+from ._exceptions import DeployAIError, InvalidParameterError, RateLimitError, reported_error
 from ._pacing import Pacing
 from ._ratelimit import WindowReport, read_window
 from ._retry import server_requested_wait
@@ -525,6 +525,12 @@ def _answer(now: float, outcome: object, unix_now: float) -> Answer:
         return None
     headers = outcome.headers
     status = outcome.status_code
+    # A whole answer that begins as an error object is read for the status it names. Only its start
+    # is looked at, on every call through a limiter: an error body has no answer before its `error`.
+    if status < 300 and outcome.is_stream_consumed and outcome.content.find(b'"error"', 0, 64) >= 0:
+        reported = reported_error(outcome)
+        if reported is not None and reported._status_named:
+            status = reported.status_code
     report = read_window(headers, unix_now)
     if report is not None:
         shift = now - unix_now

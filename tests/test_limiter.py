@@ -250,6 +250,20 @@ def test_a_429_with_no_headers_holds_every_caller_back_and_slows_the_pace(make_c
     assert limiter._pacing.spacing > 0  # and the pace slowed down (its recovery: tests/test_pacing.py)
 
 
+def test_a_429_reported_in_a_200_teaches_the_limiter_as_a_429_does(
+    make_client: ClientFactory, sleeps: list[float]
+) -> None:
+    # A gateway that answers a refusal with a 200 and the error in the body: the pace slows as for a
+    # 429 status; counted as a success, each one would undo the backoff of a real 429.
+    limiter = deployai.RateLimiter()
+    refused = httpx.Response(200, json={"error": {"message": "slow down", "code": 429}})
+    transport, sent = handler_with(refused, ok())
+    client = make_client(transport=transport, rate_limiter=limiter, max_retries=3)
+    client.chat.completions.create(model=MODEL, messages=user())
+    assert len(sent) == 2
+    assert limiter._pacing.spacing > 0
+
+
 def test_a_stream_gives_its_slot_back_at_its_headers(make_client: ClientFactory) -> None:
     limiter = deployai.RateLimiter()
     chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": MODEL,
