@@ -23,6 +23,7 @@ from ._constants import (
 )
 from ._exceptions import DeployAIError, InvalidParameterError
 from ._limiter import RateLimiter
+from ._logging import remember_key
 from ._types import NOT_GIVEN, NotGiven, OnRetry, Timeout
 from ._version import __version__
 
@@ -69,7 +70,7 @@ class Secret(str):
     local through its repr, and the key passes through locals on every call, in dicts of headers.
     """
 
-    __slots__ = ()
+    __slots__ = ("__weakref__",)  # for the log's redaction, which looks for a live client's key
 
     def __repr__(self) -> str:
         return "'<redacted>'"
@@ -252,6 +253,7 @@ def resolve_options(
         raise DeployAIError(
             "The API key contains spaces, line breaks or non-ASCII characters: check api_key or DEPLOYAI_API_KEY."
         )
+    remember_key(key)
     url = _check_base_url(
         base_url or _setting(environ, BASE_URL_ENV) or DEFAULT_BASE_URL, allow_insecure_http=allow_insecure_http
     )

@@ -3,7 +3,8 @@
 `DEPLOYAI_LOG=info` logs each retry; `DEPLOYAI_LOG=debug` also logs every request and response
 (method, URL, status, elapsed time, request id, attempt). API keys and `Authorization` values are
 redacted from every record by `RedactingFilter`, which is attached to the logger whatever the
-configuration.
+configuration, and to the loggers of httpx and httpcore, whose DEBUG lines show the headers a server
+sends (a server may echo the key in one).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import weakref
 
 from ._constants import LOG_ENV
 
@@ -19,9 +21,39 @@ logger = logging.getLogger("deployai")
 _SECRET = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=\-]+|\bsk-[A-Za-z0-9_\-]{4,}", re.IGNORECASE)
 
 
+# The keys of this process's clients, by identity, each for as long as a client holds it: a key not
+# shaped like `sk-...` can only be found by its value. Keys shorter than this are not looked for, as
+# they would redact ordinary words.
+_keys: dict[int, weakref.ref[str]] = {}
+_MIN_KEY_LENGTH = 8
+
+# The loggers that can show what a server sent: httpcore's DEBUG lines show a response's headers.
+_HTTP_LOGGERS = (
+    "httpx",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+)
+
+
+def remember_key(key: str) -> None:
+    """Have `redact` find `key` (a client's `Secret`, which can be weakly referenced) while it is alive."""
+    if len(key) < _MIN_KEY_LENGTH:
+        return
+    ident = id(key)
+    _keys[ident] = weakref.ref(key, lambda _: _keys.pop(ident, None))
+
+
 def redact(text: str) -> str:
-    """Replace API keys and bearer tokens in `text` with `[redacted]`."""
-    return _SECRET.sub(lambda m: (m.group(1) or "") + "[redacted]", text)
+    """Replace API keys and bearer tokens in `text` with `[redacted]`: any `sk-...`, and the keys of live clients."""
+    text = _SECRET.sub(lambda m: (m.group(1) or "") + "[redacted]", text)
+    for ref in tuple(_keys.values()):
+        key = ref()
+        if key is not None and key in text:
+            text = text.replace(key, "[redacted]")
+    return text
 
 
 class RedactingFilter(logging.Filter):
@@ -38,8 +70,9 @@ class RedactingFilter(logging.Filter):
 
 def setup_logging(environ: dict[str, str] | os._Environ[str] = os.environ) -> None:
     """Attach the redaction filter and, when `DEPLOYAI_LOG` is set, a stderr handler at that level."""
-    if not any(isinstance(f, RedactingFilter) for f in logger.filters):
-        logger.addFilter(RedactingFilter())
+    for each in (logger, *map(logging.getLogger, _HTTP_LOGGERS)):
+        if not any(isinstance(f, RedactingFilter) for f in each.filters):
+            each.addFilter(RedactingFilter())
     level = environ.get(LOG_ENV, "").strip().upper()
     if level in ("DEBUG", "INFO", "WARNING", "ERROR"):
         handler = logging.StreamHandler()

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import gc
+import json
 import logging
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from pytest_httpx import HTTPXMock
 
+import deployai
 from deployai._logging import RedactingFilter, redact
 from tests.conftest import API_KEY, ClientFactory, completion_json, user
 
@@ -78,3 +84,64 @@ def test_deployai_log_prints_each_line_once_beside_an_application_root_handler()
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, check=True
     )
     assert result.stderr.count("retrying soon") == 1
+
+
+class _EchoingServer(BaseHTTPRequestHandler):
+    """Answers every request with a completion, echoing its bearer token as the request id."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["content-length"]))
+        body = json.dumps(completion_json()).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.send_header("x-request-id", self.headers["authorization"].removeprefix("Bearer "))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def echoing_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoingServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_a_key_a_server_echoes_in_a_header_is_in_no_debug_line_of_the_sdk_httpx_or_httpcore(
+    echoing_server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # httpcore's DEBUG lines show every header of a response; a key not shaped like `sk-...` can only
+    # be found by its value.
+    key = "ak_live_0123456789abcdef"
+    with (
+        caplog.at_level(logging.DEBUG),
+        deployai.DeployAI(api_key=key, base_url=echoing_server, allow_insecure_http=True) as client,
+    ):
+        client.chat.completions.create(model="openai/gpt-4o", messages=user())
+    lines = {r.name: r.getMessage() for r in caplog.records}
+    assert {"deployai", "httpx", "httpcore.http11"} <= lines.keys()
+    assert "request id [redacted]" in lines["deployai"]
+    assert all(key not in r.getMessage() for r in caplog.records)
+
+
+def test_a_key_is_looked_for_while_a_client_holds_it_and_short_keys_never() -> None:
+    key = "ak_live_9999999999999999"
+    client = deployai.DeployAI(api_key=key, base_url="https://api.deployai.dev/v1")
+    assert redact(f"echoed {key}") == "echoed [redacted]"
+    client.close()
+    del client
+    gc.collect()
+    assert redact(f"echoed {key}") == f"echoed {key}"
+    with deployai.DeployAI(api_key="abc1234", base_url="https://api.deployai.dev/v1"):
+        assert redact("abc1234 is a word") == "abc1234 is a word"
