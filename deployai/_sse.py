@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # the models are loaded with the first stream's chunk type (s
         ChatCompletionMessage,
         ChoiceDelta,
         ChoiceDeltaToolCall,
+        ChoiceLogprobs,
         Usage,
     )
 
@@ -254,8 +255,9 @@ class _ChoiceState:
         if extra:
             self.extra = _merged(self.extra, extra)
 
-    def add_logprobs(self, logprobs: dict[str, Any]) -> None:
-        self.logprobs = _merged(self.logprobs, logprobs)
+    def add_logprobs(self, logprobs: ChoiceLogprobs) -> None:
+        # Its fields and a provider's own: each token list grows by the chunk's tokens.
+        self.logprobs = _merged(self.logprobs, dict(logprobs))
 
     def add_tool_calls(self, pieces: list[ChoiceDeltaToolCall]) -> None:
         calls = self.calls if self.calls is not None else {}

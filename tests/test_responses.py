@@ -16,7 +16,7 @@ from pytest_httpx import HTTPXMock
 import deployai
 from deployai.types import ChatCompletion
 from tests.conftest import API_KEY, RATE_HEADERS, ClientFactory, completion_json, user
-from tests.sse import SSE_HEADERS, hello_stream, sse_response
+from tests.sse import DONE, SSE_HEADERS, chunk, event, hello_stream, sse_response
 
 
 def test_completion_is_typed_with_usage(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
@@ -148,6 +148,50 @@ def test_usage_details_are_typed(make_client: ClientFactory, httpx_mock: HTTPXMo
     assert (prompt.cached_tokens, completion.reasoning_tokens) == (12, 5)
     plain = ChatCompletion.model_validate(completion_json()).usage
     assert str(plain) == "prompt_tokens=20 completion_tokens=9 total_tokens=29"  # details shown only when given
+
+
+def _token(text: str, logprob: float, *alternatives: tuple[str, float]) -> dict[str, object]:
+    top = [{"token": t, "logprob": p, "bytes": list(t.encode())} for t, p in alternatives]
+    return {"token": text, "logprob": logprob, "bytes": list(text.encode()), "top_logprobs": top}
+
+
+TOKENS = [_token("Hi", -0.1, ("Hi", -0.1), ("Hey", -2.5)), _token("!", -0.3, ("!", -0.3))]
+REFUSAL = [{"token": "No", "logprob": -9.0, "top_logprobs": None}]  # null: none asked for
+LOGPROBS = {"content": TOKENS, "refusal": REFUSAL, "provider_note": "kept"}
+
+
+def test_logprobs_are_typed_and_a_stream_adds_its_chunks_up_to_the_whole_answers(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    body = completion_json("Hi!")
+    body["choices"][0]["logprobs"] = LOGPROBS
+    httpx_mock.add_response(json=body)
+    client = make_client()
+    logprobs = client.chat.completions.create(model="openai/gpt-4o", messages=user(), logprobs=True).choices[0].logprobs
+    assert logprobs is not None
+    assert logprobs.content is not None
+    first = logprobs.content[0]
+    assert (first.token, first.logprob, bytes(first.bytes or ())) == ("Hi", -0.1, b"Hi")
+    assert [(t.token, t.logprob) for t in first.top_logprobs] == [("Hi", -0.1), ("Hey", -2.5)]
+    assert logprobs.refusal is not None
+    assert [(t.token, t.bytes, t.top_logprobs) for t in logprobs.refusal] == [("No", None, [])]
+    assert logprobs.model_extra == {"provider_note": "kept"}
+
+    # The same tokens streamed one per chunk (the provider's note in pieces, as text fields come).
+    pieces = []
+    for text, token, note in [("Hi", TOKENS[0], "ke"), ("!", TOKENS[1], "pt")]:
+        piece = chunk(text)
+        piece["choices"][0]["logprobs"] = {"content": [token], "provider_note": note}
+        if text == "!":
+            piece["choices"][0]["logprobs"]["refusal"] = REFUSAL
+        pieces.append(event(piece))
+    httpx_mock.add_response(headers=SSE_HEADERS, content=b"".join([*pieces, event(chunk(finish="stop")), DONE]))
+    with client.chat.completions.create(model="openai/gpt-4o", messages=user(), logprobs=True, stream=True) as stream:
+        chunks = list(stream)
+        streamed = stream.get_final_completion().choices[0].logprobs
+    assert chunks[0].choices[0].logprobs is not None
+    assert chunks[0].choices[0].logprobs.content == logprobs.content[:1]
+    assert streamed == logprobs
 
 
 def test_rate_limit_and_request_id_are_read_only_attributes_not_fields(

@@ -7,7 +7,7 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence, Set
 from typing import Annotated, Any, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.warnings import PydanticDeprecatedSince20
 from typing_extensions import NotRequired, Required, Self, TypedDict, deprecated
 
@@ -20,10 +20,12 @@ __all__ = [
     "ChatCompletionChunk",
     "ChatCompletionMessage",
     "ChatCompletionMessageParam",
+    "ChatCompletionTokenLogprob",
     "Choice",
     "ChoiceDelta",
     "ChoiceDeltaFunctionCall",
     "ChoiceDeltaToolCall",
+    "ChoiceLogprobs",
     "ChunkChoice",
     "ContentPartParam",
     "FinishReason",
@@ -40,6 +42,7 @@ __all__ = [
     "ToolCallParam",
     "ToolMessage",
     "ToolMessageParam",
+    "TopLogprob",
     "Usage",
     "UserMessage",
     "UserMessageParam",
@@ -299,13 +302,41 @@ ChatCompletionMessageParam: TypeAlias = (
 """One message of `messages`: a dict, a message model, or a message an answer gave (`ChatCompletionMessage`)."""
 
 
+class TopLogprob(DeployAIModel):
+    """One of the likeliest tokens at a position, with its log probability (`top_logprobs=` asks for them)."""
+
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+    """The token's UTF-8 bytes: a character split over several tokens is whole only in their bytes."""
+
+
+class ChatCompletionTokenLogprob(TopLogprob):
+    """A token of the answer, its log probability, and the likeliest tokens at its position."""
+
+    top_logprobs: list[TopLogprob] = Field(default_factory=list)
+    """Empty unless you asked for `top_logprobs=` (some providers then send null: it is read as empty)."""
+
+    @field_validator("top_logprobs", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: object) -> object:
+        return [] if value is None else value
+
+
+class ChoiceLogprobs(DeployAIModel):
+    """The log probabilities of a choice's tokens (`logprobs=True`): of its content, or of its refusal."""
+
+    content: list[ChatCompletionTokenLogprob] | None = None
+    refusal: list[ChatCompletionTokenLogprob] | None = None
+
+
 class Choice(DeployAIModel):
     """One generated alternative (there is one unless you asked for `n`)."""
 
     index: int
     message: ChatCompletionMessage
     finish_reason: FinishReason | None = None
-    logprobs: dict[str, Any] | None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletion(APIResult):
@@ -355,7 +386,8 @@ class ChunkChoice(DeployAIModel):
     index: int
     delta: ChoiceDelta = Field(default_factory=ChoiceDelta)  # some servers leave an empty one out
     finish_reason: FinishReason | None = None
-    logprobs: dict[str, Any] | None = None
+    logprobs: ChoiceLogprobs | None = None
+    """The log probabilities of this chunk's tokens; `get_final_completion()` puts the chunks' together."""
 
 
 class ChatCompletionChunk(DeployAIModel):
