@@ -275,7 +275,7 @@ class AsyncDeployAI(_BaseClient[AsyncHTTP, httpx.AsyncClient]):
 
     @cached_property
     def models(self) -> AsyncModels:
-        """The models you can use: `await client.models.list()`."""
+        """The models you can use: `await client.models.list()`, or `async for model in client.models.list()`."""
         from .resources.models import AsyncModels  # with the models: loaded at first use (see __init__)
 
         return AsyncModels(self)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import subprocess
@@ -706,6 +707,22 @@ async def test_the_async_client_completes_streams_and_lists(emulator: Emulator) 
     http = client._http.client
     assert http is not None
     assert http.is_closed
+
+
+@pytest.mark.anyio
+async def test_the_async_models_list_is_awaited_or_iterated_and_sent_once_when_first_used(emulator: Emulator) -> None:
+    # `async for model in client.models.list()` is how the openai SDK's users write it.
+    async with emulator.async_client() as client:
+        ids = [model.id async for model in client.models.list()]
+        listing = client.models.list()
+        client.models.list()  # never used: nothing is sent
+        task = asyncio.create_task(listing)  # a coroutine, as an `async def` method's result is
+        page = await task
+        with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
+            await listing
+    assert ids == [model.id for model in page]
+    assert len(ids) == 7
+    assert [(r.method, r.path) for r in emulator.requests] == [("GET", "/v1/models")] * 2
 
 
 @pytest.mark.anyio

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from functools import cached_property
-from typing import Final
+from typing import Any, Final
 
 from typing_extensions import Unpack
 
@@ -13,7 +14,7 @@ from .._response import RawResponse
 from ..types.models import Model, ModelList
 from ..types.request_options import RequestOptions
 
-__all__ = ["AsyncModels", "Models"]
+__all__ = ["AsyncModelListing", "AsyncModels", "Models"]
 
 LIST: Final = Endpoint(name="list", method="GET", path="/models", result=ModelList, build=build_get_request)
 """`GET /models`: every model your key may use."""
@@ -68,14 +69,59 @@ class ModelsWithRawResponse:
         return result
 
 
+class AsyncModelListing(Coroutine[Any, Any, ModelList]):
+    """What `AsyncDeployAI.models.list()` returns: `await` it for the `ModelList`, or `async for` over its models.
+
+    It is a coroutine (for `asyncio.create_task`, `gather` and the like), and the request is sent
+    when it is first awaited or iterated, once.
+    """
+
+    __slots__ = ("_call", "_running")
+
+    def __init__(self, call: Callable[[], Coroutine[Any, Any, ModelList]]) -> None:
+        self._call = call
+        # Made at the first use: a listing never used leaves no coroutine behind to warn of.
+        self._running: Coroutine[Any, Any, ModelList] | None = None
+
+    def _coroutine(self) -> Coroutine[Any, Any, ModelList]:
+        if self._running is None:
+            self._running = self._call()
+        return self._running
+
+    def __await__(self) -> Generator[Any, None, ModelList]:
+        """Send the request; the result is the `ModelList`."""
+        return self._coroutine().__await__()
+
+    def send(self, value: Any) -> Any:
+        """Step the request on (what an event loop does with a coroutine)."""
+        return self._coroutine().send(value)
+
+    def throw(self, *error: Any) -> Any:
+        """Raise an exception at the point the request waits (what an event loop does on cancellation)."""
+        return self._coroutine().throw(*error)
+
+    def close(self) -> None:
+        """Stop the request where it waits, if it was started."""
+        if self._running is not None:
+            self._running.close()
+
+    async def __aiter__(self) -> AsyncIterator[Model]:
+        """Send the request, then give its models one by one (as `async for` over the openai SDK's list does)."""
+        for model in await self:
+            yield model
+
+
 class AsyncModels:
     """The models endpoints for `AsyncDeployAI`."""
 
     def __init__(self, client: AsyncCaller) -> None:
         self._client = client
 
-    async def list(self, **options: Unpack[RequestOptions]) -> ModelList:
-        """List the models available to your key; iterate over the result or read `.data`."""
+    def list(self, **options: Unpack[RequestOptions]) -> AsyncModelListing:
+        """List the models available to your key: `await` it for the `ModelList`, or `async for` over its models."""
+        return AsyncModelListing(lambda: self._list(options))
+
+    async def _list(self, options: RequestOptions) -> ModelList:
         result: ModelList = await self._client._call(LIST, dict(options), raw=False)
         return result
 

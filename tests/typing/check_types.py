@@ -62,6 +62,8 @@ async def async_client(client: AsyncDeployAI) -> None:
     async for chunk in stream:
         assert_type(chunk, ChatCompletionChunk)
     assert_type(await client.models.list(), ModelList)
+    async for model in client.models.list():
+        assert_type(model, Model)
 
 
 def newer_parameters(client: DeployAI) -> None:
