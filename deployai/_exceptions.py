@@ -573,12 +573,18 @@ def make_validation_error(response: httpx.Response, what: str) -> APIResponseVal
 def make_redirect_error(response: httpx.Response) -> APIStatusError:
     """Build the error for a 3xx answer: redirects are not followed, so the key never goes elsewhere."""
     location = response.headers.get("location")
-    where = f" to {trim_text(location, 200)}" if location else " without a location"
-    phrase = response.reason_phrase or "Redirect"
-    message = (
-        f"The API answered {response.status_code} {phrase}, a redirect{where}. Redirects are not followed, "
-        "so that your API key is never sent to another address: check base_url."
-    )
+    if response.status_code == 304:  # the answer to a conditional request, which the SDK never makes
+        message = (
+            "The API answered 304 Not Modified, which only answers a request for a cached copy; the SDK "
+            "never asks for one: a proxy or cache between this client and the API sent it."
+        )
+    else:
+        where = f" to {trim_text(location, 200)}" if location else " without a location"
+        phrase = response.reason_phrase or "Redirect"
+        message = (
+            f"The API answered {response.status_code} {phrase}, a redirect{where}. Redirects are not followed, "
+            "so that your API key is never sent to another address: check base_url."
+        )
     body, _ = read_error_body(response)
     # A server may put the request's key in the address it sends the client on to.
     message, body = _scrubbed(response, message, body, message + repr(body))

@@ -137,6 +137,17 @@ def test_a_redirect_is_an_error_saying_where_to(
     assert len(httpx_mock.get_requests()) == 1  # neither followed nor retried
 
 
+def test_a_304_is_an_error_that_blames_a_cache_not_a_redirect(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    httpx_mock.add_response(status_code=304)
+    with pytest.raises(deployai.APIStatusError) as info:
+        make_client().chat.completions.create(model=MODEL, messages=user())
+    assert info.value.status_code == 304
+    assert "a proxy or cache between this client and the API sent it" in str(info.value)
+    assert "redirect" not in str(info.value)
+
+
 # 10. Nothing but the SDK's own errors escapes building a request.
 
 
