@@ -22,6 +22,7 @@ DeployAIError
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import pickle
@@ -113,6 +114,8 @@ class APIError(DeployAIError):
         request: the request that failed, when there was one.
         retries: how many retries the call made before it raised this error.
         body: what the server answered (None for an error with no answer, such as a connection error).
+        code, type, param: the fields of the server's error object, or None (as the openai SDK has them
+            on every `APIError`): None for an error with no answer.
     """
 
     retries = 0  # set on the error a call finally raises: how many retries it made before giving up
@@ -122,6 +125,21 @@ class APIError(DeployAIError):
         super().__init__(message)
         self.message = message
         self.request = request
+
+    @property
+    def code(self) -> str | None:
+        """The error's `code` as the server gave it (`"rate_limit_exceeded"`), or None."""
+        return _error_field(self.body, "code")
+
+    @property
+    def type(self) -> str | None:
+        """The error's `type` as the server gave it (`"invalid_request_error"`), or None."""
+        return _error_field(self.body, "type")
+
+    @property
+    def param(self) -> str | None:
+        """The request parameter the server's error names, or None."""
+        return _error_field(self.body, "param")
 
     def __reduce__(self) -> tuple[Any, ...]:
         # The request holds the API key in its headers: it never goes into a pickle.
@@ -157,6 +175,11 @@ class _ResponseError(APIError, ResponseInfo):  # APIError first: its settable `r
 
     def _response_meta(self) -> ResponseMeta:
         return self._meta
+
+    def _took(self, elapsed: float) -> None:
+        """Record how long the attempt that met this error took (its `elapsed`), unless recorded already."""
+        if self._meta.elapsed is None:
+            self._meta = dataclasses.replace(self._meta, elapsed=elapsed)
 
     def __reduce__(self) -> tuple[Any, ...]:
         import httpx  # only here: a pickled error needs a stand-in response, and httpx is loaded by then
@@ -220,21 +243,6 @@ class APIStatusError(_ResponseError):
         request_id = self.request_id
         suffix = f" (request id {request_id})" if request_id else ""
         return f"Error code: {self.status_code} - {self.message}{suffix}"
-
-    @property
-    def code(self) -> str | None:
-        """The error's `code` as the server gave it (`"rate_limit_exceeded"`), or None."""
-        return _error_field(self.body, "code")
-
-    @property
-    def type(self) -> str | None:
-        """The error's `type` as the server gave it (`"invalid_request_error"`), or None."""
-        return _error_field(self.body, "type")
-
-    @property
-    def param(self) -> str | None:
-        """The request parameter the server's error names, or None."""
-        return _error_field(self.body, "param")
 
 
 def _error_field(body: object, name: str) -> str | None:

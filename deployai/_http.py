@@ -52,6 +52,7 @@ from ._exceptions import (
     APIConnectionError,
     APIStatusError,
     DeployAIError,
+    _ResponseError,
     make_stream_error,
     safe_cause,
     transport_error,
@@ -859,6 +860,7 @@ class _LeaseBase:
                         failure = _ended_early()
                     elif (reported := error_in_event(*sse)) is not None:
                         failure = make_stream_error(self.response, reported)
+                        failure._took(self.elapsed)  # the stream's, as its chunks would have had it
                     elif carries_nothing(*sse):  # a keep-alive: the answer has not started yet
                         continue
                     else:
@@ -1144,11 +1146,13 @@ class SyncHTTP:
                         outcome = _attempt_failed(exc, self._cut())
                     finally:
                         op.response.close()
-        except BaseException:
+        except BaseException as exc:
             # The error's traceback holds this frame: `outcome` may be the failure the error is (an
             # error event that came first), which would make a cycle of them.
             outcome = None
             plan.close()
+            if isinstance(exc, _ResponseError):
+                exc._took(time.perf_counter() - sent_at)
             raise
 
     def _take_turn(self, op: Send, limiter: RateLimiter, stopped: Callable[[], bool] | None) -> int:
@@ -1603,11 +1607,13 @@ class AsyncHTTP:
                         outcome = _attempt_failed(exc, self._cut(pool))
                     finally:
                         await op.response.aclose()
-        except BaseException:
+        except BaseException as exc:
             # The error's traceback holds this frame: `outcome` may be the failure the error is (an
             # error event that came first), which would make a cycle of them.
             outcome = None
             plan.close()
+            if isinstance(exc, _ResponseError):
+                exc._took(time.perf_counter() - sent_at)
             raise
 
     async def _take_turn(

@@ -127,7 +127,9 @@ class _Reader(Generic[_T, _L]):
         """The typed error for a decoder's `ErrorEvent` or `InvalidEvent`, or a broken connection."""
         response = self.lease.response
         if isinstance(problem, ErrorEvent):
-            return make_stream_error(response, problem.payload)
+            reported = make_stream_error(response, problem.payload)
+            reported._took(self.lease.elapsed)  # the stream's, as its chunks have it
+            return reported
         if isinstance(problem, InvalidEvent):
             # The error quotes the bad event, not the whole (still streaming) body.
             event = httpx.Response(

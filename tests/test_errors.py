@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
+import json
+import pickle
 import traceback
 
 import httpx
@@ -114,6 +117,36 @@ def test_transport_failures_are_wrapped(
     assert not isinstance(info.value, httpx.HTTPError)
     assert isinstance(info.value, deployai.APIError)
     assert info.value.body is None  # no answer: a handler that logs `e.body` for any APIError still runs
+    # As on the openai SDK's `APIError`: a handler for any APIError may read them.
+    assert (info.value.code, info.value.type, info.value.param) == (None, None, None)
+
+
+def test_errors_with_an_answer_say_how_long_its_attempt_took_as_results_do(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    error = {"error": {"message": "slow down", "type": "rate_limit_error", "code": "rate_limit_exceeded"}}
+    httpx_mock.add_response(status_code=429, json=error)
+    first = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "openai/gpt-4o"}
+    chunk = {**first, "choices": [{"index": 0, "delta": {"content": "Hi"}}]}
+    body = f"data: {json.dumps(chunk)}\n\ndata: {json.dumps(error)}\n\n".encode()
+    httpx_mock.add_response(headers={"content-type": "text/event-stream"}, content=body)
+    httpx_mock.add_response(
+        headers={"content-type": "text/event-stream"}, content=b"data: " + json.dumps(error).encode() + b"\n\n"
+    )
+    client = make_client(max_retries=0)
+    with pytest.raises(deployai.RateLimitError) as whole:
+        client.chat.completions.create(model="openai/gpt-4o", messages=user())
+    stream = client.chat.completions.create(model="openai/gpt-4o", messages=user(), stream=True)
+    with stream, pytest.raises(deployai.APIStatusError) as mid_stream:
+        list(stream)
+    failing = client.chat.completions.create(model="openai/gpt-4o", messages=user(), stream=True)
+    with failing, pytest.raises(deployai.APIStatusError) as first_event:
+        list(failing)
+    errors = [whole.value, mid_stream.value, first_event.value]
+    assert all(isinstance(e.elapsed, datetime.timedelta) for e in errors)
+    assert mid_stream.value.elapsed == stream.elapsed  # a stream's, as its chunks have it
+    assert [e.code for e in errors] == ["rate_limit_exceeded"] * 3
+    assert [pickle.loads(pickle.dumps(e)).elapsed for e in errors] == [e.elapsed for e in errors]
 
 
 def test_a_success_body_that_does_not_parse_is_a_validation_error(

@@ -18,6 +18,7 @@ from .chat import (
     ContentPartParam,
     FinishReason,
     FunctionCall,
+    FunctionCallParam,
     ImageContentPart,
     ImageContentPartParam,
     ImageURL,
@@ -36,8 +37,10 @@ from .chat import (
     UserMessage,
     UserMessageParam,
 )
+from .chat_params import CompletionCreateParams, CompletionCreateParamsNonStreaming, CompletionCreateParamsStreaming
 from .chat_request import ChatCompletionRequest
 from .models import Model, ModelList
+from .request_options import RequestOptions
 
 __all__ = [
     "AssistantMessage",
@@ -54,10 +57,14 @@ __all__ = [
     "ChoiceDeltaToolCall",
     "ChoiceLogprobs",
     "ChunkChoice",
+    "CompletionCreateParams",
+    "CompletionCreateParamsNonStreaming",
+    "CompletionCreateParamsStreaming",
     "CompletionTokensDetails",
     "ContentPartParam",
     "FinishReason",
     "FunctionCall",
+    "FunctionCallParam",
     "ImageContentPart",
     "ImageContentPartParam",
     "ImageURL",
@@ -66,6 +73,7 @@ __all__ = [
     "Model",
     "ModelList",
     "PromptTokensDetails",
+    "RequestOptions",
     "SystemMessage",
     "SystemMessageParam",
     "TextContentPart",

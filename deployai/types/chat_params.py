@@ -31,7 +31,7 @@ class _CommonParams(RequestOptions, total=False):
     frequency_penalty: float | NotGiven | None
     user: str | NotGiven | None
     response_format: Mapping[str, object] | BaseModel | NotGiven | None
-    tools: Iterable[Mapping[str, object] | BaseModel] | NotGiven
+    tools: Iterable[Mapping[str, object] | BaseModel] | NotGiven | None
     tool_choice: Literal["none", "auto", "required"] | Mapping[str, object] | NotGiven | None
     stream_options: Mapping[str, object] | NotGiven | None
     logprobs: bool | NotGiven | None
@@ -48,7 +48,7 @@ class _CommonParams(RequestOptions, total=False):
 class CompletionCreateParamsNonStreaming(_CommonParams, total=False):
     """Arguments of a chat completion returned whole (the default)."""
 
-    stream: Literal[False] | NotGiven
+    stream: Literal[False] | NotGiven | None
 
 
 class CompletionCreateParamsStreaming(_CommonParams, total=False):
@@ -60,4 +60,4 @@ class CompletionCreateParamsStreaming(_CommonParams, total=False):
 class CompletionCreateParams(_CommonParams, total=False):
     """Arguments of a chat completion whose `stream` is only known at run time."""
 
-    stream: bool | NotGiven
+    stream: bool | NotGiven | None

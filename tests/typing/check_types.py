@@ -11,8 +11,11 @@ from deployai.types import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionMessageParam,
+    CompletionCreateParams,
+    FunctionCallParam,
     Model,
     ModelList,
+    RequestOptions,
     SystemMessage,
     TextContentPart,
     TextContentPartParam,
@@ -73,6 +76,30 @@ def newer_parameters(client: DeployAI) -> None:
     assert_type(completion, ChatCompletion)
     assert_type(client.models.retrieve("openai/gpt-4o"), Model)
     assert_type(client.models.with_raw_response.retrieve("openai/gpt-4o"), RawResponse[Model])
+
+
+def none_as_not_given(client: DeployAI, flag: bool | None, tools: list[dict[str, object]] | None) -> None:
+    """`stream=None` and `tools=None` run as not given (whole answers), and are typed so."""
+    hi: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hi"}]
+    assert_type(client.chat.completions.create(model="a/b", messages=hi, stream=None, tools=tools), ChatCompletion)
+    either = client.chat.completions.create(model="a/b", messages=hi, stream=flag)
+    assert_type(either, ChatCompletion | Stream[ChatCompletionChunk])
+
+
+def errors_with_or_without_an_answer(error: deployai.APIError) -> None:
+    """`code`, `type` and `param` are on every `APIError`, as on the openai SDK's."""
+    assert_type(error.code, str | None)
+    assert_type(error.type, str | None)
+    assert_type(error.param, str | None)
+
+
+def everything_a_signature_names_is_exported(
+    params: CompletionCreateParams, options: RequestOptions, function: FunctionCallParam
+) -> None:
+    """The TypedDicts of `create`'s keyword arguments and of a tool call's function can be imported."""
+    assert_type(params["model"], str)
+    assert_type(options.get("total_timeout"), float | deployai.NotGiven | None)
+    assert_type(function["arguments"], str)
 
 
 def mistakes_are_type_errors() -> None:
