@@ -374,6 +374,7 @@ class Exchange:
     retries: int
     deadline: float | None = None
     result: Any = None  # the body parsed as the call's result type, when the plan was given one
+    turn: tuple[RateLimiter, int] | None = None  # a stream's limiter and ticket, for what its first event says
 
 
 def _first_read_bound(deadline: float | None) -> contextlib.AbstractContextManager[None]:
@@ -581,12 +582,18 @@ def _attempt_over(op: Send, ticket: int, outcome: Outcome, sent_at: float, debug
 
 
 def _delivered(
-    plan: Plan, op: Deliver, close: bool, started_at: float, sent_at: float, deadline: float | None
+    plan: Plan,
+    op: Deliver,
+    close: bool,
+    started_at: float,
+    sent_at: float,
+    deadline: float | None,
+    turn: tuple[RateLimiter, int] | None,
 ) -> Exchange:
     """What the shell hands back once the plan delivers; the plan is closed first when asked to (`close`)."""
     if close:
         plan.close()
-    return Exchange(op.response, started_at, time.perf_counter() - sent_at, op.retries, deadline, op.result)
+    return Exchange(op.response, started_at, time.perf_counter() - sent_at, op.retries, deadline, op.result, turn)
 
 
 def _announce_retry(op: Sleep) -> None:
@@ -766,6 +773,7 @@ class _LeaseBase:
         "response",
         "retries",
         "started_at",
+        "turn",
     )
 
     def __init__(self, plan: Plan, exchange: Exchange) -> None:
@@ -775,6 +783,7 @@ class _LeaseBase:
         self.started_at = exchange.started_at
         self.elapsed = exchange.elapsed
         self.retries = exchange.retries
+        self.turn = exchange.turn  # the rate limiter settled this stream at its headers: see below
         self.first_pending = True  # until the first event, a failure goes back to the plan
         self.deadline = exchange.deadline  # by when the first event must come (`total_timeout`)
         self.reading = False  # a read (or a retry before the first event) is under way
@@ -861,6 +870,9 @@ class _LeaseBase:
                     elif (reported := error_in_event(*sse)) is not None:
                         failure = make_stream_error(self.response, reported)
                         failure._took(self.elapsed)  # the stream's, as its chunks would have had it
+                        if self.turn is not None:  # counted a success at its headers: a refusal is learnt now
+                            limiter, ticket = self.turn
+                            limiter._reported(ticket, failure)
                     elif carries_nothing(*sse):  # a keep-alive: the answer has not started yet
                         continue
                     else:
@@ -889,6 +901,7 @@ class _LeaseBase:
                     # Its traceback holds this frame: kept here, the failure would be in a cycle with it.
                     del failure
                 self.elapsed, self.retries, self.deadline = exchange.elapsed, exchange.retries, exchange.deadline
+                self.turn = exchange.turn
                 self._adopt(exchange.response)
                 if self.closing:
                     yield "release"
@@ -1107,6 +1120,7 @@ class SyncHTTP:
         debug = log.isEnabledFor(logging.DEBUG)
         sent_at = time.perf_counter()
         deadline: float | None = None
+        turn: tuple[RateLimiter, int] | None = None
         try:
             while True:
                 op = plan.send(outcome)
@@ -1115,6 +1129,7 @@ class SyncHTTP:
                     if stopped is not None or self._closed:
                         _check_before_send(stopped, self._closed)
                     ticket = 0 if op.limiter is None else self._take_turn(op, op.limiter, stopped)
+                    turn = (op.limiter, ticket) if ticket and op.limiter is not None and op.stream else None
                     deadline = _attempt_deadline(op, client.timeout)
                     sent_at = time.perf_counter()
                     try:
@@ -1128,7 +1143,7 @@ class SyncHTTP:
                     finally:
                         _attempt_over(op, ticket, outcome, sent_at, debug)
                 elif type(op) is Deliver:
-                    return _delivered(plan, op, close, started_at, sent_at, deadline)
+                    return _delivered(plan, op, close, started_at, sent_at, deadline, turn)
                 elif type(op) is Sleep:
                     if self._closed:  # since the attempt: not sent again
                         _not_retried(op, stopped, self._cut())
@@ -1570,6 +1585,7 @@ class AsyncHTTP:
         debug = log.isEnabledFor(logging.DEBUG)
         sent_at = time.perf_counter()
         deadline: float | None = None
+        turn: tuple[RateLimiter, int] | None = None
         try:
             while True:
                 op = plan.send(outcome)
@@ -1578,6 +1594,7 @@ class AsyncHTTP:
                     if stopped is not None or self._closed or pool.closed:
                         _check_before_send(stopped, self._closed or pool.closed, pool.why)
                     ticket = 0 if op.limiter is None else await self._take_turn(op, op.limiter, stopped, pool)
+                    turn = (op.limiter, ticket) if ticket and op.limiter is not None and op.stream else None
                     deadline = _attempt_deadline(op, client.timeout)
                     sent_at = time.perf_counter()
                     try:
@@ -1590,7 +1607,7 @@ class AsyncHTTP:
                     finally:
                         _attempt_over(op, ticket, outcome, sent_at, debug)
                 elif type(op) is Deliver:
-                    return _delivered(plan, op, close, started_at, sent_at, deadline)
+                    return _delivered(plan, op, close, started_at, sent_at, deadline, turn)
                 elif type(op) is Sleep:
                     if self._closed or pool.closed:  # since the attempt: not sent again
                         _not_retried(op, stopped, self._cut(pool))

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 import httpx
 
-from ._exceptions import DeployAIError, InvalidParameterError, RateLimitError, reported_error
+from ._exceptions import APIStatusError, DeployAIError, InvalidParameterError, RateLimitError, reported_error
 from ._pacing import Pacing
 from ._ratelimit import WindowReport, read_window
 from ._retry import server_requested_wait
@@ -393,6 +393,18 @@ class RateLimiter:
             _apply(self._pacing, ticket, WITHDRAWN)
             self._wake_head()
 
+    def _reported(self, ticket: int, error: APIStatusError) -> None:
+        """The stream with `ticket`, settled at its headers, reported `error` as its first event: learn a 429."""
+        if error.status_code != 429 or not error._status_named:
+            return
+        wait = error.retry_after
+        refused = Refused(self._clock(), wait if wait is not None and wait <= _LONGEST_BELIEVED_SECONDS else None)
+        self._learn_later(ticket, refused)
+
+    def _learn_later(self, ticket: int, refused: Refused) -> None:
+        with self._lock:
+            _apply(self._pacing, ticket, refused)
+
     # --- under the lock ---------------------------------------------------------------------------
 
     def _enter(
@@ -514,9 +526,20 @@ class _Withdrawn:
 
 WITHDRAWN: Final = _Withdrawn()
 
+
+class Refused:
+    """A refusal (a 429) that an answer already settled at its headers reported later: a stream's first event."""
+
+    __slots__ = ("now", "server_wait")
+
+    def __init__(self, now: float, server_wait: float | None) -> None:
+        self.now = now
+        self.server_wait = server_wait
+
+
 # What came of a send, for `Pacing`: `(now, status, report, server_wait)` for an answer, None for none,
-# `WITHDRAWN` for a request that was not sent.
-Answer = tuple[float, int, WindowReport | None, float | None] | _Withdrawn | None
+# `WITHDRAWN` for a request that was not sent, a `Refused` for an answer's later refusal.
+Answer = tuple[float, int, WindowReport | None, float | None] | _Withdrawn | Refused | None
 
 
 def _answer(now: float, outcome: object, unix_now: float) -> Answer:
@@ -555,6 +578,8 @@ def _apply(pacing: Pacing, ticket: int, answer: Answer) -> None:
         pacing.lost(ticket)
     elif isinstance(answer, _Withdrawn):
         pacing.withdraw(ticket)
+    elif isinstance(answer, Refused):
+        pacing.refused(answer.now, ticket, answer.server_wait)
     else:
         now, status, report, server_wait = answer
         pacing.learn(now, ticket, status, report, server_wait)

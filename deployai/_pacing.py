@@ -202,16 +202,24 @@ class Pacing:
         else:
             self._absorb(now, ticket, report)
         if status == 429:
-            if server_wait is not None:
-                self.pause_until = max(self.pause_until, now + server_wait)
-            elif not self._spent(now):
-                self._strike(now, ticket)
+            self.refused(now, ticket, server_wait)
         elif status < 400:
             self.strikes = 0
             if self.spacing:
                 self.spacing *= 1.0 - PACE_RECOVERY_FRACTION
                 if self.spacing < MIN_PACE_SPACING_SECONDS:
                     self.spacing = 0.0
+
+    def refused(self, now: float, ticket: int, server_wait: float | None) -> None:
+        """The request with `ticket` was refused as too many at `now` (a 429, or one a stream reported later).
+
+        With the server's wait, everyone waits that long; without one, the pace slows unless a
+        window known to be spent explains it.
+        """
+        if server_wait is not None:
+            self.pause_until = max(self.pause_until, now + server_wait)
+        elif not self._spent(now):
+            self._strike(now, ticket)
 
     def _spent(self, now: float) -> bool:
         """Whether a window known to reset later is spent (then its reset says how long to wait)."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._constants import REDIS_LEASE_SECONDS, REDIS_RETRY_SECONDS, REDIS_STATE_TTL_SECONDS
 from ._exceptions import DeployAIError
-from ._limiter import WITHDRAWN, Answer, Ask, _apply
+from ._limiter import WITHDRAWN, Answer, Ask, Refused, _apply
 from ._pacing import Pacing
 from ._redis_state import COMPARE_AND_SET, dump, load, parse
 
@@ -229,7 +229,8 @@ class Courier:
             if answer is WITHDRAWN:
                 self._unsend(pacing, ticket)
             _apply(pacing, ticket, answer)
-            own = max(0, own - 1)
+            if not isinstance(answer, Refused):  # a later word on an answer counted already
+                own = max(0, own - 1)
         ticket = 0
         if asking and pacing.delay(now) <= 0:
             ticket = pacing.admit(now)

@@ -42,7 +42,7 @@ import httpx
 
 from ._constants import REDIS_POLL_SECONDS, REDIS_TIMEOUT_SECONDS
 from ._exceptions import DeployAIError, InvalidParameterError
-from ._limiter import WITHDRAWN, Ask, RateLimiter, _answer, _check_per_minute
+from ._limiter import WITHDRAWN, Ask, RateLimiter, Refused, _answer, _check_per_minute
 from ._public import show_as_public
 from ._redis_courier import Courier
 
@@ -198,6 +198,9 @@ class RedisRateLimiter(RateLimiter):
 
     def _withdraw(self, ticket: int) -> None:
         self._courier.tell(ticket, WITHDRAWN)
+
+    def _learn_later(self, ticket: int, refused: Refused) -> None:
+        self._courier.tell(ticket, refused)
 
     # --- in this process --------------------------------------------------------------------------
 

@@ -264,6 +264,31 @@ def test_a_429_reported_in_a_200_teaches_the_limiter_as_a_429_does(
     assert limiter._pacing.spacing > 0
 
 
+@pytest.mark.parametrize(
+    ("error", "slowed"),
+    [({"code": 429, "message": "slow down"}, True), ({"code": 503, "message": "busy"}, False)],
+    ids=["429", "503"],
+)
+def test_a_429_first_in_a_stream_teaches_the_limiter_as_a_429_does(
+    make_client: ClientFactory, sleeps: list[float], error: dict[str, object], slowed: bool
+) -> None:
+    # The limiter settles a stream at its headers, a 200; the refusal comes after them, as the first
+    # event. Counted as a success alone, it would undo the backoff of a real 429.
+    limiter = deployai.RateLimiter()
+    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": MODEL,
+             "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}]}  # fmt: skip
+    sse = {"content-type": "text/event-stream"}
+    refused = httpx.Response(200, content=f"data: {json.dumps({'error': error})}\n\n".encode(), headers=sse)
+    answer = httpx.Response(200, content=f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode(), headers=sse)
+    transport, sent = handler_with(refused, answer)
+    client = make_client(transport=transport, rate_limiter=limiter, max_retries=3)
+    with client.chat.completions.create(model=MODEL, messages=user(), stream=True) as stream:
+        assert [c.choices[0].delta.content for c in stream] == ["hi"]
+    assert len(sent) == 2
+    assert (limiter._pacing.spacing > 0) is slowed
+    assert limiter.in_flight == 0
+
+
 def test_a_stream_gives_its_slot_back_at_its_headers(make_client: ClientFactory) -> None:
     limiter = deployai.RateLimiter()
     chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": MODEL,

@@ -463,6 +463,24 @@ def test_the_shared_state_stays_small_whatever_requests_per_minute(redis: RedisS
     assert len(value) < 4096  # as one pair per second, not one time per send
 
 
+def test_a_429_a_stream_reports_after_its_headers_holds_every_process_and_counts_once(redis: RedisServer) -> None:
+    # A stream is settled at its headers (a 200); a refusal it reports as its first event comes after.
+    limiter = deployai.RedisRateLimiter(redis.url, name="reported")
+    stream, other_call = limiter._acquire_sync(REQUEST, 5), limiter._acquire_sync(REQUEST, 5)
+    limiter._settle(stream, answer(remaining=5))
+    refusal = deployai.RateLimitError("slow down", response=httpx.Response(429, request=REQUEST), body=None)
+    limiter._reported(stream, refusal)
+    until(lambda: limiter._pacing.strikes == 1, "the refusal was written")
+    assert limiter._courier.own == 1  # the other call, still in flight: the refusal is no second answer
+    other = deployai.RedisRateLimiter(redis.url, name="reported")
+    with pytest.raises(deployai.RateLimitError):  # another process is held back by the strike
+        other._acquire_sync(REQUEST, 0.01)
+    limiter._settle(other_call, answer(remaining=4))
+    until(lambda: limiter._courier.own == 0, "the other call's answer was written")
+    limiter.close()
+    other.close()
+
+
 def test_a_request_withdrawn_unsent_no_longer_counts_against_requests_per_minute(redis: RedisServer) -> None:
     # A call stopped after its turn came but before it was sent used to count as a send of its minute
     # in every process, since the state in Redis does not say when each request was let through.
