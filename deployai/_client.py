@@ -16,6 +16,7 @@ from ._endpoint import Endpoint
 from ._exceptions import InvalidParameterError
 from ._http import AsyncHTTP, Exchange, SyncHTTP
 from ._limiter import RateLimiter
+from ._logging import remember_key
 from ._meta import ResponseMeta
 from ._response import RawResponse, parse_result
 from ._streaming import AsyncStream, Stream
@@ -170,6 +171,7 @@ class _BaseClient(Generic[_HTTP, _Httpx]):
 def _unpickle_client(cls: type[_Client], options: ClientOptions) -> _Client:
     client = object.__new__(cls)
     client._options = options
+    remember_key(options.api_key)  # its logs are redacted in this process too
     client._http = cls._http_type(None)
     client._owns_http = True
     return client

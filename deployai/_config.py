@@ -75,6 +75,10 @@ class Secret(str):
     def __repr__(self) -> str:
         return "'<redacted>'"
 
+    def __reduce__(self) -> tuple[type[Secret], tuple[str]]:
+        # What every pickle protocol can write (0 and 1 refuse a class with slots of its own).
+        return (Secret, (str(self),))
+
 
 @dataclass(frozen=True, slots=True)
 class ClientOptions:

@@ -34,7 +34,7 @@ import httpx  # at run time too, so that `typing.get_type_hints` resolves the er
 
 from ._constants import MAX_BODY_EXAMINED_CHARS, MAX_BODY_IN_MESSAGE_CHARS
 from ._error_codes import ERROR_NAME_STATUS
-from ._logging import redact
+from ._logging import mentions, redact
 from ._meta import ResponseInfo, ResponseMeta
 
 __all__ = [
@@ -473,8 +473,7 @@ def _key_of(request: httpx.Request | None) -> str | None:
 
 
 def _scrub_text(text: str, key: str | None) -> str:
-    text = redact(text)
-    return text.replace(key, "[redacted]") if key and key in text else text
+    return redact(text, key)
 
 
 def _scrub(value: object, key: str | None, depth: int = 0) -> object:
@@ -496,7 +495,7 @@ def _scrubbed(response: httpx.Response, message: str, body: object, raw: str) ->
     # The usual case: nothing that looks like a key (`redact` rewrites only "sk-..." and "Bearer ..."),
     # found by plain substring searches; its case-insensitive regex over a 10 MB body takes 0.4 s.
     lowered = raw.lower()
-    if "sk-" not in lowered and "bearer" not in lowered and not (key and key in raw):
+    if "sk-" not in lowered and "bearer" not in lowered and not (key and mentions(raw, key)):
         return message, body
     return _scrub_text(message, key), _scrub(body, key)
 

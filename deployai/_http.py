@@ -1121,11 +1121,13 @@ class SyncHTTP:
         sent_at = time.perf_counter()
         deadline: float | None = None
         turn: tuple[RateLimiter, int] | None = None
+        took: float | None = None  # how long the last attempt took, once it was answered
         try:
             while True:
                 op = plan.send(outcome)
                 outcome = None
                 if type(op) is Send:
+                    took = None
                     if stopped is not None or self._closed:
                         _check_before_send(stopped, self._closed)
                     ticket = 0 if op.limiter is None else self._take_turn(op, op.limiter, stopped)
@@ -1142,6 +1144,8 @@ class SyncHTTP:
                         outcome = _failed(exc, op.request, client.is_closed, self._cut())
                     finally:
                         _attempt_over(op, ticket, outcome, sent_at, debug)
+                    if isinstance(outcome, httpx.Response):
+                        took = time.perf_counter() - sent_at
                 elif type(op) is Deliver:
                     return _delivered(plan, op, close, started_at, sent_at, deadline, turn)
                 elif type(op) is Sleep:
@@ -1161,13 +1165,14 @@ class SyncHTTP:
                         outcome = _attempt_failed(exc, self._cut())
                     finally:
                         op.response.close()
+                    took = time.perf_counter() - sent_at
         except BaseException as exc:
             # The error's traceback holds this frame: `outcome` may be the failure the error is (an
             # error event that came first), which would make a cycle of them.
             outcome = None
             plan.close()
-            if isinstance(exc, _ResponseError):
-                exc._took(time.perf_counter() - sent_at)
+            if took is not None and isinstance(exc, _ResponseError):
+                exc._took(took)
             raise
 
     def _take_turn(self, op: Send, limiter: RateLimiter, stopped: Callable[[], bool] | None) -> int:
@@ -1586,11 +1591,13 @@ class AsyncHTTP:
         sent_at = time.perf_counter()
         deadline: float | None = None
         turn: tuple[RateLimiter, int] | None = None
+        took: float | None = None  # how long the last attempt took, once it was answered
         try:
             while True:
                 op = plan.send(outcome)
                 outcome = None
                 if type(op) is Send:
+                    took = None
                     if stopped is not None or self._closed or pool.closed:
                         _check_before_send(stopped, self._closed or pool.closed, pool.why)
                     ticket = 0 if op.limiter is None else await self._take_turn(op, op.limiter, stopped, pool)
@@ -1606,6 +1613,8 @@ class AsyncHTTP:
                         outcome = _failed(exc, op.request, client.is_closed, self._cut(pool))
                     finally:
                         _attempt_over(op, ticket, outcome, sent_at, debug)
+                    if isinstance(outcome, httpx.Response):
+                        took = time.perf_counter() - sent_at
                 elif type(op) is Deliver:
                     return _delivered(plan, op, close, started_at, sent_at, deadline, turn)
                 elif type(op) is Sleep:
@@ -1624,13 +1633,14 @@ class AsyncHTTP:
                         outcome = _attempt_failed(exc, self._cut(pool))
                     finally:
                         await op.response.aclose()
+                    took = time.perf_counter() - sent_at
         except BaseException as exc:
             # The error's traceback holds this frame: `outcome` may be the failure the error is (an
             # error event that came first), which would make a cycle of them.
             outcome = None
             plan.close()
-            if isinstance(exc, _ResponseError):
-                exc._took(time.perf_counter() - sent_at)
+            if took is not None and isinstance(exc, _ResponseError):
+                exc._took(took)
             raise
 
     async def _take_turn(

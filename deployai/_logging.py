@@ -18,7 +18,7 @@ from ._constants import LOG_ENV
 
 logger = logging.getLogger("deployai")
 
-_SECRET = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=\-]+|\bsk-[A-Za-z0-9_\-]{4,}", re.IGNORECASE)
+_SECRET = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=\-]+|\bsk-[A-Za-z0-9._~+/=:\-]{4,}", re.IGNORECASE)
 
 
 # The keys of this process's clients, by identity, each for as long as a client holds it: a key not
@@ -46,14 +46,45 @@ def remember_key(key: str) -> None:
     _keys[ident] = weakref.ref(key, lambda _: _keys.pop(ident, None))
 
 
-def redact(text: str) -> str:
-    """Replace API keys and bearer tokens in `text` with `[redacted]`: any `sk-...`, and the keys of live clients."""
-    text = _SECRET.sub(lambda m: (m.group(1) or "") + "[redacted]", text)
-    for ref in tuple(_keys.values()):
-        key = ref()
-        if key is not None and key in text:
-            text = text.replace(key, "[redacted]")
+def _forms(key: str) -> tuple[str, ...]:
+    """`key` as text may show it: as it is, and as a repr or JSON escapes a backslash, a quote or a slash."""
+    if not any(c in key for c in "\\'\"/"):
+        return (key,)
+    escaped = key.replace("\\", "\\\\")
+    # The escaped forms first: the key itself may be a part of them.
+    return (
+        escaped.replace("'", "\\'"),
+        escaped.replace('"', '\\"'),
+        escaped.replace("/", "\\/"),
+        escaped,
+        key,
+    )
+
+
+def mentions(text: str, key: str) -> bool:
+    """Whether `text` shows `key`, as it is or escaped (see `_forms`)."""
+    return any(form in text for form in _forms(key))
+
+
+def _without(text: str, key: str) -> str:
+    for form in _forms(key):
+        if form in text:
+            text = text.replace(form, "[redacted]")
     return text
+
+
+def redact(text: str, key: str | None = None) -> str:
+    """Replace API keys and bearer tokens in `text` with `[redacted]`: `key`, the keys of live clients, any `sk-...`.
+
+    The keys are looked for first, whole: the `sk-...` pattern may end inside a key of another shape.
+    """
+    if key:
+        text = _without(text, key)
+    for ref in tuple(_keys.values()):
+        live = ref()
+        if live is not None:
+            text = _without(text, live)
+    return _SECRET.sub(lambda m: (m.group(1) or "") + "[redacted]", text)
 
 
 class RedactingFilter(logging.Filter):

@@ -98,6 +98,8 @@ class Pacing:
     spacing: float = 0.0
     strikes: int = 0
     struck_after: int = 0
+    eased_by: int = 0  # the ticket whose success last eased the strikes or the spacing
+    eased_from: tuple[int, float] = (0, 0.0)  # what they were before it
     last_sent: float = 0.0
     tickets: int = 0
     sent: collections.deque[float] = field(default_factory=collections.deque, repr=False)
@@ -204,6 +206,8 @@ class Pacing:
         if status == 429:
             self.refused(now, ticket, server_wait)
         elif status < 400:
+            if self.strikes or self.spacing:
+                self.eased_by, self.eased_from = ticket, (self.strikes, self.spacing)
             self.strikes = 0
             if self.spacing:
                 self.spacing *= 1.0 - PACE_RECOVERY_FRACTION
@@ -216,6 +220,9 @@ class Pacing:
         With the server's wait, everyone waits that long; without one, the pace slows unless a
         window known to be spent explains it.
         """
+        if ticket == self.eased_by:  # a stream that eased them at its headers: undone, as no success
+            strikes, spacing = self.eased_from
+            self.strikes, self.spacing, self.eased_by = max(self.strikes, strikes), max(self.spacing, spacing), 0
         if server_wait is not None:
             self.pause_until = max(self.pause_until, now + server_wait)
         elif not self._spent(now):

@@ -236,6 +236,7 @@ def test_a_wait_longer_than_the_caller_may_wait_raises_at_once_and_sends_nothing
     assert error.rate_limit.reset_at is not None
     assert f"{allowed:.1f} s" in str(error)
     assert "Nothing was sent" in str(error)
+    assert error.elapsed is None  # no attempt: unlike an answer's error, it took no time to come
     assert (limiter.waiting, limiter.in_flight) == (0, 0)
 
 
@@ -287,6 +288,28 @@ def test_a_429_first_in_a_stream_teaches_the_limiter_as_a_429_does(
     assert len(sent) == 2
     assert (limiter._pacing.spacing > 0) is slowed
     assert limiter.in_flight == 0
+
+
+def test_429s_first_in_streams_grow_the_backoff_as_429_statuses_do(
+    make_client: ClientFactory, sleeps: list[float]
+) -> None:
+    # Each stream's headers (a 200) count as a success, which clears the strikes before its refusal
+    # is read: without undoing that, the backoff would never grow past its first step.
+    def strikes_after(refusal: httpx.Response) -> tuple[int, float]:
+        limiter = deployai.RateLimiter(clock=VirtualClock())
+        transport, sent = handler_with(refusal)
+        client = make_client(transport=transport, rate_limiter=limiter, max_retries=3)
+        with pytest.raises(deployai.RateLimitError):  # noqa: SIM117 - the stream may raise as it is made
+            with client.chat.completions.create(model=MODEL, messages=user(), stream=True) as stream:
+                list(stream)
+        assert len(sent) == 4
+        return limiter._pacing.strikes, limiter._pacing.spacing
+
+    event = b'data: {"error": {"code": 429, "message": "slow down"}}\n\n'
+    streamed = strikes_after(httpx.Response(200, content=event, headers={"content-type": "text/event-stream"}))
+    status = strikes_after(httpx.Response(429, json={"error": {"message": "slow down"}}))
+    assert streamed == status
+    assert status[0] == 4
 
 
 def test_a_stream_gives_its_slot_back_at_its_headers(make_client: ClientFactory) -> None:

@@ -6,6 +6,7 @@ import gc
 import json
 import logging
 import os
+import pickle
 import subprocess
 import sys
 import threading
@@ -118,12 +119,19 @@ def echoing_server() -> Iterator[str]:
         thread.join()
 
 
+@pytest.mark.parametrize(
+    "key",
+    [
+        "ak_live_0123456789abcdef",  # not shaped like `sk-...`: found by its value alone
+        "sk-live.SECRETPART1234567",  # the `sk-` pattern alone would have ended at the dot
+        "tok\\AbCdEfGh12345678",  # a backslash, which a bytes repr doubles
+    ],
+    ids=["plain", "sk-dotted", "backslash"],
+)
 def test_a_key_a_server_echoes_in_a_header_is_in_no_debug_line_of_the_sdk_httpx_or_httpcore(
-    echoing_server: str, caplog: pytest.LogCaptureFixture
+    echoing_server: str, caplog: pytest.LogCaptureFixture, key: str
 ) -> None:
-    # httpcore's DEBUG lines show every header of a response; a key not shaped like `sk-...` can only
-    # be found by its value.
-    key = "ak_live_0123456789abcdef"
+    # httpcore's DEBUG lines show every header of a response, as a repr of bytes.
     with (
         caplog.at_level(logging.DEBUG),
         deployai.DeployAI(api_key=key, base_url=echoing_server, allow_insecure_http=True) as client,
@@ -132,7 +140,10 @@ def test_a_key_a_server_echoes_in_a_header_is_in_no_debug_line_of_the_sdk_httpx_
     lines = {r.name: r.getMessage() for r in caplog.records}
     assert {"deployai", "httpx", "httpcore.http11"} <= lines.keys()
     assert "request id [redacted]" in lines["deployai"]
-    assert all(key not in r.getMessage() for r in caplog.records)
+    shown = "\n".join(r.getMessage() for r in caplog.records)
+    assert key not in shown
+    assert key.replace("\\", "\\\\") not in shown
+    assert key[10:] not in shown  # no part of it either
 
 
 def test_a_key_is_looked_for_while_a_client_holds_it_and_short_keys_never() -> None:
@@ -145,3 +156,15 @@ def test_a_key_is_looked_for_while_a_client_holds_it_and_short_keys_never() -> N
     assert redact(f"echoed {key}") == f"echoed {key}"
     with deployai.DeployAI(api_key="abc1234", base_url="https://api.deployai.dev/v1"):
         assert redact("abc1234 is a word") == "abc1234 is a word"
+
+
+def test_a_client_unpickled_in_a_worker_has_its_key_looked_for_too() -> None:
+    # A process pool's worker gets the client by pickle; its logs must be redacted as the parent's are.
+    key = "ak_live_7777777777777777"
+    sent = pickle.dumps(deployai.DeployAI(api_key=key, base_url="https://api.deployai.dev/v1"))
+    gc.collect()
+    assert redact(f"echoed {key}") == f"echoed {key}"  # the parent's client is gone
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        worker = pickle.loads(pickle.dumps(pickle.loads(sent), protocol=protocol))
+        assert redact(f"echoed {key}") == "echoed [redacted]"
+        worker.close()
