@@ -299,6 +299,18 @@ class _ChoiceState:
         )
 
 
+# A chunk's own fields that are no field of the whole answer: `obfuscation` is OpenAI's padding of
+# each chunk to a random length, and an `error` there is null (one that is not was raised).
+_CHUNK_ONLY = frozenset({"obfuscation", "error"})
+
+
+def _answer_fields(extra: dict[str, Any] | None) -> dict[str, Any]:
+    """What a provider adds to its chunks (`service_tier`), as the whole answer has it: the first chunk's."""
+    if not extra:
+        return {}
+    return {name: value for name, value in extra.items() if name not in _CHUNK_ONLY}
+
+
 def _whole(fields: dict[str, Any] | None) -> dict[str, Any] | None:
     if fields is None:
         return None
@@ -449,4 +461,5 @@ class ChunkDecoder(Generic[_T]):
             ],
             usage=self.usage,
             system_fingerprint=first.system_fingerprint,
+            **_answer_fields(first.__pydantic_extra__),
         )

@@ -286,6 +286,21 @@ def test_several_choices_are_kept_apart(make_client: ClientFactory, httpx_mock: 
     assert [(c.index, c.message.content) for c in choices] == [(0, "Aa"), (1, "B")]
 
 
+def test_final_completion_keeps_the_fields_a_provider_adds_to_its_chunks_but_their_padding(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    # OpenAI's chunks carry `service_tier`, as its whole answers do, and `obfuscation`, a padding of
+    # each chunk that no whole answer has.
+    def padded(piece: dict[str, Any], padding: str) -> dict[str, Any]:
+        return {**piece, "service_tier": "default", "obfuscation": padding, "error": None}
+
+    add_stream(httpx_mock, [event(padded(chunk("Hi"), "x1")), event(padded(chunk(finish="stop"), "yz")), DONE])
+    with stream_of(make_client()) as stream:
+        final = stream.get_final_completion()
+    assert final.model_extra == {"service_tier": "default"}
+    assert final.choices[0].message.content == "Hi"
+
+
 def test_final_completion_keeps_what_a_provider_adds_as_the_whole_answer_would(
     make_client: ClientFactory, httpx_mock: HTTPXMock
 ) -> None:
