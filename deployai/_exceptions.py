@@ -492,8 +492,9 @@ def _scrub(value: object, key: str | None, depth: int = 0) -> object:
 def _scrubbed(response: httpx.Response, message: str, body: object, raw: str) -> tuple[str, object]:
     """The message and body of an error, without any secret the server sent back in them."""
     key = _sent_key(response)
-    # The usual case: nothing that looks like a key (`redact` rewrites only "sk-..." and "Bearer ..."),
-    # found by plain substring searches; its case-insensitive regex over a 10 MB body takes 0.4 s.
+    # The usual case: nothing that looks like a key ("sk-...", "Bearer ...", or the key this call sent,
+    # which is the one a server echoes), found by plain substring searches; `redact`'s
+    # case-insensitive regex over a 10 MB body takes 0.4 s.
     lowered = raw.lower()
     if "sk-" not in lowered and "bearer" not in lowered and not (key and mentions(raw, key)):
         return message, body
