@@ -573,12 +573,22 @@ def _attempt_deadline(op: Send, timeouts: httpx.Timeout) -> float | None:
     return time.monotonic() + op.time_left
 
 
-def _attempt_over(op: Send, ticket: int, outcome: Outcome, sent_at: float, debug: bool) -> None:
-    """Settle the attempt's turn at the rate limiter (`outcome` None: interrupted, no answer) and log it."""
+def _attempt_over(op: Send, ticket: int, outcome: Outcome, sent_at: float, debug: bool) -> float | None:
+    """Settle the attempt's turn at the rate limiter (`outcome` None: interrupted, no answer) and log it.
+
+    Returns how long it took when it was answered (an error built from the answer takes it), else None.
+    """
     if ticket and op.limiter is not None:
         op.limiter._settle(ticket, outcome)
+    took = time.perf_counter() - sent_at
     if debug and outcome is not None:
-        _log_attempt(op, outcome, time.perf_counter() - sent_at)
+        _log_attempt(op, outcome, took)
+    return took if isinstance(outcome, httpx.Response) else None
+
+
+def _stream_turn(op: Send, ticket: int) -> tuple[RateLimiter, int] | None:
+    """The limiter and ticket of a stream's attempt: settled at its headers, its first event may teach more."""
+    return (op.limiter, ticket) if ticket and op.limiter is not None and op.stream else None
 
 
 def _delivered(
@@ -1131,7 +1141,7 @@ class SyncHTTP:
                     if stopped is not None or self._closed:
                         _check_before_send(stopped, self._closed)
                     ticket = 0 if op.limiter is None else self._take_turn(op, op.limiter, stopped)
-                    turn = (op.limiter, ticket) if ticket and op.limiter is not None and op.stream else None
+                    turn = _stream_turn(op, ticket)
                     deadline = _attempt_deadline(op, client.timeout)
                     sent_at = time.perf_counter()
                     try:
@@ -1143,9 +1153,7 @@ class SyncHTTP:
                     except Exception as exc:
                         outcome = _failed(exc, op.request, client.is_closed, self._cut())
                     finally:
-                        _attempt_over(op, ticket, outcome, sent_at, debug)
-                    if isinstance(outcome, httpx.Response):
-                        took = time.perf_counter() - sent_at
+                        took = _attempt_over(op, ticket, outcome, sent_at, debug)
                 elif type(op) is Deliver:
                     return _delivered(plan, op, close, started_at, sent_at, deadline, turn)
                 elif type(op) is Sleep:
@@ -1601,7 +1609,7 @@ class AsyncHTTP:
                     if stopped is not None or self._closed or pool.closed:
                         _check_before_send(stopped, self._closed or pool.closed, pool.why)
                     ticket = 0 if op.limiter is None else await self._take_turn(op, op.limiter, stopped, pool)
-                    turn = (op.limiter, ticket) if ticket and op.limiter is not None and op.stream else None
+                    turn = _stream_turn(op, ticket)
                     deadline = _attempt_deadline(op, client.timeout)
                     sent_at = time.perf_counter()
                     try:
@@ -1612,9 +1620,7 @@ class AsyncHTTP:
                     except Exception as exc:
                         outcome = _failed(exc, op.request, client.is_closed, self._cut(pool))
                     finally:
-                        _attempt_over(op, ticket, outcome, sent_at, debug)
-                    if isinstance(outcome, httpx.Response):
-                        took = time.perf_counter() - sent_at
+                        took = _attempt_over(op, ticket, outcome, sent_at, debug)
                 elif type(op) is Deliver:
                     return _delivered(plan, op, close, started_at, sent_at, deadline, turn)
                 elif type(op) is Sleep:
