@@ -83,6 +83,9 @@ class Courier:
         # When each of them was let through, by ticket: the shared state keeps no such record, and a
         # request withdrawn unsent must stop counting as a send of its minute.
         self.admitted: dict[int, float] = {}
+        # The success that last eased the backoff (`Pacing.eased_by`, `eased_from`), kept here for the
+        # same reason: a stream's 429 reported after its headers must undo it in every process's state.
+        self.eased: tuple[int, tuple[int, float]] = (0, (0, 0.0))
         self.token = b""  # the version of the state last read or written (empty: no state)
         self.state: list[Any] | None = None  # as last read or written (None: none, or unreadable)
         self.read_at = -math.inf  # when it was (limiter clock)
@@ -178,6 +181,7 @@ class Courier:
         with limiter._lock:  # pacing in this process alone, on what it knew
             now = limiter._clock()
             self.own, ticket = self._decide(limiter._pacing, answers, asking, now)
+            self.eased = limiter._pacing.eased_by, limiter._pacing.eased_from
             self._settled(answers, ticket, now)
             limiter._wake_head()
         return ticket
@@ -195,6 +199,7 @@ class Courier:
             pacing, others = load(
                 self.state, limiter.requests_per_minute, self.owner, self.own, now - REDIS_LEASE_SECONDS
             )
+            pacing.eased_by, pacing.eased_from = self.eased
             own, ticket = self._decide(pacing, answers, asking, now)
             renewing = own and now >= self.written_at + REDIS_LEASE_SECONDS / 3
             if not answers and not ticket and not renewing:
@@ -210,6 +215,7 @@ class Courier:
                 written, current, redis_now = redis.call(key, self.token, token + b" " + text)
                 if written:
                     self.token, self.state, self.own = token, state, own
+                    self.eased = pacing.eased_by, pacing.eased_from
                     self._settled(answers, ticket, now)
                     self._heard(redis_now)
                     self._keep(pacing, now, written=True)

@@ -481,6 +481,26 @@ def test_a_429_a_stream_reports_after_its_headers_holds_every_process_and_counts
     other.close()
 
 
+def test_429s_streams_report_after_their_headers_grow_the_backoff_as_in_one_process(redis: RedisServer) -> None:
+    # Each stream's headers (a 200) ease the backoff before its refusal is read. The in-process
+    # limiter undoes that easing; the shared state kept no record of it, so every such 429 started
+    # the backoff again from its first step.
+    limiter = deployai.RedisRateLimiter(redis.url, name="grows")
+    refusal = deployai.RateLimitError("slow down", response=httpx.Response(429, request=REQUEST), body=None)
+    for strikes in (1, 2):
+        stream = limiter._acquire_sync(REQUEST, 10)  # after the first strike: once its backoff is over
+        limiter._settle(stream, answer(remaining=5))
+        until(lambda: limiter._courier.own == 0, "the headers were written")  # in a round trip of their own
+        limiter._reported(stream, refusal)
+        until(lambda: limiter._pacing.strikes == strikes, f"strike {strikes} was written")  # noqa: B023
+    limiter.close()
+    other = deployai.RedisRateLimiter(redis.url, name="grows")
+    other._settle(other._acquire_sync(REQUEST, 10), answer(remaining=5))
+    until(lambda: other._courier.own == 0, "the success was written")
+    assert other._pacing.strikes == 0  # a success that is no stream's refusal still clears them
+    other.close()
+
+
 def test_a_request_withdrawn_unsent_no_longer_counts_against_requests_per_minute(redis: RedisServer) -> None:
     # A call stopped after its turn came but before it was sent used to count as a send of its minute
     # in every process, since the state in Redis does not say when each request was let through.
