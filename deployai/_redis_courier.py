@@ -289,7 +289,7 @@ class Courier:
         if self.down_since is None:
             self.down_since = now
             log.warning(
-                "Redis is unreachable (%s: %s): pacing the budget %s in this process alone until it answers "
+                "Redis is unreachable or failing (%s: %s): pacing the budget %s in this process alone until it answers "
                 "again (%s).",
                 type(exc).__name__,
                 exc,

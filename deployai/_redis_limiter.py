@@ -52,7 +52,7 @@ KEY_PREFIX: Final = "deployai:ratelimit:"
 
 
 def _check_url(url: object) -> str:
-    if not isinstance(url, str) or urllib.parse.urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+    if not isinstance(url, str) or url.partition(":")[0].lower() not in ("redis", "rediss", "unix"):
         shown = _redacted_url(url) if isinstance(url, str) else type(url).__name__
         raise InvalidParameterError("url", shown, "a redis://, rediss:// or unix:// URL")
     return url
@@ -60,18 +60,29 @@ def _check_url(url: object) -> str:
 
 def _redacted_url(url: str) -> str:
     """The URL without its passwords (`redis://:pw@host`, `?password=pw` as redis-py also takes it, `ssl_password`)."""
-    parts = urllib.parse.urlsplit(url)
-    shown = url
-    if parts.password is not None:
-        user = f"{parts.username}:" if parts.username else ":"
-        shown = shown.replace(f"//{parts.netloc}", f"//{user}***@{parts.netloc.rpartition('@')[2]}", 1)
-    if parts.query:
-        fields = parts.query.split("&")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        netloc, password = parts.netloc, parts.password
+    except ValueError:  # such as an unclosed "[" of an IPv6 address
+        netloc, password = "", None
+    scheme, slashes, rest = url.partition("//")
+    if password is not None:
+        user = netloc.rpartition("@")[0]
+        shown = f"{scheme}{slashes}{user.partition(':')[0]}:***@{rest[len(user) + 1 :]}"
+    elif "@" in rest and "@" not in netloc:
+        # An "@" not read as the end of a password: a password with an unescaped "#", "/" or "?" ends
+        # the host part before it. All up to the last "@" may be a password.
+        shown = f"{scheme}{slashes}***@{rest.rpartition('@')[2]}"
+    else:
+        shown = url
+    base, mark, query = shown.partition("?")
+    if query:
+        fields = query.split("&")
         for i, pair in enumerate(fields):
             name = pair.partition("=")[0]
             if "password" in urllib.parse.unquote_plus(name).lower():  # also `ssl_password`
                 fields[i] = f"{name}=***"
-        shown = shown.replace(f"?{parts.query}", "?" + "&".join(fields), 1)
+        shown = base + mark + "&".join(fields)
     return shown
 
 
@@ -194,7 +205,10 @@ class RedisRateLimiter(RateLimiter):
     # --- the shells' side -------------------------------------------------------------------------
 
     def _settle(self, ticket: int, outcome: object) -> None:
-        self._courier.tell(ticket, _answer(self._clock(), outcome, time.time()))
+        # Redis's clock is a unix time: resets are read on it, the same in every process, whatever
+        # the clock of the machine each one runs on says.
+        now = self._clock()
+        self._courier.tell(ticket, _answer(now, outcome, now))
 
     def _withdraw(self, ticket: int) -> None:
         self._courier.tell(ticket, WITHDRAWN)

@@ -22,9 +22,13 @@ __all__ = ["COMPARE_AND_SET", "dump", "load", "parse"]
 # KEYS[1]: the state, "<version> <json>". ARGV: the version the new state was computed from ("" for
 # none), the new state ("" only reads), its time to live in ms. Answers {written, the current state
 # when not written, TIME}. Versions are random tokens, never reused: a process whose state is stale
-# cannot write, even after the key expired or Redis restarted and the state was made again.
+# cannot write, even after the key expired or Redis restarted and the state was made again. A value
+# of another type under the key (a list, a hash: something else's) counts as none, and is replaced.
 COMPARE_AND_SET: Final = """
-local current = redis.call('GET', KEYS[1])
+local current = false
+if redis.call('TYPE', KEYS[1])['ok'] == 'string' then
+  current = redis.call('GET', KEYS[1])
+end
 local now = redis.call('TIME')
 local version = current and string.match(current, '^%S*') or ''
 if ARGV[2] ~= '' and version == ARGV[1] then

@@ -321,10 +321,24 @@ def until(condition: Any, what: str, seconds: float = 10.0) -> None:
         time.sleep(0.001)
 
 
-def test_a_bad_url_is_refused_at_once_without_its_password() -> None:
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:pw-secret@127.0.0.1:notaport/0",
+        # A generated password with an unescaped "#", "/" or "?" cuts the host part short before its
+        # "@": it was read as no password at all, and shown whole.
+        "redis://:pw-secret#1@127.0.0.1:6379/0",
+        "redis://:pw-sec/ret@127.0.0.1:6379/0",
+        "redis://user:pw-secret?@127.0.0.1:6379/0",
+        "redis://:pw-secret@[::1/0",  # no URL at all to urllib (it raised its own ValueError)
+    ],
+)
+def test_a_bad_url_is_refused_at_once_without_its_password(url: str) -> None:
     with pytest.raises(deployai.InvalidParameterError, match="url") as info:
-        deployai.RedisRateLimiter("redis://:pw-secret@127.0.0.1:notaport/0")
-    assert "pw-secret" not in str(info.value)
+        deployai.RedisRateLimiter(url)
+    shown = f"{info.value} {info.value!r} {pickle.loads(pickle.dumps(info.value))}"
+    assert "pw-se" not in shown
+    assert "127.0.0.1" in shown or "::1" in shown  # where Redis was to be is still said
 
 
 @needs_redis
@@ -384,6 +398,28 @@ def test_a_foreign_or_corrupt_value_under_the_key_is_replaced_not_raised(redis: 
     assert limiter.shared
     assert (limiter._courier.own, limiter._pacing.remaining) == (0, 3)
     assert _redis_state._readable(json.loads(stored_value.partition(b" ")[2]))
+
+
+@pytest.mark.parametrize("kind", ["list", "hash", "set"])
+def test_a_value_of_another_type_under_the_key_is_replaced_and_the_budget_stays_shared(
+    redis: RedisServer, kind: str
+) -> None:
+    # Redis's GET refuses a list or a hash: the script failed at every call, and each process paced
+    # on its own for good, as if Redis were down.
+    import redis as redis_py
+
+    limiter = deployai.RedisRateLimiter(redis.url, name="typed")
+    assert limiter.key is not None
+    with redis_py.Redis.from_url(redis.url) as client:
+        {"list": client.rpush, "hash": lambda key, value: client.hset(key, "field", value), "set": client.sadd}[kind](
+            limiter.key, "something else's"
+        )
+        for remaining in (4, 3):
+            limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=remaining))
+        limiter.close()
+        assert client.type(limiter.key) == b"string"
+    assert limiter.shared
+    assert (limiter._courier.own, limiter._pacing.remaining) == (0, 3)
 
 
 def test_a_stale_limiter_cannot_write_after_the_state_was_lost_and_made_again(redis: RedisServer) -> None:
@@ -499,6 +535,25 @@ def test_429s_streams_report_after_their_headers_grow_the_backoff_as_in_one_proc
     until(lambda: other._courier.own == 0, "the success was written")
     assert other._pacing.strikes == 0  # a success that is no stream's refusal still clears them
     other.close()
+
+
+def test_a_machine_whose_clock_is_off_reads_resets_as_every_other_process_does(
+    redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Resets are unix times. Read against this machine's clock, one 100 s ahead saw every window as
+    # over already and let its sends go uncounted, so that the processes overran the key's limit.
+    limiter = deployai.RedisRateLimiter(redis.url, name="skewed")
+    limiter._settle(limiter._acquire_sync(REQUEST, 5), httpx.Response(200, request=REQUEST))
+    until(lambda: limiter._courier.own == 0, "Redis's clock was read")
+    reset = round(time.time() + 30)
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 100)
+    spent = {"x-ratelimit-limit": "10", "x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)}
+    limiter._settle(limiter._acquire_sync(REQUEST, 5), httpx.Response(200, headers=spent, request=REQUEST))
+    until(lambda: limiter._courier.own == 0, "the answer was written")
+    limiter.close()
+    assert limiter._pacing.remaining == 0
+    assert limiter._pacing.reset_at == pytest.approx(reset, abs=2)  # on Redis's clock, a unix time as well
 
 
 def test_a_request_withdrawn_unsent_no_longer_counts_against_requests_per_minute(redis: RedisServer) -> None:
@@ -652,6 +707,6 @@ def test_a_slow_redis_counts_as_down_and_calls_go_on_without_it(
         assert limiter.shared
     messages = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "deployai"]
     assert [level for level, _ in messages] == ["WARNING", "INFO"], messages  # one warning per outage
-    assert "Redis is unreachable (TimeoutError" in messages[0][1]
+    assert "Redis is unreachable or failing (TimeoutError" in messages[0][1]
     assert "Redis answers again" in messages[1][1]
     limiter.close()
