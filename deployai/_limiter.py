@@ -464,6 +464,10 @@ class RateLimiter:
             firm = pacing.firm_delay(now, queue.index(waiter))
             self._leave(waiter)
             raise self._held(request, firm, 0.0)
+        if self._virtual is not None:
+            # On a test's clock, time passes only as the head waits: one behind it waits to be woken
+            # (its deadline is looked at when its turn comes), or it would move the clock there.
+            return None, math.inf
         return None, deadline - now  # woken earlier when it comes to the head of the queue
 
     def _delay(self, now: float) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import json
 import pickle
 import signal
@@ -16,6 +17,7 @@ import threading
 import time
 import types
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -512,23 +514,34 @@ def test_a_wait_or_reset_further_ahead_than_a_day_is_not_learnt(status: int, hea
     assert emulator.statuses == [200, status, 200]
 
 
-@pytest.mark.parametrize("kind", ["sync", "async"])
+@pytest.mark.parametrize("kind", ["sync", "async", "threads at once", "tasks at once"])
 def test_on_the_emulators_virtual_clock_a_held_call_moves_the_clock_instead_of_waiting(kind: str) -> None:
     # Five calls against a window of two: the limiter holds the third and the fifth for the window to
-    # reset, on the test's clock, and the emulator never refuses one.
+    # reset, on the test's clock, and the emulator never refuses one. Made at once, the calls queued
+    # behind the first held one moved the clock to their own deadlines while they waited for their
+    # turn, and were refused as held too long.
     clock = VirtualClock()
     emulator = Emulator(clock=clock, rate_limit=2, window_seconds=60.0)
     limiter = deployai.RateLimiter(clock=clock)
-    if kind == "sync":
+    if kind.startswith(("sync", "threads")):
         with emulator.client(rate_limiter=limiter) as client:
-            for _ in range(5):
-                client.chat.completions.create(model="openai/gpt-4o", messages=user())
+            call = functools.partial(client.chat.completions.create, model="openai/gpt-4o", messages=user())
+            if kind == "sync":
+                for _ in range(5):
+                    call()
+            else:
+                with ThreadPoolExecutor(5) as pool:
+                    assert all(answer.choices for answer in pool.map(lambda _: call(), range(5)))
     else:
 
         async def main() -> None:
             async with emulator.async_client(rate_limiter=limiter) as client:
-                for _ in range(5):
-                    await client.chat.completions.create(model="openai/gpt-4o", messages=user())
+                call = functools.partial(client.chat.completions.create, model="openai/gpt-4o", messages=user())
+                if kind == "async":
+                    for _ in range(5):
+                        await call()
+                else:
+                    await asyncio.gather(*(call() for _ in range(5)))
 
         asyncio.run(main())
     assert emulator.statuses == [200] * 5
