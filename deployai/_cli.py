@@ -156,12 +156,11 @@ def _chat(args: argparse.Namespace, out: _Output) -> None:
         params["temperature"] = args.temperature
     if args.max_tokens is not None:
         params["max_tokens"] = args.max_tokens
+    if args.json:  # a whole answer: unlike a stream's, it has its usage
+        with _client(args) as client:
+            out.write(client.chat.completions.create(**params).model_dump_json(indent=2) + "\n")
+        return
     with _client(args) as client, client.chat.completions.create(**params, stream=True) as stream:
-        if args.json:
-            for _ in stream:
-                pass
-            out.write(stream.get_final_completion().model_dump_json(indent=2) + "\n")
-            return
         try:
             for chunk in stream:
                 if chunk.choices:

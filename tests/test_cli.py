@@ -82,6 +82,7 @@ def test_chat_json_prints_the_final_completion(env: dict[str, str]) -> None:
     completion = json.loads(result.stdout)
     assert completion["choices"][0]["message"]["content"] == "You said"
     assert completion["choices"][0]["finish_reason"] == "length"
+    assert completion["usage"]["completion_tokens"] == 2  # it was null: a stream has no usage unless asked
 
 
 def test_models_prints_a_table_or_json(env: dict[str, str]) -> None:

@@ -13,7 +13,7 @@ import pytest
 import deployai
 from deployai import DeployAI
 from deployai._error_codes import ERROR_KINDS
-from deployai.testing import Emulator, Reply, ToolCall, VirtualClock
+from deployai.testing import Emulator, EmulatorServer, Reply, ToolCall, VirtualClock
 from deployai.types import ChatCompletion
 from tests.emulator_helpers import HELLO, chat_body, error_of, raw_client, sse_chunks
 
@@ -165,6 +165,7 @@ def test_a_reply_waits_for_the_retry_when_a_fault_replaced_the_answer(emulator: 
         lambda: Emulator().fail_next(503, headers={"retry-after": "0\r\nx-injected: 1"}),
         lambda: Emulator().fail_next(503, body=3),
         lambda: Emulator().error_event_after(1, as_event="no"),  # type: ignore[arg-type]
+        lambda: Emulator().reply(),  # its text forgotten: it answered with no content at all
     ],
     ids=[
         "pieces-not-content",
@@ -184,6 +185,7 @@ def test_a_reply_waits_for_the_retry_when_a_fault_replaced_the_answer(emulator: 
         "crlf-header",
         "int-body",
         "str-as-event",
+        "empty-reply",
     ],
 )
 def test_a_bad_script_is_refused_when_written(make: Any) -> None:
@@ -220,12 +222,22 @@ def test_faults_aimed_at_a_route_and_at_streams(emulator: Emulator) -> None:
 def test_assert_scripts_used_names_what_was_never_used(emulator: Emulator, client: DeployAI) -> None:
     emulator.on(model=CLAUDE).reply("Unused.")
     emulator.reply("Used.")
-    emulator.on(route="models").stall(5, times=None)  # unlimited: never "left over"
+    # Unlimited: never "left over", but one no request matched is named too (a typo in the model
+    # went unnoticed: the rule sat there unused, and the check passed).
+    emulator.on(route="models").stall(5, times=None)
+    emulator.on(model="anthropic/claude-3-5-sonnet").fail(503, times=None)
     ask(client)
-    with pytest.raises(AssertionError, match=r"reply for model='anthropic/claude-3.5-sonnet' \(0 of 1 used\)"):
+    with pytest.raises(AssertionError) as info:
         emulator.assert_scripts_used()
+    named = str(info.value).splitlines()[1:]
+    assert len(named) == 3
+    assert "reply for model='anthropic/claude-3.5-sonnet' (0 of 1 used)" in named[0]
+    assert "claude-3-5-sonnet" in str(info.value)
     ask(client, CLAUDE)
-    emulator.assert_scripts_used()
+    client.models.list()
+    with pytest.raises(AssertionError, match="claude-3-5-sonnet") as info:
+        emulator.assert_scripts_used()
+    assert len(str(info.value).splitlines()) == 2  # that one alone
 
 
 # Recorded exchanges
@@ -301,6 +313,20 @@ def test_a_marker_opts_in_to_rate_limits_and_two_429s_then_a_200_is_read_back(
     assert [r.response_headers["retry-after"] for r in limited] == ["60", "1"]
     assert limited[1].received_at - limited[0].received_at >= 60
     assert 61 <= deployai_clock.waited <= 62.25  # each wait plus at most a quarter of it
+
+
+@pytest.mark.deployai_emulator(api_keys=["sk-mine", "sk-theirs"])
+def test_an_emulator_that_takes_only_given_keys_makes_clients_that_send_one_of_them(
+    deployai_emulator: Emulator, deployai_client: DeployAI, deployai_emulator_server: EmulatorServer
+) -> None:
+    # Its clients sent "sk-emulator-test" whatever the keys: each call was a 401.
+    assert ask(deployai_client) == "You said: Hello!"
+    with deployai_emulator_server.client() as over_http:
+        assert ask(over_http) == "You said: Hello!"
+    refused = pytest.raises(deployai.AuthenticationError)
+    with deployai_emulator.client(api_key="sk-other", max_retries=0) as other, refused:
+        ask(other)
+    assert [r.status for r in deployai_emulator.requests] == [200, 200, 401]
 
 
 @pytest.mark.deployai_emulator(token_latency=0.5)

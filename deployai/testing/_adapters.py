@@ -24,6 +24,7 @@ class Adapters:
     """The adapter half of `Emulator`: each adapter waits as the emulator's clock says (a `VirtualClock`: at once)."""
 
     _clock: Callable[[], float]  # mixed into `Emulator` only, which is what the adapters are given
+    _client_key: str  # the key its clients send: one it accepts
 
     def transport(self, *, sleep: Callable[[float], None] | None = None) -> EmulatorTransport:
         """An `httpx.BaseTransport` that answers in-process (no sockets), streaming bodies piece by piece.
@@ -59,21 +60,25 @@ class Adapters:
 
         return EmulatorASGIApp(cast("Emulator", self))
 
+    def _client_defaults(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        return {"api_key": self._client_key, "base_url": IN_PROCESS_BASE_URL, **kwargs}
+
     def client(self, **kwargs: Any) -> DeployAI:
         """A `DeployAI` client wired to this emulator in-process; close it (or use `with`) when done.
 
         With a `VirtualClock`, the client also waits between retries on it.
 
         Args:
-            **kwargs: arguments of `DeployAI` (`api_key` defaults to `"sk-emulator-test"`, `base_url`
-                to `https://emulator.invalid/v1`, a name that never resolves). Not `http_client`.
+            **kwargs: arguments of `DeployAI` (`api_key` defaults to `"sk-emulator-test"`, or to the
+                first of the emulator's `api_keys`; `base_url` to `https://emulator.invalid/v1`, a
+                name that never resolves). Not `http_client`.
         """
         import httpx
 
         from .. import DeployAI
 
         _refuse_http_client(kwargs)
-        client = DeployAI(**_client_defaults(kwargs), http_client=httpx.Client(transport=self.transport()))
+        client = DeployAI(**self._client_defaults(kwargs), http_client=httpx.Client(transport=self.transport()))
         client._http.close_borrowed_client()  # closed with the client, as if it had made it itself
         return follow_clock(client, self._clock)
 
@@ -89,7 +94,7 @@ class Adapters:
 
         _refuse_http_client(kwargs)
         transport = self.async_transport()
-        client = AsyncDeployAI(**_client_defaults(kwargs), http_client=httpx.AsyncClient(transport=transport))
+        client = AsyncDeployAI(**self._client_defaults(kwargs), http_client=httpx.AsyncClient(transport=transport))
         client._http.close_borrowed_client()
         return follow_clock(client, self._clock)
 
@@ -112,7 +117,3 @@ def follow_clock(client: _Client, clock: Callable[[], float]) -> _Client:
 def _refuse_http_client(kwargs: Mapping[str, Any]) -> None:
     if "http_client" in kwargs:
         raise TypeError("client() makes its own http_client wired to the emulator; use transport() for your own.")
-
-
-def _client_defaults(kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {"api_key": DEFAULT_TEST_API_KEY, "base_url": IN_PROCESS_BASE_URL, **kwargs}

@@ -42,6 +42,8 @@ def make_reply(reply: Reply | str | None, fields: ReplyFields) -> Reply:
         if fields:
             raise InvalidParameterError("reply", reply, "a Reply, or its fields as keywords, not both")
         return reply
+    if reply is None and not fields:  # `reply()`: most likely its text was forgotten
+        raise InvalidParameterError("reply", None, "its content, or its fields as keywords (content=None for none)")
     if reply is not None:
         if "content" in fields:
             raise InvalidParameterError("content", reply, "given once")
@@ -83,9 +85,9 @@ class Aim:
         ```
 
         The request's own parameters still apply: `stream`, `n`, `stop`, `max_tokens` and
-        `stream_options`. A reply is used up only by an answer delivered whole: a fault that
-        replaced or broke it (a failure, a cut stream, an error event, broken JSON) leaves the reply
-        for the retry.
+        `stream_options`. A reply is used up by the answer it is built into, unless a fault replaced
+        or broke that answer (a failure, a cut stream, an error event, broken JSON): then the reply
+        waits for the retry. A stalled or slowed answer uses it even when its client gives up on it.
         """
         if self.match.route not in (None, "chat"):
             raise InvalidParameterError("route", self.match.route, "'chat' (or None): replies answer chat completions")
@@ -228,7 +230,7 @@ class Scripts(Aim):
             return sum(r.remaining or 0 for r in self._rules if not isinstance(r.action, Reply))
 
     def assert_scripts_used(self) -> None:
-        """Raise `AssertionError` naming every counted reply or fault that has uses left."""
-        left = [rule.describe() for rule in self.rules if rule.times is not None]
+        """Raise `AssertionError` naming every counted reply or fault that has uses left, and every other never used."""
+        left = [rule.describe() for rule in self.rules if rule.times is not None or not rule.hits]
         if left:
             raise AssertionError("Scripted but never used:\n  " + "\n  ".join(left))

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 from .._exceptions import InvalidParameterError
-from ._adapters import Adapters
+from ._adapters import DEFAULT_TEST_API_KEY, Adapters
 from ._aim import Scripts
 from ._completions import answer, default_reply
 from ._faults import Cut, ErrorEvent, Fail, Malformed, apply_fault, check_count, fault_applies
@@ -83,7 +83,9 @@ class Emulator(Scripts, RequestLog, Adapters):
         self._limits = limits
         self._window_seconds = float(window_seconds)
         self._token_latency = check_seconds("token_latency", token_latency)
-        self._api_keys = None if api_keys is None else frozenset([api_keys] if isinstance(api_keys, str) else api_keys)
+        keys = None if api_keys is None else [api_keys] if isinstance(api_keys, str) else list(api_keys)
+        self._api_keys = None if keys is None else frozenset(keys)
+        self._client_key = keys[0] if keys else DEFAULT_TEST_API_KEY  # what its clients send: a key it takes
         self._clock = clock
         super().__init__()
         self._requests: deque[RecordedRequest] = deque(
@@ -258,7 +260,8 @@ class Emulator(Scripts, RequestLog, Adapters):
             assert not isinstance(fault_rule.action, Reply)
             draft = apply_fault(fault_rule.action, draft, base)
             self._use(fault_rule)
-        # A reply is used by an answer delivered whole; one a fault replaced or broke waits for the retry.
+        # A reply is used by the answer built with it; one a fault replaced or broke waits for the retry.
+        # (Whether a stalled or slowed answer reaches its client is not known here.)
         broken = fault_rule is not None and isinstance(fault_rule.action, (Fail, Cut, ErrorEvent, Malformed))
         if reply_rule is not None and draft.status == 200 and not broken:
             self._use(reply_rule)

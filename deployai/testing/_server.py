@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Final
 from typing_extensions import Self
 
 from .._config import is_loopback
-from ._adapters import DEFAULT_TEST_API_KEY, follow_clock
+from ._adapters import follow_clock
 from ._asgi import EmulatorASGIApp, hide_expected_server_errors
 from ._emulator import Emulator
 
@@ -229,20 +229,20 @@ class EmulatorServer:
         self._socket = self._server = self._thread = None
 
     def client(self, **kwargs: Any) -> DeployAI:
-        """A `DeployAI` client of this server over HTTP (`api_key` defaults to `"sk-emulator-test"`); close it.
+        """A `DeployAI` client of this server over HTTP; close it. `api_key` defaults as for `Emulator.client()`.
 
         When the emulator runs on a `VirtualClock`, the client waits between retries on it too.
         """
         from .. import DeployAI
 
-        client = DeployAI(**{"api_key": DEFAULT_TEST_API_KEY, "base_url": self.base_url, **kwargs})
+        client = DeployAI(**{"api_key": self.emulator._client_key, "base_url": self.base_url, **kwargs})
         return follow_clock(client, self.emulator.clock)
 
     def async_client(self, **kwargs: Any) -> AsyncDeployAI:
         """An `AsyncDeployAI` client of this server over HTTP; `await client.aclose()` when done."""
         from .. import AsyncDeployAI
 
-        client = AsyncDeployAI(**{"api_key": DEFAULT_TEST_API_KEY, "base_url": self.base_url, **kwargs})
+        client = AsyncDeployAI(**{"api_key": self.emulator._client_key, "base_url": self.base_url, **kwargs})
         return follow_clock(client, self.emulator.clock)
 
     def __enter__(self) -> Self:
