@@ -120,6 +120,7 @@ class APIError(DeployAIError):
 
     retries = 0  # set on the error a call finally raises: how many retries it made before giving up
     body: object = None  # what the server answered: set by the errors that carry a response
+    _begun = False  # met after a stream's first chunk: the answer had begun, and is not tried again
 
     def __init__(self, message: str, *, request: httpx.Request | None = None) -> None:
         super().__init__(message)
@@ -638,9 +639,13 @@ def is_retryable(exc: BaseException | None) -> bool:
     stream, or the error body of a 200, counts with the status its code or type names; one that
     names none is not retried), unless the server answered `x-should-retry: false` (or with any
     status when it answered `x-should-retry: true`); False for everything else, other libraries'
-    exceptions included. Its shape is what `stamina.retry(on=...)` and tenacity's
-    `retry_if_exception(...)` take as they are.
+    exceptions included. False as well for an error that ended a stream after its first chunk, as
+    the SDK's own retries never try those again: the part of the answer already read would come
+    twice. Its shape is what `stamina.retry(on=...)` and tenacity's `retry_if_exception(...)`
+    take as they are.
     """
+    if isinstance(exc, APIError) and exc._begun:
+        return False
     if isinstance(exc, APIStatusError):
         from ._retry import retryable_status  # here: `_retry` is no dependency of the errors themselves
 

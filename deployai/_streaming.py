@@ -19,7 +19,7 @@ import time
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar
 
 import httpx
 
@@ -125,6 +125,12 @@ class _Reader(Generic[_T, _L]):
 
     def error_for(self, problem: Exception) -> APIError:
         """The typed error for a decoder's `ErrorEvent` or `InvalidEvent`, or a broken connection."""
+        error = self._error_for(problem)
+        if self.decoder.count:
+            error._begun = True
+        return error
+
+    def _error_for(self, problem: Exception) -> APIError:
         response = self.lease.response
         if isinstance(problem, ErrorEvent):
             reported = make_stream_error(response, problem.payload)
@@ -193,6 +199,11 @@ class _StreamBase(ResponseInfo, Generic[_T, _L]):
     def _final_completion(self) -> ChatCompletion:
         reader = self._reader
         reader.check_ended()
+        if not reader.decoder.done:  # closed by its own `close()`: never a shortened answer passed off as whole
+            raise DeployAIError(
+                f"This stream was closed after {reader.decoder.count} chunk(s), before its end: it has no final "
+                "completion. Read the chunks instead, or call get_final_completion() before closing it."
+            )
         try:
             completion = reader.decoder.completion()
         except InvalidEvent as problem:
@@ -274,6 +285,8 @@ def _chunks(reader: _Reader[_T, Lease], owner: object) -> Iterator[_T]:
         lease.release()
         raise reader.error_for(problem) from None
     except Exception as exc:  # httpx's failure, or one from below it (a borrowed transport's own)
+        if _read_elsewhere(exc):
+            raise DeployAIError(_READ_ELSEWHERE) from None  # and the other reader reads on
         lease.reading = False
         if isinstance(exc, DeployAIError):  # the SDK's own, from a retry before the first event
             raise
@@ -294,6 +307,21 @@ def _chunks(reader: _Reader[_T, Lease], owner: object) -> Iterator[_T]:
         raise
     lease.release(done=decoder.done)
     reader.check_ended()
+
+
+def _read_elsewhere(exc: Exception) -> bool:
+    """Whether `exc` is Python's refusal to step a stream's events while another reader steps them.
+
+    Python raises it where the step was asked for: a failure inside the events' own code would
+    have their frames after this one in its traceback.
+    """
+    trace = exc.__traceback__
+    return isinstance(exc, (ValueError, RuntimeError)) and trace is not None and trace.tb_next is None
+
+
+_READ_ELSEWHERE: Final = (
+    "This stream is being read elsewhere (another thread or task): a stream has one reader at a time."
+)
 
 
 async def _achunks(reader: _Reader[_T, AsyncLease], owner: object) -> AsyncIterator[_T]:
@@ -328,6 +356,8 @@ async def _achunks(reader: _Reader[_T, AsyncLease], owner: object) -> AsyncItera
         await lease.release()
         raise reader.error_for(problem) from None
     except Exception as exc:  # httpx's failure, or one from below it (a borrowed transport's own)
+        if _read_elsewhere(exc):
+            raise DeployAIError(_READ_ELSEWHERE) from None
         if isinstance(exc, DeployAIError):  # the SDK's own, from a retry before the first event
             raise
         if isinstance(exc, RuntimeError):  # asyncio's, if an `async for` started on one loop goes on on another

@@ -6,6 +6,8 @@ import asyncio
 import errno
 import gc
 import json
+import pickle
+import threading
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -16,7 +18,7 @@ from pytest_httpx import HTTPXMock
 
 import deployai
 from deployai.types import ChatCompletion, ChatCompletionChunk
-from tests.conftest import ClientFactory, user
+from tests.conftest import API_KEY, ClientFactory, user
 from tests.sse import DONE, Pieces, chunk, event, hello_stream, sse_response
 
 MODEL = "openai/gpt-4o"
@@ -126,6 +128,9 @@ def test_dropped_connection_raises_after_delivering_received_chunks(
     assert type(info.value) is deployai.APIConnectionError
     assert info.value.__cause__ is failure
     assert "incomplete" in str(info.value)
+    # Not to be tried again, as the SDK does not: a retry recipe built on it repeated the answer.
+    assert not deployai.is_retryable(info.value)
+    assert not deployai.is_retryable(pickle.loads(pickle.dumps(info.value)))
 
 
 def test_read_timeout_mid_stream_is_a_timeout_error(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
@@ -513,6 +518,7 @@ def test_an_error_event_before_the_first_chunk_is_retried_as_its_status_and_afte
     assert len(httpx_mock.get_requests()) == 2
     assert len(sleeps) == 1
     assert info.value.message == "overloaded"
+    assert not deployai.is_retryable(info.value)  # as the SDK decided: after a chunk, never
 
 
 def test_a_blocking_stream_interrupted_mid_read_says_so_and_is_no_connection_error(httpx_mock: HTTPXMock) -> None:
@@ -695,3 +701,74 @@ def test_async_with_on_a_real_async_stream_releases_it_after_a_break(httpx_mock:
             assert stream.response.is_closed
 
     asyncio.run(read_one())
+
+
+def test_a_stream_read_from_two_threads_at_once_refuses_the_second_reader_only() -> None:
+    # The second reader stepped the connection under the first: both got an `APIConnectionError`
+    # (which `is_retryable` took for a dropped connection) and the answer was lost to both.
+    entered, gate = threading.Event(), threading.Event()
+
+    def body() -> Iterator[bytes]:
+        yield event(chunk("a"))
+        entered.set()  # the first reader is inside its read of the connection
+        gate.wait(10)
+        yield event(chunk("b")) + DONE
+
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, headers=SSE_ONLY, content=body()))
+    read: list[str | None] = []
+    client = deployai.DeployAI(api_key=API_KEY, http_client=httpx.Client(transport=transport))
+    with client, stream_of(client) as stream:
+        first = threading.Thread(target=lambda: read.extend(c.choices[0].delta.content for c in stream))
+        first.start()
+        assert entered.wait(10)
+        with pytest.raises(deployai.DeployAIError, match="one reader at a time") as info:
+            next(iter(stream))
+        gate.set()
+        first.join(10)
+    assert not isinstance(info.value, deployai.APIError)
+    assert read == ["a", "b"]  # the first reader got the whole answer
+
+
+def test_a_stream_read_from_two_tasks_at_once_refuses_the_second_reader_only() -> None:
+    async def main() -> list[str | None]:
+        entered, gate = asyncio.Event(), asyncio.Event()
+
+        async def body() -> AsyncIterator[bytes]:
+            yield event(chunk("a"))
+            entered.set()
+            await gate.wait()
+            yield event(chunk("b")) + DONE
+
+        transport = httpx.MockTransport(lambda request: httpx.Response(200, headers=SSE_ONLY, content=body()))
+        read: list[str | None] = []
+        http_client = httpx.AsyncClient(transport=transport)
+        async with deployai.AsyncDeployAI(api_key=API_KEY, http_client=http_client) as client:
+            stream = await stream_of(client)
+            async with stream:
+
+                async def first() -> None:
+                    read.extend([c.choices[0].delta.content async for c in stream])
+
+                task = asyncio.create_task(first())
+                await entered.wait()
+                with pytest.raises(deployai.DeployAIError, match="one reader at a time") as info:
+                    await stream.__aiter__().__anext__()
+                assert not isinstance(info.value, deployai.APIError)
+                gate.set()
+                await task
+        return read
+
+    assert asyncio.run(main()) == ["a", "b"]
+
+
+def test_get_final_completion_of_a_stream_closed_before_its_end_raises(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    # It returned the chunks read so far as the whole answer (finish_reason None), with no error.
+    add_stream(httpx_mock, hello_stream())
+    with stream_of(make_client()) as stream:
+        chunks = iter(stream)
+        next(chunks), next(chunks)
+        stream.close()  # a "stop generating" button
+        with pytest.raises(deployai.DeployAIError, match=r"closed after 2 chunk\(s\), before its end"):
+            stream.get_final_completion()
