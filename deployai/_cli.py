@@ -271,7 +271,7 @@ def main(argv: Sequence[str] | None = None, *, exit_on_ctrl_c: bool = False) -> 
             from .testing.__main__ import serve
 
             _stdout()  # where its base URL goes
-            return serve(args)
+            return serve(args, "deployai emulator")
         with _ctrl_c_exits() if exit_on_ctrl_c else contextlib.nullcontext():
             out = _stdout()
             (_chat if args.command == "chat" else _models)(args, out)

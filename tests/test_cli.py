@@ -129,6 +129,14 @@ def test_each_kind_of_error_has_its_exit_code(
     assert err.count("\n") == 1
 
 
+def test_a_bad_setting_of_the_emulator_command_is_reported_as_argparse_reports_the_others(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["emulator", "--port", "99999"]) == 2
+    expected = "deployai emulator: error: port must be a whole number from 0 to 65535; got 99999\n"
+    assert capsys.readouterr().err == expected
+
+
 def test_every_exit_code_of_the_table_is_distinct_per_kind_and_documented_in_help(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

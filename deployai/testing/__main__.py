@@ -49,11 +49,14 @@ def _log_config(uvicorn: ModuleType) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    return serve(_parser().parse_args(argv))
+    return serve(_parser().parse_args(argv), "python -m deployai.testing serve")
 
 
-def serve(args: argparse.Namespace) -> int:
-    """Serve the emulator with the options `add_serve_arguments` parsed, until Ctrl+C; returns the exit status."""
+def serve(args: argparse.Namespace, prog: str) -> int:
+    """Serve the emulator with the options `add_serve_arguments` parsed, until Ctrl+C; returns the exit status.
+
+    A setting it cannot use is reported as `<prog>: error: ...`, as argparse reports the others.
+    """
     try:
         uvicorn = import_uvicorn()
         emulator = Emulator(
@@ -61,7 +64,7 @@ def serve(args: argparse.Namespace) -> int:
         )
         sock = bind_socket(args.host, args.port, allow_non_loopback=args.allow_non_loopback)
     except (ModuleNotFoundError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     # uvicorn stops on Ctrl+C, then raises it again for us: it is the normal way out, and so is a
     # Ctrl+C that comes after the URL is printed but before uvicorn has taken Ctrl+C over.
