@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import re
 import threading
 import time
 import urllib.parse
@@ -58,32 +59,36 @@ def _check_url(url: object) -> str:
     return url
 
 
+_QUERY_FIELD: Final = re.compile(r"(?<=[?&])([^=&]*)=([^&]*)")
+
+
 def _redacted_url(url: str) -> str:
-    """The URL without its passwords (`redis://:pw@host`, `?password=pw` as redis-py also takes it, `ssl_password`)."""
+    """The URL without its passwords (`redis://:pw@host`, `?password=pw` as redis-py also takes it, `ssl_password`).
+
+    A password may hold any character, unescaped: what is hidden errs towards too much.
+    """
+
+    def field(found: re.Match[str]) -> str:
+        name = found.group(1)
+        return f"{name}=***" if "password" in urllib.parse.unquote_plus(name).lower() else found.group()
+
+    shown = _QUERY_FIELD.sub(field, url)  # first: such a password may hold an "@" of its own
+    scheme, colon, rest = shown.partition(":")
+    slashes = len(rest) - len(rest.lstrip("/"))
+    head, rest = f"{scheme}{colon}{rest[:slashes]}", rest[slashes:]
+    if "@" not in rest:
+        return shown
     try:
-        parts = urllib.parse.urlsplit(url)
-        netloc, password = parts.netloc, parts.password
+        netloc = urllib.parse.urlsplit(shown).netloc
     except ValueError:  # such as an unclosed "[" of an IPv6 address
-        netloc, password = "", None
-    scheme, slashes, rest = url.partition("//")
-    if password is not None:
-        user = netloc.rpartition("@")[0]
-        shown = f"{scheme}{slashes}{user.partition(':')[0]}:***@{rest[len(user) + 1 :]}"
-    elif "@" in rest and "@" not in netloc:
-        # An "@" not read as the end of a password: a password with an unescaped "#", "/" or "?" ends
-        # the host part before it. All up to the last "@" may be a password.
-        shown = f"{scheme}{slashes}***@{rest.rpartition('@')[2]}"
-    else:
-        shown = url
-    base, mark, query = shown.partition("?")
-    if query:
-        fields = query.split("&")
-        for i, pair in enumerate(fields):
-            name = pair.partition("=")[0]
-            if "password" in urllib.parse.unquote_plus(name).lower():  # also `ssl_password`
-                fields[i] = f"{name}=***"
-        shown = base + mark + "&".join(fields)
-    return shown
+        netloc = ""
+    user, at, _ = netloc.rpartition("@")
+    if at and rest.startswith(netloc) and "@" not in rest[len(netloc) :]:
+        name, colon, _ = user.partition(":")
+        return shown if not colon else f"{head}{name}:***@{rest[len(user) + 1 :]}"
+    # An "@" past the host part that urllib read: a password with a "#", "/" or "?" ends that part
+    # early. All up to the last "@" may be a password.
+    return f"{head}***@{rest.rpartition('@')[2]}"
 
 
 def _check_name(name: object) -> str | None:
