@@ -95,6 +95,10 @@ _Waiter = _ThreadWaiter | _TaskWaiter
 # Timers longer than this are cut to it (the waiter then looks again): a longer `Event.wait` timeout
 # overflows, and nothing the limiter waits for lasts a day.
 _LONGEST_TIMER_SECONDS = 86_400.0
+# On a test's clock, a caller queued behind the head waits in real time, without moving that clock (see
+# `_waits_behind`), and looks again this often: a head whose event loop was closed under it is dropped
+# only when a caller looks, and would otherwise hold those behind it forever.
+_BEHIND_SECONDS = 1.0
 # A reset or a wait an answer reports further ahead than this is not learnt: one glitched or hostile
 # header (`retry-after: 99999999999`) would otherwise refuse every later call for years, and nothing
 # sent could correct it. A day is longer than any rate-limit window a gateway reports.
@@ -235,6 +239,8 @@ class RateLimiter:
                 else:
                     if step is None or self._virtual is None:
                         waiter.event.wait(step)
+                    elif self._waits_behind(waiter):
+                        waiter.event.wait(min(step, _BEHIND_SECONDS))
                     else:  # the time until it looks again passes on the test's clock, at once
                         self._virtual.sleep(step)
                     step = next(turns)
@@ -279,10 +285,12 @@ class RateLimiter:
                     step.add_done_callback(lambda done: self._give_back(done) if loop.is_closed() else None)
                     given: int = await asyncio.wrap_future(step)
                     step = turns.send(given)
-                elif step is not None and self._virtual is not None:  # as `_acquire_sync`
-                    await self._virtual.asleep(step)
+                elif step is not None and self._virtual is not None and not self._waits_behind(waiter):
+                    await self._virtual.asleep(step)  # as `_acquire_sync`
                     step = next(turns)
                 else:
+                    if step is not None and self._virtual is not None:
+                        step = min(step, _BEHIND_SECONDS)
                     future = waiter.future
                     assert future is not None
                     timer = None if step is None else loop.call_later(step, _resolve, future)
@@ -328,6 +336,16 @@ class RateLimiter:
         except BaseException:
             self._abandon(waiter, asked)
             raise
+
+    def _waits_behind(self, waiter: _Waiter) -> bool:
+        """Whether `waiter` waits behind the head of the queue, for its turn rather than for the pace.
+
+        On a test's clock only the head's waits move the clock: a caller behind it moved it to its
+        own deadline, and was refused when its turn came. It could become the head between `_turn`
+        and this look: it was then woken already, and its wait ends at once.
+        """
+        queue = self._queue
+        return bool(queue) and queue[0] is not waiter
 
     def _wake_all(self, owner: object) -> None:
         """Wake the waiting callers of `owner`, to look again: one whose `check` now raises stops waiting.
@@ -464,10 +482,6 @@ class RateLimiter:
             firm = pacing.firm_delay(now, queue.index(waiter))
             self._leave(waiter)
             raise self._held(request, firm, 0.0)
-        if self._virtual is not None:
-            # On a test's clock, time passes only as the head waits: one behind it waits to be woken
-            # (its deadline is looked at when its turn comes), or it would move the clock there.
-            return None, math.inf
         return None, deadline - now  # woken earlier when it comes to the head of the queue
 
     def _delay(self, now: float) -> float:

@@ -548,6 +548,37 @@ def test_on_the_emulators_virtual_clock_a_held_call_moves_the_clock_instead_of_w
     assert 120.0 <= clock.waited < 125.0  # two windows' resets, and no more
 
 
+def test_on_a_virtual_clock_a_caller_behind_a_task_of_a_closed_loop_is_not_held_forever() -> None:
+    # Callers behind the head wait for their turn without moving the test's clock. A head whose event
+    # loop was closed under it never takes its turn, nor leaves: it is dropped when a caller looks.
+    clock = VirtualClock()
+    emulator = Emulator(clock=clock, rate_limit=1, window_seconds=60.0)
+    limiter = deployai.RateLimiter(clock=clock)
+    loop = asyncio.new_event_loop()
+    async_client = emulator.async_client(rate_limiter=limiter)
+    loop.run_until_complete(async_client.chat.completions.create(model="openai/gpt-4o", messages=user()))
+    head = loop.create_task(async_client.chat.completions.create(model="openai/gpt-4o", messages=user()))
+    while limiter.waiting < 1:  # one step of the loop at a time, until the task waits for the window
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+    answers: list[str | None] = []
+    with emulator.client(rate_limiter=limiter) as client:
+        behind = threading.Thread(
+            target=lambda: answers.append(
+                client.chat.completions.create(model="openai/gpt-4o", messages=user()).choices[0].finish_reason
+            ),
+            daemon=True,
+        )
+        behind.start()
+        wait_until(lambda: limiter.waiting == 2, "the thread queues behind the task")
+        head._log_destroy_pending = False  # type: ignore[attr-defined]  # left pending on purpose
+        loop.close()
+        behind.join(10)
+    assert not behind.is_alive()
+    assert answers == ["stop"]
+    assert limiter.waiting == 0
+
+
 def test_a_limiters_clock_must_be_a_virtual_clock() -> None:
     with pytest.raises(deployai.InvalidParameterError, match=r"clock must be a deployai\.testing\.VirtualClock"):
         deployai.RateLimiter(clock=time.time)  # type: ignore[arg-type]
