@@ -157,10 +157,12 @@ class _Reader(Generic[_T, _L]):
             raise DeployAIError(
                 f"{cut_short} during the stream, after {self.decoder.count} chunk(s): the answer is incomplete."
             )
-        raise APIConnectionError(
+        error = APIConnectionError(
             f"The stream ended after {self.decoder.count} chunk(s) without 'data: [DONE]': the answer is incomplete.",
             request=self.lease.response.request,
         )
+        error._begun = self.decoder.count > 0
+        raise error
 
 
 class _StreamBase(ResponseInfo, Generic[_T, _L]):
@@ -199,15 +201,18 @@ class _StreamBase(ResponseInfo, Generic[_T, _L]):
     def _final_completion(self) -> ChatCompletion:
         reader = self._reader
         reader.check_ended()
-        if not reader.decoder.done:  # closed by its own `close()`: never a shortened answer passed off as whole
-            raise DeployAIError(
-                f"This stream was closed after {reader.decoder.count} chunk(s), before its end: it has no final "
-                "completion. Read the chunks instead, or call get_final_completion() before closing it."
-            )
         try:
             completion = reader.decoder.completion()
         except InvalidEvent as problem:
             raise reader.error_for(problem) from None
+        # Closed by its own `close()` before `[DONE]`: whole only if every choice had finished.
+        if not reader.decoder.done and (
+            not completion.choices or any(choice.finish_reason is None for choice in completion.choices)
+        ):
+            raise DeployAIError(
+                f"This stream was closed after {reader.decoder.count} chunk(s), before its answer ended: it has no "
+                "final completion. Read the chunks instead, or call get_final_completion() before closing it."
+            )
         completion.__pydantic_private__["_meta"] = self._response_meta()  # type: ignore[index]
         return completion
 
@@ -255,6 +260,8 @@ def _chunks(reader: _Reader[_T, Lease], owner: object) -> Iterator[_T]:
     decoder = reader.decoder
     decode = decoder.decode
     _check_not_forked(lease)
+    if lease.first_pending and lease.reading:  # another reader waits for the first event
+        raise DeployAIError(_READ_ELSEWHERE)
     try:
         if lease.first_pending:
             sse = lease.first_event()
@@ -330,6 +337,8 @@ async def _achunks(reader: _Reader[_T, AsyncLease], owner: object) -> AsyncItera
     decoder = reader.decoder
     decode = decoder.decode
     _check_here(lease)
+    if lease.first_pending and lease.reading:  # another task waits for the first event
+        raise DeployAIError(_READ_ELSEWHERE)
     try:
         if lease.first_pending:
             sse = await lease.first_event()
@@ -419,6 +428,11 @@ class Stream(_StreamBase[_T, Lease]):
             return next(own)
         except StopIteration:
             raise
+        except ValueError as exc:
+            if _read_elsewhere(exc):  # `own` is running in another thread, which reads on
+                raise DeployAIError(_READ_ELSEWHERE) from None
+            self._own = None
+            raise
         except BaseException:
             # Ended by an error (or an interrupt): a finished generator would answer the next step
             # with StopIteration, as if the answer were whole. The next step looks again instead, as
@@ -477,6 +491,11 @@ class AsyncStream(_StreamBase[_T, AsyncLease]):
         try:
             return await own.__anext__()
         except StopAsyncIteration:
+            raise
+        except RuntimeError as exc:
+            if _read_elsewhere(exc):  # `own` is running in another task, which reads on
+                raise DeployAIError(_READ_ELSEWHERE) from None
+            self._own = None
             raise
         except BaseException:  # as `Stream.__next__`
             self._own = None

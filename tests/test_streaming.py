@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import gc
 import json
@@ -144,9 +145,13 @@ def test_body_ending_without_done_is_never_a_silent_short_answer(
 ) -> None:
     add_stream(httpx_mock, hello_stream()[:3])
     received: list[ChatCompletionChunk] = []
-    with stream_of(make_client()) as stream, pytest.raises(deployai.APIConnectionError, match=r"after 3 chunk\(s\)"):
+    with (
+        stream_of(make_client()) as stream,
+        pytest.raises(deployai.APIConnectionError, match=r"after 3 chunk\(s\)") as info,
+    ):
         received.extend(stream)
     assert texts(received) == "Hello"
+    assert not deployai.is_retryable(info.value)  # as the SDK does not send it again: "Hello" would come twice
 
 
 def test_malformed_chunk_is_a_validation_error(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
@@ -703,60 +708,83 @@ def test_async_with_on_a_real_async_stream_releases_it_after_a_break(httpx_mock:
     asyncio.run(read_one())
 
 
-def test_a_stream_read_from_two_threads_at_once_refuses_the_second_reader_only() -> None:
+def _every_chunk(stream: Any, step: str) -> list[str | None]:
+    if step == "for":
+        return [c.choices[0].delta.content for c in stream]
+    read = []
+    with contextlib.suppress(StopIteration):
+        while True:
+            read.append(next(stream).choices[0].delta.content)
+    return read
+
+
+async def _every_chunk_async(stream: Any, step: str) -> list[str | None]:
+    if step == "for":
+        return [c.choices[0].delta.content async for c in stream]
+    read = []
+    with contextlib.suppress(StopAsyncIteration):
+        while True:
+            read.append((await stream.__anext__()).choices[0].delta.content)
+    return read
+
+
+@pytest.mark.parametrize("step", ["for", "next"])
+@pytest.mark.parametrize("waiting_for", ["the first event", "a later event"])
+def test_a_stream_read_from_two_threads_at_once_refuses_the_second_reader_only(step: str, waiting_for: str) -> None:
     # The second reader stepped the connection under the first: both got an `APIConnectionError`
     # (which `is_retryable` took for a dropped connection) and the answer was lost to both.
     entered, gate = threading.Event(), threading.Event()
+    later = waiting_for == "a later event"
 
     def body() -> Iterator[bytes]:
-        yield event(chunk("a"))
+        if later:
+            yield event(chunk("a"))
         entered.set()  # the first reader is inside its read of the connection
         gate.wait(10)
-        yield event(chunk("b")) + DONE
+        yield (b"" if later else event(chunk("a"))) + event(chunk("b")) + DONE
 
     transport = httpx.MockTransport(lambda request: httpx.Response(200, headers=SSE_ONLY, content=body()))
     read: list[str | None] = []
     client = deployai.DeployAI(api_key=API_KEY, http_client=httpx.Client(transport=transport))
     with client, stream_of(client) as stream:
-        first = threading.Thread(target=lambda: read.extend(c.choices[0].delta.content for c in stream))
+        first = threading.Thread(target=lambda: read.extend(_every_chunk(stream, step)))
         first.start()
         assert entered.wait(10)
         with pytest.raises(deployai.DeployAIError, match="one reader at a time") as info:
-            next(iter(stream))
+            next(iter(stream) if step == "for" else stream)
         gate.set()
         first.join(10)
     assert not isinstance(info.value, deployai.APIError)
     assert read == ["a", "b"]  # the first reader got the whole answer
 
 
-def test_a_stream_read_from_two_tasks_at_once_refuses_the_second_reader_only() -> None:
+@pytest.mark.parametrize("step", ["for", "next"])
+@pytest.mark.parametrize("waiting_for", ["the first event", "a later event"])
+def test_a_stream_read_from_two_tasks_at_once_refuses_the_second_reader_only(step: str, waiting_for: str) -> None:
+    later = waiting_for == "a later event"
+
     async def main() -> list[str | None]:
         entered, gate = asyncio.Event(), asyncio.Event()
 
         async def body() -> AsyncIterator[bytes]:
-            yield event(chunk("a"))
+            if later:
+                yield event(chunk("a"))
             entered.set()
             await gate.wait()
-            yield event(chunk("b")) + DONE
+            yield (b"" if later else event(chunk("a"))) + event(chunk("b")) + DONE
 
         transport = httpx.MockTransport(lambda request: httpx.Response(200, headers=SSE_ONLY, content=body()))
-        read: list[str | None] = []
         http_client = httpx.AsyncClient(transport=transport)
         async with deployai.AsyncDeployAI(api_key=API_KEY, http_client=http_client) as client:
             stream = await stream_of(client)
             async with stream:
-
-                async def first() -> None:
-                    read.extend([c.choices[0].delta.content async for c in stream])
-
-                task = asyncio.create_task(first())
+                task = asyncio.create_task(_every_chunk_async(stream, step))
                 await entered.wait()
                 with pytest.raises(deployai.DeployAIError, match="one reader at a time") as info:
-                    await stream.__aiter__().__anext__()
+                    await (stream.__aiter__() if step == "for" else stream).__anext__()
                 assert not isinstance(info.value, deployai.APIError)
                 gate.set()
-                await task
-        return read
+                return await task
 
     assert asyncio.run(main()) == ["a", "b"]
 
@@ -770,5 +798,19 @@ def test_get_final_completion_of_a_stream_closed_before_its_end_raises(
         chunks = iter(stream)
         next(chunks), next(chunks)
         stream.close()  # a "stop generating" button
-        with pytest.raises(deployai.DeployAIError, match=r"closed after 2 chunk\(s\), before its end"):
+        with pytest.raises(deployai.DeployAIError, match=r"closed after 2 chunk\(s\), before its answer ended"):
             stream.get_final_completion()
+
+
+def test_get_final_completion_of_a_stream_closed_once_its_answer_finished_returns_it(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    # Only `[DONE]` (or a usage chunk) was left unread: the answer is whole.
+    add_stream(httpx_mock, hello_stream())
+    with stream_of(make_client()) as stream:
+        for piece in stream:
+            if piece.choices[0].finish_reason:
+                break
+    completion = stream.get_final_completion()
+    assert completion.choices[0].message.content == "Hello world"
+    assert completion.choices[0].finish_reason == "stop"
