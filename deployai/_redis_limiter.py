@@ -65,14 +65,20 @@ _QUERY_FIELD: Final = re.compile(r"(?<=[?&])([^=&]*)=([^&]*)")
 def _redacted_url(url: str) -> str:
     """The URL without its passwords (`redis://:pw@host`, `?password=pw` as redis-py also takes it, `ssl_password`).
 
-    A password may hold any character, unescaped: what is hidden errs towards too much.
+    A password in the user part may hold any character, unescaped: what is hidden errs towards too
+    much. The passwords redis-py reads from the URL are hidden wherever they are written.
     """
 
     def field(found: re.Match[str]) -> str:
-        name = found.group(1)
-        return f"{name}=***" if "password" in urllib.parse.unquote_plus(name).lower() else found.group()
+        name, value = found.group(1), found.group(2)
+        secret = "password" in urllib.parse.unquote_plus(name).lower() or "password" in value.lower()
+        return f"{name}=***" if secret else found.group()
 
-    shown = _QUERY_FIELD.sub(field, url)  # first: such a password may hold an "@" of its own
+    shown = url
+    for secret in _passwords_read(url):
+        for form in {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}:
+            shown = shown.replace(form, "***")
+    shown = _QUERY_FIELD.sub(field, shown)  # before the user part: such a password may hold an "@"
     scheme, colon, rest = shown.partition(":")
     slashes = len(rest) - len(rest.lstrip("/"))
     head, rest = f"{scheme}{colon}{rest[:slashes]}", rest[slashes:]
@@ -89,6 +95,17 @@ def _redacted_url(url: str) -> str:
     # An "@" past the host part that urllib read: a password with a "#", "/" or "?" ends that part
     # early. All up to the last "@" may be a password.
     return f"{head}***@{rest.rpartition('@')[2]}"
+
+
+def _passwords_read(url: str) -> list[str]:
+    """The passwords redis-py reads from `url` (none if it cannot read it)."""
+    try:
+        import redis
+
+        read: dict[str, object] = redis.ConnectionPool.from_url(url).connection_kwargs
+    except Exception:  # a URL it cannot read, or no redis-py: the patterns alone hide them
+        return []
+    return [value for name, value in read.items() if "password" in name and isinstance(value, str) and value]
 
 
 def _check_name(name: object) -> str | None:

@@ -336,6 +336,8 @@ def until(condition: Any, what: str, seconds: float = 10.0) -> None:
         # A password in the query, with an "@" in it: not to be taken for the end of a user part.
         "redis://127.0.0.1:6379/2?password=pw-se@cret",
         "rediss://127.0.0.1:6379/2?ssl_password=pw-se#x@cret",
+        "redis://127.0.0.1:6379/0?db=0?password=pw-se-cret",  # a "?" typed for "&"
+        "redis://admin:pw-se&password=cret@127.0.0.1:6379/0",  # redis-py's password: "pw-se&password=cret"
     ],
 )
 def test_no_password_in_a_redis_url_is_ever_shown(url: str) -> None:
