@@ -96,9 +96,19 @@ _Waiter = _ThreadWaiter | _TaskWaiter
 # overflows, and nothing the limiter waits for lasts a day.
 _LONGEST_TIMER_SECONDS = 86_400.0
 # On a test's clock, a caller queued behind the head waits in real time, without moving that clock (see
-# `_waits_behind`), and looks again this often: a head whose event loop was closed under it is dropped
-# only when a caller looks, and would otherwise hold those behind it forever.
+# `_Behind`), and looks again this often: a head whose event loop was closed under it is dropped only
+# when a caller looks, and would otherwise hold those behind it forever.
 _BEHIND_SECONDS = 1.0
+
+
+class _Behind(float):
+    """Seconds a caller behind the head of the queue waits for its turn: in real time, on any clock.
+
+    On a test's clock only the head's waits move the clock: a caller behind it moved it to its own
+    deadline, and was refused when its turn came. Decided under the lock, with the turn.
+    """
+
+
 # A reset or a wait an answer reports further ahead than this is not learnt: one glitched or hostile
 # header (`retry-after: 99999999999`) would otherwise refuse every later call for years, and nothing
 # sent could correct it. A day is longer than any rate-limit window a gateway reports.
@@ -237,10 +247,8 @@ class RateLimiter:
                 if isinstance(step, Ask):
                     step = turns.send(step.result())
                 else:
-                    if step is None or self._virtual is None:
+                    if step is None or self._virtual is None or isinstance(step, _Behind):
                         waiter.event.wait(step)
-                    elif self._waits_behind(waiter):
-                        waiter.event.wait(min(step, _BEHIND_SECONDS))
                     else:  # the time until it looks again passes on the test's clock, at once
                         self._virtual.sleep(step)
                     step = next(turns)
@@ -285,12 +293,10 @@ class RateLimiter:
                     step.add_done_callback(lambda done: self._give_back(done) if loop.is_closed() else None)
                     given: int = await asyncio.wrap_future(step)
                     step = turns.send(given)
-                elif step is not None and self._virtual is not None and not self._waits_behind(waiter):
+                elif step is not None and self._virtual is not None and not isinstance(step, _Behind):
                     await self._virtual.asleep(step)  # as `_acquire_sync`
                     step = next(turns)
                 else:
-                    if step is not None and self._virtual is not None:
-                        step = min(step, _BEHIND_SECONDS)
                     future = waiter.future
                     assert future is not None
                     timer = None if step is None else loop.call_later(step, _resolve, future)
@@ -324,6 +330,7 @@ class RateLimiter:
                     if ticket:
                         return ticket
                     waiter.arm()
+                    behind = self._virtual is not None and self._queue[0] is not waiter
                 if ticket == 0:  # its turn: ask where the state lives
                     asked = self._ask()
                     ticket, asked = (yield asked), None
@@ -332,20 +339,13 @@ class RateLimiter:
                     continue
                 if check is not None:  # once armed: a wake from now on is not lost
                     check(self)
-                yield None if wait == math.inf else min(wait, _LONGEST_TIMER_SECONDS)
+                if behind:
+                    yield _Behind(min(wait, _BEHIND_SECONDS))
+                else:
+                    yield None if wait == math.inf else min(wait, _LONGEST_TIMER_SECONDS)
         except BaseException:
             self._abandon(waiter, asked)
             raise
-
-    def _waits_behind(self, waiter: _Waiter) -> bool:
-        """Whether `waiter` waits behind the head of the queue, for its turn rather than for the pace.
-
-        On a test's clock only the head's waits move the clock: a caller behind it moved it to its
-        own deadline, and was refused when its turn came. It could become the head between `_turn`
-        and this look: it was then woken already, and its wait ends at once.
-        """
-        queue = self._queue
-        return bool(queue) and queue[0] is not waiter
 
     def _wake_all(self, owner: object) -> None:
         """Wake the waiting callers of `owner`, to look again: one whose `check` now raises stops waiting.
