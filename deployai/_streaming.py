@@ -15,6 +15,7 @@ events, decodes them with `_sse.ChunkDecoder`, and tells the lease when it is do
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -201,20 +202,27 @@ class _StreamBase(ResponseInfo, Generic[_T, _L]):
     def _final_completion(self) -> ChatCompletion:
         reader = self._reader
         reader.check_ended()
+        closed_early = not reader.decoder.done  # by its own `close()`, before `[DONE]`
+        if closed_early and not reader.decoder.count:
+            raise self._closed_early()
         try:
             completion = reader.decoder.completion()
         except InvalidEvent as problem:
             raise reader.error_for(problem) from None
-        # Closed by its own `close()` before `[DONE]`: whole only if every choice had finished.
-        if not reader.decoder.done and (
-            not completion.choices or any(choice.finish_reason is None for choice in completion.choices)
+        # Closed early, it is whole only if every choice it asked for had finished.
+        if closed_early and (
+            len(completion.choices) < _choices_asked(reader.lease.response.request)
+            or any(choice.finish_reason is None for choice in completion.choices)
         ):
-            raise DeployAIError(
-                f"This stream was closed after {reader.decoder.count} chunk(s), before its answer ended: it has no "
-                "final completion. Read the chunks instead, or call get_final_completion() before closing it."
-            )
+            raise self._closed_early()
         completion.__pydantic_private__["_meta"] = self._response_meta()  # type: ignore[index]
         return completion
+
+    def _closed_early(self) -> DeployAIError:
+        return DeployAIError(
+            f"This stream was closed after {self._reader.decoder.count} chunk(s), before its answer ended: it has "
+            "no final completion. Read the chunks instead, or call get_final_completion() before closing it."
+        )
 
     def _was_abandoned(self) -> bool:
         """For a finalizer: hand an unreleased lease back to its shell; whether there was one."""
@@ -314,6 +322,15 @@ def _chunks(reader: _Reader[_T, Lease], owner: object) -> Iterator[_T]:
         raise
     lease.release(done=decoder.done)
     reader.check_ended()
+
+
+def _choices_asked(request: httpx.Request) -> int:
+    """The `n` a chat request asked for (1 when it cannot be read)."""
+    try:
+        n = json.loads(request.content).get("n")
+    except (ValueError, AttributeError, httpx.RequestNotRead):
+        return 1
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
 
 
 def _read_elsewhere(exc: Exception) -> bool:

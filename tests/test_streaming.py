@@ -802,6 +802,27 @@ def test_get_final_completion_of_a_stream_closed_before_its_end_raises(
             stream.get_final_completion()
 
 
+def test_get_final_completion_of_a_stream_closed_before_any_chunk_or_any_choice_raises_as_closed(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    # Closed unread, it blamed the server (`APIResponseValidationError`: "no chunks"); with n=2,
+    # closed once choice 0 had finished, it passed one choice off as the whole answer.
+    add_stream(httpx_mock, hello_stream())
+    add_stream(httpx_mock, [event(chunk("A")), event(chunk(finish="stop")), event(chunk("B", index=1)), DONE])
+    client = make_client()
+    with stream_of(client) as unread:
+        pass
+    with pytest.raises(deployai.DeployAIError, match=r"closed after 0 chunk\(s\)") as info:
+        unread.get_final_completion()
+    assert not isinstance(info.value, deployai.APIError)
+    with stream_of(client, n=2) as stream:
+        for piece in stream:
+            if piece.choices[0].finish_reason:
+                break
+    with pytest.raises(deployai.DeployAIError, match="before its answer ended"):
+        stream.get_final_completion()
+
+
 def test_get_final_completion_of_a_stream_closed_once_its_answer_finished_returns_it(
     make_client: ClientFactory, httpx_mock: HTTPXMock
 ) -> None:
