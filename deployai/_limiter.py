@@ -95,17 +95,19 @@ _Waiter = _ThreadWaiter | _TaskWaiter
 # Timers longer than this are cut to it (the waiter then looks again): a longer `Event.wait` timeout
 # overflows, and nothing the limiter waits for lasts a day.
 _LONGEST_TIMER_SECONDS = 86_400.0
-# On a test's clock, a caller queued behind the head waits in real time, without moving that clock (see
-# `_Behind`), and looks again this often: a head whose event loop was closed under it is dropped only
-# when a caller looks, and would otherwise hold those behind it forever.
+# On a test's clock, a caller waiting for another call waits in real time, without moving that clock
+# (see `_Behind`), and looks again this often: a head whose event loop was closed under it is dropped
+# only when a caller looks, and would otherwise hold those behind it forever.
 _BEHIND_SECONDS = 1.0
 
 
 class _Behind(float):
-    """Seconds a caller behind the head of the queue waits for its turn: in real time, on any clock.
+    """Seconds a caller waits for another call, in real time on any clock: for its turn, or an answer.
 
-    On a test's clock only the head's waits move the clock: a caller behind it moved it to its own
-    deadline, and was refused when its turn came. Decided under the lock, with the turn.
+    On a test's clock only a wait for time itself (a reset, the pace) moves the clock. A caller behind
+    the head moved it to its own deadline, and was refused when its turn came; so did a head waiting
+    for the answer of a call in flight, which would have told it the window's reset. Decided under
+    the lock, with the turn.
     """
 
 
@@ -330,7 +332,10 @@ class RateLimiter:
                     if ticket:
                         return ticket
                     waiter.arm()
-                    behind = self._virtual is not None and self._queue[0] is not waiter
+                    # On a test's clock: behind the head, or the head waiting for an answer in flight.
+                    behind = self._virtual is not None and (
+                        self._queue[0] is not waiter or self._delay(self._clock()) == math.inf
+                    )
                 if ticket == 0:  # its turn: ask where the state lives
                     asked = self._ask()
                     ticket, asked = (yield asked), None

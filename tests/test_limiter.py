@@ -579,6 +579,26 @@ def test_on_a_virtual_clock_a_caller_behind_a_task_of_a_closed_loop_is_not_held_
     assert limiter.waiting == 0
 
 
+def test_on_a_virtual_clock_a_caller_waiting_for_an_answer_in_flight_does_not_move_the_clock() -> None:
+    # The window is spent with one request in flight and no reset known: the next caller waits for
+    # that answer. It moved the test's clock to its own deadline instead, and was refused.
+    clock = VirtualClock()
+    limiter = deployai.RateLimiter(clock=clock)
+    request = httpx.Request("POST", "https://api.deployai.dev/v1/chat/completions")
+    no_reset = {"x-ratelimit-limit": "10", "x-ratelimit-remaining": "1"}
+    limiter._settle(limiter._acquire_sync(request, 5), httpx.Response(200, headers=no_reset))
+    in_flight = limiter._acquire_sync(request, 5)  # the last request of the window
+    tickets: list[int] = []
+    waiting = threading.Thread(target=lambda: tickets.append(limiter._acquire_sync(request, 30)), daemon=True)
+    waiting.start()
+    wait_until(lambda: limiter.waiting == 1, "the next caller waits for the answer")
+    assert clock.waited == 0
+    limiter._settle(in_flight, httpx.Response(200, headers={**no_reset, "x-ratelimit-remaining": "5"}))
+    waiting.join(10)
+    assert len(tickets) == 1
+    assert clock.waited == 0
+
+
 def test_a_limiters_clock_must_be_a_virtual_clock() -> None:
     with pytest.raises(deployai.InvalidParameterError, match=r"clock must be a deployai\.testing\.VirtualClock"):
         deployai.RateLimiter(clock=time.time)  # type: ignore[arg-type]
