@@ -238,7 +238,7 @@ class APIStatusError(_ResponseError):
         """The server's `x-request-id` for the response (without the API key, should the server echo it)."""
         request_id = super().request_id
         # A server may echo the request's key anywhere, its request id included.
-        return None if request_id is None else _scrub_text(request_id, _sent_key(self.response))
+        return None if request_id is None else redact(request_id, _sent_key(self.response))
 
     def __str__(self) -> str:
         request_id = self.request_id
@@ -473,18 +473,14 @@ def _key_of(request: httpx.Request | None) -> str | None:
     return token if scheme.lower() == "bearer" and len(token) >= 8 else None
 
 
-def _scrub_text(text: str, key: str | None) -> str:
-    return redact(text, key)
-
-
 def _scrub(value: object, key: str | None, depth: int = 0) -> object:
     """`value` with every string redacted (a server that echoes the request may echo the key)."""
     if isinstance(value, str):
-        return _scrub_text(value, key)
+        return redact(value, key)
     if depth >= _MAX_SCRUB_DEPTH:
         return "[redacted: nested too deeply to check]"
     if isinstance(value, dict):
-        return {_scrub_text(str(k), key): _scrub(v, key, depth + 1) for k, v in value.items()}
+        return {redact(str(k), key): _scrub(v, key, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
         return [_scrub(v, key, depth + 1) for v in value]
     return value
@@ -499,7 +495,7 @@ def _scrubbed(response: httpx.Response, message: str, body: object, raw: str) ->
     lowered = raw.lower()
     if "sk-" not in lowered and "bearer" not in lowered and not (key and mentions(raw, key)):
         return message, body
-    return _scrub_text(message, key), _scrub(body, key)
+    return redact(message, key), _scrub(body, key)
 
 
 def make_status_error(response: httpx.Response, *, retry_after: float | None = None) -> APIStatusError:
@@ -603,7 +599,7 @@ def make_redirect_error(response: httpx.Response) -> APIStatusError:
 def safe_cause(exc: BaseException) -> BaseException | None:
     """The exception to chain as `__cause__`, or None when its message holds a secret (tracebacks print it)."""
     text = str(exc)
-    return exc if redact(text) == text and _scrub_text(text, _key_of(_request_of(exc))) == text else None
+    return exc if redact(text, _key_of(_request_of(exc))) == text else None
 
 
 def _request_of(exc: BaseException) -> httpx.Request | None:
@@ -621,7 +617,7 @@ def transport_error(exc: BaseException, request: httpx.Request | None) -> APICon
     if isinstance(exc, httpx.TimeoutException):
         return APITimeoutError(f"Request timed out ({type(exc).__name__}).", request=request)
     # httpx quotes header values in some messages (an illegal one, for instance): never the key.
-    detail = _scrub_text(str(exc), _key_of(request)) or type(exc).__name__
+    detail = redact(str(exc), _key_of(request)) or type(exc).__name__
     error = APIConnectionError(f"Connection error: {detail}", request=request)
     # A request this machine could not even send (a bad URL scheme, an illegal header) fails the same
     # way again; so does anything that is not a transport failure at all.
