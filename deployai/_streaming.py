@@ -107,6 +107,7 @@ class AsyncLease(_LeaseState, Protocol):
 
 
 _L = TypeVar("_L", bound=_LeaseState)
+_E = TypeVar("_E", bound=APIError)
 
 
 class _Reader(Generic[_T, _L]):
@@ -126,7 +127,10 @@ class _Reader(Generic[_T, _L]):
 
     def error_for(self, problem: Exception) -> APIError:
         """The typed error for a decoder's `ErrorEvent` or `InvalidEvent`, or a broken connection."""
-        error = self._error_for(problem)
+        return self._marked(self._error_for(problem))
+
+    def _marked(self, error: _E) -> _E:
+        """`error`, marked as met after the first chunk when it was (see `is_retryable`)."""
         if self.decoder.count:
             error._begun = True
         return error
@@ -158,12 +162,13 @@ class _Reader(Generic[_T, _L]):
             raise DeployAIError(
                 f"{cut_short} during the stream, after {self.decoder.count} chunk(s): the answer is incomplete."
             )
-        error = APIConnectionError(
-            f"The stream ended after {self.decoder.count} chunk(s) without 'data: [DONE]': the answer is incomplete.",
-            request=self.lease.response.request,
+        raise self._marked(
+            APIConnectionError(
+                f"The stream ended after {self.decoder.count} chunk(s) without 'data: [DONE]': the answer is "
+                "incomplete.",
+                request=self.lease.response.request,
+            )
         )
-        error._begun = self.decoder.count > 0
-        raise error
 
 
 class _StreamBase(ResponseInfo, Generic[_T, _L]):
