@@ -586,6 +586,12 @@ def _attempt_over(op: Send, ticket: int, outcome: Outcome, sent_at: float, debug
     return took if isinstance(outcome, httpx.Response) else None
 
 
+def _took(exc: BaseException, took: float | None) -> None:
+    """Give an error built from the last attempt's answer (`took`: its time, None if unanswered) that time."""
+    if took is not None and isinstance(exc, _ResponseError):
+        exc._took(took)
+
+
 def _stream_turn(op: Send, ticket: int) -> tuple[RateLimiter, int] | None:
     """The limiter and ticket of a stream's attempt: settled at its headers, its first event may teach more."""
     return (op.limiter, ticket) if ticket and op.limiter is not None and op.stream else None
@@ -1179,8 +1185,7 @@ class SyncHTTP:
             # error event that came first), which would make a cycle of them.
             outcome = None
             plan.close()
-            if took is not None and isinstance(exc, _ResponseError):
-                exc._took(took)
+            _took(exc, took)
             raise
 
     def _take_turn(self, op: Send, limiter: RateLimiter, stopped: Callable[[], bool] | None) -> int:
@@ -1645,8 +1650,7 @@ class AsyncHTTP:
             # error event that came first), which would make a cycle of them.
             outcome = None
             plan.close()
-            if took is not None and isinstance(exc, _ResponseError):
-                exc._took(took)
+            _took(exc, took)
             raise
 
     async def _take_turn(
