@@ -214,12 +214,18 @@ class _StreamBase(ResponseInfo, Generic[_T, _L]):
             completion = reader.decoder.completion()
         except InvalidEvent as problem:
             raise reader.error_for(problem) from None
-        # Closed early, it is whole only if every choice it asked for had finished.
-        if closed_early and (
-            len(completion.choices) < _choices_asked(reader.lease.response.request)
-            or any(choice.finish_reason is None for choice in completion.choices)
-        ):
-            raise self._closed_early()
+        # Closed early, it is whole only if every choice it asked for had finished, and the usage
+        # chunk had come when `include_usage` asked for one.
+        if closed_early:
+            choices, usage = _asked(reader.lease.response.request)
+            if len(completion.choices) < choices or any(choice.finish_reason is None for choice in completion.choices):
+                raise self._closed_early()
+            if usage and completion.usage is None:
+                raise DeployAIError(
+                    "This stream was closed after its answer but before the usage chunk that "
+                    "stream_options={'include_usage': True} asked for: its final completion would have no usage. "
+                    "Call get_final_completion() before closing it."
+                )
         completion.__pydantic_private__["_meta"] = self._response_meta()  # type: ignore[index]
         return completion
 
@@ -329,13 +335,15 @@ def _chunks(reader: _Reader[_T, Lease], owner: object) -> Iterator[_T]:
     reader.check_ended()
 
 
-def _choices_asked(request: httpx.Request) -> int:
-    """The `n` a chat request asked for (1 when it cannot be read)."""
+def _asked(request: httpx.Request) -> tuple[int, bool]:
+    """The `n` a chat request asked for, and whether it asked for a usage chunk (1 and no when unread)."""
     try:
-        n = json.loads(request.content).get("n")
+        body = json.loads(request.content)
+        n, options = body.get("n"), body.get("stream_options")
     except (ValueError, AttributeError, httpx.RequestNotRead):
-        return 1
-    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+        return 1, False
+    usage = isinstance(options, dict) and options.get("include_usage") is True
+    return (n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1), usage
 
 
 def _read_elsewhere(exc: Exception) -> bool:

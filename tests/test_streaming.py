@@ -826,7 +826,7 @@ def test_get_final_completion_of_a_stream_closed_before_any_chunk_or_any_choice_
 def test_get_final_completion_of_a_stream_closed_once_its_answer_finished_returns_it(
     make_client: ClientFactory, httpx_mock: HTTPXMock
 ) -> None:
-    # Only `[DONE]` (or a usage chunk) was left unread: the answer is whole.
+    # Only `[DONE]` was left unread: the answer is whole.
     add_stream(httpx_mock, hello_stream())
     with stream_of(make_client()) as stream:
         for piece in stream:
@@ -835,3 +835,28 @@ def test_get_final_completion_of_a_stream_closed_once_its_answer_finished_return
     completion = stream.get_final_completion()
     assert completion.choices[0].message.content == "Hello world"
     assert completion.choices[0].finish_reason == "stop"
+
+
+def test_get_final_completion_of_a_stream_closed_before_the_usage_it_asked_for_raises(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    # With `include_usage`, it returned the answer with `usage` None, as if the server had sent none.
+    usage = {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+    with_usage = [*hello_stream()[:-1], event({**chunk(), "choices": [], "usage": usage}), DONE]
+    add_stream(httpx_mock, with_usage)
+    add_stream(httpx_mock, with_usage)
+    client = make_client()
+    with stream_of(client, stream_options={"include_usage": True}) as stream:
+        for piece in stream:
+            if piece.choices and piece.choices[0].finish_reason:
+                break
+    with pytest.raises(deployai.DeployAIError, match="before the usage chunk"):
+        stream.get_final_completion()
+    with stream_of(client, stream_options={"include_usage": True}) as stream:
+        for piece in stream:
+            if piece.usage is not None:
+                break  # only `[DONE]` is left
+    completion = stream.get_final_completion()
+    assert completion.usage is not None
+    assert completion.usage.total_tokens == 8
+    assert completion.choices[0].message.content == "Hello world"
