@@ -44,6 +44,9 @@ STREAM_END_WAIT_SECONDS: Final = 0.05
 # A stream read for the first time after its call's deadline (`total_timeout`) still gets what has
 # arrived meanwhile: its first read waits this long at least, however late it starts.
 FIRST_READ_GRACE_SECONDS: Final = 0.01
+# The async shell's own timer for a call's deadline fires this long after it, so that httpx's
+# timeouts, capped at the deadline, go first and name the phase that ran out (connect, pool, ...).
+DEADLINE_GRACE_SECONDS: Final = 0.01
 
 # Error messages quote at most this much of a response body; an HTML error page is not a message.
 MAX_BODY_IN_MESSAGE_CHARS: Final = 500

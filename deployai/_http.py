@@ -42,6 +42,7 @@ import httpx
 
 from ._config import DEFAULT_TIMEOUT, ClientOptions
 from ._constants import (
+    DEADLINE_GRACE_SECONDS,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_KEEPALIVE_CONNECTIONS,
     FIRST_READ_GRACE_SECONDS,
@@ -397,9 +398,10 @@ async def _send_by(
     import asyncio  # loaded by then: this is an async client's
 
     timeout = getattr(asyncio, "timeout", None)  # Python 3.11 and later
+    time_left = deadline - time.monotonic() + DEADLINE_GRACE_SECONDS
     if on_asyncio and timeout is not None:
         # asyncio's own timeout costs a few microseconds; anyio's cancel scope, several times more.
-        within = timeout(deadline - time.monotonic())
+        within = timeout(time_left)
         try:
             async with within:
                 return await _afetch(client, request, stream)
@@ -409,7 +411,7 @@ async def _send_by(
     else:
         import anyio  # httpx's own dependency: a deadline under asyncio and trio alike
 
-        with anyio.move_on_after(deadline - time.monotonic()):
+        with anyio.move_on_after(time_left):
             return await _afetch(client, request, stream)
     raise httpx.ReadTimeout("No answer came before the call's deadline.", request=request)
 

@@ -532,6 +532,36 @@ def test_closing_the_client_ends_a_call_whose_tcp_connect_is_under_way(kind: str
 
 
 @_LINUX_TCP
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_total_timeout_that_runs_out_during_the_tcp_connect_names_the_connect(kind: str, stream: bool) -> None:
+    # The async shell's own timer for the deadline went first and called it "(ReadTimeout)": a
+    # server that does not accept connections looked like one slow to answer.
+    request: dict[str, Any] = {"model": MODEL, "messages": user(), "stream": stream, "total_timeout": 0.2}
+    with _unanswered_port() as port:
+        options: dict[str, Any] = {"api_key": KEY, "base_url": f"http://127.0.0.1:{port}/v1", "max_retries": 0}
+        if kind == "sync":
+            with pytest.raises(deployai.APITimeoutError) as info:
+                deployai.DeployAI(**options).chat.completions.create(**request)
+        else:
+
+            async def main() -> None:
+                # httpx loads its async network backend at a first connect: not within this deadline
+                with socket.socket() as closed:
+                    closed.bind(("127.0.0.1", 0))
+                    refused = {**options, "base_url": f"http://127.0.0.1:{closed.getsockname()[1]}/v1"}
+                async with deployai.AsyncDeployAI(**refused) as client:
+                    with contextlib.suppress(deployai.APIConnectionError):
+                        await client.models.list()
+                async with deployai.AsyncDeployAI(**options) as client:
+                    await client.chat.completions.create(**request)
+
+            with pytest.raises(deployai.APITimeoutError) as info:
+                asyncio.run(main())
+    assert str(info.value) == "Request timed out (ConnectTimeout)."
+
+
+@_LINUX_TCP
 def test_a_close_just_before_a_connect_starts_ends_it_even_with_no_connect_timeout(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
