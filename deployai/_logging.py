@@ -3,8 +3,9 @@
 `DEPLOYAI_LOG=info` logs each retry; `DEPLOYAI_LOG=debug` also logs every request and response
 (method, URL, status, elapsed time, request id, attempt). API keys and `Authorization` values are
 redacted from every record by `RedactingFilter`, which is attached to the logger whatever the
-configuration, and to the loggers of httpx and httpcore, whose DEBUG lines show the headers a server
-sends (a server may echo the key in one).
+configuration. The keys of the SDK's live clients are also redacted from the records of httpx's and
+httpcore's loggers, whose DEBUG lines show the headers a server sends (a server may echo the key in
+one), by `_ClientKeysFilter`.
 """
 
 from __future__ import annotations
@@ -73,18 +74,23 @@ def _without(text: str, key: str) -> str:
     return text
 
 
-def redact(text: str, key: str | None = None) -> str:
-    """Replace API keys and bearer tokens in `text` with `[redacted]`: `key`, the keys of live clients, any `sk-...`.
-
-    The keys are looked for first, whole: the `sk-...` pattern may end inside a key of another shape.
-    """
+def _known_keys_redacted(text: str, key: str | None = None) -> str:
+    """`text` with `key` and the keys of live clients replaced by `[redacted]`."""
     if key:
         text = _without(text, key)
     for ref in tuple(_keys.values()):
         live = ref()
         if live is not None:
             text = _without(text, live)
-    return _SECRET.sub(lambda m: (m.group(1) or "") + "[redacted]", text)
+    return text
+
+
+def redact(text: str, key: str | None = None) -> str:
+    """Replace API keys and bearer tokens in `text` with `[redacted]`: `key`, the keys of live clients, any `sk-...`.
+
+    The keys are looked for first, whole: the `sk-...` pattern may end inside a key of another shape.
+    """
+    return _SECRET.sub(lambda m: (m.group(1) or "") + "[redacted]", _known_keys_redacted(text, key))
 
 
 class RedactingFilter(logging.Filter):
@@ -99,11 +105,30 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class _ClientKeysFilter(logging.Filter):
+    """Removes the keys of the SDK's live clients from the records of httpx's and httpcore's loggers.
+
+    Other code in the process logs through those loggers too: its lines are left as they are
+    (an `sk-SK` in a URL path is not a key), and are not even formatted while no client is alive.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record in place; always keep it."""
+        if _keys:
+            message = record.getMessage()
+            cleaned = _known_keys_redacted(message)
+            if cleaned != message:
+                record.msg, record.args = cleaned, None
+        return True
+
+
 def setup_logging(environ: dict[str, str] | os._Environ[str] = os.environ) -> None:
-    """Attach the redaction filter and, when `DEPLOYAI_LOG` is set, a stderr handler at that level."""
-    for each in (logger, *map(logging.getLogger, _HTTP_LOGGERS)):
-        if not any(isinstance(f, RedactingFilter) for f in each.filters):
-            each.addFilter(RedactingFilter())
+    """Attach the redaction filters and, when `DEPLOYAI_LOG` is set, a stderr handler at that level."""
+    if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+        logger.addFilter(RedactingFilter())
+    for each in map(logging.getLogger, _HTTP_LOGGERS):
+        if not any(isinstance(f, _ClientKeysFilter) for f in each.filters):
+            each.addFilter(_ClientKeysFilter())
     level = environ.get(LOG_ENV, "").strip().upper()
     if level in ("DEBUG", "INFO", "WARNING", "ERROR"):
         handler = logging.StreamHandler()

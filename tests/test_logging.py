@@ -146,6 +146,21 @@ def test_a_key_a_server_echoes_in_a_header_is_in_no_debug_line_of_the_sdk_httpx_
     assert key[10:] not in shown  # no part of it either
 
 
+def test_other_codes_httpx_log_lines_are_left_as_they_are(caplog: pytest.LogCaptureFixture) -> None:
+    # Importing deployai redacted every `sk-...` and `Bearer ...` in httpx's and httpcore's records,
+    # another library's included: an `sk-SK` (a locale) in a URL path was logged as `[redacted]`.
+    line = "HTTP Request: %s %s"
+    args = ("GET", "https://shop.example.com/sk-SK/products?auth=Bearer-ok")
+    key = "ak_live_5555555555555555"
+    with caplog.at_level(logging.INFO, logger="httpx"):
+        logging.getLogger("httpx").info(line, *args)
+        with deployai.DeployAI(api_key=key, base_url="https://api.deployai.dev/v1"):
+            logging.getLogger("httpx").info(line, *args)
+            logging.getLogger("httpx").info("echoed %s", key)  # a server may echo the client's key
+    assert [(r.msg, r.args) for r in caplog.records[:2]] == [(line, args), (line, args)]
+    assert caplog.records[2].getMessage() == "echoed [redacted]"
+
+
 def test_a_key_is_looked_for_while_a_client_holds_it_and_short_keys_never() -> None:
     key = "ak_live_9999999999999999"
     client = deployai.DeployAI(api_key=key, base_url="https://api.deployai.dev/v1")
