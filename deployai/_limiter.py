@@ -420,8 +420,7 @@ class RateLimiter:
         """The stream with `ticket`, settled at its headers, reported `error` as its first event: learn a 429."""
         if error.status_code != 429 or not error._status_named:
             return
-        wait = error.retry_after
-        refused = Refused(self._clock(), wait if wait is not None and wait <= _LONGEST_BELIEVED_SECONDS else None)
+        refused = Refused(self._clock(), _usable_wait(error.retry_after))
         self._learn_later(ticket, refused)
 
     def _learn_later(self, ticket: int, refused: Refused) -> None:
@@ -590,9 +589,16 @@ def _answer(now: float, outcome: object, unix_now: float) -> Answer:
             if report.tokens_spent_until > latest:
                 report.tokens_spent_until = None
     server_wait = server_requested_wait(status, headers, unix_now) if status == 429 else None
-    if server_wait is not None and server_wait > _LONGEST_BELIEVED_SECONDS:
-        server_wait = None  # a 429 without a usable hint: the limiter backs off and slows down instead
-    return now, status, report, server_wait
+    return now, status, report, _usable_wait(server_wait)
+
+
+def _usable_wait(server_wait: float | None) -> float | None:
+    """A 429's wait as the limiter learns it; None, no usable hint (back off, slow down), for 0 s or over a day.
+
+    "Retry in 0 s" says nothing of when the limit lifts: believed, it let every caller retry at
+    once, again and again. A wait of more than a day comes from one glitched or hostile header.
+    """
+    return server_wait if server_wait is not None and 0.0 < server_wait <= _LONGEST_BELIEVED_SECONDS else None
 
 
 def _apply(pacing: Pacing, ticket: int, answer: Answer) -> None:

@@ -242,9 +242,16 @@ def test_a_wait_longer_than_the_caller_may_wait_raises_at_once_and_sends_nothing
     assert (limiter.waiting, limiter.in_flight) == (0, 0)
 
 
-def test_a_429_with_no_headers_holds_every_caller_back_and_slows_the_pace(make_client: ClientFactory) -> None:
+@pytest.mark.parametrize(
+    "headers", [{}, {"retry-after": "0"}, {"retry-after-ms": "0"}], ids=["no-headers", "retry-after-0", "ms-0"]
+)
+def test_a_429_with_no_usable_hint_holds_every_caller_back_and_slows_the_pace(
+    make_client: ClientFactory, headers: dict[str, str]
+) -> None:
+    # A `retry-after` of 0 was believed: 50 callers with `max_retries=8` sent 450 requests in a
+    # second to a gateway that kept refusing, and all failed.
     limiter = deployai.RateLimiter()
-    transport, sent = handler_with(httpx.Response(429, json={"error": {"message": "slow down"}}), ok())
+    transport, sent = handler_with(httpx.Response(429, json={"error": {"message": "slow down"}}, headers=headers), ok())
     client = make_client(transport=transport, rate_limiter=limiter, max_retries=3)
     started = time.monotonic()
     client.chat.completions.create(model=MODEL, messages=user())
