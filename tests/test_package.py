@@ -95,7 +95,7 @@ def test_making_a_client_builds_no_model_until_the_first_call_or_deployai_types(
     subprocess.run([sys.executable, "-c", code], timeout=60, check=True)
 
 
-def test_wheel_holds_py_typed_and_no_tests(tmp_path: Path) -> None:
+def test_wheel_holds_py_typed_and_the_license_and_no_tests(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path), str(ROOT)],
         check=True,
@@ -109,5 +109,10 @@ def test_wheel_holds_py_typed_and_no_tests(tmp_path: Path) -> None:
     assert not [n for n in names if n.startswith("tests/") or "/tests/" in n]
     metadata = next(n for n in names if n.endswith("METADATA"))
     text = zipfile.ZipFile(wheel).read(metadata).decode()
+    # MIT asks for its notice to travel with the code: the wheel had none.
+    assert "License-Expression: MIT" in text
+    assert "License-File: LICENSE" in text
+    (notice,) = [n for n in names if n.endswith("/LICENSE")]
+    assert "Permission is hereby granted" in zipfile.ZipFile(wheel).read(notice).decode()
     for requirement in ("httpx", "httpx-sse", "pydantic", "typing-extensions"):
         assert f"Requires-Dist: {requirement}" in text
