@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
 import math
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -773,3 +776,49 @@ def test_importing_the_plugin_or_the_kit_does_not_import_uvicorn() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_plugin_pytest_loads_imports_nothing_of_deployai() -> None:
+    # pytest loads it in every run of every project where deployai is installed: it imported the
+    # whole SDK and its kit (about 470 modules), and made such runs a quarter of a second slower.
+    (plugin,) = [e for e in importlib.metadata.entry_points(group="pytest11") if e.name == "deployai"]
+    code = f"import sys, {plugin.value}; assert not [m for m in sys.modules if m.startswith('deployai')]"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("autoload", [True, False], ids=["autoloaded-too", "autoload-off"])
+def test_the_plugin_listed_by_its_name_in_pytest_plugins_gives_the_fixtures(tmp_path: Path, autoload: bool) -> None:
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["deployai.testing.pytest_plugin"]\n')
+    (tmp_path / "test_it.py").write_text(
+        "import pytest\n"
+        "@pytest.mark.deployai_emulator(rate_limit=5)\n"
+        "def test_it(deployai_emulator, deployai_client):\n"
+        "    assert deployai_client.models.list().data\n"
+        "    assert deployai_emulator.statuses == [200]\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_DISABLE_PLUGIN_AUTOLOAD"}
+    if not autoload:
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-W",
+            "error",
+            "--strict-markers",
+            "test_it.py",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout

@@ -106,6 +106,7 @@ def test_wheel_holds_py_typed_and_the_license_and_no_tests(tmp_path: Path) -> No
     names = zipfile.ZipFile(wheel).namelist()
     assert "deployai/py.typed" in names
     assert "deployai/__init__.py" in names
+    assert "_deployai_pytest_plugin.py" in names  # the pytest11 entry point's module
     assert not [n for n in names if n.startswith("tests/") or "/tests/" in n]
     metadata = next(n for n in names if n.endswith("METADATA"))
     text = zipfile.ZipFile(wheel).read(metadata).decode()
