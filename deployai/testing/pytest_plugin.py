@@ -10,20 +10,5 @@ pytest_plugins = ["deployai.testing.pytest_plugin"]
 ```
 """
 
-from _deployai_pytest_plugin import (
-    deployai_async_client,
-    deployai_client,
-    deployai_clock,
-    deployai_emulator,
-    deployai_emulator_server,
-    pytest_configure,
-)
-
-__all__ = [
-    "deployai_async_client",
-    "deployai_client",
-    "deployai_clock",
-    "deployai_emulator",
-    "deployai_emulator_server",
-    "pytest_configure",
-]
+from _deployai_pytest_plugin import *  # noqa: F403 (the fixtures and hook are the module's whole content)
+from _deployai_pytest_plugin import __all__ as __all__
