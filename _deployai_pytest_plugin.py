@@ -32,15 +32,6 @@ autoloading is off (`PYTEST_DISABLE_PLUGIN_AUTOLOAD`).
 
 from __future__ import annotations
 
-__all__ = [
-    "deployai_async_client",
-    "deployai_client",
-    "deployai_clock",
-    "deployai_emulator",
-    "deployai_emulator_server",
-    "pytest_configure",
-]
-
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
@@ -49,6 +40,15 @@ import pytest
 if TYPE_CHECKING:
     from deployai import AsyncDeployAI, DeployAI
     from deployai.testing import Emulator, EmulatorServer, VirtualClock
+
+__all__ = [
+    "deployai_async_client",
+    "deployai_client",
+    "deployai_clock",
+    "deployai_emulator",
+    "deployai_emulator_server",
+    "pytest_configure",
+]
 
 
 def pytest_configure(config: pytest.Config) -> None:
