@@ -24,10 +24,10 @@ The rules, in the order `delay` applies them (the longest wait wins):
 3. `requests_per_minute`, when the user gave it: at most that many sends in any 60 s.
 4. A 429 makes every caller wait what the server asked for (`retry-after`). One with no usable hint
    (no `retry-after`, or one of 0 s, and no spent window with a reset still to come) is a limit the
-   gateway did not explain: every caller waits a backoff that doubles with each such 429, and the pace is halved
-   (sends spaced twice as far apart as they were, at least 0.1 s), recovering by a sixteenth with
-   each success. The many 429s of one burst count once: only a request sent after the last such
-   429 can make it count again.
+   gateway did not explain: every caller waits a backoff that doubles with each such 429, and the
+   pace is halved (sends spaced twice as far apart as they were, at least 0.1 s), recovering by a
+   sixteenth with each success. The many 429s of one burst count once: only a request sent after
+   the last such 429 can make it count again.
 5. A token budget reported spent (`tokens_remaining` 0) holds everything until it resets.
 
 Which report to believe: a report whose window is over already is ignored. Reports whose resets lie

@@ -541,8 +541,8 @@ def test_a_total_timeout_that_runs_out_during_the_tcp_connect_names_the_connect(
     with _unanswered_port() as port:
         options: dict[str, Any] = {"api_key": KEY, "base_url": f"http://127.0.0.1:{port}/v1", "max_retries": 0}
         if kind == "sync":
-            with pytest.raises(deployai.APITimeoutError) as info:
-                deployai.DeployAI(**options).chat.completions.create(**request)
+            with deployai.DeployAI(**options) as client, pytest.raises(deployai.APITimeoutError) as info:
+                client.chat.completions.create(**request)
         else:
 
             async def main() -> None:
