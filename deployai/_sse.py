@@ -364,9 +364,12 @@ class ChunkDecoder(Generic[_T]):
         count: how many chunks have been decoded.
         first: the first chunk with an id (else the first chunk): its id, model and creation time are
             the completion's.
+        usage: the usage of the last chunk that had one.
+        usage_chunk: whether a chunk with usage and no choices has come: the last chunk `include_usage`
+            asks for (a server may also put a running count on the chunks before it).
     """
 
-    __slots__ = ("_validate", "_validate_parsed", "choices", "count", "done", "first", "usage")
+    __slots__ = ("_validate", "_validate_parsed", "choices", "count", "done", "first", "usage", "usage_chunk")
 
     def __init__(self, chunk_type: type[_T]) -> None:
         self._validate = chunk_type.__pydantic_validator__.validate_json
@@ -376,6 +379,7 @@ class ChunkDecoder(Generic[_T]):
         self.first: _T | None = None
         self.choices: dict[int, _ChoiceState] = {}
         self.usage: Usage | None = None
+        self.usage_chunk = False
 
     def decode(self, event: str, data: str) -> _T | None:
         """The chunk an event carries; None for an event that carries none (empty data, `[DONE]`, after `[DONE]`).
@@ -416,6 +420,7 @@ class ChunkDecoder(Generic[_T]):
         self.count += 1
         if chunk.usage is not None:
             self.usage = chunk.usage
+            self.usage_chunk = not chunk.choices
         for choice in chunk.choices:
             state = self.choices.get(choice.index)
             if state is None:

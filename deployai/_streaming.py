@@ -215,12 +215,12 @@ class _StreamBase(ResponseInfo, Generic[_T, _L]):
         except InvalidEvent as problem:
             raise reader.error_for(problem) from None
         # Closed early, it is whole only if every choice it asked for had finished, and the usage
-        # chunk had come when `include_usage` asked for one.
+        # chunk had come when `include_usage` asked for one (a running count before it is no total).
         if closed_early:
             choices, usage = _asked(reader.lease.response.request)
             if len(completion.choices) < choices or any(choice.finish_reason is None for choice in completion.choices):
                 raise self._closed_early()
-            if usage and completion.usage is None:
+            if usage and not reader.decoder.usage_chunk:
                 raise DeployAIError(
                     "This stream was closed after its answer but before the usage chunk that "
                     "stream_options={'include_usage': True} asked for: its final completion would have no usage. "

@@ -854,9 +854,34 @@ def test_get_final_completion_of_a_stream_closed_before_the_usage_it_asked_for_r
         stream.get_final_completion()
     with stream_of(client, stream_options={"include_usage": True}) as stream:
         for piece in stream:
-            if piece.usage is not None:
+            if piece.usage is not None and not piece.choices:
                 break  # only `[DONE]` is left
     completion = stream.get_final_completion()
     assert completion.usage is not None
     assert completion.usage.total_tokens == 8
     assert completion.choices[0].message.content == "Hello world"
+
+
+def test_a_running_usage_count_is_not_taken_for_the_total_of_a_stream_closed_before_its_usage_chunk(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    # vLLM's `continuous_usage_stats` puts a running count on every chunk: closed after the finish,
+    # the final completion gave that count (6 tokens) for the total the last chunk held (8).
+    def counted(piece: dict[str, Any], tokens: int) -> dict[str, Any]:
+        return {**piece, "usage": {"prompt_tokens": 5, "completion_tokens": tokens - 5, "total_tokens": tokens}}
+
+    add_stream(
+        httpx_mock,
+        [
+            event(counted(chunk("Hi"), 6)),
+            event(counted(chunk(finish="stop"), 6)),
+            event(counted({**chunk(), "choices": []}, 8)),
+            DONE,
+        ],
+    )
+    with stream_of(make_client(), stream_options={"include_usage": True}) as stream:
+        for piece in stream:
+            if piece.choices and piece.choices[0].finish_reason:
+                break
+    with pytest.raises(deployai.DeployAIError, match="before the usage chunk"):
+        stream.get_final_completion()
