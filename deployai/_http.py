@@ -784,6 +784,7 @@ class _LeaseBase:
         "deadline",
         "elapsed",
         "first_pending",
+        "key",
         "pausing",
         "plan",
         "reading",
@@ -794,8 +795,11 @@ class _LeaseBase:
         "turn",
     )
 
-    def __init__(self, plan: Plan, exchange: Exchange) -> None:
+    def __init__(self, plan: Plan, exchange: Exchange, key: str) -> None:
         self._born = _forks
+        # The client's key, kept alive for as long as this stream is: while it is, the key is looked
+        # for in httpx's and httpcore's logs (`_logging.remember_key`), even once the client is gone.
+        self.key = key
         self._lock = threading.Lock()
         self.plan: Plan | None = plan
         self.started_at = exchange.started_at
@@ -942,9 +946,9 @@ class SyncLease(_LeaseBase):
 
     __slots__ = ("_shell", "events")
 
-    def __init__(self, shell: SyncHTTP, plan: Plan, exchange: Exchange):
+    def __init__(self, shell: SyncHTTP, plan: Plan, exchange: Exchange, key: str):
         self._shell = shell
-        super().__init__(plan, exchange)
+        super().__init__(plan, exchange, key)
 
     def _read_events_of(self, response: httpx.Response) -> None:
         self.events: Iterator[tuple[str, str]] = _events(response)
@@ -1115,7 +1119,7 @@ class SyncHTTP:
         started_at = time.perf_counter()
         plan = _plan(request, True, options, total_timeout)
         exchange = self.resume(plan, None, started_at)
-        lease = SyncLease(self, plan, exchange)
+        lease = SyncLease(self, plan, exchange, options.api_key)
         self._leases.add(lease)
         return lease
 
@@ -1260,9 +1264,9 @@ class AsyncLease(_LeaseBase):
 
     __slots__ = ("_pool", "events")
 
-    def __init__(self, pool: _LoopPool, plan: Plan, exchange: Exchange):
+    def __init__(self, pool: _LoopPool, plan: Plan, exchange: Exchange, key: str):
         self._pool = pool
-        super().__init__(plan, exchange)
+        super().__init__(plan, exchange, key)
 
     def _read_events_of(self, response: httpx.Response) -> None:
         self.events: AsyncIterator[tuple[str, str]] = _aevents(response)
@@ -1585,7 +1589,7 @@ class AsyncHTTP:
         started_at = time.perf_counter()
         plan = _plan(request, True, options, total_timeout)
         exchange = await self.resume(pool, plan, None, started_at)
-        lease = AsyncLease(pool, plan, exchange)
+        lease = AsyncLease(pool, plan, exchange, options.api_key)
         pool.leases.add(lease)
         return lease
 
