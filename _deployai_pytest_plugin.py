@@ -24,10 +24,10 @@ def test_retries_a_503(deployai_emulator, deployai_client):
 ```
 
 Every pytest run of anyone who installs deployai loads this module, so it lives outside the
-`deployai` package and imports nothing of it: deployai (a quarter of a second of imports on a small
-machine) and uvicorn are imported by the fixtures that need them, when a test uses one. Under the name
-`deployai.testing.pytest_plugin` it is the same plugin, for `pytest_plugins = [...]` where plugin
-autoloading is off (`PYTEST_DISABLE_PLUGIN_AUTOLOAD`).
+`deployai` package and imports nothing of it: deployai and uvicorn are imported by the fixtures that
+need them, when a test uses one. `deployai.testing.pytest_plugin` re-exports it, for
+`pytest_plugins = [...]` where plugin autoloading is off (`PYTEST_DISABLE_PLUGIN_AUTOLOAD`); with
+autoloading on as well, pytest registers both, which is harmless (the marker is listed twice).
 """
 
 from __future__ import annotations

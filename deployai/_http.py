@@ -394,14 +394,18 @@ def _first_read_bound(deadline: float | None) -> contextlib.AbstractContextManag
 async def _send_by(
     deadline: float, client: httpx.AsyncClient, request: httpx.Request, stream: bool, on_asyncio: bool
 ) -> httpx.Response:
-    """Send, raising `httpx.ReadTimeout` if the answer (a stream's headers) has not all come by `deadline`."""
+    """Send, raising `httpx.ReadTimeout` if the answer (a stream's headers) has not all come by `deadline`.
+
+    Its own timer fires `DEADLINE_GRACE_SECONDS` late: the attempt's phase timeouts, cut to the
+    deadline, go first when one ran out, and name the phase.
+    """
     import asyncio  # loaded by then: this is an async client's
 
     timeout = getattr(asyncio, "timeout", None)  # Python 3.11 and later
-    time_left = deadline - time.monotonic() + DEADLINE_GRACE_SECONDS
+    wait = deadline - time.monotonic() + DEADLINE_GRACE_SECONDS
     if on_asyncio and timeout is not None:
         # asyncio's own timeout costs a few microseconds; anyio's cancel scope, several times more.
-        within = timeout(time_left)
+        within = timeout(wait)
         try:
             async with within:
                 return await _afetch(client, request, stream)
@@ -411,7 +415,7 @@ async def _send_by(
     else:
         import anyio  # httpx's own dependency: a deadline under asyncio and trio alike
 
-        with anyio.move_on_after(time_left):
+        with anyio.move_on_after(wait):
             return await _afetch(client, request, stream)
     raise httpx.ReadTimeout("No answer came before the call's deadline.", request=request)
 

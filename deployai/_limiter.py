@@ -595,8 +595,8 @@ def _answer(now: float, outcome: object, unix_now: float) -> Answer:
 def _usable_wait(server_wait: float | None) -> float | None:
     """A 429's wait as the limiter learns it; None, no usable hint (back off, slow down), for 0 s or over a day.
 
-    "Retry in 0 s" says nothing of when the limit lifts: believed, it let every caller retry at
-    once, again and again. A wait of more than a day comes from one glitched or hostile header.
+    "Retry in 0 s" says nothing of when the limit lifts, and held to, it sends every caller back at
+    once; a wait of more than a day comes from one glitched or hostile header.
     """
     return server_wait if server_wait is not None and 0.0 < server_wait <= _LONGEST_BELIEVED_SECONDS else None
 

@@ -780,7 +780,7 @@ def test_importing_the_plugin_or_the_kit_does_not_import_uvicorn() -> None:
 
 def test_the_plugin_pytest_loads_imports_nothing_of_deployai() -> None:
     # pytest loads it in every run of every project where deployai is installed: it imported the
-    # whole SDK and its kit (about 470 modules), and made such runs a quarter of a second slower.
+    # whole SDK and its kit (about 180 modules more than pytest's own), 0.16 s of every such run.
     (plugin,) = [e for e in importlib.metadata.entry_points(group="pytest11") if e.name == "deployai"]
     code = f"import sys, {plugin.value}; assert not [m for m in sys.modules if m.startswith('deployai')]"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
