@@ -27,7 +27,9 @@ The rules, in the order `delay` applies them (the longest wait wins):
    gateway did not explain: every caller waits a backoff that doubles with each such 429, and the
    pace is halved (sends spaced twice as far apart as they were, at least 0.1 s), recovering by a
    sixteenth with each success. The many 429s of one burst count once: only a request sent after
-   the last such 429 can make it count again.
+   the last such 429 can make it count again. A 429 that asks for a wait, for a request sent after
+   another such 429 with no success since, counts as one with no usable hint too (on top of its
+   wait): the waits the gateway asks for do not end its refusals.
 5. A token budget reported spent (`tokens_remaining` 0) holds everything until it resets.
 
 Which report to believe: a report whose window is over already is ignored. Reports whose resets lie
@@ -98,6 +100,7 @@ class Pacing:
     spacing: float = 0.0
     strikes: int = 0
     struck_after: int = 0
+    hinted_after: int = 0  # the last ticket out when a 429 last asked for a wait; 0 once one succeeded since
     eased_by: int = 0  # the ticket whose success last eased the strikes or the spacing
     eased_from: tuple[int, float] = (0, 0.0)  # what they were before it
     last_sent: float = 0.0
@@ -206,6 +209,7 @@ class Pacing:
         if status == 429:
             self.refused(now, ticket, server_wait)
         elif status < 400:
+            self.hinted_after = 0
             if self.strikes or self.spacing:
                 self.eased_by, self.eased_from = ticket, (self.strikes, self.spacing)
             self.strikes = 0
@@ -224,6 +228,11 @@ class Pacing:
             strikes, spacing = self.eased_from
             self.strikes, self.spacing, self.eased_by = max(self.strikes, strikes), max(self.spacing, spacing), 0
         if server_wait is not None:
+            if self.hinted_after and ticket > self.hinted_after:
+                # Sent after the last such 429, with nothing let through since: the waits asked for do
+                # not end the refusals (a gateway that keeps saying "retry in 1 ms"): back off as well.
+                self._strike(now, ticket)
+            self.hinted_after = self.tickets
             self.pause_until = max(self.pause_until, now + server_wait)
         elif not self._spent(now):
             self._strike(now, ticket)

@@ -86,6 +86,9 @@ class Courier:
         # The success that last eased the backoff (`Pacing.eased_by`, `eased_from`), kept here for the
         # same reason: a stream's 429 reported after its headers must undo it in every process's state.
         self.eased: tuple[int, tuple[int, float]] = (0, (0, 0.0))
+        # The last ticket out when this process last met a 429 that asked for a wait (`Pacing.hinted_after`):
+        # one for a later request, with no success here between, backs off as well.
+        self.hinted_after = 0
         self.token = b""  # the version of the state last read or written (empty: no state)
         self.state: list[Any] | None = None  # as last read or written (None: none, or unreadable)
         self.read_at = -math.inf  # when it was (limiter clock)
@@ -182,6 +185,7 @@ class Courier:
             now = limiter._clock()
             self.own, ticket = self._decide(limiter._pacing, answers, asking, now)
             self.eased = limiter._pacing.eased_by, limiter._pacing.eased_from
+            self.hinted_after = limiter._pacing.hinted_after
             self._settled(answers, ticket, now)
             limiter._wake_head()
         return ticket
@@ -200,6 +204,7 @@ class Courier:
                 self.state, limiter.requests_per_minute, self.owner, self.own, now - REDIS_LEASE_SECONDS
             )
             pacing.eased_by, pacing.eased_from = self.eased
+            pacing.hinted_after = self.hinted_after
             own, ticket = self._decide(pacing, answers, asking, now)
             renewing = own and now >= self.written_at + REDIS_LEASE_SECONDS / 3
             if not answers and not ticket and not renewing:
@@ -216,6 +221,7 @@ class Courier:
                 if written:
                     self.token, self.state, self.own = token, state, own
                     self.eased = pacing.eased_by, pacing.eased_from
+                    self.hinted_after = pacing.hinted_after
                     self._settled(answers, ticket, now)
                     self._heard(redis_now)
                     self._keep(pacing, now, written=True)

@@ -260,6 +260,19 @@ def test_a_429_with_no_usable_hint_holds_every_caller_back_and_slows_the_pace(
     assert limiter._pacing.spacing > 0  # and the pace slowed down (its recovery: tests/test_pacing.py)
 
 
+def test_a_429_asking_for_a_wait_again_after_that_wait_also_backs_off(make_client: ClientFactory) -> None:
+    # Held to alone, "retry in 1 ms" sent the retry back at once each time, whatever the gateway did.
+    limiter = deployai.RateLimiter()
+    refused = httpx.Response(429, json={"error": {"message": "slow down"}}, headers={"retry-after-ms": "1"})
+    transport, sent = handler_with(refused, refused, ok())
+    client = make_client(transport=transport, rate_limiter=limiter, max_retries=3)
+    started = time.monotonic()
+    client.chat.completions.create(model=MODEL, messages=user())
+    assert time.monotonic() - started >= 0.5  # the second 429 added the first backoff step to its 1 ms
+    assert len(sent) == 3
+    assert limiter._pacing.spacing > 0
+
+
 def test_a_429_reported_in_a_200_teaches_the_limiter_as_a_429_does(
     make_client: ClientFactory, sleeps: list[float]
 ) -> None:

@@ -118,6 +118,28 @@ def test_a_429_that_gives_no_hint_holds_everyone_back_and_halves_the_pace() -> N
     assert pacing.delay(T + 3.1) == pytest.approx(0.4)  # sends are spaced out
 
 
+def test_429s_that_keep_coming_after_the_waits_they_ask_for_back_off_as_well() -> None:
+    # A gateway refusing with "retry in 1 ms" each time: held to alone, the wait sent every caller
+    # back at once, again and again (450 requests in 0.8 s from 50 callers with `max_retries=8`).
+    pacing = Pacing()
+    first = [pacing.admit(T) for _ in range(3)]
+    for ticket in first:  # one burst: the wait asked for, and no more
+        pacing.learn(T + 0.1, ticket, 429, None, 0.001)
+    assert pacing.strikes == 0
+    assert pacing.delay(T + 0.1) == pytest.approx(0.001, abs=1e-6)
+    again = pacing.admit(T + 0.2)
+    pacing.learn(T + 0.3, again, 429, None, 0.001)  # sent after it, refused again: the hint did not work
+    assert pacing.strikes == 1
+    assert pacing.delay(T + 0.3) == pytest.approx(0.5)  # the first backoff step, on top of the 1 ms
+    assert pacing.spacing > 0
+    ok = pacing.admit(T + 1.0)
+    pacing.learn(T + 1.1, ok, 200, None, None)
+    later = pacing.admit(T + 1.2)
+    pacing.learn(T + 1.3, later, 429, None, 2.0)  # after a success, a hint is believed again
+    assert pacing.strikes == 0
+    assert pacing.delay(T + 1.3) == pytest.approx(2.0)
+
+
 def test_the_pace_recovers_with_successes_until_the_spacing_is_dropped() -> None:
     pacing = Pacing(informed=True, spacing=1.0)
     now = T

@@ -549,6 +549,17 @@ def test_429s_streams_report_after_their_headers_grow_the_backoff_as_in_one_proc
     other.close()
 
 
+def test_429s_that_keep_coming_after_the_waits_they_ask_for_back_off_as_in_one_process(redis: RedisServer) -> None:
+    # The shared state has no room for the record of the last such 429: the process keeps it.
+    limiter = deployai.RedisRateLimiter(redis.url, name="hinted")
+    refused = httpx.Response(429, request=REQUEST, headers={"retry-after-ms": "1"})
+    for strikes in (0, 1):
+        limiter._settle(limiter._acquire_sync(REQUEST, 10), refused)
+        until(lambda: limiter._courier.own == 0, "the refusal was written")
+        assert limiter._pacing.strikes == strikes
+    limiter.close()
+
+
 def test_a_machine_whose_clock_is_off_reads_resets_as_every_other_process_does(
     redis: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
