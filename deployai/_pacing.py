@@ -229,8 +229,8 @@ class Pacing:
             self.strikes, self.spacing, self.eased_by = max(self.strikes, strikes), max(self.spacing, spacing), 0
         if server_wait is not None:
             if self.hinted_after and ticket > self.hinted_after:
-                # Sent after the last such 429, with nothing let through since: the waits asked for do
-                # not end the refusals (a gateway that keeps saying "retry in 1 ms"): back off as well.
+                # Sent after the last such 429, and no request has succeeded since: the waits asked for
+                # do not end the refusals (a gateway that keeps saying "retry in 1 ms"): back off as well.
                 self._strike(now, ticket)
             self.hinted_after = self.tickets
             self.pause_until = max(self.pause_until, now + server_wait)
