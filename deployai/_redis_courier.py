@@ -20,7 +20,7 @@ from ._constants import REDIS_LEASE_SECONDS, REDIS_RETRY_SECONDS, REDIS_STATE_TT
 from ._exceptions import DeployAIError
 from ._limiter import WITHDRAWN, Answer, Ask, Refused, _apply
 from ._pacing import Pacing
-from ._redis_state import COMPARE_AND_SET, dump, load, parse
+from ._redis_state import COMPARE_AND_SET, PER_PROCESS, dump, load, parse
 
 if TYPE_CHECKING:
     from ._limiter import RateLimiter
@@ -83,12 +83,9 @@ class Courier:
         # When each of them was let through, by ticket: the shared state keeps no such record, and a
         # request withdrawn unsent must stop counting as a send of its minute.
         self.admitted: dict[int, float] = {}
-        # The success that last eased the backoff (`Pacing.eased_by`, `eased_from`), kept here for the
-        # same reason: a stream's 429 reported after its headers must undo it in every process's state.
-        self.eased: tuple[int, tuple[int, float]] = (0, (0, 0.0))
-        # The last ticket out when this process last met a 429 that asked for a wait (`Pacing.hinted_after`):
-        # one for a later request, with no success here between, backs off as well.
-        self.hinted_after = 0
+        # Its records the shared state has no room for either (`PER_PROCESS`): a stream's 429 reported
+        # after its headers must undo their easing in every process's state, for one.
+        self.kept: dict[str, Any] = {name: getattr(Pacing(), name) for name in PER_PROCESS}
         self.token = b""  # the version of the state last read or written (empty: no state)
         self.state: list[Any] | None = None  # as last read or written (None: none, or unreadable)
         self.read_at = -math.inf  # when it was (limiter clock)
@@ -184,8 +181,7 @@ class Courier:
         with limiter._lock:  # pacing in this process alone, on what it knew
             now = limiter._clock()
             self.own, ticket = self._decide(limiter._pacing, answers, asking, now)
-            self.eased = limiter._pacing.eased_by, limiter._pacing.eased_from
-            self.hinted_after = limiter._pacing.hinted_after
+            self._keep_own(limiter._pacing)
             self._settled(answers, ticket, now)
             limiter._wake_head()
         return ticket
@@ -203,8 +199,8 @@ class Courier:
             pacing, others = load(
                 self.state, limiter.requests_per_minute, self.owner, self.own, now - REDIS_LEASE_SECONDS
             )
-            pacing.eased_by, pacing.eased_from = self.eased
-            pacing.hinted_after = self.hinted_after
+            for name, value in self.kept.items():
+                setattr(pacing, name, value)
             own, ticket = self._decide(pacing, answers, asking, now)
             renewing = own and now >= self.written_at + REDIS_LEASE_SECONDS / 3
             if not answers and not ticket and not renewing:
@@ -220,8 +216,7 @@ class Courier:
                 written, current, redis_now = redis.call(key, self.token, token + b" " + text)
                 if written:
                     self.token, self.state, self.own = token, state, own
-                    self.eased = pacing.eased_by, pacing.eased_from
-                    self.hinted_after = pacing.hinted_after
+                    self._keep_own(pacing)
                     self._settled(answers, ticket, now)
                     self._heard(redis_now)
                     self._keep(pacing, now, written=True)
@@ -260,6 +255,10 @@ class Courier:
             kept = bisect.bisect_left(sent, at)
             if kept < len(sent) and sent[kept] - at <= 1.0:  # else a minute old already
                 sent[kept] = at
+
+    def _keep_own(self, pacing: Pacing) -> None:
+        """Keep this process's records from `pacing`, for the next state read (see `kept`)."""
+        self.kept = {name: getattr(pacing, name) for name in PER_PROCESS}
 
     def _settled(self, answers: list[tuple[int, Answer]], ticket: int, now: float) -> None:
         """The round that settled `answers` and gave out `ticket` (0: none) at `now` took effect."""

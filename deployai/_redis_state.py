@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from ._pacing import Pacing
 
-__all__ = ["COMPARE_AND_SET", "dump", "load", "parse"]
+__all__ = ["COMPARE_AND_SET", "PER_PROCESS", "dump", "load", "parse"]
 
 # KEYS[1]: the state, "<version> <json>". ARGV: the version the new state was computed from ("" for
 # none), the new state ("" only reads), its time to live in ms. Answers {written, the current state
@@ -39,6 +39,11 @@ return {0, current or '', now[1], now[2]}
 """
 
 _VERSION: Final = re.compile(rb"\S*")  # as Lua's %S*
+
+# `Pacing`'s fields that each process keeps for itself, from one read of the shared state to the next:
+# records of its own answers that the state has no room for (the success whose easing a stream's
+# later 429 undoes; the last 429 that asked for a wait).
+PER_PROCESS: Final = ("eased_by", "eased_from", "hinted_after")
 
 # `Pacing`'s fields that every process shares, in the order they are stored.
 SHARED: Final = (
