@@ -102,7 +102,7 @@ class _BaseClient(Generic[_HTTP, _Httpx]):
 
     @property
     def max_retries(self) -> int:
-        """How many times a failed request is retried (connection errors, timeouts, 408, 409, 429, 500, 502-504)."""
+        """How many times a failed request may be retried (the failures `deployai.is_retryable` names)."""
         return self._options.max_retries
 
     @property
@@ -183,7 +183,8 @@ class DeployAI(_BaseClient[SyncHTTP, httpx.Client]):
     Args:
         api_key: your key (`sk-...`); defaults to the `DEPLOYAI_API_KEY` environment variable.
         base_url: defaults to `DEPLOYAI_BASE_URL`, then `https://api.deployai.dev/v1`.
-        timeout: seconds per request, or an `httpx.Timeout`; default 600 s with a 5 s connect timeout.
+        timeout: seconds for each phase of an attempt (connect, write, pool, each read), or an
+            `httpx.Timeout`; default 600 s with a 5 s connect timeout. `total_timeout` bounds a whole call.
         max_retries: retries after connection errors, timeouts, 408, 409, 429, 500, 502, 503, 504, 520
             to 524 and 529, or as the server's `x-should-retry` says (default 2).
         max_retry_wait: a server-requested wait longer than this many seconds (default 60) is not

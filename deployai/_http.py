@@ -707,8 +707,8 @@ def _interrupt(response: httpx.Response) -> None:
         shut_down(network_stream.get_extra_info("socket"))
 
 
-class _Stopped(Exception):  # noqa: N818 - a signal between the shell and a lease, never seen outside
-    """The stream was closed while its request waited to be sent again: the plan is dropped."""
+class _Stopped(Exception):  # noqa: N818 - a signal inside the shell, never seen outside
+    """The caller stopped the call before its next send (a stream closed, a batch interrupted): the plan is dropped."""
 
 
 def _ended_early() -> httpx.HTTPError:
@@ -1139,7 +1139,7 @@ class SyncHTTP:
     ) -> Exchange:
         """Carry the plan on from `outcome` until it delivers (closing it after when `close`) or raises.
 
-        `stopped` (a stream's) is asked before each send: a stream closed meanwhile is not sent again.
+        `stopped` is asked before each send: a stream closed or a batch interrupted meanwhile sends no more.
         Closing the stream of `lease` ends a wait between attempts.
         """
         client = self._client

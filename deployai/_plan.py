@@ -142,6 +142,22 @@ def is_event_stream(response: httpx.Response) -> bool:
     return "text/event-stream" in response.headers.get("content-type", "").partition(";")[0].lower()
 
 
+def attempt_error(outcome: Outcome, request: httpx.Request, now: float) -> APIError:
+    """The typed error of a failed attempt, with the wait the server asked for as its `retry_after`.
+
+    `outcome` is an error answer, an error reported in a successful one (which counts as the status
+    it names), or a transport failure.
+    """
+    if isinstance(outcome, httpx.Response):
+        return make_status_error(outcome, retry_after=server_requested_wait(outcome.status_code, outcome.headers, now))
+    if isinstance(outcome, APIStatusError):
+        if outcome.retry_after is None:
+            outcome.retry_after = server_requested_wait(outcome.status_code, outcome.response.headers, now)
+        return outcome
+    assert isinstance(outcome, httpx.HTTPError), outcome
+    return transport_error(outcome, request)
+
+
 def call_plan(
     request: httpx.Request,
     *,
@@ -222,22 +238,10 @@ def call_plan(
                         outcome = reported
                 elif status < 400:
                     raise make_redirect_error(response)
-        # The typed error of every failed attempt is built here, and the SDK's public retry rule
-        # (`is_retryable`, `retry_after`) decides about it, as it would in a caller's own retry loop.
-        if isinstance(outcome, httpx.Response):
-            status_code: int | None = outcome.status_code
-            error: APIError = make_status_error(
-                outcome, retry_after=server_requested_wait(outcome.status_code, outcome.headers, clock())
-            )
-        elif isinstance(outcome, APIStatusError):  # reported in a success: it counts as the status it names
-            status_code = outcome.status_code
-            error = outcome
-            if outcome.retry_after is None:
-                outcome.retry_after = server_requested_wait(status_code, outcome.response.headers, clock())
-        else:
-            assert isinstance(outcome, httpx.HTTPError), outcome
-            status_code = None
-            error = transport_error(outcome, request)
+        # The SDK's public retry rule (`is_retryable`, `retry_after`) decides about the typed error of
+        # every failed attempt, as it would in a caller's own retry loop.
+        error = attempt_error(outcome, request, clock())
+        status_code = error.status_code if isinstance(error, APIStatusError) else None
         decision = decide(
             retryable=is_retryable(error),
             server_wait=retry_after(error),

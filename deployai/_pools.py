@@ -633,7 +633,7 @@ class _Spread(Generic[_T]):
         self._idle_since = [0.0] * _POOLS
         self._next_sweep = 0.0
 
-    def take(self, now: float) -> tuple[int, _T]:
+    def take(self) -> tuple[int, _T]:
         """Count a request in flight in the pool it should use, made if need be; return both."""
         counts = self._counts
         index = next((i for i, count in enumerate(counts) if count < POOL_CONNECTIONS), -1)
@@ -748,7 +748,7 @@ class SpreadTransport(httpx.BaseTransport):
         now = _now()
         with self._lock:
             self._retired += spread.stale(now)
-            index, pool = spread.take(now)
+            index, pool = spread.take()
 
         def done() -> None:
             with self._lock:
@@ -797,7 +797,7 @@ class AsyncSpreadTransport(httpx.AsyncBaseTransport):
         spread = self._spreads.get(request.url.scheme) or self._spreads["https"]
         now = _now()
         self._retired += spread.stale(now)
-        index, pool = spread.take(now)
+        index, pool = spread.take()
 
         def done() -> None:
             spread.give_back(index, _now())

@@ -5,7 +5,7 @@ callers in each process, the same waiting. What changes is where the state lives
 
 - The state is one Redis string (`_redis_state`): a version (a random token, new with every write) and `Pacing`'s
   fields as JSON, with every process's count of requests in flight and the sends of the last minute
-  as one [second, count] pair per second. It is only ever replaced by a compare-and-set (a Lua script
+  as at most 60 [time, count] pairs (see `_redis_state`). It is only ever replaced by a compare-and-set (a Lua script
   that writes only when the version is the one the change was computed from, and otherwise answers
   with the current state), so that no two processes can both spend the last request of a window. A
   value it cannot read (foreign, corrupt, or of another version of this SDK) counts as no state and

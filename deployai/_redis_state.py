@@ -2,7 +2,8 @@
 
 The value under the key is `<version> <json>`. The version is a random token, new with every write;
 the JSON is a list: `Pacing`'s shared fields in the order of `SHARED`, then the sends of the last minute
-as [second, count] pairs, the recent send times, and each process's count of requests in flight as
+as at most 60 [time, count] pairs (times rounded up to the finest step that keeps them that few: see
+`_buckets`), the recent send times, and each process's count of requests in flight as
 `{owner: [count, renewed_at]}`. Times are on Redis's clock. No I/O here.
 """
 

@@ -1,8 +1,8 @@
 """When to retry and how long to wait: pure decisions, shared by both clients.
 
 Nothing here sends, sleeps or reads a clock: the clock value and the random source are passed in,
-so every decision can be tested without waiting. `_plan.call_plan` asks `decide_retry` after each
-failed attempt.
+so every decision can be tested without waiting. After each failed attempt, `_plan.call_plan` judges
+its typed error with the public rule (`is_retryable`, `retry_after`) and asks `decide` what follows.
 
 The wait before retry number `n` (counting from 0) is, in order of preference:
 
@@ -139,29 +139,6 @@ def retryable_status(status_code: int, headers: Mapping[str, str]) -> bool:
     if said == "false":
         return False
     return status_code in RETRYABLE_STATUS_CODES
-
-
-def decide_retry(
-    *,
-    status_code: int | None,
-    headers: Mapping[str, str],
-    retry_number: int,
-    max_retries: int,
-    max_retry_wait: float,
-    now: float,
-    random_fraction: float,
-) -> RetryDecision:
-    """Decide whether to retry a failed attempt; `status_code` is None for a connection failure or timeout."""
-    retryable = status_code is None or retryable_status(status_code, headers)
-    server_wait = None if status_code is None else server_requested_wait(status_code, headers, now)
-    return decide(
-        retryable=retryable,
-        server_wait=server_wait,
-        retry_number=retry_number,
-        max_retries=max_retries,
-        max_retry_wait=max_retry_wait,
-        random_fraction=random_fraction,
-    )
 
 
 def decide(

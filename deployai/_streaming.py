@@ -326,8 +326,8 @@ def _chunks(reader: _Reader[_T, Lease], owner: object) -> Iterator[_T]:
         raise
     except BaseException:
         # Interrupted mid-read (Ctrl-C, a notebook's interrupt): the body was left part-read, and a
-        # read again would find it cut. The stream says why it ended, as an async one cancelled does;
-        # it is released by its close, as then.
+        # read again would find it cut. The stream says why it ended, as an async one cancelled does,
+        # and is released by its close (or, dropped unclosed, before the client's next request).
         lease.reading = False
         lease.mark_closed("Its reading was interrupted")
         raise

@@ -42,7 +42,8 @@ NOT_GIVEN: Final = NotGiven()
 
 
 Timeout: TypeAlias = float | httpx.Timeout | None
-"""A timeout in seconds for the whole exchange, an `httpx.Timeout` for each phase, or `None` for none."""
+"""Seconds for each phase of an attempt (connect, write, pool, each read; `total_timeout` bounds a whole
+call), an `httpx.Timeout` to set the phases one by one, or `None` for no limit."""
 
 
 @final

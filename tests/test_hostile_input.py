@@ -32,7 +32,7 @@ from deployai import RateLimit
 from deployai import _exceptions as exceptions_module
 from deployai._constants import MAX_BODY_EXAMINED_CHARS, MAX_BODY_IN_MESSAGE_CHARS, MAX_ERROR_BODY_BYTES
 from deployai._exceptions import read_error_body, trim_text
-from deployai._retry import decide_retry, server_requested_wait
+from deployai._retry import decide, server_requested_wait
 from tests.conftest import ClientFactory, user
 from tests.sse import Pieces
 
@@ -348,15 +348,14 @@ def test_every_header_parser_is_total(value: str, now: float) -> None:
     st.integers(min_value=0, max_value=3),
     st.floats(min_value=0.0, max_value=1.0),
 )
-def test_decide_retry_is_total(value: str, status: int | None, retry_number: int, random_fraction: float) -> None:
+def test_retry_decisions_are_total(value: str, status: int | None, retry_number: int, random_fraction: float) -> None:
     for headers in _header_sets(value):
-        decision = decide_retry(
-            status_code=status,
-            headers=headers,
+        decision = decide(
+            retryable=True,  # the longest path: a wait is chosen
+            server_wait=None if status is None else server_requested_wait(status, headers, NOW),
             retry_number=retry_number,
             max_retries=2,
             max_retry_wait=60.0,
-            now=NOW,
             random_fraction=random_fraction,
         )
         assert math.isfinite(decision.wait_seconds)

@@ -49,27 +49,27 @@ def test_a_pool_is_taken_up_to_its_size_before_the_next_and_the_least_busy_when_
         return made[-1]
 
     spread = _pools._Spread(make)
-    first = [spread.take(0.0) for _ in range(POOL_CONNECTIONS)]
+    first = [spread.take() for _ in range(POOL_CONNECTIONS)]
     assert {index for index, _ in first} == {0}
-    assert spread.take(0.0)[0] == 1
+    assert spread.take()[0] == 1
     spread.give_back(0, 1.0)
-    assert spread.take(1.0)[0] == 0  # back to the first pool with room
+    assert spread.take()[0] == 0  # back to the first pool with room
     while sum(spread._counts) < len(spread._counts) * POOL_CONNECTIONS:
-        spread.take(1.0)
+        spread.take()
     spread.give_back(5, 2.0)
     spread.give_back(5, 2.0)
-    assert spread.take(2.0)[0] == 5  # all full: the least busy
-    assert spread.take(2.0)[0] == 5
-    assert spread.take(2.0)[0] == 0  # all equally busy again: the first
+    assert spread.take()[0] == 5  # all full: the least busy
+    assert spread.take()[0] == 5
+    assert spread.take()[0] == 0  # all equally busy again: the first
     assert len(made) == len(spread._counts)  # each pool made once
 
 
 def test_only_pools_idle_for_the_keepalive_expiry_are_closed_and_looked_for_once_per_expiry() -> None:
     spread = _pools._Spread(lambda: httpx.MockTransport(lambda request: httpx.Response(200)))
     expiry = KEEPALIVE_EXPIRY_SECONDS
-    busy, _ = spread.take(0.0)
+    busy, _ = spread.take()
     for _ in range(POOL_CONNECTIONS):
-        spread.take(0.0)
+        spread.take()
     spread.give_back(1, 0.1)  # pool 1 idle since 0.1; pool 0 still busy
     assert spread.stale(expiry) == []  # looked: idle for less than the expiry
     assert spread.stale(2 * expiry - 0.1) == []  # idle long enough, but not looked for yet
@@ -77,7 +77,7 @@ def test_only_pools_idle_for_the_keepalive_expiry_are_closed_and_looked_for_once
     assert len(stale) == 1
     assert spread._pools[1] is None
     assert spread._pools[busy] is not None
-    assert spread.take(2 * expiry)[0] == 1
+    assert spread.take()[0] == 1
     assert spread._pools[1] is not None
 
 

@@ -10,22 +10,39 @@ import pytest
 from pytest_httpx import HTTPXMock
 
 import deployai
-from deployai._retry import backoff_delay, decide_retry, server_requested_wait
+from deployai._plan import attempt_error
+from deployai._retry import RetryDecision, backoff_delay, server_requested_wait
+from deployai._retry import decide as decide_from
 from deployai.testing import Emulator, VirtualClock
 from tests.conftest import ClientFactory, completion_json, user
 
 NOW = 1_700_000_000.0
+REQUEST = httpx.Request("POST", "https://api.deployai.dev/v1/chat/completions")
 
 
-def decide(status: int | None, headers: dict[str, str] | None = None, retry_number: int = 0, **kw: float):  # type: ignore[no-untyped-def]
-    return decide_retry(
-        status_code=status,
-        headers=headers or {},
+def decide(
+    status: int | None,
+    headers: dict[str, str] | None = None,
+    retry_number: int = 0,
+    *,
+    max_retries: int = 2,
+    max_retry_wait: float = 60.0,
+    random_fraction: float = 0.0,
+) -> RetryDecision:
+    """What the call plan decides after an attempt failed with `status` (None: a refused connection)."""
+    outcome = (
+        httpx.ConnectError("refused", request=REQUEST)
+        if status is None
+        else httpx.Response(status, headers=headers, request=REQUEST)
+    )
+    error = attempt_error(outcome, REQUEST, NOW)
+    return decide_from(
+        retryable=deployai.is_retryable(error),
+        server_wait=deployai.retry_after(error),
         retry_number=retry_number,
-        max_retries=int(kw.get("max_retries", 2)),
-        max_retry_wait=kw.get("max_retry_wait", 60.0),
-        now=NOW,
-        random_fraction=kw.get("random_fraction", 0.0),
+        max_retries=max_retries,
+        max_retry_wait=max_retry_wait,
+        random_fraction=random_fraction,
     )
 
 
