@@ -6,13 +6,16 @@ and it does the round trips, so that neither threads nor event loops wait on a s
 
 from __future__ import annotations
 
+import atexit
 import bisect
 import contextlib
 import logging
 import math
 import os
+import sys
 import threading
 import time
+import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 
@@ -79,6 +82,7 @@ class Courier:
         self.key: str | None = None  # where the state is kept; set before the first ask
         self.offset = time.time() - time.monotonic()  # Redis's clock minus the steady one, as last read
         self.owner = os.urandom(8).hex()  # this process's entry in the shared counts of requests in flight
+        self.pid = os.getpid()  # a forked child makes a courier of its own (`RateLimiter._fresh`)
         self.own = 0  # this process's requests in flight
         # When each of them was let through, by ticket: the shared state keeps no such record, and a
         # request withdrawn unsent must stop counting as a send of its minute.
@@ -119,14 +123,14 @@ class Courier:
             self._ensure_running()
             self.wakeup.notify()
 
-    def stop(self) -> None:
-        """Let the thread finish what is pending, close its connection and end; wait for it."""
+    def stop(self, timeout: float | None = None) -> None:
+        """Let the thread finish what is pending, close its connection and end; wait for it (at most `timeout`)."""
         with self.wakeup:
             self.stopping = True
             thread = self.thread
             self.wakeup.notify()
         if thread is not None and thread is not threading.current_thread():
-            thread.join()
+            thread.join(timeout)
         with self.wakeup:
             self.stopping = False
 
@@ -134,6 +138,7 @@ class Courier:
         if self.thread is None:
             self.thread = threading.Thread(target=self._run, name="deployai-redis-rate-limiter", daemon=True)
             self.thread.start()
+            _write_at_exit(self)
 
     # --- the thread ---
 
@@ -304,3 +309,35 @@ class Courier:
             with limiter._lock:
                 # Other processes' requests in flight can no longer be seen ending: count only ours.
                 limiter._pacing.in_flight = self.own
+
+
+# The answers a process told its couriers are written by their threads a moment later. A process
+# that exits meanwhile (a one-call script, a worker recycled after each task) would leave the
+# requests they answered counted as in flight for every process, until its lease ran out
+# (`REDIS_LEASE_SECONDS`): its couriers write what they hold before it exits. The process is the
+# owner here, since it is the exit that is waited for; the set holds its couriers weakly.
+_running: weakref.WeakSet[Courier] = weakref.WeakSet()
+_hooked_pid = 0
+
+
+def _write_at_exit(courier: Courier) -> None:
+    """Have `courier` write what it holds when this process exits (called as its thread starts)."""
+    global _hooked_pid
+    _running.add(courier)
+    if _hooked_pid != os.getpid():  # once per process: a forked child registers again
+        _hooked_pid = os.getpid()
+        atexit.unregister(_write_all)  # the parent's, inherited by a forked child: once is enough
+        atexit.register(_write_all)
+        # A worker process of `multiprocessing` (and `concurrent.futures`) leaves with `os._exit`,
+        # which runs no `atexit` hook, after running these finalizers of its own process.
+        util = sys.modules.get("multiprocessing.util")
+        if util is not None:
+            util.Finalize(None, _write_all, exitpriority=0)
+
+
+def _write_all() -> None:
+    """Write what this process's couriers still hold, waiting for each no longer than two Redis calls."""
+    pid = os.getpid()
+    for courier in list(_running):
+        if courier.thread is not None and courier.pid == pid:
+            courier.stop(2 * courier.timeout)

@@ -219,8 +219,9 @@ class RedisRateLimiter(RateLimiter):
     def close(self) -> None:
         """Write what is still pending to Redis and stop this process's Redis thread and connection.
 
-        Optional: a process that exits without it stops counting its requests in flight after a few
-        seconds. The limiter can still be used after it; it then starts again.
+        Optional: a process that exits without it (normally, or as a `multiprocessing` worker) writes
+        what is pending first, waiting at most twice `timeout`. The limiter can still be used after
+        it; it then starts again.
         """
         self._courier.stop()
 

@@ -32,7 +32,7 @@ from deployai import _redis_courier, _redis_state
 from deployai.testing import EmulatorServer
 from tests.conftest import API_KEY, completion_json, user
 from tests.redis_server import NO_REDIS_SERVER, REDIS_SERVER, RedisServer, needs_redis, redis_server
-from tests.scale_worker import answer_share
+from tests.scale_worker import answer_share, one_call_then_leave
 from tests.test_limiter import CountingEmulator, window
 
 MODEL = "openai/gpt-4o"
@@ -304,6 +304,28 @@ def test_a_dead_process_count_in_flight_stops_counting_after_its_lease(
         assert time.monotonic() < deadline, "the dead process's requests still count"
     assert alive.in_flight == 1  # its own, just admitted
     alive.close()
+
+
+def counted_in_flight(server: RedisServer) -> int:
+    """The requests that the processes' entries in the shared state count as in flight."""
+    (value,) = stored(server).values()
+    _, state = _redis_state.parse(value)
+    assert state is not None
+    return sum(count for count, _ in state[len(_redis_state.SHARED) + 2].values())
+
+
+@pytest.mark.parametrize("leaving", ["sys.exit", "a multiprocessing worker's os._exit"])
+def test_a_process_that_leaves_unclosed_writes_its_answers_first(redis: RedisServer, leaving: str) -> None:
+    # A one-call script, or a worker recycled after each task: its answered request must not go on
+    # holding a place in everyone's budget for the lease's 10 s.
+    if leaving == "sys.exit":
+        subprocess.run([sys.executable, "-m", "tests.scale_worker", redis.url], check=True, timeout=60)
+    else:
+        worker = multiprocessing.get_context("forkserver").Process(target=one_call_then_leave, args=(redis.url,))
+        worker.start()
+        worker.join(60)
+        assert worker.exitcode == 0
+    assert counted_in_flight(redis) == 0
 
 
 REQUEST = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions", headers={"authorization": f"Bearer {API_KEY}"})
