@@ -21,7 +21,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol, TypeVar, cast
 
 import httpx
 
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     import asyncio
 
 __all__ = ["RateLimiter"]
+
+_L = TypeVar("_L", bound="RateLimiter")
 
 
 class _ThreadWaiter:
@@ -182,7 +184,11 @@ class RateLimiter:
         if clock is not None:  # unix time, which only moves forward: steady enough, and resets need no moving
             self._clock = self._unix = clock
         self._start()
-        _alive.add(self)
+        # What its pickled copies carry, so that those unpickled in one process are this one limiter
+        # there (one queue, one count in flight), and never another made with the same settings.
+        self._identity = os.urandom(12).hex()
+        with _registry_lock:
+            _alive[self._identity] = self
 
     def _start(self) -> None:
         self._fresh()
@@ -217,8 +223,9 @@ class RateLimiter:
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # What it learned belongs to this process's calls: a copy starts afresh with the same settings.
-        return (_new_limiter, (self._requests_per_minute,))
+        # What it learned belongs to this process's calls: in another process, the first copy starts
+        # afresh with the same settings, and the copies that follow are that one.
+        return (_new_limiter, (self._requests_per_minute, self._identity))
 
     # --- the shells' side -------------------------------------------------------------------------
 
@@ -614,7 +621,8 @@ def _apply(pacing: Pacing, ticket: int, answer: Answer) -> None:
         pacing.learn(now, ticket, status, report, server_wait)
 
 
-_alive: weakref.WeakSet[RateLimiter] = weakref.WeakSet()
+_alive: weakref.WeakValueDictionary[str, RateLimiter] = weakref.WeakValueDictionary()  # by identity
+_registry_lock = threading.Lock()
 _restart_lock = threading.Lock()
 
 
@@ -625,9 +633,10 @@ def _restart_in_child() -> None:
     are not the child's. Restarting each one lazily, at its first use, raced when the child's first
     calls came from several threads at once: one could queue on the parent's copy, never answered.
     """
-    global _restart_lock
-    _restart_lock = threading.Lock()  # a thread of the parent may have held it at the fork
-    for limiter in list(_alive):
+    global _registry_lock, _restart_lock
+    # A thread of the parent may have held them at the fork.
+    _registry_lock, _restart_lock = threading.Lock(), threading.Lock()
+    for limiter in list(_alive.values()):
         limiter._start()
 
 
@@ -635,5 +644,25 @@ if hasattr(os, "register_at_fork"):  # not on Windows, where there is no fork
     os.register_at_fork(after_in_child=_restart_in_child)
 
 
-def _new_limiter(requests_per_minute: int | None) -> RateLimiter:
-    return RateLimiter(requests_per_minute=requests_per_minute)
+def one_per_process(identity: str, make: Callable[[], _L]) -> _L:
+    """The limiter `identity` names in this process: the one made or unpickled here first, else `make()`."""
+    found = _alive.get(identity)
+    if found is None:
+        made = make()
+        with _registry_lock:
+            found = _alive.get(identity)
+            if found is None:  # else another thread's, made first
+                del _alive[made._identity]
+                made._identity = identity
+                _alive[identity] = found = made
+    return cast("_L", found)  # an identity names one limiter, of one class
+
+
+def _new_limiter(requests_per_minute: int | None, identity: str | None = None) -> RateLimiter:
+    """Unpickle a limiter: copies of one limiter in one process are one limiter.
+
+    A pickle from an earlier version carries no identity: it gives a limiter of its own.
+    """
+    if identity is None:
+        return RateLimiter(requests_per_minute=requests_per_minute)
+    return one_per_process(identity, lambda: RateLimiter(requests_per_minute=requests_per_minute))

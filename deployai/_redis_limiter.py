@@ -31,19 +31,16 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import re
-import threading
 import time
 import urllib.parse
-import weakref
 from typing import Any, ClassVar, Final
 
 import httpx
 
 from ._constants import REDIS_POLL_SECONDS, REDIS_TIMEOUT_SECONDS
 from ._exceptions import DeployAIError, InvalidParameterError
-from ._limiter import WITHDRAWN, Ask, RateLimiter, Refused, _answer, _check_per_minute
+from ._limiter import WITHDRAWN, Ask, RateLimiter, Refused, _answer, _check_per_minute, one_per_process
 from ._public import show_as_public
 from ._redis_courier import Courier
 
@@ -175,11 +172,6 @@ class RedisRateLimiter(RateLimiter):
         except (ValueError, TypeError):
             raise InvalidParameterError("url", _redacted_url(url), "a Redis URL redis-py can read") from None
         super().__init__(requests_per_minute=requests_per_minute)
-        # What its pickled copies carry, so that those unpickled in one process are this one limiter
-        # there, and never another limiter made with the same settings (for another key, say).
-        self._identity = os.urandom(12).hex()
-        with _limiters_lock:
-            _limiters[self._identity] = self
 
     def _fresh(self) -> None:
         super()._fresh()
@@ -266,19 +258,6 @@ class RedisRateLimiter(RateLimiter):
         return wait
 
 
-_limiters: weakref.WeakValueDictionary[str, RedisRateLimiter] = weakref.WeakValueDictionary()  # by identity
-_limiters_lock = threading.Lock()
-
-
-def _after_fork_in_child() -> None:
-    global _limiters_lock
-    _limiters_lock = threading.Lock()  # a thread of the parent may have held it at the fork
-
-
-if hasattr(os, "register_at_fork"):  # not on Windows, where there is no fork
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 show_as_public(RedisRateLimiter)  # as the other public classes: it is `deployai.RedisRateLimiter`
 
 
@@ -286,14 +265,6 @@ def _new_redis_limiter(
     url: str, name: str | None, requests_per_minute: int | None, timeout: float, identity: str
 ) -> RedisRateLimiter:
     """Unpickle a limiter: copies of one limiter in one process are one limiter (one queue, one connection)."""
-    limiter = _limiters.get(identity)
-    if limiter is not None:
-        return limiter
-    made = RedisRateLimiter(url, name=name, requests_per_minute=requests_per_minute, timeout=timeout)
-    with _limiters_lock:
-        limiter = _limiters.get(identity)
-        if limiter is None:  # else another thread's, made first
-            del _limiters[made._identity]
-            made._identity = identity
-            limiter = _limiters[identity] = made
-    return limiter
+    return one_per_process(
+        identity, lambda: RedisRateLimiter(url, name=name, requests_per_minute=requests_per_minute, timeout=timeout)
+    )

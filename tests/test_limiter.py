@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import gc
 import json
 import pickle
 import signal
@@ -383,13 +384,30 @@ def test_rate_limiter_must_be_a_rate_limiter(make_client: ClientFactory) -> None
         make_client(rate_limiter=60)
 
 
-def test_a_limiter_pickles_with_its_settings_and_starts_afresh() -> None:
+def test_a_limiter_pickles_with_its_settings_and_starts_afresh_elsewhere() -> None:
     limiter = frozen(deployai.RateLimiter(requests_per_minute=90))
     limiter._pacing.admit(T)
-    copy = pickle.loads(pickle.dumps(limiter))
+    blob = pickle.dumps(limiter)
+    assert pickle.loads(blob) is limiter  # in its own process, a copy is the limiter itself
+    del limiter
+    gc.collect()  # as in another process, where it does not exist yet
+    copy = pickle.loads(blob)
     assert copy.requests_per_minute == 90
     assert copy.in_flight == 0
     assert repr(copy) == "RateLimiter(requests_per_minute=90, limit=None, remaining=None, in_flight=0, waiting=0)"
+
+
+def test_copies_unpickled_in_one_process_pace_as_one_limiter() -> None:
+    # A client sent to a process pool with each task used to bring a limiter of its own each time:
+    # tasks run by the threads of one worker then paced separately, and together overran the key.
+    first, second = deployai.RateLimiter(), deployai.RateLimiter()
+    tasks = [pickle.dumps(deployai.DeployAI(api_key=API_KEY, rate_limiter=first)) for _ in range(3)]
+    other = pickle.dumps(deployai.DeployAI(api_key=API_KEY, rate_limiter=second))
+    del first, second
+    gc.collect()  # as in the worker, where neither exists yet
+    limiters = [pickle.loads(task).rate_limiter for task in tasks]
+    assert limiters[0] is limiters[1] is limiters[2]
+    assert pickle.loads(other).rate_limiter is not limiters[0]  # another limiter (another key) stays another
 
 
 # --- the proofs: real sockets, the real clock, a small window, 429s counted at the server -------------
