@@ -160,9 +160,15 @@ class _BaseClient(Generic[_HTTP, _Httpx]):
     def __reduce__(self) -> tuple[Any, ...]:
         # A client travels as its options (the API key among them) and opens its own connection pool
         # where it lands: connections belong to the process that opened them.
+        if self._http.in_process:
+            raise TypeError(
+                f"This {type(self).__name__} wired to an in-process Emulator does not pickle: the emulator cannot "
+                "travel with it. To test code that sends clients to other processes, serve the emulator over "
+                "loopback (deployai.testing.EmulatorServer) and use its client()."
+            )
         if self._http.borrowed:
             raise TypeError(
-                f"A {type(self).__name__} built on your own http_client does not pickle: its transport (proxies, "
+                f"This {type(self).__name__} built on your own http_client does not pickle: its transport (proxies, "
                 "certificates, mounts) cannot travel. Build the client where it is used, or pickle one without it."
             )
         return (_unpickle_client, (type(self), self._options))

@@ -1049,6 +1049,7 @@ class SyncHTTP:
             self._settings = Settings.read()
             http_client = _Client(self._settings)
         self._client = http_client
+        self.in_process = False  # see `wired_in_process`
         self._pid = os.getpid()
         # How to wait between attempts when not `_sleep`: `deployai.testing` waits on a virtual clock.
         self.sleep: Callable[[float], None] | None = None
@@ -1081,7 +1082,7 @@ class SyncHTTP:
         return self._client
 
     def _after_fork(self, *, check_borrowed: bool = True) -> None:
-        if check_borrowed and not self._owned and not _inherited_pool_is_empty(self._client):
+        if check_borrowed and not self._owned and not self.in_process and not _inherited_pool_is_empty(self._client):
             raise _forked_borrowed_error()
         # The parent's pool, open streams and dropped streams are left untouched, and referenced.
         _left_in_parent.extend([self._leases, self.abandoned])
@@ -1215,7 +1216,7 @@ class SyncHTTP:
 
         A borrowed pool stays open when the client closes, so its calls' failures are their own.
         """
-        return _CLIENT_CLOSED if self._closed and self._owned else None
+        return _CLIENT_CLOSED if self._closed and (self._owned or self.in_process) else None
 
     def _pause(self, seconds: float, lease: _LeaseBase | None = None) -> None:
         """Wait between attempts; `close()`, or closing the stream of `lease`, ends it (the next send then raises)."""
@@ -1237,9 +1238,14 @@ class SyncHTTP:
             if lease is not None:
                 lease.pausing = None
 
-    def close_borrowed_client(self) -> None:
-        """Close the borrowed `http_client` with this client (for clients wired up by the SDK itself)."""
-        self._owned = True
+    def wired_in_process(self) -> None:
+        """Mark the `http_client` as the SDK's own in-process wiring (the clients of `deployai.testing`).
+
+        It is closed with this client. A forked child goes on using it: it holds no connections, and
+        the child has its own copy of the emulator. A client on it does not pickle: the emulator
+        cannot travel with it.
+        """
+        self.in_process = True
 
     def forget(self, lease: SyncLease) -> None:
         """A lease was released."""
@@ -1256,7 +1262,7 @@ class SyncHTTP:
             lease.close(_CLIENT_CLOSED)  # not release(): another thread may be reading it
         while self.abandoned:
             self.abandoned.popleft().release()
-        if self._owned and self._pid == os.getpid():
+        if (self._owned or self.in_process) and self._pid == os.getpid():
             self._client.close()
 
 
@@ -1469,7 +1475,7 @@ class AsyncHTTP:
         self._borrowed = http_client
         # Read once, as httpx reads them when a client is made: every loop's pool follows them.
         self._settings = Settings.read() if http_client is None else None
-        self._close_borrowed = False
+        self.in_process = False  # see `wired_in_process`
         # One pool per event loop, used one after the other or at the same time from several threads.
         self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool] = weakref.WeakKeyDictionary()
         self._loopless: _LoopPool | None = None  # for async libraries other than asyncio
@@ -1489,9 +1495,9 @@ class AsyncHTTP:
         """Whether requests go through the user's own `httpx.AsyncClient` (`http_client=`)."""
         return self._borrowed is not None
 
-    def close_borrowed_client(self) -> None:
-        """Close the borrowed `http_client` with this client (for clients wired up by the SDK itself)."""
-        self._close_borrowed = True
+    def wired_in_process(self) -> None:
+        """As `SyncHTTP.wired_in_process`."""
+        self.in_process = True
 
     @property
     def client(self) -> httpx.AsyncClient | None:
@@ -1553,7 +1559,7 @@ class AsyncHTTP:
                     self._current = None
 
     def _after_fork(self) -> None:
-        if self._borrowed is not None and not _inherited_pool_is_empty(self._borrowed):
+        if self._borrowed is not None and not self.in_process and not _inherited_pool_is_empty(self._borrowed):
             raise _forked_borrowed_error()
         # The parent's pools, leases and sockets are left untouched, and referenced (see `_left_in_parent`).
         self._forget_parent()
@@ -1748,7 +1754,7 @@ class AsyncHTTP:
 
                 with contextlib.suppress(RuntimeError):
                     asyncio.run_coroutine_threadsafe(pool.aclose(), loop)
-        if self._close_borrowed and self._borrowed is not None:
+        if self.in_process and self._borrowed is not None:
             await self._borrowed.aclose()
 
 

@@ -1081,6 +1081,29 @@ def _fork_and_report(child: Any) -> str:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_an_emulator_client_goes_on_in_a_forked_child_on_its_own_copy_of_the_emulator() -> None:
+    # A test of pre-fork code with the kit's in-process clients: the child raised a bare
+    # AssertionError (blocking) or a "borrowed http_client" error no one had given (asyncio).
+    emulator = Emulator()
+    client, aclient = emulator.client(), emulator.async_client()
+    assert client.chat.completions.create(model=MODEL, messages=user("before")).choices
+
+    def child() -> str:
+        blocking = client.chat.completions.create(model=MODEL, messages=user("blocking"))
+        in_a_loop = asyncio.run(aclient.chat.completions.create(model=MODEL, messages=user("async")))
+        answers = [blocking.choices[0].message.content, in_a_loop.choices[0].message.content]
+        client.close()
+        asyncio.run(aclient.aclose())
+        return f"{answers} {len(emulator.requests)}"
+
+    assert _fork_and_report(child) == "['You said: blocking', 'You said: async'] 3"
+    assert len(emulator.requests) == 1  # the child's requests went to its own copy
+    assert client.chat.completions.create(model=MODEL, messages=user("after")).choices  # the parent's goes on
+    client.close()
+    asyncio.run(aclient.aclose())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_stream_opened_before_fork_is_refused_in_the_child_and_stays_whole_in_the_parent(
     server: EmulatorServer,
 ) -> None:

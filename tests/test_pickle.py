@@ -71,3 +71,12 @@ def test_rate_limit_pickles() -> None:
         limit=60, remaining=0, reset_at=datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc), tokens_remaining=10
     )
     assert pickle.loads(pickle.dumps(rate_limit)) == rate_limit
+
+
+@pytest.mark.parametrize("client_type", [deployai.DeployAI, deployai.AsyncDeployAI])
+def test_an_emulator_client_refuses_to_pickle_and_says_what_to_use(client_type: type) -> None:
+    # It used to travel as a client of its own for https://emulator.invalid, which then looked that name up.
+    emulator = Emulator()
+    client = emulator.client() if client_type is deployai.DeployAI else emulator.async_client()
+    with pytest.raises(TypeError, match=r"in-process Emulator does not pickle.*EmulatorServer"):
+        pickle.dumps(client)

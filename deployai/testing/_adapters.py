@@ -79,7 +79,7 @@ class Adapters:
 
         _refuse_http_client(kwargs)
         client = DeployAI(**self._client_defaults(kwargs), http_client=httpx.Client(transport=self.transport()))
-        client._http.close_borrowed_client()  # closed with the client, as if it had made it itself
+        client._http.wired_in_process()  # closed with the client, kept by a forked child, not pickled
         return follow_clock(client, self._clock)
 
     def async_client(self, **kwargs: Any) -> AsyncDeployAI:
@@ -95,7 +95,7 @@ class Adapters:
         _refuse_http_client(kwargs)
         transport = self.async_transport()
         client = AsyncDeployAI(**self._client_defaults(kwargs), http_client=httpx.AsyncClient(transport=transport))
-        client._http.close_borrowed_client()
+        client._http.wired_in_process()
         return follow_clock(client, self._clock)
 
 
