@@ -349,9 +349,15 @@ _forks = 0
 _leases_alive: weakref.WeakSet[_LeaseBase] = weakref.WeakSet()
 
 
+# Taken by the first use of a shell in a forked child, so that of several threads making their
+# first calls there at once, one rebuilds its pool and the others use it.
+_forked_use = threading.Lock()
+
+
 def _count_fork() -> None:
-    global _forks
+    global _forks, _forked_use
     _forks += 1
+    _forked_use = threading.Lock()  # a thread of the parent may have held it at the fork
     for lease in list(_leases_alive):
         if not getattr(lease, "closing", True):  # a hook must not raise: skip anything but a made lease
             lease.cut_short = "This process was forked from the one that opened it"
@@ -1073,7 +1079,9 @@ class SyncHTTP:
 
     def _ready(self) -> httpx.Client:
         if self._pid != os.getpid():
-            self._after_fork()
+            with _forked_use:
+                if self._pid != os.getpid():  # else another thread of this child did it first
+                    self._after_fork()
         if self._closed or self._client.is_closed:
             raise _closed_error()
         while self.abandoned:
@@ -1254,7 +1262,9 @@ class SyncHTTP:
     def close(self) -> None:
         """Release every open stream, then close the pool if it is ours; a borrowed client is left open."""
         if self._pid != os.getpid():
-            self._after_fork(check_borrowed=False)  # in a forked child: the parent's are not ours to close
+            with _forked_use:
+                if self._pid != os.getpid():  # in a forked child: the parent's are not ours to close
+                    self._after_fork(check_borrowed=False)
         self._closed = True
         self._closing.set()
         _wake_waiters_at(self._limiters, self)
@@ -1512,7 +1522,9 @@ class AsyncHTTP:
         except RuntimeError:  # another async library: there is no asyncio loop to follow
             loop = None
         if self._pid != os.getpid():
-            self._after_fork()
+            with _forked_use:
+                if self._pid != os.getpid():
+                    self._after_fork()
         pool = self._current
         if pool is None or pool.closed or pool.loop is not loop:
             pool = self._pools.get(loop) if loop is not None else self._loopless
@@ -1731,7 +1743,9 @@ class AsyncHTTP:
         attempts, or their turn at a rate limiter, are woken to raise.
         """
         if self._pid != os.getpid():
-            self._forget_parent()  # a forked child: the parent's are left untouched
+            with _forked_use:
+                if self._pid != os.getpid():
+                    self._forget_parent()  # a forked child: the parent's are left untouched
         self._closed = True
         for pause in list(self._pauses):
             pause.wake()

@@ -25,7 +25,7 @@ import pytest
 from pytest_httpx import HTTPXMock
 
 import deployai
-from deployai import _pools
+from deployai import _http, _pools
 from deployai._limiter import _ThreadWaiter
 from deployai.testing import Emulator, EmulatorServer
 from tests.conftest import ClientFactory, completion_json, user
@@ -1078,6 +1078,42 @@ def _fork_and_report(child: Any) -> str:
         output = reader.read().decode()
     os.waitpid(pid, 0)
     return output
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_threads_making_their_first_calls_in_a_forked_child_share_one_new_pool(server: EmulatorServer) -> None:
+    # A threaded worker (gunicorn's gthread, Celery's threads) forked from a parent that used the
+    # client: each of its threads' first calls rebuilt the pool, and all but one were never closed.
+    client = deployai.DeployAI(api_key=KEY, base_url=server.base_url)
+    assert client.chat.completions.create(model=MODEL, messages=user()).choices
+
+    def child() -> str:
+        built: list[object] = []
+        second_building = threading.Event()
+        make = _http._Client
+
+        def slow_first(*args: Any) -> Any:
+            built.append(args)
+            if len(built) == 1:
+                second_building.wait(0.5)  # time for a second thread to build one too, were it let in
+            else:
+                second_building.set()
+            return make(*args)
+
+        _http._Client = slow_first  # type: ignore[misc, assignment]
+        threads = [
+            threading.Thread(target=lambda: client.chat.completions.create(model=MODEL, messages=user()))
+            for _ in range(2)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        client.close()
+        return f"{len(built)} pool(s) built"
+
+    assert _fork_and_report(child) == "1 pool(s) built"
+    client.close()
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
