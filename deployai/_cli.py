@@ -36,7 +36,7 @@ from ._exceptions import (
     PermissionDeniedError,
     RateLimitError,
 )
-from ._logging import redact
+from ._logging import MIN_KEY_LENGTH, redact
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -78,10 +78,39 @@ def _epilog() -> str:
 class _Parser(argparse.ArgumentParser):
     """argparse, with any API key taken out of its error messages (which repeat what was typed)."""
 
+    _typed: Sequence[str] = ()
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        """As argparse does, keeping what was typed: a key in it is taken out of the errors."""
+        self._typed = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str) -> NoReturn:
         """Print the usage and the error, the key redacted, and exit with status 2."""
+        for key in _typed_keys(self._typed):
+            message = redact(message, key)
         self.print_usage(sys.stderr)
         self.exit(2, f"{self.prog}: error: {redact(message)}\n")
+
+
+def _typed_keys(typed: Sequence[str]) -> list[str]:
+    """What was typed as an API key, in any shape, to be taken out of a usage error.
+
+    The value of `--api-key`, of an abbreviation of it, or of a misspelling with "key" in it
+    (`--api_key`, `--apikey`, `--key`). No client exists yet to know the key by, and a key not
+    shaped like `sk-...` has no pattern.
+    """
+    keys = []
+    for index, word in enumerate(typed):
+        name, equals, value = word.partition("=")
+        spelled = name.lower().replace("_", "-")
+        if name.startswith("--") and ("key" in spelled or "--api-key".startswith(spelled)):
+            if not equals and index + 1 < len(typed) and not typed[index + 1].startswith("--"):
+                value = typed[index + 1]
+            keys.append(value)
+    return [key for key in keys if len(key) >= MIN_KEY_LENGTH]  # a shorter one would redact ordinary words
 
 
 def _connection_options() -> _Parser:

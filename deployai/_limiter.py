@@ -216,7 +216,9 @@ class RateLimiter:
         return len(self._queue)
 
     def __repr__(self) -> str:
-        pacing = self._pacing
+        pacing: Pacing | None = getattr(self, "_pacing", None)
+        if pacing is None:  # half-built: `__init__` raised (a traceback with its locals shows it so)
+            return f"{type(self).__name__}(<not built>)"
         return (
             f"RateLimiter(requests_per_minute={self._requests_per_minute}, limit={pacing.limit}, "
             f"remaining={pacing.remaining}, in_flight={pacing.in_flight}, waiting={len(self._queue)})"

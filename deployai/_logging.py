@@ -3,9 +3,10 @@
 `DEPLOYAI_LOG=info` logs each retry; `DEPLOYAI_LOG=debug` also logs every request and response
 (method, URL, status, elapsed time, request id, attempt). API keys and `Authorization` values are
 redacted from every record by `RedactingFilter`, which is attached to the logger whatever the
-configuration. The keys of the SDK's live clients are also redacted from the records of httpx's and
-httpcore's loggers, whose DEBUG lines show the headers a server sends (a server may echo the key in
-one), by `_ClientKeysFilter`.
+configuration. The keys of the SDK's live clients are also redacted from the records of httpx's,
+httpcore's and hpack's loggers, whose DEBUG lines show the headers a server sends (a server may echo
+the key in one), by `_ClientKeysFilter`; hpack's whole header blocks, whose coding hides a key from a
+search, are not shown while a client is alive.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ _SECRET = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=\-]+|\bsk-[A-Za-z0-9._~+/=:\-]
 # shaped like `sk-...` can only be found by its value. Keys shorter than this are not looked for, as
 # they would redact ordinary words.
 _keys: dict[int, weakref.ref[str]] = {}
-_MIN_KEY_LENGTH = 8
+MIN_KEY_LENGTH = 8
 
 # The loggers that can show what a server sent: httpcore's DEBUG lines show a response's headers.
 _HTTP_LOGGERS = (
@@ -37,11 +38,16 @@ _HTTP_LOGGERS = (
     "httpcore.proxy",
     "httpcore.socks",
 )
+# hpack, HTTP/2's header compression (httpx with `http2=True`), logs each header block whole as it
+# encodes or decodes it: a key in one is Huffman-coded, and cannot be found by its text. Its other
+# lines show headers as text.
+_HPACK_LOGGERS = ("hpack.hpack", "hpack.table")
+_HEADER_BLOCK_LINES = ("Encoded header block to %s", "Decoding %s")
 
 
 def remember_key(key: str) -> None:
     """Have `redact` find `key` (a client's `Secret`, which can be weakly referenced) while it is alive."""
-    if len(key) < _MIN_KEY_LENGTH:
+    if len(key) < MIN_KEY_LENGTH:
         return
     ident = id(key)
     _keys[ident] = weakref.ref(key, lambda _: _keys.pop(ident, None))
@@ -122,13 +128,25 @@ class _ClientKeysFilter(logging.Filter):
         return True
 
 
+class _HeaderBlocksFilter(_ClientKeysFilter):
+    """As `_ClientKeysFilter`, for hpack's loggers: also hides the header blocks while a client is alive."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record in place; always keep it."""
+        if _keys and record.msg in _HEADER_BLOCK_LINES:
+            record.msg, record.args = str(record.msg) % "[not shown: it may hold an API key]", None
+            return True
+        return super().filter(record)
+
+
 def setup_logging(environ: dict[str, str] | os._Environ[str] = os.environ) -> None:
     """Attach the redaction filters and, when `DEPLOYAI_LOG` is set, a stderr handler at that level."""
     if not any(isinstance(f, RedactingFilter) for f in logger.filters):
         logger.addFilter(RedactingFilter())
-    for each in map(logging.getLogger, _HTTP_LOGGERS):
-        if not any(isinstance(f, _ClientKeysFilter) for f in each.filters):
-            each.addFilter(_ClientKeysFilter())
+    for names, kind in ((_HTTP_LOGGERS, _ClientKeysFilter), (_HPACK_LOGGERS, _HeaderBlocksFilter)):
+        for each in map(logging.getLogger, names):
+            if not any(isinstance(f, kind) for f in each.filters):
+                each.addFilter(kind())
     level = environ.get(LOG_ENV, "").strip().upper()
     if level in ("DEBUG", "INFO", "WARNING", "ERROR"):
         handler = logging.StreamHandler()

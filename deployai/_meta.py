@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ._logging import redact
 from ._ratelimit import RateLimit
 
 __all__ = ["ResponseInfo", "ResponseMeta"]
@@ -36,12 +37,12 @@ class ResponseMeta:
     retries: int = 0
 
     def portable(self, secret: str | None = None) -> ResponseMeta:
-        """A copy whose headers are a plain, picklable dict (header names in lowercase), `secret` redacted in them."""
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        if secret:  # a header the server echoed it in
-            for name, value in headers.items():
-                if secret in value:
-                    headers[name] = value.replace(secret, "[redacted]")
+        """A copy whose headers are a plain, picklable dict (names in lowercase), without API keys.
+
+        A server may echo the request's key in a header: `secret`, the keys of live clients and
+        anything shaped like a key or a bearer token are redacted from them.
+        """
+        headers = {name.lower(): redact(value, secret) for name, value in self.headers.items()}
         return ResponseMeta(headers, self.elapsed, self.received_at, self.retries)
 
 
@@ -65,9 +66,14 @@ class ResponseInfo:
 
     @property
     def request_id(self) -> str | None:
-        """The server's `x-request-id` for the response: quote it when you ask for support."""
+        """The server's `x-request-id` for the response: quote it when you ask for support.
+
+        Without API keys, should the server echo one in it (the keys of live clients, and anything
+        shaped like a key or a bearer token).
+        """
         meta = self._response_meta() or _NO_META
-        return meta.headers.get("x-request-id")
+        request_id = meta.headers.get("x-request-id")
+        return None if request_id is None else redact(request_id)
 
     @property
     def retries(self) -> int:

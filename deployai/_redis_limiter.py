@@ -38,6 +38,7 @@ from typing import Any, ClassVar, Final
 
 import httpx
 
+from ._config import conceal
 from ._constants import REDIS_POLL_SECONDS, REDIS_TIMEOUT_SECONDS
 from ._exceptions import DeployAIError, InvalidParameterError
 from ._limiter import WITHDRAWN, Ask, RateLimiter, Refused, _answer, _check_per_minute, one_per_process
@@ -157,6 +158,7 @@ class RedisRateLimiter(RateLimiter):
         requests_per_minute: int | None = None,
         timeout: float = REDIS_TIMEOUT_SECONDS,
     ) -> None:
+        url = conceal(url)  # its password never shows in a traceback's locals
         self._url: Final = _check_url(url)
         self._name: Final = _check_name(name)
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
@@ -198,6 +200,8 @@ class RedisRateLimiter(RateLimiter):
         return self._courier.down_since is None
 
     def __repr__(self) -> str:
+        if getattr(self, "_courier", None) is None:  # half-built, as `RateLimiter.__repr__` says
+            return f"{type(self).__name__}(<not built>)"
         pacing = self._pacing
         return (
             f"RedisRateLimiter(url={self.url!r}, key={self.key!r}, requests_per_minute={self._requests_per_minute}, "

@@ -9,6 +9,7 @@ import fractions
 import logging
 import multiprocessing
 import numbers
+import os
 import pickle
 import traceback
 from typing import Any
@@ -435,6 +436,23 @@ def test_a_client_that_failed_half_way_has_a_repr_for_the_traceback() -> None:
     assert "self = DeployAI(<not built>)" in _shown_with_locals(info.value)
 
 
+@pytest.mark.parametrize("limiter", ["RateLimiter", "RedisRateLimiter"])
+def test_a_limiter_that_failed_half_way_shows_no_redis_password_in_the_traceback(
+    limiter: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A setting read from the environment, say, refused: the traceback's locals showed the Redis
+    # URL whole, and the limiter's own repr raised in them, so that `capture_locals` failed.
+    monkeypatch.setenv("REDIS_URL", "redis://:Redis_SECRETPW@127.0.0.1:6390/0")
+    with pytest.raises(deployai.InvalidParameterError) as info:
+        if limiter == "RateLimiter":
+            deployai.RateLimiter(requests_per_minute=0)
+        else:
+            deployai.RedisRateLimiter(os.environ["REDIS_URL"], requests_per_minute=0)
+    shown = _shown_with_locals(info.value)
+    assert f"self = {limiter}(<not built>)" in shown
+    assert "SECRETPW" not in shown
+
+
 def test_a_key_the_server_echoes_back_never_reaches_the_error(
     make_client: ClientFactory, httpx_mock: HTTPXMock
 ) -> None:
@@ -488,6 +506,32 @@ def test_a_key_the_server_echoes_as_its_request_id_never_reaches_the_errors_text
     assert all(key not in text for text in shown)
     assert str(error) == "Error code: 401 - no (request id [redacted])"
     assert error.request_id == "[redacted]"  # error trackers record the attribute too
+
+
+def test_a_key_the_server_echoes_in_a_successful_answer_is_in_no_request_id_or_pickle(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    # `request_id` is what the docs say to quote and log; results travel back from process pools.
+    key = "ak_live_0123456789abcdef"  # not shaped like `sk-...`: found as a live client's key
+
+    def echo(request: httpx.Request, stream: bool = False) -> httpx.Response:
+        sent = request.headers["authorization"]
+        headers = {"x-request-id": f"req_{sent}", "x-echo": sent}
+        if stream:
+            return sse_response(hello_stream(), None, **headers)
+        return httpx.Response(200, headers=headers, json=completion_json())
+
+    httpx_mock.add_callback(echo, is_reusable=True, match_json={"model": MODEL, "messages": user()})
+    httpx_mock.add_callback(lambda request: echo(request, stream=True), is_reusable=True)
+    client = make_client(api_key=key)
+    completion = client.chat.completions.create(model=MODEL, messages=user())
+    raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=user())
+    with client.chat.completions.create(model=MODEL, messages=user("go"), stream=True) as stream:
+        final = stream.get_final_completion()
+    assert {completion.request_id, raw.request_id, stream.request_id, final.request_id} == {"req_Bearer [redacted]"}
+    for result in (completion, final):
+        assert key.encode() not in pickle.dumps(result)
+        assert pickle.loads(pickle.dumps(result)).request_id == "req_Bearer [redacted]"
 
 
 def test_a_key_a_broken_answer_echoes_never_reaches_the_connection_error(

@@ -17,6 +17,7 @@ import pytest
 from pytest_httpx import HTTPXMock
 
 import deployai
+from deployai import _logging
 from deployai._logging import RedactingFilter, redact
 from tests.conftest import API_KEY, ClientFactory, completion_json, user
 
@@ -159,6 +160,33 @@ def test_other_codes_httpx_log_lines_are_left_as_they_are(caplog: pytest.LogCapt
             logging.getLogger("httpx").info("echoed %s", key)  # a server may echo the client's key
     assert [(r.msg, r.args) for r in caplog.records[:2]] == [(line, args), (line, args)]
     assert caplog.records[2].getMessage() == "echoed [redacted]"
+
+
+def test_http2_header_blocks_are_not_logged_while_a_client_is_alive(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With `http_client=httpx.Client(http2=True)` and DEBUG on, hpack logs each request's header
+    # block, Huffman-coded: the `Authorization` header in it is one decode away. Its lines, as hpack writes them:
+    key = "ak_live_6666666666666666"
+    encoded, decoding = "Encoded header block to %s", "Decoding %s"
+    block = b"\x82A\x8b\x08\x9d\\\x0b\x81p\xdcm"
+    hpack, table = logging.getLogger("hpack.hpack"), logging.getLogger("hpack.table")
+    monkeypatch.setattr(_logging, "_keys", {})  # the clients of earlier tests may still be alive
+    with caplog.at_level(logging.DEBUG, logger="hpack"):
+        hpack.debug(encoded, block)  # another program's HTTP/2: left as it is
+        with deployai.DeployAI(api_key=key, base_url="https://api.deployai.dev/v1"):
+            hpack.debug(encoded, block)
+            hpack.debug(decoding, block)
+            hpack.debug("Decoded %s, consumed %d", (b"x-request-id", f"req {key}".encode()), 9)
+            table.debug("Evicting %s: %s from the header table", b"x-echo", key.encode())
+    shown = [record.getMessage() for record in caplog.records]
+    assert shown[0] == encoded % (block,)
+    assert shown[1:3] == [
+        "Encoded header block to [not shown: it may hold an API key]",
+        "Decoding [not shown: it may hold an API key]",
+    ]
+    assert len(shown) == 5
+    assert all(key not in line for line in shown[3:])
 
 
 class _EchoingStreamServer(BaseHTTPRequestHandler):

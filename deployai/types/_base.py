@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from .._meta import ResponseInfo, ResponseMeta
@@ -27,6 +29,13 @@ class APIResult(ResponseInfo, DeployAIModel):
 
     def _response_meta(self) -> ResponseMeta | None:
         return self._meta
+
+    def __getstate__(self) -> dict[Any, Any]:
+        """As pydantic pickles a model, with API keys taken out of the headers that came with it."""
+        state = super().__getstate__()
+        if self._meta is not None:  # a server may echo the request's key in one
+            state["__pydantic_private__"] = {**state["__pydantic_private__"], "_meta": self._meta.portable()}
+        return state
 
     def __eq__(self, other: object) -> bool:
         """Equal when the data is: what came with the response (request id, timing) is left out."""
