@@ -244,6 +244,9 @@ def resolve_options(
     An empty string counts as unset; `environ` is `os.environ` unless given. Raises `DeployAIError`
     when no API key can be found, so that no request is ever sent without one.
     """
+    if api_key is not None and not isinstance(api_key, str):  # bytes read from a secret file, say
+        kind, api_key = type(api_key).__name__, None  # a traceback may show this frame's locals
+        raise DeployAIError(f"The API key must be a str, not {kind}: decode it first (key.decode()).")
     # The key is a `Secret` before anything here can raise: a traceback may show this frame's locals.
     key = Secret(_stripped(api_key or _setting(environ, API_KEY_ENV)))
     api_key = key

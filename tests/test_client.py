@@ -30,6 +30,13 @@ def test_no_api_key_fails_at_construction_naming_both_ways(make_client: ClientFa
     assert "DEPLOYAI_API_KEY" in str(info.value)
 
 
+def test_a_key_given_as_bytes_is_refused_as_such_without_showing_it(make_client: ClientFactory) -> None:
+    # Read from a secret file opened in binary mode: "No API key" sent the user looking elsewhere.
+    with pytest.raises(deployai.DeployAIError, match=r"must be a str, not bytes: decode it") as info:
+        make_client(api_key=API_KEY.encode())
+    assert API_KEY not in str(info.value)
+
+
 def test_empty_api_key_counts_as_unset(make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEPLOYAI_API_KEY", "")
     with pytest.raises(deployai.DeployAIError):
