@@ -106,7 +106,8 @@ def _typed_keys(typed: Sequence[str]) -> list[str]:
     for index, word in enumerate(typed):
         name, equals, value = word.partition("=")
         spelled = name.lower().replace("_", "-")
-        if name.startswith("--") and ("key" in spelled or "--api-key".startswith(spelled)):
+        abbreviated = spelled.startswith("--api") and "--api-key".startswith(spelled)
+        if name.startswith("--") and ("key" in spelled or abbreviated):
             if not equals and index + 1 < len(typed) and not typed[index + 1].startswith("--"):
                 value = typed[index + 1]
             keys.append(value)

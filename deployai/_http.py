@@ -276,8 +276,10 @@ class _Client(_WithoutCookies, httpx.Client):
 
     def close(self) -> None:
         """Close as `httpx.Client.close` does, ending the connections still being made first (see `Cut`)."""
-        self._cut.close()
-        super().close()
+        try:
+            self._cut.close()
+        finally:  # the pool is closed whatever befell the cut
+            super().close()
 
     def send(self, request: httpx.Request, *, stream: bool = False, **options: Any) -> httpx.Response:
         """Send as `httpx.Client.send` does, without its layers that do nothing here (see `_direct_transport`)."""
@@ -312,8 +314,10 @@ class _AsyncClient(_WithoutCookies, httpx.AsyncClient):
 
     async def aclose(self) -> None:
         """Close as `httpx.AsyncClient.aclose` does, ending the connections still being made first (see `Cut`)."""
-        self._cut.close()
-        await super().aclose()
+        try:
+            self._cut.close()
+        finally:  # the pool is closed whatever befell the cut
+            await super().aclose()
 
     async def send(self, request: httpx.Request, *, stream: bool = False, **options: Any) -> httpx.Response:
         """Send as `httpx.AsyncClient.send` does, without its layers that do nothing here (see `_direct_transport`)."""

@@ -312,9 +312,20 @@ def shut_down(sock: Any) -> None:
         if isinstance(sock, socket.socket):
             socket.socket.shutdown(sock, socket.SHUT_RDWR)
             return
-        shutdown = getattr(sock, "shutdown", None)  # asyncio's socket of a transport: TLS, if any, is above it
-        if shutdown is not None:
-            shutdown(socket.SHUT_RDWR)
+        # The socket of an event loop's transport: TLS, if any, is above it.
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # asyncio's
+        except (AttributeError, TypeError):  # uvloop's refuses: "transport sockets do not support shutdown()"
+            fileno = getattr(sock, "fileno", None)
+            descriptor = fileno() if fileno is not None else -1
+        else:
+            return
+        if descriptor >= 0:
+            borrowed = socket.socket(fileno=descriptor)  # shut down through its descriptor, left open
+            try:
+                borrowed.shutdown(socket.SHUT_RDWR)
+            finally:
+                borrowed.detach()
 
 
 def _refused(message: str = _CUT_MESSAGE) -> Exception:

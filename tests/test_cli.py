@@ -233,10 +233,13 @@ def test_a_usage_error_does_not_repeat_an_api_key(
     assert "[redacted]" in err
 
 
-def test_a_usage_error_keeps_a_short_value_typed_after_a_key_option(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_usage_error_keeps_what_no_key_option_was_given(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["chat", "hi", "--key=a"])  # "a" is no key: redacting it would garble the message
     assert "error: unrecognized arguments: --key=a" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["chat", "--bogus", "--", "unrecognized arguments"])  # after `--`: no option's value
+    assert "error: unrecognized arguments: --bogus" in capsys.readouterr().err
 
 
 def test_a_refusal_is_printed_as_the_answer_and_an_empty_system_message_is_sent(

@@ -449,3 +449,29 @@ def test_shutting_a_tls_connection_down_lets_no_racing_write_out_in_clear_text(m
         assert KEY.encode() not in far.recv(65536)
     tls.close()
     far.close()
+
+
+class _TransportSocketRefusingShutdown:
+    """The socket uvloop gives for a connection's transport (`PseudoSocket`): its `shutdown` raises `TypeError`."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def shutdown(self, how: int) -> None:
+        raise TypeError("transport sockets do not support shutdown() method")
+
+
+def test_a_transport_socket_that_refuses_shutdown_is_shut_down_through_its_descriptor() -> None:
+    # Under uvloop (as uvicorn runs when it is installed), stopping a stream and closing a client
+    # raised this TypeError, left the reader waiting for its next chunk and the connections open.
+    near, far = socket.socketpair()
+    far.settimeout(5)
+    _pools.shut_down(_TransportSocketRefusingShutdown(near))
+    assert far.recv(1) == b""  # the peer sees the end at once: the connection is shut down
+    # Still open: the descriptor is the transport's, to close.
+    assert near.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE) == socket.SOCK_STREAM
+    near.close()
+    far.close()
