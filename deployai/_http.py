@@ -441,8 +441,16 @@ async def _read_by(deadline: float, response: httpx.Response) -> None:
 
 
 def _fetch(client: httpx.Client, request: httpx.Request, stream: bool) -> httpx.Response:
-    """Send; unless `stream`, read the body too (see `_read_body`)."""
-    response = client.send(request, stream=True)
+    """Send; unless `stream`, read the body too (see `_read_body`).
+
+    Redirects are never followed, not even by a borrowed client that follows them: the SDK reports
+    a redirect as an error, since following one would send the prompt and `default_headers` (a
+    gateway's secrets, often) to wherever it points.
+    """
+    if client.follow_redirects:
+        response = client.send(request, stream=True, follow_redirects=False)
+    else:
+        response = client.send(request, stream=True)
     if not stream:
         _read_body(response)
     return response
@@ -450,7 +458,10 @@ def _fetch(client: httpx.Client, request: httpx.Request, stream: bool) -> httpx.
 
 async def _afetch(client: httpx.AsyncClient, request: httpx.Request, stream: bool) -> httpx.Response:
     """`_fetch`, awaiting."""
-    response = await client.send(request, stream=True)
+    if client.follow_redirects:
+        response = await client.send(request, stream=True, follow_redirects=False)
+    else:
+        response = await client.send(request, stream=True)
     if not stream:
         await _aread_body(response)
     return response

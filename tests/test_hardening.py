@@ -3,6 +3,7 @@ unsafe base URLs, foreign number types; and `models.retrieve`, the endpoint adde
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import fractions
@@ -136,6 +137,33 @@ def test_a_redirect_is_an_error_saying_where_to(
     assert info.value.status_code == 307
     assert "redirect to https://moved.example/v1/chat/completions" in str(info.value)
     assert len(httpx_mock.get_requests()) == 1  # neither followed nor retried
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_borrowed_client_that_follows_redirects_does_not_follow_the_sdks(kind: str) -> None:
+    # The redirect would take the prompt and `default_headers` (a gateway's secret) to another origin.
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(307, headers={"location": "https://elsewhere.example/v1/chat/completions"})
+
+    transport = httpx.MockTransport(handler)
+    options: dict[str, Any] = {"api_key": API_KEY, "default_headers": {"x-team-secret": "s3cr3t"}, "max_retries": 0}
+    with pytest.raises(deployai.APIStatusError, match=r"redirect to https://elsewhere\.example") as info:
+        if kind == "sync":
+            with httpx.Client(transport=transport, follow_redirects=True) as borrowed:
+                deployai.DeployAI(http_client=borrowed, **options).chat.completions.create(model=MODEL, messages=user())
+        else:
+
+            async def call() -> None:
+                async with httpx.AsyncClient(transport=transport, follow_redirects=True) as borrowed:
+                    client = deployai.AsyncDeployAI(http_client=borrowed, **options)
+                    await client.chat.completions.create(model=MODEL, messages=user())
+
+            asyncio.run(call())
+    assert info.value.status_code == 307
+    assert [request.url.host for request in sent] == ["api.deployai.dev"]
 
 
 def test_a_304_is_an_error_that_blames_a_cache_not_a_redirect(
