@@ -80,7 +80,7 @@ def _without(text: str, key: str) -> str:
     return text
 
 
-def _known_keys_redacted(text: str, key: str | None = None) -> str:
+def known_keys_redacted(text: str, key: str | None = None) -> str:
     """`text` with `key` and the keys of live clients replaced by `[redacted]`."""
     if key:
         text = _without(text, key)
@@ -96,7 +96,7 @@ def redact(text: str, key: str | None = None) -> str:
 
     The keys are looked for first, whole: the `sk-...` pattern may end inside a key of another shape.
     """
-    return _SECRET.sub(lambda m: (m.group(1) or "") + "[redacted]", _known_keys_redacted(text, key))
+    return _SECRET.sub(lambda m: (m.group(1) or "") + "[redacted]", known_keys_redacted(text, key))
 
 
 class RedactingFilter(logging.Filter):
@@ -122,7 +122,7 @@ class _ClientKeysFilter(logging.Filter):
         """Redact the record in place; always keep it."""
         if _keys:
             message = record.getMessage()
-            cleaned = _known_keys_redacted(message)
+            cleaned = known_keys_redacted(message)
             if cleaned != message:
                 record.msg, record.args = cleaned, None
         return True

@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ._logging import redact
+from ._logging import known_keys_redacted
 from ._ratelimit import RateLimit
 
 __all__ = ["ResponseInfo", "ResponseMeta"]
@@ -39,10 +39,11 @@ class ResponseMeta:
     def portable(self, secret: str | None = None) -> ResponseMeta:
         """A copy whose headers are a plain, picklable dict (names in lowercase), without API keys.
 
-        A server may echo the request's key in a header: `secret`, the keys of live clients and
-        anything shaped like a key or a bearer token are redacted from them.
+        A server may echo the request's key in a header: `secret` and the keys of live clients are
+        redacted from them. Nothing else is: a header may hold `Bearer realm=...` or an id that
+        starts with `sk-`.
         """
-        headers = {name.lower(): redact(value, secret) for name, value in self.headers.items()}
+        headers = {name.lower(): known_keys_redacted(value, secret) for name, value in self.headers.items()}
         return ResponseMeta(headers, self.elapsed, self.received_at, self.retries)
 
 
@@ -68,12 +69,11 @@ class ResponseInfo:
     def request_id(self) -> str | None:
         """The server's `x-request-id` for the response: quote it when you ask for support.
 
-        Without API keys, should the server echo one in it (the keys of live clients, and anything
-        shaped like a key or a bearer token).
+        Without the keys of live clients, should the server echo one in it.
         """
         meta = self._response_meta() or _NO_META
         request_id = meta.headers.get("x-request-id")
-        return None if request_id is None else redact(request_id)
+        return None if request_id is None else known_keys_redacted(request_id)
 
     @property
     def retries(self) -> int:

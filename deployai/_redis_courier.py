@@ -104,6 +104,7 @@ class Courier:
         self.round_trips = 0  # for figures: every call of the script
         self.lost_writes = 0  # writes another process's write beat (each is followed by a retry)
         self.wakeup = threading.Condition(limiter._lock)
+        self.serving_here = threading.Lock()  # see `_serve_here`
 
     # --- callers' side (any thread) ---
 
@@ -112,16 +113,20 @@ class Courier:
         future = Ask()
         with self.wakeup:
             self.asks.append(future)
-            self._ensure_running()
+            running = self._ensure_running()
             self.wakeup.notify()
+        if not running:
+            self._serve_here()
         return future
 
     def tell(self, ticket: int, answer: Answer) -> None:
         """Hand over what came of the send with `ticket`, to be written with the next round trip."""
         with self.wakeup:
             self.answers.append((ticket, answer))
-            self._ensure_running()
+            running = self._ensure_running()
             self.wakeup.notify()
+        if not running:
+            self._serve_here()
 
     def stop(self, timeout: float | None = None) -> None:
         """Let the thread finish what is pending, close its connection and end; wait for it (at most `timeout`)."""
@@ -134,11 +139,38 @@ class Courier:
         with self.wakeup:
             self.stopping = False
 
-    def _ensure_running(self) -> None:
+    def _ensure_running(self) -> bool:
+        """Start the thread unless it runs; False when none can run: the process is exiting."""
         if self.thread is None:
-            self.thread = threading.Thread(target=self._run, name="deployai-redis-rate-limiter", daemon=True)
-            self.thread.start()
+            if _exiting:
+                return False
+            thread = threading.Thread(target=self._run, name="deployai-redis-rate-limiter", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # at interpreter shutdown, Python 3.12 and later start no thread
+                return False
+            self.thread = thread
             _write_at_exit(self)
+        return True
+
+    def _serve_here(self) -> None:
+        """Do what the thread would, in the caller's thread, until nothing is pending (when no thread can run).
+
+        At exit, a call made by an exit hook (or by a daemon thread still running) is then let
+        through and its answer written at once, instead of waiting for a thread that never starts.
+        """
+        with self.serving_here:  # one caller at a time: the round trips share one connection and state
+            while True:
+                with self.wakeup:
+                    if self.thread is not None or not (self.asks or self.answers):
+                        break
+                    answers, self.answers = self.answers, []
+                    asked = self.asks.popleft() if self.asks else None
+                self._serve(answers, asked)
+            if self.thread is None:
+                redis, self.redis = self.redis, None
+                if redis is not None:
+                    redis.close()
 
     # --- the thread ---
 
@@ -157,23 +189,27 @@ class Courier:
                         self.wakeup.wait(renew if self.own else _IDLE_SECONDS)
                     answers, self.answers = self.answers, []
                     asked = self.asks.popleft() if self.asks else None
-                if asked is not None and not asked.set_running_or_notify_cancel():
-                    asked = None  # its caller gave up before it was asked
-                try:
-                    ticket = self._exchange(answers, asked is not None)
-                except BaseException as exc:  # a bug: tell the caller rather than leave it waiting
-                    with self.wakeup:
-                        self.own = max(0, self.own - len(answers))
-                        self._settled(answers, 0, 0.0)
-                    if asked is not None:
-                        asked.set_exception(exc)
-                    continue
-                if asked is not None:
-                    asked.set_result(ticket)
+                self._serve(answers, asked)
         finally:
             redis, self.redis = self.redis, None
             if redis is not None:
                 redis.close()
+
+    def _serve(self, answers: list[tuple[int, Answer]], asked: Ask | None) -> None:
+        """Settle `answers` and answer `asked` (if any) with one round trip."""
+        if asked is not None and not asked.set_running_or_notify_cancel():
+            asked = None  # its caller gave up before it was asked
+        try:
+            ticket = self._exchange(answers, asked is not None)
+        except BaseException as exc:  # a bug: tell the caller rather than leave it waiting
+            with self.wakeup:
+                self.own = max(0, self.own - len(answers))
+                self._settled(answers, 0, 0.0)
+            if asked is not None:
+                asked.set_exception(exc)
+            return
+        if asked is not None:
+            asked.set_result(ticket)
 
     def _exchange(self, answers: list[tuple[int, Answer]], asking: bool) -> int:
         """Settle `answers` and, when `asking`, admit one request if the pace allows: its ticket, or 0."""
@@ -318,6 +354,7 @@ class Courier:
 # owner here, since it is the exit that is waited for; the set holds its couriers weakly.
 _running: weakref.WeakSet[Courier] = weakref.WeakSet()
 _hooked_pid = 0
+_exiting = False  # set once they have: what comes after (another exit hook's call) is done inline
 
 
 def _write_at_exit(courier: Courier) -> None:
@@ -337,6 +374,8 @@ def _write_at_exit(courier: Courier) -> None:
 
 def _write_all() -> None:
     """Write what this process's couriers still hold, waiting for each no longer than two Redis calls."""
+    global _exiting
+    _exiting = True
     pid = os.getpid()
     for courier in list(_running):
         if courier.thread is not None and courier.pid == pid:

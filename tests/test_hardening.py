@@ -562,6 +562,19 @@ def test_a_key_the_server_echoes_in_a_successful_answer_is_in_no_request_id_or_p
         assert pickle.loads(pickle.dumps(result)).request_id == "req_Bearer [redacted]"
 
 
+def test_headers_that_only_look_like_keys_travel_unchanged(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    # Only keys are redacted: a 401's challenge, or a request id that starts with "SK-", is data.
+    challenge = 'Bearer realm="api.deployai.dev", error="invalid_token"'
+    httpx_mock.add_response(json=completion_json(), headers={"x-request-id": "SK-2024-06-18-abcd"})
+    httpx_mock.add_response(status_code=401, headers={"www-authenticate": challenge}, json={"error": {"message": "no"}})
+    client = make_client(max_retries=0)
+    completion = client.chat.completions.create(model=MODEL, messages=user())
+    assert completion.request_id == pickle.loads(pickle.dumps(completion)).request_id == "SK-2024-06-18-abcd"
+    with pytest.raises(deployai.AuthenticationError) as info:
+        client.chat.completions.create(model=MODEL, messages=user())
+    assert pickle.loads(pickle.dumps(info.value)).response.headers["www-authenticate"] == challenge
+
+
 def test_a_key_a_broken_answer_echoes_never_reaches_the_connection_error(
     make_client: ClientFactory, httpx_mock: HTTPXMock
 ) -> None:

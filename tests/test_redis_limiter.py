@@ -328,6 +328,42 @@ def test_a_process_that_leaves_unclosed_writes_its_answers_first(redis: RedisSer
     assert counted_in_flight(redis) == 0
 
 
+def test_calls_an_exit_hook_makes_after_the_limiter_wrote_at_exit_go_and_are_written(redis: RedisServer) -> None:
+    # A final report registered before the first call runs after the limiter's own exit hook: its
+    # calls found the limiter's thread stopped, and on Python 3.12 and later (which starts no thread
+    # at exit) the first raised RuntimeError and the second waited for good.
+    code = f"""
+import atexit
+import time
+import deployai
+from deployai import _redis_courier
+from deployai.testing import Emulator
+
+remote = _redis_courier.Courier._remote
+
+def held(courier, answers, asking):  # an answer's write waits until the process is leaving
+    if answers and not asking:
+        deadline = time.monotonic() + 30
+        while not (courier.stopping or getattr(_redis_courier, "_exiting", False)) and time.monotonic() < deadline:
+            time.sleep(0.001)
+    return remote(courier, answers, asking)
+
+_redis_courier.Courier._remote = held
+client = Emulator().client(rate_limiter=deployai.RedisRateLimiter({redis.url!r}))
+
+def final_report():
+    for _ in range(2):
+        client.chat.completions.create(model="openai/gpt-4o", messages=[{{"role": "user", "content": "bye"}}])
+    print("final report sent")
+
+atexit.register(final_report)
+client.chat.completions.create(model="openai/gpt-4o", messages=[{{"role": "user", "content": "hi"}}])
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "final report sent\n", "")
+    assert counted_in_flight(redis) == 0
+
+
 REQUEST = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions", headers={"authorization": f"Bearer {API_KEY}"})
 
 
