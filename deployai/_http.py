@@ -1407,16 +1407,15 @@ class AsyncLease(_LeaseBase):
             await self.release()
 
     def abandon(self) -> None:
-        """Hand the lease back to its loop's pool, which releases it soon (no I/O here: see `release_soon`)."""
+        """Hand the lease back to its loop's pool, released before that loop's next request (no I/O here)."""
         if not self.forked():
             self._pool.abandoned.append(self)
-            self._pool.release_soon()
 
 
 class _LoopPool:
     """The `httpx.AsyncClient` one `AsyncHTTP` uses on one event loop, and the streams it leased there."""
 
-    __slots__ = ("_loop", "abandoned", "client", "closed", "keeper", "leases", "owned", "releasing", "shell", "why")
+    __slots__ = ("_loop", "abandoned", "client", "closed", "keeper", "leases", "owned", "shell", "why")
 
     def __init__(
         self, shell: AsyncHTTP, loop: asyncio.AbstractEventLoop | None, client: httpx.AsyncClient, *, owned: bool
@@ -1430,7 +1429,6 @@ class _LoopPool:
         self.why = _CLIENT_CLOSED  # why it closed, for calls it cuts short
         self.leases: set[AsyncLease] = set()  # held strongly, as `SyncHTTP` holds its leases
         self.abandoned: collections.deque[AsyncLease] = collections.deque()
-        self.releasing = False  # a release of `abandoned` is scheduled on the loop
         self.keeper: AsyncGenerator[None, None] | None = None
 
     @property
@@ -1470,33 +1468,6 @@ class _LoopPool:
         while self.abandoned:
             await self.abandoned.popleft().release()
 
-    def release_soon(self) -> None:
-        """Have the loop release the leases of streams dropped unclosed as soon as it can.
-
-        Not only before its next request: calls already waiting inside the pool for a connection
-        would wait for one that a stream no one reads holds (on a small borrowed pool, until their
-        pool timeout). Called from finalizers, in any thread: it only schedules.
-        """
-        loop = self.loop
-        if loop is None or self.releasing:
-            return
-        self.releasing = True
-        try:
-            loop.call_soon_threadsafe(self._start_release)
-        except RuntimeError:  # the loop is closed: the leases go with its pool (see `AsyncHTTP._forsake_closed_loops`)
-            self.releasing = False
-
-    def _start_release(self) -> None:
-        self.releasing = False
-        if self.abandoned and not self.closed:
-            task = self.loop.create_task(self._release_quietly())  # type: ignore[union-attr] # it runs this
-            _releases.add(task)  # held until done: the loop holds its tasks only weakly
-            task.add_done_callback(_releases.discard)
-
-    async def _release_quietly(self) -> None:
-        with contextlib.suppress(Exception):  # a connection that failed as it closed: nothing to tell anyone
-            await self.release_abandoned()
-
     async def aclose(self, cut_short: str = _CLIENT_CLOSED) -> None:
         """Release every open stream, then close the pool if it is ours; `cut_short` says why, to their readers."""
         if self.closed:
@@ -1510,9 +1481,6 @@ class _LoopPool:
         if self.owned:
             with contextlib.suppress(Exception):
                 await self.client.aclose()
-
-
-_releases: set[asyncio.Task[None]] = set()
 
 
 async def _keep(pool: _LoopPool) -> AsyncGenerator[None, None]:

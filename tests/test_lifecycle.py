@@ -1056,31 +1056,6 @@ def test_loops_closed_without_shutting_down_are_let_go_with_their_connections_at
     asyncio.run(client.aclose())
 
 
-@pytest.mark.filterwarnings("ignore:AsyncStream was dropped:ResourceWarning")  # as it is, here: on purpose
-def test_a_stream_left_unread_frees_a_small_borrowed_pool_for_calls_already_waiting() -> None:
-    # `async for chunk in stream: ... break`, then the stream is dropped. A call already waiting
-    # for the pool's only connection waited until a later request released it: here, none came,
-    # and it met its pool timeout.
-    with EmulatorServer(Emulator(token_latency=0.02)) as server:
-
-        async def main() -> str | None:
-            limits = httpx.Limits(max_connections=1)
-            async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(10, pool=3)) as borrowed:
-                client = deployai.AsyncDeployAI(
-                    api_key=KEY, base_url=server.base_url, http_client=borrowed, max_retries=0
-                )
-                stream = await client.chat.completions.create(model=MODEL, messages=user(LONG_PROMPT), stream=True)
-                waiting = asyncio.ensure_future(client.chat.completions.create(model=MODEL, messages=user("next")))
-                async for _ in stream:
-                    break
-                del stream
-                gc.collect()
-                answer = await waiting
-                return answer.choices[0].message.content
-
-        assert asyncio.run(main()) == "You said: next"
-
-
 # 5. fork
 
 
