@@ -750,6 +750,16 @@ class _BodyEnded:
 _BODY_ENDED: Final = _BodyEnded()
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """The asyncio loop running in this thread; None under another async library."""
+    import asyncio  # imported by the async client already
+
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def _inherited_pool_is_empty(client: httpx.Client | httpx.AsyncClient) -> bool:
     """Whether a borrowed client opened no connection yet (then a forked child may use it)."""
     pool = getattr(getattr(client, "_transport", None), "_pool", None)
@@ -1403,8 +1413,20 @@ class AsyncLease(_LeaseBase):
         # counts as running while it awaits.
         if self.reading or getattr(self.events, "ag_running", False):
             self._interrupt_reader()  # the reader wakes, sees `closing`, and releases
-        else:
-            await self.release()
+            return
+        loop = self._pool.loop
+        if loop is not None and loop.is_running() and loop is not _running_loop():
+            # Its loop runs in another thread, which alone may close its transport: released there.
+            import asyncio  # imported by the async client already
+
+            releasing = self.release()
+            try:
+                asyncio.run_coroutine_threadsafe(releasing, loop)
+            except RuntimeError:  # that loop closed meanwhile: released here after all
+                releasing.close()
+            else:
+                return
+        await self.release()
 
     def abandon(self) -> None:
         """Hand the lease back to its loop's pool, released before that loop's next request (no I/O here)."""

@@ -1056,6 +1056,38 @@ def test_loops_closed_without_shutting_down_are_let_go_with_their_connections_at
     asyncio.run(client.aclose())
 
 
+def test_a_stream_closed_from_another_threads_loop_is_released_on_its_own() -> None:
+    # A stream opened on a loop in one thread, closed by `await stream.aclose()` on a loop in
+    # another: its transport was closed from the wrong thread, which asyncio's debug mode refuses
+    # (the refusal was swallowed, and the transport was left half-closed, never closed).
+    with EmulatorServer(Emulator(token_latency=0.02)) as server:
+        client = deployai.AsyncDeployAI(api_key=KEY, base_url=server.base_url)
+        opened, closed = threading.Event(), threading.Event()
+        held: list[deployai.AsyncStream[Any]] = []
+        read_after: list[int] = []
+
+        async def owner() -> None:
+            asyncio.get_running_loop().set_debug(True)  # asyncio checks which thread touches the loop
+            stream = await client.chat.completions.create(model=MODEL, messages=user(LONG_PROMPT), stream=True)
+            await stream.__anext__()
+            held.append(stream)
+            opened.set()
+            while not closed.is_set():
+                await asyncio.sleep(0.01)
+            read_after.append(len([chunk async for chunk in stream]))
+            await client.aclose()
+
+        thread = threading.Thread(target=asyncio.run, args=(owner(),))
+        thread.start()
+        assert opened.wait(10)
+        asyncio.run(held[0].aclose())
+        closed.set()
+        thread.join(10)
+        del held[:]
+        gc.collect()  # a transport left half-closed warns here
+    assert read_after == [0]
+
+
 # 5. fork
 
 
