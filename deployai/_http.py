@@ -358,6 +358,13 @@ _leases_alive: weakref.WeakSet[_LeaseBase] = weakref.WeakSet()
 _forked_use = threading.Lock()
 
 
+def _once_in_child(shell: SyncHTTP | AsyncHTTP, take_over: Callable[[], None]) -> None:
+    """In a forked child, run `take_over` (the shell's start there) once, whichever thread comes first."""
+    with _forked_use:
+        if shell._pid != os.getpid():  # else another thread of this child did it first
+            take_over()
+
+
 def _count_fork() -> None:
     global _forks, _forked_use
     _forks += 1
@@ -1104,9 +1111,7 @@ class SyncHTTP:
 
     def _ready(self) -> httpx.Client:
         if self._pid != os.getpid():
-            with _forked_use:
-                if self._pid != os.getpid():  # else another thread of this child did it first
-                    self._after_fork()
+            _once_in_child(self, self._after_fork)
         if self._closed or self._client.is_closed:
             raise _closed_error()
         while self.abandoned:
@@ -1286,10 +1291,8 @@ class SyncHTTP:
 
     def close(self) -> None:
         """Release every open stream, then close the pool if it is ours; a borrowed client is left open."""
-        if self._pid != os.getpid():
-            with _forked_use:
-                if self._pid != os.getpid():  # in a forked child: the parent's are not ours to close
-                    self._after_fork(check_borrowed=False)
+        if self._pid != os.getpid():  # in a forked child: the parent's are not ours to close
+            _once_in_child(self, lambda: self._after_fork(check_borrowed=False))
         self._closed = True
         self._closing.set()
         _wake_waiters_at(self._limiters, self)
@@ -1559,9 +1562,7 @@ class AsyncHTTP:
         except RuntimeError:  # another async library: there is no asyncio loop to follow
             loop = None
         if self._pid != os.getpid():
-            with _forked_use:
-                if self._pid != os.getpid():
-                    self._after_fork()
+            _once_in_child(self, self._after_fork)
         pool = self._current
         if pool is None or pool.closed or pool.loop is not loop:
             pool = self._pools.get(loop) if loop is not None else self._loopless
@@ -1779,10 +1780,8 @@ class AsyncHTTP:
         closed without shutting down is let go of (see `_LoopPool.forsake`). Calls waiting between
         attempts, or their turn at a rate limiter, are woken to raise.
         """
-        if self._pid != os.getpid():
-            with _forked_use:
-                if self._pid != os.getpid():
-                    self._forget_parent()  # a forked child: the parent's are left untouched
+        if self._pid != os.getpid():  # a forked child: the parent's are left untouched
+            _once_in_child(self, self._forget_parent)
         self._closed = True
         for pause in list(self._pauses):
             pause.wake()
