@@ -76,6 +76,9 @@ PACE_RECOVERY_FRACTION: Final = 1 / 16
 # Two reports whose window resets lie closer than this describe the same window (resets given as
 # durations drift by the time between answers); one later than that is a newer window.
 WINDOW_RESET_TOLERANCE_SECONDS: Final = 0.5
+# A response's `Date` names the whole second the server stamped it in, and servers often reuse one
+# stamp for up to a second more: the server's clock read up to this much past its `Date`.
+DATE_HEADER_SLACK_SECONDS: Final = 2.0
 
 # Redis rate limiter. A Redis call that takes longer than the timeout counts as Redis being down:
 # the limiter paces in this process alone, and tries Redis again after the retry interval.

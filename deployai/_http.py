@@ -612,9 +612,9 @@ def _attempt_over(op: Send, ticket: int, outcome: Outcome, sent_at: float, debug
 
     Returns how long it took when it was answered (an error built from the answer takes it), else None.
     """
-    if ticket and op.limiter is not None:
-        op.limiter._settle(ticket, outcome)
     took = time.perf_counter() - sent_at
+    if ticket and op.limiter is not None:
+        op.limiter._settle(ticket, outcome, took)
     if debug and outcome is not None:
         _log_attempt(op, outcome, took)
     return took if isinstance(outcome, httpx.Response) else None

@@ -407,13 +407,13 @@ class RateLimiter:
 
     # --- answers ------------------------------------------------------------------------------------
 
-    def _settle(self, ticket: int, outcome: object) -> None:
-        """Learn from what the send with `ticket` came back with; never raises.
+    def _settle(self, ticket: int, outcome: object, took: float) -> None:
+        """Learn from what the send with `ticket` came back with, `took` seconds after it went; never raises.
 
         `outcome` is the `httpx.Response` (for a stream: at its headers), or anything else when no
         answer came: the `httpx.HTTPError`, or None for a send that was interrupted.
         """
-        answer = _answer(self._clock(), outcome, self._unix())
+        answer = _answer(self._clock(), outcome, self._unix(), took)
         with self._lock:
             _apply(self._pacing, ticket, answer)
             if self._queue:
@@ -573,8 +573,12 @@ class Refused:
 Answer = tuple[float, int, WindowReport | None, float | None] | _Withdrawn | Refused | None
 
 
-def _answer(now: float, outcome: object, unix_now: float) -> Answer:
-    """Read what a send came back with (`now` on the limiter's clock, `unix_now` the time; resets are moved onto it)."""
+def _answer(now: float, outcome: object, unix_now: float, took: float) -> Answer:
+    """Read what a send came back with (`now` on the limiter's clock, `unix_now` the time; resets are moved onto it).
+
+    `took`: seconds since the request went, which with the response's `Date` shows whether our
+    clock and the server's differ (see `read_window`).
+    """
     if not isinstance(outcome, httpx.Response):
         return None
     headers = outcome.headers
@@ -585,7 +589,8 @@ def _answer(now: float, outcome: object, unix_now: float) -> Answer:
         reported = reported_error(outcome)
         if reported is not None and reported._status_named:
             status = reported.status_code
-    report = read_window(headers, unix_now)
+    sent = unix_now - took
+    report = read_window(headers, unix_now, sent)
     if report is not None:
         shift = now - unix_now
         latest = now + _LONGEST_BELIEVED_SECONDS
@@ -597,7 +602,7 @@ def _answer(now: float, outcome: object, unix_now: float) -> Answer:
             report.tokens_spent_until += shift
             if report.tokens_spent_until > latest:
                 report.tokens_spent_until = None
-    server_wait = server_requested_wait(status, headers, unix_now) if status == 429 else None
+    server_wait = server_requested_wait(status, headers, unix_now, sent) if status == 429 else None
     return now, status, report, _usable_wait(server_wait)
 
 

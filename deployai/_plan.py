@@ -142,17 +142,18 @@ def is_event_stream(response: httpx.Response) -> bool:
     return "text/event-stream" in response.headers.get("content-type", "").partition(";")[0].lower()
 
 
-def attempt_error(outcome: Outcome, request: httpx.Request, now: float) -> APIError:
+def attempt_error(outcome: Outcome, request: httpx.Request, now: float, sent: float) -> APIError:
     """The typed error of a failed attempt, with the wait the server asked for as its `retry_after`.
 
     `outcome` is an error answer, an error reported in a successful one (which counts as the status
-    it names), or a transport failure.
+    it names), or a transport failure; `now` is the time, and `sent` a time before the attempt went.
     """
     if isinstance(outcome, httpx.Response):
-        return make_status_error(outcome, retry_after=server_requested_wait(outcome.status_code, outcome.headers, now))
+        wait = server_requested_wait(outcome.status_code, outcome.headers, now, sent)
+        return make_status_error(outcome, retry_after=wait)
     if isinstance(outcome, APIStatusError):
         if outcome.retry_after is None:
-            outcome.retry_after = server_requested_wait(outcome.status_code, outcome.response.headers, now)
+            outcome.retry_after = server_requested_wait(outcome.status_code, outcome.response.headers, now, sent)
         return outcome
     assert isinstance(outcome, httpx.HTTPError), outcome
     return transport_error(outcome, request)
@@ -197,6 +198,7 @@ def call_plan(
     while True:
         attempt += 1
         time_left = None if deadline is None else deadline - steady()
+        sent = clock()  # dates in its answer are read against the server's clock, if ours differs
         if limiter is None:
             outcome = yield Send(request, stream, attempt, time_left)
         else:
@@ -240,7 +242,7 @@ def call_plan(
                     raise make_redirect_error(response)
         # The SDK's public retry rule (`is_retryable`, `retry_after`) decides about the typed error of
         # every failed attempt, as it would in a caller's own retry loop.
-        error = attempt_error(outcome, request, clock())
+        error = attempt_error(outcome, request, clock(), sent)
         status_code = error.status_code if isinstance(error, APIStatusError) else None
         decision = decide(
             retryable=is_retryable(error),

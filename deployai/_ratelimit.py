@@ -14,6 +14,8 @@ with the fewest requests (or tokens) remaining. Anything malformed reads as None
 
 from __future__ import annotations
 
+import email.utils
+import math
 import operator
 import re
 import time
@@ -21,7 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-__all__ = ["RateLimit", "WindowReport", "read_window"]
+from ._constants import DATE_HEADER_SLACK_SECONDS
+
+__all__ = ["RateLimit", "WindowReport", "clock_offset", "http_date", "read_window"]
 
 _MAX_DURATION_CHARS = 64  # "1h2m3.5s" is 8: anything much longer is not a duration
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
@@ -65,6 +69,69 @@ def _duration_seconds(value: str) -> float | None:
         total += float(part.group(1)) * _UNIT_SECONDS[part.group(2)]
         position = part.end()
     return total if position == len(text) else None
+
+
+def http_date(value: str) -> float | None:
+    """The unix time an HTTP date names (`Fri, 04 Dec 2026 23:50:29 GMT`, or an obsolete form); None if none.
+
+    Never raises: a date that is not a real one (year 1 to 9999, every field in range) is None.
+    """
+    # The range checks keep `mktime_tz` from raising ValueError (year 10000) or OverflowError (a
+    # 20-digit year), and from counting a 400-digit day into an int too large for a float. The
+    # broad `except` is for `parsedate_tz` itself, which raised IndexError or UnboundLocalError
+    # on some malformed dates in earlier Python releases (CPython gh-95087, bpo-45239).
+    try:
+        parsed = email.utils.parsedate_tz(value)
+        if (
+            parsed is not None
+            and 1 <= parsed[0] <= 9999
+            and 1 <= parsed[2] <= 31
+            and 0 <= parsed[3] <= 24
+            and 0 <= parsed[4] <= 59
+            and 0 <= parsed[5] <= 60
+            and (parsed[9] is None or abs(parsed[9]) < 86_400)
+        ):
+            moment = float(email.utils.mktime_tz(parsed))
+            return moment if math.isfinite(moment) else None
+    except Exception:
+        return None
+    return None
+
+
+# The `Date` last read, and its unix time: a server's `Date` changes once a second, and a rate
+# limiter reads one on every answer. A tuple, replaced whole, so that threads never see half of one.
+_last_date: tuple[str | bytes, float | None] = ("", None)
+
+
+def clock_offset(date: str | bytes | None, sent: float, received: float) -> float:
+    """How far our clock runs ahead of the server's (negative: behind), as far as its `Date` header proves it.
+
+    `sent` and `received` are our unix times from before the request was sent and from when (or
+    after) its answer arrived. The server stamped `date` in between, so our clock is ahead by at
+    least `sent - date - DATE_HEADER_SLACK_SECONDS` and by at most `received - date`. When those
+    bounds allow 0, it is 0: clocks kept by NTP agree to well within a `Date`'s second, and nothing
+    is moved. When they do not, the upper bound: a reset read through it is late, never early, by
+    at most the answer's way back plus a second, so that a wait it gives errs long rather than
+    into a 429. Without a readable `date`, 0.
+
+    Args:
+        date: the response's `Date` header, or None.
+        sent: our unix time before the request was sent (earlier is allowed: it only loosens the bound).
+        received: our unix time when its answer arrived, or later.
+    """
+    global _last_date
+    if date is None:
+        return 0.0
+    last, stamped = _last_date
+    if date != last:
+        stamped = http_date(date.decode("latin-1") if isinstance(date, bytes) else date)
+        _last_date = (date, stamped)
+    if stamped is None:
+        return 0.0
+    most = received - stamped
+    if most < 0.0 or sent - stamped - DATE_HEADER_SLACK_SECONDS > 0.0:
+        return most
+    return 0.0
 
 
 def _timestamp(seconds: float) -> datetime | None:
@@ -251,8 +318,13 @@ class WindowReport:
     tokens_spent_until: float | None
 
 
-def read_window(headers: Mapping[str, str], now: float) -> WindowReport | None:
+def read_window(headers: Mapping[str, str], now: float, sent: float = -math.inf) -> WindowReport | None:
     """The budget a response reported, in any dialect `RateLimit` reads; None when it sent none of their headers.
+
+    Its resets are on the clock `now` was read from (`now`: when the answer arrived; `sent`: before
+    the request went, if known). A reset given as a unix time is the server's: it is moved by how
+    far our clock runs from the server's, when the response's `Date` proves they disagree
+    (`clock_offset`).
 
     A rate limiter calls this on every answer, so the common case costs little: the headers are
     looked up in a dict built by C code, and DeployAI's three headers holding plain digits are read
@@ -267,16 +339,20 @@ def read_window(headers: Mapping[str, str], now: float) -> WindowReport | None:
         found = dict(map(_NAME_AND_VALUE, triples))
     else:
         found = {k.lower().encode("latin-1"): v.encode("latin-1") for k, v in headers.items()}
+    date = found.get(b"date")
+    offset = 0.0 if date is None else clock_offset(date, sent, now)
     if not _OTHER_DIALECTS.isdisjoint(found):
+        # Read on the server's clock, then moved onto ours: a duration comes out counted from `now`.
         window = RateLimit.from_headers(
-            {n.decode("latin-1"): v.decode("latin-1") for n, v in found.items() if n.startswith(b"x-ratelimit-")}, now
+            {n.decode("latin-1"): v.decode("latin-1") for n, v in found.items() if n.startswith(b"x-ratelimit-")},
+            now - offset,
         )
         spent = window.tokens_remaining == 0 and window.tokens_reset_at is not None
         return WindowReport(
             window.limit,
             window.remaining,
-            None if window.reset_at is None else window.reset_at.timestamp(),
-            window.tokens_reset_at.timestamp() if spent and window.tokens_reset_at is not None else None,
+            None if window.reset_at is None else window.reset_at.timestamp() + offset,
+            window.tokens_reset_at.timestamp() + offset if spent and window.tokens_reset_at is not None else None,
         )
     limit = found.get(b"x-ratelimit-limit")
     remaining = found.get(b"x-ratelimit-remaining")
@@ -287,10 +363,12 @@ def read_window(headers: Mapping[str, str], now: float) -> WindowReport | None:
         reset_at = None
     elif reset.isdigit() and len(reset) <= 18:  # plain digits (`bytes.isdigit` is ASCII-only), read at once
         seconds = int(reset)
-        moment = seconds if seconds >= _UNIX_TIME_FLOOR_SECONDS else now + seconds
+        moment = seconds + offset if seconds >= _UNIX_TIME_FLOOR_SECONDS else now + seconds
         reset_at = moment if moment <= _LAST_UNIX_SECOND else None
     else:  # anything else as the lenient readers of `RateLimit` read it
-        reset_at = _reset_time(reset.decode("latin-1"), now)
+        reset_at = _reset_time(reset.decode("latin-1"), now - offset)
+        if reset_at is not None:
+            reset_at += offset
     return WindowReport(
         None if limit is None else _count(limit),
         None if remaining is None else int(remaining) if remaining.isdigit() and len(remaining) <= 18

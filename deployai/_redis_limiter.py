@@ -223,11 +223,11 @@ class RedisRateLimiter(RateLimiter):
 
     # --- the shells' side -------------------------------------------------------------------------
 
-    def _settle(self, ticket: int, outcome: object) -> None:
+    def _settle(self, ticket: int, outcome: object, took: float) -> None:
         # Redis's clock is a unix time: resets are read on it, the same in every process, whatever
         # the clock of the machine each one runs on says.
         now = self._clock()
-        self._courier.tell(ticket, _answer(now, outcome, now))
+        self._courier.tell(ticket, _answer(now, outcome, now, took))
 
     def _withdraw(self, ticket: int) -> None:
         self._courier.tell(ticket, WITHDRAWN)

@@ -19,7 +19,6 @@ with `retry_after` set, so that a service can reschedule the work instead of blo
 
 from __future__ import annotations
 
-import email.utils
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from ._constants import (
     RETRYABLE_STATUS_CODES,
     SERVER_WAIT_SPREAD_FRACTION,
 )
-from ._ratelimit import RateLimit
+from ._ratelimit import RateLimit, clock_offset, http_date
 
 
 def _seconds(value: str | None) -> float | None:
@@ -53,12 +52,15 @@ def _seconds(value: str | None) -> float | None:
     return number + 0.0 if 0.0 <= number < math.inf else None  # + 0.0 turns "-0" into 0.0
 
 
-def server_requested_wait(status_code: int | None, headers: Mapping[str, str], now: float) -> float | None:
+def server_requested_wait(
+    status_code: int | None, headers: Mapping[str, str], now: float, sent: float = -math.inf
+) -> float | None:
     """Seconds the server asked us to wait, from its headers; None when it did not say.
 
-    Never raises, and a wait is always finite and non-negative: a header that is neither a number
-    of seconds nor a real date (year 1 to 9999, every field in range) counts as not said. A date
-    in the past is a wait of 0.
+    `now` is our unix time when the answer arrived, `sent` before its request went (if known): a
+    date is the server's, read against its clock as far as its `Date` header shows ours to differ
+    (`clock_offset`). Never raises, and a wait is always finite and non-negative: a header that is
+    neither a number of seconds nor a real date counts as not said. A date in the past is a wait of 0.
     """
     milliseconds = _seconds(headers.get("retry-after-ms"))
     if milliseconds is not None:
@@ -68,27 +70,13 @@ def server_requested_wait(status_code: int | None, headers: Mapping[str, str], n
         seconds = _seconds(value)
         if seconds is not None:
             return seconds
-        # The range checks keep `mktime_tz` from raising ValueError (year 10000) or OverflowError (a
-        # 20-digit year), and from counting a 400-digit day into an int too large for a float. The
-        # broad `except` is for `parsedate_tz` itself, which raised IndexError or UnboundLocalError
-        # on some malformed dates in earlier Python releases (CPython gh-95087, bpo-45239).
-        wait: float | None = None
-        try:
-            parsed = email.utils.parsedate_tz(value)
-            if (
-                parsed is not None
-                and 1 <= parsed[0] <= 9999
-                and 1 <= parsed[2] <= 31
-                and 0 <= parsed[3] <= 24
-                and 0 <= parsed[4] <= 59
-                and 0 <= parsed[5] <= 60
-                and (parsed[9] is None or abs(parsed[9]) < 86_400)
-            ):
-                wait = email.utils.mktime_tz(parsed) - now
-        except Exception:
-            wait = None
-        if wait is not None and math.isfinite(wait):
-            return max(0.0, wait)
+    if value is None and status_code != 429:
+        return None
+    now -= clock_offset(headers.get("date"), sent, now)  # the server's time
+    if value is not None:
+        moment = http_date(value)
+        if moment is not None and math.isfinite(moment - now):
+            return max(0.0, moment - now)
     if status_code == 429:
         # A spent window in any dialect: the wait is until it resets (the later, if both are spent).
         window = RateLimit.from_headers(headers, now)

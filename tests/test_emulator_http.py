@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
 import selectors
@@ -20,7 +21,7 @@ import openai
 import pytest
 
 import deployai
-from deployai.testing import MODEL_IDS, Emulator, EmulatorServer
+from deployai.testing import MODEL_IDS, Emulator, EmulatorServer, VirtualClock
 from deployai.testing import __main__ as serve_command
 from deployai.testing.__main__ import main as serve_main
 from tests.emulator_helpers import HELLO, TEST_KEY, chat_body, error_of, sse_chunks, sse_data
@@ -118,6 +119,15 @@ def test_every_response_carries_rate_limit_and_request_id_headers(raw: httpx.Cli
         assert response.headers["content-length"] == str(len(response.content))
     assert error_of(responses[2])["param"] == "max_tokens"
     assert error_of(responses[3])["code"] == "model_not_found"
+
+
+def test_the_date_header_is_one_on_the_emulators_clock_as_its_resets_are() -> None:
+    # A client reads the unix time of a reset against the answer's `Date`: both must be on one clock.
+    clock = VirtualClock()
+    with EmulatorServer(Emulator(clock=clock, rate_limit=5, window_seconds=60)) as server:
+        response = httpx.get(server.base_url + "/models", headers=AUTH)
+    assert response.headers.get_list("date") == [email.utils.formatdate(clock(), usegmt=True)]
+    assert int(response.headers["x-ratelimit-reset"]) == clock() + 60
 
 
 def test_401_over_http(server: EmulatorServer) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import email.utils
 import functools
 import gc
 import json
@@ -241,6 +242,39 @@ def test_a_wait_longer_than_the_caller_may_wait_raises_at_once_and_sends_nothing
     assert "Nothing was sent" in str(error)
     assert error.elapsed is None  # no attempt: unlike an answer's error, it took no time to come
     assert (limiter.waiting, limiter.in_flight) == (0, 0)
+
+
+@pytest.mark.parametrize("ours_ahead_by", [120.0, -120.0], ids=["our-clock-ahead", "our-clock-behind"])
+def test_a_reset_is_read_on_the_servers_clock_when_its_date_shows_ours_differs(
+    make_client: ClientFactory, ours_ahead_by: float
+) -> None:
+    # The window resets 30 s from the server's now. Read on our clock, it would have reset 90 s ago
+    # (ours ahead: the next call goes, into a 429) or reset in 150 s (ours behind: a long wait).
+    server_now = time.time() - ours_ahead_by
+    spent = {
+        "date": email.utils.formatdate(server_now, usegmt=True),
+        "x-ratelimit-limit": "20",
+        "x-ratelimit-remaining": "0",
+        "x-ratelimit-reset": str(round(server_now + 30)),
+    }
+    limiter = frozen(deployai.RateLimiter())
+    transport, sent = handler_with(ok(spent))
+    client = make_client(transport=transport, rate_limiter=limiter, max_retry_wait=10.0)
+    client.chat.completions.create(model=MODEL, messages=user())
+    with pytest.raises(deployai.RateLimitError) as caught:
+        client.chat.completions.create(model=MODEL, messages=user())
+    assert len(sent) == 1
+    assert caught.value.retry_after == pytest.approx(30.0, abs=1.5)
+
+
+def test_a_429_asking_until_a_date_is_read_on_the_servers_clock(make_client: ClientFactory) -> None:
+    server_now = time.time() - 120.0  # our clock runs two minutes ahead: the date would have passed
+    date, later = (email.utils.formatdate(t, usegmt=True) for t in (server_now, server_now + 5))
+    transport, _ = handler_with(httpx.Response(429, headers={"date": date, "retry-after": later}))
+    client = make_client(transport=transport, max_retries=0)
+    with pytest.raises(deployai.RateLimitError) as caught:
+        client.chat.completions.create(model=MODEL, messages=user())
+    assert caught.value.retry_after == pytest.approx(5.0, abs=1.0)
 
 
 @pytest.mark.parametrize(
@@ -624,14 +658,14 @@ def test_on_a_virtual_clock_a_caller_waiting_for_an_answer_in_flight_does_not_mo
     limiter = deployai.RateLimiter(clock=clock)
     request = httpx.Request("POST", "https://api.deployai.dev/v1/chat/completions")
     no_reset = {"x-ratelimit-limit": "10", "x-ratelimit-remaining": "1"}
-    limiter._settle(limiter._acquire_sync(request, 5), httpx.Response(200, headers=no_reset))
+    limiter._settle(limiter._acquire_sync(request, 5), httpx.Response(200, headers=no_reset), 0.0)
     in_flight = limiter._acquire_sync(request, 5)  # the last request of the window
     tickets: list[int] = []
     waiting = threading.Thread(target=lambda: tickets.append(limiter._acquire_sync(request, 30)), daemon=True)
     waiting.start()
     wait_until(lambda: limiter.waiting == 1, "the next caller waits for the answer")
     assert clock.waited == 0
-    limiter._settle(in_flight, httpx.Response(200, headers={**no_reset, "x-ratelimit-remaining": "5"}))
+    limiter._settle(in_flight, httpx.Response(200, headers={**no_reset, "x-ratelimit-remaining": "5"}), 0.0)
     waiting.join(10)
     assert len(tickets) == 1
     assert clock.waited == 0

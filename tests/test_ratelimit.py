@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import datetime
+import email.utils
 
 import pytest
 
 from deployai import RateLimit
+from deployai._ratelimit import clock_offset
+
+DATE_T = email.utils.formatdate(1_800_000_000, usegmt=True)  # the server stamped its answer in this second
 
 
 def test_reads_the_three_headers() -> None:
@@ -148,3 +152,30 @@ def test_a_429_with_a_spent_window_waits_until_it_resets(headers: dict[str, str]
     from deployai._retry import server_requested_wait
 
     assert server_requested_wait(429, headers, NOW) == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize(
+    ("sent", "received", "offset"),
+    [
+        (0.2, 0.3, 0.0),  # clocks agree
+        (-30.0, 0.4, 0.0),  # a long call: the bounds are loose, and hold 0
+        (1.5, 1.6, 0.0),  # a `Date` reused a second longer than it was true
+        (-0.4, 0.9, 0.0),  # ours a little behind, within the `Date`'s second
+        (60.2, 60.3, 60.3),  # ours ahead by a minute: read late by the way back, never early
+        (-59.8, -59.7, -59.7),  # ours behind by a minute
+        (2.5, 3.1, 3.1),  # ahead by more than a `Date`'s slack
+    ],
+)
+def test_clock_offset_moves_nothing_unless_the_date_proves_the_clocks_differ(
+    sent: float, received: float, offset: float
+) -> None:
+    t = 1_800_000_000.0
+    assert clock_offset(DATE_T, t + sent, t + received) == pytest.approx(offset)
+    assert clock_offset(DATE_T.encode(), t + sent, t + received) == pytest.approx(offset)
+
+
+@pytest.mark.parametrize(
+    "date", [None, "", "yesterday", "Fri, 31 Dec 10000 23:59:59 GMT", "Fri, 04 Dec 2026 25:00:00 GMT"]
+)
+def test_clock_offset_is_0_without_a_readable_date(date: str | None) -> None:
+    assert clock_offset(date, 1_800_000_100.0, 1_800_000_100.1) == 0.0

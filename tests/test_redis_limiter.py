@@ -292,7 +292,7 @@ def test_a_dead_process_count_in_flight_stops_counting_after_its_lease(
     )
     dead = deployai.RedisRateLimiter(redis.url)
     tickets = [dead._acquire_sync(request, 5.0)]  # the probe: the rest would wait for its answer
-    dead._settle(tickets[0], httpx.Response(200, headers=window(remaining=3, limit=3), request=request))
+    dead._settle(tickets[0], httpx.Response(200, headers=window(remaining=3, limit=3), request=request), 0.0)
     tickets += [dead._acquire_sync(request, 5.0) for _ in range(3)]
     dead.close()  # the process dies with 3 requests in flight; nothing renews its count
     alive = deployai.RedisRateLimiter(redis.url)
@@ -431,7 +431,7 @@ def test_while_redis_is_down_a_caller_held_for_an_answer_does_not_spin() -> None
     before = exchanges
     time.sleep(0.3)  # room for a spin to show: thousands of exchanges; a wait makes none
     assert exchanges - before <= 2
-    limiter._settle(probe, answer(remaining=5))
+    limiter._settle(probe, answer(remaining=5), 0.0)
     thread.join(10)
     assert second
     assert second[0] > probe
@@ -462,7 +462,7 @@ def test_a_foreign_or_corrupt_value_under_the_key_is_replaced_not_raised(redis: 
         client.set(limiter.key, value)
         for remaining in (4, 3):
             ticket = limiter._acquire_sync(REQUEST, 5)
-            limiter._settle(ticket, answer(remaining=remaining))
+            limiter._settle(ticket, answer(remaining=remaining), 0.0)
         limiter.close()
         stored_value = client.get(limiter.key) or b""
     assert limiter.shared
@@ -485,7 +485,7 @@ def test_a_value_of_another_type_under_the_key_is_replaced_and_the_budget_stays_
             limiter.key, "something else's"
         )
         for remaining in (4, 3):
-            limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=remaining))
+            limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=remaining), 0.0)
         limiter.close()
         assert client.type(limiter.key) == b"string"
     assert limiter.shared
@@ -495,9 +495,9 @@ def test_a_value_of_another_type_under_the_key_is_replaced_and_the_budget_stays_
 def test_a_stale_limiter_cannot_write_after_the_state_was_lost_and_made_again(redis: RedisServer) -> None:
     first = deployai.RedisRateLimiter(redis.url, name="aba")
     second = deployai.RedisRateLimiter(redis.url, name="aba")
-    first._settle(first._acquire_sync(REQUEST, 5), answer(remaining=9))
+    first._settle(first._acquire_sync(REQUEST, 5), answer(remaining=9), 0.0)
     redis.flush()  # Redis restarted without persistence, or the state expired
-    second._settle(second._acquire_sync(REQUEST, 5), answer(remaining=1))  # one request left
+    second._settle(second._acquire_sync(REQUEST, 5), answer(remaining=1), 0.0)  # one request left
     admitted = []
     for limiter in (first, second):
         with contextlib.suppress(deployai.RateLimitError):
@@ -514,7 +514,7 @@ def test_close_while_in_use_neither_hangs_nor_loses_a_call(redis: RedisServer) -
 
     def work(n: int) -> None:
         while not stop.is_set():
-            limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=1000, limit=1000))
+            limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=1000, limit=1000), 0.0)
             done[n] += 1
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
@@ -553,16 +553,16 @@ def test_copies_unpickled_in_one_process_are_one_limiter_whose_thread_ends_when_
     blob = pickle.dumps(deployai.RedisRateLimiter(redis.url, name="travels", requests_per_minute=120))
     limiter = pickle.loads(blob)
     assert pickle.loads(blob) is limiter
-    limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=5))
+    limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=5), 0.0)
     until(lambda: limiter._courier.thread is None, "the idle thread ends")
-    limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=4))  # and starts again
+    limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=4), 0.0)  # and starts again
     limiter.close()
 
 
 def test_the_shared_state_stays_small_whatever_requests_per_minute(redis: RedisServer) -> None:
     limiter = deployai.RedisRateLimiter(redis.url, name="big", requests_per_minute=100_000)
     for _ in range(2000):
-        limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=100_000, limit=100_000))
+        limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=100_000, limit=100_000), 0.0)
     limiter.close()
     assert len(limiter._pacing.sent) == 2000  # every send of the last minute still counts
     (value,) = stored(redis).values()
@@ -573,7 +573,7 @@ def test_a_429_a_stream_reports_after_its_headers_holds_every_process_and_counts
     # A stream is settled at its headers (a 200); a refusal it reports as its first event comes after.
     limiter = deployai.RedisRateLimiter(redis.url, name="reported")
     stream, other_call = limiter._acquire_sync(REQUEST, 5), limiter._acquire_sync(REQUEST, 5)
-    limiter._settle(stream, answer(remaining=5))
+    limiter._settle(stream, answer(remaining=5), 0.0)
     refusal = deployai.RateLimitError("slow down", response=httpx.Response(429, request=REQUEST), body=None)
     limiter._reported(stream, refusal)
     until(lambda: limiter._pacing.strikes == 1, "the refusal was written")
@@ -581,7 +581,7 @@ def test_a_429_a_stream_reports_after_its_headers_holds_every_process_and_counts
     other = deployai.RedisRateLimiter(redis.url, name="reported")
     with pytest.raises(deployai.RateLimitError):  # another process is held back by the strike
         other._acquire_sync(REQUEST, 0.01)
-    limiter._settle(other_call, answer(remaining=4))
+    limiter._settle(other_call, answer(remaining=4), 0.0)
     until(lambda: limiter._courier.own == 0, "the other call's answer was written")
     limiter.close()
     other.close()
@@ -595,13 +595,13 @@ def test_429s_streams_report_after_their_headers_grow_the_backoff_as_in_one_proc
     refusal = deployai.RateLimitError("slow down", response=httpx.Response(429, request=REQUEST), body=None)
     for strikes in (1, 2):
         stream = limiter._acquire_sync(REQUEST, 10)  # after the first strike: once its backoff is over
-        limiter._settle(stream, answer(remaining=5))
+        limiter._settle(stream, answer(remaining=5), 0.0)
         until(lambda: limiter._courier.own == 0, "the headers were written")  # in a round trip of their own
         limiter._reported(stream, refusal)
         until(lambda: limiter._pacing.strikes == strikes, f"strike {strikes} was written")  # noqa: B023
     limiter.close()
     other = deployai.RedisRateLimiter(redis.url, name="grows")
-    other._settle(other._acquire_sync(REQUEST, 10), answer(remaining=5))
+    other._settle(other._acquire_sync(REQUEST, 10), answer(remaining=5), 0.0)
     until(lambda: other._courier.own == 0, "the success was written")
     assert other._pacing.strikes == 0  # a success that is no stream's refusal still clears them
     other.close()
@@ -612,7 +612,7 @@ def test_429s_that_keep_coming_after_the_waits_they_ask_for_back_off_as_in_one_p
     limiter = deployai.RedisRateLimiter(redis.url, name="hinted")
     refused = httpx.Response(429, request=REQUEST, headers={"retry-after-ms": "1"})
     for strikes in (0, 1):
-        limiter._settle(limiter._acquire_sync(REQUEST, 10), refused)
+        limiter._settle(limiter._acquire_sync(REQUEST, 10), refused, 0.0)
         until(lambda: limiter._courier.own == 0, "the refusal was written")
         assert limiter._pacing.strikes == strikes
     limiter.close()
@@ -624,13 +624,13 @@ def test_a_machine_whose_clock_is_off_reads_resets_as_every_other_process_does(
     # Resets are unix times. Read against this machine's clock, one 100 s ahead saw every window as
     # over already and let its sends go uncounted, so that the processes overran the key's limit.
     limiter = deployai.RedisRateLimiter(redis.url, name="skewed")
-    limiter._settle(limiter._acquire_sync(REQUEST, 5), httpx.Response(200, request=REQUEST))
+    limiter._settle(limiter._acquire_sync(REQUEST, 5), httpx.Response(200, request=REQUEST), 0.0)
     until(lambda: limiter._courier.own == 0, "Redis's clock was read")
     reset = round(time.time() + 30)
     real_time = time.time
     monkeypatch.setattr(time, "time", lambda: real_time() + 100)
     spent = {"x-ratelimit-limit": "10", "x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)}
-    limiter._settle(limiter._acquire_sync(REQUEST, 5), httpx.Response(200, headers=spent, request=REQUEST))
+    limiter._settle(limiter._acquire_sync(REQUEST, 5), httpx.Response(200, headers=spent, request=REQUEST), 0.0)
     until(lambda: limiter._courier.own == 0, "the answer was written")
     limiter.close()
     assert limiter._pacing.remaining == 0
@@ -641,12 +641,12 @@ def test_a_request_withdrawn_unsent_no_longer_counts_against_requests_per_minute
     # A call stopped after its turn came but before it was sent used to count as a send of its minute
     # in every process, since the state in Redis does not say when each request was let through.
     limiter = deployai.RedisRateLimiter(redis.url, name="withdrawn", requests_per_minute=2)
-    limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=5))
+    limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=5), 0.0)
     limiter._withdraw(limiter._acquire_sync(REQUEST, 5))
     until(lambda: limiter._courier.own == 0, "the withdrawal was written")
     limiter.close()
     other = deployai.RedisRateLimiter(redis.url, name="withdrawn", requests_per_minute=2)
-    other._settle(other._acquire_sync(REQUEST, 5), answer(remaining=5))  # the minute's second send: at once
+    other._settle(other._acquire_sync(REQUEST, 5), answer(remaining=5), 0.0)  # the minute's second send: at once
     with pytest.raises(deployai.RateLimitError):  # and a third waits for the first to be a minute old
         other._acquire_sync(REQUEST, 5)
     other.close()
@@ -662,7 +662,7 @@ def test_a_forked_childs_first_calls_from_several_threads_all_go(
     # parent's copy of that thread, which does not run in the child, and wait forever. A slow
     # start (made slow here, off the main thread) widened that gap at will.
     limiter = deployai.RedisRateLimiter(redis.url, name="fork")
-    limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=1000, limit=1000))  # its thread runs
+    limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=1000, limit=1000), 0.0)  # its thread runs
     made = _redis_courier.Courier.__init__
 
     def slow_off_the_main_thread(self: Any, *args: Any) -> None:
@@ -679,7 +679,7 @@ def test_a_forked_childs_first_calls_from_several_threads_all_go(
         try:
 
             def call() -> None:
-                limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=1000, limit=1000))
+                limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=1000, limit=1000), 0.0)
                 went.append(1)
 
             threads = [threading.Thread(target=call) for _ in range(4)]
@@ -709,7 +709,7 @@ def test_a_caller_a_minute_of_sends_behind_waits_its_minute_out_rather_than_bein
     # process sharing the budget), where a `RateLimiter` holds it for the minute.
     limiter = deployai.RedisRateLimiter(redis.url, name="minute", requests_per_minute=2)
     for _ in range(2):
-        limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=1000, limit=1000))
+        limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=1000, limit=1000), 0.0)
     until(lambda: limiter._courier.own == 0, "both answers were written")
 
     class StoppedError(Exception):
@@ -754,7 +754,7 @@ def test_a_ticket_given_to_a_task_whose_loop_closed_goes_back(redis: RedisServer
 
     limiter = deployai.RedisRateLimiter(redis.url, name="closed-loop")
     with redis_py.Redis.from_url(redis.url) as client:
-        limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=5))
+        limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=5), 0.0)
         client.execute_command("CLIENT", "PAUSE", "300", "ALL")  # the next ask is answered after the loop closed
         loop = asyncio.new_event_loop()
         task = loop.create_task(limiter._acquire_async(REQUEST, 5))
@@ -775,16 +775,16 @@ def test_a_slow_redis_counts_as_down_and_calls_go_on_without_it(
 
     monkeypatch.setattr(_redis_courier, "REDIS_RETRY_SECONDS", 0.0)
     limiter = deployai.RedisRateLimiter(redis.url, name="slow", timeout=0.2)
-    limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=50, limit=50))
+    limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=50, limit=50), 0.0)
     assert limiter.shared
     with redis_py.Redis.from_url(redis.url) as client, caplog.at_level(logging.INFO, logger="deployai"):
         client.execute_command("CLIENT", "PAUSE", "3000", "ALL")  # Redis answers nobody for 3 s
         started = time.monotonic()
-        limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=49, limit=50))
+        limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=49, limit=50), 0.0)
         assert time.monotonic() - started < 2.5  # it did not wait for Redis (0.2 s, but a busy machine is slow)
         assert not limiter.shared
         until(lambda: client.ping(), "Redis answers again")
-        limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=48, limit=50))
+        limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=48, limit=50), 0.0)
         assert limiter.shared
     messages = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "deployai"]
     assert [level for level, _ in messages] == ["WARNING", "INFO"], messages  # one warning per outage

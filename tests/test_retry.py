@@ -35,7 +35,7 @@ def decide(
         if status is None
         else httpx.Response(status, headers=headers, request=REQUEST)
     )
-    error = attempt_error(outcome, REQUEST, NOW)
+    error = attempt_error(outcome, REQUEST, NOW, NOW)
     return decide_from(
         retryable=deployai.is_retryable(error),
         server_wait=deployai.retry_after(error),

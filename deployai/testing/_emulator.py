@@ -11,6 +11,7 @@ replace both. The concerns live in their own modules: `_routing` (auth, endpoint
 
 from __future__ import annotations
 
+import email.utils
 import itertools
 import json
 import time
@@ -189,7 +190,8 @@ class Emulator(Scripts, RequestLog, Adapters):
     def _respond(
         self, record: RecordedRequest, authorization: str | None, parse_error: str | None, number: int, now: float
     ) -> tuple[RouteName | None, Draft]:
-        base = [("x-request-id", record.request_id)]
+        # `date` on the emulator's clock, as its rate-limit resets are: a client reads those against it.
+        base = [("date", email.utils.formatdate(now, usegmt=True)), ("x-request-id", record.request_id)]
         key, problem = authenticate(authorization, self._api_keys)
         if key is None:
             draft = error_draft(401, problem, base)

@@ -94,6 +94,7 @@ def uvicorn_config(emulator: Emulator, **overrides: Any) -> uvicorn.Config:
         "lifespan": "on",
         "timeout_graceful_shutdown": _GRACEFUL_SHUTDOWN_SECONDS,
         "server_header": False,
+        "date_header": False,  # the emulator sends its own, on its clock (which may be a `VirtualClock`)
         **overrides,
     }
     config: uvicorn.Config = uvicorn_module.Config(emulator.asgi_app(), **options)
