@@ -17,6 +17,13 @@ all its connections alive. The pools are made as they are needed:
 - When every pool is full, the request waits in the least busy one, as httpcore would make it wait.
 - A pool that has had nothing in flight for the keep-alive expiry is closed whole. All its connections
   had expired anyway, and nothing else would look at them again.
+- A pool in which a response's close was cut short is sent nothing more, and is closed whole once its
+  last request has ended; a new pool takes its place. asyncio's cancel goes through httpcore's
+  shield against cancelling: a task cancelled while it waits inside that close (for the
+  connection's lock) leaves its connection checked out for good, and once a pool's every connection
+  is, the calls sent to it wait forever. With tasks cancelled at random moments of 16 calls at
+  once, 300 rounds left 16 connections so; a client that sent nothing more to such a pool kept
+  working.
 The choosing (`_Spread`) is shared by both shells; only they send and close.
 
 Making the first pool costs what making an httpx client costs: httpx imports httpcore (with h11
@@ -635,7 +642,7 @@ def async_http_pool(context: ssl.SSLContext) -> httpx.AsyncBaseTransport:
 class _Spread(Generic[_T]):
     """Which pool each request goes to, and which pools to close: no I/O, no lock (the shells lock)."""
 
-    __slots__ = ("_counts", "_idle_since", "_make", "_next_sweep", "_pools")
+    __slots__ = ("_counts", "_idle_since", "_make", "_next_sweep", "_pools", "_spoiled")
 
     def __init__(self, make: Callable[[], _T]) -> None:
         self._make: Callable[[], _T] = make
@@ -643,6 +650,7 @@ class _Spread(Generic[_T]):
         self._counts = [0] * _POOLS
         self._idle_since = [0.0] * _POOLS
         self._next_sweep = 0.0
+        self._spoiled: dict[_T, int] = {}  # pools taken out of use, and their requests still in flight
 
     def take(self) -> tuple[int, _T]:
         """Count a request in flight in the pool it should use, made if need be; return both."""
@@ -656,12 +664,38 @@ class _Spread(Generic[_T]):
             pool = self._pools[index] = self._make()
         return index, pool
 
-    def give_back(self, index: int, now: float) -> None:
-        """A request of pool `index` ended (its response closed, or it failed)."""
+    def give_back(self, index: int, pool: _T, now: float) -> _T | None:
+        """A request of `pool`, taken at `index`, ended (its response closed, or it failed).
+
+        Returns the pool to close now: a spoiled one whose last request this was.
+        """
+        if self._pools[index] is not pool:
+            return self._drained(pool)
         left = self._counts[index] - 1
         self._counts[index] = left
         if not left:
             self._idle_since[index] = now
+        return None
+
+    def spoil(self, index: int, pool: _T) -> None:
+        """Send `pool` nothing more, and close it once its requests in flight have ended.
+
+        A response's close was cut short in it, which may have left its connection checked out for good.
+        """
+        if self._pools[index] is pool:
+            self._spoiled[pool] = self._counts[index]
+            self._pools[index] = None
+            self._counts[index] = 0
+
+    def _drained(self, pool: _T) -> _T | None:
+        left = self._spoiled.get(pool)
+        if left is None:  # taken out by `take_all`: closed with the transport already
+            return None
+        if left > 1:
+            self._spoiled[pool] = left - 1
+            return None
+        del self._spoiled[pool]
+        return pool
 
     def stale(self, now: float) -> list[_T]:
         """Pools idle for the keep-alive expiry, taken out to be closed (looked for once per expiry)."""
@@ -679,18 +713,24 @@ class _Spread(Generic[_T]):
     def take_all(self) -> list[_T]:
         """Every pool, taken out to be closed with the transport."""
         pools = [pool for pool in self._pools if pool is not None]
+        pools += self._spoiled
         self._pools = [None] * _POOLS
+        self._spoiled = {}
         return pools
 
 
 class _Counted(httpx.SyncByteStream):
-    """A response body that gives its request's place back when it is closed."""
+    """A response body that gives its request's place back when it is closed.
+
+    `done(cut_short)` is called once, at the close: `cut_short` when the close itself was
+    interrupted, which may have left the connection checked out in its pool (see `_Spread.spoil`).
+    """
 
     __slots__ = ("_done", "_stream")
 
-    def __init__(self, stream: httpx.SyncByteStream, done: Callable[[], None]) -> None:
+    def __init__(self, stream: httpx.SyncByteStream, done: Callable[[bool], None]) -> None:
         self._stream = stream
-        self._done: Callable[[], None] | None = done
+        self._done: Callable[[bool], None] | None = done
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._stream)
@@ -699,9 +739,12 @@ class _Counted(httpx.SyncByteStream):
         done, self._done = self._done, None
         try:
             self._stream.close()
-        finally:
+        except BaseException:
             if done is not None:
-                done()
+                done(True)
+            raise
+        if done is not None:
+            done(False)
 
 
 class _AsyncCounted(httpx.AsyncByteStream):
@@ -709,9 +752,9 @@ class _AsyncCounted(httpx.AsyncByteStream):
 
     __slots__ = ("_done", "_stream")
 
-    def __init__(self, stream: httpx.AsyncByteStream, done: Callable[[], None]) -> None:
+    def __init__(self, stream: httpx.AsyncByteStream, done: Callable[[bool], None]) -> None:
         self._stream = stream
-        self._done: Callable[[], None] | None = done
+        self._done: Callable[[bool], None] | None = done
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._stream.__aiter__()
@@ -720,9 +763,12 @@ class _AsyncCounted(httpx.AsyncByteStream):
         done, self._done = self._done, None
         try:
             await self._stream.aclose()
-        finally:
+        except BaseException:
             if done is not None:
-                done()
+                done(True)
+            raise
+        if done is not None:
+            done(False)
 
 
 def _spreads(settings: Settings, make: Callable[[ssl.SSLContext], _T], cut: Cut | None) -> dict[str, _Spread[_T]]:
@@ -751,7 +797,7 @@ class SpreadTransport(httpx.BaseTransport):
     ) -> None:
         self._lock = threading.Lock()
         self._spreads = _spreads(settings, make, cut)
-        self._retired: list[httpx.BaseTransport] = []  # idle pools, closed by the next request
+        self._retired: list[httpx.BaseTransport] = []  # idle or spoiled pools, closed by the next request
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send through the pool `_Spread` chooses; the response's close gives its place back."""
@@ -761,9 +807,12 @@ class SpreadTransport(httpx.BaseTransport):
             self._retired += spread.stale(now)
             index, pool = spread.take()
 
-        def done() -> None:
+        def done(cut_short: bool = False) -> None:
             with self._lock:
-                spread.give_back(index, _now())
+                if cut_short:
+                    spread.spoil(index, pool)
+                if (drained := spread.give_back(index, pool, _now())) is not None:
+                    self._retired.append(drained)
 
         try:
             if self._retired:
@@ -801,7 +850,7 @@ class AsyncSpreadTransport(httpx.AsyncBaseTransport):
         cut: Cut | None = None,
     ) -> None:
         self._spreads = _spreads(settings, make, cut)
-        self._retired: list[httpx.AsyncBaseTransport] = []  # idle pools, closed by the next request
+        self._retired: list[httpx.AsyncBaseTransport] = []  # idle or spoiled pools, closed by the next request
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """As `SpreadTransport.handle_request`; no lock, as one event loop runs one step at a time."""
@@ -810,8 +859,11 @@ class AsyncSpreadTransport(httpx.AsyncBaseTransport):
         self._retired += spread.stale(now)
         index, pool = spread.take()
 
-        def done() -> None:
-            spread.give_back(index, _now())
+        def done(cut_short: bool = False) -> None:
+            if cut_short:
+                spread.spoil(index, pool)
+            if (drained := spread.give_back(index, pool, _now())) is not None:
+                self._retired.append(drained)
 
         try:
             while self._retired:  # cancelled meanwhile: the pools not yet closed stay for the next

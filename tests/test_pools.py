@@ -52,12 +52,12 @@ def test_a_pool_is_taken_up_to_its_size_before_the_next_and_the_least_busy_when_
     first = [spread.take() for _ in range(POOL_CONNECTIONS)]
     assert {index for index, _ in first} == {0}
     assert spread.take()[0] == 1
-    spread.give_back(0, 1.0)
+    spread.give_back(0, made[0], 1.0)
     assert spread.take()[0] == 0  # back to the first pool with room
     while sum(spread._counts) < len(spread._counts) * POOL_CONNECTIONS:
         spread.take()
-    spread.give_back(5, 2.0)
-    spread.give_back(5, 2.0)
+    spread.give_back(5, made[5], 2.0)
+    spread.give_back(5, made[5], 2.0)
     assert spread.take()[0] == 5  # all full: the least busy
     assert spread.take()[0] == 5
     assert spread.take()[0] == 0  # all equally busy again: the first
@@ -68,9 +68,8 @@ def test_only_pools_idle_for_the_keepalive_expiry_are_closed_and_looked_for_once
     spread = _pools._Spread(lambda: httpx.MockTransport(lambda request: httpx.Response(200)))
     expiry = KEEPALIVE_EXPIRY_SECONDS
     busy, _ = spread.take()
-    for _ in range(POOL_CONNECTIONS):
-        spread.take()
-    spread.give_back(1, 0.1)  # pool 1 idle since 0.1; pool 0 still busy
+    taken = [spread.take() for _ in range(POOL_CONNECTIONS)]
+    spread.give_back(*taken[-1], 0.1)  # pool 1 idle since 0.1; pool 0 still busy
     assert spread.stale(expiry) == []  # looked: idle for less than the expiry
     assert spread.stale(2 * expiry - 0.1) == []  # idle long enough, but not looked for yet
     stale = spread.stale(2 * expiry)
@@ -475,3 +474,93 @@ def test_a_transport_socket_that_refuses_shutdown_is_shut_down_through_its_descr
     assert near.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE) == socket.SOCK_STREAM
     near.close()
     far.close()
+
+
+def test_a_spoiled_pool_is_sent_nothing_more_and_is_closed_after_its_last_request() -> None:
+    made: list[httpx.BaseTransport] = []
+
+    def make() -> httpx.BaseTransport:
+        made.append(httpx.MockTransport(lambda request: httpx.Response(200)))
+        return made[-1]
+
+    spread = _pools._Spread(make)
+    (index, spoiled), (_, other) = spread.take(), spread.take()
+    spread.spoil(index, spoiled)
+    assert spread.give_back(index, spoiled, 1.0) is None  # one of its requests is still in flight
+    fresh = spread.take()
+    assert fresh == (index, made[1])  # its place holds a new pool
+    assert made[1] is not spoiled
+    assert spread.give_back(index, other, 2.0) is spoiled  # its last request: close it now
+    assert spread.give_back(*fresh, 3.0) is None
+    assert sum(spread._counts) == 0
+    spread.take()
+    third, _ = spread.take()
+    spread.spoil(third, made[1])
+    assert spread.take_all() == [made[1]]  # a spoiled pool still in use is closed with the others
+
+
+def test_async_calls_cancelled_inside_their_connections_close_never_leave_the_client_stuck(
+    server: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # asyncio's cancel goes through httpcore's shield: a task cancelled while its response's close
+    # waits for the connection's lock leaves the connection checked out. The wait is made certain
+    # here; in a service, it is a race that timeouts and cancelled requests win now and then.
+    import httpcore
+
+    closes = httpcore.AsyncHTTP11Connection._response_closed
+    stuck: list[Any] = []
+
+    async def run() -> None:
+        parked = asyncio.Event()
+
+        async def close_slowly(self: Any) -> None:
+            stuck.append(self)
+            parked.set()
+            await asyncio.sleep(3600)
+            await closes(self)
+
+        client = deployai.AsyncDeployAI(api_key=KEY, base_url=server.base_url)
+        with monkeypatch.context() as patched:
+            patched.setattr(httpcore.AsyncHTTP11Connection, "_response_closed", close_slowly)
+            for _ in range(POOL_CONNECTIONS):  # as many as one pool holds
+                parked.clear()
+                call = asyncio.ensure_future(client.chat.completions.create(model=MODEL, messages=user("hi")))
+                await parked.wait()
+                call.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await call
+        completion = await asyncio.wait_for(client.chat.completions.create(model=MODEL, messages=user("hi")), 10)
+        assert completion.choices[0].message.content
+        assert all(connection.is_closed() for connection in stuck)  # their pools were closed
+        spread = spread_of(client)
+        assert sum(spread._counts) == 0
+        assert not spread._spoiled
+        await client.close()
+
+    asyncio.run(run())
+    assert len(stuck) == POOL_CONNECTIONS
+
+
+def test_blocking_calls_interrupted_inside_their_connections_close_never_leave_the_client_stuck(
+    server: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpcore
+
+    stuck: list[Any] = []
+
+    def interrupted(self: Any) -> None:  # Ctrl+C as the close begins
+        stuck.append(self)
+        raise KeyboardInterrupt
+
+    with deployai.DeployAI(api_key=KEY, base_url=server.base_url) as client:
+        with monkeypatch.context() as patched:
+            patched.setattr(httpcore.HTTP11Connection, "_response_closed", interrupted)
+            for _ in range(POOL_CONNECTIONS):
+                with pytest.raises(KeyboardInterrupt):
+                    client.chat.completions.create(model=MODEL, messages=user("hi"))
+        with ThreadPoolExecutor(1) as thread:
+            answer = thread.submit(client.chat.completions.create, model=MODEL, messages=user("hi"))
+            assert answer.result(timeout=10).choices[0].message.content
+        assert all(connection.is_closed() for connection in stuck)
+        assert sum(spread_of(client)._counts) == 0
+    assert len(stuck) == POOL_CONNECTIONS
