@@ -15,7 +15,8 @@ Pools follow their process and event loop. A client used after `os.fork()` opens
 the child and never touches the parent's connections. `AsyncDeployAI` keeps one pool per event
 loop: on a new loop it opens a new pool, and an async generator registered with each loop closes
 that loop's pool and open streams when the loop shuts its async generators down (as `asyncio.run`
-does), so no connection outlives its loop.
+does), so no connection outlives its loop. The loop holds its pool, not the client: a loop dropped
+without being closed goes to the collector with its pool and connections.
 """
 
 from __future__ import annotations
@@ -1440,7 +1441,7 @@ class AsyncLease(_LeaseBase):
 class _LoopPool:
     """The `httpx.AsyncClient` one `AsyncHTTP` uses on one event loop, and the streams it leased there."""
 
-    __slots__ = ("_loop", "abandoned", "client", "closed", "keeper", "leases", "owned", "shell", "why")
+    __slots__ = ("__weakref__", "_loop", "abandoned", "client", "closed", "keeper", "leases", "owned", "shell", "why")
 
     def __init__(
         self, shell: AsyncHTTP, loop: asyncio.AbstractEventLoop | None, client: httpx.AsyncClient, *, owned: bool
@@ -1460,6 +1461,25 @@ class _LoopPool:
     def loop(self) -> asyncio.AbstractEventLoop | None:
         """The loop this pool belongs to; None for a pool used outside asyncio, or once its loop is gone."""
         return None if self._loop is None else self._loop()
+
+    def held_by_loop(self) -> bool:
+        """Have the loop hold this pool, which then lives as long as the loop, and no longer; whether it could.
+
+        A pool's connections hold its loop. Held by the shell, a pool would keep a loop its program
+        dropped without closing it (a loop made per call) alive for good, with its sockets; held by
+        the loop, both go to the collector together. A loop that takes no attributes cannot hold it.
+        """
+        attributes: dict[str, Any] | None = getattr(self.loop, "__dict__", None)
+        if attributes is None:
+            return False
+        attributes.setdefault(_HELD_BY_LOOP, set()).add(self)
+        return True
+
+    def _let_loop_go(self) -> None:
+        """The pool closed: its loop holds it no longer (a loop that runs on would keep it for nothing)."""
+        held = getattr(self.loop, "__dict__", {}).get(_HELD_BY_LOOP)
+        if held is not None:
+            held.discard(self)
 
     def watch_loop(self) -> None:
         """Register with the running loop an async generator whose end closes this pool with the loop."""
@@ -1481,6 +1501,7 @@ class _LoopPool:
         if not self.closed:  # closed already (by `aclose()`): it keeps the reason it was closed for
             self.closed = True
             self.why = "Its event loop shut down"
+        self._let_loop_go()
         if self.owned and isinstance(self.client, _AsyncClient):
             self.client._cut.close()
         keeper, self.keeper = self.keeper, None
@@ -1499,6 +1520,7 @@ class _LoopPool:
             return
         self.closed = True
         self.why = cut_short
+        self._let_loop_go()
         for lease in list(self.leases):
             await lease.close(cut_short)  # not release(): another task may be reading it
         while self.abandoned:
@@ -1513,9 +1535,13 @@ async def _keep(pool: _LoopPool) -> AsyncGenerator[None, None]:
         yield
     finally:
         # As a registered async generator it holds its loop (through its finalizer): let go of it, or
-        # the pool would keep that loop, and the shell that maps loops to pools weakly, its pool.
+        # a pool the shell holds (`_current`, or one a loop cannot hold) would keep that loop.
         pool.keeper = None
         await pool.aclose("Its event loop shut down")
+
+
+# The name of the attribute by which a loop holds the SDK's pools on it (see `_LoopPool.held_by_loop`).
+_HELD_BY_LOOP: Final = "_deployai_pools"
 
 
 class AsyncHTTP:
@@ -1526,8 +1552,11 @@ class AsyncHTTP:
         # Read once, as httpx reads them when a client is made: every loop's pool follows them.
         self._settings = Settings.read() if http_client is None else None
         self.in_process = False  # see `wired_in_process`
-        # One pool per event loop, used one after the other or at the same time from several threads.
-        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool] = weakref.WeakKeyDictionary()
+        # One pool per event loop, used one after the other or at the same time from several threads;
+        # each found through a weak reference where its loop holds it (see `_LoopPool.held_by_loop`).
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Callable[[], _LoopPool | None]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._loopless: _LoopPool | None = None  # for async libraries other than asyncio
         self._current: _LoopPool | None = None  # the pool used last: most calls come from the same loop
         self._pid = os.getpid()
@@ -1565,7 +1594,11 @@ class AsyncHTTP:
             _once_in_child(self, self._after_fork)
         pool = self._current
         if pool is None or pool.closed or pool.loop is not loop:
-            pool = self._pools.get(loop) if loop is not None else self._loopless
+            if loop is None:
+                pool = self._loopless
+            else:
+                found = self._pools.get(loop)
+                pool = None if found is None else found()
             if pool is None or pool.closed:
                 pool = self._open(loop)
             self._current = pool
@@ -1588,7 +1621,7 @@ class AsyncHTTP:
         if loop is None:
             self._loopless = pool
         else:
-            self._pools[loop] = pool
+            self._pools[loop] = weakref.ref(pool) if pool.held_by_loop() else lambda: pool
             pool.watch_loop()
         return pool
 
@@ -1600,10 +1633,10 @@ class AsyncHTTP:
                 break
             except RuntimeError:  # another thread opened a pool on its loop meanwhile: the map changed size
                 continue
-        for loop, pool in pools:
-            # Taken out of the map, which would hold it and its loop for good (it holds its loop
+        for loop, found in pools:
+            # Taken out of the map, which may hold it and its loop for good (it holds its loop
             # through its keeper); by one thread only, if two look at once.
-            if loop.is_closed() and self._pools.pop(loop, None) is pool:
+            if loop.is_closed() and self._pools.pop(loop, None) is found and (pool := found()) is not None:
                 pool.forsake()
                 if self._current is pool:
                     self._current = None
@@ -1616,7 +1649,7 @@ class AsyncHTTP:
 
     def _forget_parent(self) -> None:
         """In a forked child: leave the parent's pools and waiters as they are, for a fresh start."""
-        _left_in_parent.extend([*self._pools.values(), self._loopless])
+        _left_in_parent.extend([*(found() for found in self._pools.values()), self._loopless])
         self._pools = weakref.WeakKeyDictionary()
         self._loopless = self._current = None
         self._pauses = set()
@@ -1791,7 +1824,7 @@ class AsyncHTTP:
             here: asyncio.AbstractEventLoop | None = self._running_loop()
         except RuntimeError:
             here = None
-        for pool in [*self._pools.values(), self._loopless]:
+        for pool in [*(found() for found in self._pools.values()), self._loopless]:
             if pool is None or pool.closed:
                 continue
             loop = pool.loop

@@ -1056,6 +1056,51 @@ def test_loops_closed_without_shutting_down_are_let_go_with_their_connections_at
     asyncio.run(client.aclose())
 
 
+@_LINUX_TCP
+def test_loops_dropped_without_being_closed_go_with_their_connections_and_the_client_keeps_working(
+    server: EmulatorServer,
+) -> None:
+    # A blocking wrapper that runs each call on a new loop and never closes it (older code): the
+    # client's pools held each such loop, and its sockets, for as long as the client lived; about
+    # 200 calls used up a process's 1,024 file descriptors. The loops go to the collector now.
+    port = int(server.base_url.split(":")[2].split("/")[0])
+    client = deployai.AsyncDeployAI(api_key=KEY, base_url=server.base_url)
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # asyncio's, for loops and transports never closed
+        for _ in range(5):
+            loop = asyncio.new_event_loop()
+            loops.append(weakref.ref(loop))
+            assert loop.run_until_complete(client.chat.completions.create(model=MODEL, messages=user())).choices
+        del loop
+        gc.collect()
+        assert sum(loop() is not None for loop in loops) == 1  # the one used last, whose pool is at hand
+        assert list(_tcp_states(port).values()).count("01") == 1
+        assert asyncio.run(client.chat.completions.create(model=MODEL, messages=user())).choices
+        gc.collect()
+    assert [loop() for loop in loops] == [None] * 5
+    asyncio.run(client.aclose())
+
+
+def test_a_pool_closed_with_its_client_is_not_kept_by_a_loop_that_runs_on() -> None:
+    # A notebook's loop runs for the kernel's life: clients made and closed in it must not stay.
+    emulator = Emulator()
+
+    async def one_client() -> weakref.ref[Any]:
+        client = emulator.async_client()
+        await client.models.list()
+        pool = weakref.ref(client._http._current)
+        await client.aclose()
+        return pool
+
+    async def main() -> None:
+        pools = [await one_client() for _ in range(3)]
+        gc.collect()
+        assert [pool() for pool in pools] == [None] * 3
+
+    asyncio.run(main())
+
+
 def test_a_stream_closed_from_another_threads_loop_is_released_on_its_own() -> None:
     # A stream opened on a loop in one thread, closed by `await stream.aclose()` on a loop in
     # another: its transport was closed from the wrong thread, which asyncio's debug mode refuses
