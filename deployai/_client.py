@@ -239,7 +239,12 @@ class DeployAI(_BaseClient[SyncHTTP, httpx.Client]):
         options = self._options
         prepared = endpoint.build(options, endpoint, params)
         if prepared.stream and endpoint.chunk is not None:
-            stream = Stream(self._http.stream(prepared.request, options, prepared.total_timeout), endpoint.chunk)
+            lease = self._http.stream(prepared.request, options, prepared.total_timeout)
+            try:
+                stream = Stream(lease, endpoint.chunk)
+            except BaseException:  # Ctrl+C before the stream could own it: released before the next request
+                lease.abandon()
+                raise
             if not raw:
                 return stream
             return RawResponse(
@@ -294,9 +299,12 @@ class AsyncDeployAI(_BaseClient[AsyncHTTP, httpx.AsyncClient]):
         options = self._options
         prepared = endpoint.build(options, endpoint, params)
         if prepared.stream and endpoint.chunk is not None:
-            stream = AsyncStream(
-                await self._http.stream(prepared.request, options, prepared.total_timeout), endpoint.chunk
-            )
+            lease = await self._http.stream(prepared.request, options, prepared.total_timeout)
+            try:
+                stream = AsyncStream(lease, endpoint.chunk)
+            except BaseException:  # as in `DeployAI._call`
+                lease.abandon()
+                raise
             if not raw:
                 return stream
             return RawResponse(

@@ -554,6 +554,28 @@ def test_a_blocking_stream_interrupted_mid_read_says_so_and_is_no_connection_err
             next(stream)  # not StopIteration, which would pass the cut answer off as whole
 
 
+def test_a_stream_interrupted_before_it_holds_its_response_is_released_before_the_next_request(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ctrl+C just as the stream object was being made: its response used to stay held (and, on a
+    # real pool, its connection checked out) until the client closed.
+    add_stream(httpx_mock, hello_stream())
+    add_stream(httpx_mock, hello_stream())
+    client = make_client()
+    with monkeypatch.context() as patched:
+        patched.setattr(deployai._client, "AsyncStream" if kind == "async" else "Stream", _interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            stream_of(client)
+    with stream_of(client) as stream:
+        assert texts(list(stream)) == "Hello world"
+    inner: Any = client.unwrapped._http if kind == "async" else client._http
+    assert not (inner._current.leases if kind == "async" else inner._leases)  # each released
+
+
+def _interrupted(*args: object) -> Any:
+    raise KeyboardInterrupt
+
+
 def test_keep_alive_events_are_no_first_event_so_a_failure_after_them_is_still_retried(
     make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float]
 ) -> None:
