@@ -1196,18 +1196,21 @@ class SyncHTTP:
                     took = None
                     if stopped is not None or self._closed:
                         _check_before_send(stopped, self._closed)
-                    ticket = 0 if op.limiter is None else self._take_turn(op, op.limiter, stopped)
-                    turn = _stream_turn(op, ticket)
-                    deadline = _attempt_deadline(op, client.timeout)
-                    sent_at = time.perf_counter()
-                    try:
-                        if deadline is None:
-                            outcome = _fetch(client, op.request, op.stream)
-                        else:  # a whole answer, or a stream's headers (its body's read timeout is its own)
-                            with reads_end_within(deadline - time.monotonic()):
+                    ticket = 0
+                    try:  # from its turn to its settling: a Ctrl+C anywhere between never keeps the turn
+                        if op.limiter is not None:
+                            ticket = self._take_turn(op, op.limiter, stopped)
+                        turn = _stream_turn(op, ticket)
+                        deadline = _attempt_deadline(op, client.timeout)
+                        sent_at = time.perf_counter()
+                        try:
+                            if deadline is None:
                                 outcome = _fetch(client, op.request, op.stream)
-                    except Exception as exc:
-                        outcome = _failed(exc, op.request, client.is_closed, self._cut())
+                            else:  # a whole answer, or a stream's headers (its body's read timeout is its own)
+                                with reads_end_within(deadline - time.monotonic()):
+                                    outcome = _fetch(client, op.request, op.stream)
+                        except Exception as exc:
+                            outcome = _failed(exc, op.request, client.is_closed, self._cut())
                     finally:
                         took = _attempt_over(op, ticket, outcome, sent_at, debug)
                 elif type(op) is Deliver:
@@ -1712,17 +1715,20 @@ class AsyncHTTP:
                     took = None
                     if stopped is not None or self._closed or pool.closed:
                         _check_before_send(stopped, self._closed or pool.closed, pool.why)
-                    ticket = 0 if op.limiter is None else await self._take_turn(op, op.limiter, stopped, pool)
-                    turn = _stream_turn(op, ticket)
-                    deadline = _attempt_deadline(op, client.timeout)
-                    sent_at = time.perf_counter()
-                    try:
-                        if deadline is None:
-                            outcome = await _afetch(client, op.request, op.stream)
-                        else:  # a whole answer, or a stream's headers (its body's read timeout is its own)
-                            outcome = await _send_by(deadline, client, op.request, op.stream, pool.loop is not None)
-                    except Exception as exc:
-                        outcome = _failed(exc, op.request, client.is_closed, self._cut(pool))
+                    ticket = 0
+                    try:  # as in `SyncHTTP.resume`
+                        if op.limiter is not None:
+                            ticket = await self._take_turn(op, op.limiter, stopped, pool)
+                        turn = _stream_turn(op, ticket)
+                        deadline = _attempt_deadline(op, client.timeout)
+                        sent_at = time.perf_counter()
+                        try:
+                            if deadline is None:
+                                outcome = await _afetch(client, op.request, op.stream)
+                            else:  # a whole answer, or a stream's headers (its body's read timeout is its own)
+                                outcome = await _send_by(deadline, client, op.request, op.stream, pool.loop is not None)
+                        except Exception as exc:
+                            outcome = _failed(exc, op.request, client.is_closed, self._cut(pool))
                     finally:
                         took = _attempt_over(op, ticket, outcome, sent_at, debug)
                 elif type(op) is Deliver:

@@ -413,11 +413,14 @@ class RateLimiter:
         `outcome` is the `httpx.Response` (for a stream: at its headers), or anything else when no
         answer came: the `httpx.HTTPError`, or None for a send that was interrupted.
         """
-        answer = _answer(self._clock(), outcome, self._unix(), took)
-        with self._lock:
-            _apply(self._pacing, ticket, answer)
-            if self._queue:
-                self._wake_head()
+        answer: Answer = None  # unread (a Ctrl+C while reading it): counted as spent, never kept in flight
+        try:
+            answer = _answer(self._clock(), outcome, self._unix(), took)
+        finally:
+            with self._lock:
+                _apply(self._pacing, ticket, answer)
+                if self._queue:
+                    self._wake_head()
 
     def _withdraw(self, ticket: int) -> None:
         """The request with `ticket` was not sent after all: its call was stopped while it waited."""

@@ -41,7 +41,7 @@ import httpx
 from ._config import conceal
 from ._constants import REDIS_POLL_SECONDS, REDIS_TIMEOUT_SECONDS
 from ._exceptions import DeployAIError, InvalidParameterError
-from ._limiter import WITHDRAWN, Ask, RateLimiter, Refused, _answer, _check_per_minute, one_per_process
+from ._limiter import WITHDRAWN, Answer, Ask, RateLimiter, Refused, _answer, _check_per_minute, one_per_process
 from ._public import show_as_public
 from ._redis_courier import Courier
 
@@ -226,8 +226,12 @@ class RedisRateLimiter(RateLimiter):
     def _settle(self, ticket: int, outcome: object, took: float) -> None:
         # Redis's clock is a unix time: resets are read on it, the same in every process, whatever
         # the clock of the machine each one runs on says.
-        now = self._clock()
-        self._courier.tell(ticket, _answer(now, outcome, now, took))
+        answer: Answer = None  # as in `RateLimiter._settle`
+        try:
+            now = self._clock()
+            answer = _answer(now, outcome, now, took)
+        finally:
+            self._courier.tell(ticket, answer)
 
     def _withdraw(self, ticket: int) -> None:
         self._courier.tell(ticket, WITHDRAWN)

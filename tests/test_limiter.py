@@ -26,6 +26,7 @@ import httpx
 import pytest
 
 import deployai
+from deployai import _http, _limiter
 from deployai.testing import Emulator, EmulatorServer, VirtualClock
 from tests.conftest import API_KEY, ClientFactory, completion_json, user
 
@@ -241,6 +242,31 @@ def test_a_wait_longer_than_the_caller_may_wait_raises_at_once_and_sends_nothing
     assert f"{allowed:.1f} s" in str(error)
     assert "Nothing was sent" in str(error)
     assert error.elapsed is None  # no attempt: unlike an answer's error, it took no time to come
+    assert (limiter.waiting, limiter.in_flight) == (0, 0)
+
+
+def _ctrl_c(*args: object) -> Any:
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [(_http, "_stream_turn"), (_http, "_attempt_deadline"), (_limiter, "read_window")],
+    ids=["after-its-turn", "before-its-send", "reading-its-answer"],
+)
+def test_a_ctrl_c_between_a_calls_turn_and_its_settling_leaves_nothing_in_flight(
+    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch, module: Any, name: str
+) -> None:
+    # A turn kept in flight for good lowers every later window's budget by one, for the limiter's life.
+    limiter = deployai.RateLimiter()
+    transport, _ = handler_with(ok(window(remaining=10)))
+    client = make_client(transport=transport, rate_limiter=limiter)
+    with monkeypatch.context() as patched:
+        patched.setattr(module, name, _ctrl_c)
+        with pytest.raises(KeyboardInterrupt):
+            client.chat.completions.create(model=MODEL, messages=user())
+    assert (limiter.waiting, limiter.in_flight) == (0, 0)
+    assert client.chat.completions.create(model=MODEL, messages=user()).choices
     assert (limiter.waiting, limiter.in_flight) == (0, 0)
 
 
