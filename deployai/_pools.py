@@ -17,7 +17,8 @@ all its connections alive. The pools are made as they are needed:
 - When every pool is full, the request waits in the least busy one, as httpcore would make it wait.
 - A pool that has had nothing in flight for the keep-alive expiry is closed whole. All its connections
   had expired anyway, and nothing else would look at them again.
-- A pool in which a response's close was cut short is sent nothing more, and is closed whole once its
+- A pool in which a response's close was cut short, or which a cancelled request left with a busy
+  connection no request holds (`_stranded`), is sent nothing more, and is closed whole once its
   last request has ended; a new pool takes its place. asyncio's cancel goes through httpcore's
   shield against cancelling: a task cancelled while it waits inside that close (for the
   connection's lock) leaves its connection checked out for good, and once a pool's every connection
@@ -687,6 +688,10 @@ class _Spread(Generic[_T]):
             self._pools[index] = None
             self._counts[index] = 0
 
+    def in_flight(self, index: int, pool: _T) -> int:
+        """How many requests taken at `index` for `pool` have not ended."""
+        return self._counts[index] if self._pools[index] is pool else self._spoiled.get(pool, 0)
+
     def _drained(self, pool: _T) -> _T | None:
         left = self._spoiled.get(pool)
         if left is None:  # taken out by `take_all`: closed with the transport already
@@ -771,6 +776,20 @@ class _AsyncCounted(httpx.AsyncByteStream):
             done(False)
 
 
+def _stranded(pool: object, in_flight: int) -> bool:
+    """Whether `pool` (an httpx transport) holds more busy connections than `in_flight` requests can.
+
+    httpcore's pool gives a request's connection up when the request fails, but a task cancelled
+    while the connection waits for its own lock (before its first request, or after its response)
+    leaves it neither idle nor closed, and it is never used or closed again. A pool whose busy
+    connections outnumber its requests holds such a one. Any other transport: False.
+    """
+    connections = getattr(getattr(pool, "_pool", None), "connections", None)
+    if connections is None:
+        return False
+    return sum(1 for connection in connections if not connection.is_idle() and not connection.is_closed()) > in_flight
+
+
 def _spreads(settings: Settings, make: Callable[[ssl.SSLContext], _T], cut: Cut | None) -> dict[str, _Spread[_T]]:
     """A spread of pools for each scheme, their TLS context made as `settings` say; `cut` ends their connections."""
     return {
@@ -818,8 +837,8 @@ class SpreadTransport(httpx.BaseTransport):
             if self._retired:
                 self._close_retired()
             response = pool.handle_request(request)
-        except BaseException:
-            done()
+        except BaseException as exc:  # a Ctrl+C may strand a connection in httpcore's pool (see `_stranded`)
+            done(not isinstance(exc, Exception) and _stranded(pool, spread.in_flight(index, pool) - 1))
             raise
         assert isinstance(response.stream, httpx.SyncByteStream)
         response.stream = _Counted(response.stream, done)
@@ -869,8 +888,8 @@ class AsyncSpreadTransport(httpx.AsyncBaseTransport):
             while self._retired:  # cancelled meanwhile: the pools not yet closed stay for the next
                 await self._retired.pop().aclose()
             response = await pool.handle_async_request(request)
-        except BaseException:
-            done()
+        except BaseException as exc:  # a cancel may strand a connection in httpcore's pool (see `_stranded`)
+            done(not isinstance(exc, Exception) and _stranded(pool, spread.in_flight(index, pool) - 1))
             raise
         assert isinstance(response.stream, httpx.AsyncByteStream)
         response.stream = _AsyncCounted(response.stream, done)

@@ -541,6 +541,69 @@ def test_async_calls_cancelled_inside_their_connections_close_never_leave_the_cl
     assert len(stuck) == POOL_CONNECTIONS
 
 
+def test_async_calls_cancelled_before_their_connection_took_them_never_leave_the_client_stuck(
+    server: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A new connection's first request waits for the connection's lock; a task cancelled there
+    # leaves the connection neither idle nor closed, and httpcore's pool never uses or closes it.
+    import httpcore
+
+    sends = httpcore.AsyncHTTP11Connection.handle_async_request
+    stranded: list[Any] = []
+
+    async def run() -> None:
+        parked = asyncio.Event()
+
+        async def send_slowly(self: Any, request: Any) -> Any:
+            stranded.append(self)
+            parked.set()
+            await asyncio.sleep(3600)
+            return await sends(self, request)
+
+        client = deployai.AsyncDeployAI(api_key=KEY, base_url=server.base_url)
+        with monkeypatch.context() as patched:
+            patched.setattr(httpcore.AsyncHTTP11Connection, "handle_async_request", send_slowly)
+            for _ in range(POOL_CONNECTIONS):
+                parked.clear()
+                call = asyncio.ensure_future(client.chat.completions.create(model=MODEL, messages=user("hi")))
+                await parked.wait()
+                call.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await call
+        completion = await asyncio.wait_for(client.chat.completions.create(model=MODEL, messages=user("hi")), 10)
+        assert completion.choices[0].message.content
+        assert all(connection.is_closed() for connection in stranded)
+        await client.close()
+
+    asyncio.run(run())
+    assert len(stranded) == POOL_CONNECTIONS
+
+
+def test_a_call_cancelled_while_it_waits_for_its_answer_keeps_its_pool(server: EmulatorServer) -> None:
+    # httpcore tidies up after such a cancel: the pool is kept, with its other connections.
+    async def run() -> None:
+        client = deployai.AsyncDeployAI(api_key=KEY, base_url=server.base_url)
+        await client.chat.completions.create(model=MODEL, messages=user("hi"))
+        pool = spread_of(client)._pools[0]
+        server.emulator.stall_next(3600)
+        call = asyncio.ensure_future(client.chat.completions.create(model=MODEL, messages=user("hi")))
+
+        async def until_received() -> None:  # by the server: the call then waits for its answer
+            while len(server.emulator.requests) < 2:
+                await asyncio.sleep(0.001)
+
+        await asyncio.wait_for(until_received(), 10)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        await client.chat.completions.create(model=MODEL, messages=user("hi"))
+        assert spread_of(client)._pools[0] is pool
+        assert not spread_of(client)._spoiled
+        await client.close()
+
+    asyncio.run(run())
+
+
 def test_blocking_calls_interrupted_inside_their_connections_close_never_leave_the_client_stuck(
     server: EmulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
