@@ -1490,8 +1490,16 @@ class _LoopPool:
         self.keeper = keeper
         # Run it to its `yield` now, synchronously: the first step registers it with the running loop,
         # which closes it in `shutdown_asyncgens()` (`asyncio.run` and test runners call it at the end).
-        with contextlib.suppress(StopIteration):
-            keeper.asend(None).send(None)
+        # Its finalizer reaches the loop weakly: a loop dropped unclosed goes to the collector with
+        # this keeper, and the loop's own finalizer would then hand the dying loop an `aclose()` that
+        # never runs (Python 3.13 warns of it).
+        firstiter, finalizer = sys.get_asyncgen_hooks()
+        sys.set_asyncgen_hooks(firstiter, _finalizing_weakly(finalizer))
+        try:
+            with contextlib.suppress(StopIteration):
+                keeper.asend(None).send(None)
+        finally:
+            sys.set_asyncgen_hooks(firstiter, finalizer)
 
     def forsake(self) -> None:
         """Its loop was closed without shutting its async generators down: end, without it, what can be ended.
@@ -1531,6 +1539,27 @@ class _LoopPool:
         if self.owned:
             with contextlib.suppress(Exception):
                 await self.client.aclose()
+
+
+def _finalizing_weakly(
+    finalizer: Callable[[AsyncGenerator[Any, Any]], None] | None,
+) -> Callable[[AsyncGenerator[Any, Any]], None] | None:
+    """`finalizer` (a loop's bound method), holding its loop weakly: a loop that is gone finalizes nothing."""
+    owner = getattr(finalizer, "__self__", None)
+    name = getattr(finalizer, "__name__", None)
+    try:
+        loop = weakref.ref(owner)
+    except TypeError:  # not a bound method, or of an object with no weak references: kept as it is
+        return finalizer
+    if not isinstance(name, str):
+        return finalizer
+
+    def finalize(generator: AsyncGenerator[Any, Any]) -> None:
+        owner = loop()
+        if owner is not None:
+            getattr(owner, name)(generator)
+
+    return finalize
 
 
 async def _keep(pool: _LoopPool) -> AsyncGenerator[None, None]:
