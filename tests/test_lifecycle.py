@@ -1029,6 +1029,20 @@ def test_a_loop_closed_without_shutting_down_leaves_the_next_loop_working(server
     asyncio.run(client.aclose())
 
 
+def _a_call_on_each_new_loop(
+    client: deployai.AsyncDeployAI, count: int, *, close: bool
+) -> list[weakref.ref[asyncio.AbstractEventLoop]]:
+    """A call on each of `count` new loops, each then closed without shutting down (`close`) or dropped."""
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+    for _ in range(count):
+        loop = asyncio.new_event_loop()
+        loops.append(weakref.ref(loop))
+        assert loop.run_until_complete(client.chat.completions.create(model=MODEL, messages=user())).choices
+        if close:
+            loop.close()
+    return loops
+
+
 @_LINUX_TCP
 def test_loops_closed_without_shutting_down_are_let_go_with_their_connections_at_the_next_loops_first_call(
     server: EmulatorServer,
@@ -1038,15 +1052,9 @@ def test_loops_closed_without_shutting_down_are_let_go_with_their_connections_at
     # for as long as the client lived, however many loops came and went.
     port = int(server.base_url.split(":")[2].split("/")[0])
     client = deployai.AsyncDeployAI(api_key=KEY, base_url=server.base_url)
-    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)  # asyncio's, for the transports of loops closed so
-        for _ in range(3):
-            loop = asyncio.new_event_loop()
-            loops.append(weakref.ref(loop))
-            assert loop.run_until_complete(client.chat.completions.create(model=MODEL, messages=user())).choices
-            loop.close()
-        del loop
+        loops = _a_call_on_each_new_loop(client, 3, close=True)
         # Each loop's first call let go of the loop before: only the last one's connection is open.
         assert list(_tcp_states(port).values()).count("01") == 1
         assert asyncio.run(client.chat.completions.create(model=MODEL, messages=user())).choices
@@ -1065,14 +1073,9 @@ def test_loops_dropped_without_being_closed_go_with_their_connections_and_the_cl
     # 200 calls used up a process's 1,024 file descriptors. The loops go to the collector now.
     port = int(server.base_url.split(":")[2].split("/")[0])
     client = deployai.AsyncDeployAI(api_key=KEY, base_url=server.base_url)
-    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)  # asyncio's, for loops and transports never closed
-        for _ in range(5):
-            loop = asyncio.new_event_loop()
-            loops.append(weakref.ref(loop))
-            assert loop.run_until_complete(client.chat.completions.create(model=MODEL, messages=user())).choices
-        del loop
+        loops = _a_call_on_each_new_loop(client, 5, close=False)
         gc.collect()
         assert sum(loop() is not None for loop in loops) == 1  # the one used last, whose pool is at hand
         assert list(_tcp_states(port).values()).count("01") == 1

@@ -499,29 +499,39 @@ def test_a_spoiled_pool_is_sent_nothing_more_and_is_closed_after_its_last_reques
     assert spread.take_all() == [made[1]]  # a spoiled pool still in use is closed with the others
 
 
-def test_async_calls_cancelled_inside_their_connections_close_never_leave_the_client_stuck(
-    server: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    "where",
+    [
+        # asyncio's cancel goes through httpcore's shield: a task cancelled while its response's
+        # close waits for the connection's lock leaves the connection checked out.
+        "_response_closed",
+        # A new connection's first request waits for the connection's lock too: a task cancelled
+        # there leaves the connection neither idle nor closed, never used or closed again.
+        "handle_async_request",
+    ],
+    ids=["in-its-close", "before-its-connection-took-it"],
+)
+def test_async_calls_cancelled_inside_httpcore_never_leave_the_client_stuck(
+    server: EmulatorServer, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
-    # asyncio's cancel goes through httpcore's shield: a task cancelled while its response's close
-    # waits for the connection's lock leaves the connection checked out. The wait is made certain
-    # here; in a service, it is a race that timeouts and cancelled requests win now and then.
+    # The wait is made certain here; in a service, it is a race that cancelled calls win now and then.
     import httpcore
 
-    closes = httpcore.AsyncHTTP11Connection._response_closed
-    stuck: list[Any] = []
+    original = getattr(httpcore.AsyncHTTP11Connection, where)
+    held: list[Any] = []
 
     async def run() -> None:
         parked = asyncio.Event()
 
-        async def close_slowly(self: Any) -> None:
-            stuck.append(self)
+        async def slowly(self: Any, *args: Any) -> Any:
+            held.append(self)
             parked.set()
             await asyncio.sleep(3600)
-            await closes(self)
+            return await original(self, *args)
 
         client = deployai.AsyncDeployAI(api_key=KEY, base_url=server.base_url)
         with monkeypatch.context() as patched:
-            patched.setattr(httpcore.AsyncHTTP11Connection, "_response_closed", close_slowly)
+            patched.setattr(httpcore.AsyncHTTP11Connection, where, slowly)
             for _ in range(POOL_CONNECTIONS):  # as many as one pool holds
                 parked.clear()
                 call = asyncio.ensure_future(client.chat.completions.create(model=MODEL, messages=user("hi")))
@@ -531,52 +541,14 @@ def test_async_calls_cancelled_inside_their_connections_close_never_leave_the_cl
                     await call
         completion = await asyncio.wait_for(client.chat.completions.create(model=MODEL, messages=user("hi")), 10)
         assert completion.choices[0].message.content
-        assert all(connection.is_closed() for connection in stuck)  # their pools were closed
+        assert all(connection.is_closed() for connection in held)  # their pools were closed
         spread = spread_of(client)
         assert sum(spread._counts) == 0
         assert not spread._spoiled
         await client.close()
 
     asyncio.run(run())
-    assert len(stuck) == POOL_CONNECTIONS
-
-
-def test_async_calls_cancelled_before_their_connection_took_them_never_leave_the_client_stuck(
-    server: EmulatorServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A new connection's first request waits for the connection's lock; a task cancelled there
-    # leaves the connection neither idle nor closed, and httpcore's pool never uses or closes it.
-    import httpcore
-
-    sends = httpcore.AsyncHTTP11Connection.handle_async_request
-    stranded: list[Any] = []
-
-    async def run() -> None:
-        parked = asyncio.Event()
-
-        async def send_slowly(self: Any, request: Any) -> Any:
-            stranded.append(self)
-            parked.set()
-            await asyncio.sleep(3600)
-            return await sends(self, request)
-
-        client = deployai.AsyncDeployAI(api_key=KEY, base_url=server.base_url)
-        with monkeypatch.context() as patched:
-            patched.setattr(httpcore.AsyncHTTP11Connection, "handle_async_request", send_slowly)
-            for _ in range(POOL_CONNECTIONS):
-                parked.clear()
-                call = asyncio.ensure_future(client.chat.completions.create(model=MODEL, messages=user("hi")))
-                await parked.wait()
-                call.cancel()
-                with pytest.raises(asyncio.CancelledError):
-                    await call
-        completion = await asyncio.wait_for(client.chat.completions.create(model=MODEL, messages=user("hi")), 10)
-        assert completion.choices[0].message.content
-        assert all(connection.is_closed() for connection in stranded)
-        await client.close()
-
-    asyncio.run(run())
-    assert len(stranded) == POOL_CONNECTIONS
+    assert len(held) == POOL_CONNECTIONS
 
 
 def test_a_call_cancelled_while_it_waits_for_its_answer_keeps_its_pool(server: EmulatorServer) -> None:
