@@ -681,7 +681,8 @@ class _Spread(Generic[_T]):
     def spoil(self, index: int, pool: _T) -> None:
         """Send `pool` nothing more, and close it once its requests in flight have ended.
 
-        A response's close was cut short in it, which may have left its connection checked out for good.
+        A response's close was cut short in it, or a cancelled request left a connection stranded in
+        it (`_stranded`): either may keep a connection checked out for good.
         """
         if self._pools[index] is pool:
             self._spoiled[pool] = self._counts[index]
