@@ -1314,10 +1314,14 @@ class SyncHTTP:
 class AsyncLease(_LeaseBase):
     """An `AsyncStream`'s hold on its response (see `_streaming.AsyncLease`); only `AsyncHTTP` makes one."""
 
-    __slots__ = ("_pool", "events")
+    __slots__ = ("_pool", "_shell", "events")
 
     def __init__(self, pool: _LoopPool, plan: Plan, exchange: Exchange, key: str):
         self._pool = pool
+        # Strongly, where its pool holds its shell weakly: an open stream keeps its client's shell.
+        shell = pool.shell
+        assert shell is not None  # the shell is making this lease
+        self._shell = shell
         super().__init__(plan, exchange, key)
 
     def _read_events_of(self, response: httpx.Response) -> None:
@@ -1329,7 +1333,7 @@ class AsyncLease(_LeaseBase):
         if opened_on is None:  # opened outside asyncio
             return
         try:
-            here = self._pool.shell._running_loop()
+            here = self._shell._running_loop()
         except RuntimeError:
             here = None
         if opened_on() is not here:
@@ -1360,7 +1364,7 @@ class AsyncLease(_LeaseBase):
                     elif step == "release":
                         await self.release()
                     else:
-                        reply = await self._pool.shell.resume(
+                        reply = await self._shell.resume(
                             self._pool, *step, self.started_at, stopped=self.stopped, lease=self
                         )
                 except BaseException as exc:
@@ -1444,12 +1448,13 @@ class AsyncLease(_LeaseBase):
 class _LoopPool:
     """The `httpx.AsyncClient` one `AsyncHTTP` uses on one event loop, and the streams it leased there."""
 
-    __slots__ = ("__weakref__", "_loop", "abandoned", "client", "closed", "keeper", "leases", "owned", "shell", "why")
+    __slots__ = ("__weakref__", "_loop", "_shell", "abandoned", "client", "closed", "keeper", "leases", "owned", "why")
 
     def __init__(
         self, shell: AsyncHTTP, loop: asyncio.AbstractEventLoop | None, client: httpx.AsyncClient, *, owned: bool
     ) -> None:
-        self.shell = shell
+        # Weakly: its loop holds it, for as long as its shell is alive (see `held_by_loop`).
+        self._shell = weakref.ref(shell)
         # Weakly: the shell maps loops to pools weakly, and a pool holding its loop would keep both alive.
         self._loop = None if loop is None else weakref.ref(loop)
         self.client = client
@@ -1461,6 +1466,11 @@ class _LoopPool:
         self.keeper: AsyncGenerator[None, None] | None = None
 
     @property
+    def shell(self) -> AsyncHTTP | None:
+        """The shell that opened this pool; None once it is gone."""
+        return self._shell()
+
+    @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
         """The loop this pool belongs to; None for a pool used outside asyncio, or once its loop is gone."""
         return None if self._loop is None else self._loop()
@@ -1470,19 +1480,26 @@ class _LoopPool:
 
         A pool's connections hold its loop. Held by the shell, a pool would keep a loop its program
         dropped without closing it (a loop made per call) alive for good, with its sockets; held by
-        the loop, both go to the collector together. A loop that takes no attributes cannot hold it.
+        the loop, both go to the collector together. The loop holds it by its shell, weakly: a
+        client dropped unclosed on a loop that runs on (a client per request in a web service) goes
+        with its pool, as it did when the shell held it. A loop that takes no attributes cannot hold it.
         """
         attributes: dict[str, Any] | None = getattr(self.loop, "__dict__", None)
-        if attributes is None:
+        shell = self.shell
+        if attributes is None or shell is None:
             return False
-        attributes.setdefault(_HELD_BY_LOOP, set()).add(self)
+        held: weakref.WeakKeyDictionary[AsyncHTTP, _LoopPool] = attributes.setdefault(
+            _HELD_BY_LOOP, weakref.WeakKeyDictionary()
+        )
+        held[shell] = self
         return True
 
     def _let_loop_go(self) -> None:
         """The pool closed: its loop holds it no longer (a loop that runs on would keep it for nothing)."""
         held = getattr(self.loop, "__dict__", {}).get(_HELD_BY_LOOP)
-        if held is not None:
-            held.discard(self)
+        shell = self.shell
+        if held is not None and shell is not None and held.get(shell) is self:
+            del held[shell]
 
     def watch_loop(self) -> None:
         """Register with the running loop an async generator whose end closes this pool with the loop."""

@@ -1085,6 +1085,29 @@ def test_loops_dropped_without_being_closed_go_with_their_connections_and_the_cl
     asyncio.run(client.aclose())
 
 
+def test_clients_dropped_unclosed_on_a_loop_that_runs_on_go_with_their_pools(server: EmulatorServer) -> None:
+    # A web service that makes a client per request and never closes it: its event loop runs on,
+    # and must not keep those clients' pools (and connections) for its life.
+    async def main() -> None:
+        pools: list[weakref.ref[Any]] = []
+        for _ in range(3):
+            client = deployai.AsyncDeployAI(api_key=KEY, base_url=server.base_url)
+            await client.models.list()
+            pools.append(weakref.ref(client._http._current))
+            del client
+        # The collector hands each pool's keeper to the loop, which closes the pool on its next turns.
+        for _ in range(100):
+            gc.collect()
+            if all(pool() is None for pool in pools):
+                break
+            await asyncio.sleep(0.01)
+        assert [pool() for pool in pools] == [None] * 3
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        asyncio.run(main())
+
+
 def test_a_pool_closed_with_its_client_is_not_kept_by_a_loop_that_runs_on() -> None:
     # A notebook's loop runs for the kernel's life: clients made and closed in it must not stay.
     emulator = Emulator()
