@@ -689,9 +689,21 @@ class _Spread(Generic[_T]):
             self._pools[index] = None
             self._counts[index] = 0
 
-    def in_flight(self, index: int, pool: _T) -> int:
-        """How many requests taken at `index` for `pool` have not ended."""
-        return self._counts[index] if self._pools[index] is pool else self._spoiled.get(pool, 0)
+    def end(self, index: int, pool: _T, now: float, cut_short: bool) -> _T | None:
+        """`give_back`, after `spoil` when the request's end was `cut_short`; the pool to close now, if any."""
+        if cut_short:
+            self.spoil(index, pool)
+        return self.give_back(index, pool, now)
+
+    def stranded_by(self, exc: BaseException, index: int, pool: _T) -> bool:
+        """Whether a send of `pool` that raised `exc` may have left it a stranded connection (see `_stranded`).
+
+        Only a cancel or an interrupt (no `Exception`) can: httpcore tidies after every failure.
+        """
+        if isinstance(exc, Exception):
+            return False
+        in_flight = self._counts[index] if self._pools[index] is pool else self._spoiled.get(pool, 0)
+        return _stranded(pool, in_flight - 1)  # the request that raised is still counted
 
     def _drained(self, pool: _T) -> _T | None:
         left = self._spoiled.get(pool)
@@ -829,17 +841,15 @@ class SpreadTransport(httpx.BaseTransport):
 
         def done(cut_short: bool = False) -> None:
             with self._lock:
-                if cut_short:
-                    spread.spoil(index, pool)
-                if (drained := spread.give_back(index, pool, _now())) is not None:
+                if (drained := spread.end(index, pool, _now(), cut_short)) is not None:
                     self._retired.append(drained)
 
         try:
             if self._retired:
                 self._close_retired()
             response = pool.handle_request(request)
-        except BaseException as exc:  # a Ctrl+C may strand a connection in httpcore's pool (see `_stranded`)
-            done(not isinstance(exc, Exception) and _stranded(pool, spread.in_flight(index, pool) - 1))
+        except BaseException as exc:
+            done(spread.stranded_by(exc, index, pool))
             raise
         assert isinstance(response.stream, httpx.SyncByteStream)
         response.stream = _Counted(response.stream, done)
@@ -880,17 +890,15 @@ class AsyncSpreadTransport(httpx.AsyncBaseTransport):
         index, pool = spread.take()
 
         def done(cut_short: bool = False) -> None:
-            if cut_short:
-                spread.spoil(index, pool)
-            if (drained := spread.give_back(index, pool, _now())) is not None:
+            if (drained := spread.end(index, pool, _now(), cut_short)) is not None:
                 self._retired.append(drained)
 
         try:
             while self._retired:  # cancelled meanwhile: the pools not yet closed stay for the next
                 await self._retired.pop().aclose()
             response = await pool.handle_async_request(request)
-        except BaseException as exc:  # a cancel may strand a connection in httpcore's pool (see `_stranded`)
-            done(not isinstance(exc, Exception) and _stranded(pool, spread.in_flight(index, pool) - 1))
+        except BaseException as exc:
+            done(spread.stranded_by(exc, index, pool))
             raise
         assert isinstance(response.stream, httpx.AsyncByteStream)
         response.stream = _AsyncCounted(response.stream, done)
