@@ -1318,10 +1318,9 @@ class AsyncLease(_LeaseBase):
 
     def __init__(self, pool: _LoopPool, plan: Plan, exchange: Exchange, key: str):
         self._pool = pool
-        # Strongly, where its pool holds its shell weakly: an open stream keeps its client's shell.
-        shell = pool.shell
-        assert shell is not None  # the shell is making this lease
-        self._shell = shell
+        # Strongly, where its pool holds its shell weakly: a stream that may still be read keeps its
+        # client's shell, which it resumes its plan with. Until it is abandoned (see `abandon`).
+        self._shell: AsyncHTTP | None = pool.shell
         super().__init__(plan, exchange, key)
 
     def _read_events_of(self, response: httpx.Response) -> None:
@@ -1332,11 +1331,7 @@ class AsyncLease(_LeaseBase):
         opened_on = self._pool._loop
         if opened_on is None:  # opened outside asyncio
             return
-        try:
-            here = self._shell._running_loop()
-        except RuntimeError:
-            here = None
-        if opened_on() is not here:
+        if opened_on() is not _running_loop():
             raise DeployAIError(
                 "This stream was opened on another event loop, and its connection belongs to that loop: "
                 "read it there, before that loop ends."
@@ -1364,13 +1359,19 @@ class AsyncLease(_LeaseBase):
                     elif step == "release":
                         await self.release()
                     else:
-                        reply = await self._shell.resume(
+                        reply = await self._still_held().resume(
                             self._pool, *step, self.started_at, stopped=self.stopped, lease=self
                         )
                 except BaseException as exc:
                     error = exc
         finally:
             steps.close()  # interrupted between steps: its `finally` runs now, not whenever it is collected
+
+    def _still_held(self) -> AsyncHTTP:
+        """Its shell, to resume the plan with; only a lease read after it was abandoned has none."""
+        if self._shell is None:  # abandoned as its reading was cancelled, which marked it closed
+            raise DeployAIError("This stream was let go of, and reads nothing more.")
+        return self._shell
 
     async def _close_response(self) -> None:
         if not self._let_go():
@@ -1440,7 +1441,12 @@ class AsyncLease(_LeaseBase):
         await self.release()
 
     def abandon(self) -> None:
-        """Hand the lease back to its loop's pool, released before that loop's next request (no I/O here)."""
+        """Hand the lease back to its loop's pool, released before that loop's next request (no I/O here).
+
+        It lets go of its shell: its pool, which the loop holds for as long as the shell lives, holds
+        it now, and would keep a client dropped with it for the loop's life.
+        """
+        self._shell = None
         if not self.forked():
             self._pool.abandoned.append(self)
 

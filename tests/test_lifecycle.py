@@ -1085,23 +1085,31 @@ def test_loops_dropped_without_being_closed_go_with_their_connections_and_the_cl
     asyncio.run(client.aclose())
 
 
-def test_clients_dropped_unclosed_on_a_loop_that_runs_on_go_with_their_pools(server: EmulatorServer) -> None:
+@pytest.mark.parametrize("use", ["a call", "a stream left unread", "a stream read in part"])
+def test_clients_dropped_unclosed_on_a_loop_that_runs_on_go_with_their_pools(server: EmulatorServer, use: str) -> None:
     # A web service that makes a client per request and never closes it: its event loop runs on,
-    # and must not keep those clients' pools (and connections) for its life.
+    # and must not keep those clients' pools (and connections) for its life, nor the clients, even
+    # when a stream of theirs was dropped unfinished.
     async def main() -> None:
-        pools: list[weakref.ref[Any]] = []
+        kept: list[weakref.ref[Any]] = []
         for _ in range(3):
             client = deployai.AsyncDeployAI(api_key=KEY, base_url=server.base_url)
-            await client.models.list()
-            pools.append(weakref.ref(client._http._current))
+            if use == "a call":
+                await client.models.list()
+            else:
+                stream = await client.chat.completions.create(model=MODEL, messages=user(LONG_PROMPT), stream=True)
+                if use == "a stream read in part":
+                    await stream.__anext__()
+                del stream
+            kept += [weakref.ref(client._http), weakref.ref(client._http._current)]
             del client
         # The collector hands each pool's keeper to the loop, which closes the pool on its next turns.
         for _ in range(100):
             gc.collect()
-            if all(pool() is None for pool in pools):
+            if all(gone() is None for gone in kept):
                 break
             await asyncio.sleep(0.01)
-        assert [pool() for pool in pools] == [None] * 3
+        assert [gone() for gone in kept] == [None] * 6
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
