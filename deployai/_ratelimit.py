@@ -123,7 +123,8 @@ def clock_offset(date: str | bytes | None, sent: float, received: float) -> floa
     if date is None:
         return 0.0
     last, stamped = _last_date
-    if date != last:
+    # Compared only with one of its own type: bytes against text warns (or raises, under `python -bb`).
+    if type(date) is not type(last) or date != last:
         stamped = http_date(date.decode("latin-1") if isinstance(date, bytes) else date)
         _last_date = (date, stamped)
     if stamped is None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import datetime
 import email.utils
+import subprocess
+import sys
 
 import pytest
 
@@ -179,3 +182,17 @@ def test_clock_offset_moves_nothing_unless_the_date_proves_the_clocks_differ(
 )
 def test_clock_offset_is_0_without_a_readable_date(date: str | None) -> None:
     assert clock_offset(date, 1_800_000_100.0, 1_800_000_100.1) == 0.0
+
+
+def test_clock_offset_reads_a_date_as_text_and_as_bytes_under_python_bb() -> None:
+    # A limiter reads `Date` as bytes, a retry as text; one compared with the other raised
+    # `BytesWarning` under `python -bb`, out of a call through a limiter after a retry.
+    script = (
+        "from deployai._ratelimit import clock_offset\n"
+        f"date = {DATE_T!r}\n"
+        "t = 1_800_000_000.0\n"
+        "print([clock_offset(d, t + 60.2, t + 60.3) for d in (date, date.encode(), date, date.encode())])\n"
+    )
+    done = subprocess.run([sys.executable, "-bb", "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert [round(offset, 1) for offset in ast.literal_eval(done.stdout)] == [60.3] * 4
