@@ -581,20 +581,14 @@ def _failed(exc: Exception, request: httpx.Request, client_closed: bool, cut: st
 
 
 def _turn_taken(
-    op: Send,
-    limiter: RateLimiter,
-    ticket: int,
-    waited_from: float,
-    stopped: Callable[[], bool] | None,
-    closed: bool,
-    why: str = _CLIENT_CLOSED,
+    op: Send, waited_from: float, stopped: Callable[[], bool] | None, closed: bool, why: str = _CLIENT_CLOSED
 ) -> None:
-    """After `op` waited its turn at `limiter` (since `waited_from`, `time.monotonic()`).
+    """After `op` waited its turn (since `waited_from`, `time.monotonic()`): raise if stopped or closed meanwhile.
 
-    A call stopped or closed meanwhile gives its turn back unsent; the wait counts against its deadline.
+    The caller then gives its turn back unsent, as it does when interrupted here (a Ctrl+C). The wait
+    counts against the call's deadline.
     """
     if (stopped is not None and stopped()) or closed:
-        limiter._withdraw(ticket)
         _check_before_send(stopped, True, why)
     if op.time_left is not None:
         op.time_left -= time.monotonic() - waited_from
@@ -1245,7 +1239,11 @@ class SyncHTTP:
         """Wait for `op`'s turn at `limiter`; its ticket (see `_turn_taken`)."""
         waited_from = 0.0 if op.time_left is None else time.monotonic()
         ticket = limiter._acquire_sync(op.request, op.wait_limit, lambda at: self._waiting_at(at, stopped), self)
-        _turn_taken(op, limiter, ticket, waited_from, stopped, self._closed)
+        try:  # at once: until it returns, its caller has no ticket to settle
+            _turn_taken(op, waited_from, stopped, self._closed)
+        except BaseException:
+            limiter._withdraw(ticket)
+            raise
         return ticket
 
     def _waiting_at(self, limiter: RateLimiter, stopped: Callable[[], bool] | None) -> None:
@@ -1818,7 +1816,11 @@ class AsyncHTTP:
         ticket = await limiter._acquire_async(
             op.request, op.wait_limit, lambda at: self._waiting_at(at, stopped, pool), self
         )
-        _turn_taken(op, limiter, ticket, waited_from, stopped, self._closed or pool.closed, pool.why)
+        try:  # as in `SyncHTTP._take_turn`
+            _turn_taken(op, waited_from, stopped, self._closed or pool.closed, pool.why)
+        except BaseException:
+            limiter._withdraw(ticket)
+            raise
         return ticket
 
     def _waiting_at(self, limiter: RateLimiter, stopped: Callable[[], bool] | None, pool: _LoopPool) -> None:

@@ -251,8 +251,8 @@ def _ctrl_c(*args: object) -> Any:
 
 @pytest.mark.parametrize(
     ("module", "name"),
-    [(_http, "_stream_turn"), (_http, "_attempt_deadline"), (_limiter, "read_window")],
-    ids=["after-its-turn", "before-its-send", "reading-its-answer"],
+    [(_http, "_turn_taken"), (_http, "_stream_turn"), (_http, "_attempt_deadline"), (_limiter, "read_window")],
+    ids=["as-its-turn-is-given", "after-its-turn", "before-its-send", "reading-its-answer"],
 )
 def test_a_ctrl_c_between_a_calls_turn_and_its_settling_leaves_nothing_in_flight(
     make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch, module: Any, name: str
