@@ -821,6 +821,7 @@ class _LeaseBase:
         "deadline",
         "elapsed",
         "first_pending",
+        "handed_back",
         "key",
         "pausing",
         "plan",
@@ -849,6 +850,7 @@ class _LeaseBase:
         self.closing = False  # close() was called: the reader stops at its next read
         self.cut_short: str | None = None  # why it was closed, if not by its own close(): the reader raises
         self.released = False
+        self.handed_back = False  # abandoned: its shell releases it (see `abandon`)
         self.pausing: _ThreadWaiter | _TaskWaiter | None = None  # set while it waits to be sent again
         self._adopt(exchange.response)
         _leases_alive.add(self)  # last: a fork in another thread meanwhile finds it whole, or not at all
@@ -862,6 +864,15 @@ class _LeaseBase:
 
     def _read_events_of(self, response: httpx.Response) -> None:
         raise NotImplementedError
+
+    def _handing_back(self) -> bool:
+        """Mark the lease abandoned; whether it was not already.
+
+        A stream interrupted as it was made is handed back by the client, and again by its finalizer.
+        """
+        with self._lock:
+            first, self.handed_back = not self.handed_back, True
+        return first
 
     def _let_go(self) -> bool:
         """Mark the response as no longer ours (its connection may serve others next); whether it was."""
@@ -1061,8 +1072,8 @@ class SyncLease(_LeaseBase):
             self.release()
 
     def abandon(self) -> None:
-        """Hand the lease back to the shell, which releases it where no lock can be held (no I/O here)."""
-        if not self.forked():
+        """Hand the lease back to the shell, which releases it where no lock can be held (no I/O here); once."""
+        if self._handing_back() and not self.forked():
             self._shell.abandoned.append(self)
 
 
@@ -1445,7 +1456,7 @@ class AsyncLease(_LeaseBase):
         it now, and would keep a client dropped with it for the loop's life.
         """
         self._shell = None
-        if not self.forked():
+        if self._handing_back() and not self.forked():
             self._pool.abandoned.append(self)
 
 

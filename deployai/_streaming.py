@@ -56,6 +56,7 @@ class _LeaseState(Protocol):
     closing: bool
     cut_short: str | None  # why it is `closing`, when that was not the stream's own close()
     released: bool
+    handed_back: bool  # abandoned already: its shell releases it
 
     def abandon(self) -> None:
         """Hand the lease back to its shell, which releases it where that is safe (no I/O here)."""
@@ -238,8 +239,8 @@ class _StreamBase(ResponseInfo, Generic[_T, _L]):
     def _was_abandoned(self) -> bool:
         """For a finalizer: hand an unreleased lease back to its shell; whether there was one."""
         reader: _Reader[_T, _L] | None = getattr(self, "_reader", None)  # None: never fully constructed
-        if reader is None or reader.lease.released:
-            return False
+        if reader is None or reader.lease.released or reader.lease.handed_back:
+            return False  # nothing to hand back, or handed back already (by the client, or a cancelled read)
         reader.lease.abandon()
         return True
 

@@ -554,26 +554,42 @@ def test_a_blocking_stream_interrupted_mid_read_says_so_and_is_no_connection_err
             next(stream)  # not StopIteration, which would pass the cut answer off as whole
 
 
+@pytest.mark.parametrize("when", ["as-it-is-made", "once-it-holds-its-lease"])
 def test_a_stream_interrupted_before_it_holds_its_response_is_released_before_the_next_request(
-    make_client: ClientFactory, httpx_mock: HTTPXMock, kind: str, monkeypatch: pytest.MonkeyPatch
+    make_client: ClientFactory, httpx_mock: HTTPXMock, kind: str, monkeypatch: pytest.MonkeyPatch, when: str
 ) -> None:
     # Ctrl+C just as the stream object was being made: its response used to stay held (and, on a
-    # real pool, its connection checked out) until the client closed.
+    # real pool, its connection checked out) until the client closed. Once the half-made stream
+    # held its lease, that lease was handed back twice, and its finalizer warned of a stream the
+    # program never had.
     add_stream(httpx_mock, hello_stream())
     add_stream(httpx_mock, hello_stream())
     client = make_client()
-    with monkeypatch.context() as patched:
-        patched.setattr(deployai._client, "AsyncStream" if kind == "async" else "Stream", _interrupted)
+    inner: Any = client.unwrapped._http if kind == "async" else client._http
+    with monkeypatch.context() as patched, warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        if when == "as-it-is-made":
+            patched.setattr(deployai._client, "AsyncStream" if kind == "async" else "Stream", _interrupted)
+        else:
+            patched.setattr(deployai._streaming, "time", _Clock())
         with pytest.raises(KeyboardInterrupt):
             stream_of(client)
+        gc.collect()
+    assert [str(w.message) for w in warned if w.category is ResourceWarning] == []
+    assert len(inner._current.abandoned if kind == "async" else inner.abandoned) == 1
     with stream_of(client) as stream:
         assert texts(list(stream)) == "Hello world"
-    inner: Any = client.unwrapped._http if kind == "async" else client._http
     assert not (inner._current.leases if kind == "async" else inner._leases)  # each released
 
 
 def _interrupted(*args: object) -> Any:
     raise KeyboardInterrupt
+
+
+class _Clock:
+    """`time` for `deployai._streaming`, where a stream reads the time as it is made: interrupted there."""
+
+    time = staticmethod(_interrupted)
 
 
 def test_keep_alive_events_are_no_first_event_so_a_failure_after_them_is_still_retried(
