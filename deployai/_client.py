@@ -12,7 +12,7 @@ from typing_extensions import Self
 
 from ._config import ClientOptions, changed_options, conceal, resolve_options
 from ._constants import DEFAULT_MAX_RETRIES, DEFAULT_MAX_RETRY_WAIT_SECONDS
-from ._endpoint import Endpoint
+from ._endpoint import Endpoint, PreparedRequest
 from ._exceptions import InvalidParameterError
 from ._http import AsyncHTTP, Exchange, SyncHTTP
 from ._limiter import RateLimiter
@@ -151,6 +151,14 @@ class _BaseClient(Generic[_HTTP, _Httpx]):
         copy._owns_http = False
         return copy
 
+    def _prepare(self, endpoint: Endpoint[Any], params: dict[str, Any]) -> PreparedRequest:
+        """Build and check the request; on a borrowed `http_client`, with its headers, params and cookies."""
+        prepared = endpoint.build(self._options, endpoint, params)
+        borrowed = self._http.borrowed_client
+        if borrowed is not None:
+            _with_defaults_of(borrowed, prepared.request)
+        return prepared
+
     def __repr__(self) -> str:
         options: ClientOptions | None = getattr(self, "_options", None)
         if options is None:  # half-built: `__init__` or `with_options` raised (a traceback shows it so)
@@ -172,6 +180,30 @@ class _BaseClient(Generic[_HTTP, _Httpx]):
                 "certificates, mounts) cannot travel. Build the client where it is used, or pickle one without it."
             )
         return (_unpickle_client, (type(self), self._options))
+
+
+def _with_defaults_of(client: httpx.Client | httpx.AsyncClient, request: httpx.Request) -> None:
+    """Give `request` what a borrowed `http_client` gives the requests it builds: its headers, params and cookies.
+
+    As `client.build_request` merges them, under what the SDK set: a header or query parameter the
+    request has (the SDK's own, `default_headers`, `extra_headers`, `extra_query`) wins over the
+    client's, and a `Cookie` header in `extra_headers` over its cookies. Its `base_url` is not used.
+    """
+    own = request.headers
+    triples, theirs = getattr(own, "_list", None), getattr(client.headers, "_list", None)
+    if isinstance(triples, list) and isinstance(theirs, list):
+        # httpx keeps (name, lowercase name, value) triples: extended in place, a call's few
+        # microseconds are not spent building the request's headers again.
+        names = {triple[1] for triple in triples}
+        triples.extend(triple for triple in theirs if triple[1] not in names)
+    else:
+        names = {name.lower() for name, _ in own.raw}
+        added = [(name, value) for name, value in client.headers.raw if name.lower() not in names]
+        request.headers = httpx.Headers([*own.raw, *added], encoding=own.encoding)
+    if client.params:
+        request.url = request.url.copy_with(params=client.params.merge(request.url.params))
+    if client.cookies and b"cookie" not in names:
+        client.cookies.set_cookie_header(request)
 
 
 def _unpickle_client(cls: type[_Client], options: ClientOptions) -> _Client:
@@ -237,7 +269,7 @@ class DeployAI(_BaseClient[SyncHTTP, httpx.Client]):
         `stopped` (for `create_many`) is asked before each attempt: once it is true, nothing more is sent.
         """
         options = self._options
-        prepared = endpoint.build(options, endpoint, params)
+        prepared = self._prepare(endpoint, params)
         if prepared.stream and endpoint.chunk is not None:
             lease = self._http.stream(prepared.request, options, prepared.total_timeout)
             try:
@@ -297,7 +329,7 @@ class AsyncDeployAI(_BaseClient[AsyncHTTP, httpx.AsyncClient]):
     async def _call(self, endpoint: Endpoint[Any], params: dict[str, Any], *, raw: bool) -> Any:
         """Carry out any endpoint: build and check the request, send it, and shape the answer."""
         options = self._options
-        prepared = endpoint.build(options, endpoint, params)
+        prepared = self._prepare(endpoint, params)
         if prepared.stream and endpoint.chunk is not None:
             lease = await self._http.stream(prepared.request, options, prepared.total_timeout)
             try:

@@ -1115,6 +1115,11 @@ class SyncHTTP:
         """Whether the `httpx.Client` is the user's own (`http_client=`)."""
         return not self._owned
 
+    @property
+    def borrowed_client(self) -> httpx.Client | None:
+        """The user's own `httpx.Client` (`http_client=`), or None."""
+        return None if self._owned else self._client
+
     def _ready(self) -> httpx.Client:
         if self._pid != os.getpid():
             _once_in_child(self, self._after_fork)
@@ -1637,6 +1642,11 @@ class AsyncHTTP:
     def borrowed(self) -> bool:
         """Whether requests go through the user's own `httpx.AsyncClient` (`http_client=`)."""
         return self._borrowed is not None
+
+    @property
+    def borrowed_client(self) -> httpx.AsyncClient | None:
+        """The user's own `httpx.AsyncClient` (`http_client=`), or None."""
+        return self._borrowed
 
     def wired_in_process(self) -> None:
         """As `SyncHTTP.wired_in_process`."""

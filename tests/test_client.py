@@ -21,6 +21,7 @@ from pytest_httpx import HTTPXMock
 import deployai
 from deployai import _http, _pools
 from tests.conftest import API_KEY, CHAT_URL, MODELS_URL, ClientFactory, completion_json, target_of, user
+from tests.sse import hello_stream, sse_response
 
 
 def test_no_api_key_fails_at_construction_naming_both_ways(make_client: ClientFactory) -> None:
@@ -191,6 +192,48 @@ def test_a_borrowed_http_client_is_used_and_never_closed(kind: str, make_client:
     assert not borrowed.is_closed
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["call", "stream"])
+def test_a_borrowed_http_client_sends_its_headers_params_and_cookies_under_the_sdks_own(
+    kind: str, make_client: ClientFactory, stream: bool
+) -> None:
+    # As `client.build_request` (and an `openai` client on the same httpx client) does: a gateway's
+    # header, a tenant parameter or a session cookie set on the httpx client used to be left out.
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return sse_response(hello_stream()) if stream else httpx.Response(200, json=completion_json())
+
+    settings: dict[str, Any] = {
+        "transport": httpx.MockTransport(handler),
+        "base_url": "http://127.0.0.1:9",  # the SDK's `base_url` is the one requests go to
+        "headers": {"X-Gateway": "g1", "X-Trace": "client", "User-Agent": "mine", "Authorization": "Bearer other"},
+        "params": {"tenant": "t1", "v": "client"},
+        "cookies": {"session": "abc"},
+    }
+    http_client = httpx.Client(**settings) if kind == "sync" else httpx.AsyncClient(**settings)
+    client = make_client(http_client=http_client, default_headers={"X-Trace": "sdk"})
+    for extra_headers in ({}, {"Cookie": "session=mine"}):
+        answer = client.chat.completions.create(
+            model="openai/gpt-4o",
+            messages=user(),
+            stream=stream,
+            extra_query={"v": "call"},
+            extra_headers=extra_headers,
+        )
+        if stream:
+            list(answer)
+    plain, with_cookie = seen
+    assert (plain.url.host, plain.url.path) == ("api.deployai.dev", "/v1/chat/completions")
+    assert plain.headers["x-gateway"] == "g1"
+    assert plain.headers["x-trace"] == "sdk"  # the SDK's own headers win, `default_headers` among them
+    assert plain.headers["user-agent"].startswith("deployai-python/")
+    assert plain.headers["authorization"] == f"Bearer {API_KEY}"
+    assert dict(plain.url.params) == {"tenant": "t1", "v": "call"}  # and `extra_query`
+    assert plain.headers.get_list("cookie") == ["session=abc"]
+    assert with_cookie.headers.get_list("cookie") == ["session=mine"]  # and `extra_headers`
+
+
 def test_a_borrowed_client_of_the_wrong_kind_is_refused(kind: str, make_client: ClientFactory) -> None:
     wrong = httpx.AsyncClient() if kind == "sync" else httpx.Client()
     with pytest.raises(deployai.InvalidParameterError, match="http_client"):
@@ -303,7 +346,7 @@ def test_bad_default_headers_fail_at_construction(make_client: ClientFactory, he
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
-def test_no_cookie_is_sent_and_the_sdks_own_client_does_not_even_read_them(
+def test_the_sdks_own_client_neither_reads_nor_sends_cookies_a_borrowed_one_does(
     kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sent_cookies: list[str | None] = []
@@ -343,9 +386,9 @@ def test_no_cookie_is_sent_and_the_sdks_own_client_does_not_even_read_them(
         borrowed.close()
     else:
         asyncio.run(calls_async())
-    # A cookie a gateway sets is never sent back (the SDK builds its requests itself); the SDK's own
-    # client does not even read it, a borrowed one keeps httpx's handling.
-    assert sent_cookies == [None, None, None, None]
+    # A cookie a gateway sets is never sent back by the SDK's own client, which does not even read
+    # it; a borrowed one keeps httpx's handling, and sends it back as its `build_request` would.
+    assert sent_cookies == [None, None, None, "AWSALB=sticky"]
     assert dict(borrowed.cookies) == {"AWSALB": "sticky"}
     assert len(owned) == 1
     assert dict(owned[0].cookies) == {}
