@@ -8,12 +8,13 @@ pickle without its live `httpx.Response`.
 from __future__ import annotations
 
 import datetime
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ._logging import known_keys_redacted
-from ._ratelimit import RateLimit
+from ._ratelimit import RateLimit, rate_limit_on_our_clock
 
 __all__ = ["ResponseInfo", "ResponseMeta"]
 
@@ -61,9 +62,14 @@ class ResponseInfo:
 
     @property
     def rate_limit(self) -> RateLimit:
-        """The rate-limit window reported with the response (all None when it reported none)."""
+        """The rate-limit window reported with the response (all None when it reported none).
+
+        Its resets are on this machine's clock, also when the response's `Date` shows the server's
+        clock differs from it.
+        """
         meta = self._response_meta() or _NO_META
-        return RateLimit.from_headers(meta.headers, meta.received_at)
+        sent_at = -math.inf if meta.elapsed is None else meta.received_at - meta.elapsed
+        return rate_limit_on_our_clock(meta.headers, meta.received_at, sent_at)
 
     @property
     def request_id(self) -> str | None:

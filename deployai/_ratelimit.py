@@ -14,6 +14,7 @@ with the fewest requests (or tokens) remaining. Anything malformed reads as None
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import math
 import operator
@@ -21,11 +22,19 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from ._constants import DATE_HEADER_SLACK_SECONDS, SERVER_CLOCK_MEMORY_SECONDS
 
-__all__ = ["RateLimit", "ServerClock", "WindowReport", "clock_offset", "http_date", "read_window"]
+__all__ = [
+    "RateLimit",
+    "ServerClock",
+    "WindowReport",
+    "clock_offset",
+    "http_date",
+    "rate_limit_on_our_clock",
+    "read_window",
+]
 
 _MAX_DURATION_CHARS = 64  # "1h2m3.5s" is 8: anything much longer is not a duration
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
@@ -263,7 +272,9 @@ class RateLimit:
     Attributes:
         limit: requests allowed per window, or None when not reported (or malformed).
         remaining: requests left in the current window, or None.
-        reset_at: when the request window resets, as an aware UTC datetime, or None.
+        reset_at: when the request window resets, as an aware UTC datetime, or None. On a result's
+            or an error's `rate_limit`, on this machine's clock, also when the response's `Date`
+            shows the server's clock differs from it.
         token_limit: tokens allowed per window, or None.
         tokens_remaining: tokens left in the current window, or None.
         tokens_reset_at: when the token window resets, or None.
@@ -339,6 +350,30 @@ class RateLimit:
         Never raises, and the result is always finite and never negative, as `seconds_until_reset`.
         """
         return _seconds_until(self.tokens_reset_at, time.time() if now is None else now)
+
+
+def rate_limit_on_our_clock(headers: Mapping[str, str], received_at: float, sent_at: float = -math.inf) -> RateLimit:
+    """`RateLimit.from_headers`, its resets moved onto our clock where the response's `Date` shows ours differs.
+
+    `received_at` and `sent_at` are our unix times as in `clock_offset`. With clocks that agree (as
+    NTP keeps them) this is `from_headers` itself; with ours minutes off, a reset given as a unix
+    time is when the window resets on our clock, as `seconds_until_reset()` and a comparison with
+    `datetime.now()` read it.
+    """
+    offset = clock_offset(headers.get("date"), sent_at, received_at)
+    window = RateLimit.from_headers(headers, received_at - offset)
+    if offset == 0.0:
+        return window
+    return dataclasses.replace(
+        window, reset_at=_moved(window.reset_at, offset), tokens_reset_at=_moved(window.tokens_reset_at, offset)
+    )
+
+
+def _moved(moment: datetime | None, seconds: float) -> datetime | None:
+    try:
+        return None if moment is None else moment + timedelta(seconds=seconds)
+    except OverflowError:  # past the calendar's end: as unknown as a reset `from_headers` cannot place
+        return None
 
 
 def _seconds_until(moment: datetime | None, now: float) -> float | None:

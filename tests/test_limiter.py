@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import datetime
 import email.utils
 import functools
 import gc
@@ -291,6 +292,36 @@ def test_a_reset_is_read_on_the_servers_clock_when_its_date_shows_ours_differs(
         client.chat.completions.create(model=MODEL, messages=user())
     assert len(sent) == 1
     assert caught.value.retry_after == pytest.approx(30.0, abs=1.5)
+
+
+@pytest.mark.parametrize("ours_ahead_by", [120.0, -120.0], ids=["our-clock-ahead", "our-clock-behind"])
+def test_a_results_and_an_errors_rate_limit_reset_on_our_clock_when_the_date_shows_ours_differs(
+    make_client: ClientFactory, ours_ahead_by: float
+) -> None:
+    # Read against our clock as it is, the window resetting 30 s from the server's now had reset
+    # 90 s ago (ours ahead: `seconds_until_reset()` 0) or reset in 150 s (ours behind).
+    server_now = time.time() - ours_ahead_by
+    headers = {
+        "date": email.utils.formatdate(server_now, usegmt=True),
+        "x-ratelimit-limit": "20",
+        "x-ratelimit-remaining": "0",
+        "x-ratelimit-reset": str(round(server_now + 30)),
+        "x-ratelimit-limit-tokens": "1000",
+        "x-ratelimit-remaining-tokens": "0",
+        "x-ratelimit-reset-tokens": "10s",  # a duration counts from the answer, on either clock
+    }
+    transport, _ = handler_with(ok(headers), httpx.Response(429, headers=headers))
+    client = make_client(transport=transport, max_retries=0)
+    completion = client.chat.completions.create(model=MODEL, messages=user())
+    with pytest.raises(deployai.RateLimitError) as caught:
+        client.chat.completions.create(model=MODEL, messages=user())
+    for window in (completion.rate_limit, caught.value.rate_limit):
+        assert window.seconds_until_reset() == pytest.approx(30.0, abs=1.5)
+        assert window.reset_at is not None
+        assert (window.reset_at - datetime.datetime.now(datetime.timezone.utc)).total_seconds() == pytest.approx(
+            30.0, abs=1.5
+        )
+        assert window.seconds_until_tokens_reset() == pytest.approx(10.0, abs=1.5)
 
 
 def test_answers_of_one_window_read_on_a_skewed_clock_never_raise_its_count_again() -> None:
