@@ -868,7 +868,8 @@ class _LeaseBase:
     def _handing_back(self) -> bool:
         """Mark the lease abandoned; whether it was not already.
 
-        A stream interrupted as it was made is handed back by the client, and again by its finalizer.
+        A stream whose reading was cancelled is handed back then, and again by its finalizer if it is
+        dropped unclosed; one interrupted as it was made, by the client and perhaps by its finalizer.
         """
         with self._lock:
             first, self.handed_back = not self.handed_back, True

@@ -56,7 +56,6 @@ class _LeaseState(Protocol):
     closing: bool
     cut_short: str | None  # why it is `closing`, when that was not the stream's own close()
     released: bool
-    handed_back: bool  # abandoned already: its shell releases it
 
     def abandon(self) -> None:
         """Hand the lease back to its shell, which releases it where that is safe (no I/O here)."""
@@ -178,8 +177,10 @@ class _StreamBase(ResponseInfo, Generic[_T, _L]):
     _reader: _Reader[_T, _L]
 
     def __init__(self, lease: _L, chunk_type: type[_T]) -> None:
-        self._reader = _Reader(lease, chunk_type)
         self._received_at = time.time()  # the headers just arrived: relative resets count from here
+        # Last: a stream interrupted before it holds its lease leaves the lease to its client to hand
+        # back, and its finalizer does not warn of a stream the program never had.
+        self._reader = _Reader(lease, chunk_type)
 
     @property
     def response(self) -> httpx.Response:
@@ -239,9 +240,9 @@ class _StreamBase(ResponseInfo, Generic[_T, _L]):
     def _was_abandoned(self) -> bool:
         """For a finalizer: hand an unreleased lease back to its shell; whether there was one."""
         reader: _Reader[_T, _L] | None = getattr(self, "_reader", None)  # None: never fully constructed
-        if reader is None or reader.lease.released or reader.lease.handed_back:
-            return False  # nothing to hand back, or handed back already (by the client, or a cancelled read)
-        reader.lease.abandon()
+        if reader is None or reader.lease.released:
+            return False
+        reader.lease.abandon()  # once: after a cancelled read, it was handed back already
         return True
 
     def _warn_unclosed(self) -> None:

@@ -18,6 +18,7 @@ import pytest
 from pytest_httpx import HTTPXMock
 
 import deployai
+from deployai.testing import Emulator
 from deployai.types import ChatCompletion, ChatCompletionChunk
 from tests.conftest import API_KEY, ClientFactory, user
 from tests.sse import DONE, Pieces, chunk, event, hello_stream, sse_response
@@ -554,7 +555,7 @@ def test_a_blocking_stream_interrupted_mid_read_says_so_and_is_no_connection_err
             next(stream)  # not StopIteration, which would pass the cut answer off as whole
 
 
-@pytest.mark.parametrize("when", ["as-it-is-made", "once-it-holds-its-lease"])
+@pytest.mark.parametrize("when", ["as-it-is-made", "inside-its-constructor"])
 def test_a_stream_interrupted_before_it_holds_its_response_is_released_before_the_next_request(
     make_client: ClientFactory, httpx_mock: HTTPXMock, kind: str, monkeypatch: pytest.MonkeyPatch, when: str
 ) -> None:
@@ -923,3 +924,36 @@ def test_a_running_usage_count_is_not_taken_for_the_total_of_a_stream_closed_bef
                 break
     with pytest.raises(deployai.DeployAIError, match="before the usage chunk"):
         stream.get_final_completion()
+
+
+def test_an_async_stream_dropped_unclosed_after_its_reading_was_cancelled_still_warns() -> None:
+    # `asyncio.wait_for(...)` timing out mid-stream, with no `async with`: the lease goes back as the
+    # read is cancelled, and the stream dropped afterwards is as unclosed as a sync stream is after
+    # a Ctrl+C. Handing the lease back once must not silence the warning.
+    emulator = Emulator(token_latency=1.0)
+
+    async def main() -> list[str]:
+        client = emulator.async_client()
+        stream = await client.chat.completions.create(model=MODEL, messages=user("one two three"), stream=True)
+        first = asyncio.Event()
+
+        async def read(chunks: deployai.AsyncStream[ChatCompletionChunk]) -> None:
+            async for _ in chunks:
+                first.set()
+
+        task = asyncio.ensure_future(read(stream))
+        await first.wait()  # the next chunk is a second away: the read is cancelled waiting for it
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always")
+            del stream, task
+            await asyncio.sleep(0)  # one turn of the loop: it lets go of the cancelled task's frames
+            gc.collect()
+        await client.aclose()
+        return [str(w.message) for w in warned if w.category is ResourceWarning]
+
+    assert [message.split(":")[0] for message in asyncio.run(main())] == [
+        "AsyncStream was dropped before it was read to the end or closed"
+    ]
