@@ -79,9 +79,6 @@ WINDOW_RESET_TOLERANCE_SECONDS: Final = 0.5
 # A response's `Date` names the whole second the server stamped it in, and servers often reuse one
 # stamp for up to a second more: the server's clock read up to this much past its `Date`.
 DATE_HEADER_SLACK_SECONDS: Final = 2.0
-# How long the bounds the answers' `Date`s put on how far our clock runs from a server's are kept
-# (for one to two of these): long enough to hold a tight one, short against drift.
-SERVER_CLOCK_MEMORY_SECONDS: Final = 300.0
 
 # Redis rate limiter. A Redis call that takes longer than the timeout counts as Redis being down:
 # the limiter paces in this process alone, and tries Redis again after the retry interval.

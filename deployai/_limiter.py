@@ -27,7 +27,7 @@ import httpx
 
 from ._exceptions import APIStatusError, DeployAIError, InvalidParameterError, RateLimitError, reported_error
 from ._pacing import Pacing
-from ._ratelimit import ServerClock, WindowReport, read_window
+from ._ratelimit import WindowReport, read_window
 from ._retry import server_requested_wait
 
 if TYPE_CHECKING:
@@ -197,7 +197,6 @@ class RateLimiter:
     def _fresh(self) -> None:
         """A new state of this process's own: pacing, lock and queue."""
         self._pacing = Pacing(requests_per_minute=self._requests_per_minute)
-        self._server_clock = ServerClock()  # how far our clock runs from the server's, for its resets
         self._lock = threading.Lock()
         self._queue: collections.deque[_Waiter] = collections.deque()
 
@@ -416,7 +415,7 @@ class RateLimiter:
         """
         answer: Answer = None  # unread (a Ctrl+C while reading it): counted as spent, never kept in flight
         try:
-            answer = _answer(self._clock(), outcome, self._unix(), took, self._server_clock)
+            answer = _answer(self._clock(), outcome, self._unix(), took)
         finally:
             with self._lock:
                 _apply(self._pacing, ticket, answer)
@@ -577,11 +576,11 @@ class Refused:
 Answer = tuple[float, int, WindowReport | None, float | None] | _Withdrawn | Refused | None
 
 
-def _answer(now: float, outcome: object, unix_now: float, took: float, server_clock: ServerClock) -> Answer:
+def _answer(now: float, outcome: object, unix_now: float, took: float) -> Answer:
     """Read what a send came back with (`now` on the limiter's clock, `unix_now` the time; resets are moved onto it).
 
     `took`: seconds since the request went, which with the response's `Date` shows whether our
-    clock and the server's differ, as `server_clock` learns it (see `read_window`).
+    clock and the server's differ (see `read_window`).
     """
     if not isinstance(outcome, httpx.Response):
         return None
@@ -594,7 +593,7 @@ def _answer(now: float, outcome: object, unix_now: float, took: float, server_cl
         if reported is not None and reported._status_named:
             status = reported.status_code
     sent = unix_now - took
-    report = read_window(headers, unix_now, sent, server_clock)
+    report = read_window(headers, unix_now, sent)
     if report is not None:
         shift = now - unix_now
         latest = now + _LONGEST_BELIEVED_SECONDS

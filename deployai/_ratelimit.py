@@ -24,17 +24,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from ._constants import DATE_HEADER_SLACK_SECONDS, SERVER_CLOCK_MEMORY_SECONDS
+from ._constants import DATE_HEADER_SLACK_SECONDS
 
-__all__ = [
-    "RateLimit",
-    "ServerClock",
-    "WindowReport",
-    "clock_offset",
-    "http_date",
-    "rate_limit_on_our_clock",
-    "read_window",
-]
+__all__ = ["RateLimit", "WindowReport", "clock_offset", "http_date", "rate_limit_on_our_clock", "read_window"]
 
 _MAX_DURATION_CHARS = 64  # "1h2m3.5s" is 8: anything much longer is not a duration
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
@@ -121,77 +113,27 @@ def clock_offset(date: str | bytes | None, sent: float, received: float) -> floa
     bounds allow 0, it is 0: clocks kept by NTP agree to well within a `Date`'s second, and nothing
     is moved. When they do not, the upper bound: a reset read through it is late, never early, by
     at most the answer's way back plus a second, so that a wait it gives errs long rather than
-    into a 429. Without a readable `date`, 0. (`ServerClock` narrows these bounds over many answers.)
+    into a 429. Without a readable `date`, 0.
 
     Args:
         date: the response's `Date` header, or None.
         sent: our unix time before the request was sent (earlier is allowed: it only loosens the bound).
         received: our unix time when its answer arrived, or later.
     """
-    bounds = _offset_bounds(date, sent, received)
-    return 0.0 if bounds is None else _within(*bounds)
-
-
-def _offset_bounds(date: str | bytes | None, sent: float, received: float) -> tuple[float, float] | None:
-    """The least and the most our clock can be ahead of the server's, by `date` (see `clock_offset`)."""
     global _last_date
     if date is None:
-        return None
+        return 0.0
     last, stamped = _last_date
     # Compared only with one of its own type: bytes against text warns (or raises, under `python -bb`).
     if type(date) is not type(last) or date != last:
         stamped = http_date(date.decode("latin-1") if isinstance(date, bytes) else date)
         _last_date = (date, stamped)
     if stamped is None:
-        return None
-    return sent - stamped - DATE_HEADER_SLACK_SECONDS, received - stamped
-
-
-def _within(least: float, most: float) -> float:
-    """The offset bounds allow: 0 if they allow it, else the most (resets read late, never early)."""
-    return 0.0 if least <= 0.0 <= most else most
-
-
-class ServerClock:
-    """How far our clock runs from one server's, narrowed answer by answer (see `clock_offset`).
-
-    One answer's `Date` bounds the offset loosely, by a second and more: the offset it gives moves
-    from answer to answer, a reset given as a unix time moves with it, and a rate limiter would take
-    a window's reset moved later for a newer window (and a count it had lowered already for that
-    window's). Kept across answers, the bounds narrow to the tightest any answer gave, and the offset
-    holds still. A bound is kept for one to two periods of `SERVER_CLOCK_MEMORY_SECONDS`, as clocks
-    drift; an answer whose bounds leave no room for what is known (a clock was set) starts afresh.
-    A rate limiter keeps one for the server it paces.
-    """
-
-    __slots__ = ("_known",)
-
-    def __init__(self) -> None:
-        # The bounds learnt in this period, those of the period before, and when this period ends:
-        # a tuple replaced whole, so that threads settling answers at once never see half of one.
-        self._known = _NOTHING_KNOWN
-
-    def offset(self, date: str | bytes | None, sent: float, received: float) -> float:
-        """How far our clock runs ahead of the server's, with what this answer tells (`clock_offset`'s arguments).
-
-        Without a readable `date`, what the answers before told.
-        """
-        least, most, before_least, before_most, until = self._known
-        bounds = _offset_bounds(date, sent, received)
-        if bounds is not None:
-            low, high = bounds
-            if low > min(most, before_most) or high < max(least, before_least):  # a clock was set
-                least, most, before_least, before_most, until = _NOTHING_KNOWN
-            if received >= until:  # a new period: the one before it is forgotten
-                before_least, before_most = least, most
-                least, most, until = -math.inf, math.inf, received + SERVER_CLOCK_MEMORY_SECONDS
-            least, most = max(least, low), min(most, high)
-            self._known = (least, most, before_least, before_most, until)
-        most = min(most, before_most)
-        return 0.0 if most == math.inf else _within(max(least, before_least), most)
-
-
-_NOTHING_KNOWN: tuple[float, float, float, float, float] = (-math.inf, math.inf, -math.inf, math.inf, -math.inf)
+        return 0.0
+    most = received - stamped
+    if most < 0.0 or sent - stamped - DATE_HEADER_SLACK_SECONDS > 0.0:
+        return most
+    return 0.0
 
 
 def _timestamp(seconds: float) -> datetime | None:
@@ -404,15 +346,13 @@ class WindowReport:
     tokens_spent_until: float | None
 
 
-def read_window(
-    headers: Mapping[str, str], now: float, sent: float = -math.inf, server_clock: ServerClock | None = None
-) -> WindowReport | None:
+def read_window(headers: Mapping[str, str], now: float, sent: float = -math.inf) -> WindowReport | None:
     """The budget a response reported, in any dialect `RateLimit` reads; None when it sent none of their headers.
 
     Its resets are on the clock `now` was read from (`now`: when the answer arrived; `sent`: before
     the request went, if known). A reset given as a unix time is the server's: it is moved by how
     far our clock runs from the server's, when the response's `Date` proves they disagree
-    (`clock_offset`; with `server_clock`, as narrowed by the server's answers before).
+    (`clock_offset`).
 
     A rate limiter calls this on every answer, so the common case costs little: the headers are
     looked up in a dict built by C code, and DeployAI's three headers holding plain digits are read
@@ -428,10 +368,7 @@ def read_window(
     else:
         found = {k.lower().encode("latin-1"): v.encode("latin-1") for k, v in headers.items()}
     date = found.get(b"date")
-    if server_clock is not None:
-        offset = server_clock.offset(date, sent, now)
-    else:
-        offset = 0.0 if date is None else clock_offset(date, sent, now)
+    offset = 0.0 if date is None else clock_offset(date, sent, now)
     if not _OTHER_DIALECTS.isdisjoint(found):
         # Read on the server's clock, then moved onto ours: a duration comes out counted from `now`.
         window = RateLimit.from_headers(

@@ -229,7 +229,7 @@ class RedisRateLimiter(RateLimiter):
         answer: Answer = None  # as in `RateLimiter._settle`
         try:
             now = self._clock()
-            answer = _answer(now, outcome, now, took, self._server_clock)
+            answer = _answer(now, outcome, now, took)
         finally:
             self._courier.tell(ticket, answer)
 

@@ -324,40 +324,6 @@ def test_a_results_and_an_errors_rate_limit_reset_on_our_clock_when_the_date_sho
         assert window.seconds_until_tokens_reset() == pytest.approx(10.0, abs=1.5)
 
 
-def test_answers_of_one_window_read_on_a_skewed_clock_never_raise_its_count_again() -> None:
-    # Our clock runs 120.3 s ahead of the server's. The first request is slow; a second goes a
-    # probe's interval later, and the server counts it first (49 left), in an earlier second of its
-    # clock than the first (48 left), whose answer arrives first. Read by each answer's own `Date`,
-    # the window's reset moved a second later with the last answer, which the limiter took for a
-    # newer window, and 49 for its count: one call more than the window holds.
-    server = 1_800_000_000.0  # the server's time as the first request goes
-    ours = server + 120.3
-    now = ours
-    limiter = deployai.RateLimiter()
-    limiter._unix = lambda: now
-    limiter._clock = lambda: T + (now - ours)
-    request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
-
-    def answer(remaining: int, stamped_at: float) -> httpx.Response:
-        return ok(
-            {
-                "date": email.utils.formatdate(server + stamped_at, usegmt=True),
-                "x-ratelimit-limit": "50",
-                "x-ratelimit-remaining": str(remaining),
-                "x-ratelimit-reset": str(int(server) + 30),
-            }
-        )
-
-    first = limiter._acquire_sync(request, 60.0)
-    now = ours + 1.05  # a probe's interval later: another request goes before the first is answered
-    second = limiter._acquire_sync(request, 60.0)
-    now = ours + 2.2
-    limiter._settle(first, answer(48, stamped_at=2.1), 2.2)
-    now = ours + 2.3
-    limiter._settle(second, answer(49, stamped_at=1.9), 1.25)
-    assert limiter._pacing.remaining == 48
-
-
 def test_a_429_asking_until_a_date_is_read_on_the_servers_clock(make_client: ClientFactory) -> None:
     server_now = time.time() - 120.0  # our clock runs two minutes ahead: the date would have passed
     date, later = (email.utils.formatdate(t, usegmt=True) for t in (server_now, server_now + 5))

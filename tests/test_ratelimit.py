@@ -5,14 +5,13 @@ from __future__ import annotations
 import ast
 import datetime
 import email.utils
-import random
 import subprocess
 import sys
 
 import pytest
 
 from deployai import RateLimit
-from deployai._ratelimit import ServerClock, clock_offset
+from deployai._ratelimit import clock_offset
 
 DATE_T = email.utils.formatdate(1_800_000_000, usegmt=True)  # the server stamped its answer in this second
 
@@ -189,7 +188,7 @@ def test_clock_offset_reads_a_date_as_text_and_as_bytes_under_python_bb() -> Non
     # A limiter reads `Date` as bytes, a retry as text; one compared with the other raised
     # `BytesWarning` under `python -bb`, out of a call through a limiter after a retry.
     script = (
-        "from deployai._ratelimit import ServerClock, clock_offset\n"
+        "from deployai._ratelimit import clock_offset\n"
         f"date = {DATE_T!r}\n"
         "t = 1_800_000_000.0\n"
         "print([clock_offset(d, t + 60.2, t + 60.3) for d in (date, date.encode(), date, date.encode())])\n"
@@ -197,39 +196,3 @@ def test_clock_offset_reads_a_date_as_text_and_as_bytes_under_python_bb() -> Non
     done = subprocess.run([sys.executable, "-bb", "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert [round(offset, 1) for offset in ast.literal_eval(done.stdout)] == [60.3] * 4
-
-
-def _answers(ahead: float, count: int, seed: int, t: float = 1_800_000_000.0) -> list[tuple[str, float, float]]:
-    """`count` answers, `(date, sent, received)`, of a server our clock runs `ahead` of, from its time `t` on."""
-    rng = random.Random(seed)
-    answers = []
-    for _ in range(count):
-        t += rng.uniform(0.05, 0.8)  # the server's time as the request goes
-        way = rng.uniform(0.01, 0.2)  # each way, the server's work included
-        answers.append((email.utils.formatdate(t + way, usegmt=True), t + ahead, t + ahead + 2 * way))
-    return answers
-
-
-def test_a_server_clock_holds_still_across_answers_and_never_reads_a_reset_early() -> None:
-    # Read answer by answer, the offset moves by up to a second and more (each `Date` is a whole
-    # second), and a window's reset with it: a rate limiter took that for a newer window.
-    answers = _answers(120.3, 300, seed=7)
-    server_clock = ServerClock()
-    offsets = [server_clock.offset(*answer) for answer in answers]
-    assert min(offsets) >= 120.3
-    assert max(offsets[30:]) - min(offsets[30:]) < 0.2
-    one_by_one = [clock_offset(*answer) for answer in answers]
-    assert max(one_by_one[30:]) - min(one_by_one[30:]) > 0.5  # what it narrows
-
-
-@pytest.mark.parametrize("set_to", [240.0, 5.0, 0.0], ids=["further-ahead", "less-ahead", "agreeing"])
-def test_a_server_clock_starts_afresh_when_a_clock_is_set(set_to: float) -> None:
-    server_clock = ServerClock()
-    for answer in _answers(120.3, 50, seed=11):
-        server_clock.offset(*answer)
-    offsets = [server_clock.offset(*answer) for answer in _answers(set_to, 50, seed=12, t=1_800_000_100.0)]
-    assert min(offsets) >= set_to  # from the first answer after it: never early
-    if set_to:
-        assert max(offsets) < set_to + 2.5
-    else:
-        assert offsets == [0.0] * 50  # clocks that agree move nothing
