@@ -155,7 +155,8 @@ class _BaseClient(Generic[_HTTP, _Httpx]):
         """Build and check the request; on a borrowed `http_client`, with its headers, params and cookies."""
         prepared = endpoint.build(self._options, endpoint, params)
         borrowed = self._http.borrowed_client
-        if borrowed is not None:
+        # Not for the in-process emulator's own client: it records what the SDK sends over HTTP.
+        if borrowed is not None and not self._http.in_process:
             _with_defaults_of(borrowed, prepared.request)
         return prepared
 

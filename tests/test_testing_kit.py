@@ -457,3 +457,13 @@ def test_a_streamed_refusal_puts_together_the_same_message_as_a_whole_one(emulat
         final = stream.get_final_completion()
     assert final.choices[0].message == whole.choices[0].message
     assert (final.choices[0].message.content, final.choices[0].message.refusal) == (None, "I can't help with that.")
+
+
+def test_the_in_process_emulator_records_the_headers_the_sdk_sends_over_http() -> None:
+    # Its client is the SDK over the emulator's own httpx client, which is no user's `http_client`:
+    # httpx's defaults (`accept-encoding`, `connection`) were merged in, which the SDK never sends.
+    emulator = Emulator()
+    with emulator.client() as client:
+        ask(client, CLAUDE)
+    (recorded,) = emulator.requests
+    assert set(recorded.headers) == {"host", "authorization", "user-agent", "content-type", "accept", "content-length"}
