@@ -271,19 +271,24 @@ def test_a_ctrl_c_between_a_calls_turn_and_its_settling_leaves_nothing_in_flight
     assert (limiter.waiting, limiter.in_flight) == (0, 0)
 
 
+def spent_on_a_server_behind_by(ours_ahead_by: float) -> dict[str, str]:
+    """A spent window of 20 that resets 30 s from the server's now, with its `Date`; our clock `ours_ahead_by` ahead."""
+    server_now = time.time() - ours_ahead_by
+    return {
+        "date": email.utils.formatdate(server_now, usegmt=True),
+        "x-ratelimit-limit": "20",
+        "x-ratelimit-remaining": "0",
+        "x-ratelimit-reset": str(round(server_now + 30)),
+    }
+
+
 @pytest.mark.parametrize("ours_ahead_by", [120.0, -120.0], ids=["our-clock-ahead", "our-clock-behind"])
 def test_a_reset_is_read_on_the_servers_clock_when_its_date_shows_ours_differs(
     make_client: ClientFactory, ours_ahead_by: float
 ) -> None:
     # The window resets 30 s from the server's now. Read on our clock, it would have reset 90 s ago
     # (ours ahead: the next call goes, into a 429) or reset in 150 s (ours behind: a long wait).
-    server_now = time.time() - ours_ahead_by
-    spent = {
-        "date": email.utils.formatdate(server_now, usegmt=True),
-        "x-ratelimit-limit": "20",
-        "x-ratelimit-remaining": "0",
-        "x-ratelimit-reset": str(round(server_now + 30)),
-    }
+    spent = spent_on_a_server_behind_by(ours_ahead_by)
     limiter = frozen(deployai.RateLimiter())
     transport, sent = handler_with(ok(spent))
     client = make_client(transport=transport, rate_limiter=limiter, max_retry_wait=10.0)
@@ -300,12 +305,8 @@ def test_a_results_and_an_errors_rate_limit_reset_on_our_clock_when_the_date_sho
 ) -> None:
     # Read against our clock as it is, the window resetting 30 s from the server's now had reset
     # 90 s ago (ours ahead: `seconds_until_reset()` 0) or reset in 150 s (ours behind).
-    server_now = time.time() - ours_ahead_by
     headers = {
-        "date": email.utils.formatdate(server_now, usegmt=True),
-        "x-ratelimit-limit": "20",
-        "x-ratelimit-remaining": "0",
-        "x-ratelimit-reset": str(round(server_now + 30)),
+        **spent_on_a_server_behind_by(ours_ahead_by),
         "x-ratelimit-limit-tokens": "1000",
         "x-ratelimit-remaining-tokens": "0",
         "x-ratelimit-reset-tokens": "10s",  # a duration counts from the answer, on either clock
