@@ -830,6 +830,7 @@ class _LeaseBase:
         "response",
         "retries",
         "started_at",
+        "swept",
         "turn",
     )
 
@@ -851,6 +852,7 @@ class _LeaseBase:
         self.cut_short: str | None = None  # why it was closed, if not by its own close(): the reader raises
         self.released = False
         self.handed_back = False  # abandoned: its shell releases it (see `abandon`)
+        self.swept = False  # released by its client's next request, as abandoned (not by the client's close)
         self.pausing: _ThreadWaiter | _TaskWaiter | None = None  # set while it waits to be sent again
         self._adopt(exchange.response)
         _leases_alive.add(self)  # last: a fork in another thread meanwhile finds it whole, or not at all
@@ -1559,9 +1561,11 @@ class _LoopPool:
                 keeper.aclose().send(None)  # its `finally` awaits nothing: the pool is closed already
 
     async def release_abandoned(self) -> None:
-        """Release the leases of streams dropped unclosed."""
+        """Release the leases of streams dropped unclosed, or whose reading was cancelled."""
         while self.abandoned:
-            await self.abandoned.popleft().release()
+            lease = self.abandoned.popleft()
+            lease.swept = True
+            await lease.release()
 
     async def aclose(self, cut_short: str = _CLIENT_CLOSED) -> None:
         """Release every open stream, then close the pool if it is ours; `cut_short` says why, to their readers."""

@@ -56,6 +56,7 @@ class _LeaseState(Protocol):
     closing: bool
     cut_short: str | None  # why it is `closing`, when that was not the stream's own close()
     released: bool
+    swept: bool  # released by the client's next request after it was abandoned
 
     def abandon(self) -> None:
         """Hand the lease back to its shell, which releases it where that is safe (no I/O here)."""
@@ -118,12 +119,13 @@ class _Reader(Generic[_T, _L]):
     too (as `owner`), which keeps a stream alive for exactly as long as it is being iterated.
     """
 
-    __slots__ = ("decoder", "first_chunk_at", "lease")
+    __slots__ = ("concluded", "decoder", "first_chunk_at", "lease")
 
     def __init__(self, lease: _L, chunk_type: type[_T]) -> None:
         self.lease = lease
         self.decoder = ChunkDecoder(chunk_type)
         self.first_chunk_at: float | None = None
+        self.concluded = False  # the program closed the stream, or read on to its end (or to why it ended)
 
     def error_for(self, problem: Exception) -> APIError:
         """The typed error for a decoder's `ErrorEvent` or `InvalidEvent`, or a broken connection."""
@@ -155,6 +157,7 @@ class _Reader(Generic[_T, _L]):
 
     def check_ended(self) -> None:
         """At the end of the body: raise unless `[DONE]` arrived or the stream itself was closed."""
+        self.concluded = True
         cut_short = self.lease.cut_short
         if self.decoder.done or (self.lease.closing and cut_short is None):
             return
@@ -238,11 +241,16 @@ class _StreamBase(ResponseInfo, Generic[_T, _L]):
         )
 
     def _was_abandoned(self) -> bool:
-        """For a finalizer: hand an unreleased lease back to its shell; whether there was one."""
+        """For a finalizer: hand an unreleased lease back to its shell; whether the stream was left unfinished."""
         reader: _Reader[_T, _L] | None = getattr(self, "_reader", None)  # None: never fully constructed
-        if reader is None or reader.lease.released:
+        if reader is None:
             return False
-        reader.lease.abandon()  # once: after a cancelled read, it was handed back already
+        lease = reader.lease
+        if lease.released:
+            # A cancelled read handed the lease back, and the client's next request released it: the
+            # client's housekeeping, which left the stream as unfinished by the program as it was.
+            return lease.swept and not reader.concluded
+        lease.abandon()  # once: after a cancelled read, it was handed back already
         return True
 
     def _warn_unclosed(self) -> None:
@@ -482,6 +490,7 @@ class Stream(_StreamBase[_T, Lease]):
 
     def close(self) -> None:
         """Release the connection and stop the stream; from any thread, more than once; never raises."""
+        self._reader.concluded = True
         self._reader.lease.close()
 
     @property
@@ -543,6 +552,7 @@ class AsyncStream(_StreamBase[_T, AsyncLease]):
 
     async def aclose(self) -> None:
         """Release the connection and stop the stream; from any task, more than once; never raises."""
+        self._reader.concluded = True
         await self._reader.lease.close()
 
     @property
