@@ -1,7 +1,8 @@
-"""Many calls at once with bounded concurrency: `create_many` for both clients.
+"""Many calls at once with bounded concurrency: `as_completed` and `create_many` for both clients.
 
-Results come back in input order, each the answer or the `DeployAIError` that ended that item, so one
-failure never loses the others. The sync runner uses as many threads as the concurrency allows, the
+Results are handed over as the calls finish, with their place in the input (`create_many` puts them
+back in input order), each the answer or the `DeployAIError` that ended that item, so one failure
+never loses the others. The sync runner uses as many threads as the concurrency allows, the
 async one as many tasks; both report progress as items finish, and both stop everything in flight
 when the caller is interrupted or cancelled.
 
@@ -16,12 +17,12 @@ from __future__ import annotations
 import queue
 import threading
 import warnings
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable
 from typing import Generic, TypeVar
 
 from ._exceptions import DeployAIError, InvalidParameterError
 
-__all__ = ["Progress", "check_concurrency", "progress_reporter", "run_many", "run_many_async"]
+__all__ = ["Progress", "check_concurrency", "in_order", "progress_reporter", "run_many", "run_many_async"]
 
 _R = TypeVar("_R")
 _I = TypeVar("_I")
@@ -64,27 +65,38 @@ def progress_reporter(on_progress: Progress | None, progress: bool, total: int) 
     return report, finish
 
 
-class _Batch(Generic[_I, _R]):
-    """What both runners share: the items, their result slots in input order, and progress."""
+class _Batch(Generic[_I]):
+    """What both runners share: the items, and progress as they finish."""
+
+    _report: Progress
+    finish: Callable[[], None]  # closes the bar, if any
 
     def __init__(self, requests: Iterable[_I], concurrency: int, on_progress: Progress | None, progress: bool) -> None:
         width = check_concurrency(concurrency)
         self.items = list(requests)
         self.total = len(self.items)
         self.width = min(width, self.total)  # never more workers than items
-        self.results: list[_R | DeployAIError | None] = [None] * self.total
         self.done = 0
-        self._report, self.finish = progress_reporter(on_progress, progress and self.total > 0, self.total)
+        self._progress = on_progress, progress and self.total > 0
 
-    def settle(self, index: int, result: _R | DeployAIError) -> None:
-        """Record one item's result and report progress."""
-        self.results[index] = result
+    def start(self) -> None:
+        """As the first item is taken: a bar is drawn only for a batch that runs."""
+        self._report, self.finish = progress_reporter(*self._progress, self.total)
+
+    def settle(self, index: int, result: _R) -> tuple[int, _R]:
+        """One item finished: report progress; the item's index and result, to hand on."""
         self.done += 1
         self._report(self.done, self.total)
+        return index, result
 
-    def outcome(self) -> list[_R | DeployAIError]:
-        """The results in input order (every slot filled once all items settled)."""
-        return self.results  # type: ignore[return-value]
+
+def in_order(finished: Iterable[tuple[int, _R]]) -> list[_R]:
+    """The results of a whole batch, each item's once, in input order."""
+    return [result for _, result in sorted(finished, key=_place)]
+
+
+def _place(finished: tuple[int, object]) -> int:
+    return finished[0]
 
 
 def run_many(
@@ -94,18 +106,25 @@ def run_many(
     concurrency: int,
     on_progress: Progress | None,
     progress: bool,
-) -> list[_R | DeployAIError]:
-    """Run `call(request, stopped)` on each request from `concurrency` threads; results in input order.
+) -> Generator[tuple[int, _R | DeployAIError], None, None]:
+    """Run `call(request, stopped)` on each request from `concurrency` threads; `(index, result)` as each finishes.
 
-    `stopped()` turns true once the caller was interrupted: the call then sends nothing more.
+    `stopped()` turns true once the caller was interrupted or closed the iterator: the calls then
+    send nothing more. The arguments are checked here, before the first item is taken.
     """
-    batch: _Batch[_I, _R] = _Batch(requests, concurrency, on_progress, progress)
+    return _in_threads(call, _Batch(requests, concurrency, on_progress, progress))
+
+
+def _in_threads(
+    call: Callable[[_I, Callable[[], bool]], _R], batch: _Batch[_I]
+) -> Generator[tuple[int, _R | DeployAIError], None, None]:
     if not batch.total:
-        return []
+        return
     pending = iter(enumerate(batch.items))
     taking = threading.Lock()
     halt = threading.Event()
     finished: queue.SimpleQueue[tuple[int, _R | BaseException]] = queue.SimpleQueue()
+    batch.start()
 
     def worker() -> None:
         while not halt.is_set():
@@ -125,54 +144,64 @@ def run_many(
             threading.Thread(target=worker, name="deployai create_many", daemon=True).start()
         for _ in range(batch.total):
             index, result = finished.get()
-            batch.settle(index, _settled(result))
-    except BaseException:
-        halt.set()  # Ctrl-C, or an error not the SDK's: nothing more is sent
-        raise
+            yield batch.settle(index, _settled(result))
     finally:
+        halt.set()  # Ctrl-C, the iterator closed early, or an error not the SDK's: nothing more is sent
         batch.finish()
-    return batch.outcome()
 
 
 def _settled(result: _R | BaseException) -> _R | DeployAIError:
-    """An item's result or `DeployAIError`; any other exception is raised, in the caller's thread."""
+    """An item's result or `DeployAIError`; any other exception is raised, in the caller's thread or task."""
     if isinstance(result, BaseException) and not isinstance(result, DeployAIError):
         raise result
     return result
 
 
-async def run_many_async(
+def run_many_async(
     call: Callable[[_I], Awaitable[_R]],
     requests: Iterable[_I],
     *,
     concurrency: int,
     on_progress: Progress | None,
     progress: bool,
-) -> list[_R | DeployAIError]:
-    """Run `call` on each request from `concurrency` tasks; results in input order; cancelling cancels all."""
+) -> AsyncGenerator[tuple[int, _R | DeployAIError], None]:
+    """Run `call` on each request from `concurrency` tasks; `(index, result)` as each finishes.
+
+    Closing the iterator, or cancelling the task that reads it, cancels every call in flight. The
+    arguments are checked here, before the first item is taken.
+    """
+    return _in_tasks(call, _Batch(requests, concurrency, on_progress, progress))
+
+
+async def _in_tasks(
+    call: Callable[[_I], Awaitable[_R]], batch: _Batch[_I]
+) -> AsyncGenerator[tuple[int, _R | DeployAIError], None]:
     import asyncio  # imported by the async client already; a program that uses only `DeployAI` never does
 
-    batch: _Batch[_I, _R] = _Batch(requests, concurrency, on_progress, progress)
     if not batch.total:
-        return []
+        return
     pending = iter(enumerate(batch.items))
+    finished: asyncio.Queue[tuple[int, _R | BaseException]] = asyncio.Queue()
+    batch.start()
 
     async def worker() -> None:
         for index, item in pending:  # one iterator shared by the workers: each item is taken once
             try:
-                result: _R | DeployAIError = await call(item)
-            except DeployAIError as error:
-                result = error
-            batch.settle(index, result)
+                result: _R | BaseException = await call(item)
+            except BaseException as exc:  # handed over, as in `_in_threads`; a cancel ends the worker too
+                finished.put_nowait((index, exc))
+                if not isinstance(exc, Exception):
+                    raise
+            else:
+                finished.put_nowait((index, result))
 
     workers = [asyncio.ensure_future(worker()) for _ in range(batch.width)]
     try:
-        await asyncio.gather(*workers)
-    except BaseException:
+        for _ in range(batch.total):
+            index, result = await finished.get()
+            yield batch.settle(index, _settled(result))
+    finally:
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
-        raise
-    finally:
         batch.finish()
-    return batch.outcome()

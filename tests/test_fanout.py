@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import signal
 import threading
 from typing import Any
@@ -241,3 +243,119 @@ def test_cancelling_create_many_cancels_everything_in_flight() -> None:
 
     asyncio.run(main())
     assert started == 3  # nothing beyond the first three was started
+
+
+def _text_of(request: httpx.Request) -> str:
+    return str(json.loads(request.content)["messages"][0]["content"])
+
+
+def test_as_completed_hands_each_result_over_as_it_finishes_with_its_place() -> None:
+    # Each call is held until the test lets it answer, in an order other than the input's: a result
+    # must come out as soon as its call is answered, not after the calls before it in the input.
+    release = {text: threading.Event() for text in "abc"}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        text = _text_of(request)
+        assert release[text].wait(10)
+        return httpx.Response(200, json=completion_json(f"answer {text}"))
+
+    client = deployai.DeployAI(api_key="sk-many", http_client=httpx.Client(transport=httpx.MockTransport(handler)))
+    batch: list[Any] = [*requests_for("a", "b", "c"), None, {"model": MODEL}]
+    finishing = client.chat.completions.as_completed(batch, concurrency=5)
+    refused = [next(finishing), next(finishing)]  # the two malformed ones, refused before sending
+    assert sorted(index for index, _ in refused) == [3, 4]
+    assert all(isinstance(result, deployai.InvalidParameterError) for _, result in refused)
+    got = []
+    for text in "cab":
+        release[text].set()
+        index, result = next(finishing)
+        assert isinstance(result, deployai.types.ChatCompletion)
+        got.append((index, result.choices[0].message.content))
+    assert got == [(2, "answer c"), (0, "answer a"), (1, "answer b")]
+    with pytest.raises(StopIteration):
+        next(finishing)
+    client.close()
+
+
+def test_leaving_as_completed_early_sends_nothing_more_and_keeps_what_came() -> None:
+    sent: list[str] = []
+    held = threading.Event()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        text = _text_of(request)
+        sent.append(text)
+        if text != "a":
+            assert held.wait(10)  # in flight as the loop is left
+        return httpx.Response(200, json=completion_json(f"answer {text}"))
+
+    client = deployai.DeployAI(
+        api_key="sk-many", max_retries=2, http_client=httpx.Client(transport=httpx.MockTransport(handler))
+    )
+    kept = []
+    for index, result in client.chat.completions.as_completed(requests_for("a", "b", "c", "d"), concurrency=1):
+        assert isinstance(result, deployai.types.ChatCompletion)
+        kept.append((index, result.choices[0].message.content))
+        break  # as a Ctrl-C in the loop's body would
+    held.set()
+    for thread in threading.enumerate():
+        if thread.name.startswith("deployai create_many"):
+            thread.join(10)
+    assert kept == [(0, "answer a")]
+    assert sent == ["a", "b"]  # "b" was in flight already; "c" and "d" were never sent
+    client.close()
+
+
+def test_as_completed_refuses_a_bad_concurrency_at_the_call(kind: str) -> None:
+    client: Any = deployai.DeployAI(api_key="sk-many") if kind == "sync" else deployai.AsyncDeployAI(api_key="sk-many")
+    for bad in (0, 2.5, True):
+        with pytest.raises(deployai.InvalidParameterError, match="concurrency"):
+            client.chat.completions.as_completed(requests_for("x"), concurrency=bad)
+
+
+def test_async_as_completed_hands_results_over_as_they_finish_and_cancels_the_rest_when_closed() -> None:
+    cancelled: list[str] = []
+
+    async def main() -> list[tuple[int, str | None]]:
+        release = {text: asyncio.Event() for text in "abc"}
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            text = _text_of(request)
+            try:
+                await release[text].wait()
+            except asyncio.CancelledError:
+                cancelled.append(text)
+                raise
+            return httpx.Response(200, json=completion_json(f"answer {text}"))
+
+        async with deployai.AsyncDeployAI(
+            api_key="sk-many", http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler))
+        ) as client:
+            got = []
+            finishing = client.chat.completions.as_completed(requests_for("a", "b", "c"), concurrency=3)
+            async with contextlib.aclosing(finishing):
+                release["b"].set()
+                async for index, result in finishing:
+                    assert isinstance(result, deployai.types.ChatCompletion)
+                    got.append((index, result.choices[0].message.content))
+                    if len(got) == 2:
+                        break
+                    release["c"].set()
+            assert sorted(cancelled) == ["a"]  # closed: the call still in flight was cancelled at once
+            return got
+
+    assert asyncio.run(asyncio.wait_for(main(), 10)) == [(1, "answer b"), (2, "answer c")]
+
+
+def test_as_completed_kept_in_a_variable_reads_on_after_an_interrupt_in_the_loop_body() -> None:
+    # A notebook cell interrupted while it writes a result out: the next cell reads the rest.
+    emulator = Emulator(rate_limit=1_000_000)
+    with emulator.client() as client:
+        finishing = client.chat.completions.as_completed(requests_for("a", "b", "c"), concurrency=2)
+        seen = []
+        with pytest.raises(KeyboardInterrupt):
+            for index, _ in finishing:
+                seen.append(index)
+                raise KeyboardInterrupt
+        seen += [index for index, _ in finishing]
+    assert sorted(seen) == [0, 1, 2]
+    assert len(emulator.requests) == 3

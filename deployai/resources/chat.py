@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping
 from functools import cached_property
 from typing import Any, Final, overload
 
@@ -11,7 +11,7 @@ from typing_extensions import Unpack
 from .. import _streaming
 from .._endpoint import AsyncCaller, Endpoint, SyncCaller
 from .._exceptions import DeployAIError, InvalidParameterError
-from .._fanout import Progress, run_many, run_many_async
+from .._fanout import Progress, in_order, run_many, run_many_async
 from .._request import CHAT_ARGUMENTS, build_chat_request, unknown_params
 from .._response import RawResponse
 from .._streaming import AsyncStream, Stream
@@ -131,7 +131,44 @@ class Completions:
         Returns:
             One item per request, in order: its `ChatCompletion`, or the `DeployAIError` that ended it (one
             failure never loses the others). Interrupting (Ctrl-C) or cancelling the call stops everything not
-            yet finished and returns at once.
+            yet finished and returns at once, with nothing: `as_completed` hands each result over as it
+            finishes, so that an interrupted batch keeps those.
+        """
+        return in_order(
+            self.as_completed(requests, concurrency=concurrency, on_progress=on_progress, progress=progress)
+        )
+
+    def as_completed(
+        self,
+        requests: Iterable[Mapping[str, Any] | ChatCompletionRequest],
+        *,
+        concurrency: int = _DEFAULT_CONCURRENCY,
+        on_progress: Progress | None = None,
+        progress: bool = False,
+    ) -> Generator[tuple[int, ChatCompletion | DeployAIError], None, None]:
+        """Create many chat completions as `create_many` does, handing each result over as soon as it finishes.
+
+        `for index, result in client.chat.completions.as_completed(requests):` gets each call's place
+        in `requests` and its result, in the order the calls finish, so that a long batch can write
+        its results out as they come: one interrupted (Ctrl-C) keeps every result already handed over.
+        Closing the iterator stops everything not yet finished: no other request and no retry is
+        sent. A Ctrl-C while it waits for the next result closes it; so does leaving a loop early
+        (`break`, an exception) once the iterator is dropped, which for a `for` over this call is at
+        once. One kept in a variable can be iterated on after an interrupt, or closed with `close()`.
+
+        Args:
+            requests: as for `create_many`.
+            concurrency: as for `create_many`.
+            on_progress: as for `create_many`.
+            progress: as for `create_many`.
+
+        Returns:
+            A generator of `(index, result)`: `result` is the `ChatCompletion`, or the `DeployAIError`
+            that ended that request. Each request comes once.
+
+        Raises:
+            InvalidParameterError: `concurrency` is not a whole number >= 1 (raised here, before anything
+                is sent).
         """
 
         def one(params: Mapping[str, Any] | ChatCompletionRequest, stopped: Callable[[], bool]) -> ChatCompletion:
@@ -194,14 +231,31 @@ class AsyncCompletions:
         progress: bool = False,
     ) -> list[ChatCompletion | DeployAIError]:
         """Create many chat completions (awaited): the parameters and results of `Completions.create_many`."""
+        finishing = self.as_completed(requests, concurrency=concurrency, on_progress=on_progress, progress=progress)
+        return in_order([finished async for finished in finishing])
+
+    create_many.__doc__ = Completions.create_many.__doc__
+
+    def as_completed(
+        self,
+        requests: Iterable[Mapping[str, Any] | ChatCompletionRequest],
+        *,
+        concurrency: int = _DEFAULT_CONCURRENCY,
+        on_progress: Progress | None = None,
+        progress: bool = False,
+    ) -> AsyncGenerator[tuple[int, ChatCompletion | DeployAIError], None]:
+        """Create many chat completions, each handed over as it finishes: `Completions.as_completed`, with `async for`.
+
+        Closing it (`aclose()`, or `async with contextlib.aclosing(...)` around the loop) cancels every
+        call in flight, as cancelling the task that reads it does; one left early and dropped is
+        closed by its event loop soon after.
+        """
 
         async def one(params: Mapping[str, Any] | ChatCompletionRequest) -> ChatCompletion:
             result: ChatCompletion = await self._client._call(CREATE, _whole(params), raw=False)
             return result
 
-        return await run_many_async(one, requests, concurrency=concurrency, on_progress=on_progress, progress=progress)
-
-    create_many.__doc__ = Completions.create_many.__doc__
+        return run_many_async(one, requests, concurrency=concurrency, on_progress=on_progress, progress=progress)
 
     @cached_property
     def with_raw_response(self) -> AsyncCompletionsWithRawResponse:
