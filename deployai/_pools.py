@@ -128,9 +128,14 @@ def _verifying_context(certificates: tuple[str | None, str | None]) -> ssl.SSLCo
     """Httpx's default TLS context for these settings (as `httpx.create_ssl_context` makes it from the environment)."""
     cert_file, cert_dir = certificates
     if cert_file:
-        return ssl.create_default_context(cafile=cert_file)
+        try:
+            return ssl.create_default_context(cafile=cert_file)
+        except OSError as exc:  # `ssl.SSLError` too: a file that holds no certificate
+            # Read at the first https request, where the bare "[Errno 2] No such file or directory"
+            # would not say which file, nor that it came from the environment.
+            raise OSError(f"the CA certificates in SSL_CERT_FILE ({cert_file!r}) could not be loaded: {exc}") from exc
     if cert_dir:
-        return ssl.create_default_context(capath=cert_dir)
+        return ssl.create_default_context(capath=cert_dir)  # its files are read as connections need them
     return httpx.create_ssl_context(trust_env=False)  # certifi's CA certificates
 
 
@@ -659,10 +664,12 @@ class _Spread(Generic[_T]):
         index = next((i for i, count in enumerate(counts) if count < POOL_CONNECTIONS), -1)
         if index < 0:  # all full: wait in the least busy pool
             index = counts.index(min(counts))
-        counts[index] += 1
         pool = self._pools[index]
         if pool is None:
             pool = self._pools[index] = self._make()
+        # Counted once the pool is made: making it may fail (certificates that cannot be loaded) or
+        # be interrupted, and a request counted then would be in flight in it for good.
+        counts[index] += 1
         return index, pool
 
     def give_back(self, index: int, pool: _T, now: float) -> _T | None:

@@ -599,3 +599,36 @@ def test_blocking_calls_interrupted_inside_their_connections_close_never_leave_t
         assert all(connection.is_closed() for connection in stuck)
         assert sum(spread_of(client)._counts) == 0
     assert len(stuck) == POOL_CONNECTIONS
+
+
+def test_a_pool_that_could_not_be_made_counts_no_request_in_flight() -> None:
+    failures = iter([OSError("the certificates could not be loaded")])
+
+    def make() -> httpx.BaseTransport:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return httpx.MockTransport(lambda request: httpx.Response(200))
+
+    spread = _pools._Spread(make)
+    with pytest.raises(OSError, match="certificates"):
+        spread.take()
+    index, pool = spread.take()
+    assert (index, spread._counts[0]) == (0, 1)  # the failed attempt left nothing in flight
+    spread.give_back(index, pool, 1.0)
+    assert spread._counts[0] == 0
+
+
+def test_an_ssl_cert_file_that_cannot_be_read_is_named_in_the_error(
+    kind: str, make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    monkeypatch.setattr(_pools, "_tls", {})
+    missing, empty = tmp_path / "missing.pem", tmp_path / "empty.pem"
+    empty.write_text("not a certificate\n")
+    for path in (missing, empty):
+        monkeypatch.setenv("SSL_CERT_FILE", str(path))
+        client = make_client(api_key=KEY, base_url="https://127.0.0.1:9/v1", max_retries=0)
+        with pytest.raises(deployai.APIConnectionError, match=r"the CA certificates in SSL_CERT_FILE \(.*\.pem'\)"):
+            client.models.list()
+        spread = getattr(client, "unwrapped", client)._http.client._transport._spreads["https"]
+        assert sum(spread._counts) == 0  # and no place was left taken
