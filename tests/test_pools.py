@@ -630,5 +630,5 @@ def test_an_ssl_cert_file_that_cannot_be_read_is_named_in_the_error(
         client = make_client(api_key=KEY, base_url="https://127.0.0.1:9/v1", max_retries=0)
         with pytest.raises(deployai.APIConnectionError, match=r"the CA certificates in SSL_CERT_FILE \(.*\.pem'\)"):
             client.models.list()
-        spread = getattr(client, "unwrapped", client)._http.client._transport._spreads["https"]
-        assert sum(spread._counts) == 0  # and no place was left taken
+        inner: Any = getattr(client, "unwrapped", client)
+        assert sum(inner._http.client._transport._spreads["https"]._counts) == 0  # and no place was left taken
