@@ -1,8 +1,10 @@
-"""A batch from JSON Lines: requests queued one per line, answered with `create_many`, results written back.
+"""A batch from JSON Lines: requests queued one per line, answered with `as_completed`, results written back.
 
 A service queues requests as `ChatCompletionRequest` lines (the exact body `create` sends), replays
-them later, and writes one JSON line per result, in input order: an answer, or the error that ended
-that request (one failure never loses the others). With no `DEPLOYAI_API_KEY` it runs against the
+them later, and writes one JSON line per result as each call finishes, with its request's place in
+the queue: an answer, or the error that ended that request (one failure never loses the others, and
+a batch interrupted midway keeps every line already written). `create_many` would give the same
+results as one list, in input order, at the end. With no `DEPLOYAI_API_KEY` it runs against the
 local emulator.
 
     python examples/batch_jsonl.py
@@ -36,16 +38,17 @@ def queue(out: TextIO) -> None:
 
 
 def answer(client: DeployAI, lines: TextIO, out: TextIO) -> None:
-    """Read the queued requests back, answer them four at a time, and write one result line each."""
+    """Read the queued requests back, answer them four at a time, and write one result line each as it comes."""
     requests = [ChatCompletionRequest.model_validate_json(line) for line in lines if line.strip()]
-    results = client.chat.completions.create_many(requests, concurrency=4)
-    for request, result in zip(requests, results, strict=True):
+    for index, result in client.chat.completions.as_completed(requests, concurrency=4):
+        line: dict[str, object] = {"index": index, "model": requests[index].model}
         if isinstance(result, DeployAIError):
             status = getattr(result, "status_code", None)  # None when no answer came (a connection error)
-            line = {"model": request.model, "error": type(result).__name__, "status": status}
+            line |= {"error": type(result).__name__, "status": status}
         else:
-            line = {"model": request.model, "answer": result.choices[0].message.content}
+            line["answer"] = result.choices[0].message.content
         out.write(json.dumps(line) + "\n")
+        out.flush()  # on disk before the next result: an interrupted batch keeps it
 
 
 def main() -> None:

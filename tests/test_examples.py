@@ -187,17 +187,17 @@ def test_testing_your_app_passes_its_own_tests_with_the_installed_fixtures() -> 
     assert re.fullmatch(r"6 passed in [\d.]+s", lines[-1]), lines
 
 
-def test_batch_jsonl_answers_in_order_with_the_failure_in_its_place() -> None:
+def test_batch_jsonl_answers_each_request_once_with_its_place_and_the_failure_in_it() -> None:
     lines = run_example("batch_jsonl.py")
     assert EMULATOR_LINE.fullmatch(lines[0])
-    results = [json.loads(line) for line in lines[1:]]
-    assert [r["model"] for r in results] == [
-        "openai/gpt-4o",
-        "anthropic/claude-3.5-sonnet",
-        "nobody/no-such-model",
-        "google/gemini-2.0-flash",
+    results = sorted((json.loads(line) for line in lines[1:]), key=lambda r: r["index"])
+    assert [(r["index"], r["model"]) for r in results] == [
+        (0, "openai/gpt-4o"),
+        (1, "anthropic/claude-3.5-sonnet"),
+        (2, "nobody/no-such-model"),
+        (3, "google/gemini-2.0-flash"),
     ]
-    assert results[2] == {"model": "nobody/no-such-model", "error": "NotFoundError", "status": 404}
+    assert results[2] == {"index": 2, "model": "nobody/no-such-model", "error": "NotFoundError", "status": 404}
     assert results[3]["answer"] == "You said: What is streaming?"
 
 
