@@ -131,8 +131,8 @@ class Completions:
         Returns:
             One item per request, in order: its `ChatCompletion`, or the `DeployAIError` that ended it (one
             failure never loses the others). Interrupting (Ctrl-C) or cancelling the call stops everything not
-            yet finished and returns at once, with nothing: `as_completed` hands each result over as it
-            finishes, so that an interrupted batch keeps those.
+            yet finished at once, and the results that had come are lost with it: `as_completed` hands each
+            result over as it finishes, so that an interrupted batch keeps those.
         """
         return in_order(
             self.as_completed(requests, concurrency=concurrency, on_progress=on_progress, progress=progress)
