@@ -139,3 +139,15 @@ def arguments_as_they_come(client: DeployAI, parts: list[TextContentPartParam], 
     messages.append({"role": "assistant", "content": None, "tool_calls": tool_calls})
     token_ids: dict[int, int] = {50256: -100}
     client.chat.completions.create(model="a/b", messages=messages, logit_bias=token_ids)
+
+
+async def batches(client: DeployAI, aclient: AsyncDeployAI) -> None:
+    requests = [{"model": "a/b", "messages": [{"role": "user", "content": "Hi"}]}]
+    assert_type(client.chat.completions.create_many(requests), list[ChatCompletion | deployai.DeployAIError])
+    for index, result in client.chat.completions.as_completed(requests, concurrency=4):
+        assert_type(index, int)
+        assert_type(result, ChatCompletion | deployai.DeployAIError)
+    assert_type(await aclient.chat.completions.create_many(requests), list[ChatCompletion | deployai.DeployAIError])
+    async for index, result in aclient.chat.completions.as_completed(requests):
+        assert_type(index, int)
+        assert_type(result, ChatCompletion | deployai.DeployAIError)
