@@ -301,7 +301,8 @@ def test_leaving_as_completed_early_sends_nothing_more_and_keeps_what_came() -> 
         if thread.name.startswith("deployai create_many"):
             thread.join(10)
     assert kept == [(0, "answer a")]
-    assert sent == ["a", "b"]  # "b" was in flight already; "c" and "d" were never sent
+    # "b" may have been taken as "a" was handed over, and sent; "c" and "d" never are.
+    assert sent in (["a"], ["a", "b"])
     client.close()
 
 
