@@ -137,6 +137,8 @@ def _in_threads(
                 result: _R | BaseException = call(item, halt.is_set)
             except BaseException as exc:  # handed over: raised in the caller's thread unless a DeployAIError
                 result = exc
+                if not isinstance(exc, DeployAIError):  # the batch ends: stopped here, before the caller sees it
+                    halt.set()
             finished.put((index, result))
 
     try:  # Ctrl-C can land while the threads are still being started, after the first ones sent
@@ -182,14 +184,20 @@ async def _in_tasks(
         return
     pending = iter(enumerate(batch.items))
     finished: asyncio.Queue[tuple[int, _R | BaseException]] = asyncio.Queue()
+    ended = False  # an error that is not the SDK's ends the batch: no worker takes another item
     batch.start()
 
     async def worker() -> None:
+        nonlocal ended
         for index, item in pending:  # one iterator shared by the workers: each item is taken once
+            if ended:
+                return
             try:
                 result: _R | BaseException = await call(item)
             except BaseException as exc:  # handed over, as in `_in_threads`; a cancel ends the worker too
                 finished.put_nowait((index, exc))
+                if not isinstance(exc, DeployAIError):
+                    ended = True
                 if not isinstance(exc, Exception):
                     raise
             else:

@@ -360,3 +360,30 @@ def test_as_completed_kept_in_a_variable_reads_on_after_an_interrupt_in_the_loop
         seen += [index for index, _ in finishing]
     assert sorted(seen) == [0, 1, 2]
     assert len(emulator.requests) == 3
+
+
+def test_an_error_that_is_not_the_sdks_stops_the_batch_sending_nothing_more(kind: str) -> None:
+    # A bug in an `on_retry` hook: raised in the caller, and no other item is sent, not even by the
+    # worker that met it (it went on to the next item while the caller had yet to see the error).
+    emulator = Emulator(rate_limit=1_000_000)
+    emulator.fail_next(503, headers={"retry-after": "0"}, times=1)
+
+    def hook(*_: object) -> None:
+        raise ValueError("a bug in on_retry")
+
+    batch = requests_for(*"abcde")
+    with pytest.raises(ValueError, match="a bug in on_retry"):
+        if kind == "sync":
+            with emulator.client(on_retry=hook) as client:
+                client.chat.completions.create_many(batch, concurrency=1)
+        else:
+
+            async def main() -> None:
+                async with emulator.async_client(on_retry=hook) as client:
+                    await client.chat.completions.create_many(batch, concurrency=1)
+
+            asyncio.run(main())
+    for thread in threading.enumerate():
+        if thread.name.startswith("deployai create_many"):
+            thread.join(10)
+    assert len(emulator.requests) == 1  # the one that failed; its retry and the other four never sent
