@@ -867,6 +867,10 @@ class _LeaseBase:
     def _read_events_of(self, response: httpx.Response) -> None:
         raise NotImplementedError
 
+    def swept_unclosed(self) -> bool:
+        """Whether its client's next request released it as abandoned, and the client is still open."""
+        return self.swept
+
     def _handing_back(self) -> bool:
         """Mark the lease abandoned; whether it was not already.
 
@@ -1456,6 +1460,10 @@ class AsyncLease(_LeaseBase):
             else:
                 return
         await self.release()
+
+    def swept_unclosed(self) -> bool:
+        """As `_LeaseBase.swept_unclosed`; its pool closes with its client (or with the client's use of its loop)."""
+        return self.swept and not self._pool.closed
 
     def abandon(self) -> None:
         """Hand the lease back to its loop's pool, released before that loop's next request (no I/O here).

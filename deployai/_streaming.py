@@ -56,7 +56,8 @@ class _LeaseState(Protocol):
     closing: bool
     cut_short: str | None  # why it is `closing`, when that was not the stream's own close()
     released: bool
-    swept: bool  # released by the client's next request after it was abandoned
+    def swept_unclosed(self) -> bool:
+        """Whether its client's next request released it as abandoned, and the client is still open."""
 
     def abandon(self) -> None:
         """Hand the lease back to its shell, which releases it where that is safe (no I/O here)."""
@@ -248,8 +249,9 @@ class _StreamBase(ResponseInfo, Generic[_T, _L]):
         lease = reader.lease
         if lease.released:
             # A cancelled read handed the lease back, and the client's next request released it: the
-            # client's housekeeping, which left the stream as unfinished by the program as it was.
-            return lease.swept and not reader.concluded
+            # client's housekeeping, which left the stream as unfinished by the program as it was
+            # (closing the client, as for any stream, closes it).
+            return not reader.concluded and lease.swept_unclosed()
         lease.abandon()  # once: after a cancelled read, it was handed back already
         return True
 
