@@ -56,6 +56,7 @@ class _LeaseState(Protocol):
     closing: bool
     cut_short: str | None  # why it is `closing`, when that was not the stream's own close()
     released: bool
+
     def swept_unclosed(self) -> bool:
         """Whether its client's next request released it as abandoned, and the client is still open."""
 
