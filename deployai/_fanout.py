@@ -14,6 +14,7 @@ nor the exit of the interpreter waiting.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import warnings
@@ -141,15 +142,23 @@ def _in_threads(
                     halt.set()
             finished.put((index, result))
 
+    parent = os.getpid()
     try:  # Ctrl-C can land while the threads are still being started, after the first ones sent
         for _ in range(batch.width):
             threading.Thread(target=worker, name="deployai create_many", daemon=True).start()
         for _ in range(batch.total):
+            if os.getpid() != parent:  # its threads are the parent's: it would wait for good
+                raise DeployAIError(
+                    "This batch was started before this process was forked: its calls run in the parent's "
+                    "threads. Start it in this process."
+                )
             index, result = finished.get()
             yield batch.settle(index, _settled(result))
     finally:
-        halt.set()  # Ctrl-C, the iterator closed early, or an error not the SDK's: nothing more is sent
-        batch.finish()
+        # In a forked child, neither: a parent's thread may have held the event's lock at the fork.
+        if os.getpid() == parent:
+            halt.set()  # Ctrl-C, the iterator closed early, or an error not the SDK's: nothing more is sent
+            batch.finish()
 
 
 def _settled(result: _R | BaseException) -> _R | DeployAIError:

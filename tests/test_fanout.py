@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import threading
+import warnings
 from typing import Any
 
 import httpx
@@ -387,3 +389,31 @@ def test_an_error_that_is_not_the_sdks_stops_the_batch_sending_nothing_more(kind
         if thread.name.startswith("deployai create_many"):
             thread.join(10)
     assert len(emulator.requests) == 1  # the one that failed; its retry and the other four never sent
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_batch_read_on_in_a_forked_child_raises_instead_of_waiting_for_the_parents_threads() -> None:
+    emulator = Emulator(rate_limit=1_000_000)
+    with emulator.client() as client:
+        finishing = client.chat.completions.as_completed(requests_for("a", "b", "c"), concurrency=1)
+        first = [next(finishing)[0]]
+        read_end, write_end = os.pipe()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # the batch's thread is running
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            signal.alarm(10)  # a child that waits for good ends, unheard: the test fails, not hangs
+            try:
+                next(finishing)
+                message = "read on"
+            except BaseException as exc:
+                message = f"{type(exc).__name__}: {exc}"
+            os.write(write_end, message.encode())
+            os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as reader:
+            said = reader.read().decode()
+        os.waitpid(pid, 0)
+        rest = [index for index, _ in finishing]  # the parent reads on
+    assert said.startswith("DeployAIError: This batch was started before this process was forked")
+    assert sorted(first + rest) == [0, 1, 2]
