@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -203,3 +205,24 @@ def target_of(client: Any) -> Any:
 def user(content: str = "Hello!") -> list[Any]:
     """A one-message conversation."""
     return [{"role": "user", "content": content}]
+
+
+def fork_and_report(child: Any) -> str:
+    """Run `child()` in a forked child process and return what it printed (or its error)."""
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the emulator's server thread is running
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(read_end)
+        try:
+            message = str(child())
+        except BaseException as exc:
+            message = f"error: {type(exc).__name__}: {exc}"
+        os.write(write_end, message.encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        output = reader.read().decode()
+    os.waitpid(pid, 0)
+    return output

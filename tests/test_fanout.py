@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import threading
-import warnings
 from typing import Any
 
 import httpx
@@ -16,7 +15,7 @@ import pytest
 
 import deployai
 from deployai.testing import Emulator
-from tests.conftest import ClientFactory, completion_json, user
+from tests.conftest import ClientFactory, completion_json, fork_and_report, user
 from tests.raw_server import HoldingServer
 
 MODEL = "openai/gpt-4o"
@@ -397,23 +396,13 @@ def test_a_batch_read_on_in_a_forked_child_raises_instead_of_waiting_for_the_par
     with emulator.client() as client:
         finishing = client.chat.completions.as_completed(requests_for("a", "b", "c"), concurrency=1)
         first = [next(finishing)[0]]
-        read_end, write_end = os.pipe()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # the batch's thread is running
-            pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child
+
+        def in_the_child() -> str:
             signal.alarm(10)  # a child that waits for good ends, unheard: the test fails, not hangs
-            try:
-                next(finishing)
-                message = "read on"
-            except BaseException as exc:
-                message = f"{type(exc).__name__}: {exc}"
-            os.write(write_end, message.encode())
-            os._exit(0)
-        os.close(write_end)
-        with os.fdopen(read_end, "rb") as reader:
-            said = reader.read().decode()
-        os.waitpid(pid, 0)
+            next(finishing)
+            return "read on"
+
+        said = fork_and_report(in_the_child)
         rest = [index for index, _ in finishing]  # the parent reads on
-    assert said.startswith("DeployAIError: This batch was started before this process was forked")
+    assert said.startswith("error: DeployAIError: This batch was started before this process was forked")
     assert sorted(first + rest) == [0, 1, 2]

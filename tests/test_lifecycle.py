@@ -28,7 +28,7 @@ import deployai
 from deployai import _http, _pools
 from deployai._limiter import _ThreadWaiter
 from deployai.testing import Emulator, EmulatorServer
-from tests.conftest import ClientFactory, completion_json, user
+from tests.conftest import ClientFactory, completion_json, fork_and_report, user
 from tests.loopback import active_connections, server_fixture, shared_server_fixture, small_pool  # noqa: F401 (fixtures)
 from tests.raw_server import After, HoldingServer, RawSSEServer
 from tests.sse import DONE, chunk, event
@@ -1170,27 +1170,6 @@ def test_a_stream_closed_from_another_threads_loop_is_released_on_its_own() -> N
 # 5. fork
 
 
-def _fork_and_report(child: Any) -> str:
-    """Run `child()` in a forked child process and return what it printed (or its error)."""
-    read_end, write_end = os.pipe()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # the emulator's server thread is running
-        pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        os.close(read_end)
-        try:
-            message = str(child())
-        except BaseException as exc:
-            message = f"error: {type(exc).__name__}: {exc}"
-        os.write(write_end, message.encode())
-        os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as reader:
-        output = reader.read().decode()
-    os.waitpid(pid, 0)
-    return output
-
-
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_threads_making_their_first_calls_in_a_forked_child_share_one_new_pool(server: EmulatorServer) -> None:
     # A threaded worker (gunicorn's gthread, Celery's threads) forked from a parent that used the
@@ -1223,7 +1202,7 @@ def test_threads_making_their_first_calls_in_a_forked_child_share_one_new_pool(s
         client.close()
         return f"{len(built)} pool(s) built"
 
-    assert _fork_and_report(child) == "1 pool(s) built"
+    assert fork_and_report(child) == "1 pool(s) built"
     client.close()
 
 
@@ -1243,7 +1222,7 @@ def test_an_emulator_client_goes_on_in_a_forked_child_on_its_own_copy_of_the_emu
         asyncio.run(aclient.aclose())
         return f"{answers} {len(emulator.requests)}"
 
-    assert _fork_and_report(child) == "['You said: blocking', 'You said: async'] 3"
+    assert fork_and_report(child) == "['You said: blocking', 'You said: async'] 3"
     assert len(emulator.requests) == 1  # the child's requests went to its own copy
     assert client.chat.completions.create(model=MODEL, messages=user("after")).choices  # the parent's goes on
     client.close()
@@ -1288,7 +1267,7 @@ def test_a_stream_opened_before_fork_is_refused_in_the_child_and_stays_whole_in_
         assert read_before.get_final_completion().choices[0].message.content == whole  # it needs no connection
         return str(refused)
 
-    assert _fork_and_report(child) == "[True, True, True, True]"
+    assert fork_and_report(child) == "[True, True, True, True]"
     assert texts([first, *stream]) == whole  # every token, none lost to the child
     assert texts([looped_first, *loop_in_progress]) == whole
     assert texts([afirst, *loop.run_until_complete(read_rest())]) == whole
@@ -1326,7 +1305,7 @@ def test_a_sync_client_made_before_fork_opens_its_own_pool_in_the_child(server: 
         assert client._http.client is not parents_pool
         return answer.choices[0].message.content or ""
 
-    assert _fork_and_report(child) == "You said: from the child"
+    assert fork_and_report(child) == "You said: from the child"
     assert client._http.client is parents_pool  # the parent keeps its pool, still usable
     assert client.chat.completions.create(model=MODEL, messages=user("parent")).choices[0].message.content == (
         "You said: parent"
@@ -1350,7 +1329,7 @@ def test_an_async_client_made_before_fork_opens_its_own_pool_in_the_child(server
         assert pool is not parents_pool
         return text
 
-    assert _fork_and_report(child) == "You said: from the child"
+    assert fork_and_report(child) == "You said: from the child"
     assert loop.run_until_complete(ask("parent again")) == ("You said: parent again", parents_pool)
     loop.run_until_complete(client.aclose())
     loop.run_until_complete(loop.shutdown_asyncgens())
@@ -1362,7 +1341,7 @@ def test_a_borrowed_pool_with_the_parents_connections_is_refused_in_the_child(se
     http_client = httpx.Client()
     client = deployai.DeployAI(api_key=KEY, base_url=server.base_url, http_client=http_client)
     client.models.list()
-    assert "error: DeployAIError: This client was created in another process" in _fork_and_report(client.models.list)
+    assert "error: DeployAIError: This client was created in another process" in fork_and_report(client.models.list)
     assert len(client.models.list()) == 7
     client.close()
     http_client.close()
@@ -1546,7 +1525,7 @@ def test_a_client_closes_in_a_forked_child_though_its_rate_limiter_was_locked_at
         return "closed"
 
     with limiter._lock:  # held across the fork, as that thread would hold it
-        assert _fork_and_report(child) == "closed"
+        assert fork_and_report(child) == "closed"
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -1561,7 +1540,7 @@ def test_closing_the_client_in_a_forked_child_leaves_the_parents_stream_alone() 
             client.close()
             return "closed"
 
-        assert _fork_and_report(close_in_the_child) == "closed"
+        assert fork_and_report(close_in_the_child) == "closed"
         raw.release.set()
         received += list(stream)  # the child's close() did not shut the shared socket down
         assert texts(received) == "0 1 2 3 "
