@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import contextlib
+import json
 import math
 import os
 import threading
@@ -41,11 +42,12 @@ _L = TypeVar("_L", bound="RateLimiter")
 class _ThreadWaiter:
     """A blocked thread's place in the queue; `owner` is what `_wake_all` wakes it for."""
 
-    __slots__ = ("event", "owner")
+    __slots__ = ("cost", "event", "owner")
 
     def __init__(self, owner: object = None) -> None:
         self.event = threading.Event()
         self.owner = owner
+        self.cost = 0  # the tokens its request may take, once a token budget is known (see `_cost`)
 
     def arm(self) -> None:
         self.event.clear()
@@ -65,11 +67,12 @@ def _resolve(future: asyncio.Future[None]) -> None:
 class _TaskWaiter:
     """A waiting task's place in the queue; it may be woken from any thread. `owner`: see `_ThreadWaiter`."""
 
-    __slots__ = ("future", "loop", "owner", "thread")
+    __slots__ = ("cost", "future", "loop", "owner", "thread")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, owner: object = None) -> None:
         self.loop = loop
         self.owner = owner
+        self.cost = 0  # as `_ThreadWaiter.cost`
         self.thread = threading.get_ident()
         self.future: asyncio.Future[None] | None = None
 
@@ -148,14 +151,15 @@ class RateLimiter:
     `with_options` copies and of any other client given the same limiter (sync or async, from any
     thread or task) is then paced together. Use one limiter per API key.
 
-    It learns the window from every response's rate-limit headers (DeployAI's, OpenAI's and the
-    LiteLLM proxy's, as `RateLimit` reads them) and from 429s, and counts the requests already in
-    flight against what is left. Before it has seen an answer it lets one request out and holds the
-    rest until that answer tells it the budget. A 429 holds every caller for the wait the server asked
-    for; one with no hint at all backs off and slows the pace, which then recovers. Callers are let
-    through first come, first served; a caller whose wait would be longer than it may wait (the
-    client's `max_retry_wait`, or what is left of `total_timeout`) gets a `RateLimitError` at once,
-    with `retry_after`, and nothing is sent.
+    It learns the window from every response's rate-limit headers (DeployAI's, OpenAI's and the LiteLLM
+    proxy's, as `RateLimit` reads them) and from 429s, and counts the requests already in flight against
+    what is left (and, once answers report a token budget, the tokens they may take: their body's bytes
+    over four, plus `max_tokens` for each of `n` choices). Before it has seen an answer it lets one
+    request out and holds the rest until that answer tells it the budget. A 429 holds every caller for
+    the wait the server asked for; one with no hint at all backs off and slows the pace, which then
+    recovers. Callers are let through first come, first served; a caller whose wait would be longer than
+    it may wait (the client's `max_retry_wait`, or what is left of `total_timeout`) gets a
+    `RateLimitError` at once, with `retry_after`, and nothing is sent.
 
     Args:
         requests_per_minute: your plan's limit, if you know it: at most this many requests are sent
@@ -341,9 +345,10 @@ class RateLimiter:
                     if ticket:
                         return ticket
                     waiter.arm()
-                    # On a test's clock: behind the head, or the head waiting for an answer in flight.
+                    # On a test's clock: behind the head, or the head waiting for answers in flight
+                    # (all of its wait, or the part of it they may end: tokens they may not take).
                     behind = self._virtual is not None and (
-                        self._queue[0] is not waiter or self._delay(self._clock()) == math.inf
+                        self._queue[0] is not waiter or self._answers_first(waiter.cost)
                     )
                 if ticket == 0:  # its turn: ask where the state lives
                     asked = self._ask()
@@ -450,6 +455,8 @@ class RateLimiter:
                 if self._pid != os.getpid():
                     self._start()
         self._prepare(request)
+        pacing = self._pacing  # outside the lock, the cost: it may read the request's body
+        cost = 0 if pacing.tokens_left is None and pacing.token_limit is None else self._cost(request)
         with self._lock:
             now = self._clock()
             queue = self._queue
@@ -457,14 +464,15 @@ class RateLimiter:
             if queue:
                 self._drop_gone()
             if not queue:
-                if self._admits_here and pacing.delay(now) <= 0:
-                    return pacing.admit(now)
-                firm = pacing.firm_delay(now)
+                if self._admits_here and pacing.delay(now, cost) <= 0:
+                    return pacing.admit(now, cost)
+                firm = pacing.firm_delay(now, 0, cost)
             else:
-                firm = pacing.firm_delay(now, len(queue))
+                firm = pacing.firm_delay(now, len(queue), cost)
             if firm > wait_limit:
                 raise self._held(request, firm, wait_limit)
             waiter = make_waiter(owner)
+            waiter.cost = cost
             queue.append(waiter)
             return waiter, now + wait_limit
 
@@ -481,28 +489,43 @@ class RateLimiter:
         if queue[0] is not waiter:
             self._drop_gone()
         if queue[0] is waiter:
-            wait = self._delay(now)
+            if not waiter.cost and (pacing.tokens_left is not None or pacing.token_limit is not None):
+                waiter.cost = self._cost(request)  # a budget learnt while it waited: rare, once
+            cost = waiter.cost
+            wait = self._delay(now, cost)
             if wait <= 0:
                 if not self._admits_here:
                     return 0, 0.0
                 queue.popleft()
-                ticket = pacing.admit(now)
+                ticket = pacing.admit(now, cost)
                 self._wake_head()  # the next one may be let through at once too
                 return ticket, 0.0
-            firm = pacing.firm_delay(now)
+            firm = pacing.firm_delay(now, 0, cost)
             if now >= deadline or now + firm > deadline:
                 self._leave(waiter)
                 raise self._held(request, firm or wait, deadline - now)
             return None, min(wait, deadline - now)
         if now >= deadline:
-            firm = pacing.firm_delay(now, queue.index(waiter))
+            firm = pacing.firm_delay(now, queue.index(waiter), waiter.cost)
             self._leave(waiter)
             raise self._held(request, firm, 0.0)
         return None, deadline - now  # woken earlier when it comes to the head of the queue
 
-    def _delay(self, now: float) -> float:
-        """How long the head of the queue waits before it may go (or go ask)."""
-        return self._pacing.delay(now)
+    def _cost(self, request: httpx.Request) -> int:
+        """The tokens `request` may take, as counted against a token budget (see `token_cost`)."""
+        return token_cost(request)
+
+    def _delay(self, now: float, cost: int) -> float:
+        """How long the head of the queue, whose request may take `cost` tokens, waits before it may go (or go ask)."""
+        return self._pacing.delay(now, cost)
+
+    def _answers_first(self, cost: int) -> bool:
+        """Whether the head of the queue waits for answers in flight, which may let it go before its wait ends."""
+        now = self._clock()
+        wait = self._delay(now, cost)
+        return wait == math.inf or (
+            wait > 0 and self._pacing.tokens_out > 0 and wait > self._pacing.firm_delay(now, 0, cost)
+        )
 
     def _wake_head(self) -> None:
         queue = self._queue
@@ -601,12 +624,43 @@ def _answer(now: float, outcome: object, unix_now: float, took: float) -> Answer
             report.reset_at += shift
             if report.reset_at > latest:  # the count is of a window no gateway keeps: neither is learnt
                 report.remaining = report.reset_at = None
+        if report.tokens_reset_at is not None:
+            report.tokens_reset_at += shift
+            if report.tokens_reset_at > latest:  # as above, for the token window
+                report.tokens_remaining = report.tokens_reset_at = None
         if report.tokens_spent_until is not None:
             report.tokens_spent_until += shift
             if report.tokens_spent_until > latest:
                 report.tokens_spent_until = None
     server_wait = server_requested_wait(status, headers, unix_now, sent) if status == 429 else None
     return now, status, report, _usable_wait(server_wait)
+
+
+def token_cost(request: httpx.Request) -> int:
+    """What `request` may take of a token budget.
+
+    An estimate made before sending, as gateways that limit tokens make theirs: the body's length in
+    bytes over four (English text takes about four characters a token, and the JSON around the
+    messages counts too, so this errs high), plus the answer's cap (`max_completion_tokens` or
+    `max_tokens`, for each of `n` choices) when the request gives one. The answers' headers then
+    tell what the requests really took.
+    """
+    try:
+        body = request.content
+    except httpx.RequestNotRead:  # a streamed body the SDK never builds: its size is unknown
+        return 1
+    cost = len(body) // 4 + 1
+    if b'"max_' in body:  # parsed only when a cap may be there: the body may be long
+        try:
+            fields = json.loads(body)
+        except ValueError:
+            return cost
+        if isinstance(fields, dict):
+            cap = fields.get("max_completion_tokens", fields.get("max_tokens"))
+            choices = fields.get("n")
+            if type(cap) is int and cap > 0:
+                cost += cap * (choices if type(choices) is int and choices > 0 else 1)
+    return cost
 
 
 def _usable_wait(server_wait: float | None) -> float | None:

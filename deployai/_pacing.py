@@ -31,6 +31,13 @@ The rules, in the order `delay` applies them (the longest wait wins):
    another such 429 with no success since, counts as one with no usable hint too (on top of its
    wait): the waits the gateway asks for do not end its refusals.
 5. A token budget reported spent (`tokens_remaining` 0) holds everything until it resets.
+6. A token budget counts the requests in flight too, by what each may take of it (its `cost`, an
+   estimate the caller makes: see `RateLimiter`): with `tokens_left` reported left and `tokens_out`
+   estimated in flight, a request may go only while `tokens_left - tokens_out` covers its cost (a
+   cost above the whole budget counts as the whole budget); otherwise it waits for the token
+   window's reset, or, with no reset known, for the answers in flight. Only the part that does not
+   depend on those answers (`tokens_left` itself short of the cost) is firm. When the reset passes,
+   the budget is full again (`token_limit`), or unknown again when its size never was.
 
 Which report to believe: a report whose window is over already is ignored. Reports whose resets lie
 within `WINDOW_RESET_TOLERANCE_SECONDS` of the known one are of the same window and can only lower
@@ -38,7 +45,7 @@ within `WINDOW_RESET_TOLERANCE_SECONDS` of the known one are of the same window 
 than that starts a newer window and replaces it. Reports without a reset (the LiteLLM proxy's
 per-key budget) replace what is known when their request was sent after the one that told it, and
 otherwise can only lower it. A request that got no answer is counted as spent: the server may have
-counted it.
+counted it. The token budget's reports are believed by the same rules.
 """
 
 from __future__ import annotations
@@ -86,6 +93,12 @@ class Pacing:
         last_sent: when the last request was sent (0: none yet).
         tickets: the last ticket given out.
         admitted: when each request in flight was let through, by ticket (for `withdraw`).
+        token_limit: tokens per token window, as last reported; None until reported.
+        tokens_left: tokens left in the current token window; None when no answer told it.
+        tokens_reset_at: when the token window resets (on the caller's clock); None when unknown.
+        tokens_told_by: the ticket of the request whose answer last set `tokens_left`.
+        tokens_out: the estimated tokens of the requests in flight (the sum of their `costs`).
+        costs: the estimated tokens of each request in flight that was given one, by ticket.
     """
 
     requests_per_minute: int | None = None
@@ -110,10 +123,21 @@ class Pacing:
     recent: collections.deque[float] = field(
         default_factory=lambda: collections.deque(maxlen=_RECENT_SENDS), repr=False
     )
+    token_limit: int | None = None
+    tokens_left: int | None = None
+    tokens_reset_at: float | None = None
+    tokens_told_by: int = 0
+    tokens_out: int = 0
+    costs: dict[int, int] = field(default_factory=dict, repr=False)
 
-    def delay(self, now: float) -> float:
-        """Seconds from `now` until one more request may be sent: 0 for now, `math.inf` until an answer."""
-        wait = self.firm_delay(now)
+    def delay(self, now: float, cost: int = 1) -> float:
+        """Seconds from `now` until one more request may be sent: 0 for now, `math.inf` until an answer.
+
+        `cost`: the tokens the request may take (see rule 6); it matters only once a token budget is known.
+        """
+        wait = self.firm_delay(now, 0, cost)
+        if self.tokens_out and self.tokens_left is not None:
+            wait = max(wait, self._tokens_wait(now, cost, self.tokens_out))
         if self.in_flight:
             if not self.informed:
                 if self.requests_per_minute is None:  # one at a time until an answer tells the budget
@@ -122,11 +146,12 @@ class Pacing:
                 return math.inf  # spent, with no reset known: the answers on their way will tell
         return wait
 
-    def firm_delay(self, now: float, ahead: int = 0) -> float:
+    def firm_delay(self, now: float, ahead: int = 0, cost: int = 1) -> float:
         """The least a caller with `ahead` callers queued before it will surely wait; never `math.inf`.
 
         It leaves out the holds whose end depends on answers still to come (the probe, a spent window
-        with no reset known), so that no caller is refused because of them.
+        with no reset known, tokens held by requests in flight), so that no caller is refused
+        because of them. `cost`: as for `delay`.
         """
         wait = 0.0
         if self.pause_until > now:
@@ -158,10 +183,32 @@ class Pacing:
                 self._new_window()
             elif self.remaining is not None and self.remaining - self.in_flight - ahead <= 0:
                 wait = max(wait, reset_at - now)
+        if self.tokens_left is not None:
+            wait = max(wait, self._tokens_wait(now, cost, 0))
         return wait
 
-    def admit(self, now: float) -> int:
-        """A request is being sent now; its ticket, to hand back with its answer."""
+    def _tokens_wait(self, now: float, cost: int, out: int) -> float:
+        """How long a request of `cost` tokens waits for the token budget with `out` tokens counted in flight.
+
+        Only called while `tokens_left` is known; `math.inf`: until the answers in flight tell more.
+        """
+        reset_at = self.tokens_reset_at
+        if reset_at is not None and now >= reset_at:
+            self.tokens_reset_at = reset_at = None
+            self.tokens_left = self.token_limit
+        left = self.tokens_left
+        if left is None:
+            return 0.0
+        if self.token_limit is not None and cost > self.token_limit:
+            cost = self.token_limit  # it can never fit: it waits for a whole window, no longer
+        if left - out >= cost:
+            return 0.0
+        if reset_at is not None:
+            return reset_at - now
+        return math.inf if out else 0.0  # short with nothing in flight: let the server decide
+
+    def admit(self, now: float, cost: int = 0) -> int:
+        """A request that may take `cost` tokens is being sent now; its ticket, to hand back with its answer."""
         self.in_flight += 1
         self.last_sent = now
         self.recent.append(now)
@@ -169,6 +216,9 @@ class Pacing:
             self.sent.append(now)
         self.tickets += 1
         self.admitted[self.tickets] = now
+        if cost:
+            self.costs[self.tickets] = cost
+            self.tokens_out += cost
         return self.tickets
 
     def withdraw(self, ticket: int) -> None:
@@ -177,6 +227,7 @@ class Pacing:
         It no longer counts as a send: neither against `requests_per_minute` nor for the spacing.
         """
         self.in_flight = max(0, self.in_flight - 1)
+        self._answered(ticket)
         at = self.admitted.pop(ticket, None)
         if at is None:
             return
@@ -192,6 +243,9 @@ class Pacing:
         self.in_flight = max(0, self.in_flight - 1)
         if self.remaining is not None and self.remaining > 0:
             self.remaining -= 1
+        cost = self._answered(ticket)
+        if self.tokens_left is not None:
+            self.tokens_left = max(0, self.tokens_left - cost)
 
     def learn(
         self, now: float, ticket: int, status: int, report: WindowReport | None, server_wait: float | None
@@ -202,6 +256,7 @@ class Pacing:
         """
         self.admitted.pop(ticket, None)
         self.in_flight = max(0, self.in_flight - 1)
+        self._answered(ticket)
         if report is None:
             self.informed = True  # a gateway that sends no rate-limit headers: nothing to wait for
         else:
@@ -237,6 +292,12 @@ class Pacing:
         elif not self._spent(now):
             self._strike(now, ticket)
 
+    def _answered(self, ticket: int) -> int:
+        """The request with `ticket` is no longer in flight: its estimated tokens no longer count as out."""
+        cost = self.costs.pop(ticket, 0)
+        self.tokens_out -= cost
+        return cost
+
     def _spent(self, now: float) -> bool:
         """Whether a window known to reset later is spent (then its reset says how long to wait)."""
         if self.tokens_spent_until > now:
@@ -256,26 +317,20 @@ class Pacing:
     def _absorb(self, now: float, ticket: int, report: WindowReport) -> None:
         if report.limit is not None:
             self.limit = report.limit
+        if report.token_limit is not None:
+            self.token_limit = report.token_limit
         if report.tokens_spent_until is not None and report.tokens_spent_until > self.tokens_spent_until:
             self.tokens_spent_until = report.tokens_spent_until
         self.informed = True
-        remaining, reset_at = report.remaining, report.reset_at
-        if remaining is None or (reset_at is not None and reset_at <= now):
-            return  # no count, or the count of a window that is over already
-        known, current = self.reset_at, self.remaining
-        if current is None:
-            replace = True
-        elif reset_at is not None and known is not None:
-            replace = reset_at > known + WINDOW_RESET_TOLERANCE_SECONDS  # a newer window than the one known
-        else:
-            replace = reset_at is None and ticket > self.told_by  # a later answer of a budget without resets
-        if replace:
-            self.remaining, self.reset_at, self.told_by = remaining, reset_at, ticket
-        else:
-            if current is not None and remaining < current:
-                self.remaining, self.told_by = remaining, max(self.told_by, ticket)
-            if known is None:
-                self.reset_at = reset_at
+        if report.tokens_remaining is not None:
+            self.tokens_left, self.tokens_reset_at, self.tokens_told_by = _believed(
+                now, ticket, (self.tokens_left, self.tokens_reset_at, self.tokens_told_by),
+                report.tokens_remaining, report.tokens_reset_at,
+            )  # fmt: skip
+        if report.remaining is not None:
+            self.remaining, self.reset_at, self.told_by = _believed(
+                now, ticket, (self.remaining, self.reset_at, self.told_by), report.remaining, report.reset_at
+            )
 
     def _new_window(self) -> None:
         """The window's reset has passed: it is full again, or unknown again when its size never was."""
@@ -287,3 +342,26 @@ class Pacing:
     def _observed_interval(self) -> float:
         recent = self.recent
         return (recent[-1] - recent[0]) / (len(recent) - 1) if len(recent) > 1 else 0.0
+
+
+def _believed(
+    now: float, ticket: int, known: tuple[int | None, float | None, int], remaining: int, reset_at: float | None
+) -> tuple[int | None, float | None, int]:
+    """What is known of a budget, `(remaining, reset_at, told_by)`, once `ticket`'s answer reported `remaining`.
+
+    `reset_at`: when that answer said the budget resets. See the module docstring: which report to believe.
+    """
+    current, known_reset, told_by = known
+    if reset_at is not None and reset_at <= now:
+        return known  # the count of a window that is over already
+    if current is None:
+        return remaining, reset_at, ticket
+    if reset_at is not None and known_reset is not None:
+        replace = reset_at > known_reset + WINDOW_RESET_TOLERANCE_SECONDS  # a newer window than the one known
+    else:
+        replace = reset_at is None and ticket > told_by  # a later answer of a budget without resets
+    if replace:
+        return remaining, reset_at, ticket
+    if remaining < current:
+        current, told_by = remaining, max(told_by, ticket)
+    return current, reset_at if known_reset is None else known_reset, told_by

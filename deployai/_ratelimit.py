@@ -338,12 +338,18 @@ class WindowReport:
         reset_at: the unix time the request window resets, or None.
         tokens_spent_until: the unix time the token budget resets, when the response reported it spent
             (`tokens_remaining` 0); else None.
+        token_limit: tokens allowed per token window, or None.
+        tokens_remaining: tokens left in the token window, or None.
+        tokens_reset_at: the unix time the token window resets, or None.
     """
 
     limit: int | None
     remaining: int | None
     reset_at: float | None
     tokens_spent_until: float | None
+    token_limit: int | None = None
+    tokens_remaining: int | None = None
+    tokens_reset_at: float | None = None
 
 
 def read_window(headers: Mapping[str, str], now: float, sent: float = -math.inf) -> WindowReport | None:
@@ -375,12 +381,15 @@ def read_window(headers: Mapping[str, str], now: float, sent: float = -math.inf)
             {n.decode("latin-1"): v.decode("latin-1") for n, v in found.items() if n.startswith(b"x-ratelimit-")},
             now - offset,
         )
-        spent = window.tokens_remaining == 0 and window.tokens_reset_at is not None
+        tokens_reset_at = None if window.tokens_reset_at is None else window.tokens_reset_at.timestamp() + offset
         return WindowReport(
             window.limit,
             window.remaining,
             None if window.reset_at is None else window.reset_at.timestamp() + offset,
-            window.tokens_reset_at.timestamp() + offset if spent and window.tokens_reset_at is not None else None,
+            tokens_reset_at if window.tokens_remaining == 0 else None,
+            window.token_limit,
+            window.tokens_remaining,
+            tokens_reset_at,
         )
     limit = found.get(b"x-ratelimit-limit")
     remaining = found.get(b"x-ratelimit-remaining")

@@ -258,7 +258,10 @@ class RedisRateLimiter(RateLimiter):
     def _ask(self) -> Ask:
         return self._courier.ask()
 
-    def _delay(self, now: float) -> float:
+    def _cost(self, request: httpx.Request) -> int:
+        return 0  # the state in Redis has no count of the tokens in flight (see the docs)
+
+    def _delay(self, now: float, cost: int) -> float:
         wait = self._pacing.delay(now)
         if wait > 0 and self._courier.down_since is None and wait > self._pacing.firm_delay(now):
             # Held until answers arrive, which other processes may receive: look again soon.

@@ -732,3 +732,78 @@ def test_on_a_virtual_clock_a_caller_waiting_for_an_answer_in_flight_does_not_mo
 def test_a_limiters_clock_must_be_a_virtual_clock() -> None:
     with pytest.raises(deployai.InvalidParameterError, match=r"clock must be a deployai\.testing\.VirtualClock"):
         deployai.RateLimiter(clock=time.time)  # type: ignore[arg-type]
+
+
+# --- a gateway that limits tokens --------------------------------------------------------------------
+
+
+class TokenGateway:
+    """An OpenAI-compatible gateway that limits tokens alone, on a test's clock: `limit` tokens per 60 s.
+
+    It charges each request as it arrives, before answering, its own estimate (a quarter of its
+    messages' characters, plus its `max_tokens`), and refuses with a 429 one that the tokens left do
+    not cover. Every answer tells the token budget as OpenAI's headers do. An async send yields to
+    the other tasks before its answer, so that many are in flight at once.
+    """
+
+    def __init__(self, clock: VirtualClock, limit: int) -> None:
+        self.clock = clock
+        self.limit = limit
+        self.used = 0
+        self.window_ends = 0.0
+        self.statuses: list[int] = []
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        charge = sum(len(m["content"]) for m in body["messages"]) // 4 + body.get("max_tokens", 0)
+        now = self.clock()
+        if now >= self.window_ends:
+            self.used, self.window_ends = 0, now + 60.0
+        status = 429 if self.used + charge > self.limit else 200
+        if status == 200:
+            self.used += charge
+        self.statuses.append(status)
+        headers = {
+            "x-ratelimit-limit-tokens": str(self.limit),
+            "x-ratelimit-remaining-tokens": str(self.limit - self.used),
+            "x-ratelimit-reset-tokens": f"{self.window_ends - now:.3f}s",
+        }
+        if status == 429:
+            error = {"error": {"message": "Rate limit reached for tokens per min.", "type": "rate_limit_error"}}
+            return httpx.Response(429, headers=headers, json=error)
+        return httpx.Response(200, headers=headers, json=completion_json())
+
+    async def answer_async(self, request: httpx.Request) -> httpx.Response:
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return self.answer(request)
+
+
+@pytest.mark.parametrize("kind", ["threads", "tasks"])
+def test_a_token_budget_counts_the_requests_in_flight_and_meets_no_429(kind: str) -> None:
+    # 60 calls asking for up to 100 tokens each, against 1,000 tokens a minute: about 9 fit in each
+    # minute. Counting only the tokens the answers reported, the limiter let every waiting caller
+    # out after the first answer and the gateway refused most of them.
+    clock = VirtualClock()
+    gateway = TokenGateway(clock, limit=1000)
+    limiter = deployai.RateLimiter(clock=clock)
+    options: dict[str, Any] = {"api_key": API_KEY, "rate_limiter": limiter, "max_retries": 0, "max_retry_wait": 600}
+    call = {"model": MODEL, "messages": user("Tell me a story."), "max_tokens": 100}
+    if kind == "threads":
+        http = httpx.Client(transport=httpx.MockTransport(gateway.answer))
+        with deployai.DeployAI(http_client=http, **options) as client, http:
+            results = client.chat.completions.create_many([call] * 60, concurrency=20)
+    else:
+
+        async def main() -> list[Any]:
+            async with (
+                httpx.AsyncClient(transport=httpx.MockTransport(gateway.answer_async)) as http,
+                deployai.AsyncDeployAI(http_client=http, **options) as client,
+            ):
+                return await client.chat.completions.create_many([call] * 60, concurrency=20)
+
+        results = asyncio.run(main())
+    assert collections.Counter(type(r).__name__ for r in results) == {"ChatCompletion": 60}
+    assert gateway.statuses == [200] * 60
+    # Paced, not stalled: 60 calls of 104 tokens need 6 minutes; the estimate, larger, may take 8.
+    assert 5 * 60 <= clock.waited <= 8 * 60

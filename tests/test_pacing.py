@@ -222,13 +222,18 @@ def test_a_queued_caller_behind_more_callers_than_the_window_has_left_waits_for_
         ({"X-RateLimit-Remaining": "3", "X-RateLimit-Reset": "5"}, WindowReport(None, 3, T + 5, None)),
         ({"x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "0",
           "x-ratelimit-reset-requests": "1m0s", "x-ratelimit-remaining-tokens": "0",
-          "x-ratelimit-reset-tokens": "20ms"}, WindowReport(60, 0, T + 60, T + 0.02)),
+          "x-ratelimit-reset-tokens": "20ms"}, WindowReport(60, 0, T + 60, T + 0.02, None, 0, T + 0.02)),
+        ({"x-ratelimit-limit-tokens": "30000", "x-ratelimit-remaining-tokens": "29000",
+          "x-ratelimit-reset-tokens": "2s"}, WindowReport(None, None, None, None, 30000, 29000, T + 2)),
         ({"x-ratelimit-api_key-remaining-requests": "4", "x-ratelimit-remaining-requests": "9"},
          WindowReport(None, 4, None, None)),
         ({"x-ratelimit-remaining": "many", "x-ratelimit-reset": "soon"}, WindowReport(None, None, None, None)),
         ({"content-type": "application/json"}, None),
     ],
-    ids=["deployai", "deployai-relative-any-case", "openai-tokens-spent", "litellm-per-key", "malformed", "none"],
+    ids=[
+        "deployai", "deployai-relative-any-case", "openai-tokens-spent", "openai-tokens", "litellm-per-key",
+        "malformed", "none",
+    ],
 )  # fmt: skip
 def test_read_window_reads_every_dialect_from_httpx_headers_and_plain_mappings(
     headers: dict[str, str], expected: WindowReport | None
@@ -268,9 +273,12 @@ def test_read_window_reads_what_ratelimit_reads_from_any_mix_of_headers(headers:
         window.remaining,
         None if window.reset_at is None else window.reset_at.timestamp(),
         window.tokens_reset_at.timestamp() if spent and window.tokens_reset_at is not None else None,
+        window.token_limit,
+        window.tokens_remaining,
+        None if window.tokens_reset_at is None else window.tokens_reset_at.timestamp(),
     )
     if got is None:  # no rate-limit header: the same as a report of nothing
-        assert expected == (None, None, None, None)
+        assert expected == (None,) * 7
     else:
         # Exactly, but for float rounding: a relative tolerance would let a reset read minutes late pass.
         assert all(
@@ -320,3 +328,80 @@ def test_resets_given_as_durations_drift_but_stay_one_window() -> None:
     pacing.learn(T + 0.11, second, 200, report(1, T + 1.11), None)  # a late answer with more left
     assert pacing.remaining == 0
     assert pacing.delay(T + 0.2) == pytest.approx(0.81)
+
+
+# --- the token budget: estimated tokens in flight count against what is left (rule 6) -----------------
+
+
+def tokens(left: int, reset_at: float | None = T + 60, limit: int | None = 1000) -> WindowReport:
+    """A report of a gateway that limits tokens alone (as OpenAI's and the LiteLLM proxy's headers tell)."""
+    return WindowReport(None, None, None, None, limit, left, reset_at)
+
+
+def told_tokens(left: int, reset_at: float | None = T + 60, limit: int | None = 1000) -> Pacing:
+    """A pacing that sent one probe and heard back: `left` tokens left until `reset_at`."""
+    pacing = Pacing()
+    pacing.learn(T, pacing.admit(T), 200, tokens(left, reset_at, limit), None)
+    return pacing
+
+
+def test_the_estimated_tokens_of_requests_in_flight_count_against_the_tokens_left() -> None:
+    pacing = told_tokens(1000)
+    first = pacing.admit(T, 400)
+    pacing.admit(T, 400)
+    assert pacing.tokens_out == 800
+    assert pacing.delay(T, 200) == 0
+    assert pacing.delay(T, 201) == pytest.approx(60.0)  # 1000 - 800 does not cover it: until the reset
+    assert pacing.firm_delay(T, 0, 201) == 0  # not firm: the answers may show those took less
+    pacing.learn(T + 1, first, 200, tokens(900), None)  # it took 100 of the 400 counted for it
+    assert pacing.tokens_out == 400
+    assert pacing.delay(T + 1, 500) == 0
+    assert pacing.delay(T + 1, 501) == pytest.approx(59.0)
+
+
+def test_the_token_budget_is_full_again_when_its_window_resets() -> None:
+    pacing = told_tokens(100)
+    pacing.admit(T, 100)
+    assert pacing.delay(T, 50) == pytest.approx(60.0)
+    assert pacing.firm_delay(T, 0, 150) == pytest.approx(60.0)  # short even with nothing in flight: firm
+    assert pacing.delay(T + 60, 50) == 0
+    assert pacing.tokens_left == 1000
+
+
+def test_a_request_larger_than_the_whole_token_budget_waits_for_a_whole_window_and_goes() -> None:
+    pacing = told_tokens(999)
+    assert pacing.delay(T, 5000) == pytest.approx(60.0)
+    assert pacing.delay(T + 60, 5000) == 0
+
+
+def test_without_a_token_reset_a_short_budget_waits_for_the_answers_in_flight_and_no_longer() -> None:
+    pacing = told_tokens(300, reset_at=None, limit=None)  # the LiteLLM proxy's per-key budget
+    ticket = pacing.admit(T, 200)
+    assert pacing.delay(T, 150) == math.inf
+    assert pacing.firm_delay(T, 0, 150) == 0
+    pacing.learn(T + 1, ticket, 200, tokens(250, reset_at=None, limit=None), None)
+    assert pacing.delay(T + 1, 150) == 0
+    assert pacing.delay(T + 1, 400) == 0  # short, with nothing in flight: the server decides
+
+
+def test_a_request_not_sent_gives_its_tokens_back_and_one_with_no_answer_counts_them_as_taken() -> None:
+    pacing = told_tokens(1000)
+    withdrawn, lost = pacing.admit(T, 300), pacing.admit(T, 300)
+    pacing.withdraw(withdrawn)
+    assert (pacing.tokens_out, pacing.tokens_left) == (300, 1000)
+    pacing.lost(lost)
+    assert (pacing.tokens_out, pacing.tokens_left) == (0, 700)
+
+
+def test_token_reports_are_believed_as_request_counts_are() -> None:
+    pacing = told_tokens(900)
+    late, early = pacing.admit(T, 10), pacing.admit(T, 10)
+    pacing.learn(T + 1, early, 200, tokens(700), None)
+    pacing.learn(T + 1, late, 200, tokens(800), None)  # came later, counted earlier: not believed
+    assert pacing.tokens_left == 700
+    newer = pacing.admit(T + 61, 10)
+    pacing.learn(T + 61, newer, 200, tokens(990, reset_at=T + 121), None)  # a newer window replaces it
+    assert (pacing.tokens_left, pacing.tokens_reset_at) == (990, T + 121)
+    stale = pacing.admit(T + 62, 10)
+    pacing.learn(T + 62, stale, 200, tokens(0, reset_at=T + 61), None)  # a window over already: ignored
+    assert pacing.tokens_left == 990
