@@ -351,7 +351,7 @@ class RateLimiter:
                         self._queue[0] is not waiter or self._answers_first(waiter.cost)
                     )
                 if ticket == 0:  # its turn: ask where the state lives
-                    asked = self._ask()
+                    asked = self._ask(waiter.cost)
                     ticket, asked = (yield asked), None
                     if ticket:
                         return self._let_through(waiter, ticket)
@@ -385,8 +385,8 @@ class RateLimiter:
     def _prepare(self, request: httpx.Request) -> None:
         """Before a request takes its place: nothing here."""
 
-    def _ask(self) -> Ask:
-        """Ask where the state lives whether the head of the queue may go: a future of its ticket, or 0."""
+    def _ask(self, cost: int) -> Ask:
+        """Ask where the state lives whether the head of the queue (`cost` tokens) may go: its ticket, or 0."""
         raise NotImplementedError  # never called: this limiter admits under its lock
 
     def _let_through(self, waiter: _Waiter, ticket: int) -> int:
@@ -455,8 +455,7 @@ class RateLimiter:
                 if self._pid != os.getpid():
                     self._start()
         self._prepare(request)
-        pacing = self._pacing  # outside the lock, the cost: it may read the request's body
-        cost = 0 if pacing.tokens_left is None and pacing.token_limit is None else self._cost(request)
+        cost = self._cost(request)  # outside the lock: it may read the request's body
         with self._lock:
             now = self._clock()
             queue = self._queue
@@ -512,8 +511,9 @@ class RateLimiter:
         return None, deadline - now  # woken earlier when it comes to the head of the queue
 
     def _cost(self, request: httpx.Request) -> int:
-        """The tokens `request` may take, as counted against a token budget (see `token_cost`)."""
-        return token_cost(request)
+        """The tokens `request` may take of a token budget (see `token_cost`); 0 while none is known."""
+        pacing = self._pacing
+        return 0 if pacing.tokens_left is None and pacing.token_limit is None else token_cost(request)
 
     def _delay(self, now: float, cost: int) -> float:
         """How long the head of the queue, whose request may take `cost` tokens, waits before it may go (or go ask)."""
@@ -573,6 +573,7 @@ class Ask(concurrent.futures.Future[int]):
     """An ask for a ticket (see `RateLimiter._ask`): its ticket, or 0 when it may not go yet."""
 
     given_back = False  # its ticket was withdrawn: its caller stopped waiting
+    cost = 0  # the tokens the request that asks may take
 
 
 class _Withdrawn:

@@ -84,6 +84,8 @@ class Courier:
         self.owner = os.urandom(8).hex()  # this process's entry in the shared counts of requests in flight
         self.pid = os.getpid()  # a forked child makes a courier of its own (`RateLimiter._fresh`)
         self.own = 0  # this process's requests in flight
+        self.own_tokens = 0  # the tokens they may take (the sum of `costs`)
+        self.costs: dict[int, int] = {}  # each one's, by ticket, when it has one (see `RateLimiter._cost`)
         # When each of them was let through, by ticket: the shared state keeps no such record, and a
         # request withdrawn unsent must stop counting as a send of its minute.
         self.admitted: dict[int, float] = {}
@@ -108,9 +110,10 @@ class Courier:
 
     # --- callers' side (any thread) ---
 
-    def ask(self) -> Ask:
-        """Ask whether the head of the limiter's queue may go: an `Ask` of its ticket, or 0 when not yet."""
+    def ask(self, cost: int) -> Ask:
+        """Ask whether the head of the limiter's queue, of `cost` tokens, may go: an `Ask` of its ticket, or 0."""
         future = Ask()
+        future.cost = cost
         with self.wakeup:
             self.asks.append(future)
             running = self._ensure_running()
@@ -200,19 +203,23 @@ class Courier:
         if asked is not None and not asked.set_running_or_notify_cancel():
             asked = None  # its caller gave up before it was asked
         try:
-            ticket = self._exchange(answers, asked is not None)
+            ticket = self._exchange(answers, None if asked is None else asked.cost)
         except BaseException as exc:  # a bug: tell the caller rather than leave it waiting
             with self.wakeup:
                 self.own = max(0, self.own - len(answers))
-                self._settled(answers, 0, 0.0)
+                self.own_tokens = max(0, self.own_tokens - self._costs_of(answers))
+                self._settled(answers, 0, 0, 0.0)
             if asked is not None:
                 asked.set_exception(exc)
             return
         if asked is not None:
             asked.set_result(ticket)
 
-    def _exchange(self, answers: list[tuple[int, Answer]], asking: bool) -> int:
-        """Settle `answers` and, when `asking`, admit one request if the pace allows: its ticket, or 0."""
+    def _exchange(self, answers: list[tuple[int, Answer]], asking: int | None) -> int:
+        """Settle `answers` and, when `asking` (the cost of the request that asks), admit it if the pace allows.
+
+        Returns its ticket, or 0.
+        """
         limiter = self.limiter
         if self.down_since is None or limiter._clock() >= self.retry_at:
             try:
@@ -221,13 +228,13 @@ class Courier:
                 self._went_down(exc)
         with limiter._lock:  # pacing in this process alone, on what it knew
             now = limiter._clock()
-            self.own, ticket = self._decide(limiter._pacing, answers, asking, now)
+            self.own, self.own_tokens, ticket = self._decide(limiter._pacing, answers, asking, now)
             self._keep_own(limiter._pacing)
-            self._settled(answers, ticket, now)
+            self._settled(answers, ticket, asking or 0, now)
             limiter._wake_head()
         return ticket
 
-    def _remote(self, answers: list[tuple[int, Answer]], asking: bool) -> int:
+    def _remote(self, answers: list[tuple[int, Answer]], asking: int | None) -> int:
         limiter = self.limiter
         key = self.key
         assert key is not None
@@ -238,11 +245,15 @@ class Courier:
         for _ in range(_CONFLICTS_BEFORE_GIVING_UP):
             now = limiter._clock()
             pacing, others = load(
-                self.state, limiter.requests_per_minute, self.owner, self.own, now - REDIS_LEASE_SECONDS
+                self.state,
+                limiter.requests_per_minute,
+                self.owner,
+                (self.own, self.own_tokens),
+                now - REDIS_LEASE_SECONDS,
             )
             for name, value in self.kept.items():
                 setattr(pacing, name, value)
-            own, ticket = self._decide(pacing, answers, asking, now)
+            own, own_tokens, ticket = self._decide(pacing, answers, asking, now)
             renewing = own and now >= self.written_at + REDIS_LEASE_SECONDS / 3
             if not answers and not ticket and not renewing:
                 if fresh:
@@ -251,14 +262,14 @@ class Courier:
                 written, current, redis_now = redis.call(key, self.token, b"")
             else:
                 if own:
-                    others[self.owner] = [own, now]
+                    others[self.owner] = [own, now, own_tokens]
                 state, text = dump(pacing, others)
                 token = os.urandom(8).hex().encode()  # never reused, even after the key is lost and made again
                 written, current, redis_now = redis.call(key, self.token, token + b" " + text)
                 if written:
-                    self.token, self.state, self.own = token, state, own
+                    self.token, self.state, self.own, self.own_tokens = token, state, own, own_tokens
                     self._keep_own(pacing)
-                    self._settled(answers, ticket, now)
+                    self._settled(answers, ticket, asking or 0, now)
                     self._heard(redis_now)
                     self._keep(pacing, now, written=True)
                     return ticket
@@ -270,20 +281,30 @@ class Courier:
             fresh = True
         raise RuntimeError("the rate-limit state kept changing under every write")
 
-    def _decide(self, pacing: Pacing, answers: list[tuple[int, Answer]], asking: bool, now: float) -> tuple[int, int]:
-        """Apply `answers` to `pacing` and admit one if asked and allowed: (this process's count in flight, ticket)."""
-        own = self.own
+    def _decide(
+        self, pacing: Pacing, answers: list[tuple[int, Answer]], asking: int | None, now: float
+    ) -> tuple[int, int, int]:
+        """Apply `answers` to `pacing` and admit one if asked (`asking`: its cost) and allowed.
+
+        Returns this process's count in flight, the tokens they may take, and the ticket (0: none).
+        """
+        own, own_tokens = self.own, self.own_tokens
         for ticket, answer in answers:
             if answer is WITHDRAWN:
                 self._unsend(pacing, ticket)
-            _apply(pacing, ticket, answer)
             if not isinstance(answer, Refused):  # a later word on an answer counted already
                 own = max(0, own - 1)
+                cost = self.costs.get(ticket, 0)
+                if cost:  # the state keeps no costs: tell `pacing` this one, for it to stop counting
+                    pacing.costs[ticket] = cost
+                    own_tokens = max(0, own_tokens - cost)
+            _apply(pacing, ticket, answer)
         ticket = 0
-        if asking and pacing.delay(now) <= 0:
-            ticket = pacing.admit(now)
+        if asking is not None and pacing.delay(now, asking) <= 0:
+            ticket = pacing.admit(now, asking)
             own += 1
-        return own, ticket
+            own_tokens += asking
+        return own, own_tokens, ticket
 
     def _unsend(self, pacing: Pacing, ticket: int) -> None:
         """Let `pacing` withdraw this process's `ticket`: tell it when the request was let through."""
@@ -301,12 +322,20 @@ class Courier:
         """Keep this process's records from `pacing`, for the next state read (see `kept`)."""
         self.kept = {name: getattr(pacing, name) for name in PER_PROCESS}
 
-    def _settled(self, answers: list[tuple[int, Answer]], ticket: int, now: float) -> None:
-        """The round that settled `answers` and gave out `ticket` (0: none) at `now` took effect."""
-        for answered, _ in answers:
+    def _settled(self, answers: list[tuple[int, Answer]], ticket: int, cost: int, now: float) -> None:
+        """The round that settled `answers` and gave out `ticket` (0: none) of `cost` tokens at `now` took effect."""
+        for answered, answer in answers:
             self.admitted.pop(answered, None)
+            if not isinstance(answer, Refused):
+                self.costs.pop(answered, None)
         if ticket:
             self.admitted[ticket] = now
+            if cost:
+                self.costs[ticket] = cost
+
+    def _costs_of(self, answers: list[tuple[int, Answer]]) -> int:
+        """The tokens that `answers` free, of the requests they settle."""
+        return sum(self.costs.get(ticket, 0) for ticket, answer in answers if not isinstance(answer, Refused))
 
     def _heard(self, redis_now: float) -> None:
         self.round_trips += 1
@@ -345,6 +374,7 @@ class Courier:
             with limiter._lock:
                 # Other processes' requests in flight can no longer be seen ending: count only ours.
                 limiter._pacing.in_flight = self.own
+                limiter._pacing.tokens_out = self.own_tokens
 
 
 # The answers a process told its couriers are written by their threads a moment later. A process

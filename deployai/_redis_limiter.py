@@ -4,12 +4,11 @@ It is `RateLimiter` with the budget kept in Redis: the same `Pacing` decisions, 
 callers in each process, the same waiting. What changes is where the state lives.
 
 - The state is one Redis string (`_redis_state`): a version (a random token, new with every write) and `Pacing`'s
-  fields as JSON, with every process's count of requests in flight and the sends of the last minute
-  as at most 60 [time, count] pairs (see `_redis_state`). It is only ever replaced by a compare-and-set (a Lua script
-  that writes only when the version is the one the change was computed from, and otherwise answers
-  with the current state), so that no two processes can both spend the last request of a window. A
-  value it cannot read (foreign, corrupt, or of another version of this SDK) counts as no state and
-  is replaced.
+  fields as JSON, with every process's count of requests in flight (and the tokens they may take) and the sends of
+  the last minute as at most 60 [time, count] pairs (see `_redis_state`). It is only ever replaced by a
+  compare-and-set (a Lua script that writes only when the version is the one the change was computed from, and
+  otherwise answers with the current state), so that no two processes can both spend the last request of a window. A
+  value it cannot read (foreign, corrupt, or of another version of this SDK) counts as no state and is replaced.
 - The decisions stay in Python, in `Pacing`: a process reads the state, decides, and writes back; a
   write that lost the race is decided again on the state that won.
 - Times in it are on Redis's clock (`TIME`), which every process reads along with each answer: no
@@ -19,9 +18,9 @@ callers in each process, the same waiting. What changes is where the state lives
   connection serves the whole process. Answers to settle are handed to it without waiting, and
   several that arrive together are written in one round trip. The thread ends when it has been idle
   a while, and copies of one limiter unpickled in one process are that one limiter.
-- A process counts its own requests in flight and writes that count (not a difference), renewed at
-  least every third of `REDIS_LEASE_SECONDS` while it is not zero: a process that dies stops
-  counting after the lease, and a write lost to an outage is corrected by the next.
+- A process counts its own requests in flight and their tokens and writes them (not a difference), renewed at least
+  every third of `REDIS_LEASE_SECONDS` while it is not zero: a process that dies stops counting after the lease, and
+  a write lost to an outage is corrected by the next.
 - When Redis fails (an error, a call slower than `timeout`, or an answer it cannot use), the process
   paces on its own from what it knew, logs one warning, and tries Redis again every
   `REDIS_RETRY_SECONDS`.
@@ -41,7 +40,17 @@ import httpx
 from ._config import conceal
 from ._constants import REDIS_POLL_SECONDS, REDIS_TIMEOUT_SECONDS
 from ._exceptions import DeployAIError, InvalidParameterError
-from ._limiter import WITHDRAWN, Answer, Ask, RateLimiter, Refused, _answer, _check_per_minute, one_per_process
+from ._limiter import (
+    WITHDRAWN,
+    Answer,
+    Ask,
+    RateLimiter,
+    Refused,
+    _answer,
+    _check_per_minute,
+    one_per_process,
+    token_cost,
+)
 from ._public import show_as_public
 from ._redis_courier import Courier
 
@@ -255,15 +264,16 @@ class RedisRateLimiter(RateLimiter):
                     "one RedisRateLimiter per API key (or give each a name=)",
                 )
 
-    def _ask(self) -> Ask:
-        return self._courier.ask()
+    def _ask(self, cost: int) -> Ask:
+        return self._courier.ask(cost)
 
     def _cost(self, request: httpx.Request) -> int:
-        return 0  # the state in Redis has no count of the tokens in flight (see the docs)
+        # Always: the state read when it asks may know a token budget this process has not seen yet.
+        return token_cost(request)
 
     def _delay(self, now: float, cost: int) -> float:
-        wait = self._pacing.delay(now)
-        if wait > 0 and self._courier.down_since is None and wait > self._pacing.firm_delay(now):
+        wait = self._pacing.delay(now, cost)
+        if wait > 0 and self._courier.down_since is None and wait > self._pacing.firm_delay(now, 0, cost):
             # Held until answers arrive, which other processes may receive: look again soon.
             wait = min(wait, max(0.0, self._courier.read_at + REDIS_POLL_SECONDS - now))
         return wait

@@ -3,8 +3,8 @@
 The value under the key is `<version> <json>`. The version is a random token, new with every write;
 the JSON is a list: `Pacing`'s shared fields in the order of `SHARED`, then the sends of the last minute
 as at most 60 [time, count] pairs (times rounded up to the finest step that keeps them that few: see
-`_buckets`), the recent send times, and each process's count of requests in flight as
-`{owner: [count, renewed_at]}`. Times are on Redis's clock. No I/O here.
+`_buckets`), the recent send times, and each process's count of requests in flight, with the
+tokens they may take, as `{owner: [count, renewed_at, tokens]}`. Times are on Redis's clock. No I/O here.
 """
 
 from __future__ import annotations
@@ -60,6 +60,10 @@ SHARED: Final = (
     "struck_after",
     "last_sent",
     "tickets",
+    "token_limit",
+    "tokens_left",
+    "tokens_reset_at",
+    "tokens_told_by",
 )
 
 
@@ -76,9 +80,13 @@ def parse(current: bytes) -> tuple[bytes, list[Any] | None]:
 
 
 def load(
-    state: list[Any] | None, requests_per_minute: int | None, owner: str, own: int, lease_start: float
+    state: list[Any] | None,
+    requests_per_minute: int | None,
+    owner: str,
+    own: tuple[int, int],
+    lease_start: float,
 ) -> tuple[Pacing, dict[str, list[Any]]]:
-    """`Pacing` at `state`, counting `own` and the requests in flight of the other processes.
+    """`Pacing` at `state`, counting `own` (this process's requests in flight, and their tokens) and the others'.
 
     Only the counts renewed since `lease_start` count. Also returns those other processes' entries,
     to be written back with the next state.
@@ -94,7 +102,8 @@ def load(
         pacing.recent.extend(state[count + 1])
         others = {name: entry for name, entry in state[count + 2].items() if entry[1] >= lease_start}
         others.pop(owner, None)
-    pacing.in_flight = own + sum(entry[0] for entry in others.values())
+    pacing.in_flight = own[0] + sum(entry[0] for entry in others.values())
+    pacing.tokens_out = own[1] + sum(entry[2] for entry in others.values())
     return pacing, others
 
 
@@ -119,6 +128,10 @@ _FIELD_TYPES: Final[tuple[tuple[type, ...], ...]] = (
     (int,),  # struck_after
     _NUMBER,  # last_sent
     (int,),  # tickets
+    (int, type(None)),  # token_limit
+    (int, type(None)),  # tokens_left
+    (int, float, type(None)),  # tokens_reset_at
+    (int,),  # tokens_told_by
 )
 
 
@@ -137,8 +150,16 @@ def _readable(state: object) -> bool:
         and isinstance(recent, list)
         and all(isinstance(at, _NUMBER) for at in recent)
         and isinstance(flights, dict)
-        and all(_pair(entry, int, _NUMBER) for entry in flights.values())
+        and all(_flight(entry) for entry in flights.values())
     )
+
+
+def _flight(entry: object) -> bool:
+    """Whether `entry` is a process's `[count, renewed_at, tokens]`."""
+    if not isinstance(entry, list) or len(entry) != 3:
+        return False
+    tokens = entry[2]
+    return _pair(entry[:2], int, _NUMBER) and isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 0
 
 
 def _pair(entry: object, first: type | tuple[type, ...], second: type | tuple[type, ...]) -> bool:

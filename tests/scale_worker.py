@@ -44,8 +44,8 @@ def one_call_then_leave(redis_url: str) -> None:
 
     remote = _redis_courier.Courier._remote
 
-    def held(courier: _redis_courier.Courier, answers: list[Any], asking: bool) -> int:
-        if answers and not asking:
+    def held(courier: _redis_courier.Courier, answers: list[Any], asking: int | None) -> int:
+        if answers and asking is None:
             deadline = time.monotonic() + 30
             while not courier.stopping and time.monotonic() < deadline:
                 time.sleep(0.001)

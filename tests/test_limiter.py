@@ -30,6 +30,7 @@ import deployai
 from deployai import _http, _limiter
 from deployai.testing import Emulator, EmulatorServer, VirtualClock
 from tests.conftest import API_KEY, ClientFactory, completion_json, user
+from tests.token_gateway import TokenGateway
 
 T = 1_700_000_000.0
 MODEL = "openai/gpt-4o"
@@ -735,48 +736,6 @@ def test_a_limiters_clock_must_be_a_virtual_clock() -> None:
 
 
 # --- a gateway that limits tokens --------------------------------------------------------------------
-
-
-class TokenGateway:
-    """An OpenAI-compatible gateway that limits tokens alone, on a test's clock: `limit` tokens per 60 s.
-
-    It charges each request as it arrives, before answering, its own estimate (a quarter of its
-    messages' characters, plus its `max_tokens`), and refuses with a 429 one that the tokens left do
-    not cover. Every answer tells the token budget as OpenAI's headers do. An async send yields to
-    the other tasks before its answer, so that many are in flight at once.
-    """
-
-    def __init__(self, clock: VirtualClock, limit: int) -> None:
-        self.clock = clock
-        self.limit = limit
-        self.used = 0
-        self.window_ends = 0.0
-        self.statuses: list[int] = []
-
-    def answer(self, request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content)
-        charge = sum(len(m["content"]) for m in body["messages"]) // 4 + body.get("max_tokens", 0)
-        now = self.clock()
-        if now >= self.window_ends:
-            self.used, self.window_ends = 0, now + 60.0
-        status = 429 if self.used + charge > self.limit else 200
-        if status == 200:
-            self.used += charge
-        self.statuses.append(status)
-        headers = {
-            "x-ratelimit-limit-tokens": str(self.limit),
-            "x-ratelimit-remaining-tokens": str(self.limit - self.used),
-            "x-ratelimit-reset-tokens": f"{self.window_ends - now:.3f}s",
-        }
-        if status == 429:
-            error = {"error": {"message": "Rate limit reached for tokens per min.", "type": "rate_limit_error"}}
-            return httpx.Response(429, headers=headers, json=error)
-        return httpx.Response(200, headers=headers, json=completion_json())
-
-    async def answer_async(self, request: httpx.Request) -> httpx.Response:
-        for _ in range(3):
-            await asyncio.sleep(0)
-        return self.answer(request)
 
 
 @pytest.mark.parametrize("kind", ["threads", "tasks"])

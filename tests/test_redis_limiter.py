@@ -34,6 +34,7 @@ from tests.conftest import API_KEY, completion_json, user
 from tests.redis_server import NO_REDIS_SERVER, REDIS_SERVER, RedisServer, needs_redis, redis_server
 from tests.scale_worker import answer_share, one_call_then_leave
 from tests.test_limiter import CountingEmulator, window
+from tests.token_gateway import TokenGateway
 
 MODEL = "openai/gpt-4o"
 
@@ -191,6 +192,42 @@ def test_two_limiters_on_one_key_share_one_budget_across_threads_and_tasks(redis
     assert (statuses[200], statuses[429]) == (120, 0)
 
 
+def test_two_limiters_on_one_key_share_the_tokens_their_calls_in_flight_may_take(redis: RedisServer) -> None:
+    """Two limiters stand for two processes, against a gateway that limits tokens alone: 0 x 429 there.
+
+    40 calls of up to 100 tokens, 1,000 tokens a window: each limiter must count the other's calls
+    in flight too. Sharing only whether the budget was spent, they met 429s in every window.
+    """
+    gateway = TokenGateway(time.time, limit=1000, window=0.5, latency=0.02)
+    call = {"model": MODEL, "messages": user("Tell me a story."), "max_tokens": 100}
+    options: dict[str, Any] = {"api_key": API_KEY, "max_retries": 0}
+    first = deployai.RedisRateLimiter(redis.url)
+    second = deployai.RedisRateLimiter(redis.url)
+    http = httpx.Client(transport=httpx.MockTransport(gateway.answer))
+    sync = deployai.DeployAI(http_client=http, rate_limiter=first, **options)
+    threaded: list[Any] = []
+    thread = threading.Thread(
+        target=lambda: threaded.extend(sync.chat.completions.create_many([call] * 20, concurrency=10))
+    )
+    thread.start()
+
+    async def tasks() -> list[Any]:
+        async with (
+            httpx.AsyncClient(transport=httpx.MockTransport(gateway.answer_async)) as http,
+            deployai.AsyncDeployAI(http_client=http, rate_limiter=second, **options) as client,
+        ):
+            return await client.chat.completions.create_many([call] * 20, concurrency=10)
+
+    from_tasks = asyncio.run(tasks())
+    thread.join(60)
+    sync.close()
+    http.close()
+    first.close()
+    second.close()
+    assert [type(r).__name__ for r in threaded + from_tasks] == ["ChatCompletion"] * 40
+    assert gateway.statuses == [200] * 40
+
+
 def run_processes(
     server: EmulatorServer, limiter: Any, *, processes: int = 4, tasks: int = 50, max_retries: int = 0
 ) -> list[tuple[int, int, int, int]]:
@@ -297,10 +334,10 @@ def test_a_dead_process_count_in_flight_stops_counting_after_its_lease(
     dead.close()  # the process dies with 3 requests in flight; nothing renews its count
     alive = deployai.RedisRateLimiter(redis.url)
     alive._prepare(request)
-    assert alive._courier.ask().result(5) == 0  # the dead process's requests hold the whole window
+    assert alive._courier.ask(0).result(5) == 0  # the dead process's requests hold the whole window
     assert alive.in_flight == 3
     deadline = time.monotonic() + 10
-    while not alive._courier.ask().result(5):  # until their lease has run out
+    while not alive._courier.ask(0).result(5):  # until their lease has run out
         assert time.monotonic() < deadline, "the dead process's requests still count"
     assert alive.in_flight == 1  # its own, just admitted
     alive.close()
@@ -342,7 +379,7 @@ from deployai.testing import Emulator
 remote = _redis_courier.Courier._remote
 
 def held(courier, answers, asking):  # an answer's write waits until the process is leaving
-    if answers and not asking:
+    if answers and asking is None:
         deadline = time.monotonic() + 30
         while not (courier.stopping or getattr(_redis_courier, "_exiting", False)) and time.monotonic() < deadline:
             time.sleep(0.001)
