@@ -215,6 +215,11 @@ class RateLimiter:
         return self._pacing.in_flight
 
     @property
+    def tokens_in_flight(self) -> int:
+        """The tokens the requests in flight may take, as estimated (0 until answers report a token budget)."""
+        return self._pacing.tokens_out
+
+    @property
     def waiting(self) -> int:
         """Callers waiting for their turn right now."""
         return len(self._queue)
@@ -225,7 +230,8 @@ class RateLimiter:
             return f"{type(self).__name__}(<not built>)"
         return (
             f"RateLimiter(requests_per_minute={self._requests_per_minute}, limit={pacing.limit}, "
-            f"remaining={pacing.remaining}, in_flight={pacing.in_flight}, waiting={len(self._queue)})"
+            f"remaining={pacing.remaining}, in_flight={pacing.in_flight}, {_tokens_shown(pacing)}"
+            f"waiting={len(self._queue)})"
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -635,6 +641,16 @@ def _answer(now: float, outcome: object, unix_now: float, took: float) -> Answer
                 report.tokens_spent_until = None
     server_wait = server_requested_wait(status, headers, unix_now, sent) if status == 429 else None
     return now, status, report, _usable_wait(server_wait)
+
+
+def _tokens_shown(pacing: Pacing) -> str:
+    """What a limiter's repr shows of the token budget: nothing until answers report one."""
+    if pacing.tokens_left is None and pacing.token_limit is None:
+        return ""
+    return (
+        f"token_limit={pacing.token_limit}, tokens_remaining={pacing.tokens_left}, "
+        f"tokens_in_flight={pacing.tokens_out}, "
+    )
 
 
 def token_cost(request: httpx.Request) -> int:

@@ -48,6 +48,7 @@ from ._limiter import (
     Refused,
     _answer,
     _check_per_minute,
+    _tokens_shown,
     one_per_process,
     token_cost,
 )
@@ -215,7 +216,7 @@ class RedisRateLimiter(RateLimiter):
         return (
             f"RedisRateLimiter(url={self.url!r}, key={self.key!r}, requests_per_minute={self._requests_per_minute}, "
             f"limit={pacing.limit}, remaining={pacing.remaining}, in_flight={pacing.in_flight}, "
-            f"waiting={len(self._queue)}, shared={self.shared})"
+            f"{_tokens_shown(pacing)}waiting={len(self._queue)}, shared={self.shared})"
         )
 
     def __reduce__(self) -> tuple[Any, ...]:

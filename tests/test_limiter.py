@@ -744,8 +744,8 @@ def test_a_token_budget_counts_the_requests_in_flight_and_meets_no_429(kind: str
     # minute. Counting only the tokens the answers reported, the limiter let every waiting caller
     # out after the first answer and the gateway refused most of them.
     clock = VirtualClock()
-    gateway = TokenGateway(clock, limit=1000)
     limiter = deployai.RateLimiter(clock=clock)
+    gateway = TokenGateway(clock, limit=1000, watch=lambda: limiter.tokens_in_flight)
     options: dict[str, Any] = {"api_key": API_KEY, "rate_limiter": limiter, "max_retries": 0, "max_retry_wait": 600}
     call = {"model": MODEL, "messages": user("Tell me a story."), "max_tokens": 100}
     if kind == "threads":
@@ -766,3 +766,17 @@ def test_a_token_budget_counts_the_requests_in_flight_and_meets_no_429(kind: str
     assert gateway.statuses == [200] * 60
     # Paced, not stalled: 60 calls of 104 tokens need 6 minutes; the estimate, larger, may take 8.
     assert 5 * 60 <= clock.waited <= 8 * 60
+    # What a metric of it shows: never more out than the budget, and nothing once every call is answered.
+    assert 0 < max(gateway.watched) <= 1000
+    assert limiter.tokens_in_flight == 0
+    assert "token_limit=1000, tokens_remaining=" in repr(limiter)
+
+
+def test_without_a_token_budget_a_limiter_counts_no_tokens_and_shows_none(make_client: ClientFactory) -> None:
+    limiter = deployai.RateLimiter()
+    transport, _ = handler_with(ok(window(remaining=5)), ok(window(remaining=4)))
+    client = make_client(transport=transport, rate_limiter=limiter)
+    for _ in range(2):
+        assert client.chat.completions.create(model=MODEL, messages=user(), max_tokens=100).choices
+    assert limiter.tokens_in_flight == 0
+    assert "token" not in repr(limiter)

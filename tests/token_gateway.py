@@ -21,11 +21,21 @@ class TokenGateway:
     not cover. Every answer tells the token budget as OpenAI's headers do. Its time is `clock`'s (a
     test's `VirtualClock`, or the real one); with `latency`, each send takes that long in real time
     (otherwise an async send only yields to the other tasks before its answer), so that many are in
-    flight at once. Thread-safe.
+    flight at once. `watch`, if given, is called as each request arrives, and what it returns is
+    kept in `watched`. Thread-safe.
     """
 
-    def __init__(self, clock: Callable[[], float], limit: int, window: float = 60.0, latency: float = 0.0) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        limit: int,
+        window: float = 60.0,
+        latency: float = 0.0,
+        watch: Callable[[], int] | None = None,
+    ) -> None:
         self.clock = clock
+        self.watch = watch
+        self.watched: list[int] = []
         self.limit = limit
         self.window = window
         self.latency = latency
@@ -38,6 +48,8 @@ class TokenGateway:
         body = json.loads(request.content)
         charge = sum(len(m["content"]) for m in body["messages"]) // 4 + body.get("max_tokens", 0)
         with self._lock:
+            if self.watch is not None:
+                self.watched.append(self.watch())
             now = self.clock()
             if now >= self.window_ends:
                 self.used, self.window_ends = 0, now + self.window
