@@ -217,6 +217,8 @@ class Pacing:
         self.tickets += 1
         self.admitted[self.tickets] = now
         if cost:
+            if self.token_limit is not None and cost > self.token_limit:
+                cost = self.token_limit  # as `_tokens_wait` counts it: the whole budget
             self.costs[self.tickets] = cost
             self.tokens_out += cost
         return self.tickets

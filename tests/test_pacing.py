@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import httpx
 import pytest
@@ -405,3 +406,55 @@ def test_token_reports_are_believed_as_request_counts_are() -> None:
     stale = pacing.admit(T + 62, 10)
     pacing.learn(T + 62, stale, 200, tokens(0, reset_at=T + 61), None)  # a window over already: ignored
     assert pacing.tokens_left == 990
+
+
+_STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("send"), st.floats(0, 30), st.integers(1, 3000)),
+        st.tuples(
+            st.just("answer"), st.integers(0, 50), st.sampled_from([200, 429]), st.integers(0, 2000),
+            st.one_of(st.none(), st.floats(-5, 120)), st.one_of(st.none(), st.integers(1, 2000)),
+        ),
+        st.tuples(st.just("lost"), st.integers(0, 50)),
+        st.tuples(st.just("withdraw"), st.integers(0, 50)),
+    ),
+    max_size=60,
+)  # fmt: skip
+
+
+@given(_STEPS)
+def test_tokens_in_flight_are_what_the_requests_out_may_take_and_never_exceed_what_is_left(
+    steps: list[tuple[Any, ...]],
+) -> None:
+    pacing = told_tokens(1000)
+    now = T
+    out: list[int] = []  # tickets sent and not yet settled
+    for step in steps:
+        if step[0] == "send":
+            _, later, cost = step
+            now += later
+            firm, wait = pacing.firm_delay(now, 0, cost), pacing.delay(now, cost)
+            assert 0 <= firm <= wait  # False for NaN too
+            assert firm < math.inf
+            if wait > 0:
+                continue
+            limit, left, before = pacing.token_limit, pacing.tokens_left, pacing.tokens_out
+            out.append(pacing.admit(now, cost))
+            if left is not None and pacing.tokens_reset_at is not None and before:
+                assert pacing.tokens_out <= left  # another one goes only within what is left
+            elif left is not None and pacing.tokens_reset_at is not None and (limit is None or cost <= limit):
+                assert cost <= left
+        elif out:
+            ticket = out.pop(step[1] % len(out))
+            if step[0] == "answer":
+                _, _, status, left, reset_in, limit = step
+                reset_at = None if reset_in is None else now + reset_in
+                pacing.learn(now, ticket, status, tokens(left, reset_at, limit), None)
+            elif step[0] == "lost":
+                pacing.lost(ticket)
+            else:
+                pacing.withdraw(ticket)
+        assert pacing.tokens_out == sum(pacing.costs.values()) >= 0
+    for ticket in out:
+        pacing.lost(ticket)
+    assert (pacing.tokens_out, pacing.costs) == (0, {})
