@@ -154,6 +154,10 @@ class RawSSEServer:
 class HoldingServer:
     """Holds every request it reads until `release` is set, then closes its connection unanswered.
 
+    `requests` counts them, and `heads` keeps what each sent first; `sent_with(marker)` counts those
+    that carry `marker` (a test's own API key): a client another test left retrying against a
+    server whose port this one was given later is not counted there.
+
     With `head`, those bytes are sent first: the status line and headers, say, and part of the body.
     """
 
@@ -162,9 +166,15 @@ class HoldingServer:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.base_url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/v1"
         self.requests = 0
+        self.heads: list[bytes] = []  # what each request sent first (its request line and headers)
         self.arrived = threading.Condition()
         self.release = threading.Event()
         threading.Thread(target=self._accept, daemon=True).start()
+
+    def sent_with(self, marker: bytes) -> int:
+        """How many of the requests read so far carry `marker`."""
+        with self.arrived:
+            return sum(marker in head for head in self.heads)
 
     def _accept(self) -> None:
         with contextlib.suppress(OSError):  # the listener closed
@@ -174,9 +184,11 @@ class HoldingServer:
 
     def _hold(self, connection: socket.socket) -> None:
         with connection, contextlib.suppress(OSError):
-            if connection.recv(65536):  # a small request arrives whole
+            first = connection.recv(65536)
+            if first:  # a small request arrives whole
                 connection.sendall(self.head)
                 with self.arrived:
                     self.requests += 1
+                    self.heads.append(first)
                     self.arrived.notify_all()
                 self.release.wait(30)

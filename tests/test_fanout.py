@@ -93,9 +93,12 @@ def test_a_malformed_request_is_refused_in_its_place_and_loses_no_other(kind: st
     assert len(emulator.requests) == 2  # the refused ones never left the machine
 
 
+_KEY = "sk-fanout"  # what marks this module's requests at a HoldingServer (see `sent_with`)
+
+
 def _two_in_flight(server: HoldingServer) -> None:
     with server.arrived:
-        assert server.arrived.wait_for(lambda: server.requests == 2, 15)
+        assert server.arrived.wait_for(lambda: server.sent_with(_KEY.encode()) == 2, 15)  # its lock is an RLock
 
 
 def _nothing_more_was_sent(server: HoldingServer, client: deployai.DeployAI) -> None:
@@ -104,7 +107,9 @@ def _nothing_more_was_sent(server: HoldingServer, client: deployai.DeployAI) -> 
         if thread.name.startswith(("deployai create_many", "ThreadPoolExecutor")):
             assert thread.daemon  # a call still waiting would not hold the interpreter's exit
             thread.join(15)
-    assert server.requests == 2  # no retry, and neither of the two items not yet started
+    sent = server.sent_with(_KEY.encode())
+    strays = [head.split(b"\r\n", 1)[0] for head in server.heads if _KEY.encode() not in head]
+    assert sent == 2, strays  # no retry, and neither of the two items not yet started
     client.close()
     server.listener.close()
 
@@ -112,7 +117,7 @@ def _nothing_more_was_sent(server: HoldingServer, client: deployai.DeployAI) -> 
 @pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs a signal sent to the main thread")
 def test_ctrl_c_during_a_blocking_create_many_sends_nothing_more() -> None:
     server = HoldingServer()
-    client = deployai.DeployAI(api_key="sk-fanout", base_url=server.base_url, max_retries=1)
+    client = deployai.DeployAI(api_key=_KEY, base_url=server.base_url, max_retries=1)
     main = threading.main_thread().ident
     assert main is not None
 
@@ -133,7 +138,7 @@ def test_ctrl_c_while_create_many_is_still_starting_its_threads_sends_nothing_mo
 ) -> None:
     # Ctrl-C lands wherever the main thread is; here, in starting the last worker, whose call went out already
     server = HoldingServer()
-    client = deployai.DeployAI(api_key="sk-fanout", base_url=server.base_url, max_retries=1)
+    client = deployai.DeployAI(api_key=_KEY, base_url=server.base_url, max_retries=1)
     started = 0
 
     class InterruptedOnceAllStarted(threading.Thread):
