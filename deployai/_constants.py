@@ -92,3 +92,8 @@ REDIS_POLL_SECONDS: Final = 0.05
 REDIS_LEASE_SECONDS: Final = 10.0
 # The shared state expires after this long untouched: everything in it is learned again in a call.
 REDIS_STATE_TTL_SECONDS: Final = 600.0
+
+# The request's extension (never sent) that holds the most tokens its answer may take: `max_tokens`
+# (or `max_completion_tokens`) for each of `n` choices, when given; a rate limiter counts it against
+# a token budget.
+COMPLETION_CAP: Final = "deployai.completion_cap"

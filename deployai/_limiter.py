@@ -15,7 +15,6 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import contextlib
-import json
 import math
 import os
 import threading
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol, TypeVar, cast
 
 import httpx
 
+from ._constants import COMPLETION_CAP
 from ._exceptions import APIStatusError, DeployAIError, InvalidParameterError, RateLimitError, reported_error
 from ._pacing import Pacing
 from ._ratelimit import WindowReport, read_window
@@ -47,7 +47,7 @@ class _ThreadWaiter:
     def __init__(self, owner: object = None) -> None:
         self.event = threading.Event()
         self.owner = owner
-        self.cost = 0  # the tokens its request may take, once a token budget is known (see `_cost`)
+        self.cost = 0  # the tokens its request may take (see `token_cost`)
 
     def arm(self) -> None:
         self.event.clear()
@@ -461,7 +461,7 @@ class RateLimiter:
                 if self._pid != os.getpid():
                     self._start()
         self._prepare(request)
-        cost = self._cost(request)  # outside the lock: it may read the request's body
+        cost = token_cost(request)
         with self._lock:
             now = self._clock()
             queue = self._queue
@@ -494,8 +494,6 @@ class RateLimiter:
         if queue[0] is not waiter:
             self._drop_gone()
         if queue[0] is waiter:
-            if not waiter.cost and (pacing.tokens_left is not None or pacing.token_limit is not None):
-                waiter.cost = self._cost(request)  # a budget learnt while it waited: rare, once
             cost = waiter.cost
             wait = self._delay(now, cost)
             if wait <= 0:
@@ -515,11 +513,6 @@ class RateLimiter:
             self._leave(waiter)
             raise self._held(request, firm, 0.0)
         return None, deadline - now  # woken earlier when it comes to the head of the queue
-
-    def _cost(self, request: httpx.Request) -> int:
-        """The tokens `request` may take of a token budget (see `token_cost`); 0 while none is known."""
-        pacing = self._pacing
-        return 0 if pacing.tokens_left is None and pacing.token_limit is None else token_cost(request)
 
     def _delay(self, now: float, cost: int) -> float:
         """How long the head of the queue, whose request may take `cost` tokens, waits before it may go (or go ask)."""
@@ -662,22 +655,12 @@ def token_cost(request: httpx.Request) -> int:
     `max_tokens`, for each of `n` choices) when the request gives one. The answers' headers then
     tell what the requests really took.
     """
+    cap: int = request.extensions.get(COMPLETION_CAP, 0)
     try:
-        body = request.content
+        size = len(request.content)
     except httpx.RequestNotRead:  # a streamed body the SDK never builds: its size is unknown
-        return 1
-    cost = len(body) // 4 + 1
-    if b'"max_' in body:  # parsed only when a cap may be there: the body may be long
-        try:
-            fields = json.loads(body)
-        except ValueError:
-            return cost
-        if isinstance(fields, dict):
-            cap = fields.get("max_completion_tokens", fields.get("max_tokens"))
-            choices = fields.get("n")
-            if type(cap) is int and cap > 0:
-                cost += cap * (choices if type(choices) is int and choices > 0 else 1)
-    return cost
+        size = 0
+    return size // 4 + 1 + cap
 
 
 def _usable_wait(server_wait: float | None) -> float | None:

@@ -18,6 +18,7 @@ import pydantic_core
 from pydantic import BaseModel
 
 from ._config import ClientOptions, check_headers, check_total_timeout, to_httpx_timeout
+from ._constants import COMPLETION_CAP
 from ._endpoint import Endpoint, PreparedRequest
 from ._exceptions import InvalidParameterError
 from ._types import NOT_GIVEN, ModelAlias, NotGiven
@@ -610,12 +611,17 @@ def build_chat_request(options: ClientOptions, endpoint: Endpoint[Any], params: 
         body.update(extra_body)
     stream = body.get("stream") is True
     headers = _merge_headers(options.stream_headers if stream else options.json_headers, params.get("extra_headers"))
+    extensions = _extensions(options, params.get("timeout", NotGiven()))
+    cap = body.get("max_completion_tokens", body.get("max_tokens"))
+    if type(cap) is int and cap > 0:  # what a rate limiter counts against a token budget (`token_cost`)
+        choices = body.get("n")
+        extensions[COMPLETION_CAP] = cap * (choices if type(choices) is int and choices > 0 else 1)
     request = httpx.Request(
         endpoint.method,
         _with_query(endpoint_url(options.base_url, endpoint.path), params.get("extra_query")),
         headers=headers,
         content=encode_chat_body(body, only_models if body["messages"] is messages else None),
-        extensions=_extensions(options, params.get("timeout", NotGiven())),
+        extensions=extensions,
     )
     return PreparedRequest(request, stream, _total_timeout(options, params))
 

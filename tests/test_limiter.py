@@ -780,3 +780,14 @@ def test_without_a_token_budget_a_limiter_counts_no_tokens_and_shows_none(make_c
         assert client.chat.completions.create(model=MODEL, messages=user(), max_tokens=100).choices
     assert limiter.tokens_in_flight == 0
     assert "token" not in repr(limiter)
+
+
+def test_a_calls_token_estimate_is_a_quarter_of_its_body_plus_its_cap_for_each_choice() -> None:
+    transport, sent = handler_with(ok())
+    with deployai.DeployAI(api_key=API_KEY, http_client=httpx.Client(transport=transport)) as client:
+        client.chat.completions.create(model=MODEL, messages=user("x" * 400), max_tokens=100, n=3)
+        client.chat.completions.create(model=MODEL, messages=user(), extra_body={"max_completion_tokens": 50})
+        client.chat.completions.create(model=MODEL, messages=user("max_tokens: 9"))
+    quarters = [len(request.content) // 4 + 1 for request in sent]
+    assert quarters[0] > 100  # the 400 characters count
+    assert [_limiter.token_cost(request) for request in sent] == [quarters[0] + 300, quarters[1] + 50, quarters[2]]
