@@ -47,7 +47,7 @@ class _ThreadWaiter:
     def __init__(self, owner: object = None) -> None:
         self.event = threading.Event()
         self.owner = owner
-        self.cost = 0  # the tokens its request may take (see `token_cost`)
+        self.cost = 0  # the tokens its request may take (see `RateLimiter._cost`)
 
     def arm(self) -> None:
         self.event.clear()
@@ -217,7 +217,8 @@ class RateLimiter:
     @property
     def tokens_in_flight(self) -> int:
         """The tokens the requests in flight may take, as estimated (0 until answers report a token budget)."""
-        return self._pacing.tokens_out
+        pacing = self._pacing
+        return 0 if pacing.tokens_left is None and pacing.token_limit is None else pacing.tokens_out
 
     @property
     def waiting(self) -> int:
@@ -461,7 +462,7 @@ class RateLimiter:
                 if self._pid != os.getpid():
                     self._start()
         self._prepare(request)
-        cost = token_cost(request)
+        cost = self._cost(request)
         with self._lock:
             now = self._clock()
             queue = self._queue
@@ -494,6 +495,8 @@ class RateLimiter:
         if queue[0] is not waiter:
             self._drop_gone()
         if queue[0] is waiter:
+            if not waiter.cost:  # a token budget learnt while it waited
+                waiter.cost = self._cost(request)
             cost = waiter.cost
             wait = self._delay(now, cost)
             if wait <= 0:
@@ -513,6 +516,11 @@ class RateLimiter:
             self._leave(waiter)
             raise self._held(request, firm, 0.0)
         return None, deadline - now  # woken earlier when it comes to the head of the queue
+
+    def _cost(self, request: httpx.Request) -> int:
+        """The tokens `request` may take (`token_cost`), counted once answers report a token budget (else 0)."""
+        pacing = self._pacing
+        return 0 if pacing.tokens_left is None and pacing.token_limit is None else token_cost(request)
 
     def _delay(self, now: float, cost: int) -> float:
         """How long the head of the queue, whose request may take `cost` tokens, waits before it may go (or go ask)."""

@@ -208,11 +208,7 @@ class Pacing:
         return math.inf if out else 0.0  # short with nothing in flight: let the server decide
 
     def admit(self, now: float, cost: int = 0) -> int:
-        """A request that may take `cost` tokens is being sent now; its ticket, to hand back with its answer.
-
-        Its tokens count in flight only once a token budget is known: before, there is nothing to
-        count them against, and the answers that tell the budget count them already.
-        """
+        """A request that may take `cost` tokens is being sent now; its ticket, to hand back with its answer."""
         self.in_flight += 1
         self.last_sent = now
         self.recent.append(now)
@@ -220,7 +216,7 @@ class Pacing:
             self.sent.append(now)
         self.tickets += 1
         self.admitted[self.tickets] = now
-        if cost and (self.tokens_left is not None or self.token_limit is not None):  # else nothing to count against
+        if cost:
             if self.token_limit is not None and cost > self.token_limit:
                 cost = self.token_limit  # as `_tokens_wait` counts it: the whole budget
             self.costs[self.tickets] = cost

@@ -50,6 +50,7 @@ from ._limiter import (
     _check_per_minute,
     _tokens_shown,
     one_per_process,
+    token_cost,
 )
 from ._public import show_as_public
 from ._redis_courier import Courier
@@ -266,6 +267,11 @@ class RedisRateLimiter(RateLimiter):
 
     def _ask(self, cost: int) -> Ask:
         return self._courier.ask(cost)
+
+    def _cost(self, request: httpx.Request) -> int:
+        # Always: the state read when it asks may know a token budget this process has not seen yet,
+        # and each process's tokens in flight are written whether or not one is known.
+        return token_cost(request)
 
     def _delay(self, now: float, cost: int) -> float:
         wait = self._pacing.delay(now, cost)

@@ -228,6 +228,30 @@ def test_two_limiters_on_one_key_share_the_tokens_their_calls_in_flight_may_take
     assert gateway.statuses == [200] * 40
 
 
+def test_while_redis_is_down_the_tokens_in_flight_are_counted_in_the_process(caplog: pytest.LogCaptureFixture) -> None:
+    # Paced locally from the start: each call's tokens were written off at its answer without having
+    # been counted, and the count went below 0 (-126 after 40 calls), letting through one call too many.
+    limiter = deployai.RedisRateLimiter(RedisServer().url, name="down", timeout=0.1)  # nothing listens there
+    gateway = TokenGateway(time.time, limit=1000, window=0.5, latency=0.02, watch=lambda: limiter._pacing.tokens_out)
+    call = {"model": MODEL, "messages": user("Tell me a story."), "max_tokens": 100}
+
+    async def tasks() -> list[Any]:
+        async with (
+            httpx.AsyncClient(transport=httpx.MockTransport(gateway.answer_async)) as http,
+            deployai.AsyncDeployAI(api_key=API_KEY, http_client=http, rate_limiter=limiter, max_retries=0) as client,
+        ):
+            return await client.chat.completions.create_many([call] * 30, concurrency=10)
+
+    with caplog.at_level(logging.WARNING, logger="deployai"):
+        results = asyncio.run(tasks())
+    limiter.close()
+    assert not limiter.shared
+    assert [type(r).__name__ for r in results] == ["ChatCompletion"] * 30
+    assert gateway.statuses == [200] * 30
+    assert min(gateway.watched) >= 0
+    assert limiter.tokens_in_flight == 0
+
+
 def run_processes(
     server: EmulatorServer, limiter: Any, *, processes: int = 4, tasks: int = 50, max_retries: int = 0
 ) -> list[tuple[int, int, int, int]]:
