@@ -469,6 +469,8 @@ class RateLimiter:
             pacing = self._pacing
             if queue:
                 self._drop_gone()
+            if not cost and (pacing.tokens_left is not None or pacing.token_limit is not None):
+                cost = self._cost(request)  # an answer told a token budget meanwhile: rare, once
             if not queue:
                 if self._admits_here and pacing.delay(now, cost) <= 0:
                     return pacing.admit(now, cost)

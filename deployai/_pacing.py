@@ -34,10 +34,12 @@ The rules, in the order `delay` applies them (the longest wait wins):
 6. A token budget counts the requests in flight too, by what each may take of it (its `cost`, an
    estimate the caller makes: see `RateLimiter`): with `tokens_left` reported left and `tokens_out`
    estimated in flight, a request may go only while `tokens_left - tokens_out` covers its cost (a
-   cost above the whole budget counts as the whole budget); otherwise it waits for the token
-   window's reset, or, with no reset known, for the answers in flight. Only the part that does not
-   depend on those answers (`tokens_left` itself short of the cost) is firm. When the reset passes,
-   the budget is full again (`token_limit`), or unknown again when its size never was.
+   cost above the whole budget counts as the whole budget). The budget refills as time passes, as
+   OpenAI's does: its reset is when it is full again, and with its size (`token_limit`) known, the
+   tokens come back evenly until then, so a request short of a few tokens waits for those. Without
+   the size, it waits for the reset; with no reset known, for the answers in flight. Only the part
+   that does not depend on those answers (the refill of its own cost) is firm. When the reset
+   passes, the budget is full again, or unknown again when its size never was.
 
 Which report to believe: a report whose window is over already is ignored. Reports whose resets lie
 within `WINDOW_RESET_TOLERANCE_SECONDS` of the known one are of the same window and can only lower
@@ -97,6 +99,7 @@ class Pacing:
         tokens_left: tokens left in the current token window; None when no answer told it.
         tokens_reset_at: when the token window resets (on the caller's clock); None when unknown.
         tokens_told_by: the ticket of the request whose answer last set `tokens_left`.
+        tokens_told_at: when that answer arrived (the refill counts from then).
         tokens_out: the estimated tokens of the requests in flight (the sum of their `costs`).
         costs: the estimated tokens of each request in flight that was given one, by ticket.
     """
@@ -127,6 +130,7 @@ class Pacing:
     tokens_left: int | None = None
     tokens_reset_at: float | None = None
     tokens_told_by: int = 0
+    tokens_told_at: float = 0.0
     tokens_out: int = 0
     costs: dict[int, int] = field(default_factory=dict, repr=False)
 
@@ -199,13 +203,21 @@ class Pacing:
         left = self.tokens_left
         if left is None:
             return 0.0
-        if self.token_limit is not None and cost > self.token_limit:
-            cost = self.token_limit  # it can never fit: it waits for a whole window, no longer
-        if left - out >= cost:
+        limit = self.token_limit
+        if limit is not None and cost > limit:
+            cost = limit  # it can never fit: it waits for a whole budget, no longer
+        need = cost + out
+        if left >= need:
             return 0.0
-        if reset_at is not None:
-            return reset_at - now
-        return math.inf if out else 0.0  # short with nothing in flight: let the server decide
+        if reset_at is None:
+            return math.inf if out else 0.0  # short with nothing in flight: let the server decide
+        span = reset_at - self.tokens_told_at
+        if limit is None or limit <= left or span <= 0.0 or need > limit:
+            return reset_at - now  # no refill to count on (or not enough even when full): the reset
+        rate = (limit - left) / span  # tokens back per second, full again at the reset
+        short = need - left - rate * (now - self.tokens_told_at)
+        # Tokens are whole: less than one short is none (and a wait of a rounding error would never end).
+        return 0.0 if short < 1.0 else min(short / rate, reset_at - now)
 
     def admit(self, now: float, cost: int = 0) -> int:
         """A request that may take `cost` tokens is being sent now; its ticket, to hand back with its answer."""
@@ -247,7 +259,7 @@ class Pacing:
             self.remaining -= 1
         cost = self._answered(ticket)
         if self.tokens_left is not None:
-            self.tokens_left = max(0, self.tokens_left - cost)
+            self.tokens_left = max(0, self.tokens_left - cost)  # its refill still counts from when it was told
 
     def learn(
         self, now: float, ticket: int, status: int, report: WindowReport | None, server_wait: float | None
@@ -325,10 +337,12 @@ class Pacing:
             self.tokens_spent_until = report.tokens_spent_until
         self.informed = True
         if report.tokens_remaining is not None:
-            self.tokens_left, self.tokens_reset_at, self.tokens_told_by = _believed(
-                now, ticket, (self.tokens_left, self.tokens_reset_at, self.tokens_told_by),
-                report.tokens_remaining, report.tokens_reset_at,
-            )  # fmt: skip
+            known = (self.tokens_left, self.tokens_reset_at, self.tokens_told_by)
+            # No tolerance: a bucket's reset is when it is full again, and one reported later means more was spent.
+            believed = _believed(now, ticket, known, report.tokens_remaining, report.tokens_reset_at, 0.0)
+            if believed != known:
+                self.tokens_left, self.tokens_reset_at, self.tokens_told_by = believed
+                self.tokens_told_at = now
         if report.remaining is not None:
             self.remaining, self.reset_at, self.told_by = _believed(
                 now, ticket, (self.remaining, self.reset_at, self.told_by), report.remaining, report.reset_at
@@ -347,7 +361,12 @@ class Pacing:
 
 
 def _believed(
-    now: float, ticket: int, known: tuple[int | None, float | None, int], remaining: int, reset_at: float | None
+    now: float,
+    ticket: int,
+    known: tuple[int | None, float | None, int],
+    remaining: int,
+    reset_at: float | None,
+    tolerance: float = WINDOW_RESET_TOLERANCE_SECONDS,
 ) -> tuple[int | None, float | None, int]:
     """What is known of a budget, `(remaining, reset_at, told_by)`, once `ticket`'s answer reported `remaining`.
 
@@ -359,7 +378,7 @@ def _believed(
     if current is None:
         return remaining, reset_at, ticket
     if reset_at is not None and known_reset is not None:
-        replace = reset_at > known_reset + WINDOW_RESET_TOLERANCE_SECONDS  # a newer window than the one known
+        replace = reset_at > known_reset + tolerance  # a newer window than the one known
     else:
         replace = reset_at is None and ticket > told_by  # a later answer of a budget without resets
     if replace:

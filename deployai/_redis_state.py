@@ -64,6 +64,7 @@ SHARED: Final = (
     "tokens_left",
     "tokens_reset_at",
     "tokens_told_by",
+    "tokens_told_at",
 )
 
 
@@ -132,6 +133,7 @@ _FIELD_TYPES: Final[tuple[tuple[type, ...], ...]] = (
     (int, type(None)),  # tokens_left
     (int, float, type(None)),  # tokens_reset_at
     (int,),  # tokens_told_by
+    _NUMBER,  # tokens_told_at
 )
 
 

@@ -612,7 +612,9 @@ def build_chat_request(options: ClientOptions, endpoint: Endpoint[Any], params: 
     stream = body.get("stream") is True
     headers = _merge_headers(options.stream_headers if stream else options.json_headers, params.get("extra_headers"))
     extensions = _extensions(options, params.get("timeout", NotGiven()))
-    cap = body.get("max_completion_tokens", body.get("max_tokens"))
+    cap = body.get("max_completion_tokens")
+    if cap is None:
+        cap = body.get("max_tokens")
     if type(cap) is int and cap > 0:  # what a rate limiter counts against a token budget (`token_cost`)
         choices = body.get("n")
         extensions[COMPLETION_CAP] = cap * (choices if type(choices) is int and choices > 0 else 1)

@@ -357,14 +357,16 @@ def test_the_estimated_tokens_of_requests_in_flight_count_against_the_tokens_lef
     pacing.learn(T + 1, first, 200, tokens(900), None)  # it took 100 of the 400 counted for it
     assert pacing.tokens_out == 400
     assert pacing.delay(T + 1, 500) == 0
-    assert pacing.delay(T + 1, 501) == pytest.approx(59.0)
+    # One token short: the 100 spent come back evenly until the reset, 59 s away.
+    assert pacing.delay(T + 1, 501) == pytest.approx(0.59)
 
 
-def test_the_token_budget_is_full_again_when_its_window_resets() -> None:
-    pacing = told_tokens(100)
+def test_the_token_budget_refills_evenly_until_its_reset_and_is_full_then() -> None:
+    pacing = told_tokens(100)  # 900 spent, back by T + 60: 15 a second
     pacing.admit(T, 100)
-    assert pacing.delay(T, 50) == pytest.approx(60.0)
-    assert pacing.firm_delay(T, 0, 150) == pytest.approx(60.0)  # short even with nothing in flight: firm
+    assert pacing.delay(T, 50) == pytest.approx(50 / 15)
+    assert pacing.firm_delay(T, 0, 150) == pytest.approx(50 / 15)  # short even with nothing in flight: firm
+    assert pacing.delay(T + 50 / 15, 50) == 0
     assert pacing.delay(T + 60, 50) == 0
     assert pacing.tokens_left == 1000
 
@@ -438,12 +440,15 @@ def test_tokens_in_flight_are_what_the_requests_out_may_take_and_never_exceed_wh
             assert firm < math.inf
             if wait > 0:
                 continue
-            limit, left, before = pacing.token_limit, pacing.tokens_left, pacing.tokens_out
+            limit, left = pacing.token_limit, pacing.tokens_left
             out.append(pacing.admit(now, cost))
-            if left is not None and pacing.tokens_reset_at is not None and before:
-                assert pacing.tokens_out <= left  # another one goes only within what is left
-            elif left is not None and pacing.tokens_reset_at is not None and (limit is None or cost <= limit):
-                assert cost <= left
+            if (
+                left is not None
+                and pacing.tokens_reset_at is not None
+                and (limit is None or pacing.tokens_out <= limit)
+            ):
+                # Another one goes only within what is left (and has come back since it was told).
+                assert pacing._tokens_wait(now, pacing.tokens_out, 0) == 0
         elif out:
             ticket = out.pop(step[1] % len(out))
             if step[0] == "answer":

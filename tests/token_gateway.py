@@ -16,13 +16,14 @@ from tests.conftest import completion_json
 class TokenGateway:
     """An OpenAI-compatible gateway that limits tokens alone: `limit` tokens per window of `window` seconds.
 
-    It charges each request as it arrives, before answering, its own estimate (a quarter of its
-    messages' characters, plus its `max_tokens`), and refuses with a 429 one that the tokens left do
-    not cover. Every answer tells the token budget as OpenAI's headers do. Its time is `clock`'s (a
-    test's `VirtualClock`, or the real one); with `latency`, each send takes that long in real time
-    (otherwise an async send only yields to the other tasks before its answer), so that many are in
-    flight at once. `watch`, if given, is called as each request arrives, and what it returns is
-    kept in `watched`. Thread-safe.
+    Its budget is a bucket, as OpenAI's: spent tokens come back evenly, and its reset header tells
+    when the bucket is full again. It charges each request as it arrives, before answering, its own
+    estimate (a quarter of its messages' characters, plus its `max_tokens`), and refuses with a 429
+    one that the tokens left do not cover. Every answer tells the token budget as OpenAI's headers
+    do. Its time is `clock`'s (a test's `VirtualClock`, or the real one); with `latency`, each send
+    takes that long in real time (otherwise an async send only yields to the other tasks before its
+    answer), so that many are in flight at once. `watch`, if given, is called as each request
+    arrives, and what it returns is kept in `watched`. Thread-safe.
     """
 
     def __init__(
@@ -39,8 +40,8 @@ class TokenGateway:
         self.limit = limit
         self.window = window
         self.latency = latency
-        self.used = 0
-        self.window_ends = 0.0
+        self.used = 0.0  # tokens taken and not yet come back
+        self.window_ends = 0.0  # when `used` was last brought up to date
         self.statuses: list[int] = []
         self._lock = threading.Lock()
 
@@ -51,16 +52,17 @@ class TokenGateway:
             if self.watch is not None:
                 self.watched.append(self.watch())
             now = self.clock()
-            if now >= self.window_ends:
-                self.used, self.window_ends = 0, now + self.window
+            # A bucket, as OpenAI's: what was spent comes back evenly, all of it within a window.
+            self.used = max(0.0, self.used - (now - self.window_ends) * self.limit / self.window)
+            self.window_ends = now
             status = 429 if self.used + charge > self.limit else 200
             if status == 200:
                 self.used += charge
             self.statuses.append(status)
             headers = {
                 "x-ratelimit-limit-tokens": str(self.limit),
-                "x-ratelimit-remaining-tokens": str(self.limit - self.used),
-                "x-ratelimit-reset-tokens": f"{self.window_ends - now:.3f}s",
+                "x-ratelimit-remaining-tokens": str(int(self.limit - self.used)),
+                "x-ratelimit-reset-tokens": f"{self.used * self.window / self.limit:.3f}s",  # until full again
             }
         return status, headers
 
