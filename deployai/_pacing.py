@@ -47,7 +47,8 @@ within `WINDOW_RESET_TOLERANCE_SECONDS` of the known one are of the same window 
 than that starts a newer window and replaces it. Reports without a reset (the LiteLLM proxy's
 per-key budget) replace what is known when their request was sent after the one that told it, and
 otherwise can only lower it. A request that got no answer is counted as spent: the server may have
-counted it. The token budget's reports are believed by the same rules.
+counted it. The token budget's reports are believed by the same rules, with no tolerance: its reset
+is when it is full again, so a report with a later reset tells of more spent.
 """
 
 from __future__ import annotations
