@@ -662,15 +662,35 @@ def token_cost(request: httpx.Request) -> int:
     An estimate made before sending, as gateways that limit tokens make theirs: the body's length in
     bytes over four (English text takes about four characters a token, and the JSON around the
     messages counts too, so this errs high), plus the answer's cap (`max_completion_tokens` or
-    `max_tokens`, for each of `n` choices) when the request gives one. The answers' headers then
-    tell what the requests really took.
+    `max_tokens`, for each of `n` choices) when the request gives one. A file sent inline (an image,
+    audio, a PDF, as base64) counts as a quarter of its text up to `INLINE_FILE_TOKENS`. The
+    answers' headers then tell what the requests really took.
     """
     cap: int = request.extensions.get(COMPLETION_CAP, 0)
     try:
-        size = len(request.content)
+        body = request.content
     except httpx.RequestNotRead:  # a streamed body the SDK never builds: its size is unknown
-        size = 0
-    return size // 4 + 1 + cap
+        return 1 + cap
+    size = len(body)
+    inline = 0
+    for marker in _INLINE_MARKERS:  # files sent inline: gateways charge them by what they hold, not their text
+        at = body.find(marker)
+        while at >= 0:
+            start = at + len(marker)
+            end = body.find(b'"', start)
+            if end < 0:
+                break
+            size -= end - start
+            inline += min((end - start) // 4, INLINE_FILE_TOKENS)
+            at = body.find(marker, end)
+    return max(0, size) // 4 + 1 + inline + cap
+
+
+# Where a file sent inline begins: an image's or a file's data URL, an `input_audio` part's `data`.
+_INLINE_MARKERS: Final = (b";base64,", b'"data":"')
+# The most one file sent inline counts for: OpenAI charges an image by its tiles (85 to about 1,100
+# tokens), while its base64 text would count one token per three bytes of the file.
+INLINE_FILE_TOKENS: Final = 1_000
 
 
 def _usable_wait(server_wait: float | None) -> float | None:

@@ -791,3 +791,20 @@ def test_a_calls_token_estimate_is_a_quarter_of_its_body_plus_its_cap_for_each_c
     quarters = [len(request.content) // 4 + 1 for request in sent]
     assert quarters[0] > 100  # the 400 characters count
     assert [_limiter.token_cost(request) for request in sent] == [quarters[0] + 300, quarters[1] + 50, quarters[2]]
+
+
+def test_a_file_sent_inline_counts_for_what_a_gateway_charges_for_one_not_for_its_base64() -> None:
+    # A 150 KB photo's base64 counted as 50,000 tokens: under a budget of 30,000 such calls went one
+    # at a time (or were refused), where the gateway charged a few hundred for each.
+    photo, sound = "A" * 200_000, "B" * 40
+    parts: list[Any] = [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64," + photo}},
+        {"type": "input_audio", "input_audio": {"data": sound, "format": "wav"}},
+    ]
+    transport, sent = handler_with(ok())
+    with deployai.DeployAI(api_key=API_KEY, http_client=httpx.Client(transport=transport)) as client:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": parts}])
+    (request,) = sent
+    text = len(request.content) - len(photo) - len(sound)
+    assert _limiter.token_cost(request) == text // 4 + 1 + _limiter.INLINE_FILE_TOKENS + len(sound) // 4
