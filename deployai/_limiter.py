@@ -218,7 +218,7 @@ class RateLimiter:
     def tokens_in_flight(self) -> int:
         """The tokens the requests in flight may take, as estimated (0 until answers report a token budget)."""
         pacing = self._pacing
-        return 0 if pacing.tokens_left is None and pacing.token_limit is None else pacing.tokens_out
+        return pacing.tokens_out if pacing.knows_tokens else 0
 
     @property
     def waiting(self) -> int:
@@ -469,7 +469,7 @@ class RateLimiter:
             pacing = self._pacing
             if queue:
                 self._drop_gone()
-            if not cost and (pacing.tokens_left is not None or pacing.token_limit is not None):
+            if not cost and pacing.knows_tokens:
                 cost = self._cost(request)  # an answer told a token budget meanwhile: rare, once
             if not queue:
                 if self._admits_here and pacing.delay(now, cost) <= 0:
@@ -521,8 +521,7 @@ class RateLimiter:
 
     def _cost(self, request: httpx.Request) -> int:
         """The tokens `request` may take (`token_cost`), counted once answers report a token budget (else 0)."""
-        pacing = self._pacing
-        return 0 if pacing.tokens_left is None and pacing.token_limit is None else token_cost(request)
+        return token_cost(request) if self._pacing.knows_tokens else 0
 
     def _delay(self, now: float, cost: int) -> float:
         """How long the head of the queue, whose request may take `cost` tokens, waits before it may go (or go ask)."""
@@ -648,7 +647,7 @@ def _answer(now: float, outcome: object, unix_now: float, took: float) -> Answer
 
 def _tokens_shown(pacing: Pacing) -> str:
     """What a limiter's repr shows of the token budget: nothing until answers report one."""
-    if pacing.tokens_left is None and pacing.token_limit is None:
+    if not pacing.knows_tokens:
         return ""
     return (
         f"token_limit={pacing.token_limit}, tokens_remaining={pacing.tokens_left}, "

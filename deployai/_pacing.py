@@ -135,6 +135,11 @@ class Pacing:
     tokens_out: int = 0
     costs: dict[int, int] = field(default_factory=dict, repr=False)
 
+    @property
+    def knows_tokens(self) -> bool:
+        """Whether answers have reported a token budget (before, no cost is counted against one)."""
+        return self.tokens_left is not None or self.token_limit is not None
+
     def delay(self, now: float, cost: int = 1) -> float:
         """Seconds from `now` until one more request may be sent: 0 for now, `math.inf` until an answer.
 
