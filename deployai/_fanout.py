@@ -19,7 +19,7 @@ import queue
 import threading
 import warnings
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ._exceptions import DeployAIError, InvalidParameterError
 
@@ -181,7 +181,57 @@ def run_many_async(
     Closing the iterator, or cancelling the task that reads it, cancels every call in flight. The
     arguments are checked here, before the first item is taken.
     """
-    return _in_tasks(call, _Batch(requests, concurrency, on_progress, progress))
+    batch = _Batch(requests, concurrency, on_progress, progress)
+    return _Results(_in_tasks(call, batch), batch)
+
+
+class _Results(AsyncGenerator[tuple[int, _R | DeployAIError], None]):
+    """An async batch's results, which say so when the batch was stopped by the end of its event loop.
+
+    Its calls run as tasks of the loop that first read it. When that loop ends (`asyncio.run`
+    returns), the loop cancels them and closes the generator; read on from another loop, a plain
+    generator would then read as ended, and the results not handed over would go unnoticed.
+    """
+
+    __slots__ = ("_batch", "_inner", "_settled")
+
+    def __init__(self, inner: AsyncGenerator[tuple[int, _R | DeployAIError], None], batch: _Batch[Any]) -> None:
+        self._inner = inner
+        self._batch = batch
+        self._settled = False  # closed by its reader, or ended by an exception its reader saw
+
+    def __aiter__(self) -> _Results[_R]:
+        return self
+
+    async def __anext__(self) -> tuple[int, _R | DeployAIError]:
+        return await self.asend(None)
+
+    async def asend(self, value: None) -> tuple[int, _R | DeployAIError]:
+        """The next `(index, result)`, as `__anext__`."""
+        try:
+            return await self._inner.asend(value)
+        except StopAsyncIteration:
+            batch = self._batch
+            if not self._settled and batch.done < batch.total:
+                raise DeployAIError(
+                    f"This batch was stopped when the event loop running its calls closed, after {batch.done} "
+                    f"of its {batch.total} results were handed over; the others are lost. Read a batch to "
+                    "its end on the loop that started it (within one asyncio.run)."
+                ) from None
+            raise
+        except BaseException:
+            self._settled = True
+            raise
+
+    async def athrow(self, typ: Any, val: Any = None, tb: Any = None) -> tuple[int, _R | DeployAIError]:
+        """Raise an exception in the batch, as in an async generator: it stops the calls in flight."""
+        self._settled = True
+        return await self._inner.athrow(typ, val, tb)
+
+    async def aclose(self) -> None:
+        """Stop the batch: cancel every call in flight (what leaving an `aclosing` block does)."""
+        self._settled = True
+        await self._inner.aclose()
 
 
 async def _in_tasks(

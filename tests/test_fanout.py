@@ -353,6 +353,44 @@ def test_async_as_completed_hands_results_over_as_they_finish_and_cancels_the_re
     assert asyncio.run(asyncio.wait_for(main(), 10)) == [(1, "answer b"), (2, "answer c")]
 
 
+def test_async_as_completed_read_on_after_its_event_loop_ended_says_its_results_are_lost() -> None:
+    # Two `asyncio.run` calls, as in a script that reads a batch in steps: the first loop's end
+    # cancelled the calls and closed the batch, which then read as ended with 2 of 3 results unseen.
+    emulator = Emulator(rate_limit=1_000_000)
+    client = emulator.async_client()
+    finishing = client.chat.completions.as_completed(requests_for("a", "b", "c"), concurrency=1)
+
+    async def first() -> int:
+        index, _ = await anext(finishing)
+        return index
+
+    async def rest() -> list[int]:
+        return [index async for index, _ in finishing]
+
+    assert asyncio.run(first()) == 0
+    with pytest.raises(deployai.DeployAIError, match="after 1 of its 3 results were handed over"):
+        asyncio.run(rest())
+
+
+def test_async_as_completed_closed_or_cancelled_by_its_reader_reads_as_ended() -> None:
+    emulator = Emulator(rate_limit=1_000_000)
+
+    async def main() -> tuple[list[int], list[int]]:
+        async with emulator.async_client() as client:
+            closed = client.chat.completions.as_completed(requests_for("a", "b"), concurrency=1)
+            await anext(closed)
+            await closed.aclose()
+            cancelled = client.chat.completions.as_completed(requests_for("a", "b"), concurrency=1)
+            reading = asyncio.ensure_future(anext(cancelled))
+            await asyncio.sleep(0)  # it started, and waits for the first answer
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reading
+            return [i async for i, _ in closed], [i async for i, _ in cancelled]
+
+    assert asyncio.run(main()) == ([], [])
+
+
 def test_as_completed_kept_in_a_variable_reads_on_after_an_interrupt_in_the_loop_body() -> None:
     # A notebook cell interrupted while it writes a result out: the next cell reads the rest.
     emulator = Emulator(rate_limit=1_000_000)

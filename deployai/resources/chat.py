@@ -248,7 +248,8 @@ class AsyncCompletions:
 
         Closing it (`aclose()`, or `async with contextlib.aclosing(...)` around the loop) cancels every
         call in flight, as cancelling the task that reads it does; one left early and dropped is
-        closed by its event loop soon after.
+        closed by its event loop soon after. Its calls run on the event loop that first reads it:
+        read on after that loop ended (a second `asyncio.run`), it raises `DeployAIError`.
         """
 
         async def one(params: Mapping[str, Any] | ChatCompletionRequest) -> ChatCompletion:
