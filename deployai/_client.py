@@ -286,6 +286,10 @@ class DeployAI(_BaseClient[SyncHTTP, httpx.Client]):
         exchange = self._http.send(prepared.request, options, prepared.total_timeout, stopped, endpoint.result, raw)
         return finish(endpoint, exchange, raw)
 
+    def _wake_stopped(self) -> None:
+        """Wake this client's calls waiting at a rate limiter, for those of a stopped batch to end."""
+        self._http.wake_waiting()
+
     def close(self) -> None:
         """Close the connection pool (unless it is a borrowed `http_client`, or this is a `with_options` copy)."""
         if self._owns_http:

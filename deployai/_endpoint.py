@@ -65,6 +65,10 @@ class SyncCaller(Protocol):
         self, endpoint: Endpoint[Any], params: dict[str, Any], *, raw: bool, stopped: Callable[[], bool] | None = None
     ) -> Any: ...
 
+    def _wake_stopped(self) -> None:
+        """Wake this client's calls waiting at a rate limiter, for those whose `stopped()` is true to end."""
+        ...
+
 
 class AsyncCaller(Protocol):
     """What a resource needs from `AsyncDeployAI`: a way to carry out an endpoint."""

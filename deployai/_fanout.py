@@ -107,17 +107,19 @@ def run_many(
     concurrency: int,
     on_progress: Progress | None,
     progress: bool,
+    on_stop: Callable[[], None],
 ) -> Generator[tuple[int, _R | DeployAIError], None, None]:
     """Run `call(request, stopped)` on each request from `concurrency` threads; `(index, result)` as each finishes.
 
     `stopped()` turns true once the caller was interrupted or closed the iterator: the calls then
-    send nothing more. The arguments are checked here, before the first item is taken.
+    send nothing more, and `on_stop()` is called to wake those that wait (at a rate limiter) to see
+    it. The arguments are checked here, before the first item is taken.
     """
-    return _in_threads(call, _Batch(requests, concurrency, on_progress, progress))
+    return _in_threads(call, _Batch(requests, concurrency, on_progress, progress), on_stop)
 
 
 def _in_threads(
-    call: Callable[[_I, Callable[[], bool]], _R], batch: _Batch[_I]
+    call: Callable[[_I, Callable[[], bool]], _R], batch: _Batch[_I], on_stop: Callable[[], None]
 ) -> Generator[tuple[int, _R | DeployAIError], None, None]:
     if not batch.total:
         return
@@ -158,6 +160,10 @@ def _in_threads(
         # In a forked child, neither: a parent's thread may have held the event's lock at the fork.
         if os.getpid() == parent:
             halt.set()  # Ctrl-C, the iterator closed early, or an error not the SDK's: nothing more is sent
+            if batch.done < batch.total:
+                # Its calls queued at a rate limiter would otherwise hold their places, ahead of
+                # every other caller, until something else woke them.
+                on_stop()
             batch.finish()
 
 

@@ -1269,6 +1269,10 @@ class SyncHTTP:
             raise
         return ticket
 
+    def wake_waiting(self) -> None:
+        """Wake this shell's calls waiting at a rate limiter to look again: those stopped meanwhile end."""
+        _wake_waiters_at(self._limiters, self)
+
     def _waiting_at(self, limiter: RateLimiter, stopped: Callable[[], bool] | None) -> None:
         """Before a call waits its turn at `limiter`: `close()` wakes it there from now on, or it ends now."""
         self._limiters.add(limiter)  # only for calls that wait: none is added on the way of one that does not

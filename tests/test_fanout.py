@@ -353,6 +353,28 @@ def test_async_as_completed_hands_results_over_as_they_finish_and_cancels_the_re
     assert asyncio.run(asyncio.wait_for(main(), 10)) == [(1, "answer b"), (2, "answer c")]
 
 
+def test_a_batch_left_early_frees_its_places_at_the_rate_limiter_at_once() -> None:
+    # Two calls went and two waited at the limiter for the next minute. Left early, the batch's two
+    # threads kept their places until a minute later, ahead of every other caller: the next call
+    # was refused, told to wait 120 s instead of 60.
+    emulator = Emulator(rate_limit=None)
+    limiter = deployai.RateLimiter(requests_per_minute=2)
+    before = set(threading.enumerate())
+    with emulator.client(rate_limiter=limiter) as client:
+        for seen, _ in enumerate(client.chat.completions.as_completed(requests_for("a", "b", "c", "d"), concurrency=4)):
+            if seen == 1:
+                break
+        workers = [t for t in threading.enumerate() if t not in before and t.name == "deployai create_many"]
+        for worker in workers:
+            worker.join(timeout=10)  # woken at the break, they end at once; else in about a minute
+        assert not [t for t in workers if t.is_alive()]
+        assert limiter.waiting == 0
+        with pytest.raises(deployai.RateLimitError) as caught:
+            client.with_options(max_retry_wait=1.0).chat.completions.create(model=MODEL, messages=user("e"))
+    assert caught.value.retry_after == pytest.approx(60.0, abs=2.0)
+    assert len(emulator.requests) == 2
+
+
 def test_async_as_completed_read_on_after_its_event_loop_ended_says_its_results_are_lost() -> None:
     # Two `asyncio.run` calls, as in a script that reads a batch in steps: the first loop's end
     # cancelled the calls and closed the batch, which then read as ended with 2 of 3 results unseen.

@@ -175,7 +175,14 @@ class Completions:
             result: ChatCompletion = self._client._call(CREATE, _whole(params), raw=False, stopped=stopped)
             return result
 
-        return run_many(one, requests, concurrency=concurrency, on_progress=on_progress, progress=progress)
+        return run_many(
+            one,
+            requests,
+            concurrency=concurrency,
+            on_progress=on_progress,
+            progress=progress,
+            on_stop=self._client._wake_stopped,
+        )
 
     @cached_property
     def with_raw_response(self) -> CompletionsWithRawResponse:
