@@ -1182,6 +1182,8 @@ class SyncHTTP:
         exchange = self.resume(plan, None, started_at)
         lease = SyncLease(self, plan, exchange, options.api_key)
         self._leases.add(lease)
+        if self._closed:  # closed from another thread while its headers came: that close missed it
+            lease.close(_CLIENT_CLOSED)
         return lease
 
     def resume(
@@ -1775,6 +1777,8 @@ class AsyncHTTP:
         exchange = await self.resume(pool, plan, None, started_at)
         lease = AsyncLease(pool, plan, exchange, options.api_key)
         pool.leases.add(lease)
+        if self._closed or pool.closed:  # closed from another thread while its headers came: as above
+            await lease.close(_CLIENT_CLOSED)
         return lease
 
     async def resume(

@@ -1572,3 +1572,38 @@ def test_closing_while_a_reader_waits_to_retry_sends_nothing_more(
         with pytest.raises(deployai.DeployAIError, match="client was closed during the stream, after 0 chunk"):
             list(stream)
     assert len(httpx_mock.get_requests()) == 1
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_client_closed_from_another_thread_while_a_streams_headers_arrive_cuts_the_stream_as_closed(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Closed after the headers came but before the stream was counted among the client's: that close
+    # missed it, and the stream broke later on its closed connection as an `APIConnectionError`
+    # ("Bad file descriptor"), which a service's shutdown code does not take for the close it is.
+    emulator = Emulator(rate_limit=None)
+    lease_type: Any = _http.SyncLease if kind == "sync" else _http.AsyncLease
+    made = lease_type.__init__
+    client: Any = emulator.client() if kind == "sync" else emulator.async_client()
+
+    def closed_meanwhile(self: Any, *args: Any) -> None:
+        made(self, *args)
+        closing = client.close if kind == "sync" else lambda: asyncio.run(client.close())
+        closer = threading.Thread(target=closing)
+        closer.start()
+        closer.join()
+
+    monkeypatch.setattr(lease_type, "__init__", closed_meanwhile)
+    if kind == "sync":
+        stream = client.chat.completions.create(model=MODEL, messages=user(), stream=True)
+        with pytest.raises(deployai.DeployAIError, match="client was closed during the stream, after 0 chunk"):
+            list(stream)
+    else:
+
+        async def main() -> None:
+            stream = await client.chat.completions.create(model=MODEL, messages=user(), stream=True)
+            with pytest.raises(deployai.DeployAIError, match="client was closed during the stream, after 0 chunk"):
+                async for _ in stream:
+                    pass
+
+        asyncio.run(main())
