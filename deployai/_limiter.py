@@ -444,7 +444,10 @@ class RateLimiter:
         """The stream with `ticket`, settled at its headers, reported `error` as its first event: learn a 429."""
         if error.status_code != 429 or not error._status_named:
             return
-        refused = Refused(self._clock(), _usable_wait(error.retry_after))
+        wait = error.retry_after
+        if wait is None:  # the plan reads the headers' wait only later, once the stream gives up its attempt
+            wait = server_requested_wait(429, error.response.headers, self._unix())
+        refused = Refused(self._clock(), _usable_wait(wait))
         self._learn_later(ticket, refused)
 
     def _learn_later(self, ticket: int, refused: Refused) -> None:

@@ -406,6 +406,24 @@ def test_a_429_first_in_a_stream_teaches_the_limiter_as_a_429_does(
     assert limiter.in_flight == 0
 
 
+def test_a_429_first_in_a_stream_holds_every_caller_for_the_wait_its_headers_ask(
+    make_client: ClientFactory, sleeps: list[float]
+) -> None:
+    # Its `retry-after` went unread: the limiter took the refusal for one with no usable hint, slowed
+    # the pace and held callers for its own backoff (0.5 s) instead of the 2 s asked for.
+    limiter = deployai.RateLimiter(clock=VirtualClock())
+    sse = {"content-type": "text/event-stream", "retry-after": "2"}
+    refused = httpx.Response(200, content=b'data: {"error": {"code": 429, "message": "slow down"}}\n\n', headers=sse)
+    transport, _ = handler_with(refused)
+    client = make_client(transport=transport, rate_limiter=limiter, max_retries=0)
+    with pytest.raises(deployai.RateLimitError):  # noqa: SIM117 - the stream may raise as it is made
+        with client.chat.completions.create(model=MODEL, messages=user(), stream=True) as stream:
+            list(stream)
+    pacing = limiter._pacing
+    assert (pacing.strikes, pacing.spacing) == (0, 0.0)
+    assert pacing.delay(pacing.last_sent) == pytest.approx(2.0, abs=0.1)
+
+
 def test_429s_first_in_streams_grow_the_backoff_as_429_statuses_do(
     make_client: ClientFactory, sleeps: list[float]
 ) -> None:
