@@ -517,9 +517,10 @@ class RateLimiter:
                 raise self._held(request, firm or wait, deadline - now)
             return None, min(wait, deadline - now)
         if now >= deadline:
-            firm = pacing.firm_delay(now, queue.index(waiter), waiter.cost)
+            ahead = queue.index(waiter)
+            firm = pacing.firm_delay(now, ahead, waiter.cost)
             self._leave(waiter)
-            raise self._held(request, firm, 0.0)
+            raise self._held(request, firm, 0.0, ahead)
         return None, deadline - now  # woken earlier when it comes to the head of the queue
 
     def _cost(self, request: httpx.Request) -> int:
@@ -560,8 +561,11 @@ class RateLimiter:
             with contextlib.suppress(ValueError):  # it left already
                 queue.remove(waiter)
 
-    def _held(self, request: httpx.Request, wait: float, wait_limit: float) -> RateLimitError:
-        """The error for a call the limiter would hold longer than its caller may wait; nothing was sent."""
+    def _held(self, request: httpx.Request, wait: float, wait_limit: float, ahead: int = 0) -> RateLimitError:
+        """The error for a call the limiter would hold longer than its caller may wait; nothing was sent.
+
+        `ahead`: the callers still queued before it, when it gave up behind them.
+        """
         pacing = self._pacing
         headers = {"x-ratelimit-remaining": str(max(0, (pacing.remaining or 0) - pacing.in_flight))}
         if pacing.limit is not None:
@@ -572,7 +576,12 @@ class RateLimiter:
         if known:
             headers["retry-after"] = f"{wait:.3f}"
         response = httpx.Response(429, headers=headers, request=request)
-        how_long = f"for {wait:.1f} s" if known else "until answers still on their way tell it the budget"
+        if known:
+            how_long = f"for {wait:.1f} s"
+        elif ahead:  # their wait, not this one's, is what it is refused over
+            how_long = f"behind {ahead} earlier call(s) still waiting their turn"
+        else:
+            how_long = "until answers still on their way tell it the budget"
         message = (
             f"The rate limiter would hold this call {how_long}, longer than it may wait ({max(0.0, wait_limit):.1f} s: "
             "max_retry_wait, or what is left of total_timeout). Nothing was sent."

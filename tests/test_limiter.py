@@ -826,3 +826,19 @@ def test_a_file_sent_inline_counts_for_what_a_gateway_charges_for_one_not_for_it
     (request,) = sent
     text = len(request.content) - len(photo) - len(sound)
     assert _limiter.token_cost(request) == text // 4 + 1 + _limiter.INLINE_FILE_TOKENS + len(sound) // 4
+
+
+def test_a_call_refused_behind_a_caller_that_never_takes_its_turn_says_what_held_it(
+    make_client: ClientFactory,
+) -> None:
+    # A task left pending on an event loop that stopped (not closed) keeps its place at the head.
+    # The calls behind it were refused "until answers still on their way tell it the budget", with
+    # nothing in flight and the budget full.
+    limiter = deployai.RateLimiter()
+    transport, sent = handler_with(ok({"x-ratelimit-limit": "60", "x-ratelimit-remaining": "59"}))
+    client = make_client(transport=transport, rate_limiter=limiter, max_retry_wait=0.2)
+    client.chat.completions.create(model=MODEL, messages=user())
+    limiter._queue.append(_limiter._ThreadWaiter())  # its turn came; nothing will ever take it
+    with pytest.raises(deployai.RateLimitError, match=r"hold this call behind 1 earlier call\(s\) still waiting"):
+        client.chat.completions.create(model=MODEL, messages=user())
+    assert len(sent) == 1
