@@ -649,6 +649,10 @@ def _answer(now: float, outcome: object, unix_now: float, took: float) -> Answer
             report.tokens_reset_at += shift
             if report.tokens_reset_at > latest:  # as above, for the token window
                 report.tokens_remaining = report.tokens_reset_at = None
+        if report.tokens_spent_until is not None:
+            report.tokens_spent_until += shift
+            if report.tokens_spent_until > latest:
+                report.tokens_spent_until = None
     server_wait = server_requested_wait(status, headers, unix_now, sent) if status == 429 else None
     return now, status, report, _usable_wait(server_wait)
 

@@ -30,7 +30,8 @@ The rules, in the order `delay` applies them (the longest wait wins):
    the last such 429 can make it count again. A 429 that asks for a wait, for a request sent after
    another such 429 with no success since, counts as one with no usable hint too (on top of its
    wait): the waits the gateway asks for do not end its refusals.
-5. A token budget counts the requests in flight too, by what each may take of it (its `cost`, an
+5. A token budget reported spent (`tokens_remaining` 0) holds everything until it resets.
+6. A token budget counts the requests in flight too, by what each may take of it (its `cost`, an
    estimate the caller makes: see `RateLimiter`): with `tokens_left` reported left and `tokens_out`
    estimated in flight, a request may go only while `tokens_left - tokens_out` covers its cost (a
    cost above the whole budget counts as the whole budget). The budget refills as time passes, as
@@ -38,9 +39,7 @@ The rules, in the order `delay` applies them (the longest wait wins):
    tokens come back evenly until then, so a request short of a few tokens waits for those. Without
    the size, it waits for the reset; with no reset known, for the answers in flight. Only the part
    that does not depend on those answers (the refill of its own cost) is firm. When the reset
-   passes, the budget is full again, or unknown again when its size never was. A budget reported
-   spent (0 left) is no exception: each request waits for the refill of its own cost, and a 429
-   while it refills is explained by it (no backoff, no slower pace).
+   passes, the budget is full again, or unknown again when its size never was.
 
 Which report to believe: a report whose window is over already is ignored. Reports whose resets lie
 within `WINDOW_RESET_TOLERANCE_SECONDS` of the known one are of the same window and can only lower
@@ -86,6 +85,7 @@ class Pacing:
         remaining: requests left in the current window; None when no answer told it.
         reset_at: when the current window resets (on the caller's clock); None when unknown.
         told_by: the ticket of the request whose answer last set `remaining`.
+        tokens_spent_until: the token budget was reported spent until then (0: it was not).
         in_flight: requests sent and not yet answered.
         informed: whether an answer has arrived since the budget was last unknown.
         pause_until: no request goes before then (after a 429).
@@ -110,6 +110,7 @@ class Pacing:
     remaining: int | None = None
     reset_at: float | None = None
     told_by: int = 0
+    tokens_spent_until: float = 0.0
     in_flight: int = 0
     informed: bool = False
     pause_until: float = 0.0
@@ -142,7 +143,7 @@ class Pacing:
     def delay(self, now: float, cost: int = 1) -> float:
         """Seconds from `now` until one more request may be sent: 0 for now, `math.inf` until an answer.
 
-        `cost`: the tokens the request may take (see rule 5); it matters only once a token budget is known.
+        `cost`: the tokens the request may take (see rule 6); it matters only once a token budget is known.
         """
         wait = self.firm_delay(now, 0, cost)
         if self.tokens_out and self.tokens_left is not None:
@@ -167,6 +168,8 @@ class Pacing:
             wait = self.pause_until - now
         if self.spacing and self.last_sent + self.spacing > now:
             wait = max(wait, self.last_sent + self.spacing - now)
+        if self.tokens_spent_until > now:
+            wait = max(wait, self.tokens_spent_until - now)
         per_minute = self.requests_per_minute
         if per_minute is not None:
             sent = self.sent
@@ -316,8 +319,8 @@ class Pacing:
         return cost
 
     def _spent(self, now: float) -> bool:
-        """Whether a window known to reset later was reported spent (then its reset or refill says how long to wait)."""
-        if self.tokens_left == 0 and self.tokens_reset_at is not None and self.tokens_reset_at > now:
+        """Whether a window known to reset later is spent (then its reset says how long to wait)."""
+        if self.tokens_spent_until > now:
             return True
         return self.remaining == 0 and self.reset_at is not None and self.reset_at > now
 
@@ -336,6 +339,8 @@ class Pacing:
             self.limit = report.limit
         if report.token_limit is not None:
             self.token_limit = report.token_limit
+        if report.tokens_spent_until is not None and report.tokens_spent_until > self.tokens_spent_until:
+            self.tokens_spent_until = report.tokens_spent_until
         self.informed = True
         if report.tokens_remaining is not None:
             known = (self.tokens_left, self.tokens_reset_at, self.tokens_told_by)

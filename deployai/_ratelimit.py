@@ -336,6 +336,8 @@ class WindowReport:
         limit: requests allowed per window, or None.
         remaining: requests left in the window, or None.
         reset_at: the unix time the request window resets, or None.
+        tokens_spent_until: the unix time the token budget resets, when the response reported it spent
+            (`tokens_remaining` 0); else None.
         token_limit: tokens allowed per token window, or None.
         tokens_remaining: tokens left in the token window, or None.
         tokens_reset_at: the unix time the token window resets, or None.
@@ -344,6 +346,7 @@ class WindowReport:
     limit: int | None
     remaining: int | None
     reset_at: float | None
+    tokens_spent_until: float | None
     token_limit: int | None = None
     tokens_remaining: int | None = None
     tokens_reset_at: float | None = None
@@ -383,6 +386,7 @@ def read_window(headers: Mapping[str, str], now: float, sent: float = -math.inf)
             window.limit,
             window.remaining,
             None if window.reset_at is None else window.reset_at.timestamp() + offset,
+            tokens_reset_at if window.tokens_remaining == 0 else None,
             window.token_limit,
             window.tokens_remaining,
             tokens_reset_at,
@@ -407,6 +411,7 @@ def read_window(headers: Mapping[str, str], now: float, sent: float = -math.inf)
         None if remaining is None else int(remaining) if remaining.isdigit() and len(remaining) <= 18
         else _int_or_none(remaining.decode("latin-1")),  # as `_count`, inline: it changes with every answer
         reset_at,
+        None,
     )  # fmt: skip
 
 

@@ -52,6 +52,7 @@ SHARED: Final = (
     "remaining",
     "reset_at",
     "told_by",
+    "tokens_spent_until",
     "informed",
     "pause_until",
     "spacing",
@@ -120,6 +121,7 @@ _FIELD_TYPES: Final[tuple[tuple[type, ...], ...]] = (
     (int, type(None)),  # remaining
     (int, float, type(None)),  # reset_at
     (int,),  # told_by
+    _NUMBER,  # tokens_spent_until
     (bool,),  # informed
     _NUMBER,  # pause_until
     _NUMBER,  # spacing
