@@ -14,6 +14,7 @@ nor the exit of the interpreter waiting.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
@@ -162,8 +163,11 @@ def _in_threads(
             halt.set()  # Ctrl-C, the iterator closed early, or an error not the SDK's: nothing more is sent
             if batch.done < batch.total:
                 # Its calls queued at a rate limiter would otherwise hold their places, ahead of
-                # every other caller, until something else woke them.
-                on_stop()
+                # every other caller, until something else woke them. From a thread of its own: a
+                # batch dropped in a reference cycle is closed by the garbage collector, in any
+                # thread, maybe one that holds the limiter's lock (the wake takes it).
+                with contextlib.suppress(RuntimeError):  # at the interpreter's exit: no thread, no waiter left
+                    threading.Thread(target=on_stop, name="deployai create_many stop", daemon=True).start()
             batch.finish()
 
 
@@ -199,7 +203,7 @@ class _Results(AsyncGenerator[tuple[int, _R | DeployAIError], None]):
     generator would then read as ended, and the results not handed over would go unnoticed.
     """
 
-    __slots__ = ("_batch", "_inner", "_settled")
+    __slots__ = ("__weakref__", "_batch", "_inner", "_settled")
 
     def __init__(self, inner: AsyncGenerator[tuple[int, _R | DeployAIError], None], batch: _Batch[Any]) -> None:
         self._inner = inner

@@ -1778,7 +1778,7 @@ class AsyncHTTP:
         lease = AsyncLease(pool, plan, exchange, options.api_key)
         pool.leases.add(lease)
         if self._closed or pool.closed:  # closed from another thread while its headers came: as above
-            await lease.close(_CLIENT_CLOSED)
+            await lease.close(pool.why)
         return lease
 
     async def resume(

@@ -375,6 +375,24 @@ def test_a_batch_left_early_frees_its_places_at_the_rate_limiter_at_once() -> No
     assert len(emulator.requests) == 2
 
 
+def test_a_batch_closed_in_a_thread_holding_its_rate_limiters_lock_still_frees_its_places() -> None:
+    # As when the garbage collector closes a batch dropped in a reference cycle, in whichever thread
+    # it runs: waking the batch's calls there, under the lock the wake takes, never returned.
+    emulator = Emulator(rate_limit=None)
+    limiter = deployai.RateLimiter(requests_per_minute=2)
+    before = set(threading.enumerate())
+    with emulator.client(rate_limiter=limiter) as client:
+        finishing = client.chat.completions.as_completed(requests_for("a", "b", "c", "d"), concurrency=4)
+        next(finishing), next(finishing)
+        with limiter._lock:
+            finishing.close()
+        workers = [t for t in threading.enumerate() if t not in before and t.name.startswith("deployai create_many")]
+        for worker in workers:
+            worker.join(timeout=10)
+        assert not [t for t in workers if t.is_alive()]
+    assert limiter.waiting == 0
+
+
 def test_async_as_completed_read_on_after_its_event_loop_ended_says_its_results_are_lost() -> None:
     # Two `asyncio.run` calls, as in a script that reads a batch in steps: the first loop's end
     # cancelled the calls and closed the batch, which then read as ended with 2 of 3 results unseen.
