@@ -41,7 +41,7 @@ class TokenGateway:
         self.window = window
         self.latency = latency
         self.used = 0.0  # tokens taken and not yet come back
-        self.window_ends = 0.0  # when `used` was last brought up to date
+        self.updated_at = 0.0  # when `used` was last brought up to date
         self.statuses: list[int] = []
         self._lock = threading.Lock()
 
@@ -53,8 +53,8 @@ class TokenGateway:
                 self.watched.append(self.watch())
             now = self.clock()
             # A bucket, as OpenAI's: what was spent comes back evenly, all of it within a window.
-            self.used = max(0.0, self.used - (now - self.window_ends) * self.limit / self.window)
-            self.window_ends = now
+            self.used = max(0.0, self.used - (now - self.updated_at) * self.limit / self.window)
+            self.updated_at = now
             status = 429 if self.used + charge > self.limit else 200
             if status == 200:
                 self.used += charge
