@@ -43,6 +43,7 @@ class _ThreadWaiter:
     """A blocked thread's place in the queue; `owner` is what `_wake_all` wakes it for."""
 
     __slots__ = ("cost", "event", "owner")
+    away = False  # a thread is never dropped from the queue while it waits (see `_TaskWaiter.away`)
 
     def __init__(self, owner: object = None) -> None:
         self.event = threading.Event()
@@ -67,12 +68,14 @@ def _resolve(future: asyncio.Future[None]) -> None:
 class _TaskWaiter:
     """A waiting task's place in the queue; it may be woken from any thread. `owner`: see `_ThreadWaiter`."""
 
-    __slots__ = ("cost", "future", "loop", "owner", "thread")
+    __slots__ = ("away", "cost", "future", "loop", "owner", "thread")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, owner: object = None) -> None:
         self.loop = loop
         self.owner = owner
         self.cost = 0  # as `_ThreadWaiter.cost`
+        # Dropped from the queue while its loop stood still (`gone`); it queues again when it looks.
+        self.away = False
         self.thread = threading.get_ident()
         self.future: asyncio.Future[None] | None = None
 
@@ -91,8 +94,12 @@ class _TaskWaiter:
                 self.loop.call_soon_threadsafe(_resolve, future)
 
     def gone(self) -> bool:
-        """Whether its event loop is closed: the task will never run again to take its turn."""
-        return self.loop.is_closed()
+        """Whether its event loop is not running: the task cannot take its turn now, and may never.
+
+        A loop stopped with the task pending (`run_until_complete` returned) may run it again later,
+        a closed one never: either way it would hold everyone behind it.
+        """
+        return not self.loop.is_running()
 
 
 _Waiter = _ThreadWaiter | _TaskWaiter
@@ -101,8 +108,8 @@ _Waiter = _ThreadWaiter | _TaskWaiter
 # overflows, and nothing the limiter waits for lasts a day.
 _LONGEST_TIMER_SECONDS = 86_400.0
 # On a test's clock, a caller waiting for another call waits in real time, without moving that clock
-# (see `_Behind`), and looks again this often: a head whose event loop was closed under it is dropped
-# only when a caller looks, and would otherwise hold those behind it forever.
+# (see `_Behind`), and looks again this often: a head whose event loop stopped or closed under it is
+# dropped only when a caller looks, and would otherwise hold those behind it forever.
 _BEHIND_SECONDS = 1.0
 
 
@@ -497,6 +504,9 @@ class RateLimiter:
         queue = self._queue
         pacing = self._pacing
         now = self._clock()
+        if waiter.away:  # dropped while its event loop stood still: it comes back at the end of the queue
+            waiter.away = False
+            queue.append(waiter)
         if queue[0] is not waiter:
             self._drop_gone()
         if queue[0] is waiter:
@@ -547,10 +557,16 @@ class RateLimiter:
                 queue[0].wake()
 
     def _drop_gone(self) -> None:
-        """Drop waiters at the head whose event loop is closed: they would hold everyone behind them."""
+        """Drop waiters at the head whose event loop is not running: they would hold everyone behind them.
+
+        Each is woken, so that a task whose loop runs again looks at once and queues again (`_turn`).
+        """
         queue = self._queue
         while queue and queue[0].gone():
-            queue.popleft()
+            waiter = queue.popleft()
+            assert isinstance(waiter, _TaskWaiter)
+            waiter.away = True
+            waiter.wake()
 
     def _leave(self, waiter: _Waiter) -> None:
         queue = self._queue

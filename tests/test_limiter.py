@@ -63,6 +63,11 @@ def wait_until(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.001)
 
 
+def a_thread_waits(limiter: deployai.RateLimiter) -> bool:
+    """Whether a blocked thread holds a place in the limiter's queue (a task's place is another kind)."""
+    return any(isinstance(waiter, _limiter._ThreadWaiter) for waiter in list(limiter._queue))
+
+
 def _held_first_call(
     limiter: deployai.RateLimiter, remaining: int
 ) -> tuple[deployai.DeployAI, list[str], threading.Event]:
@@ -719,7 +724,8 @@ def test_on_a_virtual_clock_a_caller_behind_a_task_of_a_closed_loop_is_not_held_
             daemon=True,
         )
         behind.start()
-        wait_until(lambda: limiter.waiting == 2, "the thread queues behind the task")
+        # The task's loop stands still: the thread queues at the head, or behind it until it looks.
+        wait_until(lambda: bool(answers) or a_thread_waits(limiter), "the thread queues")
         head._log_destroy_pending = False  # type: ignore[attr-defined]  # left pending on purpose
         loop.close()
         behind.join(10)
@@ -842,3 +848,51 @@ def test_a_call_refused_behind_a_caller_that_never_takes_its_turn_says_what_held
     with pytest.raises(deployai.RateLimitError, match=r"hold this call behind 1 earlier call\(s\) still waiting"):
         client.chat.completions.create(model=MODEL, messages=user())
     assert len(sent) == 1
+
+
+def test_a_task_whose_event_loop_stopped_gives_up_its_place_and_queues_again_when_the_loop_runs() -> None:
+    # A task left pending on an event loop that stopped (not closed: `run_until_complete` returned)
+    # kept the head of the queue: the calls behind it waited out their `max_retry_wait`, then were
+    # refused, with the budget full and nothing in flight.
+    limiter = deployai.RateLimiter()  # the real clock: on the code before, the call behind was refused after 3 s
+    client, seen, gate = _held_first_call(limiter, remaining=5)
+    first = threading.Thread(target=client.chat.completions.create, kwargs={"model": MODEL, "messages": user("first")})
+    first.start()
+    wait_until(lambda: seen == ["first"], "the first request is in flight")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(text_of(request))
+        return httpx.Response(200, json=completion_json(), headers=window(remaining=5))
+
+    loop = asyncio.new_event_loop()
+    try:
+        async_client = deployai.AsyncDeployAI(
+            api_key=API_KEY,
+            http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
+            rate_limiter=limiter,
+        )
+        stalled = loop.create_task(async_client.chat.completions.create(model=MODEL, messages=user("stalled")))
+        while not limiter.waiting:  # run the loop until the task waits its turn, then leave it stopped
+            loop.run_until_complete(asyncio.sleep(0))
+        behind = deployai.DeployAI(
+            api_key=API_KEY,
+            http_client=httpx.Client(transport=httpx.MockTransport(handler)),
+            rate_limiter=limiter,
+            max_retry_wait=3,
+        )
+        with ThreadPoolExecutor(1) as pool:
+            later = pool.submit(behind.chat.completions.create, model=MODEL, messages=user("behind"))
+            wait_until(lambda: a_thread_waits(limiter), "the call behind waits for the answer")
+            gate.set()  # the answer: a budget of 5; the call behind goes at once, without the stopped task
+            assert later.result(10).choices
+        first.join(10)
+        assert seen == ["first", "behind"]
+        completion = loop.run_until_complete(stalled)  # its loop runs again: it queues again and goes
+        assert completion.choices
+        assert seen == ["first", "behind", "stalled"]
+        assert (limiter.waiting, limiter.in_flight) == (0, 0)
+        loop.run_until_complete(async_client.close())
+        behind.close()
+        client.close()
+    finally:
+        loop.close()
