@@ -588,9 +588,13 @@ def as_lists(body: dict[str, Any]) -> None:
             body[key] = list(value)
 
 
-def as_json(model: BaseModel) -> Any:
-    """What `create` writes for a model among its parameters (a message model: the message's dict)."""
-    return _json_default(model)
+def as_json(value: object) -> Any:
+    """What `create` writes for a value JSON has no type for: a model's dict, a tuple's list, a number's int.
+
+    Raises:
+        TypeError: `create` cannot write it.
+    """
+    return _json_default(value)
 
 
 def build_chat_request(options: ClientOptions, endpoint: Endpoint[Any], params: Mapping[str, Any]) -> PreparedRequest:
@@ -629,10 +633,21 @@ def build_chat_request(options: ClientOptions, endpoint: Endpoint[Any], params: 
 
 
 def _path_part(name: str, value: object) -> str:
-    """A path argument such as a model id, refused unless it names exactly one resource."""
-    if not isinstance(value, str) or MODEL_ID_PATTERN.fullmatch(value) is None or {".", ".."} & set(value.split("/")):
+    """A path argument such as a model id, refused unless it names exactly one resource.
+
+    A `ModelAlias` may be a single segment (`"fast"`), of the characters a model id's segments have.
+    """
+    alias = type(value) is ModelAlias and _ALIAS_PATH.fullmatch(value) is not None
+    if (
+        not isinstance(value, str)
+        or (MODEL_ID_PATTERN.fullmatch(value) is None and not alias)
+        or {".", ".."} & set(value.split("/"))
+    ):
         raise InvalidParameterError(name, value, "a model id in provider/model form, such as 'openai/gpt-4o'")
     return value
+
+
+_ALIAS_PATH: Final = re.compile(r"[A-Za-z0-9._:+-]+")
 
 
 def build_get_request(options: ClientOptions, endpoint: Endpoint[Any], params: Mapping[str, Any]) -> PreparedRequest:

@@ -124,3 +124,93 @@ def test_requests_round_trip_through_json_lines_and_run_through_create_many(tmp_
     answers = asyncio.run(main())
     assert answers[-1].choices[0].message.content == "You said: dict"
     assert all(isinstance(a, deployai.types.ChatCompletion) for a in answers)
+
+
+def test_models_nested_in_message_dicts_are_dumped_as_create_sends_them() -> None:
+    # Content parts and tool calls built as models inside plain message dicts: `create` sent their
+    # `type`, while the request's `model_dump(exclude_unset=True)` left it out (a default), so
+    # `create_many` and a JSON Lines replay refused the request, and a tool call went out without it.
+    from deployai.types import FunctionCall, ImageContentPart, ImageURL, MessageToolCall, TextContentPart
+
+    picture = ImageURL(url="https://x.test/b", detail=None)
+    parts = [TextContentPart(text="What is this?"), ImageContentPart(image_url=ImageURL(url="https://x.test/a.png"))]
+    call = MessageToolCall(id="call_1", function=FunctionCall(name="get_weather", arguments="{}"))
+    messages: list[Any] = [
+        {"role": "user", "content": parts},
+        {"role": "assistant", "tool_calls": (call,)},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+        {"role": "user", "content": [{"type": "image_url", "image_url": picture}]},
+    ]
+    request = ChatCompletionRequest(model=MODEL, messages=messages)
+    dump = request.model_dump(exclude_unset=True)
+    assert json.dumps(dump, separators=(",", ":")).encode() == body_sent(model=MODEL, messages=messages)
+    assert dump["messages"][0]["content"][0] == {"type": "text", "text": "What is this?"}
+    assert dump["messages"][1]["tool_calls"][0]["type"] == "function"
+    again = ChatCompletionRequest.model_validate_json(request.model_dump_json(exclude_unset=True))
+    assert again == request
+    emulator = Emulator(rate_limit=None)
+    with emulator.client() as client:
+        (answer,) = client.chat.completions.create_many([request])
+    assert isinstance(answer, deployai.types.ChatCompletion)
+    assert emulator.last_request is not None
+    assert emulator.last_request.json["messages"] == dump["messages"]
+
+
+def test_models_as_a_response_format_tool_or_tool_choice_are_taken_as_create_takes_them() -> None:
+    # `create` sends a pydantic model given for these; the request raised pydantic's ValidationError.
+    import pydantic
+
+    class Format(pydantic.BaseModel):
+        type: str = "json_object"
+
+    class Function(pydantic.BaseModel):
+        name: str = "f"
+        parameters: dict[str, Any] = {"type": "object"}
+
+    class Tool(pydantic.BaseModel):
+        type: str = "function"
+        function: Function = Function()
+
+    params: dict[str, Any] = {"model": MODEL, "messages": user(), "response_format": Format(), "tools": [Tool()]}
+    dump = ChatCompletionRequest(**params).model_dump(exclude_unset=True)
+    assert json.dumps(dump, separators=(",", ":")).encode() == body_sent(**params)
+    chosen = ChatCompletionRequest(model=MODEL, messages=user(), tool_choice=Tool(), tools=[Tool()])
+    assert chosen.tool_choice == {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+
+
+def test_a_value_create_cannot_send_is_refused_when_the_request_is_built() -> None:
+    with pytest.raises(deployai.InvalidParameterError, match="messages"):
+        ChatCompletionRequest(model=MODEL, messages=[{"role": "user", "content": "x", "meta": object()}])
+
+
+def test_a_model_alias_stays_one_so_create_many_sends_it() -> None:
+    emulator = Emulator(rate_limit=None)
+    request = ChatCompletionRequest(model=deployai.ModelAlias("fast"), messages=user())
+    assert type(request.model) is deployai.ModelAlias
+    assert type(request.model_dump(exclude_unset=True)["model"]) is deployai.ModelAlias
+    with emulator.client(max_retries=0) as client:
+        (answer,) = client.chat.completions.create_many([request])
+        assert isinstance(answer, deployai.BadRequestError)  # sent: the emulator knows no alias, and says so
+        with pytest.raises(deployai.BadRequestError):
+            client.chat.completions.create(**request.model_dump(exclude_unset=True))
+    assert [r.json["model"] for r in emulator.requests] == ["fast", "fast"]
+    # JSON cannot mark an alias: read back, the plain string is checked as a model id.
+    with pytest.raises(deployai.InvalidParameterError, match="provider/model"):
+        ChatCompletionRequest.model_validate_json(request.model_dump_json(exclude_unset=True))
+
+
+def test_a_model_alias_can_be_retrieved_but_not_as_a_path_of_its_own() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.raw_path.decode())
+        return httpx.Response(200, json={"id": "fast", "object": "model", "created": 1, "owned_by": "gateway"})
+
+    with deployai.DeployAI(api_key=API_KEY, http_client=httpx.Client(transport=httpx.MockTransport(handler))) as c:
+        assert c.models.retrieve(deployai.ModelAlias("fast")).id == "fast"
+        for bad in ["..", "a/../b", "x y", "a?b", ""]:
+            with pytest.raises(deployai.InvalidParameterError):
+                c.models.retrieve(deployai.ModelAlias(bad))
+        with pytest.raises(deployai.InvalidParameterError):
+            c.models.retrieve("fast")  # a plain string is still checked as a provider/model id
+    assert seen == ["/v1/models/fast"]

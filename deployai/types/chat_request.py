@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidatorFunctionWrapHandler, field_validator
 from typing_extensions import Self
 
 from .._exceptions import InvalidParameterError
 from .._request import CHAT_PARAMS, as_json, as_lists, check_chat_params, unknown_params
-from .._types import NotGiven
+from .._types import ModelAlias, NotGiven
 
 __all__ = ["ChatCompletionRequest"]
 
@@ -19,18 +20,55 @@ __all__ = ["ChatCompletionRequest"]
 def _checked(data: Mapping[str, Any]) -> dict[str, Any]:
     """The parameters, refused by the very rules `create` applies (`InvalidParameterError`, `TypeError`).
 
-    What `create` takes, this takes: a tuple (or any iterable) of messages, and message models,
-    which become the dicts `create` would send for them.
+    What `create` takes, this takes: a tuple (or any iterable) of messages, and models anywhere in
+    the parameters (messages, content parts, tool calls, a response format), which become the
+    dicts `create` would send for them.
     """
     if not data.keys() <= CHAT_PARAMS:
         raise unknown_params("ChatCompletionRequest", data, CHAT_PARAMS)
     params = {key: value for key, value in data.items() if not isinstance(value, NotGiven)}
     as_lists(params)
     check_chat_params(params)
-    messages: list[Any] = params["messages"]  # a non-empty list: checked
-    if any(isinstance(message, BaseModel) for message in messages):
-        params["messages"] = [as_json(message) if isinstance(message, BaseModel) else message for message in messages]
+    for key, value in params.items():
+        try:
+            params[key] = _as_sent(value)
+        except RecursionError:  # as `create` refuses it
+            raise InvalidParameterError(key, type(value).__name__, "JSON nested less deeply") from None
+        except (TypeError, ValueError) as exc:
+            raise InvalidParameterError(key, type(value).__name__, f"JSON-serializable values ({exc})") from None
     return params
+
+
+_JSON_ATOMS = (str, int, float, bool, type(None))
+_ATOM_TYPES = frozenset(_JSON_ATOMS)
+_DICT_ONLY = frozenset((dict,))
+
+
+def _as_sent(value: Any) -> Any:
+    """`value` as `create` writes it: models anywhere inside (a content part, a tool call) as their dicts.
+
+    Left in, a model nested in a message dict was dumped by pydantic's rules, not `create`'s: with
+    `exclude_unset`, without its default `type` (`{"text": ...}` for a text part), which `create`
+    and the API refuse. The same object comes back when nothing in it changes.
+    """
+    kind = type(value)
+    if kind in _JSON_ATOMS or isinstance(value, _JSON_ATOMS):  # a str subclass (an enum's value) is written as a str
+        return value
+    if kind is dict:
+        if _ATOM_TYPES.issuperset(map(type, value.values())):  # a plain text message, at the speed of C
+            return value
+        items = [(key, _as_sent(item)) for key, item in value.items()]
+        return value if all(item is value[key] for key, item in items) else dict(items)
+    if kind is list:
+        if _DICT_ONLY.issuperset(map(type, value)) and _ATOM_TYPES.issuperset(
+            map(type, itertools.chain.from_iterable(map(dict.values, value)))
+        ):  # plain text messages: looked at by C code alone
+            return value
+        items = [_as_sent(item) for item in value]
+        return value if all(new is old for new, old in zip(items, value, strict=True)) else items
+    if isinstance(value, Mapping):
+        return {key: _as_sent(item) for key, item in value.items()}
+    return _as_sent(as_json(value))
 
 
 class ChatCompletionRequest(BaseModel):
@@ -42,8 +80,10 @@ class ChatCompletionRequest(BaseModel):
     exactly the JSON body `create` sends for it, so a service can queue, log and replay requests
     (one per line of a JSON Lines file), and `create_many` takes these as well as keyword dicts. Call
     options (`timeout`, `total_timeout`, `extra_headers`, `extra_query`, `extra_body`) are not part of
-    it: give them to the call. Messages and tools are plain dicts here (message models given to it
-    become the dicts `create` sends for them).
+    it: give them to the call. Messages and tools are plain dicts here (models given to it, at any
+    depth, become the dicts `create` sends for them). A `ModelAlias` given as `model` stays one, but
+    JSON cannot mark it: a line read back with `model_validate_json` holds a plain string, refused
+    unless it is a `provider/model` id (wrap it again: `{**json.loads(line), "model": ModelAlias(...)}`).
 
     ```python
     request = ChatCompletionRequest(model="openai/gpt-4o", messages=[{"role": "user", "content": "Hi"}])
@@ -84,6 +124,12 @@ class ChatCompletionRequest(BaseModel):
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**_checked(data))
+
+    @field_validator("model", mode="wrap")
+    @classmethod
+    def _keep_alias(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        # A `ModelAlias` stays one, so that `create_many` and `create(**model_dump())` send it unchecked.
+        return value if type(value) is ModelAlias else handler(value)
 
     @classmethod
     def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
