@@ -721,11 +721,36 @@ async def test_the_async_models_list_is_awaited_or_iterated_and_sent_once_when_f
         client.models.list()  # never used: nothing is sent
         task = asyncio.create_task(listing)  # a coroutine, as an `async def` method's result is
         page = await task
-        with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
-            await listing
+        # Used again, it gives the same page without sending: it raised RuntimeError ("cannot reuse
+        # already awaited coroutine"), where a sync `ModelList` can be iterated again.
+        assert await listing is page
+        assert [model.id async for model in listing] == [model.id async for model in listing] == ids
     assert ids == [model.id for model in page]
     assert len(ids) == 7
     assert [(r.method, r.path) for r in emulator.requests] == [("GET", "/v1/models")] * 2
+
+
+@pytest.mark.anyio
+async def test_an_async_models_list_that_failed_raises_again_and_one_cancelled_sends_again(emulator: Emulator) -> None:
+    async with emulator.async_client(max_retries=0) as client:
+        emulator.fail_next(404)
+        listing = client.models.list()
+        with pytest.raises(deployai.NotFoundError) as first:
+            await listing
+        with pytest.raises(deployai.NotFoundError) as again:
+            [model async for model in listing]
+        assert again.value is first.value  # nothing sent: the same error
+        assert len(emulator.requests) == 1
+        cancelled = client.models.list()
+        emulator.stall_next(30.0)
+        task = asyncio.ensure_future(cancelled)
+        while not emulator.requests[1:]:  # until the request is in flight, then cancel it
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert len(await cancelled) == 7  # no answer came: it asks again
+    assert len(emulator.requests) == 3
 
 
 @pytest.mark.anyio

@@ -73,23 +73,45 @@ class AsyncModelListing(Coroutine[Any, Any, ModelList]):
     """What `AsyncDeployAI.models.list()` returns: `await` it for the `ModelList`, or `async for` over its models.
 
     It is a coroutine (for `asyncio.create_task`, `gather` and the like), and the request is sent
-    when it is first awaited or iterated, once.
+    when it is first awaited or iterated, once: used again, it gives the same `ModelList` (or raises
+    the same error) without sending anything, as a sync `ModelList` can be iterated again. One that
+    was cancelled or closed before its answer came sends the request again.
     """
 
-    __slots__ = ("_call", "_running")
+    __slots__ = ("_call", "_outcome", "_running")
 
     def __init__(self, call: Callable[[], Coroutine[Any, Any, ModelList]]) -> None:
         self._call = call
         # Made at the first use: a listing never used leaves no coroutine behind to warn of.
         self._running: Coroutine[Any, Any, ModelList] | None = None
+        self._outcome: ModelList | Exception | None = None
 
     def _coroutine(self) -> Coroutine[Any, Any, ModelList]:
-        if self._running is None:
-            self._running = self._call()
-        return self._running
+        running = self._running
+        if running is None or (self._outcome is None and getattr(running, "cr_frame", True) is None):
+            self._running = running = self._kept()  # first use, or the last one ended without an answer
+        return running
+
+    async def _kept(self) -> ModelList:
+        try:
+            result = await self._call()
+        except Exception as exc:
+            self._outcome = exc
+            raise
+        self._outcome = result
+        return result
+
+    async def _again(self) -> ModelList:
+        outcome = self._outcome
+        if isinstance(outcome, Exception):
+            raise outcome
+        assert outcome is not None
+        return outcome
 
     def __await__(self) -> Generator[Any, None, ModelList]:
-        """Send the request; the result is the `ModelList`."""
+        """Send the request (once); the result is the `ModelList`."""
+        if self._outcome is not None:
+            return self._again().__await__()
         return self._coroutine().__await__()
 
     def send(self, value: Any) -> Any:
@@ -106,7 +128,7 @@ class AsyncModelListing(Coroutine[Any, Any, ModelList]):
             self._running.close()
 
     async def __aiter__(self) -> AsyncIterator[Model]:
-        """Send the request, then give its models one by one (as `async for` over the openai SDK's list does)."""
+        """Send the request (once), then give its models one by one (as `async for` over the openai SDK's list does)."""
         for model in await self:
             yield model
 
