@@ -175,7 +175,10 @@ def mended(payload: Any) -> Any:
     """`payload` as the API documents it, where a server left a field out or wrote it loosely.
 
     `usage.total_tokens` is counted when missing (some gateways leave it out), and a `created` with
-    a fraction of a second is cut to whole seconds. Only used on answers that failed validation.
+    a fraction of a second is cut to whole seconds. `choices: null` (a usage chunk's) is no choices,
+    a choice without `index` is the one at its place in the list, a `delta: null` adds nothing, and
+    a tool call's `arguments` written as a JSON object (not as the text of one) is that object's
+    text. Only used on answers that failed validation: the answers that need none pay nothing.
     """
     if not isinstance(payload, dict):
         return payload
@@ -187,7 +190,37 @@ def mended(payload: Any) -> Any:
     created = payload.get("created")
     if type(created) is float and math.isfinite(created):
         payload = {**payload, "created": int(created)}
+    choices = payload.get("choices", [])
+    if choices is None:
+        payload = {**payload, "choices": []}
+    elif isinstance(choices, list) and any(isinstance(choice, dict) for choice in choices):
+        payload = {**payload, "choices": [_mended_choice(place, choice) for place, choice in enumerate(choices)]}
     return payload
+
+
+def _mended_choice(place: int, choice: Any) -> Any:
+    if not isinstance(choice, dict):
+        return choice
+    choice = dict(choice)
+    choice.setdefault("index", place)
+    if "delta" in choice and choice["delta"] is None:
+        del choice["delta"]
+    for key in ("message", "delta"):
+        message = choice.get(key)
+        if isinstance(message, dict) and isinstance(message.get("tool_calls"), list):
+            choice[key] = {**message, "tool_calls": [_mended_tool_call(call) for call in message["tool_calls"]]}
+    return choice
+
+
+def _mended_tool_call(call: Any) -> Any:
+    function = call.get("function") if isinstance(call, dict) else None
+    if isinstance(function, dict) and isinstance(function.get("arguments"), dict):
+        try:
+            arguments = json.dumps(function["arguments"], ensure_ascii=False)
+        except (TypeError, ValueError, RecursionError):
+            return call
+        return {**call, "function": {**function, "arguments": arguments}}
+    return call
 
 
 def error_in_event(event: str, data: str) -> Any:

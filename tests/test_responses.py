@@ -347,3 +347,19 @@ def test_a_stream_retried_before_its_first_event_is_freed_at_once(httpx_mock: HT
 
     asyncio.run(main())
     assert len(attempts) == 8
+
+
+def test_answers_other_servers_write_loosely_are_taken(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    # A choice without `index` and tool-call arguments written as a JSON object (not as its text):
+    # both failed the call with APIResponseValidationError.
+    body = completion_json()
+    choice = body["choices"][0]
+    del choice["index"]
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": {"x": 1, "y": "é"}}}
+    choice["message"] = {"role": "assistant", "content": None, "tool_calls": [call]}
+    httpx_mock.add_response(content=json.dumps(body).encode(), headers={"content-type": "application/json"})
+    completion = make_client().chat.completions.create(model="openai/gpt-4o", messages=user())
+    (only,) = completion.choices
+    assert only.index == 0
+    (tool_call,) = only.message.tool_calls or []
+    assert json.loads(tool_call.function.arguments) == {"x": 1, "y": "é"}

@@ -968,3 +968,30 @@ def test_an_async_stream_dropped_after_its_reading_was_cancelled_warns_unless_th
     closed = then.startswith("aclose") or then.endswith("client closed")
     expected = [] if closed else ["AsyncStream was dropped before it was read to the end or closed"]
     assert [message.split(":")[0] for message in asyncio.run(main())] == expected
+
+
+def test_chunks_other_servers_write_loosely_still_add_up(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    # Each of these failed the whole stream with APIResponseValidationError: a choice without
+    # `index`, a `delta: null` on the last choice, tool-call arguments written as a JSON object, and
+    # a usage chunk with `choices: null`.
+    bare = {k: v for k, v in chunk().items() if k != "choices"}
+    pieces = [
+        event({**bare, "choices": [{"delta": {"role": "assistant", "content": "Hi"}, "finish_reason": None}]}),
+        event(chunk(tool_calls=[{"index": 0, "id": "c1", "type": "function",
+                                 "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}])),
+        event({**bare, "choices": [{"index": 0, "delta": None, "finish_reason": "tool_calls"}]}),
+        event({**bare, "choices": None, "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}}),
+        DONE,
+    ]  # fmt: skip
+    add_stream(httpx_mock, pieces)
+    with stream_of(make_client()) as stream:
+        chunks = list(stream)
+        final = stream.get_final_completion()
+    assert [c.choices[0].index for c in chunks[:3]] == [0, 0, 0]
+    assert chunks[-1].choices == []
+    message = final.choices[0].message
+    assert message.content == "Hi"
+    assert [(c.id, c.function.name, json.loads(c.function.arguments)) for c in message.tool_calls or []] == [
+        ("c1", "get_weather", {"city": "Oslo"}),
+    ]
+    assert (final.choices[0].finish_reason, final.usage and final.usage.total_tokens) == ("tool_calls", 7)
