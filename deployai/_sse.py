@@ -308,8 +308,11 @@ class _ChoiceState:
                 call["type"] = piece.type
             function = piece.function
             if function is not None:
-                if function.name:
-                    call["name"] += function.name
+                name = function.name
+                # A server that repeats a call's header (its id or type, and its whole name) in every
+                # piece sends the name again, not its next part.
+                if name and not (name == call["name"] and (piece.id or piece.type)):
+                    call["name"] += name
                 if function.arguments:
                     call["args"].append(function.arguments)
 

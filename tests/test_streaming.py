@@ -995,3 +995,29 @@ def test_chunks_other_servers_write_loosely_still_add_up(make_client: ClientFact
         ("c1", "get_weather", {"city": "Oslo"}),
     ]
     assert (final.choices[0].finish_reason, final.usage and final.usage.total_tokens) == ("tool_calls", 7)
+
+
+def test_a_tool_call_whose_header_every_piece_repeats_keeps_its_name_once(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    # Some servers repeat a call's id, type and name in every piece: the name came out doubled
+    # ("get_weatherget_weather"), while a name sent in parts still adds up.
+    def call(index: int, arguments: str, name: str | None = None, **header: str) -> bytes:
+        function = {"arguments": arguments} if name is None else {"name": name, "arguments": arguments}
+        return event(chunk(tool_calls=[{"index": index, **header, "function": function}]))
+
+    pieces = [
+        call(0, '{"city":', "get_weather", id="c1", type="function"),
+        call(0, '"Oslo"}', "get_weather", id="c1", type="function"),
+        call(1, "", "get_", id="c2", type="function"),
+        call(1, "{}", "time"),
+        event(chunk(finish="tool_calls")),
+        DONE,
+    ]
+    add_stream(httpx_mock, pieces)
+    with stream_of(make_client()) as stream:
+        message = stream.get_final_completion().choices[0].message
+    assert [(c.id, c.function.name, c.function.arguments) for c in message.tool_calls or []] == [
+        ("c1", "get_weather", '{"city":"Oslo"}'),
+        ("c2", "get_time", "{}"),
+    ]
