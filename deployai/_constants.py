@@ -26,6 +26,10 @@ SERVER_WAIT_SPREAD_FRACTION: Final = 0.25
 MAX_SERVER_WAIT_SPREAD_SECONDS: Final = 1.0
 # A server-requested wait above this is not slept: the error is raised with `.retry_after`.
 DEFAULT_MAX_RETRY_WAIT_SECONDS: Final = 60.0
+# A wait or a reset a server reports further ahead than this is not believed: one glitched or hostile
+# header (`retry-after: 99999999999`) would otherwise hold a call, or every call, for years. A day
+# is longer than any rate-limit window a gateway reports.
+LONGEST_BELIEVED_WAIT_SECONDS: Final = 86_400.0
 
 DEFAULT_MAX_CONNECTIONS: Final = 1000
 DEFAULT_MAX_KEEPALIVE_CONNECTIONS: Final = 100  # for a proxy's pool (the SDK's own pools: see `_pools`)

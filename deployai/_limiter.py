@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol, TypeVar, cast
 
 import httpx
 
-from ._constants import COMPLETION_CAP
+from ._constants import COMPLETION_CAP, LONGEST_BELIEVED_WAIT_SECONDS
 from ._exceptions import APIStatusError, DeployAIError, InvalidParameterError, RateLimitError, reported_error
 from ._pacing import Pacing
 from ._ratelimit import WindowReport, read_window
@@ -123,10 +123,9 @@ class _Behind(float):
     """
 
 
-# A reset or a wait an answer reports further ahead than this is not learnt: one glitched or hostile
-# header (`retry-after: 99999999999`) would otherwise refuse every later call for years, and nothing
-# sent could correct it. A day is longer than any rate-limit window a gateway reports.
-_LONGEST_BELIEVED_SECONDS = 86_400.0
+# A reset or a wait an answer reports further ahead than this is not learnt (nothing sent could
+# correct it): see the constant.
+_LONGEST_BELIEVED_SECONDS = LONGEST_BELIEVED_WAIT_SECONDS
 
 
 class VirtualTime(Protocol):

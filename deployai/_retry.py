@@ -13,8 +13,9 @@ The wait before retry number `n` (counting from 0) is, in order of preference:
    `min(8, 0.5 * 2**n) * (1 - 0.25 * random())` seconds.
 
 A wait the server asks for is slept a little longer, never shorter: plus up to a quarter of it, at
-most one second more. One longer than `max_retry_wait` is not slept: the error is raised at once
-with `retry_after` set, so that a service can reschedule the work instead of blocking a worker.
+most one second more. One longer than `max_retry_wait` (or than a day, whatever `max_retry_wait`
+says) is not slept: the error is raised at once with `retry_after` set, so that a service can
+reschedule the work instead of blocking a worker.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 
 from ._constants import (
     INITIAL_RETRY_DELAY_SECONDS,
+    LONGEST_BELIEVED_WAIT_SECONDS,
     MAX_RETRY_DELAY_SECONDS,
     MAX_SERVER_WAIT_SPREAD_SECONDS,
     RETRY_JITTER_FRACTION,
@@ -146,7 +148,9 @@ def decide(
     """
     if not retryable:
         return RetryDecision(retry=False, server_wait=server_wait)
-    if retry_number >= max_retries or (server_wait is not None and server_wait > max_retry_wait):
+    if retry_number >= max_retries or (
+        server_wait is not None and server_wait > min(max_retry_wait, LONGEST_BELIEVED_WAIT_SECONDS)
+    ):  # a wait of more than a day is not slept, even with `max_retry_wait=math.inf`
         return RetryDecision(retry=False, server_wait=server_wait)
     if server_wait is None:
         wait = backoff_delay(retry_number, random_fraction)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import math
 
 import httpx
 import pytest
@@ -125,6 +126,14 @@ def test_a_wait_longer_than_max_retry_wait_is_not_slept() -> None:
     decision = decide(429, {"retry-after": "120"})
     assert not decision.retry
     assert decision.server_wait == 120.0
+
+
+def test_a_wait_of_more_than_a_day_is_not_slept_even_when_any_wait_is_allowed() -> None:
+    # With max_retry_wait=math.inf, a glitched or hostile `retry-after` of years was slept as given.
+    assert decide(429, {"retry-after": "86400"}, max_retry_wait=math.inf).wait_seconds == 86_400.0
+    decision = decide(429, {"retry-after": "99999999999"}, max_retry_wait=math.inf)
+    assert not decision.retry
+    assert decision.server_wait == 99999999999.0
 
 
 def test_a_wait_in_the_past_is_zero() -> None:
