@@ -689,7 +689,8 @@ def token_cost(request: httpx.Request) -> int:
     bytes over four (English text takes about four characters a token, and the JSON around the
     messages counts too, so this errs high), plus the answer's cap (`max_completion_tokens` or
     `max_tokens`, for each of `n` choices) when the request gives one. A file sent inline (an image,
-    audio, a PDF, as base64) counts as a quarter of its text up to `INLINE_FILE_TOKENS`. The
+    audio, a PDF, as base64) counts as a quarter of its text up to `INLINE_FILE_TOKENS` (text that
+    is not base64 after such a marker is counted as text). The
     answers' headers then tell what the requests really took.
     """
     cap: int = request.extensions.get(COMPLETION_CAP, 0)
@@ -706,14 +707,18 @@ def token_cost(request: httpx.Request) -> int:
             end = body.find(b'"', start)
             if end < 0:
                 break
-            size -= end - start
-            inline += min((end - start) // 4, INLINE_FILE_TOKENS)
+            # A file, not text that holds the marker: base64 at both ends (prose has a space within
+            # a few words; checking all of a file's text would cost about 0.4 us a kilobyte).
+            if not (body[start : min(end, start + 1024)] + body[max(start, end - 1024) : end]).translate(None, _BASE64):
+                size -= end - start
+                inline += min((end - start) // 4, INLINE_FILE_TOKENS)
             at = body.find(marker, end)
     return max(0, size) // 4 + 1 + inline + cap
 
 
 # Where a file sent inline begins: an image's or a file's data URL, an `input_audio` part's `data`.
 _INLINE_MARKERS: Final = (b";base64,", b'"data":"')
+_BASE64: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\\"  # and JSON's escaped `/`
 # The most one file sent inline counts for: OpenAI charges an image by its tiles (85 to about 1,100
 # tokens), while its base64 text would count one token per three bytes of the file.
 INLINE_FILE_TOKENS: Final = 1_000

@@ -834,6 +834,19 @@ def test_a_file_sent_inline_counts_for_what_a_gateway_charges_for_one_not_for_it
     assert _limiter.token_cost(request) == text // 4 + 1 + _limiter.INLINE_FILE_TOKENS + len(sound) // 4
 
 
+def test_text_that_merely_holds_a_files_marker_counts_in_full() -> None:
+    # A message quoting a data URL's head (";base64,") followed by prose: the prose up to the next
+    # quote counted as an inline file, at most 1,000 tokens, where it takes about 10,000.
+    prose = "We send images as data:image/png;base64, then the bytes. " + "Plain words follow here. " * 1_600
+    transport, sent = handler_with(ok())
+    with deployai.DeployAI(api_key=API_KEY, http_client=httpx.Client(transport=transport)) as client:
+        client.chat.completions.create(model=MODEL, messages=user(prose))
+        extra_key: Any = {"role": "user", "content": "x", "data": "words " * 8_000}
+        client.chat.completions.create(model=MODEL, messages=[extra_key])
+    for request in sent:
+        assert _limiter.token_cost(request) == len(request.content) // 4 + 1
+
+
 def test_a_call_refused_behind_a_caller_that_never_takes_its_turn_says_what_held_it(
     make_client: ClientFactory,
 ) -> None:
