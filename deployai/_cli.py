@@ -22,7 +22,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, NoReturn, TextIO
 
 from ._exceptions import (
@@ -56,7 +56,7 @@ EXIT_CODES: Final[tuple[tuple[type[BaseException], int, str], ...]] = (
     (RateLimitError, 6, "rate limited (429), after retries"),
     (APIResponseValidationError, 9, "the answer could not be read"),
     (APIConnectionError, 8, "no connection, or a timeout, after retries"),
-    (APIStatusError, 7, "any other error status (400, 5xx), after retries"),
+    (APIStatusError, 7, "any other error status (400, 409, 422, 5xx), after retries"),
     (DeployAIError, 3, "a configuration error, such as no API key"),
 )
 """(exception class, exit code, meaning), most specific first; 2 is a usage error, 130 an interruption."""
@@ -79,6 +79,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, with any API key taken out of its error messages (which repeat what was typed)."""
 
     _typed: Sequence[str] = ()
+    commands: Mapping[str, argparse.ArgumentParser] = {}  # the top-level parser's: each command's parser
 
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
@@ -124,7 +125,7 @@ def _connection_options() -> _Parser:
     return common
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> _Parser:
     from .testing.__main__ import add_serve_arguments
 
     parser = _Parser(
@@ -163,6 +164,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Serve the local DeployAI emulator on loopback until Ctrl+C; the first line is its base URL.",
     )
     add_serve_arguments(emulator)
+    parser.commands = commands.choices
     return parser
 
 
@@ -296,7 +298,10 @@ def main(argv: Sequence[str] | None = None, *, exit_on_ctrl_c: bool = False) -> 
     change the exit status.
     """
     try:
-        args = _parser().parse_args(argv)
+        parser = _parser()
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # reported by the command's own parser, with its usage (`deployai chat: error: ...`)
+            parser.commands[args.command].error("unrecognized arguments: " + " ".join(unknown))
         if args.command == "emulator":
             from .testing.__main__ import serve
 

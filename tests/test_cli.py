@@ -236,7 +236,10 @@ def test_a_usage_error_does_not_repeat_an_api_key(
 def test_a_usage_error_keeps_what_no_key_option_was_given(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["chat", "hi", "--key=a"])  # "a" is no key: redacting it would garble the message
-    assert "error: unrecognized arguments: --key=a" in capsys.readouterr().err
+    # Reported by the command's own parser, with its usage, as the docs show (it was `deployai: error:`).
+    err = capsys.readouterr().err
+    assert "deployai chat: error: unrecognized arguments: --key=a" in err
+    assert err.startswith("usage: deployai chat ")
     with pytest.raises(SystemExit):
         main(["chat", "--bogus", "--", "unrecognized arguments"])  # after `--`: no option's value
     assert "error: unrecognized arguments: --bogus" in capsys.readouterr().err

@@ -118,7 +118,11 @@ class Aim:
         return self._rule(Stall(check_seconds("seconds", seconds)), times)
 
     def slow(self, seconds: float, *, times: int | None = 1) -> Rule:
-        """Send the headers at once, then wait `seconds` before the body (in a stream, before every chunk)."""
+        """Send the headers at once, then wait `seconds` before the body.
+
+        In a stream the first chunk goes with the headers, and each later one `seconds` after the one
+        before (`stall` delays the first).
+        """
         return self._rule(Slow(check_seconds("seconds", seconds)), times)
 
     def cut_stream_after(self, n_chunks: int, *, times: int | None = 1) -> Rule:
@@ -210,7 +214,7 @@ class Scripts(Aim):
         return self.stall(seconds, times=times)
 
     def slow_next(self, seconds: float, *, times: int = 1) -> Rule:
-        """Wait `seconds` before the body (and each chunk) of the next request(s). See `Aim.slow`."""
+        """Wait `seconds` before the body (in a stream, between chunks) of the next request(s). See `Aim.slow`."""
         return self.slow(seconds, times=times)
 
     def malformed_json_next(self, *, at_chunk: int = 1, times: int = 1) -> Rule:
