@@ -558,14 +558,18 @@ class RateLimiter:
     def _drop_gone(self) -> None:
         """Drop waiters at the head whose event loop is not running: they would hold everyone behind them.
 
-        Each is woken, so that a task whose loop runs again looks at once and queues again (`_turn`).
+        Each is woken, so that a task whose loop runs again looks at once and queues again (`_turn`),
+        and so is the new head, which may be sleeping until its own deadline.
         """
         queue = self._queue
+        dropped = False
         while queue and queue[0].gone():
             waiter = queue.popleft()
             assert isinstance(waiter, _TaskWaiter)
-            waiter.away = True
+            waiter.away = dropped = True
             waiter.wake()
+        if dropped and queue:
+            queue[0].wake()
 
     def _leave(self, waiter: _Waiter) -> None:
         queue = self._queue

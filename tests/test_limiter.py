@@ -909,3 +909,36 @@ def test_a_task_whose_event_loop_stopped_gives_up_its_place_and_queues_again_whe
         client.close()
     finally:
         loop.close()
+
+
+def test_the_caller_behind_a_dropped_task_is_woken_to_wait_its_own_turn() -> None:
+    # A caller behind the head sleeps until its deadline, to be woken at its turn. When a new caller
+    # dropped a head whose loop had stopped, the one behind it became the head unwoken: it went only
+    # at its deadline (8 s here), though its turn came after the probe's second.
+    limiter = deployai.RateLimiter()
+    request = httpx.Request("POST", "https://api.deployai.dev/v1/chat/completions", content=b"{}")
+    limiter._acquire_sync(request, 30)  # in flight, unanswered: the next may go a second later
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever)
+    runner.start()
+    stalled = asyncio.run_coroutine_threadsafe(limiter._acquire_async(request, 30), loop)
+    wait_until(lambda: limiter.waiting == 1, "the task waits at the head")
+    started = time.monotonic()
+    admitted: dict[str, float] = {}
+
+    def call(name: str) -> None:
+        limiter._acquire_sync(request, 8)
+        admitted[name] = time.monotonic() - started
+
+    with ThreadPoolExecutor(2) as pool:
+        behind = pool.submit(call, "behind")
+        wait_until(lambda: limiter.waiting == 2, "a thread waits behind the task")
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(10)
+        pool.submit(call, "new").result(10)  # it drops the stopped task
+        behind.result(10)
+    assert admitted["behind"] < 4.0 < 8.0  # its deadline: where it went before
+    assert (limiter.waiting, limiter.in_flight) == (0, 3)
+    stalled.cancel()
+    loop.run_until_complete(asyncio.gather(*asyncio.all_tasks(loop), return_exceptions=True))
+    loop.close()
