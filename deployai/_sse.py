@@ -171,14 +171,16 @@ class EventParser:
             self._event, self._data = b"", []
 
 
-def mended(payload: Any) -> Any:
+def mended(payload: Any, *, chunk: bool = False) -> Any:
     """`payload` as the API documents it, where a server left a field out or wrote it loosely.
 
     `usage.total_tokens` is counted when missing (some gateways leave it out), and a `created` with
-    a fraction of a second is cut to whole seconds. `choices: null` (a usage chunk's) is no choices,
-    a choice without `index` is the one at its place in the list, a `delta: null` adds nothing, and
-    a tool call's `arguments` written as a JSON object (not as the text of one) is that object's
-    text. Only used on answers that failed validation: the answers that need none pay nothing.
+    a fraction of a second is cut to whole seconds. In a whole answer (`chunk` false), a choice
+    without `index` is the one at its place in the list, and a tool call's `arguments` written as a
+    JSON object (not as the text of one) is that object's text. In a stream chunk, `choices: null`
+    (a usage chunk's) is no choices, and a `delta: null` adds nothing; a chunk's choice without
+    `index` is left refused, as its place in one chunk says nothing of which choice it is. Only
+    used on answers that failed validation: the answers that need none pay nothing.
     """
     if not isinstance(payload, dict):
         return payload
@@ -191,11 +193,18 @@ def mended(payload: Any) -> Any:
     if type(created) is float and math.isfinite(created):
         payload = {**payload, "created": int(created)}
     choices = payload.get("choices", [])
-    if choices is None:
+    if choices is None and chunk:
         payload = {**payload, "choices": []}
     elif isinstance(choices, list) and any(isinstance(choice, dict) for choice in choices):
-        payload = {**payload, "choices": [_mended_choice(place, choice) for place, choice in enumerate(choices)]}
+        mend = _mended_delta if chunk else _mended_choice
+        payload = {**payload, "choices": [mend(place, choice) for place, choice in enumerate(choices)]}
     return payload
+
+
+def _mended_delta(place: int, choice: Any) -> Any:
+    if isinstance(choice, dict) and "delta" in choice and choice["delta"] is None:
+        return {name: value for name, value in choice.items() if name != "delta"}
+    return choice
 
 
 def _mended_choice(place: int, choice: Any) -> Any:
@@ -203,12 +212,9 @@ def _mended_choice(place: int, choice: Any) -> Any:
         return choice
     choice = dict(choice)
     choice.setdefault("index", place)
-    if "delta" in choice and choice["delta"] is None:
-        del choice["delta"]
-    for key in ("message", "delta"):
-        message = choice.get(key)
-        if isinstance(message, dict) and isinstance(message.get("tool_calls"), list):
-            choice[key] = {**message, "tool_calls": [_mended_tool_call(call) for call in message["tool_calls"]]}
+    message = choice.get("message")
+    if isinstance(message, dict) and isinstance(message.get("tool_calls"), list):
+        choice["message"] = {**message, "tool_calls": [_mended_tool_call(call) for call in message["tool_calls"]]}
     return choice
 
 
@@ -216,8 +222,8 @@ def _mended_tool_call(call: Any) -> Any:
     function = call.get("function") if isinstance(call, dict) else None
     if isinstance(function, dict) and isinstance(function.get("arguments"), dict):
         try:
-            arguments = json.dumps(function["arguments"], ensure_ascii=False)
-        except (TypeError, ValueError, RecursionError):
+            arguments = json.dumps(function["arguments"], ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError, RecursionError):  # not JSON (NaN): left refused
             return call
         return {**call, "function": {**function, "arguments": arguments}}
     return call
@@ -309,9 +315,9 @@ class _ChoiceState:
             function = piece.function
             if function is not None:
                 name = function.name
-                # A server that repeats a call's header (its id or type, and its whole name) in every
-                # piece sends the name again, not its next part.
-                if name and not (name == call["name"] and (piece.id or piece.type)):
+                # A name comes whole or in parts before the arguments: once they have begun, a name
+                # equal to the call's is a server repeating it in every piece, not its next part.
+                if name and not (call["args"] and name == call["name"]):
                     call["name"] += name
                 if function.arguments:
                     call["args"].append(function.arguments)
@@ -442,7 +448,7 @@ class ChunkDecoder(Generic[_T]):
             if isinstance(payload, dict) and payload.get("error") is not None:
                 raise ErrorEvent(payload) from None
             try:  # valid JSON that pydantic's parser does not take (a lone surrogate), or loosely written
-                chunk = self._validate_parsed(mended(payload))
+                chunk = self._validate_parsed(mended(payload, chunk=True))
             except ValidationError:
                 if event and event != "message" and not (isinstance(payload, dict) and "choices" in payload):
                     return None  # an event of another kind (a keep-alive `ping`, say): no part of the answer

@@ -363,3 +363,11 @@ def test_answers_other_servers_write_loosely_are_taken(make_client: ClientFactor
     assert only.index == 0
     (tool_call,) = only.message.tool_calls or []
     assert json.loads(tool_call.function.arguments) == {"x": 1, "y": "é"}
+
+
+def test_a_whole_answer_with_choices_null_is_still_refused(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    # Only a stream's usage chunk has no choices: a whole answer without any is no answer.
+    body = {**completion_json(), "choices": None}
+    httpx_mock.add_response(content=json.dumps(body).encode(), headers={"content-type": "application/json"})
+    with pytest.raises(deployai.APIResponseValidationError):
+        make_client(max_retries=0).chat.completions.create(model="openai/gpt-4o", messages=user())

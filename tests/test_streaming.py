@@ -971,30 +971,32 @@ def test_an_async_stream_dropped_after_its_reading_was_cancelled_warns_unless_th
 
 
 def test_chunks_other_servers_write_loosely_still_add_up(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
-    # Each of these failed the whole stream with APIResponseValidationError: a choice without
-    # `index`, a `delta: null` on the last choice, tool-call arguments written as a JSON object, and
-    # a usage chunk with `choices: null`.
+    # Each of these failed the whole stream with APIResponseValidationError: a `delta: null` on the
+    # last choice, and a usage chunk with `choices: null`.
     bare = {k: v for k, v in chunk().items() if k != "choices"}
     pieces = [
-        event({**bare, "choices": [{"delta": {"role": "assistant", "content": "Hi"}, "finish_reason": None}]}),
-        event(chunk(tool_calls=[{"index": 0, "id": "c1", "type": "function",
-                                 "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}])),
-        event({**bare, "choices": [{"index": 0, "delta": None, "finish_reason": "tool_calls"}]}),
+        event(chunk("Hi", role="assistant")),
+        event({**bare, "choices": [{"index": 0, "delta": None, "finish_reason": "stop"}]}),
         event({**bare, "choices": None, "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}}),
         DONE,
-    ]  # fmt: skip
+    ]
     add_stream(httpx_mock, pieces)
     with stream_of(make_client()) as stream:
         chunks = list(stream)
         final = stream.get_final_completion()
-    assert [c.choices[0].index for c in chunks[:3]] == [0, 0, 0]
+    assert chunks[1].choices[0].delta.content is None
     assert chunks[-1].choices == []
-    message = final.choices[0].message
-    assert message.content == "Hi"
-    assert [(c.id, c.function.name, json.loads(c.function.arguments)) for c in message.tool_calls or []] == [
-        ("c1", "get_weather", {"city": "Oslo"}),
-    ]
-    assert (final.choices[0].finish_reason, final.usage and final.usage.total_tokens) == ("tool_calls", 7)
+    assert final.choices[0].message.content == "Hi"
+    assert (final.choices[0].finish_reason, final.usage and final.usage.total_tokens) == ("stop", 7)
+
+
+def test_a_chunk_whose_choice_has_no_index_is_still_refused(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    # Its place in one chunk says nothing of which choice it is: with `n=2`, every chunk holds one
+    # choice at place 0, and both answers would run together into one.
+    bare = {k: v for k, v in chunk().items() if k != "choices"}
+    add_stream(httpx_mock, [event({**bare, "choices": [{"delta": {"content": "A1"}, "finish_reason": None}]}), DONE])
+    with stream_of(make_client(max_retries=0)) as stream, pytest.raises(deployai.APIResponseValidationError):
+        list(stream)
 
 
 def test_a_tool_call_whose_header_every_piece_repeats_keeps_its_name_once(
@@ -1011,6 +1013,10 @@ def test_a_tool_call_whose_header_every_piece_repeats_keeps_its_name_once(
         call(0, '"Oslo"}', "get_weather", id="c1", type="function"),
         call(1, "", "get_", id="c2", type="function"),
         call(1, "{}", "time"),
+        # A name in parts, each with the header: a part equal to the name so far still adds to it.
+        call(2, "", "l", id="c3", type="function"),
+        call(2, "", "l", id="c3", type="function"),
+        call(2, "{}", "m", id="c3", type="function"),
         event(chunk(finish="tool_calls")),
         DONE,
     ]
@@ -1020,4 +1026,5 @@ def test_a_tool_call_whose_header_every_piece_repeats_keeps_its_name_once(
     assert [(c.id, c.function.name, c.function.arguments) for c in message.tool_calls or []] == [
         ("c1", "get_weather", '{"city":"Oslo"}'),
         ("c2", "get_time", "{}"),
+        ("c3", "llm", "{}"),
     ]
