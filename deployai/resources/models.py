@@ -73,45 +73,37 @@ class AsyncModelListing(Coroutine[Any, Any, ModelList]):
     """What `AsyncDeployAI.models.list()` returns: `await` it for the `ModelList`, or `async for` over its models.
 
     It is a coroutine (for `asyncio.create_task`, `gather` and the like), and the request is sent
-    when it is first awaited or iterated, once: used again, it gives the same `ModelList` (or raises
-    the same error) without sending anything, as a sync `ModelList` can be iterated again. One that
-    was cancelled or closed before its answer came sends the request again.
+    when it is first awaited or iterated. Used again (awaited, iterated, or given to a task), it
+    gives the same `ModelList` without sending, as a sync `ModelList` can be iterated again; one
+    that failed or was cancelled before its answer sends the request again. Like any coroutine, it
+    is awaited by one task at a time.
     """
 
-    __slots__ = ("_call", "_outcome", "_running")
+    __slots__ = ("_call", "_kept_list", "_running")
 
     def __init__(self, call: Callable[[], Coroutine[Any, Any, ModelList]]) -> None:
         self._call = call
         # Made at the first use: a listing never used leaves no coroutine behind to warn of.
         self._running: Coroutine[Any, Any, ModelList] | None = None
-        self._outcome: ModelList | Exception | None = None
+        self._kept_list: ModelList | None = None
 
     def _coroutine(self) -> Coroutine[Any, Any, ModelList]:
         running = self._running
-        if running is None or (self._outcome is None and getattr(running, "cr_frame", True) is None):
-            self._running = running = self._kept()  # first use, or the last one ended without an answer
+        if running is None or getattr(running, "cr_frame", True) is None:  # first use, or the last one ended
+            self._running = running = self._send() if self._kept_list is None else self._again()
         return running
 
-    async def _kept(self) -> ModelList:
-        try:
-            result = await self._call()
-        except Exception as exc:
-            self._outcome = exc
-            raise
-        self._outcome = result
+    async def _send(self) -> ModelList:
+        self._kept_list = result = await self._call()
         return result
 
     async def _again(self) -> ModelList:
-        outcome = self._outcome
-        if isinstance(outcome, Exception):
-            raise outcome
-        assert outcome is not None
-        return outcome
+        result = self._kept_list
+        assert result is not None
+        return result
 
     def __await__(self) -> Generator[Any, None, ModelList]:
-        """Send the request (once); the result is the `ModelList`."""
-        if self._outcome is not None:
-            return self._again().__await__()
+        """Send the request (unless an answer came already); the result is the `ModelList`."""
         return self._coroutine().__await__()
 
     def send(self, value: Any) -> Any:
@@ -128,7 +120,10 @@ class AsyncModelListing(Coroutine[Any, Any, ModelList]):
             self._running.close()
 
     async def __aiter__(self) -> AsyncIterator[Model]:
-        """Send the request (once), then give its models one by one (as `async for` over the openai SDK's list does)."""
+        """Send the request (unless an answer came already), then give its models one by one.
+
+        As `async for` over the openai SDK's list does.
+        """
         for model in await self:
             yield model
 
