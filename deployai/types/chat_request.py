@@ -5,13 +5,13 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidatorFunctionWrapHandler, field_validator
 from typing_extensions import Self
 
 from .._exceptions import InvalidParameterError
-from .._request import CHAT_PARAMS, as_json, as_lists, check_chat_params, unknown_params
+from .._request import CHAT_PARAMS, as_lists, check_chat_params, encode_json, unknown_params
 from .._types import ModelAlias, NotGiven
 
 __all__ = ["ChatCompletionRequest"]
@@ -30,45 +30,39 @@ def _checked(data: Mapping[str, Any]) -> dict[str, Any]:
     as_lists(params)
     check_chat_params(params)
     for key, value in params.items():
-        try:
-            params[key] = _as_sent(value)
-        except RecursionError:  # as `create` refuses it
-            raise InvalidParameterError(key, type(value).__name__, "JSON nested less deeply") from None
-        except (TypeError, ValueError) as exc:
-            raise InvalidParameterError(key, type(value).__name__, f"JSON-serializable values ({exc})") from None
+        if not _plain(value):
+            # What `create` writes for it, read back: models as their dicts, tuples as lists, refused
+            # as `create` refuses it (NaN, a lone surrogate, nesting too deep), named by its place.
+            try:
+                params[key] = json.loads(encode_json({key: value}))[key]
+            except InvalidParameterError as exc:
+                if exc.param != "body":  # a place inside it, named already (`messages[1].content`)
+                    raise
+                raise InvalidParameterError(key, type(value).__name__, exc.allowed) from None
     return params
 
 
-_JSON_ATOMS = (str, int, float, bool, type(None))
-_ATOM_TYPES = frozenset(_JSON_ATOMS)
-_DICT_ONLY = frozenset((dict,))
+# Values JSON writes as they are. Floats are not among them: NaN and infinities are refused by `create`.
+_ATOM_TYPES: Final = frozenset((str, int, bool, type(None)))
+_DICT_ONLY: Final = frozenset((dict,))
 
 
-def _as_sent(value: Any) -> Any:
-    """`value` as `create` writes it: models anywhere inside (a content part, a tool call) as their dicts.
+def _plain(value: Any) -> bool:
+    """Whether `create` writes `value` as it is: a string or whole number, or plain text messages.
 
-    Left in, a model nested in a message dict was dumped by pydantic's rules, not `create`'s: with
-    `exclude_unset`, without its default `type` (`{"text": ...}` for a text part), which `create`
-    and the API refuse. The same object comes back when nothing in it changes.
+    Decided by C code alone (a string subclass such as `ModelAlias` is plain: it is kept). Anything
+    else takes the slower path, whose result is what `create` would write.
     """
     kind = type(value)
-    if kind in _JSON_ATOMS or isinstance(value, _JSON_ATOMS):  # a str subclass (an enum's value) is written as a str
-        return value
+    if kind in _ATOM_TYPES or (isinstance(value, (str, int)) and kind is not float):
+        return True
     if kind is dict:
-        if _ATOM_TYPES.issuperset(map(type, value.values())):  # a plain text message, at the speed of C
-            return value
-        items = [(key, _as_sent(item)) for key, item in value.items()]
-        return value if all(item is value[key] for key, item in items) else dict(items)
-    if kind is list:
-        if _DICT_ONLY.issuperset(map(type, value)) and _ATOM_TYPES.issuperset(
-            map(type, itertools.chain.from_iterable(map(dict.values, value)))
-        ):  # plain text messages: looked at by C code alone
-            return value
-        items = [_as_sent(item) for item in value]
-        return value if all(new is old for new, old in zip(items, value, strict=True)) else items
-    if isinstance(value, Mapping):
-        return {key: _as_sent(item) for key, item in value.items()}
-    return _as_sent(as_json(value))
+        return _ATOM_TYPES.issuperset(map(type, value.values()))
+    return (
+        kind is list
+        and _DICT_ONLY.issuperset(map(type, value))
+        and _ATOM_TYPES.issuperset(map(type, itertools.chain.from_iterable(map(dict.values, value))))
+    )
 
 
 class ChatCompletionRequest(BaseModel):
