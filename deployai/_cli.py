@@ -301,7 +301,10 @@ def main(argv: Sequence[str] | None = None, *, exit_on_ctrl_c: bool = False) -> 
         parser = _parser()
         args, unknown = parser.parse_known_args(argv)
         if unknown:  # reported by the command's own parser, with its usage (`deployai chat: error: ...`)
-            parser.commands[args.command].error("unrecognized arguments: " + " ".join(unknown))
+            command = parser.commands[args.command]
+            if isinstance(command, _Parser):
+                command._typed = parser._typed  # a key typed before the command is taken out too
+            command.error("unrecognized arguments: " + " ".join(unknown))
         if args.command == "emulator":
             from .testing.__main__ import serve
 

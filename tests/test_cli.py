@@ -231,6 +231,14 @@ def test_a_usage_error_does_not_repeat_an_api_key(
     assert "unrecognized arguments" in err
     assert key not in err
     assert "[redacted]" in err
+    # Typed before the command, it is reported by the command's parser (or, read as the command,
+    # by the top-level one), which must take it out too.
+    with pytest.raises(SystemExit) as done:
+        main([*(word.format(key=key) for word in typed), "chat", "hi"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: " in err
+    assert key not in err
 
 
 def test_a_usage_error_keeps_what_no_key_option_was_given(capsys: pytest.CaptureFixture[str]) -> None:
