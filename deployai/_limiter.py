@@ -722,7 +722,8 @@ def token_cost(request: httpx.Request) -> int:
 
 # Where a file sent inline begins: an image's or a file's data URL, an `input_audio` part's `data`.
 _INLINE_MARKERS: Final = (b";base64,", b'"data":"')
-_BASE64: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\\"  # and JSON's escaped `/`
+# Base64's letters, its URL-safe ones, and the backslash of JSON's escaped `/`.
+_BASE64: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_\\"
 # The most one file sent inline counts for: OpenAI charges an image by its tiles (85 to about 1,100
 # tokens), while its base64 text would count one token per three bytes of the file.
 INLINE_FILE_TOKENS: Final = 1_000

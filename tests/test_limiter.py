@@ -845,6 +845,11 @@ def test_text_that_merely_holds_a_files_marker_counts_in_full() -> None:
         client.chat.completions.create(model=MODEL, messages=[extra_key])
     for request in sent:
         assert _limiter.token_cost(request) == len(request.content) // 4 + 1
+    # A file in URL-safe base64 still counts as a file.
+    audio: Any = {"type": "input_audio", "input_audio": {"data": "-_Ab" * 20_000, "format": "wav"}}
+    with deployai.DeployAI(api_key=API_KEY, http_client=httpx.Client(transport=transport)) as client:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": [audio]}])
+    assert _limiter.token_cost(sent[-1]) == (len(sent[-1].content) - 80_000) // 4 + 1 + _limiter.INLINE_FILE_TOKENS
 
 
 def test_a_call_refused_behind_a_caller_that_never_takes_its_turn_says_what_held_it(
