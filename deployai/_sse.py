@@ -315,9 +315,10 @@ class _ChoiceState:
             function = piece.function
             if function is not None:
                 name = function.name
-                # A name comes whole or in parts before the arguments: once they have begun, a name
-                # equal to the call's is a server repeating it in every piece, not its next part.
-                if name and not (call["args"] and name == call["name"]):
+                # A server that repeats a call's header in every piece sends its whole name again: a
+                # name equal to the call's, once its arguments have begun or with its id repeated, is
+                # not its next part (a name sent in parts comes before the arguments, without the id).
+                if name and not (name == call["name"] and (call["args"] or (piece.id and piece.id == call["id"]))):
                     call["name"] += name
                 if function.arguments:
                     call["args"].append(function.arguments)

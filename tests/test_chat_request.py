@@ -188,6 +188,15 @@ def test_a_value_create_cannot_send_is_refused_when_the_request_is_built() -> No
             ChatCompletionRequest(model=MODEL, messages=[message])
 
 
+def test_logit_bias_keeps_its_keys_whatever_its_values() -> None:
+    for bias in [{50256: -100}, {50256: -100.0}, {"50256": 5.5}]:
+        request = ChatCompletionRequest(model=MODEL, messages=user(), logit_bias=bias)
+        assert request.logit_bias == bias
+        assert json.dumps(request.model_dump(exclude_unset=True), separators=(",", ":")).encode() == body_sent(
+            model=MODEL, messages=user(), logit_bias=bias
+        )
+
+
 def test_lists_of_a_list_subclass_are_taken_as_create_takes_them() -> None:
     class Conversation(list[Any]):
         pass

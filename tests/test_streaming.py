@@ -1009,14 +1009,15 @@ def test_a_tool_call_whose_header_every_piece_repeats_keeps_its_name_once(
         return event(chunk(tool_calls=[{"index": index, **header, "function": function}]))
 
     pieces = [
+        call(0, "", "get_weather", id="c1", type="function"),  # as OpenAI's first piece: no arguments yet
         call(0, '{"city":', "get_weather", id="c1", type="function"),
         call(0, '"Oslo"}', "get_weather", id="c1", type="function"),
         call(1, "", "get_", id="c2", type="function"),
         call(1, "{}", "time"),
-        # A name in parts, each with the header: a part equal to the name so far still adds to it.
+        # A name in parts: a part equal to the name so far still adds to it.
         call(2, "", "l", id="c3", type="function"),
-        call(2, "", "l", id="c3", type="function"),
-        call(2, "{}", "m", id="c3", type="function"),
+        call(2, "", "l", type="function"),
+        call(2, "{}", "m"),
         event(chunk(finish="tool_calls")),
         DONE,
     ]
