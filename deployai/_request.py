@@ -588,15 +588,6 @@ def as_lists(body: dict[str, Any]) -> None:
             body[key] = list(value)
 
 
-def as_json(value: object) -> Any:
-    """What `create` writes for a value JSON has no type for: a model's dict, a tuple's list, a number's int.
-
-    Raises:
-        TypeError: `create` cannot write it.
-    """
-    return _json_default(value)
-
-
 def build_chat_request(options: ClientOptions, endpoint: Endpoint[Any], params: Mapping[str, Any]) -> PreparedRequest:
     """Validate `chat.completions.create` arguments and build the request, before any byte is sent."""
     if not params.keys() <= _KNOWN:
