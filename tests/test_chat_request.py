@@ -188,6 +188,28 @@ def test_a_value_create_cannot_send_is_refused_when_the_request_is_built() -> No
             ChatCompletionRequest(model=MODEL, messages=[message])
 
 
+def test_text_utf8_cannot_carry_is_refused_when_the_request_is_built_as_create_refuses_it() -> None:
+    # A lone surrogate (an emoji cut in half) was taken, and `model_dump_json` then raised pydantic's
+    # own error: a queued request could not be written out, nor replayed.
+    cases: list[dict[str, Any]] = [
+        {"messages": [{"role": "user", "content": "a\ud800"}]},
+        {"messages": [{"role": "user", "content": "a", "name": "b\udfff"}]},
+        {"messages": user(), "user": "\ud800"},
+        {"messages": user(), "metadata": {"k": "\ud800"}},
+    ]
+    for case in cases:
+        params = {"model": MODEL, **case}
+        with pytest.raises(deployai.InvalidParameterError, match="lone surrogates") as from_create:
+            body_sent(**params)
+        with pytest.raises(deployai.InvalidParameterError, match="lone surrogates") as from_model:
+            ChatCompletionRequest(**params)
+        assert from_model.value.param == from_create.value.param
+    fine = ChatCompletionRequest(model=MODEL, messages=user("Grüße, 你好 👋"), user="ü")
+    assert json.dumps(fine.model_dump(exclude_unset=True), separators=(",", ":"), ensure_ascii=False).encode() == (
+        body_sent(model=MODEL, messages=user("Grüße, 你好 👋"), user="ü")
+    )
+
+
 def test_logit_bias_keeps_its_keys_whatever_its_values() -> None:
     for bias in [{50256: -100}, {50256: -100.0}, {"50256": 5.5}]:
         request = ChatCompletionRequest(model=MODEL, messages=user(), logit_bias=bias)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidatorFunctionWrapHandler, field_validator
@@ -46,24 +46,43 @@ def _checked(data: Mapping[str, Any]) -> dict[str, Any]:
 # Values JSON writes as they are. Floats are not among them: NaN and infinities are refused by `create`.
 _ATOM_TYPES: Final = frozenset((str, int, bool, type(None)))
 _DICT_ONLY: Final = frozenset((dict,))
+_STR_ONLY: Final = frozenset((str,))
 
 
 def _plain(value: Any) -> bool:
     """Whether `create` writes `value` as it is: a string or whole number, or plain text messages.
 
     Decided by C code alone (a string subclass such as `ModelAlias` is plain: it is kept). Anything
-    else takes the slower path, whose result is what `create` would write.
+    else takes the slower path, whose result is what `create` would write, or whose error is the one
+    `create` raises: so does text UTF-8 cannot carry (a lone surrogate), and a key that is no string.
     """
     kind = type(value)
     if kind in _ATOM_TYPES or (isinstance(value, (str, int)) and kind is not float):
-        return True
+        return not isinstance(value, str) or _utf8(value)
     if kind is dict:
-        return _ATOM_TYPES.issuperset(map(type, value.values()))
+        values: Iterable[Any] = value.values()
+        keys: Iterable[Any] = value.keys()
+    elif kind is list and _DICT_ONLY.issuperset(map(type, value)):
+        values = list(itertools.chain.from_iterable(map(dict.values, value)))
+        keys = itertools.chain.from_iterable(map(dict.keys, value))
+    else:
+        return False
     return (
-        kind is list
-        and _DICT_ONLY.issuperset(map(type, value))
-        and _ATOM_TYPES.issuperset(map(type, itertools.chain.from_iterable(map(dict.values, value))))
+        _ATOM_TYPES.issuperset(map(type, values))
+        and _STR_ONLY.issuperset(map(type, keys))
+        and _utf8("".join(map(str, values)))
     )
+
+
+def _utf8(text: str) -> bool:
+    """Whether UTF-8 can carry `text`, which holds no lone surrogate then."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class ChatCompletionRequest(BaseModel):
