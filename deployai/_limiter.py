@@ -123,11 +123,6 @@ class _Behind(float):
     """
 
 
-# A reset or a wait an answer reports further ahead than this is not learnt (nothing sent could
-# correct it): see the constant.
-_LONGEST_BELIEVED_SECONDS = LONGEST_BELIEVED_WAIT_SECONDS
-
-
 class VirtualTime(Protocol):
     """A clock a test moves (`deployai.testing.VirtualClock`): unix time, and waits that move it."""
 
@@ -659,7 +654,7 @@ def _answer(now: float, outcome: object, unix_now: float, took: float) -> Answer
     report = read_window(headers, unix_now, sent)
     if report is not None:
         shift = now - unix_now
-        latest = now + _LONGEST_BELIEVED_SECONDS
+        latest = now + LONGEST_BELIEVED_WAIT_SECONDS  # further ahead is not learnt: nothing sent could correct it
         if report.reset_at is not None:
             report.reset_at += shift
             if report.reset_at > latest:  # the count is of a window no gateway keeps: neither is learnt
@@ -735,7 +730,7 @@ def _usable_wait(server_wait: float | None) -> float | None:
     "Retry in 0 s" says nothing of when the limit lifts, and held to, it sends every caller back at
     once; a wait of more than a day comes from one glitched or hostile header.
     """
-    return server_wait if server_wait is not None and 0.0 < server_wait <= _LONGEST_BELIEVED_SECONDS else None
+    return server_wait if server_wait is not None and 0.0 < server_wait <= LONGEST_BELIEVED_WAIT_SECONDS else None
 
 
 def _apply(pacing: Pacing, ticket: int, answer: Answer) -> None:

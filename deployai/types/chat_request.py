@@ -57,7 +57,7 @@ def _plain(value: Any) -> bool:
     `create` raises: so does text UTF-8 cannot carry (a lone surrogate), and a key that is no string.
     """
     kind = type(value)
-    if kind in _ATOM_TYPES or (isinstance(value, (str, int)) and kind is not float):
+    if kind in _ATOM_TYPES or isinstance(value, (str, int)):
         return not isinstance(value, str) or _utf8(value)
     if kind is dict:
         values: Iterable[Any] = value.values()
