@@ -632,3 +632,63 @@ def test_an_ssl_cert_file_that_cannot_be_read_is_named_in_the_error(
             client.models.list()
         inner: Any = getattr(client, "unwrapped", client)
         assert sum(inner._http.client._transport._spreads["https"]._counts) == 0  # and no place was left taken
+
+
+def test_an_async_connection_says_it_is_readable_once_data_or_its_peers_close_arrives() -> None:
+    class Stream:  # what httpcore's stream answers: its socket
+        def __init__(self, sock: socket.socket) -> None:
+            self.sock = sock
+
+        def get_extra_info(self, info: str) -> Any:
+            return self.sock if info == "socket" else None
+
+        async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+            return self.sock.recv(max_bytes)
+
+        async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+            self.sock.sendall(buffer)
+
+        async def aclose(self) -> None:
+            self.sock.close()
+
+    ours, peer = socket.socketpair()
+    with ours, peer:
+        stream: Any = _pools._AsyncStream(cast(Any, Stream(ours)))
+        assert stream.get_extra_info("is_readable") is False
+        assert stream.get_extra_info("socket") is ours
+        peer.sendall(b"x")
+        assert stream.get_extra_info("is_readable") is True
+        assert asyncio.run(stream.read(1)) == b"x"
+        assert stream.get_extra_info("is_readable") is False
+        peer.close()  # the server's close
+        assert stream.get_extra_info("is_readable") is True
+    assert stream.get_extra_info("is_readable") is True  # and one closed here
+
+
+def test_an_async_call_after_the_server_closed_the_idle_connection_opens_a_new_one() -> None:
+    body = b'{"object": "list", "data": []}'
+    answer = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+
+    async def main() -> int:
+        accepted = 0
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal accepted
+            accepted += 1
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(answer)  # kept alive, as HTTP/1.1 says, then closed at once
+            writer.close()
+            await writer.wait_closed()
+            closed.set()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        url = f"http://127.0.0.1:{port}/v1"
+        async with server, deployai.AsyncDeployAI(api_key=KEY, base_url=url, max_retries=0) as client:
+            for _ in range(3):
+                closed = asyncio.Event()
+                assert (await client.models.list()).data == []
+                await closed.wait()
+        return accepted
+
+    assert asyncio.run(main()) == 3  # no retry (there is none): each call saw the last connection closed
