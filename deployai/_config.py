@@ -108,10 +108,10 @@ class ClientOptions:
             "Content-Type": "application/json",
             "Accept": "application/json",
         }
-        base.update(self.default_headers)
+        base = merge_headers(base, self.default_headers)
         set_ = object.__setattr__
         set_(self, "json_headers", base)
-        set_(self, "stream_headers", {**base, "Accept": "text/event-stream", "Cache-Control": "no-store"})
+        set_(self, "stream_headers", merge_headers(base, {"Accept": "text/event-stream", "Cache-Control": "no-store"}))
         set_(self, "timeout_extension", None if self.timeout is None else self.timeout.as_dict())
 
     def with_changes(self, **changes: Any) -> ClientOptions:
@@ -136,9 +136,13 @@ def check_headers(param: str, headers: Mapping[str, str]) -> dict[str, str]:
     """
     if not isinstance(headers, Mapping):
         raise InvalidParameterError(param, type(headers).__name__, "a mapping of header names to str values")
+    seen: set[str] = set()
     for name, value in headers.items():
         if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
             raise InvalidParameterError(param, name, "header names made of letters, digits and -")
+        if name.lower() in seen:  # HTTP names are case-insensitive: which of the two values was meant?
+            raise InvalidParameterError(param, name, "each header name once (names differing only in case are one)")
+        seen.add(name.lower())
         if name.lower() in _TRANSPORT_HEADERS:
             raise InvalidParameterError(
                 param, name, "headers other than those HTTP itself sets (" + ", ".join(sorted(_TRANSPORT_HEADERS)) + ")"
@@ -148,6 +152,18 @@ def check_headers(param: str, headers: Mapping[str, str]) -> dict[str, str]:
                 f"{param}[{name!r}]", type(value).__name__, "a str of printable ASCII without line breaks"
             )
     return dict(headers)
+
+
+def merge_headers(base: Mapping[str, str], over: Mapping[str, str]) -> dict[str, str]:
+    """`base` with the headers of `over` in place of any of its own of the same name, in whatever case.
+
+    A plain dict merge would keep `Authorization` beside an `authorization` given to replace it, and
+    send both.
+    """
+    replaced = {name.lower() for name in over}
+    merged = {name: value for name, value in base.items() if name.lower() not in replaced}
+    merged.update(over)
+    return merged
 
 
 def _check_retries(max_retries: int) -> int:
@@ -322,7 +338,8 @@ def changed_options(
     if not isinstance(rate_limiter, NotGiven):
         changes["rate_limiter"] = _check_rate_limiter(rate_limiter)
     if not isinstance(default_headers, NotGiven):
-        changes["default_headers"] = {**options.default_headers, **check_headers("default_headers", default_headers)}
+        given = check_headers("default_headers", default_headers)
+        changes["default_headers"] = merge_headers(options.default_headers, given)
     return options.with_changes(**changes) if changes else options
 
 
@@ -332,6 +349,7 @@ __all__ = [
     "check_headers",
     "check_total_timeout",
     "is_loopback",
+    "merge_headers",
     "resolve_options",
     "to_httpx_timeout",
 ]

@@ -17,7 +17,7 @@ import httpx
 import pydantic_core
 from pydantic import BaseModel
 
-from ._config import ClientOptions, check_headers, check_total_timeout, to_httpx_timeout
+from ._config import ClientOptions, check_headers, check_total_timeout, merge_headers, to_httpx_timeout
 from ._constants import COMPLETION_CAP
 from ._endpoint import Endpoint, PreparedRequest
 from ._exceptions import InvalidParameterError
@@ -518,7 +518,7 @@ def encode_chat_body(body: dict[str, Any], only_models: bool | None = None) -> b
 def _merge_headers(base: dict[str, str], extra: Any) -> dict[str, str]:
     if extra is None or isinstance(extra, NotGiven):
         return base
-    return {**base, **check_headers("extra_headers", extra)}
+    return merge_headers(base, check_headers("extra_headers", extra))
 
 
 def _extensions(options: ClientOptions, timeout: object) -> dict[str, Any]:

@@ -131,6 +131,35 @@ def test_per_call_extra_headers_query_and_body(make_client: ClientFactory, httpx
     assert json.loads(request.content)["provider"] == {"order": ["openai"]}
 
 
+def test_a_header_given_again_in_another_case_replaces_the_one_it_names(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    httpx_mock.add_response(json=completion_json(), is_reusable=True)
+    client = make_client(default_headers={"user-agent": "myapp/1.0", "X-Team": "search", "accept": "text/plain"})
+    other_key = "Bearer sk-tenant-b-0123456789"
+    client.chat.completions.create(model="openai/gpt-4o", messages=user(), extra_headers={"authorization": other_key})
+    client.with_options(default_headers={"x-team": "ads"}).chat.completions.create(
+        model="openai/gpt-4o", messages=user()
+    )
+    with pytest.raises(deployai.APIResponseValidationError):  # a JSON answer to a stream
+        client.with_options(max_retries=0).chat.completions.create(model="openai/gpt-4o", messages=user(), stream=True)
+    sent = [[(name.lower(), value) for name, value in request.headers.raw] for request in httpx_mock.get_requests()]
+    for headers in sent:  # each name once: HTTP names are case-insensitive, and a server takes either
+        assert len({name for name, _ in headers}) == len(headers)
+    first, second, third = (dict(headers) for headers in sent)
+    assert (first[b"authorization"], first[b"user-agent"], first[b"x-team"]) == (
+        other_key.encode(),
+        b"myapp/1.0",
+        b"search",
+    )
+    assert (second[b"authorization"], second[b"x-team"], second[b"accept"]) == (
+        f"Bearer {API_KEY}".encode(),
+        b"ads",
+        b"text/plain",
+    )
+    assert third[b"accept"] == b"text/event-stream"  # what a stream needs, over the client's own
+
+
 def test_with_options_changes_only_the_copy_and_shares_the_pool(make_client: ClientFactory) -> None:
     client = make_client(max_retries=2)
     copy = client.with_options(max_retries=5, timeout=7.0)
@@ -337,8 +366,14 @@ def test_a_malformed_key_fails_at_construction_without_quoting_it(make_client: C
 
 @pytest.mark.parametrize(
     "headers",
-    [{"X-Team": "caf\u00e9"}, {"X-Team": "a\r\nInjected: 1"}, {"X Team": "a"}, {"X-Team": 5}],
-    ids=["non-ascii", "line-break", "bad-name", "not-a-str"],
+    [
+        {"X-Team": "caf\u00e9"},
+        {"X-Team": "a\r\nInjected: 1"},
+        {"X Team": "a"},
+        {"X-Team": 5},
+        {"X-Team": "a", "x-team": "b"},
+    ],
+    ids=["non-ascii", "line-break", "bad-name", "not-a-str", "one-name-twice"],
 )
 def test_bad_default_headers_fail_at_construction(make_client: ClientFactory, headers: dict[str, Any]) -> None:
     with pytest.raises(deployai.InvalidParameterError, match="default_headers"):
