@@ -217,19 +217,30 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+# What may be a user name and password in a URL, hidden wherever the URL is quoted.
+_USERINFO = re.compile(r"(?<=//)[^/?#]*@")
+
+
 def _check_base_url(base_url: str, *, allow_insecure_http: bool) -> str:
     if not isinstance(base_url, str):
         raise InvalidParameterError("base_url", base_url, "a string such as 'https://api.deployai.dev/v1'")
+    shown = _USERINFO.sub("***@", base_url, count=1)
     try:
         url = httpx.URL(base_url)
     except httpx.InvalidURL:
         url = None
+    if url is not None and url.userinfo:
+        # httpx would send them as Basic auth in place of the key, and they would show in every
+        # log line, repr and error that names the URL.
+        raise InvalidParameterError(
+            "base_url", shown, "a URL without a user name or password (the API key is the credential: api_key=...)"
+        )
     if url is None or url.scheme not in ("http", "https") or not url.host or " " in base_url:
-        raise InvalidParameterError("base_url", base_url, "an absolute http:// or https:// URL")
+        raise InvalidParameterError("base_url", shown, "an absolute http:// or https:// URL")
     if url.query or url.fragment or "?" in base_url or "#" in base_url:
         # Paths are appended to the base URL: a query or fragment in it would swallow them.
         raise InvalidParameterError(
-            "base_url", base_url, "a URL without a query string or fragment (pass extra_query=... per call)"
+            "base_url", shown, "a URL without a query string or fragment (pass extra_query=... per call)"
         )
     if url.scheme == "http" and not allow_insecure_http and not is_loopback(url.host):
         raise DeployAIError(

@@ -252,6 +252,29 @@ def test_a_base_url_with_a_query_or_fragment_is_refused(make_client: ClientFacto
 
 
 @pytest.mark.parametrize(
+    "base_url",
+    [
+        "https://user:hunter2pass@gw.example.com/v1",
+        "https://:hunter2pass@gw.example.com/v1",
+        "https://hunter2pass@gw.example.com/v1",
+        "https://user:hunter2pass@gw.example.com/v1?key=1",
+        "ftp://user:hunter2pass@gw.example.com/v1",
+    ],
+)
+def test_a_base_url_with_a_user_or_password_is_refused_without_quoting_them(
+    make_client: ClientFactory, base_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # httpx would send them as Basic auth in place of the key, and they would show in reprs and logs.
+    for passed in ({"base_url": base_url}, {}):
+        monkeypatch.setenv("DEPLOYAI_BASE_URL", base_url)
+        with pytest.raises(deployai.InvalidParameterError, match="without a user name or password") as info:
+            make_client(**passed)
+        assert "hunter2pass" not in str(info.value)
+        assert "hunter2pass" not in repr(info.value.value)
+        assert "hunter2pass" not in repr(pickle.loads(pickle.dumps(info.value)).__dict__)
+
+
+@pytest.mark.parametrize(
     "host", ["api.deployai.dev", "10.0.0.5:8000", "192.168.1.2", "[2001:db8::1]", "localhost.evil.com"]
 )
 def test_plain_http_to_another_machine_is_refused_naming_the_opt_in(make_client: ClientFactory, host: str) -> None:
