@@ -207,9 +207,13 @@ def _check_rate_limiter(rate_limiter: object) -> RateLimiter | None:
 
 
 def is_loopback(host: str) -> bool:
-    """Whether `host` is this machine: `localhost` (or a name under it), 127.0.0.0/8 or ::1."""
+    """Whether `host` is this machine: `localhost`, 127.0.0.0/8 or ::1.
+
+    Not a name under `localhost` (`api.localhost`): many resolvers (glibc's, without systemd's) send
+    those to DNS, which may answer with another machine.
+    """
     host = host.lower().strip("[]").rstrip(".")
-    if host == "localhost" or host.endswith(".localhost"):
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

@@ -118,11 +118,17 @@ class Settings:
 
     @classmethod
     def read(cls) -> Settings:
-        """The settings in the environment now."""
-        return cls(
-            None if _environment_proxies is None else _environment_proxies(),
-            (os.environ.get("SSL_CERT_FILE") or None, os.environ.get("SSL_CERT_DIR") or None),
-        )
+        """The settings in the environment now; this machine's own addresses are never sent through a proxy."""
+        proxies = None if _environment_proxies is None else _environment_proxies()
+        if proxies:
+            # A proxy's localhost is its own machine, and plain http:// is allowed to loopback only
+            # because the key stays on this one: through a proxy it would cross the network in clear.
+            proxies = {**dict.fromkeys(_LOOPBACK_PATTERNS), **proxies}
+        return cls(proxies, (os.environ.get("SSL_CERT_FILE") or None, os.environ.get("SSL_CERT_DIR") or None))
+
+
+# Direct for any scheme and port; host patterns outrank httpx's scheme-wide `all://` and `http://`.
+_LOOPBACK_PATTERNS: Final = ("all://localhost", "all://127.0.0.1", "all://[::1]")
 
 
 def _verifying_context(certificates: tuple[str | None, str | None]) -> ssl.SSLContext:

@@ -19,6 +19,9 @@ from urllib.parse import urlsplit
 from typing_extensions import Self
 
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+# A name only the proxy knows, for 127.0.0.1 (a real proxy looks names up itself): a client sends
+# this machine's own addresses direct, so a test of what goes through the proxy names the server so.
+SERVER_NAME = "emulator.test"
 # Hop-by-hop headers belong to the client's connection to the proxy, not to the one onwards.
 _HOP_BY_HOP = frozenset({"connection", "proxy-connection", "keep-alive", "proxy-authorization"})
 
@@ -46,12 +49,13 @@ class _Handler(socketserver.StreamRequestHandler):
         if method == "CONNECT":
             self.wfile.write(b"HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\n\r\n")
             return
-        if url.scheme != "http" or url.hostname not in _LOOPBACK:
+        host = "127.0.0.1" if url.hostname == SERVER_NAME else url.hostname
+        if url.scheme != "http" or host not in _LOOPBACK:
             self.wfile.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
             return
         self.server.seen.append(f"{method} {url.path}")
         path = url.path + (f"?{url.query}" if url.query else "")
-        with socket.create_connection((url.hostname, url.port or 80)) as upstream:
+        with socket.create_connection((host, url.port or 80)) as upstream:
             head = f"{method} {path} HTTP/1.1\r\n".encode("latin-1") + b"".join(headers) + b"Connection: close\r\n\r\n"
             upstream.sendall(head + body)
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client left mid-answer

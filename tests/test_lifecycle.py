@@ -672,7 +672,9 @@ def test_a_name_lookup_that_gets_no_answer_ends_at_the_connect_timeout(silent_re
     base_url = f"http://{_SILENT_NAME}:9/v1"
     timeout = httpx.Timeout(HANG_LIMIT_SECONDS, connect=0.05)
     with (
-        deployai.DeployAI(api_key=KEY, base_url=base_url, timeout=timeout, max_retries=0) as client,
+        deployai.DeployAI(
+            api_key=KEY, base_url=base_url, timeout=timeout, max_retries=0, allow_insecure_http=True
+        ) as client,
         pytest.raises(deployai.APITimeoutError),
     ):
         client.chat.completions.create(model=MODEL, messages=user())
@@ -686,7 +688,7 @@ def test_closing_the_client_ends_a_call_whose_name_lookup_is_under_way(
     # The blocking call's resolver answers only after the test. Under asyncio it gives up right after
     # the close (asyncio's lookup thread would otherwise hold up `asyncio.run`'s shutdown), when the
     # close has already cancelled the call's wait for it.
-    options = {"api_key": KEY, "base_url": f"http://{_SILENT_NAME}:9/v1", "timeout": 120.0}
+    options = {"api_key": KEY, "base_url": f"http://{_SILENT_NAME}:9/v1", "timeout": 120.0, "allow_insecure_http": True}
     then = silent_resolver.give_up if kind == "async" else lambda: None
     (error,) = _call_then_close(kind, options, silent_resolver.asked.is_set, then)
     assert type(error) is deployai.DeployAIError
@@ -699,7 +701,9 @@ def test_a_name_that_cannot_be_resolved_is_a_connection_error(monkeypatch: pytes
 
     monkeypatch.setattr(socket, "getaddrinfo", unknown)
     with (
-        deployai.DeployAI(api_key=KEY, base_url="http://unknown.localhost:9/v1", max_retries=0) as client,
+        deployai.DeployAI(
+            api_key=KEY, base_url="http://unknown.localhost:9/v1", max_retries=0, allow_insecure_http=True
+        ) as client,
         pytest.raises(deployai.APIConnectionError, match="Name or service not known") as caught,
     ):
         client.chat.completions.create(model=MODEL, messages=user())

@@ -23,7 +23,7 @@ from deployai import _pools
 from deployai._constants import KEEPALIVE_EXPIRY_SECONDS, POOL_CONNECTIONS, STREAM_END_WAIT_SECONDS
 from deployai.testing import EmulatorServer
 from tests.conftest import ClientFactory, user
-from tests.forward_proxy import ForwardProxy
+from tests.forward_proxy import SERVER_NAME, ForwardProxy
 from tests.loopback import server_fixture, shared_server_fixture  # noqa: F401 (fixtures)
 
 MODEL = "openai/gpt-4o"
@@ -247,15 +247,21 @@ def test_proxies_from_the_environment_are_used_and_no_proxy_is_honoured(
         monkeypatch.setenv("HTTPS_PROXY", proxy.url)
         monkeypatch.delenv("NO_PROXY", raising=False)
         monkeypatch.delenv("no_proxy", raising=False)
-        through_proxy = make_client(api_key=KEY, base_url=server.base_url, max_retries=0)
+        url = f"http://{SERVER_NAME}:{server.port}/v1"
+        through_proxy = make_client(api_key=KEY, base_url=url, max_retries=0, allow_insecure_http=True)
         with pytest.raises(deployai.APIStatusError) as info:
             through_proxy.models.list()
         assert info.value.status_code == 502
-        assert proxy.seen == [f"GET {server.base_url}/models HTTP/1.1".encode()]
-        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-        direct = make_client(api_key=KEY, base_url=server.base_url, max_retries=0)
-        assert direct.models.list().data
-        assert len(proxy.seen) == 1
+        assert proxy.seen == [f"GET {url}/models HTTP/1.1".encode()]
+        monkeypatch.setenv("NO_PROXY", SERVER_NAME)
+        # Not sent (the name is the proxy's alone): httpx picks the SDK's own transport for it, no proxy's.
+        with deployai.DeployAI(api_key=KEY, base_url=url, allow_insecure_http=True) as direct:
+            own: Any = direct._http.client
+            assert own._transport_for_url(httpx.URL(url)) is own._transport
+            monkeypatch.delenv("NO_PROXY")
+            with deployai.DeployAI(api_key=KEY, base_url=url, allow_insecure_http=True) as proxied:
+                own = proxied._http.client
+                assert own._transport_for_url(httpx.URL(url)) is not own._transport
     finally:
         proxy.close()
 
@@ -279,7 +285,7 @@ def test_certificates_and_proxies_are_read_when_the_client_is_made_as_httpx_read
         monkeypatch.setenv("HTTPS_PROXY", proxy.url)
         with socket.socket() as probe:  # a loopback port nothing listens on: the target, never reached
             probe.bind(("127.0.0.1", 0))
-            target = f"https://127.0.0.1:{probe.getsockname()[1]}/v1"
+            target = f"https://{SERVER_NAME}:{probe.getsockname()[1]}/v1"
         client = make_client(api_key=KEY, base_url=target, max_retries=0)
         monkeypatch.delenv("SSL_CERT_FILE")  # changed after the client was made: not seen by it
         monkeypatch.delenv("HTTPS_PROXY")
@@ -389,11 +395,34 @@ def test_a_stream_through_a_proxy_the_sdk_mounts_from_the_environment_reads_its_
         monkeypatch.delenv(name, raising=False)
     with ForwardProxy() as proxy:
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
-        with deployai.DeployAI(api_key=KEY, base_url=server.base_url) as client:
+        url = f"http://{SERVER_NAME}:{server.port}/v1"
+        with deployai.DeployAI(api_key=KEY, base_url=url, allow_insecure_http=True) as client:
             with client.chat.completions.create(model=MODEL, messages=user("count"), stream=True) as stream:
                 assert list(stream)
             assert proxy.seen == ["POST /v1/chat/completions"]
             assert _pools.bounded(stream.response)
+
+
+def test_this_machines_own_addresses_never_go_through_a_proxy_from_the_environment(
+    kind: str, make_client: ClientFactory, server: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The proxy's localhost is another machine's, and plain http:// is allowed to loopback only
+    # because the key stays on this one: through the proxy it would cross the network in clear.
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with ForwardProxy() as proxy:
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+            monkeypatch.setenv(name, proxy.url)
+        for host in ("127.0.0.1", "localhost"):
+            client = make_client(api_key=KEY, base_url=f"http://{host}:{server.port}/v1", max_retries=0)
+            assert client.chat.completions.create(model=MODEL, messages=user("hi")).choices
+        with socket.socket() as probe:  # a port nothing listens on
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        for base_url in (f"http://[::1]:{port}/v1", f"https://localhost:{port}/v1"):
+            with pytest.raises(deployai.APIConnectionError):
+                make_client(api_key=KEY, base_url=base_url, max_retries=0).models.list()
+        assert proxy.seen == []
 
 
 def test_a_context_copied_while_a_stream_reads_its_end_carries_no_deadline(server: EmulatorServer) -> None:
