@@ -603,6 +603,10 @@ def build_chat_request(options: ClientOptions, endpoint: Endpoint[Any], params: 
     if extra_body is not None and not isinstance(extra_body, NotGiven):
         if not isinstance(extra_body, Mapping):
             raise InvalidParameterError("extra_body", extra_body, "a mapping of extra JSON fields")
+        if "stream" in extra_body:  # it decides what the call returns, which `create`'s types say from `stream=`
+            raise InvalidParameterError(
+                "extra_body['stream']", extra_body["stream"], "left out: pass stream= to create() instead"
+            )
         body.update(extra_body)
     stream = body.get("stream") is True
     headers = _merge_headers(options.stream_headers if stream else options.json_headers, params.get("extra_headers"))

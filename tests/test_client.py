@@ -131,6 +131,18 @@ def test_per_call_extra_headers_query_and_body(make_client: ClientFactory, httpx
     assert json.loads(request.content)["provider"] == {"order": ["openai"]}
 
 
+@pytest.mark.parametrize(("stream", "in_body"), [(False, True), (True, False), (True, True), (False, None)])
+def test_stream_in_extra_body_is_refused_before_anything_is_sent(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, stream: bool, in_body: bool | None
+) -> None:
+    # `stream=` decides what create() returns (a ChatCompletion or a Stream), as its types say.
+    with pytest.raises(deployai.InvalidParameterError, match=r"extra_body\['stream'\].*stream="):
+        make_client().chat.completions.create(
+            model="openai/gpt-4o", messages=user(), stream=stream, extra_body={"stream": in_body}
+        )
+    assert httpx_mock.get_requests() == []
+
+
 def test_a_header_given_again_in_another_case_replaces_the_one_it_names(
     make_client: ClientFactory, httpx_mock: HTTPXMock
 ) -> None:
