@@ -651,6 +651,26 @@ def test_requests_are_recorded_with_their_json_and_the_key_redacted(raw: httpx.C
     assert [r.request_id for r in emulator.requests] == ["req_1", "req_2", "req_3"]
 
 
+@pytest.mark.parametrize(
+    ("sent", "recorded"),
+    [
+        (f"Basic {TEST_KEY}", "Basic [redacted]"),
+        (f"token {TEST_KEY}", "token [redacted]"),
+        (TEST_KEY, "[redacted]"),
+        (f"{TEST_KEY} {TEST_KEY}", "[redacted]"),  # a first word that may be a key is not shown
+    ],
+)
+def test_a_record_shows_which_authorization_scheme_was_sent_but_no_key(
+    emulator: Emulator, sent: str, recorded: str
+) -> None:
+    with raw_client(emulator, key=None) as client:
+        assert client.get("/v1/models", headers={"Authorization": sent}).status_code == 401
+    (record,) = emulator.requests
+    assert record.headers["authorization"] == recorded
+    assert TEST_KEY not in repr(record.to_json())
+    assert not record.sent_key(TEST_KEY)  # the emulator takes a bearer key only
+
+
 def test_only_the_most_recent_requests_are_kept() -> None:
     emulator = Emulator(max_recorded_requests=2)
     with raw_client(emulator) as client:

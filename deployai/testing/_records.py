@@ -14,14 +14,26 @@ if TYPE_CHECKING:
 
 __all__ = ["RecordedRequest", "RequestLog", "redact_headers"]
 
-_REDACTED = "Bearer [redacted]"
+_REDACTED = "[redacted]"
+# Authorization schemes a record names, so that a test sees which one was sent (`Basic [redacted]`);
+# a first word not among them may be a key itself, and is redacted with the rest.
+_SCHEMES = frozenset({"bearer", "basic", "digest", "token", "key", "apikey", "api-key", "negotiate", "hoba", "mutual"})
 
 
 def _fingerprint(authorization: str | None) -> str | None:
+    """A hash of a bearer key, to compare: None for any other scheme, which the emulator does not take."""
     if not authorization:
         return None
-    key = authorization.strip().partition(" ")[2].strip()
-    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest() if key else None
+    scheme, _, key = authorization.strip().partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
+        return None
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _redacted_authorization(authorization: str) -> str:
+    scheme, space, _ = authorization.strip().partition(" ")
+    return f"{scheme} {_REDACTED}" if space and scheme.lower() in _SCHEMES else _REDACTED
 
 
 # Where OpenAI-compatible clients put a key: `Authorization: Bearer`, and the two names Azure-style
@@ -34,11 +46,11 @@ def redact_headers(headers: Mapping[str, str]) -> tuple[dict[str, str], str | No
     kept = dict(headers)
     for name in _KEY_HEADERS:
         if name in kept:
-            kept[name] = "[redacted]"
+            kept[name] = _REDACTED
     authorization = kept.get("authorization")
     if authorization is None:
         return kept, None
-    kept["authorization"] = _REDACTED
+    kept["authorization"] = _redacted_authorization(authorization)
     return kept, _fingerprint(authorization)
 
 
@@ -51,7 +63,8 @@ class RecordedRequest:
         path: the path without the query string, for example `/v1/chat/completions`.
         query: the query string, without the `?` (empty when there was none).
         headers: the request headers, names in lowercase, with the API key replaced by `[redacted]`
-            (use `sent_key()` to check which key was sent).
+            after its scheme (`Bearer [redacted]`, `Basic [redacted]`; use `sent_key()` to check
+            which key was sent).
         body: the raw request body.
         json: the body parsed as JSON, or None when it is empty or not JSON.
         request_id: the `x-request-id` the emulator answered with.
@@ -86,7 +99,7 @@ class RecordedRequest:
         return model if isinstance(model, str) else None
 
     def sent_key(self, api_key: str) -> bool:
-        """Whether the request was sent with `api_key` (the key itself is not kept)."""
+        """Whether the request was sent with `api_key` as its bearer token (the key itself is not kept)."""
         return self._key_sha256 is not None and self._key_sha256 == _fingerprint(f"Bearer {api_key}")
 
     def to_json(self) -> dict[str, Any]:
