@@ -25,6 +25,7 @@ from deployai.testing import EmulatorServer
 from tests.conftest import ClientFactory, user
 from tests.forward_proxy import SERVER_NAME, ForwardProxy
 from tests.loopback import server_fixture, shared_server_fixture  # noqa: F401 (fixtures)
+from tests.tls_server import CERT_FILE, TLSServer
 
 MODEL = "openai/gpt-4o"
 KEY = "sk-pools-test"
@@ -721,3 +722,20 @@ def test_an_async_call_after_the_server_closed_the_idle_connection_opens_a_new_o
         return accepted
 
     assert asyncio.run(main()) == 3  # no retry (there is none): each call saw the last connection closed
+
+
+def test_https_calls_reuse_their_connection_and_open_another_once_the_server_closed_it(
+    kind: str, make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_pools, "_tls", {})  # made once per process for each certificate setting
+    monkeypatch.setenv("SSL_CERT_FILE", CERT_FILE)
+    with TLSServer() as server:
+        client = make_client(api_key=KEY, base_url=server.base_url, max_retries=0)
+        for _ in range(3):
+            assert len(client.models.list()) == 0
+        assert server.accepted == 1
+        closed = server.close_after_next_answer()
+        assert len(client.models.list()) == 0
+        assert closed.wait(5)
+        assert len(client.models.list()) == 0  # without a retry: the closed connection was seen as such
+        assert server.accepted == 2
