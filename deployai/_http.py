@@ -35,6 +35,7 @@ import threading
 import time
 import types
 import weakref
+import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, NoReturn, TypeVar
@@ -499,19 +500,73 @@ async def _aread_body(response: httpx.Response) -> None:
         raise
 
 
+class _ErrorBody:
+    """The decoded start of an error answer's body, up to `MAX_ERROR_BODY_BYTES`, however far it would inflate.
+
+    httpx inflates each piece of a compressed body whole: one piece of a `gzip` page of zeros, 64 KiB
+    on the wire, becomes 64 MiB before its length can be looked at. A `gzip` or `deflate` body not yet
+    read is fed here raw (`raw`) and inflated only as far as is kept; any other encoding is fed as
+    httpx decodes it.
+    """
+
+    __slots__ = ("_inflate", "kept", "raw")
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.kept = bytearray()
+        encoding = response.headers.get("content-encoding", "").strip().lower()
+        self._inflate: Any = None
+        if response.is_stream_consumed:  # read already (a mock transport's): `iter_bytes` has it decoded
+            self.raw = False
+        elif encoding in ("gzip", "x-gzip"):
+            self._inflate, self.raw = zlib.decompressobj(16 + zlib.MAX_WBITS), True
+        elif encoding == "deflate":  # zlib's wrapping, or (as some servers send) none: as httpx tells them
+            self._inflate, self.raw = _Deflate(), True
+        else:
+            self.raw = encoding in ("", "identity")
+
+    def add(self, piece: bytes) -> bool:
+        """Keep what `piece` adds (raw, if `raw`); whether enough is kept. `zlib.error`: it does not inflate."""
+        if self._inflate is None:
+            self.kept += piece
+        else:
+            self.kept += self._inflate.decompress(piece, MAX_ERROR_BODY_BYTES - len(self.kept))
+        return len(self.kept) >= MAX_ERROR_BODY_BYTES
+
+
+class _Deflate:
+    """A `deflate` body's inflater: zlib's format, or raw deflate if its first piece is not that."""
+
+    __slots__ = ("_inflate", "_started")
+
+    def __init__(self) -> None:
+        self._inflate = zlib.decompressobj()
+        self._started = False
+
+    def decompress(self, piece: bytes, max_length: int) -> bytes:
+        """At most `max_length` bytes more of the inflated body."""
+        if self._started:
+            return self._inflate.decompress(piece, max_length)
+        self._started = True
+        try:
+            return self._inflate.decompress(piece, max_length)
+        except zlib.error:
+            self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+            return self._inflate.decompress(piece, max_length)
+
+
 def _read_error_body(response: httpx.Response) -> None:
     """Read the body of an answer that is an error, then close it: up to `MAX_ERROR_BODY_BYTES`, decoded.
 
     The status is the answer: a body that does not decode (a `gzip` page that is not) is replaced by
     a note that says so, instead of the status being lost to a `DecodingError`.
     """
-    kept = bytearray()
+    body = _ErrorBody(response)
+    kept = body.kept
     try:
-        for piece in response.iter_bytes():
-            kept += piece
-            if len(kept) >= MAX_ERROR_BODY_BYTES:
+        for piece in response.iter_raw() if body.raw else response.iter_bytes():
+            if body.add(piece):
                 break
-    except httpx.DecodingError as exc:
+    except (httpx.DecodingError, zlib.error) as exc:
         kept = bytearray(_undecodable(exc))
     finally:
         response.close()
@@ -520,14 +575,14 @@ def _read_error_body(response: httpx.Response) -> None:
 
 async def _aread_error_body(response: httpx.Response) -> None:
     """`_read_error_body`, awaiting."""
-    kept = bytearray()
-    pieces = response.aiter_bytes()
+    body = _ErrorBody(response)
+    kept = body.kept
+    pieces = response.aiter_raw() if body.raw else response.aiter_bytes()
     try:
         async for piece in pieces:
-            kept += piece
-            if len(kept) >= MAX_ERROR_BODY_BYTES:
+            if body.add(piece):
                 break
-    except httpx.DecodingError as exc:
+    except (httpx.DecodingError, zlib.error) as exc:
         kept = bytearray(_undecodable(exc))
     finally:
         # Left part-read, httpx's generator would be closed by the event loop's finalizer, later
@@ -541,7 +596,7 @@ async def _aread_error_body(response: httpx.Response) -> None:
     _as_content(response, kept)
 
 
-def _undecodable(exc: httpx.DecodingError) -> bytes:
+def _undecodable(exc: Exception) -> bytes:
     return f"(The body could not be decoded: {exc})".encode()
 
 

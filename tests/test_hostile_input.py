@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import functools
 import gzip
 import html
 import json
 import math
 import re
+import tracemalloc
+import zlib
 from typing import Any
 from unittest import mock
 
@@ -268,6 +271,40 @@ def test_an_error_body_is_read_only_so_far_so_a_compressed_bomb_costs_little(
         make_client(max_retries=0).chat.completions.create(model="openai/gpt-4o", messages=user(), stream=stream)
     assert len(info.value.response.content) == MAX_ERROR_BODY_BYTES
     assert info.value.message == "500 Internal Server Error (empty body)"
+
+
+@functools.cache
+def _bomb(encoding: str, mebibytes: int) -> bytes:
+    """A body in `encoding` that inflates to `mebibytes` MiB of spaces, made without holding them."""
+    wbits = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS, "raw deflate": -zlib.MAX_WBITS}[encoding]
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    block = b" " * (1024 * 1024)
+    return b"".join(squeeze.compress(block) for _ in range(mebibytes)) + squeeze.flush()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "stream"), [("gzip", False), ("gzip", True), ("deflate", False), ("raw deflate", False)]
+)
+def test_an_error_body_inflates_no_further_than_it_is_read_whatever_the_size_of_its_pieces(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, encoding: str, stream: bool
+) -> None:
+    # A piece as large as a socket read (64 KiB) of a bomb inflates to 64 MiB at once if decoded
+    # whole; this one (about 256 KiB, 256 MiB inflated) comes in one piece.
+    bomb = _bomb(encoding, 256)
+    label = encoding.removeprefix("raw ")  # some servers send raw deflate as `deflate`
+    httpx_mock.add_callback(
+        lambda request: httpx.Response(500, headers={"content-encoding": label}, stream=Pieces([bomb]))
+    )
+    client = make_client(max_retries=0)
+    tracemalloc.start()
+    try:
+        with pytest.raises(deployai.InternalServerError) as info:
+            client.chat.completions.create(model="openai/gpt-4o", messages=user(), stream=stream)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert bytes(info.value.response.content) == b" " * MAX_ERROR_BODY_BYTES
+    assert peak < 32 * 1024 * 1024
 
 
 # Headers: every parser is total.
