@@ -42,13 +42,14 @@ _L = TypeVar("_L", bound="RateLimiter")
 class _ThreadWaiter:
     """A blocked thread's place in the queue; `owner` is what `_wake_all` wakes it for."""
 
-    __slots__ = ("cost", "event", "owner")
+    __slots__ = ("cost", "due", "event", "owner")
     away = False  # a thread is never dropped from the queue while it waits (see `_TaskWaiter.away`)
 
     def __init__(self, owner: object = None) -> None:
         self.event = threading.Event()
         self.owner = owner
         self.cost = 0  # the tokens its request may take (see `RateLimiter._cost`)
+        self.due = time.monotonic()  # see `_TaskWaiter.due`
 
     def arm(self) -> None:
         self.event.clear()
@@ -56,7 +57,7 @@ class _ThreadWaiter:
     def wake(self) -> None:
         self.event.set()
 
-    def gone(self) -> bool:
+    def gone(self, now: float) -> bool:
         return False
 
 
@@ -68,12 +69,15 @@ def _resolve(future: asyncio.Future[None]) -> None:
 class _TaskWaiter:
     """A waiting task's place in the queue; it may be woken from any thread. `owner`: see `_ThreadWaiter`."""
 
-    __slots__ = ("away", "cost", "future", "loop", "owner", "thread")
+    __slots__ = ("away", "cost", "due", "future", "loop", "owner", "thread")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, owner: object = None) -> None:
         self.loop = loop
         self.owner = owner
         self.cost = 0  # as `_ThreadWaiter.cost`
+        # When it is to look at the queue again, in real time (`time.monotonic`): when its timer ends,
+        # or when it was woken; never while it waits for a wake alone, or for an `Ask`.
+        self.due = time.monotonic()
         # Dropped from the queue while its loop stood still (`gone`); it queues again when it looks.
         self.away = False
         self.thread = threading.get_ident()
@@ -93,13 +97,15 @@ class _TaskWaiter:
             else:
                 self.loop.call_soon_threadsafe(_resolve, future)
 
-    def gone(self) -> bool:
-        """Whether its event loop is not running: the task cannot take its turn now, and may never.
+    def gone(self, now: float) -> bool:
+        """Whether the task cannot take its turn now, and may not for long: at the head, it holds everyone behind.
 
-        A loop stopped with the task pending (`run_until_complete` returned) may run it again later,
-        a closed one never: either way it would hold everyone behind it.
+        Its event loop is not running (a loop stopped with the task pending, as when
+        `run_until_complete` returns, may run it again later; a closed one never), or it is running
+        but has not let the task look for `_STUCK_SECONDS` past when it was due to (blocking code,
+        or long work, in another of its tasks).
         """
-        return not self.loop.is_running()
+        return now > self.due + _STUCK_SECONDS or not self.loop.is_running()
 
 
 _Waiter = _ThreadWaiter | _TaskWaiter
@@ -111,6 +117,9 @@ _LONGEST_TIMER_SECONDS = 86_400.0
 # (see `_Behind`), and looks again this often: a head whose event loop stopped or closed under it is
 # dropped only when a caller looks, and would otherwise hold those behind it forever.
 _BEHIND_SECONDS = 1.0
+# A task at the head that has not looked this long after it was due to is stuck (`_TaskWaiter.gone`);
+# the callers behind such a task look this often, in real time, so that one of them drops it.
+_STUCK_SECONDS = 0.5
 
 
 class _Behind(float):
@@ -353,6 +362,8 @@ class RateLimiter:
                     if ticket:
                         return ticket
                     waiter.arm()
+                    # Asking, or waiting for a wake alone, it is not late for anything.
+                    waiter.due = math.inf if ticket == 0 or wait == math.inf else time.monotonic() + wait
                     # On a test's clock: behind the head, or the head waiting for answers in flight
                     # (all of its wait, or the part of it they may end: tokens they may not take).
                     behind = self._virtual is not None and (
@@ -525,6 +536,11 @@ class RateLimiter:
             firm = pacing.firm_delay(now, ahead, waiter.cost)
             self._leave(waiter)
             raise self._held(request, firm, 0.0, ahead)
+        head = queue[0]
+        if isinstance(head, _TaskWaiter) and getattr(waiter, "loop", None) is not head.loop:
+            # The head's loop may stop or stall, and then only a caller of another loop or thread
+            # can look for it (see `_TaskWaiter.gone`); the tasks of its own loop stall with it.
+            return None, min(deadline - now, _STUCK_SECONDS)
         return None, deadline - now  # woken earlier when it comes to the head of the queue
 
     def _cost(self, request: httpx.Request) -> int:
@@ -548,23 +564,30 @@ class RateLimiter:
         if queue:
             self._drop_gone()
             if queue:
-                queue[0].wake()
+                head = queue[0]
+                head.due = min(head.due, time.monotonic())  # woken: it is to look now
+                head.wake()
 
     def _drop_gone(self) -> None:
-        """Drop waiters at the head whose event loop is not running: they would hold everyone behind them.
+        """Drop tasks at the head that cannot take their turn (`_TaskWaiter.gone`): they would hold everyone behind.
 
         Each is woken, so that a task whose loop runs again looks at once and queues again (`_turn`),
         and so is the new head, which may be sleeping until its own deadline.
         """
         queue = self._queue
+        if not queue or not isinstance(queue[0], _TaskWaiter):
+            return
+        now = time.monotonic()
         dropped = False
-        while queue and queue[0].gone():
+        while queue and queue[0].gone(now):
             waiter = queue.popleft()
             assert isinstance(waiter, _TaskWaiter)
             waiter.away = dropped = True
             waiter.wake()
         if dropped and queue:
-            queue[0].wake()
+            head = queue[0]
+            head.due = min(head.due, now)
+            head.wake()
 
     def _leave(self, waiter: _Waiter) -> None:
         queue = self._queue

@@ -947,3 +947,44 @@ def test_the_caller_behind_a_dropped_task_is_woken_to_wait_its_own_turn() -> Non
     stalled.cancel()
     loop.run_until_complete(asyncio.gather(*asyncio.all_tasks(loop), return_exceptions=True))
     loop.close()
+
+
+@pytest.mark.parametrize("stall", ["stopped", "blocked"])
+def test_callers_behind_a_task_whose_loop_stalls_go_at_their_turn_with_no_other_caller_to_look(stall: str) -> None:
+    # The head of the queue is a task; its event loop stops, or runs blocking code, before the task's
+    # turn comes (here the probe's second). Only a caller of another loop or thread can then see it:
+    # the thread behind it slept until its deadline (8 s) and was refused there, unsent.
+    limiter = deployai.RateLimiter()
+    request = httpx.Request("POST", "https://api.deployai.dev/v1/chat/completions", content=b"{}")
+    limiter._acquire_sync(request, 30)  # in flight, unanswered: the next may go a second later
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever)
+    runner.start()
+    stalled = asyncio.run_coroutine_threadsafe(limiter._acquire_async(request, 30), loop)
+    wait_until(lambda: limiter.waiting == 1, "the task waits at the head")
+    release = threading.Event()
+    started = time.monotonic()
+
+    def call() -> float:
+        limiter._acquire_sync(request, 8)
+        return time.monotonic() - started
+
+    with ThreadPoolExecutor(1) as pool:
+        behind = pool.submit(call)
+        wait_until(lambda: limiter.waiting == 2, "a thread waits behind the task")
+        if stall == "stopped":
+            loop.call_soon_threadsafe(loop.stop)
+        else:  # another task of the loop blocks it, past the head's turn
+            loop.call_soon_threadsafe(release.wait, 30)
+        assert behind.result(10) < 4.0 < 8.0
+        release.set()
+    if stall == "stopped":
+        runner.join(10)
+        runner = threading.Thread(target=loop.run_forever)
+        runner.start()
+    # Its loop runs again: the task queues again and goes, after the pace.
+    assert stalled.result(10) == 3
+    assert (limiter.waiting, limiter.in_flight) == (0, 3)
+    loop.call_soon_threadsafe(loop.stop)
+    runner.join(10)
+    loop.close()
