@@ -57,7 +57,7 @@ class _ThreadWaiter:
     def wake(self) -> None:
         self.event.set()
 
-    def gone(self, now: float) -> bool:
+    def gone(self, now: float, here: object) -> bool:
         return False
 
 
@@ -97,15 +97,19 @@ class _TaskWaiter:
             else:
                 self.loop.call_soon_threadsafe(_resolve, future)
 
-    def gone(self, now: float) -> bool:
+    def gone(self, now: float, here: object) -> bool:
         """Whether the task cannot take its turn now, and may not for long: at the head, it holds everyone behind.
 
         Its event loop is not running (a loop stopped with the task pending, as when
         `run_until_complete` returns, may run it again later; a closed one never), or it is running
         but has not let the task look for `_STUCK_SECONDS` past when it was due to (blocking code,
-        or long work, in another of its tasks).
+        or long work, in another of its tasks). Only a caller elsewhere (`here`: the loop it runs
+        on, or None) can tell the latter: to a task of the same loop, which is running, it is a
+        busy loop that will get to the head, and dropping heads there could leave no head to go.
         """
-        return now > self.due + _STUCK_SECONDS or not self.loop.is_running()
+        if not self.loop.is_running():
+            return True
+        return here is not self.loop and now > self.due + _STUCK_SECONDS
 
 
 _Waiter = _ThreadWaiter | _TaskWaiter
@@ -577,9 +581,11 @@ class RateLimiter:
         queue = self._queue
         if not queue or not isinstance(queue[0], _TaskWaiter):
             return
-        now = time.monotonic()
+        import asyncio  # imported already: the head is a task
+
+        now, here = time.monotonic(), asyncio._get_running_loop()
         dropped = False
-        while queue and queue[0].gone(now):
+        while queue and queue[0].gone(now, here):
             waiter = queue.popleft()
             assert isinstance(waiter, _TaskWaiter)
             waiter.away = dropped = True

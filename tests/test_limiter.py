@@ -949,6 +949,24 @@ def test_the_caller_behind_a_dropped_task_is_woken_to_wait_its_own_turn() -> Non
     loop.close()
 
 
+def test_a_task_of_the_same_loop_never_takes_the_place_of_a_head_its_loop_is_late_for() -> None:
+    # To a task of the head's own loop, a late head is a busy loop that will get to it: dropping it
+    # there (as a thread or another loop's task does) could drop every head of a loop always late.
+    limiter = deployai.RateLimiter()
+    request = httpx.Request("POST", "https://api.deployai.dev/v1/chat/completions", content=b"{}")
+    limiter._acquire_sync(request, 30)  # in flight, unanswered: the next may go a second later
+
+    async def main() -> tuple[int, int]:
+        head = asyncio.create_task(limiter._acquire_async(request, 30))
+        while not limiter.waiting:
+            await asyncio.sleep(0)
+        time.sleep(1.0 + 2 * _limiter._STUCK_SECONDS)  # the loop is late for the head's turn
+        later = asyncio.create_task(limiter._acquire_async(request, 30))
+        return await head, await later
+
+    assert asyncio.run(main()) == (2, 3)
+
+
 @pytest.mark.parametrize("stall", ["stopped", "blocked"])
 def test_callers_behind_a_task_whose_loop_stalls_go_at_their_turn_with_no_other_caller_to_look(stall: str) -> None:
     # The head of the queue is a task; its event loop stops, or runs blocking code, before the task's
