@@ -14,6 +14,7 @@ import socket
 import socketserver
 import threading
 from types import TracebackType
+from typing import Generic, TypeVar
 from urllib.parse import urlsplit
 
 from typing_extensions import Self
@@ -63,23 +64,15 @@ class _Handler(socketserver.StreamRequestHandler):
                     self.wfile.write(chunk)
 
 
-class ForwardProxy:
-    """`with ForwardProxy() as proxy:` serves on 127.0.0.1 at `proxy.url`; `proxy.seen` lists "METHOD /path"."""
+_S = TypeVar("_S", bound=socketserver.BaseServer)
 
-    def __init__(self) -> None:
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.seen = []
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
-    @property
-    def url(self) -> str:
-        """The proxy's URL, for `httpx.Client(proxy=...)` or `PROXY_URL`."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+class InThread(Generic[_S]):
+    """A socket server served from a thread of its own while in `with`, then shut down and closed."""
 
-    @property
-    def seen(self) -> list[str]:
-        """The requests forwarded so far, oldest first."""
-        return self._server.seen
+    def __init__(self, server: _S) -> None:
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
 
     def __enter__(self) -> Self:
         self._thread.start()
@@ -91,3 +84,21 @@ class ForwardProxy:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
+
+
+class ForwardProxy(InThread[_Server]):
+    """`with ForwardProxy() as proxy:` serves on 127.0.0.1 at `proxy.url`; `proxy.seen` lists "METHOD /path"."""
+
+    def __init__(self) -> None:
+        super().__init__(_Server(("127.0.0.1", 0), _Handler))
+        self._server.seen = []
+
+    @property
+    def url(self) -> str:
+        """The proxy's URL, for `httpx.Client(proxy=...)` or `PROXY_URL`."""
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def seen(self) -> list[str]:
+        """The requests forwarded so far, oldest first."""
+        return self._server.seen

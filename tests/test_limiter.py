@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import datetime
 import email.utils
 import functools
@@ -916,18 +917,30 @@ def test_a_task_whose_event_loop_stopped_gives_up_its_place_and_queues_again_whe
         loop.close()
 
 
-def test_the_caller_behind_a_dropped_task_is_woken_to_wait_its_own_turn() -> None:
-    # A caller behind the head sleeps until its deadline, to be woken at its turn. When a new caller
-    # dropped a head whose loop had stopped, the one behind it became the head unwoken: it went only
-    # at its deadline (8 s here), though its turn came after the probe's second.
+def _a_task_at_the_head() -> tuple[
+    deployai.RateLimiter, httpx.Request, asyncio.AbstractEventLoop, threading.Thread, concurrent.futures.Future[int]
+]:
+    """A limiter with one request in flight, unanswered, and a task of a loop run by a thread at the head.
+
+    The task's turn is the probe's, a second after the request in flight went. Returned with the
+    request, the loop, its thread and the task's future ticket.
+    """
     limiter = deployai.RateLimiter()
     request = httpx.Request("POST", "https://api.deployai.dev/v1/chat/completions", content=b"{}")
-    limiter._acquire_sync(request, 30)  # in flight, unanswered: the next may go a second later
+    limiter._acquire_sync(request, 30)
     loop = asyncio.new_event_loop()
     runner = threading.Thread(target=loop.run_forever)
     runner.start()
     stalled = asyncio.run_coroutine_threadsafe(limiter._acquire_async(request, 30), loop)
     wait_until(lambda: limiter.waiting == 1, "the task waits at the head")
+    return limiter, request, loop, runner, stalled
+
+
+def test_the_caller_behind_a_dropped_task_is_woken_to_wait_its_own_turn() -> None:
+    # A caller behind the head sleeps until its deadline, to be woken at its turn. When a new caller
+    # dropped a head whose loop had stopped, the one behind it became the head unwoken: it went only
+    # at its deadline (8 s here), though its turn came after the probe's second.
+    limiter, request, loop, runner, stalled = _a_task_at_the_head()
     started = time.monotonic()
     admitted: dict[str, float] = {}
 
@@ -972,14 +985,7 @@ def test_callers_behind_a_task_whose_loop_stalls_go_at_their_turn_with_no_other_
     # The head of the queue is a task; its event loop stops, or runs blocking code, before the task's
     # turn comes (here the probe's second). Only a caller of another loop or thread can then see it:
     # the thread behind it slept until its deadline (8 s) and was refused there, unsent.
-    limiter = deployai.RateLimiter()
-    request = httpx.Request("POST", "https://api.deployai.dev/v1/chat/completions", content=b"{}")
-    limiter._acquire_sync(request, 30)  # in flight, unanswered: the next may go a second later
-    loop = asyncio.new_event_loop()
-    runner = threading.Thread(target=loop.run_forever)
-    runner.start()
-    stalled = asyncio.run_coroutine_threadsafe(limiter._acquire_async(request, 30), loop)
-    wait_until(lambda: limiter.waiting == 1, "the task waits at the head")
+    limiter, request, loop, runner, stalled = _a_task_at_the_head()
     release = threading.Event()
     started = time.monotonic()
 

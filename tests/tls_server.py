@@ -11,9 +11,8 @@ import socketserver
 import ssl
 import threading
 from pathlib import Path
-from types import TracebackType
 
-from typing_extensions import Self
+from tests.forward_proxy import InThread
 
 CERT_FILE = str(Path(__file__).parent / "certs" / "localhost.pem")
 _KEY_FILE = str(Path(__file__).parent / "certs" / "localhost.key")
@@ -56,18 +55,17 @@ class _Handler(socketserver.BaseRequestHandler):
                     return
 
 
-class TLSServer:
+class TLSServer(InThread[_Server]):
     """`with TLSServer() as server:` serves HTTPS on 127.0.0.1 at `server.base_url`."""
 
     def __init__(self) -> None:
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+        super().__init__(_Server(("127.0.0.1", 0), _Handler))
         self._server.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._server.context.load_cert_chain(CERT_FILE, _KEY_FILE)
         self._server.accepted = 0
         self._server.close_next = threading.Event()
         self._server.closed = threading.Event()
         self._server.lock = threading.Lock()
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def base_url(self) -> str:
@@ -84,14 +82,3 @@ class TLSServer:
         self._server.closed.clear()
         self._server.close_next.set()
         return self._server.closed
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
