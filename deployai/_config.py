@@ -221,14 +221,16 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-# What may be a user name and password in a URL, hidden wherever the URL is quoted.
-_USERINFO = re.compile(r"(?<=//)[^/?#]*@")
+# What may be a user name and password in a URL, hidden wherever the URL is quoted: everything after
+# the scheme up to the last `@` (a password may hold `/`, `?` or `#`, unencoded, and then no parser
+# finds it; a path with an `@` is hidden too, in an error only).
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*:/*)?.*@", re.DOTALL)
 
 
 def _check_base_url(base_url: str, *, allow_insecure_http: bool) -> str:
     if not isinstance(base_url, str):
         raise InvalidParameterError("base_url", base_url, "a string such as 'https://api.deployai.dev/v1'")
-    shown = _USERINFO.sub("***@", base_url, count=1)
+    shown = _USERINFO.sub(r"\g<1>***@", base_url, count=1)
     try:
         url = httpx.URL(base_url)
     except httpx.InvalidURL:

@@ -63,8 +63,10 @@ from ._exceptions import (
 from ._limiter import RateLimiter, _TaskWaiter, _ThreadWaiter
 from ._plan import Deliver, Outcome, Plan, ReadBody, Send, Sleep, call_plan
 from ._pools import (
+    AsyncLoopbackDirect,
     AsyncSpreadTransport,
     Cut,
+    LoopbackDirect,
     Settings,
     SpreadTransport,
     async_http_pool,
@@ -265,7 +267,10 @@ def _owned_options(settings: Settings, proxy: type[Any], spread: Callable[[], ob
     mounts = proxy_mounts(proxy, _LIMITS, settings, cut)
     if mounts is None:  # this httpx does not say how it reads proxies: its own transport, which reads them
         return {"timeout": DEFAULT_TIMEOUT, "limits": _LIMITS}
-    return {"timeout": DEFAULT_TIMEOUT, "limits": _LIMITS, "transport": spread(), "mounts": mounts}
+    direct: Any = spread()
+    bypass: Any = LoopbackDirect if proxy is httpx.HTTPTransport else AsyncLoopbackDirect
+    mounts = {pattern: None if one is None else bypass(one, direct) for pattern, one in mounts.items()}
+    return {"timeout": DEFAULT_TIMEOUT, "limits": _LIMITS, "transport": direct, "mounts": mounts}
 
 
 class _Client(_WithoutCookies, httpx.Client):

@@ -7,7 +7,9 @@ client, a future on the caller's event loop for the asyncio one). The I/O shells
 
 Order is first come, first served: a caller that finds others waiting queues behind them, even when
 the window would let it through. Only the caller at the head of the queue waits on a timer; the
-others sleep until the one before them is let through (or leaves), so nothing polls.
+others sleep until the one before them is let through (or leaves). The one exception: behind a
+task, a thread or another loop's task looks every `_STUCK_SECONDS`, as the task's own loop may stall
+or stop under it (`_TaskWaiter.gone`).
 """
 
 from __future__ import annotations
@@ -124,6 +126,8 @@ _BEHIND_SECONDS = 1.0
 # A task at the head that has not looked this long after it was due to is stuck (`_TaskWaiter.gone`);
 # the callers behind such a task look this often, in real time, so that one of them drops it.
 _STUCK_SECONDS = 0.5
+# For `RateLimiter._drop_gone`: the caller that looks is of the loop running in this thread, if any.
+_HERE: Final = object()
 
 
 class _Behind(float):
@@ -486,8 +490,8 @@ class RateLimiter:
             now = self._clock()
             queue = self._queue
             pacing = self._pacing
-            if queue:
-                self._drop_gone()
+            if queue:  # a blocking caller is never its loop's task, even in a thread that runs a loop
+                self._drop_gone(None if make_waiter is _ThreadWaiter else _HERE)
             if not cost and pacing.knows_tokens:
                 cost = self._cost(request)  # an answer told a token budget meanwhile: rare, once
             if not queue:
@@ -517,7 +521,7 @@ class RateLimiter:
             waiter.away = False
             queue.append(waiter)
         if queue[0] is not waiter:
-            self._drop_gone()
+            self._drop_gone(getattr(waiter, "loop", None))
         if queue[0] is waiter:
             if not waiter.cost:  # a token budget learnt while it waited
                 waiter.cost = self._cost(request)
@@ -566,24 +570,28 @@ class RateLimiter:
     def _wake_head(self) -> None:
         queue = self._queue
         if queue:
-            self._drop_gone()
+            self._drop_gone(_HERE)
             if queue:
                 head = queue[0]
                 head.due = min(head.due, time.monotonic())  # woken: it is to look now
                 head.wake()
 
-    def _drop_gone(self) -> None:
+    def _drop_gone(self, here: object = None) -> None:
         """Drop tasks at the head that cannot take their turn (`_TaskWaiter.gone`): they would hold everyone behind.
 
-        Each is woken, so that a task whose loop runs again looks at once and queues again (`_turn`),
-        and so is the new head, which may be sleeping until its own deadline.
+        `here`: the event loop of the task that looks (None: a blocking caller, or no loop), or
+        `_HERE` for the loop running in this thread, if any. Each task dropped is woken, so that one
+        whose loop runs again looks at once and queues again (`_turn`), and so is the new head, which
+        may be sleeping until its own deadline.
         """
         queue = self._queue
         if not queue or not isinstance(queue[0], _TaskWaiter):
             return
-        import asyncio  # imported already: the head is a task
+        if here is _HERE:
+            import asyncio  # imported already: the head is a task
 
-        now, here = time.monotonic(), asyncio._get_running_loop()
+            here = asyncio._get_running_loop()
+        now = time.monotonic()
         dropped = False
         while queue and queue[0].gone(now, here):
             waiter = queue.popleft()

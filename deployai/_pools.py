@@ -64,6 +64,7 @@ try:  # how httpx reads proxies from the environment, so that the SDK's own clie
 except ImportError:  # pragma: no cover - a later httpx: its own client is made instead (see proxy_mounts)
     _environment_proxies = None  # type: ignore[assignment]
 
+from ._config import is_loopback
 from ._constants import DEFAULT_MAX_CONNECTIONS, KEEPALIVE_EXPIRY_SECONDS, POOL_CONNECTIONS
 
 if TYPE_CHECKING:
@@ -71,7 +72,17 @@ if TYPE_CHECKING:
 
     import httpcore
 
-__all__ = ["AsyncSpreadTransport", "Cut", "Settings", "SpreadTransport", "bounded", "cut_by", "reads_end_within"]
+__all__ = [
+    "AsyncLoopbackDirect",
+    "AsyncSpreadTransport",
+    "Cut",
+    "LoopbackDirect",
+    "Settings",
+    "SpreadTransport",
+    "bounded",
+    "cut_by",
+    "reads_end_within",
+]
 
 _T = TypeVar("_T", httpx.BaseTransport, httpx.AsyncBaseTransport)
 _S = TypeVar("_S")
@@ -118,17 +129,11 @@ class Settings:
 
     @classmethod
     def read(cls) -> Settings:
-        """The settings in the environment now; this machine's own addresses are never sent through a proxy."""
-        proxies = None if _environment_proxies is None else _environment_proxies()
-        if proxies:
-            # A proxy's localhost is its own machine, and plain http:// is allowed to loopback only
-            # because the key stays on this one: through a proxy it would cross the network in clear.
-            proxies = {**dict.fromkeys(_LOOPBACK_PATTERNS), **proxies}
-        return cls(proxies, (os.environ.get("SSL_CERT_FILE") or None, os.environ.get("SSL_CERT_DIR") or None))
-
-
-# Direct for any scheme and port; host patterns outrank httpx's scheme-wide `all://` and `http://`.
-_LOOPBACK_PATTERNS: Final = ("all://localhost", "all://127.0.0.1", "all://[::1]")
+        """The settings in the environment now."""
+        return cls(
+            None if _environment_proxies is None else _environment_proxies(),
+            (os.environ.get("SSL_CERT_FILE") or None, os.environ.get("SSL_CERT_DIR") or None),
+        )
 
 
 def _verifying_context(certificates: tuple[str | None, str | None]) -> ssl.SSLContext:
@@ -186,6 +191,43 @@ def proxy_mounts(
         else cut_by(_bounded_reads(kind(proxy=url, limits=limits, verify=tls_context(settings.certificates))), cut)
         for pattern, url in settings.proxies.items()
     }
+
+
+class LoopbackDirect(httpx.BaseTransport):
+    """A proxy mounted from the environment, which requests to this machine (`is_loopback`) bypass.
+
+    A proxy's localhost is its own machine, and plain `http://` is allowed to this one only because
+    the key stays on it: through a proxy it would cross the network in clear text. They go to
+    `direct`, the client's own transport, which the client closes.
+    """
+
+    def __init__(self, proxy: httpx.BaseTransport, direct: httpx.BaseTransport) -> None:
+        self._proxy = proxy
+        self._direct = direct
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Send `request` direct if it is to this machine, else through the proxy."""
+        return (self._direct if is_loopback(request.url.host) else self._proxy).handle_request(request)
+
+    def close(self) -> None:
+        """Close the proxy's pool."""
+        self._proxy.close()
+
+
+class AsyncLoopbackDirect(httpx.AsyncBaseTransport):
+    """`LoopbackDirect` for an async client."""
+
+    def __init__(self, proxy: httpx.AsyncBaseTransport, direct: httpx.AsyncBaseTransport) -> None:
+        self._proxy = proxy
+        self._direct = direct
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send `request` direct if it is to this machine, else through the proxy."""
+        return await (self._direct if is_loopback(request.url.host) else self._proxy).handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """Close the proxy's pool."""
+        await self._proxy.aclose()
 
 
 def _bounded_reads(transport: _P) -> _P:

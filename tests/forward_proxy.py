@@ -4,7 +4,7 @@ Enough of a proxy for plain `http://` targets, as httpx talks to one: each reque
 form (`POST http://127.0.0.1:8000/v1/chat/completions HTTP/1.1`), is sent on in origin form with
 `Connection: close`, and the answer is copied back as it arrives (streams too), then both connections
 close. A target that is not this machine gets a 403 and nothing is sent anywhere; CONNECT (https) gets
-a 501.
+a 501. Every request is recorded, those refused too.
 """
 
 from __future__ import annotations
@@ -48,13 +48,14 @@ class _Handler(socketserver.StreamRequestHandler):
         body = self.rfile.read(length)
         url = urlsplit(target)
         if method == "CONNECT":
+            self.server.seen.append(f"CONNECT {target}")
             self.wfile.write(b"HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\n\r\n")
             return
+        self.server.seen.append(f"{method} {url.path}")
         host = "127.0.0.1" if url.hostname == SERVER_NAME else url.hostname
         if url.scheme != "http" or host not in _LOOPBACK:
             self.wfile.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
             return
-        self.server.seen.append(f"{method} {url.path}")
         path = url.path + (f"?{url.query}" if url.query else "")
         with socket.create_connection((host, url.port or 80)) as upstream:
             head = f"{method} {path} HTTP/1.1\r\n".encode("latin-1") + b"".join(headers) + b"Connection: close\r\n\r\n"

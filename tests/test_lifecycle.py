@@ -1080,7 +1080,8 @@ def test_loops_dropped_without_being_closed_go_with_their_connections_and_the_cl
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)  # asyncio's, for loops and transports never closed
         loops = _a_call_on_each_new_loop(client, 5, close=False)
-        gc.collect()
+        for _ in range(3):  # one collection once left a second loop (3.12, whole suite): finalizers may need more
+            gc.collect()
         assert sum(loop() is not None for loop in loops) == 1  # the one used last, whose pool is at hand
         assert list(_tcp_states(port).values()).count("01") == 1
         assert asyncio.run(client.chat.completions.create(model=MODEL, messages=user())).choices

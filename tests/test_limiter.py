@@ -980,6 +980,26 @@ def test_a_task_of_the_same_loop_never_takes_the_place_of_a_head_its_loop_is_lat
     assert asyncio.run(main()) == (2, 3)
 
 
+def test_a_blocking_call_in_a_loops_thread_goes_at_its_turn_behind_a_task_of_that_loop() -> None:
+    # A blocking call made from async code (or a notebook cell, whose kernel runs a loop) is what
+    # stalls the task ahead of it: it must drop that task, not wait out its deadline behind it.
+    limiter = deployai.RateLimiter()
+    request = httpx.Request("POST", "https://api.deployai.dev/v1/chat/completions", content=b"{}")
+    limiter._acquire_sync(request, 30)  # in flight, unanswered: the next may go a second later
+
+    async def main() -> tuple[float, int, int]:
+        head = asyncio.create_task(limiter._acquire_async(request, 30))
+        while not limiter.waiting:
+            await asyncio.sleep(0)
+        started = time.monotonic()
+        ticket = limiter._acquire_sync(request, 8)
+        return time.monotonic() - started, ticket, await head
+
+    took, ticket, head_ticket = asyncio.run(main())
+    assert took < 4.0 < 8.0  # refused at 8 s before
+    assert (ticket, head_ticket) == (2, 3)
+
+
 @pytest.mark.parametrize("stall", ["stopped", "blocked"])
 def test_callers_behind_a_task_whose_loop_stalls_go_at_their_turn_with_no_other_caller_to_look(stall: str) -> None:
     # The head of the queue is a task; its event loop stops, or runs blocking code, before the task's

@@ -420,10 +420,16 @@ def test_this_machines_own_addresses_never_go_through_a_proxy_from_the_environme
         with socket.socket() as probe:  # a port nothing listens on
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        for base_url in (f"http://[::1]:{port}/v1", f"https://localhost:{port}/v1"):
-            with pytest.raises(deployai.APIConnectionError):
-                make_client(api_key=KEY, base_url=base_url, max_retries=0).models.list()
+        for host in ("[::1]", "[0:0:0:0:0:0:0:1]", "127.0.0.2", "localhost.", "LOCALHOST"):
+            for scheme in ("http", "https"):
+                with pytest.raises(deployai.APIConnectionError):  # direct: nothing listens there
+                    make_client(api_key=KEY, base_url=f"{scheme}://{host}:{port}/v1", max_retries=0).models.list()
         assert proxy.seen == []
+        with pytest.raises(deployai.APIError):  # another host goes through the proxy (on to a closed port)
+            make_client(
+                api_key=KEY, base_url=f"http://{SERVER_NAME}:{port}/v1", allow_insecure_http=True, max_retries=0
+            ).models.list()
+        assert proxy.seen == ["GET /v1/models"]
 
 
 def test_a_context_copied_while_a_stream_reads_its_end_carries_no_deadline(server: EmulatorServer) -> None:
