@@ -8,6 +8,7 @@ import math
 import numbers
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar, cast
@@ -207,7 +208,7 @@ def _check_rate_limiter(rate_limiter: object) -> RateLimiter | None:
 
 
 def is_loopback(host: str) -> bool:
-    """Whether `host` is this machine: `localhost`, 127.0.0.0/8 or ::1.
+    """Whether `host` is this machine: `localhost`, 127.0.0.0/8 (in any form the OS takes) or ::1 (or ::ffff:127.x.x.x).
 
     Not a name under `localhost` (`api.localhost`): many resolvers (glibc's, without systemd's) send
     those to DNS, which may answer with another machine.
@@ -216,31 +217,52 @@ def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
+        return _legacy_ipv4_loopback(host)
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def _legacy_ipv4_loopback(host: str) -> bool:
+    """Whether `host` is in 127.0.0.0/8, written as the OS takes it and `ipaddress` does not (`127.1`, `2130706433`)."""
+    if not host or not all(part.isdigit() or part.startswith("0x") for part in host.split(".")):
+        return False
+    try:
+        return socket.inet_aton(host)[0] == 127
+    except (OSError, ValueError):
         return False
 
 
-# What may be a user name and password in a URL, hidden wherever the URL is quoted: everything after
-# the scheme up to the last `@` (a password may hold `/`, `?` or `#`, unencoded, and then no parser
-# finds it; a path with an `@` is hidden too, in an error only).
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*:/*)?.*@", re.DOTALL)
+def _without_userinfo(url: str) -> str:
+    """`url` as an error may quote it: everything from after its `//` (or from its start) to its last `@` hidden.
+
+    A password may hold `/`, `?` or `#` unencoded, and then no parser finds it; without `//`, what
+    looks like a scheme may be a user name.
+    """
+    at = url.rfind("@")
+    if at < 0:
+        return url
+    start = url.find("//")
+    start = start + 2 if 0 <= start < at else 0
+    return url[:start] + "***" + url[at:]
 
 
 def _check_base_url(base_url: str, *, allow_insecure_http: bool) -> str:
     if not isinstance(base_url, str):
         raise InvalidParameterError("base_url", base_url, "a string such as 'https://api.deployai.dev/v1'")
-    shown = _USERINFO.sub(r"\g<1>***@", base_url, count=1)
+    shown = _without_userinfo(base_url)
+    if "@" in base_url:
+        # A user name and password: httpx would send them as Basic auth in place of the key, and they
+        # would show in every log line, repr and error that names the URL. An `@` later in the URL
+        # may be one too, its password holding a `/` (`user:2024/pass@host` is host `user`).
+        raise InvalidParameterError(
+            "base_url", shown, "a URL without a user name or password, and no '@' (the API key is the credential)"
+        )
     try:
         url = httpx.URL(base_url)
     except httpx.InvalidURL:
         url = None
-    if url is not None and url.userinfo:
-        # httpx would send them as Basic auth in place of the key, and they would show in every
-        # log line, repr and error that names the URL.
-        raise InvalidParameterError(
-            "base_url", shown, "a URL without a user name or password (the API key is the credential: api_key=...)"
-        )
     if url is None or url.scheme not in ("http", "https") or not url.host or " " in base_url:
         raise InvalidParameterError("base_url", shown, "an absolute http:// or https:// URL")
     if url.query or url.fragment or "?" in base_url or "#" in base_url:

@@ -264,6 +264,8 @@ def test_a_base_url_with_a_query_or_fragment_is_refused(make_client: ClientFacto
         "https://user:hun/ter2pass@gw.example.com/v1",
         "https:/user:hunter2pass@gw.example.com/v1",
         "user:hunter2pass@gw.example.com/v1",
+        "hunter2pass:x@gw.example.com/v1",  # a token as the user name, without a scheme
+        "https://user:2024/hunter2pass@gw.example.com/v1",  # host `user`, port 2024, to a parser
     ],
 )
 def test_a_base_url_with_a_user_or_password_is_refused_without_quoting_them(
@@ -288,7 +290,9 @@ def test_plain_http_to_another_machine_is_refused_naming_the_opt_in(make_client:
     assert API_KEY not in str(info.value)
 
 
-@pytest.mark.parametrize("host", ["localhost:8787", "127.0.0.1:8787", "127.1.2.3", "[::1]:8787", "LOCALHOST."])
+@pytest.mark.parametrize(
+    "host", ["localhost:8787", "127.0.0.1:8787", "127.1.2.3", "[::1]:8787", "LOCALHOST.", "127.1", "[::ffff:127.0.0.1]"]
+)
 def test_plain_http_to_this_machine_is_allowed(make_client: ClientFactory, host: str) -> None:
     assert make_client(base_url=f"http://{host}/v1").base_url == f"http://{host}/v1"
 

@@ -420,7 +420,15 @@ def test_this_machines_own_addresses_never_go_through_a_proxy_from_the_environme
         with socket.socket() as probe:  # a port nothing listens on
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        for host in ("[::1]", "[0:0:0:0:0:0:0:1]", "127.0.0.2", "localhost.", "LOCALHOST"):
+        for host in (
+            "[::1]",
+            "[0:0:0:0:0:0:0:1]",
+            "127.0.0.2",
+            "127.1",
+            "[::ffff:127.0.0.1]",
+            "localhost.",
+            "LOCALHOST",
+        ):
             for scheme in ("http", "https"):
                 with pytest.raises(deployai.APIConnectionError):  # direct: nothing listens there
                     make_client(api_key=KEY, base_url=f"{scheme}://{host}:{port}/v1", max_retries=0).models.list()
