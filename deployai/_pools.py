@@ -193,7 +193,18 @@ def proxy_mounts(
     }
 
 
-class LoopbackDirect(httpx.BaseTransport):
+class _Bypass(Generic[_T]):
+    """The choice both `LoopbackDirect` shells make: the proxy, or `direct` for a request to this machine."""
+
+    def __init__(self, proxy: _T, direct: _T) -> None:
+        self._proxy: _T = proxy
+        self._direct: _T = direct
+
+    def _for(self, request: httpx.Request) -> _T:
+        return self._direct if is_loopback(request.url.host) else self._proxy
+
+
+class LoopbackDirect(_Bypass[httpx.BaseTransport], httpx.BaseTransport):
     """A proxy mounted from the environment, which requests to this machine (`is_loopback`) bypass.
 
     A proxy's localhost is its own machine, and plain `http://` is allowed to this one only because
@@ -201,29 +212,21 @@ class LoopbackDirect(httpx.BaseTransport):
     `direct`, the client's own transport, which the client closes.
     """
 
-    def __init__(self, proxy: httpx.BaseTransport, direct: httpx.BaseTransport) -> None:
-        self._proxy = proxy
-        self._direct = direct
-
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send `request` direct if it is to this machine, else through the proxy."""
-        return (self._direct if is_loopback(request.url.host) else self._proxy).handle_request(request)
+        return self._for(request).handle_request(request)
 
     def close(self) -> None:
         """Close the proxy's pool."""
         self._proxy.close()
 
 
-class AsyncLoopbackDirect(httpx.AsyncBaseTransport):
+class AsyncLoopbackDirect(_Bypass[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport):
     """`LoopbackDirect` for an async client."""
-
-    def __init__(self, proxy: httpx.AsyncBaseTransport, direct: httpx.AsyncBaseTransport) -> None:
-        self._proxy = proxy
-        self._direct = direct
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send `request` direct if it is to this machine, else through the proxy."""
-        return await (self._direct if is_loopback(request.url.host) else self._proxy).handle_async_request(request)
+        return await self._for(request).handle_async_request(request)
 
     async def aclose(self) -> None:
         """Close the proxy's pool."""

@@ -196,12 +196,15 @@ def mended(payload: Any, *, chunk: bool = False) -> Any:
     if choices is None and chunk:
         payload = {**payload, "choices": []}
     elif isinstance(choices, list) and any(isinstance(choice, dict) for choice in choices):
-        mend = _mended_delta if chunk else _mended_choice
-        payload = {**payload, "choices": [mend(place, choice) for place, choice in enumerate(choices)]}
+        if chunk:
+            mended_choices = [_mended_delta(choice) for choice in choices]
+        else:
+            mended_choices = [_mended_choice(place, choice) for place, choice in enumerate(choices)]
+        payload = {**payload, "choices": mended_choices}
     return payload
 
 
-def _mended_delta(place: int, choice: Any) -> Any:
+def _mended_delta(choice: Any) -> Any:
     if isinstance(choice, dict) and "delta" in choice and choice["delta"] is None:
         return {name: value for name, value in choice.items() if name != "delta"}
     return choice
