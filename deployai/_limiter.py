@@ -568,13 +568,16 @@ class RateLimiter:
         )
 
     def _wake_head(self) -> None:
-        queue = self._queue
-        if queue:
+        if self._queue:
             self._drop_gone(_HERE)
-            if queue:
-                head = queue[0]
-                head.due = min(head.due, time.monotonic())  # woken: it is to look now
-                head.wake()
+            self._rouse_head(time.monotonic())
+
+    def _rouse_head(self, now: float) -> None:
+        """Wake the head of the queue, if any, to look now (it may be sleeping until its own deadline)."""
+        if self._queue:
+            head = self._queue[0]
+            head.due = min(head.due, now)
+            head.wake()
 
     def _drop_gone(self, here: object = None) -> None:
         """Drop tasks at the head that cannot take their turn (`_TaskWaiter.gone`): they would hold everyone behind.
@@ -598,10 +601,8 @@ class RateLimiter:
             assert isinstance(waiter, _TaskWaiter)
             waiter.away = dropped = True
             waiter.wake()
-        if dropped and queue:
-            head = queue[0]
-            head.due = min(head.due, now)
-            head.wake()
+        if dropped:
+            self._rouse_head(now)
 
     def _leave(self, waiter: _Waiter) -> None:
         queue = self._queue
