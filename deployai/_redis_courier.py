@@ -92,6 +92,7 @@ class Courier:
         # Its records the shared state has no room for either (`PER_PROCESS`): a stream's 429 reported
         # after its headers must undo their easing in every process's state, for one.
         self.kept: dict[str, Any] = {name: getattr(Pacing(), name) for name in PER_PROCESS}
+        self.tickets = 0  # the last ticket this process gave out, or saw given out
         self.token = b""  # the version of the state last read or written (empty: no state)
         self.state: list[Any] | None = None  # as last read or written (None: none, or unreadable)
         self.read_at = -math.inf  # when it was (limiter clock)
@@ -253,6 +254,10 @@ class Courier:
             )
             for name, value in self.kept.items():
                 setattr(pacing, name, value)
+            # While Redis was down, this process gave out tickets past the shared count. Left behind them,
+            # the count would give their numbers out again, and make the 429s of requests sent before a
+            # strike read as sent after it: a strike each, up to the slowest pace.
+            pacing.tickets = max(pacing.tickets, self.tickets)
             own, own_tokens, ticket = self._decide(pacing, answers, asking, now)
             renewing = own and now >= self.written_at + REDIS_LEASE_SECONDS / 3
             if not answers and not ticket and not renewing:
@@ -319,8 +324,9 @@ class Courier:
                 sent[kept] = at
 
     def _keep_own(self, pacing: Pacing) -> None:
-        """Keep this process's records from `pacing`, for the next state read (see `kept`)."""
+        """Keep this process's records from `pacing`, for the next state read (see `kept` and `tickets`)."""
         self.kept = {name: getattr(pacing, name) for name in PER_PROCESS}
+        self.tickets = max(self.tickets, pacing.tickets)
 
     def _settled(self, answers: list[tuple[int, Answer]], ticket: int, cost: int, now: float) -> None:
         """The round that settled `answers` and gave out `ticket` (0: none) of `cost` tokens at `now` took effect."""

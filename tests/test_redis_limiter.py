@@ -852,3 +852,51 @@ def test_a_slow_redis_counts_as_down_and_calls_go_on_without_it(
     assert "Redis is unreachable or failing (TimeoutError" in messages[0][1]
     assert "Redis answers again" in messages[1][1]
     limiter.close()
+
+
+class FlakyRedis:
+    """Redis in this process: one key, replaced by compare-and-set as the script does; every call fails while `down`."""
+
+    def __init__(self) -> None:
+        self.value = b""
+        self.down = False
+
+    def __call__(self, url: str, timeout: float) -> FlakyRedis:  # made as `_redis_courier._Redis` is
+        return self
+
+    def call(self, key: str, version: bytes, state: bytes) -> tuple[bool, bytes, float]:
+        if self.down:
+            raise ConnectionError("Connection closed by server.")
+        if state and self.value.split(b" ", 1)[0] == version:
+            self.value = state
+            return True, b"", time.time()
+        return False, self.value, time.time()
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("hint", "strikes"), [({"retry-after": "1"}, 0), ({}, 1)], ids=["asking for a wait", "with no hint"]
+)
+def test_the_429s_of_requests_sent_while_redis_was_down_count_as_one_burst_once_it_is_back(
+    monkeypatch: pytest.MonkeyPatch, hint: dict[str, str], strikes: int
+) -> None:
+    # Paced in the process alone, they took tickets past the shared count, which went on from where
+    # it was. Each of their 429s then read as sent after the strike before it: 4 processes cut off
+    # from Redis for 2 s ended at 10 strikes, sending one request every 10 s for minutes.
+    redis = FlakyRedis()
+    monkeypatch.setattr(_redis_courier, "_Redis", redis)
+    monkeypatch.setattr(_redis_courier, "REDIS_RETRY_SECONDS", 0.0)
+    limiter = deployai.RedisRateLimiter("redis://127.0.0.1:1/0", name="cut-off")
+    limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=50, limit=50), 0.0)
+    until(lambda: limiter._courier.own == 0, "the answer was written")
+    redis.down = True
+    tickets = [limiter._acquire_sync(REQUEST, 5) for _ in range(5)]
+    assert not limiter.shared
+    redis.down = False
+    for ticket in tickets:
+        limiter._settle(ticket, httpx.Response(429, headers=hint, request=REQUEST), 0.0)
+    until(lambda: limiter.shared and limiter._pacing.in_flight == 0, "the refusals were written")
+    limiter.close()
+    assert limiter._pacing.strikes == strikes  # as the same 429s make in one process
