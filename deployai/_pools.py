@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import socket
 import ssl
 import sys
@@ -55,7 +54,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
 
 import httpx
 
@@ -66,6 +65,7 @@ except ImportError:  # pragma: no cover - a later httpx: its own client is made 
 
 from ._config import is_loopback
 from ._constants import DEFAULT_MAX_CONNECTIONS, KEEPALIVE_EXPIRY_SECONDS, POOL_CONNECTIONS
+from ._sockets import readable
 
 if TYPE_CHECKING:
     import asyncio
@@ -245,8 +245,12 @@ def _bounded_reads(transport: _P) -> _P:
     return transport
 
 
-def cut_by(transport: _Transport, cut: Cut | None) -> _Transport:
-    """`transport`, whose connections being made `cut` ends when it closes (see `Cut`)."""
+def cut_by(transport: _Transport, cut: Cut | None, direct: bool = False) -> _Transport:
+    """`transport`, whose connections being made `cut` ends when it closes (see `Cut`).
+
+    `direct`: an async transport that connects to servers, not through a proxy, whose connections
+    under asyncio are `_aiostream`'s.
+    """
     # As in `_bounded_reads`: without these attributes, a connection being made at the close is made.
     pool = getattr(transport, "_pool", None)
     backend = getattr(pool, "_network_backend", None)
@@ -255,7 +259,7 @@ def cut_by(transport: _Transport, cut: Cut | None) -> _Transport:
     if isinstance(backend, _BoundedBackend):
         backend._cut = cut
     elif isinstance(transport, httpx.AsyncHTTPTransport):
-        pool._network_backend = _CutAsyncBackend(backend, cut)  # type: ignore[union-attr]
+        pool._network_backend = _CutAsyncBackend(backend, cut, direct)  # type: ignore[union-attr]
     return transport
 
 
@@ -352,6 +356,12 @@ class Cut:
         raise _refused()  # `close()` cancelled it
 
 
+def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    """The asyncio event loop running in this thread; None under another async library (trio)."""
+    asyncio = sys.modules.get("asyncio")  # not imported: not under asyncio
+    return None if asyncio is None else asyncio._get_running_loop()
+
+
 def _cancel_on(loop: asyncio.AbstractEventLoop, scope: Any) -> None:
     """Cancel an anyio cancel scope of `loop`'s, from its thread or any other."""
     import asyncio
@@ -400,17 +410,39 @@ def _refused(message: str = _CUT_MESSAGE) -> Exception:
 
 
 class _CutAsyncBackend:
-    """httpcore's async network backend, with connections `cut` can end (see `Cut`)."""
+    """httpcore's async network backend, with connections `cut` can end (see `Cut`).
 
-    __slots__ = ("_backend", "_cut")
+    `direct` (no proxy): under asyncio, its connections are `_aiostream`'s, not the backend's.
+    """
 
-    def __init__(self, backend: httpcore.AsyncNetworkBackend, cut: Cut) -> None:
+    __slots__ = ("_backend", "_cut", "_direct")
+
+    def __init__(self, backend: httpcore.AsyncNetworkBackend, cut: Cut, direct: bool = False) -> None:
         self._backend = backend
         self._cut = cut
+        self._direct = direct
 
-    async def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[tuple[Any, ...]] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
         """Connect, as the backend does; ended or refused once the client closed."""
-        return await self._held(await self._cut.until_closed(self._backend.connect_tcp(*args, **kwargs)))
+        loop = _asyncio_loop() if self._direct and not socket_options else None
+        if loop is not None:
+            from . import _aiostream
+
+            connect = _aiostream.connect(loop, host, port, timeout, local_address)
+            stream: Any = await self._cut.until_closed(connect)
+            if not self._cut.hold(stream):
+                await stream.aclose()
+                raise _refused()
+            return cast("httpcore.AsyncNetworkStream", stream)
+        connecting = self._backend.connect_tcp(host, port, timeout, local_address, socket_options)
+        return await self._held(await self._cut.until_closed(connecting))
 
     async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
         """Connect, as the backend does; ended or refused once the client closed."""
@@ -456,23 +488,8 @@ class _AsyncStream:
     def get_extra_info(self, info: str) -> Any:
         """What the stream says about itself; whether its socket is readable, from the socket."""
         if info == "is_readable":
-            return _readable(self._socket)
+            return readable(self._socket)
         return self._stream.get_extra_info(info)
-
-
-def _readable(sock: Any) -> bool:
-    """Whether a read of `sock` would not wait (data, or the server's close); True once it is closed, as in httpcore."""
-    descriptor = -1 if sock is None else sock.fileno()
-    if descriptor < 0:
-        return True
-    if _poll is None:  # pragma: no cover - Windows
-        return bool(select.select([descriptor], [], [], 0)[0])
-    poll = _poll()
-    poll.register(descriptor, select.POLLIN)
-    return bool(poll.poll(0))
-
-
-_poll = getattr(select, "poll", None)
 
 
 def http_pool(context: ssl.SSLContext) -> httpx.BaseTransport:
@@ -911,8 +928,8 @@ def _stranded(pool: object, in_flight: int) -> bool:
 def _spreads(settings: Settings, make: Callable[[ssl.SSLContext], _T], cut: Cut | None) -> dict[str, _Spread[_T]]:
     """A spread of pools for each scheme, their TLS context made as `settings` say; `cut` ends their connections."""
     return {
-        "https": _Spread(lambda: cut_by(make(tls_context(settings.certificates)), cut)),
-        "http": _Spread(lambda: cut_by(make(tls_context(None)), cut)),
+        "https": _Spread(lambda: cut_by(make(tls_context(settings.certificates)), cut, direct=True)),
+        "http": _Spread(lambda: cut_by(make(tls_context(None)), cut, direct=True)),
     }
 
 

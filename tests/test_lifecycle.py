@@ -735,7 +735,7 @@ def test_a_connection_made_after_the_client_closed_carries_no_request(
 ) -> None:
     # A connect still under way when the client closes (a slow network: here, held until the close):
     # the connection it makes is closed unused, and the call ends as closed, not sent.
-    import httpcore._backends.auto
+    from deployai import _aiostream
 
     server = HoldingServer()
     connecting, go_on = threading.Event(), threading.Event()
@@ -749,14 +749,14 @@ def test_a_connection_made_after_the_client_closed_carries_no_request(
 
         monkeypatch.setattr(_pools, "_connect", slow)
     else:
-        connect_async = httpcore._backends.auto.AutoBackend.connect_tcp
+        connect_async = _aiostream.connect
 
-        async def slow_async(self: Any, *args: Any, **kwargs: Any) -> Any:
+        async def slow_async(*args: Any) -> Any:
             connecting.set()
             await asyncio.to_thread(go_on.wait, HANG_LIMIT_SECONDS)
-            return await connect_async(self, *args, **kwargs)
+            return await connect_async(*args)
 
-        monkeypatch.setattr(httpcore._backends.auto.AutoBackend, "connect_tcp", slow_async)
+        monkeypatch.setattr(_aiostream, "connect", slow_async)
     options = {"api_key": KEY, "base_url": server.base_url, "timeout": 120.0}
     (error,) = _call_then_close(kind, options, connecting.is_set, then=go_on.set)
     assert type(error) is deployai.DeployAIError

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import gc
 import logging
 import socket
 import ssl
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
@@ -753,3 +755,126 @@ def test_https_calls_reuse_their_connection_and_open_another_once_the_server_clo
         assert closed.wait(5)
         assert len(client.models.list()) == 0  # without a retry: the closed connection was seen as such
         assert server.accepted == 2
+
+
+@contextlib.asynccontextmanager
+async def _served(send: bytes, then_close: bool = False) -> AsyncIterator[tuple[int, list[asyncio.StreamWriter]]]:
+    """A loopback server that sends `send` to each connection, reads nothing, and keeps it open (or closes it).
+
+    Yields its port and its connections' writers.
+    """
+    writers: list[asyncio.StreamWriter] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        writer.write(send)
+        if then_close:
+            writer.close()
+
+    async with await asyncio.start_server(serve, "127.0.0.1", 0) as server:
+        try:
+            yield server.sockets[0].getsockname()[1], writers
+        finally:
+            for writer in writers:
+                writer.close()
+
+
+async def _until(condition: Any, seconds: float = 5.0) -> None:
+    """Let the loop run until `condition()` holds; fail after `seconds` (a guard, not a timing)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        await asyncio.sleep(0.001)
+
+
+def test_an_asyncio_connection_reads_everything_in_order_holding_a_bounded_amount_unread() -> None:
+    from deployai import _aiostream
+
+    body = bytes(range(256)) * (8 * 1024)  # 2 MiB, more than the kernel's buffers and the stream's hold
+
+    async def main() -> None:
+        async with _served(body, then_close=True) as (port, _):
+            stream = await _aiostream.connect(asyncio.get_running_loop(), "127.0.0.1", port, 5.0, None)
+            protocol = stream._protocol
+            await _until(lambda: protocol.reading_paused)  # a consumer slower than its server
+            assert protocol.buffered <= _aiostream._HIGH_WATER + 256 * 1024  # at most one more piece
+            received = bytearray()
+            while piece := await stream.read(65536):
+                assert len(piece) <= 65536
+                received += piece
+            assert received == body
+            assert stream.get_extra_info("is_readable") is True  # the server's close
+            await stream.aclose()
+
+    asyncio.run(main())
+
+
+def test_an_asyncio_connection_says_it_is_readable_once_data_or_its_peers_close_arrives() -> None:
+    from deployai import _aiostream
+
+    async def main() -> None:
+        async with _served(b"") as (port, writers):
+            stream = await _aiostream.connect(asyncio.get_running_loop(), "127.0.0.1", port, 5.0, None)
+            await _until(lambda: len(writers) == 1)
+            assert stream.get_extra_info("is_readable") is False
+            assert stream.get_extra_info("server_addr") == ("127.0.0.1", port)
+            writers[0].write(b"x")
+            await _until(lambda: stream.get_extra_info("is_readable"))
+            assert await stream.read(10) == b"x"
+            assert stream.get_extra_info("is_readable") is False
+            writers[0].close()
+            await _until(lambda: stream.get_extra_info("is_readable"))
+            assert await stream.read(10) == b""
+            await stream.aclose()
+
+    asyncio.run(main())
+
+
+def test_an_asyncio_connection_times_its_reads_and_writes_out() -> None:
+    import httpcore
+
+    from deployai import _aiostream
+
+    async def main() -> None:
+        async with _served(b"") as (port, _):  # answers nothing and reads nothing
+            stream = await _aiostream.connect(asyncio.get_running_loop(), "127.0.0.1", port, 5.0, None)
+            with pytest.raises(httpcore.ReadTimeout):
+                await stream.read(10, timeout=0.05)
+            with pytest.raises(httpcore.WriteTimeout):  # the kernel's buffers fill: the write waits
+                for _ in range(1000):
+                    await stream.write(b"x" * 1024 * 1024, timeout=0.05)
+            await stream.aclose()
+            with pytest.raises(httpcore.WriteError):
+                await stream.write(b"x")
+
+    asyncio.run(main())
+
+
+def test_an_async_clients_connections_close_when_it_is_dropped_unclosed_on_a_loop_that_runs_on() -> None:
+    # A service that makes a client per request and never closes it: the loop reads every open
+    # connection, and would otherwise hold them (a file descriptor each) for its life.
+    body = b'{"object": "list", "data": []}'
+    answer = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+
+    async def main() -> None:
+        ended = 0
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal ended
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(answer)
+            await reader.read()  # until the client closes the connection
+            writer.close()
+            ended += 1
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            for _ in range(3):
+                client = deployai.AsyncDeployAI(api_key=KEY, base_url=f"http://127.0.0.1:{port}/v1")
+                listed = await client.models.list()
+                assert listed.data == []
+                del client, listed  # a page holds its client
+            await _until(lambda: gc.collect() >= 0 and ended == 3)  # the collector, then the loop, close them
+
+    asyncio.run(main())
