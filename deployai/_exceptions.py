@@ -505,6 +505,8 @@ def make_status_error(response: httpx.Response, *, retry_after: float | None = N
         raw = response.text  # decoded once already by `read_error_body`, and cached by httpx
     except Exception:
         raw = response.content.decode("utf-8", "replace")
+    if "\\" in raw:  # JSON escapes (`\u0073k-...`) hide a key the decoded message and body show
+        raw += message + repr(body)
     message, body = _scrubbed(response, message, body, raw)
     cls = error_class_for_status(response.status_code)
     return cls(message, response=response, body=body, retry_after=retry_after)
@@ -551,10 +553,9 @@ def reported_error(response: httpx.Response) -> APIStatusError | None:
     return make_stream_error(response, payload, streamed=False) if _is_error_object(payload) else None
 
 
-def raise_reported(response: httpx.Response, payload: object) -> None:
-    """Raise the typed error of a success's parsed body if it is an error object and no result (`reported_error`)."""
-    if _is_error_object(payload):
-        raise make_stream_error(response, payload, streamed=False) from None
+def reported_in(response: httpx.Response, payload: object) -> APIStatusError | None:
+    """The typed error of a success's parsed body if it is an error object and no result (`reported_error`)."""
+    return make_stream_error(response, payload, streamed=False) if _is_error_object(payload) else None
 
 
 def _is_error_object(payload: object) -> bool:

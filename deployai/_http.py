@@ -76,7 +76,7 @@ from ._pools import (
     reads_end_within,
     shut_down,
 )
-from ._sse import EventParser, carries_nothing, error_in_event
+from ._sse import EventParser, carries_nothing, error_in_event, is_done
 
 if TYPE_CHECKING:
     import asyncio
@@ -794,9 +794,9 @@ class _Stopped(Exception):  # noqa: N818 - a signal inside the shell, never seen
     """The caller stopped the call before its next send (a stream closed, a batch interrupted): the plan is dropped."""
 
 
-def _ended_early() -> httpx.HTTPError:
+def _ended_early(message: str = "The stream ended before its first event.") -> httpx.HTTPError:
     # Handed to the plan like a dropped connection: an empty stream is retried like one.
-    return httpx.RemoteProtocolError("The stream ended before its first event.")
+    return httpx.RemoteProtocolError(message)
 
 
 # What a lease's first read asks of its shell, one step at a time (see `_LeaseBase._first_event_steps`).
@@ -1012,6 +1012,8 @@ class _LeaseBase:
                             limiter._reported(ticket, failure)
                     elif carries_nothing(*sse):  # a keep-alive: the answer has not started yet
                         continue
+                    elif is_done(sse[1]):  # an answer of nothing: no answer, as an empty body
+                        failure = _ended_early("The stream ended ([DONE]) before its first chunk.")
                     else:
                         # From here on a failure is raised, never retried: an answer never starts twice.
                         self.first_pending = False

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 import httpx
 from pydantic import ValidationError
 
-from ._exceptions import make_validation_error, raise_reported
+from ._exceptions import make_validation_error, reported_in
 from ._meta import ResponseInfo, ResponseMeta
 from ._sse import mended
 
@@ -40,17 +40,22 @@ def parse_body(response: httpx.Response, cast_to: type[_R]) -> _R:
         APIStatusError: the body reports an error (`{"error": {...}}`), typed by the status it names.
         APIResponseValidationError: the body is no `cast_to`.
     """
-    content = response.content
-    if content[:3] == _BOM:  # JSON forbids it, but some servers send one: it carries no meaning
-        content = content[3:]
+    # The body is no local of this frame, nor of `_second_look`'s when it raises: a traceback shown
+    # with its locals (`pytest -l`) would show what the server sent, which may echo the key.
     try:
-        result: _R = cast_to.__pydantic_validator__.validate_json(content)
+        result: _R = cast_to.__pydantic_validator__.validate_json(_content(response))
     except ValidationError:
-        result = _second_look(response, content, cast_to)
+        result = _second_look(response, cast_to)
     return result
 
 
-def _second_look(response: httpx.Response, content: bytes, cast_to: type[_R]) -> _R:
+def _content(response: httpx.Response) -> bytes:
+    content = response.content
+    # JSON forbids a byte order mark, but some servers send one: it carries no meaning.
+    return content[3:] if content[:3] == _BOM else content
+
+
+def _second_look(response: httpx.Response, cast_to: type[_R]) -> _R:
     """The result of a body pydantic's JSON parser refused, read again by `json.loads`.
 
     Valid JSON it does not take (an escaped lone surrogate: text a server cut in the middle of an
@@ -60,14 +65,15 @@ def _second_look(response: httpx.Response, content: bytes, cast_to: type[_R]) ->
     """
     payload = None
     try:
-        payload = json.loads(content)
+        payload = json.loads(_content(response))
         result: _R = cast_to.__pydantic_validator__.validate_python(mended(payload))
     except (ValueError, RecursionError):  # ValidationError is a ValueError
         pass
     else:
         return result
-    raise_reported(response, payload)
-    raise make_validation_error(response, cast_to.__name__) from None
+    reported = reported_in(response, payload)
+    payload = None  # see `parse_body`
+    raise reported or make_validation_error(response, cast_to.__name__) from None
 
 
 class RawResponse(ResponseInfo, Generic[_T]):

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # the models are loaded with the first stream's chunk type (s
         ChoiceDelta,
         ChoiceDeltaToolCall,
         ChoiceLogprobs,
+        ChunkChoice,
         Usage,
     )
 
@@ -37,6 +38,7 @@ __all__ = [
     "InvalidEvent",
     "carries_nothing",
     "error_in_event",
+    "is_done",
     "mended",
 ]
 
@@ -240,11 +242,44 @@ def error_in_event(event: str, data: str) -> Any:
     if event == "error":
         if not data:
             return _empty_error_event()
-        return None if data.strip() == DONE else _loads_or_text(data)
+        if is_done(data):
+            return {"error": {"message": "The server sent an error event whose data is [DONE]."}}
+        return _loads_or_text(data)
     if '"error"' not in data:  # JSON escapes a quote inside a string: no answer's text matches
         return None
     payload = _loads_or_text(data)
     return payload if isinstance(payload, dict) and payload.get("error") is not None else None
+
+
+def _delta_from_whole(choice: ChunkChoice, data: str) -> None:
+    """Give a chunk's choice that carries a whole `message` (or a legacy `text`), and no `delta`, that as its delta.
+
+    Some gateways answer a stream from a provider that cannot stream with one such chunk; read as a
+    chunk without a delta, it was an answer of nothing.
+
+    Raises:
+        InvalidEvent: a `message` that is no message.
+    """
+    from .types.chat import ChoiceDelta
+
+    extra = choice.__pydantic_extra__ or {}
+    message, text = extra.get("message"), extra.get("text")
+    if isinstance(message, dict):
+        calls = message.get("tool_calls")
+        if isinstance(calls, list):  # a whole message's calls have no `index`: each is its own call
+            calls = [{"index": i, **call} if isinstance(call, dict) else call for i, call in enumerate(calls)]
+            message = {**message, "tool_calls": calls}
+        try:
+            choice.delta = ChoiceDelta.model_validate(message)
+        except ValidationError:
+            raise InvalidEvent(data, "chat completion chunk") from None
+    elif isinstance(text, str):
+        choice.delta = ChoiceDelta(content=text)
+
+
+def is_done(data: str) -> bool:
+    """Whether an event's data is `[DONE]`, the end of a stream (spaces around it allowed)."""
+    return data == DONE or (len(data) < 16 and data.strip() == DONE)
 
 
 def carries_nothing(event: str, data: str) -> bool:
@@ -436,15 +471,13 @@ class ChunkDecoder(Generic[_T]):
         """
         if self.done:
             return None
+        if event == "error":  # before `[DONE]`: an error event that says only that is no end of the answer
+            raise ErrorEvent(error_in_event(event, data))
         if not data:
-            if event == "error":
-                raise ErrorEvent(_empty_error_event())
             return None
-        if data == DONE or (len(data) < 16 and data.strip() == DONE):
+        if is_done(data):
             self.done = True
             return None
-        if event == "error":
-            raise ErrorEvent(_loads_or_text(data))
         try:
             chunk: _T = self._validate(data)
         except ValidationError:
@@ -471,6 +504,8 @@ class ChunkDecoder(Generic[_T]):
             state = self.choices.get(choice.index)
             if state is None:
                 state = self.choices[choice.index] = _ChoiceState()
+            if choice.__pydantic_extra__ and "delta" not in choice.__pydantic_fields_set__:
+                _delta_from_whole(choice, data)
             delta = choice.delta
             content = delta.content
             if content:

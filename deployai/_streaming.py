@@ -321,6 +321,7 @@ def _chunks(reader: _Reader[_T, Lease], owner: object) -> Iterator[_T]:
                     break
         lease.reading = False
     except (ErrorEvent, InvalidEvent) as problem:
+        sse = None  # what the server sent, which may echo the key: no local of a traceback shown with them
         lease.release()
         raise reader.error_for(problem) from None
     except Exception as exc:  # httpx's failure, or one from below it (a borrowed transport's own)
@@ -405,6 +406,7 @@ async def _achunks(reader: _Reader[_T, AsyncLease], owner: object) -> AsyncItera
                 elif decoder.done:
                     break
     except (ErrorEvent, InvalidEvent) as problem:
+        sse = None  # as in `_chunks`
         await lease.release()
         raise reader.error_for(problem) from None
     except Exception as exc:  # httpx's failure, or one from below it (a borrowed transport's own)

@@ -26,7 +26,7 @@ from deployai._config import resolve_options
 from deployai._request import CALL_OPTIONS, CHAT_PARAMS, build_chat_request
 from deployai.resources.chat import CREATE
 from tests.conftest import API_KEY, BASE_URL, CHAT_URL, MODELS_URL, RATE_HEADERS, ClientFactory, completion_json, user
-from tests.sse import hello_stream, sse_response
+from tests.sse import chunk, event, hello_stream, sse_response
 
 MODEL = "openai/gpt-4o"
 ERROR_HEADERS = {"x-request-id": "req_travel", "retry-after": "7", **RATE_HEADERS}
@@ -525,6 +525,45 @@ def test_a_key_the_server_echoes_back_never_reaches_the_error(
     assert all(API_KEY not in text for text in shown)
     assert API_KEY.encode() not in pickle.dumps(error)
     assert error.message == "Key [redacted] is over quota"
+
+
+def test_a_key_the_server_echoes_in_json_escapes_never_reaches_the_error(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    # `\u0073k-...`: the body's text shows no key, and the message JSON decodes from it does.
+    escaped = "".join(f"\\u{ord(char):04x}" for char in API_KEY)
+    httpx_mock.add_response(status_code=401, content=f'{{"error": {{"message": "Key {escaped} is unknown"}}}}'.encode())
+    with pytest.raises(deployai.AuthenticationError) as info:
+        make_client(max_retries=0).chat.completions.create(model=MODEL, messages=user())
+    error = info.value
+    shown = [str(error), repr(error), repr(error.body), error.message]
+    assert all(API_KEY not in text for text in shown)
+    assert API_KEY.encode() not in pickle.dumps(error)
+    assert error.message == "Key [redacted] is unknown"
+
+
+@pytest.mark.parametrize("answer", ["an error event", "a chunk that is none", "a body that is none"])
+def test_a_key_the_server_echoes_is_in_no_local_of_the_sdks_frames_in_a_traceback(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, answer: str
+) -> None:
+    # `pytest -l`, rich's `show_locals`, `capture_locals=True`: the SDK's frames the error went
+    # through held the event or body the server sent, key and all.
+    echo = f"Bearer {API_KEY}"
+    if answer == "a body that is none":
+        httpx_mock.add_response(json={"echo": echo})
+    else:
+        bad = {"error": {"message": echo, "code": 403}} if answer == "an error event" else {"echo": echo}
+        httpx_mock.add_callback(lambda request: sse_response([event(chunk("Hi")), event(bad)]))
+    with pytest.raises(deployai.APIError) as info:
+        if answer == "a body that is none":
+            make_client(max_retries=0).chat.completions.create(model=MODEL, messages=user())
+        else:
+            with make_client(max_retries=0).chat.completions.create(model=MODEL, messages=user(), stream=True) as got:
+                list(got)
+    shown = traceback.TracebackException.from_exception(info.value, capture_locals=True)
+    sdk_frames = [frame for frame in shown.stack if os.sep + "deployai" + os.sep in frame.filename]
+    assert sdk_frames  # the error went through the SDK's frames
+    assert all(API_KEY not in value for frame in sdk_frames for value in (frame.locals or {}).values())
 
 
 def test_a_key_the_server_puts_in_a_redirect_never_reaches_the_error(

@@ -397,7 +397,10 @@ def timeouts_seen(http_client_kind: str, **client_options: Any) -> tuple[Any, li
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(dict(request.extensions["timeout"]))
         if request.headers.get("accept") == "text/event-stream":
-            return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=b"data: [DONE]\n\n")
+            from tests.sse import DONE, chunk, event
+
+            body = event(chunk("Hi")) + DONE
+            return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
         return httpx.Response(200, json={"object": "list", "data": []})
 
     borrowed = httpx.Client(transport=httpx.MockTransport(handler), timeout=httpx.Timeout(2.0, connect=0.5))

@@ -634,6 +634,61 @@ def test_an_empty_stream_with_no_retries_left_is_a_connection_error(
         list(stream)
 
 
+@pytest.mark.parametrize(
+    "before", [[], [b": keep-alive\n\n", b"event: ping\ndata: {}\n\n"]], ids=["alone", "after-pings"]
+)
+def test_a_stream_of_only_done_is_retried_like_an_empty_one_and_then_a_connection_error(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float], before: list[bytes]
+) -> None:
+    # `[DONE]` with no chunk before it is no answer at all: an empty answer read as a whole one would
+    # hide that nothing came.
+    add_stream(httpx_mock, [*before, DONE])
+    add_stream(httpx_mock, hello_stream())
+    with stream_of(make_client()) as stream:
+        assert texts(list(stream)) == "Hello world"
+    assert len(httpx_mock.get_requests()) == 2
+    add_stream(httpx_mock, [*before, DONE])
+    with stream_of(make_client(max_retries=0)) as stream, pytest.raises(deployai.APIConnectionError, match="DONE"):
+        list(stream)
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["first-event", "mid-stream"])
+def test_an_error_event_whose_data_is_done_is_an_error_not_the_end(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, first: bool
+) -> None:
+    before = [] if first else [event(chunk("Partial ans"))]
+    add_stream(httpx_mock, [*before, b"event: error\ndata: [DONE]\n\n"])
+    with stream_of(make_client(max_retries=0)) as stream, pytest.raises(deployai.InternalServerError, match="DONE"):
+        list(stream)
+
+
+def _whole(**choice: Any) -> dict[str, Any]:
+    """A chunk whose choice carries `choice`, not a delta (a gateway answering for a provider that cannot stream)."""
+    whole = chunk()
+    whole["choices"] = [{"index": 0, "finish_reason": "stop", **choice}]
+    return whole
+
+
+def test_a_chunk_that_carries_a_whole_message_and_no_delta_is_the_answer(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    calls = [{"id": f"call_{n}", "type": "function", "function": {"name": n, "arguments": "{}"}} for n in ("a", "b")]
+    message = {"role": "assistant", "content": "The whole answer.", "tool_calls": calls}
+    add_stream(httpx_mock, [event(_whole(message=message)), DONE])
+    with stream_of(make_client()) as stream:
+        assert texts(list(stream)) == "The whole answer."
+        final = stream.get_final_completion().choices[0]
+    assert final.message.content == "The whole answer."
+    assert [call.function.name for call in final.message.tool_calls or []] == ["a", "b"]  # two calls, not one
+    assert final.finish_reason == "stop"
+    add_stream(httpx_mock, [event(_whole(text="A legacy answer.")), DONE])
+    with stream_of(make_client()) as stream:
+        assert "".join(stream.text_stream) == "A legacy answer."
+    add_stream(httpx_mock, [event(_whole(message={"content": ["not", "text"]})), DONE])
+    with stream_of(make_client()) as stream, pytest.raises(deployai.APIResponseValidationError):
+        list(stream)
+
+
 def test_an_empty_error_event_is_still_an_error(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
     add_stream(httpx_mock, [event(chunk("a")), b"event: error\ndata:\n\n", DONE])
     with stream_of(make_client()) as stream, pytest.raises(deployai.InternalServerError):
