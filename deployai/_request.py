@@ -159,10 +159,165 @@ def check_message(index: int, message: object) -> None:
         )
 
 
+_TOOL_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _as_sent(value: Any) -> Any:
+    """A pydantic model as the dict it is sent as; anything else as it is."""
+    # The exact types first: `isinstance` against BaseModel (an ABC) costs more than the rest of a check.
+    if type(value) is dict or type(value) is str or value is None or not isinstance(value, BaseModel):
+        return value
+    return _json_default(value)
+
+
+def _is_mapping(value: object) -> bool:
+    return type(value) is dict or isinstance(value, Mapping)
+
+
+def _check_tools(tools: list[Any]) -> list[str]:
+    """Refuse a tool that is no function with a valid name no other tool has; return the names, in order."""
+    names: list[str] = []
+    for i, tool in enumerate(tools):
+        tool = _as_sent(tool)
+        if not _is_mapping(tool) or tool.get("type") != "function":
+            raise InvalidParameterError(
+                f"tools[{i}].type", tool.get("type") if _is_mapping(tool) else tool, "'function'"
+            )
+        function = _as_sent(tool.get("function"))
+        if not _is_mapping(function):
+            raise InvalidParameterError(f"tools[{i}].function", function, "a dict with the function's name")
+        name = function.get("name")
+        if not isinstance(name, str) or not _TOOL_NAME.fullmatch(name):
+            raise InvalidParameterError(f"tools[{i}].function.name", name, "1 to 64 letters, digits, '_' or '-'")
+        if name in names:
+            raise InvalidParameterError(f"tools[{i}].function.name", name, "a name no other tool has")
+        if not isinstance(function.get("description", ""), str):
+            raise InvalidParameterError(f"tools[{i}].function.description", function["description"], "a string")
+        parameters = function.get("parameters", _NO_PARAMETERS)
+        if not _is_mapping(parameters):
+            raise InvalidParameterError(f"tools[{i}].function.parameters", parameters, "a JSON Schema object (a dict)")
+        names.append(name)
+    return names
+
+
+_NO_PARAMETERS: Final[Mapping[str, Any]] = {}
+
+
+def _check_tool_choice(choice: Any, names: list[str]) -> None:
+    """Refuse a `tool_choice` other than 'none' without tools, or one naming a tool not among `names`."""
+    choice = _as_sent(choice)
+    if choice is None or choice == "none":
+        return
+    if not names:
+        raise InvalidParameterError("tool_choice", choice, "given only with tools")
+    if _is_mapping(choice):
+        function = _as_sent(choice.get("function"))
+        name = function.get("name") if _is_mapping(function) else None
+        if choice.get("type") != "function" or name not in names:
+            raise InvalidParameterError(
+                "tool_choice", choice, f"{{'type': 'function', 'function': {{'name': one of {names}}}}}"
+            )
+
+
+@functools.cache
+def _tool_message_type() -> type[BaseModel]:
+    """The SDK's `ToolMessage`. Loaded at first use: the models import this module."""
+    from .types.chat import ToolMessage
+
+    return ToolMessage
+
+
+@functools.cache
+def _turn_kinds() -> frozenset[type[BaseModel]]:
+    """The SDK's message models that may take part in a tool turn: `AssistantMessage` and `ToolMessage`."""
+    from .types.chat import AssistantMessage, ToolMessage
+
+    return frozenset((AssistantMessage, ToolMessage))
+
+
+def _takes_tool_turn(message: Any) -> bool:
+    """Whether a message (a dict or a model, already checked on its own) is a tool result or makes tool calls."""
+    if type(message) is dict or not isinstance(message, BaseModel):
+        role = message.get("role")
+        return role == "tool" or (role == "assistant" and bool(message.get("tool_calls")))
+    role = getattr(message, "role", None)
+    return role == "tool" or (role == "assistant" and bool(getattr(message, "tool_calls", None)))
+
+
+def _turn_fields(message: Any) -> Mapping[str, Any]:
+    """What `_check_tool_turns` reads of a message that is neither a dict nor one of the SDK's message models.
+
+    A model that takes part in a tool turn as its dump, what is sent; of any other, only its role.
+    """
+    if not isinstance(message, BaseModel):
+        return message  # type: ignore[no-any-return]
+    return _as_sent(message) if _takes_tool_turn(message) else {"role": getattr(message, "role", None)}
+
+
+def _check_tool_turns(messages: list[Any], turns: Iterable[int]) -> None:
+    """Refuse tool calls without an id, a name or string arguments, and tool results out of turn.
+
+    Every `tool` message answers a call of the assistant message just before it, and every call is
+    answered before the conversation goes on (calls in the last message may stay unanswered).
+    `turns` are the indices, in order, of every tool result and every message making calls (others
+    may be among them): only those are read, so a long conversation with one tool turn costs one.
+    """
+    waiting: dict[str, int] = {}  # ids of the calls of the last assistant message not answered yet
+    models = _message_types()
+    last = -1
+    for i in itertools.chain(turns, (len(messages),)):
+        if waiting and i != last + 1:  # a message in between, neither a tool result nor making calls
+            first = next(iter(waiting))
+            raise InvalidParameterError(
+                f"messages[{waiting[first]}].tool_calls", first, "every tool call answered by a tool message"
+            )
+        if i == len(messages):
+            return
+        last = i
+        message = messages[i]
+        kind = type(message)
+        if kind in models:
+            message = message.__dict__  # its fields by name: a dump would cost microseconds a message
+        elif kind is not dict:
+            message = _turn_fields(message)
+        role = message.get("role")
+        if role == "tool":
+            call_id = message.get("tool_call_id")
+            if not isinstance(call_id, str) or call_id not in waiting:  # a model of the caller's may hold a list
+                raise InvalidParameterError(
+                    f"messages[{i}].tool_call_id", call_id, "the id of an unanswered tool call just before"
+                )
+            del waiting[call_id]
+            continue
+        if waiting:
+            first = next(iter(waiting))
+            raise InvalidParameterError(
+                f"messages[{waiting[first]}].tool_calls", first, "every tool call answered by a tool message"
+            )
+        if role == "assistant":
+            for j, call in enumerate(message.get("tool_calls") or ()):
+                call = _as_sent(call)
+                where = f"messages[{i}].tool_calls[{j}]"
+                function = _as_sent(call.get("function"))
+                if not isinstance(call.get("id"), str) or not call["id"]:
+                    raise InvalidParameterError(f"{where}.id", call.get("id"), "the call's id (a string)")
+                if call.get("type", "function") != "function" or not _is_mapping(function):
+                    raise InvalidParameterError(
+                        where, call, "{'id', 'type': 'function', 'function': {'name', 'arguments'}}"
+                    )
+                if not isinstance(function.get("name"), str) or not isinstance(function.get("arguments"), str):
+                    raise InvalidParameterError(
+                        f"{where}.function", function, "a 'name' and its 'arguments' as a JSON string"
+                    )
+                waiting[call["id"]] = i
+
+
 def check_chat_params(params: Mapping[str, Any]) -> bool:
     """Refuse bad chat parameters with an `InvalidParameterError` naming the parameter and what it allows.
 
-    The same rules run in the client before sending and in the emulator (which answers 400).
+    The same rules run in the client before sending and in the emulator (which answers 400): each
+    parameter's shape, and how the tool parameters and messages fit together (`_check_tools`,
+    `_check_tool_choice`, `_check_tool_turns`).
 
     Returns:
         Whether every message is one of the SDK's message models, which `encode_chat_body` can be told.
@@ -175,8 +330,20 @@ def check_chat_params(params: Mapping[str, Any]) -> bool:
     messages = params.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidParameterError("messages", messages, "a non-empty list of messages")
-    only_models = _only_models(messages)
-    if not only_models:
+    kinds = _model_kinds(messages)
+    only_models = kinds is not None
+    # The indices of the tool results and of the messages making calls, for `_check_tool_turns`: a
+    # conversation without them pays nothing for that rule. Message models alone are valid one by
+    # one, and looking through them for calls would cost a long conversation more than all its other
+    # checks: the rule runs when a `ToolMessage` is among them (a set lookup), over the assistant and
+    # tool messages (found in C), so the calls of a conversation of models without one are the
+    # server's to judge.
+    turns: Iterable[int] = ()
+    if kinds is not None:
+        if _tool_message_type() in kinds:
+            turns = itertools.compress(range(len(messages)), map(_turn_kinds().__contains__, map(type, messages)))
+    else:
+        found: list[int] = []
         models = _message_types()
         for index, message in enumerate(messages):
             # Most messages of a long conversation are plain dicts with text content: settled here
@@ -186,12 +353,17 @@ def check_chat_params(params: Mapping[str, Any]) -> bool:
                 role = message.get("role")
                 if role in _TEXT_ROLES or (role == "assistant" and message.get("tool_calls") is None):
                     continue
-            elif kind in models or kind in _model_types:  # a message model: valid by construction
-                continue
-            check_message(index, message)
+                check_message(index, message)
+            elif kind not in models and kind not in _model_types:  # a message model is valid by construction
+                check_message(index, message)
+            if _takes_tool_turn(message):
+                found.append(index)
+        turns = found
     if "stream" in params:
         _of_type("stream", params["stream"], bool, "True or False")
     if len(params) == 2 + ("stream" in params):
+        if turns:
+            _check_tool_turns(messages, turns)
         return only_models
     get = params.get
     _number_in("temperature", get("temperature"), 0, 2)
@@ -251,6 +423,11 @@ def check_chat_params(params: Mapping[str, Any]) -> bool:
         or not all(isinstance(key, str) and isinstance(value, str) for key, value in metadata.items())
     ):
         raise InvalidParameterError("metadata", metadata, "a dict of strings to strings")
+    # How the tool parameters and messages fit together, once each has the right shape.
+    if tools is not None or tool_choice is not None:
+        _check_tool_choice(tool_choice, _check_tools(tools or []))
+    if turns:
+        _check_tool_turns(messages, turns)
     return only_models
 
 
@@ -336,10 +513,18 @@ _extra_of: Final = operator.attrgetter("__pydantic_extra__")
 _STRING_OR_NONE: Final = frozenset((str, type(None)))
 
 
+def _model_kinds(messages: list[Any]) -> set[type] | None:
+    """The types of the messages if every one is one of the SDK's message models, else None."""
+    models = _message_types()
+    if type(messages[0]) not in models:
+        return None
+    kinds = set(map(type, messages))
+    return kinds if kinds <= models else None
+
+
 def _only_models(messages: list[Any]) -> bool:
     """Whether every message is one of the SDK's message models: valid by construction, written from its fields."""
-    models = _message_types()
-    return type(messages[0]) in models and set(map(type, messages)) <= models
+    return _model_kinds(messages) is not None
 
 
 def _plain_fields(message: Any) -> dict[str, Any] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,16 @@ import pytest
 import deployai
 from deployai._request import CHAT_PARAMS
 from deployai.testing import Emulator
-from deployai.types import ChatCompletionRequest
-from tests.conftest import API_KEY, completion_json, user
+from deployai.types import (
+    AssistantMessage,
+    ChatCompletionMessage,
+    ChatCompletionRequest,
+    MessageToolCall,
+    ToolMessage,
+    UserMessage,
+)
+from tests.conftest import API_KEY, ClientFactory, completion_json, user
+from tests.emulator_helpers import error_of, raw_client
 
 MODEL = "openai/gpt-4o"
 
@@ -80,7 +89,12 @@ def test_it_takes_what_create_takes_and_dumps_what_create_sends() -> None:
     from deployai.types import AssistantMessage, MessageToolCall, UserMessage
 
     call = MessageToolCall(id="c1", function={"name": "f", "arguments": "{}"})
-    messages = (UserMessage(content="Hi"), AssistantMessage(tool_calls=[call]), {"role": "user", "content": "Go"})
+    # The call is answered before the conversation goes on: the API refuses any other turn after it.
+    messages = (
+        UserMessage(content="Hi"),
+        AssistantMessage(tool_calls=[call]),
+        {"role": "tool", "tool_call_id": "c1", "content": "Go"},
+    )
     dump = ChatCompletionRequest(model=MODEL, messages=messages).model_dump(exclude_unset=True)
     assert json.dumps(dump, separators=(",", ":")).encode() == body_sent(model=MODEL, messages=messages)
 
@@ -261,3 +275,160 @@ def test_a_model_alias_can_be_retrieved_but_not_as_a_path_of_its_own() -> None:
         with pytest.raises(deployai.InvalidParameterError):
             c.models.retrieve("fast")  # a plain string is still checked as a provider/model id
     assert seen == ["/v1/models/fast"]
+
+
+# Tool calling: how tools, `tool_choice` and tool turns fit together. The API refuses what these
+# break with a 400; the client refuses it before sending, by the code the emulator answers with.
+
+WEATHER: dict[str, Any] = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+CALL: dict[str, Any] = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+ASKED: dict[str, Any] = {"role": "user", "content": "Weather in Paris?"}
+CALLED: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": [CALL]}
+ANSWERED: dict[str, Any] = {"role": "tool", "tool_call_id": "c1", "content": "21 degrees"}
+
+
+def called(**call: Any) -> dict[str, Any]:
+    """An assistant message making one call: `CALL` with some fields replaced (None leaves one out)."""
+    fields = {key: value for key, value in {**CALL, **call}.items() if value is not None}
+    return {**CALLED, "tool_calls": [fields]}
+
+
+def function(**fields: Any) -> dict[str, Any]:
+    """A list of one tool with these fields for its function."""
+    return {"tools": [{"type": "function", "function": fields}]}
+
+
+BAD_TOOL_USE: list[tuple[str, dict[str, Any], str, str]] = [
+    ("name-with-a-space", function(name="get weather"), "tools[0].function.name", "1 to 64 letters"),
+    ("name-too-long", function(name="f" * 65), "tools[0].function.name", "1 to 64 letters"),
+    ("not-a-function", {"tools": [{"type": "retrieval"}]}, "tools[0].type", "'function'"),
+    ("without-function", {"tools": [{"type": "function"}]}, "tools[0].function", "the function's name"),
+    ("same-name-twice", {"tools": [WEATHER, WEATHER]}, "tools[1].function.name", "a name no other tool has"),
+    ("description-not-text", function(name="f", description=3), "tools[0].function.description", "a string"),
+    ("parameters-not-a-schema", function(name="f", parameters=[]), "tools[0].function.parameters", "JSON Schema"),
+    ("choice-names-no-tool", {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "g"}}},
+     "tool_choice", "one of ['get_weather']"),
+    ("required-without-tools", {"tool_choice": "required"}, "tool_choice", "given only with tools"),
+    ("auto-with-no-tools", {"tools": [], "tool_choice": "auto"}, "tool_choice", "given only with tools"),
+    ("call-without-id", {"messages": [ASKED, called(id=None)]}, "messages[1].tool_calls[0].id", "the call's id"),
+    ("call-with-empty-id", {"messages": [ASKED, called(id="")]}, "messages[1].tool_calls[0].id", "the call's id"),
+    ("call-not-a-function", {"messages": [ASKED, called(type="code")]}, "messages[1].tool_calls[0]", "'function'"),
+    ("arguments-as-a-dict",
+     {"messages": [ASKED, called(function={"name": "get_weather", "arguments": {"city": "Paris"}}), ANSWERED]},
+     "messages[1].tool_calls[0].function", "'arguments' as a JSON string"),
+    ("result-without-call", {"messages": [ASKED, ANSWERED]}, "messages[1].tool_call_id", "unanswered tool call"),
+    ("call-left-unanswered", {"messages": [ASKED, CALLED, ASKED]}, "messages[1].tool_calls",
+     "every tool call answered"),
+    ("call-answered-twice", {"messages": [ASKED, CALLED, ANSWERED, ANSWERED]}, "messages[3].tool_call_id",
+     "unanswered tool call"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("change", "param", "allowed"), [case[1:] for case in BAD_TOOL_USE], ids=[case[0] for case in BAD_TOOL_USE]
+)
+def test_tool_use_the_api_refuses_is_refused_before_sending(
+    make_client: ClientFactory, httpx_mock: Any, change: dict[str, Any], param: str, allowed: str
+) -> None:
+    # These went out and came back as a 400 (`BadRequestError`), after a round trip.
+    with pytest.raises(deployai.InvalidParameterError) as info:
+        make_client().chat.completions.create(**{"model": MODEL, "messages": [ASKED], **change})
+    assert info.value.param == param
+    assert str(info.value).startswith(f"{param} must be ")
+    assert allowed in str(info.value)
+    assert API_KEY not in str(info.value)
+    assert httpx_mock.get_requests() == []
+
+
+@pytest.mark.parametrize(
+    ("change", "param"), [case[1:3] for case in BAD_TOOL_USE], ids=[case[0] for case in BAD_TOOL_USE]
+)
+def test_the_request_model_refuses_it_as_the_emulator_answers_a_raw_client(change: dict[str, Any], param: str) -> None:
+    # One rule, one wording: what the SDK raises is the message and `param` of the emulator's 400.
+    params = {"model": MODEL, "messages": [ASKED], **change}
+    with pytest.raises(deployai.InvalidParameterError) as from_model:
+        ChatCompletionRequest(**params)
+    with raw_client(Emulator(rate_limit=None)) as raw:
+        response = raw.post("/v1/chat/completions", json=params)
+    error = error_of(response)
+    assert (response.status_code, error["code"], error["param"]) == (400, "invalid_parameter", param)
+    assert error["message"] == str(from_model.value)
+    assert from_model.value.param == param
+
+
+def _model_tool(name: str) -> Any:
+    import pydantic
+
+    class Function(pydantic.BaseModel):
+        name: str
+
+    class Tool(pydantic.BaseModel):
+        type: str = "function"
+        function: Function
+
+    return Tool(function=Function(name=name))
+
+
+def _model_call(**fields: Any) -> MessageToolCall:
+    return MessageToolCall.model_validate({**CALL, **fields})
+
+
+BAD_WITH_MODELS: list[tuple[str, Callable[[], dict[str, Any]], str]] = [
+    ("tool-model-bad-name", lambda: {"tools": [_model_tool("get weather")]}, "tools[0].function.name"),
+    ("choice-model-names-no-tool",
+     lambda: {"tools": [WEATHER], "tool_choice": _model_tool("get_time")}, "tool_choice"),
+    ("models-call-with-empty-id",
+     lambda: {"messages": [UserMessage(content="Hi"), AssistantMessage(tool_calls=[_model_call(id="")]),
+                           ToolMessage(tool_call_id="", content="21")]}, "messages[1].tool_calls[0].id"),
+    ("models-result-without-call",
+     lambda: {"messages": [UserMessage(content="Hi"), ToolMessage(tool_call_id="c1", content="21")]},
+     "messages[1].tool_call_id"),
+    ("models-call-answered-late",
+     lambda: {"messages": [UserMessage(content="Hi"), AssistantMessage(tool_calls=[_model_call()]),
+                           UserMessage(content="and?"), ToolMessage(tool_call_id="c1", content="21")]},
+     "messages[1].tool_calls"),
+    ("answer-message-left-unanswered",
+     lambda: {"messages": [ASKED, ChatCompletionMessage(tool_calls=[_model_call()]), ASKED]}, "messages[1].tool_calls"),
+    ("model-call-in-a-dict-not-a-function",
+     lambda: {"messages": [ASKED, {**CALLED, "tool_calls": [_model_call(type="code")]}]}, "messages[1].tool_calls[0]"),
+    ("assistant-model-then-a-dict", lambda: {"messages": [ASKED, AssistantMessage(tool_calls=[_model_call()]), ASKED]},
+     "messages[1].tool_calls"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("change", "param"), [case[1:] for case in BAD_WITH_MODELS], ids=[case[0] for case in BAD_WITH_MODELS]
+)
+def test_tool_use_given_as_models_is_refused_before_sending_too(
+    make_client: ClientFactory, httpx_mock: Any, change: Callable[[], dict[str, Any]], param: str
+) -> None:
+    params = {"model": MODEL, "messages": [ASKED], **change()}
+    with pytest.raises(deployai.InvalidParameterError) as from_create:
+        make_client().chat.completions.create(**params)
+    assert from_create.value.param == param
+    assert httpx_mock.get_requests() == []
+    with pytest.raises(deployai.InvalidParameterError) as from_model:
+        ChatCompletionRequest(**params)
+    assert str(from_model.value) == str(from_create.value)
+
+
+def test_tool_use_the_api_takes_is_sent(make_client: ClientFactory, httpx_mock: Any) -> None:
+    httpx_mock.add_response(json=completion_json(), is_reusable=True)
+    second = {**CALL, "id": "c2"}
+    good: list[dict[str, Any]] = [
+        {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "get_weather"}}},
+        {"tools": [WEATHER, _model_tool("get_time")], "tool_choice": _model_tool("get_time")},
+        {"tool_choice": "none"},
+        {"tools": [WEATHER], "messages": [ASKED, CALLED]},  # the last message's calls wait for their results
+        {"tools": [WEATHER], "messages": [ASKED, CALLED, ANSWERED, {"role": "assistant", "content": "21"}, ASKED]},
+        # Parallel calls, answered in any order.
+        {"messages": [ASKED, {**CALLED, "tool_calls": [CALL, second]}, {**ANSWERED, "tool_call_id": "c2"}, ANSWERED]},
+        {"messages": [UserMessage(content="Hi"), AssistantMessage(tool_calls=[_model_call()]),
+                      ToolMessage(tool_call_id="c1", content="21"), UserMessage(content="Thanks")]},
+        {"messages": [ASKED, ChatCompletionMessage(tool_calls=[_model_call()]), ANSWERED]},
+        {"messages": [ASKED, {**CALLED, "tool_calls": (_model_call(),)}, ANSWERED]},
+    ]  # fmt: skip
+    client = make_client()
+    for change in good:
+        client.chat.completions.create(**{"model": MODEL, "messages": [ASKED], **change})
+    assert len(httpx_mock.get_requests()) == len(good)

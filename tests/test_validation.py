@@ -23,6 +23,7 @@ from pytest_httpx import HTTPXMock
 import deployai
 from deployai._request import (
     _bulk_writer,
+    _check_tool_turns,
     _kept_slot,
     _only_models,
     check_chat_params,
@@ -409,18 +410,67 @@ _ANY_VALUE = st.one_of(
     )
 )
 def test_the_fast_path_for_plain_messages_gives_check_messages_verdict(message: dict[str, Any]) -> None:
-    """Long conversations skip `check_message` for plain text dicts: with exactly the same verdicts."""
+    """Long conversations skip `check_message` for plain text dicts: with exactly the same verdicts.
+
+    A message `check_message` takes then meets the tool-turn rule (read over every message here).
+    """
+    expected: str | None = None
     try:
         check_message(0, message)
+        _check_tool_turns([message], range(1))
     except deployai.InvalidParameterError as exc:
-        expected: str | None = str(exc)
-    else:
-        expected = None
+        expected = str(exc)
     if expected is None:
         check_chat_params({"model": "openai/gpt-4o", "messages": [message]})
     else:
         with pytest.raises(deployai.InvalidParameterError) as info:
             check_chat_params({"model": "openai/gpt-4o", "messages": [message]})
+        assert str(info.value) == expected
+
+
+def _turn_message(kind: str, as_model: bool) -> Any:
+    """A message of a tool conversation, by kind, as a dict or as a message model."""
+    calls = {"call": ["c1"], "calls": ["c1", "c2"]}.get(kind, [])
+    made = [{"id": c, "type": "function", "function": {"name": "f", "arguments": "{}"}} for c in calls]
+    kinds: dict[str, dict[str, Any]] = {
+        "ask": {"role": "user", "content": "q"},
+        "say": {"role": "assistant", "content": "a"},
+        "call": {"role": "assistant", "tool_calls": made},
+        "calls": {"role": "assistant", "tool_calls": made},
+        "result1": {"role": "tool", "tool_call_id": "c1", "content": "r"},
+        "result2": {"role": "tool", "tool_call_id": "c2", "content": "r"},
+    }
+    fields = kinds[kind]
+    if not as_model:
+        return fields
+    return {"user": UserMessage, "assistant": AssistantMessage, "tool": ToolMessage}[fields["role"]](**fields)
+
+
+@settings(deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["ask", "say", "call", "calls", "result1", "result2"]), st.booleans()),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_the_tool_turn_rule_reads_only_tool_turns_with_a_full_readings_verdict(drawn: list[tuple[str, bool]]) -> None:
+    """The rule reads only tool results and messages making calls: its verdict is a read of every message's.
+
+    Except for a conversation of message models alone without a `ToolMessage`, left to the server.
+    """
+    messages = [_turn_message(kind, as_model) for kind, as_model in drawn]
+    expected: str | None = None
+    if not (all(as_model for _, as_model in drawn) and not any(k.startswith("result") for k, _ in drawn)):
+        try:
+            _check_tool_turns(messages, range(len(messages)))
+        except deployai.InvalidParameterError as exc:
+            expected = str(exc)
+    if expected is None:
+        check_chat_params({"model": "openai/gpt-4o", "messages": messages})
+    else:
+        with pytest.raises(deployai.InvalidParameterError) as info:
+            check_chat_params({"model": "openai/gpt-4o", "messages": messages})
         assert str(info.value) == expected
 
 
