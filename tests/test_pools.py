@@ -711,10 +711,14 @@ def test_an_async_connection_says_it_is_readable_once_data_or_its_peers_close_ar
     assert stream.get_extra_info("is_readable") is True  # and one closed here
 
 
-def test_an_async_call_after_the_server_closed_the_idle_connection_opens_a_new_one() -> None:
-    body = b'{"object": "list", "data": []}'
-    answer = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+_EMPTY_LIST = b'{"object": "list", "data": []}'
+_EMPTY_LIST_ANSWER = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (
+    len(_EMPTY_LIST),
+    _EMPTY_LIST,
+)
 
+
+def test_an_async_call_after_the_server_closed_the_idle_connection_opens_a_new_one() -> None:
     async def main() -> int:
         accepted = 0
 
@@ -722,7 +726,7 @@ def test_an_async_call_after_the_server_closed_the_idle_connection_opens_a_new_o
             nonlocal accepted
             accepted += 1
             await reader.readuntil(b"\r\n\r\n")
-            writer.write(answer)  # kept alive, as HTTP/1.1 says, then closed at once
+            writer.write(_EMPTY_LIST_ANSWER)  # kept alive, as HTTP/1.1 says, then closed at once
             writer.close()
             await writer.wait_closed()
             closed.set()
@@ -853,16 +857,13 @@ def test_an_asyncio_connection_times_its_reads_and_writes_out() -> None:
 def test_an_async_clients_connections_close_when_it_is_dropped_unclosed_on_a_loop_that_runs_on() -> None:
     # A service that makes a client per request and never closes it: the loop reads every open
     # connection, and would otherwise hold them (a file descriptor each) for its life.
-    body = b'{"object": "list", "data": []}'
-    answer = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
-
     async def main() -> None:
         ended = 0
 
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             nonlocal ended
             await reader.readuntil(b"\r\n\r\n")
-            writer.write(answer)
+            writer.write(_EMPTY_LIST_ANSWER)
             await reader.read()  # until the client closes the connection
             writer.close()
             ended += 1
