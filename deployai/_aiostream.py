@@ -8,9 +8,10 @@ a call waits for its answer, for the collector to walk through. Here the event l
 into a buffer as data arrives; a read takes from it, or waits on one future with one timer. With
 1,000 calls in flight this took a fifth off the client's CPU per call (see `benchmarks/README.md`).
 
-Used by the pools `_pools` makes for the SDK's own clients, under asyncio, for direct connections
-(not through a proxy, whose tunnels may need TLS inside TLS). Under another async library (trio),
-or with socket options set, httpcore's own backend is used, as before.
+Used by the pools `_pools` makes for the SDK's own clients, on asyncio's own event loops, for direct
+connections (not through a proxy, whose tunnels may need TLS inside TLS). Under another async
+library (trio), on another event loop (uvloop, whose connect takes other arguments), or with socket
+options set, httpcore's own backend is used, as before.
 """
 
 from __future__ import annotations
@@ -185,8 +186,12 @@ class AsyncioStream:
         self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
     ) -> AsyncioStream:
         """Make the connection TLS; returns this stream, whose reads and writes are then through TLS."""
+        # A server that closed at once: `start_tls` on a transport closed already would wait for a
+        # handshake that never comes, until the connect timeout.
+        if self._protocol.at_eof or self._transport.is_closing():
+            raise httpcore.ConnectError("The server closed the connection before the TLS handshake.")
         try:
-            self._transport = await asyncio.wait_for(
+            transport = await asyncio.wait_for(
                 self._loop.start_tls(self._transport, self._protocol, ssl_context, server_hostname=server_hostname),
                 timeout,
             )
@@ -194,7 +199,9 @@ class AsyncioStream:
             raise httpcore.ConnectTimeout("The TLS handshake timed out.") from None
         except (OSError, ssl.SSLError) as exc:  # the transport was closed by `start_tls`
             raise httpcore.ConnectError(str(exc)) from exc
-        self._protocol.transport = self._transport
+        if transport is None:  # the server closed the connection during the handshake (Python 3.10, 3.11)
+            raise httpcore.ConnectError("The server closed the connection during the TLS handshake.")
+        self._transport = self._protocol.transport = transport
         return self
 
     def get_extra_info(self, info: str) -> Any:

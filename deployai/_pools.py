@@ -356,10 +356,13 @@ class Cut:
         raise _refused()  # `close()` cancelled it
 
 
-def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
-    """The asyncio event loop running in this thread; None under another async library (trio)."""
+def _asyncio_loop() -> asyncio.BaseEventLoop | None:
+    """The running asyncio event loop if it is asyncio's own; None under another library (trio) or loop (uvloop)."""
     asyncio = sys.modules.get("asyncio")  # not imported: not under asyncio
-    return None if asyncio is None else asyncio._get_running_loop()
+    if asyncio is None:
+        return None
+    loop = asyncio._get_running_loop()
+    return loop if isinstance(loop, asyncio.BaseEventLoop) else None
 
 
 def _cancel_on(loop: asyncio.AbstractEventLoop, scope: Any) -> None:

@@ -267,7 +267,10 @@ def _delta_from_whole(choice: ChunkChoice, data: str) -> None:
     if isinstance(message, dict):
         calls = message.get("tool_calls")
         if isinstance(calls, list):  # a whole message's calls have no `index`: each is its own call
-            calls = [{"index": i, **call} if isinstance(call, dict) else call for i, call in enumerate(calls)]
+            calls = [
+                {"index": i, **_mended_tool_call(call)} if isinstance(call, dict) else call
+                for i, call in enumerate(calls)
+            ]  # with `arguments` as a JSON string, as in a whole answer (`mended`)
             message = {**message, "tool_calls": calls}
         try:
             choice.delta = ChoiceDelta.model_validate(message)

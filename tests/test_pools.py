@@ -879,3 +879,24 @@ def test_an_async_clients_connections_close_when_it_is_dropped_unclosed_on_a_loo
             await _until(lambda: gc.collect() >= 0 and ended == 3)  # the collector, then the loop, close them
 
     asyncio.run(main())
+
+
+def test_an_https_call_to_a_server_that_closes_at_once_fails_at_once_as_a_connection_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The loop often reads the server's close before the handshake starts; asyncio's `start_tls`
+    # then waited for a handshake that never came, until the connect timeout.
+    monkeypatch.setattr(_pools, "_tls", {})  # made once per process for each certificate setting
+    monkeypatch.setenv("SSL_CERT_FILE", CERT_FILE)
+
+    async def main() -> list[Any]:
+        async def close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.close()
+
+        async with await asyncio.start_server(close, "127.0.0.1", 0) as server:
+            url = f"https://localhost:{server.sockets[0].getsockname()[1]}/v1"
+            async with deployai.AsyncDeployAI(api_key=KEY, base_url=url, max_retries=0, timeout=30.0) as client:
+                return await asyncio.gather(*(client.models.list() for _ in range(20)), return_exceptions=True)
+
+    for error in asyncio.run(main()):
+        assert type(error) is deployai.APIConnectionError  # not APITimeoutError, 30 s later

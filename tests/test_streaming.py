@@ -672,14 +672,19 @@ def _whole(**choice: Any) -> dict[str, Any]:
 def test_a_chunk_that_carries_a_whole_message_and_no_delta_is_the_answer(
     make_client: ClientFactory, httpx_mock: HTTPXMock
 ) -> None:
-    calls = [{"id": f"call_{n}", "type": "function", "function": {"name": n, "arguments": "{}"}} for n in ("a", "b")]
+    # The second's arguments an object, as some servers write them, and as a whole answer mends them.
+    calls = [
+        {"id": f"call_{n}", "type": "function", "function": {"name": n, "arguments": a}}
+        for n, a in (("a", "{}"), ("b", {"x": 1}))
+    ]
     message = {"role": "assistant", "content": "The whole answer.", "tool_calls": calls}
     add_stream(httpx_mock, [event(_whole(message=message)), DONE])
     with stream_of(make_client()) as stream:
         assert texts(list(stream)) == "The whole answer."
         final = stream.get_final_completion().choices[0]
     assert final.message.content == "The whole answer."
-    assert [call.function.name for call in final.message.tool_calls or []] == ["a", "b"]  # two calls, not one
+    calls_made = [(call.function.name, call.function.arguments) for call in final.message.tool_calls or []]
+    assert calls_made == [("a", "{}"), ("b", '{"x": 1}')]  # two calls, not one
     assert final.finish_reason == "stop"
     add_stream(httpx_mock, [event(_whole(text="A legacy answer.")), DONE])
     with stream_of(make_client()) as stream:
