@@ -175,14 +175,18 @@ def _is_mapping(value: object) -> bool:
 
 
 def _check_tools(tools: list[Any]) -> list[str]:
-    """Refuse a tool that is no function with a valid name no other tool has; return the names, in order."""
+    """Refuse a function tool without a valid name no other has; return the functions' names, in order.
+
+    Tools of other kinds (OpenAI's `custom`) are the server's to judge.
+    """
     names: list[str] = []
     for i, tool in enumerate(tools):
         tool = _as_sent(tool)
-        if not _is_mapping(tool) or tool.get("type") != "function":
-            raise InvalidParameterError(
-                f"tools[{i}].type", tool.get("type") if _is_mapping(tool) else tool, "'function'"
-            )
+        kind = tool.get("type") if _is_mapping(tool) else None
+        if not isinstance(kind, str):
+            raise InvalidParameterError(f"tools[{i}].type", kind if _is_mapping(tool) else tool, "'function'")
+        if kind != "function":
+            continue
         function = _as_sent(tool.get("function"))
         if not _is_mapping(function):
             raise InvalidParameterError(f"tools[{i}].function", function, "a dict with the function's name")
@@ -191,29 +195,29 @@ def _check_tools(tools: list[Any]) -> list[str]:
             raise InvalidParameterError(f"tools[{i}].function.name", name, "1 to 64 letters, digits, '_' or '-'")
         if name in names:
             raise InvalidParameterError(f"tools[{i}].function.name", name, "a name no other tool has")
-        if not isinstance(function.get("description", ""), str):
+        if not isinstance(function.get("description") or "", str):
             raise InvalidParameterError(f"tools[{i}].function.description", function["description"], "a string")
-        parameters = function.get("parameters", _NO_PARAMETERS)
-        if not _is_mapping(parameters):
+        parameters = function.get("parameters")
+        if parameters is not None and not _is_mapping(parameters):
             raise InvalidParameterError(f"tools[{i}].function.parameters", parameters, "a JSON Schema object (a dict)")
         names.append(name)
     return names
 
 
-_NO_PARAMETERS: Final[Mapping[str, Any]] = {}
+def _check_tool_choice(choice: Any, tools: list[Any], names: list[str]) -> None:
+    """Refuse a `tool_choice` other than 'none' without tools, or one naming a function not among `names`.
 
-
-def _check_tool_choice(choice: Any, names: list[str]) -> None:
-    """Refuse a `tool_choice` other than 'none' without tools, or one naming a tool not among `names`."""
+    A choice of another kind (OpenAI's `allowed_tools`, `custom`) is the server's to judge.
+    """
     choice = _as_sent(choice)
     if choice is None or choice == "none":
         return
-    if not names:
+    if not tools:
         raise InvalidParameterError("tool_choice", choice, "given only with tools")
-    if _is_mapping(choice):
+    if _is_mapping(choice) and choice.get("type", "function") == "function":
         function = _as_sent(choice.get("function"))
         name = function.get("name") if _is_mapping(function) else None
-        if choice.get("type") != "function" or name not in names:
+        if name not in names:
             raise InvalidParameterError(
                 "tool_choice", choice, f"{{'type': 'function', 'function': {{'name': one of {names}}}}}"
             )
@@ -301,7 +305,10 @@ def _check_tool_turns(messages: list[Any], turns: Iterable[int]) -> None:
                 function = _as_sent(call.get("function"))
                 if not isinstance(call.get("id"), str) or not call["id"]:
                     raise InvalidParameterError(f"{where}.id", call.get("id"), "the call's id (a string)")
-                if call.get("type", "function") != "function" or not _is_mapping(function):
+                if call.get("type", "function") != "function":  # another kind (`custom`): the server's to judge
+                    waiting[call["id"]] = i
+                    continue
+                if not _is_mapping(function):
                     raise InvalidParameterError(
                         where, call, "{'id', 'type': 'function', 'function': {'name', 'arguments'}}"
                     )
@@ -425,7 +432,7 @@ def check_chat_params(params: Mapping[str, Any]) -> bool:
         raise InvalidParameterError("metadata", metadata, "a dict of strings to strings")
     # How the tool parameters and messages fit together, once each has the right shape.
     if tools is not None or tool_choice is not None:
-        _check_tool_choice(tool_choice, _check_tools(tools or []))
+        _check_tool_choice(tool_choice, tools or [], _check_tools(tools or []))
     if turns:
         _check_tool_turns(messages, turns)
     return only_models

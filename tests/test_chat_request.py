@@ -301,7 +301,7 @@ def function(**fields: Any) -> dict[str, Any]:
 BAD_TOOL_USE: list[tuple[str, dict[str, Any], str, str]] = [
     ("name-with-a-space", function(name="get weather"), "tools[0].function.name", "1 to 64 letters"),
     ("name-too-long", function(name="f" * 65), "tools[0].function.name", "1 to 64 letters"),
-    ("not-a-function", {"tools": [{"type": "retrieval"}]}, "tools[0].type", "'function'"),
+    ("without-type", {"tools": [{"function": {"name": "f"}}]}, "tools[0].type", "'function'"),
     ("without-function", {"tools": [{"type": "function"}]}, "tools[0].function", "the function's name"),
     ("same-name-twice", {"tools": [WEATHER, WEATHER]}, "tools[1].function.name", "a name no other tool has"),
     ("description-not-text", function(name="f", description=3), "tools[0].function.description", "a string"),
@@ -312,7 +312,8 @@ BAD_TOOL_USE: list[tuple[str, dict[str, Any], str, str]] = [
     ("auto-with-no-tools", {"tools": [], "tool_choice": "auto"}, "tool_choice", "given only with tools"),
     ("call-without-id", {"messages": [ASKED, called(id=None)]}, "messages[1].tool_calls[0].id", "the call's id"),
     ("call-with-empty-id", {"messages": [ASKED, called(id="")]}, "messages[1].tool_calls[0].id", "the call's id"),
-    ("call-not-a-function", {"messages": [ASKED, called(type="code")]}, "messages[1].tool_calls[0]", "'function'"),
+    ("other-kind-of-call-left-unanswered", {"messages": [ASKED, called(type="custom"), ASKED]},
+     "messages[1].tool_calls", "every tool call answered"),
     ("arguments-as-a-dict",
      {"messages": [ASKED, called(function={"name": "get_weather", "arguments": {"city": "Paris"}}), ANSWERED]},
      "messages[1].tool_calls[0].function", "'arguments' as a JSON string"),
@@ -389,8 +390,9 @@ BAD_WITH_MODELS: list[tuple[str, Callable[[], dict[str, Any]], str]] = [
      "messages[1].tool_calls"),
     ("answer-message-left-unanswered",
      lambda: {"messages": [ASKED, ChatCompletionMessage(tool_calls=[_model_call()]), ASKED]}, "messages[1].tool_calls"),
-    ("model-call-in-a-dict-not-a-function",
-     lambda: {"messages": [ASKED, {**CALLED, "tool_calls": [_model_call(type="code")]}]}, "messages[1].tool_calls[0]"),
+    ("model-call-in-a-dict-of-another-kind-left-unanswered",
+     lambda: {"messages": [ASKED, {**CALLED, "tool_calls": [_model_call(type="custom")]}, ASKED]},
+     "messages[1].tool_calls"),
     ("assistant-model-then-a-dict", lambda: {"messages": [ASKED, AssistantMessage(tool_calls=[_model_call()]), ASKED]},
      "messages[1].tool_calls"),
 ]  # fmt: skip
@@ -427,6 +429,13 @@ def test_tool_use_the_api_takes_is_sent(make_client: ClientFactory, httpx_mock: 
                       ToolMessage(tool_call_id="c1", content="21"), UserMessage(content="Thanks")]},
         {"messages": [ASKED, ChatCompletionMessage(tool_calls=[_model_call()]), ANSWERED]},
         {"messages": [ASKED, {**CALLED, "tool_calls": (_model_call(),)}, ANSWERED]},
+        # Kinds of tools, choices and calls other than functions are the server's to judge (OpenAI's
+        # `custom` tools, `allowed_tools`), and so are a null description and parameters.
+        {"tools": [{"type": "custom", "custom": {"name": "grammar"}}], "tool_choice": "required"},
+        {"tools": [WEATHER], "tool_choice": {"type": "allowed_tools",
+                                             "allowed_tools": {"mode": "auto", "tools": [WEATHER]}}},
+        {"messages": [ASKED, called(type="custom", function=None, custom={"name": "g", "input": "x"}), ANSWERED]},
+        function(name="f", description=None, parameters=None),
     ]  # fmt: skip
     client = make_client()
     for change in good:

@@ -54,7 +54,7 @@ def post(raw: httpx.Client, **body: Any) -> httpx.Response:
 @pytest.mark.parametrize(
     ("body", "param"),
     [
-        ({"tools": [{"type": "retrieval"}]}, "tools[0].type"),
+        ({"tools": [{"function": {"name": "f"}}]}, "tools[0].type"),
         ({"tools": [{"type": "function", "function": {"name": "get weather"}}]}, "tools[0].function.name"),
         ({"tools": [TIME, TIME]}, "tools[1].function.name"),
         (
@@ -72,7 +72,7 @@ def post(raw: httpx.Client, **body: Any) -> httpx.Response:
         ),
     ],
     ids=[
-        "not-a-function",
+        "without-type",
         "bad-name",
         "same-name-twice",
         "parameters-not-a-schema",
@@ -96,6 +96,15 @@ def test_a_well_formed_tool_conversation_is_accepted(raw: httpx.Client) -> None:
     result = {"role": "tool", "tool_call_id": "c1", "content": "21 degrees"}
     response = post(raw, messages=[*ASK, CALLED, result], tools=[WEATHER])
     assert response.json()["choices"][0]["message"]["content"] == "Tool result: 21 degrees"
+
+
+def test_tools_of_other_kinds_are_taken_and_answered_with_text(raw: httpx.Client) -> None:
+    custom = {"type": "custom", "custom": {"name": "grammar"}}
+    allowed = {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [custom]}}
+    response = post(raw, messages=ASK, tools=[custom], tool_choice=allowed)
+    message = response.json()["choices"][0]["message"]
+    assert (response.status_code, message.get("tool_calls")) == (200, None)
+    assert message["content"]
 
 
 def test_given_tools_the_emulator_calls_one_with_arguments_shaped_by_its_schema(raw: httpx.Client) -> None:

@@ -50,15 +50,15 @@ def default_reply(body: Mapping[str, Any], call_prefix: str) -> Reply:
     if last.get("role") == "tool":
         results = [message_text(m) for m in messages[len(messages) - _trailing_tools(messages) :]]
         return Reply(content="Tool result: " + " | ".join(results))
-    tools = body.get("tools") or []
+    # Tools of other kinds (`custom`) are never called: the emulator answers them with text.
+    functions = [tool["function"] for tool in body.get("tools") or () if tool.get("type") == "function"]
     choice = body.get("tool_choice")
-    if tools and choice != "none" and last.get("role") == "user":
-        functions = [tool["function"] for tool in tools]
+    if functions and choice != "none" and last.get("role") == "user":
         chosen = functions[0]
-        if isinstance(choice, Mapping):
+        if isinstance(choice, Mapping) and choice.get("type", "function") == "function":
             chosen = next(f for f in functions if f["name"] == choice["function"]["name"])
         words = _WORD.findall(message_text(last))
-        arguments = _fill(chosen.get("parameters", {}), words[-1] if words else "")
+        arguments = _fill(chosen.get("parameters") or {}, words[-1] if words else "")
         if not isinstance(arguments, dict):
             arguments = {}
         return Reply(tool_calls=(ToolCall(chosen["name"], arguments, f"{call_prefix}_0"),))
