@@ -39,6 +39,10 @@ and, on https, makes a new TLS handshake). A blocking read cannot be given a dea
 once its response has started, so the SDK's blocking pools (and the proxies it mounts) read through
 `_BoundedStream`, whose reads end by a deadline set for the thread (`reads_end_within`).
 
+Under asyncio (its own event loops), the async pools' direct connections are `_aiostream`'s: the
+event loop reads them into a buffer, without anyio's work for each read and write. Through a proxy,
+under trio or uvloop, they are httpcore's own, wrapped by `_AsyncStream`.
+
 A client given `http_client=` is left as it is: its pool is the user's.
 """
 
@@ -465,7 +469,7 @@ class _CutAsyncBackend:
 
 
 class _AsyncStream:
-    """An async connection's stream, whose readability is read from its socket directly.
+    """An async connection's stream made by httpcore's backend, whose readability is read from its socket directly.
 
     httpcore's pool asks each idle connection whether its socket is readable (the server closed it)
     on every request and every response close, of each of its connections. anyio answers by building
