@@ -186,6 +186,13 @@ class AsyncioStream:
         self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
     ) -> AsyncioStream:
         """Make the connection TLS; returns this stream, whose reads and writes are then through TLS."""
+        # Nothing more is read in clear text: bytes from here on go to the TLS layer, which refuses
+        # anything not TLS. Bytes read already are no part of the answer: anyone on the way could
+        # have written them, and read after the handshake they would pass for the server's.
+        if not self._transport.is_closing():
+            self._transport.pause_reading()
+        if self._protocol.buffer:
+            raise httpcore.ConnectError("The server sent data before the TLS handshake.")
         # A server that closed at once: `start_tls` on a transport closed already would wait for a
         # handshake that never comes, until the connect timeout.
         if self._protocol.at_eof or self._transport.is_closing():

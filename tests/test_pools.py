@@ -900,3 +900,22 @@ def test_an_https_call_to_a_server_that_closes_at_once_fails_at_once_as_a_connec
 
     for error in asyncio.run(main()):
         assert type(error) is deployai.APIConnectionError  # not APITimeoutError, 30 s later
+
+
+def test_bytes_a_server_sends_before_the_tls_handshake_are_never_read_as_its_answer() -> None:
+    # Anyone on the way can write them, in clear text: read after the handshake, they passed for
+    # the server's answer (a forged response, no certificate needed).
+    import httpcore
+
+    from deployai import _aiostream
+
+    async def main() -> None:
+        async with _served(_EMPTY_LIST_ANSWER) as (port, _):
+            stream = await _aiostream.connect(asyncio.get_running_loop(), "127.0.0.1", port, 5.0, None)
+            await _until(lambda: stream._protocol.buffer)
+            context = ssl.create_default_context(cafile=CERT_FILE)
+            with pytest.raises(httpcore.ConnectError, match="before the TLS handshake"):
+                await stream.start_tls(context, "localhost", 5.0)
+            await stream.aclose()
+
+    asyncio.run(main())
