@@ -175,18 +175,18 @@ def _is_mapping(value: object) -> bool:
 
 
 def _check_tools(tools: list[Any]) -> list[str]:
-    """Refuse a function tool without a valid name no other has; return the functions' names, in order.
+    """Refuse a tool that is no function with a valid name no other tool has; return the names, in order.
 
-    Tools of other kinds (OpenAI's `custom`) are the server's to judge.
+    Tools of other kinds (OpenAI's `custom`) are refused too: their calls carry no `function`, and
+    the SDK's answer models could not read them, after the call was sent and paid for.
     """
     names: list[str] = []
     for i, tool in enumerate(tools):
         tool = _as_sent(tool)
-        kind = tool.get("type") if _is_mapping(tool) else None
-        if not isinstance(kind, str):
-            raise InvalidParameterError(f"tools[{i}].type", kind if _is_mapping(tool) else tool, "'function'")
-        if kind != "function":
-            continue
+        if not _is_mapping(tool) or tool.get("type") != "function":
+            raise InvalidParameterError(
+                f"tools[{i}].type", tool.get("type") if _is_mapping(tool) else tool, "'function'"
+            )
         function = _as_sent(tool.get("function"))
         if not _is_mapping(function):
             raise InvalidParameterError(f"tools[{i}].function", function, "a dict with the function's name")
@@ -195,7 +195,8 @@ def _check_tools(tools: list[Any]) -> list[str]:
             raise InvalidParameterError(f"tools[{i}].function.name", name, "1 to 64 letters, digits, '_' or '-'")
         if name in names:
             raise InvalidParameterError(f"tools[{i}].function.name", name, "a name no other tool has")
-        if not isinstance(function.get("description") or "", str):
+        description = function.get("description")
+        if description is not None and not isinstance(description, str):
             raise InvalidParameterError(f"tools[{i}].function.description", function["description"], "a string")
         parameters = function.get("parameters")
         if parameters is not None and not _is_mapping(parameters):
@@ -207,14 +208,19 @@ def _check_tools(tools: list[Any]) -> list[str]:
 def _check_tool_choice(choice: Any, tools: list[Any], names: list[str]) -> None:
     """Refuse a `tool_choice` other than 'none' without tools, or one naming a function not among `names`.
 
-    A choice of another kind (OpenAI's `allowed_tools`, `custom`) is the server's to judge.
+    A choice of another kind (OpenAI's `allowed_tools`) is the server's to judge.
     """
     choice = _as_sent(choice)
     if choice is None or choice == "none":
         return
     if not tools:
         raise InvalidParameterError("tool_choice", choice, "given only with tools")
-    if _is_mapping(choice) and choice.get("type", "function") == "function":
+    if not _is_mapping(choice):
+        return
+    kind = choice.get("type")
+    if not isinstance(kind, str):
+        raise InvalidParameterError("tool_choice.type", kind, "'function' or another kind of choice the API takes")
+    if kind == "function":
         function = _as_sent(choice.get("function"))
         name = function.get("name") if _is_mapping(function) else None
         if name not in names:

@@ -98,13 +98,11 @@ def test_a_well_formed_tool_conversation_is_accepted(raw: httpx.Client) -> None:
     assert response.json()["choices"][0]["message"]["content"] == "Tool result: 21 degrees"
 
 
-def test_tools_of_other_kinds_are_taken_and_answered_with_text(raw: httpx.Client) -> None:
-    custom = {"type": "custom", "custom": {"name": "grammar"}}
-    allowed = {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [custom]}}
-    response = post(raw, messages=ASK, tools=[custom], tool_choice=allowed)
-    message = response.json()["choices"][0]["message"]
-    assert (response.status_code, message.get("tool_calls")) == (200, None)
-    assert message["content"]
+def test_an_allowed_tools_choice_narrows_the_tools_the_emulator_calls(raw: httpx.Client) -> None:
+    allowed = {"type": "allowed_tools", "allowed_tools": {"mode": "required", "tools": [TIME]}}
+    response = post(raw, messages=ASK, tools=[WEATHER, TIME], tool_choice=allowed)
+    (call,) = response.json()["choices"][0]["message"]["tool_calls"]
+    assert call["function"]["name"] == "get_time"
 
 
 def test_given_tools_the_emulator_calls_one_with_arguments_shaped_by_its_schema(raw: httpx.Client) -> None:

@@ -50,12 +50,15 @@ def default_reply(body: Mapping[str, Any], call_prefix: str) -> Reply:
     if last.get("role") == "tool":
         results = [message_text(m) for m in messages[len(messages) - _trailing_tools(messages) :]]
         return Reply(content="Tool result: " + " | ".join(results))
-    # Tools of other kinds (`custom`) are never called: the emulator answers them with text.
-    functions = [tool["function"] for tool in body.get("tools") or () if tool.get("type") == "function"]
+    functions = [tool["function"] for tool in body.get("tools") or ()]
     choice = body.get("tool_choice")
+    if isinstance(choice, Mapping) and choice.get("type") == "allowed_tools":  # of those, the ones allowed
+        allowed = choice.get("allowed_tools") or {}
+        named = {(tool.get("function") or {}).get("name") for tool in allowed.get("tools") or ()}
+        functions = [function for function in functions if function["name"] in named]
     if functions and choice != "none" and last.get("role") == "user":
         chosen = functions[0]
-        if isinstance(choice, Mapping) and choice.get("type", "function") == "function":
+        if isinstance(choice, Mapping) and choice.get("type") == "function":
             chosen = next(f for f in functions if f["name"] == choice["function"]["name"])
         words = _WORD.findall(message_text(last))
         arguments = _fill(chosen.get("parameters") or {}, words[-1] if words else "")
