@@ -58,7 +58,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 import httpx
 
@@ -439,29 +439,26 @@ class _CutAsyncBackend:
     ) -> httpcore.AsyncNetworkStream:
         """Connect, as the backend does; ended or refused once the client closed."""
         loop = _asyncio_loop() if self._direct and not socket_options else None
+        connecting: Awaitable[Any]
         if loop is not None:
             from . import _aiostream
 
-            connect = _aiostream.connect(loop, host, port, timeout, local_address)
-            stream: Any = await self._cut.until_closed(connect)
-            if not self._cut.hold(stream):
-                await stream.aclose()
-                raise _refused()
-            return cast("httpcore.AsyncNetworkStream", stream)
-        connecting = self._backend.connect_tcp(host, port, timeout, local_address, socket_options)
-        return await self._held(await self._cut.until_closed(connecting))
+            connecting = _aiostream.connect(loop, host, port, timeout, local_address)
+        else:
+            connecting = self._backend.connect_tcp(host, port, timeout, local_address, socket_options)
+        return await self._held(await self._cut.until_closed(connecting), backends=loop is None)
 
     async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
         """Connect, as the backend does; ended or refused once the client closed."""
         return await self._held(await self._cut.until_closed(self._backend.connect_unix_socket(*args, **kwargs)))
 
-    async def _held(self, stream: httpcore.AsyncNetworkStream) -> httpcore.AsyncNetworkStream:
+    async def _held(self, stream: Any, backends: bool = True) -> httpcore.AsyncNetworkStream:
         # The stream itself, whose socket stays the connection's through its TLS handshake (asyncio's
-        # transport socket cannot be held weakly).
+        # transport socket cannot be held weakly). One the backend made (`backends`) is wrapped.
         if not self._cut.hold(stream):
             await stream.aclose()
             raise _refused()
-        return _AsyncStream(stream)  # type: ignore[return-value]  # the stream's methods, as httpcore calls them
+        return _AsyncStream(stream) if backends else stream  # type: ignore[return-value]  # httpcore's methods
 
     async def sleep(self, seconds: float) -> None:
         """Sleep, as the backend does."""
