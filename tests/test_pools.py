@@ -842,11 +842,12 @@ def test_an_asyncio_connection_times_its_reads_and_writes_out() -> None:
     async def main() -> None:
         async with _served(b"") as (port, _):  # answers nothing and reads nothing
             stream = await _aiostream.connect(asyncio.get_running_loop(), "127.0.0.1", port, 5.0, None)
+            # `wait_for`: a guard, so that a timeout never armed fails the test instead of hanging it.
             with pytest.raises(httpcore.ReadTimeout):
-                await stream.read(10, timeout=0.05)
+                await asyncio.wait_for(stream.read(10, timeout=0.05), 5)
             with pytest.raises(httpcore.WriteTimeout):  # the kernel's buffers fill: the write waits
                 for _ in range(1000):
-                    await stream.write(b"x" * 1024 * 1024, timeout=0.05)
+                    await asyncio.wait_for(stream.write(b"x" * 1024 * 1024, timeout=0.05), 5)
             await stream.aclose()
             with pytest.raises(httpcore.WriteError):
                 await stream.write(b"x")
