@@ -28,7 +28,7 @@ import json
 import pickle
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import httpx  # at run time too, so that `typing.get_type_hints` resolves the errors' signatures
 
@@ -414,6 +414,11 @@ def _message_from_json(body: object) -> str | None:
     return message if isinstance(message, str) and message else None
 
 
+# Marks an answer whose body httpx closed unread because a borrowed client's event hook raised
+# (`raise_for_status`): its status and headers are all that is left of it.
+UNREAD_BY_HOOK: Final = "deployai.unread_by_hook"
+
+
 def read_error_body(response: httpx.Response) -> tuple[object, str]:
     """Decode an error response into (body, message) for any content: JSON, text, HTML or nothing."""
     try:
@@ -423,6 +428,8 @@ def read_error_body(response: httpx.Response) -> tuple[object, str]:
     # `isspace` stops at the first visible character, where `strip` would copy a body of megabytes.
     if not text or text.isspace():
         phrase = response.reason_phrase or "no body"
+        if response.extensions.get(UNREAD_BY_HOOK):
+            return None, f"{response.status_code} {phrase} (body not read: an event hook of the http_client raised)"
         return None, f"{response.status_code} {phrase} (empty body)"
     # Said instead of an empty message, for a page whose text is all script, style or markup.
     unreadable = f"{response.status_code} {response.reason_phrase or 'error'} (no readable text in the body)"

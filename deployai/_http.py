@@ -52,6 +52,7 @@ from ._constants import (
     STREAM_END_WAIT_SECONDS,
 )
 from ._exceptions import (
+    UNREAD_BY_HOOK,
     APIConnectionError,
     APIStatusError,
     DeployAIError,
@@ -629,15 +630,40 @@ def _attempt_failed(exc: httpx.HTTPError, cut: str | None) -> httpx.HTTPError:
     return exc
 
 
-def _failed(exc: Exception, request: httpx.Request, client_closed: bool, cut: str | None) -> httpx.HTTPError:
+def _failed(
+    exc: Exception, request: httpx.Request, client_closed: bool, cut: str | None
+) -> httpx.Response | httpx.HTTPError:
     """The outcome of an attempt that raised: httpx's error goes to the plan; anything else is raised.
 
     A failure from below httpx (h11, anyio, a transport) is raised as the SDK's error, never raw
-    (`cut`: as `_attempt_failed`).
+    (`cut`: as `_attempt_failed`). An error answer that a borrowed client's event hook refused
+    (`raise_for_status`) goes to the plan as that answer (see `_refused_answer`).
     """
+    if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code >= 300 and cut is None:
+        return _refused_answer(exc)
     if isinstance(exc, httpx.HTTPError):
         return _attempt_failed(exc, cut)
     raise _unexpected(exc, request, client_closed, cut) from safe_cause(exc)
+
+
+def _refused_answer(exc: httpx.HTTPStatusError) -> httpx.Response:
+    """The answer an event hook refused, without its body, for the plan to treat as the status it is.
+
+    httpx closes the response unread when a hook raises, so only its status and headers are left: a
+    429 or 503 is then retried after the wait its headers ask for, and a 400 raises `BadRequestError`,
+    as they would without the hook (never a connection error, which is what the hook's error is not).
+    """
+    refused = exc.response
+    # Without the headers that describe a body that is no longer there (an empty body is not gzip).
+    headers = [
+        (name, value)
+        for name, value in refused.headers.multi_items()
+        if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+    ]
+    extensions = {UNREAD_BY_HOOK: True}
+    if "reason_phrase" in refused.extensions:
+        extensions["reason_phrase"] = refused.extensions["reason_phrase"]
+    return httpx.Response(refused.status_code, headers=headers, content=b"", request=exc.request, extensions=extensions)
 
 
 def _turn_taken(

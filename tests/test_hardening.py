@@ -166,6 +166,58 @@ def test_a_borrowed_client_that_follows_redirects_does_not_follow_the_sdks(kind:
     assert [request.url.host for request in sent] == ["api.deployai.dev"]
 
 
+def _refused(response: httpx.Response) -> None:
+    response.raise_for_status()
+
+
+async def _refused_async(response: httpx.Response) -> None:
+    response.raise_for_status()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_an_answer_a_borrowed_clients_hook_refuses_is_still_that_status(kind: str, stream: bool) -> None:
+    # A `raise_for_status` hook on a shared httpx client is common; httpx then closes the answer
+    # unread. A 429 is still a 429 (retried after its `retry-after`, the limiter told), and a 400 is
+    # still `BadRequestError`, not a connection error.
+    from deployai.testing import Emulator
+
+    emulator = Emulator()
+    emulator.fail_next(429, headers={"retry-after": "0"})
+    options: dict[str, Any] = {"api_key": "sk-emulator-test", "base_url": "http://127.0.0.1:9/v1"}
+
+    async def call_async(transport: httpx.AsyncBaseTransport) -> str:
+        hooks: Any = {"response": [_refused_async]}
+        async with httpx.AsyncClient(transport=transport, event_hooks=hooks) as borrowed:
+            client = deployai.AsyncDeployAI(http_client=borrowed, **options)
+            if stream:
+                chunks = await client.chat.completions.create(model=MODEL, messages=user(), stream=True)
+                return "".join([part.choices[0].delta.content or "" async for part in chunks if part.choices])
+            return (await client.chat.completions.create(model=MODEL, messages=user())).choices[0].message.content or ""
+
+    def call() -> str:
+        if kind == "async":
+            return asyncio.run(call_async(emulator.async_transport()))
+        with httpx.Client(transport=emulator.transport(), event_hooks={"response": [_refused]}) as borrowed:
+            client = deployai.DeployAI(http_client=borrowed, **options)
+            if stream:
+                chunks = client.chat.completions.create(model=MODEL, messages=user(), stream=True)
+                return "".join(part.choices[0].delta.content or "" for part in chunks if part.choices)
+            return client.chat.completions.create(model=MODEL, messages=user()).choices[0].message.content or ""
+
+    assert call() == "You said: Hello!"
+    assert len(emulator.requests) == 2
+
+    emulator.reset()
+    emulator.fail_next(400, headers={"x-request-id": "req_hooked"})
+    with pytest.raises(deployai.BadRequestError) as info:
+        call()
+    assert len(emulator.requests) == 1
+    assert info.value.request_id == "req_hooked"
+    assert "event hook of the http_client raised" in str(info.value)
+    assert info.value.response.content == b""
+
+
 def test_a_304_is_an_error_that_blames_a_cache_not_a_redirect(
     make_client: ClientFactory, httpx_mock: HTTPXMock
 ) -> None:
