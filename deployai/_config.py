@@ -11,7 +11,7 @@ import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 
 import httpx
 
@@ -34,6 +34,11 @@ DEFAULT_TIMEOUT = httpx.Timeout(DEFAULT_TIMEOUT_SECONDS, connect=DEFAULT_CONNECT
 USER_AGENT = f"deployai-python/{__version__}"
 
 
+# About 31 years. A socket's timeout must fit the platform's `time_t` once added to the time now
+# (about 9.2e9 seconds on Linux): past that, every blocking call failed as a connection error.
+LONGEST_TIMEOUT_SECONDS: Final = 1e9
+
+
 def to_httpx_timeout(value: Timeout, param: str = "timeout") -> httpx.Timeout:
     """Turn a user's timeout into an `httpx.Timeout`, refusing negative or non-numeric values (in each phase too)."""
     if isinstance(value, httpx.Timeout):
@@ -44,15 +49,16 @@ def to_httpx_timeout(value: Timeout, param: str = "timeout") -> httpx.Timeout:
             if phase == "pool" and seconds == 0:  # httpx's meaning: fail at once when no connection is free
                 continue
             # httpx takes any of them, and fails only once sending: a negative one as a connection error.
-            if not 0 < seconds < math.inf:
-                allowed = "a positive number of seconds (for the pool, 0: no wait), or None"
+            if not 0 < seconds <= LONGEST_TIMEOUT_SECONDS:
+                allowed = "a positive number of seconds up to 1e9 (for the pool, 0: no wait), or None"
                 raise InvalidParameterError(f"{param}.{phase}", limit, allowed)
         return value
     if value is None:
         return httpx.Timeout(None)
     seconds = _seconds(value)
-    if not 0 < seconds < math.inf:
-        raise InvalidParameterError(param, value, "a positive number of seconds, an httpx.Timeout, or None")
+    if not 0 < seconds <= LONGEST_TIMEOUT_SECONDS:
+        allowed = "a positive number of seconds up to 1e9, an httpx.Timeout, or None for no limit"
+        raise InvalidParameterError(param, value, allowed)
     return httpx.Timeout(seconds)
 
 

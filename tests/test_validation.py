@@ -301,9 +301,12 @@ def test_unserializable_extra_body_is_refused(make_client: ClientFactory, httpx_
     assert httpx_mock.get_requests() == []
 
 
-def test_bad_per_call_timeout_is_refused(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+@pytest.mark.parametrize("timeout", [-1, 1e10])
+def test_bad_per_call_timeout_is_refused(make_client: ClientFactory, httpx_mock: HTTPXMock, timeout: float) -> None:
     with pytest.raises(deployai.InvalidParameterError, match="timeout"):
-        make_client().chat.completions.create(model="openai/gpt-4o", messages=user(), timeout=-1)
+        make_client().chat.completions.create(model="openai/gpt-4o", messages=user(), timeout=timeout)
+    with pytest.raises(deployai.InvalidParameterError, match="up to 1e9"):
+        make_client(timeout=timeout)
     assert httpx_mock.get_requests() == []
 
 
@@ -314,6 +317,7 @@ def test_bad_per_call_timeout_is_refused(make_client: ClientFactory, httpx_mock:
         (httpx.Timeout(10.0, read=math.nan), "timeout.read"),
         (httpx.Timeout(10.0, pool=-1), "timeout.pool"),
         (httpx.Timeout(10.0, write=math.inf), "timeout.write"),
+        (httpx.Timeout(10.0, read=1e10), "timeout.read"),  # past what a socket's timeout can hold
     ],
 )
 def test_an_httpx_timeout_with_a_bad_phase_is_refused(
