@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from ._constants import (
     INITIAL_RETRY_DELAY_SECONDS,
     LONGEST_BELIEVED_WAIT_SECONDS,
+    LONGEST_REPORTED_WAIT_SECONDS,
     MAX_RETRY_DELAY_SECONDS,
     MAX_SERVER_WAIT_SPREAD_SECONDS,
     RETRY_JITTER_FRACTION,
@@ -62,8 +63,15 @@ def server_requested_wait(
     `now` is our unix time when the answer arrived, `sent` before its request went (if known): a
     date is the server's, read against its clock as far as its `Date` header shows ours to differ
     (`clock_offset`). Never raises, and a wait is always finite and non-negative: a header that is
-    neither a number of seconds nor a real date counts as not said. A date in the past is a wait of 0.
+    neither a number of seconds nor a real date counts as not said, and so does a wait of more than
+    a year. A date in the past is a wait of 0.
     """
+    wait = _requested_wait(status_code, headers, now, sent)
+    return wait if wait is None or wait <= LONGEST_REPORTED_WAIT_SECONDS else None
+
+
+def _requested_wait(status_code: int | None, headers: Mapping[str, str], now: float, sent: float) -> float | None:
+    """`server_requested_wait` before the bound of a year."""
     milliseconds = _seconds(headers.get("retry-after-ms"))
     if milliseconds is not None:
         return milliseconds / 1000.0

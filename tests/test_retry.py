@@ -131,9 +131,21 @@ def test_a_wait_longer_than_max_retry_wait_is_not_slept() -> None:
 def test_a_wait_of_more_than_a_day_is_not_slept_even_when_any_wait_is_allowed() -> None:
     # With max_retry_wait=math.inf, a glitched or hostile `retry-after` of years was slept as given.
     assert decide(429, {"retry-after": "86400"}, max_retry_wait=math.inf).wait_seconds == 86_400.0
-    decision = decide(429, {"retry-after": "99999999999"}, max_retry_wait=math.inf)
+    decision = decide(429, {"retry-after": str(30 * 86_400)}, max_retry_wait=math.inf)
     assert not decision.retry
-    assert decision.server_wait == 99999999999.0
+    assert decision.server_wait == 30 * 86_400.0  # kept on the error, for a service to reschedule by
+
+
+@pytest.mark.parametrize("value", ["99999999999", "1e300", "Fri, 31 Dec 9999 23:59:59 GMT"])
+def test_a_wait_of_more_than_a_year_is_no_wait_at_all(value: str) -> None:
+    # As a malformed header: the error's `retry_after` was 1e300, which a retry library's sleep
+    # (the stamina and tenacity recipes of docs/errors.md) cannot take.
+    assert server_requested_wait(429, {"retry-after": value}, NOW) is None
+    assert server_requested_wait(429, {"retry-after-ms": "1e300"}, NOW) is None
+    decision = decide(429, {"retry-after": value}, max_retry_wait=math.inf)
+    assert decision.retry
+    assert decision.server_wait is None
+    assert decision.wait_seconds == 0.5
 
 
 def test_a_wait_in_the_past_is_zero() -> None:
