@@ -267,16 +267,20 @@ def _check_base_url(base_url: str, *, allow_insecure_http: bool) -> str:
         )
     try:
         url = httpx.URL(base_url)
-    except httpx.InvalidURL:
-        url = None
-    if url is None or url.scheme not in ("http", "https") or not url.host or " " in base_url:
+        host = url.host  # decoded from IDNA (`xn--...`) here: the `idna` package's error for a bad one
+    except (httpx.InvalidURL, UnicodeError):
+        url, host = None, ""
+    if url is None or url.scheme not in ("http", "https") or not host or " " in base_url:
         raise InvalidParameterError("base_url", shown, "an absolute http:// or https:// URL")
+    if url.port is not None and not 0 < url.port < 65536:
+        # httpx takes any number: the socket layer then wraps it (65536 + 443 is port 443) or fails.
+        raise InvalidParameterError("base_url", shown, "a URL whose port is from 1 to 65535")
     if url.query or url.fragment or "?" in base_url or "#" in base_url:
         # Paths are appended to the base URL: a query or fragment in it would swallow them.
         raise InvalidParameterError(
             "base_url", shown, "a URL without a query string or fragment (pass extra_query=... per call)"
         )
-    if url.scheme == "http" and not allow_insecure_http and not is_loopback(url.host):
+    if url.scheme == "http" and not allow_insecure_http and not is_loopback(host):
         raise DeployAIError(
             f"base_url uses plain http:// to {url.host}, which would send your API key unencrypted over the "
             "network: use https://, or pass allow_insecure_http=True to the client if you really mean it "

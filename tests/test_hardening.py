@@ -304,6 +304,19 @@ def test_a_base_url_with_a_query_or_fragment_is_refused(make_client: ClientFacto
 
 
 @pytest.mark.parametrize(
+    ("base_url", "allowed"),
+    [
+        ("http://127.0.0.1:65979/v1", "port is from 1 to 65535"),  # sent to port 443 (65979 - 65536) by the socket
+        ("https://api.example:0/v1", "port is from 1 to 65535"),
+        ("https://xn--zz/v1", "an absolute http"),  # no IDNA label: the `idna` package's own error before
+    ],
+)
+def test_a_base_url_with_a_bad_port_or_host_is_refused(make_client: ClientFactory, base_url: str, allowed: str) -> None:
+    with pytest.raises(deployai.InvalidParameterError, match=allowed):
+        make_client(base_url=base_url)
+
+
+@pytest.mark.parametrize(
     "base_url",
     [
         "https://user:hunter2pass@gw.example.com/v1",
