@@ -727,11 +727,20 @@ def _delivered(
     return Exchange(op.response, started_at, time.perf_counter() - sent_at, op.retries, deadline, op.result, turn)
 
 
-def _announce_retry(op: Sleep) -> None:
-    """Log the retry and tell the caller's `on_retry` hook, before the wait."""
+def _announce_retry(op: Sleep, lease: _LeaseBase | None) -> None:
+    """Log the retry and tell the caller's `on_retry` hook, before the wait.
+
+    What the hook raises ends the call as it is; for a stream (`lease`), whose reader would take it
+    for a broken connection, the lease notes that it came from the hook.
+    """
     _log_retry(op)
     if op.on_retry is not None:
-        op.on_retry(op.retry, op.seconds, op.error)
+        try:
+            op.on_retry(op.retry, op.seconds, op.error)
+        except Exception:
+            if lease is not None:
+                lease.hook_raised = True
+            raise
 
 
 def _plan(
@@ -908,6 +917,7 @@ class _LeaseBase:
         "elapsed",
         "first_pending",
         "handed_back",
+        "hook_raised",
         "key",
         "pausing",
         "plan",
@@ -938,6 +948,7 @@ class _LeaseBase:
         self.cut_short: str | None = None  # why it was closed, if not by its own close(): the reader raises
         self.released = False
         self.handed_back = False  # abandoned: its shell releases it (see `abandon`)
+        self.hook_raised = False  # the client's `on_retry` raised, on a retry before the first event
         self.swept = False  # released by its client's next request, as abandoned (not by the client's close)
         self.pausing: _ThreadWaiter | _TaskWaiter | None = None  # set while it waits to be sent again
         self._adopt(exchange.response)
@@ -1325,7 +1336,7 @@ class SyncHTTP:
                 elif type(op) is Sleep:
                     if self._closed:  # since the attempt: not sent again
                         _not_retried(op, stopped, self._cut())
-                    _announce_retry(op)
+                    _announce_retry(op, lease)
                     self._pause(op.seconds, lease)
                 else:
                     assert type(op) is ReadBody
@@ -1916,7 +1927,7 @@ class AsyncHTTP:
                 elif type(op) is Sleep:
                     if self._closed or pool.closed:  # since the attempt: not sent again
                         _not_retried(op, stopped, self._cut(pool))
-                    _announce_retry(op)
+                    _announce_retry(op, lease)
                     await self._pause(op.seconds, lease)
                 else:
                     assert type(op) is ReadBody

@@ -56,6 +56,7 @@ class _LeaseState(Protocol):
     closing: bool
     cut_short: str | None  # why it is `closing`, when that was not the stream's own close()
     released: bool
+    hook_raised: bool  # the client's `on_retry` raised on a retry before the first event
 
     def swept_unclosed(self) -> bool:
         """Whether its client's next request released it as abandoned, and the client is still open."""
@@ -328,7 +329,7 @@ def _chunks(reader: _Reader[_T, Lease], owner: object) -> Iterator[_T]:
         if _read_elsewhere(exc):
             raise DeployAIError(_READ_ELSEWHERE) from None  # and the other reader reads on
         lease.reading = False
-        if isinstance(exc, DeployAIError):  # the SDK's own, from a retry before the first event
+        if isinstance(exc, DeployAIError) or lease.hook_raised:  # the SDK's own, or `on_retry`'s, from a retry
             raise
         lease.release()
         if lease.closing:
@@ -412,7 +413,7 @@ async def _achunks(reader: _Reader[_T, AsyncLease], owner: object) -> AsyncItera
     except Exception as exc:  # httpx's failure, or one from below it (a borrowed transport's own)
         if _read_elsewhere(exc):
             raise DeployAIError(_READ_ELSEWHERE) from None
-        if isinstance(exc, DeployAIError):  # the SDK's own, from a retry before the first event
+        if isinstance(exc, DeployAIError) or lease.hook_raised:  # the SDK's own, or `on_retry`'s, from a retry
             raise
         if isinstance(exc, RuntimeError):  # asyncio's, if an `async for` started on one loop goes on on another
             _check_same_loop(lease, decoder.count)

@@ -214,6 +214,37 @@ def test_on_retry_is_told_each_retry_its_wait_and_the_error(sleeps: list[float])
     assert told == [(1, sleeps[0], deployai.RateLimitError), (2, sleeps[1], deployai.ServiceUnavailableError)]
 
 
+class HookBugError(Exception):
+    """A bug in a user's `on_retry` hook."""
+
+
+def _broken_hook(retry: int, wait: float, error: deployai.APIError) -> None:
+    raise HookBugError("bug in my metrics hook")
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_what_on_retry_raises_on_a_streams_retry_ends_the_call_as_it_is(kind: str, sleeps: list[float]) -> None:
+    # A stream whose first event is an error is retried while it is read: the hook's bug came out as
+    # `APIConnectionError` ("the stream broke"), which a caller's `except` for outages swallows.
+    emulator = Emulator(rate_limit=1_000_000)
+    emulator.error_event_after(0, {"message": "busy", "code": 503})
+    with pytest.raises(HookBugError, match="bug in my metrics hook"):
+        if kind == "sync":
+            with emulator.client(on_retry=_broken_hook) as client:
+                for _ in client.chat.completions.create(model=MODEL, messages=user(), stream=True):
+                    pass
+        else:
+
+            async def read() -> None:
+                async with emulator.async_client(on_retry=_broken_hook) as client:
+                    stream = await client.chat.completions.create(model=MODEL, messages=user(), stream=True)
+                    async for _ in stream:
+                        pass
+
+            asyncio.run(read())
+    assert len(emulator.requests) == 1  # not sent again
+
+
 def test_on_retry_on_a_copy_and_refused_when_not_callable(
     make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float]
 ) -> None:
