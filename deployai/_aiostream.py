@@ -10,8 +10,12 @@ into a buffer as data arrives; a read takes from it, or waits on one future with
 
 Used by the pools `_pools` makes for the SDK's own clients, on asyncio's own event loops, for direct
 connections (not through a proxy, whose tunnels may need TLS inside TLS). Under another async
-library (trio), on another event loop (uvloop, whose connect takes other arguments), or with socket
+library (trio), on another event loop (uvloop, whose connect takes other arguments), on Python
+3.10 (whose `asyncio.wait_for` can swallow a cancel that comes as the wait ends), or with socket
 options set, httpcore's own backend is used, as before.
+
+A host's addresses are tried one after the other, not raced: asyncio's race of them (its
+`happy_eyeballs_delay`) drops the socket that won when the connect is cancelled, unclosed.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ import asyncio
 import collections
 import contextlib
 import ssl
-from typing import Any, Final
+import sys
+from collections.abc import Awaitable
+from typing import Any, Final, TypeVar
 
 import httpcore
 
@@ -32,21 +38,31 @@ __all__ = ["AsyncioStream", "connect"]
 # and below which it is read again: a consumer slower than its server holds at most about this much.
 _HIGH_WATER: Final = 256 * 1024
 _LOW_WATER: Final = 64 * 1024
-# As anyio's: how long a connect to one address of a host waits before the next address is tried too.
-_HAPPY_EYEBALLS_DELAY: Final = 0.25
+
+_T = TypeVar("_T")
+
+
+async def _within(awaitable: Awaitable[_T], timeout: float | None) -> _T:
+    """Await `awaitable` for at most `timeout` seconds (raises `TimeoutError`); a cancel is never lost."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(timeout):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, timeout)  # pragma: no cover - not used on 3.10 (see above)
 
 
 class _Protocol(asyncio.Protocol):
     """What the event loop hands over for one connection: its data, its end, and whether writes may go on."""
 
     __slots__ = (
-        "at_eof", "buffer", "buffered", "drained", "error", "reading_paused", "transport", "waiter", "writing_paused"
+        "at_eof", "buffer", "buffered", "drained", "error", "lost", "reading_paused", "transport", "waiter",
+        "writing_paused",
     )  # fmt: skip
 
     def __init__(self) -> None:
         self.buffer: collections.deque[bytes] = collections.deque()
         self.buffered = 0
         self.at_eof = False
+        self.lost = False  # the loop let go of the transport: it is closed
         self.error: BaseException | None = None
         self.transport: Any = None  # the TLS transport once TLS has started (`AsyncioStream.start_tls`)
         self.waiter: asyncio.Future[bool] | None = None  # a read's
@@ -71,7 +87,7 @@ class _Protocol(asyncio.Protocol):
         return False  # the transport closes itself (no half-open connections in HTTP/1.1 here)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.at_eof = True
+        self.lost = self.at_eof = True
         self.error = exc
         _wake(self.waiter)
         _wake(self.drained)
@@ -179,7 +195,9 @@ class AsyncioStream:
 
     async def aclose(self) -> None:
         """Close the connection at once, as httpcore's backend does (no TLS close notice is waited for)."""
-        if not self._loop.is_closed():  # else its transports were left with it, and its sockets are closed
+        # A transport that closed itself after the server half-closed, once its last bytes were
+        # written, is one the loop let go of: `abort()` would fail on it.
+        if not self._loop.is_closed() and not self._protocol.lost:  # a closed loop's sockets are closed
             self._transport.abort()
 
     async def start_tls(
@@ -198,11 +216,11 @@ class AsyncioStream:
         if self._protocol.at_eof or self._transport.is_closing():
             raise httpcore.ConnectError("The server closed the connection before the TLS handshake.")
         try:
-            transport = await asyncio.wait_for(
+            transport = await _within(
                 self._loop.start_tls(self._transport, self._protocol, ssl_context, server_hostname=server_hostname),
                 timeout,
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise httpcore.ConnectTimeout("The TLS handshake timed out.") from None
         except (OSError, ssl.SSLError) as exc:  # the transport was closed by `start_tls`
             raise httpcore.ConnectError(str(exc)) from exc
@@ -230,19 +248,15 @@ class AsyncioStream:
 async def connect(
     loop: asyncio.AbstractEventLoop, host: str, port: int, timeout: float | None, local_address: str | None
 ) -> AsyncioStream:
-    """Connect to `host` within `timeout`, as httpcore's backend does (its errors, happy eyeballs)."""
+    """Connect to `host` within `timeout`, with httpcore's backend's errors (each address in turn: see above)."""
     try:
-        transport, protocol = await asyncio.wait_for(
+        transport, protocol = await _within(
             loop.create_connection(
-                _Protocol,
-                host,
-                port,
-                local_addr=None if local_address is None else (local_address, 0),
-                happy_eyeballs_delay=_HAPPY_EYEBALLS_DELAY,
+                _Protocol, host, port, local_addr=None if local_address is None else (local_address, 0)
             ),
             timeout,
         )
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise httpcore.ConnectTimeout("The connect timed out.") from None
     except OSError as exc:
         raise httpcore.ConnectError(str(exc)) from exc

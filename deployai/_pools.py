@@ -440,7 +440,9 @@ class _CutAsyncBackend:
         socket_options: Iterable[tuple[Any, ...]] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         """Connect, as the backend does; ended or refused once the client closed."""
-        loop = _asyncio_loop() if self._direct and not socket_options else None
+        # Python 3.10's `asyncio.wait_for` can lose a cancel: httpcore's backend, cancelled through anyio.
+        direct = self._direct and not socket_options and sys.version_info >= (3, 11)
+        loop = _asyncio_loop() if direct else None
         connecting: Awaitable[Any]
         if loop is not None:
             from . import _aiostream

@@ -7,6 +7,7 @@ import contextlib
 import contextvars
 import gc
 import logging
+import os
 import socket
 import ssl
 import subprocess
@@ -845,6 +846,121 @@ def test_an_asyncio_connection_says_it_is_readable_once_data_or_its_peers_close_
             await stream.aclose()
 
     asyncio.run(main())
+
+
+def _open_sockets() -> int:
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor, closed by now
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+    return count
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts this process's sockets in /proc")
+def test_an_asyncio_connect_cancelled_at_any_step_leaves_no_socket_open() -> None:
+    # asyncio's race of a host's addresses (`happy_eyeballs_delay`) dropped the socket that won,
+    # unclosed, when the connect was cancelled: alive in a cycle until the collector found it, and
+    # out of reach of the client's close.
+    from deployai import _aiostream
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        before = _open_sockets()
+        async with _served(b"") as (port, _):
+            for steps in range(12):
+                task = asyncio.ensure_future(_aiostream.connect(loop, "127.0.0.1", port, 5.0, None))
+                for _ in range(steps):
+                    await asyncio.sleep(0)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await (await task).aclose()  # connected before the cancel came: closed here
+        for _ in range(5):  # the loop's own callbacks that close what was cut short, and the server's
+            await asyncio.sleep(0)
+        assert _open_sockets() <= before
+
+    gc.disable()  # a socket kept alive only by a cycle would be found by the collector: not here
+    try:
+        asyncio.run(main())
+    finally:
+        gc.enable()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="Python 3.10 keeps httpcore's backend (see _aiostream)")
+def test_an_asyncio_connect_cancelled_as_it_completes_is_cancelled() -> None:
+    # `asyncio.wait_for` (Python 3.11) returned the connection when the cancel came in the same turn
+    # of the loop as the connect ended: the call ran on, past `asyncio.timeout()` and task groups.
+    from deployai import _aiostream
+
+    class Transport:
+        def get_extra_info(self, name: str) -> None:
+            return None
+
+        def is_closing(self) -> bool:
+            return False
+
+        def abort(self) -> None:
+            pass
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        made: asyncio.Future[Any] = loop.create_future()
+
+        async def create_connection(*args: Any, **kwargs: Any) -> Any:
+            return await made
+
+        cast(Any, loop).create_connection = create_connection
+        task = asyncio.ensure_future(_aiostream.connect(loop, "127.0.0.1", 1, 5.0, None))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        made.set_result((Transport(), _aiostream._Protocol()))
+        taken: list[bool] = []
+        loop.call_soon(lambda: taken.append(task.cancel()))  # after the connect's own step in the same turn
+        try:
+            await (await task).aclose()
+            assert taken == [False]  # the connect was over before the cancel: it had nothing to cancel
+        except asyncio.CancelledError:
+            assert taken == [True]
+
+    asyncio.run(main())
+
+
+def test_an_asyncio_connection_closes_quietly_after_the_server_half_closed_an_early_answer() -> None:
+    # As nginx refuses a body too large: the answer, a half-close, and the rest of the body read and
+    # dropped. The transport closed itself once its last bytes were written, and closing the stream
+    # then failed inside asyncio: the call raised APIConnectionError, not the 413.
+    answer = b'{"error": {"message": "Request Entity Too Large", "type": "invalid_request_error"}}'
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            reader = connection.makefile("rb")
+            while (line := reader.readline()) and line != b"\r\n":
+                pass
+            head = f"HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: {len(answer)}\r\n"
+            connection.sendall(head.encode() + b"Content-Type: application/json\r\nConnection: close\r\n\r\n" + answer)
+            connection.shutdown(socket.SHUT_WR)
+            time.sleep(0.2)  # the client's buffers fill meanwhile: its transport closes with bytes to write
+            while connection.recv(65536):
+                pass
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+
+    async def call() -> None:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+        async with deployai.AsyncDeployAI(api_key=KEY, base_url=url, max_retries=0, timeout=10) as client:
+            with pytest.raises(deployai.APIStatusError) as info:
+                await client.chat.completions.create(
+                    model="openai/gpt-4o", messages=[{"role": "user", "content": "y" * 20_000_000}]
+                )
+            assert info.value.status_code == 413
+
+    try:
+        asyncio.run(call())
+    finally:
+        server.join(10)
+        listener.close()
 
 
 def test_an_asyncio_connection_times_its_reads_and_writes_out() -> None:
