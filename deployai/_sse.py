@@ -177,12 +177,13 @@ def mended(payload: Any, *, chunk: bool = False) -> Any:
     """`payload` as the API documents it, where a server left a field out or wrote it loosely.
 
     `usage.total_tokens` is counted when missing (some gateways leave it out), and a `created` with
-    a fraction of a second is cut to whole seconds. In a whole answer (`chunk` false), a choice
-    without `index` is the one at its place in the list, and a tool call's `arguments` written as a
-    JSON object (not as the text of one) is that object's text. In a stream chunk, `choices: null`
-    (a usage chunk's) is no choices, and a `delta: null` adds nothing; a chunk's choice without
-    `index` is left refused, as its place in one chunk says nothing of which choice it is. Only
-    used on answers that failed validation: the answers that need none pay nothing.
+    a fraction of a second is cut to whole seconds (each model's too, in a list of models). In a
+    whole answer (`chunk` false), a choice without `index` is the one at its place in the list, and
+    a tool call's `arguments` written as a JSON object (not as the text of one) is that object's
+    text. In a stream chunk, `choices: null` (a usage chunk's) is no choices, and a `delta: null`
+    adds nothing; a chunk's choice without `index` is left refused, as its place in one chunk says
+    nothing of which choice it is. Only used on answers that failed validation: the answers that
+    need none pay nothing.
     """
     if not isinstance(payload, dict):
         return payload
@@ -194,6 +195,9 @@ def mended(payload: Any, *, chunk: bool = False) -> Any:
     created = payload.get("created")
     if type(created) is float and math.isfinite(created):
         payload = {**payload, "created": int(created)}
+    data = payload.get("data")  # a list of models: each its own `created`
+    if isinstance(data, list) and any(isinstance(item, dict) and type(item.get("created")) is float for item in data):
+        payload = {**payload, "data": [mended(item) for item in data]}
     choices = payload.get("choices", [])
     if choices is None and chunk:
         payload = {**payload, "choices": []}

@@ -212,6 +212,21 @@ def test_models_list_carries_rate_limit(make_client: ClientFactory, httpx_mock: 
     assert make_client().models.list().rate_limit.remaining == 3
 
 
+def test_a_models_created_with_a_fraction_of_a_second_is_read_in_a_list_as_alone(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    # One model's loosely written `created` made `models.list()` refuse the whole list.
+    model = {"id": "openai/gpt-4o", "object": "model", "created": 1715367049.5, "owned_by": "openai"}
+    httpx_mock.add_response(json={"object": "list", "data": [model, {**model, "id": "openai/o3-mini"}]})
+    httpx_mock.add_response(json=model)
+    client = make_client()
+    assert [(found.id, found.created) for found in client.models.list().data] == [
+        ("openai/gpt-4o", 1715367049),
+        ("openai/o3-mini", 1715367049),
+    ]
+    assert client.models.retrieve("openai/gpt-4o").created == 1715367049
+
+
 def test_raw_response_gives_http_details_and_parses_once(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(json=completion_json(), headers={**RATE_HEADERS, "x-request-id": "req_9"})
     raw = make_client().chat.completions.with_raw_response.create(model="openai/gpt-4o", messages=user())
