@@ -30,10 +30,10 @@ DEFAULT_MAX_RETRY_WAIT_SECONDS: Final = 60.0
 # header (`retry-after: 99999999999`) would otherwise hold a call, or every call, for years. A day
 # is longer than any rate-limit window a gateway reports.
 LONGEST_BELIEVED_WAIT_SECONDS: Final = 86_400.0
-# A wait further ahead than this is no wait at all (`retry-after: 1e300`, a date in the year 9999):
-# the error's `retry_after` is None, as for a malformed header, and never a number that a retry
-# library's sleep cannot take. Between a day and a year it is kept on the error, for a service to
-# reschedule by, but neither slept nor learnt.
+# A wait the server asks for further ahead than this (`retry-after: 1e300`, a date in the year 9999)
+# counts as this long: the error's `retry_after` is never a number that a retry library's sleep
+# cannot take. Past a day a wait is kept on the error, for a service to reschedule by, but neither
+# slept nor learnt, and the call is not retried.
 LONGEST_REPORTED_WAIT_SECONDS: Final = 366 * 86_400.0
 
 DEFAULT_MAX_CONNECTIONS: Final = 1000

@@ -63,11 +63,12 @@ def server_requested_wait(
     `now` is our unix time when the answer arrived, `sent` before its request went (if known): a
     date is the server's, read against its clock as far as its `Date` header shows ours to differ
     (`clock_offset`). Never raises, and a wait is always finite and non-negative: a header that is
-    neither a number of seconds nor a real date counts as not said, and so does a wait of more than
-    a year. A date in the past is a wait of 0.
+    neither a number of seconds nor a real date counts as not said, and a wait of more than a year
+    counts as a year (one that long is never slept, and the call is not retried). A date in the
+    past is a wait of 0.
     """
     wait = _requested_wait(status_code, headers, now, sent)
-    return wait if wait is None or wait <= LONGEST_REPORTED_WAIT_SECONDS else None
+    return wait if wait is None else min(wait, LONGEST_REPORTED_WAIT_SECONDS)
 
 
 def _requested_wait(status_code: int | None, headers: Mapping[str, str], now: float, sent: float) -> float | None:
