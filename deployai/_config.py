@@ -34,9 +34,10 @@ DEFAULT_TIMEOUT = httpx.Timeout(DEFAULT_TIMEOUT_SECONDS, connect=DEFAULT_CONNECT
 USER_AGENT = f"deployai-python/{__version__}"
 
 
-# About 31 years. A socket's timeout must fit the platform's `time_t` once added to the time now
-# (about 9.2e9 seconds on Linux): past that, every blocking call failed as a connection error.
-LONGEST_TIMEOUT_SECONDS: Final = 1e9
+# About 24.8 days: a socket's wait goes to poll() as a 32-bit count of milliseconds. Past it a
+# connect failed as a connection error, and a read's wait wrapped round (4,294,967.4 s timed out
+# after 0.1 s) or never ended.
+LONGEST_TIMEOUT_SECONDS: Final = (2**31 - 1) / 1000
 
 
 def to_httpx_timeout(value: Timeout, param: str = "timeout") -> httpx.Timeout:
@@ -50,14 +51,16 @@ def to_httpx_timeout(value: Timeout, param: str = "timeout") -> httpx.Timeout:
                 continue
             # httpx takes any of them, and fails only once sending: a negative one as a connection error.
             if not 0 < seconds <= LONGEST_TIMEOUT_SECONDS:
-                allowed = "a positive number of seconds up to 1e9 (for the pool, 0: no wait), or None"
+                allowed = (
+                    "a positive number of seconds up to 2147483 (about 24.8 days; for the pool, 0: no wait), or None"
+                )
                 raise InvalidParameterError(f"{param}.{phase}", limit, allowed)
         return value
     if value is None:
         return httpx.Timeout(None)
     seconds = _seconds(value)
     if not 0 < seconds <= LONGEST_TIMEOUT_SECONDS:
-        allowed = "a positive number of seconds up to 1e9, an httpx.Timeout, or None for no limit"
+        allowed = "a positive number of seconds up to 2147483 (about 24.8 days), an httpx.Timeout, or None for no limit"
         raise InvalidParameterError(param, value, allowed)
     return httpx.Timeout(seconds)
 

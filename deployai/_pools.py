@@ -101,8 +101,6 @@ _POOL_LIMITS: Final = httpx.Limits(
     keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
 )
 
-_LONGEST_POLL_SECONDS: Final = (2**31 - 1) / 1000
-
 # A module-level name so that tests can move the pools' clock, and only theirs.
 _now = time.monotonic
 
@@ -637,8 +635,7 @@ def _connect_socket(sock: socket.socket, address: Any, timeout: float | None, cu
     if code:
         with selectors.DefaultSelector() as selector:
             selector.register(sock, selectors.EVENT_WRITE)
-            # poll() takes at most 2**31 - 1 milliseconds (about 24.8 days): a longer timeout waits that long.
-            if not selector.select(None if timeout is None else min(timeout, _LONGEST_POLL_SECONDS)):
+            if not selector.select(timeout):
                 raise TimeoutError("timed out")
         code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if code:
