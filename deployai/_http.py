@@ -647,23 +647,29 @@ def _failed(
 
 
 def _refused_answer(exc: httpx.HTTPStatusError) -> httpx.Response:
-    """The answer an event hook refused, without its body, for the plan to treat as the status it is.
+    """The answer an event hook refused, for the plan to treat as the status it is.
 
-    httpx closes the response unread when a hook raises, so only its status and headers are left: a
-    429 or 503 is then retried after the wait its headers ask for, and a 400 raises `BadRequestError`,
-    as they would without the hook (never a connection error, which is what the hook's error is not).
+    httpx closes the response unread when a hook raises, so only its status and headers are left
+    (and its body, if the hook read it first): a 429 or 503 is then retried after the wait its
+    headers ask for, and a 400 raises `BadRequestError`, as they would without the hook (never a
+    connection error, which is what the hook's error is not).
     """
     refused = exc.response
-    # Without the headers that describe a body that is no longer there (an empty body is not gzip).
+    extensions: dict[str, Any] = {}
+    try:
+        content = refused.content  # read by the hook before it raised (`response.read()`)
+    except httpx.ResponseNotRead:
+        content, extensions[UNREAD_BY_HOOK] = b"", True
+    # Without the headers that describe the body as it came (it is decoded now, or gone).
     headers = [
         (name, value)
         for name, value in refused.headers.multi_items()
         if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
     ]
-    extensions = {UNREAD_BY_HOOK: True}
     if "reason_phrase" in refused.extensions:
         extensions["reason_phrase"] = refused.extensions["reason_phrase"]
-    return httpx.Response(refused.status_code, headers=headers, content=b"", request=exc.request, extensions=extensions)
+    status = refused.status_code
+    return httpx.Response(status, headers=headers, content=content, request=exc.request, extensions=extensions)
 
 
 def _turn_taken(

@@ -217,6 +217,21 @@ def test_an_answer_a_borrowed_clients_hook_refuses_is_still_that_status(kind: st
     assert "event hook of the http_client raised" in str(info.value)
     assert info.value.response.content == b""
 
+    # A hook that read the body before it raised kept it: the server's message is the error's.
+    def read_then_refuse(response: httpx.Response) -> None:
+        response.read()
+        response.raise_for_status()
+
+    emulator.reset()
+    emulator.fail_next(400, body={"error": {"message": "model foo does not exist", "code": "model_not_found"}})
+    hooks: Any = {"response": [read_then_refuse]}
+    with (
+        httpx.Client(transport=emulator.transport(), event_hooks=hooks) as borrowed,
+        pytest.raises(deployai.BadRequestError, match="model foo does not exist") as info,
+    ):
+        deployai.DeployAI(http_client=borrowed, **options).chat.completions.create(model=MODEL, messages=user())
+    assert info.value.code == "model_not_found"
+
 
 def test_a_304_is_an_error_that_blames_a_cache_not_a_redirect(
     make_client: ClientFactory, httpx_mock: HTTPXMock
