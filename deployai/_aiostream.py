@@ -13,9 +13,6 @@ connections (not through a proxy, whose tunnels may need TLS inside TLS). Under 
 library (trio), on another event loop (uvloop, whose connect takes other arguments), on Python
 3.10 (whose `asyncio.wait_for` can swallow a cancel that comes as the wait ends), or with socket
 options set, httpcore's own backend is used, as before.
-
-A host's addresses are tried one after the other, not raced: asyncio's race of them (its
-`happy_eyeballs_delay`) drops the socket that won when the connect is cancelled, unclosed.
 """
 
 from __future__ import annotations
@@ -23,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import socket
 import ssl
 import sys
 from collections.abc import Awaitable
@@ -38,6 +36,8 @@ __all__ = ["AsyncioStream", "connect"]
 # and below which it is read again: a consumer slower than its server holds at most about this much.
 _HIGH_WATER: Final = 256 * 1024
 _LOW_WATER: Final = 64 * 1024
+# As anyio's: how long a connect to one address of a host waits before the next address is tried too.
+_HAPPY_EYEBALLS_DELAY: Final = 0.25
 
 _T = TypeVar("_T")
 
@@ -248,16 +248,68 @@ class AsyncioStream:
 async def connect(
     loop: asyncio.AbstractEventLoop, host: str, port: int, timeout: float | None, local_address: str | None
 ) -> AsyncioStream:
-    """Connect to `host` within `timeout`, with httpcore's backend's errors (each address in turn: see above)."""
+    """Connect to `host` within `timeout`, with httpcore's backend's errors (its addresses raced: see `_race`)."""
     try:
-        transport, protocol = await _within(
-            loop.create_connection(
-                _Protocol, host, port, local_addr=None if local_address is None else (local_address, 0)
-            ),
-            timeout,
-        )
+        transport, protocol = await _within(_race(loop, host, port, local_address), timeout)
     except TimeoutError:
         raise httpcore.ConnectTimeout("The connect timed out.") from None
     except OSError as exc:
         raise httpcore.ConnectError(str(exc)) from exc
     return AsyncioStream(loop, transport, protocol)
+
+
+_Connected = tuple[asyncio.Transport, _Protocol]
+
+
+async def _race(loop: asyncio.AbstractEventLoop, host: str, port: int, local_address: str | None) -> _Connected:
+    """Connect to one of `host`'s addresses: the next is tried too when one has not answered in 0.25 s.
+
+    As anyio's happy eyeballs (RFC 8305), without asyncio's own race (`happy_eyeballs_delay`), which
+    drops the socket that won unclosed when it is cancelled. Here each address is a connect of its
+    own, which closes its socket when cancelled; one that connects after another won, or after the
+    race was cancelled, is closed as it ends.
+    """
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    if not infos:
+        raise OSError(f"No address found for {host!r}")
+    local = None if local_address is None else (local_address, 0)
+    attempts: list[asyncio.Task[_Connected]] = []
+    winner: asyncio.Task[_Connected] | None = None
+    try:
+        for family, _, proto, _, address in infos:
+            connecting = loop.create_connection(
+                _Protocol, str(address[0]), int(address[1]), family=family, proto=proto, local_addr=local
+            )
+            attempts.append(loop.create_task(connecting))
+            winner = await _first_connected(attempts, _HAPPY_EYEBALLS_DELAY)
+            if winner is not None:
+                return winner.result()
+        while any(not attempt.done() for attempt in attempts):
+            winner = await _first_connected(attempts, None)
+            if winner is not None:
+                return winner.result()
+        raise attempts[-1].exception() or OSError(f"Could not connect to {host!r}")
+    finally:
+        for attempt in attempts:
+            if attempt is not winner:
+                attempt.cancel()
+                attempt.add_done_callback(_close_connected)
+
+
+async def _first_connected(
+    attempts: list[asyncio.Task[_Connected]], delay: float | None
+) -> asyncio.Task[_Connected] | None:
+    """The first of `attempts` that connected, waiting up to `delay` (None: until all have ended); None if none."""
+    pending = [attempt for attempt in attempts if not attempt.done()]
+    if pending:
+        await asyncio.wait(pending, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+    for attempt in attempts:
+        if attempt.done() and not attempt.cancelled() and attempt.exception() is None:
+            return attempt
+    return None
+
+
+def _close_connected(attempt: asyncio.Task[_Connected]) -> None:
+    """Close what a losing attempt connected; its failure is seen (asyncio would warn of one never retrieved)."""
+    if not attempt.cancelled() and attempt.exception() is None:
+        attempt.result()[0].abort()

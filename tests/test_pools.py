@@ -885,6 +885,46 @@ def test_an_asyncio_connect_cancelled_at_any_step_leaves_no_socket_open() -> Non
         gc.enable()
 
 
+def test_an_asyncio_connect_tries_a_hosts_next_address_when_one_does_not_answer() -> None:
+    # A host whose first address drops the connect (a broken IPv6 route, say) is reached through the
+    # next within the connect timeout, as httpcore's backend does; tried in turn, it never was.
+    from deployai import _aiostream
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        async with _served(b"") as (port, _):
+            # A listener that never accepts, its backlog full: further connects get no answer at all.
+            hole = socket.create_server(("127.0.0.2", port), backlog=0)
+            fillers = [socket.socket() for _ in range(3)]
+            try:
+                for filler in fillers:
+                    filler.setblocking(False)
+                    with contextlib.suppress(BlockingIOError):
+                        filler.connect(("127.0.0.2", port))
+                probe = socket.socket()
+                probe.settimeout(0.5)
+                with probe, contextlib.suppress(OSError):
+                    probe.connect(("127.0.0.2", port))
+                    pytest.skip("this system answers connects past a full backlog")
+
+                async def getaddrinfo(host: str, port: int, **kwargs: Any) -> list[Any]:
+                    return [
+                        (socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))
+                        for address in ("127.0.0.2", "127.0.0.1")
+                    ]
+
+                cast(Any, loop).getaddrinfo = getaddrinfo
+                stream = await _aiostream.connect(loop, "dual.test", port, 3.0, None)
+                assert stream.get_extra_info("server_addr") == ("127.0.0.1", port)
+                await stream.aclose()
+            finally:
+                hole.close()
+                for filler in fillers:
+                    filler.close()
+
+    asyncio.run(main())
+
+
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="Python 3.10 keeps httpcore's backend (see _aiostream)")
 def test_an_asyncio_connect_cancelled_as_it_completes_is_cancelled() -> None:
     # `asyncio.wait_for` (Python 3.11) returned the connection when the cancel came in the same turn
