@@ -269,7 +269,10 @@ async def _race(loop: asyncio.AbstractEventLoop, host: str, port: int, local_add
     own, which closes its socket when cancelled; one that connects after another won, or after the
     race was cancelled, is closed as it ends.
     """
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    try:  # an address already (`127.0.0.1`, `::1`): no lookup, which the loop would send to a thread
+        infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST)
+    except (OSError, UnicodeError):
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     if not infos:
         raise OSError(f"No address found for {host!r}")
     local = None if local_address is None else (local_address, 0)
