@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Literal, NoReturn, TypeVa
 
 import httpx
 
-from ._config import DEFAULT_TIMEOUT, ClientOptions
+from ._config import DEFAULT_TIMEOUT, LONGEST_TIMEOUT_SECONDS, ClientOptions
 from ._constants import (
     DEADLINE_GRACE_SECONDS,
     DEFAULT_MAX_CONNECTIONS,
@@ -780,7 +780,8 @@ def _cap_timeouts(request: httpx.Request, time_left: float, base: httpx.Timeout,
     stream's read timeout is left alone: it also governs the body, which the deadline does not bound
     (its headers and first event are bounded otherwise: see `_first_read_bound`).
     """
-    left = max(time_left, 0.001)
+    # At most what a socket's wait can take: a deadline further off is no phase's limit (see `_config`).
+    left = min(max(time_left, 0.001), LONGEST_TIMEOUT_SECONDS)
     timeouts = request.extensions.get("timeout") or base.as_dict()
     capped = {
         phase: t if stream and phase == "read" else (left if t is None else min(t, left))

@@ -218,6 +218,15 @@ def test_the_longest_timeouts_work_on_the_sdks_own_connections(server: EmulatorS
     asyncio.run(call())
 
 
+@pytest.mark.parametrize("total_timeout", [4_294_967.4, 1e7])
+def test_a_far_deadline_works_on_the_sdks_own_connections(server: EmulatorServer, total_timeout: float) -> None:
+    # `total_timeout` caps each phase at the time left: past what poll() takes, a connect failed at
+    # once ("timeout is too large") and a read's wait wrapped round to a tenth of a second.
+    options: dict[str, Any] = {"timeout": None, "total_timeout": total_timeout, "max_retries": 0}
+    with deployai.DeployAI(api_key=KEY, base_url=server.base_url, **options) as client:
+        assert client.models.list().data
+
+
 def test_a_borrowed_client_keeps_its_own_transport(server: EmulatorServer) -> None:
     transport = httpx.HTTPTransport()
     with httpx.Client(transport=transport) as borrowed:
