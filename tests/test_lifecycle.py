@@ -737,6 +737,9 @@ def test_a_connection_made_after_the_client_closed_carries_no_request(
     # the connection it makes is closed unused, and the call ends as closed, not sent.
     from deployai import _aiostream
 
+    if kind == "async" and sys.version_info < (3, 11):
+        pytest.skip("Python 3.10 keeps httpcore's backend (see _aiostream), which this test does not hold")
+
     server = HoldingServer()
     connecting, go_on = threading.Event(), threading.Event()
     if kind == "sync":
