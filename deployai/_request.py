@@ -205,7 +205,7 @@ def _check_tools(tools: list[Any]) -> list[str]:
     return names
 
 
-def _check_tool_choice(choice: Any, tools: list[Any], names: list[str]) -> None:
+def _check_tool_choice(choice: Any, names: list[str]) -> None:
     """Refuse a `tool_choice` other than 'none' without tools, or one naming a function not among `names`.
 
     A choice of another kind (OpenAI's `allowed_tools`) is the server's to judge.
@@ -213,7 +213,7 @@ def _check_tool_choice(choice: Any, tools: list[Any], names: list[str]) -> None:
     choice = _as_sent(choice)
     if choice is None or choice == "none":
         return
-    if not tools:
+    if not names:  # one per tool: a tool that is no named function was refused already
         raise InvalidParameterError("tool_choice", choice, "given only with tools")
     if not _is_mapping(choice):
         return
@@ -438,7 +438,7 @@ def check_chat_params(params: Mapping[str, Any]) -> bool:
         raise InvalidParameterError("metadata", metadata, "a dict of strings to strings")
     # How the tool parameters and messages fit together, once each has the right shape.
     if tools is not None or tool_choice is not None:
-        _check_tool_choice(tool_choice, tools or [], _check_tools(tools or []))
+        _check_tool_choice(tool_choice, _check_tools(tools or []))
     if turns:
         _check_tool_turns(messages, turns)
     return only_models
