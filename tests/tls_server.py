@@ -46,9 +46,12 @@ class _Handler(socketserver.BaseRequestHandler):
                     if name.strip().lower() == b"content-length":
                         length = int(value)
                 reader.read(length)
-                connection.sendall(_ANSWER)
-                if self.server.close_next.is_set():
+                # Decided before answering: once the client has its answer it may ask for the next
+                # close, and that one must not close the connection this answer went out on.
+                if closing := self.server.close_next.is_set():
                     self.server.close_next.clear()
+                connection.sendall(_ANSWER)
+                if closing:
                     reader.close()
                     connection.close()
                     self.server.closed.set()
