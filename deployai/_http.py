@@ -64,6 +64,7 @@ from ._exceptions import (
 from ._limiter import RateLimiter, _TaskWaiter, _ThreadWaiter
 from ._plan import Deliver, Outcome, Plan, ReadBody, Send, Sleep, call_plan
 from ._pools import (
+    CONNECTING,
     AsyncLoopbackDirect,
     AsyncSpreadTransport,
     Cut,
@@ -422,12 +423,14 @@ async def _send_by(
     """Send, raising `httpx.ReadTimeout` if the answer (a stream's headers) has not all come by `deadline`.
 
     Its own timer fires `DEADLINE_GRACE_SECONDS` late: the attempt's phase timeouts, cut to the
-    deadline, go first when one ran out, and name the phase.
+    deadline, go first when one ran out, and name the phase; when the loop was late for both, a
+    connect under way still names the connect (`httpx.ConnectTimeout`).
     """
     import asyncio  # loaded by then: this is an async client's
 
     timeout = getattr(asyncio, "timeout", None)  # Python 3.11 and later
     wait = deadline - time.monotonic() + DEADLINE_GRACE_SECONDS
+    CONNECTING.set(False)
     if on_asyncio and timeout is not None:
         # asyncio's own timeout costs a few microseconds; anyio's cancel scope, several times more.
         within = timeout(wait)
@@ -442,6 +445,8 @@ async def _send_by(
 
         with anyio.move_on_after(wait):
             return await _afetch(client, request, stream)
+    if CONNECTING.get():
+        raise httpx.ConnectTimeout("No connection was made before the call's deadline.", request=request)
     raise httpx.ReadTimeout("No answer came before the call's deadline.", request=request)
 
 

@@ -49,6 +49,7 @@ A client given `http_client=` is left as it is: its pool is the user's.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import socket
 import ssl
@@ -410,6 +411,12 @@ def shut_down(sock: Any) -> None:
                 borrowed.detach()
 
 
+# True from the start of a connect by the SDK's own async pools until it succeeds: a call's deadline
+# that cancels the task meanwhile names the connect, as the connect's own timeout would have (on a
+# late event loop both run out at once, and the outer one is caught). Set False by `_http._send_by`.
+CONNECTING: Final[contextvars.ContextVar[bool]] = contextvars.ContextVar("deployai_connecting", default=False)
+
+
 def _refused(message: str = _CUT_MESSAGE) -> Exception:
     import httpcore
 
@@ -448,7 +455,10 @@ class _CutAsyncBackend:
             connecting = _aiostream.connect(loop, host, port, timeout, local_address)
         else:
             connecting = self._backend.connect_tcp(host, port, timeout, local_address, socket_options)
-        return await self._held(await self._cut.until_closed(connecting), backends=loop is None)
+        CONNECTING.set(True)
+        stream = await self._cut.until_closed(connecting)
+        CONNECTING.set(False)
+        return await self._held(stream, backends=loop is None)
 
     async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
         """Connect, as the backend does; ended or refused once the client closed."""

@@ -562,6 +562,27 @@ def test_a_total_timeout_that_runs_out_during_the_tcp_connect_names_the_connect(
 
 
 @_LINUX_TCP
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_a_total_timeout_that_runs_out_during_the_tcp_connect_of_a_late_event_loop_names_the_connect(
+    stream: bool,
+) -> None:
+    # The loop, busy elsewhere, wakes after both the connect's timeout and the call's own timer ran
+    # out: both cancel the task at once, and the call's own timer, the outer one, caught it.
+    request: dict[str, Any] = {"model": MODEL, "messages": user(), "stream": stream, "total_timeout": 0.2}
+    with _unanswered_port() as port:
+        options: dict[str, Any] = {"api_key": KEY, "base_url": f"http://127.0.0.1:{port}/v1", "max_retries": 0}
+
+        async def main() -> None:
+            async with deployai.AsyncDeployAI(**options) as client:
+                asyncio.get_running_loop().call_later(0.05, time.sleep, 0.5)  # past both timers
+                await client.chat.completions.create(**request)
+
+        with pytest.raises(deployai.APITimeoutError) as info:
+            asyncio.run(main())
+    assert str(info.value) == "Request timed out (ConnectTimeout)."
+
+
+@_LINUX_TCP
 def test_a_close_just_before_a_connect_starts_ends_it_even_with_no_connect_timeout(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
