@@ -493,16 +493,17 @@ def _scrub(value: object, key: str | None, depth: int = 0) -> object:
     return value
 
 
-def _scrubbed(response: httpx.Response, message: str, body: object, raw: str) -> tuple[str, object]:
-    """The message and body of an error, without any secret the server sent back in them."""
+def _scrubbed(response: httpx.Response, message: str, body: object, *sources: str) -> tuple[str, object]:
+    """The message and body of an error, without any secret the server sent back in them (in `sources`)."""
     key = _sent_key(response)
     # The usual case: nothing that looks like a key ("sk-...", "Bearer ...", or the key this call sent,
     # which is the one a server echoes), found by plain substring searches; `redact`'s
     # case-insensitive regex over a 10 MB body takes 0.4 s.
-    lowered = raw.lower()
-    if "sk-" not in lowered and "bearer" not in lowered and not (key and mentions(raw, key)):
-        return message, body
-    return redact(message, key), _scrub(body, key)
+    for raw in sources:
+        lowered = raw.lower()
+        if "sk-" in lowered or "bearer" in lowered or (key and mentions(raw, key)):
+            return redact(message, key), _scrub(body, key)
+    return message, body
 
 
 def make_status_error(response: httpx.Response, *, retry_after: float | None = None) -> APIStatusError:
@@ -513,8 +514,9 @@ def make_status_error(response: httpx.Response, *, retry_after: float | None = N
     except Exception:
         raw = response.content.decode("utf-8", "replace")
     if "\\" in raw:  # JSON escapes (`\u0073k-...`) hide a key the decoded message and body show
-        raw += message + repr(body)
-    message, body = _scrubbed(response, message, body, raw)
+        raw += repr(body)
+    # The message may be the status line's reason phrase, which a server can make of anything.
+    message, body = _scrubbed(response, message, body, raw, message)
     cls = error_class_for_status(response.status_code)
     return cls(message, response=response, body=body, retry_after=retry_after)
 

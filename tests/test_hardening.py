@@ -607,6 +607,22 @@ def test_a_key_the_server_echoes_back_never_reaches_the_error(
     assert error.message == "Key [redacted] is over quota"
 
 
+@pytest.mark.parametrize("content", [b"", b"<html><script>x()</script></html>"], ids=["empty", "no text"])
+def test_a_key_the_server_echoes_as_its_reason_phrase_never_reaches_the_error(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, content: bytes
+) -> None:
+    # A body with nothing to say makes the message of the status line: `HTTP/1.1 500 <key>`.
+    phrase = f"Bearer {API_KEY}".encode()
+    httpx_mock.add_callback(lambda request: httpx.Response(500, content=content, extensions={"reason_phrase": phrase}))
+    with pytest.raises(deployai.InternalServerError) as info:
+        make_client(max_retries=0).chat.completions.create(model=MODEL, messages=user())
+    error = info.value
+    shown = [str(error), repr(error), error.message, "".join(traceback.format_exception(error))]
+    assert all(API_KEY not in text for text in shown)
+    assert API_KEY.encode() not in pickle.dumps(error)
+    assert "500 Bearer [redacted] (" in error.message
+
+
 def test_a_key_the_server_echoes_in_json_escapes_never_reaches_the_error(
     make_client: ClientFactory, httpx_mock: HTTPXMock
 ) -> None:
