@@ -41,7 +41,9 @@ The rules, in the order `delay` applies them (the longest wait wins):
    that does not depend on those answers (the refill of its own cost) is firm. When the reset
    passes, the budget is full again, or unknown again when its size never was.
 
-Which report to believe: a report whose window is over already is ignored. Reports whose resets lie
+Which report to believe: a report whose window is over already is ignored; when nothing is known of
+the window now, it still says the window's size, and the window now counts as a new one (as after a
+reset: rule 1; without the size, the probing of rule 2 goes on). Reports whose resets lie
 within `WINDOW_RESET_TOLERANCE_SECONDS` of the known one are of the same window and can only lower
 `remaining` (answers arrive out of order; the lowest count is the latest); one that resets later
 than that starts a newer window and replaces it. Reports without a reset (the LiteLLM proxy's
@@ -350,6 +352,11 @@ class Pacing:
                 self.tokens_left, self.tokens_reset_at, self.tokens_told_by = believed
                 self.tokens_told_at = now
         if report.remaining is not None:
+            if self.remaining is None and report.reset_at is not None and report.reset_at <= now:
+                # The count of a window over already (a probe's answer slower than what was left of its
+                # window), and none known of the window now: it is a new one, as after a known reset.
+                self._new_window()
+                return
             self.remaining, self.reset_at, self.told_by = _believed(
                 now, ticket, (self.remaining, self.reset_at, self.told_by), report.remaining, report.reset_at
             )

@@ -72,6 +72,24 @@ def test_an_answer_from_a_window_that_is_over_changes_nothing_but_the_count_in_f
     assert (pacing.remaining, pacing.in_flight) == (5, 0)
 
 
+@pytest.mark.parametrize("limit", [5, None], ids=["limit told", "no limit"])
+def test_a_probe_answered_after_its_window_reset_lets_through_no_more_than_a_window(limit: int | None) -> None:
+    # Its answer says what was left of a window that is over, and nothing of the one now: every
+    # caller held for the probe went at once (14 of 30 calls refused with 429 in a run).
+    pacing = Pacing()
+    probe = pacing.admit(T)
+    pacing.admit(T + 1.0)  # the next probe, a second later, still in flight
+    pacing.learn(T + 3.5, probe, 200, report(4, T + 2.0, limit), None)
+    let_through = 0
+    while pacing.delay(T + 3.5) == 0 and let_through < 100:
+        pacing.admit(T + 3.5)
+        let_through += 1
+    if limit is None:  # the size of a window unknown: probing on, one more a second
+        assert (let_through, pacing.delay(T + 3.5)) == (1, 1.0)
+    else:  # a new window, full but for the probe still in flight; then held until an answer tells more
+        assert (let_through, pacing.delay(T + 3.5)) == (limit - 1, math.inf)
+
+
 def test_a_report_of_a_later_window_replaces_the_one_known() -> None:
     pacing = informed(remaining=0, reset_at=T + 10)
     pacing.admit(T)
