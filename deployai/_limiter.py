@@ -785,6 +785,11 @@ def _apply(pacing: Pacing, ticket: int, answer: Answer) -> None:
 
 
 _alive: weakref.WeakValueDictionary[str, RateLimiter] = weakref.WeakValueDictionary()  # by identity
+# The limiters this process unpickled last (made here from a pickle), kept alive between the tasks
+# that bring copies: a worker's task drops its copy when it ends, and the next task's would have
+# started afresh, with what it learned and its `requests_per_minute` sends forgotten.
+_KEPT_COPIES: Final = 32
+_kept: collections.OrderedDict[str, RateLimiter] = collections.OrderedDict()
 _registry_lock = threading.Lock()
 _restart_lock = threading.Lock()
 
@@ -808,7 +813,11 @@ if hasattr(os, "register_at_fork"):  # not on Windows, where there is no fork
 
 
 def one_per_process(identity: str, make: Callable[[], _L]) -> _L:
-    """The limiter `identity` names in this process: the one made or unpickled here first, else `make()`."""
+    """The limiter `identity` names in this process: the one made or unpickled here first, else `make()`.
+
+    The `_KEPT_COPIES` made here by `make()` and named last are kept alive, though no task holds a
+    copy between them (the one made where it was first is its maker's to keep).
+    """
     found = _alive.get(identity)
     if found is None:
         made = make()
@@ -818,6 +827,12 @@ def one_per_process(identity: str, make: Callable[[], _L]) -> _L:
                 del _alive[made._identity]
                 made._identity = identity
                 _alive[identity] = found = made
+                _kept[identity] = made
+                if len(_kept) > _KEPT_COPIES:
+                    _kept.popitem(last=False)
+    elif identity in _kept:
+        with _registry_lock, contextlib.suppress(KeyError):  # dropped meanwhile by another thread's
+            _kept.move_to_end(identity)
     return cast("_L", found)  # an identity names one limiter, of one class
 
 

@@ -527,6 +527,24 @@ def test_copies_unpickled_in_one_process_pace_as_one_limiter() -> None:
     assert pickle.loads(other).rate_limiter is not limiters[0]  # another limiter (another key) stays another
 
 
+def test_a_limiter_unpickled_in_a_worker_outlives_the_tasks_that_brought_it_within_a_bound() -> None:
+    # Each task of a process pool brings a copy and drops it when it ends: the next task's copy was
+    # a new limiter once the collector had run, its sends and all it learned forgotten.
+    limiter = deployai.RateLimiter(requests_per_minute=2)
+    task = pickle.dumps(deployai.DeployAI(api_key=API_KEY, rate_limiter=limiter))
+    del limiter
+    gc.collect()  # as in the worker, where it does not exist yet
+    pickle.loads(task).rate_limiter._pacing.admit(T)  # the first task's send
+    gc.collect()  # between tasks
+    assert pickle.loads(task).rate_limiter.in_flight == 1  # the next task's copy is that limiter
+    others = [pickle.dumps(deployai.RateLimiter()) for _ in range(_limiter._KEPT_COPIES)]
+    gc.collect()  # as in the worker: the others are made there from their pickles
+    for other in others:
+        pickle.loads(other)
+    gc.collect()
+    assert pickle.loads(task).rate_limiter.in_flight == 0  # kept no longer: a worker holds a bounded number
+
+
 # --- the proofs: real sockets, the real clock, a small window, 429s counted at the server -------------
 
 
