@@ -56,6 +56,7 @@ from ._exceptions import (
     APIConnectionError,
     APIStatusError,
     DeployAIError,
+    InvalidParameterError,
     _ResponseError,
     make_stream_error,
     safe_cause,
@@ -648,6 +649,8 @@ def _failed(
         return _refused_answer(exc)
     if isinstance(exc, httpx.HTTPError):
         return _attempt_failed(exc, cut)
+    if isinstance(exc, InvalidParameterError):  # refused before sending (an unusable proxy: see `_pools`)
+        raise exc
     raise _unexpected(exc, request, client_closed, cut) from safe_cause(exc)
 
 

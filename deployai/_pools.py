@@ -51,6 +51,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import re
 import socket
 import ssl
 import sys
@@ -70,6 +71,7 @@ except ImportError:  # pragma: no cover - a later httpx: its own client is made 
 
 from ._config import is_loopback
 from ._constants import DEFAULT_MAX_CONNECTIONS, KEEPALIVE_EXPIRY_SECONDS, POOL_CONNECTIONS
+from ._exceptions import InvalidParameterError
 from ._sockets import readable
 
 if TYPE_CHECKING:
@@ -190,12 +192,46 @@ def proxy_mounts(
     """
     if settings.proxies is None:
         return None
-    return {
-        pattern: None
-        if url is None
-        else cut_by(_bounded_reads(kind(proxy=url, limits=limits, verify=tls_context(settings.certificates))), cut)
-        for pattern, url in settings.proxies.items()
-    }
+    mounts: dict[str, Any] = {}
+    for pattern, url in settings.proxies.items():
+        if url is None:
+            mounts[pattern] = None
+            continue
+        try:
+            proxy = kind(proxy=url, limits=limits, verify=tls_context(settings.certificates))
+        except Exception:  # a SOCKS proxy without `socksio`, a scheme or URL httpx refuses
+            mounts[pattern] = _UnusableProxy(pattern, url)
+        else:
+            mounts[pattern] = cut_by(_bounded_reads(proxy), cut)
+    return mounts
+
+
+# The environment variables httpx reads each pattern's proxy from, as users know them.
+_PROXY_VARIABLES: Final = {"http://": "HTTP_PROXY", "https://": "HTTPS_PROXY", "all://": "ALL_PROXY"}
+
+
+class _UnusableProxy(httpx.BaseTransport, httpx.AsyncBaseTransport):
+    """A proxy from the environment httpx cannot use: a request that would go through it is refused.
+
+    Requests to this machine bypass it (`LoopbackDirect`): a client of a local server works in a
+    shell whose `ALL_PROXY` it cannot use (SOCKS, without `socksio` installed).
+    """
+
+    def __init__(self, pattern: str, url: str) -> None:
+        self._variable = _PROXY_VARIABLES.get(pattern, f"the proxy for {pattern}")
+        self._url = re.sub(r"//[^/@]*@", "//[redacted]@", url)  # its user and password are a secret
+
+    def _refusal(self) -> InvalidParameterError:
+        allowed = 'a proxy URL httpx can use (http://, https://, or socks5:// with "httpx[socks]" installed)'
+        return InvalidParameterError(self._variable, self._url, allowed)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Refuse: nothing is sent."""
+        raise self._refusal()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Refuse: nothing is sent."""
+        raise self._refusal()
 
 
 class _Bypass(Generic[_T]):

@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import contextvars
 import gc
+import importlib.util
 import logging
 import os
+import pickle
 import socket
 import ssl
 import subprocess
@@ -463,6 +465,32 @@ def test_this_machines_own_addresses_never_go_through_a_proxy_from_the_environme
                 api_key=KEY, base_url=f"http://{SERVER_NAME}:{port}/v1", allow_insecure_http=True, max_retries=0
             ).models.list()
         assert proxy.seen == ["GET /v1/models"]
+
+
+@pytest.mark.parametrize(
+    "proxy",
+    ["socks5://user:Proxy_SECRET@127.0.0.1:1080", "ftp://user:Proxy_SECRET@127.0.0.1:21", "http://::bad"],
+    ids=["socks without socksio", "another scheme", "no URL"],
+)
+def test_a_proxy_from_the_environment_httpx_cannot_use_refuses_only_the_calls_it_would_carry(
+    kind: str, make_client: ClientFactory, server: EmulatorServer, monkeypatch: pytest.MonkeyPatch, proxy: str
+) -> None:
+    # A SOCKS `ALL_PROXY` in a shell without `socksio`: the client could not even be made (httpx's
+    # ImportError), though a local server's calls never go through a proxy.
+    if proxy.startswith("socks5") and importlib.util.find_spec("socksio") is not None:
+        pytest.skip("socksio is installed: httpx can use a SOCKS proxy")
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ALL_PROXY", proxy)
+    local = make_client(api_key=KEY, base_url=server.base_url, max_retries=0)
+    assert local.chat.completions.create(model=MODEL, messages=user("hi")).choices
+    remote = make_client(api_key=KEY, base_url=f"https://{SERVER_NAME}/v1", max_retries=0)
+    for call in (remote.models.list, lambda: remote.chat.completions.create(model=MODEL, messages=user(), stream=True)):
+        with pytest.raises(deployai.InvalidParameterError) as info:
+            call()
+        assert info.value.param == "ALL_PROXY"
+        assert "Proxy_SECRET" not in str(info.value)
+        assert b"Proxy_SECRET" not in pickle.dumps(info.value)
 
 
 def test_a_context_copied_while_a_stream_reads_its_end_carries_no_deadline(server: EmulatorServer) -> None:
