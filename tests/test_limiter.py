@@ -721,6 +721,19 @@ def test_on_the_emulators_virtual_clock_a_held_call_moves_the_clock_instead_of_w
     assert 120.0 <= clock.waited < 125.0  # two windows' resets, and no more
 
 
+def test_on_the_emulators_virtual_clock_a_window_that_starts_off_a_whole_second_holds_no_call_too_long() -> None:
+    # Its reset, sent in whole seconds, was rounded up past the window's end: the limiter's hold was
+    # then a window and a fraction, longer than `max_retry_wait`, and the third call was refused.
+    clock = VirtualClock()
+    clock.advance(0.5)  # a retry's jitter, a token latency
+    emulator = Emulator(clock=clock, rate_limit=2, window_seconds=60.0)
+    with emulator.client(rate_limiter=deployai.RateLimiter(clock=clock), max_retry_wait=60) as client:
+        for _ in range(5):
+            client.chat.completions.create(model="openai/gpt-4o", messages=user())
+    assert emulator.statuses == [200] * 5
+    assert clock.waited == 119.5  # to the first window's end, then a whole window
+
+
 def test_on_a_virtual_clock_a_caller_behind_a_task_of_a_closed_loop_is_not_held_forever() -> None:
     # Callers behind the head wait for their turn without moving the test's clock. A head whose event
     # loop was closed under it never takes its turn, nor leaves: it is dropped when a caller looks.

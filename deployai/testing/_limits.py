@@ -19,6 +19,8 @@ class _Window:
 class RateWindows:
     """`rate_limit` requests per key per window; a key's window starts with its first request after the last ended.
 
+    It starts at that request's whole second (at the request itself, for a window under a second).
+
     Not thread-safe: the emulator calls it under its lock.
     """
 
@@ -35,7 +37,10 @@ class RateWindows:
         """Count one request of `key`; add the rate-limit headers to `headers`; a 429 when the window is spent."""
         window = self._windows.get(key)
         if window is None or now >= window.started_at + self.window_seconds:
-            window = self._windows[key] = _Window(now)
+            # From the whole second of its first request, as gateways count fixed windows: its reset,
+            # sent in whole seconds, is when it ends, and the wait for it is never longer than a window.
+            start = math.floor(now) if self.window_seconds >= 1 else now
+            window = self._windows[key] = _Window(start)
         resets_at = window.started_at + self.window_seconds
         exhausted = window.used >= self.rate_limit
         if not exhausted:
