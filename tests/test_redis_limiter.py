@@ -698,6 +698,29 @@ def test_a_machine_whose_clock_is_off_reads_resets_as_every_other_process_does(
     assert limiter._pacing.reset_at == pytest.approx(reset, abs=2)  # on Redis's clock, a unix time as well
 
 
+def test_a_new_process_whose_clock_is_an_hour_ahead_holds_no_process_for_that_hour(
+    redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its first decision was made, and written, on its own clock before it had heard Redis's: its
+    # send stood an hour ahead at the head of the minute's sends, and every process's eleventh call
+    # of a minute was held for an hour and a minute (`retry_after` 3660).
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 3600)
+    ahead = deployai.RedisRateLimiter(redis.url, name="ahead", requests_per_minute=10)
+    monkeypatch.setattr(time, "time", real_time)
+    ahead._settle(ahead._acquire_sync(REQUEST, 5), answer(remaining=9), 0.0)
+    until(lambda: ahead._courier.own == 0, "the answer was written")
+    ahead.close()
+    other = deployai.RedisRateLimiter(redis.url, name="ahead", requests_per_minute=10)
+    for _ in range(9):
+        other._settle(other._acquire_sync(REQUEST, 5), answer(remaining=9), 0.0)
+    with pytest.raises(deployai.RateLimitError) as info:  # the minute's eleventh send
+        other._acquire_sync(REQUEST, 5)
+    other.close()
+    assert info.value.retry_after is not None
+    assert info.value.retry_after <= 60
+
+
 def test_a_request_withdrawn_unsent_no_longer_counts_against_requests_per_minute(redis: RedisServer) -> None:
     # A call stopped after its turn came but before it was sent used to count as a send of its minute
     # in every process, since the state in Redis does not say when each request was let through.
