@@ -120,7 +120,9 @@ def _connection_options() -> _Parser:
     group = common.add_argument_group("connection")
     group.add_argument("--api-key", help="the API key (default: $DEPLOYAI_API_KEY)")
     group.add_argument("--base-url", help="the API base URL (default: $DEPLOYAI_BASE_URL, else the DeployAI API)")
-    group.add_argument("--timeout", type=float, help="seconds to wait for each attempt (default 600)")
+    group.add_argument(
+        "--timeout", type=float, help="seconds to wait to connect, and for each read of the answer (default 600)"
+    )
     group.add_argument("--max-retries", type=int, help="retries of a failed call (default 2)")
     return common
 
@@ -195,12 +197,12 @@ def _chat(args: argparse.Namespace, out: _Output) -> None:
     with _client(args) as client, client.chat.completions.create(**params, stream=True) as stream:
         try:
             for chunk in stream:
-                if chunk.choices:
-                    delta = chunk.choices[0].delta
-                    text = delta.content or delta.refusal  # a refusal is the answer there is
-                    if text:
-                        out.write(text)
-                        out.flush()
+                for choice in chunk.choices:
+                    if choice.index == 0:  # the one answer asked for: never another choice's text
+                        text = choice.delta.content or choice.delta.refusal  # a refusal is the answer there is
+                        if text:
+                            out.write(text)
+                            out.flush()
         finally:  # also when the stream breaks: end the line the answer was on
             out.write("\n")
 
@@ -323,7 +325,7 @@ def main(argv: Sequence[str] | None = None, *, exit_on_ctrl_c: bool = False) -> 
         except (OSError, AttributeError):
             _drop_stdout(exit_on_ctrl_c)
         one_line = " ".join(str(error).split())  # a server's message may hold line breaks
-        _say(f"deployai: {type(error).__name__}: {one_line}")
+        _say(f"deployai: {type(error).__name__}: {_printable(one_line)}")
         return _exit_code(error)
     except BrokenPipeError:  # `deployai models | head`: the reader left, which is not an error
         _drop_stdout(exit_on_ctrl_c)
@@ -341,6 +343,17 @@ def main(argv: Sequence[str] | None = None, *, exit_on_ctrl_c: bool = False) -> 
         )
         return IO_ERROR
     return 0
+
+
+def _printable(text: str) -> str:
+    r"""`text` with what a terminal would act on written out as escapes (`\x1b`, `\u202e`).
+
+    A server's message may hold control sequences: they would retitle the terminal, erase the line,
+    or write a line of their own over it.
+    """
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
 
 
 class _UnwritableError(Exception):

@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pytest_httpx import HTTPXMock
 
 from deployai._cli import EXIT_CODES, main
 from deployai.testing import Emulator, EmulatorServer
 from tests.emulator_helpers import TEST_KEY
+from tests.sse import DONE, chunk, event, sse_response
 
 SCRIPT = Path(sys.executable).with_name("deployai")
 
@@ -204,6 +206,32 @@ def test_a_server_message_with_line_breaks_is_printed_on_one_line(
     assert (
         capsys.readouterr().err == "deployai: BadRequestError: Error code: 400 - line one line two (request id req_1)\n"
     )
+
+
+def test_control_characters_in_a_server_message_are_printed_as_escapes(
+    server: EmulatorServer, env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A hostile message could retitle the terminal, erase the line, and write a fake one over it.
+    for name in ("DEPLOYAI_BASE_URL", "DEPLOYAI_API_KEY"):
+        monkeypatch.setenv(name, env[name])
+    message = "bad\x1b]0;pwned\x07\x1b[2K\rdeployai: OK\x00 \u202eright-to-left"
+    server.emulator.fail_next(400, {"error": {"message": message, "type": "invalid_request_error"}})
+    assert main(["models"]) == 7
+    assert capsys.readouterr().err == (
+        "deployai: BadRequestError: Error code: 400 - "
+        "bad\\x1b]0;pwned\\x07\\x1b[2K deployai: OK\\x00 \\u202eright-to-left (request id req_1)\n"
+    )
+
+
+def test_chat_prints_the_first_choice_alone_when_a_server_streams_others(
+    httpx_mock: HTTPXMock, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DEPLOYAI_API_KEY", TEST_KEY)
+    monkeypatch.delenv("DEPLOYAI_BASE_URL", raising=False)
+    pieces = [event(chunk("ONE", index=1)), event(chunk("ZERO")), event(chunk(finish="stop")), DONE]
+    httpx_mock.add_callback(lambda request: sse_response(pieces))
+    assert main(["chat", "hi"]) == 0
+    assert capsys.readouterr().out == "ZERO\n"
 
 
 def test_a_prompt_on_stdin_that_is_not_utf8_is_refused_in_one_line(env: dict[str, str]) -> None:
