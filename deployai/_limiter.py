@@ -30,7 +30,7 @@ import httpx
 from ._constants import COMPLETION_CAP, LONGEST_BELIEVED_WAIT_SECONDS
 from ._exceptions import APIStatusError, DeployAIError, InvalidParameterError, RateLimitError, reported_error
 from ._pacing import Pacing
-from ._ratelimit import WindowReport, read_window
+from ._ratelimit import UNIX_TIME_FLOOR_SECONDS, WindowReport, read_window
 from ._retry import server_requested_wait
 
 if TYPE_CHECKING:
@@ -151,6 +151,9 @@ class VirtualTime(Protocol):
 def _check_clock(clock: object) -> VirtualTime | None:
     if clock is not None and not all(callable(getattr(clock, name, None)) for name in ("__call__", "sleep", "asleep")):
         raise InvalidParameterError("clock", clock, "a deployai.testing.VirtualClock, or None for real time")
+    if clock is not None and clock() < UNIX_TIME_FLOOR_SECONDS:  # type: ignore[operator]
+        # Resets are read against it, and one below 1973 reads as seconds from now (see `_ratelimit`).
+        raise InvalidParameterError("clock", clock, "a clock of unix time after 1973 (VirtualClock(start=...))")
     return clock  # type: ignore[return-value]
 
 

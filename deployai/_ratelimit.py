@@ -33,7 +33,7 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 # A reset given as a plain number above this is a unix time; below it, seconds from now (some
 # gateways send `x-ratelimit-reset: 60`). No window lasts until 1973.
-_UNIX_TIME_FLOOR_SECONDS = 100_000_000
+UNIX_TIME_FLOOR_SECONDS = 100_000_000
 _LAST_UNIX_SECOND = 253_402_300_799.0  # 9999-12-31 23:59:59 UTC, the last moment a datetime can hold
 
 
@@ -155,7 +155,7 @@ def _reset_time(value: str | None, now: float) -> float | None:
         return None
     seconds = _plain_seconds(value)
     if seconds is not None:
-        moment = seconds if seconds >= _UNIX_TIME_FLOOR_SECONDS else now + seconds
+        moment = seconds if seconds >= UNIX_TIME_FLOOR_SECONDS else now + seconds
     else:
         duration = _duration_seconds(value)
         if duration is None:
@@ -400,7 +400,7 @@ def read_window(headers: Mapping[str, str], now: float, sent: float = -math.inf)
         reset_at = None
     elif reset.isdigit() and len(reset) <= 18:  # plain digits (`bytes.isdigit` is ASCII-only), read at once
         seconds = int(reset)
-        moment = seconds + offset if seconds >= _UNIX_TIME_FLOOR_SECONDS else now + seconds
+        moment = seconds + offset if seconds >= UNIX_TIME_FLOOR_SECONDS else now + seconds
         reset_at = moment if moment <= _LAST_UNIX_SECOND else None
     else:  # anything else as the lenient readers of `RateLimit` read it
         reset_at = _reset_time(reset.decode("latin-1"), now - offset)

@@ -213,6 +213,17 @@ def test_max_tokens_truncates_with_finish_reason_length(raw: httpx.Client) -> No
     assert body["usage"]["completion_tokens"] == 2
 
 
+@pytest.mark.parametrize(
+    "caps", [{"max_completion_tokens": 2}, {"max_completion_tokens": None, "max_tokens": 2}], ids=["given", "null"]
+)
+def test_max_completion_tokens_truncates_and_a_null_one_leaves_max_tokens_to_cap(
+    raw: httpx.Client, caps: dict[str, Any]
+) -> None:
+    body = raw.post("/v1/chat/completions", json=chat_body(**caps)).json()
+    assert body["choices"][0]["message"]["content"] == "You said"
+    assert body["choices"][0]["finish_reason"] == "length"
+
+
 def test_max_tokens_at_the_reply_length_is_not_a_truncation(raw: httpx.Client) -> None:
     body = raw.post("/v1/chat/completions", json=chat_body(max_tokens=5)).json()
     assert body["choices"][0]["message"]["content"] == "You said: Hello!"

@@ -791,6 +791,14 @@ def test_a_limiters_clock_must_be_a_virtual_clock() -> None:
         deployai.RateLimiter(clock=time.time)  # type: ignore[arg-type]
 
 
+def test_a_limiters_virtual_clock_must_keep_unix_time_after_1973() -> None:
+    # Resets are read against it: on a clock at 1,000 s, the emulator's reset at 1,060 read as
+    # 1,060 s from now, and the limiter refused a call it would have held for 1,060 s.
+    with pytest.raises(deployai.InvalidParameterError, match="a clock of unix time after 1973"):
+        deployai.RateLimiter(clock=VirtualClock(start=1_000.0))
+    assert deployai.RateLimiter(clock=VirtualClock()).requests_per_minute is None  # the default start is fine
+
+
 # --- a gateway that limits tokens --------------------------------------------------------------------
 
 

@@ -19,7 +19,8 @@ class VirtualClock:
     the other, rather than overlapping as they would in real time.
 
     Args:
-        start: the unix time it starts at.
+        start: the unix time it starts at. A `RateLimiter` refuses a clock before 1973: the API's
+            resets are unix times, and a smaller one reads as seconds from now.
     """
 
     def __init__(self, start: float = _START_UNIX_SECONDS) -> None:

@@ -102,7 +102,10 @@ def _pieces(reply: Reply, body: Mapping[str, Any]) -> tuple[list[str], bool]:
     else:
         pieces = list(reply.pieces)
     # Reasoning models take max_completion_tokens; the others max_tokens. Either caps the reply.
-    cap = body.get("max_completion_tokens", body.get("max_tokens"))
+    # A null is no cap given, as the SDK sends `max_completion_tokens=None`: the other one still counts.
+    cap = body.get("max_completion_tokens")
+    if cap is None:
+        cap = body.get("max_tokens")
     if cap is not None and count_tokens("".join(pieces)) > cap:
         return split_tokens("".join(pieces))[:cap], True
     return pieces, False
