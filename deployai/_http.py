@@ -57,6 +57,7 @@ from ._exceptions import (
     APIStatusError,
     DeployAIError,
     InvalidParameterError,
+    RateLimitError,
     _ResponseError,
     make_stream_error,
     safe_cause,
@@ -1321,6 +1322,7 @@ class SyncHTTP:
         deadline: float | None = None
         turn: tuple[RateLimiter, int] | None = None
         took: float | None = None  # how long the last attempt took, once it was answered
+        retrying: Sleep | None = None  # the wait before the attempt to come, when it is a retry
         try:
             while True:
                 op = plan.send(outcome)
@@ -1332,7 +1334,10 @@ class SyncHTTP:
                     ticket = 0
                     try:  # from its turn to its settling: a Ctrl+C anywhere between never keeps the turn
                         if op.limiter is not None:
-                            ticket = self._take_turn(op, op.limiter, stopped)
+                            try:
+                                ticket = self._take_turn(op, op.limiter, stopped)
+                            except RateLimitError as held:
+                                _retry_held(retrying, held)
                         turn = _stream_turn(op, ticket)
                         deadline = _attempt_deadline(op, client.timeout)
                         sent_at = time.perf_counter()
@@ -1349,6 +1354,7 @@ class SyncHTTP:
                 elif type(op) is Deliver:
                     return _delivered(plan, op, close, started_at, sent_at, deadline, turn)
                 elif type(op) is Sleep:
+                    retrying = op
                     if self._closed:  # since the attempt: not sent again
                         _not_retried(op, stopped, self._cut())
                     _announce_retry(op, lease)
@@ -1913,6 +1919,7 @@ class AsyncHTTP:
         deadline: float | None = None
         turn: tuple[RateLimiter, int] | None = None
         took: float | None = None  # how long the last attempt took, once it was answered
+        retrying: Sleep | None = None  # the wait before the attempt to come, when it is a retry
         try:
             while True:
                 op = plan.send(outcome)
@@ -1924,7 +1931,10 @@ class AsyncHTTP:
                     ticket = 0
                     try:  # as in `SyncHTTP.resume`
                         if op.limiter is not None:
-                            ticket = await self._take_turn(op, op.limiter, stopped, pool)
+                            try:
+                                ticket = await self._take_turn(op, op.limiter, stopped, pool)
+                            except RateLimitError as held:
+                                _retry_held(retrying, held)
                         turn = _stream_turn(op, ticket)
                         deadline = _attempt_deadline(op, client.timeout)
                         sent_at = time.perf_counter()
@@ -1940,6 +1950,7 @@ class AsyncHTTP:
                 elif type(op) is Deliver:
                     return _delivered(plan, op, close, started_at, sent_at, deadline, turn)
                 elif type(op) is Sleep:
+                    retrying = op
                     if self._closed or pool.closed:  # since the attempt: not sent again
                         _not_retried(op, stopped, self._cut(pool))
                     _announce_retry(op, lease)
@@ -2080,6 +2091,17 @@ def _not_retried(op: Sleep, stopped: Callable[[], bool] | None, cut: str | None)
     if cut is not None:
         raise _closed_in_flight(cut) from op.cause
     raise op.given_up() from op.cause
+
+
+def _retry_held(op: Sleep | None, held: RateLimitError) -> NoReturn:
+    """The rate limiter would hold an attempt longer than the call may wait (`held`, nothing sent).
+
+    A retry's (`op`: the wait before it) raises the failure it was to retry, from the limiter's
+    refusal: that failure is what became of the call. A first attempt's raises the refusal.
+    """
+    if op is None:
+        raise held
+    raise op.given_up() from held
 
 
 def _check_before_send(stopped: Callable[[], bool] | None, closed: bool, why: str = _CLIENT_CLOSED) -> None:

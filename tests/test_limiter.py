@@ -786,6 +786,35 @@ def test_on_a_virtual_clock_a_caller_waiting_for_an_answer_in_flight_does_not_mo
     assert clock.waited == 0
 
 
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_retry_the_limiter_would_hold_too_long_raises_the_failure_it_was_to_retry(kind: str) -> None:
+    # The 503 the server answered was lost: the call raised the limiter's refusal, a 429 that said
+    # nothing was sent, with no retries counted, though a request had gone and failed.
+    clock = VirtualClock()
+    emulator = Emulator(clock=clock, rate_limit=2, window_seconds=30.0)
+    request: dict[str, Any] = {"model": "openai/gpt-4o", "messages": user()}
+    options: dict[str, Any] = {"rate_limiter": deployai.RateLimiter(clock=clock), "max_retry_wait": 5}
+    with pytest.raises(deployai.ServiceUnavailableError) as info:
+        if kind == "sync":
+            with emulator.client(**options) as client:
+                client.chat.completions.create(**request)  # the window's first
+                emulator.fail(503, headers={"retry-after": "0"})
+                client.chat.completions.create(**request)  # its second: a retry would wait for the next
+        else:
+
+            async def main() -> None:
+                async with emulator.async_client(**options) as client:
+                    await client.chat.completions.create(**request)
+                    emulator.fail(503, headers={"retry-after": "0"})
+                    await client.chat.completions.create(**request)
+
+            asyncio.run(main())
+    assert info.value.retries == 0
+    assert isinstance(info.value.__cause__, deployai.RateLimitError)  # why it was not retried
+    assert "would hold this call for" in str(info.value.__cause__)
+    assert emulator.statuses == [200, 503]
+
+
 def test_a_limiters_clock_must_be_a_virtual_clock() -> None:
     with pytest.raises(deployai.InvalidParameterError, match=r"clock must be a deployai\.testing\.VirtualClock"):
         deployai.RateLimiter(clock=time.time)  # type: ignore[arg-type]
