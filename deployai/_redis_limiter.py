@@ -99,7 +99,8 @@ def _redacted_url(url: str) -> str:
     user, at, _ = netloc.rpartition("@")
     if at and rest.startswith(netloc) and "@" not in rest[len(netloc) :]:
         name, colon, _ = user.partition(":")
-        return shown if not colon else f"{head}{name}:***@{rest[len(user) + 1 :]}"
+        # Alone, the user part is a user name to redis-py, and often a password meant as one.
+        return f"{head}{name}:***@{rest[len(user) + 1 :]}" if colon else f"{head}***@{rest[len(user) + 1 :]}"
     # An "@" past the host part that urllib read: a password with a "#", "/" or "?" ends that part
     # early. All up to the last "@" may be a password.
     return f"{head}***@{rest.rpartition('@')[2]}"

@@ -457,6 +457,7 @@ def until(condition: Any, what: str, seconds: float = 10.0) -> None:
         "rediss://127.0.0.1:6379/2?ssl_password=pw-se#x@cret",
         "redis://127.0.0.1:6379/0?db=0?password=pw-se-cret",  # a "?" typed for "&"
         "redis://admin:pw-se&password=cret@127.0.0.1:6379/0",  # redis-py's password: "pw-se&password=cret"
+        "redis://pw-se-cret@127.0.0.1:6379/0",  # a user name to redis-py: a password written without its ":"
     ],
 )
 def test_no_password_in_a_redis_url_is_ever_shown(url: str) -> None:
