@@ -224,7 +224,11 @@ def _models(args: argparse.Namespace, out: _Output) -> None:
         out.write(json.dumps([model.model_dump(mode="json") for model in models], indent=2) + "\n")
         return
     rows = [("ID", "PROVIDER", "CONTEXT")]
-    rows += [(m.id, m.provider or "", f"{m.context_window:,}" if m.context_window else "") for m in models]
+    # A server's names, as its error messages: a table line is no place for control sequences.
+    rows += [
+        (_printable(m.id), _printable(m.provider or ""), f"{m.context_window:,}" if m.context_window else "")
+        for m in models
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(2)]
     for model_id, provider, context in rows:
         out.write(f"{model_id:<{widths[0]}}  {provider:<{widths[1]}}  {context:>9}\n")

@@ -650,8 +650,6 @@ def _failed(
         return _refused_answer(exc)
     if isinstance(exc, httpx.HTTPError):
         return _attempt_failed(exc, cut)
-    if isinstance(exc, InvalidParameterError):  # refused before sending (an unusable proxy: see `_pools`)
-        raise exc
     raise _unexpected(exc, request, client_closed, cut) from safe_cause(exc)
 
 
@@ -1347,6 +1345,9 @@ class SyncHTTP:
                             else:  # a whole answer, or a stream's headers (its body's read timeout is its own)
                                 with reads_end_within(deadline - time.monotonic()):
                                     outcome = _fetch(client, op.request, op.stream)
+                        except InvalidParameterError:  # refused unsent (an unusable proxy: see `_pools`)
+                            ticket = _unsent(op, ticket)
+                            raise
                         except Exception as exc:
                             outcome = _failed(exc, op.request, client.is_closed, self._cut())
                     finally:
@@ -1943,6 +1944,9 @@ class AsyncHTTP:
                                 outcome = await _afetch(client, op.request, op.stream)
                             else:  # a whole answer, or a stream's headers (its body's read timeout is its own)
                                 outcome = await _send_by(deadline, client, op.request, op.stream, pool.loop is not None)
+                        except InvalidParameterError:  # as in `SyncHTTP.resume`
+                            ticket = _unsent(op, ticket)
+                            raise
                         except Exception as exc:
                             outcome = _failed(exc, op.request, client.is_closed, self._cut(pool))
                     finally:
@@ -2093,15 +2097,23 @@ def _not_retried(op: Sleep, stopped: Callable[[], bool] | None, cut: str | None)
     raise op.given_up() from op.cause
 
 
+def _unsent(op: Send, ticket: int) -> int:
+    """Give the attempt's turn at its limiter back: nothing was sent. Returns the ticket left to settle (none)."""
+    if ticket and op.limiter is not None:
+        op.limiter._withdraw(ticket)
+    return 0
+
+
 def _retry_held(op: Sleep | None, held: RateLimitError) -> NoReturn:
     """The rate limiter would hold an attempt longer than the call may wait (`held`, nothing sent).
 
-    A retry's (`op`: the wait before it) raises the failure it was to retry, from the limiter's
-    refusal: that failure is what became of the call. A first attempt's raises the refusal.
+    A retry's (`op`: the wait before it) raises the failure it was to retry: that failure is what
+    became of the call. Its cause is the limiter's refusal, or, for a transport's failure, httpx's
+    error as always (the refusal is then its `__context__`). A first attempt's raises the refusal.
     """
     if op is None:
         raise held
-    raise op.given_up() from held
+    raise op.given_up() from (held if op.cause is None else op.cause)
 
 
 def _check_before_send(stopped: Callable[[], bool] | None, closed: bool, why: str = _CLIENT_CLOSED) -> None:

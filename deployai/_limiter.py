@@ -180,7 +180,8 @@ class RateLimiter:
     the wait the server asked for; one with no hint at all backs off and slows the pace, which then
     recovers. Callers are let through first come, first served; a caller whose wait would be longer than
     it may wait (the client's `max_retry_wait`, or what is left of `total_timeout`) gets a
-    `RateLimitError` at once, with `retry_after`, and nothing is sent.
+    `RateLimitError` at once, with `retry_after`, and nothing is sent; for a retry, the call raises
+    the failure it was retrying instead (see `docs/rate-limits.md`).
 
     Args:
         requests_per_minute: your plan's limit, if you know it: at most this many requests are sent
@@ -199,6 +200,7 @@ class RateLimiter:
     _clock: Callable[[], float] = staticmethod(time.monotonic)
     _unix: Callable[[], float] = staticmethod(time.time)  # what resets, given in unix time, are read against
     _virtual: VirtualTime | None = None
+    _unpickled = False  # made in this process from a pickle (see `one_per_process`)
     # Whether a waiter that may go is given its ticket under the lock (here); a limiter whose state
     # lives elsewhere lets it out of `_turn` to ask for one.
     _admits_here: ClassVar[bool] = True
@@ -824,18 +826,19 @@ def one_per_process(identity: str, make: Callable[[], _L]) -> _L:
     found = _alive.get(identity)
     if found is None:
         made = make()
+        made._unpickled = True
         with _registry_lock:
             found = _alive.get(identity)
             if found is None:  # else another thread's, made first
                 del _alive[made._identity]
                 made._identity = identity
                 _alive[identity] = found = made
-                _kept[identity] = made
-                if len(_kept) > _KEPT_COPIES:
-                    _kept.popitem(last=False)
-    elif identity in _kept:
-        with _registry_lock, contextlib.suppress(KeyError):  # dropped meanwhile by another thread's
+    if found._unpickled:  # kept, or kept again after others pushed it out while a task held it
+        with _registry_lock:
+            _kept[identity] = found
             _kept.move_to_end(identity)
+            if len(_kept) > _KEPT_COPIES:
+                _kept.popitem(last=False)
     return cast("_L", found)  # an identity names one limiter, of one class
 
 

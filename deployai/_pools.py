@@ -198,9 +198,14 @@ def proxy_mounts(
             mounts[pattern] = None
             continue
         try:
-            proxy = kind(proxy=url, limits=limits, verify=tls_context(settings.certificates))
+            verify = tls_context(settings.certificates)
+        except OSError as exc:  # certificates that cannot be loaded: each call fails as a direct one does
+            mounts[pattern] = _Failing(OSError, str(exc))
+            continue
+        try:
+            proxy = kind(proxy=url, limits=limits, verify=verify)
         except Exception:  # a SOCKS proxy without `socksio`, a scheme or URL httpx refuses
-            mounts[pattern] = _UnusableProxy(pattern, url)
+            mounts[pattern] = _Failing(_unusable_proxy, pattern, url)
         else:
             mounts[pattern] = cut_by(_bounded_reads(proxy), cut)
     return mounts
@@ -210,28 +215,33 @@ def proxy_mounts(
 _PROXY_VARIABLES: Final = {"http://": "HTTP_PROXY", "https://": "HTTPS_PROXY", "all://": "ALL_PROXY"}
 
 
-class _UnusableProxy(httpx.BaseTransport, httpx.AsyncBaseTransport):
-    """A proxy from the environment httpx cannot use: a request that would go through it is refused.
+def _unusable_proxy(pattern: str, url: str) -> InvalidParameterError:
+    """The refusal of a call that would go through a proxy httpx cannot use (`url`, for `pattern`)."""
+    # Its user and password are a secret, and in a URL httpx cannot read they may hold a "/" or "@".
+    shown = re.sub(r"//.*@", "//[redacted]@", url, flags=re.DOTALL)
+    allowed = 'a proxy URL httpx can use (http://, https://, or socks5:// with "httpx[socks]" installed)'
+    return InvalidParameterError(_PROXY_VARIABLES.get(pattern, f"the proxy for {pattern}"), shown, allowed)
 
-    Requests to this machine bypass it (`LoopbackDirect`): a client of a local server works in a
-    shell whose `ALL_PROXY` it cannot use (SOCKS, without `socksio` installed).
+
+class _Failing(httpx.BaseTransport, httpx.AsyncBaseTransport):
+    """A proxy from the environment that cannot be made: a request that would go through it fails unsent.
+
+    It raises `make(*args)`, new each time. Requests to this machine bypass it (`LoopbackDirect`): a
+    client of a local server works in a shell whose `ALL_PROXY` it cannot use (SOCKS, without
+    `socksio` installed).
     """
 
-    def __init__(self, pattern: str, url: str) -> None:
-        self._variable = _PROXY_VARIABLES.get(pattern, f"the proxy for {pattern}")
-        self._url = re.sub(r"//[^/@]*@", "//[redacted]@", url)  # its user and password are a secret
-
-    def _refusal(self) -> InvalidParameterError:
-        allowed = 'a proxy URL httpx can use (http://, https://, or socks5:// with "httpx[socks]" installed)'
-        return InvalidParameterError(self._variable, self._url, allowed)
+    def __init__(self, make: Callable[..., Exception], *args: str) -> None:
+        self._make = make
+        self._args = args
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        """Refuse: nothing is sent."""
-        raise self._refusal()
+        """Fail: nothing is sent."""
+        raise self._make(*self._args)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Refuse: nothing is sent."""
-        raise self._refusal()
+        """Fail: nothing is sent."""
+        raise self._make(*self._args)
 
 
 class _Bypass(Generic[_T]):

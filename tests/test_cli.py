@@ -234,6 +234,19 @@ def test_chat_prints_the_first_choice_alone_when_a_server_streams_others(
     assert capsys.readouterr().out == "ZERO\n"
 
 
+def test_models_prints_control_characters_in_a_servers_names_as_escapes(
+    httpx_mock: HTTPXMock, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DEPLOYAI_API_KEY", TEST_KEY)
+    monkeypatch.delenv("DEPLOYAI_BASE_URL", raising=False)
+    model = {"id": "x/\x1b]0;pwned\x07m", "object": "model", "created": 1, "owned_by": "x", "provider": "\x1b[2Kp"}
+    httpx_mock.add_response(json={"object": "list", "data": [model]})
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out
+    assert "x/\\x1b]0;pwned\\x07m  \\x1b[2Kp" in out
+
+
 def test_a_prompt_on_stdin_that_is_not_utf8_is_refused_in_one_line(env: dict[str, str]) -> None:
     result = subprocess.run(
         [str(SCRIPT), "chat", "-"], input=b"caf\xe9\n", capture_output=True, env=env, timeout=60, check=False

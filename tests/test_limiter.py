@@ -545,6 +545,23 @@ def test_a_limiter_unpickled_in_a_worker_outlives_the_tasks_that_brought_it_with
     assert pickle.loads(task).rate_limiter.in_flight == 0  # kept no longer: a worker holds a bounded number
 
 
+def test_a_limiter_a_task_held_while_others_were_kept_in_its_place_is_kept_again_when_it_comes_back() -> None:
+    limiter = deployai.RateLimiter()
+    task = pickle.dumps(limiter)
+    del limiter
+    gc.collect()  # as in the worker
+    held = pickle.loads(task)  # a long task's copy
+    held._pacing.admit(T)
+    others = [pickle.dumps(deployai.RateLimiter()) for _ in range(_limiter._KEPT_COPIES)]
+    gc.collect()
+    for other in others:
+        pickle.loads(other)  # the kept ones, without it
+    assert pickle.loads(task) is held  # the next task's copy, while the long one still holds it
+    del held
+    gc.collect()  # both tasks ended
+    assert pickle.loads(task).in_flight == 1  # it was kept again when the second copy came
+
+
 # --- the proofs: real sockets, the real clock, a small window, 429s counted at the server -------------
 
 
@@ -813,6 +830,24 @@ def test_a_retry_the_limiter_would_hold_too_long_raises_the_failure_it_was_to_re
     assert isinstance(info.value.__cause__, deployai.RateLimitError)  # why it was not retried
     assert "would hold this call for" in str(info.value.__cause__)
     assert emulator.statuses == [200, 503]
+
+
+def test_a_held_retry_of_a_connection_failure_keeps_httpxs_error_as_its_cause() -> None:
+    # docs/errors.md: a transport's failure is raised with httpx's error as its `__cause__`.
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    client = deployai.DeployAI(
+        api_key=API_KEY,
+        http_client=httpx.Client(transport=httpx.MockTransport(handler)),
+        rate_limiter=deployai.RateLimiter(requests_per_minute=1),  # its retry would wait a minute
+        max_retry_wait=5,
+    )
+    with pytest.raises(deployai.APITimeoutError) as info:
+        client.models.list()
+    assert info.value.retries == 0
+    assert isinstance(info.value.__cause__, httpx.ReadTimeout)
+    assert isinstance(info.value.__context__, deployai.RateLimitError)  # why it was not retried
 
 
 def test_a_limiters_clock_must_be_a_virtual_clock() -> None:

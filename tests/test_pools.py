@@ -469,8 +469,14 @@ def test_this_machines_own_addresses_never_go_through_a_proxy_from_the_environme
 
 @pytest.mark.parametrize(
     "proxy",
-    ["socks5://user:Proxy_SECRET@127.0.0.1:1080", "ftp://user:Proxy_SECRET@127.0.0.1:21", "http://::bad"],
-    ids=["socks without socksio", "another scheme", "no URL"],
+    [
+        "socks5://user:Proxy_SECRET@127.0.0.1:1080",
+        "ftp://user:Proxy_SECRET@127.0.0.1:21",
+        "http://::bad",
+        "http://user:pa/Proxy_SECRET@proxy:notaport",  # a password's "/" ends the user part to urllib
+        "http://user:p@Proxy_SECRET@127.0.0.1:notaport",
+    ],
+    ids=["socks without socksio", "another scheme", "no URL", "a slash in its password", "an @ in its password"],
 )
 def test_a_proxy_from_the_environment_httpx_cannot_use_refuses_only_the_calls_it_would_carry(
     kind: str, make_client: ClientFactory, server: EmulatorServer, monkeypatch: pytest.MonkeyPatch, proxy: str
@@ -482,15 +488,34 @@ def test_a_proxy_from_the_environment_httpx_cannot_use_refuses_only_the_calls_it
     for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("ALL_PROXY", proxy)
-    local = make_client(api_key=KEY, base_url=server.base_url, max_retries=0)
-    assert local.chat.completions.create(model=MODEL, messages=user("hi")).choices
-    remote = make_client(api_key=KEY, base_url=f"https://{SERVER_NAME}/v1", max_retries=0)
+    limiter = deployai.RateLimiter(requests_per_minute=2)  # shared by both: the refused calls take no turn
+    remote = make_client(api_key=KEY, base_url=f"https://{SERVER_NAME}/v1", max_retries=0, rate_limiter=limiter)
     for call in (remote.models.list, lambda: remote.chat.completions.create(model=MODEL, messages=user(), stream=True)):
         with pytest.raises(deployai.InvalidParameterError) as info:
             call()
         assert info.value.param == "ALL_PROXY"
-        assert "Proxy_SECRET" not in str(info.value)
+        assert "Proxy_SECRET" not in f"{info.value} {info.value!r}"
         assert b"Proxy_SECRET" not in pickle.dumps(info.value)
+    local = make_client(api_key=KEY, base_url=server.base_url, max_retries=0, rate_limiter=limiter, max_retry_wait=1)
+    for _ in range(2):
+        assert local.chat.completions.create(model=MODEL, messages=user("hi")).choices
+
+
+def test_a_proxy_from_the_environment_with_certificates_that_cannot_be_loaded_fails_its_calls_as_a_direct_one(
+    kind: str, make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The client could not be made: the certificates were loaded for the proxy as it was mounted,
+    # and their `OSError` came raw out of `DeployAI()`.
+    monkeypatch.setattr(_pools, "_tls", {})
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SSL_CERT_FILE", "/nonexistent/ca.pem")
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    client = make_client(api_key=KEY, base_url=f"https://{SERVER_NAME}/v1", max_retries=0)
+    with pytest.raises(
+        deployai.APIConnectionError, match=r"the CA certificates in SSL_CERT_FILE .* could not be loaded"
+    ):
+        client.models.list()
 
 
 def test_a_context_copied_while_a_stream_reads_its_end_carries_no_deadline(server: EmulatorServer) -> None:
