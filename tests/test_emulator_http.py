@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import logging
@@ -212,6 +213,37 @@ def test_a_stall_trips_the_client_timeout(server: EmulatorServer) -> None:
 def _asgi_request(path: str) -> MutableMapping[str, Any]:
     return {"type": "http", "method": "GET", "path": path, "query_string": b"",
             "headers": [(b"authorization", f"Bearer {TEST_KEY}".encode())]}  # fmt: skip
+
+
+def test_the_server_log_hides_the_emulators_cancelled_tasks_and_no_other_apps(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The filter is on uvicorn's logger, which the user's own apps served by uvicorn in the same
+    # tests log to as well: their cancelled tasks' tracebacks were hidden too.
+    from deployai.testing._asgi import hide_expected_server_errors
+
+    hide_expected_server_errors()
+
+    async def receive() -> MutableMapping[str, Any]:
+        raise asyncio.CancelledError  # the server stopping while the request's body arrives
+
+    async def own_app() -> None:
+        await receive()
+
+    async def emulator_app() -> None:
+        await Emulator().asgi_app()(_asgi_request("/v1/models"), receive, _never_sent)
+
+    log = logging.getLogger("uvicorn.error")
+    for app in (emulator_app, own_app):
+        with pytest.raises(asyncio.CancelledError) as info:
+            asyncio.run(app())
+        with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
+            log.error("Exception in ASGI application (%s)", app.__name__, exc_info=info.value)
+    assert [record.getMessage() for record in caplog.records] == ["Exception in ASGI application (own_app)"]
+
+
+async def _never_sent(message: MutableMapping[str, Any]) -> None:
+    raise AssertionError("nothing is sent")
 
 
 @pytest.mark.anyio

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any, TypeAlias
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import anyio
 
@@ -34,11 +36,29 @@ class StreamCutError(Exception):
 
 
 class _HideExpectedServerErrors(logging.Filter):
-    # A cancellation is the server's own doing as it stops: past its graceful wait (a request whose
-    # body is still arriving), or at a second Ctrl+C, which also cancels the app's lifespan. uvicorn
-    # says so in a line of its own; the traceback of each cancelled task tells nothing more.
+    # A cancellation of the emulator's app is the server's own doing as it stops: past its graceful
+    # wait (a request whose body is still arriving), or at a second Ctrl+C, which also cancels the
+    # app's lifespan. uvicorn says so in a line of its own; the traceback of each cancelled task tells
+    # nothing more. Another app's (the user's own, served by uvicorn in the same tests) keeps its own.
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], (StreamCutError, asyncio.CancelledError)))
+        if not record.exc_info:
+            return True
+        _, exc, trace = record.exc_info
+        if isinstance(exc, StreamCutError):
+            return False
+        return not (isinstance(exc, asyncio.CancelledError) and _through_this_package(trace))
+
+
+def _through_this_package(trace: TracebackType | None) -> bool:
+    """Whether a traceback passes through the emulator's own code."""
+    while trace is not None:
+        if trace.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIRECTORY):
+            return True
+        trace = trace.tb_next
+    return False
+
+
+_PACKAGE_DIRECTORY: Final = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def hide_expected_server_errors(logger_name: str = "uvicorn.error") -> None:
