@@ -134,6 +134,11 @@ class Settings:
     proxies: dict[str, str | None] | None
     certificates: tuple[str | None, str | None]
 
+    def __repr__(self) -> str:
+        # Shown in tracebacks with their locals: a proxy's user and password are a secret.
+        proxies = self.proxies and {pattern: url and _without_user(url) for pattern, url in self.proxies.items()}
+        return f"Settings(proxies={proxies!r}, certificates={self.certificates!r})"
+
     @classmethod
     def read(cls) -> Settings:
         """The settings in the environment now."""
@@ -197,15 +202,18 @@ def proxy_mounts(
         if url is None:
             mounts[pattern] = None
             continue
+        # Plain http to a plain http proxy uses no TLS: as a direct plain http request, it needs no certificates.
+        plain = pattern == "http://" and url.lower().startswith("http://")
         try:
-            verify = tls_context(settings.certificates)
+            verify = tls_context(None if plain else settings.certificates)
         except OSError as exc:  # certificates that cannot be loaded: each call fails as a direct one does
             mounts[pattern] = _Failing(OSError, str(exc))
             continue
         try:
             proxy = kind(proxy=url, limits=limits, verify=verify)
         except Exception:  # a SOCKS proxy without `socksio`, a scheme or URL httpx refuses
-            mounts[pattern] = _Failing(_unusable_proxy, pattern, url)
+            variable = _PROXY_VARIABLES.get(pattern, f"the proxy for {pattern}")
+            mounts[pattern] = _Failing(InvalidParameterError, variable, _without_user(url), _USABLE_PROXY)
         else:
             mounts[pattern] = cut_by(_bounded_reads(proxy), cut)
     return mounts
@@ -213,14 +221,20 @@ def proxy_mounts(
 
 # The environment variables httpx reads each pattern's proxy from, as users know them.
 _PROXY_VARIABLES: Final = {"http://": "HTTP_PROXY", "https://": "HTTPS_PROXY", "all://": "ALL_PROXY"}
+_USABLE_PROXY: Final = 'a proxy URL httpx can use (http://, https://, or socks5:// with "httpx[socks]" installed)'
+_SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
-def _unusable_proxy(pattern: str, url: str) -> InvalidParameterError:
-    """The refusal of a call that would go through a proxy httpx cannot use (`url`, for `pattern`)."""
-    # Its user and password are a secret, and in a URL httpx cannot read they may hold a "/" or "@".
-    shown = re.sub(r"//.*@", "//[redacted]@", url, flags=re.DOTALL)
-    allowed = 'a proxy URL httpx can use (http://, https://, or socks5:// with "httpx[socks]" installed)'
-    return InvalidParameterError(_PROXY_VARIABLES.get(pattern, f"the proxy for {pattern}"), shown, allowed)
+def _without_user(url: str) -> str:
+    """A proxy's `url` with all before its last "@" hidden but its scheme: its user and password are a secret.
+
+    In a URL httpx cannot read, they may hold any character, a "/" or an "@" among them.
+    """
+    head, at, host = url.rpartition("@")
+    if not at:
+        return url
+    scheme = _SCHEME.match(head)
+    return f"{scheme.group() if scheme else ''}[redacted]@{host}"
 
 
 class _Failing(httpx.BaseTransport, httpx.AsyncBaseTransport):
@@ -233,7 +247,7 @@ class _Failing(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     def __init__(self, make: Callable[..., Exception], *args: str) -> None:
         self._make = make
-        self._args = args
+        self._args = args  # never a secret: what the error shows
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Fail: nothing is sent."""

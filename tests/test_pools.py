@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
@@ -475,8 +476,16 @@ def test_this_machines_own_addresses_never_go_through_a_proxy_from_the_environme
         "http://::bad",
         "http://user:pa/Proxy_SECRET@proxy:notaport",  # a password's "/" ends the user part to urllib
         "http://user:p@Proxy_SECRET@127.0.0.1:notaport",
+        "user:Proxy_SECRET@host://x",  # no scheme httpx knows: kept as written
     ],
-    ids=["socks without socksio", "another scheme", "no URL", "a slash in its password", "an @ in its password"],
+    ids=[
+        "socks without socksio",
+        "another scheme",
+        "no URL",
+        "a slash in its password",
+        "an @ in its password",
+        "no scheme",
+    ],
 )
 def test_a_proxy_from_the_environment_httpx_cannot_use_refuses_only_the_calls_it_would_carry(
     kind: str, make_client: ClientFactory, server: EmulatorServer, monkeypatch: pytest.MonkeyPatch, proxy: str
@@ -510,12 +519,29 @@ def test_a_proxy_from_the_environment_with_certificates_that_cannot_be_loaded_fa
     for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SSL_CERT_FILE", "/nonexistent/ca.pem")
-    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
-    client = make_client(api_key=KEY, base_url=f"https://{SERVER_NAME}/v1", max_retries=0)
-    with pytest.raises(
-        deployai.APIConnectionError, match=r"the CA certificates in SSL_CERT_FILE .* could not be loaded"
-    ):
-        client.models.list()
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:Proxy_SECRET@127.0.0.1:9")
+    for base_url in ("https://127.0.0.1:9/v1", f"https://{SERVER_NAME}/v1"):  # direct, then through the proxy
+        client = make_client(api_key=KEY, base_url=base_url, max_retries=0)
+        with pytest.raises(deployai.APIConnectionError, match=r"CA certificates in SSL_CERT_FILE") as info:
+            client.models.list()
+        # The settings the SDK read, proxies and all, are in the traceback's locals.
+        shown = "".join(traceback.TracebackException.from_exception(info.value, capture_locals=True).format())
+        assert "Proxy_SECRET" not in shown
+
+
+def test_plain_http_through_a_plain_http_proxy_needs_no_certificates(
+    server: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_pools, "_tls", {})
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SSL_CERT_FILE", "/nonexistent/ca.pem")
+    with ForwardProxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        url = f"http://{SERVER_NAME}:{server.port}/v1"
+        with deployai.DeployAI(api_key=KEY, base_url=url, allow_insecure_http=True, max_retries=0) as client:
+            assert client.models.list()
+        assert proxy.seen == ["GET /v1/models"]
 
 
 def test_a_context_copied_while_a_stream_reads_its_end_carries_no_deadline(server: EmulatorServer) -> None:
