@@ -131,7 +131,8 @@ class ClientOptions:
 
 _PRINTABLE_TOKEN = re.compile(r"[\x21-\x7e]+")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_HEADER_VALUE = re.compile(r"[\x20-\x7e\t]*")
+# HTTP's field values: no space or tab at either end, which h11 refuses when sending (quoting the value).
+_HEADER_VALUE = re.compile(r"(?:[\x21-\x7e](?:[\x20-\x7e\t]*[\x21-\x7e])?)?")
 # Framing and connection headers belong to the HTTP layer: one of ours would contradict the body it
 # sends (a wrong length fails half-way, after bytes were sent) or the pool's handling of connections.
 _TRANSPORT_HEADERS = frozenset(
@@ -159,7 +160,9 @@ def check_headers(param: str, headers: Mapping[str, str]) -> dict[str, str]:
             )
         if not isinstance(value, str) or not _HEADER_VALUE.fullmatch(value):
             raise InvalidParameterError(
-                f"{param}[{name!r}]", type(value).__name__, "a str of printable ASCII without line breaks"
+                f"{param}[{name!r}]",
+                type(value).__name__,
+                "a str of printable ASCII without line breaks, nor a space or tab at either end",
             )
     return dict(headers)
 

@@ -837,7 +837,9 @@ def _path_part(name: str, value: object) -> str:
         or {".", ".."} & set(value.split("/"))
     ):
         raise InvalidParameterError(name, value, "a model id in provider/model form, such as 'openai/gpt-4o'")
-    return value
+    # The text checked, as a plain str: a subclass's own `__str__` or `__format__` (an Enum's
+    # `Model.GPT4O`, or any other text) would otherwise be what the path is made of.
+    return str.__str__(value)
 
 
 _ALIAS_PATH: Final = re.compile(r"[A-Za-z0-9._:+-]+")

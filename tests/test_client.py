@@ -381,11 +381,12 @@ def test_a_malformed_key_fails_at_construction_without_quoting_it(make_client: C
     [
         {"X-Team": "caf\u00e9"},
         {"X-Team": "a\r\nInjected: 1"},
+        {"X-Team": "a "},
         {"X Team": "a"},
         {"X-Team": 5},
         {"X-Team": "a", "x-team": "b"},
     ],
-    ids=["non-ascii", "line-break", "bad-name", "not-a-str", "one-name-twice"],
+    ids=["non-ascii", "line-break", "a space last", "bad-name", "not-a-str", "one-name-twice"],
 )
 def test_bad_default_headers_fail_at_construction(make_client: ClientFactory, headers: dict[str, Any]) -> None:
     with pytest.raises(deployai.InvalidParameterError, match="default_headers"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import enum
 import fractions
 import logging
 import multiprocessing
@@ -482,6 +483,30 @@ def test_models_retrieve_refuses_an_id_that_is_not_one_model(
     with pytest.raises(deployai.InvalidParameterError, match="model"):
         make_client().models.retrieve(bad)
     assert httpx_mock.get_requests() == []
+
+
+class _ModelId(str, enum.Enum):
+    GPT4O = "openai/gpt-4o"
+
+
+class _Disguised(str):
+    """A model id whose formatting says another thing than its text."""
+
+    def __format__(self, spec: str) -> str:
+        return "../../admin?x="
+
+    def __str__(self) -> str:
+        return "../../admin?x="
+
+
+@pytest.mark.parametrize("model", [_ModelId.GPT4O, _Disguised("openai/gpt-4o")], ids=["an Enum", "a str subclass"])
+def test_models_retrieve_of_a_str_subclass_asks_for_the_model_its_text_names(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, model: str
+) -> None:
+    # The text was checked, and the path made of its `__format__`: `/v1/models/_ModelId.GPT4O`, or
+    # a path out of `/v1` altogether.
+    httpx_mock.add_response(url=f"{BASE_URL}/models/openai/gpt-4o", json={"id": "openai/gpt-4o", "object": "model"})
+    assert make_client().models.retrieve(model).id == "openai/gpt-4o"
 
 
 def test_models_retrieve_raw_response(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:

@@ -347,13 +347,29 @@ def test_extra_query_must_be_a_mapping(make_client: ClientFactory, httpx_mock: H
         make_client().models.list(extra_query="debug=1")
 
 
-@pytest.mark.parametrize("value", [1, None, "caf\u00e9", "a\nb"], ids=["int", "none", "non-ascii", "newline"])
+@pytest.mark.parametrize(
+    "value",
+    [1, None, "caf\u00e9", "a\nb", " tok-SECRET", "tok-SECRET ", "\t"],
+    ids=["int", "none", "non-ascii", "newline", "a space first", "a space last", "a tab alone"],
+)
 def test_bad_extra_header_values_are_refused_before_sending(
     make_client: ClientFactory, httpx_mock: HTTPXMock, value: Any
 ) -> None:
-    with pytest.raises(deployai.InvalidParameterError, match="extra_headers"):
+    # A space or tab at either end got past, and h11 refused the value as it was sent: a
+    # connection error that quoted it, secret and all.
+    with pytest.raises(deployai.InvalidParameterError, match="extra_headers") as info:
         make_client().models.list(extra_headers={"X-Trace": value})
     assert httpx_mock.get_requests() == []
+    assert "SECRET" not in f"{info.value} {info.value!r}"
+
+
+def test_header_values_with_inner_spaces_and_empty_ones_are_sent_as_given(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    httpx_mock.add_response(json={"object": "list", "data": []})
+    make_client().models.list(extra_headers={"X-Trace": "a b\tc", "X-Empty": ""})
+    sent = httpx_mock.get_requests()[0].headers
+    assert (sent["x-trace"], sent["x-empty"]) == ("a b\tc", "")
 
 
 def test_max_completion_tokens_is_sent_and_checked_like_max_tokens(
