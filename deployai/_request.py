@@ -112,7 +112,7 @@ def _check_content(name: str, content: object, *, optional: bool) -> None:
             raise InvalidParameterError(name, content, "a string or a non-empty list of content parts")
         for i, part in enumerate(content):
             if isinstance(part, BaseModel):
-                continue
+                part = _as_sent(part)  # checked as the dict it is sent as: any model is, not only the SDK's
             if not isinstance(part, Mapping) or not isinstance(part.get("type"), str):
                 raise InvalidParameterError(
                     f"{name}[{i}]", part, 'a content part such as {"type": "text", "text": ...}'
@@ -129,10 +129,15 @@ _model_types: weakref.WeakSet[type] = weakref.WeakSet()
 
 
 def check_message(index: int, message: object) -> None:
-    """Check one message of `messages` (a dict; message models are valid by construction)."""
+    """Check one message of `messages` (a dict; the SDK's message models are valid by construction).
+
+    Another pydantic model is checked as the dict it is sent as.
+    """
     if isinstance(message, BaseModel):
-        _model_types.add(type(message))
-        return
+        if isinstance(message, _valid_message_models()):
+            _model_types.add(type(message))
+            return
+        message = _as_sent(message)
     name = f"messages[{index}]"
     if not isinstance(message, Mapping):
         raise InvalidParameterError(
@@ -227,6 +232,14 @@ def _check_tool_choice(choice: Any, names: list[str]) -> None:
             raise InvalidParameterError(
                 "tool_choice", choice, f"{{'type': 'function', 'function': {{'name': one of {names}}}}}"
             )
+
+
+@functools.cache
+def _valid_message_models() -> tuple[type[BaseModel], ...]:
+    """The models a message is valid as by construction: the SDK's messages, and an answer's message sent back."""
+    from .types.chat import ChatCompletionMessage
+
+    return (*_message_types(), ChatCompletionMessage)
 
 
 @functools.cache
@@ -454,6 +467,8 @@ def _json_default(value: object) -> Any:
         return value.model_dump(mode="json", exclude_none=True)  # a model that dumps itself its own way
     if isinstance(value, (tuple, set, frozenset)):
         return list(value)
+    if isinstance(value, Mapping):  # read-only or custom mappings, which the checks take as dicts
+        return dict(value)
     # numpy scalars and the like: numbers that are not Python's own int and float.
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return int(value)

@@ -7,6 +7,8 @@ import gc
 import json
 import math
 import pickle
+import re
+import types
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
@@ -287,6 +289,44 @@ def test_assistant_message_with_tool_calls_needs_no_content(make_client: ClientF
     ]
     make_client().chat.completions.create(model="openai/gpt-4o", messages=messages)
     assert len(httpx_mock.get_requests()) == 1
+
+
+class _Note(pydantic.BaseModel):
+    """A model of the user's own that is no message."""
+
+    text: str = "remember this"
+
+
+class _OwnMessage(pydantic.BaseModel):
+    """A model of the user's own that is one."""
+
+    role: str = "user"
+    content: str = "Hi"
+
+
+@pytest.mark.parametrize(
+    ("message", "where"),
+    [(_Note(), "messages[0].role"), ({"role": "user", "content": [_Note()]}, "messages[0].content[0]")],
+    ids=["as a message", "as a content part"],
+)
+def test_a_model_of_another_kind_is_checked_as_the_dict_it_is_sent_as(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, message: Any, where: str
+) -> None:
+    # It was let through as if it were a message model, and sent with no role: {"text": ...}.
+    with pytest.raises(deployai.InvalidParameterError, match=re.escape(where)):
+        make_client().chat.completions.create(model="openai/gpt-4o", messages=[message])
+    assert httpx_mock.get_requests() == []
+
+
+def test_a_users_own_message_model_and_a_read_only_mapping_are_sent_as_their_dicts(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    # A read-only mapping passed the checks, then was refused as "body must be JSON-serializable".
+    httpx_mock.add_response(json=completion_json())
+    messages = [_OwnMessage(), types.MappingProxyType({"role": "user", "content": "Hello"})]
+    make_client().chat.completions.create(model="openai/gpt-4o", messages=messages)
+    sent = json.loads(httpx_mock.get_requests()[0].content)["messages"]
+    assert sent == [{"role": "user", "content": "Hi"}, {"role": "user", "content": "Hello"}]
 
 
 def test_messages_may_be_any_iterable(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
