@@ -67,6 +67,13 @@ MAX_BODY_EXAMINED_CHARS: Final = 64 * 1024
 # An error answer's body is read this far (decoded), then its connection is closed: the whole JSON of
 # any real error fits, and a huge page or a compressed bomb costs no more than this.
 MAX_ERROR_BODY_BYTES: Final = 1024 * 1024
+# A whole answer (not a stream) larger than this once decoded is refused as it is read: a body a few
+# hundred KiB on the wire can inflate to gigabytes. Far past any completion's (`n` choices with their
+# logprobs included).
+MAX_ANSWER_BYTES: Final = 256 * 1024 * 1024
+# One event of a stream larger than this (no blank line yet to end it) breaks the stream, for the
+# same reason; a chunk's JSON is a few hundred bytes.
+MAX_EVENT_BYTES: Final = 32 * 1024 * 1024
 
 # 520 to 524 are a CDN's (Cloudflare's) word for an origin that failed, dropped or timed out; 529 is
 # "overloaded" (Anthropic's, passed on by gateways that route to it).

@@ -48,6 +48,7 @@ from ._constants import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_KEEPALIVE_CONNECTIONS,
     FIRST_READ_GRACE_SECONDS,
+    MAX_ANSWER_BYTES,
     MAX_ERROR_BODY_BYTES,
     STREAM_END_WAIT_SECONDS,
 )
@@ -490,12 +491,21 @@ async def _afetch(client: httpx.AsyncClient, request: httpx.Request, stream: boo
 
 
 def _read_body(response: httpx.Response) -> None:
-    """Read a whole answer's body; an error answer's (3xx and up) as `_read_error_body` does."""
+    """Read a whole answer's body, up to `MAX_ANSWER_BYTES` decoded.
+
+    An error answer's (3xx and up) is read as `_read_error_body` reads it.
+    """
     if response.status_code >= 300:
         _read_error_body(response)
         return
     try:
-        response.read()
+        if response.is_stream_consumed:  # read already (a mock transport's)
+            response.read()
+            return
+        kept = _Kept(response)
+        for piece in response.iter_bytes():
+            kept.add(piece)
+        kept.done()
     except BaseException:  # as httpx's own `send` closes it
         response.close()
         raise
@@ -507,10 +517,39 @@ async def _aread_body(response: httpx.Response) -> None:
         await _aread_error_body(response)
         return
     try:
-        await response.aread()
+        if response.is_stream_consumed:
+            await response.aread()
+            return
+        kept = _Kept(response)
+        async for piece in response.aiter_bytes():
+            kept.add(piece)
+        kept.done()
     except BaseException:
         await response.aclose()
         raise
+
+
+class _Kept:
+    """The decoded pieces of a whole answer's body, refused past `MAX_ANSWER_BYTES` (as httpx's `read` keeps them)."""
+
+    __slots__ = ("pieces", "response", "size")
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.pieces: list[bytes] = []
+        self.size = 0
+
+    def add(self, piece: bytes) -> None:
+        self.size += len(piece)
+        if self.size > MAX_ANSWER_BYTES:
+            raise httpx.DecodingError(
+                f"The answer's body is larger than {MAX_ANSWER_BYTES:,} bytes once decoded.",
+                request=self.response.request,
+            )
+        self.pieces.append(piece)
+
+    def done(self) -> None:
+        self.response._content = self.pieces[0] if len(self.pieces) == 1 else b"".join(self.pieces)
 
 
 class _ErrorBody:

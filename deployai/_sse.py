@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from pydantic import ValidationError
 
+from ._constants import MAX_EVENT_BYTES
+
 if TYPE_CHECKING:  # the models are loaded with the first stream's chunk type (see deployai/__init__.py)
     from .types.chat import (
         ChatCompletion,
@@ -86,12 +88,13 @@ class EventParser:
     none. The common event, a single `data:` line, takes a fast path.
     """
 
-    __slots__ = ("_cr", "_data", "_event", "_newline", "_pending", "_started")
+    __slots__ = ("_cr", "_data", "_event", "_held", "_newline", "_pending", "_started")
 
     def __init__(self) -> None:
         # The bytes of lines not yet ended by a blank line, kept as they came: each read is looked
         # at once, so an event that arrives in many small reads costs its length, not its square.
         self._pending: list[bytes] = []
+        self._held = 0  # their length, which `MAX_EVENT_BYTES` bounds
         self._newline = False  # whether the pending bytes end with a line end
         self._cr = False  # the last read ended with a CR: a LF starting the next one is the same line end
         self._started = False  # past a possible BOM
@@ -121,11 +124,17 @@ class EventParser:
             return []
         pending = self._pending
         if b"\n\n" not in chunk and not (self._newline and chunk[0] == 0x0A):  # no blank line yet
+            self._held += len(chunk)
+            if self._held > MAX_EVENT_BYTES:  # an event without end: a server's fault, or a bomb's
+                import httpx  # loaded by then: the body came through it
+
+                raise httpx.DecodingError(f"An event of the stream is larger than {MAX_EVENT_BYTES:,} bytes.")
             pending.append(chunk)
             self._newline = chunk[-1] == 0x0A
             return []
         blocks = (b"".join(pending) + chunk if pending else chunk).split(b"\n\n")
         rest = blocks.pop()
+        self._held = len(rest)
         self._pending = [rest] if rest else []
         self._newline = rest[-1:] == b"\n"
         events: list[tuple[str, str]] = []

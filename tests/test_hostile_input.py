@@ -33,6 +33,8 @@ from pytest_httpx import HTTPXMock
 import deployai
 from deployai import RateLimit
 from deployai import _exceptions as exceptions_module
+from deployai import _http as http_module
+from deployai import _sse as sse_module
 from deployai._constants import MAX_BODY_EXAMINED_CHARS, MAX_BODY_IN_MESSAGE_CHARS, MAX_ERROR_BODY_BYTES
 from deployai._exceptions import read_error_body, trim_text
 from deployai._retry import decide, server_requested_wait
@@ -280,6 +282,34 @@ def _bomb(encoding: str, mebibytes: int) -> bytes:
     squeeze = zlib.compressobj(9, zlib.DEFLATED, wbits)
     block = b" " * (1024 * 1024)
     return b"".join(squeeze.compress(block) for _ in range(mebibytes)) + squeeze.flush()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_a_success_that_inflates_past_its_bound_is_refused_as_it_is_read_never_held_whole(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, monkeypatch: pytest.MonkeyPatch, stream: bool
+) -> None:
+    # A 200 was inflated whole: 1 MiB of gzip on the wire took 3 GiB, and a stream's one endless
+    # line was kept until the body ended. The bounds are lowered here, so that the test stays small.
+    monkeypatch.setattr(http_module, "MAX_ANSWER_BYTES", 2 * 1024 * 1024)
+    monkeypatch.setattr(sse_module, "MAX_EVENT_BYTES", 2 * 1024 * 1024)
+    bomb = _bomb("gzip", 16)  # 16 MiB of spaces: no line end, no JSON
+    pieces = [bomb[i : i + 1024] for i in range(0, len(bomb), 1024)]
+    kind = "text/event-stream" if stream else "application/json"
+    headers = {"content-encoding": "gzip", "content-type": kind}
+    httpx_mock.add_callback(lambda request: httpx.Response(200, headers=headers, stream=Pieces(pieces)))
+    client = make_client(max_retries=0)
+    tracemalloc.start()
+    try:
+        with pytest.raises(deployai.APIConnectionError, match="larger than 2,097,152 bytes"):
+            if stream:
+                with client.chat.completions.create(model="openai/gpt-4o", messages=user(), stream=True) as events:
+                    list(events)
+            else:
+                client.chat.completions.create(model="openai/gpt-4o", messages=user())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 1024 * 1024  # the bound and a piece or two, never the 16 MiB
 
 
 @pytest.mark.parametrize(
