@@ -521,8 +521,12 @@ async def _aread_body(response: httpx.Response) -> None:
             await response.aread()
             return
         kept = _Kept(response)
-        async for piece in response.aiter_bytes():
-            kept.add(piece)
+        pieces = response.aiter_bytes()
+        try:
+            async for piece in pieces:
+                kept.add(piece)
+        finally:  # left part-read, httpx's generator is closed here, not by the loop's finalizer (or never)
+            await pieces.aclose()  # type: ignore[attr-defined]  # an async generator
         kept.done()
     except BaseException:
         await response.aclose()
@@ -542,6 +546,7 @@ class _Kept:
     def add(self, piece: bytes) -> None:
         self.size += len(piece)
         if self.size > MAX_ANSWER_BYTES:
+            self.pieces = []  # not kept alive by the error's traceback, which holds this frame
             raise httpx.DecodingError(
                 f"The answer's body is larger than {MAX_ANSWER_BYTES:,} bytes once decoded.",
                 request=self.response.request,

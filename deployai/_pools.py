@@ -203,20 +203,28 @@ def proxy_mounts(
             mounts[pattern] = None
             continue
         # Plain http to a plain http proxy uses no TLS: as a direct plain http request, it needs no certificates.
-        plain = pattern == "http://" and url.lower().startswith("http://")
+        plain_proxy = url.lower().startswith("http://")
         try:
-            verify = tls_context(None if plain else settings.certificates)
+            verify = tls_context(None if pattern == "http://" and plain_proxy else settings.certificates)
         except OSError as exc:  # certificates that cannot be loaded: each call fails as a direct one does
             mounts[pattern] = _Failing(OSError, str(exc))
+            if pattern == "all://" and plain_proxy and "http://" not in settings.proxies:
+                mounts["http://"] = _proxy(kind, pattern, url, limits, tls_context(None), cut)  # save plain http
             continue
-        try:
-            proxy = kind(proxy=url, limits=limits, verify=verify)
-        except Exception:  # a SOCKS proxy without `socksio`, a scheme or URL httpx refuses
-            variable = _PROXY_VARIABLES.get(pattern, f"the proxy for {pattern}")
-            mounts[pattern] = _Failing(InvalidParameterError, variable, _without_user(url), _USABLE_PROXY)
-        else:
-            mounts[pattern] = cut_by(_bounded_reads(proxy), cut)
+        mounts[pattern] = _proxy(kind, pattern, url, limits, verify, cut)
     return mounts
+
+
+def _proxy(
+    kind: type[_P], pattern: str, url: str, limits: httpx.Limits, verify: ssl.SSLContext, cut: Cut | None
+) -> Any:
+    """The transport of the proxy `url` for `pattern`; one that refuses its calls if httpx cannot make it."""
+    try:
+        proxy = kind(proxy=url, limits=limits, verify=verify)
+    except Exception:  # a SOCKS proxy without `socksio`, a scheme or URL httpx refuses
+        variable = _PROXY_VARIABLES.get(pattern, f"the proxy for {pattern}")
+        return _Failing(InvalidParameterError, variable, _without_user(url), _USABLE_PROXY)
+    return cut_by(_bounded_reads(proxy), cut)
 
 
 # The environment variables httpx reads each pattern's proxy from, as users know them.

@@ -112,7 +112,7 @@ def _check_content(name: str, content: object, *, optional: bool) -> None:
             raise InvalidParameterError(name, content, "a string or a non-empty list of content parts")
         for i, part in enumerate(content):
             if isinstance(part, BaseModel):
-                part = _as_sent(part)  # checked as the dict it is sent as: any model is, not only the SDK's
+                part = _dumped(f"{name}[{i}]", part)  # checked as the dict it is sent as, any model's
             if not isinstance(part, Mapping) or not isinstance(part.get("type"), str):
                 raise InvalidParameterError(
                     f"{name}[{i}]", part, 'a content part such as {"type": "text", "text": ...}'
@@ -121,6 +121,14 @@ def _check_content(name: str, content: object, *, optional: bool) -> None:
                 raise InvalidParameterError(f"{name}[{i}].text", part.get("text"), "a string")
         return
     raise InvalidParameterError(name, content, "a string or a list of content parts")
+
+
+def _dumped(name: str, model: BaseModel) -> Any:
+    """A model as the dict it is sent as; one that cannot be is refused as the encoder would refuse it."""
+    try:
+        return _as_sent(model)
+    except (TypeError, ValueError) as exc:  # pydantic's serialization error is a ValueError
+        raise InvalidParameterError(name, type(model).__name__, f"JSON-serializable values ({exc})") from None
 
 
 # The pydantic model classes met among messages, so that the next ones skip the ABC check (weakly
@@ -133,12 +141,12 @@ def check_message(index: int, message: object) -> None:
 
     Another pydantic model is checked as the dict it is sent as.
     """
+    name = f"messages[{index}]"
     if isinstance(message, BaseModel):
         if isinstance(message, _valid_message_models()):
             _model_types.add(type(message))
             return
-        message = _as_sent(message)
-    name = f"messages[{index}]"
+        message = _dumped(name, message)
     if not isinstance(message, Mapping):
         raise InvalidParameterError(
             name, message, 'a dict such as {"role": "user", "content": "Hello!"} or a message model'
@@ -846,15 +854,12 @@ def _path_part(name: str, value: object) -> str:
     A `ModelAlias` may be a single segment (`"fast"`), of the characters a model id's segments have.
     """
     alias = type(value) is ModelAlias and _ALIAS_PATH.fullmatch(value) is not None
-    if (
-        not isinstance(value, str)
-        or (MODEL_ID_PATTERN.fullmatch(value) is None and not alias)
-        or {".", ".."} & set(value.split("/"))
-    ):
+    # Checked and sent as a plain str: a subclass's own methods (`__format__`, an Enum's `Model.GPT4O`;
+    # `split`) would otherwise say another thing than the text the path is made of.
+    text = str.__str__(value) if isinstance(value, str) else None
+    if text is None or (MODEL_ID_PATTERN.fullmatch(text) is None and not alias) or {".", ".."} & set(text.split("/")):
         raise InvalidParameterError(name, value, "a model id in provider/model form, such as 'openai/gpt-4o'")
-    # The text checked, as a plain str: a subclass's own `__str__` or `__format__` (an Enum's
-    # `Model.GPT4O`, or any other text) would otherwise be what the path is made of.
-    return str.__str__(value)
+    return text
 
 
 _ALIAS_PATH: Final = re.compile(r"[A-Za-z0-9._:+-]+")

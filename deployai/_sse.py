@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, NoReturn, TypeVar
 
 from pydantic import ValidationError
 
@@ -126,15 +126,17 @@ class EventParser:
         if b"\n\n" not in chunk and not (self._newline and chunk[0] == 0x0A):  # no blank line yet
             self._held += len(chunk)
             if self._held > MAX_EVENT_BYTES:  # an event without end: a server's fault, or a bomb's
-                import httpx  # loaded by then: the body came through it
-
-                raise httpx.DecodingError(f"An event of the stream is larger than {MAX_EVENT_BYTES:,} bytes.")
+                del chunk  # not kept alive by the error's traceback, which holds this frame
+                self._too_large()
             pending.append(chunk)
             self._newline = chunk[-1] == 0x0A
             return []
         blocks = (b"".join(pending) + chunk if pending else chunk).split(b"\n\n")
         rest = blocks.pop()
         self._held = len(rest)
+        if self._held > MAX_EVENT_BYTES:
+            del chunk, blocks, rest  # as above
+            self._too_large()
         self._pending = [rest] if rest else []
         self._newline = rest[-1:] == b"\n"
         events: list[tuple[str, str]] = []
@@ -144,6 +146,13 @@ class EventParser:
             else:
                 self._lines(block, events)
         return events
+
+    def _too_large(self) -> NoReturn:
+        """Refuse an event past `MAX_EVENT_BYTES`, keeping none of it: the error's traceback holds `feed`'s frame."""
+        import httpx  # loaded by then: the body came through it
+
+        self._pending.clear()  # `feed` holds this list too
+        raise httpx.DecodingError(f"An event of the stream is larger than {MAX_EVENT_BYTES:,} bytes.")
 
     def end(self) -> list[tuple[str, str]]:
         """The events the end of the body completes.

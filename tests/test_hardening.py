@@ -476,7 +476,16 @@ def test_models_retrieve_of_an_unknown_id_is_not_found(make_client: ClientFactor
         make_client().models.retrieve("a/b")
 
 
-@pytest.mark.parametrize("bad", ["", "gpt-4o", "a/..", "a/./b", "../../chat/completions", 42])
+class _Split(str):
+    """A model id whose `split` hides its `..` from a check that calls it."""
+
+    def split(self, sep: str | None = None, maxsplit: int = -1) -> list[str]:  # type: ignore[override]
+        return ["openai", "gpt-4o"]
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "gpt-4o", "a/..", "a/./b", "../../chat/completions", 42, _Split("openai/../../admin")]
+)
 def test_models_retrieve_refuses_an_id_that_is_not_one_model(
     make_client: ClientFactory, httpx_mock: HTTPXMock, bad: Any
 ) -> None:

@@ -529,15 +529,17 @@ def test_a_proxy_from_the_environment_with_certificates_that_cannot_be_loaded_fa
         assert "Proxy_SECRET" not in shown
 
 
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "ALL_PROXY"])
 def test_plain_http_through_a_plain_http_proxy_needs_no_certificates(
-    server: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+    server: EmulatorServer, monkeypatch: pytest.MonkeyPatch, variable: str
 ) -> None:
     monkeypatch.setattr(_pools, "_tls", {})
-    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy"):
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("https_proxy", raising=False)
     monkeypatch.setenv("SSL_CERT_FILE", "/nonexistent/ca.pem")
     with ForwardProxy() as proxy:
-        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv(variable, proxy.url)
         url = f"http://{SERVER_NAME}:{server.port}/v1"
         with deployai.DeployAI(api_key=KEY, base_url=url, allow_insecure_http=True, max_retries=0) as client:
             assert client.models.list()

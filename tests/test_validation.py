@@ -318,6 +318,23 @@ def test_a_model_of_another_kind_is_checked_as_the_dict_it_is_sent_as(
     assert httpx_mock.get_requests() == []
 
 
+class _Unsendable(pydantic.BaseModel):
+    """A model of the user's own with a field that cannot be written as JSON."""
+
+    model_config = pydantic.ConfigDict(arbitrary_types_allowed=True)
+    role: str = "user"
+    content: object = object()
+
+
+def test_a_users_own_message_model_that_cannot_be_sent_is_refused_as_an_invalid_parameter(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    # pydantic's own serialization error came out of `create()`, past `except DeployAIError`.
+    with pytest.raises(deployai.InvalidParameterError, match=r"messages\[0\] must be JSON-serializable"):
+        make_client().chat.completions.create(model="openai/gpt-4o", messages=[_Unsendable()])
+    assert httpx_mock.get_requests() == []
+
+
 def test_a_users_own_message_model_and_a_read_only_mapping_are_sent_as_their_dicts(
     make_client: ClientFactory, httpx_mock: HTTPXMock
 ) -> None:
