@@ -504,7 +504,9 @@ def _read_body(response: httpx.Response) -> None:
             return
         kept = _Kept(response)
         for piece in response.iter_bytes():
-            kept.add(piece)
+            if not kept.add(piece):
+                del piece  # not kept alive by the error's traceback, which holds this frame
+                kept.refuse()
         kept.done()
     except BaseException:  # as httpx's own `send` closes it
         response.close()
@@ -524,7 +526,9 @@ async def _aread_body(response: httpx.Response) -> None:
         pieces = response.aiter_bytes()
         try:
             async for piece in pieces:
-                kept.add(piece)
+                if not kept.add(piece):
+                    del piece  # as in `_read_body`
+                    kept.refuse()
         finally:  # left part-read, httpx's generator is closed here, not by the loop's finalizer (or never)
             await pieces.aclose()  # type: ignore[attr-defined]  # an async generator
         kept.done()
@@ -543,15 +547,19 @@ class _Kept:
         self.pieces: list[bytes] = []
         self.size = 0
 
-    def add(self, piece: bytes) -> None:
+    def add(self, piece: bytes) -> bool:
+        """Keep `piece`; False (keeping nothing) once the body is past the bound: then `refuse`."""
         self.size += len(piece)
         if self.size > MAX_ANSWER_BYTES:
-            self.pieces = []  # not kept alive by the error's traceback, which holds this frame
-            raise httpx.DecodingError(
-                f"The answer's body is larger than {MAX_ANSWER_BYTES:,} bytes once decoded.",
-                request=self.response.request,
-            )
+            self.pieces = []
+            return False
         self.pieces.append(piece)
+        return True
+
+    def refuse(self) -> NoReturn:
+        raise httpx.DecodingError(
+            f"The answer's body is larger than {MAX_ANSWER_BYTES:,} bytes once decoded.", request=self.response.request
+        )
 
     def done(self) -> None:
         self.response._content = self.pieces[0] if len(self.pieces) == 1 else b"".join(self.pieces)
@@ -947,7 +955,12 @@ def _events(response: httpx.Response) -> Iterator[tuple[str, str]]:
     """The (`event`, `data`) pairs of an event stream, read as they arrive."""
     parser = EventParser()
     for chunk in response.iter_raw() if _raw(response) else response.iter_bytes():
-        yield from parser.feed(chunk)
+        try:
+            events = parser.feed(chunk)
+        except httpx.DecodingError:  # an event past its bound
+            del chunk  # not kept alive by the error's traceback, which holds this frame
+            raise
+        yield from events
     yield from parser.end()
 
 
@@ -955,7 +968,12 @@ async def _aevents(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
     """`_events`, for an async response."""
     parser = EventParser()
     async for chunk in response.aiter_raw() if _raw(response) else response.aiter_bytes():
-        for event in parser.feed(chunk):
+        try:
+            events = parser.feed(chunk)
+        except httpx.DecodingError:  # as in `_events`
+            del chunk
+            raise
+        for event in events:
             yield event
     for event in parser.end():
         yield event

@@ -123,12 +123,12 @@ def _check_content(name: str, content: object, *, optional: bool) -> None:
     raise InvalidParameterError(name, content, "a string or a list of content parts")
 
 
-def _dumped(name: str, model: BaseModel) -> Any:
-    """A model as the dict it is sent as; one that cannot be is refused as the encoder would refuse it."""
+def _dumped(name: str, value: object) -> Any:
+    """`_as_sent`, for a check: a model that cannot be sent (`name`) is refused as the encoder would refuse it."""
     try:
-        return _as_sent(model)
+        return _as_sent(value)
     except (TypeError, ValueError) as exc:  # pydantic's serialization error is a ValueError
-        raise InvalidParameterError(name, type(model).__name__, f"JSON-serializable values ({exc})") from None
+        raise InvalidParameterError(name, type(value).__name__, f"JSON-serializable values ({exc})") from None
 
 
 # The pydantic model classes met among messages, so that the next ones skip the ABC check (weakly
@@ -195,12 +195,12 @@ def _check_tools(tools: list[Any]) -> list[str]:
     """
     names: list[str] = []
     for i, tool in enumerate(tools):
-        tool = _as_sent(tool)
+        tool = _dumped(f"tools[{i}]", tool)
         if not _is_mapping(tool) or tool.get("type") != "function":
             raise InvalidParameterError(
                 f"tools[{i}].type", tool.get("type") if _is_mapping(tool) else tool, "'function'"
             )
-        function = _as_sent(tool.get("function"))
+        function = _dumped(f"tools[{i}].function", tool.get("function"))
         if not _is_mapping(function):
             raise InvalidParameterError(f"tools[{i}].function", function, "a dict with the function's name")
         name = function.get("name")
@@ -223,7 +223,7 @@ def _check_tool_choice(choice: Any, names: list[str]) -> None:
 
     A choice of another kind (OpenAI's `allowed_tools`) is the server's to judge.
     """
-    choice = _as_sent(choice)
+    choice = _dumped("tool_choice", choice)
     if choice is None or choice == "none":
         return
     if not names:  # one per tool: a tool that is no named function was refused already
@@ -234,7 +234,7 @@ def _check_tool_choice(choice: Any, names: list[str]) -> None:
     if not isinstance(kind, str):
         raise InvalidParameterError("tool_choice.type", kind, "'function' or another kind of choice the API takes")
     if kind == "function":
-        function = _as_sent(choice.get("function"))
+        function = _dumped("tool_choice.function", choice.get("function"))
         name = function.get("name") if _is_mapping(function) else None
         if name not in names:
             raise InvalidParameterError(
@@ -327,9 +327,9 @@ def _check_tool_turns(messages: list[Any], turns: Iterable[int]) -> None:
             )
         if role == "assistant":
             for j, call in enumerate(message.get("tool_calls") or ()):
-                call = _as_sent(call)
                 where = f"messages[{i}].tool_calls[{j}]"
-                function = _as_sent(call.get("function"))
+                call = _dumped(where, call)
+                function = _dumped(f"{where}.function", call.get("function"))
                 if not isinstance(call.get("id"), str) or not call["id"]:
                     raise InvalidParameterError(f"{where}.id", call.get("id"), "the call's id (a string)")
                 if call.get("type", "function") != "function":  # another kind (`custom`): the server's to judge

@@ -326,12 +326,25 @@ class _Unsendable(pydantic.BaseModel):
     content: object = object()
 
 
-def test_a_users_own_message_model_that_cannot_be_sent_is_refused_as_an_invalid_parameter(
-    make_client: ClientFactory, httpx_mock: HTTPXMock
+class _UnsendableTool(pydantic.BaseModel):
+    """A tool of the user's own with a field that cannot be written as JSON."""
+
+    model_config = pydantic.ConfigDict(arbitrary_types_allowed=True)
+    type: str = "function"
+    function: object = object()
+
+
+@pytest.mark.parametrize(
+    ("options", "where"),
+    [({"messages": [_Unsendable()]}, "messages[0]"), ({"messages": user(), "tools": [_UnsendableTool()]}, "tools[0]")],
+    ids=["a message", "a tool"],
+)
+def test_a_users_own_model_that_cannot_be_sent_is_refused_as_an_invalid_parameter(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, options: dict[str, Any], where: str
 ) -> None:
     # pydantic's own serialization error came out of `create()`, past `except DeployAIError`.
-    with pytest.raises(deployai.InvalidParameterError, match=r"messages\[0\] must be JSON-serializable"):
-        make_client().chat.completions.create(model="openai/gpt-4o", messages=[_Unsendable()])
+    with pytest.raises(deployai.InvalidParameterError, match=re.escape(where) + " must be JSON-serializable"):
+        make_client().chat.completions.create(model="openai/gpt-4o", **options)
     assert httpx_mock.get_requests() == []
 
 
