@@ -6,6 +6,7 @@ import difflib
 import functools
 import itertools
 import json
+import math
 import numbers
 import operator
 import re
@@ -332,7 +333,12 @@ def _check_tool_turns(messages: list[Any], turns: Iterable[int]) -> None:
                 function = _dumped(f"{where}.function", call.get("function"))
                 if not isinstance(call.get("id"), str) or not call["id"]:
                     raise InvalidParameterError(f"{where}.id", call.get("id"), "the call's id (a string)")
-                if call.get("type", "function") != "function":  # another kind (`custom`): the server's to judge
+                if call["id"] in waiting:  # one answer would do for both, and the other stay unanswered
+                    raise InvalidParameterError(f"{where}.id", call["id"], "an id no other call of the message has")
+                kind = call.get("type", "function")
+                if not isinstance(kind, str):  # null: no kind at all, whose id, name and arguments went unchecked
+                    raise InvalidParameterError(f"{where}.type", kind, "'function', or another kind the API takes")
+                if kind != "function":  # another kind (`custom`): the server's to judge
                     waiting[call["id"]] = i
                     continue
                 if not _is_mapping(function):
@@ -451,6 +457,9 @@ def check_chat_params(params: Mapping[str, Any]) -> bool:
         )
     ):
         raise InvalidParameterError("logit_bias", logit_bias, "a dict of token ids to numbers from -100 to 100")
+    if logit_bias is not None and len({str(token) for token in logit_bias}) != len(logit_bias):
+        # 50256 and "50256" are one key in JSON: sent twice, the server would pick one.
+        raise InvalidParameterError("logit_bias", logit_bias, "one bias per token id (50256 and '50256' are one)")
     metadata = get("metadata")
     if metadata is not None and (
         not isinstance(metadata, Mapping)
@@ -778,10 +787,13 @@ def _with_query(url: httpx.URL, extra_query: object) -> httpx.URL:
         raise InvalidParameterError("extra_query", extra_query, "a mapping of query parameter names to values")
     for name, value in extra_query.items():
         values = value if isinstance(value, (list, tuple)) else (value,)
-        if not isinstance(name, str) or not all(v is None or isinstance(v, _QUERY_VALUE_TYPES) for v in values):
-            # httpx would send str(value): an object's repr is never what the caller meant.
+        if not isinstance(name, str) or not all(
+            v is None or (isinstance(v, _QUERY_VALUE_TYPES) and not (isinstance(v, float) and not math.isfinite(v)))
+            for v in values
+        ):
+            # httpx would send str(value): an object's repr (or `nan`, `inf`) is never what the caller meant.
             raise InvalidParameterError(
-                f"extra_query[{name!r}]", value, "a str, int, float, bool or None, or a list of them"
+                f"extra_query[{name!r}]", value, "a str, int, finite float, bool or None, or a list of them"
             )
     try:
         return url.copy_merge_params(extra_query)

@@ -327,6 +327,12 @@ BAD_TOOL_USE: list[tuple[str, dict[str, Any], str, str]] = [
      "every tool call answered"),
     ("call-answered-twice", {"messages": [ASKED, CALLED, ANSWERED, ANSWERED]}, "messages[3].tool_call_id",
      "unanswered tool call"),
+    # One answer for two calls with one id, the other left unanswered: sent as it was.
+    ("two-calls-with-one-id", {"messages": [ASKED, {**CALLED, "tool_calls": [CALL, CALL]}, ANSWERED]},
+     "messages[1].tool_calls[1].id", "an id no other call of the message has"),
+    # A call of no kind: its id, name and arguments went unchecked, and it was sent with "type": null.
+    ("call-of-type-null", {"messages": [ASKED, {**CALLED, "tool_calls": [{**CALL, "type": None}]}, ANSWERED]},
+     "messages[1].tool_calls[0].type", "'function'"),
 ]  # fmt: skip
 
 

@@ -69,6 +69,7 @@ BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
     ("service_tier", {"service_tier": 3}, "'auto' or 'default'"),
     ("logit_bias", {"logit_bias": {"50256": -101}}, "-100 to 100"),
     ("logit_bias", {"logit_bias": [50256]}, "-100 to 100"),
+    ("logit_bias", {"logit_bias": {50256: -100, "50256": 100}}, "one bias per token id"),  # a JSON key twice
     ("metadata", {"metadata": {"team": 7}}, "strings to strings"),
     ("stop", {"stop": ["a", "b", "c", "d", "e"]}, "1 to 4"),
     ("stop", {"stop": 5}, "string"),
@@ -410,6 +411,16 @@ def test_a_pool_timeout_of_zero_is_taken(make_client: ClientFactory, httpx_mock:
 def test_models_list_refuses_unknown_options(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
     with pytest.raises(TypeError, match=r"list\(\) got unexpected keyword argument\(s\): 'extra_body'"):
         make_client().models.list(extra_body={"x": 1})
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, [1.0, -math.inf]], ids=["nan", "inf", "in a list"])
+def test_extra_query_refuses_numbers_that_are_no_numbers(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, value: Any
+) -> None:
+    # Sent as `a=nan`, though NaN is refused in the JSON body.
+    with pytest.raises(deployai.InvalidParameterError, match=r"extra_query\['a'\] must be a str, int, finite float"):
+        make_client().models.list(extra_query={"a": value})
+    assert httpx_mock.get_requests() == []
 
 
 def test_extra_query_must_be_a_mapping(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
