@@ -121,7 +121,9 @@ def _connection_options() -> _Parser:
     group.add_argument("--api-key", help="the API key (default: $DEPLOYAI_API_KEY)")
     group.add_argument("--base-url", help="the API base URL (default: $DEPLOYAI_BASE_URL, else the DeployAI API)")
     group.add_argument(
-        "--timeout", type=float, help="seconds to wait to connect, and for each read of the answer (default 600)"
+        "--timeout",
+        type=float,
+        help="seconds to wait to connect, and for each read of the answer (default 600, and 5 to connect)",
     )
     group.add_argument("--max-retries", type=int, help="retries of a failed call (default 2)")
     return common

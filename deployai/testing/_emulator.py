@@ -58,7 +58,8 @@ class Emulator(Scripts, RequestLog, Adapters):
     Args:
         rate_limit: requests allowed per API key per window; None for no limit (and no
             `x-ratelimit-*` headers).
-        window_seconds: the length of a rate-limit window; a key's window starts with its first request.
+        window_seconds: the length of a rate-limit window; a key's window starts at the whole second of
+            its first request (for a window of a second or more).
         token_latency: seconds between the token chunks of a stream.
         api_keys: the keys accepted; by default any key that starts with `sk-`.
         max_recorded_requests: how many requests `requests` keeps (the most recent), so that a
