@@ -562,7 +562,7 @@ class _Kept:
         )
 
     def done(self) -> None:
-        self.response._content = self.pieces[0] if len(self.pieces) == 1 else b"".join(self.pieces)
+        self.response._content = b"".join(self.pieces)  # one piece is given back as it is, uncopied
 
 
 class _ErrorBody:
