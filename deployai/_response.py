@@ -38,7 +38,8 @@ def parse_body(response: httpx.Response, cast_to: type[_R]) -> _R:
 
     Raises:
         APIStatusError: the body reports an error (`{"error": {...}}`), typed by the status it names.
-        APIResponseValidationError: the body is no `cast_to`.
+        APIResponseValidationError: the body is no `cast_to`, or lacks what makes one an answer
+            (a chat completion without a choice).
     """
     # The body is no local of this frame, nor of `_second_look`'s when it raises: a traceback shown
     # with its locals (`pytest -l`) would show what the server sent, which may echo the key.
@@ -46,7 +47,11 @@ def parse_body(response: httpx.Response, cast_to: type[_R]) -> _R:
         result: _R = cast_to.__pydantic_validator__.validate_json(_content(response))
     except ValidationError:
         result = _second_look(response, cast_to)
-    return result
+    lacking = result._lacking()
+    if lacking is None:
+        return result
+    del result  # see above: the result holds what the server sent
+    raise make_validation_error(response, lacking)
 
 
 def _content(response: httpx.Response) -> bytes:

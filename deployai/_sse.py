@@ -549,13 +549,15 @@ class ChunkDecoder(Generic[_T]):
         """The `ChatCompletion` the chunks stand for (content joined, tool calls merged by index).
 
         Raises:
-            InvalidEvent: no chunk arrived at all.
+            InvalidEvent: no chunk arrived at all, or none had a choice.
         """
         from .types.chat import ChatCompletion, Choice
 
         first = self.first
         if first is None:
             raise InvalidEvent("", "chat completion stream (no chunks)")
+        if not self.choices:  # only chunks without a choice (a usage chunk): no answer at all
+            raise InvalidEvent("", "chat completion stream (no chunk had a choice)")
         return ChatCompletion(
             id=first.id,
             object="chat.completion",

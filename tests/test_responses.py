@@ -386,3 +386,33 @@ def test_a_whole_answer_with_choices_null_is_still_refused(make_client: ClientFa
     httpx_mock.add_response(content=json.dumps(body).encode(), headers={"content-type": "application/json"})
     with pytest.raises(deployai.APIResponseValidationError):
         make_client(max_retries=0).chat.completions.create(model="openai/gpt-4o", messages=user())
+
+
+def test_a_whole_answer_with_no_choice_is_refused_not_handed_over_empty(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    # `completion.choices[0]` would be the caller's IndexError, far from the answer that caused it.
+    body = {**completion_json(), "choices": []}
+    httpx_mock.add_response(
+        content=json.dumps(body).encode(), headers={"content-type": "application/json"}, is_reusable=True
+    )
+    client = make_client(max_retries=0)
+    with pytest.raises(deployai.APIResponseValidationError, match="no choices"):
+        client.chat.completions.create(model="openai/gpt-4o", messages=user())
+    raw = client.chat.completions.with_raw_response.create(model="openai/gpt-4o", messages=user())
+    assert raw.http_response.json()["choices"] == []  # the raw answer is still handed over
+    with pytest.raises(deployai.APIResponseValidationError, match="no choices"):
+        raw.parse()
+
+
+def test_a_stream_whose_chunks_had_no_choice_has_no_final_completion(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    usage = {"prompt_tokens": 5, "completion_tokens": 0, "total_tokens": 5}
+    body = b"".join([event({**chunk(), "choices": [], "usage": usage}), DONE])
+    httpx_mock.add_response(content=body, headers=SSE_HEADERS)
+    with make_client().chat.completions.create(model="openai/gpt-4o", messages=user(), stream=True) as stream:
+        (only,) = list(stream)  # the chunk itself is delivered as it came
+        assert only.usage is not None
+        with pytest.raises(deployai.APIResponseValidationError, match="no chunk had a choice"):
+            stream.get_final_completion()

@@ -30,6 +30,10 @@ class APIResult(ResponseInfo, DeployAIModel):
     def _response_meta(self) -> ResponseMeta | None:
         return self._meta
 
+    def _lacking(self) -> str | None:
+        """What this valid body lacks to be an answer, named for an error (None: nothing)."""
+        return None
+
     def __getstate__(self) -> dict[Any, Any]:
         """As pydantic pickles a model, with API keys taken out of the headers that came with it."""
         state = super().__getstate__()

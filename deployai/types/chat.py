@@ -353,6 +353,10 @@ class ChatCompletion(APIResult):
     usage: Usage | None = None
     system_fingerprint: str | None = None
 
+    def _lacking(self) -> str | None:
+        # An answer without a choice has no text to give: `choices[0]` would be an IndexError.
+        return None if self.choices else "chat completion (it has no choices)"
+
 
 class ChoiceDeltaFunctionCall(DeployAIModel):
     """A piece of a streamed tool call's function: the name arrives first, then the arguments in pieces."""
