@@ -414,8 +414,11 @@ def check_chat_params(params: Mapping[str, Any]) -> bool:
     _int_at_least("seed", get("seed"), -(2**63), 2**64 - 1)
     _number_in("presence_penalty", get("presence_penalty"), -2, 2)
     _number_in("frequency_penalty", get("frequency_penalty"), -2, 2)
-    _int_at_least("top_logprobs", get("top_logprobs"), 0, 20)
+    top_logprobs = get("top_logprobs")
+    _int_at_least("top_logprobs", top_logprobs, 0, 20)
     _of_type("logprobs", get("logprobs"), bool, "True or False")
+    if top_logprobs is not None and get("logprobs") is not True:  # the API answers 400 without it
+        raise InvalidParameterError("top_logprobs", top_logprobs, "given only with logprobs=True")
     _of_type("user", get("user"), str, "a string identifying your end user")
     stop = get("stop")
     if (stop is not None and not isinstance(stop, str)) and (

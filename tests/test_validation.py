@@ -63,6 +63,8 @@ BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
     ("presence_penalty", {"presence_penalty": 3}, "-2 to 2"),
     ("frequency_penalty", {"frequency_penalty": -2.5}, "-2 to 2"),
     ("top_logprobs", {"top_logprobs": 21}, "0 to 20"),
+    ("top_logprobs", {"top_logprobs": 3}, "only with logprobs=True"),  # the API's 400, after a round trip
+    ("top_logprobs", {"top_logprobs": 3, "logprobs": False}, "only with logprobs=True"),
     ("parallel_tool_calls", {"parallel_tool_calls": "yes"}, "True or False"),
     ("store", {"store": 1}, "True or False"),
     ("reasoning_effort", {"reasoning_effort": 2}, "'low', 'medium' or 'high'"),
