@@ -59,7 +59,7 @@ def main() -> None:
                 threads_per_worker=8,
                 processes=True,
                 scheduler_port=0,
-                dashboard_address=":0",
+                dashboard_address="127.0.0.1:0",  # ":0" would listen on every interface
                 # A worker may log a failed heartbeat while the cluster shuts down; a failed task raises anyway.
                 silence_logs=logging.CRITICAL,
             ) as cluster,
