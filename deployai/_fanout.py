@@ -15,6 +15,7 @@ nor the exit of the interpreter waiting.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import queue
 import threading
@@ -40,6 +41,17 @@ def check_concurrency(concurrency: object) -> int:
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise InvalidParameterError("concurrency", concurrency, "a whole number >= 1")
     return concurrency
+
+
+def _check_on_progress(on_progress: object) -> Progress | None:
+    """`on_progress` as given, if it is None or a plain function."""
+    # An async function would only be called to make a coroutine that nothing awaits: its progress
+    # would never show, and Python would warn once, far from the call.
+    if on_progress is not None and (not callable(on_progress) or inspect.iscoroutinefunction(on_progress)):
+        raise InvalidParameterError(
+            "on_progress", on_progress, "a plain (not async) function called as on_progress(done, total)"
+        )
+    return on_progress
 
 
 def progress_reporter(on_progress: Progress | None, progress: bool, total: int) -> tuple[Progress, Callable[[], None]]:
@@ -75,6 +87,7 @@ class _Batch(Generic[_I]):
 
     def __init__(self, requests: Iterable[_I], concurrency: int, on_progress: Progress | None, progress: bool) -> None:
         width = check_concurrency(concurrency)
+        on_progress = _check_on_progress(on_progress)
         self.items = list(requests)
         self.total = len(self.items)
         self.width = min(width, self.total)  # never more workers than items

@@ -319,6 +319,26 @@ def test_as_completed_refuses_a_bad_concurrency_at_the_call(kind: str) -> None:
             client.chat.completions.as_completed(requests_for("x"), concurrency=bad)
 
 
+def test_an_async_or_uncallable_on_progress_is_refused_at_the_call_not_left_unawaited(kind: str) -> None:
+    # A notebook full of `await` makes an `async def` hook natural; called, it would only make a
+    # coroutine that nothing awaits, and the progress it reports would never show.
+    client: Any = deployai.DeployAI(api_key="sk-many") if kind == "sync" else deployai.AsyncDeployAI(api_key="sk-many")
+    seen: list[tuple[int, int]] = []
+
+    async def on_progress(done: int, total: int) -> None:
+        seen.append((done, total))
+
+    for bad in (on_progress, "print"):
+        with pytest.raises(deployai.InvalidParameterError, match="on_progress must be a plain"):
+            client.chat.completions.as_completed(requests_for("x"), on_progress=bad)
+        with pytest.raises(deployai.InvalidParameterError, match="on_progress must be a plain"):
+            if kind == "sync":
+                client.chat.completions.create_many(requests_for("x"), on_progress=bad)
+            else:
+                asyncio.run(client.chat.completions.create_many(requests_for("x"), on_progress=bad))
+    assert seen == []
+
+
 def test_async_as_completed_hands_results_over_as_they_finish_and_cancels_the_rest_when_closed() -> None:
     cancelled: list[str] = []
 

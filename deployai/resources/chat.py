@@ -124,7 +124,8 @@ class Completions:
                 per completion.
             concurrency: how many calls may be in flight at once (default 8); each goes through the client's
                 retries as `create` does.
-            on_progress: called as `on_progress(done, total)` each time an item finishes.
+            on_progress: called as `on_progress(done, total)` each time an item finishes; a plain
+                function (an `async def` one is refused with `InvalidParameterError`).
             progress: draw a progress bar with tqdm (`tqdm.auto`, so notebooks get theirs); tqdm must be
                 installed.
 
