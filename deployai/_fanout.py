@@ -216,12 +216,14 @@ class _Results(AsyncGenerator[tuple[int, _R | DeployAIError], None]):
     generator would then read as ended, and the results not handed over would go unnoticed.
     """
 
-    __slots__ = ("__weakref__", "_batch", "_inner", "_settled")
+    __slots__ = ("__weakref__", "_batch", "_inner", "_loop", "_reading", "_settled")
 
     def __init__(self, inner: AsyncGenerator[tuple[int, _R | DeployAIError], None], batch: _Batch[Any]) -> None:
         self._inner = inner
         self._batch = batch
         self._settled = False  # closed by its reader, or ended by an exception its reader saw
+        self._loop: object = None  # the event loop that first read it, whose tasks run its calls
+        self._reading = False
 
     def __aiter__(self) -> _Results[_R]:
         return self
@@ -231,20 +233,48 @@ class _Results(AsyncGenerator[tuple[int, _R | DeployAIError], None]):
 
     async def asend(self, value: None) -> tuple[int, _R | DeployAIError]:
         """The next `(index, result)`, as `__anext__`."""
+        # Refused before the generator is stepped: a step from the wrong loop or a second reader
+        # would fail inside it, and so end the batch for its own reader as well.
+        self._check_reader()
+        self._reading = True
         try:
             return await self._inner.asend(value)
         except StopAsyncIteration:
-            batch = self._batch
-            if not self._settled and batch.done < batch.total:
-                raise DeployAIError(
-                    f"This batch was stopped when the event loop running its calls closed, after {batch.done} "
-                    f"of its {batch.total} results were handed over; the others are lost. Read a batch to "
-                    "its end on the loop that started it (within one asyncio.run)."
-                ) from None
+            if not self._settled and self._batch.done < self._batch.total:
+                raise self._stopped() from None
             raise
         except BaseException:
             self._settled = True
             raise
+        finally:
+            self._reading = False
+
+    def _check_reader(self) -> None:
+        import asyncio  # loaded already: this batch was made by an async client
+
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop and not self._settled and self._batch.done < self._batch.total:
+            first: Any = self._loop
+            inner: Any = self._inner  # a native async generator: `ag_frame` is None once it has ended
+            if first.is_closed() or inner.ag_frame is None:  # the loop's end closed it
+                raise self._stopped()
+            raise DeployAIError(
+                "This batch was read from an event loop other than the one that first read it, which runs its "
+                f"calls ({self._batch.done} of its {self._batch.total} results handed over so far). Read a "
+                "batch to its end on the loop that started it."
+            )
+        if self._reading:
+            raise DeployAIError("This batch is being read elsewhere (another task): a batch has one reader at a time.")
+
+    def _stopped(self) -> DeployAIError:
+        batch = self._batch
+        return DeployAIError(
+            f"This batch was stopped when the event loop running its calls closed, after {batch.done} "
+            f"of its {batch.total} results were handed over; the others are lost. Read a batch to "
+            "its end on the loop that started it (within one asyncio.run)."
+        )
 
     async def athrow(self, typ: Any, val: Any = None, tb: Any = None) -> tuple[int, _R | DeployAIError]:
         """Raise an exception in the batch, as in an async generator: it stops the calls in flight."""

@@ -432,6 +432,55 @@ def test_async_as_completed_read_on_after_its_event_loop_ended_says_its_results_
         asyncio.run(rest())
 
 
+def test_async_as_completed_read_from_another_loop_is_refused_and_its_own_loop_still_gets_every_result() -> None:
+    # The step from the other loop failed inside the batch ("attached to a different loop"), which
+    # ended it: its own loop's reader then saw it end quietly, its other results lost.
+    emulator = Emulator(rate_limit=1_000_000)
+    client = emulator.async_client()
+    finishing = client.chat.completions.as_completed(requests_for("a", "b", "c", "d"), concurrency=1)
+
+    async def first() -> int:
+        index, _ = await anext(finishing)
+        return index
+
+    async def rest() -> list[int]:
+        return [index async for index, _ in finishing]
+
+    own = asyncio.new_event_loop()
+    try:
+        assert own.run_until_complete(first()) == 0
+        with pytest.raises(deployai.DeployAIError, match=r"another event loop|other than the one that first read it"):
+            asyncio.run(rest())
+        assert own.run_until_complete(rest()) == [1, 2, 3]
+        own.run_until_complete(client.close())
+    finally:
+        own.close()
+
+
+def test_async_as_completed_has_one_reader_and_a_second_one_takes_nothing_from_it() -> None:
+    emulator = Emulator(rate_limit=1_000_000)
+
+    async def main() -> tuple[list[int], BaseException | None]:
+        async with emulator.async_client() as client:
+            finishing = client.chat.completions.as_completed(requests_for("a", "b", "c"), concurrency=1)
+            reader = asyncio.ensure_future(collect(finishing))
+            await asyncio.sleep(0)  # the reader waits inside the batch for its first result
+            try:
+                await anext(finishing)
+            except deployai.DeployAIError as refused:
+                second: BaseException | None = refused
+            else:
+                second = None
+            return await reader, second
+
+    async def collect(finishing: Any) -> list[int]:
+        return [index async for index, _ in finishing]
+
+    indexes, second = asyncio.run(main())
+    assert indexes == [0, 1, 2]
+    assert "one reader at a time" in str(second)  # not "None": the second read was refused
+
+
 def test_async_as_completed_closed_or_cancelled_by_its_reader_reads_as_ended() -> None:
     emulator = Emulator(rate_limit=1_000_000)
 
