@@ -784,6 +784,27 @@ async def test_an_async_models_list_that_failed_or_was_cancelled_sends_again(emu
 
 
 @pytest.mark.anyio
+async def test_an_async_models_list_refuses_a_second_awaiter_while_its_request_is_in_flight(
+    emulator: Emulator,
+) -> None:
+    # The second awaiter stepped the first one's request: both failed, one with an
+    # APIConnectionError (a class callers retry) for a network fault that never happened.
+    async with emulator.async_client(max_retries=0) as client:
+        listing = client.models.list()
+        emulator.stall_next(0.2)
+        task = asyncio.ensure_future(listing)
+        while not emulator.requests:  # until the request is in flight
+            await asyncio.sleep(0)
+        with pytest.raises(deployai.DeployAIError, match="awaited by another task") as refused:
+            await listing
+        assert not isinstance(refused.value, deployai.APIError)
+        page = await task
+        assert len(page.data) == 7
+        assert await listing is page  # once answered, any task may have it
+    assert len(emulator.requests) == 1
+
+
+@pytest.mark.anyio
 async def test_the_async_transport_waits_with_the_given_sleep_and_cuts_streams() -> None:
     emulator, sleeps = Emulator(token_latency=0.5), SleepRecorder()
     emulator.stall_next(3.0)

@@ -9,6 +9,7 @@ from typing import Any, Final
 from typing_extensions import Unpack
 
 from .._endpoint import AsyncCaller, Endpoint, SyncCaller
+from .._exceptions import DeployAIError
 from .._request import build_get_request
 from .._response import RawResponse
 from ..types.models import Model, ModelList
@@ -76,7 +77,8 @@ class AsyncModelListing(Coroutine[Any, Any, ModelList]):
     when it is first awaited or iterated. Used again (awaited, iterated, or given to a task), it
     gives the same `ModelList` without sending, as a sync `ModelList` can be iterated again; one
     that failed or was cancelled before its answer sends the request again. Like any coroutine, it
-    is awaited by one task at a time.
+    is awaited by one task at a time: a second task that awaits it while its request is in flight
+    gets `DeployAIError` (await the first task instead).
     """
 
     __slots__ = ("_call", "_kept_list", "_running")
@@ -104,7 +106,15 @@ class AsyncModelListing(Coroutine[Any, Any, ModelList]):
 
     def __await__(self) -> Generator[Any, None, ModelList]:
         """Send the request (unless an answer came already); the result is the `ModelList`."""
-        return self._coroutine().__await__()
+        running = self._coroutine()
+        # A coroutine refuses a second awaiter itself, but not one reached through `__await__`:
+        # the second task would step the first one's request, which then fails in both.
+        if getattr(running, "cr_await", None) is not None or getattr(running, "cr_running", False):
+            raise DeployAIError(
+                "This models listing is being awaited by another task: a listing is awaited by one task at a "
+                "time. Await that task instead, or call models.list() again for a request of its own."
+            )
+        return running.__await__()
 
     def send(self, value: Any) -> Any:
         """Step the request on (what an event loop does with a coroutine)."""
