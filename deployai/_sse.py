@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import TYPE_CHECKING, Any, Final, Generic, NoReturn, TypeVar
 
 from pydantic import ValidationError
@@ -273,11 +274,12 @@ def error_in_event(event: str, data: str) -> Any:
     return payload if isinstance(payload, dict) and payload.get("error") is not None else None
 
 
-def _delta_from_whole(choice: ChunkChoice, data: str) -> None:
+def _delta_from_whole(choice: ChunkChoice, data: str) -> bool:
     """Give a chunk's choice that carries a whole `message` (or a legacy `text`), and no `delta`, that as its delta.
 
     Some gateways answer a stream from a provider that cannot stream with one such chunk; read as a
-    chunk without a delta, it was an answer of nothing.
+    chunk without a delta, it was an answer of nothing. Returns whether the choice had a whole
+    `message` (not a `text`, which is a piece of text as a delta's content is).
 
     Raises:
         InvalidEvent: a `message` that is no message.
@@ -298,8 +300,10 @@ def _delta_from_whole(choice: ChunkChoice, data: str) -> None:
             choice.delta = ChoiceDelta.model_validate(message)
         except ValidationError:
             raise InvalidEvent(data, "chat completion chunk") from None
-    elif isinstance(text, str):
+        return True
+    if isinstance(text, str):
         choice.delta = ChoiceDelta(content=text)
+    return False
 
 
 def is_done(data: str) -> bool:
@@ -332,7 +336,17 @@ def _loads_or_text(data: str) -> Any:
 class _ChoiceState:
     """What the chunks so far say about one choice."""
 
-    __slots__ = ("calls", "extra", "finish_reason", "logprobs", "refusal", "role", "text")
+    __slots__ = (
+        "calls",
+        "choice_fields",
+        "earlier_calls",
+        "extra",
+        "finish_reason",
+        "logprobs",
+        "refusal",
+        "role",
+        "text",
+    )
 
     def __init__(self) -> None:
         self.role = "assistant"
@@ -340,8 +354,39 @@ class _ChoiceState:
         self.refusal: list[str] | None = None
         self.finish_reason: str | None = None
         self.calls: dict[int, dict[str, Any]] | None = None
+        # Calls a server gave the index of a later call (each of its calls as index 0), by that index.
+        self.earlier_calls: dict[int, list[dict[str, Any]]] | None = None
         self.extra: dict[str, Any] | None = None  # fields a provider adds to the delta (`reasoning_content`)
         self.logprobs: dict[str, Any] | None = None
+        self.choice_fields: dict[str, Any] | None = None  # fields a provider adds to the choice (`stop_reason`)
+
+    def add_choice_fields(self, fields: dict[str, Any]) -> None:
+        """A provider's own fields of a chunk's choice (`stop_reason`): the last value of each that is not None."""
+        for name, value in fields.items():
+            if value is not None and name not in _WHOLE_FIELDS:
+                if self.choice_fields is None:
+                    self.choice_fields = {}
+                self.choice_fields[name] = value
+
+    def restarted(self, delta: ChoiceDelta) -> _ChoiceState:
+        """The choice's state for a whole `message` (now `delta`) that came after its deltas.
+
+        A server that ends its deltas with the whole message repeats them: read as one more delta,
+        its text came twice. The message replaces them, and the delta keeps only the text it adds to
+        what came (none if it differs), so that `text_stream` does not give the text again.
+        """
+        if not (self.text or self.calls or self.refusal is not None):
+            return self
+        fresh = _ChoiceState()
+        fresh.finish_reason, fresh.logprobs, fresh.choice_fields = self.finish_reason, self.logprobs, self.choice_fields
+        content, so_far = delta.content, "".join(self.text)
+        if content and content.startswith(so_far):
+            fresh.text.append(so_far)
+            delta.content = content[len(so_far) :] or None
+        elif content:
+            fresh.text.append(content)
+            delta.content = None
+        return fresh
 
     def add(self, delta: ChoiceDelta) -> None:
         """What a delta adds besides its text: a role, tool calls, a refusal, a provider's own fields."""
@@ -370,6 +415,12 @@ class _ChoiceState:
                 index = max(calls)
                 if piece.id and calls[index]["id"] not in ("", piece.id):
                     index += 1  # a new id: the next call
+            elif piece.id and index in calls and calls[index]["id"] not in ("", piece.id):
+                # A new id at a call's index: a server that gives every call index 0. Merged, two
+                # calls would be one, its arguments two JSON texts run together.
+                if self.earlier_calls is None:
+                    self.earlier_calls = {}
+                self.earlier_calls.setdefault(index, []).append(calls.pop(index))
             call = calls.setdefault(index, {"id": "", "type": "function", "name": "", "args": []})
             if piece.id:
                 call["id"] = piece.id
@@ -389,20 +440,41 @@ class _ChoiceState:
     def message(self) -> ChatCompletionMessage:
         from .types.chat import ChatCompletionMessage, FunctionCall, MessageToolCall
 
+        earlier = self.earlier_calls or {}
         tool_calls = [
             MessageToolCall(
                 id=c["id"], type=c["type"], function=FunctionCall(name=c["name"], arguments="".join(c["args"]))
             )
-            for _, c in sorted((self.calls or {}).items())
+            for index, last in sorted((self.calls or {}).items())
+            for c in [*earlier.get(index, ()), last]
         ]
+        called = tool_calls or self.refusal or (self.extra and "function_call" in self.extra)
         return ChatCompletionMessage(
             role=self.role,
             # No text with a tool call or a refusal is None, as in a whole (not streamed) completion.
-            content="".join(self.text) if self.text or not (tool_calls or self.refusal) else None,
+            content=_paired("".join(self.text)) if self.text or not called else None,
             refusal="".join(self.refusal) if self.refusal is not None else None,
             tool_calls=tool_calls or None,
             **(_whole(self.extra) or {}),
         )
+
+
+# A chunk's choice's fields that carry a whole message or a piece of text, read as its delta.
+_WHOLE_FIELDS = frozenset({"message", "text"})
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _paired(text: str) -> str:
+    """`text` with each UTF-16 surrogate pair that two pieces split made one character again.
+
+    A server that cuts its text by UTF-16 code units (JavaScript's strings) can end one chunk with
+    the first half of an emoji and begin the next with the second: each JSON string then holds a
+    lone surrogate, and joined they would still be two, which cannot be printed or encoded.
+    """
+    if text.isascii() or not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
 
 
 # A chunk's own fields that are no field of the whole answer: `obfuscation` is OpenAI's padding of
@@ -473,9 +545,20 @@ class ChunkDecoder(Generic[_T]):
         usage: the usage of the last chunk that had one.
         usage_chunk: whether a chunk with usage and no choices has come: the last chunk `include_usage`
             asks for (a server may also put a running count on the chunks before it).
+        fingerprint: the first `system_fingerprint` a chunk had (some servers send it on later chunks only).
     """
 
-    __slots__ = ("_validate", "_validate_parsed", "choices", "count", "done", "first", "usage", "usage_chunk")
+    __slots__ = (
+        "_validate",
+        "_validate_parsed",
+        "choices",
+        "count",
+        "done",
+        "fingerprint",
+        "first",
+        "usage",
+        "usage_chunk",
+    )
 
     def __init__(self, chunk_type: type[_T]) -> None:
         self._validate = chunk_type.__pydantic_validator__.validate_json
@@ -486,6 +569,7 @@ class ChunkDecoder(Generic[_T]):
         self.choices: dict[int, _ChoiceState] = {}
         self.usage: Usage | None = None
         self.usage_chunk = False
+        self.fingerprint: str | None = None
 
     def decode(self, event: str, data: str) -> _T | None:
         """The chunk an event carries; None for an event that carries none (empty data, `[DONE]`, after `[DONE]`).
@@ -522,15 +606,16 @@ class ChunkDecoder(Generic[_T]):
         if first is None or (not first.id and chunk.id):  # not a chunk with no id (Azure's prompt filter's)
             self.first = chunk
         self.count += 1
-        if chunk.usage is not None:
-            self.usage = chunk.usage
-            self.usage_chunk = not chunk.choices
         for choice in chunk.choices:
             state = self.choices.get(choice.index)
             if state is None:
+                if choice.index < 0:  # sorted first, it would be read as `choices[0]`
+                    raise InvalidEvent(data, "chat completion chunk (a choice's index is below 0)")
                 state = self.choices[choice.index] = _ChoiceState()
-            if choice.__pydantic_extra__ and "delta" not in choice.__pydantic_fields_set__:
-                _delta_from_whole(choice, data)
+            if choice.__pydantic_extra__:
+                if "delta" not in choice.__pydantic_fields_set__ and _delta_from_whole(choice, data):
+                    state = self.choices[choice.index] = state.restarted(choice.delta)
+                state.add_choice_fields(choice.__pydantic_extra__)
             delta = choice.delta
             content = delta.content
             if content:
@@ -539,10 +624,17 @@ class ChunkDecoder(Generic[_T]):
             given = delta.__pydantic_fields_set__
             if len(given) > 1 or (given and content is None):
                 state.add(delta)
-            if choice.finish_reason is not None:
+            if choice.finish_reason:  # some servers write "" in every chunk until the last
                 state.finish_reason = choice.finish_reason
             if choice.logprobs:
                 state.add_logprobs(choice.logprobs)
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+            # Only the last chunk, with no choices, is sure to hold the total: vLLM puts a running
+            # count on every chunk, the one that ends the answer too.
+            self.usage_chunk = not chunk.choices
+        if chunk.system_fingerprint and self.fingerprint is None:
+            self.fingerprint = chunk.system_fingerprint
         return chunk
 
     def completion(self) -> ChatCompletion:
@@ -569,10 +661,11 @@ class ChunkDecoder(Generic[_T]):
                     message=state.message(),
                     finish_reason=state.finish_reason,
                     logprobs=_whole(state.logprobs),
+                    **(state.choice_fields or {}),
                 )
                 for i, state in sorted(self.choices.items())
             ],
             usage=self.usage,
-            system_fingerprint=first.system_fingerprint,
+            system_fingerprint=self.fingerprint,
             **_answer_fields(first.__pydantic_extra__),
         )

@@ -582,7 +582,10 @@ class AsyncStream(_StreamBase[_T, AsyncLease]):
 
 def _first_choice_text(chunk: ChatCompletionChunk) -> str | None:
     """The text a chunk adds to choice 0 (with `n` > 1, chunks of the other choices come between)."""
+    text = None
     for choice in chunk.choices:
         if choice.index == 0:
-            return choice.delta.content
-    return None
+            content = choice.delta.content
+            # Nearly always one entry; a chunk with two for choice 0 adds both, as the final completion does.
+            text = content if text is None else text + (content or "")
+    return text

@@ -1089,3 +1089,114 @@ def test_a_tool_call_whose_header_every_piece_repeats_keeps_its_name_once(
         ("c2", "get_time", "{}"),
         ("c3", "llm", "{}"),
     ]
+
+
+def with_choices(*choices: dict[str, Any], **fields: Any) -> bytes:
+    """One event of a chunk with these choices as given (and the chunk's own `fields`)."""
+    return event({**chunk(), "choices": list(choices), **fields})
+
+
+def test_parallel_tool_calls_that_all_say_index_0_stay_separate_calls(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    # Ollama numbers every parallel call 0: merged, two calls were one, its arguments two JSON texts.
+    def call(call_id: str, path: str) -> dict[str, Any]:
+        header = {"index": 0, "id": call_id, "type": "function"}
+        return {**header, "function": {"name": "read_file", "arguments": json.dumps({"path": path})}}
+
+    pieces = [
+        event(chunk(role="assistant", tool_calls=[call("call_a", "a")])),
+        event(chunk(tool_calls=[call("call_b", "b"), call("call_c", "c")])),
+        event(chunk(tool_calls=[{"index": 0, "function": {"arguments": ""}}])),  # a piece of the last one
+        event(chunk(finish="tool_calls")),
+        DONE,
+    ]
+    add_stream(httpx_mock, pieces)
+    with stream_of(make_client()) as stream:
+        message = stream.get_final_completion().choices[0].message
+    assert [(c.id, c.function.name, json.loads(c.function.arguments)) for c in message.tool_calls or []] == [
+        ("call_a", "read_file", {"path": "a"}),
+        ("call_b", "read_file", {"path": "b"}),
+        ("call_c", "read_file", {"path": "c"}),
+    ]
+
+
+def test_an_empty_finish_reason_is_no_finish(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    # Ollama and SGLang write "" in every chunk: a stream closed after its first piece gave "Hel" as
+    # a whole answer, and a "" after "stop" made the finish "".
+    add_stream(httpx_mock, [event(chunk("Hel", finish="")), event(chunk("lo", finish="")), DONE])
+    with stream_of(make_client()) as stream:
+        next(iter(stream))
+    with pytest.raises(deployai.DeployAIError, match="before its answer ended"):
+        stream.get_final_completion()
+    add_stream(httpx_mock, [event(chunk("Hi", finish="")), event(chunk(finish="stop")), event(chunk(finish="")), DONE])
+    with stream_of(make_client()) as stream:
+        assert stream.get_final_completion().choices[0].finish_reason == "stop"
+
+
+def test_a_choice_index_below_0_is_refused_not_read_as_the_first_choice(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    add_stream(httpx_mock, [event(chunk("bogus", index=-1)), event(chunk("real", finish="stop")), DONE])
+    with (
+        pytest.raises(deployai.APIResponseValidationError, match="index is below 0"),
+        stream_of(make_client()) as stream,
+    ):
+        stream.get_final_completion()
+
+
+def test_a_whole_message_after_the_deltas_is_the_answer_once(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    # A server that ends its deltas with the whole message: read as one more delta, the text came twice.
+    whole = {"index": 0, "message": {"role": "assistant", "content": "Hello!"}, "finish_reason": "stop"}
+    add_stream(httpx_mock, [event(chunk("Hel")), event(chunk("lo")), with_choices(whole), DONE])
+    with stream_of(make_client()) as stream:
+        assert list(stream.text_stream) == ["Hel", "lo", "!"]
+        assert stream.get_final_completion().choices[0].message.content == "Hello!"
+    # One that differs from the deltas replaces them, and gives text_stream nothing more.
+    other = {**whole, "message": {"role": "assistant", "content": "Bye"}}
+    add_stream(httpx_mock, [event(chunk("Hel")), with_choices(other), DONE])
+    with stream_of(make_client()) as stream:
+        assert list(stream.text_stream) == ["Hel"]
+        assert stream.get_final_completion().choices[0].message.content == "Bye"
+
+
+def test_what_chunks_add_to_a_choice_and_to_the_answer_is_kept(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    pieces = [
+        with_choices({"index": 0, "delta": {"content": "A"}}, {"index": 0, "delta": {"content": "B"}}),
+        # A JavaScript server cuts its text by UTF-16 code units: an emoji's halves in two chunks.
+        event(chunk("\ud83d")),
+        event(chunk("\ude00")),
+        # vLLM's `stop_reason`, OpenRouter's `native_finish_reason`; a fingerprint on a later chunk.
+        with_choices(
+            {"index": 0, "delta": {}, "finish_reason": "stop", "stop_reason": "END", "native_finish_reason": "STOP"},
+            system_fingerprint="fp_2",
+        ),
+        DONE,
+    ]
+    add_stream(httpx_mock, pieces)
+    with stream_of(make_client()) as stream:
+        assert list(stream.text_stream) == ["AB", "\ud83d", "\ude00"]
+        completion = stream.get_final_completion()
+    (choice,) = completion.choices
+    assert choice.message.content == "AB\U0001f600"
+    choice.message.content.encode()  # printable
+    assert (choice.model_extra or {}) == {"stop_reason": "END", "native_finish_reason": "STOP"}
+    assert completion.system_fingerprint == "fp_2"
+
+
+def test_a_legacy_function_call_has_no_content_as_in_a_whole_answer(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    pieces = [
+        event(chunk(role="assistant", function_call={"name": "f", "arguments": ""})),
+        event(chunk(function_call={"arguments": "{}"})),
+        event(chunk(finish="function_call")),
+        DONE,
+    ]
+    add_stream(httpx_mock, pieces)
+    with stream_of(make_client()) as stream:
+        message = stream.get_final_completion().choices[0].message
+    assert message.content is None
+    assert (message.model_extra or {})["function_call"] == {"name": "f", "arguments": "{}"}
