@@ -222,10 +222,11 @@ def _check_rate_limiter(rate_limiter: object) -> RateLimiter | None:
 def is_loopback(host: str) -> bool:
     """Whether `host` is this machine: `localhost`, 127.0.0.0/8 (in any form the OS takes) or ::1 (or ::ffff:127.x.x.x).
 
-    Not a name under `localhost` (`api.localhost`): many resolvers (glibc's, without systemd's) send
-    those to DNS, which may answer with another machine.
+    Not a name under `localhost` (`api.localhost`), nor one written with the root's trailing dot
+    (`localhost.`, `127.0.0.1.`): many resolvers (glibc's, without systemd's) send those to DNS,
+    which may answer with another machine.
     """
-    host = host.lower().strip("[]").rstrip(".")
+    host = host.lower().strip("[]")
     if host == "localhost":
         return True
     try:

@@ -363,7 +363,20 @@ def test_a_base_url_with_a_user_or_password_is_refused_without_quoting_them(
 
 
 @pytest.mark.parametrize(
-    "host", ["api.deployai.dev", "10.0.0.5:8000", "192.168.1.2", "[2001:db8::1]", "localhost.evil.com", "api.localhost"]
+    "host",
+    [
+        "api.deployai.dev",
+        "10.0.0.5:8000",
+        "192.168.1.2",
+        "[2001:db8::1]",
+        "localhost.evil.com",
+        "api.localhost",
+        # With the root's dot, glibc looks these up in DNS, not in /etc/hosts: they were taken as this machine.
+        "localhost.",
+        "LOCALHOST.:8787",
+        "127.0.0.1.",
+        "127.1.",
+    ],
 )
 def test_plain_http_to_another_machine_is_refused_naming_the_opt_in(make_client: ClientFactory, host: str) -> None:
     with pytest.raises(deployai.DeployAIError, match="allow_insecure_http=True") as info:
@@ -372,7 +385,7 @@ def test_plain_http_to_another_machine_is_refused_naming_the_opt_in(make_client:
 
 
 @pytest.mark.parametrize(
-    "host", ["localhost:8787", "127.0.0.1:8787", "127.1.2.3", "[::1]:8787", "LOCALHOST.", "127.1", "[::ffff:127.0.0.1]"]
+    "host", ["localhost:8787", "127.0.0.1:8787", "127.1.2.3", "[::1]:8787", "LOCALHOST", "127.1", "[::ffff:127.0.0.1]"]
 )
 def test_plain_http_to_this_machine_is_allowed(make_client: ClientFactory, host: str) -> None:
     assert make_client(base_url=f"http://{host}/v1").base_url == f"http://{host}/v1"

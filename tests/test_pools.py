@@ -454,7 +454,6 @@ def test_this_machines_own_addresses_never_go_through_a_proxy_from_the_environme
             "127.0.0.2",
             "127.1",
             "[::ffff:127.0.0.1]",
-            "localhost.",
             "LOCALHOST",
         ):
             for scheme in ("http", "https"):
