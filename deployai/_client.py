@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 import httpx
 from typing_extensions import Self
 
-from ._config import ClientOptions, changed_options, conceal, resolve_options
+from ._config import ClientOptions, changed_options, conceal, hide_call_keys, resolve_options
 from ._constants import DEFAULT_MAX_RETRIES, DEFAULT_MAX_RETRY_WAIT_SECONDS
 from ._endpoint import Endpoint, PreparedRequest
 from ._exceptions import InvalidParameterError
@@ -153,6 +153,8 @@ class _BaseClient(Generic[_HTTP, _Httpx]):
 
     def _prepare(self, endpoint: Endpoint[Any], params: dict[str, Any]) -> PreparedRequest:
         """Build and check the request; on a borrowed `http_client`, with its headers, params and cookies."""
+        if "extra_headers" in params:
+            hide_call_keys(params)
         prepared = endpoint.build(self._options, endpoint, params)
         borrowed = self._http.borrowed_client
         # Not for the in-process emulator's own client: it records what the SDK sends over HTTP.

@@ -167,6 +167,29 @@ def check_headers(param: str, headers: Mapping[str, str]) -> dict[str, str]:
     return dict(headers)
 
 
+_KEY_HEADERS: Final = frozenset({"authorization", "proxy-authorization"})
+
+
+def hide_call_keys(params: dict[str, Any]) -> None:
+    """Put in a call's own arguments a copy of their `extra_headers` whose key headers are `Secret`s.
+
+    A per-call key (`extra_headers={"Authorization": ...}`) is the caller's string: a traceback
+    printed with its frames' locals would show it in `params` of the SDK's frames, which hold this
+    very dict. The caller's headers mapping itself is left as it is.
+    """
+    extra = params.get("extra_headers")
+    if type(extra) is dict and any(_is_key_header(name, value) for name, value in extra.items()):
+        # Only a dict: any other mapping is checked and copied as given (`httpx.Headers` hides the
+        # value in its own repr).
+        params["extra_headers"] = {
+            name: Secret(value) if _is_key_header(name, value) else value for name, value in extra.items()
+        }
+
+
+def _is_key_header(name: object, value: object) -> bool:
+    return type(name) is str and type(value) is str and name.lower() in _KEY_HEADERS
+
+
 def merge_headers(base: Mapping[str, str], over: Mapping[str, str]) -> dict[str, str]:
     """`base` with the headers of `over` in place of any of its own of the same name, in whatever case.
 

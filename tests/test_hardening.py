@@ -14,6 +14,7 @@ import numbers
 import os
 import pickle
 import traceback
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -613,6 +614,46 @@ def test_a_traceback_with_its_locals_never_shows_the_key(
     shown = _shown_with_locals(info.value)
     assert API_KEY not in shown
     assert httpx_mock.get_requests() == []
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(lambda client, headers: client.chat.completions.create(model=MODEL, messages=user(), **headers)),
+        pytest.param(
+            lambda client, headers: client.chat.completions.with_raw_response.create(
+                model=MODEL, messages=user(), **headers
+            ).parse(),
+            id="raw",
+        ),
+        pytest.param(lambda client, headers: client.models.list(**headers), id="models.list"),
+        pytest.param(lambda client, headers: client.models.retrieve(MODEL, **headers), id="models.retrieve"),
+    ],
+)
+def test_a_per_call_key_is_not_shown_by_a_traceback_with_its_locals(
+    call: Any, make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    # The documented per-call key, `extra_headers={"Authorization": ...}`: the SDK's frames showed
+    # it whole in their `params`, as the caller's string.
+    tenant_key = "sk-tenant-" + "7" * 24
+    httpx_mock.add_response(status_code=401, json={"error": {"message": "bad key"}})
+    headers = {"Authorization": f"Bearer {tenant_key}", "X-Trace": "t-1"}
+    with pytest.raises(deployai.AuthenticationError) as info:
+        call(make_client(max_retries=0), {"extra_headers": headers})
+    error = info.value
+    # From the first of the SDK's frames: the test's own (and the async facade's) hold the caller's dict.
+    sdk_frames = error.__traceback__
+    package = str(Path(deployai.__file__).parent)
+    while sdk_frames is not None and not sdk_frames.tb_frame.f_code.co_filename.startswith(package):
+        sdk_frames = sdk_frames.tb_next
+    assert sdk_frames is not None
+    shown = _shown_with_locals(error.with_traceback(sdk_frames))
+    assert tenant_key not in shown
+    assert "t-1" in shown  # the other headers are shown as they were
+    assert headers["Authorization"] == f"Bearer {tenant_key}"  # the caller's dict is left as it is
+    assert type(headers["Authorization"]) is str
+    (sent,) = httpx_mock.get_requests()
+    assert sent.headers["authorization"] == f"Bearer {tenant_key}"
 
 
 def test_a_client_that_failed_half_way_has_a_repr_for_the_traceback() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from functools import cached_property
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from typing_extensions import Unpack
 
@@ -31,6 +31,17 @@ RETRIEVE: Final = Endpoint(
 """`GET /models/{model}`: one model by id (`NotFoundError` for an unknown id)."""
 
 
+def _own(options: RequestOptions, **more: str) -> dict[str, Any]:
+    """A call's own keyword dict (`**options`), with `more`, as the arguments the SDK reads.
+
+    The dict itself, not a copy: the SDK hides a per-call key in it (`hide_call_keys`), and this
+    frame shows it as `options` in a traceback printed with its locals.
+    """
+    params = cast("dict[str, Any]", options)
+    params.update(more)
+    return params
+
+
 class Models:
     """The models endpoints for `DeployAI`."""
 
@@ -39,12 +50,12 @@ class Models:
 
     def list(self, **options: Unpack[RequestOptions]) -> ModelList:
         """List the models available to your key; iterate over the result or read `.data`."""
-        result: ModelList = self._client._call(LIST, dict(options), raw=False)
+        result: ModelList = self._client._call(LIST, _own(options), raw=False)
         return result
 
     def retrieve(self, model: str, **options: Unpack[RequestOptions]) -> Model:
         """One model by id, such as `"openai/gpt-4o"`; raises `NotFoundError` for an id the API does not know."""
-        result: Model = self._client._call(RETRIEVE, {**options, "model": model}, raw=False)
+        result: Model = self._client._call(RETRIEVE, _own(options, model=model), raw=False)
         return result
 
     @cached_property
@@ -61,12 +72,12 @@ class ModelsWithRawResponse:
 
     def list(self, **options: Unpack[RequestOptions]) -> RawResponse[ModelList]:
         """List the models and return the raw response; `.parse()` gives the `ModelList`."""
-        result: RawResponse[ModelList] = self._client._call(LIST, dict(options), raw=True)
+        result: RawResponse[ModelList] = self._client._call(LIST, _own(options), raw=True)
         return result
 
     def retrieve(self, model: str, **options: Unpack[RequestOptions]) -> RawResponse[Model]:
         """Retrieve one model and return the raw response; `.parse()` gives the `Model`."""
-        result: RawResponse[Model] = self._client._call(RETRIEVE, {**options, "model": model}, raw=True)
+        result: RawResponse[Model] = self._client._call(RETRIEVE, _own(options, model=model), raw=True)
         return result
 
 
@@ -149,12 +160,12 @@ class AsyncModels:
         return AsyncModelListing(lambda: self._list(options))
 
     async def _list(self, options: RequestOptions) -> ModelList:
-        result: ModelList = await self._client._call(LIST, dict(options), raw=False)
+        result: ModelList = await self._client._call(LIST, _own(options), raw=False)
         return result
 
     async def retrieve(self, model: str, **options: Unpack[RequestOptions]) -> Model:
         """One model by id, such as `"openai/gpt-4o"`; raises `NotFoundError` for an id the API does not know."""
-        result: Model = await self._client._call(RETRIEVE, {**options, "model": model}, raw=False)
+        result: Model = await self._client._call(RETRIEVE, _own(options, model=model), raw=False)
         return result
 
     @cached_property
@@ -171,10 +182,10 @@ class AsyncModelsWithRawResponse:
 
     async def list(self, **options: Unpack[RequestOptions]) -> RawResponse[ModelList]:
         """List the models and return the raw response; `.parse()` gives the `ModelList`."""
-        result: RawResponse[ModelList] = await self._client._call(LIST, dict(options), raw=True)
+        result: RawResponse[ModelList] = await self._client._call(LIST, _own(options), raw=True)
         return result
 
     async def retrieve(self, model: str, **options: Unpack[RequestOptions]) -> RawResponse[Model]:
         """Retrieve one model and return the raw response; `.parse()` gives the `Model`."""
-        result: RawResponse[Model] = await self._client._call(RETRIEVE, {**options, "model": model}, raw=True)
+        result: RawResponse[Model] = await self._client._call(RETRIEVE, _own(options, model=model), raw=True)
         return result
