@@ -120,7 +120,9 @@ class APIError(DeployAIError):
 
     retries = 0  # set on the error a call finally raises: how many retries it made before giving up
     body: object = None  # what the server answered: set by the errors that carry a response
-    _begun = False  # met after a stream's first chunk: the answer had begun, and is not tried again
+    # Met once the answer had begun (after a stream's first chunk, or in the body of a whole 2xx
+    # answer): the server had taken the request, and it is not tried again.
+    _begun = False
 
     def __init__(self, message: str, *, request: httpx.Request | None = None) -> None:
         super().__init__(message)
@@ -620,15 +622,30 @@ def _request_of(exc: BaseException) -> httpx.Request | None:
         return None
 
 
+# An attribute put on an httpx failure met while reading the body of a 2xx answer: its status.
+ANSWERED: Final = "_deployai_answered"
+
+
 def transport_error(exc: BaseException, request: httpx.Request | None) -> APIConnectionError:
     """Wrap an httpx failure in the SDK's own error (the caller raises it `from safe_cause(exc)`)."""
     import httpx  # loaded by then: a transport failure came from it
 
+    answered = getattr(exc, ANSWERED, None)
     if isinstance(exc, httpx.TimeoutException):
-        return APITimeoutError(f"Request timed out ({type(exc).__name__}).", request=request)
-    # httpx quotes header values in some messages (an illegal one, for instance): never the key.
-    detail = redact(str(exc), _key_of(request)) or type(exc).__name__
-    error = APIConnectionError(f"Connection error: {detail}", request=request)
+        error: APIConnectionError = APITimeoutError(f"Request timed out ({type(exc).__name__}).", request=request)
+    else:
+        # httpx quotes header values in some messages (an illegal one, for instance): never the key.
+        detail = redact(str(exc), _key_of(request)) or type(exc).__name__
+        error = APIConnectionError(f"Connection error: {detail}", request=request)
+    if answered is not None:
+        # The server had answered, so it had taken the request: sent again, it would be carried out
+        # (and charged) again, and a cut that a proxy's body limit makes would come again too.
+        error._begun = True
+        error.message = (
+            f"{error.message} The server had answered {answered} when its body broke off: the call was not "
+            "sent again, since the server had taken it."
+        )
+        error.args = (error.message,)
     # A request this machine could not even send (a bad URL scheme, an illegal header) fails the same
     # way again; so does anything that is not a transport failure at all.
     error._sent = isinstance(exc, httpx.TransportError) and not isinstance(
@@ -645,10 +662,10 @@ def is_retryable(exc: BaseException | None) -> bool:
     stream, or the error body of a 200, counts with the status its code or type names; one that
     names none is not retried), unless the server answered `x-should-retry: false` (or with any
     status when it answered `x-should-retry: true`); False for everything else, other libraries'
-    exceptions included. False as well for an error that ended a stream after its first chunk, as
-    the SDK's own retries never try those again: the part of the answer already read would come
-    twice. Its shape is what `stamina.retry(on=...)` and tenacity's `retry_if_exception(...)`
-    take as they are.
+    exceptions included. False as well for an error that ended a stream after its first chunk, or
+    the body of a whole 2xx answer, as the SDK's own retries never try those again: the part of
+    the answer already read would come twice, and the server had taken the request. Its shape is
+    what `stamina.retry(on=...)` and tenacity's `retry_if_exception(...)` take as they are.
     """
     if isinstance(exc, APIError) and exc._begun:
         return False

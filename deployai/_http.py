@@ -53,6 +53,7 @@ from ._constants import (
     STREAM_END_WAIT_SECONDS,
 )
 from ._exceptions import (
+    ANSWERED,
     UNREAD_BY_HOOK,
     APIConnectionError,
     APIStatusError,
@@ -508,7 +509,8 @@ def _read_body(response: httpx.Response) -> None:
                 del piece  # not kept alive by the error's traceback, which holds this frame
                 kept.refuse()
         kept.done()
-    except BaseException:  # as httpx's own `send` closes it
+    except BaseException as exc:  # as httpx's own `send` closes it
+        _answered(exc, response)
         response.close()
         raise
 
@@ -532,9 +534,16 @@ async def _aread_body(response: httpx.Response) -> None:
         finally:  # left part-read, httpx's generator is closed here, not by the loop's finalizer (or never)
             await pieces.aclose()  # type: ignore[attr-defined]  # an async generator
         kept.done()
-    except BaseException:
+    except BaseException as exc:
+        _answered(exc, response)
         await response.aclose()
         raise
+
+
+def _answered(exc: BaseException, response: httpx.Response) -> None:
+    """Mark an httpx failure met in the body of a whole 2xx answer: the call is not sent again (`transport_error`)."""
+    if isinstance(exc, httpx.HTTPError):
+        setattr(exc, ANSWERED, response.status_code)
 
 
 class _Kept:

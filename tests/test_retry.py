@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import math
 
@@ -16,6 +17,8 @@ from deployai._retry import RetryDecision, backoff_delay, server_requested_wait
 from deployai._retry import decide as decide_from
 from deployai.testing import Emulator, VirtualClock
 from tests.conftest import ClientFactory, completion_json, user
+from tests.raw_server import RawSSEServer
+from tests.sse import Pieces
 
 NOW = 1_700_000_000.0
 REQUEST = httpx.Request("POST", "https://api.deployai.dev/v1/chat/completions")
@@ -215,6 +218,38 @@ def test_connection_errors_and_timeouts_are_retried(
     httpx_mock.add_response(json={"object": "list", "data": []})
     assert len(make_client().models.list()) == 0
     assert len(sleeps) == 2
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [httpx.RemoteProtocolError("peer closed connection"), httpx.ReadError("reset"), httpx.ReadTimeout("stalled")],
+)
+def test_a_whole_answer_whose_body_broke_after_its_200_is_not_sent_again(
+    failure: Exception, make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float]
+) -> None:
+    # The server had answered, so it had taken the request: each retry was carried out (and charged)
+    # again, three times for one call, and a proxy's body limit cut every one of them alike.
+    half = json.dumps(completion_json()).encode()[:40]
+    httpx_mock.add_callback(
+        lambda request: httpx.Response(
+            200, headers={"content-type": "application/json"}, stream=Pieces([half], fail_with=failure)
+        ),
+        is_reusable=True,
+    )
+    with pytest.raises(deployai.APIConnectionError, match="had answered 200") as info:
+        make_client(max_retries=2).chat.completions.create(model="openai/gpt-4o", messages=user())
+    assert len(httpx_mock.get_requests()) == 1
+    assert sleeps == []
+    assert not deployai.is_retryable(info.value)  # nor by the caller's own retry loop
+    assert isinstance(info.value, deployai.APITimeoutError) == isinstance(failure, httpx.TimeoutException)
+
+
+def test_a_whole_answer_cut_over_a_real_socket_after_its_200_is_sent_once() -> None:
+    with RawSSEServer([b'{"id": "chatcmpl-1", "choices": ['], after="close") as server:
+        client = deployai.DeployAI(api_key="sk-test", base_url=server.base_url, max_retries=2)
+        with client, pytest.raises(deployai.APIConnectionError, match="had answered 200"):
+            client.chat.completions.create(model="openai/gpt-4o", messages=user())
+        assert server.requests == 1
 
 
 def test_max_retries_zero_sends_once(make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float]) -> None:
