@@ -161,7 +161,7 @@ def check_headers(param: str, headers: Mapping[str, str]) -> dict[str, str]:
         if not isinstance(value, str) or not _HEADER_VALUE.fullmatch(value):
             raise InvalidParameterError(
                 f"{param}[{name!r}]",
-                type(value).__name__,
+                "str" if isinstance(value, str) else type(value).__name__,  # a redacted key's type is a str too
                 "a str of printable ASCII without line breaks, nor a space or tab at either end",
             )
     return dict(headers)
@@ -178,9 +178,11 @@ def hide_call_keys(params: dict[str, Any]) -> None:
     very dict. The caller's headers mapping itself is left as it is.
     """
     extra = params.get("extra_headers")
-    if type(extra) is dict and any(_is_key_header(name, value) for name, value in extra.items()):
-        # Only a dict: any other mapping is checked and copied as given (`httpx.Headers` hides the
-        # value in its own repr).
+    if (
+        isinstance(extra, Mapping)
+        and not isinstance(extra, httpx.Headers)  # which hides the value in its own repr (and joins repeats)
+        and any(_is_key_header(name, value) for name, value in extra.items())
+    ):
         params["extra_headers"] = {
             name: Secret(value) if _is_key_header(name, value) else value for name, value in extra.items()
         }
@@ -227,9 +229,15 @@ def check_total_timeout(total_timeout: object) -> float | None:
     return seconds
 
 
+def is_async_function(function: object) -> bool:
+    """Whether calling `function` makes a coroutine: an `async def` function, or an object whose `__call__` is one."""
+    method = getattr(function, "__call__", None)  # noqa: B004 - the method itself is looked at, not callability
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(method)
+
+
 def _check_on_retry(on_retry: OnRetry | None) -> OnRetry | None:
     # An async function would only be called to make a coroutine that nothing awaits.
-    if on_retry is not None and (not callable(on_retry) or inspect.iscoroutinefunction(on_retry)):
+    if on_retry is not None and (not callable(on_retry) or is_async_function(on_retry)):
         raise InvalidParameterError(
             "on_retry", on_retry, "a plain (not async) function called as on_retry(retry, wait_seconds, error)"
         )

@@ -15,7 +15,6 @@ nor the exit of the interpreter waiting.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 import queue
 import threading
@@ -23,6 +22,7 @@ import warnings
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable
 from typing import Any, Generic, TypeVar
 
+from ._config import is_async_function
 from ._exceptions import DeployAIError, InvalidParameterError
 
 __all__ = ["Progress", "check_concurrency", "in_order", "progress_reporter", "run_many", "run_many_async"]
@@ -47,7 +47,7 @@ def _check_on_progress(on_progress: object) -> Progress | None:
     """`on_progress` as given, if it is None or a plain function."""
     # An async function would only be called to make a coroutine that nothing awaits: its progress
     # would never show, and Python would warn once, far from the call.
-    if on_progress is not None and (not callable(on_progress) or inspect.iscoroutinefunction(on_progress)):
+    if on_progress is not None and (not callable(on_progress) or is_async_function(on_progress)):
         raise InvalidParameterError(
             "on_progress", on_progress, "a plain (not async) function called as on_progress(done, total)"
         )
@@ -282,7 +282,16 @@ class _Results(AsyncGenerator[tuple[int, _R | DeployAIError], None]):
         return await self._inner.athrow(typ, val, tb)
 
     async def aclose(self) -> None:
-        """Stop the batch: cancel every call in flight (what leaving an `aclosing` block does)."""
+        """Stop the batch: cancel every call in flight (what leaving an `aclosing` block does).
+
+        Raises:
+            DeployAIError: another task is reading it (cancel that task to stop the batch).
+        """
+        if self._reading:
+            raise DeployAIError(
+                "This batch is being read by another task, which it cannot be closed under: cancel that task to "
+                "stop the batch (its calls in flight are cancelled with it)."
+            )
         self._settled = True
         await self._inner.aclose()
 

@@ -96,6 +96,11 @@ def _int_at_least(name: str, value: object, low: int, high: int | None = None) -
         raise InvalidParameterError(name, value, allowed)
 
 
+def _given_in_body(name: str, extra_body: object) -> bool:
+    """Whether `extra_body` sets `name` to true (it goes out in the body as if given by name)."""
+    return isinstance(extra_body, Mapping) and extra_body.get(name) is True
+
+
 def _of_type(name: str, value: object, kind: type | tuple[type, ...], allowed: str) -> None:
     if value is not None and not isinstance(value, kind):
         raise InvalidParameterError(name, value, allowed)
@@ -352,12 +357,13 @@ def _check_tool_turns(messages: list[Any], turns: Iterable[int]) -> None:
                 waiting[call["id"]] = i
 
 
-def check_chat_params(params: Mapping[str, Any]) -> bool:
+def check_chat_params(params: Mapping[str, Any], extra_body: object = None) -> bool:
     """Refuse bad chat parameters with an `InvalidParameterError` naming the parameter and what it allows.
 
     The same rules run in the client before sending and in the emulator (which answers 400): each
     parameter's shape, and how the tool parameters and messages fit together (`_check_tools`,
-    `_check_tool_choice`, `_check_tool_turns`).
+    `_check_tool_choice`, `_check_tool_turns`). `extra_body` is the call's, whose fields go out
+    beside them (a parameter that needs another may find it there).
 
     Returns:
         Whether every message is one of the SDK's message models, which `encode_chat_body` can be told.
@@ -417,8 +423,8 @@ def check_chat_params(params: Mapping[str, Any]) -> bool:
     top_logprobs = get("top_logprobs")
     _int_at_least("top_logprobs", top_logprobs, 0, 20)
     _of_type("logprobs", get("logprobs"), bool, "True or False")
-    if top_logprobs is not None and get("logprobs") is not True:  # the API answers 400 without it
-        raise InvalidParameterError("top_logprobs", top_logprobs, "given only with logprobs=True")
+    if top_logprobs is not None and get("logprobs") is not True and not _given_in_body("logprobs", extra_body):
+        raise InvalidParameterError("top_logprobs", top_logprobs, "given only with logprobs=True")  # the API's 400
     _of_type("user", get("user"), str, "a string identifying your end user")
     stop = get("stop")
     if (stop is not None and not isinstance(stop, str)) and (
@@ -834,8 +840,8 @@ def build_chat_request(options: ClientOptions, endpoint: Endpoint[Any], params: 
     body = {key: value for key, value in params.items() if key in CHAT_PARAMS and not isinstance(value, NotGiven)}
     as_lists(body)
     messages = body["messages"]  # `extra_body` may replace them: then they are not what was checked
-    only_models = check_chat_params(body)
     extra_body = params.get("extra_body")
+    only_models = check_chat_params(body, extra_body)
     if extra_body is not None and not isinstance(extra_body, NotGiven):
         if not isinstance(extra_body, Mapping):
             raise InvalidParameterError("extra_body", extra_body, "a mapping of extra JSON fields")

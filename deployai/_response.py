@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 import httpx
 from pydantic import ValidationError
 
-from ._exceptions import make_validation_error, reported_in
+from ._exceptions import make_stream_error, make_validation_error, reported_in
 from ._meta import ResponseInfo, ResponseMeta
 from ._sse import mended
 
@@ -51,7 +51,22 @@ def parse_body(response: httpx.Response, cast_to: type[_R]) -> _R:
     if lacking is None:
         return result
     del result  # see above: the result holds what the server sent
-    raise make_validation_error(response, lacking)
+    # An error the body reports beside its empty answer is that error (a 429 is retried as one).
+    payload = _loaded(response)
+    reported = (
+        make_stream_error(response, payload, streamed=False)
+        if isinstance(payload, dict) and isinstance(payload.get("error"), dict)
+        else None
+    )
+    payload = None  # see above
+    raise reported or make_validation_error(response, lacking)
+
+
+def _loaded(response: httpx.Response) -> object:
+    try:
+        return json.loads(_content(response))
+    except (ValueError, RecursionError):
+        return None
 
 
 def _content(response: httpx.Response) -> bytes:

@@ -274,12 +274,11 @@ def error_in_event(event: str, data: str) -> Any:
     return payload if isinstance(payload, dict) and payload.get("error") is not None else None
 
 
-def _delta_from_whole(choice: ChunkChoice, data: str) -> bool:
+def _delta_from_whole(choice: ChunkChoice, data: str) -> None:
     """Give a chunk's choice that carries a whole `message` (or a legacy `text`), and no `delta`, that as its delta.
 
     Some gateways answer a stream from a provider that cannot stream with one such chunk; read as a
-    chunk without a delta, it was an answer of nothing. Returns whether the choice had a whole
-    `message` (not a `text`, which is a piece of text as a delta's content is).
+    chunk without a delta, it was an answer of nothing.
 
     Raises:
         InvalidEvent: a `message` that is no message.
@@ -300,10 +299,8 @@ def _delta_from_whole(choice: ChunkChoice, data: str) -> bool:
             choice.delta = ChoiceDelta.model_validate(message)
         except ValidationError:
             raise InvalidEvent(data, "chat completion chunk") from None
-        return True
-    if isinstance(text, str):
+    elif isinstance(text, str):
         choice.delta = ChoiceDelta(content=text)
-    return False
 
 
 def is_done(data: str) -> bool:
@@ -368,26 +365,6 @@ class _ChoiceState:
                     self.choice_fields = {}
                 self.choice_fields[name] = value
 
-    def restarted(self, delta: ChoiceDelta) -> _ChoiceState:
-        """The choice's state for a whole `message` (now `delta`) that came after its deltas.
-
-        A server that ends its deltas with the whole message repeats them: read as one more delta,
-        its text came twice. The message replaces them, and the delta keeps only the text it adds to
-        what came (none if it differs), so that `text_stream` does not give the text again.
-        """
-        if not (self.text or self.calls or self.refusal is not None):
-            return self
-        fresh = _ChoiceState()
-        fresh.finish_reason, fresh.logprobs, fresh.choice_fields = self.finish_reason, self.logprobs, self.choice_fields
-        content, so_far = delta.content, "".join(self.text)
-        if content and content.startswith(so_far):
-            fresh.text.append(so_far)
-            delta.content = content[len(so_far) :] or None
-        elif content:
-            fresh.text.append(content)
-            delta.content = None
-        return fresh
-
     def add(self, delta: ChoiceDelta) -> None:
         """What a delta adds besides its text: a role, tool calls, a refusal, a provider's own fields."""
         if delta.role:
@@ -415,9 +392,16 @@ class _ChoiceState:
                 index = max(calls)
                 if piece.id and calls[index]["id"] not in ("", piece.id):
                     index += 1  # a new id: the next call
-            elif piece.id and index in calls and calls[index]["id"] not in ("", piece.id):
-                # A new id at a call's index: a server that gives every call index 0. Merged, two
-                # calls would be one, its arguments two JSON texts run together.
+            elif (
+                piece.id
+                and piece.function is not None
+                and piece.function.name
+                and index in calls
+                and calls[index]["id"] not in ("", piece.id)
+            ):
+                # A new id with a name at a call's index: a server that gives every call index 0.
+                # Merged, two calls would be one, its arguments two JSON texts run together. (A new
+                # id alone is the same call's: Poolside's later pieces carry an id of their own.)
                 if self.earlier_calls is None:
                     self.earlier_calls = {}
                 self.earlier_calls.setdefault(index, []).append(calls.pop(index))
@@ -443,7 +427,7 @@ class _ChoiceState:
         earlier = self.earlier_calls or {}
         tool_calls = [
             MessageToolCall(
-                id=c["id"], type=c["type"], function=FunctionCall(name=c["name"], arguments="".join(c["args"]))
+                id=c["id"], type=c["type"], function=FunctionCall(name=c["name"], arguments=_paired("".join(c["args"])))
             )
             for index, last in sorted((self.calls or {}).items())
             for c in [*earlier.get(index, ()), last]
@@ -453,7 +437,7 @@ class _ChoiceState:
             role=self.role,
             # No text with a tool call or a refusal is None, as in a whole (not streamed) completion.
             content=_paired("".join(self.text)) if self.text or not called else None,
-            refusal="".join(self.refusal) if self.refusal is not None else None,
+            refusal=_paired("".join(self.refusal)) if self.refusal is not None else None,
             tool_calls=tool_calls or None,
             **(_whole(self.extra) or {}),
         )
@@ -497,7 +481,7 @@ def _whole(fields: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def _joined(value: Any) -> Any:
     if isinstance(value, _Pieces):
-        return "".join(value)
+        return _paired("".join(value))
     return _whole(value) if isinstance(value, dict) else value
 
 
@@ -613,8 +597,8 @@ class ChunkDecoder(Generic[_T]):
                     raise InvalidEvent(data, "chat completion chunk (a choice's index is below 0)")
                 state = self.choices[choice.index] = _ChoiceState()
             if choice.__pydantic_extra__:
-                if "delta" not in choice.__pydantic_fields_set__ and _delta_from_whole(choice, data):
-                    state = self.choices[choice.index] = state.restarted(choice.delta)
+                if "delta" not in choice.__pydantic_fields_set__:
+                    _delta_from_whole(choice, data)
                 state.add_choice_fields(choice.__pydantic_extra__)
             delta = choice.delta
             content = delta.content

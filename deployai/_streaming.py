@@ -216,7 +216,7 @@ class _StreamBase(ResponseInfo, Generic[_T, _L]):
         reader = self._reader
         reader.check_ended()
         closed_early = not reader.decoder.done  # by its own `close()`, before `[DONE]`
-        if closed_early and not reader.decoder.count:
+        if closed_early and not reader.decoder.choices:  # no part of the answer yet (Azure's filter chunk, say)
             raise self._closed_early()
         try:
             completion = reader.decoder.completion()

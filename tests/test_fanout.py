@@ -328,7 +328,11 @@ def test_an_async_or_uncallable_on_progress_is_refused_at_the_call_not_left_unaw
     async def on_progress(done: int, total: int) -> None:
         seen.append((done, total))
 
-    for bad in (on_progress, "print"):
+    class Hook:
+        async def __call__(self, done: int, total: int) -> None:
+            seen.append((done, total))
+
+    for bad in (on_progress, Hook(), "print"):
         with pytest.raises(deployai.InvalidParameterError, match="on_progress must be a plain"):
             client.chat.completions.as_completed(requests_for("x"), on_progress=bad)
         with pytest.raises(deployai.InvalidParameterError, match="on_progress must be a plain"):
@@ -479,6 +483,25 @@ def test_async_as_completed_has_one_reader_and_a_second_one_takes_nothing_from_i
     indexes, second = asyncio.run(main())
     assert indexes == [0, 1, 2]
     assert "one reader at a time" in str(second)  # not "None": the second read was refused
+
+
+def test_async_as_completed_closed_by_another_task_while_one_reads_it_says_how_to_stop_it() -> None:
+    emulator = Emulator(rate_limit=1_000_000)
+
+    async def main() -> tuple[list[int], str]:
+        async with emulator.async_client() as client:
+            finishing = client.chat.completions.as_completed(requests_for("a", "b", "c"), concurrency=1)
+            reader = asyncio.ensure_future(collect(finishing))
+            await asyncio.sleep(0)  # the reader waits inside the batch
+            with pytest.raises(deployai.DeployAIError, match="cancel that task") as refused:
+                await finishing.aclose()
+            return await reader, str(refused.value)
+
+    async def collect(finishing: Any) -> list[int]:
+        return [index async for index, _ in finishing]
+
+    indexes, _ = asyncio.run(main())
+    assert indexes == [0, 1, 2]  # the refused close took nothing from the reader
 
 
 def test_async_as_completed_closed_or_cancelled_by_its_reader_reads_as_ended() -> None:

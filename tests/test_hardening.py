@@ -14,6 +14,7 @@ import numbers
 import os
 import pickle
 import traceback
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -576,6 +577,16 @@ def _shown_with_locals(error: BaseException) -> str:
     return "".join(traceback.TracebackException.from_exception(error, capture_locals=True).format())
 
 
+def _in_the_sdks_frames(error: BaseException) -> BaseException:
+    """`error`, its traceback from the first of the SDK's frames: the test's own hold the caller's values."""
+    trace = error.__traceback__
+    package = str(Path(deployai.__file__).parent)
+    while trace is not None and not trace.tb_frame.f_code.co_filename.startswith(package):
+        trace = trace.tb_next
+    assert trace is not None
+    return error.with_traceback(trace)
+
+
 def _client_made_with(how: str, monkeypatch: pytest.MonkeyPatch, **options: Any) -> deployai.DeployAI:
     if how == "argument":
         return deployai.DeployAI(api_key=API_KEY, base_url=BASE_URL, **options)
@@ -640,20 +651,22 @@ def test_a_per_call_key_is_not_shown_by_a_traceback_with_its_locals(
     headers = {"Authorization": f"Bearer {tenant_key}", "X-Trace": "t-1"}
     with pytest.raises(deployai.AuthenticationError) as info:
         call(make_client(max_retries=0), {"extra_headers": headers})
-    error = info.value
-    # From the first of the SDK's frames: the test's own (and the async facade's) hold the caller's dict.
-    sdk_frames = error.__traceback__
-    package = str(Path(deployai.__file__).parent)
-    while sdk_frames is not None and not sdk_frames.tb_frame.f_code.co_filename.startswith(package):
-        sdk_frames = sdk_frames.tb_next
-    assert sdk_frames is not None
-    shown = _shown_with_locals(error.with_traceback(sdk_frames))
+    shown = _shown_with_locals(_in_the_sdks_frames(info.value))
     assert tenant_key not in shown
     assert "t-1" in shown  # the other headers are shown as they were
     assert headers["Authorization"] == f"Bearer {tenant_key}"  # the caller's dict is left as it is
     assert type(headers["Authorization"]) is str
     (sent,) = httpx_mock.get_requests()
     assert sent.headers["authorization"] == f"Bearer {tenant_key}"
+
+
+def test_a_bad_per_call_key_header_is_refused_as_a_str_and_unquoted(make_client: ClientFactory) -> None:
+    # A key read from a file keeps its line break: the error named the SDK's own redacted type.
+    headers = OrderedDict([("Authorization", "Bearer sk-from-a-file-0123456789\n")])
+    with pytest.raises(deployai.InvalidParameterError) as info:
+        make_client().chat.completions.create(model=MODEL, messages=user(), extra_headers=headers)
+    assert "got 'str'" in str(info.value)
+    assert "sk-from-a-file" not in _shown_with_locals(_in_the_sdks_frames(info.value))
 
 
 def test_a_client_that_failed_half_way_has_a_repr_for_the_traceback() -> None:

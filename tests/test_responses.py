@@ -416,3 +416,13 @@ def test_a_stream_whose_chunks_had_no_choice_has_no_final_completion(
         assert only.usage is not None
         with pytest.raises(deployai.APIResponseValidationError, match="no chunk had a choice"):
             stream.get_final_completion()
+
+
+def test_an_error_beside_an_answer_with_no_choice_is_that_error(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    # A gateway's 429 in a 200, with an empty answer beside it: retried as a 429, not refused as no answer.
+    body = {**completion_json(), "choices": [], "error": {"message": "slow down", "code": 429}}
+    httpx_mock.add_response(content=json.dumps(body).encode(), headers={"content-type": "application/json"})
+    with pytest.raises(deployai.RateLimitError, match="slow down"):
+        make_client(max_retries=0).chat.completions.create(model="openai/gpt-4o", messages=user())

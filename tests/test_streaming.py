@@ -1145,19 +1145,49 @@ def test_a_choice_index_below_0_is_refused_not_read_as_the_first_choice(
         stream.get_final_completion()
 
 
-def test_a_whole_message_after_the_deltas_is_the_answer_once(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
-    # A server that ends its deltas with the whole message: read as one more delta, the text came twice.
-    whole = {"index": 0, "message": {"role": "assistant", "content": "Hello!"}, "finish_reason": "stop"}
-    add_stream(httpx_mock, [event(chunk("Hel")), event(chunk("lo")), with_choices(whole), DONE])
+def test_a_tool_call_whose_id_changes_after_its_first_piece_stays_one_call(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    # Poolside: the first piece has one id and the name, every later piece another id. Only a new
+    # id that comes with a name is a new call (as Ollama's, each whole, all numbered 0).
+    pieces = [
+        event(
+            chunk(tool_calls=[{"index": 0, "id": "call_A", "type": "function", "function": {"name": "get_weather"}}])
+        ),
+        event(chunk(tool_calls=[{"index": 0, "id": "call_B", "function": {"arguments": '{"city": '}}])),
+        event(chunk(tool_calls=[{"index": 0, "id": "call_B", "function": {"arguments": '"Paris"}'}}])),
+        event(chunk(finish="tool_calls")),
+        DONE,
+    ]
+    add_stream(httpx_mock, pieces)
     with stream_of(make_client()) as stream:
-        assert list(stream.text_stream) == ["Hel", "lo", "!"]
-        assert stream.get_final_completion().choices[0].message.content == "Hello!"
-    # One that differs from the deltas replaces them, and gives text_stream nothing more.
-    other = {**whole, "message": {"role": "assistant", "content": "Bye"}}
-    add_stream(httpx_mock, [event(chunk("Hel")), with_choices(other), DONE])
+        message = stream.get_final_completion().choices[0].message
+    assert [(c.id, c.function.name, c.function.arguments) for c in message.tool_calls or []] == [
+        ("call_B", "get_weather", '{"city": "Paris"}')
+    ]
+
+
+def test_a_stream_whose_pieces_come_as_messages_adds_them_up(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    def piece(text: str) -> bytes:
+        return with_choices({"index": 0, "message": {"role": "assistant", "content": text}})
+
+    add_stream(httpx_mock, [piece("Hel"), piece("lo "), piece("world"), event(chunk(finish="stop")), DONE])
     with stream_of(make_client()) as stream:
-        assert list(stream.text_stream) == ["Hel"]
-        assert stream.get_final_completion().choices[0].message.content == "Bye"
+        assert list(stream.text_stream) == ["Hel", "lo ", "world"]
+        assert stream.get_final_completion().choices[0].message.content == "Hello world"
+
+
+def test_a_stream_closed_after_a_chunk_without_choices_was_closed_before_its_answer(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    # Azure's prompt-filter chunk comes first, with no choice: closed there, nothing of the answer came.
+    prompt_filter = event({**chunk(), "id": "", "choices": [], "prompt_filter_results": []})
+    add_stream(httpx_mock, [prompt_filter, *hello_stream()])
+    with stream_of(make_client()) as stream:
+        next(iter(stream))
+    with pytest.raises(deployai.DeployAIError, match="before its answer ended") as info:
+        stream.get_final_completion()
+    assert not isinstance(info.value, deployai.APIResponseValidationError)
 
 
 def test_what_chunks_add_to_a_choice_and_to_the_answer_is_kept(
@@ -1166,8 +1196,8 @@ def test_what_chunks_add_to_a_choice_and_to_the_answer_is_kept(
     pieces = [
         with_choices({"index": 0, "delta": {"content": "A"}}, {"index": 0, "delta": {"content": "B"}}),
         # A JavaScript server cuts its text by UTF-16 code units: an emoji's halves in two chunks.
-        event(chunk("\ud83d")),
-        event(chunk("\ude00")),
+        event(chunk("\ud83d", refusal="\ud83d", reasoning_content="\ud83d")),
+        event(chunk("\ude00", refusal="\ude00", reasoning_content="\ude00")),
         # vLLM's `stop_reason`, OpenRouter's `native_finish_reason`; a fingerprint on a later chunk.
         with_choices(
             {"index": 0, "delta": {}, "finish_reason": "stop", "stop_reason": "END", "native_finish_reason": "STOP"},
@@ -1181,7 +1211,8 @@ def test_what_chunks_add_to_a_choice_and_to_the_answer_is_kept(
         completion = stream.get_final_completion()
     (choice,) = completion.choices
     assert choice.message.content == "AB\U0001f600"
-    choice.message.content.encode()  # printable
+    assert choice.message.refusal == "\U0001f600"
+    assert (choice.message.model_extra or {})["reasoning_content"] == "\U0001f600"
     assert (choice.model_extra or {}) == {"stop_reason": "END", "native_finish_reason": "STOP"}
     assert completion.system_fingerprint == "fp_2"
 

@@ -162,6 +162,17 @@ def test_range_edges_are_accepted(make_client: ClientFactory, httpx_mock: HTTPXM
     assert json.loads(httpx_mock.get_requests()[0].content).items() >= edge.items()
 
 
+def test_top_logprobs_with_logprobs_set_in_extra_body_is_sent(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    httpx_mock.add_response(json=completion_json())
+    make_client().chat.completions.create(
+        model="openai/gpt-4o", messages=user(), top_logprobs=3, extra_body={"logprobs": True}
+    )
+    sent = json.loads(httpx_mock.get_requests()[0].content)
+    assert (sent["top_logprobs"], sent["logprobs"]) == (3, True)
+
+
 def test_omitted_parameters_are_not_sent_and_none_is_sent_as_null(
     make_client: ClientFactory, httpx_mock: HTTPXMock
 ) -> None:
