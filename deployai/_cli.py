@@ -355,11 +355,14 @@ def _printable(text: str) -> str:
     r"""`text` with what a terminal would act on written out as escapes (`\x1b`, `\u202e`).
 
     A server's message may hold control sequences: they would retitle the terminal, erase the line,
-    or write a line of their own over it.
+    or write a line of their own over it. Text with escapes written out has its own backslashes
+    doubled, so that a server's literal `\x1b` does not read as an escape it never sent.
     """
     if text.isprintable():
         return text
-    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
+    return "".join(
+        char if char.isprintable() and char != "\\" else char.encode("unicode_escape").decode("ascii") for char in text
+    )
 
 
 class _UnwritableError(Exception):

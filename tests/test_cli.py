@@ -214,12 +214,13 @@ def test_control_characters_in_a_server_message_are_printed_as_escapes(
     # A hostile message could retitle the terminal, erase the line, and write a fake one over it.
     for name in ("DEPLOYAI_BASE_URL", "DEPLOYAI_API_KEY"):
         monkeypatch.setenv(name, env[name])
-    message = "bad\x1b]0;pwned\x07\x1b[2K\rdeployai: OK\x00 \u202eright-to-left"
+    # Its own backslashes are doubled, so that a literal "\x07" it wrote reads otherwise than a BEL.
+    message = "bad\x1b]0;pwned\x07\x1b[2K\rdeployai: OK\x00 \u202eright-to-left, not \\x07"
     server.emulator.fail_next(400, {"error": {"message": message, "type": "invalid_request_error"}})
     assert main(["models"]) == 7
     assert capsys.readouterr().err == (
         "deployai: BadRequestError: Error code: 400 - "
-        "bad\\x1b]0;pwned\\x07\\x1b[2K deployai: OK\\x00 \\u202eright-to-left (request id req_1)\n"
+        "bad\\x1b]0;pwned\\x07\\x1b[2K deployai: OK\\x00 \\u202eright-to-left, not \\\\x07 (request id req_1)\n"
     )
 
 
