@@ -641,9 +641,10 @@ def transport_error(exc: BaseException, request: httpx.Request | None) -> APICon
         # The server had answered, so it had taken the request: sent again, it would be carried out
         # (and charged) again, and a cut that a proxy's body limit makes would come again too.
         error._begun = True
+        said = error.message.rstrip()
         error.message = (
-            f"{error.message} The server had answered {answered} when its body broke off: the call was not "
-            "sent again, since the server had taken it."
+            f"{said}{'' if said.endswith(('.', '!', '?')) else '.'} The server had answered {answered} before "
+            "this, in its body: the call was not sent again, since the server had taken it."
         )
         error.args = (error.message,)
     # A request this machine could not even send (a bad URL scheme, an illegal header) fails the same

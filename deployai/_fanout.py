@@ -278,6 +278,7 @@ class _Results(AsyncGenerator[tuple[int, _R | DeployAIError], None]):
 
     async def athrow(self, typ: Any, val: Any = None, tb: Any = None) -> tuple[int, _R | DeployAIError]:
         """Raise an exception in the batch, as in an async generator: it stops the calls in flight."""
+        self._check_not_read()
         self._settled = True
         return await self._inner.athrow(typ, val, tb)
 
@@ -287,13 +288,16 @@ class _Results(AsyncGenerator[tuple[int, _R | DeployAIError], None]):
         Raises:
             DeployAIError: another task is reading it (cancel that task to stop the batch).
         """
-        if self._reading:
-            raise DeployAIError(
-                "This batch is being read by another task, which it cannot be closed under: cancel that task to "
-                "stop the batch (its calls in flight are cancelled with it)."
-            )
+        self._check_not_read()
         self._settled = True
         await self._inner.aclose()
+
+    def _check_not_read(self) -> None:
+        if self._reading:
+            raise DeployAIError(
+                "This batch is being read by another task, which it cannot be stopped under: cancel that task to "
+                "stop the batch (its calls in flight are cancelled with it)."
+            )
 
 
 async def _in_tasks(

@@ -435,12 +435,13 @@ async def _send_by(
     timeout = getattr(asyncio, "timeout", None)  # Python 3.11 and later
     wait = deadline - time.monotonic() + DEADLINE_GRACE_SECONDS
     CONNECTING.set(False)
+    got: list[httpx.Response] = []  # the answer, once its status came
     if on_asyncio and timeout is not None:
         # asyncio's own timeout costs a few microseconds; anyio's cancel scope, several times more.
         within = timeout(wait)
         try:
             async with within:
-                return await _afetch(client, request, stream)
+                return await _afetch(client, request, stream, got)
         except TimeoutError:
             if not within.expired():
                 raise
@@ -448,9 +449,13 @@ async def _send_by(
         import anyio  # httpx's own dependency: a deadline under asyncio and trio alike
 
         with anyio.move_on_after(wait):
-            return await _afetch(client, request, stream)
+            return await _afetch(client, request, stream, got)
     if CONNECTING.get():
         raise httpx.ConnectTimeout("No connection was made before the call's deadline.", request=request)
+    if got:
+        late = httpx.ReadTimeout("The answer's body had not all come by the call's deadline.", request=request)
+        _answered(late, got[0])
+        raise late
     raise httpx.ReadTimeout("No answer came before the call's deadline.", request=request)
 
 
@@ -480,12 +485,16 @@ def _fetch(client: httpx.Client, request: httpx.Request, stream: bool) -> httpx.
     return response
 
 
-async def _afetch(client: httpx.AsyncClient, request: httpx.Request, stream: bool) -> httpx.Response:
-    """`_fetch`, awaiting."""
+async def _afetch(
+    client: httpx.AsyncClient, request: httpx.Request, stream: bool, got: list[httpx.Response] | None = None
+) -> httpx.Response:
+    """`_fetch`, awaiting; the answer is put in `got` once its status came (for a deadline met in its body)."""
     if client.follow_redirects:
         response = await client.send(request, stream=True, follow_redirects=False)
     else:
         response = await client.send(request, stream=True)
+    if got is not None:
+        got.append(response)
     if not stream:
         await _aread_body(response)
     return response
@@ -541,8 +550,12 @@ async def _aread_body(response: httpx.Response) -> None:
 
 
 def _answered(exc: BaseException, response: httpx.Response) -> None:
-    """Mark an httpx failure met in the body of a whole 2xx answer: the call is not sent again (`transport_error`)."""
-    if isinstance(exc, httpx.HTTPError):
+    """Mark a transport failure met in the body of a whole 2xx answer to a POST: it is not sent again.
+
+    The server had taken the request (see `transport_error`). A GET is only read: sent again, it
+    changes nothing.
+    """
+    if isinstance(exc, httpx.TransportError) and response.status_code < 300 and response.request.method != "GET":
         setattr(exc, ANSWERED, response.status_code)
 
 

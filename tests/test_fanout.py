@@ -332,6 +332,11 @@ def test_an_async_or_uncallable_on_progress_is_refused_at_the_call_not_left_unaw
         async def __call__(self, done: int, total: int) -> None:
             seen.append((done, total))
 
+    class Counter:  # a class whose instances' `__call__` is async: calling the class makes an instance
+        async def __call__(self) -> None: ...
+
+    client.chat.completions.as_completed(requests_for("x"), on_progress=Counter)  # taken: not refused
+
     for bad in (on_progress, Hook(), "print"):
         with pytest.raises(deployai.InvalidParameterError, match="on_progress must be a plain"):
             client.chat.completions.as_completed(requests_for("x"), on_progress=bad)
@@ -493,6 +498,8 @@ def test_async_as_completed_closed_by_another_task_while_one_reads_it_says_how_t
             finishing = client.chat.completions.as_completed(requests_for("a", "b", "c"), concurrency=1)
             reader = asyncio.ensure_future(collect(finishing))
             await asyncio.sleep(0)  # the reader waits inside the batch
+            with pytest.raises(deployai.DeployAIError, match="cancel that task"):
+                await finishing.athrow(ValueError("stop"))
             with pytest.raises(deployai.DeployAIError, match="cancel that task") as refused:
                 await finishing.aclose()
             return await reader, str(refused.value)

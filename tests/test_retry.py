@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import logging
 import math
+from typing import Any
 
 import httpx
 import pytest
@@ -250,6 +252,41 @@ def test_a_whole_answer_cut_over_a_real_socket_after_its_200_is_sent_once() -> N
         with client, pytest.raises(deployai.APIConnectionError, match="had answered 200"):
             client.chat.completions.create(model="openai/gpt-4o", messages=user())
         assert server.requests == 1
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_deadline_met_in_the_body_of_a_200_says_the_server_had_answered(kind: str) -> None:
+    # The async deadline cancelled the body's read and raised a ReadTimeout of its own, which
+    # `is_retryable` counted retryable: a caller's own retry loop sent the call again.
+    # The body trickles in: each read is quick, and only the call's deadline ends it.
+    with RawSSEServer([b'{"id": "chatcmpl-1", ', *[b" "] * 100], pace=0.05) as server:
+        options: dict[str, Any] = {"api_key": "sk-test", "base_url": server.base_url, "max_retries": 2}
+        create: dict[str, Any] = {"model": "openai/gpt-4o", "messages": user(), "total_timeout": 0.3}
+        with pytest.raises(deployai.APITimeoutError, match="had answered 200") as info:
+            if kind == "sync":
+                with deployai.DeployAI(**options) as client:
+                    client.chat.completions.create(**create)
+            else:
+
+                async def main() -> None:
+                    async with deployai.AsyncDeployAI(**options) as client:
+                        await client.chat.completions.create(**create)
+
+                asyncio.run(main())
+        assert not deployai.is_retryable(info.value)
+        assert server.requests == 1
+
+
+def test_a_listing_whose_body_broke_off_is_fetched_again(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float]
+) -> None:
+    # A GET only reads: sent again, it changes nothing, so its cut body is retried as before.
+    httpx_mock.add_callback(
+        lambda request: httpx.Response(200, stream=Pieces([b'{"object": "list", '], fail_with=httpx.ReadError("reset")))
+    )
+    httpx_mock.add_response(json={"object": "list", "data": []})
+    assert len(make_client().models.list()) == 0
+    assert len(sleeps) == 1
 
 
 def test_max_retries_zero_sends_once(make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float]) -> None:
