@@ -75,7 +75,7 @@ def parse(current: bytes) -> tuple[bytes, list[Any] | None]:
     token = found.group() if found is not None else b""
     try:
         state = json.loads(current[len(token) :])
-    except ValueError:
+    except (ValueError, RecursionError):  # nested past Python's limit: as unreadable as any other
         state = None
     return token, state if _readable(state) else None
 

@@ -513,6 +513,7 @@ def test_while_redis_is_down_a_caller_held_for_an_answer_does_not_spin() -> None
         b"07 [null,null,null,0,0,false,0,0,0,0,0,0,[],[],[]]",
         b'7 [10,"9",null,0,0,true,0,0,0,0,0,0,[],[],{}]',
         b'7x [10,9,null,0,0,true,0,0,0,0,0,0,[[1,"x"]],[],{"a":[1,"now"]}]',
+        b"7 " + b"[" * 5000,  # nested past Python's limit: taken for Redis failing, so never replaced
     ],
 )
 def test_a_foreign_or_corrupt_value_under_the_key_is_replaced_not_raised(redis: RedisServer, value: bytes) -> None:
