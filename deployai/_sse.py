@@ -617,7 +617,7 @@ class ChunkDecoder(Generic[_T]):
             # Only the last chunk, with no choices, is sure to hold the total: vLLM puts a running
             # count on every chunk, the one that ends the answer too.
             self.usage_chunk = not chunk.choices
-        if chunk.system_fingerprint and self.fingerprint is None:
+        if self.fingerprint is None and chunk.system_fingerprint:
             self.fingerprint = chunk.system_fingerprint
         return chunk
 
