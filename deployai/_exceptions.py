@@ -622,6 +622,20 @@ def _request_of(exc: BaseException) -> httpx.Request | None:
         return None
 
 
+def _said_by_cause(exc: BaseException) -> str:
+    """What to say of a failure with no message (a TLS handshake cut short): its name, and its cause's."""
+    cause = exc.__cause__ or exc.__context__
+    for _ in range(3):  # what raised it, and what raised that: the first that says something
+        if cause is None:
+            break
+        said = str(cause)
+        if said:
+            return f"{type(exc).__name__} ({type(cause).__name__}: {said})"
+        cause = cause.__cause__ or cause.__context__
+    first = exc.__cause__ or exc.__context__
+    return type(exc).__name__ if first is None else f"{type(exc).__name__} ({type(first).__name__})"
+
+
 # An attribute put on an httpx failure met while reading the body of a 2xx answer: its status.
 ANSWERED: Final = "_deployai_answered"
 
@@ -635,7 +649,7 @@ def transport_error(exc: BaseException, request: httpx.Request | None) -> APICon
         error: APIConnectionError = APITimeoutError(f"Request timed out ({type(exc).__name__}).", request=request)
     else:
         # httpx quotes header values in some messages (an illegal one, for instance): never the key.
-        detail = redact(str(exc), _key_of(request)) or type(exc).__name__
+        detail = redact(str(exc) or _said_by_cause(exc), _key_of(request))
         error = APIConnectionError(f"Connection error: {detail}", request=request)
     if answered is not None:
         # The server had answered, so it had taken the request: sent again, it would be carried out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import pickle
+import ssl
 import traceback
 
 import httpx
@@ -119,6 +120,23 @@ def test_transport_failures_are_wrapped(
     assert info.value.body is None  # no answer: a handler that logs `e.body` for any APIError still runs
     # As on the openai SDK's `APIError`: a handler for any APIError may read them.
     assert (info.value.code, info.value.type, info.value.param) == (None, None, None)
+
+
+def test_a_transport_failure_without_a_message_says_what_caused_it(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    # A TLS handshake cut short under asyncio: the error said "Connection error: ConnectError" alone.
+    eof = httpx.ConnectError("")
+    eof.__cause__ = ssl.SSLEOFError(8, "EOF occurred in violation of protocol")
+    silent = httpx.ConnectError("")
+    silent.__context__ = EOFError()
+    httpx_mock.add_exception(eof)
+    httpx_mock.add_exception(silent)
+    client = make_client(max_retries=0)
+    with pytest.raises(deployai.APIConnectionError, match=r"ConnectError \(SSLEOFError: .*EOF occurred"):
+        client.chat.completions.create(model="openai/gpt-4o", messages=user())
+    with pytest.raises(deployai.APIConnectionError, match=r"Connection error: ConnectError \(EOFError\)$"):
+        client.chat.completions.create(model="openai/gpt-4o", messages=user())
 
 
 def test_errors_with_an_answer_say_how_long_its_attempt_took_as_results_do(
