@@ -231,8 +231,8 @@ def check_total_timeout(total_timeout: object) -> float | None:
 
 def is_async_function(function: object) -> bool:
     """Whether calling `function` makes a coroutine: an `async def` function, or an object whose `__call__` is one."""
-    if isinstance(function, type):  # a class: calling it makes an instance, whatever its `__call__`
-        return False
+    if isinstance(function, type):  # a class: calling it makes what its metaclass's `__call__` makes
+        return inspect.iscoroutinefunction(type(function).__call__)
     method = getattr(function, "__call__", None)  # noqa: B004 - the method itself is looked at, not callability
     return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(method)
 

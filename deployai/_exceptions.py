@@ -678,8 +678,8 @@ def is_retryable(exc: BaseException | None) -> bool:
     names none is not retried), unless the server answered `x-should-retry: false` (or with any
     status when it answered `x-should-retry: true`); False for everything else, other libraries'
     exceptions included. False as well for an error that ended a stream after its first chunk, or
-    the body of a whole 2xx answer, as the SDK's own retries never try those again: the part of
-    the answer already read would come twice, and the server had taken the request. Its shape is
+    the body of a whole 2xx answer to a POST, as the SDK's own retries never try those again: the
+    part of the answer already read would come twice, and the server had taken the request. Its shape is
     what `stamina.retry(on=...)` and tenacity's `retry_if_exception(...)` take as they are.
     """
     if isinstance(exc, APIError) and exc._begun:

@@ -452,11 +452,16 @@ async def _send_by(
             return await _afetch(client, request, stream, got)
     if CONNECTING.get():
         raise httpx.ConnectTimeout("No connection was made before the call's deadline.", request=request)
-    if got:
-        late = httpx.ReadTimeout("The answer's body had not all come by the call's deadline.", request=request)
-        _answered(late, got[0])
-        raise late
+    if got:  # raised as made, no local of this frame: the error's traceback holds the frame
+        raise _late_in_body(got.pop())
     raise httpx.ReadTimeout("No answer came before the call's deadline.", request=request)
+
+
+def _late_in_body(response: httpx.Response) -> httpx.ReadTimeout:
+    """The failure of a call whose deadline ran out in the body of its answer (marked by `_answered`)."""
+    late = httpx.ReadTimeout("The answer's body had not all come by the call's deadline.", request=response.request)
+    _answered(late, response)
+    return late
 
 
 async def _read_by(deadline: float, response: httpx.Response) -> None:

@@ -337,7 +337,12 @@ def test_an_async_or_uncallable_on_progress_is_refused_at_the_call_not_left_unaw
 
     client.chat.completions.as_completed(requests_for("x"), on_progress=Counter)  # taken: not refused
 
-    for bad in (on_progress, Hook(), "print"):
+    class Made(type):  # a class whose metaclass makes a coroutine when the class is called
+        async def __call__(cls, *args: object) -> None: ...
+
+    class MadeHook(metaclass=Made): ...
+
+    for bad in (on_progress, Hook(), MadeHook, "print"):
         with pytest.raises(deployai.InvalidParameterError, match="on_progress must be a plain"):
             client.chat.completions.as_completed(requests_for("x"), on_progress=bad)
         with pytest.raises(deployai.InvalidParameterError, match="on_progress must be a plain"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import logging
@@ -21,6 +22,7 @@ from deployai.testing import Emulator, VirtualClock
 from tests.conftest import ClientFactory, completion_json, user
 from tests.raw_server import RawSSEServer
 from tests.sse import Pieces
+from tests.test_responses import _left_for_the_collector
 
 NOW = 1_700_000_000.0
 REQUEST = httpx.Request("POST", "https://api.deployai.dev/v1/chat/completions")
@@ -275,6 +277,17 @@ def test_a_deadline_met_in_the_body_of_a_200_says_the_server_had_answered(kind: 
                 asyncio.run(main())
         assert not deployai.is_retryable(info.value)
         assert server.requests == 1
+        del info
+        if kind == "async":  # the error left no cycle behind (its frames held it and the answer)
+
+            async def again() -> None:
+                async with deployai.AsyncDeployAI(**options) as client:
+                    with contextlib.suppress(deployai.APITimeoutError):
+                        await client.chat.completions.create(**create)
+
+            with _left_for_the_collector() as left:
+                asyncio.run(again())
+            assert left == []
 
 
 def test_a_listing_whose_body_broke_off_is_fetched_again(
