@@ -39,6 +39,7 @@ _CONFLICTS_BEFORE_GIVING_UP: Final = 64
 # (two dozen busy processes lost nine writes in ten, and some gave up and paced alone).
 _FIRST_CONFLICT_PAUSE_SECONDS: Final = 0.001
 _LONGEST_CONFLICT_PAUSE_SECONDS: Final = 0.05
+_LONGEST_CONFLICT_PAUSE_ROUND_TRIPS: Final = 16  # the pause's cap for a Redis far away, in its round trips
 # How long a courier's thread outlives its last piece of work (when none of its requests is in flight).
 _IDLE_SECONDS: Final = 30.0
 
@@ -281,7 +282,9 @@ class Courier:
                 others[self.owner] = [own, now, own_tokens]
             state, text = dump(pacing, others)
             token = os.urandom(8).hex().encode()  # never reused, even after the key is lost and made again
+            sent = time.monotonic()
             written, current, redis_now = redis.call(key, self.token, token + b" " + text)
+            round_trip = time.monotonic() - sent
             if written:
                 self.token, self.state, self.own, self.own_tokens = token, state, own, own_tokens
                 self._keep_own(pacing)
@@ -295,7 +298,12 @@ class Courier:
                 raise RuntimeError("the rate-limit state kept changing under every write")
             self._read((written, current, redis_now))
             fresh = True
-            pause = min(_LONGEST_CONFLICT_PAUSE_SECONDS, _FIRST_CONFLICT_PAUSE_SECONDS * 2 ** (lost - 1))
+            # Measured in round trips: far from Redis, a write is open to others' for a whole round
+            # trip, and pauses of a few milliseconds kept six busy processes 20 ms away colliding
+            # until some gave up.
+            first = max(_FIRST_CONFLICT_PAUSE_SECONDS, round_trip / 2)
+            longest = max(_LONGEST_CONFLICT_PAUSE_SECONDS, _LONGEST_CONFLICT_PAUSE_ROUND_TRIPS * round_trip)
+            pause = min(longest, first * 2 ** (lost - 1))
             time.sleep(random.random() * pause)  # noqa: S311  # a jitter, no secret
 
     def _read(self, answer: tuple[bool, bytes | str, float]) -> None:
