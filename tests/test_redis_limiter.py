@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import itertools
 import json
 import logging
 import multiprocessing
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -396,6 +398,7 @@ def test_calls_an_exit_hook_makes_after_the_limiter_wrote_at_exit_go_and_are_wri
     code = f"""
 import atexit
 import time
+import types
 import deployai
 from deployai import _redis_courier
 from deployai.testing import Emulator
@@ -899,6 +902,42 @@ class FlakyRedis:
 
     def close(self) -> None:
         pass
+
+
+class FarRedis(FlakyRedis):
+    """`FlakyRedis` 20 ms away, whose next `losses` writes another process's write beats."""
+
+    def __init__(self, losses: int) -> None:
+        super().__init__()
+        self.losses = losses
+
+    def call(self, key: str, version: bytes, state: bytes) -> tuple[bool, bytes, float]:
+        time.sleep(0.02)
+        if state and self.losses:
+            self.losses -= 1
+            return False, self.value, time.time()
+        return super().call(key, version, state)
+
+
+def test_the_pause_after_a_lost_write_is_measured_in_round_trips_to_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pauses of a millisecond or two kept busy processes 20 ms from Redis colliding: some lost 64
+    # writes in a row, gave up sharing, and paced alone, overrunning the key together.
+    redis = FarRedis(losses=6)
+    pauses: list[float] = []
+    monkeypatch.setattr(_redis_courier, "_Redis", redis)
+    monkeypatch.setattr(
+        _redis_courier, "time", types.SimpleNamespace(time=time.time, monotonic=time.monotonic, sleep=pauses.append)
+    )
+    monkeypatch.setattr(_redis_courier, "random", types.SimpleNamespace(random=lambda: 1.0))  # the longest
+    limiter = deployai.RedisRateLimiter("redis://127.0.0.1:1/0", name="far")
+    limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=50, limit=50), 0.0)
+    until(lambda: limiter._courier.own == 0, "the answer was written")
+    limiter.close()
+    assert limiter.shared
+    assert len(pauses) == 6
+    assert pauses[0] >= 0.01  # half a round trip, where it was a millisecond
+    assert all(later >= 1.9 * earlier for earlier, later in itertools.pairwise(pauses[:5]))  # doubling
+    assert max(pauses) <= 16 * 0.1  # at most 16 round trips (each well under 0.1 s here)
 
 
 @pytest.mark.parametrize(
