@@ -41,6 +41,14 @@ def add_stream(
     httpx_mock.add_callback(lambda request: sse_response(pieces, fail_with, **(headers or {})))
 
 
+def final_tool_calls(client: Any, httpx_mock: HTTPXMock, pieces: list[bytes]) -> list[tuple[str, str, str]]:
+    """The id, name and arguments of each tool call in the final completion of a stream of `pieces`."""
+    add_stream(httpx_mock, pieces)
+    with stream_of(client) as stream:
+        message = stream.get_final_completion().choices[0].message
+    return [(c.id, c.function.name, c.function.arguments) for c in message.tool_calls or []]
+
+
 def texts(chunks: list[ChatCompletionChunk]) -> str:
     return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
 
@@ -349,6 +357,7 @@ def test_a_legacy_function_call_streamed_in_pieces_adds_up(make_client: ClientFa
     with stream_of(make_client()) as stream:
         message = stream.get_final_completion().choices[0].message
     assert message.model_extra == {"function_call": {"name": "add", "arguments": '{"a": 1}'}}
+    assert message.content is None  # as in a whole answer (it was "")
 
 
 def test_pieces_some_servers_shorten_still_add_up(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
@@ -1081,10 +1090,7 @@ def test_a_tool_call_whose_header_every_piece_repeats_keeps_its_name_once(
         event(chunk(finish="tool_calls")),
         DONE,
     ]
-    add_stream(httpx_mock, pieces)
-    with stream_of(make_client()) as stream:
-        message = stream.get_final_completion().choices[0].message
-    assert [(c.id, c.function.name, c.function.arguments) for c in message.tool_calls or []] == [
+    assert final_tool_calls(make_client(), httpx_mock, pieces) == [
         ("c1", "get_weather", '{"city":"Oslo"}'),
         ("c2", "get_time", "{}"),
         ("c3", "llm", "{}"),
@@ -1111,10 +1117,8 @@ def test_parallel_tool_calls_that_all_say_index_0_stay_separate_calls(
         event(chunk(finish="tool_calls")),
         DONE,
     ]
-    add_stream(httpx_mock, pieces)
-    with stream_of(make_client()) as stream:
-        message = stream.get_final_completion().choices[0].message
-    assert [(c.id, c.function.name, json.loads(c.function.arguments)) for c in message.tool_calls or []] == [
+    calls = final_tool_calls(make_client(), httpx_mock, pieces)
+    assert [(call_id, name, json.loads(arguments)) for call_id, name, arguments in calls] == [
         ("call_a", "read_file", {"path": "a"}),
         ("call_b", "read_file", {"path": "b"}),
         ("call_c", "read_file", {"path": "c"}),
@@ -1159,12 +1163,7 @@ def test_a_tool_call_whose_id_changes_after_its_first_piece_stays_one_call(
         event(chunk(finish="tool_calls")),
         DONE,
     ]
-    add_stream(httpx_mock, pieces)
-    with stream_of(make_client()) as stream:
-        message = stream.get_final_completion().choices[0].message
-    assert [(c.id, c.function.name, c.function.arguments) for c in message.tool_calls or []] == [
-        ("call_B", "get_weather", '{"city": "Paris"}')
-    ]
+    assert final_tool_calls(make_client(), httpx_mock, pieces) == [("call_B", "get_weather", '{"city": "Paris"}')]
 
 
 def test_a_stream_whose_pieces_come_as_messages_adds_them_up(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
@@ -1215,19 +1214,3 @@ def test_what_chunks_add_to_a_choice_and_to_the_answer_is_kept(
     assert (choice.message.model_extra or {})["reasoning_content"] == "\U0001f600"
     assert (choice.model_extra or {}) == {"stop_reason": "END", "native_finish_reason": "STOP"}
     assert completion.system_fingerprint == "fp_2"
-
-
-def test_a_legacy_function_call_has_no_content_as_in_a_whole_answer(
-    make_client: ClientFactory, httpx_mock: HTTPXMock
-) -> None:
-    pieces = [
-        event(chunk(role="assistant", function_call={"name": "f", "arguments": ""})),
-        event(chunk(function_call={"arguments": "{}"})),
-        event(chunk(finish="function_call")),
-        DONE,
-    ]
-    add_stream(httpx_mock, pieces)
-    with stream_of(make_client()) as stream:
-        message = stream.get_final_completion().choices[0].message
-    assert message.content is None
-    assert (message.model_extra or {})["function_call"] == {"name": "f", "arguments": "{}"}
