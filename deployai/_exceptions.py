@@ -628,7 +628,12 @@ def _said_by_cause(exc: BaseException) -> str:
     for _ in range(3):  # what raised it, and what raised that: the first that says something
         if cause is None:
             break
-        said = str(cause)
+        try:
+            said = str(cause)
+            if len(said) > MAX_BODY_IN_MESSAGE_CHARS:
+                said = said[:MAX_BODY_IN_MESSAGE_CHARS] + "..."
+        except Exception:  # a cause that cannot say what it is: its name is said instead
+            said = ""
         if said:
             return f"{type(exc).__name__} ({type(cause).__name__}: {said})"
         cause = cause.__cause__ or cause.__context__

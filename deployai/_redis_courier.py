@@ -40,6 +40,8 @@ _CONFLICTS_BEFORE_GIVING_UP: Final = 64
 _FIRST_CONFLICT_PAUSE_SECONDS: Final = 0.001
 _LONGEST_CONFLICT_PAUSE_SECONDS: Final = 0.05
 _LONGEST_CONFLICT_PAUSE_ROUND_TRIPS: Final = 16  # the pause's cap for a Redis far away, in its round trips
+_CONFLICT_PAUSE_CAP_SECONDS: Final = 1.0  # and whatever the round trips seem to take
+_ROUND_TRIPS_KEPT: Final = 8  # the last round trips to Redis, whose fastest tells how far it is
 # How long a courier's thread outlives its last piece of work (when none of its requests is in flight).
 _IDLE_SECONDS: Final = 30.0
 
@@ -113,6 +115,8 @@ class Courier:
         self.stopping = False
         self.round_trips = 0  # for figures: every call of the script
         self.lost_writes = 0  # writes another process's write beat (each is followed by a retry)
+        self.round_trip = 0.0  # seconds a write to Redis takes, as learnt (`_timed`); 0 before the first
+        self.round_trips_taken: deque[float] = deque(maxlen=_ROUND_TRIPS_KEPT)
         self.wakeup = threading.Condition(limiter._lock)
         self.serving_here = threading.Lock()  # see `_serve_here`
 
@@ -284,7 +288,7 @@ class Courier:
             token = os.urandom(8).hex().encode()  # never reused, even after the key is lost and made again
             sent = time.monotonic()
             written, current, redis_now = redis.call(key, self.token, token + b" " + text)
-            round_trip = time.monotonic() - sent
+            self._timed(time.monotonic() - sent)
             if written:
                 self.token, self.state, self.own, self.own_tokens = token, state, own, own_tokens
                 self._keep_own(pacing)
@@ -300,11 +304,21 @@ class Courier:
             fresh = True
             # Measured in round trips: far from Redis, a write is open to others' for a whole round
             # trip, and pauses of a few milliseconds kept six busy processes 20 ms away colliding
-            # until some gave up.
+            # until some gave up. Bounded whole: while it pauses, no call of this process goes.
+            round_trip = self.round_trip
             first = max(_FIRST_CONFLICT_PAUSE_SECONDS, round_trip / 2)
-            longest = max(_LONGEST_CONFLICT_PAUSE_SECONDS, _LONGEST_CONFLICT_PAUSE_ROUND_TRIPS * round_trip)
+            longest = min(
+                _CONFLICT_PAUSE_CAP_SECONDS,
+                max(_LONGEST_CONFLICT_PAUSE_SECONDS, _LONGEST_CONFLICT_PAUSE_ROUND_TRIPS * round_trip),
+            )
             pause = min(longest, first * 2 ** (lost - 1))
             time.sleep(random.random() * pause)  # noqa: S311  # a jitter, no secret
+
+    def _timed(self, took: float) -> None:
+        """Learn how far Redis is: the fastest of the last few round trips (a stall says nothing of the distance)."""
+        recent = self.round_trips_taken
+        recent.append(took)
+        self.round_trip = min(recent)
 
     def _read(self, answer: tuple[bool, bytes | str, float]) -> None:
         """Take the state and time of a call that wrote nothing as the latest known."""

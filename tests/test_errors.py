@@ -138,6 +138,18 @@ def test_a_transport_failure_without_a_message_says_what_caused_it(
     with pytest.raises(deployai.APIConnectionError, match=r"Connection error: ConnectError \(EOFError\)$"):
         client.chat.completions.create(model="openai/gpt-4o", messages=user())
 
+    class MuteError(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("cannot say")
+
+    for cause, said in ((MuteError(), r"ConnectError \(MuteError\)$"), (OSError("x" * 10**6), r"xxx\.\.\.\)$")):
+        failure = httpx.ConnectError("")
+        failure.__cause__ = cause
+        httpx_mock.add_exception(failure)
+        with pytest.raises(deployai.APIConnectionError, match=said) as info:
+            client.chat.completions.create(model="openai/gpt-4o", messages=user())
+        assert len(info.value.message) < 1000  # a cause's message is bounded as a body's is
+
 
 def test_errors_with_an_answer_say_how_long_its_attempt_took_as_results_do(
     make_client: ClientFactory, httpx_mock: HTTPXMock

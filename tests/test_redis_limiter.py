@@ -905,24 +905,23 @@ class FlakyRedis:
 
 
 class FarRedis(FlakyRedis):
-    """`FlakyRedis` 20 ms away, whose next `losses` writes another process's write beats."""
+    """`FlakyRedis` `away` seconds away (one call's each, the last for good); others' writes beat its next `losses`."""
 
-    def __init__(self, losses: int) -> None:
+    def __init__(self, losses: int, away: list[float]) -> None:
         super().__init__()
         self.losses = losses
+        self.away = away
 
     def call(self, key: str, version: bytes, state: bytes) -> tuple[bool, bytes, float]:
-        time.sleep(0.02)
+        time.sleep(self.away.pop(0) if len(self.away) > 1 else self.away[0])
         if state and self.losses:
             self.losses -= 1
             return False, self.value, time.time()
         return super().call(key, version, state)
 
 
-def test_the_pause_after_a_lost_write_is_measured_in_round_trips_to_redis(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Pauses of a millisecond or two kept busy processes 20 ms from Redis colliding: some lost 64
-    # writes in a row, gave up sharing, and paced alone, overrunning the key together.
-    redis = FarRedis(losses=6)
+def _pauses_after_lost_writes(monkeypatch: pytest.MonkeyPatch, redis: FarRedis) -> list[float]:
+    """The longest pause the courier may take after each of `redis`'s lost writes, for one answer written."""
     pauses: list[float] = []
     monkeypatch.setattr(_redis_courier, "_Redis", redis)
     monkeypatch.setattr(
@@ -934,10 +933,25 @@ def test_the_pause_after_a_lost_write_is_measured_in_round_trips_to_redis(monkey
     until(lambda: limiter._courier.own == 0, "the answer was written")
     limiter.close()
     assert limiter.shared
+    return pauses
+
+
+def test_the_pause_after_a_lost_write_is_measured_in_round_trips_to_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pauses of a millisecond or two kept busy processes 20 ms from Redis colliding: some lost 64
+    # writes in a row, gave up sharing, and paced alone, overrunning the key together.
+    pauses = _pauses_after_lost_writes(monkeypatch, FarRedis(losses=6, away=[0.02]))
     assert len(pauses) == 6
     assert pauses[0] >= 0.01  # half a round trip, where it was a millisecond
     assert all(later >= 1.9 * earlier for earlier, later in itertools.pairwise(pauses[:5]))  # doubling
     assert max(pauses) <= 16 * 0.1  # at most 16 round trips (each well under 0.1 s here)
+
+
+def test_one_slow_round_trip_to_redis_makes_no_long_pause(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Measured by the last round trip alone, one Redis call that stalled 0.3 s made pauses of
+    # seconds, in which no call of the process went: calls outlasted their `total_timeout`.
+    pauses = _pauses_after_lost_writes(monkeypatch, FarRedis(losses=6, away=[0.001, 0.001, 0.001, 0.3, 0.001]))
+    assert len(pauses) == 6
+    assert max(pauses) <= 0.05  # as near Redis: a stall says nothing of how far it is
 
 
 @pytest.mark.parametrize(
