@@ -1458,6 +1458,7 @@ class SyncHTTP:
                             with reads_end_within(deadline - time.monotonic()):
                                 _read_error_body(op.response)
                     except httpx.HTTPError as exc:
+                        _answered(exc, op.response)  # a 2xx that is no event stream, cut: as a whole answer's
                         outcome = _attempt_failed(exc, self._cut())
                     finally:
                         op.response.close()
@@ -2056,6 +2057,7 @@ class AsyncHTTP:
                         else:  # a stream's error body, by the deadline of its headers
                             await _read_by(deadline, op.response)
                     except httpx.HTTPError as exc:
+                        _answered(exc, op.response)  # as in `SyncHTTP`
                         outcome = _attempt_failed(exc, self._cut(pool))
                     finally:
                         await op.response.aclose()

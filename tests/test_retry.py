@@ -248,6 +248,23 @@ def test_a_whole_answer_whose_body_broke_after_its_200_is_not_sent_again(
     assert isinstance(info.value, deployai.APITimeoutError) == isinstance(failure, httpx.TimeoutException)
 
 
+def test_a_200_that_is_no_event_stream_cut_in_its_body_is_not_sent_again_either(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float]
+) -> None:
+    # A JSON answer to a stream request is read whole, as a whole answer is: cut, it was sent again.
+    half = json.dumps(completion_json()).encode()[:40]
+    httpx_mock.add_callback(
+        lambda request: httpx.Response(
+            200, headers={"content-type": "application/json"}, stream=Pieces([half], fail_with=httpx.ReadError("reset"))
+        ),
+        is_reusable=True,
+    )
+    with pytest.raises(deployai.APIConnectionError, match="had answered 200"):
+        make_client(max_retries=2).chat.completions.create(model="openai/gpt-4o", messages=user(), stream=True)
+    assert len(httpx_mock.get_requests()) == 1
+    assert sleeps == []
+
+
 def test_a_whole_answer_cut_over_a_real_socket_after_its_200_is_sent_once() -> None:
     with RawSSEServer([b'{"id": "chatcmpl-1", "choices": ['], after="close") as server:
         client = deployai.DeployAI(api_key="sk-test", base_url=server.base_url, max_retries=2)
