@@ -68,7 +68,6 @@ from ._exceptions import (
 from ._limiter import RateLimiter, _TaskWaiter, _ThreadWaiter
 from ._plan import Deliver, Outcome, Plan, ReadBody, Send, Sleep, call_plan
 from ._pools import (
-    CONNECTING,
     AsyncLoopbackDirect,
     AsyncSpreadTransport,
     Cut,
@@ -77,6 +76,7 @@ from ._pools import (
     SpreadTransport,
     async_http_pool,
     bounded,
+    connecting,
     http_pool,
     proxy_mounts,
     reads_end_within,
@@ -434,7 +434,8 @@ async def _send_by(
 
     timeout = getattr(asyncio, "timeout", None)  # Python 3.11 and later
     wait = deadline - time.monotonic() + DEADLINE_GRACE_SECONDS
-    CONNECTING.set(False)
+    connecting_now = connecting()
+    connecting_now.set(False)
     got: list[httpx.Response] = []  # the answer, once its status came
     if on_asyncio and timeout is not None:
         # asyncio's own timeout costs a few microseconds; anyio's cancel scope, several times more.
@@ -450,7 +451,7 @@ async def _send_by(
 
         with anyio.move_on_after(wait):
             return await _afetch(client, request, stream, got)
-    if CONNECTING.get():
+    if connecting_now.get():
         raise httpx.ConnectTimeout("No connection was made before the call's deadline.", request=request)
     if got:  # raised as made, no local of this frame: the error's traceback holds the frame
         raise _late_in_body(got.pop())

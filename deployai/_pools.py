@@ -49,7 +49,6 @@ A client given `http_client=` is left as it is: its pool is the user's.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import os
 import re
 import socket
@@ -76,6 +75,7 @@ from ._sockets import readable
 
 if TYPE_CHECKING:
     import asyncio
+    import contextvars
 
     import httpcore
 
@@ -479,10 +479,26 @@ def shut_down(sock: Any) -> None:
                 borrowed.detach()
 
 
-# True from the start of a connect by the SDK's own async pools until it succeeds: a call's deadline
-# that cancels the task meanwhile names the connect, as the connect's own timeout would have (on a
-# late event loop both run out at once, and the outer one is caught). Set False by `_http._send_by`.
-CONNECTING: Final[contextvars.ContextVar[bool]] = contextvars.ContextVar("deployai_connecting", default=False)
+_connecting: contextvars.ContextVar[bool] | None = None
+_connecting_lock = threading.Lock()
+
+
+def connecting() -> contextvars.ContextVar[bool]:
+    """True from the start of a connect by the SDK's own async pools until it succeeds.
+
+    A call's deadline that cancels the task meanwhile names the connect, as the connect's own
+    timeout would have (on a late event loop both run out at once, and the outer one is caught); it
+    is set False by `_http._send_by`. Made at the first async call: `contextvars` comes with
+    asyncio, and a program that only blocks never loads it.
+    """
+    global _connecting
+    if _connecting is None:
+        import contextvars
+
+        with _connecting_lock:  # one for every thread's event loop
+            if _connecting is None:
+                _connecting = contextvars.ContextVar("deployai_connecting", default=False)
+    return _connecting
 
 
 def _refused(message: str = _CUT_MESSAGE) -> Exception:
@@ -516,16 +532,17 @@ class _CutAsyncBackend:
         # Python 3.10's `asyncio.wait_for` can lose a cancel: httpcore's backend, cancelled through anyio.
         direct = self._direct and not socket_options and sys.version_info >= (3, 11)
         loop = _asyncio_loop() if direct else None
-        connecting: Awaitable[Any]
+        connecting_to: Awaitable[Any]
         if loop is not None:
             from . import _aiostream
 
-            connecting = _aiostream.connect(loop, host, port, timeout, local_address)
+            connecting_to = _aiostream.connect(loop, host, port, timeout, local_address)
         else:
-            connecting = self._backend.connect_tcp(host, port, timeout, local_address, socket_options)
-        CONNECTING.set(True)
-        stream = await self._cut.until_closed(connecting)
-        CONNECTING.set(False)
+            connecting_to = self._backend.connect_tcp(host, port, timeout, local_address, socket_options)
+        flag = connecting()
+        flag.set(True)
+        stream = await self._cut.until_closed(connecting_to)
+        flag.set(False)
         return await self._held(stream, backends=loop is None)
 
     async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
