@@ -290,7 +290,11 @@ class RateLimiter:
             step = next(turns)
             while True:
                 if isinstance(step, Ask):
-                    step = turns.send(step.result())
+                    try:
+                        given = step.result(max(0.0, deadline - self._clock()))
+                    except concurrent.futures.TimeoutError:
+                        turns.throw(self._held(request, math.inf, wait_limit, unanswered=True))
+                    step = turns.send(given)
                 else:
                     if step is None or self._virtual is None or isinstance(step, _Behind):
                         waiter.event.wait(step)
@@ -336,7 +340,10 @@ class RateLimiter:
                 if isinstance(step, Ask):
                     # A loop closed meanwhile never runs this task again: the ticket goes back at once.
                     step.add_done_callback(lambda done: self._give_back(done) if loop.is_closed() else None)
-                    given: int = await asyncio.wrap_future(step)
+                    try:
+                        given: int = await asyncio.wait_for(asyncio.wrap_future(step), deadline - self._clock())
+                    except asyncio.TimeoutError:  # `TimeoutError` on 3.11 and later, not on 3.10
+                        turns.throw(self._held(request, math.inf, wait_limit, unanswered=True))
                     step = turns.send(given)
                 elif step is not None and self._virtual is not None and not isinstance(step, _Behind):
                     await self._virtual.asleep(step)  # as `_acquire_sync`
@@ -420,6 +427,10 @@ class RateLimiter:
     def _ask(self, cost: int) -> Ask:
         """Ask where the state lives whether the head of the queue (`cost` tokens) may go: its ticket, or 0."""
         raise NotImplementedError  # never called: this limiter admits under its lock
+
+    def _asked_where(self) -> str:
+        """Where `_ask` asks, as an error may name it."""
+        raise NotImplementedError  # never called, as `_ask`
 
     def _let_through(self, waiter: _Waiter, ticket: int) -> int:
         with self._lock:
@@ -618,10 +629,14 @@ class RateLimiter:
             with contextlib.suppress(ValueError):  # it left already
                 queue.remove(waiter)
 
-    def _held(self, request: httpx.Request, wait: float, wait_limit: float, ahead: int = 0) -> RateLimitError:
+    def _held(
+        self, request: httpx.Request, wait: float, wait_limit: float, ahead: int = 0, *, unanswered: bool = False
+    ) -> RateLimitError:
         """The error for a call the limiter would hold longer than its caller may wait; nothing was sent.
 
-        `ahead`: the callers still queued before it, when it gave up behind them.
+        `ahead`: the callers still queued before it, when it gave up behind them. `unanswered`: it gave
+        up at the head of the queue, asking where the state lives (see `_ask`) for an answer that did
+        not come in time.
         """
         pacing = self._pacing
         headers = {"x-ratelimit-remaining": str(max(0, (pacing.remaining or 0) - pacing.in_flight))}
@@ -635,6 +650,8 @@ class RateLimiter:
         response = httpx.Response(429, headers=headers, request=request)
         if known:
             how_long = f"for {wait:.1f} s"
+        elif unanswered:
+            how_long = f"until {self._asked_where()} answers whether it may go"
         elif ahead:  # their wait, not this one's, is what it is refused over
             how_long = f"behind {ahead} earlier call(s) still waiting their turn"
         else:

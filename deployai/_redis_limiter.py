@@ -21,7 +21,8 @@ callers in each process, the same waiting. What changes is where the state lives
 - A process counts its own requests in flight and their tokens and writes them (not a difference), renewed at least
   every third of `REDIS_LEASE_SECONDS` while it is not zero: a process that dies stops counting after the lease, and
   a write lost to an outage is corrected by the next.
-- When Redis fails (an error, a call slower than `timeout`, or an answer it cannot use), the process
+- When Redis fails (an error, a read slower than `timeout` or a call slower than four times that, or an
+  answer it cannot use), the process
   paces on its own from what it knew, logs one warning, and tries Redis again every
   `REDIS_RETRY_SECONDS`.
 """
@@ -152,7 +153,8 @@ class RedisRateLimiter(RateLimiter):
             is derived from the API key of the first request (a hash: the key is not stored), so that
             limiters for one key share a budget and limiters for different keys do not.
         requests_per_minute: your plan's limit, if you know it (see `RateLimiter`).
-        timeout: seconds a Redis call may take before Redis counts as down.
+        timeout: seconds a read from Redis may take before Redis counts as down (a whole call: four
+            times that).
 
     Raises:
         InvalidParameterError: a parameter is not valid.
@@ -268,6 +270,9 @@ class RedisRateLimiter(RateLimiter):
 
     def _ask(self, cost: int) -> Ask:
         return self._courier.ask(cost)
+
+    def _asked_where(self) -> str:
+        return f"Redis ({self.url})"
 
     def _cost(self, request: httpx.Request) -> int:
         # Always: the state read when it asks may know a token budget this process has not seen yet,

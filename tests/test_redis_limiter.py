@@ -33,7 +33,7 @@ import deployai
 from deployai import _redis_courier, _redis_state
 from deployai.testing import EmulatorServer
 from tests.conftest import API_KEY, completion_json, user
-from tests.redis_server import NO_REDIS_SERVER, REDIS_SERVER, RedisServer, needs_redis, redis_server
+from tests.redis_server import NO_REDIS_SERVER, REDIS_SERVER, RedisServer, TricklingProxy, needs_redis, redis_server
 from tests.scale_worker import answer_share, one_call_then_leave
 from tests.test_limiter import CountingEmulator, window
 from tests.token_gateway import TokenGateway
@@ -879,6 +879,55 @@ def test_a_slow_redis_counts_as_down_and_calls_go_on_without_it(
     assert [level for level, _ in messages] == ["WARNING", "INFO"], messages  # one warning per outage
     assert "Redis is unreachable or failing (TimeoutError" in messages[0][1]
     assert "Redis answers again" in messages[1][1]
+    limiter.close()
+
+
+@pytest.fixture
+def trickling(redis: RedisServer) -> Iterator[TricklingProxy]:
+    """A proxy to the test's Redis that answers a byte every 10 ms once its `trickle` is set."""
+    proxy = TricklingProxy(redis.port, gap=0.01)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+def test_a_redis_answering_a_byte_at_a_time_counts_as_down_and_calls_go_on_without_it(
+    trickling: TricklingProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Each byte comes well inside the 50 ms each read may take; the whole answer takes far longer
+    # than the four times that a call may.
+    limiter = deployai.RedisRateLimiter(trickling.url, name="trickle", timeout=0.05)
+    limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=50, limit=50), 0.0)
+    until(lambda: limiter._courier.own == 0, "the answer was written")
+    assert limiter.shared
+    trickling.trickle.set()
+    with caplog.at_level(logging.WARNING, logger="deployai"):
+        ticket = limiter._acquire_sync(REQUEST, 30)
+    assert not limiter.shared  # the next calls are not held by it: they are paced here until it answers again
+    assert [r.getMessage()[:36] for r in caplog.records] == ["Redis is unreachable or failing (Tim"]
+    limiter._settle(ticket, answer(remaining=49, limit=50), 0.0)
+    trickling.trickle.clear()
+    limiter.close()
+
+
+@pytest.mark.parametrize("side", ["sync", "async"])
+def test_a_call_waits_for_a_slow_redis_no_longer_than_it_may_wait(trickling: TricklingProxy, side: str) -> None:
+    # Redis within its timeout still, but slower than this call may wait (its total_timeout left, or
+    # max_retry_wait): it is refused at its limit, nothing sent, and the ticket that comes later goes back.
+    limiter = deployai.RedisRateLimiter(trickling.url, name="trickle", timeout=10)
+    limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=50, limit=50), 0.0)
+    until(lambda: limiter._courier.own == 0, "the answer was written")
+    trickling.trickle.set()
+    with pytest.raises(deployai.RateLimitError, match=r"until Redis \(redis://127\.0\.0\.1:\d+/0\) answers whether"):
+        if side == "sync":
+            limiter._acquire_sync(REQUEST, 0.2)
+        else:
+            asyncio.run(limiter._acquire_async(REQUEST, 0.2))
+    trickling.trickle.clear()
+    until(lambda: not limiter._courier.asks and not limiter._courier.answers, "the slow round trip ended")
+    until(lambda: limiter._courier.own == 0, "the ticket it gave went back")
+    assert limiter.shared
     limiter.close()
 
 
