@@ -22,9 +22,8 @@ callers in each process, the same waiting. What changes is where the state lives
   every third of `REDIS_LEASE_SECONDS` while it is not zero: a process that dies stops counting after the lease, and
   a write lost to an outage is corrected by the next.
 - When Redis fails (an error, a read slower than `timeout` or a call slower than four times that, or an
-  answer it cannot use), the process
-  paces on its own from what it knew, logs one warning, and tries Redis again every
-  `REDIS_RETRY_SECONDS`.
+  answer it cannot use), the process paces on its own from what it knew, logs one warning, and tries
+  Redis again every `REDIS_RETRY_SECONDS`.
 """
 
 from __future__ import annotations
