@@ -163,7 +163,7 @@ def test_a_reply_waits_for_the_retry_when_a_fault_replaced_the_answer(emulator: 
         lambda: Emulator().on(route="models").reply("x"),
         lambda: Emulator().fail_next(503, headers={"retry-after": 0}),  # type: ignore[dict-item]
         lambda: Emulator().fail_next(503, headers={"retry-after": "0\r\nx-injected: 1"}),
-        lambda: Emulator().fail_next(503, body=3),
+        lambda: Emulator().fail_next(503, body=3),  # type: ignore[arg-type]
         lambda: Emulator().error_event_after(1, as_event="no"),  # type: ignore[arg-type]
         lambda: Emulator().reply(),  # its text forgotten: it answered with no content at all
     ],

@@ -204,20 +204,25 @@ class Scripts(Aim):
         return super().reply(reply, times=times, **fields)
 
     def fail_next(
-        self, status: int, body: Any = None, headers: Mapping[str, str] | None = None, *, times: int = 1
+        self,
+        status: int,
+        body: Mapping[str, Any] | list[Any] | str | bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        times: int | None = 1,
     ) -> Rule:
         """Answer the next request(s) with `status` and `body`, whatever they ask. See `Aim.fail`."""
         return self.fail(status, body, headers, times=times)
 
-    def stall_next(self, seconds: float, *, times: int = 1) -> Rule:
+    def stall_next(self, seconds: float, *, times: int | None = 1) -> Rule:
         """Wait `seconds` before the status and headers of the next request(s). See `Aim.stall`."""
         return self.stall(seconds, times=times)
 
-    def slow_next(self, seconds: float, *, times: int = 1) -> Rule:
+    def slow_next(self, seconds: float, *, times: int | None = 1) -> Rule:
         """Wait `seconds` before the body (in a stream, between chunks) of the next request(s). See `Aim.slow`."""
         return self.slow(seconds, times=times)
 
-    def malformed_json_next(self, *, at_chunk: int = 1, times: int = 1) -> Rule:
+    def malformed_json_next(self, *, at_chunk: int = 1, times: int | None = 1) -> Rule:
         """Break the JSON of the next successful request(s). See `Aim.malformed_json`."""
         return self.malformed_json(at_chunk=at_chunk, times=times)
 

@@ -29,6 +29,8 @@ __all__ = [
     "ChunkChoice",
     "CompletionTokensDetails",
     "ContentPartParam",
+    "FileContentPartParam",
+    "FileParam",
     "FinishReason",
     "FunctionCall",
     "FunctionCallParam",
@@ -36,6 +38,8 @@ __all__ = [
     "ImageContentPartParam",
     "ImageURL",
     "ImageURLParam",
+    "InputAudioContentPartParam",
+    "InputAudioParam",
     "MessageToolCall",
     "PromptTokensDetails",
     "SystemMessage",
@@ -80,7 +84,38 @@ class ImageContentPartParam(TypedDict):
     image_url: ImageURLParam
 
 
-ContentPartParam: TypeAlias = TextContentPartParam | ImageContentPartParam
+class InputAudioParam(TypedDict):
+    """An audio part's sound: base64-encoded data and its format."""
+
+    data: str
+    format: Literal["wav", "mp3"] | str
+
+
+class InputAudioContentPartParam(TypedDict):
+    """An audio part of a user message's content, as a dict (for models that take audio)."""
+
+    type: Literal["input_audio"]
+    input_audio: InputAudioParam
+
+
+class FileParam(TypedDict, total=False):
+    """A file part's file: its data as a `data:` URL (with a `filename`), or the id of an uploaded file."""
+
+    file_data: str
+    file_id: str
+    filename: str
+
+
+class FileContentPartParam(TypedDict):
+    """A file part (a PDF, for one) of a user message's content, as a dict (for models that take files)."""
+
+    type: Literal["file"]
+    file: FileParam
+
+
+ContentPartParam: TypeAlias = (
+    TextContentPartParam | ImageContentPartParam | InputAudioContentPartParam | FileContentPartParam
+)
 
 
 class FunctionCallParam(TypedDict):
@@ -107,7 +142,7 @@ class SystemMessageParam(TypedDict, total=False):
 
 
 class UserMessageParam(TypedDict, total=False):
-    """A user message, as a dict: text, or a list of text and image parts."""
+    """A user message, as a dict: text, or a list of text, image, audio and file parts."""
 
     role: Required[Literal["user"]]
     content: Required[str | Sequence[ContentPartParam | TextContentPart | ImageContentPart]]
@@ -119,7 +154,7 @@ class AssistantMessageParam(TypedDict, total=False):
 
     role: Required[Literal["assistant"]]
     content: str | Sequence[TextContentPartParam | TextContentPart] | None
-    tool_calls: Sequence[ToolCallParam | MessageToolCall]
+    tool_calls: Sequence[ToolCallParam | MessageToolCall] | None
     name: str
 
 

@@ -32,7 +32,7 @@ class _CommonParams(RequestOptions, total=False):
     user: str | NotGiven | None
     response_format: Mapping[str, object] | BaseModel | NotGiven | None
     tools: Iterable[Mapping[str, object] | BaseModel] | NotGiven | None
-    tool_choice: Literal["none", "auto", "required"] | Mapping[str, object] | NotGiven | None
+    tool_choice: Literal["none", "auto", "required"] | Mapping[str, object] | BaseModel | NotGiven | None
     stream_options: Mapping[str, object] | NotGiven | None
     logprobs: bool | NotGiven | None
     top_logprobs: int | NotGiven | None

@@ -103,7 +103,7 @@ class ChatCompletionRequest(BaseModel):
     request = ChatCompletionRequest(model="openai/gpt-4o", messages=[{"role": "user", "content": "Hi"}])
     line = request.model_dump_json(exclude_unset=True)          # queue or log it
     again = ChatCompletionRequest.model_validate_json(line)     # checked again
-    completion = client.chat.completions.create(**again.model_dump(exclude_unset=True))
+    completion: ChatCompletion = client.chat.completions.create(**again.model_dump(exclude_unset=True))
     ```
     """
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import httpx
+import pydantic
 from typing_extensions import assert_type
 
 import deployai
 from deployai import AsyncDeployAI, AsyncStream, DeployAI, ModelAlias, RawResponse, Stream
+from deployai.testing import Emulator
 from deployai.types import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -151,3 +153,28 @@ async def batches(client: DeployAI, aclient: AsyncDeployAI) -> None:
     async for index, result in aclient.chat.completions.as_completed(requests):
         assert_type(index, int)
         assert_type(result, ChatCompletion | deployai.DeployAIError)
+
+
+def parts_and_choices_the_runtime_takes(client: DeployAI, answer: ChatCompletion, choice: pydantic.BaseModel) -> None:
+    """Audio and file parts, a model as `tool_choice`, an answer's `tool_calls` echoed as they are (None or not)."""
+    messages: list[ChatCompletionMessageParam] = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is said, and what does the PDF say?"},
+                {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
+                {"type": "file", "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERi0="}},
+                {"type": "file", "file": {"file_id": "file-123"}},
+            ],
+        }
+    ]
+    message = answer.choices[0].message
+    messages.append({"role": "assistant", "content": message.content, "tool_calls": message.tool_calls})
+    assert_type(client.chat.completions.create(model="a/b", messages=messages, tool_choice=choice), ChatCompletion)
+
+
+def emulator_faults(emulator: Emulator) -> None:
+    """The `*_next` faults take what the faults they stand for take."""
+    emulator.fail_next(503, {"error": {"message": "busy"}}, times=None)
+    emulator.stall_next(1.0, times=None)
+    emulator.fail_next(503, body=42)  # type: ignore[arg-type]
