@@ -105,6 +105,27 @@ def test_an_allowed_tools_choice_narrows_the_tools_the_emulator_calls(raw: httpx
     assert call["function"]["name"] == "get_time"
 
 
+@pytest.mark.parametrize(
+    ("allowed", "param"),
+    [
+        ({"mode": "auto", "tools": ["get_time"]}, "tool_choice.allowed_tools.tools[0]"),
+        ({"mode": "auto", "tools": [{"type": "function", "function": {}}]}, "tool_choice.allowed_tools.tools[0]"),
+        ({"mode": "auto", "tools": [5]}, "tool_choice.allowed_tools.tools[0]"),
+        ({"mode": "auto", "tools": "get_time"}, "tool_choice.allowed_tools.tools"),
+        ({"mode": "sometimes", "tools": []}, "tool_choice.allowed_tools.mode"),
+        ([1], "tool_choice.allowed_tools"),
+    ],
+)
+def test_an_allowed_tools_choice_of_another_shape_is_the_apis_400_not_a_crash(
+    raw: httpx.Client, allowed: Any, param: str
+) -> None:
+    # The SDK leaves such a choice to the server: the emulator's own answer to it was a bare 500.
+    choice = {"type": "allowed_tools", "allowed_tools": allowed}
+    response = post(raw, messages=ASK, tools=[WEATHER, TIME], tool_choice=choice)
+    assert response.status_code == 400
+    assert (error_of(response)["code"], error_of(response)["param"]) == ("invalid_parameter", param)
+
+
 def test_given_tools_the_emulator_calls_one_with_arguments_shaped_by_its_schema(raw: httpx.Client) -> None:
     choice = post(raw, messages=ASK, tools=[WEATHER, TIME]).json()["choices"][0]
     (call,) = choice["message"]["tool_calls"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -166,6 +167,11 @@ def test_a_reply_waits_for_the_retry_when_a_fault_replaced_the_answer(emulator: 
         lambda: Emulator().fail_next(503, body=3),  # type: ignore[arg-type]
         lambda: Emulator().error_event_after(1, as_event="no"),  # type: ignore[arg-type]
         lambda: Emulator().reply(),  # its text forgotten: it answered with no content at all
+        # Settings its own clients could never get through with: every call a 401, or a 500.
+        lambda: Emulator(api_keys=["test-key"]),
+        lambda: Emulator(api_keys=[]),
+        lambda: Emulator(api_keys=["sk-a", 3]),  # type: ignore[list-item]
+        lambda: Emulator(clock="now"),  # type: ignore[arg-type]
     ],
     ids=[
         "pieces-not-content",
@@ -186,11 +192,26 @@ def test_a_reply_waits_for_the_retry_when_a_fault_replaced_the_answer(emulator: 
         "int-body",
         "str-as-event",
         "empty-reply",
+        "key-without-sk",
+        "no-keys",
+        "key-not-str",
+        "clock-not-callable",
     ],
 )
 def test_a_bad_script_is_refused_when_written(make: Any) -> None:
     with pytest.raises(deployai.InvalidParameterError):
         make()
+
+
+def test_an_emulator_told_no_clock_keeps_real_time_and_a_refused_key_is_never_shown() -> None:
+    emulator = Emulator(clock=None)
+    before = time.time()
+    with emulator.client() as client:
+        assert ask(client, GPT) == "You said: Hello!"
+    assert before <= emulator.requests[0].received_at <= time.time()
+    with pytest.raises(deployai.InvalidParameterError) as refused:
+        Emulator(api_keys=["sk-good", "live-secret-123"])
+    assert "live-secret-123" not in str(refused.value)
 
 
 # Aimed faults
@@ -217,6 +238,15 @@ def test_faults_aimed_at_a_route_and_at_streams(emulator: Emulator) -> None:
         with pytest.raises(deployai.APIConnectionError):
             stream_pieces(client)
         assert stream_pieces(client) == ["You", " said", ":", " Hello", "!"]
+
+
+def test_a_fault_for_whole_answers_leaves_the_listing_of_models_alone(emulator: Emulator) -> None:
+    emulator.on(stream=False).fail(503)
+    with emulator.client(max_retries=0) as client:
+        assert [model.id for model in client.models.list()][:1] == ["openai/gpt-4o"]
+        with pytest.raises(deployai.ServiceUnavailableError):
+            ask(client)
+        assert ask(client) == "You said: Hello!"
 
 
 def test_assert_scripts_used_names_what_was_never_used(emulator: Emulator, client: DeployAI) -> None:

@@ -192,7 +192,7 @@ class Scripts(Aim):
         Args:
             model: the `model` of a chat completion.
             route: `chat`, `models` (the list) or `model` (one model).
-            stream: whether the request asks for a stream.
+            stream: whether a chat completion request asks for a stream (given, only chat completions match).
             when: a predicate on the `RecordedRequest` (its response fields are not filled in yet).
         """
         return Aim(self._add_rule, Match(model, route, stream, when))

@@ -61,12 +61,13 @@ class Emulator(Scripts, RequestLog, Adapters):
         window_seconds: the length of a rate-limit window; a key's window starts at the whole second of
             its first request (for a window of a second or more).
         token_latency: seconds between the token chunks of a stream.
-        api_keys: the keys accepted; by default any key that starts with `sk-`.
+        api_keys: the keys accepted (each starts with `sk-`; its clients send the first); by default
+            any key that starts with `sk-`.
         max_recorded_requests: how many requests `requests` keeps (the most recent), so that a
             long-running server does not grow without bound.
-        clock: the unix-time clock for rate-limit windows, `created` and `received_at`. Given a
-            `VirtualClock`, every wait (latency, stalls, the retries of the clients it makes) is
-            taken on it, so no real time passes.
+        clock: the unix-time clock for rate-limit windows, `created` and `received_at` (None: real
+            time, as by default). Given a `VirtualClock`, every wait (latency, stalls, the retries of
+            the clients it makes) is taken on it, so no real time passes.
     """
 
     def __init__(
@@ -77,7 +78,7 @@ class Emulator(Scripts, RequestLog, Adapters):
         token_latency: float = 0.0,
         api_keys: Iterable[str] | None = None,
         max_recorded_requests: int = 10_000,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = time.time,
     ) -> None:
         if check_seconds("window_seconds", window_seconds) == 0:
             raise InvalidParameterError("window_seconds", window_seconds, "a number of seconds > 0")
@@ -86,6 +87,18 @@ class Emulator(Scripts, RequestLog, Adapters):
         self._window_seconds = float(window_seconds)
         self._token_latency = check_seconds("token_latency", token_latency)
         keys = None if api_keys is None else [api_keys] if isinstance(api_keys, str) else list(api_keys)
+        if keys is not None:
+            # One it could never take would fail every call of its own clients with a 401.
+            if not keys:
+                raise InvalidParameterError("api_keys", api_keys, "at least one key (None takes any key)")
+            for key in keys:
+                if not isinstance(key, str) or not key.startswith("sk-"):
+                    shown = "a key that does not" if isinstance(key, str) else key  # never the key itself
+                    raise InvalidParameterError("api_keys", shown, "keys that start with 'sk-', as the API's do")
+        if clock is None:
+            clock = time.time
+        elif not callable(clock):
+            raise InvalidParameterError("clock", clock, "a function that gives the unix time (None: real time)")
         self._api_keys = None if keys is None else frozenset(keys)
         self._client_key = keys[0] if keys else DEFAULT_TEST_API_KEY  # what its clients send: a key it takes
         self._clock = clock

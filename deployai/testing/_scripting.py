@@ -127,7 +127,7 @@ class Match:
     Attributes:
         model: the `model` of a chat completion request.
         route: `chat`, `models` (the list) or `model` (one model).
-        stream: whether the request asks for a stream.
+        stream: whether a chat completion request asks for a stream (given, only chat completions match).
         when: a predicate on the `RecordedRequest` (its response fields are not filled in yet); it
             may be called more than once per request.
     """
@@ -153,7 +153,8 @@ class Match:
         body = request.json if isinstance(request.json, dict) else {}
         if self.model is not None and body.get("model") != self.model:
             return False
-        if self.stream is not None and (body.get("stream") is True) != self.stream:
+        # A listing of models is no whole answer: `stream=False` is for chat completions too.
+        if self.stream is not None and (route != "chat" or (body.get("stream") is True) != self.stream):
             return False
         if self.when is None:
             return True
