@@ -123,6 +123,10 @@ _LONGEST_TIMER_SECONDS = 86_400.0
 # (see `_Behind`), and looks again this often: a head whose event loop stopped or closed under it is
 # dropped only when a caller looks, and would otherwise hold those behind it forever.
 _BEHIND_SECONDS = 1.0
+# On a test's clock, the passes of the event loop a held task lets run before it moves the clock: at
+# most this many, and done after this many in a row in which no caller joined the queue.
+_SETTLE_PASSES = 64
+_SETTLED_PASSES = 4
 # A task at the head that has not looked this long after it was due to is stuck (`_TaskWaiter.gone`);
 # the callers behind such a task look this often, in real time, so that one of them drops it.
 _STUCK_SECONDS = 0.5
@@ -346,6 +350,7 @@ class RateLimiter:
                         turns.throw(self._held(request, math.inf, wait_limit, unanswered=True))
                     step = turns.send(given)
                 elif step is not None and self._virtual is not None and not isinstance(step, _Behind):
+                    await self._settle_ready(asyncio)
                     await self._virtual.asleep(step)  # as `_acquire_sync`
                     step = next(turns)
                 else:
@@ -363,6 +368,20 @@ class RateLimiter:
             return ticket
         finally:
             turns.close()  # cancelled while it waited: the turn gives its place (and any ticket) back
+
+    async def _settle_ready(self, asyncio: Any) -> None:
+        """Before a wait moves a test's clock: let the tasks ready to run reach this queue first.
+
+        Calls made at once (`asyncio.gather`) start one after the other: moved at the first one's
+        wait, the clock would give the others a later start, and a deadline later by that wait,
+        than the real time they share. Done when the queue stops growing (`_SETTLE_PASSES` at most).
+        """
+        queued, still = len(self._queue), 0
+        for _ in range(_SETTLE_PASSES):
+            await asyncio.sleep(0)
+            queued, still = len(self._queue), still + 1 if len(self._queue) == queued else 0
+            if still == _SETTLED_PASSES:
+                return
 
     def _turns(
         self, waiter: _Waiter, deadline: float, request: httpx.Request, check: Callable[[RateLimiter], None] | None

@@ -714,7 +714,7 @@ def test_on_the_emulators_virtual_clock_a_held_call_moves_the_clock_instead_of_w
     emulator = Emulator(clock=clock, rate_limit=2, window_seconds=60.0)
     limiter = deployai.RateLimiter(clock=clock)
     if kind.startswith(("sync", "threads")):
-        with emulator.client(rate_limiter=limiter) as client:
+        with emulator.client(rate_limiter=limiter, max_retry_wait=130) as client:
             call = functools.partial(client.chat.completions.create, model="openai/gpt-4o", messages=user())
             if kind == "sync":
                 for _ in range(5):
@@ -725,7 +725,7 @@ def test_on_the_emulators_virtual_clock_a_held_call_moves_the_clock_instead_of_w
     else:
 
         async def main() -> None:
-            async with emulator.async_client(rate_limiter=limiter) as client:
+            async with emulator.async_client(rate_limiter=limiter, max_retry_wait=130) as client:
                 call = functools.partial(client.chat.completions.create, model="openai/gpt-4o", messages=user())
                 if kind == "async":
                     for _ in range(5):
@@ -736,6 +736,24 @@ def test_on_the_emulators_virtual_clock_a_held_call_moves_the_clock_instead_of_w
         asyncio.run(main())
     assert emulator.statuses == [200] * 5
     assert 120.0 <= clock.waited < 125.0  # two windows' resets, and no more
+
+
+def test_on_the_emulators_virtual_clock_tasks_started_at_once_are_held_and_refused_as_in_real_time() -> None:
+    # Five calls at once against a window of two, each allowed to wait one window: the fifth would
+    # wait two, and is refused. The first one held moved the clock before the others had reached the
+    # limiter: they started a window late, and all five went through, waiting twice in all.
+    clock = VirtualClock()
+    emulator = Emulator(clock=clock, rate_limit=2, window_seconds=60.0)
+
+    async def main() -> list[str]:
+        async with emulator.async_client(rate_limiter=deployai.RateLimiter(clock=clock), max_retry_wait=60) as client:
+            calls = (client.chat.completions.create(model="openai/gpt-4o", messages=user()) for _ in range(5))
+            results = await asyncio.gather(*calls, return_exceptions=True)
+            return [type(result).__name__ for result in results]
+
+    assert sorted(asyncio.run(main())) == ["ChatCompletion"] * 4 + ["RateLimitError"]
+    assert emulator.statuses == [200] * 4  # the limiter's refusal sent nothing
+    assert clock.waited == 60.0
 
 
 def test_on_the_emulators_virtual_clock_a_window_that_starts_off_a_whole_second_holds_no_call_too_long() -> None:
