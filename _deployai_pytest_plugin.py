@@ -70,6 +70,11 @@ def deployai_emulator(request: pytest.FixtureRequest) -> Emulator:
         if marker.args:
             raise TypeError("@pytest.mark.deployai_emulator takes Emulator options as keywords, such as rate_limit=5.")
         options.update(marker.kwargs)
+    clock = options.get("clock")
+    if isinstance(clock, VirtualClock):
+        # A marker's arguments are made once, for every test it marks (each case of a parametrized
+        # test, every rerun): each test starts from the clock as given, not as the last one left it.
+        options["clock"] = VirtualClock(start=clock())
     return Emulator(**options)  # type: ignore[arg-type]
 
 

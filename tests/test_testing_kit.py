@@ -480,6 +480,20 @@ class TestMarkers:
         assert (deployai_emulator.rate_limit, deployai_emulator.token_latency) == (7, 0.25)
 
 
+MARKED_START = 1_800_000_000.0
+
+
+@pytest.mark.parametrize("case", [1, 2])
+@pytest.mark.deployai_emulator(clock=VirtualClock(start=MARKED_START), token_latency=0.5)
+def test_a_clock_a_marker_gives_starts_each_test_as_given(
+    deployai_client: DeployAI, deployai_clock: VirtualClock, case: int
+) -> None:
+    # The marker's clock was one object for both cases: the second began where the first had left it.
+    assert (deployai_clock(), deployai_clock.waited) == (MARKED_START, 0)
+    assert len(stream_pieces(deployai_client)) == 5
+    assert (deployai_clock(), deployai_clock.waited) == (MARKED_START + 2.5, 2.5)
+
+
 def test_a_streamed_refusal_puts_together_the_same_message_as_a_whole_one(emulator: Emulator, client: DeployAI) -> None:
     emulator.reply(refusal="I can't help with that.", times=2)
     whole = client.chat.completions.create(model=GPT, messages=HELLO)
