@@ -14,7 +14,7 @@ import pytest
 import deployai
 from deployai import DeployAI
 from deployai._error_codes import ERROR_KINDS
-from deployai.testing import Emulator, EmulatorServer, Reply, ToolCall, VirtualClock
+from deployai.testing import Emulator, EmulatorServer, Reply, ToolCall, VirtualClock, _emulator
 from deployai.types import ChatCompletion
 from tests.emulator_helpers import HELLO, chat_body, error_of, raw_client, sse_chunks
 
@@ -478,6 +478,21 @@ class TestMarkers:
     @pytest.mark.deployai_emulator(rate_limit=7)
     def test_the_closest_marker_wins_option_by_option(self, deployai_emulator: Emulator) -> None:
         assert (deployai_emulator.rate_limit, deployai_emulator.token_latency) == (7, 0.25)
+
+
+def test_a_request_the_emulator_fails_to_answer_is_an_api_500_and_recorded(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(body: object, call_prefix: str) -> Reply:
+        raise KeyError("tools")
+
+    monkeypatch.setattr(_emulator, "default_reply", broken)
+    with emulator.client(max_retries=0) as client, pytest.raises(deployai.InternalServerError) as failed:
+        ask(client)
+    assert failed.value.code == "emulator_error"
+    assert "The emulator failed to answer this request (KeyError: 'tools')" in str(failed.value)
+    assert emulator.statuses == [500]
+    assert [r.getMessage() for r in caplog.records] == ["The emulator failed to answer POST /v1/chat/completions"]
 
 
 MARKED_START = 1_800_000_000.0
