@@ -81,6 +81,12 @@ class _Parser(argparse.ArgumentParser):
     _typed: Sequence[str] = ()
     commands: Mapping[str, argparse.ArgumentParser] = {}  # the top-level parser's: each command's parser
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # No abbreviated options: `--ap KEY` was taken for `--api-key`, and echoed in usage errors
+        # where no rule could tell it for a key.
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
@@ -107,7 +113,7 @@ def _typed_keys(typed: Sequence[str]) -> list[str]:
     for index, word in enumerate(typed):
         name, equals, value = word.partition("=")
         spelled = name.lower().replace("_", "-")
-        abbreviated = spelled.startswith("--api") and "--api-key".startswith(spelled)
+        abbreviated = len(spelled) > 2 and "--api-key".startswith(spelled)  # `--a`, `--ap`: refused, and echoed
         if name.startswith("--") and ("key" in spelled or abbreviated):
             if not equals and index + 1 < len(typed) and not typed[index + 1].startswith("--"):
                 value = typed[index + 1]
@@ -194,8 +200,10 @@ def _chat(args: argparse.Namespace, out: _Output) -> None:
         params["max_tokens"] = args.max_tokens
     if args.json:  # a whole answer: unlike a stream's, it has its usage
         with _client(args) as client:
-            out.write(client.chat.completions.create(**params).model_dump_json(indent=2) + "\n")
+            completion = client.chat.completions.create(**params)
+        out.write(_json_text(completion.model_dump(mode="json")) + "\n")
         return
+    held = ""  # a piece's last half of a character, whose other half may open the next piece
     with _client(args) as client, client.chat.completions.create(**params, stream=True) as stream:
         try:
             for chunk in stream:
@@ -203,10 +211,35 @@ def _chat(args: argparse.Namespace, out: _Output) -> None:
                     if choice.index == 0:  # the one answer asked for: never another choice's text
                         text = choice.delta.content or choice.delta.refusal  # a refusal is the answer there is
                         if text:
-                            out.write(text)
-                            out.flush()
+                            text, held = _characters(held + text)
+                            if text:
+                                out.write(text)
+                                out.flush()
         finally:  # also when the stream breaks: end the line the answer was on
-            out.write("\n")
+            out.write(("\N{REPLACEMENT CHARACTER}" if held else "") + "\n")
+
+
+def _characters(text: str) -> tuple[str, str]:
+    """`text` as characters stdout can write, and a high surrogate it ends with, held for the next piece.
+
+    A gateway that cuts text in UTF-16 units sends an emoji's two halves in two chunks, each a lone
+    surrogate, which no encoding writes: the halves are joined, and one never matched is written as
+    U+FFFD.
+    """
+    if not any("\ud800" <= char <= "\udfff" for char in text):
+        return text, ""
+    held = ""
+    if "\ud800" <= text[-1] <= "\udbff":
+        text, held = text[:-1], text[-1]
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace"), held
+
+
+def _json_text(data: object) -> str:
+    """`data` as indented JSON, with any lone surrogate a server sent written as the escape it came as."""
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    if not any("\ud800" <= char <= "\udfff" for char in text):
+        return text
+    return "".join(f"\\u{ord(char):04x}" if "\ud800" <= char <= "\udfff" else char for char in text)
 
 
 def _stdin_prompt() -> str:

@@ -235,6 +235,51 @@ def test_chat_prints_the_first_choice_alone_when_a_server_streams_others(
     assert capsys.readouterr().out == "ZERO\n"
 
 
+@pytest.mark.parametrize(
+    ("pieces", "printed"),
+    [
+        (["smile \ud83d", "\ude00 done"], "smile \U0001f600 done\n"),  # an emoji cut in its UTF-16 halves
+        (["a\ud800b", "c"], "a\ufffdbc\n"),  # a half never matched
+        (["ends \ud83d"], "ends \ufffd\n"),
+    ],
+)
+def test_chat_joins_the_halves_of_a_character_a_server_split_between_chunks(
+    httpx_mock: HTTPXMock,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    pieces: list[str],
+    printed: str,
+) -> None:
+    # Each half is a lone surrogate, which no encoding writes: the answer stopped at the first one
+    # with advice to set PYTHONIOENCODING=utf-8, on a terminal that was UTF-8 already.
+    monkeypatch.setenv("DEPLOYAI_API_KEY", TEST_KEY)
+    monkeypatch.delenv("DEPLOYAI_BASE_URL", raising=False)
+    events = [*(event(chunk(piece)) for piece in pieces), event(chunk(finish="stop")), DONE]
+    httpx_mock.add_callback(lambda request: sse_response(events))
+    assert main(["chat", "hi"]) == 0
+    assert capsys.readouterr().out.encode("utf-8") == printed.encode("utf-8")
+
+
+def test_chat_json_writes_a_lone_surrogate_as_the_escape_it_came_as(
+    httpx_mock: HTTPXMock, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DEPLOYAI_API_KEY", TEST_KEY)
+    monkeypatch.delenv("DEPLOYAI_BASE_URL", raising=False)
+    answer = {
+        "id": "c",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "openai/gpt-4o",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "x\ud800y é"}}],
+    }
+    body = json.dumps(answer).encode()  # the lone half as its escape, as JSON may carry it
+    httpx_mock.add_response(content=body, headers={"content-type": "application/json"})
+    assert main(["chat", "hi", "--json"]) == 0  # it was pydantic's serialization error, as a traceback
+    out = capsys.readouterr().out
+    assert '"content": "x\\ud800y é"' in out
+    assert json.loads(out)["choices"][0]["message"]["content"] == "x\ud800y é"
+
+
 def test_models_prints_control_characters_in_a_servers_names_as_escapes(
     httpx_mock: HTTPXMock, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -259,7 +304,15 @@ def test_a_prompt_on_stdin_that_is_not_utf8_is_refused_in_one_line(env: dict[str
 
 @pytest.mark.parametrize("key", ["sk-secret-0123456789", "dpl_live_0123456789abcdef"])
 @pytest.mark.parametrize(
-    "typed", [["--api_key", "{key}"], ["--api_key={key}"], ["--apikey", "{key}"], ["--key={key}", "--x"]]
+    "typed",
+    [
+        ["--api_key", "{key}"],
+        ["--api_key={key}"],
+        ["--apikey", "{key}"],
+        ["--key={key}", "--x"],
+        ["--ap={key}"],  # argparse took `--ap` and `--a` for `--api-key`, and echoed them unredacted
+        ["--a", "{key}"],
+    ],
 )
 def test_a_usage_error_does_not_repeat_an_api_key(
     capsys: pytest.CaptureFixture[str], key: str, typed: list[str]
