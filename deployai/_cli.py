@@ -132,6 +132,11 @@ def _connection_options() -> _Parser:
         help="seconds to wait to connect, and for each read of the answer (default 600, and 5 to connect)",
     )
     group.add_argument("--max-retries", type=int, help="retries of a failed call (default 2)")
+    group.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="send the key over plain http:// to a host that is not this machine (a gateway on your network)",
+    )
     return common
 
 
@@ -186,6 +191,8 @@ def _client(args: argparse.Namespace) -> DeployAI:
         options["timeout"] = args.timeout
     if args.max_retries is not None:
         options["max_retries"] = args.max_retries
+    if args.allow_insecure_http:
+        options["allow_insecure_http"] = True
     return DeployAI(**options)
 
 
@@ -364,6 +371,8 @@ def main(argv: Sequence[str] | None = None, *, exit_on_ctrl_c: bool = False) -> 
         except (OSError, AttributeError):
             _drop_stdout(exit_on_ctrl_c)
         one_line = " ".join(str(error).split())  # a server's message may hold line breaks
+        for advice, option in _CLI_ADVICE:  # the SDK's words are for Python code
+            one_line = one_line.replace(advice, option)
         _say(f"deployai: {type(error).__name__}: {_printable(one_line)}")
         return _exit_code(error)
     except BrokenPipeError:  # `deployai models | head`: the reader left, which is not an error
@@ -382,6 +391,13 @@ def main(argv: Sequence[str] | None = None, *, exit_on_ctrl_c: bool = False) -> 
         )
         return IO_ERROR
     return 0
+
+
+_CLI_ADVICE: Final = (
+    ("pass allow_insecure_http=True to the client", "pass --allow-insecure-http"),
+    ("pass api_key=... to the client", "pass --api-key"),
+    (", an httpx.Timeout, or None for no limit", ""),
+)
 
 
 def _printable(text: str) -> str:

@@ -107,11 +107,18 @@ def test_an_error_is_one_line_on_stderr_and_exits_with_its_code(env: dict[str, s
     ("args", "settings", "code", "error"),
     [
         (["chat", "x", "--temperature", "9"], {}, 3, "InvalidParameterError"),
-        (["models"], {"DEPLOYAI_API_KEY": ""}, 3, "DeployAIError: No API key"),
+        (["models"], {"DEPLOYAI_API_KEY": ""}, 3, "DeployAIError: No API key: pass --api-key, or set"),
+        (
+            ["models", "--timeout", "-1"],
+            {},
+            3,
+            "InvalidParameterError: timeout must be a positive number of seconds up to 2147483 (about 24.8 days); "
+            "got -1",
+        ),
         (["models", "--api-key", "not-a-key"], {}, 4, "AuthenticationError"),
         (["models", "--base-url", "http://127.0.0.1:9/v1", "--max-retries", "0"], {}, 8, "APIConnectionError"),
     ],
-    ids=["bad-argument", "no-key", "401", "no-connection"],
+    ids=["bad-argument", "no-key", "bad-timeout", "401", "no-connection"],
 )
 def test_each_kind_of_error_has_its_exit_code(
     env: dict[str, str],
@@ -278,6 +285,20 @@ def test_chat_json_writes_a_lone_surrogate_as_the_escape_it_came_as(
     out = capsys.readouterr().out
     assert '"content": "x\\ud800y é"' in out
     assert json.loads(out)["choices"][0]["message"]["content"] == "x\ud800y é"
+
+
+def test_a_plain_http_gateway_on_the_network_is_reached_only_when_allowed(
+    httpx_mock: HTTPXMock, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The refusal told a CLI user to pass `allow_insecure_http=True` to a client: no option did.
+    # pytest-httpx answers in-process: nothing leaves this machine.
+    monkeypatch.setenv("DEPLOYAI_API_KEY", TEST_KEY)
+    gateway = ["--base-url", "http://gateway.example/v1"]
+    assert main(["models", *gateway]) == 3
+    assert "use https://, or pass --allow-insecure-http if you really mean it" in capsys.readouterr().err
+    httpx_mock.add_response(url="http://gateway.example/v1/models", json={"object": "list", "data": []})
+    assert main(["models", *gateway, "--allow-insecure-http"]) == 0
+    assert capsys.readouterr().out.startswith("ID")
 
 
 def test_models_prints_control_characters_in_a_servers_names_as_escapes(
