@@ -122,17 +122,22 @@ class _Reader(Generic[_T, _L]):
     too (as `owner`), which keeps a stream alive for exactly as long as it is being iterated.
     """
 
-    __slots__ = ("concluded", "decoder", "first_chunk_at", "lease")
+    __slots__ = ("concluded", "decoder", "failure", "first_chunk_at", "lease")
 
     def __init__(self, lease: _L, chunk_type: type[_T]) -> None:
         self.lease = lease
         self.decoder = ChunkDecoder(chunk_type)
         self.first_chunk_at: float | None = None
         self.concluded = False  # the program closed the stream, or read on to its end (or to why it ended)
+        self.failure: APIError | None = None  # the error the stream ended with, for a read after it
 
     def error_for(self, problem: Exception) -> APIError:
-        """The typed error for a decoder's `ErrorEvent` or `InvalidEvent`, or a broken connection."""
-        return self._marked(self._error_for(problem))
+        """The typed error for a decoder's `ErrorEvent` or `InvalidEvent`, or a broken connection.
+
+        Kept: a read after it raises it again, rather than find the body ended with no `[DONE]`.
+        """
+        self.failure = error = self._marked(self._error_for(problem))
+        return error
 
     def _marked(self, error: _E) -> _E:
         """`error`, marked as met after the first chunk when it was (see `is_retryable`)."""
@@ -161,6 +166,8 @@ class _Reader(Generic[_T, _L]):
     def check_ended(self) -> None:
         """At the end of the body: raise unless `[DONE]` arrived or the stream itself was closed."""
         self.concluded = True
+        if self.failure is not None:
+            raise self.failure
         cut_short = self.lease.cut_short
         if self.decoder.done or (self.lease.closing and cut_short is None):
             return

@@ -536,6 +536,33 @@ def test_an_error_event_before_the_first_chunk_is_retried_as_its_status_and_afte
     assert not deployai.is_retryable(info.value)  # as the SDK decided: after a chunk, never
 
 
+@pytest.mark.parametrize("ending", ["error event", "bad chunk", "broken connection"])
+def test_a_stream_read_again_after_it_failed_raises_that_failure_again(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, ending: str
+) -> None:
+    # Read again, it said that the body had ended without [DONE]: a connection failure that never
+    # was (for a bad chunk, [DONE] had even come), in place of the rate limit it had met.
+    pieces = [event(chunk("Hel"))]
+    broken = None
+    if ending == "error event":
+        pieces.append(event({"error": {"message": "slow down", "type": "rate_limit_error"}}))
+    elif ending == "bad chunk":
+        pieces += [event('{"id": "x", "choices": [{"index": 0, "delta": 5}]}'), event(chunk("lo")), DONE]
+    else:
+        broken = httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+    add_stream(httpx_mock, pieces, fail_with=broken)
+    with stream_of(make_client(max_retries=0)) as stream:
+        with pytest.raises(deployai.APIError) as first:
+            for _ in stream:
+                pass
+        for again in (lambda: list(stream), stream.get_final_completion, lambda: "".join(stream.text_stream)):
+            with pytest.raises(deployai.APIError) as later:
+                again()
+            assert later.value is first.value
+    kinds = {"error event": deployai.RateLimitError, "bad chunk": deployai.APIResponseValidationError}
+    assert type(first.value) is kinds.get(ending, deployai.APIConnectionError)
+
+
 def test_a_blocking_stream_interrupted_mid_read_says_so_and_is_no_connection_error(httpx_mock: HTTPXMock) -> None:
     # Ctrl-C, or a notebook's interrupt, in the middle of a read: what the stream says next must not
     # invite a retry of the request the user just stopped.
