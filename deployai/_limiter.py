@@ -208,6 +208,7 @@ class RateLimiter:
     # Whether a waiter that may go is given its ticket under the lock (here); a limiter whose state
     # lives elsewhere lets it out of `_turn` to ask for one.
     _admits_here: ClassVar[bool] = True
+    _round_trip_allowance: float = 0.0  # see `_ask_timeout`
 
     def __init__(self, *, requests_per_minute: int | None = None, clock: VirtualTime | None = None) -> None:
         self._requests_per_minute: Final = _check_per_minute(requests_per_minute)
@@ -295,7 +296,7 @@ class RateLimiter:
             while True:
                 if isinstance(step, Ask):
                     try:
-                        given = step.result(max(0.0, deadline - self._clock()))
+                        given = step.result(self._ask_timeout(deadline))
                     except concurrent.futures.TimeoutError:
                         turns.throw(self._held(request, math.inf, wait_limit, unanswered=True))
                     step = turns.send(given)
@@ -344,10 +345,19 @@ class RateLimiter:
                 if isinstance(step, Ask):
                     # A loop closed meanwhile never runs this task again: the ticket goes back at once.
                     step.add_done_callback(lambda done: self._give_back(done) if loop.is_closed() else None)
+                    # Not `asyncio.wait_for`, which up to 3.11 returns the ticket of an ask answered
+                    # as this task is cancelled, and the cancelled call would go on to send.
+                    answered = asyncio.wrap_future(step)
                     try:
-                        given: int = await asyncio.wait_for(asyncio.wrap_future(step), deadline - self._clock())
-                    except asyncio.TimeoutError:  # `TimeoutError` on 3.11 and later, not on 3.10
+                        done, _ = await asyncio.wait((answered,), timeout=self._ask_timeout(deadline))
+                    finally:
+                        # A ticket it gets after all goes back (`_abandon`). A coroutine closed after
+                        # its loop (dropped, collected) cancels nothing: the loop takes no more calls.
+                        if not answered.done() and not loop.is_closed():
+                            answered.cancel()
+                    if not done:
                         turns.throw(self._held(request, math.inf, wait_limit, unanswered=True))
+                    given: int = answered.result()
                     step = turns.send(given)
                 elif step is not None and self._virtual is not None and not isinstance(step, _Behind):
                     await self._settle_ready(asyncio)
@@ -446,6 +456,16 @@ class RateLimiter:
     def _ask(self, cost: int) -> Ask:
         """Ask where the state lives whether the head of the queue (`cost` tokens) may go: its ticket, or 0."""
         raise NotImplementedError  # never called: this limiter admits under its lock
+
+    def _ask_timeout(self, deadline: float) -> float | None:
+        """How long a caller at the head of the queue waits for its `Ask` (None: for good).
+
+        Until its deadline, and at least as long as a round trip to where the state lives may take
+        (`_round_trip_allowance`), so that a caller with no time to wait (`max_retry_wait=0`) still
+        hears back from a store that answers.
+        """
+        left = max(deadline - self._clock(), self._round_trip_allowance)
+        return left if left < threading.TIMEOUT_MAX else None  # `math.inf` (and more) overflows a lock's wait
 
     def _asked_where(self) -> str:
         """Where `_ask` asks, as an error may name it."""

@@ -21,9 +21,10 @@ callers in each process, the same waiting. What changes is where the state lives
 - A process counts its own requests in flight and their tokens and writes them (not a difference), renewed at least
   every third of `REDIS_LEASE_SECONDS` while it is not zero: a process that dies stops counting after the lease, and
   a write lost to an outage is corrected by the next.
-- When Redis fails (an error, a read slower than `timeout` or a call slower than four times that, or an
-  answer it cannot use), the process paces on its own from what it knew, logs one warning, and tries
-  Redis again every `REDIS_RETRY_SECONDS`.
+- When Redis fails (an error, a read slower than `timeout`, or an answer it cannot use), the process
+  paces on its own from what it knew, logs one warning, and tries Redis again every
+  `REDIS_RETRY_SECONDS`. A Redis that answers, however slowly, is waited for: by each caller until
+  its deadline (at least `_ASK_TIMEOUTS` times `timeout`), which then refuses its call.
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ def _check_url(url: object) -> str:
     return url
 
 
+# A caller at the head of the queue waits for Redis's answer until its deadline, and at least this
+# many `timeout`s: a round trip may take several reads, and more while this process is busy.
+_ASK_TIMEOUTS: Final = 4
 _QUERY_FIELD: Final = re.compile(r"(?<=[?&])([^=&]*)=([^&]*)")
 
 
@@ -152,8 +156,7 @@ class RedisRateLimiter(RateLimiter):
             is derived from the API key of the first request (a hash: the key is not stored), so that
             limiters for one key share a budget and limiters for different keys do not.
         requests_per_minute: your plan's limit, if you know it (see `RateLimiter`).
-        timeout: seconds a read from Redis may take before Redis counts as down (a whole call: four
-            times that).
+        timeout: seconds a read from Redis may take before Redis counts as down.
 
     Raises:
         InvalidParameterError: a parameter is not valid.
@@ -176,6 +179,7 @@ class RedisRateLimiter(RateLimiter):
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
             raise InvalidParameterError("timeout", timeout, "a number of seconds > 0")
         self._timeout: Final = float(timeout)
+        self._round_trip_allowance = _ASK_TIMEOUTS * self._timeout
         _check_per_minute(requests_per_minute)
         try:
             import redis

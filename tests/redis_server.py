@@ -6,11 +6,9 @@ are skipped with a reason that says so.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -79,45 +77,3 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
-
-
-class TricklingProxy:
-    """A loopback proxy to Redis that, once `trickle` is set, hands on Redis's answers a byte at a time.
-
-    Each byte comes within `gap` seconds, well inside any socket timeout, so only a bound on a whole
-    call can tell such a Redis from a healthy one.
-    """
-
-    def __init__(self, port: int, gap: float) -> None:
-        self.gap = gap
-        self.trickle = threading.Event()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"redis://127.0.0.1:{self.listener.getsockname()[1]}/0"
-        self.port = port
-        self.sockets: list[socket.socket] = [self.listener]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        with contextlib.suppress(OSError):  # closed
-            while True:
-                client, _ = self.listener.accept()
-                upstream = socket.create_connection(("127.0.0.1", self.port))
-                self.sockets += [client, upstream]
-                threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
-                threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
-
-    def _pipe(self, source: socket.socket, sink: socket.socket, answers: bool) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                if answers and self.trickle.is_set():
-                    for byte in data:
-                        time.sleep(self.gap)
-                        sink.sendall(bytes([byte]))
-                else:
-                    sink.sendall(data)
-
-    def close(self) -> None:
-        for sock in self.sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()

@@ -12,6 +12,7 @@ import gc
 import itertools
 import json
 import logging
+import math
 import multiprocessing
 import os
 import pickle
@@ -33,7 +34,7 @@ import deployai
 from deployai import _redis_courier, _redis_state
 from deployai.testing import EmulatorServer
 from tests.conftest import API_KEY, completion_json, user
-from tests.redis_server import NO_REDIS_SERVER, REDIS_SERVER, RedisServer, TricklingProxy, needs_redis, redis_server
+from tests.redis_server import NO_REDIS_SERVER, REDIS_SERVER, RedisServer, needs_redis, redis_server
 from tests.scale_worker import answer_share, one_call_then_leave
 from tests.test_limiter import CountingEmulator, window
 from tests.token_gateway import TokenGateway
@@ -882,55 +883,6 @@ def test_a_slow_redis_counts_as_down_and_calls_go_on_without_it(
     limiter.close()
 
 
-@pytest.fixture
-def trickling(redis: RedisServer) -> Iterator[TricklingProxy]:
-    """A proxy to the test's Redis that answers a byte every 10 ms once its `trickle` is set."""
-    proxy = TricklingProxy(redis.port, gap=0.01)
-    try:
-        yield proxy
-    finally:
-        proxy.close()
-
-
-def test_a_redis_answering_a_byte_at_a_time_counts_as_down_and_calls_go_on_without_it(
-    trickling: TricklingProxy, caplog: pytest.LogCaptureFixture
-) -> None:
-    # Each byte comes well inside the 50 ms each read may take; the whole answer takes far longer
-    # than the four times that a call may.
-    limiter = deployai.RedisRateLimiter(trickling.url, name="trickle", timeout=0.05)
-    limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=50, limit=50), 0.0)
-    until(lambda: limiter._courier.own == 0, "the answer was written")
-    assert limiter.shared
-    trickling.trickle.set()
-    with caplog.at_level(logging.WARNING, logger="deployai"):
-        ticket = limiter._acquire_sync(REQUEST, 30)
-    assert not limiter.shared  # the next calls are not held by it: they are paced here until it answers again
-    assert [r.getMessage()[:36] for r in caplog.records] == ["Redis is unreachable or failing (Tim"]
-    limiter._settle(ticket, answer(remaining=49, limit=50), 0.0)
-    trickling.trickle.clear()
-    limiter.close()
-
-
-@pytest.mark.parametrize("side", ["sync", "async"])
-def test_a_call_waits_for_a_slow_redis_no_longer_than_it_may_wait(trickling: TricklingProxy, side: str) -> None:
-    # Redis within its timeout still, but slower than this call may wait (its total_timeout left, or
-    # max_retry_wait): it is refused at its limit, nothing sent, and the ticket that comes later goes back.
-    limiter = deployai.RedisRateLimiter(trickling.url, name="trickle", timeout=10)
-    limiter._settle(limiter._acquire_sync(REQUEST, 5), answer(remaining=50, limit=50), 0.0)
-    until(lambda: limiter._courier.own == 0, "the answer was written")
-    trickling.trickle.set()
-    with pytest.raises(deployai.RateLimitError, match=r"until Redis \(redis://127\.0\.0\.1:\d+/0\) answers whether"):
-        if side == "sync":
-            limiter._acquire_sync(REQUEST, 0.2)
-        else:
-            asyncio.run(limiter._acquire_async(REQUEST, 0.2))
-    trickling.trickle.clear()
-    until(lambda: not limiter._courier.asks and not limiter._courier.answers, "the slow round trip ended")
-    until(lambda: limiter._courier.own == 0, "the ticket it gave went back")
-    assert limiter.shared
-    limiter.close()
-
-
 class FlakyRedis:
     """Redis in this process: one key, replaced by compare-and-set as the script does; every call fails while `down`."""
 
@@ -967,6 +919,87 @@ class FarRedis(FlakyRedis):
             self.losses -= 1
             return False, self.value, time.time()
         return super().call(key, version, state)
+
+
+class GatedRedis(FlakyRedis):
+    """`FlakyRedis` whose calls, while `held`, answer only once `gate` opens: a Redis slow to answer, not down."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held = False
+        self.gate = threading.Event()
+
+    def call(self, key: str, version: bytes, state: bytes) -> tuple[bool, bytes, float]:
+        if self.held:
+            self.gate.wait(10)  # on code that waits for Redis for good: answered after all, and the test fails
+        return super().call(key, version, state)
+
+
+@pytest.mark.parametrize("side", ["sync", "async"])
+def test_a_call_waits_for_a_slow_redis_no_longer_than_it_may_wait(monkeypatch: pytest.MonkeyPatch, side: str) -> None:
+    # A Redis answering a byte at a time (each read inside `timeout`) held calls past their
+    # total_timeout and max_retry_wait, for as long as it dripped. Now a call waits for its answer
+    # until its deadline, and at least four `timeout`s: it is refused then, nothing sent, and the
+    # ticket Redis gives later goes back.
+    redis = GatedRedis()
+    monkeypatch.setattr(_redis_courier, "_Redis", redis)
+    limiter = deployai.RedisRateLimiter("redis://127.0.0.1:1/0", name="slow", timeout=0.05)
+    redis.held = True
+    with pytest.raises(deployai.RateLimitError, match=r"until Redis \(redis://127\.0\.0\.1:1/0\) answers whether"):
+        if side == "sync":
+            limiter._acquire_sync(REQUEST, 0.1)
+        else:
+            asyncio.run(limiter._acquire_async(REQUEST, 0.1))
+    redis.gate.set()
+    until(lambda: not limiter._courier.asks and limiter._courier.own == 0, "the ticket it was given went back")
+    assert limiter.shared
+    limiter.close()
+
+
+@pytest.mark.parametrize("side", ["sync", "async"])
+@pytest.mark.parametrize("wait_limit", [0.0, math.inf])
+def test_a_call_with_no_time_or_all_the_time_to_wait_hears_back_from_redis(
+    redis: RedisServer, side: str, wait_limit: float
+) -> None:
+    # `max_retry_wait=0` refused every call, Redis given no time to answer; `math.inf` overflowed the wait.
+    limiter = deployai.RedisRateLimiter(redis.url, name="bounds")
+    if side == "sync":
+        ticket = limiter._acquire_sync(REQUEST, wait_limit)
+    else:
+        ticket = asyncio.run(limiter._acquire_async(REQUEST, wait_limit))
+    limiter._settle(ticket, answer(remaining=40, limit=50), 0.0)
+    until(lambda: limiter._courier.own == 0, "the answer was written")
+    limiter.close()
+
+
+def test_a_task_cancelled_as_redis_answers_is_cancelled_and_gives_its_ticket_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Up to Python 3.11, `asyncio.wait_for` returned the ticket of an ask answered in the same step
+    # of the loop as the cancel: the cancelled call went on, to send its request.
+    redis = GatedRedis()
+    monkeypatch.setattr(_redis_courier, "_Redis", redis)
+    limiter = deployai.RedisRateLimiter("redis://127.0.0.1:1/0", name="cancel")
+    ask = limiter._courier.ask
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+
+        def ask_then_cancel(cost: int) -> Any:
+            asked = ask(cost)
+            # Run first when Redis answers: the cancel lands in the step of the loop the answer does.
+            asked.add_done_callback(lambda _: loop.call_soon_threadsafe(task.cancel))
+            return asked
+
+        monkeypatch.setattr(limiter._courier, "ask", ask_then_cancel)
+        await limiter._acquire_async(REQUEST, 5)
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(main())
+    until(lambda: limiter._courier.own == 0, "the ticket went back")
+    limiter.close()
 
 
 def _pauses_after_lost_writes(monkeypatch: pytest.MonkeyPatch, redis: FarRedis) -> list[float]:

@@ -171,6 +171,9 @@ def test_a_reply_waits_for_the_retry_when_a_fault_replaced_the_answer(emulator: 
         lambda: Emulator(api_keys=["test-key"]),
         lambda: Emulator(api_keys=[]),
         lambda: Emulator(api_keys=["sk-a", 3]),  # type: ignore[list-item]
+        lambda: Emulator(api_keys=["sk-abc "]),  # read stripped by the server: its own clients' calls were 401s
+        lambda: Emulator(api_keys=["sk-a b"]),
+        lambda: Emulator().on(route="models", stream=False),  # could never match
         lambda: Emulator(clock="now"),  # type: ignore[arg-type]
     ],
     ids=[
@@ -196,6 +199,9 @@ def test_a_reply_waits_for_the_retry_when_a_fault_replaced_the_answer(emulator: 
         "no-keys",
         "key-not-str",
         "clock-not-callable",
+        "key-with-space-after",
+        "key-with-space-inside",
+        "stream-on-models",
     ],
 )
 def test_a_bad_script_is_refused_when_written(make: Any) -> None:
@@ -209,9 +215,10 @@ def test_an_emulator_told_no_clock_keeps_real_time_and_a_refused_key_is_never_sh
     with emulator.client() as client:
         assert ask(client, GPT) == "You said: Hello!"
     assert before <= emulator.requests[0].received_at <= time.time()
-    with pytest.raises(deployai.InvalidParameterError) as refused:
-        Emulator(api_keys=["sk-good", "live-secret-123"])
-    assert "live-secret-123" not in str(refused.value)
+    for secret in ("live-secret-123", b"sk-live-secret-123", "sk-live-secret-123\n"):
+        with pytest.raises(deployai.InvalidParameterError) as refused:
+            Emulator(api_keys=["sk-good", secret])  # type: ignore[list-item]
+        assert "live-secret-123" not in str(refused.value)
 
 
 # Aimed faults
@@ -247,6 +254,12 @@ def test_a_fault_for_whole_answers_leaves_the_listing_of_models_alone(emulator: 
         with pytest.raises(deployai.ServiceUnavailableError):
             ask(client)
         assert ask(client) == "You said: Hello!"
+
+
+def test_an_unused_rule_for_whole_answers_is_named_by_that_criterion(emulator: Emulator) -> None:
+    emulator.on(stream=False).fail(503)
+    with pytest.raises(AssertionError, match=r"stream=False"):  # it read "any request"
+        emulator.assert_scripts_used()
 
 
 def test_assert_scripts_used_names_what_was_never_used(emulator: Emulator, client: DeployAI) -> None:

@@ -95,9 +95,12 @@ class Emulator(Scripts, RequestLog, Adapters):
             if not keys:
                 raise InvalidParameterError("api_keys", api_keys, "at least one key (None takes any key)")
             for key in keys:
-                if not isinstance(key, str) or not key.startswith("sk-"):
-                    shown = "a key that does not" if isinstance(key, str) else key  # never the key itself
-                    raise InvalidParameterError("api_keys", shown, "keys that start with 'sk-', as the API's do")
+                # Its clients send a key as given, and the server reads it stripped: "sk-a " is never "sk-a ".
+                if not isinstance(key, str) or not key.startswith("sk-") or len(key.split()) != 1 or key != key.strip():
+                    shown = f"a {type(key).__name__} that is no such key"  # never the key itself
+                    raise InvalidParameterError(
+                        "api_keys", shown, "keys that start with 'sk-', with no spaces, as the API's do"
+                    )
         if clock is None:
             clock = time.time
         elif not callable(clock):

@@ -143,6 +143,8 @@ class Match:
             raise InvalidParameterError("route", self.route, f"one of {list(ROUTE_NAMES)}")
         if self.stream is not None and not isinstance(self.stream, bool):
             raise InvalidParameterError("stream", self.stream, "True, False or None")
+        if self.stream is not None and self.route not in (None, "chat"):  # it would never match
+            raise InvalidParameterError("stream", self.stream, f"None for route {self.route!r} (only chat streams)")
         if self.when is not None and not callable(self.when):
             raise InvalidParameterError("when", self.when, "a function of the recorded request")
 
@@ -166,7 +168,11 @@ class Match:
 
     def describe(self) -> str:
         """The criteria, for a message."""
-        parts = [f"{name}={getattr(self, name)!r}" for name in ("model", "route", "stream") if getattr(self, name)]
+        parts = [
+            f"{name}={getattr(self, name)!r}"
+            for name in ("model", "route", "stream")
+            if getattr(self, name) is not None
+        ]
         if self.when is not None:
             parts.append(f"when={getattr(self.when, '__name__', 'a predicate')}")
         return ", ".join(parts) or "any request"
