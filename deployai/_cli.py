@@ -40,6 +40,8 @@ from ._logging import MIN_KEY_LENGTH, redact
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
+
     from ._client import DeployAI
 
 __all__ = ["EXIT_CODES", "main"]
@@ -94,11 +96,31 @@ class _Parser(argparse.ArgumentParser):
         self._typed = list(sys.argv[1:] if args is None else args)
         return super().parse_known_args(args, namespace)
 
+    def print_help(self, file: SupportsWrite[str] | None = None) -> None:
+        """Print the help on stdout; raise `OSError` if it cannot be written (stdout closed, a full disk)."""
+        if file is None and sys.stdout is None:  # argparse would print it on stderr
+            raise OSError(errno.EBADF, "standard output is closed")
+        super().print_help(file)
+
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        if not message:
+            return
+        stdout = sys.stdout
+        if stdout is not None and file == stdout:  # identity (`is` would make mypy take stdout for `file`)
+            # argparse ignores a failed write: `--help` would exit 0 with nothing printed.
+            stdout.write(message)
+            stdout.flush()
+            return
+        target = sys.stderr if file is None else file
+        with contextlib.suppress(OSError, AttributeError):  # stderr closed too: nowhere left to say it
+            target.write(message)
+
     def error(self, message: str) -> NoReturn:
         """Print the usage and the error, the key redacted, and exit with status 2."""
         for key in _typed_keys(self._typed):
             message = redact(message, key)
-        self.print_usage(sys.stderr)
+        if sys.stderr is not None:  # closed (`2>&-`), argparse would print the usage on stdout instead
+            self.print_usage(sys.stderr)
         self.exit(2, f"{self.prog}: error: {redact(message)}\n")
 
 

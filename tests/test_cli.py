@@ -389,6 +389,14 @@ def test_closed_stdout_or_stdin_is_one_line_on_stderr_and_no_traceback(env: dict
             'echo "emulator, stdout closed: $?" >&2',
             f"'{SCRIPT}' chat - <&-",
             'echo "chat -, stdin closed: $?" >&2',
+            # The help, which argparse wrote into a failed stdout and exited 0.
+            f"'{SCRIPT}' --help >&-",
+            'echo "help, stdout closed: $?" >&2',
+            f"'{SCRIPT}' --help > /dev/full",
+            'echo "help, disk full: $?" >&2',
+            # A usage error with stderr closed: argparse printed the usage on stdout instead.
+            f"'{SCRIPT}' chat 2>&-",
+            'echo "usage error, stderr closed: $?" >&2',
         ]
     )
     shell = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, timeout=60, check=False)
@@ -399,7 +407,13 @@ def test_closed_stdout_or_stdin_is_one_line_on_stderr_and_no_traceback(env: dict
         "emulator, stdout closed: 1",
         "deployai: InvalidParameterError: prompt must be text on stdin, which is closed; got '-'",
         "chat -, stdin closed: 3",
+        "deployai: standard output is closed",
+        "help, stdout closed: 1",
+        "deployai: No space left on device",
+        "help, disk full: 1",
+        "usage error, stderr closed: 2",
     ]
+    assert shell.stdout == ""
 
 
 @pytest.mark.parametrize("command", [["models"], ["models", "--json"], ["chat", "hi"], ["chat", "hi", "--json"]])
