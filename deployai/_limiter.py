@@ -203,6 +203,9 @@ class RateLimiter:
     # a step of the wall clock neither stalls callers nor lets them through early; tests replace it.
     _clock: Callable[[], float] = staticmethod(time.monotonic)
     _unix: Callable[[], float] = staticmethod(time.time)  # what resets, given in unix time, are read against
+    # What callers' deadlines are kept on: `_clock` here, but not where `_clock` follows another
+    # machine's clock, which steps as it is read again (`RedisRateLimiter`'s, after a slow answer).
+    _steady: Callable[[], float] = staticmethod(time.monotonic)
     _virtual: VirtualTime | None = None
     _unpickled = False  # made in this process from a pickle (see `one_per_process`)
     # Whether a waiter that may go is given its ticket under the lock (here); a limiter whose state
@@ -214,7 +217,7 @@ class RateLimiter:
         self._requests_per_minute: Final = _check_per_minute(requests_per_minute)
         self._virtual = _check_clock(clock)
         if clock is not None:  # unix time, which only moves forward: steady enough, and resets need no moving
-            self._clock = self._unix = clock
+            self._clock = self._unix = self._steady = clock
         self._start()
         # What its pickled copies carry, so that those unpickled in one process are this one limiter
         # there (one queue, one count in flight), and never another made with the same settings.
@@ -298,6 +301,8 @@ class RateLimiter:
                     try:
                         given = step.result(self._ask_timeout(deadline))
                     except concurrent.futures.TimeoutError:
+                        if step.done():  # the answer is this error (on 3.11 and later, any `TimeoutError`)
+                            raise
                         turns.throw(self._held(request, math.inf, wait_limit, unanswered=True))
                     step = turns.send(given)
                 else:
@@ -464,7 +469,7 @@ class RateLimiter:
         (`_round_trip_allowance`), so that a caller with no time to wait (`max_retry_wait=0`) still
         hears back from a store that answers.
         """
-        left = max(deadline - self._clock(), self._round_trip_allowance)
+        left = max(deadline - self._steady(), self._round_trip_allowance)
         return left if left < threading.TIMEOUT_MAX else None  # `math.inf` (and more) overflows a lock's wait
 
     def _asked_where(self) -> str:
@@ -560,7 +565,7 @@ class RateLimiter:
             waiter = make_waiter(owner)
             waiter.cost = cost
             queue.append(waiter)
-            return waiter, now + wait_limit
+            return waiter, self._steady() + wait_limit
 
     def _turn(self, waiter: _Waiter, deadline: float, request: httpx.Request) -> tuple[int | None, float]:
         """Let `waiter` through if it is its turn and the pace allows: `(ticket, 0)`.
@@ -572,6 +577,7 @@ class RateLimiter:
         queue = self._queue
         pacing = self._pacing
         now = self._clock()
+        left = deadline - self._steady()  # of the time this caller may wait
         if waiter.away:  # dropped while its event loop stood still: it comes back at the end of the queue
             waiter.away = False
             queue.append(waiter)
@@ -590,11 +596,11 @@ class RateLimiter:
                 self._wake_head()  # the next one may be let through at once too
                 return ticket, 0.0
             firm = pacing.firm_delay(now, 0, cost)
-            if now >= deadline or now + firm > deadline:
+            if left <= 0 or firm > left:
                 self._leave(waiter)
-                raise self._held(request, firm or wait, deadline - now)
-            return None, min(wait, deadline - now)
-        if now >= deadline:
+                raise self._held(request, firm or wait, left)
+            return None, min(wait, left)
+        if left <= 0:
             ahead = queue.index(waiter)
             firm = pacing.firm_delay(now, ahead, waiter.cost)
             self._leave(waiter)
@@ -603,8 +609,8 @@ class RateLimiter:
         if isinstance(head, _TaskWaiter) and getattr(waiter, "loop", None) is not head.loop:
             # The head's loop may stop or stall, and then only a caller of another loop or thread
             # can look for it (see `_TaskWaiter.gone`); the tasks of its own loop stall with it.
-            return None, min(deadline - now, _STUCK_SECONDS)
-        return None, deadline - now  # woken earlier when it comes to the head of the queue
+            return None, min(left, _STUCK_SECONDS)
+        return None, left  # woken earlier when it comes to the head of the queue
 
     def _cost(self, request: httpx.Request) -> int:
         """The tokens `request` may take (`token_cost`), counted once answers report a token budget (else 0)."""

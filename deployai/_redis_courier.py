@@ -177,10 +177,12 @@ class Courier:
         with self.serving_here:  # one caller at a time: the round trips share one connection and state
             while True:
                 with self.wakeup:
-                    if self.thread is not None or not (self.asks or self.answers):
+                    if self.thread is not None:
+                        break
+                    asked = self._live_ask()
+                    if asked is None and not self.answers:
                         break
                     answers, self.answers = self.answers, []
-                    asked = self.asks.popleft() if self.asks else None
                 self._serve(answers, asked)
             if self.thread is None:
                 redis, self.redis = self.redis, None
@@ -195,7 +197,7 @@ class Courier:
             while True:
                 with self.wakeup:
                     idle_since = time.monotonic()
-                    while not self.asks and not self.answers:
+                    while (asked := self._live_ask()) is None and not self.answers:
                         if self.stopping or (not self.own and time.monotonic() >= idle_since + _IDLE_SECONDS):
                             self.thread = None  # the next ask or answer starts another
                             return
@@ -203,17 +205,27 @@ class Courier:
                             break  # renew this process's count of requests in flight
                         self.wakeup.wait(renew if self.own else _IDLE_SECONDS)
                     answers, self.answers = self.answers, []
-                    asked = self.asks.popleft() if self.asks else None
                 self._serve(answers, asked)
         finally:
             redis, self.redis = self.redis, None
             if redis is not None:
                 redis.close()
 
+    def _live_ask(self) -> Ask | None:
+        """The first ask whose caller still waits for it, now running; None if none. Under the lock.
+
+        The asks of callers that gave up (their deadline, a cancel) are dropped unasked: each would
+        cost a round trip, and a slow Redis would take them one at a time before a caller that waits.
+        """
+        asks = self.asks
+        while asks:
+            asked = asks.popleft()
+            if asked.set_running_or_notify_cancel():
+                return asked
+        return None
+
     def _serve(self, answers: list[tuple[int, Answer]], asked: Ask | None) -> None:
-        """Settle `answers` and answer `asked` (if any) with one round trip."""
-        if asked is not None and not asked.set_running_or_notify_cancel():
-            asked = None  # its caller gave up before it was asked
+        """Settle `answers` and answer `asked` (if any, running) with one round trip."""
         try:
             ticket = self._exchange(answers, None if asked is None else asked.cost)
         except BaseException as exc:  # a bug: tell the caller rather than leave it waiting

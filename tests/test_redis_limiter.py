@@ -928,8 +928,10 @@ class GatedRedis(FlakyRedis):
         super().__init__()
         self.held = False
         self.gate = threading.Event()
+        self.calls = 0
 
     def call(self, key: str, version: bytes, state: bytes) -> tuple[bool, bytes, float]:
+        self.calls += 1
         if self.held:
             self.gate.wait(10)  # on code that waits for Redis for good: answered after all, and the test fails
         return super().call(key, version, state)
@@ -953,6 +955,78 @@ def test_a_call_waits_for_a_slow_redis_no_longer_than_it_may_wait(monkeypatch: p
     redis.gate.set()
     until(lambda: not limiter._courier.asks and limiter._courier.own == 0, "the ticket it was given went back")
     assert limiter.shared
+    limiter.close()
+
+
+def test_the_asks_of_callers_that_gave_up_cost_a_slow_redis_no_round_trip(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each was still sent, one slow round trip after another, before the ask of a caller that waits.
+    redis = GatedRedis()
+    monkeypatch.setattr(_redis_courier, "_Redis", redis)
+    limiter = deployai.RedisRateLimiter("redis://127.0.0.1:1/0", name="gave-up", timeout=0.01)
+    redis.held = True
+    for _ in range(4):  # the first ask is in Redis's hands, the next three wait behind it
+        with pytest.raises(deployai.RateLimitError, match="until Redis"):
+            limiter._acquire_sync(REQUEST, 0.0)
+    tickets: list[int] = []
+    waiting = threading.Thread(target=lambda: tickets.append(limiter._acquire_sync(REQUEST, 30)), daemon=True)
+    waiting.start()
+    until(lambda: len(limiter._courier.asks) == 4, "the caller that waits has asked")
+    before = redis.calls
+    redis.held = False
+    redis.gate.set()
+    waiting.join(10)
+    assert len(tickets) == 1
+    # The first ask's call ends, and the ticket it got goes back with the ask of the one that waits.
+    assert redis.calls - before <= 2
+    limiter._settle(tickets[0], answer(remaining=40, limit=50), 0.0)
+    until(lambda: limiter._courier.own == 0, "the answer was written")
+    limiter.close()
+
+
+class LateRedis(FlakyRedis):
+    """`FlakyRedis` whose answers, once `late` is set, arrive that many seconds after Redis read its clock."""
+
+    late = 0.0
+
+    def call(self, key: str, version: bytes, state: bytes) -> tuple[bool, bytes, float]:
+        answer = super().call(key, version, state)
+        time.sleep(self.late)  # the answer on its slow way back, the time in it read before
+        return answer
+
+
+def test_a_late_answer_that_steps_redis_clock_back_holds_no_caller_past_its_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each answer resets the limiter's clock to Redis's, which a late one sets back by its lateness:
+    # a caller behind, its deadline on that clock, was held that much past its limit, and let through.
+    redis = LateRedis()
+    monkeypatch.setattr(_redis_courier, "_Redis", redis)
+    limiter = deployai.RedisRateLimiter("redis://127.0.0.1:1/0", name="late", timeout=0.05)
+    limiter._withdraw(limiter._acquire_sync(REQUEST, 5))
+    until(lambda: not limiter._courier.answers and limiter._courier.own == 0, "the first exchange is done")
+    redis.late = 1.0
+    first = threading.Thread(target=lambda: limiter._acquire_sync(REQUEST, 5), daemon=True)
+    first.start()
+    until(lambda: limiter.waiting == 1, "the first caller asks")
+    with pytest.raises(deployai.RateLimitError, match="until Redis"):
+        # Its turn comes after the first answer, a second late; its own takes two (a read, a write).
+        limiter._acquire_sync(REQUEST, 2.5)
+    first.join(10)
+    limiter.close()
+
+
+def test_a_timeout_error_redis_answers_with_is_raised_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    # On 3.11 and later it is the `TimeoutError` a wait for the ask raises: it read as Redis's silence.
+    limiter = deployai.RedisRateLimiter("redis://127.0.0.1:1/0", name="raises")
+
+    def failing(answers: object, asking: object) -> int:
+        raise TimeoutError("a bug in the courier")
+
+    monkeypatch.setattr(limiter._courier, "_exchange", failing)
+    with pytest.raises(TimeoutError, match="a bug in the courier"):
+        limiter._acquire_sync(REQUEST, 5)
+    with pytest.raises(TimeoutError, match="a bug in the courier"):
+        asyncio.run(limiter._acquire_async(REQUEST, 5))
     limiter.close()
 
 
