@@ -124,20 +124,29 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {redact(message)}\n")
 
 
+_CREDENTIAL_WORDS: Final = ("key", "token", "secret", "password", "passwd", "auth", "credential")
+
+
 def _typed_keys(typed: Sequence[str]) -> list[str]:
     """What was typed as an API key, in any shape, to be taken out of a usage error.
 
-    The value of `--api-key`, of an abbreviation of it, or of a misspelling with "key" in it
-    (`--api_key`, `--apikey`, `--key`). No client exists yet to know the key by, and a key not
-    shaped like `sk-...` has no pattern.
+    The value of `--api-key`, of an abbreviation of it, or of an option named like a credential
+    (`--api_key`, `-api-key`, `--key`, `--token`, `--secret`, `--password`, `--auth`), given as
+    `--name=value`, as the next word, or in the same word after a space (`"--api-key KEY"`, as a
+    list of arguments may hold it). No client exists yet to know the key by, and a key not shaped
+    like `sk-...` has no pattern.
     """
     keys = []
     for index, word in enumerate(typed):
+        if not word.startswith("-"):
+            continue
         name, equals, value = word.partition("=")
-        spelled = name.lower().replace("_", "-")
-        abbreviated = len(spelled) > 2 and "--api-key".startswith(spelled)  # `--a`, `--ap`: refused, and echoed
-        if name.startswith("--") and ("key" in spelled or abbreviated):
-            if not equals and index + 1 < len(typed) and not typed[index + 1].startswith("--"):
+        if not equals:
+            name, equals, value = word.partition(" ")
+        spelled = name.lower().replace("_", "-").lstrip("-")
+        abbreviated = len(spelled) > 0 and "api-key".startswith(spelled)  # `--a`, `--ap`: refused, and echoed
+        if abbreviated or spelled == "k" or any(part in spelled for part in _CREDENTIAL_WORDS):
+            if not equals and index + 1 < len(typed) and not typed[index + 1].startswith("-"):
                 value = typed[index + 1]
             keys.append(value)
     return [key for key in keys if len(key) >= MIN_KEY_LENGTH]  # a shorter one would redact ordinary words

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 import httpx
 from typing_extensions import Self
 
-from ._config import ClientOptions, changed_options, conceal, hide_call_keys, resolve_options
+from ._config import ClientOptions, changed_options, conceal, conceal_headers, hide_call_keys, resolve_options
 from ._constants import DEFAULT_MAX_RETRIES, DEFAULT_MAX_RETRY_WAIT_SECONDS
 from ._endpoint import Endpoint, PreparedRequest
 from ._exceptions import InvalidParameterError
@@ -73,6 +73,7 @@ class _BaseClient(Generic[_HTTP, _Httpx]):
         rate_limiter: RateLimiter | None = None,
     ) -> None:
         api_key = conceal(api_key)  # before anything can raise: a traceback may show this frame's locals
+        default_headers = conceal_headers(default_headers)  # a key in them too
         client_type = self._httpx_type
         if http_client is not None and not isinstance(http_client, client_type):
             raise InvalidParameterError(
@@ -136,6 +137,7 @@ class _BaseClient(Generic[_HTTP, _Httpx]):
         Copies are cheap: make one per call if you like. Closing a copy leaves the pool open; closing
         the client it came from closes the pool for every copy.
         """
+        default_headers = conceal_headers(default_headers)  # as in `__init__`
         copy = object.__new__(type(self))
         copy._options = changed_options(
             self._options,

@@ -164,7 +164,7 @@ def check_headers(param: str, headers: Mapping[str, str]) -> dict[str, str]:
                 "str" if isinstance(value, str) else type(value).__name__,  # a redacted key's type is a str too
                 "a str of printable ASCII without line breaks, nor a space or tab at either end",
             )
-    return dict(headers)
+    return conceal_headers(dict(headers))
 
 
 _KEY_HEADERS: Final = frozenset({"authorization", "proxy-authorization"})
@@ -178,14 +178,25 @@ def hide_call_keys(params: dict[str, Any]) -> None:
     very dict. The caller's headers mapping itself is left as it is.
     """
     extra = params.get("extra_headers")
+    if extra is not None:
+        params["extra_headers"] = conceal_headers(extra)
+
+
+def conceal_headers(headers: _T) -> _T:
+    """A copy of `headers` whose key headers are `Secret`s, if it has one; anything else as it is.
+
+    For headers a caller gives (`default_headers`, `extra_headers`): the caller's own mapping is
+    left as it is, and a frame's locals show the copy.
+    """
     if (
-        isinstance(extra, Mapping)
-        and not isinstance(extra, httpx.Headers)  # which hides the value in its own repr (and joins repeats)
-        and any(_is_key_header(name, value) for name, value in extra.items())
+        isinstance(headers, Mapping)
+        and not isinstance(headers, httpx.Headers)  # which hides the value in its own repr (and joins repeats)
+        and any(_is_key_header(name, value) for name, value in headers.items())
     ):
-        params["extra_headers"] = {
-            name: Secret(value) if _is_key_header(name, value) else value for name, value in extra.items()
-        }
+        return cast(
+            "_T", {name: Secret(value) if _is_key_header(name, value) else value for name, value in headers.items()}
+        )
+    return headers
 
 
 def _is_key_header(name: object, value: object) -> bool:
@@ -281,17 +292,19 @@ def _legacy_ipv4_loopback(host: str) -> bool:
 
 
 def _without_userinfo(url: str) -> str:
-    """`url` as an error may quote it: everything from after its `//` (or from its start) to its last `@` hidden.
+    """`url` as an error may quote it: from after its `//` (or its start) to its last `@` hidden, and any query.
 
     A password may hold `/`, `?` or `#` unencoded, and then no parser finds it; without `//`, what
     looks like a scheme may be a user name.
     """
     at = url.rfind("@")
-    if at < 0:
-        return url
-    start = url.find("//")
-    start = start + 2 if 0 <= start < at else 0
-    return url[:start] + "***" + url[at:]
+    if at >= 0:
+        start = url.find("//")
+        start = start + 2 if 0 <= start < at else 0
+        url = url[:start] + "***" + url[at:]
+    # A query or fragment may carry a key too (`?api-key=...`, as some gateways' URLs do): never quoted.
+    cut = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=-1)
+    return url if cut < 0 else url[:cut] + url[cut] + "***"
 
 
 def _check_base_url(base_url: str, *, allow_insecure_http: bool) -> str:

@@ -495,6 +495,9 @@ def _scrub(value: object, key: str | None, depth: int = 0) -> object:
     return value
 
 
+_KEY_PIECE_CHARS: Final = 4  # the shortest start of a key a cut message is looked at for
+
+
 def _scrubbed(response: httpx.Response, message: str, body: object, *sources: str) -> tuple[str, object]:
     """The message and body of an error, without any secret the server sent back in them (in `sources`)."""
     key = _sent_key(response)
@@ -504,8 +507,23 @@ def _scrubbed(response: httpx.Response, message: str, body: object, *sources: st
     for raw in sources:
         lowered = raw.lower()
         if "sk-" in lowered or "bearer" in lowered or (key and mentions(raw, key)):
-            return redact(message, key), _scrub(body, key)
+            message = redact(message, key)
+            return (_cut_key_dropped(message, key) if key else message), _scrub(body, key)
     return message, body
+
+
+def _cut_key_dropped(message: str, key: str) -> str:
+    """`message` without the start of `key` where a cut ended it (`trim_text`'s "..."), whole it is redacted.
+
+    A long key (a JWT) echoed near the end of what is kept was cut with it: its first part was left.
+    """
+    if not message.endswith("..."):
+        return message
+    kept = message[:-3]
+    for size in range(min(len(key), len(kept)), _KEY_PIECE_CHARS - 1, -1):
+        if kept.endswith(key[:size]):
+            return kept[:-size] + "[redacted]..."
+    return message
 
 
 def make_status_error(response: httpx.Response, *, retry_after: float | None = None) -> APIStatusError:

@@ -333,6 +333,11 @@ def test_a_prompt_on_stdin_that_is_not_utf8_is_refused_in_one_line(env: dict[str
         ["--key={key}", "--x"],
         ["--ap={key}"],  # argparse took `--ap` and `--a` for `--api-key`, and echoed them unredacted
         ["--a", "{key}"],
+        ["-api-key", "{key}"],  # one dash
+        ["--api-key {key}"],  # one word, as a list of arguments may hold it
+        ["--token", "{key}"],
+        ["-k", "{key}"],
+        ["--password={key}"],
     ],
 )
 def test_a_usage_error_does_not_repeat_an_api_key(

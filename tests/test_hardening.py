@@ -322,6 +322,18 @@ def test_a_base_url_with_a_query_or_fragment_is_refused(make_client: ClientFacto
 
 
 @pytest.mark.parametrize(
+    "base_url",
+    ["https://gw.example/v1?api-key=dpl_live_LEAK0123", "https://gw.example:99999/v1#dpl_live_LEAK0123"],
+)
+def test_a_refused_base_url_is_never_quoted_with_its_query(make_client: ClientFactory, base_url: str) -> None:
+    # Some gateways' URLs carry the key as `?api-key=`: the error quoted it whole.
+    with pytest.raises(deployai.InvalidParameterError) as refused:
+        make_client(base_url=base_url)
+    assert "LEAK0123" not in str(refused.value)
+    assert "https://gw.example" in str(refused.value)
+
+
+@pytest.mark.parametrize(
     ("base_url", "allowed"),
     [
         ("http://127.0.0.1:65979/v1", "port is from 1 to 65535"),  # sent to port 443 (65979 - 65536) by the socket
@@ -761,6 +773,38 @@ def test_a_key_the_server_echoes_is_in_no_local_of_the_sdks_frames_in_a_tracebac
     sdk_frames = [frame for frame in shown.stack if os.sep + "deployai" + os.sep in frame.filename]
     assert sdk_frames  # the error went through the SDK's frames
     assert all(API_KEY not in value for frame in sdk_frames for value in (frame.locals or {}).values())
+
+
+@pytest.mark.parametrize("where", ["a bad setting beside it", "a bad call", "a copy with a bad setting"])
+def test_a_key_given_in_default_headers_is_in_no_local_of_the_sdks_frames(where: str) -> None:
+    # It replaced the SDK's own hidden Authorization with the caller's plain string, which the
+    # frames of the constructor, `with_options` and every request's building showed.
+    key = "dpl_live_LOCALS0123456789"
+    headers = {"Authorization": f"Bearer {key}"}
+    with pytest.raises(deployai.InvalidParameterError) as info:
+        if where == "a bad setting beside it":
+            deployai.DeployAI(api_key="sk-unused-0123456789", default_headers=headers, max_retries=-1)
+        else:
+            client = deployai.DeployAI(api_key="sk-unused-0123456789", default_headers=headers)
+            if where == "a bad call":
+                client.chat.completions.create(model=MODEL, messages=user(), timeout=-1)
+            else:
+                client.with_options(default_headers=headers, max_retries=-1)
+    assert key not in _shown_with_locals(_in_the_sdks_frames(info.value))
+
+
+def test_a_long_key_the_server_echoes_where_its_message_is_cut_leaves_no_part_of_it(httpx_mock: HTTPXMock) -> None:
+    # The message is cut at 500 characters before the key it echoes is looked for: a long token
+    # (a JWT) that crossed the cut was no longer whole, and its first 470 characters stayed.
+    key = "eyJ" + "LongToken" * 70
+    httpx_mock.add_response(status_code=403, json={"error": {"message": f"Key {key} may not use this model"}})
+    with deployai.DeployAI(api_key=key, max_retries=0) as client, pytest.raises(deployai.PermissionDeniedError) as info:
+        client.chat.completions.create(model=MODEL, messages=user())
+    error = info.value
+    shown = [str(error), repr(error), error.message, *map(str, error.args)]
+    assert all("LongTokenLongToken" not in text for text in shown)
+    assert b"LongTokenLongToken" not in pickle.dumps(error)
+    assert error.message.startswith("Key [redacted]")
 
 
 def test_a_key_the_server_puts_in_a_redirect_never_reaches_the_error(

@@ -37,8 +37,9 @@ def _redacted_authorization(authorization: str) -> str:
 
 
 # Where OpenAI-compatible clients put a key: `Authorization: Bearer`, and the two names Azure-style
-# clients use. All are kept out of records; only the first is what the emulator authenticates.
-_KEY_HEADERS = ("api-key", "x-api-key")
+# clients use (and a proxy's credentials). All are kept out of records; only the first is what the
+# emulator authenticates.
+_KEY_HEADERS = ("api-key", "x-api-key", "proxy-authorization")
 
 
 def redact_headers(headers: Mapping[str, str]) -> tuple[dict[str, str], str | None]:
