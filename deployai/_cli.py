@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, TextIO
 
 from ._exceptions import (
     APIConnectionError,
+    APIError,
     APIResponseValidationError,
     APIStatusError,
     AuthenticationError,
@@ -117,7 +118,8 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         """Print the usage and the error, the key redacted, and exit with status 2."""
-        for key in _typed_keys(self._typed):
+        # Its own options (`--max-tokens`) are no credentials: a typo in their values stays readable.
+        for key in _typed_keys(self._typed, frozenset(self._option_string_actions) - {"--api-key"}):
             message = redact(message, key)
         if sys.stderr is not None:  # closed (`2>&-`), argparse would print the usage on stdout instead
             self.print_usage(sys.stderr)
@@ -127,14 +129,14 @@ class _Parser(argparse.ArgumentParser):
 _CREDENTIAL_WORDS: Final = ("key", "token", "secret", "password", "passwd", "auth", "credential")
 
 
-def _typed_keys(typed: Sequence[str]) -> list[str]:
+def _typed_keys(typed: Sequence[str], own: frozenset[str] = frozenset()) -> list[str]:
     """What was typed as an API key, in any shape, to be taken out of a usage error.
 
     The value of `--api-key`, of an abbreviation of it, or of an option named like a credential
     (`--api_key`, `-api-key`, `--key`, `--token`, `--secret`, `--password`, `--auth`), given as
     `--name=value`, as the next word, or in the same word after a space (`"--api-key KEY"`, as a
-    list of arguments may hold it). No client exists yet to know the key by, and a key not shaped
-    like `sk-...` has no pattern.
+    list of arguments may hold it), unless it is one of the parser's `own` options. No client
+    exists yet to know the key by, and a key not shaped like `sk-...` has no pattern.
     """
     keys = []
     for index, word in enumerate(typed):
@@ -143,10 +145,12 @@ def _typed_keys(typed: Sequence[str]) -> list[str]:
         name, equals, value = word.partition("=")
         if not equals:
             name, equals, value = word.partition(" ")
+        if name in own:
+            continue
         spelled = name.lower().replace("_", "-").lstrip("-")
         abbreviated = len(spelled) > 0 and "api-key".startswith(spelled)  # `--a`, `--ap`: refused, and echoed
         if abbreviated or spelled == "k" or any(part in spelled for part in _CREDENTIAL_WORDS):
-            if not equals and index + 1 < len(typed) and not typed[index + 1].startswith("-"):
+            if not equals and index + 1 < len(typed) and not typed[index + 1].startswith("--"):
                 value = typed[index + 1]
             keys.append(value)
     return [key for key in keys if len(key) >= MIN_KEY_LENGTH]  # a shorter one would redact ordinary words
@@ -254,7 +258,11 @@ def _chat(args: argparse.Namespace, out: _Output) -> None:
                                 out.write(text)
                                 out.flush()
         finally:  # also when the stream breaks: end the line the answer was on
-            out.write(("\N{REPLACEMENT CHARACTER}" if held else "") + "\n")
+            if held:
+                # An encoding with no U+FFFD (ascii, cp1252) must not put its error in place of the stream's.
+                with contextlib.suppress(_UnwritableError):
+                    out.write("\N{REPLACEMENT CHARACTER}")
+            out.write("\n")
 
 
 def _characters(text: str) -> tuple[str, str]:
@@ -402,8 +410,9 @@ def main(argv: Sequence[str] | None = None, *, exit_on_ctrl_c: bool = False) -> 
         except (OSError, AttributeError):
             _drop_stdout(exit_on_ctrl_c)
         one_line = " ".join(str(error).split())  # a server's message may hold line breaks
-        for advice, option in _CLI_ADVICE:  # the SDK's words are for Python code
-            one_line = one_line.replace(advice, option)
+        if not isinstance(error, APIError):  # the SDK's own words, for Python code (never a server's)
+            for advice, option in _CLI_ADVICE:
+                one_line = one_line.replace(advice, option)
         _say(f"deployai: {type(error).__name__}: {_printable(one_line)}")
         return _exit_code(error)
     except BrokenPipeError:  # `deployai models | head`: the reader left, which is not an error

@@ -167,7 +167,8 @@ def check_headers(param: str, headers: Mapping[str, str]) -> dict[str, str]:
     return conceal_headers(dict(headers))
 
 
-_KEY_HEADERS: Final = frozenset({"authorization", "proxy-authorization"})
+# Where a key goes: `Authorization`, a proxy's, and the names Azure-style gateways read.
+_KEY_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "api-key", "x-api-key"})
 
 
 def hide_call_keys(params: dict[str, Any]) -> None:

@@ -507,8 +507,11 @@ def _scrubbed(response: httpx.Response, message: str, body: object, *sources: st
     for raw in sources:
         lowered = raw.lower()
         if "sk-" in lowered or "bearer" in lowered or (key and mentions(raw, key)):
-            message = redact(message, key)
-            return (_cut_key_dropped(message, key) if key else message), _scrub(body, key)
+            message, body = redact(message, key), _scrub(body, key)
+            if key:  # a body that is text was cut as the message was
+                message = _cut_key_dropped(message, key)
+                body = _cut_key_dropped(body, key) if isinstance(body, str) else body
+            return message, body
     return message, body
 
 

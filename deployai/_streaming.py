@@ -15,6 +15,7 @@ events, decodes them with `_sse.ChunkDecoder`, and tells the lease when it is do
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 import warnings
@@ -129,15 +130,24 @@ class _Reader(Generic[_T, _L]):
         self.decoder = ChunkDecoder(chunk_type)
         self.first_chunk_at: float | None = None
         self.concluded = False  # the program closed the stream, or read on to its end (or to why it ended)
-        self.failure: APIError | None = None  # the error the stream ended with, for a read after it
+        self.failure: DeployAIError | None = None  # the error the stream ended with, for a read after it
 
     def error_for(self, problem: Exception) -> APIError:
         """The typed error for a decoder's `ErrorEvent` or `InvalidEvent`, or a broken connection.
 
-        Kept: a read after it raises it again, rather than find the body ended with no `[DONE]`.
+        Kept (see `failed`): a read after it raises it again, rather than find the body ended with no `[DONE]`.
         """
-        self.failure = error = self._marked(self._error_for(problem))
+        error = self._marked(self._error_for(problem))
+        self.failed(error)
         return error
+
+    def failed(self, error: DeployAIError) -> None:
+        """Keep `error`, which ended the stream, for a read after it to raise again.
+
+        A copy, without the traceback: the error's own holds the reading frame, and so this reader
+        (a cycle that only the collector frees), and would grow by a few frames at each raise.
+        """
+        self.failure = copy.copy(error)
 
     def _marked(self, error: _E) -> _E:
         """`error`, marked as met after the first chunk when it was (see `is_retryable`)."""
@@ -167,7 +177,7 @@ class _Reader(Generic[_T, _L]):
         """At the end of the body: raise unless `[DONE]` arrived or the stream itself was closed."""
         self.concluded = True
         if self.failure is not None:
-            raise self.failure
+            raise copy.copy(self.failure)
         cut_short = self.lease.cut_short
         if self.decoder.done or (self.lease.closing and cut_short is None):
             return
@@ -337,6 +347,8 @@ def _chunks(reader: _Reader[_T, Lease], owner: object) -> Iterator[_T]:
             raise DeployAIError(_READ_ELSEWHERE) from None  # and the other reader reads on
         lease.reading = False
         if isinstance(exc, DeployAIError) or lease.hook_raised:  # the SDK's own, or `on_retry`'s, from a retry
+            if isinstance(exc, DeployAIError):  # a failure before the first chunk, once retries ran out
+                reader.failed(exc)
             raise
         lease.release()
         if lease.closing:
@@ -421,6 +433,8 @@ async def _achunks(reader: _Reader[_T, AsyncLease], owner: object) -> AsyncItera
         if _read_elsewhere(exc):
             raise DeployAIError(_READ_ELSEWHERE) from None
         if isinstance(exc, DeployAIError) or lease.hook_raised:  # the SDK's own, or `on_retry`'s, from a retry
+            if isinstance(exc, DeployAIError):  # a failure before the first chunk, once retries ran out
+                reader.failed(exc)
             raise
         if isinstance(exc, RuntimeError):  # asyncio's, if an `async for` started on one loop goes on on another
             _check_same_loop(lease, decoder.count)

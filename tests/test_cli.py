@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from pytest_httpx import HTTPXMock
 
@@ -267,6 +269,24 @@ def test_chat_joins_the_halves_of_a_character_a_server_split_between_chunks(
     assert capsys.readouterr().out.encode("utf-8") == printed.encode("utf-8")
 
 
+def test_a_stream_broken_after_half_a_character_reports_the_break_on_a_terminal_without_unicode(
+    httpx_mock: HTTPXMock, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The U+FFFD written for the unmatched half failed on ascii (or cp1252), and its error took the
+    # place of the connection error: exit 1 with advice on encodings, the line not ended.
+    monkeypatch.setenv("DEPLOYAI_API_KEY", TEST_KEY)
+    monkeypatch.delenv("DEPLOYAI_BASE_URL", raising=False)
+    broken = httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+    httpx_mock.add_callback(lambda request: sse_response([event(chunk("ab \ud83d"))], broken))
+    out = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    monkeypatch.setattr(sys, "stdout", out)
+    assert main(["chat", "hi", "--max-retries", "0"]) == 8
+    out.flush()
+    assert isinstance(out.buffer, io.BytesIO)
+    assert out.buffer.getvalue() == b"ab \n"
+    assert capsys.readouterr().err.startswith("deployai: APIConnectionError: ")
+
+
 def test_chat_json_writes_a_lone_surrogate_as_the_escape_it_came_as(
     httpx_mock: HTTPXMock, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -360,6 +380,18 @@ def test_a_usage_error_does_not_repeat_an_api_key(
     err = capsys.readouterr().err
     assert "error: " in err
     assert key not in err
+
+
+def test_a_usage_error_hides_a_key_that_starts_with_a_dash_and_keeps_typos_in_the_commands_own_options(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["--api-key", "-Xq9secretTokenValue123", "chat", "hi"])  # a URL-safe base64 token may start so
+    assert "Xq9secretTokenValue123" not in capsys.readouterr().err
+    # `--max-tokens` has "token" in it, yet is no credential: what was mistyped there is shown.
+    with pytest.raises(SystemExit):
+        main(["chat", "hi", "--max-tokens", "4096tokens"])
+    assert "invalid int value: '4096tokens'" in capsys.readouterr().err
 
 
 def test_a_usage_error_keeps_what_no_key_option_was_given(capsys: pytest.CaptureFixture[str]) -> None:

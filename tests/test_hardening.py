@@ -780,7 +780,7 @@ def test_a_key_given_in_default_headers_is_in_no_local_of_the_sdks_frames(where:
     # It replaced the SDK's own hidden Authorization with the caller's plain string, which the
     # frames of the constructor, `with_options` and every request's building showed.
     key = "dpl_live_LOCALS0123456789"
-    headers = {"Authorization": f"Bearer {key}"}
+    headers = {"Authorization": f"Bearer {key}", "api-key": key}  # and where Azure-style gateways read one
     with pytest.raises(deployai.InvalidParameterError) as info:
         if where == "a bad setting beside it":
             deployai.DeployAI(api_key="sk-unused-0123456789", default_headers=headers, max_retries=-1)
@@ -793,15 +793,21 @@ def test_a_key_given_in_default_headers_is_in_no_local_of_the_sdks_frames(where:
     assert key not in _shown_with_locals(_in_the_sdks_frames(info.value))
 
 
-def test_a_long_key_the_server_echoes_where_its_message_is_cut_leaves_no_part_of_it(httpx_mock: HTTPXMock) -> None:
+@pytest.mark.parametrize("as_text", [False, True])
+def test_a_long_key_the_server_echoes_where_its_message_is_cut_leaves_no_part_of_it(
+    httpx_mock: HTTPXMock, as_text: bool
+) -> None:
     # The message is cut at 500 characters before the key it echoes is looked for: a long token
     # (a JWT) that crossed the cut was no longer whole, and its first 470 characters stayed.
     key = "eyJ" + "LongToken" * 70
-    httpx_mock.add_response(status_code=403, json={"error": {"message": f"Key {key} may not use this model"}})
+    if as_text:
+        httpx_mock.add_response(status_code=403, text=f"Key {key} may not use this model")
+    else:
+        httpx_mock.add_response(status_code=403, json={"error": {"message": f"Key {key} may not use this model"}})
     with deployai.DeployAI(api_key=key, max_retries=0) as client, pytest.raises(deployai.PermissionDeniedError) as info:
         client.chat.completions.create(model=MODEL, messages=user())
     error = info.value
-    shown = [str(error), repr(error), error.message, *map(str, error.args)]
+    shown = [str(error), repr(error), repr(error.body), error.message, *map(str, error.args)]
     assert all("LongTokenLongToken" not in text for text in shown)
     assert b"LongTokenLongToken" not in pickle.dumps(error)
     assert error.message.startswith("Key [redacted]")

@@ -474,6 +474,7 @@ def test_key_headers_of_other_clients_are_redacted_too(emulator: Emulator) -> No
         raw.get("/v1/models", headers=headers)
     for secret in ("sk-azure-style", "sk-other", "cHJveHk6cHc="):
         assert secret not in repr(emulator.last_request.to_json())
+    assert emulator.last_request.headers["proxy-authorization"] == "Basic [redacted]"
 
 
 def test_a_lone_surrogate_in_a_request_is_echoed_and_read_back_as_valid_json(emulator: Emulator) -> None:

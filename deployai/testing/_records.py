@@ -39,7 +39,7 @@ def _redacted_authorization(authorization: str) -> str:
 # Where OpenAI-compatible clients put a key: `Authorization: Bearer`, and the two names Azure-style
 # clients use (and a proxy's credentials). All are kept out of records; only the first is what the
 # emulator authenticates.
-_KEY_HEADERS = ("api-key", "x-api-key", "proxy-authorization")
+_KEY_HEADERS = ("api-key", "x-api-key")
 
 
 def redact_headers(headers: Mapping[str, str]) -> tuple[dict[str, str], str | None]:
@@ -48,6 +48,9 @@ def redact_headers(headers: Mapping[str, str]) -> tuple[dict[str, str], str | No
     for name in _KEY_HEADERS:
         if name in kept:
             kept[name] = _REDACTED
+    proxy = kept.get("proxy-authorization")
+    if proxy is not None:
+        kept["proxy-authorization"] = _redacted_authorization(proxy)
     authorization = kept.get("authorization")
     if authorization is None:
         return kept, None
