@@ -112,6 +112,9 @@ class _Parser(argparse.ArgumentParser):
             stdout.write(message)
             stdout.flush()
             return
+        if file is None and stdout is None and sys.stderr is not None:
+            # What argparse meant for stdout (`--version`), closed: errors name stderr, which is open.
+            raise OSError(errno.EBADF, "standard output is closed")
         target = sys.stderr if file is None else file
         with contextlib.suppress(OSError, AttributeError):  # stderr closed too: nowhere left to say it
             target.write(message)

@@ -431,6 +431,8 @@ def test_closed_stdout_or_stdin_is_one_line_on_stderr_and_no_traceback(env: dict
             'echo "help, stdout closed: $?" >&2',
             f"'{SCRIPT}' --help > /dev/full",
             'echo "help, disk full: $?" >&2',
+            f"'{SCRIPT}' --version >&-",
+            'echo "version, stdout closed: $?" >&2',
             # A usage error with stderr closed: argparse printed the usage on stdout instead.
             f"'{SCRIPT}' chat 2>&-",
             'echo "usage error, stderr closed: $?" >&2',
@@ -448,6 +450,8 @@ def test_closed_stdout_or_stdin_is_one_line_on_stderr_and_no_traceback(env: dict
         "help, stdout closed: 1",
         "deployai: No space left on device",
         "help, disk full: 1",
+        "deployai: standard output is closed",
+        "version, stdout closed: 1",
         "usage error, stderr closed: 2",
     ]
     assert shell.stdout == ""
