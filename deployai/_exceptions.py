@@ -516,9 +516,10 @@ def _scrubbed(response: httpx.Response, message: str, body: object, *sources: st
 
 
 def _cut_key_dropped(message: str, key: str) -> str:
-    """`message` without the start of `key` where a cut ended it (`trim_text`'s "..."), whole it is redacted.
+    """`message` without the start of `key` that a cut left at its end (before `trim_text`'s "...").
 
-    A long key (a JWT) echoed near the end of what is kept was cut with it: its first part was left.
+    The whole key was redacted before; a long one (a JWT) echoed near the end of what is kept was
+    cut with the message, and its first part was left.
     """
     if not message.endswith("..."):
         return message

@@ -301,9 +301,11 @@ class RateLimiter:
                     try:
                         given = step.result(self._ask_timeout(deadline))
                     except concurrent.futures.TimeoutError:
-                        if step.done():  # the answer is this error (on 3.11 and later, any `TimeoutError`)
-                            raise
-                        turns.throw(self._held(request, math.inf, wait_limit, unanswered=True))
+                        if not step.done():
+                            turns.throw(self._held(request, math.inf, wait_limit, unanswered=True))
+                        # Answered after all: with a `TimeoutError` (which on 3.11 and later is the
+                        # wait's too), or just as the wait ran out.
+                        given = step.result()
                     step = turns.send(given)
                 else:
                     if step is None or self._virtual is None or isinstance(step, _Behind):
