@@ -155,7 +155,7 @@ class _BaseClient(Generic[_HTTP, _Httpx]):
 
     def _prepare(self, endpoint: Endpoint[Any], params: dict[str, Any]) -> PreparedRequest:
         """Build and check the request; on a borrowed `http_client`, with its headers, params and cookies."""
-        if "extra_headers" in params:
+        if "extra_headers" in params or "api_key" in params:
             hide_call_keys(params)
         prepared = endpoint.build(self._options, endpoint, params)
         borrowed = self._http.borrowed_client

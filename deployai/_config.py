@@ -181,6 +181,8 @@ def hide_call_keys(params: dict[str, Any]) -> None:
     extra = params.get("extra_headers")
     if extra is not None:
         params["extra_headers"] = conceal_headers(extra)
+    if "api_key" in params:  # given per call as other SDKs take it: refused, but first hidden
+        params["api_key"] = conceal(params["api_key"])
 
 
 def conceal_headers(headers: _T) -> _T:

@@ -793,6 +793,14 @@ def test_a_key_given_in_default_headers_is_in_no_local_of_the_sdks_frames(where:
     assert key not in _shown_with_locals(_in_the_sdks_frames(info.value))
 
 
+def test_a_key_given_to_a_call_as_other_sdks_take_it_is_refused_and_in_no_local_of_the_sdks_frames() -> None:
+    key = "dpl_live_PERCALL0123456789"
+    with deployai.DeployAI(api_key="sk-unused-0123456789") as client, pytest.raises(TypeError) as info:
+        client.chat.completions.create(model=MODEL, messages=user(), api_key=key)  # type: ignore[call-overload]
+    assert "api_key" in str(info.value)
+    assert key not in _shown_with_locals(_in_the_sdks_frames(info.value))
+
+
 @pytest.mark.parametrize("as_text", [False, True])
 def test_a_long_key_the_server_echoes_where_its_message_is_cut_leaves_no_part_of_it(
     httpx_mock: HTTPXMock, as_text: bool
