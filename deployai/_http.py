@@ -1147,6 +1147,7 @@ class _LeaseBase:
                         failure = _ended_early()
                     elif (reported := error_in_event(*sse)) is not None:
                         failure = make_stream_error(self.response, reported)
+                        del sse, reported  # what the server sent, which may echo the key: no local of a traceback
                         failure._took(self.elapsed)  # the stream's, as its chunks would have had it
                         if self.turn is not None:  # counted a success at its headers: a refusal is learnt now
                             limiter, ticket = self.turn
@@ -1225,6 +1226,7 @@ class SyncLease(_LeaseBase):
                     return event
                 finally:
                     error = None  # not kept in this frame, which its traceback holds
+                    reply = None  # nor the event sent in: a server's error may echo the key
                 try:
                     if step == "read":
                         with _first_read_bound(self.deadline):
@@ -1590,6 +1592,7 @@ class AsyncLease(_LeaseBase):
                     return event
                 finally:
                     error = None  # not kept in this frame, which its traceback holds
+                    reply = None  # nor the event sent in: a server's error may echo the key
                 try:
                     if step == "read":
                         reply = await self._first_read()

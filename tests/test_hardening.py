@@ -751,7 +751,9 @@ def test_a_key_the_server_echoes_in_json_escapes_never_reaches_the_error(
     assert error.message == "Key [redacted] is unknown"
 
 
-@pytest.mark.parametrize("answer", ["an error event", "a chunk that is none", "a body that is none"])
+@pytest.mark.parametrize(
+    "answer", ["an error event", "a chunk that is none", "a body that is none", "an error event first"]
+)
 def test_a_key_the_server_echoes_is_in_no_local_of_the_sdks_frames_in_a_traceback(
     make_client: ClientFactory, httpx_mock: HTTPXMock, answer: str
 ) -> None:
@@ -761,8 +763,9 @@ def test_a_key_the_server_echoes_is_in_no_local_of_the_sdks_frames_in_a_tracebac
     if answer == "a body that is none":
         httpx_mock.add_response(json={"echo": echo})
     else:
-        bad = {"error": {"message": echo, "code": 403}} if answer == "an error event" else {"echo": echo}
-        httpx_mock.add_callback(lambda request: sse_response([event(chunk("Hi")), event(bad)]))
+        bad = {"echo": echo} if answer == "a chunk that is none" else {"error": {"message": echo, "code": 403}}
+        first = [] if answer == "an error event first" else [event(chunk("Hi"))]
+        httpx_mock.add_callback(lambda request: sse_response([*first, event(bad)]))
     with pytest.raises(deployai.APIError) as info:
         if answer == "a body that is none":
             make_client(max_retries=0).chat.completions.create(model=MODEL, messages=user())
