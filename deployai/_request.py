@@ -64,6 +64,7 @@ CALL_OPTIONS: Final = frozenset({"extra_headers", "extra_query", "extra_body", "
 _KNOWN: Final = CHAT_PARAMS | CALL_OPTIONS
 CHAT_ARGUMENTS: Final = _KNOWN  # every keyword `chat.completions.create` takes
 _LIST_PARAMS: Final = ("messages", "tools", "stop")
+_MOST_TOKENS: Final = 2**31 - 1
 _GET_OPTIONS: Final = CALL_OPTIONS - {"extra_body"}
 
 
@@ -414,8 +415,10 @@ def check_chat_params(params: Mapping[str, Any], extra_body: object = None) -> b
     get = params.get
     _number_in("temperature", get("temperature"), 0, 2)
     _number_in("top_p", get("top_p"), 0, 1)
-    _int_at_least("max_tokens", get("max_tokens"), 1)
-    _int_at_least("max_completion_tokens", get("max_completion_tokens"), 1)
+    # No model answers in more than a 32-bit count of tokens: a larger one (`10**30`) would be sent
+    # for the server to refuse, or to overflow in, after a round trip.
+    _int_at_least("max_tokens", get("max_tokens"), 1, _MOST_TOKENS)
+    _int_at_least("max_completion_tokens", get("max_completion_tokens"), 1, _MOST_TOKENS)
     _int_at_least("n", get("n"), 1, 128)
     _int_at_least("seed", get("seed"), -(2**63), 2**64 - 1)
     _number_in("presence_penalty", get("presence_penalty"), -2, 2)

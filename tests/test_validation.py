@@ -57,8 +57,9 @@ BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
     ("temperature", {"temperature": "0.7"}, "0 to 2"),
     ("temperature", {"temperature": True}, "0 to 2"),
     ("top_p", {"top_p": 1.5}, "0 to 1"),
-    ("max_tokens", {"max_tokens": 0}, ">= 1"),
-    ("max_tokens", {"max_tokens": 10.5}, ">= 1"),
+    ("max_tokens", {"max_tokens": 0}, "from 1 to 2147483647"),
+    ("max_tokens", {"max_tokens": 10.5}, "from 1 to 2147483647"),
+    ("max_tokens", {"max_tokens": 10**30}, "from 1 to 2147483647"),  # sent, for the server to refuse
     ("n", {"n": 0}, "1 to 128"),
     ("presence_penalty", {"presence_penalty": 3}, "-2 to 2"),
     ("frequency_penalty", {"frequency_penalty": -2.5}, "-2 to 2"),
@@ -475,7 +476,7 @@ def test_max_completion_tokens_is_sent_and_checked_like_max_tokens(
     client = make_client()
     client.chat.completions.create(model="openai/o3-mini", messages=user(), max_completion_tokens=256)
     assert json.loads(httpx_mock.get_requests()[0].content)["max_completion_tokens"] == 256
-    for bad in (0, -1, 2.5, True, "256"):
+    for bad in (0, -1, 2.5, True, "256", 2**31):
         with pytest.raises(deployai.InvalidParameterError, match="max_completion_tokens"):
             client.chat.completions.create(model="openai/o3-mini", messages=user(), max_completion_tokens=bad)
     assert len(httpx_mock.get_requests()) == 1
