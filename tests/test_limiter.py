@@ -939,6 +939,19 @@ def test_a_calls_token_estimate_is_a_quarter_of_its_body_plus_its_cap_for_each_c
     assert [_limiter.token_cost(request) for request in sent] == [quarters[0] + 300, quarters[1] + 50, quarters[2]]
 
 
+def test_text_in_other_scripts_counts_at_least_a_token_a_character() -> None:
+    # A quarter of its UTF-8 bytes counted 1,000 Chinese characters as 750 tokens; gateways' counts
+    # are about 1,000 to 1,500 for them.
+    chinese = "你" * 1_000
+    transport, sent = handler_with(ok(), ok())
+    with deployai.DeployAI(api_key=API_KEY, http_client=httpx.Client(transport=transport)) as client:
+        client.chat.completions.create(model=MODEL, messages=user(chinese))
+        client.chat.completions.create(model=MODEL, messages=user("x" * 3_000))
+    cjk, latin = (_limiter.token_cost(request) for request in sent)
+    assert cjk >= 1_000 + latin - 3_000 // 4  # the JSON around it counted as for the Latin text
+    assert latin == len(sent[1].content) // 4 + 1  # ASCII as before
+
+
 def test_a_file_sent_inline_counts_for_what_a_gateway_charges_for_one_not_for_its_base64() -> None:
     # A 150 KB photo's base64 counted as 50,000 tokens: under a budget of 30,000 such calls went one
     # at a time (or were refused), where the gateway charged a few hundred for each.
