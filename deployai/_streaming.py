@@ -15,7 +15,6 @@ events, decodes them with `_sse.ChunkDecoder`, and tells the lease when it is do
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 import warnings
@@ -123,7 +122,7 @@ class _Reader(Generic[_T, _L]):
     too (as `owner`), which keeps a stream alive for exactly as long as it is being iterated.
     """
 
-    __slots__ = ("concluded", "decoder", "failure", "first_chunk_at", "lease")
+    __slots__ = ("concluded", "decoder", "failure", "failure_trace", "first_chunk_at", "lease")
 
     def __init__(self, lease: _L, chunk_type: type[_T]) -> None:
         self.lease = lease
@@ -131,6 +130,7 @@ class _Reader(Generic[_T, _L]):
         self.first_chunk_at: float | None = None
         self.concluded = False  # the program closed the stream, or read on to its end (or to why it ended)
         self.failure: DeployAIError | None = None  # the error the stream ended with, for a read after it
+        self.failure_trace: TracebackType | None = None  # its traceback as its first raise left it
 
     def error_for(self, problem: Exception) -> APIError:
         """The typed error for a decoder's `ErrorEvent` or `InvalidEvent`, or a broken connection.
@@ -142,12 +142,8 @@ class _Reader(Generic[_T, _L]):
         return error
 
     def failed(self, error: DeployAIError) -> None:
-        """Keep `error`, which ended the stream, for a read after it to raise again.
-
-        A copy, without the traceback: the error's own holds the reading frame, and so this reader
-        (a cycle that only the collector frees), and would grow by a few frames at each raise.
-        """
-        self.failure = copy.copy(error)
+        """Keep `error`, which ended the stream, for a read after it to raise again (see `check_ended`)."""
+        self.failure = error
 
     def _marked(self, error: _E) -> _E:
         """`error`, marked as met after the first chunk when it was (see `is_retryable`)."""
@@ -176,8 +172,13 @@ class _Reader(Generic[_T, _L]):
     def check_ended(self) -> None:
         """At the end of the body: raise unless `[DONE]` arrived or the stream itself was closed."""
         self.concluded = True
-        if self.failure is not None:
-            raise copy.copy(self.failure)
+        failure = self.failure
+        if failure is not None:
+            # Raised again from the traceback of its first raise, as an asyncio future's error is:
+            # raised as it is, each read would add its frames to it for good.
+            if self.failure_trace is None:
+                self.failure_trace = failure.__traceback__
+            raise failure.with_traceback(self.failure_trace)
         cut_short = self.lease.cut_short
         if self.decoder.done or (self.lease.closing and cut_short is None):
             return
