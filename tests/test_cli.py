@@ -44,6 +44,14 @@ def env(server: EmulatorServer) -> dict[str, str]:
     return settings | {"DEPLOYAI_BASE_URL": server.base_url, "DEPLOYAI_API_KEY": TEST_KEY}
 
 
+@pytest.fixture
+def mocked(httpx_mock: HTTPXMock, monkeypatch: pytest.MonkeyPatch) -> HTTPXMock:
+    """pytest-httpx answering in place of the API at its default URL, a key set: nothing leaves this machine."""
+    monkeypatch.setenv("DEPLOYAI_API_KEY", TEST_KEY)
+    monkeypatch.delenv("DEPLOYAI_BASE_URL", raising=False)
+    return httpx_mock
+
+
 def start(command: list[str], *, ctrl_c_ignored: bool = False, **popen: Any) -> subprocess.Popen[Any]:
     """Start `command` with Ctrl+C at its default, as from a terminal, or ignored, as in `command &` in a script.
 
@@ -234,12 +242,10 @@ def test_control_characters_in_a_server_message_are_printed_as_escapes(
 
 
 def test_chat_prints_the_first_choice_alone_when_a_server_streams_others(
-    httpx_mock: HTTPXMock, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    mocked: HTTPXMock, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("DEPLOYAI_API_KEY", TEST_KEY)
-    monkeypatch.delenv("DEPLOYAI_BASE_URL", raising=False)
     pieces = [event(chunk("ONE", index=1)), event(chunk("ZERO")), event(chunk(finish="stop")), DONE]
-    httpx_mock.add_callback(lambda request: sse_response(pieces))
+    mocked.add_callback(lambda request: sse_response(pieces))
     assert main(["chat", "hi"]) == 0
     assert capsys.readouterr().out == "ZERO\n"
 
@@ -253,31 +259,26 @@ def test_chat_prints_the_first_choice_alone_when_a_server_streams_others(
     ],
 )
 def test_chat_joins_the_halves_of_a_character_a_server_split_between_chunks(
-    httpx_mock: HTTPXMock,
-    monkeypatch: pytest.MonkeyPatch,
+    mocked: HTTPXMock,
     capsys: pytest.CaptureFixture[str],
     pieces: list[str],
     printed: str,
 ) -> None:
     # Each half is a lone surrogate, which no encoding writes: the answer stopped at the first one
     # with advice to set PYTHONIOENCODING=utf-8, on a terminal that was UTF-8 already.
-    monkeypatch.setenv("DEPLOYAI_API_KEY", TEST_KEY)
-    monkeypatch.delenv("DEPLOYAI_BASE_URL", raising=False)
     events = [*(event(chunk(piece)) for piece in pieces), event(chunk(finish="stop")), DONE]
-    httpx_mock.add_callback(lambda request: sse_response(events))
+    mocked.add_callback(lambda request: sse_response(events))
     assert main(["chat", "hi"]) == 0
     assert capsys.readouterr().out.encode("utf-8") == printed.encode("utf-8")
 
 
 def test_a_stream_broken_after_half_a_character_reports_the_break_on_a_terminal_without_unicode(
-    httpx_mock: HTTPXMock, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    mocked: HTTPXMock, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # The U+FFFD written for the unmatched half failed on ascii (or cp1252), and its error took the
     # place of the connection error: exit 1 with advice on encodings, the line not ended.
-    monkeypatch.setenv("DEPLOYAI_API_KEY", TEST_KEY)
-    monkeypatch.delenv("DEPLOYAI_BASE_URL", raising=False)
     broken = httpx.RemoteProtocolError("peer closed connection without sending complete message body")
-    httpx_mock.add_callback(lambda request: sse_response([event(chunk("ab \ud83d"))], broken))
+    mocked.add_callback(lambda request: sse_response([event(chunk("ab \ud83d"))], broken))
     out = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
     monkeypatch.setattr(sys, "stdout", out)
     assert main(["chat", "hi", "--max-retries", "0"]) == 8
@@ -288,10 +289,8 @@ def test_a_stream_broken_after_half_a_character_reports_the_break_on_a_terminal_
 
 
 def test_chat_json_writes_a_lone_surrogate_as_the_escape_it_came_as(
-    httpx_mock: HTTPXMock, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    mocked: HTTPXMock, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("DEPLOYAI_API_KEY", TEST_KEY)
-    monkeypatch.delenv("DEPLOYAI_BASE_URL", raising=False)
     answer = {
         "id": "c",
         "object": "chat.completion",
@@ -300,7 +299,7 @@ def test_chat_json_writes_a_lone_surrogate_as_the_escape_it_came_as(
         "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "x\ud800y é"}}],
     }
     body = json.dumps(answer).encode()  # the lone half as its escape, as JSON may carry it
-    httpx_mock.add_response(content=body, headers={"content-type": "application/json"})
+    mocked.add_response(content=body, headers={"content-type": "application/json"})
     assert main(["chat", "hi", "--json"]) == 0  # it was pydantic's serialization error, as a traceback
     out = capsys.readouterr().out
     assert '"content": "x\\ud800y é"' in out
@@ -308,26 +307,23 @@ def test_chat_json_writes_a_lone_surrogate_as_the_escape_it_came_as(
 
 
 def test_a_plain_http_gateway_on_the_network_is_reached_only_when_allowed(
-    httpx_mock: HTTPXMock, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    mocked: HTTPXMock, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # The refusal told a CLI user to pass `allow_insecure_http=True` to a client: no option did.
     # pytest-httpx answers in-process: nothing leaves this machine.
-    monkeypatch.setenv("DEPLOYAI_API_KEY", TEST_KEY)
     gateway = ["--base-url", "http://gateway.example/v1"]
     assert main(["models", *gateway]) == 3
     assert "use https://, or pass --allow-insecure-http if you really mean it" in capsys.readouterr().err
-    httpx_mock.add_response(url="http://gateway.example/v1/models", json={"object": "list", "data": []})
+    mocked.add_response(url="http://gateway.example/v1/models", json={"object": "list", "data": []})
     assert main(["models", *gateway, "--allow-insecure-http"]) == 0
     assert capsys.readouterr().out.startswith("ID")
 
 
 def test_models_prints_control_characters_in_a_servers_names_as_escapes(
-    httpx_mock: HTTPXMock, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    mocked: HTTPXMock, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("DEPLOYAI_API_KEY", TEST_KEY)
-    monkeypatch.delenv("DEPLOYAI_BASE_URL", raising=False)
     model = {"id": "x/\x1b]0;pwned\x07m", "object": "model", "created": 1, "owned_by": "x", "provider": "\x1b[2Kp"}
-    httpx_mock.add_response(json={"object": "list", "data": [model]})
+    mocked.add_response(json={"object": "list", "data": [model]})
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "\x1b" not in out
