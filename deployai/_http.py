@@ -992,6 +992,22 @@ def _events(response: httpx.Response) -> Iterator[tuple[str, str]]:
     yield from parser.end()
 
 
+def _closing(events: AsyncIterator[tuple[str, str]]) -> Awaitable[None]:
+    """`events.aclose()`, asked for without the loop's async generator hooks.
+
+    A stream never read has events never started, which the loop would take for a generator
+    starting only now: after its `shutdown_asyncgens()` (the end of an `asyncio.run`, when the
+    loop's end closes the stream), asyncio warned of the SDK's `_aevents`. One started was
+    registered at its start, and is closed as ever.
+    """
+    firstiter, finalizer = sys.get_asyncgen_hooks()
+    sys.set_asyncgen_hooks(None, None)
+    try:
+        return events.aclose()  # type: ignore[attr-defined, no-any-return]
+    finally:
+        sys.set_asyncgen_hooks(firstiter, finalizer)
+
+
 async def _aevents(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
     """`_events`, for an async response."""
     parser = EventParser()
@@ -1619,7 +1635,7 @@ class AsyncLease(_LeaseBase):
         if not self._let_go():
             return
         with contextlib.suppress(Exception):
-            await self.events.aclose()  # type: ignore[attr-defined]
+            await _closing(self.events)
         with contextlib.suppress(Exception):
             await self.response.aclose()
 

@@ -602,6 +602,30 @@ def test_an_on_retry_hooks_own_error_ends_a_stream_as_it_is(httpx_mock: HTTPXMoc
             list(stream)
 
 
+def test_a_stream_left_unread_when_its_loop_ends_says_so_without_a_warning_about_the_sdks_own_generator(
+    httpx_mock: HTTPXMock,
+) -> None:
+    # A notebook's stream opened by one `asyncio.run` and read by the next: the first loop's end
+    # closed its events never started, and asyncio warned of the SDK's `_aevents` "scheduled after
+    # loop.shutdown_asyncgens()", pointing at nothing of the user's.
+    add_stream(httpx_mock, hello_stream())
+    client = deployai.AsyncDeployAI(api_key=API_KEY)
+
+    async def opened() -> deployai.AsyncStream[ChatCompletionChunk]:
+        return await client.chat.completions.create(model=MODEL, messages=user(), stream=True)
+
+    async def read(stream: deployai.AsyncStream[ChatCompletionChunk]) -> list[ChatCompletionChunk]:
+        return [chunk async for chunk in stream]
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        stream = asyncio.run(opened())
+        with pytest.raises(deployai.DeployAIError, match="event loop shut down"):
+            asyncio.run(read(stream))
+        asyncio.run(client.close())
+    assert [str(w.message) for w in caught if "_aevents" in str(w.message)] == []
+
+
 def test_a_blocking_stream_interrupted_mid_read_says_so_and_is_no_connection_error(httpx_mock: HTTPXMock) -> None:
     # Ctrl-C, or a notebook's interrupt, in the middle of a read: what the stream says next must not
     # invite a retry of the request the user just stopped.
