@@ -38,6 +38,7 @@ from ._exceptions import (
     RateLimitError,
 )
 from ._logging import MIN_KEY_LENGTH, redact
+from ._sse import SURROGATE, has_surrogates
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -275,7 +276,7 @@ def _characters(text: str) -> tuple[str, str]:
     surrogate, which no encoding writes: the halves are joined, and one never matched is written as
     U+FFFD.
     """
-    if not any("\ud800" <= char <= "\udfff" for char in text):
+    if not has_surrogates(text):
         return text, ""
     held = ""
     if "\ud800" <= text[-1] <= "\udbff":
@@ -286,9 +287,9 @@ def _characters(text: str) -> tuple[str, str]:
 def _json_text(data: object) -> str:
     """`data` as indented JSON, with any lone surrogate a server sent written as the escape it came as."""
     text = json.dumps(data, indent=2, ensure_ascii=False)
-    if not any("\ud800" <= char <= "\udfff" for char in text):
+    if not has_surrogates(text):
         return text
-    return "".join(f"\\u{ord(char):04x}" if "\ud800" <= char <= "\udfff" else char for char in text)
+    return SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
 
 
 def _stdin_prompt() -> str:

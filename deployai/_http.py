@@ -1001,8 +1001,8 @@ def _closing(events: AsyncIterator[tuple[str, str]]) -> Awaitable[None]:
     registered at its start, and is closed as ever.
     """
     firstiter, finalizer = sys.get_asyncgen_hooks()
-    sys.set_asyncgen_hooks(None, None)
     try:
+        sys.set_asyncgen_hooks(None, None)
         return events.aclose()  # type: ignore[attr-defined, no-any-return]
     finally:
         sys.set_asyncgen_hooks(firstiter, finalizer)

@@ -367,7 +367,7 @@ class RateLimiter:
                     given: int = answered.result()
                     step = turns.send(given)
                 elif step is not None and self._virtual is not None and not isinstance(step, _Behind):
-                    await self._settle_ready(asyncio)
+                    await self._settle_ready()
                     await self._virtual.asleep(step)  # as `_acquire_sync`
                     step = next(turns)
                 else:
@@ -386,13 +386,15 @@ class RateLimiter:
         finally:
             turns.close()  # cancelled while it waited: the turn gives its place (and any ticket) back
 
-    async def _settle_ready(self, asyncio: Any) -> None:
+    async def _settle_ready(self) -> None:
         """Before a wait moves a test's clock: let the tasks ready to run reach this queue first.
 
         Calls made at once (`asyncio.gather`) start one after the other: moved at the first one's
         wait, the clock would give the others a later start, and a deadline later by that wait,
         than the real time they share. Done when the queue stops growing (`_SETTLE_PASSES` at most).
         """
+        import asyncio  # as in `_acquire_async`
+
         queued, still = len(self._queue), 0
         for _ in range(_SETTLE_PASSES):
             await asyncio.sleep(0)

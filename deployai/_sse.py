@@ -446,7 +446,12 @@ class _ChoiceState:
 # A chunk's choice's fields that carry a whole message or a piece of text, read as its delta.
 _WHOLE_FIELDS = frozenset({"message", "text"})
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def has_surrogates(text: str) -> bool:
+    """Whether `text` holds a UTF-16 surrogate (half of a character), which no encoding writes alone."""
+    return not text.isascii() and SURROGATE.search(text) is not None
 
 
 def _paired(text: str) -> str:
@@ -456,7 +461,7 @@ def _paired(text: str) -> str:
     the first half of an emoji and begin the next with the second: each JSON string then holds a
     lone surrogate, and joined they would still be two, which cannot be printed or encoded.
     """
-    if text.isascii() or not _SURROGATE.search(text):
+    if not has_surrogates(text):
         return text
     return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
 
