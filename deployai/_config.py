@@ -307,7 +307,7 @@ def _without_userinfo(url: str) -> str:
         url = url[:start] + "***" + url[at:]
     # A query or fragment may carry a key too (`?api-key=...`, as some gateways' URLs do): never quoted.
     cut = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=-1)
-    return url if cut < 0 else url[:cut] + url[cut] + "***"
+    return url if cut < 0 or cut == len(url) - 1 else url[:cut] + url[cut] + "***"
 
 
 def _check_base_url(base_url: str, *, allow_insecure_http: bool) -> str:

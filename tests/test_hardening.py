@@ -333,6 +333,14 @@ def test_a_refused_base_url_is_never_quoted_with_its_query(make_client: ClientFa
     assert "https://gw.example" in str(refused.value)
 
 
+def test_a_refused_base_url_with_an_empty_query_is_quoted_as_written(make_client: ClientFactory) -> None:
+    # Nothing follows the `?`, so there is nothing to hide: `?***` suggested a secret that was never there.
+    with pytest.raises(deployai.InvalidParameterError) as refused:
+        make_client(base_url="https://gw.example:99999/v1?")
+    assert "'https://gw.example:99999/v1?'" in str(refused.value)
+    assert "***" not in str(refused.value)
+
+
 @pytest.mark.parametrize(
     ("base_url", "allowed"),
     [
