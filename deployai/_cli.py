@@ -113,9 +113,6 @@ class _Parser(argparse.ArgumentParser):
             stdout.write(message)
             stdout.flush()
             return
-        if file is None and stdout is None and sys.stderr is not None:
-            # What argparse meant for stdout (`--version`), closed: errors name stderr, which is open.
-            raise OSError(errno.EBADF, "standard output is closed")
         target = sys.stderr if file is None else file
         with contextlib.suppress(OSError, AttributeError):  # stderr closed too: nowhere left to say it
             target.write(message)
@@ -128,6 +125,29 @@ class _Parser(argparse.ArgumentParser):
         if sys.stderr is not None:  # closed (`2>&-`), argparse would print the usage on stdout instead
             self.print_usage(sys.stderr)
         self.exit(2, f"{self.prog}: error: {redact(message)}\n")
+
+
+class _Version(argparse.Action):
+    """`--version`, as argparse's, but a version that cannot be written is an error (exit 1), not a silent 0."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS) -> None:
+        super().__init__(
+            option_strings, dest, default=argparse.SUPPRESS, nargs=0, help="show program's version number and exit"
+        )
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        stdout = sys.stdout
+        if stdout is None:  # argparse would print it on stderr, or nowhere and exit 0 when that is closed too
+            raise OSError(errno.EBADF, "standard output is closed")
+        stdout.write(f"deployai {__version__}\n")
+        stdout.flush()
+        parser.exit()
 
 
 _CREDENTIAL_WORDS: Final = ("key", "token", "secret", "password", "passwd", "auth", "credential")
@@ -188,7 +208,7 @@ def _parser() -> _Parser:
         epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"deployai {__version__}")
+    parser.add_argument("--version", action=_Version)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     # The commands that call the API: the connection options, and the exit codes in their help.
     calling: dict[str, Any] = {

@@ -429,6 +429,9 @@ def test_closed_stdout_or_stdin_is_one_line_on_stderr_and_no_traceback(env: dict
             'echo "help, disk full: $?" >&2',
             f"'{SCRIPT}' --version >&-",
             'echo "version, stdout closed: $?" >&2',
+            # Both closed: argparse had nowhere to print it, and exited 0 as if it had.
+            f"'{SCRIPT}' --version >&- 2>&-",
+            'echo "version, stdout and stderr closed: $?" >&2',
             # A usage error with stderr closed: argparse printed the usage on stdout instead.
             f"'{SCRIPT}' chat 2>&-",
             'echo "usage error, stderr closed: $?" >&2',
@@ -448,6 +451,7 @@ def test_closed_stdout_or_stdin_is_one_line_on_stderr_and_no_traceback(env: dict
         "help, disk full: 1",
         "deployai: standard output is closed",
         "version, stdout closed: 1",
+        "version, stdout and stderr closed: 1",
         "usage error, stderr closed: 2",
     ]
     assert shell.stdout == ""
