@@ -408,6 +408,7 @@ def main(argv: Sequence[str] | None = None, *, exit_on_ctrl_c: bool = False) -> 
     that could not be written is dropped, so that Python's own last flush at exit cannot fail too and
     change the exit status.
     """
+    args = None
     try:
         parser = _parser()
         args, unknown = parser.parse_known_args(argv)
@@ -437,6 +438,10 @@ def main(argv: Sequence[str] | None = None, *, exit_on_ctrl_c: bool = False) -> 
         if not isinstance(error, APIError):  # the SDK's own words, for Python code (never a server's)
             for advice, option in _CLI_ADVICE:
                 one_line = one_line.replace(advice, option)
+        if isinstance(error, InvalidParameterError) and getattr(args, error.param, None) is not None:
+            # "max_retries must be ..." names the Python parameter; the user typed `--max-retries`
+            # (a `base_url` from $DEPLOYAI_BASE_URL keeps its name: no option was typed).
+            one_line = one_line.replace(error.param, _OPTION_OF_PARAMETER.get(error.param, error.param), 1)
         _say(f"deployai: {type(error).__name__}: {_printable(one_line)}")
         return _exit_code(error)
     except BrokenPipeError:  # `deployai models | head`: the reader left, which is not an error
@@ -460,8 +465,19 @@ def main(argv: Sequence[str] | None = None, *, exit_on_ctrl_c: bool = False) -> 
 _CLI_ADVICE: Final = (
     ("pass allow_insecure_http=True to the client", "pass --allow-insecure-http"),
     ("pass api_key=... to the client", "pass --api-key"),
+    ("check api_key or DEPLOYAI_API_KEY", "check --api-key or DEPLOYAI_API_KEY"),
     (", an httpx.Timeout, or None for no limit", ""),
 )
+
+# The client's and the request's parameters that `chat` and `models` take as options.
+_OPTION_OF_PARAMETER: Final = {
+    "base_url": "--base-url",
+    "timeout": "--timeout",
+    "max_retries": "--max-retries",
+    "model": "--model",
+    "temperature": "--temperature",
+    "max_tokens": "--max-tokens",
+}
 
 
 def _printable(text: str) -> str:

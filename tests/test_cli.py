@@ -122,13 +122,38 @@ def test_an_error_is_one_line_on_stderr_and_exits_with_its_code(env: dict[str, s
             ["models", "--timeout", "-1"],
             {},
             3,
-            "InvalidParameterError: timeout must be a positive number of seconds up to 2147483 (about 24.8 days); "
+            "InvalidParameterError: --timeout must be a positive number of seconds up to 2147483 (about 24.8 days); "
             "got -1",
+        ),
+        # The SDK's errors named the Python parameters (`max_retries`), which no CLI user typed.
+        (["models", "--max-retries", "-1"], {}, 3, "InvalidParameterError: --max-retries must be a whole number"),
+        (["chat", "x", "--max-tokens", "0"], {}, 3, "InvalidParameterError: --max-tokens must be a whole number"),
+        (["chat", "x", "-m", "gpt-4o"], {}, 3, "InvalidParameterError: --model must be a model id"),
+        (["models", "--base-url", "ftp://x/v1"], {}, 3, "InvalidParameterError: --base-url must be an absolute"),
+        (["models"], {"DEPLOYAI_BASE_URL": "ftp://x/v1"}, 3, "InvalidParameterError: base_url must be an absolute"),
+        (
+            ["models", "--api-key", "a b"],
+            {},
+            3,
+            "DeployAIError: The API key contains spaces, line breaks or "
+            "non-ASCII characters: check --api-key or DEPLOYAI_API_KEY.",
         ),
         (["models", "--api-key", "not-a-key"], {}, 4, "AuthenticationError"),
         (["models", "--base-url", "http://127.0.0.1:9/v1", "--max-retries", "0"], {}, 8, "APIConnectionError"),
     ],
-    ids=["bad-argument", "no-key", "bad-timeout", "401", "no-connection"],
+    ids=[
+        "bad-argument",
+        "no-key",
+        "bad-timeout",
+        "bad-retries",
+        "bad-max-tokens",
+        "bad-model",
+        "bad-base-url",
+        "bad-base-url-from-the-environment",
+        "key-with-a-space",
+        "401",
+        "no-connection",
+    ],
 )
 def test_each_kind_of_error_has_its_exit_code(
     env: dict[str, str],
