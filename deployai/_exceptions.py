@@ -34,7 +34,7 @@ import httpx  # at run time too, so that `typing.get_type_hints` resolves the er
 
 from ._constants import MAX_BODY_EXAMINED_CHARS, MAX_BODY_IN_MESSAGE_CHARS
 from ._error_codes import ERROR_NAME_STATUS
-from ._logging import mentions, redact
+from ._logging import MIN_KEY_LENGTH, mentions, redact
 from ._meta import ResponseInfo, ResponseMeta
 
 __all__ = [
@@ -187,7 +187,7 @@ class _ResponseError(APIError, ResponseInfo):  # APIError first: its settable `r
     def __reduce__(self) -> tuple[Any, ...]:
         import httpx  # only here: a pickled error needs a stand-in response, and httpx is loaded by then
 
-        meta = self._meta.portable(_sent_key(self.response) if self.request is not None else None)
+        meta = self._meta.portable(_sent_key(self.response) if self.request is not None else ())
         stand_in = httpx.Response(self.status_code, headers=meta.headers)
         state = {**self.__dict__, "request": None, "response": stand_in, "_meta": meta}
         return (_rebuild, (type(self), self.message, state))
@@ -464,25 +464,39 @@ def _event_data(text: str) -> object:
 _MAX_SCRUB_DEPTH = 32
 
 
-def _sent_key(response: httpx.Response) -> str | None:
-    """The bearer token the request carried, to be taken out of anything the server echoes back."""
+def _sent_key(response: httpx.Response) -> tuple[str, ...]:
+    """The keys the request carried, to be taken out of anything the server echoes back."""
     try:
         request = response.request
     except RuntimeError:  # a response built without its request
-        return None
+        return ()
     return _key_of(request)
 
 
-def _key_of(request: httpx.Request | None) -> str | None:
-    """The bearer token `request` carries (see `_sent_key`); None without one, or one too short to look for."""
+# Where a request carries a key: `Authorization` (its credential after the scheme), a proxy's, and
+# the headers Azure-style gateways read (the whole value).
+_KEY_HEADERS: Final = (("authorization", True), ("proxy-authorization", True), ("api-key", False), ("x-api-key", False))
+
+
+def _key_of(request: httpx.Request | None) -> tuple[str, ...]:
+    """The keys `request` carries (see `_sent_key`), leaving out any too short to look for."""
     if request is None:
-        return None
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    token = token.strip()
-    return token if scheme.lower() == "bearer" and len(token) >= 8 else None
+        return ()
+    headers = request.headers
+    keys = []
+    for name, schemed in _KEY_HEADERS:
+        for value in headers.get_list(name):
+            if schemed:
+                scheme, _, value = value.partition(" ")
+                if not value.strip():  # no scheme: the whole value is the credential
+                    value = scheme
+            value = value.strip()
+            if len(value) >= MIN_KEY_LENGTH:
+                keys.append(value)
+    return tuple(keys)
 
 
-def _scrub(value: object, key: str | None, depth: int = 0) -> object:
+def _scrub(value: object, key: tuple[str, ...], depth: int = 0) -> object:
     """`value` with every string redacted (a server that echoes the request may echo the key)."""
     if isinstance(value, str):
         return redact(value, key)
@@ -500,15 +514,15 @@ _KEY_PIECE_CHARS: Final = 4  # the shortest start of a key a cut message is look
 
 def _scrubbed(response: httpx.Response, message: str, body: object, *sources: str) -> tuple[str, object]:
     """The message and body of an error, without any secret the server sent back in them (in `sources`)."""
-    key = _sent_key(response)
-    # The usual case: nothing that looks like a key ("sk-...", "Bearer ...", or the key this call sent,
-    # which is the one a server echoes), found by plain substring searches; `redact`'s
+    keys = _sent_key(response)
+    # The usual case: nothing that looks like a key ("sk-...", "Bearer ...", or a key this call sent,
+    # which is what a server echoes), found by plain substring searches; `redact`'s
     # case-insensitive regex over a 10 MB body takes 0.4 s.
     for raw in sources:
         lowered = raw.lower()
-        if "sk-" in lowered or "bearer" in lowered or (key and mentions(raw, key)):
-            message, body = redact(message, key), _scrub(body, key)
-            if key:  # a body that is text was cut as the message was
+        if "sk-" in lowered or "bearer" in lowered or any(mentions(raw, key) for key in keys):
+            message, body = redact(message, keys), _scrub(body, keys)
+            for key in keys:  # a body that is text was cut as the message was
                 message = _cut_key_dropped(message, key)
                 body = _cut_key_dropped(body, key) if isinstance(body, str) else body
             return message, body

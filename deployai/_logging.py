@@ -80,10 +80,11 @@ def _without(text: str, key: str) -> str:
     return text
 
 
-def known_keys_redacted(text: str, key: str | None = None) -> str:
-    """`text` with `key` and the keys of live clients replaced by `[redacted]`."""
+def known_keys_redacted(text: str, key: str | tuple[str, ...] | None = None) -> str:
+    """`text` with `key` (or each of several) and the keys of live clients replaced by `[redacted]`."""
     if key:
-        text = _without(text, key)
+        for one in (key,) if isinstance(key, str) else key:
+            text = _without(text, one)
     for ref in tuple(_keys.values()):
         live = ref()
         if live is not None:
@@ -91,7 +92,7 @@ def known_keys_redacted(text: str, key: str | None = None) -> str:
     return text
 
 
-def redact(text: str, key: str | None = None) -> str:
+def redact(text: str, key: str | tuple[str, ...] | None = None) -> str:
     """Replace API keys and bearer tokens in `text` with `[redacted]`: `key`, the keys of live clients, any `sk-...`.
 
     The keys are looked for first, whole: the `sk-...` pattern may end inside a key of another shape.

@@ -37,7 +37,7 @@ class ResponseMeta:
     received_at: float = field(default_factory=time.time)
     retries: int = 0
 
-    def portable(self, secret: str | None = None) -> ResponseMeta:
+    def portable(self, secret: str | tuple[str, ...] | None = None) -> ResponseMeta:
         """A copy whose headers are a plain, picklable dict (names in lowercase), without API keys.
 
         A server may echo the request's key in a header: `secret` and the keys of live clients are

@@ -859,6 +859,32 @@ def test_a_key_the_server_echoes_in_a_header_never_travels_in_the_errors_pickle(
     assert travelled.request_id == "req_echo"
 
 
+@pytest.mark.parametrize(
+    ("header", "per_call"),
+    [("api-key", False), ("X-Api-Key", False), ("api-key", True)],
+    ids=["api-key", "x-api-key", "api-key-per-call"],
+)
+def test_a_key_sent_in_a_gateways_key_header_and_echoed_never_reaches_the_error_or_its_pickle(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, header: str, per_call: bool
+) -> None:
+    # Azure-style gateways read the key from `api-key`: only a bearer token was looked for.
+    key = "0123456789abcdef0123456789abcdef"  # no `sk-` shape for the patterns to find
+    echo = {"error": {"message": f"Access denied: invalid subscription key {key}", "key": key}}
+    httpx_mock.add_response(status_code=401, headers={"x-echo": key, "x-request-id": key}, json=echo)
+    headers = {header: key}
+    client = make_client(max_retries=0, **({} if per_call else {"default_headers": headers}))
+    with pytest.raises(deployai.AuthenticationError) as info:
+        client.chat.completions.create(model=MODEL, messages=user(), **({"extra_headers": headers} if per_call else {}))
+    error = info.value
+    assert error.message == "Access denied: invalid subscription key [redacted]"
+    assert error.body == {
+        "error": {"message": "Access denied: invalid subscription key [redacted]", "key": "[redacted]"}
+    }
+    assert all(key not in text for text in (str(error), repr(error), error.request_id or ""))
+    assert key.encode() not in pickle.dumps(error)
+    assert pickle.loads(pickle.dumps(error)).response.headers["x-echo"] == "[redacted]"
+
+
 def test_a_key_the_server_echoes_as_its_request_id_never_reaches_the_errors_text(
     make_client: ClientFactory, httpx_mock: HTTPXMock
 ) -> None:
