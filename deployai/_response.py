@@ -6,7 +6,7 @@ import datetime
 import json
 from collections.abc import Callable
 from functools import cached_property
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import httpx
 from pydantic import ValidationError
@@ -150,6 +150,14 @@ class RawResponse(ResponseInfo, Generic[_T]):
     def parse(self) -> _T:
         """The typed result (`ChatCompletion`, `Stream`, `ModelList`, ...); parsed once, then cached."""
         return self._parsed
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # It holds the request, whose headers carry the API key: cloudpickle (Dask's fallback, where
+        # pickle refuses the parser) sent the key along.
+        raise TypeError(
+            "A RawResponse does not pickle: its httpx.Response holds the request, API key included. "
+            "Send its parse() (the typed result, which pickles with its headers) instead."
+        )
 
     def __repr__(self) -> str:
         return (

@@ -20,7 +20,7 @@ import time
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar
 
 import httpx
 
@@ -210,6 +210,13 @@ class _StreamBase(ResponseInfo, Generic[_T, _L]):
     def response(self) -> httpx.Response:
         """The `httpx.Response` the chunks are read from: available as soon as its headers arrived."""
         return self._reader.lease.response
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # An open connection cannot travel; pickle's own refusal named a socket or a weakref.
+        raise TypeError(
+            f"A {type(self).__name__} does not pickle: it reads from a connection of this process. "
+            "Read it here and send its get_final_completion() (a ChatCompletion, which pickles) instead."
+        )
 
     def _response_meta(self) -> ResponseMeta:
         lease = self._reader.lease

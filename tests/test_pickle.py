@@ -80,3 +80,45 @@ def test_an_emulator_client_refuses_to_pickle_and_says_what_to_use(client_type: 
     client = emulator.client() if client_type is deployai.DeployAI else emulator.async_client()
     with pytest.raises(TypeError, match=r"in-process Emulator does not pickle.*EmulatorServer"):
         pickle.dumps(client)
+
+
+def _dumpers() -> list[object]:
+    import cloudpickle  # type: ignore[import-untyped]  # Dask's fallback for what pickle refuses
+
+    return [pickle.dumps, cloudpickle.dumps]
+
+
+@pytest.mark.parametrize("dumps", _dumpers(), ids=["pickle", "cloudpickle"])
+def test_a_raw_response_refuses_to_pickle_and_never_carries_the_key(dumps: object) -> None:
+    # cloudpickle took the parser's closure and the live response, whose request holds the key.
+    assert callable(dumps)
+    with EmulatorServer(Emulator()) as server, deployai.DeployAI(api_key=API_KEY, base_url=server.base_url) as client:
+        raw = client.chat.completions.with_raw_response.create(model="openai/gpt-4o", messages=user("hi"))
+        with pytest.raises(TypeError, match=r"RawResponse does not pickle.*parse\(\)"):
+            dumps(raw)
+        answer = pickle.loads(pickle.dumps(raw.parse()))  # what the error says to send instead
+        assert answer.choices[0].message.content == "You said: hi"
+        assert API_KEY.encode() not in pickle.dumps(raw.parse())
+
+
+@pytest.mark.parametrize("dumps", _dumpers(), ids=["pickle", "cloudpickle"])
+def test_a_stream_refuses_to_pickle_with_what_to_send_instead_and_reads_on(dumps: object) -> None:
+    assert callable(dumps)
+
+    async def read_async(client: deployai.AsyncDeployAI) -> str | None:
+        async with await client.chat.completions.create(
+            model="openai/gpt-4o", messages=user("hey"), stream=True
+        ) as stream:
+            with pytest.raises(TypeError, match=r"AsyncStream does not pickle.*get_final_completion\(\)"):
+                dumps(stream)
+            return (await stream.get_final_completion()).choices[0].message.content
+
+    with EmulatorServer(Emulator()) as server:
+        client = deployai.DeployAI(api_key=API_KEY, base_url=server.base_url)
+        with client, client.chat.completions.create(model="openai/gpt-4o", messages=user("hi"), stream=True) as stream:
+            with pytest.raises(TypeError, match=r"A Stream does not pickle.*get_final_completion\(\)"):
+                dumps(stream)
+            assert stream.get_final_completion().choices[0].message.content == "You said: hi"
+        assert asyncio.run(read_async(deployai.AsyncDeployAI(api_key=API_KEY, base_url=server.base_url))) == (
+            "You said: hey"
+        )
