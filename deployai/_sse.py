@@ -420,6 +420,9 @@ class _ChoiceState:
                     call["name"] += name
                 if function.arguments:
                     call["args"].append(function.arguments)
+            extra = piece.__pydantic_extra__
+            if extra:  # a provider's own, as Gemini's `extra_content.google.thought_signature`, to send back
+                call["extra"] = _latest(call.get("extra"), extra)
 
     def message(self) -> ChatCompletionMessage:
         from .types.chat import ChatCompletionMessage, FunctionCall, MessageToolCall
@@ -427,7 +430,10 @@ class _ChoiceState:
         earlier = self.earlier_calls or {}
         tool_calls = [
             MessageToolCall(
-                id=c["id"], type=c["type"], function=FunctionCall(name=c["name"], arguments=_paired("".join(c["args"])))
+                id=c["id"],
+                type=c["type"],
+                function=FunctionCall(name=c["name"], arguments=_paired("".join(c["args"]))),
+                **c.get("extra", {}),
             )
             for index, last in sorted((self.calls or {}).items())
             for c in [*earlier.get(index, ()), last]
@@ -517,6 +523,24 @@ def _merged(into: dict[str, Any] | None, fields: dict[str, Any]) -> dict[str, An
             known.extend(value)
         else:
             merged[name] = list(value) if isinstance(value, list) else value
+    return merged
+
+
+def _latest(into: dict[str, Any] | None, fields: dict[str, Any]) -> dict[str, Any]:
+    """`into` with each field of `fields` that is not None in place of its own, dicts merged alike.
+
+    For a tool call's own fields: a signature is sent whole, and a server that repeats a call's
+    fields in every piece would have it joined to itself if appended as text is.
+    """
+    merged = {} if into is None else into
+    for name, value in fields.items():
+        if value is None:
+            continue
+        if isinstance(value, dict):  # a copy: the chunk handed over keeps its own
+            known = merged.get(name)
+            merged[name] = _latest(known if isinstance(known, dict) else None, value)
+        else:
+            merged[name] = value
     return merged
 
 

@@ -21,7 +21,7 @@ from pytest_httpx import HTTPXMock
 import deployai
 from deployai.testing import Emulator
 from deployai.types import ChatCompletion, ChatCompletionChunk
-from tests.conftest import API_KEY, ClientFactory, user
+from tests.conftest import API_KEY, ClientFactory, completion_json, user
 from tests.sse import DONE, Pieces, chunk, event, hello_stream, sse_response
 
 MODEL = "openai/gpt-4o"
@@ -1185,6 +1185,37 @@ def test_a_tool_call_whose_header_every_piece_repeats_keeps_its_name_once(
         ("c2", "get_time", "{}"),
         ("c3", "llm", "{}"),
     ]
+
+
+def test_a_tool_calls_own_fields_reach_the_final_completion_and_go_back_with_it(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    # Gemini 3 puts a signature on each call and refuses the next turn without it: a whole answer
+    # kept it, a stream's final completion lost it.
+    signed = {"extra_content": {"google": {"thought_signature": "SIG=="}}}
+    header = {"index": 0, "id": "c1", "type": "function"}
+    pieces = [
+        event(chunk(tool_calls=[{**header, "function": {"name": "f", "arguments": ""}, **signed}])),
+        # Repeated by a server that repeats a call's fields in every piece: a signature is not text to append.
+        event(chunk(tool_calls=[{"index": 0, "function": {"arguments": '{"a":1}'}, **signed, "x_seq": 2}])),
+        event(chunk(finish="tool_calls")),
+        DONE,
+    ]
+    add_stream(httpx_mock, pieces)
+    client = make_client()
+    with stream_of(client) as stream:
+        chunks = list(stream)
+        message = stream.get_final_completion().choices[0].message
+    assert message.tool_calls is not None
+    assert message.tool_calls[0].model_extra == {**signed, "x_seq": 2}
+    first_piece = chunks[0].choices[0].delta.tool_calls
+    assert first_piece is not None
+    assert first_piece[0].model_extra == signed  # the chunk handed over keeps its own
+    httpx_mock.add_response(json=completion_json())
+    tool = {"role": "tool", "tool_call_id": "c1", "content": "2"}
+    client.chat.completions.create(model=MODEL, messages=[*user(), message, tool])
+    sent = json.loads(httpx_mock.get_requests()[-1].content)["messages"][1]["tool_calls"][0]
+    assert sent["extra_content"] == signed["extra_content"]
 
 
 def with_choices(*choices: dict[str, Any], **fields: Any) -> bytes:
