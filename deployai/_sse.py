@@ -199,7 +199,8 @@ def mended(payload: Any, *, chunk: bool = False) -> Any:
     a fraction of a second is cut to whole seconds (each model's too, in a list of models). In a
     whole answer (`chunk` false), a choice without `index` is the one at its place in the list, and
     a tool call's `arguments` written as a JSON object (not as the text of one) is that object's
-    text. In a stream chunk, `choices: null` (a usage chunk's) is no choices, and a `delta: null`
+    text. An answer's or a chunk's `id` and `model` left out or null are `""`, and its `created` `0`.
+    In a stream chunk, `choices` null or left out (a usage chunk's) is no choices, and a `delta: null`
     adds nothing; a chunk's choice without `index` is left refused, as its place in one chunk says
     nothing of which choice it is. Only used on answers that failed validation: the answers that
     need none pay nothing.
@@ -217,8 +218,19 @@ def mended(payload: Any, *, chunk: bool = False) -> Any:
     data = payload.get("data")  # a list of models: each its own `created`
     if isinstance(data, list) and any(isinstance(item, dict) and type(item.get("created")) is float for item in data):
         payload = {**payload, "data": [mended(item) for item in data]}
-    choices = payload.get("choices", [])
-    if choices is None and chunk:
+    # An answer or a chunk (a usage chunk may have no choices), not a list of models, nor another
+    # kind of event (`{"type": "ping"}`), which stays no chunk.
+    answer = "choices" in payload or (
+        chunk and (payload.get("usage") is not None or payload.get("object") == "chat.completion.chunk")
+    )
+    if answer:
+        # Left out or null by some servers (OpenVINO's chunks have no id, Foundry Local's model is
+        # null): the values a chunk without them stands for, as Azure's filter chunk has an id of "".
+        blanks = {name: blank for name, blank in _BLANKS if payload.get(name) is None}
+        if blanks:
+            payload = {**payload, **blanks}
+    choices = payload.get("choices")
+    if chunk and answer and choices is None:  # a usage chunk's: null, or left out
         payload = {**payload, "choices": []}
     elif isinstance(choices, list) and any(isinstance(choice, dict) for choice in choices):
         if chunk:
@@ -227,6 +239,9 @@ def mended(payload: Any, *, chunk: bool = False) -> Any:
             mended_choices = [_mended_choice(place, choice) for place, choice in enumerate(choices)]
         payload = {**payload, "choices": mended_choices}
     return payload
+
+
+_BLANKS: Final = (("id", ""), ("model", ""), ("created", 0))
 
 
 def _mended_delta(choice: Any) -> Any:

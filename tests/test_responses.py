@@ -380,6 +380,20 @@ def test_answers_other_servers_write_loosely_are_taken(make_client: ClientFactor
     assert json.loads(tool_call.function.arguments) == {"x": 1, "y": "é"}
 
 
+@pytest.mark.parametrize("left_out", [False, True], ids=["null", "left-out"])
+def test_an_answer_without_an_id_model_or_creation_time_is_taken(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, left_out: bool
+) -> None:
+    loose = ("id", "model", "created")
+    body = {k: v for k, v in completion_json().items() if k not in loose}
+    if not left_out:
+        body.update(dict.fromkeys(loose))
+    httpx_mock.add_response(content=json.dumps(body).encode(), headers={"content-type": "application/json"})
+    completion = make_client(max_retries=0).chat.completions.create(model="openai/gpt-4o", messages=user())
+    assert (completion.id, completion.model, completion.created) == ("", "", 0)
+    assert completion.choices[0].message.content == completion_json()["choices"][0]["message"]["content"]
+
+
 def test_a_whole_answer_with_choices_null_is_still_refused(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
     # Only a stream's usage chunk has no choices: a whole answer without any is no answer.
     body = {**completion_json(), "choices": None}

@@ -1149,6 +1149,48 @@ def test_chunks_other_servers_write_loosely_still_add_up(make_client: ClientFact
     assert (final.choices[0].finish_reason, final.usage and final.usage.total_tokens) == ("stop", 7)
 
 
+@pytest.mark.parametrize(
+    "loose",
+    [{"id": None}, {"model": None}, {"created": None}, {"id": None, "model": None, "created": None}],
+    ids=["id-null", "model-null", "created-null", "all-null"],
+)
+@pytest.mark.parametrize("left_out", [False, True], ids=["null", "left-out"])
+def test_chunks_without_an_id_model_or_creation_time_still_add_up(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, loose: dict[str, None], left_out: bool
+) -> None:
+    # OpenVINO's chunks have no id, Foundry Local's model is null: the stream failed at its first chunk.
+    def loosened(payload: dict[str, Any]) -> bytes:
+        payload = {**payload, **loose}
+        return event({k: v for k, v in payload.items() if k not in loose} if left_out else payload)
+
+    # The usage chunk of Fireworks and FastChat has no `choices` key at all: the answer was lost there.
+    usage_only = {k: v for k, v in chunk().items() if k != "choices"}
+    usage_only["usage"] = {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
+    pieces = [loosened(chunk("Hi", role="assistant")), loosened(chunk(finish="stop")), loosened(usage_only), DONE]
+    add_stream(httpx_mock, pieces)
+    with stream_of(make_client(max_retries=0)) as stream:
+        chunks = list(stream)
+        final = stream.get_final_completion()
+    assert [c.choices[0].delta.content for c in chunks[:1]] == ["Hi"]
+    assert chunks[-1].choices == []
+    assert final.choices[0].message.content == "Hi"
+    assert final.usage is not None
+    assert final.usage.total_tokens == 4
+    expected = {"id": "", "model": "", "created": 0}
+    assert {name: getattr(chunks[0], name) for name in loose} == {name: expected[name] for name in loose}
+
+
+def test_an_event_of_another_kind_with_no_choices_is_still_no_chunk(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    # A keep-alive `ping` is passed over, not made into an empty chunk by the mending of loose chunks.
+    pieces = [event({"type": "ping"}, name="ping"), event(chunk("Hi")), DONE]
+    add_stream(httpx_mock, pieces)
+    with stream_of(make_client()) as stream:
+        chunks = list(stream)
+    assert [c.choices[0].delta.content for c in chunks] == ["Hi"]
+
+
 def test_a_chunk_whose_choice_has_no_index_is_still_refused(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
     # Its place in one chunk says nothing of which choice it is: with `n=2`, every chunk holds one
     # choice at place 0, and both answers would run together into one.
