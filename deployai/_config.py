@@ -312,7 +312,12 @@ def _without_userinfo(url: str) -> str:
 
 def _check_base_url(base_url: str, *, allow_insecure_http: bool) -> str:
     if not isinstance(base_url, str):
-        raise InvalidParameterError("base_url", base_url, "a string such as 'https://api.deployai.dev/v1'")
+        # Never the value: a URL object's (pydantic's `HttpUrl`) repr shows its password and query.
+        raise InvalidParameterError(
+            "base_url",
+            type(base_url).__name__,
+            "a str such as 'https://api.deployai.dev/v1' (str(url) of a URL object)",
+        )
     shown = _without_userinfo(base_url)
     if "@" in base_url:
         # A user name and password: httpx would send them as Basic auth in place of the key, and they
@@ -326,7 +331,8 @@ def _check_base_url(base_url: str, *, allow_insecure_http: bool) -> str:
         host = url.host  # decoded from IDNA (`xn--...`) here: the `idna` package's error for a bad one
     except (httpx.InvalidURL, UnicodeError):
         url, host = None, ""
-    if url is None or url.scheme not in ("http", "https") or not host or " " in base_url:
+    # Not printable: a no-break or zero-width space pasted at its end, encoded into every path (a 404).
+    if url is None or url.scheme not in ("http", "https") or not host or " " in base_url or not base_url.isprintable():
         raise InvalidParameterError("base_url", shown, "an absolute http:// or https:// URL")
     if url.port is not None and not 0 < url.port < 65536:
         # httpx takes any number: the socket layer then wraps it (65536 + 443 is port 443) or fails.
@@ -381,6 +387,14 @@ def resolve_options(
         raise DeployAIError(
             "The API key contains spaces, line breaks or non-ASCII characters: check api_key or DEPLOYAI_API_KEY."
         )
+    if key[0] in _QUOTES or key[-1] in _QUOTES:
+        # As `docker --env-file` and some .env loaders keep them: every call a 401, with no hint why.
+        raise DeployAIError(
+            "The API key starts or ends with a quote, as some .env files keep them: check api_key or DEPLOYAI_API_KEY."
+        )
+    if not isinstance(allow_insecure_http, bool):
+        # `allow_insecure_http=os.getenv(...)`: the string "false" is true, and would send the key in clear.
+        raise InvalidParameterError("allow_insecure_http", allow_insecure_http, "True or False")
     remember_key(key)
     url = _check_base_url(
         base_url or _setting(environ, BASE_URL_ENV) or DEFAULT_BASE_URL, allow_insecure_http=allow_insecure_http
@@ -401,6 +415,9 @@ def resolve_options(
         total_timeout=check_total_timeout(total_timeout),
         rate_limiter=_check_rate_limiter(rate_limiter),
     )
+
+
+_QUOTES: Final = "\"'"
 
 
 def _setting(environ: Mapping[str, str] | None, name: str) -> str | None:

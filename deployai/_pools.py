@@ -220,8 +220,12 @@ def _proxy(
 ) -> Any:
     """The transport of the proxy `url` for `pattern`; one that refuses its calls if httpx cannot make it."""
     try:
-        proxy = kind(proxy=url, limits=limits, verify=verify)
+        port = httpx.URL(url).port
+        # httpx takes any port: the socket would wrap it (70000 is port 4464, another service's).
+        proxy = kind(proxy=url, limits=limits, verify=verify) if port is None or 0 < port < 65536 else None
     except Exception:  # a SOCKS proxy without `socksio`, a scheme or URL httpx refuses
+        proxy = None
+    if proxy is None:
         variable = _PROXY_VARIABLES.get(pattern, f"the proxy for {pattern}")
         return _Failing(InvalidParameterError, variable, _without_user(url), _USABLE_PROXY)
     return cut_by(_bounded_reads(proxy), cut)

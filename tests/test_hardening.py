@@ -347,11 +347,56 @@ def test_a_refused_base_url_with_an_empty_query_is_quoted_as_written(make_client
         ("http://127.0.0.1:65979/v1", "port is from 1 to 65535"),  # sent to port 443 (65979 - 65536) by the socket
         ("https://api.example:0/v1", "port is from 1 to 65535"),
         ("https://xn--zz/v1", "an absolute http"),  # no IDNA label: the `idna` package's own error before
+        # Pasted from a web page: encoded into every path, each call a 404.
+        ("https://api.example/v1\u00a0", "an absolute http"),
+        ("https://api.example/v1\u200b", "an absolute http"),
+        ("https://api.example/v1\u3000", "an absolute http"),
     ],
 )
 def test_a_base_url_with_a_bad_port_or_host_is_refused(make_client: ClientFactory, base_url: str, allowed: str) -> None:
     with pytest.raises(deployai.InvalidParameterError, match=allowed):
         make_client(base_url=base_url)
+
+
+@pytest.mark.parametrize("url_type", [bytes, "pydantic"])
+def test_a_base_url_that_is_no_str_is_refused_without_quoting_its_password_or_query(
+    make_client: ClientFactory, url_type: object
+) -> None:
+    text = "https://team:hunter2pass@gw.example.com/v1?api-key=hunter2key"
+    if url_type is bytes:
+        base_url: object = text.encode()
+    else:
+        import pydantic
+
+        base_url = pydantic.TypeAdapter(pydantic.HttpUrl).validate_python(text)  # as pydantic-settings gives it
+    with pytest.raises(
+        deployai.InvalidParameterError, match=r"a str such as .* \(str\(url\) of a URL object\)"
+    ) as info:
+        make_client(base_url=base_url)
+    assert "hunter2" not in f"{info.value} {info.value!r}"
+    assert b"hunter2" not in pickle.dumps(info.value)
+
+
+@pytest.mark.parametrize(
+    "quoted", ['"dpl_live_0123456789abcdef"', "'dpl_live_0123456789abcdef'", '"dpl_live_0123456789abcdef']
+)
+@pytest.mark.parametrize("source", ["argument", "environment"])
+def test_a_key_with_the_quotes_of_an_env_file_is_refused_before_sending(
+    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch, quoted: str, source: str
+) -> None:
+    # `docker --env-file` keeps them: every call was a 401 with no hint why.
+    if source == "environment":
+        monkeypatch.setenv("DEPLOYAI_API_KEY", quoted)
+    with pytest.raises(deployai.DeployAIError, match="starts or ends with a quote") as info:
+        make_client(**({"api_key": quoted} if source == "argument" else {"api_key": None}))
+    assert "0123456789abcdef" not in str(info.value)
+
+
+@pytest.mark.parametrize("value", ["false", "0", 1, None])
+def test_allow_insecure_http_takes_only_a_bool(make_client: ClientFactory, value: object) -> None:
+    # `allow_insecure_http=os.getenv("X", "false")`: the string "false" let the key go out in clear.
+    with pytest.raises(deployai.InvalidParameterError, match="allow_insecure_http must be True or False"):
+        make_client(base_url="http://gw.example.com/v1", allow_insecure_http=value)
 
 
 @pytest.mark.parametrize(

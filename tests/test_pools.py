@@ -476,6 +476,7 @@ def test_this_machines_own_addresses_never_go_through_a_proxy_from_the_environme
         "http://user:pa/Proxy_SECRET@proxy:notaport",  # a password's "/" ends the user part to urllib
         "http://user:p@Proxy_SECRET@127.0.0.1:notaport",
         "user:Proxy_SECRET@host://x",  # no scheme httpx knows: kept as written
+        "http://user:Proxy_SECRET@127.0.0.1:70000",  # httpx took it; the socket went to port 4464
     ],
     ids=[
         "socks without socksio",
@@ -484,6 +485,7 @@ def test_this_machines_own_addresses_never_go_through_a_proxy_from_the_environme
         "a slash in its password",
         "an @ in its password",
         "no scheme",
+        "a port above 65535",
     ],
 )
 def test_a_proxy_from_the_environment_httpx_cannot_use_refuses_only_the_calls_it_would_carry(
