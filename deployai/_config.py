@@ -199,7 +199,15 @@ def conceal_headers(headers: _T) -> _T:
         return cast(
             "_T", {name: Secret(value) if _is_key_header(name, value) else value for name, value in headers.items()}
         )
+    if isinstance(headers, (list, tuple)):  # pairs, as httpx takes them: refused, but first hidden
+        return cast("_T", [_concealed_pair(pair) for pair in headers])
     return headers
+
+
+def _concealed_pair(pair: object) -> object:
+    if isinstance(pair, (list, tuple)) and len(pair) == 2 and _is_key_header(pair[0], pair[1]):
+        return (pair[0], Secret(pair[1]))
+    return pair
 
 
 def _is_key_header(name: object, value: object) -> bool:
@@ -372,8 +380,9 @@ def resolve_options(
     when no API key can be found, so that no request is ever sent without one.
     """
     if api_key is not None and not isinstance(api_key, str):  # bytes read from a secret file, say
-        kind, api_key = type(api_key).__name__, None  # a traceback may show this frame's locals
-        raise DeployAIError(f"The API key must be a str, not {kind}: decode it first (key.decode()).")
+        given = api_key if isinstance(api_key, _NotAKey) else _NotAKey(api_key)
+        api_key = None  # a traceback may show this frame's locals
+        raise DeployAIError(f"The API key must be a str, not {given.kind}{given.hint}.")
     # The key is a `Secret` before anything here can raise: a traceback may show this frame's locals.
     key = Secret(_stripped(api_key or _setting(environ, API_KEY_ENV)))
     api_key = key
@@ -430,8 +439,32 @@ def _stripped(value: object) -> str:
 
 
 def conceal(value: _T) -> _T:
-    """`value` as a `Secret` when it is a string: a caller's first step with an API key it was given."""
-    return cast("_T", Secret(value)) if isinstance(value, str) else value
+    """`value` as a `Secret` when it is a string: a caller's first step with an API key it was given.
+
+    Anything else but None (bytes read from a secret file) is to be refused: a stand-in naming its
+    type takes its place, so that the frames' locals a traceback shows never hold it.
+    """
+    if isinstance(value, str):
+        return cast("_T", Secret(value))
+    return value if value is None else cast("_T", _NotAKey(value))
+
+
+class _NotAKey:
+    """A key given as something other than a str, as a frame's locals show it: its type, not its value."""
+
+    __slots__ = ("hint", "kind")
+
+    def __init__(self, value: object) -> None:
+        self.kind = type(value).__name__
+        if isinstance(value, (bytes, bytearray)):
+            self.hint = ": decode it first (key.decode())"
+        elif callable(getattr(value, "get_secret_value", None)):  # pydantic's `SecretStr`
+            self.hint = ": pass key.get_secret_value()"
+        else:
+            self.hint = ""
+
+    def __repr__(self) -> str:
+        return f"<{self.kind}, not shown>"
 
 
 def changed_options(

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pydantic
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -690,6 +691,40 @@ def test_a_traceback_with_its_locals_never_shows_the_key(
     shown = _shown_with_locals(info.value)
     assert API_KEY not in shown
     assert httpx_mock.get_requests() == []
+
+
+# The wrong types these tests pass on purpose, which a type checker refuses.
+_unchecked_client: Any = deployai.DeployAI
+
+
+@pytest.mark.parametrize(
+    ("mistake", "said"),
+    [
+        pytest.param(lambda: _unchecked_client(api_key=API_KEY.encode()), "not bytes: decode it", id="key as bytes"),
+        pytest.param(
+            lambda: _unchecked_client(api_key=pydantic.SecretStr(API_KEY)),
+            "not SecretStr: pass key.get_secret_value()",
+            id="key as a pydantic SecretStr",
+        ),
+        pytest.param(
+            lambda: _unchecked_client(api_key="x" * 20, default_headers=[("Authorization", f"Bearer {API_KEY}")]),
+            "a mapping of header names",
+            id="headers as pairs",
+        ),
+        pytest.param(
+            lambda: _unchecked_client(api_key="x" * 20, base_url=BASE_URL).with_options(
+                default_headers=[("api-key", API_KEY)]
+            ),
+            "a mapping of header names",
+            id="with_options headers as pairs",
+        ),
+    ],
+)
+def test_a_key_given_in_a_refused_form_is_in_no_local_of_the_sdks_frames(mistake: Any, said: str) -> None:
+    # Error trackers record the locals of every frame: the refused bytes or pairs were shown whole.
+    with pytest.raises(deployai.DeployAIError, match=said) as info:
+        mistake()
+    assert API_KEY not in _shown_with_locals(_in_the_sdks_frames(info.value))
 
 
 @pytest.mark.parametrize(
