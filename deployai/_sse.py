@@ -245,8 +245,12 @@ _BLANKS: Final = (("id", ""), ("model", ""), ("created", 0))
 
 
 def _mended_delta(choice: Any) -> Any:
-    if isinstance(choice, dict) and "delta" in choice and choice["delta"] is None:
-        return {name: value for name, value in choice.items() if name != "delta"}
+    if isinstance(choice, dict) and "delta" in choice:
+        delta = choice["delta"]
+        if delta is None:
+            return {name: value for name, value in choice.items() if name != "delta"}
+        if isinstance(delta, dict) and isinstance(delta.get("content"), list):
+            return {**choice, "delta": _text_of_blocks(delta)}
     return choice
 
 
@@ -256,9 +260,46 @@ def _mended_choice(place: int, choice: Any) -> Any:
     choice = dict(choice)
     choice.setdefault("index", place)
     message = choice.get("message")
+    if isinstance(message, dict) and isinstance(message.get("content"), list):
+        message = choice["message"] = _text_of_blocks(message)
     if isinstance(message, dict) and isinstance(message.get("tool_calls"), list):
         choice["message"] = {**message, "tool_calls": [_mended_tool_call(call) for call in message["tool_calls"]]}
     return choice
+
+
+def _text_of_blocks(message: dict[str, Any]) -> dict[str, Any]:
+    """A message or delta whose `content` is a list of text and thinking blocks (Mistral's reasoning models), as text.
+
+    `content` is the text blocks' text (None without any), and the thinking's text is
+    `reasoning_content`, as other providers send it. A block of any other kind is left refused:
+    read as text, it would be lost.
+    """
+    text: list[str] = []
+    thinking: list[str] = []
+    for block in message["content"]:
+        kind = block.get("type") if isinstance(block, dict) else None
+        thought = _thinking_text(block.get("thinking")) if kind == "thinking" else None
+        if kind == "text" and isinstance(block.get("text"), str):
+            text.append(block["text"])
+        elif thought is not None:
+            thinking.append(thought)
+        else:
+            return message
+    mended = {**message, "content": "".join(text) if text else None}
+    if thinking and message.get("reasoning_content") is None:
+        mended["reasoning_content"] = "".join(thinking)
+    return mended
+
+
+def _thinking_text(thinking: Any) -> str | None:
+    """The text of a thinking block's `thinking`: a str, or a list of text blocks; None if it is neither."""
+    if isinstance(thinking, str):
+        return thinking
+    if isinstance(thinking, list) and all(
+        isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str) for part in thinking
+    ):
+        return "".join(part["text"] for part in thinking)
+    return None
 
 
 def _mended_tool_call(call: Any) -> Any:

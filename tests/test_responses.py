@@ -394,6 +394,20 @@ def test_an_answer_without_an_id_model_or_creation_time_is_taken(
     assert completion.choices[0].message.content == completion_json()["choices"][0]["message"]["content"]
 
 
+def test_an_answers_content_of_text_and_thinking_blocks_is_read_as_text_and_reasoning(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    # Mistral's reasoning models (magistral, `reasoning_effort`): every such answer was refused.
+    body = completion_json()
+    body["choices"][0]["message"]["content"] = [
+        {"type": "thinking", "thinking": [{"type": "text", "text": "2 and 2."}]},
+        {"type": "text", "text": "4"},
+    ]
+    httpx_mock.add_response(content=json.dumps(body).encode(), headers={"content-type": "application/json"})
+    message = make_client().chat.completions.create(model="openai/gpt-4o", messages=user()).choices[0].message
+    assert (message.content, (message.model_extra or {}).get("reasoning_content")) == ("4", "2 and 2.")
+
+
 def test_a_whole_answer_with_choices_null_is_still_refused(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
     # Only a stream's usage chunk has no choices: a whole answer without any is no answer.
     body = {**completion_json(), "choices": None}
