@@ -161,7 +161,8 @@ def check_headers(param: str, headers: Mapping[str, str]) -> dict[str, str]:
         if not isinstance(value, str) or not _HEADER_VALUE.fullmatch(value):
             raise InvalidParameterError(
                 f"{param}[{name!r}]",
-                "str" if isinstance(value, str) else type(value).__name__,  # a redacted key's type is a str too
+                # A redacted key's type is a str too; a hidden one (bytes) says its own.
+                "str" if isinstance(value, str) else value.kind if isinstance(value, NotAKey) else type(value).__name__,
                 "a str of printable ASCII without line breaks, nor a space or tab at either end",
             )
     return conceal_headers(dict(headers))
@@ -197,21 +198,28 @@ def conceal_headers(headers: _T) -> _T:
         and any(_is_key_header(name, value) for name, value in headers.items())
     ):
         return cast(
-            "_T", {name: Secret(value) if _is_key_header(name, value) else value for name, value in headers.items()}
+            "_T", {name: _hidden(value) if _is_key_header(name, value) else value for name, value in headers.items()}
         )
     if isinstance(headers, (list, tuple)):  # pairs, as httpx takes them: refused, but first hidden
-        return cast("_T", [_concealed_pair(pair) for pair in headers])
+        return cast("_T", type(headers)(_concealed_pair(pair) for pair in headers))
     return headers
 
 
 def _concealed_pair(pair: object) -> object:
     if isinstance(pair, (list, tuple)) and len(pair) == 2 and _is_key_header(pair[0], pair[1]):
-        return (pair[0], Secret(pair[1]))
+        return (pair[0], _hidden(pair[1]))
     return pair
 
 
 def _is_key_header(name: object, value: object) -> bool:
-    return type(name) is str and type(value) is str and name.lower() in _KEY_HEADERS
+    if type(name) is bytes:  # as httpx takes them: refused, but first hidden
+        name = name.decode("latin-1")
+    return type(name) is str and type(value) in (str, bytes) and name.lower() in _KEY_HEADERS
+
+
+def _hidden(value: str | bytes) -> object:
+    """A key header's value as a frame's locals may show it: a `Secret`, or a stand-in for bytes (refused)."""
+    return Secret(value) if type(value) is str else NotAKey(value)
 
 
 def merge_headers(base: Mapping[str, str], over: Mapping[str, str]) -> dict[str, str]:
@@ -318,6 +326,11 @@ def _without_userinfo(url: str) -> str:
     return url if cut < 0 or cut == len(url) - 1 else url[:cut] + url[cut] + "***"
 
 
+# A space of any kind, as pasted with a URL from a web page (a no-break or zero-width space at its
+# end): encoded into every path, each call a 404. Not the zero-width joiners IDNA allows in names.
+_SPACES: Final = re.compile(r"[\s\u200b\u2060\ufeff]")
+
+
 def _check_base_url(base_url: str, *, allow_insecure_http: bool) -> str:
     if not isinstance(base_url, str):
         # Never the value: a URL object's (pydantic's `HttpUrl`) repr shows its password and query.
@@ -339,8 +352,7 @@ def _check_base_url(base_url: str, *, allow_insecure_http: bool) -> str:
         host = url.host  # decoded from IDNA (`xn--...`) here: the `idna` package's error for a bad one
     except (httpx.InvalidURL, UnicodeError):
         url, host = None, ""
-    # Not printable: a no-break or zero-width space pasted at its end, encoded into every path (a 404).
-    if url is None or url.scheme not in ("http", "https") or not host or " " in base_url or not base_url.isprintable():
+    if url is None or url.scheme not in ("http", "https") or not host or _SPACES.search(base_url):
         raise InvalidParameterError("base_url", shown, "an absolute http:// or https:// URL")
     if url.port is not None and not 0 < url.port < 65536:
         # httpx takes any number: the socket layer then wraps it (65536 + 443 is port 443) or fails.
@@ -380,7 +392,7 @@ def resolve_options(
     when no API key can be found, so that no request is ever sent without one.
     """
     if api_key is not None and not isinstance(api_key, str):  # bytes read from a secret file, say
-        given = api_key if isinstance(api_key, _NotAKey) else _NotAKey(api_key)
+        given = api_key if isinstance(api_key, NotAKey) else NotAKey(api_key)
         api_key = None  # a traceback may show this frame's locals
         raise DeployAIError(f"The API key must be a str, not {given.kind}{given.hint}.")
     # The key is a `Secret` before anything here can raise: a traceback may show this frame's locals.
@@ -446,11 +458,11 @@ def conceal(value: _T) -> _T:
     """
     if isinstance(value, str):
         return cast("_T", Secret(value))
-    return value if value is None else cast("_T", _NotAKey(value))
+    return value if value is None else cast("_T", NotAKey(value))
 
 
-class _NotAKey:
-    """A key given as something other than a str, as a frame's locals show it: its type, not its value."""
+class NotAKey:
+    """A secret (a key, a Redis URL) given as something other than a str, as frames' locals show it: its type only."""
 
     __slots__ = ("hint", "kind")
 

@@ -179,6 +179,13 @@ class _ResponseError(APIError, ResponseInfo):  # APIError first: its settable `r
     def _response_meta(self) -> ResponseMeta:
         return self._meta
 
+    @property
+    def request_id(self) -> str | None:
+        """The server's `x-request-id` for the response (without the API key, should the server echo it)."""
+        request_id = super().request_id
+        # A server may echo the request's key anywhere, its request id included.
+        return None if request_id is None else redact(request_id, _sent_key(self.response))
+
     def _took(self, elapsed: float) -> None:
         """Record how long the attempt that met this error took (its `elapsed`), unless recorded already."""
         if self._meta.elapsed is None:
@@ -234,13 +241,6 @@ class APIStatusError(_ResponseError):
         if status_code is not None:
             self.status_code = status_code
         self.retry_after = retry_after
-
-    @property
-    def request_id(self) -> str | None:
-        """The server's `x-request-id` for the response (without the API key, should the server echo it)."""
-        request_id = super().request_id
-        # A server may echo the request's key anywhere, its request id included.
-        return None if request_id is None else redact(request_id, _sent_key(self.response))
 
     def __str__(self) -> str:
         request_id = self.request_id

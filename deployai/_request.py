@@ -22,6 +22,7 @@ from ._config import ClientOptions, check_headers, check_total_timeout, merge_he
 from ._constants import COMPLETION_CAP
 from ._endpoint import Endpoint, PreparedRequest
 from ._exceptions import InvalidParameterError
+from ._sse import ThoughtText
 from ._types import NOT_GIVEN, ModelAlias, NotGiven
 
 MODEL_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9._:+-][A-Za-z0-9._:+/-]*")
@@ -492,7 +493,11 @@ _MODEL_DUMP: Final = BaseModel.model_dump
 def _json_default(value: object) -> Any:
     if isinstance(value, BaseModel):
         if type(value).model_dump is _MODEL_DUMP:  # what it returns, without its keyword handling
-            return value.__pydantic_serializer__.to_python(value, mode="json", exclude_none=True)
+            dumped = value.__pydantic_serializer__.to_python(value, mode="json", exclude_none=True)
+            extra = value.__pydantic_extra__
+            if extra and type(extra.get("reasoning_content")) is ThoughtText:  # not the server's own: not sent
+                del dumped["reasoning_content"]
+            return dumped
         return value.model_dump(mode="json", exclude_none=True)  # a model that dumps itself its own way
     if isinstance(value, (tuple, set, frozenset)):
         return list(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime
 import json
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import httpx
 from pydantic import ValidationError
+from typing_extensions import Self
 
 from ._exceptions import make_stream_error, make_validation_error, reported_in
 from ._meta import ResponseInfo, ResponseMeta
@@ -158,6 +160,18 @@ class RawResponse(ResponseInfo, Generic[_T]):
             "A RawResponse does not pickle: its httpx.Response holds the request, API key included. "
             "Send its parse() (the typed result, which pickles with its headers) instead."
         )
+
+    # `copy` would fall back to `__reduce__`: copies stay in this process, and are made as before it.
+    def __copy__(self) -> Self:
+        copied = object.__new__(type(self))
+        copied.__dict__.update(self.__dict__)
+        return copied
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        copied = object.__new__(type(self))
+        memo[id(self)] = copied
+        copied.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return copied
 
     def __repr__(self) -> str:
         return (

@@ -12,6 +12,7 @@ the response turns them into the SDK's typed errors.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -221,7 +222,12 @@ def mended(payload: Any, *, chunk: bool = False) -> Any:
     # An answer or a chunk (a usage chunk may have no choices), not a list of models, nor another
     # kind of event (`{"type": "ping"}`), which stays no chunk.
     answer = "choices" in payload or (
-        chunk and (payload.get("usage") is not None or payload.get("object") == "chat.completion.chunk")
+        chunk
+        and (
+            payload.get("object") == "chat.completion.chunk"
+            # A usage chunk's, with its id: not any JSON that mentions usage (an error's), taken for the end.
+            or (payload.get("usage") is not None and payload.get("id") is not None)
+        )
     )
     if answer:
         # Left out or null by some servers (OpenVINO's chunks have no id, Foundry Local's model is
@@ -287,8 +293,18 @@ def _text_of_blocks(message: dict[str, Any]) -> dict[str, Any]:
             return message
     mended = {**message, "content": "".join(text) if text else None}
     if thinking and message.get("reasoning_content") is None:
-        mended["reasoning_content"] = "".join(thinking)
+        mended["reasoning_content"] = ThoughtText("".join(thinking))
     return mended
+
+
+class ThoughtText(str):
+    """A `reasoning_content` the SDK read out of a content's thinking blocks, not one the server sent.
+
+    An answer sent back in the conversation is sent without it: Mistral refuses a field it does
+    not define on a message (a 422), and it had sent none.
+    """
+
+    __slots__ = ()
 
 
 def _thinking_text(thinking: Any) -> str | None:
@@ -343,6 +359,8 @@ def _delta_from_whole(choice: ChunkChoice, data: str) -> None:
 
     extra = choice.__pydantic_extra__ or {}
     message, text = extra.get("message"), extra.get("text")
+    if isinstance(message, dict) and isinstance(message.get("content"), list):
+        message = _text_of_blocks(message)
     if isinstance(message, dict):
         calls = message.get("tool_calls")
         if isinstance(calls, list):  # a whole message's calls have no `index`: each is its own call
@@ -489,7 +507,7 @@ class _ChoiceState:
                 id=c["id"],
                 type=c["type"],
                 function=FunctionCall(name=c["name"], arguments=_paired("".join(c["args"]))),
-                **c.get("extra", {}),
+                **copy.deepcopy(c.get("extra", {})),  # each completion its own, as each chunk has its own
             )
             for index, last in sorted((self.calls or {}).items())
             for c in [*earlier.get(index, ()), last]
@@ -548,7 +566,8 @@ def _whole(fields: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def _joined(value: Any) -> Any:
     if isinstance(value, _Pieces):
-        return _paired("".join(value))
+        text = _paired("".join(value))
+        return ThoughtText(text) if value and type(value[0]) is ThoughtText else text
     return _whole(value) if isinstance(value, dict) else value
 
 
@@ -596,7 +615,7 @@ def _latest(into: dict[str, Any] | None, fields: dict[str, Any]) -> dict[str, An
             known = merged.get(name)
             merged[name] = _latest(known if isinstance(known, dict) else None, value)
         else:
-            merged[name] = value
+            merged[name] = copy.deepcopy(value)
     return merged
 
 
@@ -662,11 +681,11 @@ class ChunkDecoder(Generic[_T]):
             payload = _loads_or_text(data)
             if isinstance(payload, dict) and payload.get("error") is not None:
                 raise ErrorEvent(payload) from None
+            if event and event != "message" and not (isinstance(payload, dict) and "choices" in payload):
+                return None  # an event of another kind (a keep-alive `ping`, `metrics`): no part of the answer
             try:  # valid JSON that pydantic's parser does not take (a lone surrogate), or loosely written
                 chunk = self._validate_parsed(mended(payload, chunk=True))
             except ValidationError:
-                if event and event != "message" and not (isinstance(payload, dict) and "choices" in payload):
-                    return None  # an event of another kind (a keep-alive `ping`, say): no part of the answer
                 raise InvalidEvent(data, "chat completion chunk") from None
         extra = chunk.__pydantic_extra__
         if extra and extra.get("error") is not None:  # some servers write `"error": null` in every chunk

@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar
 
 import httpx
+from typing_extensions import Self
 
 from ._exceptions import (
     APIConnectionError,
@@ -217,6 +218,12 @@ class _StreamBase(ResponseInfo, Generic[_T, _L]):
             f"A {type(self).__name__} does not pickle: it reads from a connection of this process. "
             "Read it here and send its get_final_completion() (a ChatCompletion, which pickles) instead."
         )
+
+    def __copy__(self) -> Self:
+        # `copy` would fall back to `__reduce__`: a copy reads from the same connection, as before it.
+        copied = object.__new__(type(self))
+        copied.__dict__.update(self.__dict__)
+        return copied
 
     def _response_meta(self) -> ResponseMeta:
         lease = self._reader.lease

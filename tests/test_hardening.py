@@ -359,6 +359,11 @@ def test_a_base_url_with_a_bad_port_or_host_is_refused(make_client: ClientFactor
         make_client(base_url=base_url)
 
 
+def test_a_name_with_the_zero_width_non_joiner_idna_allows_is_a_base_url(make_client: ClientFactory) -> None:
+    # Persian names hold it: the check for pasted zero-width spaces must not take it for one.
+    assert make_client(base_url="https://\u0646\u0627\u0645\u0647\u200c\u0627\u06cc.ir/v1").base_url.endswith(".ir/v1")
+
+
 @pytest.mark.parametrize("url_type", [bytes, "pydantic"])
 def test_a_base_url_that_is_no_str_is_refused_without_quoting_its_password_or_query(
     make_client: ClientFactory, url_type: object
@@ -697,6 +702,10 @@ def test_a_traceback_with_its_locals_never_shows_the_key(
 _unchecked_client: Any = deployai.DeployAI
 
 
+def _unchecked(value: object) -> Any:
+    return value
+
+
 @pytest.mark.parametrize(
     ("mistake", "said"),
     [
@@ -717,6 +726,21 @@ _unchecked_client: Any = deployai.DeployAI
             ),
             "a mapping of header names",
             id="with_options headers as pairs",
+        ),
+        pytest.param(
+            lambda: _unchecked_client(api_key="x" * 20, default_headers={"api-key": API_KEY.encode()}),
+            r"\['api-key'\] must be a str .*; got 'bytes'",
+            id="a key header's value as bytes",
+        ),
+        pytest.param(
+            lambda: _unchecked_client(api_key="x" * 20, default_headers=((b"x-api-key", API_KEY.encode()),)),
+            "a mapping of header names.*; got 'tuple'",
+            id="headers as pairs of bytes",
+        ),
+        pytest.param(
+            lambda: deployai.RedisRateLimiter(_unchecked(f"redis://:{API_KEY}@127.0.0.1:1/0".encode())),
+            "url must be a redis://.*; got 'bytes'",
+            id="a Redis URL as bytes",
         ),
     ],
 )
@@ -963,6 +987,18 @@ def test_a_key_sent_in_a_gateways_key_header_and_echoed_never_reaches_the_error_
     assert all(key not in text for text in (str(error), repr(error), error.request_id or ""))
     assert key.encode() not in pickle.dumps(error)
     assert pickle.loads(pickle.dumps(error)).response.headers["x-echo"] == "[redacted]"
+
+
+def test_a_key_header_echoed_in_the_request_id_of_an_answer_that_is_no_answer_is_taken_out(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    # A 200 whose body is no chat completion: its error read the request id as it came.
+    key = "0123456789abcdef0123456789abcdef"
+    httpx_mock.add_response(headers={"x-request-id": f"req-{key}"}, json={"not": "an answer"})
+    client = make_client(max_retries=0, default_headers={"api-key": key})
+    with pytest.raises(deployai.APIResponseValidationError) as info:
+        client.chat.completions.create(model=MODEL, messages=user())
+    assert info.value.request_id == "req-[redacted]"
 
 
 def test_a_key_the_server_echoes_as_its_request_id_never_reaches_the_errors_text(

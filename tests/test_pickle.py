@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import pickle
 from datetime import datetime, timezone
 
@@ -122,3 +123,13 @@ def test_a_stream_refuses_to_pickle_with_what_to_send_instead_and_reads_on(dumps
         assert asyncio.run(read_async(deployai.AsyncDeployAI(api_key=API_KEY, base_url=server.base_url))) == (
             "You said: hey"
         )
+
+
+def test_a_raw_response_and_a_stream_still_copy_in_this_process() -> None:
+    # `copy` falls back to what pickling uses: refusing to pickle, they refused `copy.copy` too.
+    with EmulatorServer(Emulator()) as server, deployai.DeployAI(api_key=API_KEY, base_url=server.base_url) as client:
+        raw = client.chat.completions.with_raw_response.create(model="openai/gpt-4o", messages=user("hi"))
+        for copied in (copy.copy(raw), copy.deepcopy(raw)):
+            assert copied.parse().choices[0].message.content == "You said: hi"
+        with client.chat.completions.create(model="openai/gpt-4o", messages=user("hi"), stream=True) as stream:
+            assert copy.copy(stream).get_final_completion().choices[0].message.content == "You said: hi"

@@ -404,8 +404,21 @@ def test_an_answers_content_of_text_and_thinking_blocks_is_read_as_text_and_reas
         {"type": "text", "text": "4"},
     ]
     httpx_mock.add_response(content=json.dumps(body).encode(), headers={"content-type": "application/json"})
-    message = make_client().chat.completions.create(model="openai/gpt-4o", messages=user()).choices[0].message
+    client = make_client()
+    message = client.chat.completions.create(model="openai/gpt-4o", messages=user()).choices[0].message
     assert (message.content, (message.model_extra or {}).get("reasoning_content")) == ("4", "2 and 2.")
+    # Sent back, without the field the SDK made: Mistral refuses a field it does not define (a 422).
+    httpx_mock.add_response(json=completion_json())
+    client.chat.completions.create(model="openai/gpt-4o", messages=[*user(), message, *user("and?")])
+    assert json.loads(httpx_mock.get_requests()[-1].content)["messages"][1] == {"role": "assistant", "content": "4"}
+    # A `reasoning_content` the server sent itself (deepseek's, which some servers want back) still goes back.
+    own = completion_json()
+    own["choices"][0]["message"]["reasoning_content"] = "mine"
+    httpx_mock.add_response(json=own)
+    theirs = client.chat.completions.create(model="openai/gpt-4o", messages=user()).choices[0].message
+    httpx_mock.add_response(json=completion_json())
+    client.chat.completions.create(model="openai/gpt-4o", messages=[*user(), theirs, *user("and?")])
+    assert json.loads(httpx_mock.get_requests()[-1].content)["messages"][1]["reasoning_content"] == "mine"
 
 
 def test_a_whole_answer_with_choices_null_is_still_refused(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:

@@ -1196,11 +1196,24 @@ def test_a_content_of_text_and_thinking_blocks_is_read_as_text_and_reasoning(
         DONE,
     ]
     add_stream(httpx_mock, pieces)
-    with stream_of(make_client(max_retries=0)) as stream:
+    # A gateway in front of a provider that cannot stream sends the whole message in one chunk.
+    whole = {"role": "assistant", "content": [thinking("Hmm."), {"type": "text", "text": "5"}]}
+    add_stream(httpx_mock, [with_choices({"index": 0, "message": whole, "finish_reason": "stop"}), DONE])
+    client = make_client(max_retries=0)
+    with stream_of(client) as stream:
         chunks = list(stream)
         message = stream.get_final_completion().choices[0].message
     assert [c.choices[0].delta.content for c in chunks] == ["", None, None, "4", None]
     assert (message.content, (message.model_extra or {}).get("reasoning_content")) == ("4", "Let me think.")
+    with stream_of(client) as stream:
+        second = stream.get_final_completion().choices[0].message
+    assert (second.content, (second.model_extra or {}).get("reasoning_content")) == ("5", "Hmm.")
+    # Sent back, the answer has no field Mistral did not send: it refuses one it does not define (a 422).
+    httpx_mock.add_response(json=completion_json())
+    client.chat.completions.create(model=MODEL, messages=[*user(), message, *user("and?"), second])
+    sent = json.loads(httpx_mock.get_requests()[-1].content)["messages"]
+    assert sent[1] == {"role": "assistant", "content": "4"}
+    assert sent[3] == {"role": "assistant", "content": "5"}
 
 
 def test_a_content_block_of_another_kind_is_still_refused(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
@@ -1214,12 +1227,32 @@ def test_a_content_block_of_another_kind_is_still_refused(make_client: ClientFac
 def test_an_event_of_another_kind_with_no_choices_is_still_no_chunk(
     make_client: ClientFactory, httpx_mock: HTTPXMock
 ) -> None:
-    # A keep-alive `ping` is passed over, not made into an empty chunk by the mending of loose chunks.
-    pieces = [event({"type": "ping"}, name="ping"), event(chunk("Hi")), DONE]
+    # A keep-alive `ping`, or a `metrics` event with usage of its own, is passed over: not made into
+    # a chunk by the mending of loose chunks (whose usage would have replaced the answer's).
+    usage = {"prompt_tokens": 100, "completion_tokens": 900, "total_tokens": 1000}
+    pieces = [
+        event({"type": "ping"}, name="ping"),
+        event(chunk("Hi")),
+        event({"id": "m", "usage": usage}, name="metrics"),
+        DONE,
+    ]
     add_stream(httpx_mock, pieces)
     with stream_of(make_client()) as stream:
         chunks = list(stream)
+        final = stream.get_final_completion()
     assert [c.choices[0].delta.content for c in chunks] == ["Hi"]
+    assert final.usage is None
+
+
+def test_json_that_mentions_usage_in_the_middle_of_a_stream_is_no_end_of_it(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    # Without an id, it is not a usage chunk: taken for one, a cut answer was handed over as whole.
+    usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    pieces = [event(chunk("Hel")), event({"message": "quota exceeded", "usage": usage}), DONE]
+    add_stream(httpx_mock, pieces)
+    with stream_of(make_client(max_retries=0)) as stream, pytest.raises(deployai.APIResponseValidationError):
+        list(stream)
 
 
 def test_a_chunk_whose_choice_has_no_index_is_still_refused(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
@@ -1271,6 +1304,8 @@ def test_a_tool_calls_own_fields_reach_the_final_completion_and_go_back_with_it(
         event(chunk(tool_calls=[{**header, "function": {"name": "f", "arguments": ""}, **signed}])),
         # Repeated by a server that repeats a call's fields in every piece: a signature is not text to append.
         event(chunk(tool_calls=[{"index": 0, "function": {"arguments": '{"a":1}'}, **signed, "x_seq": 2}])),
+        # A later value in a field of a field: it replaces its own, and only in the call.
+        event(chunk(tool_calls=[{"index": 0, "extra_content": {"google": {"thought_signature": "SIG2"}}}])),
         event(chunk(finish="tool_calls")),
         DONE,
     ]
@@ -1279,16 +1314,20 @@ def test_a_tool_calls_own_fields_reach_the_final_completion_and_go_back_with_it(
     with stream_of(client) as stream:
         chunks = list(stream)
         message = stream.get_final_completion().choices[0].message
+        again = stream.get_final_completion().choices[0].message
     assert message.tool_calls is not None
-    assert message.tool_calls[0].model_extra == {**signed, "x_seq": 2}
+    assert again.tool_calls is not None
+    assert message.tool_calls[0].model_extra == {"extra_content": {"google": {"thought_signature": "SIG2"}}, "x_seq": 2}
     first_piece = chunks[0].choices[0].delta.tool_calls
     assert first_piece is not None
     assert first_piece[0].model_extra == signed  # the chunk handed over keeps its own
+    message.tool_calls[0].extra_content["google"]["changed"] = True
+    assert again.tool_calls[0].model_extra == {"extra_content": {"google": {"thought_signature": "SIG2"}}, "x_seq": 2}
     httpx_mock.add_response(json=completion_json())
     tool = {"role": "tool", "tool_call_id": "c1", "content": "2"}
     client.chat.completions.create(model=MODEL, messages=[*user(), message, tool])
     sent = json.loads(httpx_mock.get_requests()[-1].content)["messages"][1]["tool_calls"][0]
-    assert sent["extra_content"] == signed["extra_content"]
+    assert sent["extra_content"] == {"google": {"thought_signature": "SIG2", "changed": True}}
 
 
 def with_choices(*choices: dict[str, Any], **fields: Any) -> bytes:
