@@ -142,10 +142,22 @@ class Settings:
     @classmethod
     def read(cls) -> Settings:
         """The settings in the environment now."""
-        return cls(
-            None if _environment_proxies is None else _environment_proxies(),
-            (os.environ.get("SSL_CERT_FILE") or None, os.environ.get("SSL_CERT_DIR") or None),
-        )
+        return cls(None if _environment_proxies is None else _environment_proxies(), _certificates())
+
+
+def _certificates() -> tuple[str | None, str | None]:
+    """`SSL_CERT_FILE` and `SSL_CERT_DIR`, as this httpx reads them."""
+    cert_file, cert_dir = os.environ.get("SSL_CERT_FILE") or None, os.environ.get("SSL_CERT_DIR") or None
+    if _PASSES_OVER_MISSING_CERTIFICATES:
+        # httpx before 0.28 uses the file only if it is one, else the directory only if it is one,
+        # else certifi's: a stale `SSL_CERT_FILE` is passed over there, not an error.
+        if cert_file is not None and os.path.isfile(cert_file):
+            return cert_file, None
+        return None, cert_dir if cert_dir is not None and os.path.isdir(cert_dir) else None
+    return cert_file, cert_dir
+
+
+_PASSES_OVER_MISSING_CERTIFICATES: Final = tuple(map(int, re.findall(r"\d+", httpx.__version__)[:2])) < (0, 28)
 
 
 def _verifying_context(certificates: tuple[str | None, str | None]) -> ssl.SSLContext:

@@ -19,6 +19,7 @@ import time
 import traceback
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, cast
 
 import httpx
@@ -528,6 +529,36 @@ def test_a_proxy_from_the_environment_with_certificates_that_cannot_be_loaded_fa
         # The settings the SDK read, proxies and all, are in the traceback's locals.
         shown = "".join(traceback.TracebackException.from_exception(info.value, capture_locals=True).format())
         assert "Proxy_SECRET" not in shown
+
+
+@pytest.mark.parametrize("passes_over", [True, False], ids=["httpx before 0.28", "httpx 0.28"])
+def test_a_stale_ssl_cert_file_is_read_as_the_installed_httpx_reads_it(
+    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch, passes_over: bool
+) -> None:
+    # httpx 0.27 passes over a file that is not there (to `SSL_CERT_DIR`, or certifi's); 0.28 fails.
+    # The SDK's client failed every https call on 0.27, where httpx's own worked.
+    monkeypatch.setattr(_pools, "_tls", {})
+    monkeypatch.setattr(_pools, "_PASSES_OVER_MISSING_CERTIFICATES", passes_over)
+    monkeypatch.setenv("SSL_CERT_FILE", "/nonexistent/ca.pem")
+    monkeypatch.setenv("SSL_CERT_DIR", str(Path(CERT_FILE).parent / "by-hash"))  # the test CA, by its subject's hash
+    with TLSServer() as server:
+        client = make_client(api_key=KEY, base_url=server.base_url, max_retries=0)
+        if passes_over:
+            assert len(client.models.list()) == 0
+        else:
+            with pytest.raises(deployai.APIConnectionError, match=r"CA certificates in SSL_CERT_FILE"):
+                client.models.list()
+
+
+def test_the_sdk_knows_how_the_installed_httpx_reads_a_stale_ssl_cert_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", "/nonexistent/ca.pem")
+    try:
+        httpx.Client(trust_env=True).close()
+    except OSError:  # 0.28 loads the certificates as the client is made
+        passes_over = False
+    else:
+        passes_over = True
+    assert passes_over == _pools._PASSES_OVER_MISSING_CERTIFICATES
 
 
 @pytest.mark.parametrize("variable", ["HTTP_PROXY", "ALL_PROXY"])
