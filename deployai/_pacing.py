@@ -281,6 +281,10 @@ class Pacing:
         self._answered(ticket)
         if report is None:
             self.informed = True  # a gateway that sends no rate-limit headers: nothing to wait for
+            if self.remaining and status != 429 and ticket > self.told_by:
+                # One that sends them only on its 429s still counted this request: the window known
+                # from the last of them would otherwise stay full until its reset.
+                self.remaining -= 1
         else:
             self._absorb(now, ticket, report)
         if status == 429:
@@ -337,7 +341,9 @@ class Pacing:
         self.spacing = min(MAX_PACE_SPACING_SECONDS, slower)
 
     def _absorb(self, now: float, ticket: int, report: WindowReport) -> None:
-        if report.limit is not None:
+        if report.limit is not None and (self.limit is None or ticket >= self.told_by):
+            # Not from an answer older than the one that told the count: a key's limit that shrank
+            # would grow back with a late answer, and the next window be filled to it.
             self.limit = report.limit
         if report.token_limit is not None:
             self.token_limit = report.token_limit

@@ -177,6 +177,20 @@ def _plain_seconds(value: str) -> float | None:
 
 
 _NAME_AND_VALUE = operator.itemgetter(1, 2)  # of an httpx.Headers' (name, lowercase name, value) triples
+
+
+def last_values(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """`headers` with a name sent more than once read as its last value, as `read_window` reads it.
+
+    A proxy may add a header the server set already (`retry-after`, `date`): httpx joins the values
+    with ", ", which reads as no number and as the first of two dates. A plain mapping is as given.
+    """
+    triples = getattr(headers, "_list", None)
+    if not isinstance(triples, list):
+        return headers
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in map(_NAME_AND_VALUE, triples)}
+
+
 # The headers `RateLimit.from_headers` reads beyond DeployAI's three (OpenAI's and the LiteLLM proxy's).
 _OTHER_DIALECTS = frozenset(
     f"x-ratelimit-{name}".encode()
@@ -240,6 +254,7 @@ class RateLimit:
         """
         if now is None:
             now = time.time()
+        headers = last_values(headers)
         get = headers.get
         requests = []
         if get("x-ratelimit-remaining") is not None or get("x-ratelimit-limit") is not None:
@@ -302,6 +317,7 @@ def rate_limit_on_our_clock(headers: Mapping[str, str], received_at: float, sent
     time is when the window resets on our clock, as `seconds_until_reset()` and a comparison with
     `datetime.now()` read it.
     """
+    headers = last_values(headers)
     offset = clock_offset(headers.get("date"), sent_at, received_at)
     window = RateLimit.from_headers(headers, received_at - offset)
     if offset == 0.0:

@@ -34,7 +34,7 @@ from ._constants import (
     RETRYABLE_STATUS_CODES,
     SERVER_WAIT_SPREAD_FRACTION,
 )
-from ._ratelimit import RateLimit, clock_offset, http_date
+from ._ratelimit import RateLimit, clock_offset, http_date, last_values
 
 
 def _seconds(value: str | None) -> float | None:
@@ -67,7 +67,7 @@ def server_requested_wait(
     counts as a year (one that long is never slept, and the call is not retried). A date in the
     past is a wait of 0.
     """
-    wait = _requested_wait(status_code, headers, now, sent)
+    wait = _requested_wait(status_code, last_values(headers), now, sent)
     return wait if wait is None else min(wait, LONGEST_REPORTED_WAIT_SECONDS)
 
 

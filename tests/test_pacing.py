@@ -111,6 +111,34 @@ def test_a_request_without_an_answer_counts_as_spent() -> None:
     assert (pacing.remaining, pacing.in_flight) == (1, 0)
 
 
+def test_answers_without_headers_count_against_a_window_only_a_429_told() -> None:
+    # A gateway that sends its headers only with its 429s: the window they told stayed full until its
+    # reset, and every window began with a burst of 429s.
+    pacing = Pacing()
+    pacing.admit(T)
+    pacing.learn(T, pacing.tickets, 429, report(0, T + 2, limit=3), 2.0)
+    assert pacing.delay(T + 2) == 0  # the reset: a full window of 3
+    for _ in range(3):
+        pacing.admit(T + 2)
+        pacing.learn(T + 2.1, pacing.tickets, 200, None, None)
+    assert pacing.remaining == 0
+    assert pacing.delay(T + 2.2) == 0  # nothing in flight and no reset known: one goes to learn it
+    pacing.admit(T + 2.2)
+    assert pacing.delay(T + 2.2) == math.inf  # the rest wait for its answer
+    # An answer without headers when no window is known changes nothing (a gateway that sends none).
+    assert informed(remaining=5, reset_at=T + 10).remaining == 5
+
+
+def test_a_late_answer_from_before_the_limit_shrank_does_not_grow_it_back() -> None:
+    pacing = informed(remaining=9, reset_at=T + 10, limit=10)
+    early, late = pacing.admit(T), pacing.admit(T)
+    pacing.learn(T + 1, late, 200, report(0, T + 10, limit=3), None)  # the key's limit is now 3
+    pacing.learn(T + 2, early, 200, report(8, T + 10, limit=10), None)  # sent before: the old limit
+    assert pacing.limit == 3
+    assert pacing.delay(T + 10) == 0
+    assert pacing.remaining == 3  # the next window is filled to the limit now, not to the old one
+
+
 def test_answers_without_rate_limit_headers_end_the_hold_and_pace_nothing() -> None:
     pacing = Pacing()
     pacing.admit(T)

@@ -115,6 +115,31 @@ def test_server_requested_wait(headers: dict[str, str], expected: float | None) 
     assert server_requested_wait(503, headers, NOW) == expected
 
 
+@pytest.mark.parametrize(
+    ("pairs", "expected"),
+    [
+        ([("retry-after", "3"), ("retry-after", "3")], 3.0),
+        ([("retry-after-ms", "1500"), ("retry-after-ms", "1500")], 1.5),
+        # A proxy's own `Date` first, the server's (30 s ahead) last: the server's clock is the last one.
+        (
+            [
+                ("date", email.utils.formatdate(NOW, usegmt=True)),
+                ("date", email.utils.formatdate(NOW + 30, usegmt=True)),
+                ("retry-after", email.utils.formatdate(NOW + 32, usegmt=True)),
+            ],
+            2.0,
+        ),
+    ],
+    ids=["retry-after", "retry-after-ms", "date"],
+)
+def test_a_header_a_proxy_repeats_is_read_as_its_last_value(pairs: list[tuple[str, str]], expected: float) -> None:
+    # httpx joins repeats with ", ": no number, and the first of two dates.
+    headers = httpx.Headers(pairs)
+    assert server_requested_wait(429, headers, NOW, NOW) == pytest.approx(expected, abs=0.01)
+    repeated = httpx.Headers([("x-ratelimit-remaining", "4"), ("x-ratelimit-remaining", "4")])
+    assert deployai.RateLimit.from_headers(repeated, NOW).remaining == 4
+
+
 def test_exhausted_429_waits_until_the_window_resets() -> None:
     headers = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(NOW) + 12)}
     decision = decide(429, headers)
