@@ -388,7 +388,7 @@ def resolve_options(
 ) -> ClientOptions:
     """Resolve the options of a new client: an explicit argument wins, then the environment, then the default.
 
-    An empty string counts as unset; `environ` is `os.environ` unless given. Raises `DeployAIError`
+    An empty or blank string counts as unset; `environ` is `os.environ` unless given. Raises `DeployAIError`
     when no API key can be found, so that no request is ever sent without one.
     """
     if api_key is not None and not isinstance(api_key, str):  # bytes read from a secret file, say
@@ -396,7 +396,7 @@ def resolve_options(
         api_key = None  # a traceback may show this frame's locals
         raise DeployAIError(f"The API key must be a str, not {given.kind}{given.hint}.")
     # The key is a `Secret` before anything here can raise: a traceback may show this frame's locals.
-    key = Secret(_stripped(api_key or _setting(environ, API_KEY_ENV)))
+    key = Secret(_stripped(api_key) or _stripped(_setting(environ, API_KEY_ENV)))  # blank counts as unset
     api_key = key
     if not key:
         raise DeployAIError(

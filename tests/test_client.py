@@ -44,6 +44,19 @@ def test_empty_api_key_counts_as_unset(make_client: ClientFactory, monkeypatch: 
         make_client(api_key="")
 
 
+@pytest.mark.parametrize("blank", ["", "  ", "\n"])
+def test_a_blank_api_key_counts_as_unset_and_the_environments_is_used(
+    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch, blank: str
+) -> None:
+    # `api_key=os.getenv("KEY", " ")`: a blank key was taken as given, and the error told to set the
+    # environment variable, which was set.
+    monkeypatch.setenv("DEPLOYAI_API_KEY", "dpl_from_env_0123456789")
+    assert make_client(api_key=blank)._options.api_key == "dpl_from_env_0123456789"
+    monkeypatch.delenv("DEPLOYAI_API_KEY")
+    with pytest.raises(deployai.DeployAIError, match="No API key"):
+        make_client(api_key=blank)
+
+
 def test_api_key_and_base_url_from_environment(
     make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch, httpx_mock: HTTPXMock
 ) -> None:
