@@ -12,7 +12,7 @@ import operator
 import re
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 import pydantic_core
@@ -24,6 +24,9 @@ from ._endpoint import Endpoint, PreparedRequest
 from ._exceptions import InvalidParameterError
 from ._sse import ThoughtText
 from ._types import NOT_GIVEN, ModelAlias, NotGiven
+
+if TYPE_CHECKING:
+    from .types.chat import ChatCompletionMessage
 
 MODEL_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9._:+-][A-Za-z0-9._:+/-]*")
 MESSAGE_ROLES: Final = ("system", "developer", "user", "assistant", "tool")
@@ -98,6 +101,40 @@ def _int_at_least(name: str, value: object, low: int, high: int | None = None) -
         raise InvalidParameterError(name, value, allowed)
 
 
+def _is_token_id(token: object) -> bool:
+    """Whether `token` is a token id as `logit_bias` keys them: an int (not a bool) or its digits, below 2**31."""
+    if type(token) is str:
+        return token.isascii() and token.isdigit() and len(token) <= 10 and int(token) < _TOKEN_IDS
+    return isinstance(token, int) and not isinstance(token, bool) and 0 <= token < _TOKEN_IDS
+
+
+_TOKEN_IDS: Final = 2**31
+_RESPONSE_FORMAT: Final = 'a dict such as {"type": "json_schema", "json_schema": {"name": "answer", "schema": {...}}}'
+_SCHEMA_TYPES: Final = frozenset({"object", "array", "string", "number", "integer", "boolean", "null"})
+
+
+def _check_response_format(response_format: object) -> None:
+    """Refuse the mistaken shapes of `response_format`: a JSON Schema itself, a `json_schema` without its name.
+
+    A `type` the SDK does not know (a provider's own, such as `grammar`) is left to the server.
+    """
+    if not isinstance(response_format, Mapping):
+        raise InvalidParameterError("response_format", response_format, _RESPONSE_FORMAT)
+    kind = response_format.get("type")
+    if not isinstance(kind, str) or kind in _SCHEMA_TYPES:  # a model's `model_json_schema()` passed as it is
+        raise InvalidParameterError(
+            "response_format.type", kind, f"'text', 'json_object' or 'json_schema': {_RESPONSE_FORMAT}"
+        )
+    if kind == "json_schema":
+        schema = response_format.get("json_schema")
+        name = schema.get("name") if isinstance(schema, Mapping) else None
+        if not isinstance(name, str) or not _TOOL_NAME.fullmatch(name):
+            # Also the flat shape of the Responses API (`{"type": "json_schema", "schema": ...}`).
+            raise InvalidParameterError(
+                "response_format.json_schema", schema, "a dict with a 'name' (letters, digits, _ and -) and a 'schema'"
+            )
+
+
 def _given_in_body(name: str, extra_body: object) -> bool:
     """Whether `extra_body` sets `name` to true (it goes out in the body as if given by name)."""
     return isinstance(extra_body, Mapping) and extra_body.get(name) is True
@@ -152,6 +189,20 @@ def check_message(index: int, message: object) -> None:
     name = f"messages[{index}]"
     if isinstance(message, BaseModel):
         if isinstance(message, _valid_message_models()):
+            if isinstance(message, _answer_message_type()):
+                # Valid by construction but for this, and looked at each time (its class is not
+                # remembered): an answer without text or calls (a refusal, or an empty answer).
+                if (
+                    message.content is None
+                    and not message.tool_calls
+                    and "function_call" not in (message.model_extra or {})
+                ):
+                    raise InvalidParameterError(
+                        f"{name}.content",
+                        None,
+                        "a string or a list of content parts: an answer without text (a refusal) has none to send",
+                    )
+                return
             _model_types.add(type(message))
             return
         message = _dumped(name, message)
@@ -256,6 +307,14 @@ def _valid_message_models() -> tuple[type[BaseModel], ...]:
     from .types.chat import ChatCompletionMessage
 
     return (*_message_types(), ChatCompletionMessage)
+
+
+@functools.cache
+def _answer_message_type() -> type[ChatCompletionMessage]:
+    """An answer's message (`ChatCompletionMessage`). Loaded at first use: the models import this module."""
+    from .types.chat import ChatCompletionMessage
+
+    return ChatCompletionMessage
 
 
 @functools.cache
@@ -435,12 +494,10 @@ def check_chat_params(params: Mapping[str, Any], extra_body: object = None) -> b
         not isinstance(stop, list) or not 1 <= len(stop) <= 4 or not all(isinstance(s, str) for s in stop)
     ):
         raise InvalidParameterError("stop", stop, "a string or a list of 1 to 4 strings")
-    _of_type(
-        "response_format",
-        get("response_format"),
-        (Mapping, BaseModel),
-        'a dict such as {"type": "json_object"}',
-    )
+    response_format = get("response_format")
+    _of_type("response_format", response_format, (Mapping, BaseModel), 'a dict such as {"type": "json_object"}')
+    if response_format is not None:
+        _check_response_format(_dumped("response_format", response_format))
     stream_options = get("stream_options")
     _of_type("stream_options", stream_options, Mapping, 'a dict such as {"include_usage": True}')
     if stream_options is not None and get("stream") is not True:
@@ -450,6 +507,10 @@ def check_chat_params(params: Mapping[str, Any], extra_body: object = None) -> b
         not isinstance(tools, list) or not all(isinstance(t, (Mapping, BaseModel)) for t in tools)
     ):
         raise InvalidParameterError("tools", tools, "a list of tool definitions")
+    if tools == []:  # OpenAI's 400 ("empty array"), and DeepSeek's
+        raise InvalidParameterError("tools", tools, "a non-empty list of tool definitions (leave it out for none)")
+    if tools is None and isinstance(extra_body, Mapping) and isinstance(extra_body.get("tools"), list):
+        tools = extra_body["tools"]  # sent as if given by name: `tool_choice` and the rest are read with them
     tool_choice = get("tool_choice")
     if (
         tool_choice is not None
@@ -457,7 +518,10 @@ def check_chat_params(params: Mapping[str, Any], extra_body: object = None) -> b
         and not isinstance(tool_choice, (Mapping, BaseModel))
     ):
         raise InvalidParameterError("tool_choice", tool_choice, "'none', 'auto', 'required' or a dict naming a tool")
-    _of_type("parallel_tool_calls", get("parallel_tool_calls"), bool, "True or False")
+    parallel_tool_calls = get("parallel_tool_calls")
+    _of_type("parallel_tool_calls", parallel_tool_calls, bool, "True or False")
+    if parallel_tool_calls is not None and not tools:  # the API's 400: "only allowed when 'tools' are specified"
+        raise InvalidParameterError("parallel_tool_calls", parallel_tool_calls, "given only with tools")
     _of_type("store", get("store"), bool, "True or False")
     _of_type("reasoning_effort", get("reasoning_effort"), str, "a string such as 'low', 'medium' or 'high'")
     _of_type("service_tier", get("service_tier"), str, "a string such as 'auto' or 'default'")
@@ -465,11 +529,14 @@ def check_chat_params(params: Mapping[str, Any], extra_body: object = None) -> b
     if logit_bias is not None and (
         not isinstance(logit_bias, Mapping)
         or not all(
-            isinstance(token, (str, int)) and not isinstance(token, bool) and _is_number(bias) and -100 <= bias <= 100
-            for token, bias in logit_bias.items()
+            _is_token_id(token) and _is_number(bias) and -100 <= bias <= 100 for token, bias in logit_bias.items()
         )
     ):
-        raise InvalidParameterError("logit_bias", logit_bias, "a dict of token ids to numbers from -100 to 100")
+        raise InvalidParameterError(
+            "logit_bias",
+            logit_bias,
+            "a dict of token ids (ints, or their digits as strings) to numbers from -100 to 100",
+        )
     if logit_bias is not None and len({str(token) for token in logit_bias}) != len(logit_bias):
         # 50256 and "50256" are one key in JSON: sent twice, the server would pick one.
         raise InvalidParameterError("logit_bias", logit_bias, "one bias per token id (50256 and '50256' are one)")
@@ -846,6 +913,8 @@ def build_chat_request(options: ClientOptions, endpoint: Endpoint[Any], params: 
         missing = sorted({"model", "messages"} - params.keys())
         raise TypeError(f"{endpoint.name}() missing required keyword argument(s): " + ", ".join(map(repr, missing)))
     body = {key: value for key, value in params.items() if key in CHAT_PARAMS and not isinstance(value, NotGiven)}
+    if "messages" not in body:  # `messages=NOT_GIVEN`, as a wrapper passing its own optional arguments on gives it
+        raise InvalidParameterError("messages", params["messages"], "a non-empty list of messages")
     as_lists(body)
     messages = body["messages"]  # `extra_body` may replace them: then they are not what was checked
     extra_body = params.get("extra_body")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -314,7 +315,10 @@ BAD_TOOL_USE: list[tuple[str, dict[str, Any], str, str]] = [
     ("required-without-tools", {"tool_choice": "required"}, "tool_choice", "given only with tools"),
     ("choice-without-type", {"tools": [WEATHER], "tool_choice": {"function": {"name": "get_weather"}}},
      "tool_choice.type", "'function'"),
-    ("auto-with-no-tools", {"tools": [], "tool_choice": "auto"}, "tool_choice", "given only with tools"),
+    ("auto-with-no-tools", {"tool_choice": "auto"}, "tool_choice", "given only with tools"),
+    # OpenAI's 400s ("empty array", "only allowed when 'tools' are specified"); the emulator's now too.
+    ("empty-tools", {"tools": []}, "tools", "a non-empty list of tool definitions"),
+    ("parallel-calls-without-tools", {"parallel_tool_calls": False}, "parallel_tool_calls", "given only with tools"),
     ("call-without-id", {"messages": [ASKED, called(id=None)]}, "messages[1].tool_calls[0].id", "the call's id"),
     ("call-with-empty-id", {"messages": [ASKED, called(id="")]}, "messages[1].tool_calls[0].id", "the call's id"),
     ("other-kind-of-call-left-unanswered", {"messages": [ASKED, called(type="custom"), ASKED]},
@@ -334,6 +338,70 @@ BAD_TOOL_USE: list[tuple[str, dict[str, Any], str, str]] = [
     ("call-of-type-null", {"messages": [ASKED, {**CALLED, "tool_calls": [{**CALL, "type": None}]}, ANSWERED]},
      "messages[1].tool_calls[0].type", "'function'"),
 ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"extra_body": {"tools": [WEATHER]}, "tool_choice": "auto"},
+        {"extra_body": {"tools": [WEATHER]}, "parallel_tool_calls": False},
+    ],
+    ids=["tool_choice", "parallel_tool_calls"],
+)
+def test_tools_given_in_extra_body_count_as_tools(
+    make_client: ClientFactory, httpx_mock: Any, change: dict[str, Any]
+) -> None:
+    # "tool_choice must be given only with tools", when they were given.
+    httpx_mock.add_response(json=completion_json())
+    client = make_client()
+    client.chat.completions.create(**{"model": MODEL, "messages": [ASKED], **change})
+    assert json.loads(httpx_mock.get_requests()[0].content)["tools"] == [WEATHER]
+    # Sent as if given by name: a choice naming none of them is refused, as it is then.
+    names_none = {"type": "function", "function": {"name": "g"}}
+    with pytest.raises(deployai.InvalidParameterError, match=r"one of \['get_weather'\]"):
+        client.chat.completions.create(**{"model": MODEL, "messages": [ASKED], **change, "tool_choice": names_none})
+
+
+BAD_FORMATS: list[tuple[str, dict[str, Any], str, str]] = [
+    ("a-json-schema-itself", {"type": "object", "properties": {}}, "response_format.type", "'json_schema'"),
+    ("no-type", {"json_schema": {"name": "a", "schema": {}}}, "response_format.type", "'json_schema'"),
+    ("json-schema-without-name", {"type": "json_schema", "json_schema": {"schema": {}}},
+     "response_format.json_schema", "a 'name'"),
+    # The flat shape of the Responses API.
+    ("flat-schema", {"type": "json_schema", "name": "a", "schema": {}}, "response_format.json_schema", "a 'name'"),
+    ("name-with-a-space", {"type": "json_schema", "json_schema": {"name": "my answer", "schema": {}}},
+     "response_format.json_schema", "a 'name'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("response_format", "param", "allowed"), [c[1:] for c in BAD_FORMATS], ids=[c[0] for c in BAD_FORMATS]
+)
+def test_a_response_format_the_api_refuses_is_refused_before_sending(
+    make_client: ClientFactory, httpx_mock: Any, response_format: dict[str, Any], param: str, allowed: str
+) -> None:
+    with pytest.raises(deployai.InvalidParameterError, match=f"^{re.escape(param)} must be ") as info:
+        make_client().chat.completions.create(model=MODEL, messages=[ASKED], response_format=response_format)
+    assert allowed in str(info.value)
+    assert httpx_mock.get_requests() == []
+
+
+@pytest.mark.parametrize(
+    "response_format",
+    [
+        {"type": "text"},
+        {"type": "json_object"},
+        {"type": "json_schema", "json_schema": {"name": "answer-1", "schema": {"type": "object"}, "strict": True}},
+        {"type": "grammar", "grammar": "root ::= 'x'"},  # a provider's own (Fireworks): left to the server
+    ],
+    ids=["text", "json_object", "json_schema", "a-providers-own"],
+)
+def test_the_response_formats_the_api_takes_are_sent_as_given(
+    make_client: ClientFactory, httpx_mock: Any, response_format: dict[str, Any]
+) -> None:
+    httpx_mock.add_response(json=completion_json())
+    make_client().chat.completions.create(model=MODEL, messages=[ASKED], response_format=response_format)
+    assert json.loads(httpx_mock.get_requests()[0].content)["response_format"] == response_format
 
 
 @pytest.mark.parametrize(

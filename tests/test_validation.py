@@ -35,6 +35,7 @@ from deployai._request import (
 )
 from deployai.types import (
     AssistantMessage,
+    ChatCompletionMessage,
     FunctionCall,
     MessageToolCall,
     SystemMessage,
@@ -73,6 +74,16 @@ BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
     ("logit_bias", {"logit_bias": {"50256": -101}}, "-100 to 100"),
     ("logit_bias", {"logit_bias": [50256]}, "-100 to 100"),
     ("logit_bias", {"logit_bias": {50256: -100, "50256": 100}}, "one bias per token id"),  # a JSON key twice
+    # Not token ids: the API's 400 (and `10**5000` a raw ValueError from `str()`).
+    ("logit_bias", {"logit_bias": {"hello": 5}}, "token ids (ints, or their digits as strings)"),
+    ("logit_bias", {"logit_bias": {10**5000: 5}}, "token ids (ints, or their digits as strings)"),
+    ("logit_bias", {"logit_bias": {-1: 5}}, "token ids (ints, or their digits as strings)"),
+    ("messages", {"messages": deployai.NOT_GIVEN}, "non-empty list"),  # a raw KeyError
+    (
+        "messages[1].content",  # an answer that refused, sent back: the API's 400 as for the same dict
+        {"messages": [*user(), ChatCompletionMessage(content=None, refusal="I can't."), *user()]},
+        "an answer without text (a refusal) has none to send",
+    ),
     ("metadata", {"metadata": {"team": 7}}, "strings to strings"),
     ("stop", {"stop": ["a", "b", "c", "d", "e"]}, "1 to 4"),
     ("stop", {"stop": 5}, "string"),
