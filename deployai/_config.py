@@ -192,11 +192,9 @@ def conceal_headers(headers: _T) -> _T:
     For headers a caller gives (`default_headers`, `extra_headers`): the caller's own mapping is
     left as it is, and a frame's locals show the copy.
     """
-    if (
-        isinstance(headers, Mapping)
-        and not isinstance(headers, httpx.Headers)  # which hides the value in its own repr (and joins repeats)
-        and any(_is_key_header(name, value) for name, value in headers.items())
-    ):
+    # An `httpx.Headers` too: its repr hides only `Authorization`s, not an `api-key`. Its repeats are
+    # joined, as `check_headers` reads them.
+    if isinstance(headers, Mapping) and any(_is_key_header(name, value) for name, value in headers.items()):
         return cast(
             "_T", {name: _hidden(value) if _is_key_header(name, value) else value for name, value in headers.items()}
         )
@@ -214,10 +212,10 @@ def _concealed_pair(pair: object) -> object:
 def _is_key_header(name: object, value: object) -> bool:
     if type(name) is bytes:  # as httpx takes them: refused, but first hidden
         name = name.decode("latin-1")
-    return type(name) is str and type(value) in (str, bytes) and name.lower() in _KEY_HEADERS
+    return type(name) is str and type(value) in (str, bytes, bytearray) and name.lower() in _KEY_HEADERS
 
 
-def _hidden(value: str | bytes) -> object:
+def _hidden(value: str | bytes | bytearray) -> object:
     """A key header's value as a frame's locals may show it: a `Secret`, or a stand-in for bytes (refused)."""
     return Secret(value) if type(value) is str else NotAKey(value)
 
@@ -326,9 +324,15 @@ def _without_userinfo(url: str) -> str:
     return url if cut < 0 or cut == len(url) - 1 else url[:cut] + url[cut] + "***"
 
 
-# A space of any kind, as pasted with a URL from a web page (a no-break or zero-width space at its
-# end): encoded into every path, each call a 404. Not the zero-width joiners IDNA allows in names.
-_SPACES: Final = re.compile(r"[\s\u200b\u2060\ufeff]")
+def _unseen(base_url: str, host: str) -> bool:
+    """Whether `base_url` holds a character no one sees: a space of any kind, a mark, a control.
+
+    Pasted with a URL from a web page (a no-break or zero-width space, a direction mark at its end),
+    it is encoded into every path, and every call is a 404. The host may hold the zero-width
+    joiners IDNA allows in some names (Persian's); httpx has checked it.
+    """
+    rest = base_url.replace(host, "", 1)
+    return " " in base_url or not rest.isprintable()
 
 
 def _check_base_url(base_url: str, *, allow_insecure_http: bool) -> str:
@@ -352,7 +356,7 @@ def _check_base_url(base_url: str, *, allow_insecure_http: bool) -> str:
         host = url.host  # decoded from IDNA (`xn--...`) here: the `idna` package's error for a bad one
     except (httpx.InvalidURL, UnicodeError):
         url, host = None, ""
-    if url is None or url.scheme not in ("http", "https") or not host or _SPACES.search(base_url):
+    if url is None or url.scheme not in ("http", "https") or not host or _unseen(base_url, host):
         raise InvalidParameterError("base_url", shown, "an absolute http:// or https:// URL")
     if url.port is not None and not 0 < url.port < 65536:
         # httpx takes any number: the socket layer then wraps it (65536 + 443 is port 443) or fails.

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ._logging import known_keys_redacted
-from ._ratelimit import RateLimit, rate_limit_on_our_clock
+from ._ratelimit import RateLimit, last_values, rate_limit_on_our_clock
 
 __all__ = ["ResponseInfo", "ResponseMeta"]
 
@@ -44,7 +44,10 @@ class ResponseMeta:
         redacted from them. Nothing else is: a header may hold `Bearer realm=...` or an id that
         starts with `sk-`.
         """
-        headers = {name.lower(): known_keys_redacted(value, secret) for name, value in self.headers.items()}
+        # A name sent twice as its last value, as `rate_limit` reads it: joined, it would read as none.
+        headers = {
+            name.lower(): known_keys_redacted(value, secret) for name, value in last_values(self.headers).items()
+        }
         return ResponseMeta(headers, self.elapsed, self.received_at, self.retries)
 
 

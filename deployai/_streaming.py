@@ -196,6 +196,10 @@ class _Reader(Generic[_T, _L]):
         )
 
 
+def _article(name: str) -> str:
+    return f"{'An' if name[:1] in 'AEIOU' else 'A'} {name}"
+
+
 class _StreamBase(ResponseInfo, Generic[_T, _L]):
     """What `Stream` and `AsyncStream` share: metadata, and the finished answer."""
 
@@ -215,7 +219,7 @@ class _StreamBase(ResponseInfo, Generic[_T, _L]):
     def __reduce__(self) -> tuple[Any, ...]:
         # An open connection cannot travel; pickle's own refusal named a socket or a weakref.
         raise TypeError(
-            f"A {type(self).__name__} does not pickle: it reads from a connection of this process. "
+            f"{_article(type(self).__name__)} does not pickle: it reads from a connection of this process. "
             "Read it here and send its get_final_completion() (a ChatCompletion, which pickles) instead."
         )
 

@@ -352,6 +352,9 @@ def test_a_refused_base_url_with_an_empty_query_is_quoted_as_written(make_client
         ("https://api.example/v1\u00a0", "an absolute http"),
         ("https://api.example/v1\u200b", "an absolute http"),
         ("https://api.example/v1\u3000", "an absolute http"),
+        ("https://api.example/v1\u200e", "an absolute http"),  # a direction mark
+        ("https://api.example/v1\u202a", "an absolute http"),
+        ("https://api.example/v\u200d1", "an absolute http"),  # a joiner where no name holds it
     ],
 )
 def test_a_base_url_with_a_bad_port_or_host_is_refused(make_client: ClientFactory, base_url: str, allowed: str) -> None:
@@ -736,6 +739,11 @@ def _unchecked(value: object) -> Any:
             lambda: _unchecked_client(api_key="x" * 20, default_headers=((b"x-api-key", API_KEY.encode()),)),
             "a mapping of header names.*; got 'tuple'",
             id="headers as pairs of bytes",
+        ),
+        pytest.param(
+            lambda: _unchecked_client(api_key="x" * 20, default_headers=httpx.Headers({"api-key": f"{API_KEY}\n"})),
+            r"\['api-key'\] must be a str",
+            id="an api-key with a line break in an httpx.Headers",
         ),
         pytest.param(
             lambda: deployai.RedisRateLimiter(_unchecked(f"redis://:{API_KEY}@127.0.0.1:1/0".encode())),

@@ -125,8 +125,18 @@ def test_answers_without_headers_count_against_a_window_only_a_429_told() -> Non
     assert pacing.delay(T + 2.2) == 0  # nothing in flight and no reset known: one goes to learn it
     pacing.admit(T + 2.2)
     assert pacing.delay(T + 2.2) == math.inf  # the rest wait for its answer
-    # An answer without headers when no window is known changes nothing (a gateway that sends none).
-    assert informed(remaining=5, reset_at=T + 10).remaining == 5
+    pacing.learn(T + 2.3, pacing.tickets, 200, None, None)  # answered: its window is a new one
+    assert (pacing.remaining, pacing.delay(T + 2.3)) == (2, 0)  # never one at a time for good
+    # An error without headers (a load balancer's 503) may not have reached the API: not counted.
+    pacing.admit(T + 2.4)
+    pacing.learn(T + 2.5, pacing.tickets, 503, None, None)
+    assert pacing.remaining == 2
+    # A gateway that never sends headers: nothing is counted, nothing held.
+    silent = Pacing()
+    for _ in range(3):
+        silent.admit(T)
+        silent.learn(T, silent.tickets, 200, None, None)
+    assert (silent.remaining, silent.delay(T)) == (None, 0)
 
 
 def test_a_late_answer_from_before_the_limit_shrank_does_not_grow_it_back() -> None:

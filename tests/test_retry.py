@@ -8,6 +8,7 @@ import email.utils
 import json
 import logging
 import math
+import pickle
 from typing import Any
 
 import httpx
@@ -138,6 +139,13 @@ def test_a_header_a_proxy_repeats_is_read_as_its_last_value(pairs: list[tuple[st
     assert server_requested_wait(429, headers, NOW, NOW) == pytest.approx(expected, abs=0.01)
     repeated = httpx.Headers([("x-ratelimit-remaining", "4"), ("x-ratelimit-remaining", "4")])
     assert deployai.RateLimit.from_headers(repeated, NOW).remaining == 4
+    # And so in the headers a pickled error carries (a worker's, sent back to its parent).
+    error = deployai.RateLimitError(
+        "slow down",
+        response=httpx.Response(429, headers=repeated, request=httpx.Request("POST", "https://x/v1")),
+        body=None,
+    )
+    assert pickle.loads(pickle.dumps(error)).rate_limit.remaining == 4
 
 
 def test_exhausted_429_waits_until_the_window_resets() -> None:
