@@ -193,8 +193,12 @@ def _with_defaults_of(client: httpx.Client | httpx.AsyncClient, request: httpx.R
     As `client.build_request` merges them, under what the SDK set: a header or query parameter the
     request has (the SDK's own, `default_headers`, `extra_headers`, `extra_query`) wins over the
     client's, and a `Cookie` header in `extra_headers` over its cookies. Its `base_url` is not used.
+    Its `Host` wins over the one the URL gives (a virtual host, a gateway reached by its address).
     """
     own = request.headers
+    host = client.headers.get("host")
+    if host is not None:
+        own["host"] = host
     triples, theirs = getattr(own, "_list", None), getattr(client.headers, "_list", None)
     if isinstance(triples, list) and isinstance(theirs, list):
         # httpx keeps (name, lowercase name, value) triples: extended in place, a call's few

@@ -29,6 +29,7 @@ import math
 import operator
 import os
 import random
+import re
 import ssl
 import sys
 import threading
@@ -705,6 +706,14 @@ def _closed_error() -> DeployAIError:
     return DeployAIError("This client has been closed: create a new client (or use it inside `with`).")
 
 
+def _borrowed_closed_error() -> DeployAIError:
+    # The SDK's client was never closed: "this client has been closed" sent users looking for who closed it.
+    return DeployAIError(
+        "The http_client given to this client has been closed (a `with httpx.Client()` block that ended, say): "
+        "give it an open one, or leave http_client out and let the SDK's client make its own."
+    )
+
+
 def _closed_in_flight(why: str = _CLIENT_CLOSED) -> DeployAIError:
     """For a call a close ended before its answer came (it waited for a connection, its turn, a retry or the answer)."""
     return DeployAIError(f"{why} before the call was answered.")
@@ -1352,7 +1361,7 @@ class SyncHTTP:
         if self._pid != os.getpid():
             _once_in_child(self, self._after_fork)
         if self._closed or self._client.is_closed:
-            raise _closed_error()
+            raise _closed_error() if self._closed or self._owned else _borrowed_closed_error()
         while self.abandoned:
             with contextlib.suppress(IndexError):  # another thread emptied it first
                 self.abandoned.popleft().release()
@@ -1479,6 +1488,8 @@ class SyncHTTP:
                     except httpx.HTTPError as exc:
                         _answered(exc, op.response)  # a 2xx that is no event stream, cut: as a whole answer's
                         outcome = _attempt_failed(exc, self._cut())
+                    except Exception as exc:  # a transport's own (a custom byte stream's): typed, as `_fetch` has it
+                        raise _unexpected(exc, op.response.request, client.is_closed, self._cut()) from safe_cause(exc)
                     finally:
                         op.response.close()
                     took = time.perf_counter() - sent_at
@@ -1927,7 +1938,7 @@ class AsyncHTTP:
                 pool = self._open(loop)
             self._current = pool
         if pool.client.is_closed:
-            raise _closed_error()
+            raise _closed_error() if pool.client is not self._borrowed else _borrowed_closed_error()
         return pool
 
     def _open(self, loop: asyncio.AbstractEventLoop | None) -> _LoopPool:
@@ -2079,6 +2090,10 @@ class AsyncHTTP:
                     except httpx.HTTPError as exc:
                         _answered(exc, op.response)  # as in `SyncHTTP`
                         outcome = _attempt_failed(exc, self._cut(pool))
+                    except Exception as exc:  # as in `SyncHTTP`
+                        raise _unexpected(exc, op.response.request, client.is_closed, self._cut(pool)) from safe_cause(
+                            exc
+                        )
                     finally:
                         await op.response.aclose()
                     took = time.perf_counter() - sent_at
@@ -2240,9 +2255,14 @@ def _unexpected(exc: Exception, request: httpx.Request, client_closed: bool, cut
         return _closed_in_flight(cut)
     if client_closed:
         return _closed_error()
-    if isinstance(exc, RuntimeError) and "loop" in str(exc):
+    if isinstance(exc, RuntimeError) and _LOOP_TROUBLE.search(str(exc)):
         return _loop_error(exc, request)
     return transport_error(exc, request)
+
+
+# asyncio's and anyio's words for a client used on another event loop than its own ("... attached to
+# a different loop", "Event loop is closed"), not any error that says "loop" (a hook's "retry loop").
+_LOOP_TROUBLE: Final = re.compile(r"different (event )?loop|[Ee]vent loop is closed|another event loop")
 
 
 def _loop_error(exc: RuntimeError, request: httpx.Request) -> APIConnectionError:

@@ -246,6 +246,41 @@ def test_a_borrowed_http_client_is_used_and_never_closed(kind: str, make_client:
     assert not borrowed.is_closed
 
 
+def test_a_hooks_error_that_says_loop_is_no_event_loop_trouble() -> None:
+    # Any RuntimeError with "loop" in it was given the advice for an AsyncClient used on another loop.
+    def hook(response: httpx.Response) -> None:
+        raise RuntimeError("retry loop exhausted after 3 tries")
+
+    transport = httpx.MockTransport(lambda r: httpx.Response(200, json=completion_json()))
+    client = deployai.DeployAI(
+        api_key=API_KEY, http_client=httpx.Client(transport=transport, event_hooks={"response": [hook]})
+    )
+    with pytest.raises(deployai.APIConnectionError) as info:
+        client.chat.completions.create(model="openai/gpt-4o", messages=user())
+    assert "event loop" not in str(info.value)
+    assert "retry loop exhausted" in str(info.value)
+
+
+def test_a_closed_borrowed_http_client_is_named_as_what_was_closed() -> None:
+    # "This client has been closed", of a client no one had closed: its `with httpx.Client()` had ended.
+    with httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(200, json=completion_json()))) as borrowed:
+        client = deployai.DeployAI(api_key=API_KEY, http_client=borrowed)
+    with pytest.raises(deployai.DeployAIError, match=r"^The http_client given to this client has been closed"):
+        client.chat.completions.create(model="openai/gpt-4o", messages=user())
+
+    async def main() -> None:
+        async with httpx.AsyncClient() as borrowed:
+            client = deployai.AsyncDeployAI(api_key=API_KEY, http_client=borrowed)
+        with pytest.raises(deployai.DeployAIError, match=r"^The http_client given to this client has been closed"):
+            await client.chat.completions.create(model="openai/gpt-4o", messages=user())
+        own = deployai.AsyncDeployAI(api_key=API_KEY)
+        await own.close()
+        with pytest.raises(deployai.DeployAIError, match=r"^This client has been closed"):
+            await own.chat.completions.create(model="openai/gpt-4o", messages=user())
+
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["call", "stream"])
 def test_a_borrowed_http_client_sends_its_headers_params_and_cookies_under_the_sdks_own(
     kind: str, make_client: ClientFactory, stream: bool
@@ -286,6 +321,27 @@ def test_a_borrowed_http_client_sends_its_headers_params_and_cookies_under_the_s
     assert dict(plain.url.params) == {"tenant": "t1", "v": "call"}  # and `extra_query`
     assert plain.headers.get_list("cookie") == ["session=abc"]
     assert with_cookie.headers.get_list("cookie") == ["session=mine"]  # and `extra_headers`
+
+
+def test_a_borrowed_http_clients_host_header_is_sent_as_its_build_request_sends_it(
+    kind: str, make_client: ClientFactory
+) -> None:
+    # A virtual host behind a gateway reached by its address: the URL's host replaced it, and
+    # `default_headers` cannot set `Host`, so nothing could.
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=completion_json())
+
+    settings: dict[str, Any] = {"transport": httpx.MockTransport(handler), "headers": {"Host": "gateway.internal"}}
+    http_client = httpx.Client(**settings) if kind == "sync" else httpx.AsyncClient(**settings)
+    make_client(http_client=http_client, base_url="https://10.0.0.7/v1").chat.completions.create(
+        model="openai/gpt-4o", messages=user()
+    )
+    (request,) = seen
+    assert request.headers.get_list("host") == ["gateway.internal"]
+    assert request.url.host == "10.0.0.7"
 
 
 def test_a_borrowed_client_of_the_wrong_kind_is_refused(kind: str, make_client: ClientFactory) -> None:

@@ -1293,6 +1293,30 @@ def test_a_tool_call_whose_header_every_piece_repeats_keeps_its_name_once(
     ]
 
 
+@pytest.mark.parametrize("failure", [ConnectionResetError("reset by peer"), ValueError("a transport's own")])
+def test_a_streams_error_body_that_fails_to_read_with_a_transports_own_error_is_a_typed_error(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, failure: Exception
+) -> None:
+    # A custom transport's byte stream raising its own error: a whole answer's was typed, a stream's raw.
+    def broken_body() -> Iterator[bytes]:
+        yield b'{"error": {"mess'
+        raise failure
+
+    class Body(httpx.SyncByteStream, httpx.AsyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            return broken_body()
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            for piece in broken_body():
+                yield piece
+
+    httpx_mock.add_callback(
+        lambda request: httpx.Response(503, stream=Body(), headers={"content-type": "application/json"})
+    )
+    with pytest.raises(deployai.APIConnectionError):
+        stream_of(make_client(max_retries=0))
+
+
 def test_a_tool_calls_own_fields_reach_the_final_completion_and_go_back_with_it(
     make_client: ClientFactory, httpx_mock: HTTPXMock
 ) -> None:
