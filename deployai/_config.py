@@ -421,8 +421,10 @@ def resolve_options(
         # `allow_insecure_http=os.getenv(...)`: the string "false" is true, and would send the key in clear.
         raise InvalidParameterError("allow_insecure_http", allow_insecure_http, "True or False")
     remember_key(key)
+    given_url = base_url.strip() if isinstance(base_url, str) else base_url  # anything else is refused as it is
     url = _check_base_url(
-        base_url or _setting(environ, BASE_URL_ENV) or DEFAULT_BASE_URL, allow_insecure_http=allow_insecure_http
+        given_url or _stripped(_setting(environ, BASE_URL_ENV)) or DEFAULT_BASE_URL,
+        allow_insecure_http=allow_insecure_http,
     )
     if isinstance(timeout, NotGiven):
         resolved_timeout = None if borrowed_client else DEFAULT_TIMEOUT

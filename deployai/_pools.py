@@ -245,7 +245,9 @@ def _proxy(
 
 # The environment variables httpx reads each pattern's proxy from, as users know them.
 _PROXY_VARIABLES: Final = {"http://": "HTTP_PROXY", "https://": "HTTPS_PROXY", "all://": "ALL_PROXY"}
-_USABLE_PROXY: Final = 'a proxy URL httpx can use (http://, https://, or socks5:// with "httpx[socks]" installed)'
+_USABLE_PROXY: Final = (
+    'a proxy URL httpx can use (http://, https://, or socks5:// with "httpx[socks]" installed; a port from 1 to 65535)'
+)
 _SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 

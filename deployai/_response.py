@@ -158,7 +158,8 @@ class RawResponse(ResponseInfo, Generic[_T]):
         # pickle refuses the parser) sent the key along.
         raise TypeError(
             "A RawResponse does not pickle: its httpx.Response holds the request, API key included. "
-            "Send its parse() (the typed result, which pickles with its headers) instead."
+            "Send its parse() instead (the typed result, which pickles with its headers; of a stream, read it "
+            "and send its get_final_completion())."
         )
 
     # `copy` would fall back to `__reduce__`: copies stay in this process, and are made as before it.

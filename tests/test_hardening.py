@@ -349,9 +349,9 @@ def test_a_refused_base_url_with_an_empty_query_is_quoted_as_written(make_client
         ("https://api.example:0/v1", "port is from 1 to 65535"),
         ("https://xn--zz/v1", "an absolute http"),  # no IDNA label: the `idna` package's own error before
         # Pasted from a web page: encoded into every path, each call a 404.
-        ("https://api.example/v1\u00a0", "an absolute http"),
+        ("https://api.example/v1/\u00a0x", "an absolute http"),
         ("https://api.example/v1\u200b", "an absolute http"),
-        ("https://api.example/v1\u3000", "an absolute http"),
+        ("https://api.example/v1/\u3000x", "an absolute http"),
         ("https://api.example/v1\u200e", "an absolute http"),  # a direction mark
         ("https://api.example/v1\u202a", "an absolute http"),
         ("https://api.example/v\u200d1", "an absolute http"),  # a joiner where no name holds it
@@ -360,6 +360,16 @@ def test_a_refused_base_url_with_an_empty_query_is_quoted_as_written(make_client
 def test_a_base_url_with_a_bad_port_or_host_is_refused(make_client: ClientFactory, base_url: str, allowed: str) -> None:
     with pytest.raises(deployai.InvalidParameterError, match=allowed):
         make_client(base_url=base_url)
+
+
+@pytest.mark.parametrize("end", [" ", "\n", "\u00a0", "\u3000"])
+def test_spaces_at_the_ends_of_a_base_url_are_dropped(
+    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch, end: str
+) -> None:
+    # As the key's are: pasted with the URL, or left by docker-compose in the environment.
+    assert make_client(base_url=f"{end}https://api.example/v1{end}").base_url == "https://api.example/v1"
+    monkeypatch.setenv("DEPLOYAI_BASE_URL", f"https://env.example/v1{end}")
+    assert make_client(base_url=end).base_url == "https://env.example/v1"  # blank: unset
 
 
 def test_a_name_with_the_zero_width_non_joiner_idna_allows_is_a_base_url(make_client: ClientFactory) -> None:
