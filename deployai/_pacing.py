@@ -281,15 +281,6 @@ class Pacing:
         self._answered(ticket)
         if report is None:
             self.informed = True  # a gateway that sends no rate-limit headers: nothing to wait for
-            if status < 400 and self.remaining is not None and ticket > self.told_by:
-                # A gateway that sends them only with its 429s still counted this request: the window
-                # they told would otherwise stay full until its reset, and each began with a burst of
-                # 429s. (An error, a load balancer's 503, may not have reached the API: not counted.)
-                if self.remaining > 0:
-                    self.remaining -= 1
-                elif self.reset_at is None and self.limit:
-                    # Counted out, with no reset known, yet answered: its window is a new one.
-                    self.remaining = self.limit - 1
         else:
             self._absorb(now, ticket, report)
         if status == 429:

@@ -111,34 +111,6 @@ def test_a_request_without_an_answer_counts_as_spent() -> None:
     assert (pacing.remaining, pacing.in_flight) == (1, 0)
 
 
-def test_answers_without_headers_count_against_a_window_only_a_429_told() -> None:
-    # A gateway that sends its headers only with its 429s: the window they told stayed full until its
-    # reset, and every window began with a burst of 429s.
-    pacing = Pacing()
-    pacing.admit(T)
-    pacing.learn(T, pacing.tickets, 429, report(0, T + 2, limit=3), 2.0)
-    assert pacing.delay(T + 2) == 0  # the reset: a full window of 3
-    for _ in range(3):
-        pacing.admit(T + 2)
-        pacing.learn(T + 2.1, pacing.tickets, 200, None, None)
-    assert pacing.remaining == 0
-    assert pacing.delay(T + 2.2) == 0  # nothing in flight and no reset known: one goes to learn it
-    pacing.admit(T + 2.2)
-    assert pacing.delay(T + 2.2) == math.inf  # the rest wait for its answer
-    pacing.learn(T + 2.3, pacing.tickets, 200, None, None)  # answered: its window is a new one
-    assert (pacing.remaining, pacing.delay(T + 2.3)) == (2, 0)  # never one at a time for good
-    # An error without headers (a load balancer's 503) may not have reached the API: not counted.
-    pacing.admit(T + 2.4)
-    pacing.learn(T + 2.5, pacing.tickets, 503, None, None)
-    assert pacing.remaining == 2
-    # A gateway that never sends headers: nothing is counted, nothing held.
-    silent = Pacing()
-    for _ in range(3):
-        silent.admit(T)
-        silent.learn(T, silent.tickets, 200, None, None)
-    assert (silent.remaining, silent.delay(T)) == (None, 0)
-
-
 def test_a_late_answer_from_before_the_limit_shrank_does_not_grow_it_back() -> None:
     pacing = informed(remaining=9, reset_at=T + 10, limit=10)
     early, late = pacing.admit(T), pacing.admit(T)
