@@ -102,10 +102,11 @@ def _int_at_least(name: str, value: object, low: int, high: int | None = None) -
 
 
 def _is_token_id(token: object) -> bool:
-    """Whether `token` is a token id as `logit_bias` keys them: an int (not a bool) or its digits, below 2**31."""
-    if type(token) is str:
-        return token.isascii() and token.isdigit() and len(token) <= 10 and int(token) < _TOKEN_IDS
-    return isinstance(token, int) and not isinstance(token, bool) and 0 <= token < _TOKEN_IDS
+    """Whether `token` is a key `logit_bias` takes: a token id from 0 to 2**31 - 1 (not a bool), or a string.
+
+    A string is left to the server: the id's digits, or text that llama.cpp's server tokenizes itself.
+    """
+    return type(token) is str or (isinstance(token, int) and not isinstance(token, bool) and 0 <= token < _TOKEN_IDS)
 
 
 _TOKEN_IDS: Final = 2**31
@@ -114,9 +115,10 @@ _SCHEMA_TYPES: Final = frozenset({"object", "array", "string", "number", "intege
 
 
 def _check_response_format(response_format: object) -> None:
-    """Refuse the mistaken shapes of `response_format`: a JSON Schema itself, a `json_schema` without its name.
+    """Refuse the mistaken shapes of `response_format`: no `type`, or a JSON Schema itself as it.
 
-    A `type` the SDK does not know (a provider's own, such as `grammar`) is left to the server.
+    A `type` the SDK does not know (a provider's own, such as `grammar`) and the fields of
+    `json_schema` (Ollama's takes one without a name, Together's a flat `schema`) are the server's.
     """
     if not isinstance(response_format, Mapping):
         raise InvalidParameterError("response_format", response_format, _RESPONSE_FORMAT)
@@ -125,14 +127,11 @@ def _check_response_format(response_format: object) -> None:
         raise InvalidParameterError(
             "response_format.type", kind, f"'text', 'json_object' or 'json_schema': {_RESPONSE_FORMAT}"
         )
-    if kind == "json_schema":
-        schema = response_format.get("json_schema")
-        name = schema.get("name") if isinstance(schema, Mapping) else None
-        if not isinstance(name, str) or not _TOOL_NAME.fullmatch(name):
-            # Also the flat shape of the Responses API (`{"type": "json_schema", "schema": ...}`).
-            raise InvalidParameterError(
-                "response_format.json_schema", schema, "a dict with a 'name' (letters, digits, _ and -) and a 'schema'"
-            )
+
+
+def _speaks_otherwise(message: Mapping[str, Any] | None) -> bool:
+    """Whether an assistant message without content says something else: a legacy call, or audio (by its id)."""
+    return message is not None and (message.get("function_call") is not None or message.get("audio") is not None)
 
 
 def _given_in_body(name: str, extra_body: object) -> bool:
@@ -192,11 +191,7 @@ def check_message(index: int, message: object) -> None:
             if isinstance(message, _answer_message_type()):
                 # Valid by construction but for this, and looked at each time (its class is not
                 # remembered): an answer without text or calls (a refusal, or an empty answer).
-                if (
-                    message.content is None
-                    and not message.tool_calls
-                    and "function_call" not in (message.model_extra or {})
-                ):
+                if message.content is None and not message.tool_calls and not _speaks_otherwise(message.model_extra):
                     raise InvalidParameterError(
                         f"{name}.content",
                         None,
@@ -220,7 +215,9 @@ def check_message(index: int, message: object) -> None:
             or not all(isinstance(c, (Mapping, BaseModel)) for c in tool_calls)
         ):
             raise InvalidParameterError(f"{name}.tool_calls", tool_calls, "a list of tool calls (dicts)")
-        _check_content(f"{name}.content", message.get("content"), optional=bool(tool_calls))
+        _check_content(
+            f"{name}.content", message.get("content"), optional=bool(tool_calls) or _speaks_otherwise(message)
+        )
         return
     if "content" not in message:
         raise InvalidParameterError(f"{name}.content", None, "given for a message with role " + repr(role))
@@ -452,6 +449,7 @@ def check_chat_params(params: Mapping[str, Any], extra_body: object = None) -> b
     else:
         found: list[int] = []
         models = _message_types()
+        answer = _answer_message_type()
         for index, message in enumerate(messages):
             # Most messages of a long conversation are plain dicts with text content: settled here
             # without the ABC checks (against Mapping and BaseModel) of `check_message`, with the same verdict.
@@ -461,6 +459,9 @@ def check_chat_params(params: Mapping[str, Any], extra_body: object = None) -> b
                 if role in _TEXT_ROLES or (role == "assistant" and message.get("tool_calls") is None):
                     continue
                 check_message(index, message)
+            elif kind is answer:  # an answer's message sent back (an agent's loop): valid but for one rule
+                if message.content is None:
+                    check_message(index, message)
             elif kind not in models and kind not in _model_types:  # a message model is valid by construction
                 check_message(index, message)
             if _takes_tool_turn(message):
@@ -509,8 +510,9 @@ def check_chat_params(params: Mapping[str, Any], extra_body: object = None) -> b
         raise InvalidParameterError("tools", tools, "a list of tool definitions")
     if tools == []:  # OpenAI's 400 ("empty array"), and DeepSeek's
         raise InvalidParameterError("tools", tools, "a non-empty list of tool definitions (leave it out for none)")
-    if tools is None and isinstance(extra_body, Mapping) and isinstance(extra_body.get("tools"), list):
-        tools = extra_body["tools"]  # sent as if given by name: `tool_choice` and the rest are read with them
+    # Tools in `extra_body` (a provider's own kinds, which `tools` refuses) are sent as they are: they
+    # count as tools for `tool_choice` and `parallel_tool_calls`, which are then the server's to judge.
+    tools_in_body = tools is None and isinstance(extra_body, Mapping) and bool(extra_body.get("tools"))
     tool_choice = get("tool_choice")
     if (
         tool_choice is not None
@@ -520,7 +522,7 @@ def check_chat_params(params: Mapping[str, Any], extra_body: object = None) -> b
         raise InvalidParameterError("tool_choice", tool_choice, "'none', 'auto', 'required' or a dict naming a tool")
     parallel_tool_calls = get("parallel_tool_calls")
     _of_type("parallel_tool_calls", parallel_tool_calls, bool, "True or False")
-    if parallel_tool_calls is not None and not tools:  # the API's 400: "only allowed when 'tools' are specified"
+    if parallel_tool_calls is not None and not tools and not tools_in_body:  # the API's 400 without tools
         raise InvalidParameterError("parallel_tool_calls", parallel_tool_calls, "given only with tools")
     _of_type("store", get("store"), bool, "True or False")
     _of_type("reasoning_effort", get("reasoning_effort"), str, "a string such as 'low', 'medium' or 'high'")
@@ -535,7 +537,7 @@ def check_chat_params(params: Mapping[str, Any], extra_body: object = None) -> b
         raise InvalidParameterError(
             "logit_bias",
             logit_bias,
-            "a dict of token ids (ints, or their digits as strings) to numbers from -100 to 100",
+            "a dict of token ids (0 to 2147483647, or strings) to numbers from -100 to 100",
         )
     if logit_bias is not None and len({str(token) for token in logit_bias}) != len(logit_bias):
         # 50256 and "50256" are one key in JSON: sent twice, the server would pick one.
@@ -547,7 +549,7 @@ def check_chat_params(params: Mapping[str, Any], extra_body: object = None) -> b
     ):
         raise InvalidParameterError("metadata", metadata, "a dict of strings to strings")
     # How the tool parameters and messages fit together, once each has the right shape.
-    if tools is not None or tool_choice is not None:
+    if tools is not None or (tool_choice is not None and not tools_in_body):
         _check_tool_choice(tool_choice, _check_tools(tools or []))
     if turns:
         _check_tool_turns(messages, turns)

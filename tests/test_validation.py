@@ -74,10 +74,9 @@ BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
     ("logit_bias", {"logit_bias": {"50256": -101}}, "-100 to 100"),
     ("logit_bias", {"logit_bias": [50256]}, "-100 to 100"),
     ("logit_bias", {"logit_bias": {50256: -100, "50256": 100}}, "one bias per token id"),  # a JSON key twice
-    # Not token ids: the API's 400 (and `10**5000` a raw ValueError from `str()`).
-    ("logit_bias", {"logit_bias": {"hello": 5}}, "token ids (ints, or their digits as strings)"),
-    ("logit_bias", {"logit_bias": {10**5000: 5}}, "token ids (ints, or their digits as strings)"),
-    ("logit_bias", {"logit_bias": {-1: 5}}, "token ids (ints, or their digits as strings)"),
+    # No token id: the API's 400 (and `10**5000` a raw ValueError from `str()`). Strings are the server's.
+    ("logit_bias", {"logit_bias": {10**5000: 5}}, "token ids (0 to 2147483647, or strings)"),
+    ("logit_bias", {"logit_bias": {-1: 5}}, "token ids (0 to 2147483647, or strings)"),
     ("messages", {"messages": deployai.NOT_GIVEN}, "non-empty list"),  # a raw KeyError
     (
         "messages[1].content",  # an answer that refused, sent back: the API's 400 as for the same dict
@@ -870,3 +869,17 @@ def test_message_model_classes_made_at_run_time_are_not_kept_alive() -> None:
     del model
     gc.collect()
     assert made() is None
+
+
+@pytest.mark.parametrize(
+    "said", [{"function_call": {"name": "f", "arguments": "{}"}}, {"audio": {"id": "audio_abc"}}], ids=["call", "audio"]
+)
+def test_an_answer_without_content_that_says_something_else_is_sent_back_as_a_model_and_as_a_dict(
+    make_client: ClientFactory, httpx_mock: Any, said: dict[str, Any]
+) -> None:
+    # A legacy function call, or audio referred to by its id, has no content: not a refusal.
+    httpx_mock.add_response(json=completion_json(), is_reusable=True)
+    answer = ChatCompletionMessage.model_validate({"role": "assistant", "content": None, **said})
+    for message in (answer, answer.model_dump(exclude_none=True)):
+        make_client().chat.completions.create(model="openai/gpt-4o", messages=[*user(), message, *user()])
+    assert len(httpx_mock.get_requests()) == 2
