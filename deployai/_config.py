@@ -331,7 +331,7 @@ def _unseen(base_url: str, host: str) -> bool:
     it is encoded into every path, and every call is a 404. The host may hold the zero-width
     joiners IDNA allows in some names (Persian's); httpx has checked it.
     """
-    rest = base_url.replace(host, "", 1)
+    rest = base_url.lower().replace(host, "", 1)  # httpx gives the host in lowercase
     return " " in base_url or not rest.isprintable()
 
 

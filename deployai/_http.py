@@ -727,7 +727,7 @@ def _attempt_failed(exc: httpx.HTTPError, cut: str | None) -> httpx.HTTPError:
 
 
 def _failed(
-    exc: Exception, request: httpx.Request, client_closed: bool, cut: str | None
+    exc: Exception, request: httpx.Request, closed: DeployAIError | None, cut: str | None
 ) -> httpx.Response | httpx.HTTPError:
     """The outcome of an attempt that raised: httpx's error goes to the plan; anything else is raised.
 
@@ -739,7 +739,7 @@ def _failed(
         return _refused_answer(exc)
     if isinstance(exc, httpx.HTTPError):
         return _attempt_failed(exc, cut)
-    raise _unexpected(exc, request, client_closed, cut) from safe_cause(exc)
+    raise _unexpected(exc, request, closed, cut) from safe_cause(exc)
 
 
 def _refused_answer(exc: httpx.HTTPStatusError) -> httpx.Response:
@@ -1466,7 +1466,7 @@ class SyncHTTP:
                             ticket = _unsent(op, ticket)
                             raise
                         except Exception as exc:
-                            outcome = _failed(exc, op.request, client.is_closed, self._cut())
+                            outcome = _failed(exc, op.request, _closed_as(client, self._owned), self._cut())
                     finally:
                         took = _attempt_over(op, ticket, outcome, sent_at, debug)
                 elif type(op) is Deliver:
@@ -1489,7 +1489,9 @@ class SyncHTTP:
                         _answered(exc, op.response)  # a 2xx that is no event stream, cut: as a whole answer's
                         outcome = _attempt_failed(exc, self._cut())
                     except Exception as exc:  # a transport's own (a custom byte stream's): typed, as `_fetch` has it
-                        raise _unexpected(exc, op.response.request, client.is_closed, self._cut()) from safe_cause(exc)
+                        raise _unexpected(
+                            exc, op.response.request, _closed_as(client, self._owned), self._cut()
+                        ) from safe_cause(exc)
                     finally:
                         op.response.close()
                     took = time.perf_counter() - sent_at
@@ -2069,7 +2071,9 @@ class AsyncHTTP:
                             ticket = _unsent(op, ticket)
                             raise
                         except Exception as exc:
-                            outcome = _failed(exc, op.request, client.is_closed, self._cut(pool))
+                            outcome = _failed(
+                                exc, op.request, _closed_as(client, client is not self._borrowed), self._cut(pool)
+                            )
                     finally:
                         took = _attempt_over(op, ticket, outcome, sent_at, debug)
                 elif type(op) is Deliver:
@@ -2091,9 +2095,9 @@ class AsyncHTTP:
                         _answered(exc, op.response)  # as in `SyncHTTP`
                         outcome = _attempt_failed(exc, self._cut(pool))
                     except Exception as exc:  # as in `SyncHTTP`
-                        raise _unexpected(exc, op.response.request, client.is_closed, self._cut(pool)) from safe_cause(
-                            exc
-                        )
+                        raise _unexpected(
+                            exc, op.response.request, _closed_as(client, client is not self._borrowed), self._cut(pool)
+                        ) from safe_cause(exc)
                     finally:
                         await op.response.aclose()
                     took = time.perf_counter() - sent_at
@@ -2249,12 +2253,19 @@ def _check_before_send(stopped: Callable[[], bool] | None, closed: bool, why: st
         raise _closed_in_flight(why)
 
 
-def _unexpected(exc: Exception, request: httpx.Request, client_closed: bool, cut: str | None) -> DeployAIError:
+def _closed_as(client: httpx.Client | httpx.AsyncClient, owned: bool) -> DeployAIError | None:
+    """The error for a call whose httpx client is closed (the SDK's own, or one it was given); None if it is open."""
+    if not client.is_closed:
+        return None
+    return _closed_error() if owned else _borrowed_closed_error()
+
+
+def _unexpected(exc: Exception, request: httpx.Request, closed: DeployAIError | None, cut: str | None) -> DeployAIError:
     """The SDK's error for a failure from below that is not an `httpx.HTTPError` (`cut`: as `_attempt_failed`)."""
     if cut is not None:
         return _closed_in_flight(cut)
-    if client_closed:
-        return _closed_error()
+    if closed is not None:
+        return closed
     if isinstance(exc, RuntimeError) and _LOOP_TROUBLE.search(str(exc)):
         return _loop_error(exc, request)
     return transport_error(exc, request)

@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 from ._logging import known_keys_redacted
 from ._ratelimit import RateLimit, last_values, rate_limit_on_our_clock
@@ -44,14 +45,17 @@ class ResponseMeta:
         redacted from them. Nothing else is: a header may hold `Bearer realm=...` or an id that
         starts with `sk-`.
         """
-        # A name sent twice as its last value, as `rate_limit` reads it: joined, it would read as none.
-        headers = {
-            name.lower(): known_keys_redacted(value, secret) for name, value in last_values(self.headers).items()
-        }
+        headers = {name.lower(): value for name, value in self.headers.items()}  # a name sent twice: joined
+        # ... but the ones `rate_limit` and `retry_after` read, as their last value: joined, they read as none.
+        last = last_values(self.headers)
+        headers.update((name, value) for name, value in last.items() if name in _READ_LAST or name.startswith(_LIMITS))
+        headers = {name: known_keys_redacted(value, secret) for name, value in headers.items()}
         return ResponseMeta(headers, self.elapsed, self.received_at, self.retries)
 
 
 _NO_META = ResponseMeta({}, received_at=0.0)
+_READ_LAST: Final = frozenset({"date", "retry-after", "retry-after-ms"})
+_LIMITS: Final = "x-ratelimit-"
 
 
 class ResponseInfo:

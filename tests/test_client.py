@@ -267,6 +267,15 @@ def test_a_closed_borrowed_http_client_is_named_as_what_was_closed() -> None:
         client = deployai.DeployAI(api_key=API_KEY, http_client=borrowed)
     with pytest.raises(deployai.DeployAIError, match=r"^The http_client given to this client has been closed"):
         client.chat.completions.create(model="openai/gpt-4o", messages=user())
+    # Closed while the call waits to retry (an app shutting down its shared client).
+    unavailable = httpx.Client(
+        transport=httpx.MockTransport(lambda r: httpx.Response(503, headers={"retry-after": "0"}))
+    )
+    closing = deployai.DeployAI(
+        api_key=API_KEY, http_client=unavailable, max_retries=1, on_retry=lambda *_: unavailable.close()
+    )
+    with pytest.raises(deployai.DeployAIError, match=r"^The http_client given to this client has been closed"):
+        closing.chat.completions.create(model="openai/gpt-4o", messages=user())
 
     async def main() -> None:
         async with httpx.AsyncClient() as borrowed:

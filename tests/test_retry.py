@@ -146,6 +146,12 @@ def test_a_header_a_proxy_repeats_is_read_as_its_last_value(pairs: list[tuple[st
         body=None,
     )
     assert pickle.loads(pickle.dumps(error)).rate_limit.remaining == 4
+    # Other headers a pickle carries keep every value (two challenges), joined as httpx joins them.
+    challenged = httpx.Headers([("www-authenticate", 'Bearer realm="api"'), ("www-authenticate", "Basic")])
+    refused = deployai.AuthenticationError(
+        "no", response=httpx.Response(401, headers=challenged, request=httpx.Request("POST", "https://x/v1")), body=None
+    )
+    assert pickle.loads(pickle.dumps(refused)).response.headers["www-authenticate"] == 'Bearer realm="api", Basic'
 
 
 def test_exhausted_429_waits_until_the_window_resets() -> None:
