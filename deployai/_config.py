@@ -9,6 +9,7 @@ import numbers
 import os
 import re
 import socket
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, TypeVar, cast
@@ -324,15 +325,18 @@ def _without_userinfo(url: str) -> str:
     return url if cut < 0 or cut == len(url) - 1 else url[:cut] + url[cut] + "***"
 
 
-def _unseen(base_url: str, host: str) -> bool:
+def _unseen(base_url: str) -> bool:
     """Whether `base_url` holds a character no one sees: a space of any kind, a mark, a control.
 
     Pasted with a URL from a web page (a no-break or zero-width space, a direction mark at its end),
     it is encoded into every path, and every call is a 404. The host may hold the zero-width
     joiners IDNA allows in some names (Persian's); httpx has checked it.
     """
-    rest = base_url.lower().replace(host, "", 1)  # httpx gives the host in lowercase
-    return " " in base_url or not rest.isprintable()
+    try:
+        authority = urllib.parse.urlsplit(base_url).netloc  # as written: httpx's host may be half decoded
+    except ValueError:
+        authority = ""
+    return " " in base_url or not base_url.replace(authority, "", 1).isprintable()
 
 
 def _check_base_url(base_url: str, *, allow_insecure_http: bool) -> str:
@@ -356,7 +360,7 @@ def _check_base_url(base_url: str, *, allow_insecure_http: bool) -> str:
         host = url.host  # decoded from IDNA (`xn--...`) here: the `idna` package's error for a bad one
     except (httpx.InvalidURL, UnicodeError):
         url, host = None, ""
-    if url is None or url.scheme not in ("http", "https") or not host or _unseen(base_url, host):
+    if url is None or url.scheme not in ("http", "https") or not host or _unseen(base_url):
         raise InvalidParameterError("base_url", shown, "an absolute http:// or https:// URL")
     if url.port is not None and not 0 < url.port < 65536:
         # httpx takes any number: the socket layer then wraps it (65536 + 443 is port 443) or fails.

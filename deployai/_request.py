@@ -102,11 +102,17 @@ def _int_at_least(name: str, value: object, low: int, high: int | None = None) -
 
 
 def _is_token_id(token: object) -> bool:
-    """Whether `token` is a key `logit_bias` takes: a token id from 0 to 2**31 - 1 (not a bool), or a string.
+    """Whether `token` is a key `logit_bias` takes: a token id from 0 to 2**31 - 1, as an int or its digits, or text.
 
-    A string is left to the server: the id's digits, or text that llama.cpp's server tokenizes itself.
+    Text that is no number is left to the server (llama.cpp's tokenizes it). JSON's keys are strings:
+    `"-1"` is refused as `-1` is, and the emulator, which sees only strings, refuses both.
     """
-    return type(token) is str or (isinstance(token, int) and not isinstance(token, bool) and 0 <= token < _TOKEN_IDS)
+    if type(token) is str:
+        digits = token[1:] if token[:1] == "-" else token
+        if not (digits.isascii() and digits.isdigit()):
+            return True
+        return token[:1] != "-" and len(digits) <= 10 and int(digits) < _TOKEN_IDS
+    return isinstance(token, int) and not isinstance(token, bool) and 0 <= token < _TOKEN_IDS
 
 
 _TOKEN_IDS: Final = 2**31
@@ -537,7 +543,7 @@ def check_chat_params(params: Mapping[str, Any], extra_body: object = None) -> b
         raise InvalidParameterError(
             "logit_bias",
             logit_bias,
-            "a dict of token ids (0 to 2147483647, or strings) to numbers from -100 to 100",
+            "a dict of token ids from 0 to 2147483647 (or text) to numbers from -100 to 100",
         )
     if logit_bias is not None and len({str(token) for token in logit_bias}) != len(logit_bias):
         # 50256 and "50256" are one key in JSON: sent twice, the server would pick one.

@@ -376,6 +376,9 @@ def test_a_name_with_the_zero_width_non_joiner_idna_allows_is_a_base_url(make_cl
     # Persian names hold it: the check for pasted zero-width spaces must not take it for one.
     assert make_client(base_url="https://\u0646\u0627\u0645\u0647\u200c\u0627\u06cc.ir/v1").base_url.endswith(".ir/v1")
     assert make_client(base_url="https://\u0646\u0627\u0645\u0647\u200c\u0627\u06cc.IR/v1").base_url.endswith(".IR/v1")
+    assert make_client(base_url="https://api.\u0646\u0627\u0645\u0647\u200c\u0627\u06cc.ir/v1").base_url.endswith(
+        ".ir/v1"
+    )
 
 
 @pytest.mark.parametrize("url_type", [bytes, "pydantic"])

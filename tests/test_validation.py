@@ -75,8 +75,10 @@ BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
     ("logit_bias", {"logit_bias": [50256]}, "-100 to 100"),
     ("logit_bias", {"logit_bias": {50256: -100, "50256": 100}}, "one bias per token id"),  # a JSON key twice
     # No token id: the API's 400 (and `10**5000` a raw ValueError from `str()`). Strings are the server's.
-    ("logit_bias", {"logit_bias": {10**5000: 5}}, "token ids (0 to 2147483647, or strings)"),
-    ("logit_bias", {"logit_bias": {-1: 5}}, "token ids (0 to 2147483647, or strings)"),
+    ("logit_bias", {"logit_bias": {10**5000: 5}}, "token ids from 0 to 2147483647 (or text)"),
+    ("logit_bias", {"logit_bias": {-1: 5}}, "token ids from 0 to 2147483647 (or text)"),
+    ("logit_bias", {"logit_bias": {"-1": 5}}, "token ids from 0 to 2147483647 (or text)"),  # the same JSON
+    ("logit_bias", {"logit_bias": {"4294967296": 5}}, "token ids from 0 to 2147483647 (or text)"),
     ("messages", {"messages": deployai.NOT_GIVEN}, "non-empty list"),  # a raw KeyError
     (
         "messages[1].content",  # an answer that refused, sent back: the API's 400 as for the same dict
@@ -883,3 +885,10 @@ def test_an_answer_without_content_that_says_something_else_is_sent_back_as_a_mo
     for message in (answer, answer.model_dump(exclude_none=True)):
         make_client().chat.completions.create(model="openai/gpt-4o", messages=[*user(), message, *user()])
     assert len(httpx_mock.get_requests()) == 2
+
+
+def test_logit_bias_text_is_sent_for_the_server_to_tokenize(make_client: ClientFactory, httpx_mock: Any) -> None:
+    # llama.cpp's server takes the text of a token: it is no id the SDK could check.
+    httpx_mock.add_response(json=completion_json())
+    make_client().chat.completions.create(model="openai/gpt-4o", messages=user(), logit_bias={"hello": 5, "50256": -1})
+    assert json.loads(httpx_mock.get_requests()[0].content)["logit_bias"] == {"hello": 5, "50256": -1}
