@@ -196,16 +196,20 @@ def _with_defaults_of(client: httpx.Client | httpx.AsyncClient, request: httpx.R
     Its `Host` wins over the one the URL gives (a virtual host, a gateway reached by its address).
     """
     own = request.headers
-    host = client.headers.get("host")
-    if host is not None:
-        own["host"] = host
     triples, theirs = getattr(own, "_list", None), getattr(client.headers, "_list", None)
     if isinstance(triples, list) and isinstance(theirs, list):
         # httpx keeps (name, lowercase name, value) triples: extended in place, a call's few
-        # microseconds are not spent building the request's headers again.
+        # microseconds are not spent building the request's headers again (nor looking `Host` up).
         names = {triple[1] for triple in triples}
-        triples.extend(triple for triple in theirs if triple[1] not in names)
+        for triple in theirs:
+            if triple[1] not in names:
+                triples.append(triple)
+            elif triple[1] == b"host":
+                triples[:] = [triple if own_triple[1] == b"host" else own_triple for own_triple in triples]
     else:
+        host = client.headers.get("host")
+        if host is not None:
+            own["host"] = host
         names = {name.lower() for name, _ in own.raw}
         added = [(name, value) for name, value in client.headers.raw if name.lower() not in names]
         request.headers = httpx.Headers([*own.raw, *added], encoding=own.encoding)
