@@ -162,8 +162,7 @@ def check_headers(param: str, headers: Mapping[str, str]) -> dict[str, str]:
         if not isinstance(value, str) or not _HEADER_VALUE.fullmatch(value):
             raise InvalidParameterError(
                 f"{param}[{name!r}]",
-                # A redacted key's type is a str too; a hidden one (bytes) says its own.
-                "str" if isinstance(value, str) else value.kind if isinstance(value, NotAKey) else type(value).__name__,
+                "str" if isinstance(value, str) else kind_of(value),  # a redacted key's type is a str too
                 "a str of printable ASCII without line breaks, nor a space or tab at either end",
             )
     return conceal_headers(dict(headers))
@@ -487,6 +486,11 @@ class NotAKey:
 
     def __repr__(self) -> str:
         return f"<{self.kind}, not shown>"
+
+
+def kind_of(value: object) -> str:
+    """The name of `value`'s type, for a refusal that must not quote it (a `NotAKey`: the hidden value's)."""
+    return value.kind if isinstance(value, NotAKey) else type(value).__name__
 
 
 def changed_options(

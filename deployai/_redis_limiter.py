@@ -38,7 +38,7 @@ from typing import Any, ClassVar, Final
 
 import httpx
 
-from ._config import NotAKey, conceal
+from ._config import conceal, kind_of
 from ._constants import REDIS_POLL_SECONDS, REDIS_TIMEOUT_SECONDS
 from ._exceptions import DeployAIError, InvalidParameterError
 from ._limiter import (
@@ -63,9 +63,7 @@ KEY_PREFIX: Final = "deployai:ratelimit:"
 
 def _check_url(url: object) -> str:
     if not isinstance(url, str) or url.partition(":")[0].lower() not in ("redis", "rediss", "unix"):
-        shown = (
-            _redacted_url(url) if isinstance(url, str) else url.kind if isinstance(url, NotAKey) else type(url).__name__
-        )
+        shown = _redacted_url(url) if isinstance(url, str) else kind_of(url)
         raise InvalidParameterError("url", shown, "a redis://, rediss:// or unix:// URL")
     return url
 
