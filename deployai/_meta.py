@@ -45,11 +45,14 @@ class ResponseMeta:
         redacted from them. Nothing else is: a header may hold `Bearer realm=...` or an id that
         starts with `sk-`.
         """
-        headers = {name.lower(): value for name, value in self.headers.items()}  # a name sent twice: joined
-        # ... but the ones `rate_limit` and `retry_after` read, as their last value: joined, they read as none.
+        # A name sent twice stays joined, as httpx joins it, but for the ones `rate_limit` and
+        # `retry_after` read: joined, they would read as none, so each is its last value.
         last = last_values(self.headers)
-        headers.update((name, value) for name, value in last.items() if name in _READ_LAST or name.startswith(_LIMITS))
-        headers = {name: known_keys_redacted(value, secret) for name, value in headers.items()}
+        headers = {}
+        for name, value in self.headers.items():
+            lowered = name.lower()
+            kept = last.get(lowered, value) if lowered in _READ_LAST or lowered.startswith(_LIMITS) else value
+            headers[lowered] = known_keys_redacted(kept, secret)
         return ResponseMeta(headers, self.elapsed, self.received_at, self.retries)
 
 
