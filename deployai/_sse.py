@@ -196,8 +196,9 @@ class EventParser:
 def mended(payload: Any, *, chunk: bool = False) -> Any:
     """`payload` as the API documents it, where a server left a field out or wrote it loosely.
 
-    `usage.total_tokens` is counted when missing (some gateways leave it out), and a `created` with
-    a fraction of a second is cut to whole seconds (each model's too, in a list of models). In a
+    `usage.total_tokens` is counted when missing or null (some gateways leave it out), an empty
+    `usage` is none, and a `created` with a fraction of a second is cut to whole seconds (each
+    model's too, in a list of models). In a
     whole answer (`chunk` false), a choice without `index` is the one at its place in the list, and
     a tool call's `arguments` written as a JSON object (not as the text of one) is that object's
     text. An answer's or a chunk's `id` and `model` left out or null are `""`, and its `created` `0`.
@@ -209,7 +210,9 @@ def mended(payload: Any, *, chunk: bool = False) -> Any:
     if not isinstance(payload, dict):
         return payload
     usage = payload.get("usage")
-    if isinstance(usage, dict) and "total_tokens" not in usage:
+    if usage == {}:  # some gateways put one on every chunk: it counts nothing
+        payload = {**payload, "usage": None}
+    elif isinstance(usage, dict) and usage.get("total_tokens") is None:
         prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
         if type(prompt) is int and type(completion) is int:
             payload = {**payload, "usage": {**usage, "total_tokens": prompt + completion}}
@@ -226,7 +229,7 @@ def mended(payload: Any, *, chunk: bool = False) -> Any:
         and (
             payload.get("object") == "chat.completion.chunk"
             # A usage chunk's, with its id: not any JSON that mentions usage (an error's), taken for the end.
-            or (payload.get("usage") is not None and payload.get("id") is not None)
+            or (usage is not None and payload.get("id") is not None)
         )
     )
     if answer:

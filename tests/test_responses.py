@@ -8,6 +8,7 @@ import datetime
 import gc
 import json
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -123,6 +124,19 @@ def test_answers_json_clients_take_are_taken(make_client: ClientFactory, httpx_m
     assert (completion.choices[0].message.content, completion.created) == ("Hi \ud83d", 1708000000)
     assert completion.usage is not None
     assert completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens > 0
+
+
+@pytest.mark.parametrize("usage", [{}, {"prompt_tokens": 20, "completion_tokens": 9, "total_tokens": None}])
+def test_an_empty_usage_or_a_null_total_is_read(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, usage: dict[str, Any]
+) -> None:
+    # Some gateways write `usage: {}` when they count nothing, or a null total: the answer was refused.
+    body = {**completion_json(), "usage": usage}
+    httpx_mock.add_response(json=body)
+    completion = make_client().chat.completions.create(model="openai/gpt-4o", messages=user())
+    assert completion.choices[0].message.content == completion_json()["choices"][0]["message"]["content"]
+    total = None if completion.usage is None else completion.usage.total_tokens
+    assert total == (29 if usage else None)
 
 
 def test_results_are_equal_when_their_data_is(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:

@@ -388,6 +388,27 @@ def test_pieces_some_servers_shorten_still_add_up(make_client: ClientFactory, ht
     assert (final.choices[0].finish_reason, final.usage and final.usage.total_tokens) == ("tool_calls", 7)
 
 
+def test_a_stream_with_an_empty_usage_on_each_chunk_and_a_null_total_adds_up(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    # A gateway that writes `usage: {}` on every chunk, then a usage chunk whose total is null.
+    pieces = [
+        event({**chunk("Hel"), "usage": {}}),
+        event({**chunk("lo"), "usage": {}}),
+        event({**chunk(finish="stop"), "usage": {}}),
+        event({**chunk(), "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": None}}),
+        DONE,
+    ]
+    add_stream(httpx_mock, pieces)
+    with stream_of(make_client()) as stream:
+        chunks = list(stream)
+        final = stream.get_final_completion()
+    assert [piece.usage for piece in chunks[:3]] == [None, None, None]
+    assert final.choices[0].message.content == "Hello"
+    assert final.usage is not None
+    assert final.usage.total_tokens == 5
+
+
 def test_final_completion_of_a_broken_stream_raises(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
     add_stream(httpx_mock, hello_stream()[:2])
     with stream_of(make_client()) as stream, pytest.raises(deployai.APIConnectionError):
