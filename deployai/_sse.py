@@ -554,11 +554,14 @@ def _paired(text: str) -> str:
 _CHUNK_ONLY = frozenset({"obfuscation", "error"})
 
 
-def _answer_fields(extra: dict[str, Any] | None) -> dict[str, Any]:
-    """What a provider adds to its chunks (`service_tier`), as the whole answer has it: the first chunk's."""
-    if not extra:
-        return {}
-    return {name: value for name, value in extra.items() if name not in _CHUNK_ONLY}
+def _answer_fields(extra: dict[str, Any]) -> dict[str, Any]:
+    """What a provider adds to its chunks (`service_tier`, Groq's `x_groq`), as the whole answer has it.
+
+    Each field as the last chunk that had it gave it (a copy: the chunks handed over keep their
+    own): Groq's last chunk adds its usage to `x_groq`, and Azure's `prompt_filter_results` come
+    only on its first chunk.
+    """
+    return {name: copy.deepcopy(value) for name, value in extra.items() if name not in _CHUNK_ONLY}
 
 
 def _whole(fields: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -637,6 +640,7 @@ class ChunkDecoder(Generic[_T]):
         usage_chunk: whether a chunk with usage and no choices has come: the last chunk `include_usage`
             asks for (a server may also put a running count on the chunks before it).
         fingerprint: the first `system_fingerprint` a chunk had (some servers send it on later chunks only).
+        extra: the fields of its own a provider added to the chunks, each as the last chunk that had it.
     """
 
     __slots__ = (
@@ -645,6 +649,7 @@ class ChunkDecoder(Generic[_T]):
         "choices",
         "count",
         "done",
+        "extra",
         "fingerprint",
         "first",
         "usage",
@@ -661,6 +666,7 @@ class ChunkDecoder(Generic[_T]):
         self.usage: Usage | None = None
         self.usage_chunk = False
         self.fingerprint: str | None = None
+        self.extra: dict[str, Any] = {}
 
     def decode(self, event: str, data: str) -> _T | None:
         """The chunk an event carries; None for an event that carries none (empty data, `[DONE]`, after `[DONE]`).
@@ -691,8 +697,10 @@ class ChunkDecoder(Generic[_T]):
             except ValidationError:
                 raise InvalidEvent(data, "chat completion chunk") from None
         extra = chunk.__pydantic_extra__
-        if extra and extra.get("error") is not None:  # some servers write `"error": null` in every chunk
-            raise ErrorEvent(_loads_or_text(data))
+        if extra:
+            if extra.get("error") is not None:  # some servers write `"error": null` in every chunk
+                raise ErrorEvent(_loads_or_text(data))
+            self.extra.update(extra)
         first = self.first
         if first is None or (not first.id and chunk.id):  # not a chunk with no id (Azure's prompt filter's)
             self.first = chunk
@@ -758,5 +766,5 @@ class ChunkDecoder(Generic[_T]):
             ],
             usage=self.usage,
             system_fingerprint=self.fingerprint,
-            **_answer_fields(first.__pydantic_extra__),
+            **_answer_fields(self.extra),
         )

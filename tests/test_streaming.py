@@ -321,6 +321,29 @@ def test_final_completion_keeps_the_fields_a_provider_adds_to_its_chunks_but_the
     assert final.choices[0].message.content == "Hi"
 
 
+def test_final_completion_keeps_the_fields_a_provider_adds_to_a_later_chunk_or_to_an_id_less_first(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    # Azure's prompt filter results come on a first chunk without id; Groq adds its usage to `x_groq`
+    # on the last chunk, and llama.cpp's server its `timings`: each was missing from the final answer.
+    nameless = {**chunk(), "id": "", "choices": [], "prompt_filter_results": [{"prompt_index": 0}]}
+    first = {**chunk("Hi"), "x_groq": {"id": "req_1"}}
+    last = {**chunk(finish="stop"), "x_groq": {"id": "req_1", "usage": {"queue_time": 0.01}}, "timings": {"n": 2}}
+    add_stream(httpx_mock, [event(nameless), event(first), event(last), DONE])
+    with stream_of(make_client()) as stream:
+        chunks = list(stream)
+        final = stream.get_final_completion()
+    assert final.id == "chatcmpl-s1"
+    assert final.model_extra == {
+        "prompt_filter_results": [{"prompt_index": 0}],
+        "x_groq": {"id": "req_1", "usage": {"queue_time": 0.01}},
+        "timings": {"n": 2},
+    }
+    final.model_extra["x_groq"]["usage"]["queue_time"] = 5.0  # the chunks handed over keep their own
+    assert chunks[2].model_extra is not None
+    assert chunks[2].model_extra["x_groq"]["usage"]["queue_time"] == 0.01
+
+
 def test_final_completion_keeps_what_a_provider_adds_as_the_whole_answer_would(
     make_client: ClientFactory, httpx_mock: HTTPXMock
 ) -> None:
