@@ -1,12 +1,15 @@
 """`RateLimit`: the rate-limit window a response reported, read from whichever headers the gateway sends.
 
-Three dialects are read into the same fields:
+Four dialects are read into the same fields:
 
 - DeployAI: `x-ratelimit-limit`, `x-ratelimit-remaining`, `x-ratelimit-reset` (unix seconds);
 - OpenAI: `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, the reset a duration such as `1s`,
   `6m0s`, `20ms` or `1h2m3.5s`;
 - the LiteLLM proxy: `x-ratelimit-limit-requests` and friends as OpenAI's, plus its per-key
-  `x-ratelimit-api_key-{limit,remaining}-{requests,tokens}`.
+  `x-ratelimit-api_key-{limit,remaining}-{requests,tokens}`;
+- Anthropic: `anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}`, the reset an RFC 3339
+  time such as `2026-12-06T12:00:30Z` (its `tokens` budget is the most restrictive of its input and
+  output ones; those are not read on their own, as a call's estimate is of both together).
 
 When a response reports several budgets of one kind, the fields show the most restrictive: the one
 with the fewest requests (or tokens) remaining. Anything malformed reads as None, never as an error.
@@ -31,6 +34,8 @@ __all__ = ["RateLimit", "WindowReport", "clock_offset", "http_date", "rate_limit
 _MAX_DURATION_CHARS = 64  # "1h2m3.5s" is 8: anything much longer is not a duration
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+# An RFC 3339 time, as Anthropic writes its resets; its fraction of a second may have any length.
+_RFC3339 = re.compile(r"(\d{4}-\d\d-\d\d)[Tt ](\d\d:\d\d:\d\d)(?:\.(\d+))?([Zz]|[+-]\d\d:\d\d)", re.ASCII)
 # A reset given as a plain number above this is a unix time; below it, seconds from now (some
 # gateways send `x-ratelimit-reset: 60`). No window lasts until 1973.
 UNIX_TIME_FLOOR_SECONDS = 100_000_000
@@ -70,6 +75,21 @@ def _duration_seconds(value: str) -> float | None:
         total += float(part.group(1)) * _UNIT_SECONDS[part.group(2)]
         position = part.end()
     return total if position == len(text) else None
+
+
+def _rfc3339_seconds(value: str) -> float | None:
+    """The unix time of an RFC 3339 time (`2026-12-06T12:00:30.5Z`, `...+01:00`); None for anything else."""
+    match = _RFC3339.fullmatch(value.strip())
+    if match is None:
+        return None
+    day, clock, fraction, zone = match.groups()
+    # Python 3.10's `fromisoformat` takes neither `Z` nor a fraction of other than 3 or 6 digits.
+    zone = "+00:00" if zone in "Zz" else zone
+    try:
+        moment = datetime.fromisoformat(f"{day}T{clock}{zone}")
+    except ValueError:  # a day or an hour out of range
+        return None
+    return moment.timestamp() + (float(f"0.{fraction}") if fraction else 0.0)
 
 
 def http_date(value: str) -> float | None:
@@ -158,9 +178,13 @@ def _reset_time(value: str | None, now: float) -> float | None:
         moment = seconds if seconds >= UNIX_TIME_FLOOR_SECONDS else now + seconds
     else:
         duration = _duration_seconds(value)
-        if duration is None:
-            return None
-        moment = now + duration
+        if duration is not None:
+            moment = now + duration
+        else:
+            stamped = _rfc3339_seconds(value)
+            if stamped is None:
+                return None
+            moment = stamped
     return moment if 0.0 <= moment <= _LAST_UNIX_SECOND else None  # the comparison is False for NaN too
 
 
@@ -191,15 +215,23 @@ def last_values(headers: Mapping[str, str]) -> Mapping[str, str]:
     return {name.decode("latin-1"): value.decode("latin-1") for name, value in map(_NAME_AND_VALUE, triples)}
 
 
-# The headers `RateLimit.from_headers` reads beyond DeployAI's three (OpenAI's and the LiteLLM proxy's).
+# The headers `RateLimit.from_headers` reads beyond DeployAI's three (OpenAI's, the LiteLLM proxy's
+# and Anthropic's).
 _OTHER_DIALECTS = frozenset(
-    f"x-ratelimit-{name}".encode()
-    for name in (
-        "limit-requests", "remaining-requests", "reset-requests", "limit-tokens", "remaining-tokens",
-        "reset-tokens", "api_key-limit-requests", "api_key-remaining-requests", "api_key-limit-tokens",
-        "api_key-remaining-tokens",
-    )
+    [
+        *(
+            f"x-ratelimit-{name}".encode()
+            for name in (
+                "limit-requests", "remaining-requests", "reset-requests", "limit-tokens", "remaining-tokens",
+                "reset-tokens", "api_key-limit-requests", "api_key-remaining-requests", "api_key-limit-tokens",
+                "api_key-remaining-tokens",
+            )
+        ),
+        b"anthropic-ratelimit-requests-limit", b"anthropic-ratelimit-requests-remaining",
+        b"anthropic-ratelimit-tokens-limit", b"anthropic-ratelimit-tokens-remaining",
+    ]
 )  # fmt: skip
+_DIALECT_PREFIXES = (b"x-ratelimit-", b"anthropic-ratelimit-")
 
 _Budget = tuple[int | None, int | None, datetime | None]  # limit, remaining, reset_at
 
@@ -210,6 +242,11 @@ def _budget(headers: Mapping[str, str], limit: str, remaining: str, reset: str |
         _int_or_none(headers.get(remaining)),
         None if reset is None else _reset_at(headers.get(reset), now),
     )
+
+
+def _anthropic_budget(headers: Mapping[str, str], budget: str, now: float) -> _Budget:
+    name = f"anthropic-ratelimit-{budget}"
+    return _budget(headers, f"{name}-limit", f"{name}-remaining", f"{name}-reset", now)
 
 
 def _most_restrictive(budgets: list[_Budget]) -> _Budget:
@@ -275,6 +312,11 @@ class RateLimit:
                     headers, "x-ratelimit-api_key-limit-requests", "x-ratelimit-api_key-remaining-requests", None, now
                 )
             )
+        if (
+            get("anthropic-ratelimit-requests-remaining") is not None
+            or get("anthropic-ratelimit-requests-limit") is not None
+        ):
+            requests.append(_anthropic_budget(headers, "requests", now))
         if not requests and get("x-ratelimit-reset") is not None:
             requests.append((None, None, _reset_at(get("x-ratelimit-reset"), now)))
         tokens = []
@@ -288,6 +330,11 @@ class RateLimit:
             tokens.append(
                 _budget(headers, "x-ratelimit-api_key-limit-tokens", "x-ratelimit-api_key-remaining-tokens", None, now)
             )
+        if (
+            get("anthropic-ratelimit-tokens-remaining") is not None
+            or get("anthropic-ratelimit-tokens-limit") is not None
+        ):
+            tokens.append(_anthropic_budget(headers, "tokens", now))
         limit, remaining, reset_at = _most_restrictive(requests)
         token_limit, tokens_remaining, tokens_reset_at = _most_restrictive(tokens)
         return cls(limit, remaining, reset_at, token_limit, tokens_remaining, tokens_reset_at)
@@ -394,7 +441,7 @@ def read_window(headers: Mapping[str, str], now: float, sent: float = -math.inf)
     if not _OTHER_DIALECTS.isdisjoint(found):
         # Read on the server's clock, then moved onto ours: a duration comes out counted from `now`.
         window = RateLimit.from_headers(
-            {n.decode("latin-1"): v.decode("latin-1") for n, v in found.items() if n.startswith(b"x-ratelimit-")},
+            {n.decode("latin-1"): v.decode("latin-1") for n, v in found.items() if n.startswith(_DIALECT_PREFIXES)},
             now - offset,
         )
         tokens_reset_at = None if window.tokens_reset_at is None else window.tokens_reset_at.timestamp() + offset

@@ -253,6 +253,25 @@ def test_a_wait_longer_than_the_caller_may_wait_raises_at_once_and_sends_nothing
     assert (limiter.waiting, limiter.in_flight) == (0, 0)
 
 
+def test_anthropics_headers_pace_the_limiter(make_client: ClientFactory) -> None:
+    # Pointed at Anthropic's OpenAI-compatible endpoint, a spent window went unseen: every call was sent.
+    reset = datetime.datetime.fromtimestamp(round(time.time() + 80), tz=datetime.timezone.utc)
+    spent = {
+        "anthropic-ratelimit-requests-limit": "50",
+        "anthropic-ratelimit-requests-remaining": "0",
+        "anthropic-ratelimit-requests-reset": reset.isoformat().replace("+00:00", "Z"),
+    }
+    limiter = frozen(deployai.RateLimiter())
+    transport, sent = handler_with(ok(spent))
+    client = make_client(transport=transport, rate_limiter=limiter)
+    client.chat.completions.create(model=MODEL, messages=user())
+    with pytest.raises(deployai.RateLimitError, match="Nothing was sent") as caught:
+        client.chat.completions.create(model=MODEL, messages=user())
+    assert len(sent) == 1
+    assert caught.value.retry_after == pytest.approx(80.0, abs=1.0)
+    assert caught.value.rate_limit.limit == 50
+
+
 def _ctrl_c(*args: object) -> Any:
     raise KeyboardInterrupt
 

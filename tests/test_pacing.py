@@ -257,11 +257,17 @@ def test_a_queued_caller_behind_more_callers_than_the_window_has_left_waits_for_
         ({"x-ratelimit-api_key-remaining-requests": "4", "x-ratelimit-remaining-requests": "9"},
          WindowReport(None, 4, None, None)),
         ({"x-ratelimit-remaining": "many", "x-ratelimit-reset": "soon"}, WindowReport(None, None, None, None)),
+        ({"anthropic-ratelimit-requests-limit": "50", "anthropic-ratelimit-requests-remaining": "0",
+          "anthropic-ratelimit-requests-reset": "2023-11-14T22:13:50Z", "anthropic-ratelimit-tokens-limit": "30000",
+          "anthropic-ratelimit-tokens-remaining": "0",
+          "anthropic-ratelimit-tokens-reset": "2023-11-14T23:13:20.5+01:00",
+          "anthropic-ratelimit-output-tokens-remaining": "7"},
+         WindowReport(50, 0, T + 30, T + 0.5, 30000, 0, T + 0.5)),
         ({"content-type": "application/json"}, None),
     ],
     ids=[
         "deployai", "deployai-relative-any-case", "openai-tokens-spent", "openai-tokens", "litellm-per-key",
-        "malformed", "none",
+        "malformed", "anthropic-spent", "none",
     ],
 )  # fmt: skip
 def test_read_window_reads_every_dialect_from_httpx_headers_and_plain_mappings(
@@ -281,10 +287,12 @@ _NAMES = [f"x-ratelimit-{name}" for name in (
     "limit", "remaining", "reset", "limit-requests", "remaining-requests", "reset-requests", "limit-tokens",
     "remaining-tokens", "reset-tokens", "api_key-limit-requests", "api_key-remaining-requests",
     "api_key-limit-tokens", "api_key-remaining-tokens", "other",
-)] + ["content-type", "x-request-id"]  # fmt: skip
+)] + [f"anthropic-ratelimit-{budget}-{part}" for budget in ("requests", "tokens", "output-tokens")
+      for part in ("limit", "remaining", "reset")] + ["content-type", "x-request-id"]  # fmt: skip
 _VALUES = st.one_of(
     st.integers(0, 10**20).map(str),
     st.sampled_from(["0", "5", "60", "1m0s", "20ms", "4.0", "1e3", "-1", "nan", "1_000", " 7 ", "", "soon", "\xb2"]),
+    st.sampled_from(["2023-11-14T22:13:25Z", "2023-11-14T22:13:25.123456789-01:30", "2023-02-30T00:00:00Z"]),
     st.floats(0, 2e9).map(repr),
     st.text(st.characters(max_codepoint=255), max_size=6),
 )

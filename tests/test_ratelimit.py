@@ -130,6 +130,34 @@ def test_litellm_per_key_budgets_show_the_most_restrictive() -> None:
     assert (limit.token_limit, limit.tokens_remaining) == (5000, 4000)
 
 
+def test_anthropic_headers_fill_requests_and_tokens_with_rfc3339_resets() -> None:
+    # Anthropic's own API, or its OpenAI-compatible endpoint: nothing was read, so nothing was paced.
+    headers = {
+        "anthropic-ratelimit-requests-limit": "50",
+        "anthropic-ratelimit-requests-remaining": "49",
+        "anthropic-ratelimit-requests-reset": "2025-06-15T15:07:10Z",
+        "anthropic-ratelimit-tokens-limit": "30000",
+        "anthropic-ratelimit-tokens-remaining": "8000",
+        "anthropic-ratelimit-tokens-reset": "2025-06-15T17:07:40.25+02:00",
+        "anthropic-ratelimit-input-tokens-remaining": "29000",
+        "anthropic-ratelimit-output-tokens-remaining": "8000",
+    }
+    assert datetime.datetime(2025, 6, 15, 15, 6, 40, tzinfo=datetime.timezone.utc).timestamp() == NOW
+    limit = RateLimit.from_headers(headers, now=NOW)
+    assert (limit.limit, limit.remaining, limit.reset_at) == (50, 49, at(30))
+    assert (limit.token_limit, limit.tokens_remaining, limit.tokens_reset_at) == (30000, 8000, at(60.25))
+
+
+@pytest.mark.parametrize(
+    "reset",
+    ["2025-06-15T15:07:10", "2025-06-31T15:07:10Z", "2025-06-15T25:07:10Z", "2025-06-15 15:07:10 UTC", "15:07:10Z"],
+)
+def test_malformed_rfc3339_resets_are_none(reset: str) -> None:
+    headers = {"anthropic-ratelimit-requests-remaining": "3", "anthropic-ratelimit-requests-reset": reset}
+    limit = RateLimit.from_headers(headers, now=NOW)
+    assert (limit.remaining, limit.reset_at) == (3, None)
+
+
 def test_a_plain_small_reset_counts_from_now_and_a_large_one_is_a_unix_time() -> None:
     assert RateLimit.from_headers({"x-ratelimit-reset": "60"}, NOW).reset_at == at(60)
     assert RateLimit.from_headers({"x-ratelimit-reset": str(int(NOW) + 5)}, NOW).reset_at == at(5)
@@ -148,8 +176,9 @@ def test_now_defaults_to_the_current_time() -> None:
         {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "2s"},
         {"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "2s", "x-ratelimit-remaining-requests": "9"},
         {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(NOW) + 2)},
+        {"anthropic-ratelimit-requests-remaining": "0", "anthropic-ratelimit-requests-reset": "2025-06-15T15:06:42Z"},
     ],
-    ids=["openai-requests", "openai-tokens", "deployai"],
+    ids=["openai-requests", "openai-tokens", "deployai", "anthropic-requests"],
 )
 def test_a_429_with_a_spent_window_waits_until_it_resets(headers: dict[str, str]) -> None:
     from deployai._retry import server_requested_wait
