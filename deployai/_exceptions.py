@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import httpx  # at run time too, so that `typing.get_type_hints` resolves the errors' signatures
+from typing_extensions import Self
 
 from ._constants import MAX_BODY_EXAMINED_CHARS, MAX_BODY_IN_MESSAGE_CHARS
 from ._error_codes import ERROR_NAME_STATUS
@@ -128,6 +129,14 @@ class APIError(DeployAIError):
         super().__init__(message)
         self.message = message
         self.request = request
+
+    def _after(self, retries: int) -> Self:
+        """The error itself, as raised by a call that made `retries` retries.
+
+        Made and raised in one expression, an error is no local of the frame its traceback keeps.
+        """
+        self.retries = retries
+        return self
 
     @property
     def code(self) -> str | None:

@@ -218,14 +218,16 @@ def call_plan(
                         if not is_event_stream(response):  # its body was read: an error it reports counts
                             reported = reported_error(response)
                             if reported is None:
-                                raise make_validation_error(response, "event stream (text/event-stream)")
+                                what = "event stream (text/event-stream)"
+                                raise make_validation_error(response, what)._after(attempt - 1)
                     elif result is None:
                         reported = reported_error(response)
                     else:
                         try:
                             parsed = parse_body(response, result)
-                        except APIResponseValidationError:
+                        except APIResponseValidationError as problem:
                             if not raw:
+                                problem.retries = attempt - 1
                                 raise
                         except APIStatusError as problem:  # the body reports an error
                             # Raised again from here, or not at all: where it was found is no part of it.
@@ -239,7 +241,7 @@ def call_plan(
                     else:
                         outcome = reported
                 elif status < 400:
-                    raise make_redirect_error(response)
+                    raise make_redirect_error(response)._after(attempt - 1)
         # The SDK's public retry rule (`is_retryable`, `retry_after`) decides about the typed error of
         # every failed attempt, as it would in a caller's own retry loop.
         error = attempt_error(outcome, request, clock(), sent)

@@ -13,7 +13,7 @@ import httpx
 from pydantic import ValidationError
 from typing_extensions import Self
 
-from ._exceptions import make_stream_error, make_validation_error, reported_in
+from ._exceptions import APIError, _ResponseError, make_stream_error, make_validation_error, reported_in
 from ._meta import ResponseInfo, ResponseMeta
 from ._sse import mended
 
@@ -30,7 +30,13 @@ _BOM = b"\xef\xbb\xbf"
 
 def parse_result(response: httpx.Response, cast_to: type[_R], meta: ResponseMeta) -> _R:
     """The typed result of a success's body, with what came with it (`meta`): see `parse_body`."""
-    result = parse_body(response, cast_to)
+    try:
+        result = parse_body(response, cast_to)
+    except APIError as error:  # as the call's own errors: the retries the call made, the time its answer took
+        error.retries = meta.retries
+        if isinstance(error, _ResponseError) and meta.elapsed is not None:
+            error._took(meta.elapsed)
+        raise
     result.__pydantic_private__["_meta"] = meta  # type: ignore[index]
     return result
 

@@ -139,6 +139,7 @@ class _Reader(Generic[_T, _L]):
         Kept (see `failed`): a read after it raises it again, rather than find the body ended with no `[DONE]`.
         """
         error = self._marked(self._error_for(problem))
+        error.retries = self.lease.retries
         self.failed(error)
         return error
 
@@ -163,7 +164,9 @@ class _Reader(Generic[_T, _L]):
             event = httpx.Response(
                 response.status_code, headers=response.headers, text=problem.data, request=response.request
             )
-            return make_validation_error(event, problem.expected)
+            invalid = make_validation_error(event, problem.expected)
+            invalid._took(self.lease.elapsed)
+            return invalid
         error = transport_error(problem, response.request)
         count = self.decoder.count
         error.message = f"{error.message} The stream broke after {count} chunk(s): the answer is incomplete."
@@ -192,7 +195,7 @@ class _Reader(Generic[_T, _L]):
                 f"The stream ended after {self.decoder.count} chunk(s) without 'data: [DONE]': the answer is "
                 "incomplete.",
                 request=self.lease.response.request,
-            )
+            )._after(self.lease.retries)
         )
 
 

@@ -189,6 +189,50 @@ def test_results_streams_raw_responses_and_errors_say_how_many_retries_they_took
     assert client.chat.completions.create(model=MODEL, messages=user()).retries == 0
 
 
+@pytest.mark.parametrize("failure", ["malformed body", "raw parse", "error event", "stream cut", "bad chunk"])
+def test_an_error_met_after_a_retry_got_its_answer_counts_that_retry(failure: str, sleeps: list[float]) -> None:
+    # Each said `retries == 0`, though the call had been sent twice: a service's retry metrics lost them.
+    emulator = Emulator()
+    emulator.fail_next(503, headers={"retry-after": "0"})
+    if failure in ("malformed body", "raw parse"):
+        emulator.malformed_json_next()
+    elif failure == "bad chunk":
+        emulator.malformed_json_next(at_chunk=2)
+    elif failure == "error event":
+        emulator.on().error_event_after(2)
+    else:
+        emulator.on().cut_stream_after(2)
+    client = emulator.client(max_retries=2)
+    with pytest.raises(deployai.APIError) as info:
+        if failure == "malformed body":
+            client.chat.completions.create(model=MODEL, messages=user())
+        elif failure == "raw parse":
+            client.chat.completions.with_raw_response.create(model=MODEL, messages=user()).parse()
+        else:
+            with client.chat.completions.create(model=MODEL, messages=user(), stream=True) as stream:
+                for _ in stream:
+                    pass
+    assert len(emulator.requests) == 2
+    assert info.value.retries == 1
+    if not isinstance(info.value, deployai.APIConnectionError):  # the others came with an answer
+        assert isinstance(info.value, deployai.APIStatusError | deployai.APIResponseValidationError)
+        assert info.value.elapsed is not None
+
+
+def test_an_error_met_after_a_retry_got_its_answer_counts_that_retry_async(sleeps: list[float]) -> None:
+    emulator = Emulator()
+    emulator.fail_next(503, headers={"retry-after": "0"})
+    emulator.malformed_json_next()
+
+    async def call() -> None:
+        async with emulator.async_client(max_retries=2) as client:
+            await client.chat.completions.create(model=MODEL, messages=user())
+
+    with pytest.raises(deployai.APIResponseValidationError) as info:
+        asyncio.run(call())
+    assert info.value.retries == 1
+
+
 def test_an_overloaded_529_is_retried_and_x_should_retry_false_is_not(
     make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float]
 ) -> None:
