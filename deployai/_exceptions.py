@@ -27,6 +27,7 @@ import html
 import json
 import pickle
 import re
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -35,7 +36,7 @@ from typing_extensions import Self
 
 from ._constants import MAX_BODY_EXAMINED_CHARS, MAX_BODY_IN_MESSAGE_CHARS
 from ._error_codes import ERROR_NAME_STATUS
-from ._logging import MIN_KEY_LENGTH, mentions, redact
+from ._logging import MIN_KEY_LENGTH, mentions, redact, shown_url
 from ._meta import ResponseInfo, ResponseMeta
 
 __all__ = [
@@ -71,6 +72,9 @@ class InvalidParameterError(DeployAIError, ValueError):
         param: the parameter's name, for example `temperature` or `messages[2].role`.
         value: the value that was given.
         allowed: what the parameter accepts, in words.
+
+    An API key in the value (an `sk-...`, or a live client's key: settings given to the wrong
+    parameter) is `[redacted]` in the message, and the value does not travel in a pickle.
     """
 
     def __init__(self, param: str, value: object, allowed: str) -> None:
@@ -78,22 +82,32 @@ class InvalidParameterError(DeployAIError, ValueError):
         self.value = value
         self.allowed = allowed
         try:
-            shown = repr(value)
+            whole = repr(value)
         except Exception:  # an int too long to write out, or a value whose own `__repr__` fails
-            shown = f"<{type(value).__name__} object>"
-        if len(shown) > 80:
+            whole = f"<{type(value).__name__} object>"
+        head = whole[:200]  # what the message can show, and a key that begins in it whole
+        shown = redact(head)
+        self._redacted = shown != head
+        if len(whole) > 80:
             shown = shown[:77] + "..."
         super().__init__(f"{param} must be {allowed}; got {shown}")
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # The value travels when it pickles; otherwise its shortened repr (as in the message) stands in.
+        # The value travels when it pickles and holds no key; otherwise its shortened repr (as in the
+        # message) stands in.
         value = self.value
-        try:
-            pickle.dumps(value)
-        except Exception:
+        if getattr(self, "_redacted", False) or not _pickles(value):
             value = str(self).rpartition("; got ")[2]
         state = {"param": self.param, "value": value, "allowed": self.allowed}
         return (_rebuild, (type(self), str(self), state))
+
+
+def _pickles(value: object) -> bool:
+    try:
+        pickle.dumps(value)
+    except Exception:
+        return False
+    return True
 
 
 def _rebuild(cls: type[DeployAIError], message: str, state: dict[str, Any]) -> DeployAIError:
@@ -488,7 +502,11 @@ _KEY_HEADERS: Final = (("authorization", True), ("proxy-authorization", True), (
 
 
 def _key_of(request: httpx.Request | None) -> tuple[str, ...]:
-    """The keys `request` carries (see `_sent_key`), leaving out any too short to look for."""
+    """The keys `request` carries (see `_sent_key`), leaving out any too short to look for.
+
+    A value of its query whose name speaks of a secret (`api-key`, `token`, `sig`) is one too, as
+    sent and as decoded: a gateway may take its key there, and echo it in a redirect's `Location`.
+    """
     if request is None:
         return ()
     headers = request.headers
@@ -502,7 +520,17 @@ def _key_of(request: httpx.Request | None) -> tuple[str, ...]:
             value = value.strip()
             if len(value) >= MIN_KEY_LENGTH:
                 keys.append(value)
+    query = request.url.query
+    if query:
+        for part in query.decode("ascii", "replace").split("&"):
+            name, _, value = part.partition("=")
+            if len(value) >= MIN_KEY_LENGTH and _SECRET_NAME.search(urllib.parse.unquote_plus(name)):
+                keys.extend(dict.fromkeys((value, urllib.parse.unquote_plus(value))))
     return tuple(keys)
+
+
+# The names of query parameters that may carry a secret.
+_SECRET_NAME: Final = re.compile(r"key|token|secret|sig|pass|auth|cred|session|code", re.IGNORECASE)
 
 
 def _scrub(value: object, key: tuple[str, ...], depth: int = 0) -> object:
@@ -641,7 +669,7 @@ def make_redirect_error(response: httpx.Response) -> APIStatusError:
             "never asks for one: a proxy or cache between this client and the API sent it."
         )
     else:
-        where = f" to {trim_text(location, 200)}" if location else " without a location"
+        where = f" to {trim_text(shown_url(location), 200)}" if location else " without a location"
         phrase = response.reason_phrase or "Redirect"
         message = (
             f"The API answered {response.status_code} {phrase}, a redirect{where}. Redirects are not followed, "

@@ -67,6 +67,7 @@ from ._exceptions import (
     transport_error,
 )
 from ._limiter import RateLimiter, _TaskWaiter, _ThreadWaiter
+from ._logging import shown_url
 from ._plan import Deliver, Outcome, Plan, ReadBody, Send, Sleep, call_plan
 from ._pools import (
     AsyncLoopbackDirect,
@@ -257,14 +258,15 @@ def _received(
     response.stream = timed(response.stream, response, start)
     response.request = request
     response.default_encoding = client._default_encoding
-    _httpx_log.info(
-        'HTTP Request: %s %s "%s %d %s"',
-        request.method,
-        request.url,
-        response.http_version,
-        response.status_code,
-        response.reason_phrase,
-    )
+    if _httpx_log.isEnabledFor(logging.INFO):
+        _httpx_log.info(
+            'HTTP Request: %s %s "%s %d %s"',
+            request.method,
+            shown_url(request.url),
+            response.http_version,
+            response.status_code,
+            response.reason_phrase,
+        )
     if response.has_redirect_location:
         response.next_request = client._build_redirect_request(request, response)
 
@@ -892,14 +894,15 @@ def _log_attempt(op: Send, outcome: Outcome, elapsed: float) -> None:
         log.debug(
             "%s %s -> %d in %.3f s (request id %s, attempt %d)",
             request.method,
-            request.url,
+            shown_url(request.url),
             outcome.status_code,
             elapsed,
             outcome.headers.get("x-request-id"),
             op.attempt,
         )
     else:
-        log.debug("%s %s -> %r after %.3f s (attempt %d)", request.method, request.url, outcome, elapsed, op.attempt)
+        shown = shown_url(request.url)
+        log.debug("%s %s -> %r after %.3f s (attempt %d)", request.method, shown, outcome, elapsed, op.attempt)
 
 
 def _log_retry(op: Sleep) -> None:
@@ -907,7 +910,7 @@ def _log_retry(op: Sleep) -> None:
     log.info(
         "Retrying %s %s in %.2f s (retry %d of %d) after %s",
         request.method,
-        request.url,
+        shown_url(request.url),
         op.seconds,
         op.retry,
         op.max_retries,

@@ -1,7 +1,8 @@
 """The `deployai` logger: silent unless you configure logging or set `DEPLOYAI_LOG`.
 
 `DEPLOYAI_LOG=info` logs each retry; `DEPLOYAI_LOG=debug` also logs every request and response
-(method, URL, status, elapsed time, request id, attempt). API keys and `Authorization` values are
+(method, URL, status, elapsed time, request id, attempt; each value of the URL's query as `***`,
+as a gateway may take its key there). API keys and `Authorization` values are
 redacted from every record by `RedactingFilter`, which is attached to the logger whatever the
 configuration. The keys of the SDK's live clients are also redacted from the records of httpx's,
 httpcore's and hpack's loggers, whose DEBUG lines show the headers a server sends (a server may echo
@@ -90,6 +91,25 @@ def known_keys_redacted(text: str, key: str | tuple[str, ...] | None = None) -> 
         if live is not None:
             text = _without(text, live)
     return text
+
+
+def shown_url(url: object) -> str:
+    """`url` as the SDK writes it in logs, errors and reprs: each value of its query hidden (`?api-key=***`).
+
+    A gateway may take its key in the query (`extra_query={"api-key": ...}`), and no key-shaped
+    pattern finds one of another shape. The names stay, to tell the requests apart.
+    """
+    text = str(url)
+    cut = text.find("?")
+    if cut < 0:
+        return text
+    end = text.find("#", cut)
+    query = text[cut + 1 :] if end < 0 else text[cut + 1 : end]
+    if not query:
+        return text[: cut + 1]
+    parts = (part.partition("=") for part in query.split("&"))
+    # A part without `=` is a value alone (`?KEY`): hidden whole.
+    return text[: cut + 1] + "&".join(f"{name}=***" if sign else "***" for name, sign, _ in parts)
 
 
 def redact(text: str, key: str | tuple[str, ...] | None = None) -> str:

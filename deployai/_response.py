@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from typing_extensions import Self
 
 from ._exceptions import APIError, _ResponseError, make_stream_error, make_validation_error, reported_in
+from ._logging import shown_url
 from ._meta import ResponseInfo, ResponseMeta
 from ._sse import mended
 
@@ -181,6 +182,5 @@ class RawResponse(ResponseInfo, Generic[_T]):
         return copied
 
     def __repr__(self) -> str:
-        return (
-            f"<RawResponse [{self.status_code}] {self.http_response.request.method} {self.http_response.request.url}>"
-        )
+        request = self.http_response.request
+        return f"<RawResponse [{self.status_code}] {request.method} {shown_url(request.url)}>"

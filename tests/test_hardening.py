@@ -806,6 +806,42 @@ def test_a_per_call_key_is_not_shown_by_a_traceback_with_its_locals(
     assert sent.headers["authorization"] == f"Bearer {tenant_key}"
 
 
+@pytest.mark.parametrize("where", ["model", "base_url", "environment"])
+def test_a_key_given_to_the_wrong_setting_is_not_quoted_by_its_refusal(
+    where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two settings swapped (in a config file, or two CI secrets mapped to each other's variable):
+    # the refusal quoted the key, into the traceback, a CI log and the error's pickle.
+    key = "sk-proj-abcdef1234567890XYZ"
+    with pytest.raises(deployai.InvalidParameterError) as info:
+        if where == "model":
+            deployai.DeployAI(api_key=key, base_url=BASE_URL).chat.completions.create(model=key, messages=user())
+        elif where == "base_url":
+            deployai.DeployAI(api_key="openai/gpt-4o", base_url=key)
+        else:
+            monkeypatch.setenv("DEPLOYAI_API_KEY", "https://api.deployai.example/v1")
+            monkeypatch.setenv("DEPLOYAI_BASE_URL", key)
+            deployai.DeployAI()
+    error = info.value
+    assert str(error).endswith("got '[redacted]'")
+    shown = [str(error), repr(error), "".join(traceback.format_exception(error))]
+    assert all(key not in text for text in shown)
+    assert key.encode() not in pickle.dumps(error)
+    travelled = pickle.loads(pickle.dumps(error))
+    assert (travelled.param, travelled.value, str(travelled)) == (error.param, "'[redacted]'", str(error))
+
+
+def test_a_live_clients_key_of_any_shape_is_not_quoted_by_a_refusal() -> None:
+    key = "ak_live_0123456789abcdef"
+    with (
+        deployai.DeployAI(api_key=key, base_url=BASE_URL) as client,
+        pytest.raises(deployai.InvalidParameterError) as info,
+    ):
+        client.chat.completions.create(model=MODEL, messages=user(), temperature=f"{key} " * 20)  # type: ignore[call-overload]
+    assert key not in str(info.value)
+    assert str(info.value).startswith("temperature must be")
+
+
 def test_a_bad_per_call_key_header_is_refused_as_a_str_and_unquoted(make_client: ClientFactory) -> None:
     # A key read from a file keeps its line break: the error named the SDK's own redacted type.
     headers = OrderedDict([("Authorization", "Bearer sk-from-a-file-0123456789\n")])
@@ -969,7 +1005,38 @@ def test_a_key_the_server_puts_in_a_redirect_never_reaches_the_error(
     shown = [str(error), repr(error), repr(error.body), "".join(traceback.format_exception(error))]
     assert all(API_KEY not in text for text in shown)
     assert API_KEY.encode() not in pickle.dumps(error)
-    assert "a redirect to https://sso.example/login?token=[redacted]" in str(error)
+    assert "a redirect to https://sso.example/login?token=***" in str(error)
+
+
+def test_a_gateway_key_sent_in_the_query_is_in_no_log_line_repr_or_redirect_error(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, caplog: pytest.LogCaptureFixture, sleeps: list[float]
+) -> None:
+    # A gateway's own key passed as `extra_query` (as the base_url refusal advises for a query) was
+    # written whole in the retry and DEBUG lines, the httpx line, a RawResponse's repr, and a
+    # redirect's error and pickle when the server echoed the query in `Location`.
+    secret = "GwKey9f8e7d6c5b+4a3"  # no `sk-` shape; its `+` is percent-encoded in the URL
+    httpx_mock.add_response(status_code=503, headers={"retry-after": "0"})
+    httpx_mock.add_callback(
+        lambda request: httpx.Response(308, headers={"location": str(request.url.copy_with(path="/v1/chat/"))})
+    )
+    httpx_mock.add_response(json={"object": "list", "data": []})
+    client = make_client(max_retries=1)
+    with caplog.at_level(logging.DEBUG), pytest.raises(deployai.APIStatusError) as info:
+        client.chat.completions.create(model=MODEL, messages=user(), extra_query={"api-key": secret, "v": "1"})
+    raw = client.models.with_raw_response.list(extra_query={"api-key": secret})
+    error = info.value
+    encoded = "GwKey9f8e7d6c5b%2B4a3"
+    assert encoded in str(raw.http_response.request.url)  # the form the URL carries it in
+    lines = [record.getMessage() for record in caplog.records]
+    assert any(
+        "Retrying POST https://api.deployai.dev/v1/chat/completions?api-key=***&v=*** in" in line for line in lines
+    )
+    shown = [*lines, str(error), repr(raw), "".join(traceback.format_exception(error))]
+    assert all(secret not in text and encoded not in text for text in shown)
+    assert secret.encode() not in pickle.dumps(error)
+    assert encoded.encode() not in pickle.dumps(error)
+    assert "a redirect to https://api.deployai.dev/v1/chat/?api-key=***&v=***" in str(error)
+    assert repr(raw) == "<RawResponse [200] GET https://api.deployai.dev/v1/models?api-key=***>"
 
 
 def test_a_key_the_server_echoes_in_a_header_never_travels_in_the_errors_pickle(
