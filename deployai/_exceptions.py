@@ -28,7 +28,7 @@ import json
 import pickle
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import httpx  # at run time too, so that `typing.get_type_hints` resolves the errors' signatures
@@ -226,11 +226,19 @@ class _ResponseError(APIError, ResponseInfo):  # APIError first: its settable `r
 class APIResponseValidationError(_ResponseError):
     """The API answered with a success status, but the body is not what the API documents.
 
+    Its message names what is wrong (the first few fields, without their values) before the start of
+    the body.
+
     Attributes:
         status_code: the HTTP status.
         body: the body text, trimmed.
+        request_id: the `x-request-id` header, or None (shown after the message, as a status error's).
         response: the `httpx.Response`.
     """
+
+    def __str__(self) -> str:
+        request_id = self.request_id
+        return f"{self.message} (request id {request_id})" if request_id else self.message
 
 
 class APIStatusError(_ResponseError):
@@ -452,7 +460,7 @@ def read_error_body(response: httpx.Response) -> tuple[object, str]:
         text = response.content.decode("utf-8", "replace")
     # `isspace` stops at the first visible character, where `strip` would copy a body of megabytes.
     if not text or text.isspace():
-        phrase = response.reason_phrase or "no body"
+        phrase = response.reason_phrase or "error"
         if response.extensions.get(UNREAD_BY_HOOK):
             return None, f"{response.status_code} {phrase} (body not read: an event hook of the http_client raised)"
         return None, f"{response.status_code} {phrase} (empty body)"
@@ -648,16 +656,36 @@ def _is_error_object(payload: object) -> bool:
     return payload.get("choices") is None and payload.get("data") is None  # no result beside it
 
 
-def make_validation_error(response: httpx.Response, what: str) -> APIResponseValidationError:
-    """Build the error for a success response whose body does not parse as `what`."""
+def make_validation_error(
+    response: httpx.Response, what: str, problems: Sequence[Mapping[str, Any]] = ()
+) -> APIResponseValidationError:
+    """Build the error for a success response whose body does not parse as `what`.
+
+    `problems` are pydantic's errors (`ValidationError.errors(include_input=False)`): the first few
+    are named before the body, which the message shows only the start of.
+    """
     try:
         text = response.text
     except Exception:
         text = response.content.decode("utf-8", "replace")
     trimmed = (trim_text(text) or "(no readable text)") if text and not text.isspace() else "(empty body)"
-    message = f"The API answered {response.status_code} with a body that is not a valid {what}: {trimmed}"
+    wrong = f" ({_described(problems)})" if problems else ""
+    message = f"The API answered {response.status_code} with a body that is not a valid {what}{wrong}: {trimmed}"
     message, body = _scrubbed(response, message, trimmed, message)
     return APIResponseValidationError(message, response=response, body=body)
+
+
+def _described(problems: Sequence[Mapping[str, Any]]) -> str:
+    """`usage.prompt_tokens: Input should be a valid integer` for each of the first problems."""
+    shown = [
+        f"{'.'.join(map(str, problem.get('loc', ()))) or 'the body'}: {problem.get('msg', 'invalid')}"
+        for problem in problems[:_PROBLEMS_SHOWN]
+    ]
+    more = len(problems) - _PROBLEMS_SHOWN
+    return "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
+
+
+_PROBLEMS_SHOWN: Final = 3
 
 
 def make_redirect_error(response: httpx.Response) -> APIStatusError:

@@ -704,8 +704,9 @@ def _as_content(response: httpx.Response, content: bytearray) -> None:
 _CLIENT_CLOSED: Final = "The client was closed"
 
 
-def _closed_error() -> DeployAIError:
-    return DeployAIError("This client has been closed: create a new client (or use it inside `with`).")
+def _closed_error(*, blocking: bool = True) -> DeployAIError:
+    block = "with" if blocking else "async with"
+    return DeployAIError(f"This client has been closed: create a new client (or use it inside `{block}`).")
 
 
 def _borrowed_closed_error() -> DeployAIError:
@@ -1925,7 +1926,7 @@ class AsyncHTTP:
 
     def _pool_here(self) -> _LoopPool:
         if self._closed:
-            raise _closed_error()
+            raise _closed_error(blocking=False)
         try:
             loop: asyncio.AbstractEventLoop | None = self._running_loop()
         except RuntimeError:  # another async library: there is no asyncio loop to follow
@@ -1943,7 +1944,7 @@ class AsyncHTTP:
                 pool = self._open(loop)
             self._current = pool
         if pool.client.is_closed:
-            raise _closed_error() if pool.client is not self._borrowed else _borrowed_closed_error()
+            raise _closed_error(blocking=False) if pool.client is not self._borrowed else _borrowed_closed_error()
         return pool
 
     def _open(self, loop: asyncio.AbstractEventLoop | None) -> _LoopPool:
@@ -2260,7 +2261,7 @@ def _closed_as(client: httpx.Client | httpx.AsyncClient, owned: bool) -> DeployA
     """The error for a call whose httpx client is closed (the SDK's own, or one it was given); None if it is open."""
     if not client.is_closed:
         return None
-    return _closed_error() if owned else _borrowed_closed_error()
+    return _closed_error(blocking=isinstance(client, httpx.Client)) if owned else _borrowed_closed_error()
 
 
 def _unexpected(exc: Exception, request: httpx.Request, closed: DeployAIError | None, cut: str | None) -> DeployAIError:

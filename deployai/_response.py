@@ -93,16 +93,19 @@ def _second_look(response: httpx.Response, cast_to: type[_R]) -> _R:
     anything else is a validation error.
     """
     payload = None
+    problems: tuple[Any, ...] = ()
     try:
         payload = json.loads(_content(response))
         result: _R = cast_to.__pydantic_validator__.validate_python(mended(payload))
-    except (ValueError, RecursionError):  # ValidationError is a ValueError
+    except ValidationError as problem:  # what is wrong, without the values (the key may be among them)
+        problems = tuple(problem.errors(include_url=False, include_input=False))
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply to read
         pass
     else:
         return result
     reported = reported_in(response, payload)
     payload = None  # see `parse_body`
-    raise reported or make_validation_error(response, cast_to.__name__) from None
+    raise reported or make_validation_error(response, cast_to.__name__, problems) from None
 
 
 class RawResponse(ResponseInfo, Generic[_T]):

@@ -62,12 +62,16 @@ class ErrorEvent(Exception):  # noqa: N818 - an event, not an error of the decod
 
 
 class InvalidEvent(Exception):  # noqa: N818 - an event, not an error of the decoder's
-    """An event's data is not what the API documents; `data` is that data, `expected` names what was expected."""
+    """An event's data is not what the API documents; `data` is that data, `expected` names what was expected.
 
-    def __init__(self, data: str, expected: str) -> None:
+    `problems` are what pydantic found wrong with it, without the values (see `ValidationError.errors`).
+    """
+
+    def __init__(self, data: str, expected: str, problem: ValidationError | None = None) -> None:
         super().__init__(expected)
         self.data = data
         self.expected = expected
+        self.problems = () if problem is None else tuple(problem.errors(include_url=False, include_input=False))
 
 
 _BOM: Final = b"\xef\xbb\xbf"
@@ -374,8 +378,8 @@ def _delta_from_whole(choice: ChunkChoice, data: str) -> None:
             message = {**message, "tool_calls": calls}
         try:
             choice.delta = ChoiceDelta.model_validate(message)
-        except ValidationError:
-            raise InvalidEvent(data, "chat completion chunk") from None
+        except ValidationError as problem:
+            raise InvalidEvent(data, "chat completion chunk", problem) from None
     elif isinstance(text, str):
         choice.delta = ChoiceDelta(content=text)
 
@@ -694,8 +698,8 @@ class ChunkDecoder(Generic[_T]):
                 return None  # an event of another kind (a keep-alive `ping`, `metrics`): no part of the answer
             try:  # valid JSON that pydantic's parser does not take (a lone surrogate), or loosely written
                 chunk = self._validate_parsed(mended(payload, chunk=True))
-            except ValidationError:
-                raise InvalidEvent(data, "chat completion chunk") from None
+            except ValidationError as problem:
+                raise InvalidEvent(data, "chat completion chunk", problem) from None
         extra = chunk.__pydantic_extra__
         if extra:
             if extra.get("error") is not None:  # some servers write `"error": null` in every chunk

@@ -164,12 +164,14 @@ class _Reader(Generic[_T, _L]):
             event = httpx.Response(
                 response.status_code, headers=response.headers, text=problem.data, request=response.request
             )
-            invalid = make_validation_error(event, problem.expected)
+            invalid = make_validation_error(event, problem.expected, problem.problems)
             invalid._took(self.lease.elapsed)
             return invalid
         error = transport_error(problem, response.request)
         count = self.decoder.count
-        error.message = f"{error.message} The stream broke after {count} chunk(s): the answer is incomplete."
+        said = error.message.rstrip()
+        said += "" if said.endswith((".", "!", "?")) else "."
+        error.message = f"{said} The stream broke after {count} chunk(s): the answer is incomplete."
         error.args = (error.message,)
         return error
 

@@ -284,8 +284,9 @@ def test_a_closed_borrowed_http_client_is_named_as_what_was_closed() -> None:
             await client.chat.completions.create(model="openai/gpt-4o", messages=user())
         own = deployai.AsyncDeployAI(api_key=API_KEY)
         await own.close()
-        with pytest.raises(deployai.DeployAIError, match=r"^This client has been closed"):
+        with pytest.raises(deployai.DeployAIError, match=r"^This client has been closed") as info:
             await own.chat.completions.create(model="openai/gpt-4o", messages=user())
+        assert str(info.value).endswith("(or use it inside `async with`).")  # not the sync client's `with`
 
     asyncio.run(main())
 

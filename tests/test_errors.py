@@ -80,6 +80,16 @@ def test_any_error_body_gives_a_readable_message(
     assert info.value.message == expected
 
 
+def test_an_empty_error_without_a_reason_phrase_reads_as_an_error(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    # Cloudflare's 520 has no phrase httpx knows: it read "520 - 520 no body (empty body)".
+    httpx_mock.add_response(status_code=520, content=b"")
+    with pytest.raises(deployai.InternalServerError) as info:
+        make_client(max_retries=0).chat.completions.create(model="openai/gpt-4o", messages=user())
+    assert str(info.value) == "Error code: 520 - 520 error (empty body)"
+
+
 def test_an_html_error_page_is_trimmed_to_its_title(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
     page = "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>" + "x" * 50_000 + "</body></html>"
     httpx_mock.add_response(status_code=403, text=page, headers={"content-type": "text/html"})

@@ -126,6 +126,35 @@ def test_answers_json_clients_take_are_taken(make_client: ClientFactory, httpx_m
     assert completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens > 0
 
 
+def test_an_answer_that_is_no_valid_completion_says_what_is_wrong_and_its_request_id(
+    make_client: ClientFactory, httpx_mock: HTTPXMock
+) -> None:
+    # The message was the body's first 500 characters: past a long reply, nothing said what was wrong.
+    body = completion_json("word " * 120)
+    body["usage"]["prompt_tokens"] = "n/a"
+    httpx_mock.add_response(json=body, headers={"x-request-id": "req_abc"})
+    with pytest.raises(deployai.APIResponseValidationError) as info:
+        make_client().chat.completions.create(model="openai/gpt-4o", messages=user())
+    message = str(info.value)
+    assert message.startswith(
+        "The API answered 200 with a body that is not a valid ChatCompletion "
+        "(usage.prompt_tokens: Input should be a valid integer, unable to parse string as an integer): {"
+    )
+    assert message.endswith("... (request id req_abc)")
+
+
+def test_a_chunk_that_is_no_valid_chunk_says_what_is_wrong(make_client: ClientFactory, httpx_mock: HTTPXMock) -> None:
+    bad = {**chunk("Hi"), "choices": [{"delta": {"content": "Hi"}}], "created": "soon"}
+    httpx_mock.add_callback(lambda request: sse_response([event(bad), DONE]))
+    with (
+        pytest.raises(deployai.APIResponseValidationError, match=r"not a valid chat completion chunk \(") as info,
+        make_client().chat.completions.create(model="openai/gpt-4o", messages=user(), stream=True) as stream,
+    ):
+        list(stream)
+    assert "created: Input should be a valid integer" in str(info.value)
+    assert "choices.0.index: Field required" in str(info.value)
+
+
 @pytest.mark.parametrize("usage", [{}, {"prompt_tokens": 20, "completion_tokens": 9, "total_tokens": None}])
 def test_an_empty_usage_or_a_null_total_is_read(
     make_client: ClientFactory, httpx_mock: HTTPXMock, usage: dict[str, Any]

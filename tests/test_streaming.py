@@ -217,7 +217,7 @@ def test_a_borrowed_transports_own_error_mid_stream_is_a_connection_error(kind: 
         return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=_ResetAfterOneEvent())
 
     received: list[str] = []
-    expected = r"Connection reset by peer The stream broke after 1 chunk\(s\): the answer is incomplete"
+    expected = r"Connection reset by peer\. The stream broke after 1 chunk\(s\): the answer is incomplete"
     if kind == "sync":
         http_client = httpx.Client(transport=httpx.MockTransport(answer))
         with (
