@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import email.utils
+import enum
 import json
 import logging
 import selectors
@@ -14,11 +16,12 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import anyio
 import httpx
 import openai
+import pydantic
 import pytest
 
 import deployai
@@ -408,6 +411,56 @@ def test_the_openai_package_completes_streams_and_lists(server: EmulatorServer) 
     assert [m.id for m in models.data] == list(MODEL_IDS)
     assert info.value.code == "invalid_parameter"
     assert info.value.param == "temperature"
+
+
+class _Unit(str, enum.Enum):
+    CELSIUS = "celsius"
+    FAHRENHEIT = "fahrenheit"
+
+
+class _Place(pydantic.BaseModel):
+    city: str
+    country: str | None = None
+
+
+class GetWeather(pydantic.BaseModel):
+    """What `openai.pydantic_function_tool` and `response_format=Model` make schemas of: `$ref`s, `anyOf`, `const`."""
+
+    place: _Place
+    unit: _Unit
+    days: Annotated[int, pydantic.Field(ge=1, le=7)]
+    hours: list[int] = pydantic.Field(min_length=2)
+    on: datetime.date | None
+    kind: Literal["forecast"]
+    note: Annotated[str, pydantic.Field(min_length=12)]
+
+
+def test_the_openai_packages_structured_outputs_parse_the_emulators_unscripted_answers(server: EmulatorServer) -> None:
+    # The emulator filled a `$ref`, an `anyOf` or a `const` with the user's word: `parse()` failed.
+    messages: list[Any] = [{"role": "user", "content": "Weather in Paris?"}]
+    with openai.OpenAI(base_url=server.base_url, api_key=TEST_KEY, max_retries=0) as client:
+        called = client.chat.completions.parse(
+            model="openai/gpt-4o", messages=messages, tools=[openai.pydantic_function_tool(GetWeather)]
+        )
+        answered = client.chat.completions.parse(model="openai/gpt-4o", messages=messages, response_format=GetWeather)
+    (call,) = called.choices[0].message.tool_calls or []
+    arguments = call.function.parsed_arguments
+    assert isinstance(arguments, GetWeather)
+    assert (arguments.place.city, arguments.unit, arguments.days, len(arguments.hours)) == (
+        "Paris",
+        _Unit.CELSIUS,
+        1,
+        2,
+    )
+    assert answered.choices[0].message.parsed == arguments
+
+
+def test_a_json_object_answer_is_a_json_object(server: EmulatorServer) -> None:
+    with deployai.DeployAI(api_key=TEST_KEY, base_url=server.base_url) as client:
+        completion = client.chat.completions.create(
+            model="openai/gpt-4o", messages=[{"role": "user", "content": "Hi"}], response_format={"type": "json_object"}
+        )
+    assert json.loads(completion.choices[0].message.content or "") == {"reply": "You said: Hi"}
 
 
 @pytest.mark.anyio
