@@ -22,6 +22,7 @@ DeployAIError
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import html
 import json
@@ -29,7 +30,7 @@ import pickle
 import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import httpx  # at run time too, so that `typing.get_type_hints` resolves the errors' signatures
 from typing_extensions import Self
@@ -171,6 +172,15 @@ class APIError(DeployAIError):
         # The request holds the API key in its headers: it never goes into a pickle.
         state = {**self.__dict__, "request": None}
         return (_rebuild, (type(self), self.message, state))
+
+    def __copy__(self) -> Self:
+        # A copy stays in this process: it keeps the live request and response a pickle leaves out.
+        return cast(Self, _rebuild(type(self), self.message, dict(self.__dict__)))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        live = ("request", "response")  # shared: a response tied to a connection cannot be copied
+        state = {name: value if name in live else copy.deepcopy(value, memo) for name, value in self.__dict__.items()}
+        return cast(Self, _rebuild(type(self), self.message, state))
 
 
 class APIConnectionError(APIError):

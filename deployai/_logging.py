@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import warnings
 import weakref
 
 from ._constants import LOG_ENV
@@ -160,17 +161,43 @@ class _HeaderBlocksFilter(_ClientKeysFilter):
         return super().filter(record)
 
 
+_HANDLER_NAME = "deployai: DEPLOYAI_LOG"
+# What a switch of other tools is set to: on is the retries, off nothing.
+_LEVEL_WORDS = {"1": "INFO", "true": "INFO", "yes": "INFO", "on": "INFO", "0": "", "false": "", "no": "", "off": ""}
+
+
+def _attach(target: logging.Logger, new: logging.Filter) -> None:
+    """Give `target` the filter `new`, in place of one of its kind an earlier import of this module attached."""
+    kind = type(new)
+    for old in list(target.filters):
+        if type(old).__qualname__ == kind.__qualname__ and type(old).__module__ == kind.__module__:
+            if isinstance(old, kind):
+                return
+            target.removeFilter(old)
+    target.addFilter(new)
+
+
 def setup_logging(environ: dict[str, str] | os._Environ[str] = os.environ) -> None:
-    """Attach the redaction filters and, when `DEPLOYAI_LOG` is set, a stderr handler at that level."""
-    if not any(isinstance(f, RedactingFilter) for f in logger.filters):
-        logger.addFilter(RedactingFilter())
+    """Attach the redaction filters and, when `DEPLOYAI_LOG` is set, a stderr handler at that level.
+
+    Run again (the module reloaded, as a notebook's autoreload does), it replaces what it attached
+    rather than add another of each: every line would be printed twice.
+    """
+    _attach(logger, RedactingFilter())
     for names, kind in ((_HTTP_LOGGERS, _ClientKeysFilter), (_HPACK_LOGGERS, _HeaderBlocksFilter)):
         for each in map(logging.getLogger, names):
-            if not any(isinstance(f, kind) for f in each.filters):
-                each.addFilter(kind())
-    level = environ.get(LOG_ENV, "").strip().upper()
+            _attach(each, kind())
+    for handler in [h for h in logger.handlers if h.get_name() == _HANDLER_NAME]:
+        logger.removeHandler(handler)
+    value = environ.get(LOG_ENV, "").strip()
+    level = _LEVEL_WORDS.get(value.lower(), value.upper())
+    if value and level not in ("DEBUG", "INFO", "WARNING", "ERROR", ""):
+        warnings.warn(
+            f"{LOG_ENV}={value[:20]!r} is no log level: set it to debug or info (nothing is logged).", stacklevel=2
+        )
     if level in ("DEBUG", "INFO", "WARNING", "ERROR"):
         handler = logging.StreamHandler()
+        handler.set_name(_HANDLER_NAME)
         handler.setFormatter(logging.Formatter("[%(asctime)s %(name)s %(levelname)s] %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(level)

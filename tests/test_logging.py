@@ -76,6 +76,37 @@ def test_deployai_log_env_turns_on_stderr_output() -> None:
     assert quiet.stderr == ""
 
 
+@pytest.mark.parametrize(
+    ("value", "level", "warned"),
+    [("1", "INFO", False), ("true", "INFO", False), ("off", "NOTSET", False), ("verbose", "NOTSET", True)],
+)
+def test_deployai_log_as_a_switch_logs_the_retries_and_an_unknown_value_is_said(
+    value: str, level: str, warned: bool
+) -> None:
+    # `DEPLOYAI_LOG=1` (as other tools' switches are set) was ignored without a word.
+    code = "import logging, deployai; print(logging.getLevelName(logging.getLogger('deployai').level))"
+    env = {**os.environ, "DEPLOYAI_LOG": value}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, check=True
+    )
+    assert result.stdout.strip() == level
+    assert ("is no log level: set it to debug or info" in result.stderr) is warned
+
+
+def test_a_reloaded_module_attaches_its_handler_and_filters_once() -> None:
+    # A notebook's autoreload imports the module again: every line was printed twice, then three times.
+    code = (
+        "import importlib, logging, deployai, deployai._logging as m; importlib.reload(m); m.setup_logging(); "
+        "log = logging.getLogger('deployai'); "
+        "print(len(log.handlers), len(log.filters), len(logging.getLogger('httpx').filters))"
+    )
+    env = {**os.environ, "DEPLOYAI_LOG": "info"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, check=True
+    )
+    assert result.stdout.split() == ["1", "1", "1"]
+
+
 def test_deployai_log_prints_each_line_once_beside_an_application_root_handler() -> None:
     code = (
         "import logging, sys; logging.basicConfig(stream=sys.stderr, level=logging.DEBUG, format='ROOT %(message)s'); "

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import pickle
+from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import Any
 
 import httpx
 import pytest
@@ -123,6 +125,22 @@ def test_a_stream_refuses_to_pickle_with_what_to_send_instead_and_reads_on(dumps
         assert asyncio.run(read_async(deployai.AsyncDeployAI(api_key=API_KEY, base_url=server.base_url))) == (
             "You said: hey"
         )
+
+
+@pytest.mark.parametrize("copier", [copy.copy, copy.deepcopy], ids=["copy", "deepcopy"])
+def test_an_error_copied_in_this_process_keeps_its_request_and_response(copier: Callable[[Any], Any]) -> None:
+    # Copies went through the pickling path: no request, and a stand-in response without the body.
+    emulator = Emulator()
+    emulator.fail_next(400, body="<html><title>Blocked</title><body>details here</body></html>")
+    with emulator.client(max_retries=0) as client, pytest.raises(deployai.BadRequestError) as info:
+        client.chat.completions.create(model="openai/gpt-4o", messages=user("hi"))
+    error = info.value
+    copied = copier(error)
+    assert type(copied) is type(error)
+    assert (str(copied), copied.retries, copied.request_id) == (str(error), error.retries, error.request_id)
+    assert copied.request is error.request
+    assert copied.response is error.response
+    assert "details here" in copied.response.text
 
 
 def test_a_raw_response_and_a_stream_still_copy_in_this_process() -> None:
