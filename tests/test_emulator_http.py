@@ -591,6 +591,20 @@ def test_the_cli_refuses_a_non_loopback_host() -> None:
     assert result.stdout == ""
 
 
+def test_the_cli_names_the_address_it_cannot_listen_on_and_a_window_that_must_be_above_zero(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert serve_main(["serve", "--port", str(port)]) == 2
+        said = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}: " in said  # it was "[Errno 98] Address already in use" alone
+    assert serve_main(["serve", "--port", "0", "--window-seconds", "nan"]) == 2
+    assert "window_seconds must be a number of seconds > 0; got nan" in capsys.readouterr().err
+
+
 def test_the_openai_package_meets_a_429_with_correct_headers_after_the_window_is_spent() -> None:
     with (
         EmulatorServer(Emulator(rate_limit=2, window_seconds=60.0)) as limited,

@@ -69,8 +69,10 @@ def serve(args: argparse.Namespace, prog: str) -> int:
     # uvicorn stops on Ctrl+C, then raises it again for us: it is the normal way out, and so is a
     # Ctrl+C that comes after the URL is printed but before uvicorn has taken Ctrl+C over.
     with sock, contextlib.suppress(KeyboardInterrupt):
-        # The socket already listens, so the URL works from the moment it is printed.
-        print(base_url_for(sock), flush=True)
+        # The socket already listens, so the URL works from the moment it is printed. A reader of
+        # stdout that went away (`serve | head -0`) takes nothing from the server itself.
+        with contextlib.suppress(OSError, ValueError):
+            print(base_url_for(sock), flush=True)
         server = uvicorn_server(uvicorn_config(emulator, log_level=args.log_level, log_config=_log_config(uvicorn)))
         server.run(sockets=[sock])
     return 0

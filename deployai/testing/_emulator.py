@@ -83,8 +83,7 @@ class Emulator(Scripts, RequestLog, Adapters):
         max_recorded_requests: int = 10_000,
         clock: Callable[[], float] | None = time.time,
     ) -> None:
-        if check_seconds("window_seconds", window_seconds) == 0:
-            raise InvalidParameterError("window_seconds", window_seconds, "a number of seconds > 0")
+        check_seconds("window_seconds", window_seconds, above_zero=True)
         limits = None if rate_limit is None else RateWindows(check_count("rate_limit", rate_limit, 1), window_seconds)
         self._limits = limits
         self._window_seconds = float(window_seconds)

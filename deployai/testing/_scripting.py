@@ -24,10 +24,15 @@ if TYPE_CHECKING:
 __all__ = ["Match", "Reply", "Rule", "ScriptError", "ToolCall", "check_seconds", "first_rule"]
 
 
-def check_seconds(name: str, value: float) -> float:
-    """`value` as float seconds >= 0, or a typed error."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
-        raise InvalidParameterError(name, value, "a number of seconds >= 0")
+def check_seconds(name: str, value: float, *, above_zero: bool = False) -> float:
+    """`value` as float seconds >= 0 (> 0 with `above_zero`), or a typed error."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 <= value < math.inf
+        or (above_zero and value == 0)
+    ):
+        raise InvalidParameterError(name, value, f"a number of seconds {'>' if above_zero else '>='} 0")
     return float(value)
 
 

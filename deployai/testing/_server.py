@@ -67,7 +67,10 @@ def bind_socket(host: str, port: int, *, allow_non_loopback: bool = False) -> so
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
+        try:
+            sock.bind(address)
+        except OSError as exc:  # the OS names neither the host nor the port: "Address already in use"
+            raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
         sock.listen(128)
         sock.setblocking(False)
     except BaseException:
