@@ -323,6 +323,10 @@ class UnprocessableEntityError(APIStatusError):
 class RateLimitError(APIStatusError):
     """429: the rate limit is exhausted. See `retry_after` and `rate_limit` for when to try again."""
 
+    # Refused unsent by a rate limiter over the calls queued before it, where the window itself
+    # had room within the call's wait: a batch's call then queues again (see `_fanout`).
+    _queued = False
+
 
 class InternalServerError(APIStatusError):
     """500 or any other 5xx: the server failed (500, 502 to 504, 520 to 524 and 529 are retried)."""

@@ -17,13 +17,14 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import sys
 import threading
 import warnings
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable
 from typing import Any, Generic, TypeVar
 
 from ._config import is_async_function
-from ._exceptions import DeployAIError, InvalidParameterError
+from ._exceptions import DeployAIError, InvalidParameterError, RateLimitError
 
 __all__ = ["Progress", "check_concurrency", "in_order", "progress_reporter", "run_many", "run_many_async"]
 
@@ -150,12 +151,17 @@ def _in_threads(
             if taken is None:
                 return
             index, item = taken
-            try:
-                result: _R | BaseException = call(item, halt.is_set)
-            except BaseException as exc:  # handed over: raised in the caller's thread unless a DeployAIError
-                result = exc
-                if not isinstance(exc, DeployAIError):  # the batch ends: stopped here, before the caller sees it
-                    halt.set()
+            while True:
+                try:
+                    result: _R | BaseException = call(item, halt.is_set)
+                except BaseException as exc:  # handed over: raised in the caller's thread unless a DeployAIError
+                    again = _queue_again_in(exc)
+                    if again is not None and not halt.wait(again):
+                        continue
+                    result = exc
+                    if not isinstance(exc, DeployAIError):  # the batch ends: stopped here, before the caller sees it
+                        halt.set()
+                break
             finished.put((index, result))
 
     parent = os.getpid()
@@ -174,14 +180,31 @@ def _in_threads(
         # In a forked child, neither: a parent's thread may have held the event's lock at the fork.
         if os.getpid() == parent:
             halt.set()  # Ctrl-C, the iterator closed early, or an error not the SDK's: nothing more is sent
-            if batch.done < batch.total:
-                # Its calls queued at a rate limiter would otherwise hold their places, ahead of
-                # every other caller, until something else woke them. From a thread of its own: a
-                # batch dropped in a reference cycle is closed by the garbage collector, in any
-                # thread, maybe one that holds the limiter's lock (the wake takes it).
-                with contextlib.suppress(RuntimeError):  # at the interpreter's exit: no thread, no waiter left
+            # Its calls queued at a rate limiter would otherwise hold their places, ahead of every
+            # other caller, until something else woke them. From a thread of its own: a batch
+            # dropped in a reference cycle is closed by the garbage collector, in any thread, maybe
+            # one that holds the limiter's lock (the wake takes it). Not at the interpreter's exit (a
+            # batch kept in a variable, closed as the program ends): no waiter is left then, and on
+            # 3.10 and 3.11 `start()` waits for good for a thread that never starts (3.12 raises).
+            if batch.done < batch.total and not sys.is_finalizing():
+                with contextlib.suppress(RuntimeError):
                     threading.Thread(target=on_stop, name="deployai create_many stop", daemon=True).start()
             batch.finish()
+
+
+def _queue_again_in(error: BaseException) -> float | None:
+    """When a batch's call the rate limiter refused over the calls queued before it queues again; None if not.
+
+    The batch's own calls fill the queue (`concurrency` beyond what a window holds): such a call
+    waits its turn as the batch is paced, rather than fail for its place in the line. A refusal
+    over the window itself (a quota spent for hours) ends the call, as outside a batch.
+    """
+    if isinstance(error, RateLimitError) and error._queued:
+        return max(error.retry_after or 0.0, _LEAST_REQUEUE_SECONDS)
+    return None
+
+
+_LEAST_REQUEUE_SECONDS = 0.1
 
 
 def _settled(result: _R | BaseException) -> _R | DeployAIError:
@@ -317,16 +340,22 @@ async def _in_tasks(
         for index, item in pending:  # one iterator shared by the workers: each item is taken once
             if ended:
                 return
-            try:
-                result: _R | BaseException = await call(item)
-            except BaseException as exc:  # handed over, as in `_in_threads`; a cancel ends the worker too
-                finished.put_nowait((index, exc))
-                if not isinstance(exc, DeployAIError):
-                    ended = True
-                if not isinstance(exc, Exception):
-                    raise
-            else:
-                finished.put_nowait((index, result))
+            while True:
+                try:
+                    result: _R | BaseException = await call(item)
+                except BaseException as exc:  # handed over, as in `_in_threads`; a cancel ends the worker too
+                    again = _queue_again_in(exc)
+                    if again is not None and not ended:
+                        await asyncio.sleep(again)
+                        continue
+                    finished.put_nowait((index, exc))
+                    if not isinstance(exc, DeployAIError):
+                        ended = True
+                    if not isinstance(exc, Exception):
+                        raise
+                else:
+                    finished.put_nowait((index, result))
+                break
 
     workers = [asyncio.ensure_future(worker()) for _ in range(batch.width)]
     try:

@@ -44,7 +44,7 @@ _L = TypeVar("_L", bound="RateLimiter")
 class _ThreadWaiter:
     """A blocked thread's place in the queue; `owner` is what `_wake_all` wakes it for."""
 
-    __slots__ = ("cost", "due", "event", "owner")
+    __slots__ = ("cost", "due", "event", "owner", "wait_limit")
     away = False  # a thread is never dropped from the queue while it waits (see `_TaskWaiter.away`)
 
     def __init__(self, owner: object = None) -> None:
@@ -52,6 +52,7 @@ class _ThreadWaiter:
         self.owner = owner
         self.cost = 0  # the tokens its request may take (see `RateLimiter._cost`)
         self.due = time.monotonic()  # see `_TaskWaiter.due`
+        self.wait_limit = 0.0  # the longest its caller may wait, from when it queued
 
     def arm(self) -> None:
         self.event.clear()
@@ -71,12 +72,13 @@ def _resolve(future: asyncio.Future[None]) -> None:
 class _TaskWaiter:
     """A waiting task's place in the queue; it may be woken from any thread. `owner`: see `_ThreadWaiter`."""
 
-    __slots__ = ("away", "cost", "due", "future", "loop", "owner", "thread")
+    __slots__ = ("away", "cost", "due", "future", "loop", "owner", "thread", "wait_limit")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, owner: object = None) -> None:
         self.loop = loop
         self.owner = owner
         self.cost = 0  # as `_ThreadWaiter.cost`
+        self.wait_limit = 0.0  # as `_ThreadWaiter.wait_limit`
         # When it is to look at the queue again, in real time (`time.monotonic`): when its timer ends,
         # or when it was woken; never while it waits for a wake alone, or for an `Ask`.
         self.due = time.monotonic()
@@ -565,9 +567,11 @@ class RateLimiter:
             else:
                 firm = pacing.firm_delay(now, len(queue), cost)
             if firm > wait_limit:
-                raise self._held(request, firm, wait_limit)
+                queued = bool(queue) and pacing.firm_delay(now, 0, cost) <= wait_limit
+                raise self._held(request, firm, wait_limit, queued=queued)
             waiter = make_waiter(owner)
             waiter.cost = cost
+            waiter.wait_limit = wait_limit
             queue.append(waiter)
             return waiter, self._steady() + wait_limit
 
@@ -600,15 +604,25 @@ class RateLimiter:
                 self._wake_head()  # the next one may be let through at once too
                 return ticket, 0.0
             firm = pacing.firm_delay(now, 0, cost)
-            if left <= 0 or firm > left:
+            # Held only until answers tell the budget (see `Pacing.delay`), a caller of a limiter
+            # whose state lives elsewhere waits as long as it may wait for a round trip there: an
+            # answer another process, or this one's last call, wrote may be there to read.
+            if firm > max(left, 0.0) or left <= -self._round_trip_allowance:
                 self._leave(waiter)
-                raise self._held(request, firm or wait, left)
-            return None, min(wait, left)
+                # Had it come now, alone, would it have waited? Then its time went on the queue.
+                raise self._held(request, firm or wait, left, queued=firm <= waiter.wait_limit)
+            return None, min(wait, left + self._round_trip_allowance)
         if left <= 0:
             ahead = queue.index(waiter)
             firm = pacing.firm_delay(now, ahead, waiter.cost)
-            self._leave(waiter)
-            raise self._held(request, firm, 0.0, ahead)
+            # Behind callers that each ask where the state lives (Redis), one round trip at a time, a
+            # caller the window has room for waits its turn as long as the head may wait for its
+            # answer: else with `max_retry_wait=0` all but the head were refused with room to spare.
+            if firm > 0 or left <= -self._round_trip_allowance:
+                self._leave(waiter)
+                queued = pacing.firm_delay(now, 0, waiter.cost) <= waiter.wait_limit
+                raise self._held(request, firm, 0.0, ahead, queued=queued)
+            return None, left + self._round_trip_allowance
         head = queue[0]
         if isinstance(head, _TaskWaiter) and getattr(waiter, "loop", None) is not head.loop:
             # The head's loop may stop or stall, and then only a caller of another loop or thread
@@ -679,13 +693,20 @@ class RateLimiter:
                 queue.remove(waiter)
 
     def _held(
-        self, request: httpx.Request, wait: float, wait_limit: float, ahead: int = 0, *, unanswered: bool = False
+        self,
+        request: httpx.Request,
+        wait: float,
+        wait_limit: float,
+        ahead: int = 0,
+        *,
+        unanswered: bool = False,
+        queued: bool = False,
     ) -> RateLimitError:
         """The error for a call the limiter would hold longer than its caller may wait; nothing was sent.
 
         `ahead`: the callers still queued before it, when it gave up behind them. `unanswered`: it gave
         up at the head of the queue, asking where the state lives (see `_ask`) for an answer that did
-        not come in time.
+        not come in time. `queued`: it is refused over the callers queued before it, not the window.
         """
         pacing = self._pacing
         headers = {"x-ratelimit-remaining": str(max(0, (pacing.remaining or 0) - pacing.in_flight))}
@@ -709,7 +730,9 @@ class RateLimiter:
             f"The rate limiter would hold this call {how_long}, longer than it may wait ({max(0.0, wait_limit):.1f} s: "
             "max_retry_wait, or what is left of total_timeout). Nothing was sent."
         )
-        return RateLimitError(message, response=response, body=None, retry_after=wait if known else None)
+        refusal = RateLimitError(message, response=response, body=None, retry_after=wait if known else None)
+        refusal._queued = queued
+        return refusal
 
 
 class Ask(concurrent.futures.Future[int]):

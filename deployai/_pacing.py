@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -371,8 +372,15 @@ class Pacing:
             self.informed = False
 
     def _observed_interval(self) -> float:
-        recent = self.recent
-        return (recent[-1] - recent[0]) / (len(recent) - 1) if len(recent) > 1 else 0.0
+        """The median time between the recent sends: the pace they went at.
+
+        Not their average: a quiet spell among them (a batch after an idle minute) would count as
+        pace, and one 429 then spaced every send that far apart.
+        """
+        if len(self.recent) < 2:
+            return 0.0
+        gaps = sorted(later - earlier for earlier, later in itertools.pairwise(sorted(self.recent)))
+        return gaps[(len(gaps) - 1) // 2]
 
 
 def _believed(

@@ -129,9 +129,23 @@ def _check_name(name: object) -> str | None:
     return name
 
 
-def _name_of_key(authorization: str) -> str:
-    """A name for the budget of the key in an `Authorization` value; the key cannot be read back from it."""
-    return hashlib.sha256(b"deployai rate limit\0" + authorization.encode()).hexdigest()[:24]
+def _name_of_key(request: httpx.Request) -> str:
+    """A name for the budget of the key `request` carries; the key cannot be read back from it.
+
+    The key is its `Authorization` value, and a gateway's key header beside it (Azure-style
+    gateways read `api-key` or `x-api-key`, and the client's own key is then a placeholder): two
+    such keys behind one placeholder are two budgets. Without those headers, the name is what it
+    always was, so that processes of an earlier release share the budget with this one's.
+    """
+    headers = request.headers
+    credential = headers.get("authorization", "")
+    gateway_keys = [f"{name}: {value}" for name in _GATEWAY_KEY_HEADERS for value in headers.get_list(name)]
+    if gateway_keys:
+        credential = "\0".join([credential, *gateway_keys])
+    return hashlib.sha256(b"deployai rate limit\0" + credential.encode()).hexdigest()[:24]
+
+
+_GATEWAY_KEY_HEADERS = ("api-key", "x-api-key")
 
 
 class RedisRateLimiter(RateLimiter):
@@ -260,7 +274,7 @@ class RedisRateLimiter(RateLimiter):
     def _prepare(self, request: httpx.Request) -> None:
         """Name the budget after the request's key if no name was given (refusing a second key)."""
         if self._name is None:
-            name = _name_of_key(request.headers.get("authorization", ""))
+            name = _name_of_key(request)
             key = KEY_PREFIX + name
             if self._courier.key is None:
                 self._courier.key = key

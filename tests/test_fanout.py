@@ -7,6 +7,8 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 from typing import Any
 
@@ -387,6 +389,39 @@ def test_async_as_completed_hands_results_over_as_they_finish_and_cancels_the_re
     assert asyncio.run(asyncio.wait_for(main(), 10)) == [(1, "answer b"), (2, "answer c")]
 
 
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_batch_wider_than_a_window_is_paced_through_it_not_refused(kind: str) -> None:
+    # Its calls queued behind the batch's own were refused for their place in the line ("would hold
+    # this call for 1.0 s, longer than it may wait"): most of a batch failed, the server unasked.
+    # Quotas are small, so that it takes about two windows.
+    emulator = Emulator(rate_limit=4, window_seconds=1.0)
+    requests = [{"model": "openai/gpt-4o", "messages": user(f"q{i}")} for i in range(12)]
+    options: dict[str, Any] = {"rate_limiter": deployai.RateLimiter(), "max_retry_wait": 1.0}
+    if kind == "sync":
+        with emulator.client(**options) as client:
+            results = client.chat.completions.create_many(requests, concurrency=12)
+    else:
+
+        async def main() -> list[Any]:
+            async with emulator.async_client(**options) as client:
+                return await client.chat.completions.create_many(requests, concurrency=12)
+
+        results = asyncio.run(main())
+    assert [type(result).__name__ for result in results] == ["ChatCompletion"] * 12
+    assert emulator.statuses.count(429) == 0
+
+
+def test_a_batch_whose_window_is_beyond_its_wait_still_fails_each_call_at_once() -> None:
+    # A quota spent for longer than a call may wait (a day's) is no place in a line: each call fails.
+    emulator = Emulator(rate_limit=1, window_seconds=3600.0)
+    requests = [{"model": "openai/gpt-4o", "messages": user(f"q{i}")} for i in range(6)]
+    with emulator.client(rate_limiter=deployai.RateLimiter(), max_retry_wait=1.0) as client:
+        client.chat.completions.create(model="openai/gpt-4o", messages=user("spend it"))
+        results = client.chat.completions.create_many(requests, concurrency=3)
+    assert [type(result).__name__ for result in results] == ["RateLimitError"] * 6
+    assert len(emulator.requests) == 1
+
+
 def test_a_batch_left_early_frees_its_places_at_the_rate_limiter_at_once() -> None:
     # Two calls went and two waited at the limiter for the next minute. Left early, the batch's two
     # threads kept their places until a minute later, ahead of every other caller: the next call
@@ -593,3 +628,19 @@ def test_a_batch_read_on_in_a_forked_child_raises_instead_of_waiting_for_the_par
         rest = [index for index, _ in finishing]  # the parent reads on
     assert said.startswith("error: DeployAIError: This batch was started before this process was forked")
     assert sorted(first + rest) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("leaving", ["end", "error"])
+def test_a_program_that_keeps_a_partly_read_batch_exits(leaving: str) -> None:
+    # Closed as the interpreter ended, the batch started a thread: on 3.10 and 3.11 that waits for
+    # good, so the program hung after its last line, Ctrl-C or not.
+    program = (
+        "from deployai.testing import Emulator\n"
+        "client = Emulator().client()\n"
+        "requests = [{'model': 'openai/gpt-4o', 'messages': [{'role': 'user', 'content': 'q'}]}] * 20\n"
+        "results = client.chat.completions.as_completed(requests, concurrency=2)\n"
+        "next(results)\n"
+        "client.close()\n" + ("raise KeyError('in the loop body')\n" if leaving == "error" else "print('done')\n")
+    )
+    ended = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120, check=False)
+    assert ended.returncode == (1 if leaving == "error" else 0), ended.stderr

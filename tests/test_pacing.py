@@ -147,6 +147,20 @@ def test_a_429_that_gives_no_hint_holds_everyone_back_and_halves_the_pace() -> N
     assert pacing.delay(T + 3.1) == pytest.approx(0.4)  # sends are spaced out
 
 
+def test_a_quiet_spell_among_the_recent_sends_is_no_pace_a_429_doubles() -> None:
+    # A batch started after an idle 20 s: its first unexplained 429 spaced every send 2.7 s apart
+    # (twice the average gap, the idle one included), for a pace that had been 0.1 s.
+    pacing = Pacing()
+    pacing.admit(T)
+    pacing.learn(T, pacing.tickets, 200, None, None)
+    for i in range(8):
+        pacing.admit(T + 0.1 * i)
+    for i in range(8):
+        pacing.admit(T + 20.0 + 0.1 * i)
+    pacing.learn(T + 21.0, pacing.tickets, 429, None, None)
+    assert pacing.spacing == pytest.approx(0.2)
+
+
 def test_429s_that_keep_coming_after_the_waits_they_ask_for_back_off_as_well() -> None:
     # A gateway refusing with "retry in 1 ms" each time: held to alone, the wait sent every caller
     # back at once, again and again (450 requests in 0.8 s from 50 callers with `max_retries=8`).

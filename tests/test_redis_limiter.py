@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hashlib
 import itertools
 import json
 import logging
@@ -107,6 +108,52 @@ def test_a_name_keys_the_budget_and_one_limiter_refuses_a_second_key(redis: Redi
         second.chat.completions.create(model=MODEL, messages=user("hi"))
     assert "sk-another" not in str(info.value)
     limiter.close()
+
+
+def test_keys_sent_in_a_gateways_key_header_behind_one_placeholder_are_two_budgets(redis: RedisServer) -> None:
+    # Azure-style gateways read `api-key`, and the client's own key is then a placeholder: every
+    # such key was one budget, one key's spent window holding the other's calls.
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=completion_json()))
+    keys = []
+    for gateway_key in ("KEY-A-0123456789", "KEY-B-0123456789"):
+        limiter = deployai.RedisRateLimiter(redis.url)
+        client = deployai.DeployAI(
+            api_key="sk-placeholder",
+            default_headers={"api-key": gateway_key},
+            http_client=httpx.Client(transport=transport),
+            rate_limiter=limiter,
+        )
+        client.chat.completions.create(model=MODEL, messages=user("hi"))
+        with pytest.raises(deployai.InvalidParameterError, match="one RedisRateLimiter per API key"):
+            client.chat.completions.create(model=MODEL, messages=user("hi"), extra_headers={"api-key": "KEY-C-0123"})
+        limiter.close()
+        keys.append(limiter.key)
+    assert keys[0] != keys[1]
+    assert all(b"KEY-" not in key + value for key, value in stored(redis).items())
+    # A key sent only as a bearer token keeps the budget name of earlier releases: their processes share it.
+    bearer = deployai.RedisRateLimiter(redis.url)
+    plain = deployai.DeployAI(api_key=API_KEY, http_client=httpx.Client(transport=transport), rate_limiter=bearer)
+    plain.chat.completions.create(model=MODEL, messages=user("hi"))
+    bearer.close()
+    digest = hashlib.sha256(f"deployai rate limit\0Bearer {API_KEY}".encode()).hexdigest()[:24]
+    assert bearer.key == f"deployai:ratelimit:{digest}"
+
+
+def test_with_no_time_to_wait_calls_queued_behind_a_redis_round_trip_go_when_the_window_has_room(
+    redis: RedisServer,
+) -> None:
+    # `max_retry_wait=0`: all but the caller at the head of the queue were refused, with 959 of 1,000 left.
+    limiter = deployai.RedisRateLimiter(redis.url, name="no-wait")
+    transport = httpx.MockTransport(
+        lambda request: httpx.Response(200, json=completion_json(), headers=window(remaining=900, limit=1000))
+    )
+    client = deployai.DeployAI(
+        api_key=API_KEY, http_client=httpx.Client(transport=transport), rate_limiter=limiter, max_retry_wait=0
+    )
+    client.chat.completions.create(model=MODEL, messages=user("probe"))
+    results = client.chat.completions.create_many([{"model": MODEL, "messages": user("hi")}] * 40, concurrency=8)
+    limiter.close()
+    assert [type(result).__name__ for result in results] == ["ChatCompletion"] * 40
 
 
 @pytest.mark.parametrize(
