@@ -135,6 +135,8 @@ class APIError(DeployAIError):
     """
 
     retries = 0  # set on the error a call finally raises: how many retries it made before giving up
+    # Why the call raised a failure it could have retried, with retries left (a wait too long).
+    _given_up: str | None = None
     body: object = None  # what the server answered: set by the errors that carry a response
     # Met once the answer had begun (after a stream's first chunk, or in the body of a whole 2xx
     # answer): the server had taken the request, and it is not tried again.
@@ -190,6 +192,10 @@ class APIConnectionError(APIError):
 
     def __init__(self, message: str = "Connection error.", *, request: httpx.Request | None = None) -> None:
         super().__init__(message, request=request)
+
+    def __str__(self) -> str:
+        said = super().__str__()
+        return f"{said} (not retried: {self._given_up})" if self._given_up else said
 
 
 class APITimeoutError(APIConnectionError):
@@ -286,6 +292,8 @@ class APIStatusError(_ResponseError):
     def __str__(self) -> str:
         request_id = self.request_id
         suffix = f" (request id {request_id})" if request_id else ""
+        if self._given_up:
+            suffix += f" (not retried: {self._given_up})"
         return f"Error code: {self.status_code} - {self.message}{suffix}"
 
 

@@ -246,18 +246,26 @@ def call_plan(
         # every failed attempt, as it would in a caller's own retry loop.
         error = attempt_error(outcome, request, clock(), sent)
         status_code = error.status_code if isinstance(error, APIStatusError) else None
+        retryable = is_retryable(error)
         decision = decide(
-            retryable=is_retryable(error),
+            retryable=retryable,
             server_wait=retry_after(error),
             retry_number=attempt - 1,
             max_retries=max_retries,
             max_retry_wait=max_retry_wait,
             random_fraction=random(),
         )
+        given_up = None  # why a retryable failure with retries left is raised
         if decision.retry and deadline is not None and steady() + decision.wait_seconds >= deadline:
+            given_up = f"its wait of {decision.wait_seconds:.1f} s would end past total_timeout ({total_timeout:.1f} s)"
             decision = RetryDecision(retry=False, server_wait=decision.server_wait)  # it could not finish in time
+        elif retryable and not decision.retry and decision.server_wait is not None and attempt - 1 < max_retries:
+            asked = decision.server_wait
+            limit = f"max_retry_wait ({max_retry_wait:.1f} s)" if asked > max_retry_wait else "a day, never waited"
+            given_up = f"the server asked for a wait of {asked:.1f} s, longer than {limit}"
         if not decision.retry:
             error.retries = attempt - 1
+            error._given_up = given_up
             cause = safe_cause(outcome) if isinstance(outcome, httpx.HTTPError) else None
             # The error's traceback keeps this frame: were the frame to keep the error too (as `error`,
             # or as `outcome` for one reported in a success), the cycle would leave the error, its

@@ -233,6 +233,32 @@ def test_an_error_met_after_a_retry_got_its_answer_counts_that_retry_async(sleep
     assert info.value.retries == 1
 
 
+@pytest.mark.parametrize(
+    ("headers", "options", "why"),
+    [
+        ({"retry-after": "120"}, {}, "the server asked for a wait of 120.0 s, longer than max_retry_wait (60.0 s)"),
+        ({"retry-after": "3"}, {"total_timeout": 1.0}, "its wait of 3."),
+        ({}, {"max_retries": 0}, None),
+    ],
+    ids=["max_retry_wait", "total_timeout", "out-of-retries"],
+)
+def test_an_error_raised_with_retries_left_says_why_it_was_not_retried(
+    headers: dict[str, str], options: dict[str, Any], why: str | None, sleeps: list[float]
+) -> None:
+    # A 429 raised at once, after no retry, said nothing of the wait it asked for being too long.
+    emulator = Emulator()
+    emulator.fail_next(429, headers=headers)
+    with pytest.raises(deployai.RateLimitError) as info:
+        emulator.client(**options).chat.completions.create(model=MODEL, messages=user())
+    said = str(info.value)
+    assert info.value.retries == 0
+    if why is None:
+        assert "not retried" not in said
+    else:
+        assert f"(not retried: {why}" in said
+        assert str(pickle.loads(pickle.dumps(info.value))) == said
+
+
 def test_an_overloaded_529_is_retried_and_x_should_retry_false_is_not(
     make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float]
 ) -> None:
