@@ -908,14 +908,17 @@ def _log_attempt(op: Send, outcome: Outcome, elapsed: float) -> None:
 
 def _log_retry(op: Sleep) -> None:
     request = op.request
+    # The failed attempt's request id, which a provider's support asks for; its redacted one.
+    request_id = getattr(op.error, "request_id", None)
     log.info(
-        "Retrying %s %s in %.2f s (retry %d of %d) after %s",
+        "Retrying %s %s in %.2f s (retry %d of %d) after %s%s",
         request.method,
         shown_url(request.url),
         op.seconds,
         op.retry,
         op.max_retries,
         op.reason,
+        f" (request id {request_id})" if request_id else "",
     )
 
 

@@ -275,7 +275,10 @@ def test_logging_and_metrics_logs_the_retry_counts_it_and_times_the_call() -> No
     chat = r"POST http://127\.0\.0\.1:\d+/v1/chat/completions"
     assert re.fullmatch(rf"DEBUG deployai: {chat} -> 503 in [\d.]+ s \(request id req_1, attempt 1\)", lines[1])
     # The server asked for 0.1 s; the SDK waits up to a quarter longer, never shorter.
-    assert re.fullmatch(rf"INFO deployai: Retrying {chat} in 0\.1\d s \(retry 1 of 2\) after status 503", lines[2])
+    assert re.fullmatch(
+        rf"INFO deployai: Retrying {chat} in 0\.1\d s \(retry 1 of 2\) after status 503 \(request id req_\d+\)",
+        lines[2],
+    )
     assert re.fullmatch(rf"DEBUG deployai: {chat} -> 200 in [\d.]+ s \(request id req_2, attempt 2\)", lines[3])
     assert lines[4] == "answer: 'You said: Hi', request req_2"
     assert re.fullmatch(r"retries: 1; last attempt took \d+ ms", lines[5])

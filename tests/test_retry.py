@@ -378,13 +378,13 @@ def test_with_options_max_retries_applies_to_the_copy(
 def test_each_retry_is_logged_at_info(
     make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float], caplog: pytest.LogCaptureFixture
 ) -> None:
-    httpx_mock.add_response(status_code=429, headers={"retry-after": "1"})
+    httpx_mock.add_response(status_code=429, headers={"retry-after": "1", "x-request-id": "req_429"})
     httpx_mock.add_response(json={"object": "list", "data": []})
     with caplog.at_level(logging.INFO, logger="deployai"):
         make_client().models.list()
     (record,) = [r for r in caplog.records if r.name == "deployai"]
     assert record.levelno == logging.INFO
-    assert "status 429" in record.getMessage()
+    assert record.getMessage().endswith("after status 429 (request id req_429)")  # the id support asks for
     assert f"in {sleeps[0]:.2f} s" in record.getMessage()  # the wait actually slept
     assert "retry 1 of 2" in record.getMessage()
 
