@@ -87,11 +87,24 @@ def known_keys_redacted(text: str, key: str | tuple[str, ...] | None = None) -> 
     if key:
         for one in (key,) if isinstance(key, str) else key:
             text = _without(text, one)
-    for ref in tuple(_keys.values()):
+    for ref in _live_refs():
         live = ref()
         if live is not None:
             text = _without(text, live)
     return text
+
+
+def _live_refs() -> tuple[weakref.ref[str], ...]:
+    """The references to the keys of live clients, as they are now.
+
+    A key collected while they are copied (the collector may run in the middle, and its callback
+    drops the key) changes the dict under the copy: copied again, as it was then.
+    """
+    while True:
+        try:
+            return tuple(_keys.values())
+        except RuntimeError:  # "dictionary changed size during iteration"
+            continue
 
 
 def shown_url(url: object) -> str:

@@ -10,8 +10,10 @@ import pickle
 import subprocess
 import sys
 import threading
+import weakref
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 from pytest_httpx import HTTPXMock
@@ -300,3 +302,31 @@ def test_a_client_unpickled_in_a_worker_has_its_key_looked_for_too() -> None:
         worker = pickle.loads(pickle.dumps(pickle.loads(sent), protocol=protocol))
         assert redact(f"echoed {key}") == "echoed [redacted]"
         worker.close()
+
+
+def test_a_key_collected_while_redact_copies_the_live_keys_raises_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The collector may run while the keys are copied, and its callback drops a key: on 3.11 the
+    # copy raised "dictionary changed size during iteration", out of any error the SDK was making.
+    class Shrinking(dict[int, Any]):
+        copied = 0
+
+        def values(self) -> Any:
+            self.copied += 1
+            if self.copied > 1:
+                return super().values()
+            view = iter(super().values())
+
+            def changing() -> Iterator[Any]:
+                yield next(view)
+                self.pop(next(iter(self)))  # as a collected key's callback does
+                yield next(view)
+
+            return changing()
+
+    live = "ak_live_0123456789abcdef"
+    stand_in = type("Key", (str,), {})
+    keys = [stand_in("ak_gone_0123456789abcdef"), stand_in(live)]  # the first one is dropped
+    shrinking = Shrinking({id(key): weakref.ref(key) for key in keys})
+    monkeypatch.setattr(_logging, "_keys", shrinking)
+    assert redact(f"echoed {live}") == "echoed [redacted]"
+    assert shrinking.copied == 2
