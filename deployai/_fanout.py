@@ -91,12 +91,7 @@ def progress_reporter(on_progress: Progress | None, progress: bool, total: int) 
 
 
 class _Batch(Generic[_I]):
-    """What both runners share: the items, and progress as they finish.
-
-    Requests that have no length (a generator reading a file or a queue) are taken one at a time as
-    calls finish, so that the first is sent at once and each is let go once its call ends; their
-    `total` is None. Only progress, which needs the total, reads them all first.
-    """
+    """What both runners share: the items, and progress as they finish."""
 
     _report: Progress
     finish: Callable[[], None]  # closes the bar, if any
@@ -105,30 +100,20 @@ class _Batch(Generic[_I]):
         _check_requests(requests)
         width = check_concurrency(concurrency)
         on_progress = _check_on_progress(on_progress)
-        self.items: Iterable[_I]
-        self.total: int | None
-        if progress or on_progress is not None or hasattr(requests, "__len__"):
-            self.items = items = list(requests)
-            self.total = len(items)
-            self.width = min(width, len(items))  # never more workers than items
-        else:
-            self.items, self.total, self.width = requests, None, width
+        self.items = list(requests)
+        self.total = len(self.items)
+        self.width = min(width, self.total)  # never more workers than items
         self.done = 0
-        self.complete = False  # every request was taken and every result handed over
-        self._progress = on_progress, progress and bool(self.total)
-
-    def handed_over(self) -> str:
-        """`3 of its 10` results, or `3` when the total is not known."""
-        return f"{self.done}" if self.total is None else f"{self.done} of its {self.total}"
+        self._progress = on_progress, progress and self.total > 0
 
     def start(self) -> None:
         """As the first item is taken: a bar is drawn only for a batch that runs."""
-        self._report, self.finish = progress_reporter(*self._progress, self.total or 0)
+        self._report, self.finish = progress_reporter(*self._progress, self.total)
 
     def settle(self, index: int, result: _R) -> tuple[int, _R]:
         """One item finished: report progress; the item's index and result, to hand on."""
         self.done += 1
-        self._report(self.done, self.total or 0)
+        self._report(self.done, self.total)
         return index, result
 
 
@@ -162,31 +147,18 @@ def run_many(
 def _in_threads(
     call: Callable[[_I, Callable[[], bool]], _R], batch: _Batch[_I], on_stop: Callable[[], None]
 ) -> Generator[tuple[int, _R | DeployAIError], None, None]:
-    if batch.total == 0:
-        batch.complete = True
+    if not batch.total:
         return
     pending = iter(enumerate(batch.items))
     taking = threading.Lock()
     halt = threading.Event()
-    # Each worker's results, then None as it ends; `(-1, error)`: the requests' own iterator failed.
-    finished: queue.SimpleQueue[tuple[int, _R | BaseException] | None] = queue.SimpleQueue()
+    finished: queue.SimpleQueue[tuple[int, _R | BaseException]] = queue.SimpleQueue()
     batch.start()
 
     def worker() -> None:
-        try:
-            work()
-        finally:
-            finished.put(None)
-
-    def work() -> None:
         while not halt.is_set():
             with taking:  # one iterator shared by the threads: each item is taken once
-                try:
-                    taken = next(pending, None)
-                except BaseException as exc:  # raised by the caller's generator: the batch ends with it
-                    halt.set()
-                    finished.put((-1, exc))
-                    return
+                taken = next(pending, None)
             if taken is None:
                 return
             index, item = taken
@@ -204,26 +176,17 @@ def _in_threads(
             finished.put((index, result))
 
     parent = os.getpid()
-    running = 0
     try:  # Ctrl-C can land while the threads are still being started, after the first ones sent
         for _ in range(batch.width):
             threading.Thread(target=worker, name="deployai create_many", daemon=True).start()
-            running += 1
-        while running:
+        for _ in range(batch.total):
             if os.getpid() != parent:  # its threads are the parent's: it would wait for good
                 raise DeployAIError(
                     "This batch was started before this process was forked: its calls run in the parent's "
                     "threads. Start it in this process."
                 )
-            got = finished.get()
-            if got is None:
-                running -= 1
-                continue
-            index, result = got
-            if index < 0 and isinstance(result, BaseException):
-                raise result
+            index, result = finished.get()
             yield batch.settle(index, _settled(result))
-        batch.complete = True
     finally:
         # In a forked child, neither: a parent's thread may have held the event's lock at the fork.
         if os.getpid() == parent:
@@ -234,7 +197,7 @@ def _in_threads(
             # one that holds the limiter's lock (the wake takes it). Not at the interpreter's exit (a
             # batch kept in a variable, closed as the program ends): no waiter is left then, and on
             # 3.10 and 3.11 `start()` waits for good for a thread that never starts (3.12 raises).
-            if not batch.complete and not sys.is_finalizing():
+            if batch.done < batch.total and not sys.is_finalizing():
                 with contextlib.suppress(RuntimeError):
                     threading.Thread(target=on_stop, name="deployai create_many stop", daemon=True).start()
             batch.finish()
@@ -311,7 +274,7 @@ class _Results(AsyncGenerator[tuple[int, _R | DeployAIError], None]):
         try:
             return await self._inner.asend(value)
         except StopAsyncIteration:
-            if not self._settled and not self._batch.complete:
+            if not self._settled and self._batch.done < self._batch.total:
                 raise self._stopped() from None
             raise
         except BaseException:
@@ -326,14 +289,14 @@ class _Results(AsyncGenerator[tuple[int, _R | DeployAIError], None]):
         loop = asyncio.get_running_loop()
         if self._loop is None:
             self._loop = loop
-        elif loop is not self._loop and not self._settled and not self._batch.complete:
+        elif loop is not self._loop and not self._settled and self._batch.done < self._batch.total:
             first: Any = self._loop
             inner: Any = self._inner  # a native async generator: `ag_frame` is None once it has ended
             if first.is_closed() or inner.ag_frame is None:  # the loop's end closed it
                 raise self._stopped()
             raise DeployAIError(
                 "This batch was read from an event loop other than the one that first read it, which runs its "
-                f"calls ({self._batch.handed_over()} results handed over so far). Read a "
+                f"calls ({self._batch.done} of its {self._batch.total} results handed over so far). Read a "
                 "batch to its end on the loop that started it."
             )
         if self._reading:
@@ -342,8 +305,8 @@ class _Results(AsyncGenerator[tuple[int, _R | DeployAIError], None]):
     def _stopped(self) -> DeployAIError:
         batch = self._batch
         return DeployAIError(
-            f"This batch was stopped when the event loop running its calls closed, after {batch.handed_over()} "
-            "results were handed over; the others are lost. Read a batch to "
+            f"This batch was stopped when the event loop running its calls closed, after {batch.done} "
+            f"of its {batch.total} results were handed over; the others are lost. Read a batch to "
             "its end on the loop that started it (within one asyncio.run)."
         )
 
@@ -376,32 +339,18 @@ async def _in_tasks(
 ) -> AsyncGenerator[tuple[int, _R | DeployAIError], None]:
     import asyncio  # imported by the async client already; a program that uses only `DeployAI` never does
 
-    if batch.total == 0:
-        batch.complete = True
+    if not batch.total:
         return
     pending = iter(enumerate(batch.items))
-    finished: asyncio.Queue[tuple[int, _R | BaseException] | None] = asyncio.Queue()  # as in `_in_threads`
+    finished: asyncio.Queue[tuple[int, _R | BaseException]] = asyncio.Queue()
     ended = False  # an error that is not the SDK's ends the batch: no worker takes another item
     batch.start()
 
     async def worker() -> None:
-        try:
-            await work()
-        finally:
-            finished.put_nowait(None)
-
-    async def work() -> None:
         nonlocal ended
-        while not ended:
-            try:  # one iterator shared by the workers: each item is taken once
-                taken = next(pending, None)
-            except Exception as exc:  # raised by the caller's generator: the batch ends with it
-                ended = True
-                finished.put_nowait((-1, exc))
+        for index, item in pending:  # one iterator shared by the workers: each item is taken once
+            if ended:
                 return
-            if taken is None:
-                return
-            index, item = taken
             while True:
                 try:
                     result: _R | BaseException = await call(item)
@@ -420,18 +369,10 @@ async def _in_tasks(
                 break
 
     workers = [asyncio.ensure_future(worker()) for _ in range(batch.width)]
-    running = len(workers)
     try:
-        while running:
-            got = await finished.get()
-            if got is None:
-                running -= 1
-                continue
-            index, result = got
-            if index < 0 and isinstance(result, BaseException):
-                raise result
+        for _ in range(batch.total):
+            index, result = await finished.get()
             yield batch.settle(index, _settled(result))
-        batch.complete = True
     finally:
         for task in workers:
             task.cancel()

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -658,50 +657,3 @@ def test_one_request_given_where_many_go_is_refused_before_anything_is_sent(kind
         else:
             asyncio.run(emulator.async_client().chat.completions.create_many(one))  # type: ignore[arg-type]
     assert emulator.requests == []
-
-
-def _endless(record: list[int]) -> Iterator[dict[str, Any]]:
-    """Requests as a queue reader makes them (20,000 here, so that reading them all ends too)."""
-    for number in range(20_000):
-        record.append(number)
-        yield {"model": "openai/gpt-4o", "messages": user(f"q{number}")}
-
-
-@pytest.mark.parametrize("kind", ["sync", "async"])
-def test_requests_from_a_generator_are_sent_as_they_are_read(kind: str) -> None:
-    # The whole source was read into a list before the first request went: an endless one (a queue
-    # reader) sent nothing, for good, and a file's every request stayed in memory to the end.
-    emulator = Emulator()
-    taken: list[int] = []
-    if kind == "sync":
-        with emulator.client() as client:
-            results = client.chat.completions.as_completed(_endless(taken), concurrency=4)
-            firsts = [next(results) for _ in range(5)]
-            results.close()
-    else:
-
-        async def main() -> list[tuple[int, Any]]:
-            async with emulator.async_client() as client:
-                results = client.chat.completions.as_completed(_endless(taken), concurrency=4)
-                got = [await results.__anext__() for _ in range(5)]
-                await results.aclose()
-                return got
-
-        firsts = asyncio.run(main())
-    assert all(type(result).__name__ == "ChatCompletion" for _, result in firsts)
-    assert len({index for index, _ in firsts}) == 5
-    assert len(emulator.requests) <= len(taken) < 1_000  # read as the calls needed them, and no further
-
-
-@pytest.mark.parametrize("kind", ["sync", "async"])
-def test_a_generator_of_requests_that_fails_ends_the_batch_with_its_error(kind: str) -> None:
-    def failing() -> Iterator[dict[str, Any]]:
-        yield {"model": "openai/gpt-4o", "messages": user("first")}
-        raise OSError("the file went away")
-
-    emulator = Emulator()
-    with pytest.raises(OSError, match="the file went away"):
-        if kind == "sync":
-            emulator.client().chat.completions.create_many(failing(), concurrency=2)
-        else:
-            asyncio.run(emulator.async_client().chat.completions.create_many(failing(), concurrency=2))
