@@ -1459,7 +1459,7 @@ class SyncHTTP:
                             try:
                                 ticket = self._take_turn(op, op.limiter, stopped)
                             except RateLimitError as held:
-                                _retry_held(retrying, held)
+                                _retry_held(retrying, held, op)
                         turn = _stream_turn(op, ticket)
                         deadline = _attempt_deadline(op, client.timeout)
                         sent_at = time.perf_counter()
@@ -2065,7 +2065,7 @@ class AsyncHTTP:
                             try:
                                 ticket = await self._take_turn(op, op.limiter, stopped, pool)
                             except RateLimitError as held:
-                                _retry_held(retrying, held)
+                                _retry_held(retrying, held, op)
                         turn = _stream_turn(op, ticket)
                         deadline = _attempt_deadline(op, client.timeout)
                         sent_at = time.perf_counter()
@@ -2241,13 +2241,16 @@ def _unsent(op: Send, ticket: int) -> int:
     return 0
 
 
-def _retry_held(op: Sleep | None, held: RateLimitError) -> NoReturn:
+def _retry_held(op: Sleep | None, held: RateLimitError, attempt: Send) -> NoReturn:
     """The rate limiter would hold an attempt longer than the call may wait (`held`, nothing sent).
 
     A retry's (`op`: the wait before it) raises the failure it was to retry: that failure is what
     became of the call. Its cause is the limiter's refusal, or, for a transport's failure, httpx's
     error as always (the refusal is then its `__context__`). A first attempt's raises the refusal.
     """
+    if attempt.time_left is not None and attempt.time_left <= attempt.wait_limit:
+        # Held past the call's `total_timeout`: a batch would queue it again, its deadline begun anew.
+        held._queued = False
     if op is None:
         raise held
     raise op.given_up() from (held if op.cause is None else op.cause)

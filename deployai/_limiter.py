@@ -604,14 +604,11 @@ class RateLimiter:
                 self._wake_head()  # the next one may be let through at once too
                 return ticket, 0.0
             firm = pacing.firm_delay(now, 0, cost)
-            # Held only until answers tell the budget (see `Pacing.delay`), a caller of a limiter
-            # whose state lives elsewhere waits as long as it may wait for a round trip there: an
-            # answer another process, or this one's last call, wrote may be there to read.
-            if firm > max(left, 0.0) or left <= -self._round_trip_allowance:
+            if left <= 0 or firm > left:
                 self._leave(waiter)
                 # Had it come now, alone, would it have waited? Then its time went on the queue.
                 raise self._held(request, firm or wait, left, queued=firm <= waiter.wait_limit)
-            return None, min(wait, left + self._round_trip_allowance)
+            return None, min(wait, left)
         if left <= 0:
             ahead = queue.index(waiter)
             firm = pacing.firm_delay(now, ahead, waiter.cost)

@@ -411,6 +411,18 @@ def test_a_batch_wider_than_a_window_is_paced_through_it_not_refused(kind: str) 
     assert emulator.statuses.count(429) == 0
 
 
+def test_a_batch_call_held_past_its_total_timeout_fails_rather_than_queue_again() -> None:
+    # Queued again, its `total_timeout` would begin anew: an item would take longer than it may.
+    # A window alone fits in the 2 s an item may take; twelve items of two a window do not.
+    emulator = Emulator(rate_limit=2, window_seconds=1.5)
+    requests = [{"model": "openai/gpt-4o", "messages": user(f"q{i}")} for i in range(12)]
+    with emulator.client(rate_limiter=deployai.RateLimiter(), total_timeout=2.0) as client:
+        results = client.chat.completions.create_many(requests, concurrency=12)
+    kinds = [type(result).__name__ for result in results]
+    assert set(kinds) == {"ChatCompletion", "RateLimitError"}
+    assert kinds.count("ChatCompletion") == len(emulator.requests) <= 6  # at most three windows' worth
+
+
 def test_a_batch_whose_window_is_beyond_its_wait_still_fails_each_call_at_once() -> None:
     # A quota spent for longer than a call may wait (a day's) is no place in a line: each call fails.
     emulator = Emulator(rate_limit=1, window_seconds=3600.0)

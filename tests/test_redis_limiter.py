@@ -151,6 +151,7 @@ def test_with_no_time_to_wait_calls_queued_behind_a_redis_round_trip_go_when_the
         api_key=API_KEY, http_client=httpx.Client(transport=transport), rate_limiter=limiter, max_retry_wait=0
     )
     client.chat.completions.create(model=MODEL, messages=user("probe"))
+    until(lambda: limiter._courier.own == 0, "the probe's answer was written")
     results = client.chat.completions.create_many([{"model": MODEL, "messages": user("hi")}] * 40, concurrency=8)
     limiter.close()
     assert [type(result).__name__ for result in results] == ["ChatCompletion"] * 40
