@@ -612,14 +612,9 @@ class RateLimiter:
         if left <= 0:
             ahead = queue.index(waiter)
             firm = pacing.firm_delay(now, ahead, waiter.cost)
-            # Behind callers that each ask where the state lives (Redis), one round trip at a time, a
-            # caller the window has room for waits its turn as long as the head may wait for its
-            # answer: else with `max_retry_wait=0` all but the head were refused with room to spare.
-            if firm > 0 or left <= -self._round_trip_allowance:
-                self._leave(waiter)
-                queued = pacing.firm_delay(now, 0, waiter.cost) <= waiter.wait_limit
-                raise self._held(request, firm, 0.0, ahead, queued=queued)
-            return None, left + self._round_trip_allowance
+            self._leave(waiter)
+            queued = pacing.firm_delay(now, 0, waiter.cost) <= waiter.wait_limit
+            raise self._held(request, firm, 0.0, ahead, queued=queued)
         head = queue[0]
         if isinstance(head, _TaskWaiter) and getattr(waiter, "loop", None) is not head.loop:
             # The head's loop may stop or stall, and then only a caller of another loop or thread

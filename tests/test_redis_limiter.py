@@ -142,7 +142,8 @@ def test_keys_sent_in_a_gateways_key_header_behind_one_placeholder_are_two_budge
 def test_with_no_time_to_wait_calls_queued_behind_a_redis_round_trip_go_when_the_window_has_room(
     redis: RedisServer,
 ) -> None:
-    # `max_retry_wait=0`: all but the caller at the head of the queue were refused, with 959 of 1,000 left.
+    # `max_retry_wait=0`: all but the caller at the head of the queue were refused, with 959 of 1,000
+    # left (each behind a round trip to Redis); in a batch, such a call queues again.
     limiter = deployai.RedisRateLimiter(redis.url, name="no-wait")
     transport = httpx.MockTransport(
         lambda request: httpx.Response(200, json=completion_json(), headers=window(remaining=900, limit=1000))
