@@ -147,6 +147,16 @@ class APIError(DeployAIError):
         self.message = message
         self.request = request
 
+    def _go_on(self, sentence: str) -> None:
+        """Add `sentence` to the message, after a full stop if the message ends without one."""
+        said = self.message.rstrip()
+        self.message = f"{said}{'' if said.endswith(('.', '!', '?')) else '.'} {sentence}"
+        self.args = (self.message,)
+
+    def _not_retried(self) -> str:
+        """What `__str__` adds when the call raised this error with retries left: why, or nothing."""
+        return f" (not retried: {self._given_up})" if self._given_up else ""
+
     def _after(self, retries: int) -> Self:
         """The error itself, as raised by a call that made `retries` retries.
 
@@ -194,8 +204,7 @@ class APIConnectionError(APIError):
         super().__init__(message, request=request)
 
     def __str__(self) -> str:
-        said = super().__str__()
-        return f"{said} (not retried: {self._given_up})" if self._given_up else said
+        return super().__str__() + self._not_retried()
 
 
 class APITimeoutError(APIConnectionError):
@@ -292,9 +301,7 @@ class APIStatusError(_ResponseError):
     def __str__(self) -> str:
         request_id = self.request_id
         suffix = f" (request id {request_id})" if request_id else ""
-        if self._given_up:
-            suffix += f" (not retried: {self._given_up})"
-        return f"Error code: {self.status_code} - {self.message}{suffix}"
+        return f"Error code: {self.status_code} - {self.message}{suffix}{self._not_retried()}"
 
 
 def _error_field(body: object, name: str) -> str | None:
@@ -783,12 +790,10 @@ def transport_error(exc: BaseException, request: httpx.Request | None) -> APICon
         # The server had answered, so it had taken the request: sent again, it would be carried out
         # (and charged) again, and a cut that a proxy's body limit makes would come again too.
         error._begun = True
-        said = error.message.rstrip()
-        error.message = (
-            f"{said}{'' if said.endswith(('.', '!', '?')) else '.'} The server had answered {answered} before "
-            "this, in its body: the call was not sent again, since the server had taken it."
+        error._go_on(
+            f"The server had answered {answered} before this, in its body: the call was not sent again, since the "
+            "server had taken it."
         )
-        error.args = (error.message,)
     # A request this machine could not even send (a bad URL scheme, an illegal header) fails the same
     # way again; so does anything that is not a transport failure at all.
     error._sent = isinstance(exc, httpx.TransportError) and not isinstance(

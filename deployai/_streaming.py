@@ -168,11 +168,7 @@ class _Reader(Generic[_T, _L]):
             invalid._took(self.lease.elapsed)
             return invalid
         error = transport_error(problem, response.request)
-        count = self.decoder.count
-        said = error.message.rstrip()
-        said += "" if said.endswith((".", "!", "?")) else "."
-        error.message = f"{said} The stream broke after {count} chunk(s): the answer is incomplete."
-        error.args = (error.message,)
+        error._go_on(f"The stream broke after {self.decoder.count} chunk(s): the answer is incomplete.")
         return error
 
     def check_ended(self) -> None:

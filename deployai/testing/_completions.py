@@ -148,12 +148,17 @@ def default_reply(body: Mapping[str, Any], call_prefix: str) -> Reply:
         chosen = functions[0]
         if isinstance(choice, Mapping) and choice.get("type") == "function":
             chosen = next(f for f in functions if f["name"] == choice["function"]["name"])
-        words = _WORD.findall(message_text(last))
-        arguments = _fill(chosen.get("parameters") or {}, words[-1] if words else "")
+        arguments = _fill(chosen.get("parameters") or {}, _last_word(last))
         if not isinstance(arguments, dict):
             arguments = {}
         return Reply(tool_calls=(ToolCall(chosen["name"], arguments, f"{call_prefix}_0"),))
     return _formatted(body, reply_to(messages))
+
+
+def _last_word(message: Mapping[str, Any]) -> str:
+    """The last word of a message ("Paris" in "Weather in Paris?"): what a string in a schema is filled with."""
+    words = _WORD.findall(message_text(message))
+    return words[-1] if words else ""
 
 
 def _formatted(body: Mapping[str, Any], text: str) -> Reply:
@@ -170,8 +175,7 @@ def _formatted(body: Mapping[str, Any], text: str) -> Reply:
         spec = form.get("json_schema") if isinstance(form, Mapping) else None
         schema = spec.get("schema") if isinstance(spec, Mapping) else None
         users = [m for m in body["messages"] if m.get("role") == "user"]
-        words = _WORD.findall(message_text(users[-1])) if users else []
-        value = _fill(schema if isinstance(schema, Mapping) else {}, words[-1] if words else "")
+        value = _fill(schema if isinstance(schema, Mapping) else {}, _last_word(users[-1]) if users else "")
         return Reply(content=json.dumps(value, ensure_ascii=False, separators=(",", ":")))
     return Reply(content=text)
 
