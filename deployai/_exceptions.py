@@ -773,6 +773,24 @@ def _said_by_cause(exc: BaseException) -> str:
 
 # An attribute put on an httpx failure met while reading the body of a 2xx answer: its status.
 ANSWERED: Final = "_deployai_answered"
+# An attribute put on an httpx failure met sending through a proxy: the proxy's URL, without its user.
+THROUGH: Final = "_deployai_through"
+
+
+def _where(request: httpx.Request | None, proxy: object) -> str:
+    """Whom a connection failure was met with: the server's host and port, and the proxy it went through.
+
+    Without them, a refused connection reads the same whether the base URL, a proxy from the
+    environment, or the network is wrong.
+    """
+    if request is None:
+        return ""
+    url = request.url
+    host = url.host  # never the user and password a URL may carry before its host
+    if ":" in host:
+        host = f"[{host}]"
+    where = f" to {host}" if url.port is None else f" to {host}:{url.port}"
+    return where if proxy is None else f"{where} through the proxy {proxy}"
 
 
 def transport_error(exc: BaseException, request: httpx.Request | None) -> APIConnectionError:
@@ -780,12 +798,15 @@ def transport_error(exc: BaseException, request: httpx.Request | None) -> APICon
     import httpx  # loaded by then: a transport failure came from it
 
     answered = getattr(exc, ANSWERED, None)
+    where = _where(request, getattr(exc, THROUGH, None))
     if isinstance(exc, httpx.TimeoutException):
-        error: APIConnectionError = APITimeoutError(f"Request timed out ({type(exc).__name__}).", request=request)
+        error: APIConnectionError = APITimeoutError(
+            f"Request{where} timed out ({type(exc).__name__}).", request=request
+        )
     else:
         # httpx quotes header values in some messages (an illegal one, for instance): never the key.
         detail = redact(str(exc) or _said_by_cause(exc), _key_of(request))
-        error = APIConnectionError(f"Connection error: {detail}", request=request)
+        error = APIConnectionError(f"Connection error{where}: {detail}", request=request)
     if answered is not None:
         # The server had answered, so it had taken the request: sent again, it would be carried out
         # (and charged) again, and a cut that a proxy's body limit makes would come again too.

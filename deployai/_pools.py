@@ -70,7 +70,7 @@ except ImportError:  # pragma: no cover - a later httpx: its own client is made 
 
 from ._config import is_loopback
 from ._constants import DEFAULT_MAX_CONNECTIONS, KEEPALIVE_EXPIRY_SECONDS, POOL_CONNECTIONS
-from ._exceptions import InvalidParameterError
+from ._exceptions import THROUGH, InvalidParameterError
 from ._sockets import readable
 
 if TYPE_CHECKING:
@@ -240,6 +240,7 @@ def _proxy(
     if proxy is None:
         variable = _PROXY_VARIABLES.get(pattern, f"the proxy for {pattern}")
         return _Failing(InvalidParameterError, variable, _without_user(url), _USABLE_PROXY)
+    setattr(proxy, THROUGH, _without_user(url).partition("?")[0])  # what errors say it is
     return cut_by(_bounded_reads(proxy), cut)
 
 
@@ -290,9 +291,11 @@ class _Bypass(Generic[_T]):
     def __init__(self, proxy: _T, direct: _T) -> None:
         self._proxy: _T = proxy
         self._direct: _T = direct
+        self._through: str | None = getattr(proxy, THROUGH, None)  # None for one that fails unmade
 
-    def _for(self, request: httpx.Request) -> _T:
-        return self._direct if is_loopback(request.url.host) else self._proxy
+    def _mark(self, exc: httpx.TransportError) -> None:
+        """Say on `exc` which proxy it was met through: the SDK's error names it (see `transport_error`)."""
+        setattr(exc, THROUGH, self._through)
 
 
 class LoopbackDirect(_Bypass[httpx.BaseTransport], httpx.BaseTransport):
@@ -305,7 +308,13 @@ class LoopbackDirect(_Bypass[httpx.BaseTransport], httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send `request` direct if it is to this machine, else through the proxy."""
-        return self._for(request).handle_request(request)
+        if is_loopback(request.url.host):
+            return self._direct.handle_request(request)
+        try:
+            return self._proxy.handle_request(request)
+        except httpx.TransportError as exc:
+            self._mark(exc)
+            raise
 
     def close(self) -> None:
         """Close the proxy's pool."""
@@ -317,7 +326,13 @@ class AsyncLoopbackDirect(_Bypass[httpx.AsyncBaseTransport], httpx.AsyncBaseTran
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send `request` direct if it is to this machine, else through the proxy."""
-        return await self._for(request).handle_async_request(request)
+        if is_loopback(request.url.host):
+            return await self._direct.handle_async_request(request)
+        try:
+            return await self._proxy.handle_async_request(request)
+        except httpx.TransportError as exc:
+            self._mark(exc)
+            raise
 
     async def aclose(self) -> None:
         """Close the proxy's pool."""

@@ -558,7 +558,7 @@ def test_a_total_timeout_that_runs_out_during_the_tcp_connect_names_the_connect(
 
             with pytest.raises(deployai.APITimeoutError) as info:
                 asyncio.run(main())
-    assert str(info.value) == "Request timed out (ConnectTimeout)."
+    assert str(info.value) == f"Request to 127.0.0.1:{port} timed out (ConnectTimeout)."
 
 
 @_LINUX_TCP
@@ -579,7 +579,7 @@ def test_a_total_timeout_that_runs_out_during_the_tcp_connect_of_a_late_event_lo
 
         with pytest.raises(deployai.APITimeoutError) as info:
             asyncio.run(main())
-    assert str(info.value) == "Request timed out (ConnectTimeout)."
+    assert str(info.value) == f"Request to 127.0.0.1:{port} timed out (ConnectTimeout)."
 
 
 @_LINUX_TCP

@@ -296,6 +296,33 @@ def test_proxies_from_the_environment_are_used_and_no_proxy_is_honoured(
         proxy.close()
 
 
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_connection_error_through_a_proxy_from_the_environment_names_the_server_and_the_proxy(
+    kind: str, make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch, scheme: str
+) -> None:
+    # A refused connection read the same whether the base URL, the proxy, or the network was wrong.
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    proxy = _Proxy()  # answers CONNECT, https's first request to a proxy, with 502
+    try:
+        with socket.socket() as unlistened:
+            unlistened.bind(("127.0.0.1", 0))
+            refused = unlistened.getsockname()[1]
+            # plain http meets a proxy that refuses connections; https one that refuses its CONNECT
+            used = f"http://user:Proxy_SECRET@127.0.0.1:{refused}" if scheme == "http" else proxy.url
+            monkeypatch.setenv("ALL_PROXY", used)
+            client = make_client(
+                api_key=KEY, base_url=f"{scheme}://{SERVER_NAME}:8443/v1", max_retries=0, allow_insecure_http=True
+            )
+            with pytest.raises(deployai.APIConnectionError) as info:
+                client.models.list()
+    finally:
+        proxy.close()
+    shown = used.replace("user:Proxy_SECRET", "[redacted]")
+    assert str(info.value).startswith(f"Connection error to {SERVER_NAME}:8443 through the proxy {shown}: ")
+    assert "Proxy_SECRET" not in f"{info.value} {info.value!r}"
+
+
 def test_certificates_and_proxies_are_read_when_the_client_is_made_as_httpx_reads_them(
     kind: str, make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
