@@ -37,7 +37,7 @@ from typing_extensions import Self
 
 from ._constants import MAX_BODY_EXAMINED_CHARS, MAX_BODY_IN_MESSAGE_CHARS
 from ._error_codes import ERROR_NAME_STATUS
-from ._logging import MIN_KEY_LENGTH, mentions, redact, shown_url
+from ._logging import MIN_KEY_LENGTH, SECRET_NAME, longest_key, mentions, redact, shown_url
 from ._meta import ResponseInfo, ResponseMeta
 
 __all__ = [
@@ -86,11 +86,13 @@ class InvalidParameterError(DeployAIError, ValueError):
             whole = repr(value)
         except Exception:  # an int too long to write out, or a value whose own `__repr__` fails
             whole = f"<{type(value).__name__} object>"
-        head = whole[:200]  # what the message can show, and a key that begins in it whole
+        head = whole[: 200 + longest_key()]  # what the message can show, and a key that begins in it whole
         shown = redact(head)
         self._redacted = shown != head
-        if len(whole) > 80:
+        if len(shown) > 80:
             shown = shown[:77] + "..."
+        elif len(whole) > len(head):
+            shown += "..."
         super().__init__(f"{param} must be {allowed}; got {shown}")
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -341,6 +343,8 @@ class RateLimitError(APIStatusError):
     # Refused unsent by a rate limiter over the calls queued before it, where the window itself
     # had room within the call's wait: a batch's call then queues again (see `_fanout`).
     _queued = False
+    # For a rate limiter's refusal: how long it would have held the call, and how long the call may wait.
+    _hold: str | None = None
 
 
 class InternalServerError(APIStatusError):
@@ -561,13 +565,9 @@ def _key_of(request: httpx.Request | None) -> tuple[str, ...]:
     if query:
         for part in query.decode("ascii", "replace").split("&"):
             name, _, value = part.partition("=")
-            if len(value) >= MIN_KEY_LENGTH and _SECRET_NAME.search(urllib.parse.unquote_plus(name)):
+            if len(value) >= MIN_KEY_LENGTH and SECRET_NAME.search(urllib.parse.unquote_plus(name)):
                 keys.extend(dict.fromkeys((value, urllib.parse.unquote_plus(value))))
     return tuple(keys)
-
-
-# The names of query parameters that may carry a secret.
-_SECRET_NAME: Final = re.compile(r"key|token|secret|sig|pass|auth|cred|session|code", re.IGNORECASE)
 
 
 def _scrub(value: object, key: tuple[str, ...], depth: int = 0) -> object:

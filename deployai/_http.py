@@ -61,13 +61,14 @@ from ._exceptions import (
     DeployAIError,
     InvalidParameterError,
     RateLimitError,
+    _key_of,
     _ResponseError,
     make_stream_error,
     safe_cause,
     transport_error,
 )
 from ._limiter import RateLimiter, _TaskWaiter, _ThreadWaiter
-from ._logging import shown_url
+from ._logging import redact, shown_url
 from ._plan import Deliver, Outcome, Plan, ReadBody, Send, Sleep, call_plan
 from ._pools import (
     AsyncLoopbackDirect,
@@ -903,7 +904,9 @@ def _log_attempt(op: Send, outcome: Outcome, elapsed: float) -> None:
         )
     else:
         shown = shown_url(request.url)
-        log.debug("%s %s -> %r after %.3f s (attempt %d)", request.method, shown, outcome, elapsed, op.attempt)
+        # A failure may quote what the server sent, which may echo a gateway's key (`api-key`, in the query).
+        failure = redact(repr(outcome), _key_of(request))
+        log.debug("%s %s -> %s after %.3f s (attempt %d)", request.method, shown, failure, elapsed, op.attempt)
 
 
 def _log_retry(op: Sleep) -> None:
@@ -2231,7 +2234,7 @@ def _not_retried(op: Sleep, stopped: Callable[[], bool] | None, cut: str | None)
         raise _Stopped
     if cut is not None:
         raise _closed_in_flight(cut) from op.cause
-    raise op.given_up() from op.cause
+    raise op.given_up("the client was closed") from op.cause
 
 
 def _unsent(op: Send, ticket: int) -> int:
@@ -2253,7 +2256,8 @@ def _retry_held(op: Sleep | None, held: RateLimitError, attempt: Send) -> NoRetu
         held._queued = False
     if op is None:
         raise held
-    raise op.given_up() from (held if op.cause is None else op.cause)
+    why = None if held._hold is None else f"the rate limiter would hold the retry {held._hold}"
+    raise op.given_up(why) from (held if op.cause is None else op.cause)
 
 
 def _check_before_send(stopped: Callable[[], bool] | None, closed: bool, why: str = _CLIENT_CLOSED) -> None:

@@ -718,12 +718,14 @@ class RateLimiter:
             how_long = f"behind {ahead} earlier call(s) still waiting their turn"
         else:
             how_long = "until answers still on their way tell it the budget"
+        hold = f"{how_long}, longer than it may wait ({max(0.0, wait_limit):.1f} s"
         message = (
-            f"The rate limiter would hold this call {how_long}, longer than it may wait ({max(0.0, wait_limit):.1f} s: "
-            "max_retry_wait, or what is left of total_timeout). Nothing was sent."
+            f"The rate limiter would hold this call {hold}: max_retry_wait, or what is left of total_timeout). "
+            "Nothing was sent."
         )
         refusal = RateLimitError(message, response=response, body=None, retry_after=wait if known else None)
         refusal._queued = queued
+        refusal._hold = f"{hold})"
         return refusal
 
 

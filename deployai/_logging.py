@@ -15,8 +15,10 @@ from __future__ import annotations
 import logging
 import os
 import re
+import urllib.parse
 import warnings
 import weakref
+from typing import Final
 
 from ._constants import LOG_ENV
 
@@ -28,7 +30,8 @@ _SECRET = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=\-]+|\bsk-[A-Za-z0-9._~+/=:\-]
 # The keys of this process's clients, by identity, each for as long as a client holds it: a key not
 # shaped like `sk-...` can only be found by its value. Keys shorter than this are not looked for, as
 # they would redact ordinary words.
-_keys: dict[int, weakref.ref[str]] = {}
+# A reload of this module (a notebook's autoreload) keeps those of the clients made before it.
+_keys: dict[int, weakref.ref[str]] = globals().get("_keys", {})
 MIN_KEY_LENGTH = 8
 
 # The loggers that can show what a server sent: httpcore's DEBUG lines show a response's headers.
@@ -45,6 +48,10 @@ _HTTP_LOGGERS = (
 # lines show headers as text.
 _HPACK_LOGGERS = ("hpack.hpack", "hpack.table")
 _HEADER_BLOCK_LINES = ("Encoded header block to %s", "Decoding %s")
+# httpx's INFO line for each request: its method, URL, HTTP version, status and reason.
+_REQUEST_LINE = 'HTTP Request: %s %s "%s %d %s"'
+# The names of query parameters that may carry a secret.
+SECRET_NAME: Final = re.compile(r"key|token|secret|sig|pass|auth|cred|session|code", re.IGNORECASE)
 
 
 def remember_key(key: str) -> None:
@@ -84,13 +91,12 @@ def _without(text: str, key: str) -> str:
 
 def known_keys_redacted(text: str, key: str | tuple[str, ...] | None = None) -> str:
     """`text` with `key` (or each of several) and the keys of live clients replaced by `[redacted]`."""
-    if key:
-        for one in (key,) if isinstance(key, str) else key:
+    keys = [key] if isinstance(key, str) else list(key or ())
+    keys.extend(live for live in (ref() for ref in _live_refs()) if live is not None)
+    # The longest first: a key that is a part of another would leave the rest of that one showing.
+    for one in sorted(keys, key=len, reverse=True) if len(keys) > 1 else keys:
+        if one:
             text = _without(text, one)
-    for ref in _live_refs():
-        live = ref()
-        if live is not None:
-            text = _without(text, live)
     return text
 
 
@@ -105,6 +111,11 @@ def _live_refs() -> tuple[weakref.ref[str], ...]:
             return tuple(_keys.values())
         except RuntimeError:  # "dictionary changed size during iteration"
             continue
+
+
+def longest_key() -> int:
+    """The length of the longest key of a live client (0 if none)."""
+    return max((len(live) for live in (ref() for ref in _live_refs()) if live is not None), default=0)
 
 
 def shown_url(url: object) -> str:
@@ -156,11 +167,29 @@ class _ClientKeysFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         """Redact the record in place; always keep it."""
         if _keys:
+            args = record.args
+            if record.msg == _REQUEST_LINE and isinstance(args, tuple) and len(args) == 5:
+                # httpx's own line, which the SDK's own client writes with `shown_url`, is written by
+                # httpx's `send` where a library wraps it (Sentry's, Datadog's): a gateway's key in
+                # the query, whose shape no search can know, would show.
+                url = str(args[1])
+                if _secret_in_query(url):
+                    record.args = (args[0], shown_url(url), *args[2:])
             message = record.getMessage()
             cleaned = known_keys_redacted(message)
             if cleaned != message:
                 record.msg, record.args = cleaned, None
         return True
+
+
+def _secret_in_query(url: str) -> bool:
+    """Whether `url`'s query may hold a secret: a value whose name speaks of one, or a long value alone."""
+    query = url.partition("?")[2].partition("#")[0]
+    for part in query.split("&"):
+        name, sign, _ = part.partition("=")
+        if SECRET_NAME.search(urllib.parse.unquote_plus(name)) if sign else len(name) >= MIN_KEY_LENGTH:
+            return True
+    return False
 
 
 class _HeaderBlocksFilter(_ClientKeysFilter):

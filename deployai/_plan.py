@@ -111,9 +111,13 @@ class Sleep:
     on_retry: OnRetry | None
     cause: BaseException | None = None
 
-    def given_up(self) -> APIError:
-        """The attempt's error, as the plan raises it when it makes no more retries (raise it from `cause`)."""
+    def given_up(self, why: str | None = None) -> APIError:
+        """The attempt's error, as the plan raises it when it makes no more retries (raise it from `cause`).
+
+        `why`: why the retry was not made, which its message then says.
+        """
         self.error.retries = self.retry - 1
+        self.error._given_up = why
         return self.error
 
 
@@ -157,6 +161,14 @@ def attempt_error(outcome: Outcome, request: httpx.Request, now: float, sent: fl
         return outcome
     assert isinstance(outcome, httpx.HTTPError), outcome
     return transport_error(outcome, request)
+
+
+def _seconds(*durations: float) -> tuple[str, ...]:
+    """`durations` as a message shows them: to a tenth of a second, or to a millisecond where tenths make two alike."""
+    tenths = [f"{d:.1f} s" for d in durations]
+    if len(set(tenths)) == len(tenths):
+        return tuple(tenths)
+    return tuple(f"{d:.3f} s" for d in durations)
 
 
 def call_plan(
@@ -257,12 +269,17 @@ def call_plan(
         )
         given_up = None  # why a retryable failure with retries left is raised
         if decision.retry and deadline is not None and steady() + decision.wait_seconds >= deadline:
-            given_up = f"its wait of {decision.wait_seconds:.1f} s would end past total_timeout ({total_timeout:.1f} s)"
+            wait, whole = _seconds(decision.wait_seconds, total_timeout or 0.0)  # given: there is a deadline
+            given_up = f"its wait of {wait} would end past total_timeout ({whole})"
             decision = RetryDecision(retry=False, server_wait=decision.server_wait)  # it could not finish in time
         elif retryable and not decision.retry and decision.server_wait is not None and attempt - 1 < max_retries:
             asked = decision.server_wait
-            limit = f"max_retry_wait ({max_retry_wait:.1f} s)" if asked > max_retry_wait else "a day, never waited"
-            given_up = f"the server asked for a wait of {asked:.1f} s, longer than {limit}"
+            if asked > max_retry_wait:
+                asked_for, most = _seconds(asked, max_retry_wait)
+                limit = f"max_retry_wait ({most})"
+            else:
+                asked_for, limit = _seconds(asked)[0], "a day, never waited"
+            given_up = f"the server asked for a wait of {asked_for}, longer than {limit}"
         if not decision.retry:
             error.retries = attempt - 1
             error._given_up = given_up

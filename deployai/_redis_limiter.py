@@ -132,14 +132,21 @@ def _check_name(name: object) -> str | None:
 def _name_of_key(request: httpx.Request) -> str:
     """A name for the budget of the key `request` carries; the key cannot be read back from it.
 
-    The key is its `Authorization` value, and a gateway's key header beside it (Azure-style
-    gateways read `api-key` or `x-api-key`, and the client's own key is then a placeholder): two
-    such keys behind one placeholder are two budgets. Without those headers, the name is what it
-    always was, so that processes of an earlier release share the budget with this one's.
+    The key is its `Authorization` value, and a gateway's key beside it (Azure-style gateways read
+    an `api-key` or `x-api-key` header, or a query parameter whose name ends in "key", and the
+    client's own key is then a placeholder): two such keys behind one placeholder are two budgets.
+    Other query parameters (`api-version`) and per-request signatures leave the name as it is.
+    Without those keys, the name is what it always was, so that processes of an earlier release
+    share the budget with this one's.
     """
     headers = request.headers
     credential = headers.get("authorization", "")
     gateway_keys = [f"{name}: {value}" for name in _GATEWAY_KEY_HEADERS for value in headers.get_list(name)]
+    query = request.url.query
+    if query:  # or in the query (`extra_query={"api-key": ...}`), under a name that ends in "key"
+        for name, value in urllib.parse.parse_qsl(query.decode("ascii", "replace"), keep_blank_values=True):
+            if name.lower().endswith("key"):
+                gateway_keys.append(f"?{name}={value}")
     if gateway_keys:
         credential = "\0".join([credential, *gateway_keys])
     return hashlib.sha256(b"deployai rate limit\0" + credential.encode()).hexdigest()[:24]

@@ -18,7 +18,7 @@ import httpx
 import pydantic_core
 from pydantic import BaseModel
 
-from ._config import ClientOptions, check_headers, check_total_timeout, merge_headers, to_httpx_timeout
+from ._config import ClientOptions, check_headers, check_total_timeout, kind_of, merge_headers, to_httpx_timeout
 from ._constants import COMPLETION_CAP
 from ._endpoint import Endpoint, PreparedRequest
 from ._exceptions import InvalidParameterError
@@ -875,8 +875,9 @@ def unknown_params(method: str, given: Iterable[str], known: frozenset[str]) -> 
 def _with_query(url: httpx.URL, extra_query: object) -> httpx.URL:
     if extra_query is None or isinstance(extra_query, NotGiven):
         return url
+    # Values are not quoted in the errors: a gateway may take its key in the query.
     if not isinstance(extra_query, Mapping):
-        raise InvalidParameterError("extra_query", extra_query, "a mapping of query parameter names to values")
+        raise InvalidParameterError("extra_query", kind_of(extra_query), "a mapping of query parameter names to values")
     for name, value in extra_query.items():
         values = value if isinstance(value, (list, tuple)) else (value,)
         if not isinstance(name, str) or not all(
@@ -885,7 +886,7 @@ def _with_query(url: httpx.URL, extra_query: object) -> httpx.URL:
         ):
             # httpx would send str(value): an object's repr (or `nan`, `inf`) is never what the caller meant.
             raise InvalidParameterError(
-                f"extra_query[{name!r}]", value, "a str, int, finite float, bool or None, or a list of them"
+                f"extra_query[{name!r}]", kind_of(value), "a str, int, finite float, bool or None, or a list of them"
             )
     try:
         return url.copy_merge_params(extra_query)

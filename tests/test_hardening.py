@@ -831,6 +831,42 @@ def test_a_key_given_to_the_wrong_setting_is_not_quoted_by_its_refusal(
     assert (travelled.param, travelled.value, str(travelled)) == (error.param, "'[redacted]'", str(error))
 
 
+@pytest.mark.parametrize(
+    "extra_query",
+    [
+        "api-key=GWKEY-0123456789&api-version=2024-06-01",
+        [("api-key", "GWKEY-0123456789")],
+        {"api-key": b"GWKEY-0123456789"},
+    ],
+    ids=["query string", "list of pairs", "bytes value"],
+)
+def test_a_refused_extra_query_does_not_quote_its_values(
+    make_client: ClientFactory, httpx_mock: HTTPXMock, extra_query: Any
+) -> None:
+    # A gateway takes its key in the query: the refusal quoted it, into the traceback and the pickle.
+    with pytest.raises(deployai.InvalidParameterError, match="extra_query") as info:
+        make_client().models.list(extra_query=extra_query)
+    shown = [str(info.value), repr(info.value), "".join(traceback.format_exception(info.value))]
+    assert all("GWKEY" not in text for text in shown)
+    assert b"GWKEY" not in pickle.dumps(info.value)
+    assert httpx_mock.get_requests() == []
+
+
+@pytest.mark.parametrize("length", [199, 400, 2000])
+def test_a_long_live_key_given_to_the_wrong_setting_is_not_quoted_in_part(length: int) -> None:
+    # A gateway's JWT-style key running past the 200 characters examined was not found: its first
+    # 76 characters were in the message, and the whole key in the pickle.
+    key = ("eyJhbGciOiJSUzI1NiJ9" * 100)[:length]
+    with (
+        deployai.DeployAI(api_key=key, base_url=BASE_URL) as client,
+        pytest.raises(deployai.InvalidParameterError) as info,
+    ):
+        client.chat.completions.create(model=key, messages=user())
+    assert str(info.value).endswith("got '[redacted]'")
+    assert key[:20] not in str(info.value)
+    assert key[:20].encode() not in pickle.dumps(info.value)
+
+
 def test_a_live_clients_key_of_any_shape_is_not_quoted_by_a_refusal() -> None:
     key = "ak_live_0123456789abcdef"
     with (

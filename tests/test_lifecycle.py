@@ -451,6 +451,7 @@ def test_a_borrowed_pools_call_runs_on_when_the_client_closes_and_fails_as_its_o
     assert type(error) is deployai.APIConnectionError
     assert isinstance(error.__cause__, httpx.TransportError)  # the failure itself, kept
     assert (server.requests, retries, error.retries) == (1, [], 0)
+    assert str(error).endswith("(not retried: the client was closed)") is (max_retries > 0)
     server.listener.close()
 
 

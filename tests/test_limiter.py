@@ -16,6 +16,7 @@ import functools
 import gc
 import json
 import pickle
+import re
 import signal
 import threading
 import time
@@ -866,6 +867,10 @@ def test_a_retry_the_limiter_would_hold_too_long_raises_the_failure_it_was_to_re
     assert info.value.retries == 0
     assert isinstance(info.value.__cause__, deployai.RateLimitError)  # why it was not retried
     assert "would hold this call for" in str(info.value.__cause__)
+    # with retries left: its own message says why it was not retried, as for a server's long wait
+    assert re.search(
+        r"\(not retried: the rate limiter would hold the retry for [\d.]+ s, longer than it may wait", str(info.value)
+    )
     assert emulator.statuses == [200, 503]
 
 

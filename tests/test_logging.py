@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 from pytest_httpx import HTTPXMock
 
@@ -109,6 +110,16 @@ def test_a_reloaded_module_attaches_its_handler_and_filters_once() -> None:
     assert result.stdout.split() == ["1", "1", "1"]
 
 
+def test_a_reloaded_module_still_redacts_the_keys_of_clients_made_before() -> None:
+    code = (
+        "import importlib, deployai, deployai._logging as m; "
+        "client = deployai.DeployAI(api_key='ak_live_7777777777777777', base_url='https://api.deployai.dev/v1'); "
+        "importlib.reload(m); m.setup_logging(); print(m.redact('server said ak_live_7777777777777777'))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "server said [redacted]"
+
+
 def test_deployai_log_prints_each_line_once_beside_an_application_root_handler() -> None:
     code = (
         "import logging, sys; logging.basicConfig(stream=sys.stderr, level=logging.DEBUG, format='ROOT %(message)s'); "
@@ -193,6 +204,43 @@ def test_other_codes_httpx_log_lines_are_left_as_they_are(caplog: pytest.LogCapt
             logging.getLogger("httpx").info("echoed %s", key)  # a server may echo the client's key
     assert [(r.msg, r.args) for r in caplog.records[:2]] == [(line, args), (line, args)]
     assert caplog.records[2].getMessage() == "echoed [redacted]"
+
+
+def test_a_gateway_key_in_the_query_is_hidden_in_httpxs_own_request_line(caplog: pytest.LogCaptureFixture) -> None:
+    # httpx's `send` writes the line itself for a borrowed client, or where a library wraps `send`
+    # (Sentry's and Datadog's integrations do): the key a gateway takes in the query was in it whole.
+    gateway_key = "GWQUERYKEY0123456789"
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=completion_json()))
+    with (
+        caplog.at_level(logging.INFO, logger="httpx"),
+        deployai.DeployAI(api_key=API_KEY, http_client=httpx.Client(transport=transport)) as client,
+    ):
+        client.chat.completions.create(model="openai/gpt-4o", messages=user(), extra_query={"api-key": gateway_key})
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "httpx"]
+    assert "/chat/completions?api-key=*** " in line
+    assert gateway_key not in line
+
+
+def test_a_failed_attempts_debug_line_does_not_quote_a_gateway_key_the_failure_echoes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A server echoing the request's headers in a malformed header line: h11's error quotes the line.
+    gateway_key = "GWHEADERKEY0123456789"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.RemoteProtocolError(f"illegal header line: X-Echo {request.headers['api-key']}")
+
+    client = deployai.DeployAI(
+        api_key=API_KEY,
+        default_headers={"api-key": gateway_key},
+        http_client=httpx.Client(transport=httpx.MockTransport(handler)),
+        max_retries=0,
+    )
+    with caplog.at_level(logging.DEBUG, logger="deployai"), pytest.raises(deployai.APIConnectionError) as info:
+        client.models.list()
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "deployai"]
+    assert "illegal header line: X-Echo [redacted]" in line
+    assert gateway_key not in line + str(info.value)
 
 
 def test_http2_header_blocks_are_not_logged_while_a_client_is_alive(

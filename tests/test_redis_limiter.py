@@ -130,6 +130,19 @@ def test_keys_sent_in_a_gateways_key_header_behind_one_placeholder_are_two_budge
         keys.append(limiter.key)
     assert keys[0] != keys[1]
     assert all(b"KEY-" not in key + value for key, value in stored(redis).items())
+    # Or in the query, under a name ending in "key"; other parameters leave the name as it is.
+    named = []
+    for query in ({"api-key": "KEY-A-0123456789"}, {"api-key": "KEY-B-0123456789", "api-version": "2024"}):
+        limiter = deployai.RedisRateLimiter(redis.url)
+        placeholder = deployai.DeployAI(
+            api_key="sk-placeholder", http_client=httpx.Client(transport=transport), rate_limiter=limiter
+        )
+        placeholder.chat.completions.create(model=MODEL, messages=user("hi"), extra_query=query)
+        placeholder.chat.completions.create(model=MODEL, messages=user("hi"), extra_query={**query, "api-version": "1"})
+        limiter.close()
+        named.append(limiter.key)
+    assert named[0] != named[1]
+    assert all(b"KEY-" not in key + value for key, value in stored(redis).items())
     # A key sent only as a bearer token keeps the budget name of earlier releases: their processes share it.
     bearer = deployai.RedisRateLimiter(redis.url)
     plain = deployai.DeployAI(api_key=API_KEY, http_client=httpx.Client(transport=transport), rate_limiter=bearer)

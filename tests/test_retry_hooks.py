@@ -239,8 +239,14 @@ def test_an_error_met_after_a_retry_got_its_answer_counts_that_retry_async(sleep
         ({"retry-after": "120"}, {}, "the server asked for a wait of 120.0 s, longer than max_retry_wait (60.0 s)"),
         ({"retry-after": "3"}, {"total_timeout": 1.0}, "its wait of 3."),
         ({}, {"max_retries": 0}, None),
+        # both were shown as 1.0 s: to the millisecond where tenths would show them alike
+        (
+            {"retry-after-ms": "1040"},
+            {"max_retry_wait": 1},
+            "the server asked for a wait of 1.040 s, longer than max_retry_wait (1.000 s)",
+        ),
     ],
-    ids=["max_retry_wait", "total_timeout", "out-of-retries"],
+    ids=["max_retry_wait", "total_timeout", "out-of-retries", "close to max_retry_wait"],
 )
 def test_an_error_raised_with_retries_left_says_why_it_was_not_retried(
     headers: dict[str, str], options: dict[str, Any], why: str | None, sleeps: list[float]
