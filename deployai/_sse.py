@@ -197,12 +197,21 @@ class EventParser:
             self._event, self._data = b"", []
 
 
+def _count(value: object) -> int | None:
+    """A token count as a whole number (`2` or `2.0`); None for anything else."""
+    if type(value) is int:
+        return value
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return None
+
+
 def mended(payload: Any, *, chunk: bool = False) -> Any:
     """`payload` as the API documents it, where a server left a field out or wrote it loosely.
 
     `usage.total_tokens` is counted when missing or null (some gateways leave it out), an empty
-    `usage` is none, and a `created` with a fraction of a second is cut to whole seconds (each
-    model's too, in a list of models). In a
+    `usage` (or one whose counts are all null) is none, and a `created` with a fraction of a second
+    is cut to whole seconds (each model's too, in a list of models). In a
     whole answer (`chunk` false), a choice without `index` is the one at its place in the list, and
     a tool call's `arguments` written as a JSON object (not as the text of one) is that object's
     text. An answer's or a chunk's `id` and `model` left out or null are `""`, and its `created` `0`.
@@ -214,11 +223,11 @@ def mended(payload: Any, *, chunk: bool = False) -> Any:
     if not isinstance(payload, dict):
         return payload
     usage = payload.get("usage")
-    if usage == {}:  # some gateways put one on every chunk: it counts nothing
-        payload = {**payload, "usage": None}
+    if isinstance(usage, dict) and all(value is None for value in usage.values()):
+        payload = {**payload, "usage": None}  # some gateways put one, empty or all null, on every chunk
     elif isinstance(usage, dict) and usage.get("total_tokens") is None:
-        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        if type(prompt) is int and type(completion) is int:
+        prompt, completion = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+        if prompt is not None and completion is not None:
             payload = {**payload, "usage": {**usage, "total_tokens": prompt + completion}}
     created = payload.get("created")
     if type(created) is float and math.isfinite(created):
@@ -644,7 +653,8 @@ class ChunkDecoder(Generic[_T]):
         usage_chunk: whether a chunk with usage and no choices has come: the last chunk `include_usage`
             asks for (a server may also put a running count on the chunks before it).
         fingerprint: the first `system_fingerprint` a chunk had (some servers send it on later chunks only).
-        extra: the fields of its own a provider added to the chunks, each as the last chunk that had it.
+        extra: the fields of its own a provider added to the chunks, each as the last chunk that had it
+            (a later null leaves an earlier value).
     """
 
     __slots__ = (
@@ -704,7 +714,10 @@ class ChunkDecoder(Generic[_T]):
         if extra:
             if extra.get("error") is not None:  # some servers write `"error": null` in every chunk
                 raise ErrorEvent(_loads_or_text(data))
-            self.extra.update(extra)
+            kept = self.extra
+            for name, value in extra.items():
+                if value is not None or name not in kept:  # a later null says nothing new: the value stays
+                    kept[name] = value
         first = self.first
         if first is None or (not first.id and chunk.id):  # not a chunk with no id (Azure's prompt filter's)
             self.first = chunk

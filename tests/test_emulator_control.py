@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import openai
+import pydantic
 import pytest
 
 from deployai.testing import Emulator, EmulatorServer, VirtualClock
@@ -139,6 +141,64 @@ def test_given_tools_the_emulator_calls_one_with_arguments_shaped_by_its_schema(
     assert (choice["message"]["content"], choice["finish_reason"]) == ("You said: Weather in Paris?", "stop")
 
 
+class _Node(pydantic.BaseModel):
+    value: int
+    next: _Node | None  # no default, as OpenAI's strict mode asks
+
+
+class _Person(pydantic.BaseModel):
+    name: str
+    parent: _Person | None
+    friend: _Person | None
+    mentor: _Person | None
+    rival: _Person | None
+
+
+class _Constrained(pydantic.BaseModel):
+    """Constraints pydantic writes into the JSON Schema of a model: each was filled with a value it refused."""
+
+    share: Annotated[float, pydantic.Field(gt=0, lt=1)]
+    narrow: Annotated[float, pydantic.Field(gt=0.5, lt=0.6)]
+    code: Annotated[str, pydantic.Field(pattern="^[A-Z]{3}-[0-9]{2,4}$")]
+    point: tuple[float, float]
+    tags: Annotated[set[str], pydantic.Field(min_length=2)]
+    ids: Annotated[frozenset[int], pydantic.Field(min_length=3)]
+    minutes: Annotated[int, pydantic.Field(multiple_of=15, ge=1)]
+    below: Annotated[int, pydantic.Field(lt=-5)]
+    address: ipaddress.IPv4Address
+    network: ipaddress.IPv6Network
+    counts: Annotated[dict[str, int], pydantic.Field(min_length=1)]
+    chain: _Node
+    people: list[_Person]
+
+
+@pytest.mark.parametrize("model", [_Constrained, _Person])
+def test_the_emulators_own_arguments_and_json_answers_fit_the_pydantic_models_they_were_asked_for(
+    raw: httpx.Client, model: type[pydantic.BaseModel]
+) -> None:
+    # A model that refers to itself four times was filled in ever deeper copies: seconds, megabytes,
+    # and still refused at the depth where the filling stopped.
+    schema = model.model_json_schema()
+    tool = {"type": "function", "function": {"name": "record", "parameters": schema}}
+    called = post(raw, messages=ASK, tools=[tool]).json()["choices"][0]["message"]["tool_calls"][0]
+    model.model_validate_json(called["function"]["arguments"])
+    form = {"type": "json_schema", "json_schema": {"name": "record", "schema": schema}}
+    model.model_validate_json(post(raw, messages=ASK, response_format=form).json()["choices"][0]["message"]["content"])
+
+
+@pytest.mark.parametrize(
+    "kind", [{"const": "x"}, ["null", {"enum": [1]}], [["string"]]], ids=["dict", "in a list", "list"]
+)
+def test_a_schema_whose_type_is_no_name_is_filled_not_a_crash(raw: httpx.Client, kind: Any) -> None:
+    # `{"type": {...}}` in a property answered 500 "unhashable type".
+    parameters = {"type": "object", "properties": {"p": {"type": kind}}}
+    tool = {"type": "function", "function": {"name": "record", "parameters": parameters}}
+    response = post(raw, messages=ASK, tools=[tool])
+    assert response.status_code == 200
+    assert "p" in json.loads(response.json()["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"])
+
+
+# The control API
 # The control API
 
 

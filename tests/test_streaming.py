@@ -327,9 +327,10 @@ def test_final_completion_keeps_the_fields_a_provider_adds_to_a_later_chunk_or_t
     # Azure's prompt filter results come on a first chunk without id; Groq adds its usage to `x_groq`
     # on the last chunk, and llama.cpp's server its `timings`: each was missing from the final answer.
     nameless = {**chunk(), "id": "", "choices": [], "prompt_filter_results": [{"prompt_index": 0}]}
-    first = {**chunk("Hi"), "x_groq": {"id": "req_1"}}
+    first = {**chunk("Hi"), "x_groq": {"id": "req_1"}, "citations": ["https://example.com"]}
+    between = {**chunk("!"), "citations": None}  # a later null said nothing new: it erased the value
     last = {**chunk(finish="stop"), "x_groq": {"id": "req_1", "usage": {"queue_time": 0.01}}, "timings": {"n": 2}}
-    add_stream(httpx_mock, [event(nameless), event(first), event(last), DONE])
+    add_stream(httpx_mock, [event(nameless), event(first), event(between), event(last), DONE])
     with stream_of(make_client()) as stream:
         chunks = list(stream)
         final = stream.get_final_completion()
@@ -337,11 +338,12 @@ def test_final_completion_keeps_the_fields_a_provider_adds_to_a_later_chunk_or_t
     assert final.model_extra == {
         "prompt_filter_results": [{"prompt_index": 0}],
         "x_groq": {"id": "req_1", "usage": {"queue_time": 0.01}},
+        "citations": ["https://example.com"],
         "timings": {"n": 2},
     }
     final.model_extra["x_groq"]["usage"]["queue_time"] = 5.0  # the chunks handed over keep their own
-    assert chunks[2].model_extra is not None
-    assert chunks[2].model_extra["x_groq"]["usage"]["queue_time"] == 0.01
+    assert chunks[3].model_extra is not None
+    assert chunks[3].model_extra["x_groq"]["usage"]["queue_time"] == 0.01
 
 
 def test_final_completion_keeps_what_a_provider_adds_as_the_whole_answer_would(
@@ -414,12 +416,15 @@ def test_pieces_some_servers_shorten_still_add_up(make_client: ClientFactory, ht
 def test_a_stream_with_an_empty_usage_on_each_chunk_and_a_null_total_adds_up(
     make_client: ClientFactory, httpx_mock: HTTPXMock
 ) -> None:
-    # A gateway that writes `usage: {}` on every chunk, then a usage chunk whose total is null.
+    # A gateway that writes `usage: {}` (or all null) on every chunk, then a usage chunk whose total is
+    # null, its counts written as JSON numbers with a fraction.
     pieces = [
         event({**chunk("Hel"), "usage": {}}),
         event({**chunk("lo"), "usage": {}}),
-        event({**chunk(finish="stop"), "usage": {}}),
-        event({**chunk(), "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": None}}),
+        event({**chunk(finish="stop"), "usage": {"prompt_tokens": None, "completion_tokens": None}}),
+        event(
+            {**chunk(), "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2.0, "total_tokens": None}}
+        ),
         DONE,
     ]
     add_stream(httpx_mock, pieces)

@@ -2,11 +2,8 @@
 
 Without a script, the emulator repeats the last user message (`"You said: ..."`). Given tools (and a
 `tool_choice` other than `none`), it answers a user message with a call of the named tool, or of the
-first one, whose arguments fill the tool's JSON Schema: each property gets its `default`, its `const`,
-its first `enum` value, or for a string the last word of the user's message ("Paris" in "Weather in
-Paris?"), 0 for a number (moved into its `minimum`/`maximum`), false, [] (or `minItems` filled
-items) or {}. Local `$ref`s are followed, and `anyOf`/`oneOf` take their first branch that is not
-null, as schemas made from pydantic models need. After tool results it answers `"Tool result: ..."`
+first one, whose arguments fill the tool's JSON Schema (see `_schema_fill`; a string is the last
+word of the user's message, "Paris" in "Weather in Paris?"). After tool results it answers `"Tool result: ..."`
 with their contents. Asked for JSON by `response_format`, its answer is JSON: `{"reply": ...}` for
 `json_object`, a `json_schema`'s schema filled as a tool's parameters are.
 """
@@ -14,11 +11,11 @@ with their contents. Asked for JSON by `response_format`, its answer is JSON: `{
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping
 from typing import Any
 
+from ._schema_fill import fill
 from ._scripting import Reply, ToolCall
 from ._text import count_tokens, message_text, reply_to, split_tokens
 from ._wire import Draft, Piece, dumps, json_draft
@@ -26,109 +23,6 @@ from ._wire import Draft, Piece, dumps, json_draft
 __all__ = ["answer", "default_reply"]
 
 _WORD = re.compile(r"\w+")
-_PLACEHOLDERS: dict[str, Any] = {"boolean": False, "null": None}
-# A string of a known format: the user's word would not be one.
-_FORMATS: dict[str, str] = {
-    "date": "2024-01-01",
-    "date-time": "2024-01-01T00:00:00Z",
-    "time": "00:00:00",
-    "duration": "P1D",
-    "email": "user@example.com",
-    "uri": "https://example.com",
-    "uuid": "00000000-0000-0000-0000-000000000000",
-}
-_MAX_DEPTH = 32  # a schema that refers to itself (a tree) is filled this deep, then with a plain value
-_MAX_ITEMS = 100
-
-
-def _fill(schema: Any, text: str, root: Any = None, depth: int = 0) -> Any:
-    """A value that fits a JSON Schema, deterministically (see the module docstring); `root` holds its `$defs`."""
-    if root is None:
-        root = schema
-    if not isinstance(schema, Mapping) or depth > _MAX_DEPTH:
-        return text
-    ref = schema.get("$ref")
-    if isinstance(ref, str):
-        return _fill(_resolved(ref, root), text, root, depth + 1)
-    if "default" in schema:
-        return schema["default"]
-    if "const" in schema:
-        return schema["const"]
-    if isinstance(schema.get("enum"), list) and schema["enum"]:
-        return schema["enum"][0]
-    for combined in ("anyOf", "oneOf", "allOf"):
-        branches = schema.get(combined)
-        if isinstance(branches, list) and branches:
-            branch = next(
-                (b for b in branches if not (isinstance(b, Mapping) and b.get("type") == "null")), branches[0]
-            )
-            return _fill(branch, text, root, depth + 1)
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "null")
-    if kind == "object" or (kind is None and isinstance(schema.get("properties"), Mapping)):
-        properties = schema.get("properties")
-        if not isinstance(properties, Mapping):
-            return {}
-        return {str(name): _fill(sub, text, root, depth + 1) for name, sub in properties.items()}
-    if kind == "array" or (kind is None and "items" in schema):
-        count = schema.get("minItems")
-        count = min(count, _MAX_ITEMS) if type(count) is int and count > 0 else 0
-        return [_fill(schema.get("items"), text, root, depth + 1) for _ in range(count)]
-    if kind in ("integer", "number"):
-        return _number(schema, integer=kind == "integer")
-    if kind in _PLACEHOLDERS:
-        return _PLACEHOLDERS[kind]
-    return _string(schema, text)
-
-
-def _resolved(ref: str, root: Any) -> Any:
-    """The part of `root` a local `$ref` (`#/$defs/Unit`) points at; None for any other."""
-    if not ref.startswith("#"):
-        return None
-    target = root
-    for step in ref[1:].split("/")[1:]:
-        step = step.replace("~1", "/").replace("~0", "~")
-        if not isinstance(target, Mapping) or step not in target:
-            return None
-        target = target[step]
-    return target
-
-
-def _number(schema: Mapping[str, Any], *, integer: bool) -> int | float:
-    """0, or the nearest value to it that the schema's bounds allow."""
-    value: float = 0
-    low, high = _bound(schema, "minimum"), _bound(schema, "maximum")
-    low_out, high_out = _bound(schema, "exclusiveMinimum"), _bound(schema, "exclusiveMaximum")
-    if low is not None and value < low:
-        value = math.ceil(low) if integer else low
-    if low_out is not None and value <= low_out:
-        value = math.floor(low_out) + 1 if integer else low_out + 1
-    if high is not None and value > high:
-        value = math.floor(high) if integer else high
-    if high_out is not None and value >= high_out:
-        value = math.ceil(high_out) - 1 if integer else high_out - 1
-    return int(value) if integer else value
-
-
-def _bound(schema: Mapping[str, Any], name: str) -> float | None:
-    bound = schema.get(name)
-    if type(bound) is not int and type(bound) is not float:  # not a bool, which is an int too
-        return None
-    return float(bound) if math.isfinite(bound) else None
-
-
-def _string(schema: Mapping[str, Any], text: str) -> str:
-    """The user's word, or a value of the schema's `format`, made as long as `minLength`/`maxLength` say."""
-    form = schema.get("format")
-    if isinstance(form, str) and form in _FORMATS:
-        text = _FORMATS[form]
-    shortest, longest = schema.get("minLength"), schema.get("maxLength")
-    if type(shortest) is int and len(text) < shortest:
-        text += "x" * (min(shortest, 10_000) - len(text))
-    if type(longest) is int and longest >= 0 and len(text) > longest:
-        text = text[:longest]
-    return text
 
 
 def default_reply(body: Mapping[str, Any], call_prefix: str) -> Reply:
@@ -148,7 +42,7 @@ def default_reply(body: Mapping[str, Any], call_prefix: str) -> Reply:
         chosen = functions[0]
         if isinstance(choice, Mapping) and choice.get("type") == "function":
             chosen = next(f for f in functions if f["name"] == choice["function"]["name"])
-        arguments = _fill(chosen.get("parameters") or {}, _last_word(last))
+        arguments = fill(chosen.get("parameters") or {}, _last_word(last))
         if not isinstance(arguments, dict):
             arguments = {}
         return Reply(tool_calls=(ToolCall(chosen["name"], arguments, f"{call_prefix}_0"),))
@@ -175,7 +69,7 @@ def _formatted(body: Mapping[str, Any], text: str) -> Reply:
         spec = form.get("json_schema") if isinstance(form, Mapping) else None
         schema = spec.get("schema") if isinstance(spec, Mapping) else None
         users = [m for m in body["messages"] if m.get("role") == "user"]
-        value = _fill(schema if isinstance(schema, Mapping) else {}, _last_word(users[-1]) if users else "")
+        value = fill(schema if isinstance(schema, Mapping) else {}, _last_word(users[-1]) if users else "")
         return Reply(content=json.dumps(value, ensure_ascii=False, separators=(",", ":")))
     return Reply(content=text)
 
