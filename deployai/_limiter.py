@@ -178,8 +178,8 @@ class RateLimiter:
     `with_options` copies and of any other client given the same limiter (sync or async, from any
     thread or task) is then paced together. Use one limiter per API key.
 
-    It learns the window from every response's rate-limit headers (DeployAI's, OpenAI's and the LiteLLM
-    proxy's, as `RateLimit` reads them) and from 429s, and counts the requests already in flight against
+    It learns the window from every response's rate-limit headers (DeployAI's, OpenAI's, Anthropic's
+    and the LiteLLM proxy's, as `RateLimit` reads them) and from 429s, and counts the requests already in flight against
     what is left (and, once answers report a token budget, the tokens they may take: their body's bytes
     over four, plus `max_tokens` for each of `n` choices). Before it has seen an answer it lets one
     request out and holds the rest until that answer tells it the budget. A 429 holds every caller for

@@ -41,9 +41,6 @@ CREATE: Final = Endpoint(
 vars(_streaming).update(ChatCompletion=ChatCompletion, ChatCompletionChunk=ChatCompletionChunk)
 
 
-_DEFAULT_CONCURRENCY: Final = 8
-
-
 def _whole(params: Mapping[str, Any] | ChatCompletionRequest) -> dict[str, Any]:
     """One `create_many` request as `create`'s arguments; a malformed one raises `InvalidParameterError`.
 
@@ -113,7 +110,7 @@ class Completions:
         self,
         requests: Iterable[Mapping[str, Any] | ChatCompletionRequest],
         *,
-        concurrency: int = _DEFAULT_CONCURRENCY,
+        concurrency: int = 8,
         on_progress: Progress | None = None,
         progress: bool = False,
     ) -> list[ChatCompletion | DeployAIError]:
@@ -143,7 +140,7 @@ class Completions:
         self,
         requests: Iterable[Mapping[str, Any] | ChatCompletionRequest],
         *,
-        concurrency: int = _DEFAULT_CONCURRENCY,
+        concurrency: int = 8,
         on_progress: Progress | None = None,
         progress: bool = False,
     ) -> Generator[tuple[int, ChatCompletion | DeployAIError], None, None]:
@@ -234,7 +231,7 @@ class AsyncCompletions:
         self,
         requests: Iterable[Mapping[str, Any] | ChatCompletionRequest],
         *,
-        concurrency: int = _DEFAULT_CONCURRENCY,
+        concurrency: int = 8,
         on_progress: Progress | None = None,
         progress: bool = False,
     ) -> list[ChatCompletion | DeployAIError]:
@@ -248,7 +245,7 @@ class AsyncCompletions:
         self,
         requests: Iterable[Mapping[str, Any] | ChatCompletionRequest],
         *,
-        concurrency: int = _DEFAULT_CONCURRENCY,
+        concurrency: int = 8,
         on_progress: Progress | None = None,
         progress: bool = False,
     ) -> AsyncGenerator[tuple[int, ChatCompletion | DeployAIError], None]:

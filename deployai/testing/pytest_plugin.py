@@ -6,7 +6,7 @@ nothing of deployai; its fixtures are listed there.
 
 ```python
 # conftest.py, with PYTEST_DISABLE_PLUGIN_AUTOLOAD=1
-pytest_plugins = ["deployai.testing.pytest_plugin"]
+pytest_plugins = ["anyio.pytest_plugin", "deployai.testing.pytest_plugin"]  # anyio's: the async fixtures
 ```
 """
 
