@@ -2,9 +2,10 @@
 
 Results are handed over as the calls finish, with their place in the input (`create_many` puts them
 back in input order), each the answer or the `DeployAIError` that ended that item, so one failure
-never loses the others. The sync runner uses as many threads as the concurrency allows, the
-async one as many tasks; both report progress as items finish, and both stop everything in flight
-when the caller is interrupted or cancelled.
+never loses the others. A source without a length is read as the batch goes (see `_Batch`). The
+sync runner uses as many threads as the concurrency allows, the async one as many tasks; both
+report progress as items finish, and both stop everything in flight when the caller is
+interrupted or cancelled.
 
 A blocking call cannot be interrupted from another thread. So when the caller of the sync runner is
 interrupted (Ctrl-C), its threads start no other item and send no retry (each call is given
@@ -20,7 +21,7 @@ import queue
 import sys
 import threading
 import warnings
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable, Mapping, Sized
 from typing import Any, Generic, TypeVar
 
 from ._config import is_async_function
@@ -65,10 +66,12 @@ def _check_on_progress(on_progress: object) -> Progress | None:
     return on_progress
 
 
-def progress_reporter(on_progress: Progress | None, progress: bool, total: int) -> tuple[Progress, Callable[[], None]]:
-    """What to call as items finish, and what to call at the end (closing a tqdm bar)."""
+def progress_reporter(
+    on_progress: Progress | None, progress: bool, total: int | None
+) -> tuple[Progress, Callable[[], None]]:
+    """What to call as items finish, and what to call at the end (closing a tqdm bar of `total`, or of no end)."""
     callbacks: list[Progress] = [] if on_progress is None else [on_progress]
-    finish: Callable[[], None] = lambda: None  # noqa: E731 - nothing to close without a bar
+    finish: Callable[[], None] = _nothing
     if progress:
         try:  # imported only here: an optional integration (tqdm.auto picks the notebook bar in Jupyter)
             with warnings.catch_warnings():
@@ -91,7 +94,13 @@ def progress_reporter(on_progress: Progress | None, progress: bool, total: int) 
 
 
 class _Batch(Generic[_I]):
-    """What both runners share: the items, and progress as they finish."""
+    """What both runners share: the items, and progress as they finish.
+
+    Requests given with a length (a list, a tuple) are taken as they are now; any other iterable
+    (a generator, a file's lines, a queue's) is read as the batch goes, in the reader's thread,
+    no more than `concurrency` items ahead of the results handed over: an endless source is a
+    batch without end, and a source tied to its thread (a database cursor) is read in that thread.
+    """
 
     _report: Progress
     finish: Callable[[], None]  # closes the bar, if any
@@ -100,21 +109,62 @@ class _Batch(Generic[_I]):
         _check_requests(requests)
         width = check_concurrency(concurrency)
         on_progress = _check_on_progress(on_progress)
-        self.items = list(requests)
-        self.total = len(self.items)
-        self.width = min(width, self.total)  # never more workers than items
+        self.lazy = not isinstance(requests, Sized)
+        try:
+            self._source = enumerate(requests)
+        except TypeError:  # no iterable at all
+            raise InvalidParameterError(
+                "requests", type(requests).__name__, "an iterable of requests, such as a list of dicts"
+            ) from None
+        if self.lazy:
+            self.items: list[_I] = []
+            self.total = 0  # the requests read so far, until the source is spent
+            self.width = width
+        else:
+            self.items = list(requests)
+            self.total = len(self.items)
+            self.width = min(width, self.total)  # never more workers than items
+        self.spent = not self.lazy
         self.done = 0
-        self._progress = on_progress, progress and self.total > 0
+        self._progress = on_progress, progress
+        self._started = False
+        self.finish = _nothing
+
+    def take(self) -> tuple[int, _I] | None:
+        """The next request of a lazy source and its index, read here; None once it is spent."""
+        taken = next(self._source, None)
+        if taken is None:
+            self.spent = True
+            return None
+        self.total += 1
+        if not self._started:
+            self.start()
+        return taken
 
     def start(self) -> None:
         """As the first item is taken: a bar is drawn only for a batch that runs."""
-        self._report, self.finish = progress_reporter(*self._progress, self.total)
+        self._started = True
+        on_progress, progress = self._progress
+        total = None if self.lazy else self.total  # a bar without an end, for a source read as it goes
+        self._report, self.finish = progress_reporter(on_progress, progress and self.total > 0, total)
 
     def settle(self, index: int, result: _R) -> tuple[int, _R]:
         """One item finished: report progress; the item's index and result, to hand on."""
         self.done += 1
         self._report(self.done, self.total)
         return index, result
+
+    def unfinished(self) -> bool:
+        """Whether results are still to come: items in flight, or requests not yet read."""
+        return self.done < self.total or not self.spent
+
+    def counted(self) -> str:
+        """Its results, for a message: "its 10", or "the 10 read so far" of a source not yet spent."""
+        return f"its {self.total}" if self.spent else f"the {self.total} read so far"
+
+
+def _nothing() -> None:
+    """What a batch without a bar does at its end."""
 
 
 def in_order(finished: Iterable[tuple[int, _R]]) -> list[_R]:
@@ -147,18 +197,25 @@ def run_many(
 def _in_threads(
     call: Callable[[_I, Callable[[], bool]], _R], batch: _Batch[_I], on_stop: Callable[[], None]
 ) -> Generator[tuple[int, _R | DeployAIError], None, None]:
-    if not batch.total:
+    if not batch.lazy and not batch.total:
         return
     pending = iter(enumerate(batch.items))
     taking = threading.Lock()
+    fed: queue.SimpleQueue[tuple[int, _I] | None] = queue.SimpleQueue()  # a lazy source's, read by the reader
     halt = threading.Event()
     finished: queue.SimpleQueue[tuple[int, _R | BaseException]] = queue.SimpleQueue()
-    batch.start()
+    threads = 0
+    out = 0  # a lazy source's items given to the threads, whose results are not yet handed over
+
+    def take() -> tuple[int, _I] | None:
+        if batch.lazy:
+            return fed.get()
+        with taking:  # one iterator shared by the threads: each item is taken once
+            return next(pending, None)
 
     def worker() -> None:
         while not halt.is_set():
-            with taking:  # one iterator shared by the threads: each item is taken once
-                taken = next(pending, None)
+            taken = take()
             if taken is None:
                 return
             index, item = taken
@@ -175,19 +232,60 @@ def _in_threads(
                 break
             finished.put((index, result))
 
+    def start_thread() -> None:
+        nonlocal threads
+        threading.Thread(target=worker, name="deployai create_many", daemon=True).start()
+        threads += 1
+
+    def feed() -> None:
+        """Read a lazy source, here in the reader's thread, until `width` items are out."""
+        nonlocal out
+        while out < batch.width and not halt.is_set():
+            taken = batch.take()
+            if taken is None:
+                return
+            fed.put(taken)
+            out += 1
+            if threads < out:
+                start_thread()
+
+    failure: Exception | None = None
+
+    def fill() -> None:
+        """Feed the threads; an error of the source's own is raised once those in flight are handed over."""
+        nonlocal failure
+        if failure is None:
+            try:
+                feed()
+            except Exception as exc:
+                failure = exc
+                batch.spent = True
+
     parent = os.getpid()
     try:  # Ctrl-C can land while the threads are still being started, after the first ones sent
-        for _ in range(batch.width):
-            threading.Thread(target=worker, name="deployai create_many", daemon=True).start()
-        for _ in range(batch.total):
+        if batch.lazy:
+            fill()
+        else:
+            batch.start()
+            for _ in range(batch.width):
+                start_thread()
+        while batch.unfinished() and (out or not batch.lazy):
             if os.getpid() != parent:  # its threads are the parent's: it would wait for good
                 raise DeployAIError(
                     "This batch was started before this process was forked: its calls run in the parent's "
                     "threads. Start it in this process."
                 )
             index, result = finished.get()
-            yield batch.settle(index, _settled(result))
+            settled = batch.settle(index, _settled(result))
+            if batch.lazy:
+                out -= 1
+                fill()  # before the result is handed over: the threads go on while the reader works
+            yield settled
+        if failure is not None:
+            raise failure
     finally:
+        for _ in range(threads if batch.lazy else 0):
+            fed.put(None)  # the threads waiting for an item end
         # In a forked child, neither: a parent's thread may have held the event's lock at the fork.
         if os.getpid() == parent:
             halt.set()  # Ctrl-C, the iterator closed early, or an error not the SDK's: nothing more is sent
@@ -197,7 +295,7 @@ def _in_threads(
             # one that holds the limiter's lock (the wake takes it). Not at the interpreter's exit (a
             # batch kept in a variable, closed as the program ends): no waiter is left then, and on
             # 3.10 and 3.11 `start()` waits for good for a thread that never starts (3.12 raises).
-            if batch.done < batch.total and not sys.is_finalizing():
+            if batch.unfinished() and not sys.is_finalizing():
                 with contextlib.suppress(RuntimeError):
                     threading.Thread(target=on_stop, name="deployai create_many stop", daemon=True).start()
             batch.finish()
@@ -274,7 +372,7 @@ class _Results(AsyncGenerator[tuple[int, _R | DeployAIError], None]):
         try:
             return await self._inner.asend(value)
         except StopAsyncIteration:
-            if not self._settled and self._batch.done < self._batch.total:
+            if not self._settled and self._batch.unfinished():
                 raise self._stopped() from None
             raise
         except BaseException:
@@ -289,14 +387,14 @@ class _Results(AsyncGenerator[tuple[int, _R | DeployAIError], None]):
         loop = asyncio.get_running_loop()
         if self._loop is None:
             self._loop = loop
-        elif loop is not self._loop and not self._settled and self._batch.done < self._batch.total:
+        elif loop is not self._loop and not self._settled and self._batch.unfinished():
             first: Any = self._loop
             inner: Any = self._inner  # a native async generator: `ag_frame` is None once it has ended
             if first.is_closed() or inner.ag_frame is None:  # the loop's end closed it
                 raise self._stopped()
             raise DeployAIError(
                 "This batch was read from an event loop other than the one that first read it, which runs its "
-                f"calls ({self._batch.done} of its {self._batch.total} results handed over so far). Read a "
+                f"calls ({self._batch.done} of {self._batch.counted()} results handed over so far). Read a "
                 "batch to its end on the loop that started it."
             )
         if self._reading:
@@ -306,7 +404,7 @@ class _Results(AsyncGenerator[tuple[int, _R | DeployAIError], None]):
         batch = self._batch
         return DeployAIError(
             f"This batch was stopped when the event loop running its calls closed, after {batch.done} "
-            f"of its {batch.total} results were handed over; the others are lost. Read a batch to "
+            f"of {batch.counted()} results were handed over; the others are lost. Read a batch to "
             "its end on the loop that started it (within one asyncio.run)."
         )
 
@@ -339,16 +437,23 @@ async def _in_tasks(
 ) -> AsyncGenerator[tuple[int, _R | DeployAIError], None]:
     import asyncio  # imported by the async client already; a program that uses only `DeployAI` never does
 
-    if not batch.total:
+    if not batch.lazy and not batch.total:
         return
     pending = iter(enumerate(batch.items))
+    fed: asyncio.Queue[tuple[int, _I]] = asyncio.Queue()  # a lazy source's, read by the reader
     finished: asyncio.Queue[tuple[int, _R | BaseException]] = asyncio.Queue()
     ended = False  # an error that is not the SDK's ends the batch: no worker takes another item
-    batch.start()
+    workers: list[asyncio.Future[None]] = []
+    out = 0  # a lazy source's items given to the workers, whose results are not yet handed over
+
+    async def take() -> tuple[int, _I] | None:
+        # One iterator shared by the workers: each item is taken once.
+        return await fed.get() if batch.lazy else next(pending, None)
 
     async def worker() -> None:
         nonlocal ended
-        for index, item in pending:  # one iterator shared by the workers: each item is taken once
+        while (taken := await take()) is not None:
+            index, item = taken
             if ended:
                 return
             while True:
@@ -368,11 +473,45 @@ async def _in_tasks(
                     finished.put_nowait((index, result))
                 break
 
-    workers = [asyncio.ensure_future(worker()) for _ in range(batch.width)]
+    def feed() -> None:
+        """Read a lazy source, here in the reader's task, until `width` items are out."""
+        nonlocal out
+        while out < batch.width and not ended:
+            taken = batch.take()
+            if taken is None:
+                return
+            fed.put_nowait(taken)
+            out += 1
+            if len(workers) < out:
+                workers.append(asyncio.ensure_future(worker()))
+
+    failure: Exception | None = None
+
+    def fill() -> None:
+        """Feed the workers; an error of the source's own is raised once those in flight are handed over."""
+        nonlocal failure
+        if failure is None:
+            try:
+                feed()
+            except Exception as exc:
+                failure = exc
+                batch.spent = True
+
     try:
-        for _ in range(batch.total):
+        if batch.lazy:
+            fill()
+        else:
+            batch.start()
+            workers.extend(asyncio.ensure_future(worker()) for _ in range(batch.width))
+        while batch.unfinished() and (out or not batch.lazy):
             index, result = await finished.get()
-            yield batch.settle(index, _settled(result))
+            settled = batch.settle(index, _settled(result))
+            if batch.lazy:
+                out -= 1
+                fill()  # before the result is handed over: the workers go on while the reader works
+            yield settled
+        if failure is not None:
+            raise failure
     finally:
         for task in workers:
             task.cancel()

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -669,3 +670,94 @@ def test_one_request_given_where_many_go_is_refused_before_anything_is_sent(kind
         else:
             asyncio.run(emulator.async_client().chat.completions.create_many(one))  # type: ignore[arg-type]
     assert emulator.requests == []
+
+
+def _endless(read_in: list[int], seen: list[int]) -> Iterator[dict[str, Any]]:
+    """A source without end, as a queue's consumer is, noting the thread that reads each request."""
+    number = 0
+    while True:
+        number += 1
+        seen.append(number)
+        read_in.append(threading.get_ident())
+        yield {"model": MODEL, "messages": user(f"item {number}")}
+
+
+def test_an_endless_source_is_read_as_the_batch_goes_in_the_readers_thread(kind: str) -> None:
+    # A generator was read whole before the first call: an endless one (a queue's consumer) never
+    # began, and a source tied to its thread (a database cursor) was read in it only by chance.
+    emulator = Emulator(rate_limit=1_000_000)
+    read_in: list[int] = []
+    seen: list[int] = []
+    progress: list[tuple[int, int]] = []
+    got: list[tuple[int, str | None]] = []
+    if kind == "sync":
+        with emulator.client() as client:
+            finishing = client.chat.completions.as_completed(
+                _endless(read_in, seen), concurrency=4, on_progress=lambda d, t: progress.append((d, t))
+            )
+            for index, result in finishing:
+                assert isinstance(result, deployai.types.ChatCompletion)
+                got.append((index, result.choices[0].message.content))
+                if len(got) == 20:
+                    break
+    else:
+
+        async def main() -> None:
+            async with emulator.async_client() as client:
+                finishing = client.chat.completions.as_completed(
+                    _endless(read_in, seen), concurrency=4, on_progress=lambda d, t: progress.append((d, t))
+                )
+                async for index, result in finishing:
+                    assert isinstance(result, deployai.types.ChatCompletion)
+                    got.append((index, result.choices[0].message.content))
+                    if len(got) == 20:
+                        break
+
+        asyncio.run(main())
+    assert sorted(got) == [(n, f"You said: item {n + 1}") for n in range(20)]
+    assert set(read_in) == {threading.get_ident()}
+    assert 20 < len(seen) <= 24  # never more than `concurrency` ahead of the results handed over
+    assert 20 <= len(emulator.requests) <= len(seen)  # leaving early, those read and not yet sent are not
+    assert [done for done, _ in progress] == list(range(1, 21))
+    assert all(done <= total <= done + 4 for done, total in progress)  # the requests read so far
+
+
+def test_a_sources_own_error_comes_after_the_results_before_it_and_ends_the_batch(kind: str) -> None:
+    emulator = Emulator(rate_limit=1_000_000)
+
+    def failing() -> Iterator[dict[str, Any]]:
+        yield from requests_for("one", "two", "three")
+        raise ValueError("the source broke")  # read with the first ones: they were dropped unsent
+
+    got: list[int] = []
+    with pytest.raises(ValueError, match="the source broke"):
+        if kind == "sync":
+            with emulator.client() as client:
+                for index, _ in client.chat.completions.as_completed(failing(), concurrency=4):
+                    got.append(index)
+        else:
+
+            async def main() -> None:
+                async with emulator.async_client() as client:
+                    async for index, _ in client.chat.completions.as_completed(failing(), concurrency=4):
+                        got.append(index)
+
+            asyncio.run(main())
+    # The requests read before it were sent, and their results handed over first.
+    assert sorted(got) == [0, 1, 2]
+    assert len(emulator.requests) == 3
+
+
+def test_create_many_reads_a_generator_as_it_goes_and_returns_every_result_in_order(kind: str) -> None:
+    emulator = Emulator(rate_limit=1_000_000)
+    texts = [f"n{n}" for n in range(30)]
+    batch = ({"model": MODEL, "messages": user(text)} for text in texts)
+    if kind == "sync":
+        results = emulator.client().chat.completions.create_many(batch, concurrency=5)
+    else:
+        results = asyncio.run(emulator.async_client().chat.completions.create_many(batch, concurrency=5))
+    assert answers(results) == [f"You said: {text}" for text in texts]
+    empty = iter(())
+    assert emulator.client().chat.completions.create_many(empty) == []
+    with pytest.raises(deployai.InvalidParameterError, match=r"^requests must be an iterable of requests"):
+        emulator.client().chat.completions.create_many(5)  # type: ignore[arg-type]

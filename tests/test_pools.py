@@ -303,13 +303,13 @@ def test_a_connection_error_through_a_proxy_from_the_environment_names_the_serve
     # A refused connection read the same whether the base URL, the proxy, or the network was wrong.
     for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
-    proxy = _Proxy()  # answers CONNECT, https's first request to a proxy, with 502
+    # Plain http meets a proxy that refuses connections; https one that answers its CONNECT with 502.
+    proxy = _Proxy() if scheme == "https" else None
     try:
         with socket.socket() as unlistened:
             unlistened.bind(("127.0.0.1", 0))
             refused = unlistened.getsockname()[1]
-            # plain http meets a proxy that refuses connections; https one that refuses its CONNECT
-            used = f"http://user:Proxy_SECRET@127.0.0.1:{refused}" if scheme == "http" else proxy.url
+            used = f"http://user:Proxy_SECRET@127.0.0.1:{refused}" if proxy is None else proxy.url
             monkeypatch.setenv("ALL_PROXY", used)
             client = make_client(
                 api_key=KEY, base_url=f"{scheme}://{SERVER_NAME}:8443/v1", max_retries=0, allow_insecure_http=True
@@ -317,7 +317,8 @@ def test_a_connection_error_through_a_proxy_from_the_environment_names_the_serve
             with pytest.raises(deployai.APIConnectionError) as info:
                 client.models.list()
     finally:
-        proxy.close()
+        if proxy is not None:
+            proxy.close()
     shown = used.replace("user:Proxy_SECRET", "[redacted]")
     assert str(info.value).startswith(f"Connection error to {SERVER_NAME}:8443 through the proxy {shown}: ")
     assert "Proxy_SECRET" not in f"{info.value} {info.value!r}"

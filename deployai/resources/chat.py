@@ -118,7 +118,9 @@ class Completions:
 
         Args:
             requests: keyword dicts for `create`, or `ChatCompletionRequest`s (without `stream=True`), one
-                per completion.
+                per completion. A list or tuple is taken as it is; any other iterable (a generator, a
+                queue's consumer) is read as the batch goes, in the caller's thread, at most
+                `concurrency` requests ahead of the results handed over.
             concurrency: how many calls may be in flight at once (default 8); each goes through the client's
                 retries as `create` does.
             on_progress: called as `on_progress(done, total)` each time an item finishes; a plain
