@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar
 
@@ -541,7 +541,7 @@ class Stream(_StreamBase[_T, Lease]):
         self._reader.lease.close()
 
     @property
-    def text_stream(self) -> Iterator[str]:
+    def text_stream(self) -> Generator[str, None, None]:
         """Only the text of the first choice, piece by piece, skipping chunks without text."""
         for chunk in self:
             text = _first_choice_text(chunk)
@@ -603,7 +603,7 @@ class AsyncStream(_StreamBase[_T, AsyncLease]):
         await self._reader.lease.close()
 
     @property
-    async def text_stream(self) -> AsyncIterator[str]:
+    async def text_stream(self) -> AsyncGenerator[str, None]:
         """Only the text of the first choice, piece by piece, skipping chunks without text."""
         async for chunk in self:
             text = _first_choice_text(chunk)

@@ -362,11 +362,15 @@ def test_final_completion_keeps_what_a_provider_adds_as_the_whole_answer_would(
     pieces = [event(nameless), *map(event, thinking), *map(event, answer), event(chunk(finish="stop")), DONE]
     add_stream(httpx_mock, pieces)
     with stream_of(make_client()) as stream:
+        deltas = [piece.choices[0].delta for piece in stream if piece.choices]
         final = stream.get_final_completion()
     assert (final.id, final.model, final.created) == ("chatcmpl-s1", "openai/gpt-4o", 1708000000)
     (choice,) = final.choices
     assert choice.message.content == "4!"
     assert choice.message.model_extra == {"reasoning_content": "Let me think. 2+2=4."}
+    # Read as an attribute, as the docs say, and typed (it was an error to mypy): None where none came.
+    assert choice.message.reasoning_content == "Let me think. 2+2=4."
+    assert [delta.reasoning_content for delta in deltas] == ["Let me think. ", "2+2=4.", None, None, None]
     assert choice.logprobs is not None
     assert [(t.token, t.logprob) for t in choice.logprobs.content or ()] == [("4", -0.5), ("!", -0.5)]
 

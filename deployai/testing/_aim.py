@@ -24,7 +24,7 @@ class ReplyFields(TypedDict, total=False):
     """The fields of a `Reply`, as keyword arguments (see `Reply` for each)."""
 
     content: str | None
-    pieces: Sequence[str] | None
+    pieces: list[str] | tuple[str, ...] | None
     tool_calls: Sequence[ToolCall]
     finish_reason: str | None
     usage: Mapping[str, int] | None

@@ -86,7 +86,7 @@ class Reply:
     """
 
     content: str | None = None
-    pieces: Sequence[str] | None = None
+    pieces: list[str] | tuple[str, ...] | None = None  # not any Sequence: a str is one too
     tool_calls: Sequence[ToolCall] = ()
     finish_reason: str | None = None
     usage: Mapping[str, int] | None = None

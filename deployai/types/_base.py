@@ -12,7 +12,8 @@ from .._meta import ResponseInfo, ResponseMeta
 class DeployAIModel(BaseModel):
     """Base of every response model. Fields the server adds beyond the documented ones are kept.
 
-    Read them as attributes or from `model_extra`; `model_dump()` includes them.
+    Read them from `model_extra`, or as attributes, which type checkers do not know of (but
+    `reasoning_content` on messages and deltas); `model_dump()` includes them.
     """
 
     model_config = ConfigDict(extra="allow", protected_namespaces=(), populate_by_name=True)

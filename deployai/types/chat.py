@@ -150,12 +150,14 @@ class UserMessageParam(TypedDict, total=False):
 
 
 class AssistantMessageParam(TypedDict, total=False):
-    """An earlier assistant message, as a dict: text, tool calls, or both."""
+    """An earlier assistant message, as a dict: text, tool calls, or both (or an audio answer's id)."""
 
     role: Required[Literal["assistant"]]
     content: str | Sequence[TextContentPartParam | TextContentPart] | None
     tool_calls: Sequence[ToolCallParam | MessageToolCall] | None
     name: str
+    audio: Mapping[str, object] | None  # `{"id": ...}` of an earlier audio answer
+    function_call: Mapping[str, object] | None  # the legacy form of one tool call
 
 
 class ToolMessageParam(TypedDict):
@@ -317,6 +319,13 @@ class Usage(DeployAIModel):
         return ((name, value) for name, value in super().__repr_args__() if value is not None or name not in details)
 
 
+def _reasoning_of(model: BaseModel) -> str | None:
+    """A message's or a delta's `reasoning_content`, among the fields the server added."""
+    extra = model.__pydantic_extra__
+    value = extra.get("reasoning_content") if extra else None
+    return value if isinstance(value, str) else None
+
+
 class ChatCompletionMessage(DeployAIModel):
     """The message the model generated."""
 
@@ -324,6 +333,14 @@ class ChatCompletionMessage(DeployAIModel):
     content: str | None = None
     refusal: str | None = None
     tool_calls: list[MessageToolCall] | None = None
+
+    @property
+    def reasoning_content(self) -> str | None:
+        """The model's reasoning before its answer, where the provider sends it (deepseek-r1, Mistral's thinking).
+
+        None where it sent none. It stays among the fields the server added (`model_extra`).
+        """
+        return _reasoning_of(self)
 
 
 ChatCompletionMessageParam: TypeAlias = (
@@ -420,6 +437,14 @@ class ChoiceDelta(DeployAIModel):
     content: str | None = None
     refusal: str | None = None
     tool_calls: list[ChoiceDeltaToolCall] | None = None
+
+    @property
+    def reasoning_content(self) -> str | None:
+        """The chunk's piece of the model's reasoning, where the provider sends it (deepseek-r1, Mistral's thinking).
+
+        None where it sent none. It stays among the fields the server added (`model_extra`).
+        """
+        return _reasoning_of(self)
 
 
 class ChunkChoice(DeployAIModel):
