@@ -715,9 +715,12 @@ class ChunkDecoder(Generic[_T]):
             if extra.get("error") is not None:  # some servers write `"error": null` in every chunk
                 raise ErrorEvent(_loads_or_text(data))
             kept = self.extra
-            for name, value in extra.items():
-                if value is not None or name not in kept:  # a later null says nothing new: the value stays
-                    kept[name] = value
+            if None not in extra.values():
+                kept.update(extra)
+            else:
+                for name, value in extra.items():
+                    if value is not None or name not in kept:  # a later null says nothing new: the value stays
+                        kept[name] = value
         first = self.first
         if first is None or (not first.id and chunk.id):  # not a chunk with no id (Azure's prompt filter's)
             self.first = chunk
