@@ -714,7 +714,9 @@ def test_an_endless_source_is_read_as_the_batch_goes_in_the_readers_thread(kind:
                         break
 
         asyncio.run(main())
-    assert sorted(got) == [(n, f"You said: item {n + 1}") for n in range(20)]
+    # Each result with its own place (the first 20 to finish, not always the first 20 read).
+    assert len({index for index, _ in got}) == 20
+    assert all(text == f"You said: item {index + 1}" for index, text in got)
     assert set(read_in) == {threading.get_ident()}
     assert 20 < len(seen) <= 24  # never more than `concurrency` ahead of the results handed over
     assert 20 <= len(emulator.requests) <= len(seen)  # leaving early, those read and not yet sent are not
