@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RawResponse", "parse_body", "parse_result"]
 
-_T = TypeVar("_T")
+_T_co = TypeVar("_T_co", covariant=True)  # a raw response of a chat completion is one of an object
 _R = TypeVar("_R", bound="APIResult")
 
 _BOM = b"\xef\xbb\xbf"
@@ -108,13 +108,13 @@ def _second_look(response: httpx.Response, cast_to: type[_R]) -> _R:
     raise reported or make_validation_error(response, cast_to.__name__, problems) from None
 
 
-class RawResponse(ResponseInfo, Generic[_T]):
+class RawResponse(ResponseInfo, Generic[_T_co]):
     """A response with its HTTP details, from `with_raw_response`. Call `parse()` for the typed result."""
 
     def __init__(
         self,
         http_response: httpx.Response,
-        parse: Callable[[], _T],
+        parse: Callable[[], _T_co],
         elapsed: float,
         retries: int = 0,
         *,
@@ -156,10 +156,10 @@ class RawResponse(ResponseInfo, Generic[_T]):
         return datetime.timedelta(seconds=self._response_meta().elapsed or 0.0)
 
     @cached_property
-    def _parsed(self) -> _T:
+    def _parsed(self) -> _T_co:
         return self._parse()
 
-    def parse(self) -> _T:
+    def parse(self) -> _T_co:
         """The typed result (`ChatCompletion`, `Stream`, `ModelList`, ...); parsed once, then cached."""
         return self._parsed
 

@@ -85,6 +85,18 @@ def test_a_200_whose_body_is_an_error_is_retried_as_the_status_it_names(
     assert len(sleeps) == 2
 
 
+def test_raw_responses_of_any_result_go_to_one_helper_that_takes_raw_responses_of_objects() -> None:
+    # `RawResponse[object]` took none of them under a type checker: its parameter was invariant.
+    def logged(raw: deployai.RawResponse[object]) -> str:
+        return f"{raw.status_code} {type(raw.parse()).__name__}"
+
+    answers = iter([completion_json(), {"object": "list", "data": []}])
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=next(answers)))
+    client = deployai.DeployAI(api_key=API_KEY, http_client=httpx.Client(transport=transport))
+    chat = client.chat.completions.with_raw_response.create(model="openai/gpt-4o", messages=user())
+    assert [logged(chat), logged(client.models.with_raw_response.list())] == ["200 ChatCompletion", "200 ModelList"]
+
+
 def test_a_raw_response_tells_an_error_from_an_answer_as_a_parsed_call_does(
     make_client: ClientFactory, httpx_mock: HTTPXMock, sleeps: list[float]
 ) -> None:
