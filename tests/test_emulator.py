@@ -748,7 +748,8 @@ async def test_the_async_models_list_is_awaited_or_iterated_and_sent_once_when_f
     async with emulator.async_client() as client:
         ids = [model.id async for model in client.models.list()]
         listing = client.models.list()
-        client.models.list()  # never used: nothing is sent
+        with pytest.warns(RuntimeWarning, match=r"models\.list\(\) was never awaited nor iterated: nothing was sent"):
+            client.models.list()  # never used (an `await` forgotten): nothing is sent, as Python warns of a coroutine
         task = asyncio.create_task(listing)  # a coroutine, as an `async def` method's result is
         page = await task
         # Used again, it gives the same page without sending: it raised RuntimeError ("cannot reuse

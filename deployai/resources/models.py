@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from functools import cached_property
 from typing import Any, Final, cast
@@ -92,13 +93,24 @@ class AsyncModelListing(Coroutine[Any, Any, ModelList]):
     gets `DeployAIError` (await the first task instead).
     """
 
-    __slots__ = ("_call", "_kept_list", "_running")
+    __slots__ = ("_call", "_closed", "_kept_list", "_running")
 
     def __init__(self, call: Callable[[], Coroutine[Any, Any, ModelList]]) -> None:
         self._call = call
-        # Made at the first use: a listing never used leaves no coroutine behind to warn of.
-        self._running: Coroutine[Any, Any, ModelList] | None = None
+        self._running: Coroutine[Any, Any, ModelList] | None = None  # made at the first use
         self._kept_list: ModelList | None = None
+        self._closed = False
+
+    def __del__(self) -> None:
+        # As Python warns of a coroutine never awaited: `client.models.list()` without `await`
+        # passes type checkers (this is no coroutine type they know) and sends nothing.
+        if self._running is None and not self._closed:
+            warnings.warn(
+                "AsyncDeployAI.models.list() was never awaited nor iterated: nothing was sent "
+                "(await it, or `async for` over it)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     def _coroutine(self) -> Coroutine[Any, Any, ModelList]:
         running = self._running
@@ -137,6 +149,7 @@ class AsyncModelListing(Coroutine[Any, Any, ModelList]):
 
     def close(self) -> None:
         """Stop the request where it waits, if it was started."""
+        self._closed = True
         if self._running is not None:
             self._running.close()
 
