@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from functools import cached_property
@@ -104,7 +105,7 @@ class AsyncModelListing(Coroutine[Any, Any, ModelList]):
     def __del__(self) -> None:
         # As Python warns of a coroutine never awaited: `client.models.list()` without `await`
         # passes type checkers (this is no coroutine type they know) and sends nothing.
-        if self._running is None and not self._closed:
+        if self._running is None and not self._closed and not sys.is_finalizing():  # at exit, warnings may be gone
             warnings.warn(
                 "AsyncDeployAI.models.list() was never awaited nor iterated: nothing was sent "
                 "(await it, or `async for` over it)",
