@@ -129,6 +129,8 @@ class _Batch(Generic[_I]):
         self._progress = on_progress, progress
         self._started = False
         self.finish = _nothing
+        self.failure: Exception | None = None  # the source's own error, raised at the end
+        self.out = 0  # a lazy source's requests given to the runners, whose results are not yet handed over
 
     def take(self) -> tuple[int, _I] | None:
         """The next request of a lazy source and its index, read here; None once it is spent."""
@@ -153,6 +155,36 @@ class _Batch(Generic[_I]):
         self.done += 1
         self._report(self.done, self.total)
         return index, result
+
+    def fill(self, feed: Callable[[], None]) -> None:
+        """Run `feed`, which reads the source; an error of the source's own ends the reading.
+
+        That error is kept as `failure`, raised once the results of the requests read before it
+        are handed over.
+        """
+        if self.failure is None:
+            try:
+                feed()
+            except Exception as exc:
+                self.failure = exc
+                self.spent = True
+
+    def handed(
+        self, index: int, result: _R | BaseException, feed: Callable[[], None]
+    ) -> tuple[int, _R | DeployAIError]:
+        """One result to hand over (see `settle`); for a lazy source, its place is fed first (see `fill`).
+
+        Fed before the result is handed over: the runners go on while the reader works.
+        """
+        settled = self.settle(index, _settled(result))
+        if self.lazy:
+            self.out -= 1
+            self.fill(feed)
+        return settled
+
+    def waiting(self) -> bool:
+        """Whether the reader waits for another result."""
+        return self.unfinished() and (self.out > 0 or not self.lazy)
 
     def unfinished(self) -> bool:
         """Whether results are still to come: items in flight, or requests not yet read."""
@@ -205,7 +237,6 @@ def _in_threads(
     halt = threading.Event()
     finished: queue.SimpleQueue[tuple[int, _R | BaseException]] = queue.SimpleQueue()
     threads = 0
-    out = 0  # a lazy source's items given to the threads, whose results are not yet handed over
 
     def take() -> tuple[int, _I] | None:
         if batch.lazy:
@@ -239,50 +270,33 @@ def _in_threads(
 
     def feed() -> None:
         """Read a lazy source, here in the reader's thread, until `width` items are out."""
-        nonlocal out
-        while out < batch.width and not halt.is_set():
+        while batch.out < batch.width and not halt.is_set():
             taken = batch.take()
             if taken is None:
                 return
             fed.put(taken)
-            out += 1
-            if threads < out:
+            batch.out += 1
+            if threads < batch.out:
                 start_thread()
-
-    failure: Exception | None = None
-
-    def fill() -> None:
-        """Feed the threads; an error of the source's own is raised once those in flight are handed over."""
-        nonlocal failure
-        if failure is None:
-            try:
-                feed()
-            except Exception as exc:
-                failure = exc
-                batch.spent = True
 
     parent = os.getpid()
     try:  # Ctrl-C can land while the threads are still being started, after the first ones sent
         if batch.lazy:
-            fill()
+            batch.fill(feed)
         else:
             batch.start()
             for _ in range(batch.width):
                 start_thread()
-        while batch.unfinished() and (out or not batch.lazy):
+        while batch.waiting():
             if os.getpid() != parent:  # its threads are the parent's: it would wait for good
                 raise DeployAIError(
                     "This batch was started before this process was forked: its calls run in the parent's "
                     "threads. Start it in this process."
                 )
             index, result = finished.get()
-            settled = batch.settle(index, _settled(result))
-            if batch.lazy:
-                out -= 1
-                fill()  # before the result is handed over: the threads go on while the reader works
-            yield settled
-        if failure is not None:
-            raise failure
+            yield batch.handed(index, result, feed)
+        if batch.failure is not None:
+            raise batch.failure
     finally:
         for _ in range(threads if batch.lazy else 0):
             fed.put(None)  # the threads waiting for an item end
@@ -444,7 +458,6 @@ async def _in_tasks(
     finished: asyncio.Queue[tuple[int, _R | BaseException]] = asyncio.Queue()
     ended = False  # an error that is not the SDK's ends the batch: no worker takes another item
     workers: list[asyncio.Future[None]] = []
-    out = 0  # a lazy source's items given to the workers, whose results are not yet handed over
 
     async def take() -> tuple[int, _I] | None:
         # One iterator shared by the workers: each item is taken once.
@@ -475,43 +488,26 @@ async def _in_tasks(
 
     def feed() -> None:
         """Read a lazy source, here in the reader's task, until `width` items are out."""
-        nonlocal out
-        while out < batch.width and not ended:
+        while batch.out < batch.width and not ended:
             taken = batch.take()
             if taken is None:
                 return
             fed.put_nowait(taken)
-            out += 1
-            if len(workers) < out:
+            batch.out += 1
+            if len(workers) < batch.out:
                 workers.append(asyncio.ensure_future(worker()))
-
-    failure: Exception | None = None
-
-    def fill() -> None:
-        """Feed the workers; an error of the source's own is raised once those in flight are handed over."""
-        nonlocal failure
-        if failure is None:
-            try:
-                feed()
-            except Exception as exc:
-                failure = exc
-                batch.spent = True
 
     try:
         if batch.lazy:
-            fill()
+            batch.fill(feed)
         else:
             batch.start()
             workers.extend(asyncio.ensure_future(worker()) for _ in range(batch.width))
-        while batch.unfinished() and (out or not batch.lazy):
+        while batch.waiting():
             index, result = await finished.get()
-            settled = batch.settle(index, _settled(result))
-            if batch.lazy:
-                out -= 1
-                fill()  # before the result is handed over: the workers go on while the reader works
-            yield settled
-        if failure is not None:
-            raise failure
+            yield batch.handed(index, result, feed)
+        if batch.failure is not None:
+            raise batch.failure
     finally:
         for task in workers:
             task.cancel()
