@@ -133,8 +133,18 @@ class _Batch(Generic[_I]):
         self.out = 0  # a lazy source's requests given to the runners, whose results are not yet handed over
 
     def take(self) -> tuple[int, _I] | None:
-        """The next request of a lazy source and its index, read here; None once it is spent."""
-        taken = next(self._source, None)
+        """The next request of a lazy source and its index, read here; None once it is spent.
+
+        An error of the source's own ends the reading: it is kept as `failure`, raised once the
+        results of the requests read before it are handed over.
+        """
+        if self.spent:
+            return None
+        try:
+            taken = next(self._source, None)
+        except Exception as exc:
+            self.failure = exc
+            taken = None
         if taken is None:
             self.spent = True
             return None
@@ -156,30 +166,11 @@ class _Batch(Generic[_I]):
         self._report(self.done, self.total)
         return index, result
 
-    def fill(self, feed: Callable[[], None]) -> None:
-        """Run `feed`, which reads the source; an error of the source's own ends the reading.
-
-        That error is kept as `failure`, raised once the results of the requests read before it
-        are handed over.
-        """
-        if self.failure is None:
-            try:
-                feed()
-            except Exception as exc:
-                self.failure = exc
-                self.spent = True
-
-    def handed(
-        self, index: int, result: _R | BaseException, feed: Callable[[], None]
-    ) -> tuple[int, _R | DeployAIError]:
-        """One result to hand over (see `settle`); for a lazy source, its place is fed first (see `fill`).
-
-        Fed before the result is handed over: the runners go on while the reader works.
-        """
+    def handed(self, index: int, result: _R | BaseException) -> tuple[int, _R | DeployAIError]:
+        """One result to hand over (see `settle`); for a lazy source, its place is free again."""
         settled = self.settle(index, _settled(result))
         if self.lazy:
             self.out -= 1
-            self.fill(feed)
         return settled
 
     def waiting(self) -> bool:
@@ -191,8 +182,8 @@ class _Batch(Generic[_I]):
         return self.done < self.total or not self.spent
 
     def counted(self) -> str:
-        """Its results, for a message: "its 10", or "the 10 read so far" of a source not yet spent."""
-        return f"its {self.total}" if self.spent else f"the {self.total} read so far"
+        """Its results, for a message: "its 10 results", or "the results of the 10 requests read so far"."""
+        return f"its {self.total} results" if self.spent else f"the results of the {self.total} requests read so far"
 
 
 def _nothing() -> None:
@@ -269,8 +260,12 @@ def _in_threads(
         threads += 1
 
     def feed() -> None:
-        """Read a lazy source, here in the reader's thread, until `width` items are out."""
-        while batch.out < batch.width and not halt.is_set():
+        """Read a lazy source, here in the reader's thread, until `width` items are out or a result waits.
+
+        A result that waits is handed over first: a source that blocks (a queue's consumer) would
+        hold it, and a producer that puts more work once it sees results would wait for good.
+        """
+        while batch.lazy and batch.out < batch.width and finished.empty() and not halt.is_set():
             taken = batch.take()
             if taken is None:
                 return
@@ -281,20 +276,21 @@ def _in_threads(
 
     parent = os.getpid()
     try:  # Ctrl-C can land while the threads are still being started, after the first ones sent
-        if batch.lazy:
-            batch.fill(feed)
-        else:
+        if not batch.lazy:
             batch.start()
             for _ in range(batch.width):
                 start_thread()
-        while batch.waiting():
+        while True:
+            feed()  # before each wait: the reader reads its source (if lazy) in its own thread
+            if not batch.waiting():
+                break
             if os.getpid() != parent:  # its threads are the parent's: it would wait for good
                 raise DeployAIError(
                     "This batch was started before this process was forked: its calls run in the parent's "
                     "threads. Start it in this process."
                 )
             index, result = finished.get()
-            yield batch.handed(index, result, feed)
+            yield batch.handed(index, result)
         if batch.failure is not None:
             raise batch.failure
     finally:
@@ -408,7 +404,7 @@ class _Results(AsyncGenerator[tuple[int, _R | DeployAIError], None]):
                 raise self._stopped()
             raise DeployAIError(
                 "This batch was read from an event loop other than the one that first read it, which runs its "
-                f"calls ({self._batch.done} of {self._batch.counted()} results handed over so far). Read a "
+                f"calls ({self._batch.done} of {self._batch.counted()} handed over so far). Read a "
                 "batch to its end on the loop that started it."
             )
         if self._reading:
@@ -418,7 +414,7 @@ class _Results(AsyncGenerator[tuple[int, _R | DeployAIError], None]):
         batch = self._batch
         return DeployAIError(
             f"This batch was stopped when the event loop running its calls closed, after {batch.done} "
-            f"of {batch.counted()} results were handed over; the others are lost. Read a batch to "
+            f"of {batch.counted()} were handed over; the others are lost. Read a batch to "
             "its end on the loop that started it (within one asyncio.run)."
         )
 
@@ -487,8 +483,8 @@ async def _in_tasks(
                 break
 
     def feed() -> None:
-        """Read a lazy source, here in the reader's task, until `width` items are out."""
-        while batch.out < batch.width and not ended:
+        """Read a lazy source, here in the reader's task, until `width` items are out or a result waits."""
+        while batch.lazy and batch.out < batch.width and finished.empty() and not ended:
             taken = batch.take()
             if taken is None:
                 return
@@ -498,14 +494,15 @@ async def _in_tasks(
                 workers.append(asyncio.ensure_future(worker()))
 
     try:
-        if batch.lazy:
-            batch.fill(feed)
-        else:
+        if not batch.lazy:
             batch.start()
             workers.extend(asyncio.ensure_future(worker()) for _ in range(batch.width))
-        while batch.waiting():
+        while True:
+            feed()
+            if not batch.waiting():
+                break
             index, result = await finished.get()
-            yield batch.handed(index, result, feed)
+            yield batch.handed(index, result)
         if batch.failure is not None:
             raise batch.failure
     finally:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -718,7 +719,7 @@ def test_an_endless_source_is_read_as_the_batch_goes_in_the_readers_thread(kind:
     assert len({index for index, _ in got}) == 20
     assert all(text == f"You said: item {index + 1}" for index, text in got)
     assert set(read_in) == {threading.get_ident()}
-    assert 20 < len(seen) <= 24  # never more than `concurrency` ahead of the results handed over
+    assert 20 <= len(seen) <= 24  # never more than `concurrency` ahead of the results handed over
     assert 20 <= len(emulator.requests) <= len(seen)  # leaving early, those read and not yet sent are not
     assert [done for done, _ in progress] == list(range(1, 21))
     assert all(done <= total <= done + 4 for done, total in progress)  # the requests read so far
@@ -763,3 +764,42 @@ def test_create_many_reads_a_generator_as_it_goes_and_returns_every_result_in_or
     assert emulator.client().chat.completions.create_many(empty) == []
     with pytest.raises(deployai.InvalidParameterError, match=r"^requests must be an iterable of requests"):
         emulator.client().chat.completions.create_many(5)  # type: ignore[arg-type]
+
+
+def test_a_queues_consumer_whose_producer_waits_for_results_gets_them(kind: str) -> None:
+    # A work queue whose producer puts the next request once it sees a result: the reader, blocked
+    # reading the queue for more before handing the first result over, waited for good.
+    emulator = Emulator(rate_limit=1_000_000)
+    work: queue.Queue[dict[str, Any] | None] = queue.Queue()
+    work.put({"model": MODEL, "messages": user("first")})
+    got: list[str | None] = []
+
+    def seen(result: object) -> None:
+        assert isinstance(result, deployai.types.ChatCompletion)
+        got.append(result.choices[0].message.content)
+        work.put({"model": MODEL, "messages": user(f"after {len(got)}")} if len(got) < 3 else None)
+
+    if kind == "sync":
+        with emulator.client() as client:
+            for _, result in client.chat.completions.as_completed(iter(work.get, None), concurrency=1):
+                seen(result)
+    else:
+
+        async def main() -> None:
+            async with emulator.async_client() as client:
+                async for _, result in client.chat.completions.as_completed(iter(work.get, None), concurrency=1):
+                    seen(result)
+
+        asyncio.run(main())
+    assert got == ["You said: first", "You said: after 1", "You said: after 2"]
+
+
+def test_a_lazy_batch_whose_thread_cannot_start_raises_rather_than_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Counted as the source's own error, the failure left the reader waiting for a result from no thread.
+    def refused(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    batch = iter(requests_for("one", "two"))
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        Emulator().client().chat.completions.create_many(batch, concurrency=2)
