@@ -178,16 +178,16 @@ class RateLimiter:
     `with_options` copies and of any other client given the same limiter (sync or async, from any
     thread or task) is then paced together. Use one limiter per API key.
 
-    It learns the window from every response's rate-limit headers (DeployAI's, OpenAI's, Anthropic's
-    and the LiteLLM proxy's, as `RateLimit` reads them) and from 429s, and counts the requests already in flight against
-    what is left (and, once answers report a token budget, the tokens they may take: their body's bytes
-    over four, plus `max_tokens` for each of `n` choices). Before it has seen an answer it lets one
-    request out and holds the rest until that answer tells it the budget. A 429 holds every caller for
-    the wait the server asked for; one with no hint at all backs off and slows the pace, which then
-    recovers. Callers are let through first come, first served; a caller whose wait would be longer than
-    it may wait (the client's `max_retry_wait`, or what is left of `total_timeout`) gets a
-    `RateLimitError` at once, with `retry_after`, and nothing is sent; for a retry, the call raises
-    the failure it was retrying instead (see `docs/rate-limits.md`).
+    It learns the window from every response's rate-limit headers (DeployAI's, OpenAI's, Anthropic's and
+    the LiteLLM proxy's, as `RateLimit` reads them) and from 429s, and counts the requests already in
+    flight against what is left (and, once answers report a token budget, the tokens they may take:
+    their body's bytes over four, plus `max_tokens` for each of `n` choices). Before it has seen an
+    answer it lets one request out and holds the rest until that answer tells it the budget. A 429 holds
+    every caller for the wait the server asked for; one with no hint at all backs off and slows the
+    pace, which then recovers. Callers are let through first come, first served; a caller whose wait
+    would be longer than it may wait (the client's `max_retry_wait`, or what is left of `total_timeout`)
+    gets a `RateLimitError` at once, with `retry_after`, and nothing is sent; for a retry, the call
+    raises the failure it was retrying instead (see `docs/rate-limits.md`).
 
     Args:
         requests_per_minute: your plan's limit, if you know it: at most this many requests are sent
@@ -567,7 +567,7 @@ class RateLimiter:
             else:
                 firm = pacing.firm_delay(now, len(queue), cost)
             if firm > wait_limit:
-                queued = bool(queue) and pacing.firm_delay(now, 0, cost) <= wait_limit
+                queued = bool(queue) and _alone_within(pacing, now, cost, wait_limit)
                 raise self._held(request, firm, wait_limit, queued=queued)
             waiter = make_waiter(owner)
             waiter.cost = cost
@@ -607,13 +607,15 @@ class RateLimiter:
             if left <= 0 or firm > left:
                 self._leave(waiter)
                 # Had it come now, alone, would it have waited? Then its time went on the queue.
-                raise self._held(request, firm or wait, left, queued=firm <= waiter.wait_limit)
+                raise self._held(
+                    request, firm or wait, left, queued=_alone_within(pacing, now, waiter.cost, waiter.wait_limit)
+                )
             return None, min(wait, left)
         if left <= 0:
             ahead = queue.index(waiter)
             firm = pacing.firm_delay(now, ahead, waiter.cost)
             self._leave(waiter)
-            queued = pacing.firm_delay(now, 0, waiter.cost) <= waiter.wait_limit
+            queued = _alone_within(pacing, now, waiter.cost, waiter.wait_limit)
             raise self._held(request, firm, 0.0, ahead, queued=queued)
         head = queue[0]
         if isinstance(head, _TaskWaiter) and getattr(waiter, "loop", None) is not head.loop:
@@ -718,15 +720,23 @@ class RateLimiter:
             how_long = f"behind {ahead} earlier call(s) still waiting their turn"
         else:
             how_long = "until answers still on their way tell it the budget"
-        hold = f"{how_long}, longer than it may wait ({max(0.0, wait_limit):.1f} s"
+        limit = f"{max(0.0, wait_limit):.1f} s"
         message = (
-            f"The rate limiter would hold this call {hold}: max_retry_wait, or what is left of total_timeout). "
-            "Nothing was sent."
+            f"The rate limiter would hold this call {how_long}, longer than it may wait ({limit}: max_retry_wait, "
+            "or what is left of total_timeout). Nothing was sent."
         )
         refusal = RateLimitError(message, response=response, body=None, retry_after=wait if known else None)
         refusal._queued = queued
-        refusal._hold = f"{hold})"
+        refusal._hold = f"{how_long}, longer than it may wait ({limit})"
         return refusal
+
+
+def _alone_within(pacing: Pacing, now: float, cost: int, wait_limit: float) -> bool:
+    """Whether a call, come now with no one queued before it, would go within `wait_limit`.
+
+    If so, a refusal of it is over the calls queued before it, not over the window (see `RateLimitError._queued`).
+    """
+    return pacing.firm_delay(now, 0, cost) <= wait_limit
 
 
 class Ask(concurrent.futures.Future[int]):
