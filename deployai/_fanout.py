@@ -21,7 +21,18 @@ import queue
 import sys
 import threading
 import warnings
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable, Mapping, Sized
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sized,
+)
 from typing import Any, Generic, TypeVar
 
 from ._config import is_async_function
@@ -45,14 +56,25 @@ def check_concurrency(concurrency: object) -> int:
     return concurrency
 
 
-def _check_requests(requests: object) -> None:
-    """Refuse one request given where many go: iterated, a dict gives its keys, a model its fields."""
+def _check_requests(requests: object, *, asynchronous: bool) -> None:
+    """Refuse one request where many go (iterated, a dict gives its keys), and an async source to a sync client."""
     if isinstance(requests, (Mapping, str, bytes)) or hasattr(type(requests), "model_fields"):
         raise InvalidParameterError(
             "requests",
             type(requests).__name__,
             "an iterable of requests, such as a list of dicts (one request: [request])",
         )
+    if not asynchronous and _reads_async(requests) and not hasattr(type(requests), "__iter__"):
+        raise InvalidParameterError(
+            "requests",
+            type(requests).__name__,
+            "an iterable of requests, such as a list of dicts (an async iterable goes to AsyncDeployAI's batches)",
+        )
+
+
+def _reads_async(requests: object) -> bool:
+    """Whether `requests` is an async iterable (an async generator, a channel's receiver)."""
+    return hasattr(type(requests), "__aiter__")
 
 
 def _check_on_progress(on_progress: object) -> Progress | None:
@@ -100,18 +122,33 @@ class _Batch(Generic[_I]):
     (a generator, a file's lines, a queue's) is read as the batch goes, in the reader's thread,
     no more than `concurrency` items ahead of the results handed over: an endless source is a
     batch without end, and a source tied to its thread (a database cursor) is read in that thread.
+    An async batch reads an async iterable (an async generator) likewise, from a task of its own,
+    so that results are handed over while it waits for the next request.
     """
 
     _report: Progress
     finish: Callable[[], None]  # closes the bar, if any
 
-    def __init__(self, requests: Iterable[_I], concurrency: int, on_progress: Progress | None, progress: bool) -> None:
-        _check_requests(requests)
+    def __init__(
+        self,
+        requests: Iterable[_I] | AsyncIterable[_I],
+        concurrency: int,
+        on_progress: Progress | None,
+        progress: bool,
+        *,
+        asynchronous: bool = False,
+    ) -> None:
+        _check_requests(requests, asynchronous=asynchronous)
         width = check_concurrency(concurrency)
         on_progress = _check_on_progress(on_progress)
         self.lazy = not isinstance(requests, Sized)
+        self.reads_async = asynchronous and self.lazy and _reads_async(requests)
         try:
-            self._source = enumerate(requests)
+            if self.reads_async:
+                self._async_source: AsyncIterator[_I] = aiter(requests)  # type: ignore[arg-type]
+                self._source: Iterator[tuple[int, _I]] = iter(())
+            else:
+                self._source = enumerate(requests)  # type: ignore[arg-type]
         except TypeError:  # no iterable at all
             raise InvalidParameterError(
                 "requests", type(requests).__name__, "an iterable of requests, such as a list of dicts"
@@ -121,7 +158,7 @@ class _Batch(Generic[_I]):
             self.total = 0  # the requests read so far, until the source is spent
             self.width = width
         else:
-            self.items = list(requests)
+            self.items = list(requests)  # type: ignore[arg-type]
             self.total = len(self.items)
             self.width = min(width, self.total)  # never more workers than items
         self.spent = not self.lazy
@@ -129,7 +166,7 @@ class _Batch(Generic[_I]):
         self._progress = on_progress, progress
         self._started = False
         self.finish = _nothing
-        self.failure: Exception | None = None  # the source's own error, raised at the end
+        self.failure: BaseException | None = None  # the source's own error, raised at the end
         self.out = 0  # a lazy source's requests given to the runners, whose results are not yet handed over
 
     def take(self) -> tuple[int, _I] | None:
@@ -145,6 +182,22 @@ class _Batch(Generic[_I]):
         except Exception as exc:
             self.failure = exc
             taken = None
+        return self._taken(taken)
+
+    async def take_async(self) -> tuple[int, _I] | None:
+        """The next request of an async source and its index (see `take`)."""
+        if self.spent:
+            return None
+        try:
+            taken: tuple[int, _I] | None = (self.total, await anext(self._async_source))
+        except StopAsyncIteration:
+            taken = None
+        except Exception as exc:
+            self.failure = exc
+            taken = None
+        return self._taken(taken)
+
+    def _taken(self, taken: tuple[int, _I] | None) -> tuple[int, _I] | None:
         if taken is None:
             self.spent = True
             return None
@@ -174,8 +227,8 @@ class _Batch(Generic[_I]):
         return settled
 
     def waiting(self) -> bool:
-        """Whether the reader waits for another result."""
-        return self.unfinished() and (self.out > 0 or not self.lazy)
+        """Whether the reader waits for another result (or, from an async source, another request)."""
+        return self.unfinished() and (self.out > 0 or not self.lazy or self.reads_async)
 
     def unfinished(self) -> bool:
         """Whether results are still to come: items in flight, or requests not yet read."""
@@ -335,7 +388,7 @@ def _settled(result: _R | BaseException) -> _R | DeployAIError:
 
 def run_many_async(
     call: Callable[[_I], Awaitable[_R]],
-    requests: Iterable[_I],
+    requests: Iterable[_I] | AsyncIterable[_I],
     *,
     concurrency: int,
     on_progress: Progress | None,
@@ -346,7 +399,7 @@ def run_many_async(
     Closing the iterator, or cancelling the task that reads it, cancels every call in flight. The
     arguments are checked here, before the first item is taken.
     """
-    batch = _Batch(requests, concurrency, on_progress, progress)
+    batch = _Batch(requests, concurrency, on_progress, progress, asynchronous=True)
     return _Results(_in_tasks(call, batch), batch)
 
 
@@ -451,9 +504,11 @@ async def _in_tasks(
         return
     pending = iter(enumerate(batch.items))
     fed: asyncio.Queue[tuple[int, _I]] = asyncio.Queue()  # a lazy source's, read by the reader
-    finished: asyncio.Queue[tuple[int, _R | BaseException]] = asyncio.Queue()
+    # Each result, and (as None) the end of an async source, which the reader may be waiting for.
+    finished: asyncio.Queue[tuple[int, _R | BaseException] | None] = asyncio.Queue()
     ended = False  # an error that is not the SDK's ends the batch: no worker takes another item
     workers: list[asyncio.Future[None]] = []
+    room = asyncio.Event()  # set as a result is handed over: an async source may be read further
 
     async def take() -> tuple[int, _I] | None:
         # One iterator shared by the workers: each item is taken once.
@@ -482,17 +537,40 @@ async def _in_tasks(
                     finished.put_nowait((index, result))
                 break
 
+    def hand_on(taken: tuple[int, _I]) -> None:
+        fed.put_nowait(taken)
+        batch.out += 1
+        if len(workers) < batch.out:
+            workers.append(asyncio.ensure_future(worker()))
+
     def feed() -> None:
         """Read a lazy source, here in the reader's task, until `width` items are out or a result waits."""
-        while batch.lazy and batch.out < batch.width and finished.empty() and not ended:
+        while batch.lazy and not batch.reads_async and batch.out < batch.width and finished.empty() and not ended:
             taken = batch.take()
             if taken is None:
                 return
-            fed.put_nowait(taken)
-            batch.out += 1
-            if len(workers) < batch.out:
-                workers.append(asyncio.ensure_future(worker()))
+            hand_on(taken)
 
+    async def read() -> None:
+        """Read an async source, in a task beside the reader's, no more than `width` items ahead of it."""
+        while not ended:
+            while batch.out >= batch.width:
+                room.clear()
+                await room.wait()
+            try:
+                taken = await batch.take_async()
+            except BaseException as exc:  # not an Exception (a cancel from within the source): it ends the batch
+                batch.failure, batch.spent = exc, True
+                finished.put_nowait(None)
+                raise
+            if taken is None:
+                finished.put_nowait(None)
+                return
+            if ended:  # the batch ended while the source was read (it raised, or was left)
+                return
+            hand_on(taken)
+
+    reader = asyncio.ensure_future(read()) if batch.reads_async else None
     try:
         if not batch.lazy:
             batch.start()
@@ -501,11 +579,17 @@ async def _in_tasks(
             feed()
             if not batch.waiting():
                 break
-            index, result = await finished.get()
-            yield batch.handed(index, result)
+            got = await finished.get()
+            if got is not None:  # else the async source ended: whether results are still to come is checked again
+                handed = batch.handed(*got)
+                room.set()
+                yield handed
         if batch.failure is not None:
             raise batch.failure
     finally:
+        ended = True
+        if reader is not None:
+            workers.append(reader)
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -803,3 +803,150 @@ def test_a_lazy_batch_whose_thread_cannot_start_raises_rather_than_wait(monkeypa
     batch = iter(requests_for("one", "two"))
     with pytest.raises(RuntimeError, match="can't start new thread"):
         Emulator().client().chat.completions.create_many(batch, concurrency=2)
+
+
+async def _work_queue(work: asyncio.Queue[dict[str, Any] | None]) -> AsyncIterator[dict[str, Any]]:
+    """An async source that waits for its work: a queue's consumer, which ends at None."""
+    while (request := await work.get()) is not None:
+        yield request
+
+
+def test_an_async_batch_reads_an_async_source_and_hands_results_over_while_it_waits() -> None:
+    # An async generator was refused as no iterable; a producer that puts more work once it sees
+    # results (an asyncio.Queue's consumer) needs the results handed over while the source waits.
+    emulator = Emulator(rate_limit=1_000_000)
+    progress: list[tuple[int, int]] = []
+
+    async def main() -> list[str | None]:
+        work: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        work.put_nowait({"model": MODEL, "messages": user("first")})
+        got: list[str | None] = []
+        async with emulator.async_client() as client:
+            finishing = client.chat.completions.as_completed(
+                _work_queue(work), concurrency=2, on_progress=lambda d, t: progress.append((d, t))
+            )
+            async for index, result in finishing:
+                assert isinstance(result, deployai.types.ChatCompletion)
+                assert index == len(got)
+                got.append(result.choices[0].message.content)
+                work.put_nowait({"model": MODEL, "messages": user(f"after {len(got)}")} if len(got) < 3 else None)
+        return got
+
+    assert asyncio.run(main()) == ["You said: first", "You said: after 1", "You said: after 2"]
+    assert progress == [(1, 1), (2, 2), (3, 3)]  # the requests read so far as the total
+
+
+def test_an_endless_async_source_is_read_no_further_ahead_than_the_concurrency() -> None:
+    emulator = Emulator(rate_limit=1_000_000)
+    seen: list[int] = []
+    ends: list[str] = []
+
+    async def endless() -> AsyncGenerator[dict[str, Any], None]:
+        try:
+            while True:
+                seen.append(len(seen))
+                yield {"model": MODEL, "messages": user(f"item {len(seen)}")}
+        finally:
+            ends.append("closed")
+
+    async def main() -> list[tuple[int, str | None]]:
+        got: list[tuple[int, str | None]] = []
+        source = endless()
+        async with emulator.async_client() as client:
+            finishing = client.chat.completions.as_completed(source, concurrency=4)
+            async with contextlib.aclosing(finishing):
+                async for index, result in finishing:
+                    assert isinstance(result, deployai.types.ChatCompletion)
+                    got.append((index, result.choices[0].message.content))
+                    if len(got) == 20:
+                        break
+        await source.aclose()
+        return got
+
+    got = asyncio.run(main())
+    assert len({index for index, _ in got}) == 20
+    assert all(text == f"You said: item {index + 1}" for index, text in got)
+    assert 20 <= len(seen) <= 24  # never more than `concurrency` ahead of the results handed over
+    assert 20 <= len(emulator.requests) <= len(seen)
+    assert ends == ["closed"]
+
+
+def test_leaving_an_async_batch_early_cancels_the_read_its_source_waits_in() -> None:
+    emulator = Emulator(rate_limit=1_000_000)
+    ends: list[str] = []
+
+    async def stalls() -> AsyncIterator[dict[str, Any]]:
+        for request in requests_for("one", "two"):
+            yield request
+        try:
+            await asyncio.Event().wait()  # no more work, and no end either
+        except asyncio.CancelledError:
+            ends.append("cancelled")
+            raise
+        yield {}  # never reached
+
+    async def main() -> list[int]:
+        got: list[int] = []
+        async with emulator.async_client() as client:
+            finishing = client.chat.completions.as_completed(stalls(), concurrency=4)
+            async with contextlib.aclosing(finishing):
+                async for index, _ in finishing:
+                    got.append(index)
+                    if len(got) == 2:  # both results came while the source waited
+                        break
+        return got
+
+    assert sorted(asyncio.run(main())) == [0, 1]
+    assert ends == ["cancelled"]
+
+
+@pytest.mark.parametrize("failure", [ValueError("the source broke"), asyncio.CancelledError()])
+def test_an_async_sources_own_error_comes_after_the_results_before_it(failure: BaseException) -> None:
+    # A cancel raised from within the source ended its task: the reader, waiting for it, waited for good.
+    emulator = Emulator(rate_limit=1_000_000)
+
+    async def failing() -> AsyncIterator[dict[str, Any]]:
+        for request in requests_for("one", "two", "three"):
+            yield request
+        raise failure
+
+    got: list[int] = []
+
+    async def main() -> None:
+        async with emulator.async_client() as client:
+            async for index, _ in client.chat.completions.as_completed(failing(), concurrency=4):
+                got.append(index)
+
+    with pytest.raises(type(failure)):
+        asyncio.run(asyncio.wait_for(main(), 30))
+    assert sorted(got) == [0, 1, 2]
+    assert len(emulator.requests) == 3
+
+
+def test_create_many_of_an_async_client_takes_an_async_generator_and_keeps_the_order() -> None:
+    emulator = Emulator(rate_limit=1_000_000)
+    texts = [f"n{n}" for n in range(30)]
+
+    async def batch() -> AsyncIterator[dict[str, Any]]:
+        for text in texts:
+            await asyncio.sleep(0)
+            yield {"model": MODEL, "messages": user(text)}
+
+    async def main() -> list[Any]:
+        async with emulator.async_client() as client:
+            return await client.chat.completions.create_many(batch(), concurrency=5)
+
+    assert answers(asyncio.run(main())) == [f"You said: {text}" for text in texts]
+
+
+def test_an_async_source_given_to_the_sync_client_is_refused_by_name_before_anything_is_sent() -> None:
+    emulator = Emulator()
+
+    async def batch() -> AsyncGenerator[dict[str, Any], None]:
+        yield {"model": MODEL, "messages": user("hi")}
+
+    source = batch()
+    with pytest.raises(deployai.InvalidParameterError, match=r"an async iterable goes to AsyncDeployAI's batches"):
+        emulator.client().chat.completions.create_many(source)  # type: ignore[arg-type]
+    asyncio.run(source.aclose())
+    assert emulator.requests == []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Generator, Iterable, Mapping
 from functools import cached_property
 from typing import Any, Final, overload
 
@@ -231,7 +231,8 @@ class AsyncCompletions:
 
     async def create_many(
         self,
-        requests: Iterable[Mapping[str, Any] | ChatCompletionRequest],
+        requests: Iterable[Mapping[str, Any] | ChatCompletionRequest]
+        | AsyncIterable[Mapping[str, Any] | ChatCompletionRequest],
         *,
         concurrency: int = 8,
         on_progress: Progress | None = None,
@@ -241,11 +242,16 @@ class AsyncCompletions:
         finishing = self.as_completed(requests, concurrency=concurrency, on_progress=on_progress, progress=progress)
         return in_order([finished async for finished in finishing])
 
-    create_many.__doc__ = Completions.create_many.__doc__
+    create_many.__doc__ = (Completions.create_many.__doc__ or "").replace(
+        "requests ahead of the results handed over.",
+        "requests ahead of the results handed over. An async iterable (an async generator) is read\n"
+        "                likewise, by a task of the batch's own (see `as_completed`).",
+    )
 
     def as_completed(
         self,
-        requests: Iterable[Mapping[str, Any] | ChatCompletionRequest],
+        requests: Iterable[Mapping[str, Any] | ChatCompletionRequest]
+        | AsyncIterable[Mapping[str, Any] | ChatCompletionRequest],
         *,
         concurrency: int = 8,
         on_progress: Progress | None = None,
@@ -257,6 +263,11 @@ class AsyncCompletions:
         call in flight, as cancelling the task that reads it does; one left early and dropped is
         closed by its event loop soon after. Its calls run on the event loop that first reads it:
         read on after that loop ended (a second `asyncio.run`), it raises `DeployAIError`.
+
+        `requests` may also be an async iterable (an async generator, a channel's receiving end):
+        it is read as the batch goes, by a task of the batch's own, at most `concurrency` requests
+        ahead of the results handed over, and results are handed over while it waits for more.
+        Leaving the batch early cancels a read in progress.
         """
 
         async def one(params: Mapping[str, Any] | ChatCompletionRequest) -> ChatCompletion:
