@@ -141,8 +141,10 @@ class _Batch(Generic[_I]):
         _check_requests(requests, asynchronous=asynchronous)
         width = check_concurrency(concurrency)
         on_progress = _check_on_progress(on_progress)
-        self.lazy = not isinstance(requests, Sized)
-        self.reads_async = asynchronous and self.lazy and _reads_async(requests)
+        # Read through `__aiter__` whenever there is one, sized or not: a source that has both ways
+        # (an ORM's query set) may refuse the blocking one inside async code.
+        self.reads_async = asynchronous and _reads_async(requests)
+        self.lazy = self.reads_async or not isinstance(requests, Sized)
         try:
             if self.reads_async:
                 self._async_source: AsyncIterator[_I] = aiter(requests)  # type: ignore[arg-type]
@@ -168,6 +170,7 @@ class _Batch(Generic[_I]):
         self.finish = _nothing
         self.failure: BaseException | None = None  # the source's own error, raised at the end
         self.out = 0  # a lazy source's requests given to the runners, whose results are not yet handed over
+        self.reading = self.reads_async  # an async source's reader task is at work
 
     def take(self) -> tuple[int, _I] | None:
         """The next request of a lazy source and its index, read here; None once it is spent.
@@ -228,7 +231,7 @@ class _Batch(Generic[_I]):
 
     def waiting(self) -> bool:
         """Whether the reader waits for another result (or, from an async source, another request)."""
-        return self.unfinished() and (self.out > 0 or not self.lazy or self.reads_async)
+        return self.unfinished() and (self.out > 0 or not self.lazy or self.reading)
 
     def unfinished(self) -> bool:
         """Whether results are still to come: items in flight, or requests not yet read."""
@@ -559,11 +562,17 @@ async def _in_tasks(
                 await room.wait()
             try:
                 taken = await batch.take_async()
-            except BaseException as exc:  # not an Exception (a cancel from within the source): it ends the batch
-                batch.failure, batch.spent = exc, True
+            except BaseException as exc:
+                # Not the source's end: the source unread is not spent (a batch stopped by its loop's
+                # end says so when read on). A cancel from within the source, or a progress bar that
+                # cannot be drawn, ends the batch; the batch's own end cancelling this task does not.
+                if not ended:
+                    batch.failure = exc
+                batch.reading = False
                 finished.put_nowait(None)
                 raise
             if taken is None:
+                batch.reading = False
                 finished.put_nowait(None)
                 return
             if ended:  # the batch ended while the source was read (it raised, or was left)

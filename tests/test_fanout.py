@@ -950,3 +950,75 @@ def test_an_async_source_given_to_the_sync_client_is_refused_by_name_before_anyt
         emulator.client().chat.completions.create_many(source)  # type: ignore[arg-type]
     asyncio.run(source.aclose())
     assert emulator.requests == []
+
+
+def test_progress_true_without_tqdm_names_the_package_for_an_async_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The bar was made as the first request was read, in the reading task: its error ended that task
+    # and the batch waited for good for a request that would never come.
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # as if tqdm were not installed
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    emulator = Emulator()
+
+    async def batch() -> AsyncIterator[dict[str, Any]]:
+        yield {"model": MODEL, "messages": user("hi")}
+
+    async def main() -> None:
+        async with emulator.async_client() as client:
+            await asyncio.wait_for(client.chat.completions.create_many(batch(), progress=True), 30)
+
+    with pytest.raises(ModuleNotFoundError, match="pip install tqdm"):
+        asyncio.run(main())
+    assert emulator.requests == []
+
+
+def test_an_async_batch_whose_source_waits_as_its_loop_ends_says_so_when_read_on() -> None:
+    # The loop's end cancelled the task reading the source, which was taken for the source's end:
+    # read on from the next loop, the batch read as finished, its unsent work lost unnoticed.
+    emulator = Emulator(rate_limit=1_000_000)
+    client = emulator.async_client()
+
+    async def waits_for_more() -> AsyncIterator[dict[str, Any]]:
+        for request in requests_for("one", "two", "three"):
+            yield request
+        await asyncio.Event().wait()  # a work queue with no work yet
+        yield {}  # never reached
+
+    finishing = client.chat.completions.as_completed(waits_for_more(), concurrency=4)
+
+    async def first() -> list[int]:
+        return [index for index, _ in [await finishing.__anext__() for _ in range(3)]]
+
+    assert sorted(asyncio.run(first())) == [0, 1, 2]
+
+    async def read_on() -> list[int]:
+        return [index async for index, _ in finishing]
+
+    with pytest.raises(deployai.DeployAIError, match=r"after 3 of the results of the 3 requests read so far"):
+        asyncio.run(read_on())
+
+
+class _QuerySet:
+    """A source with a length that may be read either way, but refuses the blocking way in async code (an ORM's)."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        raise RuntimeError("You cannot call this from an async context - use an async iteration.")
+
+    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        for text in self.texts:
+            yield {"model": MODEL, "messages": user(text)}
+
+
+def test_an_async_batch_reads_a_source_that_has_both_ways_asynchronously() -> None:
+    emulator = Emulator(rate_limit=1_000_000)
+
+    async def main() -> list[Any]:
+        async with emulator.async_client() as client:
+            return await client.chat.completions.create_many(_QuerySet(["a", "b", "c"]), concurrency=2)
+
+    assert answers(asyncio.run(main())) == ["You said: a", "You said: b", "You said: c"]
