@@ -19,6 +19,7 @@ import contextlib
 import errno
 import json
 import os
+import select
 import signal
 import sys
 import threading
@@ -173,11 +174,26 @@ def _typed_keys(typed: Sequence[str], own: frozenset[str] = frozenset()) -> list
             continue
         spelled = name.lower().replace("_", "-").lstrip("-")
         abbreviated = len(spelled) > 0 and "api-key".startswith(spelled)  # `--a`, `--ap`: refused, and echoed
-        if abbreviated or spelled == "k" or any(part in spelled for part in _CREDENTIAL_WORDS):
+        if (
+            abbreviated
+            or spelled == "k"
+            or any(part in spelled for part in _CREDENTIAL_WORDS)
+            or _mistyped_api_key(spelled)
+        ):
             if not equals and index + 1 < len(typed) and not typed[index + 1].startswith("--"):
                 value = typed[index + 1]
             keys.append(value)
     return [key for key in keys if len(key) >= MIN_KEY_LENGTH]  # a shorter one would redact ordinary words
+
+
+def _mistyped_api_key(spelled: str) -> bool:
+    """Whether an option name not the parser's is `api-key` mistyped (`api-kye`, `apu-key`, `ap-key`)."""
+    import difflib  # only for a usage error
+
+    return difflib.SequenceMatcher(None, spelled, "api-key").ratio() >= _TYPO_LIKENESS
+
+
+_TYPO_LIKENESS: Final = 0.75  # `api-kye` and `api-ket` are 0.86 like `api-key`, `max-tokens` 0.24
 
 
 def _connection_options() -> _Parser:
@@ -257,6 +273,8 @@ def _client(args: argparse.Namespace) -> DeployAI:
 
 def _chat(args: argparse.Namespace, out: _Output) -> None:
     prompt = _stdin_prompt() if args.prompt == "-" else args.prompt
+    if not prompt.strip():  # `deployai chat "$QUESTION"` with the variable unset: no call to pay for
+        raise InvalidParameterError("prompt", prompt, "text that is not empty ('-' reads it from stdin)")
     messages: list[dict[str, str]] = [] if args.system is None else [{"role": "system", "content": args.system}]
     messages.append({"role": "user", "content": prompt})
     params: dict[str, Any] = {"model": args.model, "messages": messages}
@@ -270,6 +288,7 @@ def _chat(args: argparse.Namespace, out: _Output) -> None:
         out.write(_json_text(completion.model_dump(mode="json")) + "\n")
         return
     held = ""  # a piece's last half of a character, whose other half may open the next piece
+    wrote = False
     with _client(args) as client, client.chat.completions.create(**params, stream=True) as stream:
         try:
             for chunk in stream:
@@ -281,12 +300,23 @@ def _chat(args: argparse.Namespace, out: _Output) -> None:
                             if text:
                                 out.write(text)
                                 out.flush()
-        finally:  # also when the stream breaks: end the line the answer was on
-            if held:
-                # An encoding with no U+FFFD (ascii, cp1252) must not put its error in place of the stream's.
-                with contextlib.suppress(_UnwritableError):
-                    out.write("\N{REPLACEMENT CHARACTER}")
-            out.write("\n")
+                                wrote = True
+        except BaseException:
+            # A stream that broke ends the line its answer was on; one that broke before any text
+            # writes nothing (a script appending answers to a file gets no empty line).
+            _end_answer(out, held, ended=wrote or bool(held))
+            raise
+        _end_answer(out, held, ended=True)  # an empty answer is an empty line
+
+
+def _end_answer(out: _Output, held: str, *, ended: bool) -> None:
+    """End the line of a streamed answer, writing a half character still held as U+FFFD."""
+    if held:
+        # An encoding with no U+FFFD (ascii, cp1252) must not put its error in place of the stream's.
+        with contextlib.suppress(_UnwritableError):
+            out.write("\N{REPLACEMENT CHARACTER}")
+    if ended:
+        out.write("\n")
 
 
 def _characters(text: str) -> tuple[str, str]:
@@ -315,11 +345,37 @@ def _json_text(data: object) -> str:
 def _stdin_prompt() -> str:
     if sys.stdin is None:  # started with it closed (`<&-`)
         raise InvalidParameterError("prompt", "-", "text on stdin, which is closed")
-    data = sys.stdin.buffer.read()
+    data = _read_to_end(sys.stdin.buffer)
     try:
-        return data.decode("utf-8").rstrip("\n")
+        prompt = data.decode("utf-8").rstrip("\n")
     except UnicodeDecodeError as exc:  # `git diff | deployai chat -` over a file in another encoding
         raise InvalidParameterError("prompt", f"{len(data)} bytes on stdin", f"UTF-8 text ({exc.reason})") from None
+    if not prompt.strip():  # `git diff | deployai chat -` with nothing to diff: no call to pay for
+        raise InvalidParameterError("prompt", "-", "text on stdin, which was empty")
+    return prompt
+
+
+def _read_to_end(stdin: Any) -> bytes:
+    """All of `stdin`, to its end, even if it was left non-blocking (by a parent, or a crashed program)."""
+    try:
+        descriptor = stdin.fileno()
+    except (OSError, AttributeError, ValueError):  # a stand-in for stdin (a test's): it blocks as a file does
+        return bytes(stdin.read())
+    pieces: list[bytes] = []
+    while True:
+        try:
+            # Bytes not through Python's buffer: a non-blocking read there gives what has come so
+            # far (a prompt cut short, silently) or None.
+            piece = os.read(descriptor, _READ_SIZE)
+        except BlockingIOError:
+            select.select([descriptor], [], [])
+            continue
+        if not piece:
+            return b"".join(pieces)
+        pieces.append(piece)
+
+
+_READ_SIZE: Final = 1 << 20
 
 
 def _models(args: argparse.Namespace, out: _Output) -> None:
@@ -334,9 +390,25 @@ def _models(args: argparse.Namespace, out: _Output) -> None:
         (_printable(m.id), _printable(m.provider or ""), f"{m.context_window:,}" if m.context_window else "")
         for m in models
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    # Columns as wide as their widest cell on a terminal: a CJK character takes two places there.
+    widths = [max(_shown_width(row[i]) for row in rows) for i in range(3)]
     for model_id, provider, context in rows:
-        out.write(f"{model_id:<{widths[0]}}  {provider:<{widths[1]}}  {context:>9}\n")
+        out.write(
+            f"{_pad(model_id, widths[0])}  {_pad(provider, widths[1])}  {' ' * (widths[2] - len(context))}{context}\n"
+        )
+
+
+def _shown_width(text: str) -> int:
+    """How many places `text` takes on a terminal: two for a wide (CJK) character, none for a combining mark."""
+    if text.isascii():
+        return len(text)
+    import unicodedata  # only for a table with such names
+
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - _shown_width(text))
 
 
 @contextlib.contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import io
 import json
@@ -236,6 +237,28 @@ def test_the_emulator_command_serves_until_ctrl_c(env: dict[str, str]) -> None:
         process.communicate()  # reaped and its pipes closed, so a failure here shows in this test alone
     assert url.startswith("http://127.0.0.1:")
     assert process.returncode == 0
+
+
+def test_the_emulators_server_serves_with_stdout_closed(env: dict[str, str]) -> None:
+    # Started in the background with `>&-`, it failed at once with a traceback: uvicorn's log
+    # formatter asked the closed stdout whether it was a terminal.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = f'exec "$0" -m deployai.testing serve --port {port} >&-'
+    process = start(["sh", "-c", command, sys.executable], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while process.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, process.communicate()[1]
+        assert run("models", "--base-url", f"http://127.0.0.1:{port}/v1", env=env).returncode == 0
+    finally:
+        process.kill()
+        _, err = process.communicate()
+    assert "Traceback" not in err
 
 
 def test_a_server_message_with_line_breaks_is_printed_on_one_line(
@@ -618,3 +641,102 @@ def test_ctrl_c_ends_the_command_while_it_waits_on_a_full_pipe(server: EmulatorS
 def _bytes_waiting(fd: int) -> int:
     waiting: int = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
     return waiting
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "refusal"),
+    [
+        (["chat", "-", "--system", "Review this diff."], "", "prompt must be text on stdin, which was empty"),
+        (["chat", "-"], "\n\n", "prompt must be text on stdin, which was empty"),
+        (["chat", ""], "", "prompt must be text that is not empty ('-' reads it from stdin)"),
+        (["chat", "  "], "", "prompt must be text that is not empty"),
+    ],
+    ids=["empty-stdin", "blank-lines-on-stdin", "empty-argument", "blank-argument"],
+)
+def test_an_empty_prompt_is_refused_before_anything_is_sent(
+    env: dict[str, str], server: EmulatorServer, args: list[str], stdin: str, refusal: str
+) -> None:
+    # `git diff | deployai chat - --system "Review this diff."` with nothing to diff sent an empty
+    # message, paid for and answered, and exited 0.
+    result = run(*args, env=env, stdin=stdin)
+    assert (result.returncode, result.stdout) == (3, "")
+    assert result.stderr.startswith(f"deployai: InvalidParameterError: {refusal}")
+    assert server.emulator.requests == []
+
+
+def test_a_stream_that_fails_before_any_text_writes_nothing_to_stdout(
+    mocked: HTTPXMock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A script appending answers to a file (`deployai chat ... >> answers.txt`) got an empty line for
+    # each failure: the line of an answer that never began was ended all the same.
+    failure = {"error": {"message": "upstream overloaded", "type": "server_error", "code": 503}}
+    mocked.add_callback(lambda request: sse_response([event(failure, name="error")]))
+    assert main(["chat", "hi", "--max-retries", "0"]) != 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "upstream overloaded" in captured.err
+    # An answer that is empty is still an empty line, as a whole answer is always a line.
+    mocked.add_callback(lambda request: sse_response([event(chunk(finish="stop")), DONE]))
+    assert main(["chat", "hi"]) == 0
+    assert capsys.readouterr().out == "\n"
+
+
+def test_a_prompt_on_a_stdin_left_non_blocking_is_read_whole(env: dict[str, str], server: EmulatorServer) -> None:
+    # A parent that set O_NONBLOCK on the pipe (or a crashed program that left the terminal so) cut
+    # the prompt to what had come when it was read, silently, or failed with a traceback (None read).
+    reader, writer = os.pipe()
+    os.set_blocking(reader, False)
+    try:
+        os.write(writer, b"Review this diff: first half,")
+        process = subprocess.Popen(
+            [str(SCRIPT), "chat", "-"], stdin=reader, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+        )
+        os.close(reader)
+        reader = -1
+        deadline = time.monotonic() + 60
+        while _bytes_waiting(writer) and time.monotonic() < deadline:  # until it has read the first half
+            time.sleep(0.01)
+        with contextlib.suppress(BrokenPipeError):  # it may have gone with the first half alone
+            os.write(writer, b" second half.\n")
+    finally:
+        os.close(writer)
+        if reader >= 0:
+            os.close(reader)
+    out, err = process.communicate(timeout=60)
+    assert (process.returncode, err) == (0, b"")
+    assert out == b"You said: Review this diff: first half, second half.\n"
+
+
+def test_a_usage_error_hides_the_value_of_a_mistyped_api_key_option(capsys: pytest.CaptureFixture[str]) -> None:
+    # `--api-kye KEY` is no option, and no credential word: a gateway key not shaped like `sk-...`
+    # was printed whole in the error.
+    key = "NOPREFIXSECRETKEY0123456789abcdef"
+    for typo in ("--api-kye", "--api-ket", "--apu-key"):
+        with pytest.raises(SystemExit):
+            main(["chat", "hi", typo, key])
+        err = capsys.readouterr().err
+        assert "unrecognized arguments" in err
+        assert key not in err
+    with pytest.raises(SystemExit):  # another option's value stays readable
+        main(["chat", "hi", "--modle", "openai/gpt-4o-2024-08-06"])
+    assert "--modle openai/gpt-4o-2024-08-06" in capsys.readouterr().err
+
+
+def test_the_models_table_keeps_its_columns_for_long_windows_and_wide_characters(
+    mocked: HTTPXMock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A 10,000,000-token window jutted out of its 9 places, and a CJK name took twice the places
+    # its `len()` counts, pushing the rest of its row out of line.
+    models = [
+        {"id": "meta/llama-4-scout", "object": "model", "created": 1, "owned_by": "meta", "provider": "Meta",
+         "context_window": 10_000_000},
+        {"id": "qwen/通义千问", "object": "model", "created": 1, "owned_by": "qwen", "provider": "阿里云",
+         "context_window": 32_000},
+    ]  # fmt: skip
+    mocked.add_response(json={"object": "list", "data": models})
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    shown = [sum(2 if "\u4e00" <= c <= "\u9fff" else 1 for c in line) for line in lines]
+    assert len(set(shown)) == 1, lines  # every row as wide on a terminal
+    assert lines[1].endswith("10,000,000")
+    assert lines[2].endswith("32,000")

@@ -44,6 +44,9 @@ def _log_config(uvicorn: ModuleType) -> dict[str, Any]:
     # uvicorn's own logging setup, with its access log moved to stderr: stdout carries only the URL.
     config: dict[str, Any] = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    if sys.stdout is None:  # started with it closed (`>&-`): uvicorn's formatters would ask it for a terminal
+        for formatter in config["formatters"].values():
+            formatter["use_colors"] = False
     return config
 
 
