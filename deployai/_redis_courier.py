@@ -42,6 +42,9 @@ _LONGEST_CONFLICT_PAUSE_SECONDS: Final = 0.05
 _LONGEST_CONFLICT_PAUSE_ROUND_TRIPS: Final = 16  # the pause's cap for a Redis far away, in its round trips
 _CONFLICT_PAUSE_CAP_SECONDS: Final = 1.0  # and whatever the round trips seem to take
 _ROUND_TRIPS_KEPT: Final = 8  # the last round trips to Redis, whose fastest tells how far it is
+# How long a state this process read or wrote stands in for one Redis lost: what it holds of use
+# beyond a window's reset is the last minute's sends.
+_KNOWN_STATE_SECONDS: Final = 60.0
 # How long a courier's thread outlives its last piece of work (when none of its requests is in flight).
 _IDLE_SECONDS: Final = 30.0
 
@@ -338,7 +341,16 @@ class Courier:
         self._heard(redis_now)
         if isinstance(current, str):  # a URL with decode_responses=True
             current = current.encode()
-        self.token, self.state = parse(current)
+        token, state = parse(current)
+        if state is None and self.state is not None:
+            # The key was lost (flushed, evicted, Redis restarted without persistence or failed over to
+            # a replica behind it) or spoilt: what this process knew of it, if recent, is written back
+            # in its place. Started from nothing, the minute's sends would be forgotten, and
+            # `requests_per_minute` would let a whole minute's worth more through.
+            known_at = max(self.read_at, self.written_at)
+            if self.limiter._clock() - known_at < _KNOWN_STATE_SECONDS:
+                state = self.state
+        self.token, self.state = token, state
 
     def _decide(
         self, pacing: Pacing, answers: list[tuple[int, Answer]], asking: int | None, now: float

@@ -636,6 +636,31 @@ def test_a_stale_limiter_cannot_write_after_the_state_was_lost_and_made_again(re
     second.close()
 
 
+def test_the_minutes_sends_outlive_the_loss_of_the_key(redis: RedisServer) -> None:
+    # The key lost mid-minute (FLUSHALL, an eviction, a restart without persistence): the next
+    # decision started from nothing, and `requests_per_minute` let a whole minute's worth more through,
+    # though the processes still knew the minute's sends.
+    first = deployai.RedisRateLimiter(redis.url, name="minute", requests_per_minute=10)
+    second = deployai.RedisRateLimiter(redis.url, name="minute", requests_per_minute=10)
+    unlimited = httpx.Response(200, request=REQUEST)  # a gateway that sends no rate-limit headers
+    for limiter, calls in ((first, 6), (second, 1)):
+        for _ in range(calls):
+            limiter._settle(limiter._acquire_sync(REQUEST, 5), unlimited, 0.0)
+    redis.flush()
+    let_through = 0
+    for limiter in (second, first):
+        while True:
+            try:
+                limiter._settle(limiter._acquire_sync(REQUEST, 0.0), unlimited, 0.0)
+            except deployai.RateLimitError:
+                break
+            let_through += 1
+            assert let_through <= 10, "a whole minute's worth let through again"
+    assert let_through == 3
+    first.close()
+    second.close()
+
+
 def test_close_while_in_use_neither_hangs_nor_loses_a_call(redis: RedisServer) -> None:
     limiter = deployai.RedisRateLimiter(redis.url, name="closing")
     done = [0] * 4
