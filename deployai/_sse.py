@@ -109,6 +109,16 @@ class EventParser:
 
     def feed(self, chunk: bytes) -> list[tuple[str, str]]:
         """The events (`event`, `data`) that `chunk` completes."""
+        if (  # the common read, one whole `data:` event (a token), nothing before it: found by the general way too
+            not self._pending
+            and chunk.startswith(b"data: ")
+            and chunk.find(b"\n") == len(chunk) - 2
+            and chunk.endswith(b"\n")
+            and self._started
+            and not self._cr
+            and b"\r" not in chunk
+        ):
+            return [("", chunk[6:-2].decode("utf-8", "replace"))]
         if not self._started:
             chunk = b"".join(self._pending) + chunk
             self._pending = []

@@ -74,6 +74,25 @@ def test_any_stream_split_anywhere_gives_the_standards_events(
     assert parsed(pieces) == standard_events(stream)
 
 
+@settings(deadline=None, max_examples=300)
+@example([("data: a", "\n"), ("", "\n"), ("data: b", "\n"), ("", "\n")], [])  # a read per event, as providers send
+@example([("data: a\rb", "\n"), ("", "\n")], [])  # a lone CR inside is a line end
+@given(
+    st.lists(st.tuples(_LINE, st.sampled_from(["\n", "\r\n", "\r"])), max_size=12),
+    st.lists(st.integers(0, 12), max_size=4),
+)
+def test_a_stream_read_an_event_at_a_time_gives_the_standards_events(
+    lines: list[tuple[str, str]], merged: list[int]
+) -> None:
+    # Each read ending where an event ends, as most providers send a token: the reads a whole
+    # `data:` event fills are taken on a shorter way, which must agree with the general one.
+    stream = "".join(a + b for a, b in lines).encode()
+    ends = [m.end() for m in re.finditer(rb"(\r\n|\r|\n)(\r\n|\r|\n)", stream)]
+    points = sorted({0, len(stream), *(end for n, end in enumerate(ends) if n not in merged)})
+    pieces = [stream[a:b] for a, b in itertools.pairwise(points)]
+    assert parsed(pieces) == standard_events(stream)
+
+
 def test_a_multi_byte_character_a_bom_and_a_crlf_split_across_reads_are_joined() -> None:
     stream = "data: 世界\r\n\r\n".encode()
     assert parsed([stream[:7], stream[7:12], stream[12:13], stream[13:]]) == [("", "世界")]
