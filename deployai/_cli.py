@@ -399,12 +399,18 @@ def _models(args: argparse.Namespace, out: _Output) -> None:
 
 
 def _shown_width(text: str) -> int:
-    """How many places `text` takes on a terminal: two for a wide (CJK) character, none for a combining mark."""
+    """How many places `text` takes on a terminal: two for a wide (CJK) character, none for a mark or a format one."""
     if text.isascii():
         return len(text)
     import unicodedata  # only for a table with such names
 
-    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+    # Thai and Devanagari vowel signs are marks of combining class 0: their category tells them.
+    return sum(
+        0 if unicodedata.category(c) in _NO_PLACE else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text
+    )
+
+
+_NO_PLACE: Final = frozenset(("Mn", "Me", "Cf"))
 
 
 def _pad(text: str, width: int) -> str:
