@@ -34,14 +34,14 @@ __all__ = ["Courier"]
 log = logging.getLogger("deployai")
 
 _CONFLICTS_BEFORE_GIVING_UP: Final = 64
-_PLACES_SUFFIX: Final = ":turns"  # beside the state: the places in line of processes whose writes lost
-# A process whose write lost takes a place in line (see `COMPARE_AND_SET`): the first in line tries
-# again at once; one behind another looks again after a random moment of up to half a round trip
-# (at least a millisecond), so that processes waiting in line do not all call at once.
-_LOOK_AGAIN_SECONDS: Final = 0.001
+# After a write that another process's write beat, the next try waits a random moment, up to twice
+# as long after each further loss: processes that read one state at once would write at once again
+# (two dozen busy processes lost nine writes in ten, and some gave up and paced alone).
+_FIRST_CONFLICT_PAUSE_SECONDS: Final = 0.001
+_LONGEST_CONFLICT_PAUSE_SECONDS: Final = 0.05
+_LONGEST_CONFLICT_PAUSE_ROUND_TRIPS: Final = 16  # the pause's cap for a Redis far away, in its round trips
+_CONFLICT_PAUSE_CAP_SECONDS: Final = 1.0  # and whatever the round trips seem to take
 _ROUND_TRIPS_KEPT: Final = 8  # the last round trips to Redis, whose fastest tells how far it is
-_PLACE_ROUND_TRIPS: Final = 4  # a place in line stands this many round trips past the pause before a look again
-_PLACE_SLACK_MS: Final = 10
 # How long a state this process read or wrote stands in for one Redis lost: what it holds of use
 # beyond a window's reset is the last minute's sends.
 _KNOWN_STATE_SECONDS: Final = 60.0
@@ -67,20 +67,11 @@ class _Redis:
         )
         self.script = self.client.register_script(COMPARE_AND_SET)
 
-    def call(
-        self, key: str, version: bytes, state: bytes, place: tuple[str, int | None, int] = ("", None, 0)
-    ) -> tuple[int, bytes | str, float]:
-        """Compare-and-set (or, with `state` empty, read): (written, the current value if not, Redis's time).
-
-        `place`: the writer's owner id, since when (ms, Redis's clock) its writes have been losing,
-        and how long (ms) its place in line stands. Written is 1; 0 when not, the caller first in
-        line; -1 when a process that has been losing longer comes first (see `COMPARE_AND_SET`).
-        """
+    def call(self, key: str, version: bytes, state: bytes) -> tuple[bool, bytes | str, float]:
+        """Compare-and-set (or, with `state` empty, read): (written, the current value if not, Redis's time)."""
         ttl = str(int(REDIS_STATE_TTL_SECONDS * 1000))
-        owner, since, hold = place
-        args: list[bytes | str] = [version, state, ttl, owner, "" if since is None else str(since), str(hold)]
-        written, current, seconds, micros = self.script(keys=[key, key + _PLACES_SUFFIX], args=args)
-        return int(written), current, int(seconds) + int(micros) / 1e6
+        written, current, seconds, micros = self.script(keys=[key], args=[version, state, ttl])
+        return bool(written), current, int(seconds) + int(micros) / 1e6
 
     def close(self) -> None:
         with contextlib.suppress(Exception):  # a connection that is gone already
@@ -280,10 +271,9 @@ class Courier:
         redis = self.redis
         fresh = False
         if not self.round_trips:  # a first decision on this machine's clock would be written on it
-            self._read(redis.call(key, self.token, b"", (self.owner, None, 0)))
+            self._read(redis.call(key, self.token, b""))
             fresh = True
-        conflicts = 0
-        since: int | None = None  # when (ms, Redis's clock) this process's writes began to lose
+        lost = 0
         while True:
             now = limiter._clock()
             pacing, others = load(
@@ -305,20 +295,17 @@ class Courier:
                 if fresh:
                     self._keep(pacing, now, written=False)
                     return 0
-                self._read(redis.call(key, self.token, b"", (self.owner, None, 0)))  # and leaves its place
+                self._read(redis.call(key, self.token, b""))
                 fresh = True
                 continue
             if own:
                 others[self.owner] = [own, now, own_tokens]
             state, text = dump(pacing, others)
             token = os.urandom(8).hex().encode()  # never reused, even after the key is lost and made again
-            # A place stands for a pause and a few round trips: the next try comes within it, and a
-            # process gone away (or down) holds the others back no longer than that.
-            hold = math.ceil((self._look_again() + _PLACE_ROUND_TRIPS * self.round_trip) * 1000) + _PLACE_SLACK_MS
             sent = time.monotonic()
-            written, current, redis_now = redis.call(key, self.token, token + b" " + text, (self.owner, since, hold))
+            written, current, redis_now = redis.call(key, self.token, token + b" " + text)
             self._timed(time.monotonic() - sent)
-            if written == 1:
+            if written:
                 self.token, self.state, self.own, self.own_tokens = token, state, own, own_tokens
                 self.known_at = time.monotonic()
                 self._keep_own(pacing)
@@ -327,30 +314,22 @@ class Courier:
                 self._keep(pacing, now, written=True)
                 return ticket
             self.lost_writes += 1
-            # Waiting its turn behind other processes is no conflict: the line moves, and places
-            # that are not renewed lapse. A write beaten while first in line (by a process on an
-            # older version of this SDK, which knows no line) is one.
-            conflicts += written == 0
-            if conflicts == _CONFLICTS_BEFORE_GIVING_UP:
+            lost += 1
+            if lost == _CONFLICTS_BEFORE_GIVING_UP:
                 raise RuntimeError("the rate-limit state kept changing under every write")
             self._read((written, current, redis_now))
             fresh = True
-            if since is None:
-                since = int(redis_now * 1000)
-            if written == 0:  # first in line: no other process's write is let through before its own
-                continue
-            # Behind another process in line: no write of its own can land before that one's, so it
-            # looks again soon (the line moves a write at a time), never after a growing pause, in
-            # which its turn would come and hold every process behind it (eight busy processes on a
-            # key of 200 calls a second then let through 54 a second).
-            time.sleep(random.random() * self._look_again())  # noqa: S311  # a jitter, no secret
-
-    def _look_again(self) -> float:
-        """The longest pause before a process behind another in line tries again: half a round trip, at least 1 ms.
-
-        Measured in round trips: far from Redis, calls every millisecond would only queue there.
-        """
-        return max(_LOOK_AGAIN_SECONDS, self.round_trip / 2)
+            # Measured in round trips: far from Redis, a write is open to others' for a whole round
+            # trip, and pauses of a few milliseconds kept six busy processes 20 ms away colliding
+            # until some gave up. Bounded whole: while it pauses, no call of this process goes.
+            round_trip = self.round_trip
+            first = max(_FIRST_CONFLICT_PAUSE_SECONDS, round_trip / 2)
+            longest = min(
+                _CONFLICT_PAUSE_CAP_SECONDS,
+                max(_LONGEST_CONFLICT_PAUSE_SECONDS, _LONGEST_CONFLICT_PAUSE_ROUND_TRIPS * round_trip),
+            )
+            pause = min(longest, first * 2 ** (lost - 1))
+            time.sleep(random.random() * pause)  # noqa: S311  # a jitter, no secret
 
     def _timed(self, took: float) -> None:
         """Learn how far Redis is: the fastest of the last few round trips (a stall says nothing of the distance)."""
@@ -358,7 +337,7 @@ class Courier:
         recent.append(took)
         self.round_trip = min(recent)
 
-    def _read(self, answer: tuple[int, bytes | str, float]) -> None:
+    def _read(self, answer: tuple[bool, bytes | str, float]) -> None:
         """Take the state and time of a call that wrote nothing as the latest known."""
         _, current, redis_now = answer
         self._heard(redis_now)

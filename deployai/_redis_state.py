@@ -20,18 +20,11 @@ from ._pacing import Pacing
 
 __all__ = ["COMPARE_AND_SET", "PER_PROCESS", "dump", "load", "parse"]
 
-# KEYS[1]: the state, "<version> <json>"; KEYS[2]: the places in line of the processes whose writes
-# lost, {owner: "<since> <until>"} in ms of Redis's clock. ARGV: the version the new state was
-# computed from ("" for none), the new state ("" only reads), its time to live in ms, the writer's
-# owner id, since when it has been losing ("" if it has not), and how long its place stands unless
-# it writes again. Answers {written, the current state when not written, TIME}: written is 1, or 0
-# when the caller may try again at once (the first in line), or -1 when another process is before
-# it: one that has been losing longer, or at all, for a writer that has not. A write is refused
-# while such a place stands: the process a compare-and-set beat would otherwise lose again and
-# again to one that decides again on the state it has just written. A read leaves the reader's
-# place. Versions are random tokens, never reused: a process whose state is
-# stale cannot write, even after the key expired or Redis restarted and the state was made again.
-# A value of another type under either key (something else's) counts as none, and is replaced.
+# KEYS[1]: the state, "<version> <json>". ARGV: the version the new state was computed from ("" for
+# none), the new state ("" only reads), its time to live in ms. Answers {written, the current state
+# when not written, TIME}. Versions are random tokens, never reused: a process whose state is stale
+# cannot write, even after the key expired or Redis restarted and the state was made again. A value
+# of another type under the key (a list, a hash: something else's) counts as none, and is replaced.
 COMPARE_AND_SET: Final = """
 local current = false
 if redis.call('TYPE', KEYS[1])['ok'] == 'string' then
@@ -39,38 +32,11 @@ if redis.call('TYPE', KEYS[1])['ok'] == 'string' then
 end
 local now = redis.call('TIME')
 local version = current and string.match(current, '^%S*') or ''
-local kind = redis.call('TYPE', KEYS[2])['ok']
-if kind ~= 'hash' and kind ~= 'none' then
-  redis.call('DEL', KEYS[2])
-  kind = 'none'
-end
-if ARGV[2] == '' then
-  if kind == 'hash' then redis.call('HDEL', KEYS[2], ARGV[4]) end
-  return {0, current or '', now[1], now[2]}
-end
-local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local mine = tonumber(ARGV[5])
-local behind = false
-if kind == 'hash' then
-  local places = redis.call('HGETALL', KEYS[2])
-  for i = 1, #places, 2 do
-    local since, till = string.match(places[i + 1], '^(%d+) (%d+)$')
-    since, till = tonumber(since), tonumber(till)
-    if not since or till <= ms then
-      redis.call('HDEL', KEYS[2], places[i])
-    elseif places[i] ~= ARGV[4] and (not mine or since < mine or (since == mine and places[i] < ARGV[4])) then
-      behind = true
-    end
-  end
-end
-if version == ARGV[1] and not behind then
+if ARGV[2] ~= '' and version == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-  if kind == 'hash' then redis.call('HDEL', KEYS[2], ARGV[4]) end
   return {1, '', now[1], now[2]}
 end
-redis.call('HSET', KEYS[2], ARGV[4], string.format('%d %d', mine or ms, ms + tonumber(ARGV[6])))
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-return {behind and -1 or 0, current or '', now[1], now[2]}
+return {0, current or '', now[1], now[2]}
 """
 
 _VERSION: Final = re.compile(rb"\S*")  # as Lua's %S*

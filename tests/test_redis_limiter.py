@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import gc
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -979,31 +980,31 @@ class FlakyRedis:
     def __call__(self, url: str, timeout: float) -> FlakyRedis:  # made as `_redis_courier._Redis` is
         return self
 
-    def call(self, key: str, version: bytes, state: bytes, place: object = None) -> tuple[int, bytes, float]:
+    def call(self, key: str, version: bytes, state: bytes) -> tuple[bool, bytes, float]:
         if self.down:
             raise ConnectionError("Connection closed by server.")
         if state and self.value.split(b" ", 1)[0] == version:
             self.value = state
-            return 1, b"", time.time()
-        return 0, self.value, time.time()  # no other process in line: it may try again at once
+            return True, b"", time.time()
+        return False, self.value, time.time()
 
     def close(self) -> None:
         pass
 
 
 class FarRedis(FlakyRedis):
-    """`FlakyRedis` `away` seconds away (one call's each, the last for good); its next `losses` writes wait in line."""
+    """`FlakyRedis` `away` seconds away (one call's each, the last for good); others' writes beat its next `losses`."""
 
     def __init__(self, losses: int, away: list[float]) -> None:
         super().__init__()
         self.losses = losses
         self.away = away
 
-    def call(self, key: str, version: bytes, state: bytes, place: object = None) -> tuple[int, bytes, float]:
+    def call(self, key: str, version: bytes, state: bytes) -> tuple[bool, bytes, float]:
         time.sleep(self.away.pop(0) if len(self.away) > 1 else self.away[0])
         if state and self.losses:
             self.losses -= 1
-            return -1, self.value, time.time()  # a process in line before it
+            return False, self.value, time.time()
         return super().call(key, version, state)
 
 
@@ -1016,7 +1017,7 @@ class GatedRedis(FlakyRedis):
         self.gate = threading.Event()
         self.calls = 0
 
-    def call(self, key: str, version: bytes, state: bytes, place: object = None) -> tuple[int, bytes, float]:
+    def call(self, key: str, version: bytes, state: bytes) -> tuple[bool, bytes, float]:
         self.calls += 1
         if self.held:
             self.gate.wait(10)  # on code that waits for Redis for good: answered after all, and the test fails
@@ -1074,7 +1075,7 @@ class LateRedis(FlakyRedis):
 
     late = 0.0
 
-    def call(self, key: str, version: bytes, state: bytes, place: object = None) -> tuple[int, bytes, float]:
+    def call(self, key: str, version: bytes, state: bytes) -> tuple[bool, bytes, float]:
         answer = super().call(key, version, state)
         time.sleep(self.late)  # the answer on its slow way back, the time in it read before
         return answer
@@ -1178,45 +1179,14 @@ def _pauses_after_lost_writes(monkeypatch: pytest.MonkeyPatch, redis: FarRedis) 
     return pauses
 
 
-def test_a_process_behind_another_in_line_looks_again_within_half_a_round_trip(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Pauses of a millisecond or two kept busy processes 20 ms from Redis calling in vain. Pauses that
-    # doubled with each loss made a process sleep through its turn, every process behind it waiting:
-    # eight busy processes on a key allowing 200 calls a second let 54 a second through.
+def test_the_pause_after_a_lost_write_is_measured_in_round_trips_to_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pauses of a millisecond or two kept busy processes 20 ms from Redis colliding: some lost 64
+    # writes in a row, gave up sharing, and paced alone, overrunning the key together.
     pauses = _pauses_after_lost_writes(monkeypatch, FarRedis(losses=6, away=[0.02]))
     assert len(pauses) == 6
-    assert min(pauses) >= 0.01  # half a round trip, where it was a millisecond
-    assert max(pauses) <= 0.02  # and no longer however long it waits
-
-
-def test_a_process_whose_write_lost_goes_before_one_that_has_not_waited(redis: RedisServer) -> None:
-    # A process that a compare-and-set beat decided again on the newer state and lost again, while
-    # the one that had just written decided at once on its own state: 3 processes of 10 tasks each on
-    # a key allowing 30 calls a second made 83, 103 and 174 calls in 10 s, the slowest call up to 7 s.
-    import redis as redis_py
-
-    line = _redis_courier._Redis(redis.url, 1.0)
-    key = "deployai:test:line"
-    try:
-        assert line.call(key, b"", b"v1 []", ("a", None, 60_000))[0] == 1
-        lost, _, at = line.call(key, b"", b"v2 []", ("b", None, 60_000))  # decided on no state: stale
-        assert lost == 0  # the first in line: it may try again at once
-        assert line.call(key, b"v1", b"v3 []", ("a", None, 60_000))[0] == -1  # current, but b was first
-        # b has waited since before a's place was taken (within one millisecond, the owner ids decide).
-        assert line.call(key, b"v1", b"v4 []", ("b", int(at * 1000) - 1, 60_000))[0] == 1
-        assert line.call(key, b"v4", b"v5 []", ("a", None, 60_000))[0] == 1  # b's place went with its write
-        # A place that is not renewed in time lapses: a process gone away holds no one back.
-        assert line.call(key, b"stale", b"v6 []", ("b", None, 0))[0] == 0
-        assert line.call(key, b"v5", b"v7 []", ("a", None, 60_000))[0] == 1
-        # One that reads (it has nothing to write after all) leaves its place.
-        assert line.call(key, b"stale", b"v8 []", ("b", None, 60_000))[0] == 0
-        line.call(key, b"", b"", ("b", None, 0))
-        assert line.call(key, b"v7", b"v9 []", ("a", None, 60_000))[0] == 1
-        with redis_py.Redis.from_url(redis.url) as client:  # something else's value where the line is kept
-            client.delete(key + ":turns")
-            client.rpush(key + ":turns", "something else's")
-        assert line.call(key, b"v9", b"v10 []", ("a", None, 60_000))[0] == 1
-    finally:
-        line.close()
+    assert pauses[0] >= 0.01  # half a round trip, where it was a millisecond
+    assert all(later >= 1.9 * earlier for earlier, later in itertools.pairwise(pauses[:5]))  # doubling
+    assert max(pauses) <= 16 * 0.1  # at most 16 round trips (each well under 0.1 s here)
 
 
 def test_one_slow_round_trip_to_redis_makes_no_long_pause(monkeypatch: pytest.MonkeyPatch) -> None:
