@@ -109,7 +109,7 @@ class EventParser:
 
     def feed(self, chunk: bytes) -> list[tuple[str, str]]:
         """The events (`event`, `data`) that `chunk` completes."""
-        if (  # the common read, one whole `data:` event (a token), nothing before it: found by the general way too
+        if (  # the common read: one whole `data:` event (a token), nothing pending; read as the general way reads it
             not self._pending
             and chunk.startswith(b"data: ")
             and chunk.find(b"\n") == len(chunk) - 2

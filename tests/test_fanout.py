@@ -939,6 +939,14 @@ def test_create_many_of_an_async_client_takes_an_async_generator_and_keeps_the_o
     assert answers(asyncio.run(main())) == [f"You said: {text}" for text in texts]
 
 
+def test_the_async_create_manys_help_says_it_takes_an_async_iterable() -> None:
+    # Its text is the blocking one's with a sentence put in: a change there would drop it silently.
+    from deployai.resources.chat import AsyncCompletions, Completions
+
+    assert AsyncCompletions.create_many.__doc__ != Completions.create_many.__doc__
+    assert "An async iterable (an async generator) is read" in (AsyncCompletions.create_many.__doc__ or "")
+
+
 def test_an_async_source_given_to_the_sync_client_is_refused_by_name_before_anything_is_sent() -> None:
     emulator = Emulator()
 
