@@ -359,7 +359,10 @@ def _read_to_end(stdin: Any) -> bytes:
     """All of `stdin`, to its end, even if it was left non-blocking (by a parent, or a crashed program)."""
     try:
         descriptor = stdin.fileno()
-    except (OSError, AttributeError, ValueError):  # a stand-in for stdin (a test's): it blocks as a file does
+        blocking = os.get_blocking(descriptor)
+    except (OSError, AttributeError, ValueError):  # a stand-in for stdin (a test's), or no such question here
+        blocking = True
+    if blocking:  # Python's own reading, which on a Windows console decodes what is typed there
         return bytes(stdin.read())
     pieces: list[bytes] = []
     while True:
