@@ -556,28 +556,25 @@ async def _in_tasks(
 
     async def read() -> None:
         """Read an async source, in a task beside the reader's, no more than `width` items ahead of it."""
-        while not ended:
-            while batch.out >= batch.width:
-                room.clear()
-                await room.wait()
-            try:
+        try:
+            while not ended:
+                while batch.out >= batch.width:
+                    room.clear()
+                    await room.wait()
                 taken = await batch.take_async()
-            except BaseException as exc:
-                # Not the source's end: the source unread is not spent (a batch stopped by its loop's
-                # end says so when read on). A cancel from within the source, or a progress bar that
-                # cannot be drawn, ends the batch; the batch's own end cancelling this task does not.
-                if not ended:
-                    batch.failure = exc
-                batch.reading = False
-                finished.put_nowait(None)
-                raise
-            if taken is None:
-                batch.reading = False
-                finished.put_nowait(None)
-                return
-            if ended:  # the batch ended while the source was read (it raised, or was left)
-                return
-            hand_on(taken)
+                if taken is None or ended:  # spent, or the batch ended while it was read
+                    return
+                hand_on(taken)
+        except BaseException as exc:
+            # Not the source's end: the source unread is not spent (a batch stopped by its loop's end
+            # says so when read on). A cancel from within the source, or a progress bar that cannot
+            # be drawn, ends the batch; the batch's own end cancelling this task does not.
+            if not ended:
+                batch.failure = exc
+            raise
+        finally:
+            batch.reading = False
+            finished.put_nowait(None)  # the reader may be waiting for the next request
 
     reader = asyncio.ensure_future(read()) if batch.reads_async else None
     try:
